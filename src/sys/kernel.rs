@@ -1,0 +1,146 @@
+//! Facts about the running kernel and machine: version, transparent huge page mode,
+//! whether soft-dirty tracking really works, and what the report should record.
+
+use crate::error::{Error, Result};
+use crate::sys::PAGE_SIZE;
+use crate::sys::mem::Region;
+use crate::sys::pagemap::Pagemap;
+
+/// `uname -r`.
+pub fn release() -> String {
+    // SAFETY: a zeroed utsname is a valid output buffer.
+    let mut u: libc::utsname = unsafe { std::mem::zeroed() };
+    // SAFETY: `u` is a valid utsname.
+    if unsafe { libc::uname(&mut u) } != 0 {
+        return "unknown".into();
+    }
+    // SAFETY: uname NUL-terminates the field.
+    let cstr = unsafe { std::ffi::CStr::from_ptr(u.release.as_ptr()) };
+    cstr.to_string_lossy().into_owned()
+}
+
+/// `(major, minor)` of the running kernel.
+pub fn version() -> (u32, u32) {
+    let r = release();
+    let mut it = r
+        .split(|c: char| !c.is_ascii_digit())
+        .filter(|s| !s.is_empty());
+    let major = it.next().and_then(|s| s.parse().ok()).unwrap_or(0);
+    let minor = it.next().and_then(|s| s.parse().ok()).unwrap_or(0);
+    (major, minor)
+}
+
+/// The selected transparent huge page mode (`always`, `madvise`, `never`), or `unknown`.
+pub fn thp_mode() -> String {
+    std::fs::read_to_string("/sys/kernel/mm/transparent_hugepage/enabled")
+        .ok()
+        .and_then(|s| {
+            s.split_whitespace()
+                .find(|w| w.starts_with('['))
+                .map(|w| w.trim_matches(|c| c == '[' || c == ']').to_string())
+        })
+        .unwrap_or_else(|| "unknown".into())
+}
+
+/// The value of a sysctl under `/proc/sys` (e.g. `vm/max_map_count`), if readable.
+pub fn sysctl(path: &str) -> Option<String> {
+    std::fs::read_to_string(format!("/proc/sys/{path}"))
+        .ok()
+        .map(|s| s.trim().to_string())
+}
+
+/// The CPU model name from `/proc/cpuinfo`.
+pub fn cpu_model() -> String {
+    std::fs::read_to_string("/proc/cpuinfo")
+        .ok()
+        .and_then(|s| {
+            s.lines()
+                .find(|l| l.starts_with("model name"))
+                .and_then(|l| l.split(':').nth(1))
+                .map(|m| m.trim().to_string())
+        })
+        .unwrap_or_else(|| "unknown".into())
+}
+
+/// Whether the CPU reports running under a hypervisor (`hypervisor` flag).
+pub fn is_virtual_machine() -> bool {
+    std::fs::read_to_string("/proc/cpuinfo")
+        .map(|s| {
+            s.lines()
+                .filter(|l| l.starts_with("flags"))
+                .any(|l| l.split_whitespace().any(|f| f == "hypervisor"))
+        })
+        .unwrap_or(false)
+}
+
+/// Number of online CPUs.
+pub fn online_cpus() -> usize {
+    std::thread::available_parallelism()
+        .map(|n| n.get())
+        .unwrap_or(1)
+}
+
+/// What the kernel configuration says about an option, if the configuration is readable
+/// (`/proc/config.gz` needs decompression, so only `/boot/config-$(uname -r)` is read).
+pub fn config_option(name: &str) -> Option<bool> {
+    let text = std::fs::read_to_string(format!("/boot/config-{}", release())).ok()?;
+    for line in text.lines() {
+        if line.starts_with(&format!("{name}=")) {
+            return Some(true);
+        }
+        if line == format!("# {name} is not set") {
+            return Some(false);
+        }
+    }
+    None
+}
+
+/// The outcome of the soft-dirty check.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct SoftDirtyCheck {
+    /// Pages written after `clear_refs`.
+    pub written: usize,
+    /// Of those, how many had pagemap bit 55 set.
+    pub seen_dirty: usize,
+}
+
+impl SoftDirtyCheck {
+    /// Soft-dirty works when every written page shows the bit.
+    pub fn works(&self) -> bool {
+        self.written > 0 && self.seen_dirty == self.written
+    }
+}
+
+/// Checks soft-dirty for real: clears the bits with `echo 4 > /proc/self/clear_refs`,
+/// writes some pages of a fresh mapping, and counts how many show pagemap bit 55.
+pub fn check_soft_dirty() -> Result<SoftDirtyCheck> {
+    const PAGES: usize = 32;
+    let region = Region::new(PAGES * PAGE_SIZE)?;
+    let base = region.base() as *mut u8;
+    for i in 0..PAGES {
+        // SAFETY: inside the fresh, writable mapping.
+        unsafe { base.add(i * PAGE_SIZE).write_volatile(1) };
+    }
+    std::fs::write("/proc/self/clear_refs", "4").map_err(|e| {
+        Error::from_errno(
+            "write(/proc/self/clear_refs)",
+            None,
+            e.raw_os_error().unwrap_or(0),
+        )
+    })?;
+    for i in 0..PAGES {
+        // SAFETY: as above.
+        unsafe { base.add(i * PAGE_SIZE).write_volatile(2) };
+    }
+    let mut pagemap = Pagemap::open(1)?;
+    let mut seen_dirty = 0;
+    for i in 0..PAGES {
+        if pagemap.entry(region.base() + i * PAGE_SIZE)?.soft_dirty() {
+            seen_dirty += 1;
+        }
+    }
+    Ok(SoftDirtyCheck {
+        written: PAGES,
+        seen_dirty,
+    })
+}
