@@ -1,8 +1,48 @@
 //! barrierlab: a laboratory for garbage-collector write barriers on Linux.
+//!
+//! A small, precise, non-moving mark-sweep [`Heap`] whose collector runs mostly
+//! concurrently with its mutators (Boehm–Demers–Shenker "mostly parallel" marking with an
+//! incremental-update barrier), with a pluggable dirty tracker ([`BarrierKind`]): no
+//! barrier (stop-the-world), a software card table, and the page-level mechanisms Linux
+//! offers — userfaultfd write-protect served by a collector thread, async write-protect
+//! harvested with `PAGEMAP_SCAN`, write-protect raising SIGBUS on the writer, and
+//! `mprotect` + SIGSEGV. Every barrier runs the same workloads, so their costs can be
+//! measured side by side, explained, and taught.
+//!
+//! # Vocabulary
+//! - **mutator**: a thread of the program that allocates and writes the heap
+//!   ([`Mutator`]); **collector**: the thread that finds and frees garbage.
+//! - **root**: a reference the collector starts from (each mutator's root stack).
+//! - **safepoint**: a point where a mutator may be stopped; a **pause** stops all.
+//! - **mark**: set an object's mark bit; **white** (unmarked), **grey** (marked, children
+//!   not yet scanned: on the mark stack), **black** (marked and scanned).
+//! - **sweep**: free every allocated, unmarked object.
+//! - **write barrier**: what a mutator's store does so that a concurrent collector does
+//!   not miss an edge; its **store path** runs on every reference store.
+//! - **card**: a 512-byte slice of the heap with one byte in the card table; **granule**:
+//!   the unit a tracker records (a card, or a 4 KiB page).
+//! - **arm**: start recording writes; **harvest**: take the recorded **dirty set**;
+//!   **disarm**: stop recording.
+//! - **pre-clean**: concurrent rounds of harvest + rescan before remark, to shrink it;
+//!   **remark**: the final pause that rescans what is still dirty.
+//! - **floating garbage**: objects that die during a cycle and survive it.
+//!
+//! # Layers
+//! [`sys`] (the only raw syscalls) → [`barrier`] (trackers) → [`heap`] (mapping, side
+//! tables, allocator) → [`collector`] (the cycle) → [`Mutator`]. [`probe`] says what this
+//! kernel offers.
 #![deny(unsafe_op_in_unsafe_fn)]
 
+pub mod barrier;
+pub mod collector;
 pub mod error;
+pub mod heap;
+pub mod mutator;
+pub mod probe;
 pub mod sys;
 
+pub use barrier::{BarrierKind, ServiceLayout};
+pub use collector::{Pause, PauseKind, Stats};
 pub use error::{Error, Result};
-pub mod probe;
+pub use heap::{Heap, HeapConfig, ObjRef};
+pub use mutator::{Mutator, MutatorTask};

@@ -152,6 +152,42 @@ impl Probe {
     }
 }
 
+/// The result of [`check`] for `m`, computed once per process and mode. With
+/// `user_mode_only == false`, a mechanism that needs userfaultfd is also accepted in
+/// `UFFD_USER_MODE_ONLY` mode (the trackers fall back to it and report so).
+pub fn check_cached(m: Mechanism, user_mode_only: bool) -> Result<()> {
+    use std::collections::HashMap;
+    use std::sync::{Mutex, OnceLock};
+    static CACHE: OnceLock<Mutex<HashMap<(Mechanism, bool), Availability>>> = OnceLock::new();
+    let lookup = |umo: bool| {
+        let mut cache = CACHE
+            .get_or_init(Default::default)
+            .lock()
+            .unwrap_or_else(|p| p.into_inner());
+        cache
+            .entry((m, umo))
+            .or_insert_with(|| check(m, umo))
+            .clone()
+    };
+    let mut result = lookup(user_mode_only);
+    if !result.is_available()
+        && !user_mode_only
+        && m != Mechanism::Mprotect
+        && m != Mechanism::CardTable
+    {
+        if let Availability::Available(note) = lookup(true) {
+            result = Availability::Available(note);
+        }
+    }
+    match result {
+        Availability::Available(_) => Ok(()),
+        Availability::Unavailable(reason) => Err(Error::Unavailable {
+            mechanism: m.name(),
+            reason,
+        }),
+    }
+}
+
 /// Checks one mechanism (in user-mode-only userfaultfd mode if `user_mode_only`).
 pub fn check(m: Mechanism, user_mode_only: bool) -> Availability {
     let result = match m {

@@ -1,0 +1,191 @@
+//! The software card table: one byte per 512-byte card of the heap.
+//!
+//! Store path: the mutator stores the reference, then `cards[slot >> 9] = DIRTY` (one
+//! unconditional byte store; the conditional variant loads first and stores only if the
+//! card is clean, which saves cache-line traffic when many threads write near each
+//! other). Nothing else: no fault, no system call, no kernel help.
+//!
+//! Collector side: [`arm`](DirtyTracker::arm) clears every card; a
+//! [`harvest`](DirtyTracker::harvest) scans the table, clears each dirty card it hands
+//! over, and then issues a full fence, so that the caller's rescan reads memory after the
+//! clear: IF a mutator stores a reference after the clear THEN its card store also comes
+//! after the clear (the mutator stores the reference first), so the card is dirty at the
+//! next harvest; IF it stored before THEN the rescan sees the reference. At remark every
+//! mutator is at a safepoint, so both of its stores are done.
+//!
+//! Costs: a store pays ~0.2 ns extra (sequential) to ~1 ns (random, DRAM); a cycle pays a
+//! scan of `heap / 512` bytes (~0.55 ns per heap page). Only reference stores are marked:
+//! payload writes cannot create edges, so they need no barrier.
+
+use std::sync::atomic::{AtomicU8, AtomicU64, Ordering, fence};
+
+use super::{BarrierKind, CardMark, DirtySet, DirtyTracker, DynBarrier, TrackerStats};
+use crate::error::Result;
+
+/// `log2` of the card size.
+pub const CARD_SHIFT: u32 = 9;
+/// Card size in bytes.
+pub const CARD_SIZE: usize = 1 << CARD_SHIFT;
+/// The value of a dirty card.
+pub const DIRTY: u8 = 1;
+/// The value of a clean card.
+pub const CLEAN: u8 = 0;
+
+/// A card table over one heap.
+#[derive(Debug)]
+pub struct CardTable {
+    base: usize,
+    cards: Box<[AtomicU8]>,
+    conditional: bool,
+    dirty_seen: AtomicU64,
+}
+
+impl CardTable {
+    /// A clean table for the heap `[base, base + len)`; `base` must be card aligned.
+    pub fn new(base: usize, len: usize, conditional: bool) -> CardTable {
+        assert_eq!(base % CARD_SIZE, 0, "heap base must be card aligned");
+        CardTable {
+            base,
+            cards: (0..len.div_ceil(CARD_SIZE))
+                .map(|_| AtomicU8::new(CLEAN))
+                .collect(),
+            conditional,
+            dirty_seen: AtomicU64::new(0),
+        }
+    }
+
+    /// The index of the card holding `addr`.
+    pub fn card_index(&self, addr: usize) -> usize {
+        (addr - self.base) >> CARD_SHIFT
+    }
+
+    /// Whether the card holding `addr` is dirty.
+    pub fn is_dirty(&self, addr: usize) -> bool {
+        self.cards[self.card_index(addr)].load(Ordering::Relaxed) == DIRTY
+    }
+
+    /// Number of cards.
+    pub fn len(&self) -> usize {
+        self.cards.len()
+    }
+
+    /// Always false (a heap has at least one card).
+    pub fn is_empty(&self) -> bool {
+        self.cards.is_empty()
+    }
+
+    /// Scans the table; clears and reports each dirty card. Each card is read with an
+    /// atomic byte load (a racing mutator mark is either seen now or stays dirty for the
+    /// next harvest); reading 8 cards as one word would be a mixed-size racing access,
+    /// which Rust's memory model does not allow, so only clean cards are skipped fast.
+    fn scan_and_clear(&self, out: &mut Vec<usize>) {
+        for (idx, card) in self.cards.iter().enumerate() {
+            if card.load(Ordering::Relaxed) != CLEAN && card.swap(CLEAN, Ordering::Relaxed) == DIRTY
+            {
+                out.push(idx);
+            }
+        }
+    }
+}
+
+impl DirtyTracker for CardTable {
+    fn kind(&self) -> BarrierKind {
+        BarrierKind::CardTable
+    }
+
+    fn granule_shift(&self) -> u32 {
+        CARD_SHIFT
+    }
+
+    fn arm(&self) -> Result<()> {
+        // Marks made before arm do not matter: no object is marked before the cycle's
+        // initial mark, and a write to an unmarked object is seen when it is traced.
+        for c in self.cards.iter() {
+            c.store(CLEAN, Ordering::Relaxed);
+        }
+        fence(Ordering::SeqCst);
+        Ok(())
+    }
+
+    fn harvest(&self, out: &mut DirtySet, _rearm: bool) -> Result<()> {
+        out.clear();
+        self.scan_and_clear(&mut out.granules);
+        // Clear before rescan: the caller's rescan must read the heap after the clears.
+        fence(Ordering::SeqCst);
+        self.dirty_seen
+            .fetch_add(out.granules.len() as u64, Ordering::Relaxed);
+        Ok(())
+    }
+
+    fn disarm(&self) -> Result<()> {
+        Ok(())
+    }
+
+    fn stats(&self) -> TrackerStats {
+        TrackerStats {
+            faults: self.dirty_seen.load(Ordering::Relaxed),
+            ..TrackerStats::default()
+        }
+    }
+
+    fn store_barrier(&self) -> DynBarrier {
+        let biased = self.cards.as_ptr().wrapping_sub(self.base >> CARD_SHIFT);
+        // SAFETY: for every heap address `a`, `(a >> 9) - (base >> 9)` indexes the table,
+        // and the heap keeps this tracker alive for as long as any mutator exists.
+        DynBarrier::Card(unsafe { CardMark::new(biased, self.conditional) })
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::barrier::StoreBarrier;
+
+    #[test]
+    fn card_index_and_store_path_agree() {
+        let base = 1 << 20;
+        let table = CardTable::new(base, 64 * 1024, false);
+        assert_eq!(table.len(), 128);
+        let path = table.store_barrier();
+        for addr in [base, base + 511, base + 512, base + 64 * 1024 - 8] {
+            path.on_store(addr);
+            assert!(table.is_dirty(addr), "card of {addr:#x} not dirty");
+        }
+        let mut set = DirtySet::default();
+        table.harvest(&mut set, true).unwrap();
+        assert_eq!(set.granules, vec![0, 1, 127]);
+        assert!(!table.is_dirty(base));
+        table.harvest(&mut set, true).unwrap();
+        assert!(
+            set.granules.is_empty(),
+            "harvest must clear what it hands over"
+        );
+    }
+
+    #[test]
+    fn conditional_marking_marks_the_same_cards() {
+        let base = 1 << 20;
+        let table = CardTable::new(base, 8 * CARD_SIZE + 3 * CARD_SIZE, true);
+        let path = table.store_barrier();
+        path.on_store(base + 9 * CARD_SIZE + 8);
+        path.on_store(base + 9 * CARD_SIZE + 16);
+        let mut set = DirtySet::default();
+        table.harvest(&mut set, false).unwrap();
+        assert_eq!(
+            set.granules,
+            vec![9],
+            "the tail past the last 8-card chunk is scanned"
+        );
+    }
+
+    #[test]
+    fn arm_clears_marks_made_before_it() {
+        let base = 1 << 20;
+        let table = CardTable::new(base, 16 * CARD_SIZE, false);
+        table.store_barrier().on_store(base);
+        table.arm().unwrap();
+        let mut set = DirtySet::default();
+        table.harvest(&mut set, true).unwrap();
+        assert!(set.granules.is_empty());
+    }
+}

@@ -1,0 +1,363 @@
+//! Write barriers: the mutator-side store path and the collector-side dirty trackers.
+//!
+//! A barrier has two halves (the split mmtk-core makes between a barrier's fast path and
+//! its semantics):
+//! - the **store path** ([`StoreBarrier`]), run by the mutator after every reference
+//!   store. It is generic and inlined: for the page-level trackers it is empty, so a
+//!   reference store compiles to the same single `mov` as with [`BarrierKind::None`];
+//!   for the card table it is one more byte store.
+//! - the **tracker** ([`DirtyTracker`]), run by the collector: [`arm`](DirtyTracker::arm)
+//!   it, [`harvest`](DirtyTracker::harvest) the dirty set, [`disarm`](DirtyTracker::disarm)
+//!   it.
+//!
+//! # The mechanisms compared
+//!
+//! Costs per event are the medians of `../shared/probe/RESULTS.md` (2-vCPU KVM guest,
+//! Linux 6.18); `cargo bench` and `barrierlab study` measure them from Rust.
+//!
+//! | kind | per store | per dirtied granule | per cycle (per heap page) | granule | kernel needs | failure modes |
+//! |---|---|---|---|---|---|---|
+//! | `none` | 0 | – | – (stop-the-world mark) | – | nothing | long pauses |
+//! | `card-table` | +0.17 ns (one byte store) | 0 | ~0.55 ns scan + clear | 512 B | nothing | every store pays, pointer stores only |
+//! | `uffd-wp` | 0 | ~15–58 µs: fault, message, cross-thread wake-up | ~70 ns protect | 4 KiB | userfaultfd WP (5.7+), `WP_UNPOPULATED` (6.4+) | service thread must run while armed; a VM's wake-up cost dominates |
+//! | `uffd-wp-async` | 0 | ~0.8 µs kernel-resolved fault + ~40 ns scan | ~1 ns `PAGEMAP_SCAN` | 4 KiB | `WP_ASYNC` + `PAGEMAP_SCAN` (6.7+) | none known; writes by the kernel are recorded too |
+//! | `uffd-wp-sigbus` | 0 | ~4 µs SIGBUS + `UFFDIO_WRITEPROTECT` on the writer | ~70 ns protect | 4 KiB | userfaultfd WP + `UFFD_FEATURE_SIGBUS` | a kernel write (`read(2)` into the heap) fails with `EFAULT` |
+//! | `mprotect` | 0 | ~5–8 µs SIGSEGV + `mprotect` on the writer | ~70 ns `mprotect` | 4 KiB | nothing | splits mappings: `vm.max_map_count`; kernel writes fail with `EFAULT` |
+//!
+//! Every tracker may over-approximate (report a granule that was not written), never
+//! under-approximate. A tracker that cannot do its job for a cycle degrades to
+//! "everything is dirty" for that cycle and says so in its stats.
+//!
+//! Soft-dirty (`/proc/self/clear_refs` + pagemap bit 55) is the classic sixth mechanism;
+//! it is not built here because it does not work on kernels without
+//! `CONFIG_MEM_SOFT_DIRTY` (the project's own machines): see [`crate::probe`].
+
+pub mod card_table;
+pub mod uffd_wp;
+
+use std::fmt;
+use std::str::FromStr;
+use std::sync::atomic::AtomicU8;
+
+use crate::error::{Error, Result};
+use crate::probe::Mechanism;
+
+pub use card_table::CardTable;
+pub use uffd_wp::{ServiceLayout, UffdWpTracker};
+
+/// Which write barrier a heap uses.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, PartialOrd, Ord)]
+pub enum BarrierKind {
+    /// No barrier: every collection stops the world for the whole mark.
+    None,
+    /// A byte per 512-byte card, set by the mutator after each reference store.
+    CardTable,
+    /// userfaultfd write-protect; faults served on a collector-side thread.
+    UffdWp,
+    /// userfaultfd async write-protect; harvested with `PAGEMAP_SCAN`.
+    UffdWpAsync,
+    /// userfaultfd write-protect raising SIGBUS on the writer, which unprotects.
+    UffdWpSigbus,
+    /// `mprotect(PROT_READ)` and a SIGSEGV handler on the writer.
+    Mprotect,
+}
+
+impl BarrierKind {
+    /// Every kind, in report order.
+    pub const ALL: [BarrierKind; 6] = [
+        BarrierKind::None,
+        BarrierKind::CardTable,
+        BarrierKind::UffdWp,
+        BarrierKind::UffdWpAsync,
+        BarrierKind::UffdWpSigbus,
+        BarrierKind::Mprotect,
+    ];
+
+    /// The kebab-case name (`card-table`).
+    pub fn name(self) -> &'static str {
+        match self {
+            BarrierKind::None => "none",
+            BarrierKind::CardTable => "card-table",
+            BarrierKind::UffdWp => "uffd-wp",
+            BarrierKind::UffdWpAsync => "uffd-wp-async",
+            BarrierKind::UffdWpSigbus => "uffd-wp-sigbus",
+            BarrierKind::Mprotect => "mprotect",
+        }
+    }
+
+    /// Whether the collector marks concurrently (everything but `None`).
+    pub fn is_concurrent(self) -> bool {
+        self != BarrierKind::None
+    }
+
+    /// Whether the granule is a whole page (the store path is empty).
+    pub fn is_page_level(self) -> bool {
+        !matches!(self, BarrierKind::None | BarrierKind::CardTable)
+    }
+
+    /// The probe item that says whether this kind can run here (`None` needs nothing).
+    pub fn mechanism(self) -> Option<Mechanism> {
+        match self {
+            BarrierKind::None => None,
+            BarrierKind::CardTable => Some(Mechanism::CardTable),
+            BarrierKind::UffdWp => Some(Mechanism::UffdWp),
+            BarrierKind::UffdWpAsync => Some(Mechanism::UffdWpAsync),
+            BarrierKind::UffdWpSigbus => Some(Mechanism::UffdWpSigbus),
+            BarrierKind::Mprotect => Some(Mechanism::Mprotect),
+        }
+    }
+}
+
+impl fmt::Display for BarrierKind {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.pad(self.name())
+    }
+}
+
+impl FromStr for BarrierKind {
+    type Err = Error;
+    fn from_str(s: &str) -> Result<Self> {
+        BarrierKind::ALL
+            .into_iter()
+            .find(|k| k.name() == s)
+            .ok_or_else(|| {
+                let names: Vec<_> = BarrierKind::ALL.iter().map(|k| k.name()).collect();
+                Error::InvalidArgument(format!(
+                    "unknown barrier `{s}`; expected one of: {}",
+                    names.join(", ")
+                ))
+            })
+    }
+}
+
+/// The granules written since the last arm or harvest, as indices from the heap base
+/// (`granule = (addr - base) >> shift`), sorted and without duplicates, or "everything"
+/// when the tracker degraded.
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+pub struct DirtySet {
+    /// Sorted, unique granule indices.
+    pub granules: Vec<usize>,
+    /// The tracker lost track: treat every granule as dirty.
+    pub all: bool,
+}
+
+impl DirtySet {
+    /// Empties the set.
+    pub fn clear(&mut self) {
+        self.granules.clear();
+        self.all = false;
+    }
+
+    /// Number of dirty granules, or `total` when everything is dirty.
+    pub fn count(&self, total: usize) -> usize {
+        if self.all { total } else { self.granules.len() }
+    }
+}
+
+/// Counters every tracker keeps.
+#[derive(Debug, Default, Clone, Copy, PartialEq, Eq)]
+pub struct TrackerStats {
+    /// Write faults served (page trackers) or cards found dirty (card table).
+    pub faults: u64,
+    /// Fault messages read from a userfaultfd.
+    pub messages: u64,
+    /// `read(2)` calls that returned at least one message.
+    pub reads: u64,
+    /// `EAGAIN` retries of userfaultfd ioctls.
+    pub eagain_retries: u64,
+    /// Cycles in which the tracker degraded to "everything dirty".
+    pub degradations: u64,
+}
+
+/// The collector side of a write barrier.
+///
+/// The contract, whatever the mechanism (see `DESIGN.md`):
+/// - [`arm`](Self::arm): from now on every write to the heap is recorded (may
+///   over-approximate). Called with mutators running.
+/// - [`harvest`](Self::harvest): hand over what was recorded since the last arm or
+///   harvest. With `rearm`, the handed-over granules are tracked again, and the order is
+///   *clear the record, re-protect, then the caller rescans*: the reverse loses a write
+///   that lands in between.
+/// - [`disarm`](Self::disarm): stop tracking; may be called with mutators running, right
+///   after the remark pause, and must not need that pause.
+pub trait DirtyTracker: Send + Sync {
+    /// Which kind this is.
+    fn kind(&self) -> BarrierKind;
+
+    /// `log2` of the granule size in bytes.
+    fn granule_shift(&self) -> u32;
+
+    /// Starts recording writes to the heap.
+    fn arm(&self) -> Result<()>;
+
+    /// Moves the recorded granules into `out` (cleared first), re-arming them if `rearm`.
+    fn harvest(&self, out: &mut DirtySet, rearm: bool) -> Result<()>;
+
+    /// Stops recording.
+    fn disarm(&self) -> Result<()>;
+
+    /// A descriptor the collector should poll while it waits, and serve with
+    /// [`serve_pending`](Self::serve_pending) when readable (the userfaultfd of `uffd-wp`
+    /// when the collector itself serves faults).
+    fn service_fd(&self) -> Option<std::os::fd::RawFd> {
+        None
+    }
+
+    /// Serves whatever faults are queued, without blocking. Returns how many.
+    fn serve_pending(&self) -> usize {
+        0
+    }
+
+    /// The counters so far.
+    fn stats(&self) -> TrackerStats;
+
+    /// The mutator-side store path this tracker needs.
+    fn store_barrier(&self) -> DynBarrier {
+        DynBarrier::None
+    }
+}
+
+/// The mutator-side half of a barrier: what runs after a reference store.
+///
+/// Implementations are `Copy` values held by the mutator, so the compiler sees the whole
+/// store path and inlines it.
+pub trait StoreBarrier: Copy + Send + 'static {
+    /// Builds the store path from a tracker's description, if it is this type.
+    fn from_dyn(d: DynBarrier) -> Option<Self>;
+
+    /// Called after the reference store to `slot` (an address in the heap) completed.
+    fn on_store(&self, slot: usize);
+}
+
+/// No store path: the page-level trackers and `None`.
+#[derive(Debug, Clone, Copy, Default)]
+pub struct NoStoreBarrier;
+
+impl StoreBarrier for NoStoreBarrier {
+    fn from_dyn(d: DynBarrier) -> Option<Self> {
+        matches!(d, DynBarrier::None).then_some(NoStoreBarrier)
+    }
+
+    #[inline(always)]
+    fn on_store(&self, _slot: usize) {}
+}
+
+/// Card marking: `cards[slot >> 9] = DIRTY`, through a pointer biased by the heap base so
+/// that the index needs no subtraction.
+#[derive(Debug, Clone, Copy)]
+pub struct CardMark {
+    biased: *const AtomicU8,
+    conditional: bool,
+}
+
+// SAFETY: the pointer refers to the card table, which outlives every mutator (the heap
+// keeps the tracker alive while any mutator exists) and is only accessed atomically.
+unsafe impl Send for CardMark {}
+// SAFETY: as above: shared access only performs atomic byte stores and loads.
+unsafe impl Sync for CardMark {}
+
+impl CardMark {
+    /// # Safety
+    /// `biased.wrapping_add(addr >> 9)` must point into a live card table for every heap
+    /// address `addr` the mutator will store to, for as long as this value is used.
+    pub(crate) unsafe fn new(biased: *const AtomicU8, conditional: bool) -> CardMark {
+        CardMark {
+            biased,
+            conditional,
+        }
+    }
+}
+
+impl StoreBarrier for CardMark {
+    fn from_dyn(d: DynBarrier) -> Option<Self> {
+        match d {
+            DynBarrier::Card(c) => Some(c),
+            DynBarrier::None => None,
+        }
+    }
+
+    #[inline(always)]
+    fn on_store(&self, slot: usize) {
+        // SAFETY: by the contract of `CardMark::new`, the biased pointer plus the card
+        // index of a heap address is a card of the live table.
+        let card = unsafe { &*self.biased.wrapping_add(slot >> card_table::CARD_SHIFT) };
+        if self.conditional {
+            if card.load(std::sync::atomic::Ordering::Relaxed) != card_table::DIRTY {
+                card.store(card_table::DIRTY, std::sync::atomic::Ordering::Relaxed);
+            }
+        } else {
+            card.store(card_table::DIRTY, std::sync::atomic::Ordering::Relaxed);
+        }
+    }
+}
+
+/// The store path chosen at run time (one predictable branch per store). Workloads that
+/// want the monomorphised path use [`crate::Heap::run_typed`].
+#[derive(Debug, Clone, Copy)]
+pub enum DynBarrier {
+    /// No store path.
+    None,
+    /// Card marking.
+    Card(CardMark),
+}
+
+impl StoreBarrier for DynBarrier {
+    fn from_dyn(d: DynBarrier) -> Option<Self> {
+        Some(d)
+    }
+
+    #[inline(always)]
+    fn on_store(&self, slot: usize) {
+        if let DynBarrier::Card(c) = self {
+            c.on_store(slot)
+        }
+    }
+}
+
+/// Builds the tracker for `kind` over the heap `[base, base + len)`.
+pub(crate) fn build(
+    kind: BarrierKind,
+    base: usize,
+    len: usize,
+    options: &TrackerOptions,
+) -> Result<Option<Box<dyn DirtyTracker>>> {
+    if let Some(m) = kind.mechanism() {
+        crate::probe::check_cached(m, options.user_mode_only)?;
+    }
+    Ok(match kind {
+        BarrierKind::None => None,
+        BarrierKind::CardTable => Some(Box::new(CardTable::new(
+            base,
+            len,
+            options.conditional_cards,
+        ))),
+        BarrierKind::UffdWp => Some(Box::new(UffdWpTracker::new(base, len, options)?)),
+        other => {
+            return Err(Error::Unavailable {
+                mechanism: other.name(),
+                reason: "this tracker is not built yet".into(),
+            });
+        }
+    })
+}
+
+/// Tracker options from the heap configuration.
+#[derive(Debug, Clone)]
+pub struct TrackerOptions {
+    /// Card table: test the card before marking it.
+    pub conditional_cards: bool,
+    /// `uffd-wp`: who serves the faults.
+    pub service: ServiceLayout,
+    /// Open userfaultfd with `UFFD_USER_MODE_ONLY`.
+    pub user_mode_only: bool,
+}
+
+impl Default for TrackerOptions {
+    fn default() -> Self {
+        TrackerOptions {
+            conditional_cards: false,
+            service: ServiceLayout::default(),
+            user_mode_only: false,
+        }
+    }
+}

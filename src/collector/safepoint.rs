@@ -1,0 +1,170 @@
+//! Stopping the world: the safepoint handshake between the collector and the mutators.
+//!
+//! Safepoints are cooperative. A global epoch is odd while the collector wants the world
+//! stopped. A mutator polls it (one relaxed load) at every allocation and at
+//! [`crate::Mutator::safepoint`]; when it is odd the mutator records the epoch it stopped
+//! at, tells the collector (an eventfd, so that the collector can sleep in `poll(2)` on
+//! that and on the userfaultfd at once), and sleeps until the epoch changes. A mutator
+//! that is about to block (sleep, I/O, waiting for a collection) *leaves*: it is then
+//! counted as stopped, and on the way back it *enters*, which parks it if a pause is on.
+//!
+//! Leaving and entering race with a stop request; both sides write their flag, then read
+//! the other's, with `SeqCst` (Dekker): either the collector sees the mutator running, or
+//! the mutator sees the request.
+//!
+//! A mutator blocked in a write-protect fault is not at a safepoint, so the collector
+//! keeps serving faults while it waits ([`Safepoints::stop_world`] takes the tracker).
+
+use std::os::fd::AsRawFd;
+use std::sync::Arc;
+use std::sync::atomic::{AtomicU8, AtomicU64, Ordering};
+use std::time::{Duration, Instant};
+
+use parking_lot::{Condvar, Mutex};
+
+use crate::barrier::DirtyTracker;
+use crate::error::Result;
+use crate::sys::eventfd::{EventFd, poll_readable};
+
+const RUNNING: u8 = 0;
+const STOPPED: u8 = 1;
+const BLOCKED: u8 = 2;
+
+/// The part of a mutator the collector sees.
+#[derive(Debug)]
+pub(crate) struct MutatorShared {
+    state: AtomicU8,
+    stopped_at: AtomicU64,
+    /// The root stack: read by the collector only while the mutator is stopped or
+    /// blocked; the lock is uncontended in practice.
+    pub(crate) roots: Mutex<Vec<usize>>,
+}
+
+/// The handshake state of one heap.
+#[derive(Debug)]
+pub(crate) struct Safepoints {
+    epoch: AtomicU64,
+    registry: Mutex<Vec<Arc<MutatorShared>>>,
+    resume: Mutex<()>,
+    resumed: Condvar,
+    arrived: EventFd,
+}
+
+impl Safepoints {
+    pub(crate) fn new() -> Result<Safepoints> {
+        Ok(Safepoints {
+            epoch: AtomicU64::new(0),
+            registry: Mutex::new(Vec::new()),
+            resume: Mutex::new(()),
+            resumed: Condvar::new(),
+            arrived: EventFd::new()?,
+        })
+    }
+
+    /// A new mutator, registered in the blocked state; call [`Safepoints::enter`] next.
+    pub(crate) fn register(&self) -> Arc<MutatorShared> {
+        let m = Arc::new(MutatorShared {
+            state: AtomicU8::new(BLOCKED),
+            stopped_at: AtomicU64::new(0),
+            roots: Mutex::new(Vec::new()),
+        });
+        self.registry.lock().push(m.clone());
+        m
+    }
+
+    /// Removes a mutator (which must have left).
+    pub(crate) fn unregister(&self, m: &Arc<MutatorShared>) {
+        self.registry.lock().retain(|x| !Arc::ptr_eq(x, m));
+        self.arrived.signal();
+    }
+
+    /// Whether a pause is requested: the mutator's fast-path poll.
+    #[inline(always)]
+    pub(crate) fn requested(&self) -> bool {
+        self.epoch.load(Ordering::Relaxed) & 1 == 1
+    }
+
+    /// The slow path of a poll: stop until the pause is over.
+    #[cold]
+    pub(crate) fn park(&self, m: &MutatorShared) {
+        let mut guard = self.resume.lock();
+        let e = self.epoch.load(Ordering::SeqCst);
+        if e & 1 == 0 {
+            return;
+        }
+        m.stopped_at.store(e, Ordering::SeqCst);
+        m.state.store(STOPPED, Ordering::SeqCst);
+        self.arrived.signal();
+        while self.epoch.load(Ordering::SeqCst) == e {
+            self.resumed.wait(&mut guard);
+        }
+        m.state.store(RUNNING, Ordering::SeqCst);
+    }
+
+    /// The mutator is about to block: count it as stopped until it enters again.
+    pub(crate) fn leave(&self, m: &MutatorShared) {
+        m.state.store(BLOCKED, Ordering::SeqCst);
+        self.arrived.signal();
+    }
+
+    /// The mutator is back: park first if a pause is on.
+    pub(crate) fn enter(&self, m: &MutatorShared) {
+        m.state.store(RUNNING, Ordering::SeqCst);
+        if self.epoch.load(Ordering::SeqCst) & 1 == 1 {
+            self.park(m);
+        }
+    }
+
+    /// Whether the mutator is running (not left).
+    pub(crate) fn is_running(&self, m: &MutatorShared) -> bool {
+        m.state.load(Ordering::SeqCst) != BLOCKED
+    }
+
+    /// Requests a pause and waits until every mutator is stopped or blocked, serving the
+    /// tracker's faults meanwhile. Returns the mutators and the time to safepoint.
+    pub(crate) fn stop_world(
+        &self,
+        tracker: Option<&dyn DirtyTracker>,
+    ) -> (Vec<Arc<MutatorShared>>, Duration) {
+        let t0 = Instant::now();
+        let e = self.epoch.fetch_add(1, Ordering::SeqCst) + 1;
+        debug_assert!(e & 1 == 1);
+        let service = tracker.and_then(|t| t.service_fd());
+        loop {
+            let mutators = self.registry.lock().clone();
+            let all_stopped = mutators.iter().all(|m| {
+                let s = m.state.load(Ordering::SeqCst);
+                s == BLOCKED || (s == STOPPED && m.stopped_at.load(Ordering::SeqCst) == e)
+            });
+            if all_stopped {
+                return (mutators, t0.elapsed());
+            }
+            // Sleep until a mutator arrives or a fault needs serving; the timeout only
+            // guards against a lost signal.
+            match service {
+                Some(fd) => {
+                    let [arrived, fault] =
+                        poll_readable([self.arrived.as_raw_fd(), fd], 10).unwrap_or([true, true]);
+                    if arrived {
+                        self.arrived.drain();
+                    }
+                    if fault {
+                        tracker.map(|t| t.serve_pending());
+                    }
+                }
+                None => {
+                    if poll_readable([self.arrived.as_raw_fd()], 10).unwrap_or([true])[0] {
+                        self.arrived.drain();
+                    }
+                }
+            }
+        }
+    }
+
+    /// Ends the pause.
+    pub(crate) fn resume_world(&self) {
+        let _guard = self.resume.lock();
+        self.epoch.fetch_add(1, Ordering::SeqCst);
+        self.resumed.notify_all();
+    }
+}

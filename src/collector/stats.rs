@@ -1,0 +1,123 @@
+//! What the collector records: every pause, and a summary of every cycle.
+
+use std::time::Duration;
+
+use crate::barrier::{BarrierKind, TrackerStats};
+
+/// Which pause.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
+pub enum PauseKind {
+    /// Roots snapshot of a concurrent cycle.
+    InitialMark,
+    /// Final rescan of a concurrent cycle.
+    Remark,
+    /// A whole stop-the-world mark (`none`, or a tracker that could not arm).
+    StopTheWorld,
+}
+
+impl PauseKind {
+    /// The name used in reports.
+    pub fn name(self) -> &'static str {
+        match self {
+            PauseKind::InitialMark => "initial-mark",
+            PauseKind::Remark => "remark",
+            PauseKind::StopTheWorld => "stop-the-world",
+        }
+    }
+}
+
+/// One pause.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct Pause {
+    /// Which pause.
+    pub kind: PauseKind,
+    /// The cycle it belongs to (from 1).
+    pub cycle: u64,
+    /// When it started (from the heap's creation).
+    pub start: Duration,
+    /// From the stop request to the resume: what a mutator may wait.
+    pub duration: Duration,
+    /// Of that, the time until every mutator reached a safepoint.
+    pub time_to_safepoint: Duration,
+}
+
+/// One cycle.
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+pub struct CycleStats {
+    /// Cycle number, from 1.
+    pub cycle: u64,
+    /// Granules found dirty by each pre-clean round.
+    pub preclean_dirty: Vec<usize>,
+    /// Objects rescanned by all pre-clean rounds.
+    pub preclean_rescanned: usize,
+    /// Granules dirty at remark.
+    pub remark_dirty: usize,
+    /// Marked objects rescanned at remark because they overlap a dirty granule.
+    pub remark_rescanned: usize,
+    /// Objects newly traced during the remark pause.
+    pub remark_traced: u64,
+    /// Objects marked by tracing (allocated-black objects not included).
+    pub objects_marked: u64,
+    /// Bytes of the cells marked by tracing.
+    pub bytes_marked: u64,
+    /// Bytes freed by the sweep.
+    pub bytes_freed: u64,
+    /// Objects freed by the sweep.
+    pub objects_freed: u64,
+    /// The tracker degraded to "everything dirty" (or could not arm).
+    pub degraded: bool,
+    /// Time to arm.
+    pub arm: Duration,
+    /// Time in harvests (pre-clean and remark).
+    pub harvest: Duration,
+    /// Time to disarm.
+    pub disarm: Duration,
+    /// Concurrent mark and pre-clean.
+    pub mark: Duration,
+    /// Sweep.
+    pub sweep: Duration,
+    /// The whole cycle.
+    pub total: Duration,
+}
+
+/// Statistics of a heap so far ([`crate::Heap::stats`]).
+#[derive(Debug, Clone, Default)]
+pub struct Stats {
+    /// The barrier.
+    pub barrier: Option<BarrierKind>,
+    /// Cycles completed.
+    pub cycles: u64,
+    /// Every pause, in order.
+    pub pauses: Vec<Pause>,
+    /// Every cycle, in order.
+    pub cycle_log: Vec<CycleStats>,
+    /// The tracker's counters (faults served, messages, degradations).
+    pub tracker: TrackerStats,
+    /// Tri-colour violations found by the verifier (only with `verify`).
+    pub verifier_failures: u64,
+    /// The first few verifier messages.
+    pub verifier_messages: Vec<String>,
+    /// Bytes allocated (cell sizes).
+    pub bytes_allocated: u64,
+}
+
+impl Stats {
+    /// The longest pause.
+    pub fn max_pause(&self) -> Duration {
+        self.pauses
+            .iter()
+            .map(|p| p.duration)
+            .max()
+            .unwrap_or_default()
+    }
+
+    /// The sum of all pauses.
+    pub fn total_pause(&self) -> Duration {
+        self.pauses.iter().map(|p| p.duration).sum()
+    }
+
+    /// Cycles in which the tracker degraded.
+    pub fn degraded_cycles(&self) -> usize {
+        self.cycle_log.iter().filter(|c| c.degraded).count()
+    }
+}

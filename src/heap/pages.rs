@@ -1,0 +1,227 @@
+//! The page table (what each heap page holds) and the pool of free pages.
+//!
+//! Each page's entry is one `AtomicU32` outside the heap: a tag (free, small-object page of
+//! some class, first page of a large object, later page of a large object) and a value
+//! (the class, the span length, or the distance back to the first page). The pool hands
+//! out single pages and contiguous runs (first fit from a rotating cursor).
+
+use std::sync::atomic::{AtomicU32, Ordering};
+
+use crate::heap::bitmap::Bitmap;
+
+/// What a page holds.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum PageKind {
+    /// In the pool.
+    Free,
+    /// Cells of one size class.
+    Small {
+        /// The size class.
+        class: usize,
+    },
+    /// The first page of a large object spanning `pages` pages.
+    LargeHead {
+        /// Length of the span.
+        pages: usize,
+    },
+    /// A later page of a large object whose first page is `back` pages before.
+    LargeTail {
+        /// Distance to the first page.
+        back: usize,
+    },
+}
+
+const TAG_FREE: u32 = 0;
+const TAG_SMALL: u32 = 1;
+const TAG_HEAD: u32 = 2;
+const TAG_TAIL: u32 = 3;
+
+impl PageKind {
+    fn encode(self) -> u32 {
+        match self {
+            PageKind::Free => TAG_FREE,
+            PageKind::Small { class } => TAG_SMALL | (class as u32) << 2,
+            PageKind::LargeHead { pages } => TAG_HEAD | (pages as u32) << 2,
+            PageKind::LargeTail { back } => TAG_TAIL | (back as u32) << 2,
+        }
+    }
+
+    fn decode(v: u32) -> PageKind {
+        let value = (v >> 2) as usize;
+        match v & 3 {
+            TAG_FREE => PageKind::Free,
+            TAG_SMALL => PageKind::Small { class: value },
+            TAG_HEAD => PageKind::LargeHead { pages: value },
+            _ => PageKind::LargeTail { back: value },
+        }
+    }
+}
+
+/// The page table.
+#[derive(Debug)]
+pub struct PageTable {
+    entries: Box<[AtomicU32]>,
+}
+
+impl PageTable {
+    /// All pages free.
+    pub fn new(pages: usize) -> PageTable {
+        PageTable {
+            entries: (0..pages).map(|_| AtomicU32::new(TAG_FREE)).collect(),
+        }
+    }
+
+    /// What page `p` holds.
+    #[inline]
+    pub fn get(&self, p: usize) -> PageKind {
+        PageKind::decode(self.entries[p].load(Ordering::Acquire))
+    }
+
+    /// Sets what page `p` holds.
+    pub fn set(&self, p: usize, kind: PageKind) {
+        self.entries[p].store(kind.encode(), Ordering::Release);
+    }
+
+    /// Number of pages.
+    pub fn len(&self) -> usize {
+        self.entries.len()
+    }
+
+    /// Always false.
+    pub fn is_empty(&self) -> bool {
+        self.entries.is_empty()
+    }
+}
+
+/// Free pages. Guarded by the heap's pool lock.
+#[derive(Debug)]
+pub struct PagePool {
+    free: Bitmap,
+    /// Pages that held objects since they were last zeroed.
+    used_before: Bitmap,
+    free_count: usize,
+    cursor: usize,
+    pages: usize,
+}
+
+impl PagePool {
+    /// Every page free and zero.
+    pub fn new(pages: usize) -> PagePool {
+        let free = Bitmap::new(pages);
+        for p in 0..pages {
+            free.set(p);
+        }
+        PagePool {
+            free,
+            used_before: Bitmap::new(pages),
+            free_count: pages,
+            cursor: 0,
+            pages,
+        }
+    }
+
+    /// Number of free pages.
+    pub fn free_pages(&self) -> usize {
+        self.free_count
+    }
+
+    /// Takes a run of `n` free pages; returns its first page and whether any page of it
+    /// must be zeroed before use.
+    pub fn take(&mut self, n: usize) -> Option<(usize, bool)> {
+        if n == 0 || n > self.free_count {
+            return None;
+        }
+        let start = self
+            .find_run(n, self.cursor)
+            .or_else(|| self.find_run(n, 0))?;
+        let mut needs_zero = false;
+        for p in start..start + n {
+            self.free.clear(p);
+            if self.used_before.get(p) {
+                needs_zero = true;
+                self.used_before.clear(p);
+            }
+        }
+        self.free_count -= n;
+        self.cursor = (start + n) % self.pages;
+        Some((start, needs_zero))
+    }
+
+    fn find_run(&self, n: usize, from: usize) -> Option<usize> {
+        let mut p = from;
+        while p + n <= self.pages {
+            // Skip a whole word of used pages at once.
+            if p % 64 == 0 && self.free.word(p / 64).load(Ordering::Relaxed) == 0 {
+                p += 64;
+                continue;
+            }
+            if !self.free.get(p) {
+                p += 1;
+                continue;
+            }
+            let mut len = 1;
+            while len < n && self.free.get(p + len) {
+                len += 1;
+            }
+            if len == n {
+                return Some(p);
+            }
+            p += len + 1;
+        }
+        None
+    }
+
+    /// Returns `n` pages starting at `start`; they held objects, so they are zeroed
+    /// before their next use.
+    pub fn give_back(&mut self, start: usize, n: usize) {
+        for p in start..start + n {
+            debug_assert!(!self.free.get(p), "page {p} freed twice");
+            self.free.set(p);
+            self.used_before.set(p);
+        }
+        self.free_count += n;
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn page_kinds_round_trip() {
+        let t = PageTable::new(4);
+        for k in [
+            PageKind::Free,
+            PageKind::Small { class: 19 },
+            PageKind::LargeHead { pages: 1 << 20 },
+            PageKind::LargeTail { back: 77 },
+        ] {
+            t.set(2, k);
+            assert_eq!(t.get(2), k);
+        }
+    }
+
+    #[test]
+    fn pool_takes_runs_and_tracks_zeroing() {
+        let mut pool = PagePool::new(200);
+        assert_eq!(pool.take(3), Some((0, false)));
+        assert_eq!(pool.take(100), Some((3, false)));
+        assert_eq!(pool.free_pages(), 97);
+        pool.give_back(1, 1);
+        // A one-page hole at 1; a 2-page run must not use it.
+        let (p, _) = pool.take(2).unwrap();
+        assert!(p >= 103);
+        assert_eq!(pool.take(1), Some((105, false)));
+        // Wraps around to the hole, which must be zeroed before reuse.
+        let mut found_hole = false;
+        while let Some((p, z)) = pool.take(1) {
+            if p == 1 {
+                assert!(z);
+                found_hole = true;
+            }
+        }
+        assert!(found_hole);
+        assert_eq!(pool.free_pages(), 0);
+        assert_eq!(pool.take(1), None);
+    }
+}

@@ -1,0 +1,66 @@
+//! Size classes: every small object is rounded up to one of these cell sizes, and a page
+//! holds cells of one size only, so that the cell containing any address is found by
+//! division (what the rescan of a dirty granule needs).
+
+use crate::sys::PAGE_SIZE;
+
+/// The allocation granule (and alignment) in bytes: one bit of each side bitmap.
+pub const GRANULE: usize = 16;
+/// `log2(GRANULE)`.
+pub const GRANULE_SHIFT: u32 = 4;
+
+/// Cell sizes in bytes, multiples of [`GRANULE`], spaced at most ~25% apart.
+pub const CLASS_SIZES: [usize; 20] = [
+    16, 32, 48, 64, 80, 96, 112, 128, 160, 192, 224, 256, 320, 384, 448, 512, 640, 816, 1024, 2048,
+];
+
+/// Number of size classes.
+pub const NUM_CLASSES: usize = CLASS_SIZES.len();
+
+/// The largest small object; larger ones get a span of whole pages.
+pub const MAX_SMALL: usize = CLASS_SIZES[NUM_CLASSES - 1];
+
+/// The smallest class whose cells hold `bytes`, or `None` for a large object.
+pub fn class_for(bytes: usize) -> Option<usize> {
+    if bytes > MAX_SMALL {
+        return None;
+    }
+    Some(CLASS_SIZES.partition_point(|&s| s < bytes))
+}
+
+/// Cells of class `c` in one page.
+pub fn cells_per_page(c: usize) -> usize {
+    PAGE_SIZE / CLASS_SIZES[c]
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn classes_are_granule_multiples_and_fit_a_page() {
+        for (c, &s) in CLASS_SIZES.iter().enumerate() {
+            assert_eq!(s % GRANULE, 0, "class {c}");
+            assert!(cells_per_page(c) >= 2, "class {c} must fit twice in a page");
+            if c > 0 {
+                assert!(s > CLASS_SIZES[c - 1]);
+            }
+        }
+    }
+
+    #[test]
+    fn class_for_picks_the_smallest_fitting_cell() {
+        assert_eq!(class_for(1), Some(0));
+        assert_eq!(class_for(16), Some(0));
+        assert_eq!(class_for(17), Some(1));
+        assert_eq!(class_for(1024), Some(18));
+        assert_eq!(class_for(1025), Some(19));
+        assert_eq!(class_for(MAX_SMALL), Some(NUM_CLASSES - 1));
+        assert_eq!(class_for(MAX_SMALL + 1), None);
+        for bytes in 1..=MAX_SMALL {
+            let c = class_for(bytes).unwrap();
+            assert!(CLASS_SIZES[c] >= bytes);
+            assert!(c == 0 || CLASS_SIZES[c - 1] < bytes);
+        }
+    }
+}
