@@ -40,6 +40,7 @@ pub mod heap;
 pub mod mutator;
 pub mod probe;
 pub mod sys;
+pub mod workload;
 
 pub use barrier::{BarrierKind, ServiceLayout};
 pub use collector::{Pause, PauseKind, Stats};

@@ -314,8 +314,9 @@ impl StoreBarrier for DynBarrier {
     }
 }
 
-/// Builds the tracker for `kind` over the heap `[base, base + len)`.
-pub(crate) fn build(
+/// Builds the tracker for `kind` over the heap `[base, base + len)` (`None` for
+/// [`BarrierKind::None`]); fails with the probe's reason where the kernel lacks the mechanism.
+pub fn build(
     kind: BarrierKind,
     base: usize,
     len: usize,

@@ -129,6 +129,11 @@ impl Collector {
         }
     }
 
+    /// Time since the heap was created: the origin of [`Pause::start`].
+    pub(crate) fn uptime(&self) -> Duration {
+        self.created.elapsed()
+    }
+
     pub(crate) fn stats(&self, heap: &HeapInner) -> Stats {
         let mut s = self.stats.lock().clone();
         s.barrier = Some(heap.config.barrier);

@@ -286,6 +286,11 @@ impl Heap {
         crate::mutator::while_blocked(&self.inner, || self.inner.collector.collect_and_wait());
     }
 
+    /// Time since the heap was created: the origin of [`crate::Pause::start`].
+    pub fn uptime(&self) -> std::time::Duration {
+        self.inner.collector.uptime()
+    }
+
     /// A snapshot of the statistics so far.
     pub fn stats(&self) -> Stats {
         self.inner.collector.stats(&self.inner)

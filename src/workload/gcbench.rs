@@ -1,0 +1,189 @@
+//! GCBench (John Ellis and Pete Kovac, modified by Hans Boehm): binary trees built top
+//! down and bottom up, a long-lived tree and a large array kept alive throughout.
+//!
+//! The classic parameters are kept so that the numbers can be set beside other
+//! collectors': stretch tree depth 18, long-lived tree depth 16, an array of 500,000
+//! doubles, trees of depth 4..=16 in steps of 2, each built `2 * treesize(18) /
+//! treesize(d)` times top-down ("populate") and as many times bottom-up. A node has two
+//! reference slots (left, right) and 8 payload bytes (the classic two ints).
+//!
+//! Rooting: the mutator's root stack is the shadow stack. Every node that is only in a
+//! Rust local across an allocation is pushed first; `populate` writes each new node into
+//! its (already reachable) parent before allocating the next.
+
+use crate::barrier::StoreBarrier;
+use crate::error::Result;
+use crate::heap::ObjRef;
+use crate::mutator::Mutator;
+
+/// GCBench's knobs.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct GcBenchParams {
+    /// Depth of the stretch tree (classic: 18).
+    pub stretch_depth: u32,
+    /// Depth of the long-lived tree (classic: 16).
+    pub long_lived_depth: u32,
+    /// Elements of the array of doubles (classic: 500,000).
+    pub array_len: usize,
+    /// Smallest temporary tree depth (classic: 4).
+    pub min_depth: u32,
+    /// Largest temporary tree depth (classic: 16).
+    pub max_depth: u32,
+}
+
+impl GcBenchParams {
+    /// The classic parameters.
+    pub const CLASSIC: GcBenchParams = GcBenchParams {
+        stretch_depth: 18,
+        long_lived_depth: 16,
+        array_len: 500_000,
+        min_depth: 4,
+        max_depth: 16,
+    };
+
+    /// A scaled-down run for CI and `--quick` (about 1/16 of the work).
+    pub const QUICK: GcBenchParams = GcBenchParams {
+        stretch_depth: 14,
+        long_lived_depth: 12,
+        array_len: 50_000,
+        min_depth: 4,
+        max_depth: 12,
+    };
+
+    /// Nodes in a complete tree of `depth`.
+    pub fn tree_size(depth: u32) -> u64 {
+        (1 << (depth + 1)) - 1
+    }
+
+    /// How many trees of `depth` each phase builds.
+    pub fn iterations(&self, depth: u32) -> u64 {
+        2 * Self::tree_size(self.stretch_depth) / Self::tree_size(depth)
+    }
+
+    /// Nodes allocated by one run (the work, for rates).
+    pub fn nodes_allocated(&self) -> u64 {
+        let mut n = Self::tree_size(self.stretch_depth) + Self::tree_size(self.long_lived_depth);
+        let mut d = self.min_depth;
+        while d <= self.max_depth {
+            n += 2 * self.iterations(d) * Self::tree_size(d);
+            d += 2;
+        }
+        n
+    }
+}
+
+const LEFT: usize = 0;
+const RIGHT: usize = 1;
+const NODE_PAYLOAD: usize = 8;
+
+fn new_node<B: StoreBarrier>(m: &mut Mutator<B>) -> Result<ObjRef> {
+    m.alloc(2, NODE_PAYLOAD)
+}
+
+/// Gives `node` two children, recursively, to `depth` (top-down). `node` must be
+/// reachable from a root.
+fn populate<B: StoreBarrier>(m: &mut Mutator<B>, depth: u32, node: ObjRef) -> Result<()> {
+    if depth == 0 {
+        return Ok(());
+    }
+    let left = new_node(m)?;
+    m.write_ref(node, LEFT, Some(left))?;
+    let right = new_node(m)?;
+    m.write_ref(node, RIGHT, Some(right))?;
+    populate(m, depth - 1, left)?;
+    populate(m, depth - 1, right)
+}
+
+/// Builds a tree of `depth` bottom-up; the result is rooted at the top of the root stack
+/// (the caller pops it).
+fn make_tree<B: StoreBarrier>(m: &mut Mutator<B>, depth: u32) -> Result<ObjRef> {
+    if depth == 0 {
+        let leaf = new_node(m)?;
+        m.push_root(leaf);
+        return Ok(leaf);
+    }
+    let left = make_tree(m, depth - 1)?;
+    let right = make_tree(m, depth - 1)?;
+    let node = new_node(m)?;
+    m.write_ref(node, LEFT, Some(left))?;
+    m.write_ref(node, RIGHT, Some(right))?;
+    m.pop_root();
+    m.pop_root();
+    m.push_root(node);
+    Ok(node)
+}
+
+/// Counts the nodes of a tree (to check the long-lived tree survived intact).
+fn count<B: StoreBarrier>(m: &Mutator<B>, node: ObjRef) -> Result<u64> {
+    let mut n = 1;
+    for slot in [LEFT, RIGHT] {
+        if let Some(child) = m.read_ref(node, slot)? {
+            n += count(m, child)?;
+        }
+    }
+    Ok(n)
+}
+
+/// Runs GCBench once on `m`. Returns the number of nodes allocated.
+pub fn run<B: StoreBarrier>(m: &mut Mutator<B>, p: &GcBenchParams) -> Result<u64> {
+    let base = m.roots_len();
+    // Stretch the heap.
+    make_tree(m, p.stretch_depth)?;
+    m.pop_root();
+    // The long-lived tree and array, rooted for the whole run.
+    let long_lived = new_node(m)?;
+    m.push_root(long_lived);
+    populate(m, p.long_lived_depth, long_lived)?;
+    let array = m.alloc(0, p.array_len * 8)?;
+    m.push_root(array);
+    for i in 1..p.array_len / 2 {
+        m.write_bytes(array, i * 8, &(1.0 / i as f64).to_ne_bytes())?;
+    }
+    let mut depth = p.min_depth;
+    while depth <= p.max_depth {
+        let iters = p.iterations(depth);
+        // Top-down.
+        for _ in 0..iters {
+            let temp = new_node(m)?;
+            m.push_root(temp);
+            populate(m, depth, temp)?;
+            m.pop_root();
+        }
+        // Bottom-up.
+        for _ in 0..iters {
+            make_tree(m, depth)?;
+            m.pop_root();
+        }
+        depth += 2;
+    }
+    // The survivors must be intact.
+    let nodes = count(m, long_lived)?;
+    assert_eq!(
+        nodes,
+        GcBenchParams::tree_size(p.long_lived_depth),
+        "GCBench: the long-lived tree lost nodes"
+    );
+    let mut probe = [0u8; 8];
+    let check = (p.array_len / 2 - 1).min(1000);
+    m.read_bytes(array, check * 8, &mut probe)?;
+    assert_eq!(
+        f64::from_ne_bytes(probe),
+        1.0 / check as f64,
+        "GCBench: the array changed"
+    );
+    m.truncate_roots(base);
+    Ok(p.nodes_allocated())
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn classic_parameters_match_the_original() {
+        let p = GcBenchParams::CLASSIC;
+        assert_eq!(GcBenchParams::tree_size(18), 524_287);
+        assert_eq!(p.iterations(4), 2 * 524_287 / 31);
+        assert_eq!(p.iterations(16), 2 * 524_287 / 131_071);
+    }
+}
