@@ -39,6 +39,7 @@ pub mod error;
 pub mod heap;
 pub mod mutator;
 pub mod probe;
+pub mod study;
 pub mod sys;
 pub mod workload;
 

@@ -1,7 +1,12 @@
-//! The barrierlab command line: `probe`, `study`, `gcbench`.
+//! The barrierlab command line: `study` (the main job), `gcbench`, `probe`.
 
+use std::path::PathBuf;
 use std::process::ExitCode;
+use std::time::Duration;
 
+use barrierlab::study::{self, Mode, StudyConfig};
+use barrierlab::workload::{self, GcBenchParams, Workload};
+use barrierlab::{BarrierKind, HeapConfig, ServiceLayout};
 use clap::{Parser, Subcommand};
 
 /// A laboratory for garbage-collector write barriers on Linux.
@@ -14,16 +19,166 @@ struct Cli {
 
 #[derive(Subcommand)]
 enum Command {
+    /// Run the study: every barrier on the same work; writes a CSV, a Markdown report and
+    /// SVG plots.
+    Study {
+        /// CI-sized run (seconds).
+        #[arg(long, conflicts_with = "full")]
+        quick: bool,
+        /// The full sweep (classic GCBench at more heap sizes, more invocations).
+        #[arg(long)]
+        full: bool,
+        /// Output folder.
+        #[arg(long, default_value = "barrierlab-out")]
+        out: PathBuf,
+        /// Barriers to run, comma-separated (`none` always runs: it is the baseline).
+        #[arg(long, value_delimiter = ',')]
+        trackers: Option<Vec<BarrierKind>>,
+        /// Mutator thread counts, comma-separated.
+        #[arg(long, value_delimiter = ',')]
+        threads: Option<Vec<usize>>,
+        /// Heap sizes as multiples of each workload's minimum heap, comma-separated.
+        #[arg(long, value_delimiter = ',')]
+        heap: Option<Vec<f64>>,
+        /// Invocations per end-to-end point.
+        #[arg(long)]
+        invocations: Option<usize>,
+        /// No progress bar.
+        #[arg(long)]
+        no_progress: bool,
+    },
+    /// Run GCBench once and print total time, pause percentiles and MMU on one line.
+    Gcbench {
+        /// The barrier.
+        #[arg(long, default_value = "uffd-wp")]
+        barrier: BarrierKind,
+        /// Heap size in MiB.
+        #[arg(long, default_value_t = 64)]
+        heap_mib: usize,
+        /// Mutator threads (each runs its own GCBench).
+        #[arg(long, default_value_t = 1)]
+        threads: usize,
+        /// Who serves `uffd-wp` faults: collector, thread, spin-thread.
+        #[arg(long, default_value = "thread")]
+        layout: ServiceLayout,
+        /// The scaled-down parameters instead of the classic ones.
+        #[arg(long)]
+        quick: bool,
+    },
     /// Report which write-barrier mechanisms this kernel offers, and why not the others.
     Probe,
 }
 
 fn main() -> ExitCode {
-    let cli = Cli::parse();
-    match cli.command {
+    match Cli::parse().command {
         Command::Probe => {
             print!("{}", barrierlab::probe::Probe::run());
             ExitCode::SUCCESS
+        }
+        Command::Gcbench {
+            barrier,
+            heap_mib,
+            threads,
+            layout,
+            quick,
+        } => {
+            let params = if quick {
+                GcBenchParams::QUICK
+            } else {
+                GcBenchParams::CLASSIC
+            };
+            let cfg = HeapConfig::new()
+                .heap_bytes(heap_mib << 20)
+                .barrier(barrier)
+                .service_layout(layout);
+            match workload::run(&cfg, &Workload::GcBench(params), threads) {
+                Ok(r) => {
+                    let ms = |d: Duration| d.as_secs_f64() * 1e3;
+                    println!(
+                        "gcbench barrier={barrier} heap={heap_mib}MiB threads={threads} total={:.1}ms stw={:.1}ms cycles={} pauses={} p50={:.0}us p99={:.0}us max={:.0}us mmu1ms={:.2} mmu10ms={:.2} mmu100ms={:.2} faults={}",
+                        ms(r.wall),
+                        ms(r.pause_total()),
+                        r.stats.cycles,
+                        r.stats.pauses.len(),
+                        r.pause_percentile_us(50.0),
+                        r.pause_percentile_us(99.0),
+                        r.stats.max_pause().as_secs_f64() * 1e6,
+                        r.mmu(Duration::from_millis(1)),
+                        r.mmu(Duration::from_millis(10)),
+                        r.mmu(Duration::from_millis(100)),
+                        r.stats.tracker.faults,
+                    );
+                    ExitCode::SUCCESS
+                }
+                Err(e) => {
+                    eprintln!("error: {e}");
+                    ExitCode::FAILURE
+                }
+            }
+        }
+        Command::Study {
+            quick,
+            full,
+            out,
+            trackers,
+            threads,
+            heap,
+            invocations,
+            no_progress,
+        } => {
+            let mode = if quick {
+                Mode::Quick
+            } else if full {
+                Mode::Full
+            } else {
+                Mode::Default
+            };
+            let mut cfg = StudyConfig::new(mode, out);
+            if let Some(t) = trackers {
+                cfg.trackers = t;
+            }
+            if let Some(t) = threads {
+                if t.contains(&0) {
+                    eprintln!("error: thread counts must be at least 1");
+                    return ExitCode::FAILURE;
+                }
+                cfg.threads = t;
+            }
+            if let Some(h) = heap {
+                if h.iter().any(|m| !(*m >= 1.0 && m.is_finite())) {
+                    eprintln!(
+                        "error: heap multiples must be at least 1 (1 = the workload's minimum heap)"
+                    );
+                    return ExitCode::FAILURE;
+                }
+                cfg.heap_multiples = h;
+            }
+            if let Some(n) = invocations {
+                cfg.invocations = n.max(1);
+            }
+            cfg.progress = !no_progress;
+            eprintln!(
+                "barrierlab study ({mode:?}): writing into {}",
+                cfg.out.display()
+            );
+            match study::run(&cfg) {
+                Ok(r) => {
+                    for (v, why) in &r.unavailable {
+                        eprintln!("not run: {v}: {why}");
+                    }
+                    println!(
+                        "{} measurements in {:.0} s; report: {}",
+                        r.rows.len(),
+                        r.elapsed.as_secs_f64(),
+                        cfg.out.join("report.md").display()
+                    );
+                    ExitCode::SUCCESS
+                }
+                Err(e) => {
+                    eprintln!("error: {e}");
+                    ExitCode::FAILURE
+                }
+            }
         }
     }
 }

@@ -75,13 +75,16 @@ impl CardTable {
     }
 
     /// Scans the table; clears and reports each dirty card. Each card is read with an
-    /// atomic byte load (a racing mutator mark is either seen now or stays dirty for the
-    /// next harvest); reading 8 cards as one word would be a mixed-size racing access,
-    /// which Rust's memory model does not allow, so only clean cards are skipped fast.
+    /// atomic byte load (reading 8 cards as one word would be a mixed-size racing access,
+    /// which Rust's memory model does not allow) and cleared with a plain store, not an
+    /// atomic swap: a mutator mark that lands between the load and the clear is on a card
+    /// that is reported anyway, and its reference store is seen by the rescan that
+    /// follows the fence in [`DirtyTracker::harvest`] (the order HotSpot's card
+    /// pre-cleaning uses).
     fn scan_and_clear(&self, out: &mut Vec<usize>) {
         for (idx, card) in self.cards.iter().enumerate() {
-            if card.load(Ordering::Relaxed) != CLEAN && card.swap(CLEAN, Ordering::Relaxed) == DIRTY
-            {
+            if card.load(Ordering::Relaxed) != CLEAN {
+                card.store(CLEAN, Ordering::Relaxed);
                 out.push(idx);
             }
         }

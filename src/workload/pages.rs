@@ -3,7 +3,8 @@
 //!
 //! One round: arm the tracker, perform `stores_per_page` 8-byte stores (each followed by
 //! the barrier's store path) on each of `pages` pages, in sequential or random page
-//! order, then harvest. The pages are populated before the first round, so first-touch
+//! order, perform the same stores again (the steady state: nothing left to fault), then
+//! harvest and disarm. The pages are populated before the first round, so first-touch
 //! faults are not counted. This is the experiment behind the crossover: card marking pays
 //! per store, a page tracker per dirtied page, so the cost per store of a page tracker
 //! falls as `1 / stores_per_page` while the card table's stays flat.
@@ -44,7 +45,10 @@ pub struct RoundCost {
     pub arm: Duration,
     /// The stores (including every fault they took).
     pub stores: Duration,
-    /// The harvest.
+    /// The same stores again while still armed: pages already dirtied (no fault), cards
+    /// already marked; what every store pays in steady state.
+    pub steady: Duration,
+    /// The harvest and the disarm.
     pub harvest: Duration,
     /// Granules the harvest returned.
     pub dirty_granules: usize,
@@ -115,12 +119,16 @@ impl PageLab {
             tr.arm()?;
         }
         cost.arm = t.elapsed();
-        let t = Instant::now();
-        match self.path {
-            DynBarrier::None => self.stores(NoStoreBarrier, pattern.stores_per_page, order),
-            DynBarrier::Card(c) => self.stores::<CardMark>(c, pattern.stores_per_page, order),
-        }
-        cost.stores = t.elapsed();
+        let pass = || {
+            let t = Instant::now();
+            match self.path {
+                DynBarrier::None => self.stores(NoStoreBarrier, pattern.stores_per_page, order),
+                DynBarrier::Card(c) => self.stores::<CardMark>(c, pattern.stores_per_page, order),
+            }
+            t.elapsed()
+        };
+        cost.stores = pass();
+        cost.steady = pass();
         let t = Instant::now();
         if let Some(tr) = &self.tracker {
             let mut set = DirtySet::default();
