@@ -1,0 +1,77 @@
+//! Question: what does the first write to an armed page cost under each page tracker,
+//! and what does card marking cost for the same writes?
+//!
+//! One 8-byte store per page over 4096 populated pages of a bare region with the tracker
+//! armed ([`barrierlab::workload::pages::PageLab`]); `iter_custom` times only the
+//! stores, not arming or harvesting. Baseline: `none`. Compare with the C reference in
+//! `../shared/probe/RESULTS.md` (async ≈ 0.77 µs sequential, mprotect ≈ 5.3 µs, sync
+//! ≈ 15.5 µs busy-polling, ≈ 58 µs with a poll thread on another vCPU).
+
+// criterion_group! generates a public function without documentation.
+#![allow(missing_docs)]
+
+use std::time::Duration;
+
+use barrierlab::barrier::TrackerOptions;
+use barrierlab::workload::pages::{PageLab, PagePattern};
+use barrierlab::{BarrierKind, ServiceLayout};
+use criterion::{BenchmarkId, Criterion, Throughput, criterion_group, criterion_main};
+
+const PAGES: usize = 4096;
+
+fn bench(c: &mut Criterion) {
+    let mut g = c.benchmark_group("dirty_page");
+    g.throughput(Throughput::Elements(1));
+    let mut variants: Vec<(String, BarrierKind, TrackerOptions)> = Vec::new();
+    for kind in BarrierKind::ALL {
+        if kind == BarrierKind::UffdWp {
+            for layout in ServiceLayout::ALL {
+                let o = TrackerOptions {
+                    service: layout,
+                    ..TrackerOptions::default()
+                };
+                variants.push((format!("{kind}[{}]", layout.name()), kind, o));
+            }
+        } else {
+            variants.push((kind.to_string(), kind, TrackerOptions::default()));
+        }
+    }
+    for random in [false, true] {
+        let pattern = PagePattern {
+            pages: PAGES,
+            stores_per_page: 1,
+            random,
+            rounds: 1,
+        };
+        let order = PageLab::order(&pattern, 3);
+        for (name, kind, options) in &variants {
+            let lab = match PageLab::new(*kind, PAGES, options) {
+                Ok(l) => l,
+                Err(e) => {
+                    eprintln!("dirty_page: {name} skipped: {e}");
+                    continue;
+                }
+            };
+            let id = BenchmarkId::new(if random { "rand" } else { "seq" }, name);
+            g.bench_function(id, |b| {
+                b.iter_custom(|iters| {
+                    let mut total = Duration::ZERO;
+                    let mut pages = 0u64;
+                    while pages < iters {
+                        total += lab.round(&pattern, &order).expect("round").stores;
+                        pages += PAGES as u64;
+                    }
+                    total.mul_f64(iters as f64 / pages as f64)
+                })
+            });
+        }
+    }
+    g.finish();
+}
+
+criterion_group! {
+    name = benches;
+    config = Criterion::default().sample_size(10).measurement_time(Duration::from_secs(3)).warm_up_time(Duration::from_millis(300));
+    targets = bench
+}
+criterion_main!(benches);
