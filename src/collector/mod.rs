@@ -388,6 +388,10 @@ fn run_cycle(h: &HeapInner, n: u64) {
             cs.harvest += th.elapsed();
             plant_bug(h, &mut dirty);
             let count = dirty.count(h.pages << (12 - shift));
+            if h.config.record_dirty_pages && cs.preclean_dirty.is_empty() {
+                cs.dirty_pages = dirty.granules.iter().map(|g| g >> (12 - shift)).collect();
+                cs.dirty_pages.dedup();
+            }
             cs.preclean_dirty.push(count);
             cs.preclean_rescanned += marker.rescan(&dirty, shift);
             marker.drain();

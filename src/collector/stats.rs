@@ -48,6 +48,9 @@ pub struct CycleStats {
     pub cycle: u64,
     /// Granules found dirty by each pre-clean round.
     pub preclean_dirty: Vec<usize>,
+    /// The heap pages dirty at the first pre-clean round (written since arm), when
+    /// [`crate::HeapConfig::record_dirty_pages`] is on.
+    pub dirty_pages: Vec<usize>,
     /// Objects rescanned by all pre-clean rounds.
     pub preclean_rescanned: usize,
     /// Granules dirty at remark.

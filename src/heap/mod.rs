@@ -59,6 +59,9 @@ pub struct HeapConfig {
     pub verify: bool,
     /// A planted bug for testing the verifier: drop every n-th harvested dirty granule.
     pub drop_every_nth_dirty: Option<usize>,
+    /// Keep each cycle's first pre-clean dirty set, as heap page indices, in
+    /// [`crate::collector::CycleStats::dirty_pages`] (for the study's heap map).
+    pub record_dirty_pages: bool,
 }
 
 impl Default for HeapConfig {
@@ -74,6 +77,7 @@ impl Default for HeapConfig {
             huge_pages: false,
             verify: false,
             drop_every_nth_dirty: None,
+            record_dirty_pages: false,
         }
     }
 }
@@ -136,6 +140,12 @@ impl HeapConfig {
     /// Plant a bug: drop every n-th harvested dirty granule (to test the verifier).
     pub fn drop_every_nth_dirty(mut self, n: Option<usize>) -> Self {
         self.drop_every_nth_dirty = n;
+        self
+    }
+
+    /// Record each cycle's dirty pages (see [`HeapConfig::record_dirty_pages`]).
+    pub fn record_dirty_pages(mut self, yes: bool) -> Self {
+        self.record_dirty_pages = yes;
         self
     }
 

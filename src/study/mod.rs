@@ -13,6 +13,8 @@
 //!   percentiles (HDR histogram), minimum mutator utilisation, faults, remark work,
 //!   peak RSS.
 //!
+//! - **heap map**: the pages one cycle dirtied, under a page tracker, on GCBench.
+//!
 //! [`report`] turns the rows into `report.md` and [`plot`] into SVG figures; both read
 //! only the rows, so every number in the report is in the CSV.
 
@@ -395,6 +397,13 @@ pub fn run(config: &StudyConfig) -> Result<StudyResult> {
             }
         }
     }
+    // The heap map: which pages one cycle dirtied, under the first page tracker available.
+    if let (Some(v), Some(w)) = (
+        variants.iter().find(|v| v.kind.is_page_level()),
+        workloads.first(),
+    ) {
+        rows.extend(heap_map_rows(v, w)?);
+    }
     bar.finish();
     unavailable.sort();
     unavailable.dedup();
@@ -407,6 +416,46 @@ pub fn run(config: &StudyConfig) -> Result<StudyResult> {
     };
     report::write_all(&result)?;
     Ok(result)
+}
+
+/// Runs `w` once under `v` recording each cycle's dirty pages, and returns the rows of
+/// the cycle that dirtied the most (`section` `heapmap`: one `dirty_page` row per page,
+/// and `heap_pages`).
+fn heap_map_rows(v: &Variant, w: &Workload) -> Result<Vec<Measurement>> {
+    let min = min_heap_bytes(w, 1)?;
+    let heap_bytes = (min * 2).next_multiple_of(1 << 20);
+    let cfg = HeapConfig {
+        heap_bytes,
+        barrier: v.kind,
+        tracker: v.options(),
+        record_dirty_pages: true,
+        ..HeapConfig::default()
+    };
+    let r = workload::run(&cfg, w, 1)?;
+    let Some(cycle) = r.stats.cycle_log.iter().max_by_key(|c| c.dirty_pages.len()) else {
+        return Ok(Vec::new());
+    };
+    let row = |metric, value| Measurement {
+        section: "heapmap",
+        tracker: v.name(),
+        workload: w.name(),
+        threads: 1,
+        heap_mib: heap_bytes as f64 / (1 << 20) as f64,
+        invocation: cycle.cycle as usize,
+        metric,
+        value,
+    };
+    let mut rows = vec![row(
+        "heap_pages",
+        (heap_bytes / crate::sys::PAGE_SIZE) as f64,
+    )];
+    rows.extend(
+        cycle
+            .dirty_pages
+            .iter()
+            .map(|&p| row("dirty_page", p as f64)),
+    );
+    Ok(rows)
 }
 
 /// The MMU windows the study reports, in milliseconds.

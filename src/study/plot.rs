@@ -5,6 +5,7 @@
 //!   per tracker, the card-table crossovers marked.
 //! - `pauses.svg`: the distribution (CDF) of pause times per tracker, GCBench, 1 thread.
 //! - `mmu.svg`: minimum mutator utilisation against window, GCBench, 1 thread.
+//! - `heapmap.svg`: the heap's pages as a grid, the pages one cycle dirtied filled.
 
 use plotters::prelude::*;
 
@@ -53,6 +54,9 @@ pub fn write_all(result: &StudyResult) -> Result<Vec<String>> {
     }
     if mmu_svg(&result.rows, &out.join("mmu.svg"))? {
         names.push("mmu.svg".to_string());
+    }
+    if heap_map_svg(&result.rows, &out.join("heapmap.svg"))? {
+        names.push("heapmap.svg".to_string());
     }
     Ok(names)
 }
@@ -259,4 +263,66 @@ fn mmu_svg(rows: &[Measurement], path: &std::path::Path) -> Result<bool> {
         .map_err(plot_err)?;
     root.present().map_err(plot_err)?;
     Ok(any)
+}
+
+fn heap_map_svg(rows: &[Measurement], path: &std::path::Path) -> Result<bool> {
+    let map: Vec<&Measurement> = rows.iter().filter(|r| r.section == "heapmap").collect();
+    let Some(total) = map
+        .iter()
+        .find(|r| r.metric == "heap_pages")
+        .map(|r| r.value as usize)
+    else {
+        return Ok(false);
+    };
+    let dirty: Vec<usize> = map
+        .iter()
+        .filter(|r| r.metric == "dirty_page")
+        .map(|r| r.value as usize)
+        .collect();
+    let head = map[0];
+    const COLS: usize = 128;
+    let lines = total.div_ceil(COLS);
+    let cell = 6i32;
+    let (w, h) = (COLS as i32 * cell + 40, lines as i32 * cell + 70);
+    let root = SVGBackend::new(path, (w as u32, h as u32)).into_drawing_area();
+    root.fill(&WHITE).map_err(plot_err)?;
+    root.draw(&Text::new(
+        format!(
+            "Pages dirtied in cycle {} ({} of {}), {}, {}, {} MiB; one square per 4 KiB page",
+            head.invocation,
+            dirty.len(),
+            total,
+            head.tracker,
+            head.workload,
+            head.heap_mib
+        ),
+        (20, 15),
+        ("sans-serif", 14),
+    ))
+    .map_err(plot_err)?;
+    let origin = (20, 40);
+    root.draw(&Rectangle::new(
+        [
+            origin,
+            (
+                origin.0 + COLS as i32 * cell,
+                origin.1 + lines as i32 * cell,
+            ),
+        ],
+        RGBColor(235, 235, 235).filled(),
+    ))
+    .map_err(plot_err)?;
+    for p in dirty {
+        let (x, y) = (
+            (p % COLS) as i32 * cell + origin.0,
+            (p / COLS) as i32 * cell + origin.1,
+        );
+        root.draw(&Rectangle::new(
+            [(x, y), (x + cell - 1, y + cell - 1)],
+            color(2).filled(),
+        ))
+        .map_err(plot_err)?;
+    }
+    root.present().map_err(plot_err)?;
+    Ok(true)
 }
