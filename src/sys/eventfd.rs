@@ -21,9 +21,8 @@ impl EventFd {
             return Err(Error::last_os("eventfd", None));
         }
         // SAFETY: a new descriptor nothing else owns.
-        Ok(EventFd {
-            fd: unsafe { OwnedFd::from_raw_fd(fd) },
-        })
+        let fd = unsafe { OwnedFd::from_raw_fd(fd) };
+        Ok(EventFd { fd })
     }
 
     /// Adds one to the counter, making the descriptor readable.

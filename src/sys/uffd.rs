@@ -801,6 +801,10 @@ impl Uffd {
     }
 
     /// Waits up to `timeout_ms` (`-1`: forever) for a message; true if one is queued.
+    ///
+    /// Needs a non-blocking descriptor ([`UffdBuilder::nonblocking`]): for a blocking one
+    /// the kernel answers `POLLERR` at once, never `POLLIN`, which is returned as an error
+    /// rather than as "nothing queued".
     pub fn poll_readable(&self, timeout_ms: i32) -> Result<bool> {
         let mut pfd = libc::pollfd {
             fd: self.fd.as_raw_fd(),
@@ -811,6 +815,13 @@ impl Uffd {
             // SAFETY: one valid pollfd.
             let rc = unsafe { libc::poll(&mut pfd, 1, timeout_ms) };
             if rc >= 0 {
+                if pfd.revents & libc::POLLERR != 0 {
+                    return Err(Error::InvalidArgument(
+                        "poll on a blocking userfaultfd: the kernel answers POLLERR, never \
+                         POLLIN; create it with nonblocking(true)"
+                            .into(),
+                    ));
+                }
                 return Ok(rc > 0 && pfd.revents & libc::POLLIN != 0);
             }
             if super::errno() != libc::EINTR {

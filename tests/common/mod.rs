@@ -1,0 +1,264 @@
+//! Helpers shared by the kernel-layer integration tests (`sys_uffd.rs`, `sys_pagemap.rs`,
+//! `sys_mem_signal.rs`): a timeout around anything that may block on a fault, skipping a
+//! test when the kernel lacks a feature (or failing it under `BARRIERLAB_REQUIRE_ALL=1`),
+//! writer threads that fault on a region, and a guard that releases them on every path.
+//!
+//! The tests run against real kernel memory; nothing here mocks a system call.
+//!
+//! Environment: `BARRIERLAB_REQUIRE_ALL=1` turns every skip into a failure (CI sets it).
+
+// Each test binary uses a subset of these helpers.
+#![allow(dead_code, unused_macros)]
+
+use std::sync::Arc;
+use std::sync::atomic::{AtomicBool, Ordering};
+use std::sync::mpsc;
+use std::thread::JoinHandle;
+use std::time::Duration;
+
+use barrierlab::Error;
+use barrierlab::sys::PAGE_SIZE;
+use barrierlab::sys::mem::Region;
+use barrierlab::sys::uffd::{Uffd, WpMode};
+
+/// The name of the enclosing test function (closures stripped), for skip messages.
+macro_rules! test_name {
+    () => {{
+        fn here() {}
+        fn type_name_of<T>(_: T) -> &'static str {
+            std::any::type_name::<T>()
+        }
+        $crate::common::clean_test_name(type_name_of(here))
+    }};
+}
+
+/// `Ok(v)` → `Some(v)`. An error that means "this kernel lacks a feature" prints
+/// `SKIP: <test>: <reason>` and gives `None` (or panics under `BARRIERLAB_REQUIRE_ALL=1`);
+/// any other error panics. Use as `let Some(x) = require!(expr) else { return };`.
+macro_rules! require {
+    ($e:expr) => {
+        match $e {
+            Ok(v) => Some(v),
+            Err(e) => {
+                $crate::common::missing_or_panic(test_name!(), &e);
+                None
+            }
+        }
+    };
+}
+
+/// Skips the enclosing test (returns from it) with a reason, or fails it under
+/// `BARRIERLAB_REQUIRE_ALL=1`.
+macro_rules! skip {
+    ($($reason:tt)+) => {{
+        $crate::common::skip_or_fail(test_name!(), &format!($($reason)+));
+        return;
+    }};
+}
+
+/// Strips the module path, `::here` and `::{{closure}}` from a `type_name` path.
+pub fn clean_test_name(path: &'static str) -> &'static str {
+    let mut p = path.strip_suffix("::here").unwrap_or(path);
+    while let Some(s) = p.strip_suffix("::{{closure}}") {
+        p = s;
+    }
+    p.rsplit("::").next().unwrap_or(p)
+}
+
+/// Runs `f` on its own thread and waits at most `secs` seconds for it. A body that does
+/// not finish in time fails the test as a deadlock (its thread is left behind: there is
+/// no safe way to stop it, and the test process ends with the failure anyway). A panic in
+/// the body is propagated unchanged.
+pub fn with_timeout<T: Send + 'static>(
+    secs: u64,
+    name: &str,
+    f: impl FnOnce() -> T + Send + 'static,
+) -> T {
+    let (tx, rx) = mpsc::channel::<()>();
+    let handle = std::thread::Builder::new()
+        .name(name.to_string())
+        .spawn(move || {
+            let r = f();
+            let _ = tx.send(());
+            r
+        })
+        .expect("spawn the test body");
+    match rx.recv_timeout(Duration::from_secs(secs)) {
+        // Finished, or panicked (the sender is dropped while unwinding): join either way.
+        Ok(()) | Err(mpsc::RecvTimeoutError::Disconnected) => match handle.join() {
+            Ok(r) => r,
+            Err(p) => std::panic::resume_unwind(p),
+        },
+        Err(mpsc::RecvTimeoutError::Timeout) => panic!(
+            "deadlock: `{name}` did not finish within {secs} s (a fault was never served, \
+             or a thread blocked on one was never woken)"
+        ),
+    }
+}
+
+/// Whether every kernel feature must be present (`BARRIERLAB_REQUIRE_ALL=1`).
+pub fn require_all() -> bool {
+    std::env::var("BARRIERLAB_REQUIRE_ALL").as_deref() == Ok("1")
+}
+
+/// Reports a missing kernel feature: `SKIP: <test>: <reason>` on stderr, or a panic
+/// under `BARRIERLAB_REQUIRE_ALL=1`.
+pub fn skip_or_fail(test: &str, reason: &str) {
+    assert!(
+        !require_all(),
+        "{test}: required kernel feature missing (BARRIERLAB_REQUIRE_ALL=1): {reason}"
+    );
+    eprintln!("SKIP: {test}: {reason}");
+}
+
+/// Whether `e` says that the kernel (or its configuration) lacks something, as opposed
+/// to a call that went wrong.
+pub fn is_missing_feature(e: &Error) -> bool {
+    match e {
+        Error::MissingFeatures { .. } | Error::MissingIoctl { .. } | Error::Unavailable { .. } => {
+            true
+        }
+        Error::Sys { op, errno, .. } => {
+            matches!(
+                *errno,
+                libc::ENOSYS | libc::EPERM | libc::EACCES | libc::ENOTTY | libc::EOPNOTSUPP
+            ) || (*op == "open(/dev/userfaultfd)" && *errno == libc::ENOENT)
+        }
+        _ => false,
+    }
+}
+
+/// The `Err` arm of [`require!`]: skip (or fail) for a missing feature, panic otherwise.
+pub fn missing_or_panic(test: &str, e: &Error) {
+    if is_missing_feature(e) {
+        skip_or_fail(test, &e.to_string());
+    } else {
+        panic!("{test}: unexpected error: {e}");
+    }
+}
+
+/// The errno of `r`'s error; panics if `r` is `Ok` or not a system-call error.
+pub fn expect_errno<T: std::fmt::Debug>(what: &str, r: barrierlab::Result<T>) -> i32 {
+    match r {
+        Ok(v) => panic!("{what}: expected an error, got Ok({v:?})"),
+        Err(e) => e
+            .errno()
+            .unwrap_or_else(|| panic!("{what}: expected a system-call error, got {e}")),
+    }
+}
+
+/// Address of page `i` of `region` (panics when out of range).
+pub fn page(region: &Region, i: usize) -> usize {
+    assert!(
+        i < region.pages(),
+        "page {i} outside a {}-page region",
+        region.pages()
+    );
+    region.base() + i * PAGE_SIZE
+}
+
+/// Writes `v` at `region.base() + offset` with a volatile store.
+pub fn write_u64(region: &Region, offset: usize, v: u64) {
+    assert!(
+        offset % 8 == 0 && offset + 8 <= region.len(),
+        "offset {offset:#x}"
+    );
+    // SAFETY: the word lies inside `region`, a live readable and writable mapping that
+    // `region` owns (it is borrowed for the call); the tests access its words only
+    // through volatile accesses, never through Rust references.
+    unsafe { ((region.base() + offset) as *mut u64).write_volatile(v) }
+}
+
+/// Reads the word at `region.base() + offset` with a volatile load.
+pub fn read_u64(region: &Region, offset: usize) -> u64 {
+    assert!(
+        offset % 8 == 0 && offset + 8 <= region.len(),
+        "offset {offset:#x}"
+    );
+    // SAFETY: as in `write_u64`: inside a live, readable mapping owned by `region`.
+    unsafe { ((region.base() + offset) as *const u64).read_volatile() }
+}
+
+/// Writes one word to every page of `region` so that every PTE is present (write-protect
+/// without `WP_UNPOPULATED` only applies to present pages).
+pub fn populate(region: &Region) {
+    for i in 0..region.pages() {
+        write_u64(region, i * PAGE_SIZE, 0x1111_0000 + i as u64);
+    }
+}
+
+/// A thread that stores one word into a region (and may block on a fault doing it).
+#[derive(Debug)]
+pub struct Writer {
+    tid: mpsc::Receiver<i32>,
+    done: Arc<AtomicBool>,
+    handle: Option<JoinHandle<()>>,
+}
+
+impl Writer {
+    /// Starts a thread that sends its kernel tid, stores `value` at `offset` of `region`,
+    /// then sets its done flag. It holds `region`, so the mapping outlives it.
+    pub fn spawn(region: &Arc<Region>, offset: usize, value: u64) -> Writer {
+        let (tx, tid) = mpsc::channel();
+        let done = Arc::new(AtomicBool::new(false));
+        let (r, d) = (Arc::clone(region), Arc::clone(&done));
+        let handle = std::thread::Builder::new()
+            .name(format!("writer-{offset:#x}"))
+            .spawn(move || {
+                let _ = tx.send(barrierlab::sys::gettid());
+                write_u64(&r, offset, value);
+                d.store(true, Ordering::SeqCst);
+            })
+            .expect("spawn a writer");
+        Writer {
+            tid,
+            done,
+            handle: Some(handle),
+        }
+    }
+
+    /// The writer's kernel thread id (waits until it has started).
+    pub fn tid(&self) -> i32 {
+        self.tid
+            .recv_timeout(Duration::from_secs(10))
+            .expect("the writer thread did not start")
+    }
+
+    /// Whether the store has completed.
+    pub fn is_done(&self) -> bool {
+        self.done.load(Ordering::SeqCst)
+    }
+
+    /// Waits for the writer; panics if it panicked.
+    pub fn join(mut self) {
+        if let Some(h) = self.handle.take() {
+            h.join().expect("the writer thread panicked");
+        }
+    }
+}
+
+/// Unprotects (and wakes) a range when dropped, so that a writer blocked on a
+/// write-protect fault is released on every path out of a test, including a failed
+/// assertion. (A writer blocked on a *missing* fault is released when the [`Uffd`] is
+/// dropped: closing a userfaultfd wakes every thread waiting on it.)
+pub struct Release<'a> {
+    uffd: &'a Uffd,
+    start: usize,
+    len: usize,
+}
+
+impl<'a> Release<'a> {
+    /// Guards `[start, start + len)` of `uffd`.
+    pub fn new(uffd: &'a Uffd, start: usize, len: usize) -> Self {
+        Release { uffd, start, len }
+    }
+}
+
+impl Drop for Release<'_> {
+    fn drop(&mut self) {
+        let _ = self
+            .uffd
+            .write_unprotect(self.start, self.len, WpMode::empty());
+        let _ = self.uffd.wake(self.start, self.len);
+    }
+}
