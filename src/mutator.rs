@@ -298,7 +298,9 @@ impl<B: StoreBarrier> Mutator<B> {
         // SAFETY: the caller guarantees the slot exists.
         let slot: &AtomicUsize = unsafe { object::slot(obj.addr(), i) };
         slot.store(value.map_or(0, ObjRef::addr), Ordering::Release);
-        self.barrier.on_store(slot as *const AtomicUsize as usize);
+        // SAFETY: the slot is in this heap, whose tracker lives as long as the heap,
+        // which this mutator keeps alive.
+        unsafe { self.barrier.on_store(slot as *const AtomicUsize as usize) };
     }
 
     /// Number of reference slots and payload bytes of `obj`.

@@ -151,7 +151,8 @@ mod tests {
         assert_eq!(table.len(), 128);
         let path = table.store_barrier();
         for addr in [base, base + 511, base + 512, base + 64 * 1024 - 8] {
-            path.on_store(addr);
+            // SAFETY: `addr` lies in the range the table covers, and the table is alive.
+            unsafe { path.on_store(addr) };
             assert!(table.is_dirty(addr), "card of {addr:#x} not dirty");
         }
         let mut set = DirtySet::default();
@@ -170,8 +171,11 @@ mod tests {
         let base = 1 << 20;
         let table = CardTable::new(base, 8 * CARD_SIZE + 3 * CARD_SIZE, true);
         let path = table.store_barrier();
-        path.on_store(base + 9 * CARD_SIZE + 8);
-        path.on_store(base + 9 * CARD_SIZE + 16);
+        // SAFETY: both addresses lie in the range the table covers; it is alive.
+        unsafe {
+            path.on_store(base + 9 * CARD_SIZE + 8);
+            path.on_store(base + 9 * CARD_SIZE + 16);
+        }
         let mut set = DirtySet::default();
         table.harvest(&mut set, false).unwrap();
         assert_eq!(
@@ -185,7 +189,8 @@ mod tests {
     fn arm_clears_marks_made_before_it() {
         let base = 1 << 20;
         let table = CardTable::new(base, 16 * CARD_SIZE, false);
-        table.store_barrier().on_store(base);
+        // SAFETY: `base` is covered by the live table.
+        unsafe { table.store_barrier().on_store(base) };
         table.arm().unwrap();
         let mut set = DirtySet::default();
         table.harvest(&mut set, true).unwrap();

@@ -21,7 +21,7 @@
 //! | `card-table` | +0.17 ns (one byte store) | 0 | ~0.55 ns scan + clear | 512 B | nothing | every store pays, pointer stores only |
 //! | `uffd-wp` | 0 | ~15–58 µs: fault, message, cross-thread wake-up | ~70 ns protect | 4 KiB | userfaultfd WP (5.7+), `WP_UNPOPULATED` (6.4+) | service thread must run while armed; a VM's wake-up cost dominates |
 //! | `uffd-wp-async` | 0 | ~0.8 µs kernel-resolved fault + ~40 ns scan | ~1 ns `PAGEMAP_SCAN` | 4 KiB | `WP_ASYNC` + `PAGEMAP_SCAN` (6.7+) | none known; writes by the kernel are recorded too |
-//! | `uffd-wp-sigbus` | 0 | ~4 µs SIGBUS + `UFFDIO_WRITEPROTECT` on the writer | ~70 ns protect | 4 KiB | userfaultfd WP + `UFFD_FEATURE_SIGBUS` | a kernel write (`read(2)` into the heap) fails with `EFAULT` |
+//! | `uffd-wp-sigbus` | 0 | ~4.3 µs SIGBUS + `UFFDIO_WRITEPROTECT` on the writer (measured from Rust: no C probe) | ~70 ns protect | 4 KiB | userfaultfd WP + `UFFD_FEATURE_SIGBUS` | a kernel write (`read(2)` into the heap) fails with `EFAULT` |
 //! | `mprotect` | 0 | ~5–8 µs SIGSEGV + `mprotect` on the writer | ~70 ns `mprotect` | 4 KiB | nothing | splits mappings: `vm.max_map_count`; kernel writes fail with `EFAULT` |
 //!
 //! Every tracker may over-approximate (report a granule that was not written), never
@@ -33,7 +33,11 @@
 //! `CONFIG_MEM_SOFT_DIRTY` (the project's own machines): see [`crate::probe`].
 
 pub mod card_table;
+pub mod mprotect;
+pub mod signal_registry;
 pub mod uffd_wp;
+pub mod uffd_wp_async;
+pub mod uffd_wp_sigbus;
 
 use std::fmt;
 use std::str::FromStr;
@@ -43,7 +47,10 @@ use crate::error::{Error, Result};
 use crate::probe::Mechanism;
 
 pub use card_table::CardTable;
+pub use mprotect::MprotectTracker;
 pub use uffd_wp::{ServiceLayout, UffdWpTracker};
+pub use uffd_wp_async::UffdWpAsyncTracker;
+pub use uffd_wp_sigbus::UffdWpSigbusTracker;
 
 /// Which write barrier a heap uses.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, PartialOrd, Ord)]
@@ -157,7 +164,9 @@ impl DirtySet {
 /// Counters every tracker keeps.
 #[derive(Debug, Default, Clone, Copy, PartialEq, Eq)]
 pub struct TrackerStats {
-    /// Write faults served (page trackers) or cards found dirty (card table).
+    /// Dirty granules recorded: write faults served (`uffd-wp`, `uffd-wp-sigbus`,
+    /// `mprotect`), written pages found by `PAGEMAP_SCAN` (`uffd-wp-async`, whose faults
+    /// the kernel resolves unseen), or dirty cards found (`card-table`).
     pub faults: u64,
     /// Fault messages read from a userfaultfd.
     pub messages: u64,
@@ -225,8 +234,13 @@ pub trait StoreBarrier: Copy + Send + 'static {
     /// Builds the store path from a tracker's description, if it is this type.
     fn from_dyn(d: DynBarrier) -> Option<Self>;
 
-    /// Called after the reference store to `slot` (an address in the heap) completed.
-    fn on_store(&self, slot: usize);
+    /// Called after the reference store to `slot` completed.
+    ///
+    /// # Safety
+    /// `slot` must be an address inside the heap (or region) whose tracker built this
+    /// store path, and that tracker must still be alive: the card table's path writes
+    /// `cards[slot >> 9]` without a bounds check, as a compiled barrier would.
+    unsafe fn on_store(&self, slot: usize);
 }
 
 /// No store path: the page-level trackers and `None`.
@@ -239,7 +253,7 @@ impl StoreBarrier for NoStoreBarrier {
     }
 
     #[inline(always)]
-    fn on_store(&self, _slot: usize) {}
+    unsafe fn on_store(&self, _slot: usize) {}
 }
 
 /// Card marking: `cards[slot >> 9] = DIRTY`, through a pointer biased by the heap base so
@@ -277,9 +291,9 @@ impl StoreBarrier for CardMark {
     }
 
     #[inline(always)]
-    fn on_store(&self, slot: usize) {
-        // SAFETY: by the contract of `CardMark::new`, the biased pointer plus the card
-        // index of a heap address is a card of the live table.
+    unsafe fn on_store(&self, slot: usize) {
+        // SAFETY: by the contracts of `CardMark::new` and `on_store`, the biased pointer
+        // plus the card index of a heap address is a card of the live table.
         let card = unsafe { &*self.biased.wrapping_add(slot >> card_table::CARD_SHIFT) };
         if self.conditional {
             if card.load(std::sync::atomic::Ordering::Relaxed) != card_table::DIRTY {
@@ -307,9 +321,10 @@ impl StoreBarrier for DynBarrier {
     }
 
     #[inline(always)]
-    fn on_store(&self, slot: usize) {
+    unsafe fn on_store(&self, slot: usize) {
         if let DynBarrier::Card(c) = self {
-            c.on_store(slot)
+            // SAFETY: forwarded from the caller.
+            unsafe { c.on_store(slot) }
         }
     }
 }
@@ -333,12 +348,9 @@ pub fn build(
             options.conditional_cards,
         ))),
         BarrierKind::UffdWp => Some(Box::new(UffdWpTracker::new(base, len, options)?)),
-        other => {
-            return Err(Error::Unavailable {
-                mechanism: other.name(),
-                reason: "this tracker is not built yet".into(),
-            });
-        }
+        BarrierKind::UffdWpAsync => Some(Box::new(UffdWpAsyncTracker::new(base, len, options)?)),
+        BarrierKind::UffdWpSigbus => Some(Box::new(UffdWpSigbusTracker::new(base, len, options)?)),
+        BarrierKind::Mprotect => Some(Box::new(MprotectTracker::new(base, len, options)?)),
     })
 }
 
@@ -351,6 +363,10 @@ pub struct TrackerOptions {
     pub service: ServiceLayout,
     /// Open userfaultfd with `UFFD_USER_MODE_ONLY`.
     pub user_mode_only: bool,
+    /// `uffd-wp-async`: keep the heap protected between cycles (disarm does nothing, the
+    /// next arm only re-protects the pages written since) instead of unprotecting it at
+    /// disarm and protecting all of it at arm.
+    pub async_keep_protected: bool,
 }
 
 impl Default for TrackerOptions {
@@ -359,6 +375,7 @@ impl Default for TrackerOptions {
             conditional_cards: false,
             service: ServiceLayout::default(),
             user_mode_only: false,
+            async_keep_protected: true,
         }
     }
 }

@@ -357,6 +357,10 @@ impl DirtyTracker for UffdWpTracker {
 
     fn arm(&self) -> Result<()> {
         let s = &self.shared;
+        // Held so that a stale message from the last cycle is not served across the arm:
+        // its record would land before the clear and its unprotect after the protect,
+        // leaving a page writable and unrecorded for the whole cycle.
+        let _serving = s.serve.lock();
         s.dirty.clear_all();
         s.degraded.store(false, Ordering::Release);
         s.uffd.write_protect(s.base, s.len)?;
@@ -379,8 +383,8 @@ impl DirtyTracker for UffdWpTracker {
             let mut runs = 0;
             for_each_run(&out.granules, |_, _| runs += 1);
             // One ioctl per run costs ~1 µs; a whole-range protect ~70 ns per page.
-            if out.all || runs * 16 > total {
-                s.uffd.write_protect(s.base, s.len)?;
+            let result = if out.all || runs * 16 > total {
+                s.uffd.write_protect(s.base, s.len)
             } else {
                 let mut result = Ok(());
                 for_each_run(&out.granules, |first, count| {
@@ -390,7 +394,14 @@ impl DirtyTracker for UffdWpTracker {
                             .write_protect(s.base + (first << PAGE_SHIFT), count * PAGE_SIZE);
                     }
                 });
-                result?;
+                result
+            };
+            // The records are taken: pages left writable would go unrecorded, so a
+            // failed re-protect makes the rest of the cycle "everything dirty".
+            if result.is_err() {
+                s.degraded.store(true, Ordering::Release);
+                s.degradations.fetch_add(1, Ordering::Relaxed);
+                out.all = true;
             }
         }
         Ok(())

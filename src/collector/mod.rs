@@ -14,7 +14,7 @@
 //! 6. **Disarm** (after the pause, mutators running).
 //! 7. **Sweep** (concurrent): free every allocated, unmarked cell.
 //!
-//! With [`BarrierKind::None`] steps 2–5 are one pause: the whole mark stops the world.
+//! With [`BarrierKind::None`](crate::BarrierKind::None) steps 2–5 are one pause: the whole mark stops the world.
 //!
 //! # Invariants (checked by the verifier and the tests)
 //! - The collector never writes heap memory while the tracker is armed (mark bits,

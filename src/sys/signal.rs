@@ -84,6 +84,13 @@ pub unsafe fn chain(
         dfl.sa_sigaction = libc::SIG_DFL;
         // SAFETY: sigaction is async-signal-safe; the struct is valid.
         unsafe { libc::sigaction(signal, &dfl, std::ptr::null_mut()) };
+        // A signal sent by kill/tgkill (si_code <= 0) has no faulting instruction to
+        // re-execute: send it again, so that the default action happens now.
+        // SAFETY: `info` is the siginfo the kernel passed; raise is async-signal-safe.
+        if !info.is_null() && unsafe { (*info).si_code } <= 0 {
+            // SAFETY: as above.
+            unsafe { libc::raise(signal) };
+        }
     } else if previous.sa_flags & libc::SA_SIGINFO != 0 {
         // SAFETY: the previous handler was installed with SA_SIGINFO, so this is its
         // signature; it gets the arguments the kernel gave us.

@@ -160,7 +160,8 @@ impl PageLab {
                 // SAFETY: an aligned word inside the region.
                 let slot = unsafe { &*(addr as *const AtomicUsize) };
                 slot.store(s as usize, Ordering::Relaxed);
-                path.on_store(addr);
+                // SAFETY: `addr` is in the region the tracker (alive in `self`) covers.
+                unsafe { path.on_store(addr) };
             }
         }
     }

@@ -1,0 +1,330 @@
+//! The `mprotect` tracker at its edges, for real, in forked children:
+//! - `vm.max_map_count`: every page unprotected in the middle of a read-only heap splits
+//!   a VMA; at the limit `mprotect` fails with `ENOMEM`, and the tracker must degrade to
+//!   "everything dirty" without losing a write.
+//! - A SIGSEGV outside the heap, with the tracker's handler installed, must still kill
+//!   the process with SIGSEGV; and dropping the last tracker restores the previous
+//!   action.
+//!
+//! Each case runs in a forked child so that the mapping count and the signal actions
+//! are the child's alone; the parent only waits (with a timeout) and reads the child's
+//! message from a pipe. The cases are serialised, so that no other test thread holds a
+//! lock when a child is forked.
+//!
+//! Reaching the limit: by default the child fills its own address space with VMAs up to
+//! the current `vm.max_map_count` (every other page of a filler mapping made read-only),
+//! which needs no privilege and changes nothing outside the child. Lowering the sysctl
+//! instead (`BARRIERLAB_MAX_MAP_COUNT_MODE=sysctl`, used automatically when the limit is
+//! too large to fill) is global: for the few milliseconds the limit is low, any other
+//! process on the machine with more mappings than that fails to `mmap`. That mode needs
+//! root; without it the test is skipped with the reason, or fails when
+//! `BARRIERLAB_REQUIRE_ALL=1`. The parent restores the original limit on every path.
+
+use std::io::Read;
+use std::os::fd::FromRawFd;
+use std::sync::Mutex;
+use std::time::{Duration, Instant};
+
+use barrierlab::barrier::{DirtySet, DirtyTracker, MprotectTracker, TrackerOptions};
+use barrierlab::sys::PAGE_SIZE;
+use barrierlab::sys::mem::{Protection, Region, count_mappings, mprotect_errno};
+
+/// One forked child at a time (see the module docs).
+static SERIAL: Mutex<()> = Mutex::new(());
+
+const TIMEOUT: Duration = Duration::from_secs(30);
+const MAX_MAP_COUNT: &str = "/proc/sys/vm/max_map_count";
+/// Exit status of a child that skipped; its message says why.
+const SKIP: i32 = 77;
+/// Above this limit, filling the address space with VMAs takes too long (seconds).
+const FILL_LIMIT: usize = 1 << 21;
+
+/// How a child ended.
+struct Outcome {
+    status: i32,
+    message: String,
+}
+
+/// Forks; the child runs `body` and reports `Ok(message)` (exit 0), `Err(message)`
+/// (exit 1), a skip (exit 77, message prefixed `SKIP:`), or dies. The parent waits up to
+/// [`TIMEOUT`], then kills the child.
+fn in_child(body: impl FnOnce() -> Result<String, String>) -> Outcome {
+    let mut fds = [0; 2];
+    // SAFETY: pipe(2) fills the two descriptors.
+    assert_eq!(unsafe { libc::pipe(fds.as_mut_ptr()) }, 0);
+    // SAFETY: the tests are serialised, so no other thread of this process holds a lock
+    // the child needs; the child leaves with `_exit`, never returning into the harness.
+    let pid = unsafe { libc::fork() };
+    assert!(pid >= 0, "fork: {}", std::io::Error::last_os_error());
+    if pid == 0 {
+        let none = libc::rlimit {
+            rlim_cur: 0,
+            rlim_max: 0,
+        };
+        // SAFETY: no core file for the children that are meant to die.
+        unsafe { libc::setrlimit(libc::RLIMIT_CORE, &none) };
+        let result =
+            std::panic::catch_unwind(std::panic::AssertUnwindSafe(body)).unwrap_or_else(|p| {
+                Err(p
+                    .downcast_ref::<String>()
+                    .cloned()
+                    .or_else(|| p.downcast_ref::<&str>().map(|s| s.to_string()))
+                    .unwrap_or_else(|| "panicked".into()))
+            });
+        let (code, message) = match result {
+            Ok(m) if m.starts_with("SKIP:") => (SKIP, m),
+            Ok(m) => (0, m),
+            Err(m) => (1, m),
+        };
+        // SAFETY: writing our message to the pipe and leaving.
+        unsafe {
+            libc::write(fds[1], message.as_ptr().cast(), message.len());
+            libc::_exit(code);
+        }
+    }
+    // SAFETY: our end of the pipe; the child's write end is closed here so that reading
+    // ends when the child exits.
+    unsafe { libc::close(fds[1]) };
+    let deadline = Instant::now() + TIMEOUT;
+    let status = loop {
+        let mut status = 0;
+        // SAFETY: waiting for our own child.
+        let rc = unsafe { libc::waitpid(pid, &mut status, libc::WNOHANG) };
+        if rc == pid {
+            break status;
+        }
+        if Instant::now() > deadline {
+            // SAFETY: killing and reaping our own child.
+            unsafe {
+                libc::kill(pid, libc::SIGKILL);
+                libc::waitpid(pid, &mut status, 0);
+            }
+            panic!("the forked child did not finish within {TIMEOUT:?}");
+        }
+        std::thread::sleep(Duration::from_millis(5));
+    };
+    let mut message = String::new();
+    // SAFETY: the read end is ours alone; File closes it.
+    let _ = unsafe { std::fs::File::from_raw_fd(fds[0]) }.read_to_string(&mut message);
+    Outcome { status, message }
+}
+
+fn describe(status: i32) -> String {
+    if libc::WIFSIGNALED(status) {
+        format!("killed by signal {}", libc::WTERMSIG(status))
+    } else {
+        format!("exited with status {}", libc::WEXITSTATUS(status))
+    }
+}
+
+fn require_all() -> bool {
+    std::env::var("BARRIERLAB_REQUIRE_ALL").as_deref() == Ok("1")
+}
+
+fn read_limit() -> usize {
+    std::fs::read_to_string(MAX_MAP_COUNT)
+        .expect("vm.max_map_count")
+        .trim()
+        .parse()
+        .expect("vm.max_map_count is a number")
+}
+
+/// Puts the original `vm.max_map_count` back when dropped, if it was changed.
+struct RestoreLimit(usize);
+
+impl Drop for RestoreLimit {
+    fn drop(&mut self) {
+        if read_limit() != self.0 {
+            std::fs::write(MAX_MAP_COUNT, self.0.to_string()).expect("restoring vm.max_map_count");
+        }
+    }
+}
+
+/// Brings this process to the mapping limit, then gives back `room` VMAs: returns the
+/// filler mapping, which must stay alive.
+fn fill_to_limit(room: usize) -> Result<Region, String> {
+    let limit = read_limit();
+    // Every other page read-only: one VMA per page, twice as many pages as the limit.
+    let pages = 2 * limit + 3;
+    let filler = Region::new(pages * PAGE_SIZE).map_err(|e| e.to_string())?;
+    let page = |i: usize| filler.base() + i * PAGE_SIZE;
+    let mut i = 1;
+    loop {
+        if i + 1 >= pages {
+            return Err(format!(
+                "{pages} pages of filler did not reach vm.max_map_count={limit}"
+            ));
+        }
+        match mprotect_errno(page(i), PAGE_SIZE, Protection::Read) {
+            Ok(()) => i += 2,
+            Err(libc::ENOMEM) => break,
+            Err(e) => return Err(format!("mprotect(filler page) failed: errno {e}")),
+        }
+    }
+    // At the limit now. Making the tail writable merges `room` VMAs away (two per
+    // read-only page); it starts at a VMA boundary, so it needs no split itself.
+    let from = i.saturating_sub(room.div_ceil(2) * 2);
+    mprotect_errno(
+        page(from),
+        (pages - from) * PAGE_SIZE,
+        Protection::ReadWrite,
+    )
+    .map_err(|e| format!("mprotect(filler tail, RW) failed: errno {e}"))?;
+    Ok(filler)
+}
+
+/// The degradation scenario, run in the child once it is `room` VMAs below the limit.
+fn degrade_at_the_limit() -> Result<String, String> {
+    let pages = 2000;
+    let heap = Region::new(pages * PAGE_SIZE).map_err(|e| e.to_string())?;
+    let base = heap.base();
+    let t = MprotectTracker::new(base, heap.len(), &TrackerOptions::default())
+        .map_err(|e| e.to_string())?;
+    t.arm().map_err(|e| format!("arm: {e}"))?;
+    // Every other page: each one unprotected splits a read-only VMA in three.
+    let written: Vec<usize> = (0..pages).step_by(2).collect();
+    for &p in &written {
+        // SAFETY: inside the heap mapping; the store faults and is served.
+        unsafe { ((base + p * PAGE_SIZE) as *mut u64).write_volatile(p as u64 + 1) };
+    }
+    let stats = t.stats();
+    let mut dirty = DirtySet::default();
+    t.harvest(&mut dirty, true)
+        .map_err(|e| format!("harvest: {e}"))?;
+    let lost: Vec<usize> = (0..pages)
+        .filter(|&p| {
+            // SAFETY: inside the heap mapping, readable in every state of the tracker.
+            let v = unsafe { ((base + p * PAGE_SIZE) as *const u64).read_volatile() };
+            v != if p % 2 == 0 { p as u64 + 1 } else { 0 }
+        })
+        .collect();
+    let mut problems = Vec::new();
+    if stats.degradations < 1 {
+        problems.push(format!("no degradation recorded: {stats:?}"));
+    }
+    if stats.faults == 0 {
+        problems.push("not a single fault was served before the limit".into());
+    }
+    if !dirty.all {
+        problems.push(format!(
+            "the harvest did not report everything ({} pages)",
+            dirty.granules.len()
+        ));
+    }
+    if !lost.is_empty() {
+        problems.push(format!("writes lost on pages {lost:?}"));
+    }
+    t.disarm().map_err(|e| format!("disarm: {e}"))?;
+    if problems.is_empty() {
+        Ok(format!(
+            "{} faults served, then degraded ({} degradation), {} mappings now",
+            stats.faults,
+            stats.degradations,
+            count_mappings()
+        ))
+    } else {
+        Err(problems.join("; "))
+    }
+}
+
+#[test]
+fn at_vm_max_map_count_the_tracker_degrades_and_loses_no_write() {
+    let _serial = SERIAL.lock().unwrap_or_else(|p| p.into_inner());
+    let original = read_limit();
+    let _restore = RestoreLimit(original);
+    let via_sysctl = std::env::var("BARRIERLAB_MAX_MAP_COUNT_MODE").as_deref() == Ok("sysctl")
+        || original > FILL_LIMIT;
+    let outcome = in_child(|| {
+        if via_sysctl {
+            // The limit is global: keep the window in which it is low as short as we can.
+            let lowered = count_mappings() + 50;
+            if let Err(e) = std::fs::write(MAX_MAP_COUNT, lowered.to_string()) {
+                return Ok(format!(
+                    "SKIP: cannot lower vm.max_map_count to {lowered} ({e}): needs root"
+                ));
+            }
+            let result = degrade_at_the_limit();
+            let _ = std::fs::write(MAX_MAP_COUNT, original.to_string());
+            result.map(|m| format!("{m} (vm.max_map_count lowered to {lowered})"))
+        } else {
+            let _filler = fill_to_limit(40)?;
+            degrade_at_the_limit().map(|m| format!("{m} (filled to vm.max_map_count={original})"))
+        }
+    });
+    drop(_restore);
+    assert_eq!(read_limit(), original, "vm.max_map_count was not restored");
+    match outcome.status {
+        s if libc::WIFEXITED(s) && libc::WEXITSTATUS(s) == 0 => {
+            eprintln!("ok: {}", outcome.message)
+        }
+        s if libc::WIFEXITED(s) && libc::WEXITSTATUS(s) == SKIP => {
+            assert!(
+                !require_all(),
+                "BARRIERLAB_REQUIRE_ALL=1: {}",
+                outcome.message
+            );
+            eprintln!("{}", outcome.message);
+        }
+        s => panic!("the child {}: {}", describe(s), outcome.message),
+    }
+}
+
+#[test]
+fn a_write_outside_the_heap_still_kills_with_sigsegv_and_drop_restores_the_handler() {
+    let _serial = SERIAL.lock().unwrap_or_else(|p| p.into_inner());
+    let current = || {
+        // SAFETY: a zeroed sigaction is valid output space; querying changes nothing.
+        let mut old: libc::sigaction = unsafe { std::mem::zeroed() };
+        // SAFETY: reads the current SIGSEGV action.
+        unsafe { libc::sigaction(libc::SIGSEGV, std::ptr::null(), &mut old) };
+        old.sa_sigaction
+    };
+    // First child: install, drop, compare; nothing dies.
+    let outcome = in_child(|| {
+        let before = current();
+        let heap = Region::new(16 * PAGE_SIZE).map_err(|e| e.to_string())?;
+        let t = MprotectTracker::new(heap.base(), heap.len(), &TrackerOptions::default())
+            .map_err(|e| e.to_string())?;
+        let installed = current();
+        let heap2 = Region::new(16 * PAGE_SIZE).map_err(|e| e.to_string())?;
+        let second = MprotectTracker::new(heap2.base(), heap2.len(), &TrackerOptions::default())
+            .map_err(|e| e.to_string())?;
+        drop(t);
+        let still = current();
+        drop(second);
+        let after = current();
+        if installed == before || still != installed || after != before {
+            return Err(format!(
+                "handler before {before:#x}, installed {installed:#x}, after one drop \
+                 {still:#x}, after the last {after:#x}"
+            ));
+        }
+        Ok(String::new())
+    });
+    assert_eq!(outcome.status, 0, "{}", outcome.message);
+    // Second child: install, serve a heap fault, then fault outside the heap.
+    let outcome = in_child(|| {
+        let heap = Region::new(16 * PAGE_SIZE).map_err(|e| e.to_string())?;
+        let t = MprotectTracker::new(heap.base(), heap.len(), &TrackerOptions::default())
+            .map_err(|e| e.to_string())?;
+        t.arm().map_err(|e| e.to_string())?;
+        // SAFETY: inside the armed heap: the fault is served.
+        unsafe { ((heap.base() + 3 * PAGE_SIZE) as *mut u64).write_volatile(1) };
+        if t.stats().faults != 1 {
+            return Err(format!("the heap fault was not served: {:?}", t.stats()));
+        }
+        let other = Region::new(PAGE_SIZE).map_err(|e| e.to_string())?;
+        other
+            .protect(other.base(), PAGE_SIZE, Protection::Read)
+            .map_err(|e| e.to_string())?;
+        // SAFETY: a read-only page of no heap: this must kill the child.
+        unsafe { (other.base() as *mut u64).write_volatile(1) };
+        Err("survived a write to a read-only page outside every heap".into())
+    });
+    assert!(
+        libc::WIFSIGNALED(outcome.status) && libc::WTERMSIG(outcome.status) == libc::SIGSEGV,
+        "the child should die of SIGSEGV, but it {}: {}",
+        describe(outcome.status),
+        outcome.message
+    );
+}
