@@ -2,6 +2,12 @@
 //! collector runs, and what the collector saw.
 //!
 //! Run: `cargo run --release --example quickstart`
+//!
+//! The columns: `cycles` collections run; `pauses` stop-the-world pauses (one per cycle
+//! without a barrier, two with one: initial mark and remark); `max pause` the longest;
+//! `faults` what the barrier recorded as written while the collector marked (pages for
+//! the page trackers, cards for the card table; `none` records nothing, it stops the
+//! world instead); `freed` the garbage the last cycle swept.
 
 use barrierlab::probe::Probe;
 use barrierlab::{BarrierKind, Heap, HeapConfig, Result};
@@ -16,7 +22,9 @@ fn main() -> Result<()> {
                 continue;
             }
         }
-        let heap = match Heap::new(HeapConfig::new().heap_bytes(16 << 20).barrier(kind)) {
+        // A small heap (1 MiB), so that collections start by themselves while the lists
+        // below are being written: the barrier then has writes to record.
+        let heap = match Heap::new(HeapConfig::new().heap_bytes(1 << 20).barrier(kind)) {
             Ok(h) => h,
             Err(e) => {
                 println!("{kind:<15} skipped: {e}");

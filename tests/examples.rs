@@ -1,0 +1,221 @@
+//! One test per example: build every example once (release), run each binary under a
+//! timeout, and check that it exits 0 and prints a line it must print.
+//!
+//! The examples handle a missing kernel feature by printing the reason and exiting 0, so
+//! each test accepts either the line the example prints when the mechanism works or the
+//! line it prints when it does not, and says which one it saw.
+
+use std::io::Read;
+use std::path::PathBuf;
+use std::process::{Command, Stdio};
+use std::sync::Once;
+use std::time::{Duration, Instant};
+
+/// A run that takes longer than this is a hang (a fault nobody serves), not a slow run.
+const RUN_TIMEOUT: Duration = Duration::from_secs(120);
+/// Building all examples from scratch in release mode.
+const BUILD_TIMEOUT: Duration = Duration::from_secs(900);
+
+static BUILD: Once = Once::new();
+
+fn manifest_dir() -> PathBuf {
+    PathBuf::from(env!("CARGO_MANIFEST_DIR"))
+}
+
+/// Where `cargo build --release --examples` puts the binaries.
+fn examples_dir() -> PathBuf {
+    let target = std::env::var_os("CARGO_TARGET_DIR")
+        .map(PathBuf::from)
+        .map(|t| {
+            if t.is_relative() {
+                manifest_dir().join(t)
+            } else {
+                t
+            }
+        })
+        .unwrap_or_else(|| manifest_dir().join("target"));
+    target.join("release").join("examples")
+}
+
+/// Builds every example once per test process; the other tests wait for it.
+fn build_examples() {
+    BUILD.call_once(|| {
+        // The cargo running this test (it sets CARGO), else the one that built it.
+        let cargo = std::env::var("CARGO")
+            .ok()
+            .or_else(|| option_env!("CARGO").map(String::from))
+            .unwrap_or_else(|| "cargo".into());
+        let mut cmd = Command::new(cargo);
+        cmd.args(["build", "--release", "--examples"])
+            .current_dir(manifest_dir());
+        let out = run_with_timeout(cmd, BUILD_TIMEOUT, "cargo build --release --examples");
+        assert!(
+            out.success,
+            "cargo build --release --examples failed:\n{}",
+            out.stderr
+        );
+    });
+}
+
+struct Output {
+    success: bool,
+    code: Option<i32>,
+    stdout: String,
+    stderr: String,
+}
+
+/// Runs `cmd`, reading its output on other threads (a full pipe must not stall it), and
+/// kills it if it is still running after `timeout`.
+fn run_with_timeout(mut cmd: Command, timeout: Duration, what: &str) -> Output {
+    let mut child = cmd
+        .stdout(Stdio::piped())
+        .stderr(Stdio::piped())
+        .spawn()
+        .unwrap_or_else(|e| panic!("cannot start {what}: {e}"));
+    let drain = |mut pipe: Box<dyn Read + Send>| {
+        std::thread::spawn(move || {
+            let mut s = String::new();
+            let _ = pipe.read_to_string(&mut s);
+            s
+        })
+    };
+    let stdout = drain(Box::new(child.stdout.take().expect("piped stdout")));
+    let stderr = drain(Box::new(child.stderr.take().expect("piped stderr")));
+    let start = Instant::now();
+    let status = loop {
+        match child.try_wait().expect("wait for the child") {
+            Some(status) => break status,
+            None if start.elapsed() > timeout => {
+                // Kill only our own child, by its handle.
+                let _ = child.kill();
+                let _ = child.wait();
+                panic!(
+                    "{what} did not finish within {timeout:?}: killed\nstdout so far:\n{}",
+                    stdout.join().unwrap_or_default()
+                );
+            }
+            None => std::thread::sleep(Duration::from_millis(20)),
+        }
+    };
+    Output {
+        success: status.success(),
+        code: status.code(),
+        stdout: stdout.join().unwrap_or_default(),
+        stderr: stderr.join().unwrap_or_default(),
+    }
+}
+
+/// Runs example `name` and checks that it exits 0 and that its output contains one of
+/// `expected` (the first is what it prints when its mechanism works). Returns stdout.
+fn run_example(name: &str, expected: &[&str]) -> String {
+    build_examples();
+    let bin = examples_dir().join(name);
+    assert!(bin.exists(), "{} was not built", bin.display());
+    let out = run_with_timeout(Command::new(&bin), RUN_TIMEOUT, name);
+    assert!(
+        out.success,
+        "example {name} exited with {:?}\nstdout:\n{}\nstderr:\n{}",
+        out.code, out.stdout, out.stderr
+    );
+    let found = expected.iter().position(|e| out.stdout.contains(e));
+    match found {
+        Some(0) => {}
+        Some(i) => eprintln!("example {name}: ran its fallback ({:?})", expected[i]),
+        None => panic!(
+            "example {name} printed none of {expected:?}\nstdout:\n{}",
+            out.stdout
+        ),
+    }
+    out.stdout
+}
+
+/// The lines of `out` that start with `prefix`.
+fn lines_starting<'a>(out: &'a str, prefix: &'a str) -> Vec<&'a str> {
+    out.lines().filter(|l| l.starts_with(prefix)).collect()
+}
+
+#[test]
+fn quickstart() {
+    let out = run_example("quickstart", &["max pause"]);
+    // The barriers that need nothing from the kernel always run.
+    for kind in ["none", "card-table"] {
+        let line = lines_starting(&out, kind);
+        assert!(
+            line.len() == 1 && line[0].contains("cycles"),
+            "no statistics for {kind}:\n{out}"
+        );
+    }
+}
+
+#[test]
+fn card_table() {
+    let out = run_example("card_table", &["harvest -> dirty cards [0, 1, 8]"]);
+    assert!(
+        out.contains("dirty cards: card 0 [+0x0000, +0x0200)"),
+        "{out}"
+    );
+    assert!(out.contains("next harvest -> dirty cards [1]"), "{out}");
+}
+
+#[test]
+fn uffd_wp_fault() {
+    let out = run_example(
+        "uffd_wp_fault",
+        &[
+            "fault: page  0",
+            "userfaultfd write-protect is unavailable here",
+        ],
+    );
+    if out.contains("fault: page  0") {
+        assert!(out.contains("WRITE|WP"), "{out}");
+        assert!(
+            out.contains("dirty set: pages [0, 2, 3, 5, 8, 9, 10, 11, 13, 14]"),
+            "{out}"
+        );
+        assert!(out.contains("writers finished: 2 of 2"), "{out}");
+    }
+}
+
+#[test]
+fn pagemap_scan() {
+    let out = run_example(
+        "pagemap_scan",
+        &[
+            "written: pages 20..=23",
+            "async write-protect is unavailable here",
+        ],
+    );
+    if out.contains("written: pages 20..=23") {
+        // A harvest re-protects what it returns: the next one finds nothing.
+        let again = lines_starting(&out, "harvest again");
+        assert!(
+            again.len() == 2 && again.iter().all(|l| l.ends_with("nothing")),
+            "{out}"
+        );
+        assert!(out.contains("written: pages 11..=12"), "{out}");
+    }
+}
+
+#[test]
+fn mprotect_segv() {
+    let out = run_example(
+        "mprotect_segv",
+        &[
+            "harvest with re-arm -> dirty pages [1, 3, 4, 5, 9, 14]",
+            "mprotect is unavailable here",
+        ],
+    );
+    if out.contains("dirty pages [1, 3, 4, 5, 9, 14]") {
+        assert!(
+            out.contains("harvest with re-arm -> dirty pages [3]"),
+            "{out}"
+        );
+        assert!(out.contains("after the writes (split)"), "{out}");
+    }
+}
+
+#[test]
+fn crossover() {
+    let out = run_example("crossover", &["stores/page"]);
+    assert!(out.contains("card-table"), "{out}");
+}
