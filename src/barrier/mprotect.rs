@@ -472,35 +472,4 @@ mod tests {
         );
         t.disarm().unwrap();
     }
-
-    /// Cost per first write to an armed page, 16384 pages in sequential order:
-    /// `cargo test --release --lib -- --ignored first_write_cost --nocapture`.
-    #[test]
-    #[ignore = "a measurement, not a check"]
-    fn first_write_cost() {
-        let pages = 16384;
-        let region = Region::new(pages * PAGE_SIZE).unwrap();
-        let t = tracker(&region);
-        let mut per_page = Vec::new();
-        for rep in 0..11 {
-            t.arm().unwrap();
-            let t0 = std::time::Instant::now();
-            for p in 0..pages {
-                write_page(region.base(), p, rep);
-            }
-            let dt = t0.elapsed();
-            assert_eq!(harvest(&t, false).granules.len(), pages);
-            t.disarm().unwrap();
-            if rep > 1 {
-                per_page.push(dt.as_nanos() as f64 / pages as f64);
-            }
-        }
-        per_page.sort_by(f64::total_cmp);
-        eprintln!(
-            "mprotect: first write per page, seq, {pages} pages: median {:.0} ns (min {:.0}, max {:.0})",
-            per_page[per_page.len() / 2],
-            per_page[0],
-            per_page[per_page.len() - 1]
-        );
-    }
 }

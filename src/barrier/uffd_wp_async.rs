@@ -385,41 +385,4 @@ mod tests {
             assert_eq!(harvest(&t, true), DirtySet::default());
         });
     }
-
-    /// Cost per first write to an armed page, 16384 pages in sequential order:
-    /// `cargo test --release --lib -- --ignored first_write_cost --nocapture`.
-    #[test]
-    #[ignore = "a measurement, not a check"]
-    fn first_write_cost() {
-        let pages = 16384;
-        let region = Region::new(pages * PAGE_SIZE).unwrap();
-        let t = UffdWpAsyncTracker::new(region.base(), region.len(), &TrackerOptions::default())
-            .unwrap();
-        let (mut write, mut scan) = (Vec::new(), Vec::new());
-        for rep in 0..11 {
-            t.arm().unwrap();
-            let t0 = std::time::Instant::now();
-            for p in 0..pages {
-                write_page(region.base(), p, rep);
-            }
-            let t1 = std::time::Instant::now();
-            assert_eq!(harvest(&t, false).granules.len(), pages);
-            let t2 = std::time::Instant::now();
-            t.disarm().unwrap();
-            if rep > 1 {
-                write.push((t1 - t0).as_nanos() as f64 / pages as f64);
-                scan.push((t2 - t1).as_nanos() as f64 / pages as f64);
-            }
-        }
-        write.sort_by(f64::total_cmp);
-        scan.sort_by(f64::total_cmp);
-        eprintln!(
-            "uffd-wp-async: first write per page, seq, {pages} pages: median {:.0} ns (min {:.0}, max {:.0}); \
-             harvest scan {:.1} ns per dirty page",
-            write[write.len() / 2],
-            write[0],
-            write[write.len() - 1],
-            scan[scan.len() / 2]
-        );
-    }
 }
