@@ -1,0 +1,823 @@
+//! The shadow-graph stress test: random mutator programs run against the heap and against
+//! a model of it (the *shadow*), on 1, 2 and 4 mutator threads, over every barrier, while
+//! collections run back to back. It checks the collector's two safety properties:
+//!
+//! - **No reachable object is ever freed or changed**: at regular points every object
+//!   reachable from the roots in the shadow is compared with the heap (it is live, has
+//!   the same shape, the same payload bytes, and each reference slot names the object
+//!   with the expected id). The collector may be in any phase meanwhile (marking,
+//!   pre-cleaning, sweeping): a reachable object must be intact in all of them.
+//! - **Garbage stays garbage**: at a checkpoint, every object that the shadow says is
+//!   unreachable (it can never become reachable again: the program only stores
+//!   references to objects it reached from a root) is remembered; after a `collect()`,
+//!   which runs a whole cycle that starts after the call, each must be free, or its cell
+//!   reused by another object (the id in its first payload bytes differs). Each thread
+//!   has its own graph, so one thread's checkpoint is exact whatever the others do; they
+//!   keep mutating during it, which makes the cycle more interesting, not less exact.
+//!
+//! And the verifier (a full re-trace at every remark) must report nothing.
+//!
+//! Every object carries a unique id (thread in the high bits) in its first 8 payload
+//! bytes. The program: allocations (0–5 reference slots, 8–200 payload bytes, sometimes a
+//! multi-page object) linked at once into a reachable object or a root, reference stores
+//! (to a reachable object or null), payload stores, root pushes, pops and sets. Targets
+//! are found by random walks from the roots over the shadow, so the program never touches
+//! an object that may already have been freed.
+//!
+//! The collector's knobs (pre-clean rounds and threshold, trigger, conditional cards, the
+//! `uffd-wp` fault-service layout) are drawn from the seed too.
+//!
+//! Knobs (see `support_collector`): `BARRIERLAB_SEED` reproduces a program (the seed is in
+//! every failure message), `BARRIERLAB_SOAK` runs longer, `BARRIERLAB_REQUIRE_ALL=1` turns
+//! a skipped barrier into a failure; `BARRIERLAB_STRESS_KINDS=uffd-wp,mprotect` runs only
+//! those barriers.
+
+mod common;
+mod support_collector;
+
+use std::collections::{HashMap, HashSet};
+use std::sync::Arc;
+use std::sync::atomic::{AtomicBool, AtomicU64, AtomicUsize, Ordering};
+use std::time::{Duration, Instant};
+
+use barrierlab::{BarrierKind, Heap, HeapConfig, Mutator, ObjRef, ServiceLayout};
+use rand::rngs::StdRng;
+use rand::{Rng, RngCore, SeedableRng};
+
+use common::with_timeout;
+use support_collector::{Soak, base_seed, debug_divisor, heap_or_skip, read_id, splitmix};
+
+/// Heap size: small, so that allocation alone triggers collections often.
+const HEAP_BYTES: usize = 4 << 20;
+/// Mutator operations per configuration (split among its threads), in a release build.
+const OPS_PER_CONFIG: u64 = 400_000;
+/// Operations between two comparisons of the shadow with the heap.
+const VERIFY_EVERY: u64 = 1_500;
+/// Comparisons between two checkpoints (collect, then check that garbage was freed).
+const CHECKPOINT_EVERY: u64 = 4;
+/// Most roots a thread keeps.
+const MAX_ROOTS: usize = 12;
+
+/// One object as the program believes it is.
+struct ShadowObj {
+    obj: ObjRef,
+    /// The id each reference slot names (`None` = null).
+    edges: Vec<Option<u64>>,
+    /// The whole payload; its first 8 bytes are the id.
+    payload: Vec<u8>,
+    /// The operation that allocated it.
+    born: u64,
+}
+
+/// Counters one thread reports.
+#[derive(Default, Debug, Clone, Copy)]
+struct Counts {
+    ops: u64,
+    allocs: u64,
+    large: u64,
+    verifies: u64,
+    checkpoints: u64,
+    /// Unreachable objects checked at checkpoints.
+    dead_checked: u64,
+    /// Of those, the ones whose cell had been reused by a new object.
+    dead_reused: u64,
+    max_live_objects: usize,
+}
+
+impl std::ops::AddAssign for Counts {
+    fn add_assign(&mut self, o: Counts) {
+        self.ops += o.ops;
+        self.allocs += o.allocs;
+        self.large += o.large;
+        self.verifies += o.verifies;
+        self.checkpoints += o.checkpoints;
+        self.dead_checked += o.dead_checked;
+        self.dead_reused += o.dead_reused;
+        self.max_live_objects = self.max_live_objects.max(o.max_live_objects);
+    }
+}
+
+/// Formats as the string its closure makes, only when it is formatted (a failure
+/// message's context is costly to build).
+struct Lazy<F: Fn() -> String>(F);
+
+impl<F: Fn() -> String> std::fmt::Display for Lazy<F> {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str(&(self.0)())
+    }
+}
+
+/// One mutator thread's program and its shadow.
+struct Program {
+    m: Mutator,
+    rng: StdRng,
+    shadow: HashMap<u64, ShadowObj>,
+    /// Mirrors the mutator's root stack.
+    roots: Vec<Option<u64>>,
+    next_id: u64,
+    /// Objects found unreachable, not yet checked at a checkpoint.
+    dead: Vec<(ObjRef, u64)>,
+    /// Reachable bytes (cell sizes) allowed before the program starts cutting edges.
+    budget: usize,
+    shrinking: bool,
+    ctx: String,
+    op: u64,
+    counts: Counts,
+}
+
+/// The cell bytes an object of this shape takes (roughly: large objects by page).
+fn cell_estimate(nrefs: usize, payload: usize) -> usize {
+    let bytes = 8 + 8 * nrefs + payload;
+    if bytes > 2048 {
+        bytes.div_ceil(4096) * 4096
+    } else {
+        bytes.next_multiple_of(16) * 5 / 4
+    }
+}
+
+impl Program {
+    fn new(heap: &Heap, seed: u64, thread: usize, budget: usize, ctx: String) -> Program {
+        Program {
+            m: heap.mutator(),
+            rng: StdRng::seed_from_u64(seed),
+            shadow: HashMap::new(),
+            roots: Vec::new(),
+            next_id: ((thread as u64 + 1) << 48) + 1,
+            dead: Vec::new(),
+            budget,
+            shrinking: false,
+            ctx,
+            op: 0,
+            counts: Counts::default(),
+        }
+    }
+
+    /// The failure context: barrier, threads, seed, operation.
+    fn at(&self) -> String {
+        let st = self.m.heap().stats();
+        format!(
+            "{} op {} (heap: {} cycles, {} verifier failures {:?}, {} degraded cycles, tracker \
+             {:?})",
+            self.ctx,
+            self.op,
+            st.cycles,
+            st.verifier_failures,
+            st.verifier_messages.first(),
+            st.degraded_cycles(),
+            st.tracker
+        )
+    }
+
+    /// What is known of object `id`, for a failure message.
+    fn explain(&self, id: u64) -> String {
+        match self.shadow.get(&id) {
+            None => format!("{id:#x} (not in the shadow)"),
+            Some(s) => format!(
+                "{id:#x} at {:?} (allocated at op {}, {} slots, {} payload bytes; live now: {}, \
+                 id there now: {:?})",
+                s.obj,
+                s.born,
+                s.edges.len(),
+                s.payload.len(),
+                self.m.heap().is_live(s.obj),
+                read_id(&self.m, s.obj).map(|i| format!("{i:#x}"))
+            ),
+        }
+    }
+
+    /// A random object reachable from the roots (a short random walk), or `None` when
+    /// every root is null.
+    fn walk(&mut self) -> Option<u64> {
+        let set: Vec<u64> = self.roots.iter().flatten().copied().collect();
+        if set.is_empty() {
+            return None;
+        }
+        let mut cur = set[self.rng.random_range(0..set.len())];
+        for _ in 0..self.rng.random_range(0..12) {
+            let edges = &self.shadow[&cur].edges;
+            let n = edges.iter().flatten().count();
+            if n == 0 {
+                break;
+            }
+            let k = self.rng.random_range(0..n);
+            cur = *edges.iter().flatten().nth(k).expect("k < n");
+        }
+        Some(cur)
+    }
+
+    /// A reachable object with at least one reference slot, if a few walks find one.
+    fn walk_to_slots(&mut self) -> Option<u64> {
+        for _ in 0..4 {
+            let id = self.walk()?;
+            if !self.shadow[&id].edges.is_empty() {
+                return Some(id);
+            }
+        }
+        None
+    }
+
+    fn obj(&self, id: u64) -> ObjRef {
+        self.shadow[&id].obj
+    }
+
+    /// One random operation.
+    fn step(&mut self) {
+        self.op += 1;
+        self.counts.ops += 1;
+        let r = self.rng.random_range(0..100);
+        if self.roots.iter().flatten().next().is_none() || r < 40 {
+            self.op_alloc();
+        } else if r < 68 {
+            self.op_write_ref();
+        } else if r < 85 {
+            self.op_write_bytes();
+        } else if r < 97 {
+            self.op_root();
+        } else if r < 99 {
+            self.m.safepoint();
+        } else {
+            // A short excursion out of the managed state, as blocking code would make.
+            self.m.blocking(std::thread::yield_now);
+        }
+        if self.rng.random_bool(0.5) {
+            self.m.safepoint();
+        }
+    }
+
+    /// A slot of `id` to store into: while the graph grows, usually a null one.
+    fn pick_slot(&mut self, id: u64) -> usize {
+        let edges = &self.shadow[&id].edges;
+        let nulls: Vec<usize> = (0..edges.len()).filter(|&i| edges[i].is_none()).collect();
+        if !self.shrinking && !nulls.is_empty() && self.rng.random_bool(0.8) {
+            nulls[self.rng.random_range(0..nulls.len())]
+        } else {
+            self.rng.random_range(0..edges.len())
+        }
+    }
+
+    fn op_alloc(&mut self) {
+        let large = self.rng.random_range(0..100) == 0;
+        let nrefs = self.rng.random_range(0..6);
+        let payload = if large {
+            self.rng.random_range(2100..16_000)
+        } else {
+            self.rng.random_range(8..=200)
+        };
+        // Where the new object goes: chosen before the allocation (a safepoint), which
+        // changes nothing reachable, so the destination is still reachable after it.
+        let room = self.roots.len() < MAX_ROOTS;
+        let dest = if self.roots.len() < 3
+            || (room && self.shrinking && self.rng.random_range(0..20) == 0)
+        {
+            None
+        } else {
+            self.walk_to_slots().map(|id| (id, self.pick_slot(id)))
+        };
+        // While growing, a new object that lands on an edge takes it over (see below).
+        let nrefs = match dest {
+            Some((parent, slot))
+                if !self.shrinking && self.shadow[&parent].edges[slot].is_some() =>
+            {
+                nrefs.max(1)
+            }
+            _ => nrefs,
+        };
+        let obj = match self.m.alloc(nrefs, payload) {
+            Ok(o) => o,
+            Err(e) => panic!(
+                "{}: alloc({nrefs}, {payload}) failed with {} reachable objects: {e}",
+                self.at(),
+                self.reachable().len()
+            ),
+        };
+        // Not a root yet: link it before anything that may reach a safepoint.
+        let id = self.next_id;
+        self.next_id += 1;
+        let mut edges = vec![None; nrefs];
+        match dest {
+            Some((parent, slot)) => {
+                let p = self.obj(parent);
+                // While growing, insert rather than overwrite: the new object takes over
+                // the old target (a store into a just-allocated, black object).
+                let old = self.shadow[&parent].edges[slot];
+                if let Some(old) = old.filter(|_| nrefs > 0 && !self.shrinking) {
+                    let k = self.rng.random_range(0..nrefs);
+                    let o = self.obj(old);
+                    self.m.write_ref(obj, k, Some(o)).unwrap_or_else(|e| {
+                        panic!(
+                            "{}: write_ref into new object: {e}; old {}",
+                            self.at(),
+                            self.explain(old)
+                        )
+                    });
+                    edges[k] = Some(old);
+                }
+                self.m.write_ref(p, slot, Some(obj)).unwrap_or_else(|e| {
+                    panic!(
+                        "{}: write_ref into parent: {e}; parent {}",
+                        self.at(),
+                        self.explain(parent)
+                    )
+                });
+                self.shadow.get_mut(&parent).expect("parent").edges[slot] = Some(id);
+            }
+            None if room => {
+                self.m.push_root(obj);
+                self.roots.push(Some(id));
+            }
+            None => {
+                let i = self.root_to_replace();
+                self.m.set_root(i, Some(obj)).expect("root index in range");
+                self.roots[i] = Some(id);
+            }
+        }
+        let mut bytes = vec![0u8; payload];
+        bytes[..8].copy_from_slice(&id.to_le_bytes());
+        // Fill some of the rest (a fresh object's payload must read back as zeros too).
+        let fill = self.rng.random_range(8..=payload);
+        self.rng.fill_bytes(&mut bytes[8..fill]);
+        self.m
+            .write_bytes(obj, 0, &bytes)
+            .unwrap_or_else(|e| panic!("{}: write_bytes into new object: {e}", self.at()));
+        self.shadow.insert(
+            id,
+            ShadowObj {
+                obj,
+                edges,
+                payload: bytes,
+                born: self.op,
+            },
+        );
+        self.counts.allocs += 1;
+        self.counts.large += large as u64;
+    }
+
+    fn op_write_ref(&mut self) {
+        let Some(src) = self.walk_to_slots() else {
+            return;
+        };
+        let slot = self.pick_slot(src);
+        let old = self.shadow[&src].edges[slot];
+        if old.is_some() && !self.shrinking && self.rng.random_bool(0.95) {
+            // Growing: do not cut the edge (which would drop whatever hangs from it); swap
+            // it with another slot of the same object instead: two stores, nothing lost.
+            let other = self.rng.random_range(0..self.shadow[&src].edges.len());
+            let s = self.obj(src);
+            let o2 = self.shadow[&src].edges[other];
+            let (r1, r2) = (old.map(|id| self.obj(id)), o2.map(|id| self.obj(id)));
+            self.m
+                .write_ref(s, slot, r2)
+                .and_then(|()| self.m.write_ref(s, other, r1))
+                .unwrap_or_else(|e| {
+                    panic!(
+                        "{}: swap in {}: {e}; values {:?}",
+                        self.at(),
+                        self.explain(src),
+                        [old, o2].map(|v| v.map(|v| self.explain(v)))
+                    )
+                });
+            let edges = &mut self.shadow.get_mut(&src).expect("src").edges;
+            edges.swap(slot, other);
+            return;
+        }
+        let null_odds = if self.shrinking { 0.6 } else { 0.02 };
+        let value = if self.rng.random_bool(null_odds) {
+            None
+        } else {
+            self.walk()
+        };
+        let (s, v) = (self.obj(src), value.map(|id| self.obj(id)));
+        self.m.write_ref(s, slot, v).unwrap_or_else(|e| {
+            panic!(
+                "{}: write_ref({src:#x}, {slot}, {value:?}): {e}; source {}; value {}",
+                self.at(),
+                self.explain(src),
+                value.map_or("null".into(), |v| self.explain(v))
+            )
+        });
+        self.shadow.get_mut(&src).expect("src").edges[slot] = value;
+    }
+
+    fn op_write_bytes(&mut self) {
+        let Some(id) = self.walk() else {
+            return;
+        };
+        let len_total = self.shadow[&id].payload.len();
+        if len_total <= 8 {
+            return;
+        }
+        let len = self.rng.random_range(1..=(len_total - 8).min(32));
+        // Large objects: often at the very end, the farthest page of the span.
+        let offset = if len_total > 2048 && self.rng.random_bool(0.5) {
+            len_total - len
+        } else {
+            self.rng.random_range(8..=len_total - len)
+        };
+        let mut data = vec![0u8; len];
+        self.rng.fill_bytes(&mut data);
+        let o = self.obj(id);
+        self.m.write_bytes(o, offset, &data).unwrap_or_else(|e| {
+            panic!(
+                "{}: write_bytes at {offset}: {e}; object {}",
+                self.at(),
+                self.explain(id)
+            )
+        });
+        self.shadow.get_mut(&id).expect("obj").payload[offset..offset + len].copy_from_slice(&data);
+    }
+
+    /// A root to overwrite: the first three hold most of the graph, so while it grows
+    /// only the others are replaced.
+    fn root_to_replace(&mut self) -> usize {
+        let lowest = if self.shrinking {
+            0
+        } else {
+            3.min(self.roots.len() - 1)
+        };
+        self.rng.random_range(lowest..self.roots.len())
+    }
+
+    /// Root pushes, pops and sets. The first three roots hold most of the graph: while
+    /// it grows, only a shrinking program replaces them.
+    fn op_root(&mut self) {
+        let r = self.rng.random_range(0..10);
+        if r < 4 && self.roots.len() < MAX_ROOTS {
+            if let Some(id) = self.walk() {
+                let o = self.obj(id);
+                let i = self.m.push_root(o);
+                assert_eq!(i, self.roots.len(), "{}: push_root index", self.at());
+                self.roots.push(Some(id));
+            }
+        } else if r < 7 && self.roots.len() > 3 {
+            let got = self.m.pop_root();
+            let want = self.roots.pop().expect("non-empty");
+            assert_eq!(
+                got,
+                want.map(|id| self.obj(id)),
+                "{}: pop_root returned the wrong root",
+                self.at()
+            );
+        } else if !self.roots.is_empty() {
+            let i = self.root_to_replace();
+            let null_odds = if self.shrinking { 0.5 } else { 0.1 };
+            let value = if self.rng.random_bool(null_odds) {
+                None
+            } else {
+                self.walk()
+            };
+            let o = value.map(|id| self.obj(id));
+            self.m.set_root(i, o).expect("root index in range");
+            self.roots[i] = value;
+            assert_eq!(self.m.root(i), o, "{}: root {i} reads back", self.at());
+        }
+    }
+
+    /// The ids reachable from the roots, in the shadow.
+    fn reachable(&self) -> HashSet<u64> {
+        let mut seen: HashSet<u64> = HashSet::new();
+        let mut stack: Vec<u64> = self.roots.iter().flatten().copied().collect();
+        while let Some(id) = stack.pop() {
+            if seen.insert(id) {
+                stack.extend(self.shadow[&id].edges.iter().flatten().copied());
+            }
+        }
+        seen
+    }
+
+    /// Compares every reachable object with the heap, then forgets the unreachable ones
+    /// (remembering them for the next checkpoint) and adjusts the program's growth.
+    fn verify(&mut self) {
+        self.counts.verifies += 1;
+        let at = Lazy(|| self.at());
+        let heap = self.m.heap().clone();
+        assert_eq!(
+            self.m.roots_len(),
+            self.roots.len(),
+            "{at}: root stack length"
+        );
+        for (i, want) in self.roots.iter().enumerate() {
+            assert_eq!(
+                self.m.root(i),
+                want.map(|id| self.shadow[&id].obj),
+                "{at}: root {i}"
+            );
+        }
+        let reachable = self.reachable();
+        let mut live_bytes = 0;
+        let mut buf = Vec::new();
+        for &id in &reachable {
+            let s = &self.shadow[&id];
+            assert!(
+                heap.is_live(s.obj),
+                "{at}: reachable object {} was freed",
+                self.explain(id)
+            );
+            let shape = self
+                .m
+                .shape(s.obj)
+                .unwrap_or_else(|e| panic!("{at}: shape of {}: {e}", self.explain(id)));
+            assert_eq!(
+                shape,
+                (s.edges.len(), s.payload.len()),
+                "{at}: object {id:#x} at {:?} has the wrong shape",
+                s.obj
+            );
+            buf.resize(s.payload.len(), 0);
+            self.m
+                .read_bytes(s.obj, 0, &mut buf)
+                .unwrap_or_else(|e| panic!("{at}: read_bytes of {}: {e}", self.explain(id)));
+            if buf != s.payload {
+                let first = buf.iter().zip(&s.payload).position(|(a, b)| a != b);
+                panic!(
+                    "{at}: payload of object {id:#x} at {:?} differs from the shadow \
+                     (first difference at byte {first:?}; id read back {:#x})",
+                    s.obj,
+                    u64::from_le_bytes(buf[..8].try_into().expect("8 bytes"))
+                );
+            }
+            for (i, want) in s.edges.iter().enumerate() {
+                let got = self
+                    .m
+                    .read_ref(s.obj, i)
+                    .unwrap_or_else(|e| panic!("{at}: read_ref({id:#x}, {i}): {e}"));
+                match (got, want) {
+                    (None, None) => {}
+                    (Some(r), Some(w)) => {
+                        let target = &self.shadow[w];
+                        assert_eq!(
+                            r, target.obj,
+                            "{at}: slot {i} of {id:#x} points to {r:?}, expected {w:#x} at {:?}",
+                            target.obj
+                        );
+                        assert_eq!(
+                            read_id(&self.m, r),
+                            Some(*w),
+                            "{at}: slot {i} of {id:#x} points to {r:?}, whose id is not {w:#x}"
+                        );
+                    }
+                    _ => panic!("{at}: slot {i} of {id:#x} is {got:?}, expected id {want:?}"),
+                }
+            }
+            live_bytes += cell_estimate(s.edges.len(), s.payload.len());
+        }
+        self.counts.max_live_objects = self.counts.max_live_objects.max(reachable.len());
+        let dead: Vec<u64> = self
+            .shadow
+            .keys()
+            .filter(|id| !reachable.contains(id))
+            .copied()
+            .collect();
+        for id in dead {
+            let s = self.shadow.remove(&id).expect("present");
+            self.dead.push((s.obj, id));
+        }
+        if live_bytes > self.budget {
+            self.shrinking = true;
+        } else if live_bytes < self.budget / 2 {
+            self.shrinking = false;
+        }
+    }
+
+    /// Garbage stays garbage: every object found unreachable so far must be gone after a
+    /// cycle that starts now.
+    fn checkpoint(&mut self) {
+        self.verify();
+        self.counts.checkpoints += 1;
+        let heap = self.m.heap().clone();
+        let before = heap.stats().cycles;
+        self.m.collect();
+        let after = heap.stats().cycles;
+        assert!(after > before, "{}: collect() ran no cycle", self.at());
+        for (obj, id) in std::mem::take(&mut self.dead) {
+            self.counts.dead_checked += 1;
+            if heap.is_live(obj) {
+                let now = read_id(&self.m, obj);
+                assert_ne!(
+                    now,
+                    Some(id),
+                    "{}: object {id:#x} at {obj:?} was unreachable before cycle {} started \
+                     (cycles {before}..{after}) but survived it",
+                    self.at(),
+                    before + 1
+                );
+                self.counts.dead_reused += 1;
+            }
+        }
+        // Reachable objects survived the collection too.
+        self.verify();
+    }
+}
+
+/// One configuration: `threads` mutators over `kind`, plus a thread collecting in a
+/// loop. Returns the cycles it ran, or `None` if the barrier is unavailable.
+fn run_config(kind: BarrierKind, threads: usize, base: u64, round: u64, soak: Soak) -> Option<u64> {
+    let seed = splitmix(base ^ splitmix((kind as u64) << 32 | (threads as u64) << 16 | round));
+    // The collector's knobs vary with the seed: no pre-cleaning at all, or many rounds
+    // that run to the end (wider windows between harvest and remark); card marking
+    // plain or conditional; every fault-service layout.
+    let mut knobs = StdRng::seed_from_u64(seed ^ 0x6b6e_6f62);
+    let rounds = [0, 1, 3, 8][knobs.random_range(0..4)];
+    let threshold = [0, 32][knobs.random_range(0..2)];
+    let conditional = knobs.random_bool(0.5);
+    let layouts = uffd_wp_layouts();
+    let layout = layouts[knobs.random_range(0..layouts.len())];
+    let trigger = [0.3, 0.5, 0.7][knobs.random_range(0..3)];
+    let what = format!("shadow graph [{kind}, {threads} threads]");
+    let heap = heap_or_skip(
+        HeapConfig::new()
+            .heap_bytes(HEAP_BYTES)
+            .barrier(kind)
+            .trigger(trigger)
+            .max_preclean_rounds(rounds)
+            .preclean_threshold(threshold)
+            .conditional_cards(conditional)
+            .service_layout(layout)
+            .verify(true),
+        &what,
+    )?;
+    let knobs = format!(
+        "pre-clean {rounds} rounds to {threshold}, trigger {trigger}{}{}",
+        if kind == BarrierKind::CardTable && conditional {
+            ", conditional cards"
+        } else {
+            ""
+        },
+        if kind == BarrierKind::UffdWp {
+            format!(", {} layout", layout.name())
+        } else {
+            String::new()
+        },
+    );
+    let ops_per_thread = OPS_PER_CONFIG / debug_divisor() / threads as u64;
+    let budget = HEAP_BYTES / 5 / threads;
+    let started = Instant::now();
+    let limit = if soak.is_soak() {
+        Duration::from_secs(600)
+    } else {
+        Duration::from_secs(180)
+    };
+    let h = heap.clone();
+    let ctx =
+        format!("[{kind}, {threads} threads, {knobs}, round {round}, BARRIERLAB_SEED={base}]");
+    let ctx_base = ctx.clone();
+    let totals = with_timeout(limit.as_secs(), &what, move || {
+        let abort = Arc::new(AtomicBool::new(false));
+        let running = Arc::new(AtomicUsize::new(threads));
+        let background_cycles = AtomicU64::new(0);
+        let totals = std::thread::scope(|s| {
+            // Collections back to back, from a thread that is not a mutator.
+            s.spawn(|| {
+                let _guard = AbortOnPanic(&abort);
+                while running.load(Ordering::Acquire) > 0 && !abort.load(Ordering::Acquire) {
+                    h.collect();
+                    background_cycles.fetch_add(1, Ordering::Relaxed);
+                }
+            });
+            let workers: Vec<_> = (0..threads)
+                .map(|t| {
+                    let (h, abort, running) = (&h, &abort, &running);
+                    let ctx = format!("{ctx_base} thread {t}");
+                    s.spawn(move || {
+                        let _guard = AbortOnPanic(abort);
+                        let mut p = Program::new(h, splitmix(seed + t as u64), t, budget, ctx);
+                        for i in 1..=ops_per_thread {
+                            if abort.load(Ordering::Relaxed) {
+                                break;
+                            }
+                            p.step();
+                            if i % VERIFY_EVERY == 0 {
+                                if i % (VERIFY_EVERY * CHECKPOINT_EVERY) == 0 {
+                                    p.checkpoint();
+                                } else {
+                                    p.verify();
+                                }
+                            }
+                        }
+                        if !abort.load(Ordering::Relaxed) {
+                            p.checkpoint();
+                        }
+                        running.fetch_sub(1, Ordering::Release);
+                        p.counts
+                    })
+                })
+                .collect();
+            let mut totals = Counts::default();
+            for w in workers {
+                match w.join() {
+                    Ok(c) => totals += c,
+                    Err(p) => std::panic::resume_unwind(p),
+                }
+            }
+            totals
+        });
+        (totals, background_cycles.into_inner())
+    });
+    let (totals, background) = totals;
+    let st = heap.stats();
+    eprintln!(
+        "{kind:>14} x{threads} ({knobs}): {} cycles ({} from the collecting thread, {} checkpoints, \
+         {} degraded), {} ops, {} allocs ({} large), {} verifies, {} dead checked ({} reused), \
+         max {} reachable, {} faults, max pause {:?}, {:.2?}",
+        st.cycles,
+        background,
+        totals.checkpoints,
+        st.degraded_cycles(),
+        totals.ops,
+        totals.allocs,
+        totals.large,
+        totals.verifies,
+        totals.dead_checked,
+        totals.dead_reused,
+        totals.max_live_objects,
+        st.tracker.faults,
+        st.max_pause(),
+        started.elapsed()
+    );
+    assert_eq!(
+        st.verifier_failures, 0,
+        "{ctx}: the verifier found tri-colour violations: {:?}",
+        st.verifier_messages
+    );
+    assert!(
+        totals.dead_checked > 0 && st.cycles > 0,
+        "{ctx}: the program made no garbage or ran no cycle"
+    );
+    Some(st.cycles)
+}
+
+/// Tells the other threads of a configuration to stop when this one panics, so that a
+/// failure is reported as itself rather than as a deadlock.
+struct AbortOnPanic<'a>(&'a AtomicBool);
+
+impl Drop for AbortOnPanic<'_> {
+    fn drop(&mut self) {
+        if std::thread::panicking() {
+            self.0.store(true, Ordering::Release);
+        }
+    }
+}
+
+/// The `uffd-wp` fault-service layouts to draw from: all of them. (`Thread` and
+/// `SpinThread` once exposed a race between `arm` and an in-flight fault service, now
+/// closed by `arm` taking the service lock; see `collector_verifier.rs`.)
+fn uffd_wp_layouts() -> Vec<ServiceLayout> {
+    ServiceLayout::ALL.to_vec()
+}
+
+/// The barriers to run: all, or those named in `BARRIERLAB_STRESS_KINDS` (comma
+/// separated; for reproducing a failure quickly).
+fn stress_kinds() -> Vec<BarrierKind> {
+    match std::env::var("BARRIERLAB_STRESS_KINDS") {
+        Err(_) => BarrierKind::ALL.to_vec(),
+        Ok(list) => list
+            .split(',')
+            .map(|k| {
+                k.trim()
+                    .parse()
+                    .unwrap_or_else(|e| panic!("BARRIERLAB_STRESS_KINDS: {e}"))
+            })
+            .collect(),
+    }
+}
+
+fn shadow_graph(threads: usize) {
+    let test = format!("shadow_graph_{threads}_threads");
+    let base = base_seed(&test);
+    let soak = Soak::from_env();
+    let mut cycles = 0;
+    let mut ran = Vec::new();
+    for kind in stress_kinds() {
+        let started = Instant::now();
+        let mut round = 0;
+        while soak.another(round, started) {
+            match run_config(kind, threads, base, round, soak) {
+                Some(c) => cycles += c,
+                None => break,
+            }
+            round += 1;
+        }
+        if round > 0 {
+            ran.push(kind.name());
+        }
+    }
+    eprintln!(
+        "{test}: {cycles} cycles in all over {} (seed {base})",
+        ran.join(", ")
+    );
+    assert!(!ran.is_empty(), "{test}: no barrier could run");
+}
+
+#[test]
+fn shadow_graph_1_thread() {
+    shadow_graph(1);
+}
+
+#[test]
+fn shadow_graph_2_threads() {
+    shadow_graph(2);
+}
+
+#[test]
+fn shadow_graph_4_threads() {
+    shadow_graph(4);
+}

@@ -1,0 +1,121 @@
+//! Helpers shared by the collector tests (`collector_stress.rs`, `collector_unit.rs`,
+//! `collector_verifier.rs`), on top of `tests/common` (its timeout and skip helpers):
+//! building a heap or skipping a barrier the kernel (or the tree) does not offer, the seed
+//! and soak knobs, and object ids. A test crate that uses this module declares
+//! `mod common;` too.
+//!
+//! Environment:
+//! - `BARRIERLAB_REQUIRE_ALL=1`: a barrier that cannot be built fails the test instead of
+//!   being skipped (CI sets it).
+//! - `BARRIERLAB_SEED=<u64>`: the base seed (default: a fresh one, printed).
+//! - `BARRIERLAB_SOAK=<n>` runs `n` rounds of each stress configuration, each with its own
+//!   seed derived from the base one; `BARRIERLAB_SOAK=<n>s` repeats rounds until `n`
+//!   seconds have passed for each configuration.
+
+// Each test crate includes this module and uses a different part of it.
+#![allow(dead_code)]
+
+use std::time::{Duration, Instant};
+
+use barrierlab::{Heap, HeapConfig, ObjRef};
+
+use crate::common;
+
+/// Builds a heap, or returns `None` when its barrier cannot run on this kernel (or is not
+/// built yet), after `common::skip_or_fail` has printed the reason; under
+/// `BARRIERLAB_REQUIRE_ALL=1` that fails the test instead. Any other error panics.
+pub fn heap_or_skip(config: HeapConfig, what: &str) -> Option<Heap> {
+    let kind = config.barrier;
+    match Heap::new(config) {
+        Ok(h) => Some(h),
+        Err(e) if common::is_missing_feature(&e) => {
+            common::skip_or_fail(what, &format!("barrier {kind}: {e}"));
+            None
+        }
+        Err(e) => panic!("{what}: Heap::new for {kind} failed: {e}"),
+    }
+}
+
+/// The base seed: `BARRIERLAB_SEED`, or a fresh one. Printed either way, so that a
+/// failing run can be reproduced.
+pub fn base_seed(test: &str) -> u64 {
+    let seed = match std::env::var("BARRIERLAB_SEED") {
+        Ok(s) => s
+            .trim()
+            .parse()
+            .unwrap_or_else(|_| panic!("BARRIERLAB_SEED={s:?} is not a u64")),
+        Err(_) => {
+            let t = std::time::SystemTime::now()
+                .duration_since(std::time::UNIX_EPOCH)
+                .unwrap_or_default();
+            splitmix(t.as_nanos() as u64 ^ (std::process::id() as u64) << 32)
+        }
+    };
+    eprintln!("{test}: seed {seed} (reproduce with BARRIERLAB_SEED={seed})");
+    seed
+}
+
+/// A well-mixed function of `x` (splitmix64), for deriving per-thread seeds.
+pub fn splitmix(x: u64) -> u64 {
+    let mut z = x.wrapping_add(0x9e37_79b9_7f4a_7c15);
+    z = (z ^ (z >> 30)).wrapping_mul(0xbf58_476d_1ce4_e5b9);
+    z = (z ^ (z >> 27)).wrapping_mul(0x94d0_49bb_1331_11eb);
+    z ^ (z >> 31)
+}
+
+/// How long a stress configuration runs (`BARRIERLAB_SOAK`).
+#[derive(Debug, Clone, Copy)]
+pub enum Soak {
+    /// This many rounds.
+    Rounds(u64),
+    /// Rounds until this much time has passed.
+    For(Duration),
+}
+
+impl Soak {
+    /// From `BARRIERLAB_SOAK` (`<n>` rounds or `<n>s` seconds); one round by default.
+    pub fn from_env() -> Soak {
+        match std::env::var("BARRIERLAB_SOAK") {
+            Err(_) => Soak::Rounds(1),
+            Ok(s) => {
+                let s = s.trim();
+                let bad = || panic!("BARRIERLAB_SOAK={s:?}: expected <rounds> or <seconds>s");
+                match s.strip_suffix('s') {
+                    Some(secs) => {
+                        Soak::For(Duration::from_secs(secs.parse().unwrap_or_else(|_| bad())))
+                    }
+                    None => Soak::Rounds(s.parse::<u64>().unwrap_or_else(|_| bad()).max(1)),
+                }
+            }
+        }
+    }
+
+    /// Whether round `round` (from 0) should run, given when the configuration started.
+    pub fn another(self, round: u64, started: Instant) -> bool {
+        match self {
+            Soak::Rounds(n) => round < n,
+            Soak::For(d) => round == 0 || started.elapsed() < d,
+        }
+    }
+
+    /// Whether a soak was asked for (longer timeouts then).
+    pub fn is_soak(self) -> bool {
+        !matches!(self, Soak::Rounds(1))
+    }
+}
+
+/// A debug build runs everything several times slower: scale work down by this.
+pub fn debug_divisor() -> u64 {
+    if cfg!(debug_assertions) { 4 } else { 1 }
+}
+
+/// Reads the id stored in the first 8 payload bytes of `obj`; `None` if the read fails
+/// (the cell is free, or not yet initialised by its new owner).
+pub fn read_id<B: barrierlab::barrier::StoreBarrier>(
+    m: &barrierlab::Mutator<B>,
+    obj: ObjRef,
+) -> Option<u64> {
+    let mut b = [0u8; 8];
+    m.read_bytes(obj, 0, &mut b).ok()?;
+    Some(u64::from_le_bytes(b))
+}
