@@ -24,6 +24,21 @@
 //! | `uffd-wp-sigbus` | 0 | ~4.3 µs SIGBUS + `UFFDIO_WRITEPROTECT` on the writer (measured from Rust: no C probe) | ~70 ns protect | 4 KiB | userfaultfd WP + `UFFD_FEATURE_SIGBUS` | a kernel write (`read(2)` into the heap) fails with `EFAULT` |
 //! | `mprotect` | 0 | ~5–8 µs SIGSEGV + `mprotect` on the writer | ~70 ns `mprotect` | 4 KiB | nothing | splits mappings: `vm.max_map_count`; kernel writes fail with `EFAULT` |
 //!
+//! # Edge behaviour
+//!
+//! What each page mechanism does at its edges on Linux 6.18, and the test behind each
+//! cell ("–": not tested yet).
+//!
+//! | edge | `uffd-wp` | `uffd-wp-async` | `uffd-wp-sigbus` | `mprotect` |
+//! |---|---|---|---|---|
+//! | `read(2)` into an armed page | full mode: a WP fault, served and recorded; user-mode-only: `EFAULT` (`sys_uffd::kernel_write_*`) | the kernel resolves it: succeeds, recorded (–) | `EFAULT` (–) | `EFAULT` (`examples/mprotect_segv.rs`, run by `tests/examples.rs`) |
+//! | a fault outside the heap | not the tracker's (no handler) | not the tracker's | chained: the process dies of SIGBUS (`uffd_wp_sigbus` tests) | chained: dies of SIGSEGV (`mprotect` tests) |
+//! | `vm.max_map_count` | never splits the mapping | never splits | never splits | `ENOMEM` → degrades to everything dirty (`tests/mprotect_max_map_count.rs`) |
+//! | `UFFD_USER_MODE_ONLY` | works; kernel writes `EFAULT` (`sys_uffd`) | works | works | n/a |
+//! | `MADV_DONTNEED` while armed | protection dropped, writes lost: the heap never does it | page reported written | protection dropped | protection kept (on the mapping) |
+//! | transparent huge pages | – (heaps use `MADV_NOHUGEPAGE`; `HeapConfig::huge_pages` exists) | – | – | – |
+//! | `fork(2)` while armed | – | – | – | – |
+//!
 //! Every tracker may over-approximate (report a granule that was not written), never
 //! under-approximate. A tracker that cannot do its job for a cycle degrades to
 //! "everything is dirty" for that cycle and says so in its stats.
