@@ -145,6 +145,24 @@ pub(crate) fn for_each_run(sorted: &[usize], mut f: impl FnMut(usize, usize)) {
     }
 }
 
+/// Write-protects again the pages of a harvested set: run by run, or the whole range when
+/// the set is "everything" or has many runs (one ioctl per run costs ~1 µs, a whole-range
+/// protect ~70 ns per page).
+pub(crate) fn reprotect(uffd: &Uffd, base: usize, len: usize, set: &DirtySet) -> Result<()> {
+    let mut runs = 0;
+    for_each_run(&set.granules, |_, _| runs += 1);
+    if set.all || runs * 16 > len / PAGE_SIZE {
+        return uffd.write_protect(base, len);
+    }
+    let mut result = Ok(());
+    for_each_run(&set.granules, |first, count| {
+        if result.is_ok() {
+            result = uffd.write_protect(base + (first << PAGE_SHIFT), count * PAGE_SIZE);
+        }
+    });
+    result
+}
+
 /// State shared by the tracker and its service thread.
 #[derive(Debug)]
 struct Shared {
@@ -379,23 +397,7 @@ impl DirtyTracker for UffdWpTracker {
         s.dirty.take(&mut out.granules);
         out.all = s.degraded.swap(false, Ordering::AcqRel);
         if rearm {
-            let total = s.len / PAGE_SIZE;
-            let mut runs = 0;
-            for_each_run(&out.granules, |_, _| runs += 1);
-            // One ioctl per run costs ~1 µs; a whole-range protect ~70 ns per page.
-            let result = if out.all || runs * 16 > total {
-                s.uffd.write_protect(s.base, s.len)
-            } else {
-                let mut result = Ok(());
-                for_each_run(&out.granules, |first, count| {
-                    if result.is_ok() {
-                        result = s
-                            .uffd
-                            .write_protect(s.base + (first << PAGE_SHIFT), count * PAGE_SIZE);
-                    }
-                });
-                result
-            };
+            let result = reprotect(&s.uffd, s.base, s.len, out);
             // The records are taken: pages left writable would go unrecorded, so a
             // failed re-protect makes the rest of the cycle "everything dirty".
             if result.is_err() {

@@ -56,7 +56,7 @@ use std::sync::Arc;
 use std::sync::atomic::{AtomicBool, AtomicU32, AtomicU64, Ordering};
 
 use super::signal_registry::{self, FaultServer, FaultSignal, Registration, Served};
-use super::uffd_wp::{PageBitmap, for_each_run, open_wp};
+use super::uffd_wp::{PageBitmap, open_wp, reprotect};
 use super::{BarrierKind, DirtySet, DirtyTracker, TrackerOptions, TrackerStats};
 use crate::error::Result;
 use crate::sys::uffd::{Features, RegisterMode, Uffd, WpMode, raw};
@@ -65,10 +65,6 @@ use crate::sys::{PAGE_SHIFT, PAGE_SIZE};
 /// How many times the handler retries an unprotect that returns `EAGAIN` (the address
 /// space is changing under it: a pending non-cooperative event) before giving up.
 const HANDLER_EAGAIN_LIMIT: u32 = 1000;
-
-/// Above this many runs per heap page a harvest re-protects the whole range in one ioctl
-/// (~70 ns per page) instead of one per run (~1 µs each).
-const RUNS_PER_WHOLE: usize = 16;
 
 /// State shared by the tracker and the SIGBUS handler.
 #[derive(Debug)]
@@ -239,22 +235,7 @@ impl DirtyTracker for UffdWpSigbusTracker {
         out.all = s.degraded.swap(false, Ordering::AcqRel);
         signal_registry::widen(s.widen.load(Ordering::Relaxed));
         if rearm {
-            let total = s.len / PAGE_SIZE;
-            let mut runs = 0;
-            for_each_run(&out.granules, |_, _| runs += 1);
-            let reprotected = if out.all || runs * RUNS_PER_WHOLE > total {
-                s.uffd.write_protect(s.base, s.len)
-            } else {
-                let mut result = Ok(());
-                for_each_run(&out.granules, |first, count| {
-                    if result.is_ok() {
-                        result = s
-                            .uffd
-                            .write_protect(s.base + (first << PAGE_SHIFT), count * PAGE_SIZE);
-                    }
-                });
-                result
-            };
+            let reprotected = reprotect(&s.uffd, s.base, s.len, out);
             // Pages taken but left unprotected would miss later writes: report everything
             // now, and again at the next harvest, which retries a whole-range protect.
             if reprotected.is_err() {
