@@ -355,9 +355,7 @@ fn run_cycle(h: &HeapInner, n: u64) {
         cs.degraded = tracker.is_some();
         let (mutators, ttsp) = sp.stop_world(tracker);
         let p0 = Instant::now() - ttsp;
-        h.alloc_epoch.store(epoch, Ordering::Relaxed);
-        h.allocated_at_cycle_start
-            .store(h.bytes_allocated.load(Ordering::Relaxed), Ordering::Relaxed);
+        flip_allocation_epoch(h, epoch);
         marker.mark_roots(&mutators);
         marker.drain();
         verifier_failures = verify(h, &marker, &mutators);
@@ -369,9 +367,7 @@ fn run_cycle(h: &HeapInner, n: u64) {
         // Initial mark.
         let (mutators, ttsp) = sp.stop_world(tracker);
         let p0 = Instant::now() - ttsp;
-        h.alloc_epoch.store(epoch, Ordering::Relaxed);
-        h.allocated_at_cycle_start
-            .store(h.bytes_allocated.load(Ordering::Relaxed), Ordering::Relaxed);
+        flip_allocation_epoch(h, epoch);
         marker.mark_roots(&mutators);
         sp.resume_world();
         record_pause(h, PauseKind::InitialMark, n, p0, ttsp);
@@ -453,6 +449,14 @@ fn run_cycle(h: &HeapInner, n: u64) {
         }
     }
     stats.cycle_log.push(cs);
+}
+
+/// In the pause that starts marking: from now on allocations are black in this cycle's
+/// mark bitmap, and the trigger counts allocation from here.
+fn flip_allocation_epoch(h: &HeapInner, epoch: usize) {
+    h.alloc_epoch.store(epoch, Ordering::Relaxed);
+    h.allocated_at_cycle_start
+        .store(h.bytes_allocated.load(Ordering::Relaxed), Ordering::Relaxed);
 }
 
 fn record_pause(h: &HeapInner, kind: PauseKind, cycle: u64, started: Instant, ttsp: Duration) {
