@@ -28,9 +28,10 @@
 //! - **floating garbage**: objects that die during a cycle and survive it.
 //!
 //! # Layers
-//! [`sys`] (the only raw syscalls) → [`barrier`] (trackers) → [`heap`] (mapping, side
-//! tables, allocator) → [`collector`] (the cycle) → [`Mutator`]. [`probe`] says what this
-//! kernel offers.
+//! [`sys`] (the only raw syscalls) → [`barrier`] (trackers) → [`heap`] (the space:
+//! mapping, side tables, allocation primitives) → [`collector`] (the cycle, on a view of
+//! the space) → [`runtime`] ([`Heap`]: the parts assembled) and [`Mutator`] →
+//! [`workload`] → [`study`]. [`probe`] says what this kernel offers.
 #![deny(unsafe_op_in_unsafe_fn)]
 
 pub mod barrier;
@@ -39,6 +40,7 @@ pub mod error;
 pub mod heap;
 pub mod mutator;
 pub mod probe;
+pub mod runtime;
 pub mod study;
 pub mod sys;
 pub mod workload;
@@ -46,5 +48,6 @@ pub mod workload;
 pub use barrier::{BarrierKind, ServiceLayout};
 pub use collector::{Pause, PauseKind, Stats};
 pub use error::{Error, Result};
-pub use heap::{Heap, HeapConfig, ObjRef};
+pub use heap::{HeapConfig, ObjRef};
 pub use mutator::{Mutator, MutatorTask};
+pub use runtime::Heap;

@@ -64,6 +64,9 @@ enum Command {
         /// The scaled-down parameters instead of the classic ones.
         #[arg(long)]
         quick: bool,
+        /// Threads that mark in a pause (default: the CPUs available).
+        #[arg(long)]
+        marker_threads: Option<usize>,
     },
     /// Report which write-barrier mechanisms this kernel offers, and why not the others.
     Probe,
@@ -81,21 +84,25 @@ fn main() -> ExitCode {
             threads,
             layout,
             quick,
+            marker_threads,
         } => {
             let params = if quick {
                 GcBenchParams::QUICK
             } else {
                 GcBenchParams::CLASSIC
             };
-            let cfg = HeapConfig::new()
+            let mut cfg = HeapConfig::new()
                 .heap_bytes(heap_mib << 20)
                 .barrier(barrier)
                 .service_layout(layout);
+            if let Some(n) = marker_threads {
+                cfg = cfg.marker_threads(n);
+            }
             match workload::run(&cfg, &Workload::GcBench(params), threads) {
                 Ok(r) => {
                     let ms = |d: Duration| d.as_secs_f64() * 1e3;
                     println!(
-                        "gcbench barrier={barrier} heap={heap_mib}MiB threads={threads} total={:.1}ms stw={:.1}ms cycles={} pauses={} p50={:.0}us p99={:.0}us max={:.0}us mmu1ms={:.2} mmu10ms={:.2} mmu100ms={:.2} faults={}",
+                        "gcbench barrier={barrier} heap={heap_mib}MiB threads={threads} total={:.1}ms stw={:.1}ms cycles={} pauses={} p50={:.0}us p99={:.0}us max={:.0}us mmu1ms={:.2} mmu10ms={:.2} mmu100ms={:.2} faults={} marker_threads={}",
                         ms(r.wall),
                         ms(r.pause_total()),
                         r.stats.cycles,
@@ -107,6 +114,12 @@ fn main() -> ExitCode {
                         r.mmu(Duration::from_millis(10)),
                         r.mmu(Duration::from_millis(100)),
                         r.stats.tracker.faults,
+                        r.stats
+                            .pauses
+                            .iter()
+                            .map(|p| p.marker_threads)
+                            .max()
+                            .unwrap_or(0),
                     );
                     ExitCode::SUCCESS
                 }

@@ -11,19 +11,17 @@
 //! blocks (sleep, I/O, a lock another mutator holds) runs inside [`Mutator::blocking`], so
 //! that it does not hold up a pause.
 
-use std::cell::RefCell;
+use std::ptr::NonNull;
 use std::sync::Arc;
-use std::sync::atomic::{AtomicUsize, Ordering};
+use std::sync::atomic::{AtomicU64, AtomicUsize, Ordering};
 
 use crate::barrier::{DynBarrier, StoreBarrier};
 use crate::collector::safepoint::MutatorShared;
 use crate::error::{Error, Result};
 use crate::heap::object::{self, Header, ObjRef};
-use crate::heap::size_class::{self, CLASS_SIZES, NUM_CLASSES};
-use crate::heap::{Heap, HeapInner};
-use crate::sys::PAGE_SIZE;
-
-const NO_PAGE: usize = usize::MAX;
+use crate::heap::size_class::{self, CLASS_SIZES, MAX_SMALL};
+use crate::heap::{AllocBuffers, Space};
+use crate::runtime::{Heap, HeapInner, Left};
 
 /// Full collections an allocation waits for before it reports out of memory: other
 /// mutators keep allocating during a collection (black), so one may not be enough for
@@ -31,90 +29,20 @@ const NO_PAGE: usize = usize::MAX;
 /// full.
 const OOM_COLLECTIONS: usize = 3;
 
-thread_local! {
-    /// The mutators running on this thread, by heap id, so that [`Heap::collect`] can
-    /// count a calling mutator as stopped while it waits.
-    static ACTIVE: RefCell<Vec<(usize, Arc<MutatorShared>)>> = const { RefCell::new(Vec::new()) };
-}
-
-/// Runs `f` with this thread's running mutators of `heap` counted as stopped.
-pub(crate) fn while_blocked<R>(heap: &HeapInner, f: impl FnOnce() -> R) -> R {
-    let sp = &heap.collector.safepoints;
-    let mine: Vec<Arc<MutatorShared>> = ACTIVE.with(|a| {
-        a.borrow()
-            .iter()
-            .filter(|(h, m)| *h == heap.id && sp.is_running(m))
-            .map(|(_, m)| m.clone())
-            .collect()
-    });
-    for m in &mine {
-        sp.leave(m);
-    }
-    let r = f();
-    for m in &mine {
-        sp.enter(m);
-    }
-    r
-}
-
 /// A mutator thread's handle on a heap. `B` is its store path: [`DynBarrier`] (chosen at
 /// run time, one predictable branch per store) unless built by [`Heap::run_typed`].
 pub struct Mutator<B: StoreBarrier = DynBarrier> {
+    /// This mutator's allocation buffers (in `shared`; written only by this thread).
+    buffers: NonNull<AllocBuffers>,
+    /// The heap's safepoint word, polled at every allocation.
+    poll: NonNull<AtomicU64>,
+    barrier: B,
     heap: Heap,
     shared: Arc<MutatorShared>,
-    barrier: B,
-    current: [usize; NUM_CLASSES],
-    cursor: [usize; NUM_CLASSES],
-    /// Bytes allocated since the last flush to the heap's counter.
-    unflushed: u64,
     /// Neither `Send` nor `Sync`: a mutator belongs to the thread that made it (the
-    /// thread's safepoint bookkeeping refers to it).
+    /// thread's safepoint bookkeeping refers to it, and it writes its root stack and
+    /// buffers without synchronisation).
     _thread_bound: std::marker::PhantomData<*const ()>,
-}
-
-impl Heap {
-    /// A mutator for the calling thread, with the run-time store path.
-    pub fn mutator(&self) -> Mutator {
-        self.typed_mutator::<DynBarrier>()
-            .expect("the dynamic store path fits every barrier")
-    }
-
-    /// A mutator with the store path `B`; `None` if `B` is not this heap's store path.
-    pub fn typed_mutator<B: StoreBarrier>(&self) -> Option<Mutator<B>> {
-        let barrier = B::from_dyn(self.inner.store_barrier)?;
-        let shared = self.inner.collector.safepoints.register();
-        ACTIVE.with(|a| a.borrow_mut().push((self.inner.id, shared.clone())));
-        self.inner.collector.safepoints.enter(&shared);
-        Some(Mutator {
-            heap: self.clone(),
-            shared,
-            barrier,
-            current: [NO_PAGE; NUM_CLASSES],
-            cursor: [0; NUM_CLASSES],
-            unflushed: 0,
-            _thread_bound: std::marker::PhantomData,
-        })
-    }
-
-    /// Runs `task` on the calling thread with a mutator whose store path is monomorphised
-    /// for this heap's barrier: the page trackers' and `None`'s reference store is then a
-    /// single `mov`, the card table's a `mov` and a byte store.
-    pub fn run_typed<T: MutatorTask>(&self, task: T) -> T::Output {
-        match self.inner.store_barrier {
-            DynBarrier::None => {
-                let mut m = self
-                    .typed_mutator::<crate::barrier::NoStoreBarrier>()
-                    .expect("store path matches");
-                task.run(&mut m)
-            }
-            DynBarrier::Card(_) => {
-                let mut m = self
-                    .typed_mutator::<crate::barrier::CardMark>()
-                    .expect("store path matches");
-                task.run(&mut m)
-            }
-        }
-    }
 }
 
 /// Work generic over the store path; see [`Heap::run_typed`].
@@ -126,6 +54,22 @@ pub trait MutatorTask {
 }
 
 impl<B: StoreBarrier> Mutator<B> {
+    /// A registered, running mutator (see [`Heap::typed_mutator`]).
+    pub(crate) fn new(heap: Heap, shared: Arc<MutatorShared>, barrier: B) -> Mutator<B> {
+        // SAFETY: this thread owns the new mutator; no other reference to its buffers
+        // exists yet.
+        let buffers = NonNull::from(unsafe { shared.buffers_mut() });
+        let poll = NonNull::from(heap.inner.collector.safepoints.poll_word());
+        Mutator {
+            buffers,
+            poll,
+            barrier,
+            heap,
+            shared,
+            _thread_bound: std::marker::PhantomData,
+        }
+    }
+
     /// The heap.
     pub fn heap(&self) -> &Heap {
         &self.heap
@@ -135,23 +79,40 @@ impl<B: StoreBarrier> Mutator<B> {
         &self.heap.inner
     }
 
+    fn space(&self) -> &Space {
+        &self.heap.inner.space
+    }
+
+    /// The root stack.
+    #[inline(always)]
+    fn roots(&self) -> &Vec<usize> {
+        // SAFETY: this mutator's own root stack, on its own thread; `&self` rules out a
+        // live `&mut` from `roots_mut`.
+        unsafe { self.shared.roots_mut() }
+    }
+
+    #[inline(always)]
+    fn roots_mut(&mut self) -> &mut Vec<usize> {
+        // SAFETY: as in `roots`; `&mut self` makes the reference exclusive.
+        unsafe { self.shared.roots_mut() }
+    }
+
     /// A safepoint: stops here if the collector asked for a pause.
     #[inline]
     pub fn safepoint(&mut self) {
-        let sp = &self.heap.inner.collector.safepoints;
-        if sp.requested() {
-            sp.park(&self.shared);
+        // SAFETY: the word lives in the heap, which this mutator keeps alive.
+        if unsafe { self.poll.as_ref() }.load(Ordering::Relaxed) & 1 == 1 {
+            self.inner().collector.safepoints.park(&self.shared);
         }
     }
 
     /// Runs `f`, which may block, without holding up a pause. `f` cannot use this mutator
-    /// (it is borrowed); [`ObjRef`]s must be rooted across the call.
+    /// (it is borrowed); [`ObjRef`]s must be rooted across the call. If `f` panics, the
+    /// mutator is running again (and seen so by the collector) when the panic leaves.
     pub fn blocking<R>(&mut self, f: impl FnOnce() -> R) -> R {
         let sp = &self.heap.inner.collector.safepoints;
-        sp.leave(&self.shared);
-        let r = f();
-        sp.enter(&self.shared);
-        r
+        let _left = Left::leave(sp, vec![self.shared.clone()]);
+        f()
     }
 
     /// Runs a full collection and waits for it (this mutator is at a safepoint meanwhile).
@@ -163,86 +124,101 @@ impl<B: StoreBarrier> Mutator<B> {
     /// Allocates a zeroed object with `nrefs` null reference slots and `payload_bytes`
     /// zero bytes. Polls a safepoint. A full heap triggers a collection; if the heap is
     /// still full after a full collection, the result is [`Error::OutOfMemory`].
+    ///
+    /// The fast path, inlined: one compare of the size class's run, a bump, the header
+    /// store (the cell is already zero: see [`crate::heap`]). Everything else is in
+    /// [`Mutator::alloc_slow`].
+    #[inline(always)]
     pub fn alloc(&mut self, nrefs: usize, payload_bytes: usize) -> Result<ObjRef> {
+        if nrefs <= MAX_SMALL / object::SLOT_BYTES && payload_bytes <= MAX_SMALL {
+            let bytes = object::HEADER_BYTES + nrefs * object::SLOT_BYTES + payload_bytes;
+            if let Some(class) = size_class::class_for(bytes) {
+                // SAFETY: the word lives in the heap, which this mutator keeps alive.
+                let poll = unsafe { self.poll.as_ref() }.load(Ordering::Relaxed);
+                // SAFETY: this mutator's own buffers, written only on this thread; the
+                // collector reads them only while this mutator is stopped.
+                let buf = unsafe { &mut self.buffers.as_mut().classes[class] };
+                let addr = buf.cursor;
+                if addr < buf.limit && poll & 1 == 0 {
+                    buf.cursor = addr + CLASS_SIZES[class];
+                    let header = Header {
+                        nrefs,
+                        payload: payload_bytes,
+                    };
+                    // SAFETY: `addr` is the next cell of this mutator's reserved run: zero,
+                    // inside the heap, written by no other thread. The collector reads it
+                    // only after this `Release` store of a non-zero header.
+                    unsafe { object::header_word(addr).store(header.encode(), Ordering::Release) };
+                    // SAFETY: heap addresses are non-zero.
+                    return Ok(unsafe { ObjRef::from_addr_unchecked(addr) });
+                }
+            }
+        }
+        self.alloc_slow(nrefs, payload_bytes)
+    }
+
+    /// Everything the fast path does not do: the safepoint, size checks, a new run (and
+    /// a collection when there is none), large objects.
+    #[cold]
+    #[inline(never)]
+    fn alloc_slow(&mut self, nrefs: usize, payload_bytes: usize) -> Result<ObjRef> {
         self.safepoint();
         let bytes = object::object_size(nrefs, payload_bytes);
-        if nrefs >= 1 << 31 || payload_bytes >= 1 << 32 || bytes > self.inner().region.len() {
+        if nrefs >= 1 << 31 || payload_bytes >= 1 << 32 || bytes > self.space().len() {
             return Err(Error::InvalidArgument(format!(
                 "object with {nrefs} slots and {payload_bytes} payload bytes ({bytes} bytes) \
                  does not fit this heap ({} bytes)",
-                self.inner().region.len()
+                self.space().len()
             )));
         }
-        let (addr, cell) = match size_class::class_for(bytes) {
-            Some(c) => (self.alloc_small(c, bytes)?, CLASS_SIZES[c]),
-            None => (
-                self.alloc_large(bytes)?,
-                bytes.div_ceil(PAGE_SIZE) * PAGE_SIZE,
-            ),
+        let addr = match size_class::class_for(bytes) {
+            Some(c) => self.alloc_small_slow(c, bytes)?,
+            None => self.alloc_large(bytes)?,
         };
-        // SAFETY: `addr` is a cell this mutator just claimed: no other thread writes it,
-        // the collector reads it only after seeing a non-zero header (written last, with
-        // Release), and its header is zero until then.
-        unsafe {
-            std::ptr::write_bytes(
-                (addr + object::HEADER_BYTES) as *mut u8,
-                0,
-                bytes - object::HEADER_BYTES,
-            );
-            object::header_word(addr).store(
-                Header {
-                    nrefs,
-                    payload: payload_bytes,
-                }
-                .encode(),
-                Ordering::Release,
-            );
-        }
-        self.unflushed += cell as u64;
+        let header = Header {
+            nrefs,
+            payload: payload_bytes,
+        };
+        // SAFETY: `addr` is a zero cell or span this mutator just took; the collector
+        // reads it only after this `Release` store of a non-zero header.
+        unsafe { object::header_word(addr).store(header.encode(), Ordering::Release) };
         Ok(ObjRef::from_addr(addr).expect("heap addresses are non-zero"))
     }
 
-    fn alloc_small(&mut self, class: usize, bytes: usize) -> Result<usize> {
+    /// Takes a cell of `class`, refilling the run (and collecting) as needed.
+    fn alloc_small_slow(&mut self, class: usize, bytes: usize) -> Result<usize> {
         let mut collections = 0;
         loop {
-            let p = self.current[class];
-            if p != NO_PAGE {
-                if let Some(i) = self.inner().claim_cell(p, class, self.cursor[class]) {
-                    self.cursor[class] = i + 1;
-                    return Ok(self.inner().page_addr(p) + i * CLASS_SIZES[class]);
-                }
-                self.inner().release_small_page(p);
-                self.current[class] = NO_PAGE;
+            // SAFETY: as in `alloc`; no other reference to the buffers is alive.
+            let buf = unsafe { &mut self.buffers.as_mut().classes[class] };
+            if buf.cursor < buf.limit {
+                let addr = buf.cursor;
+                buf.cursor += CLASS_SIZES[class];
+                return Ok(addr);
             }
-            self.flush_allocated();
-            match self.inner().acquire_small_page(class) {
-                Some(p) => {
-                    self.current[class] = p;
-                    self.cursor[class] = 0;
-                }
-                None if collections < OOM_COLLECTIONS => {
-                    self.collect();
-                    collections += 1;
-                }
-                None => return Err(Error::OutOfMemory { requested: bytes }),
+            if self.heap.inner.space.refill(buf, class) {
+                let h = &self.heap.inner;
+                h.collector.allocation_poll(&h.space, h.config.trigger);
+                continue;
             }
+            if collections == OOM_COLLECTIONS {
+                return Err(Error::OutOfMemory { requested: bytes });
+            }
+            self.collect();
+            collections += 1;
         }
     }
 
-    fn flush_allocated(&mut self) {
-        let n = std::mem::take(&mut self.unflushed);
-        self.heap.inner.account(n);
-    }
-
     fn alloc_large(&mut self, bytes: usize) -> Result<usize> {
-        self.flush_allocated();
         for _ in 0..OOM_COLLECTIONS {
-            if let Some(a) = self.inner().alloc_large(bytes) {
+            if let Some(a) = self.space().alloc_large(bytes) {
+                let h = &self.heap.inner;
+                h.collector.allocation_poll(&h.space, h.config.trigger);
                 return Ok(a);
             }
             self.collect();
         }
-        self.inner()
+        self.space()
             .alloc_large(bytes)
             .ok_or(Error::OutOfMemory { requested: bytes })
     }
@@ -250,7 +226,7 @@ impl<B: StoreBarrier> Mutator<B> {
     /// The header of `obj`, checking that it is a live object of this heap.
     #[inline]
     fn header(&self, obj: ObjRef) -> Result<Header> {
-        self.inner().check_obj(obj.addr())?;
+        self.space().check_obj(obj.addr())?;
         // SAFETY: checked above: a live object of this heap.
         unsafe { object::load_header(obj.addr()) }.ok_or(Error::StaleRef(obj.addr()))
     }
@@ -280,7 +256,7 @@ impl<B: StoreBarrier> Mutator<B> {
     pub fn write_ref(&mut self, obj: ObjRef, i: usize, value: Option<ObjRef>) -> Result<()> {
         self.slot_index(obj, i)?;
         if let Some(v) = value {
-            self.inner().check_obj(v.addr())?;
+            self.space().check_obj(v.addr())?;
         }
         // SAFETY: both checked above.
         unsafe { self.write_ref_unchecked(obj, i, value) };
@@ -288,19 +264,35 @@ impl<B: StoreBarrier> Mutator<B> {
     }
 
     /// The barriered store without the checks of [`Mutator::write_ref`]: what a compiled
-    /// language's store would be (for benchmarks of the store path).
+    /// language's store is (the slot store, then the barrier's fast path). The workloads
+    /// use it; the checks of `write_ref` run as debug assertions.
     ///
     /// # Safety
     /// `obj` must be a live object of this heap with more than `i` slots, and `value`
     /// a live object of this heap or `None`.
     #[inline(always)]
     pub unsafe fn write_ref_unchecked(&mut self, obj: ObjRef, i: usize, value: Option<ObjRef>) {
+        debug_assert!(self.slot_index(obj, i).is_ok(), "{obj:?} slot {i}");
+        debug_assert!(value.is_none_or(|v| self.header(v).is_ok()), "{value:?}");
         // SAFETY: the caller guarantees the slot exists.
         let slot: &AtomicUsize = unsafe { object::slot(obj.addr(), i) };
         slot.store(value.map_or(0, ObjRef::addr), Ordering::Release);
         // SAFETY: the slot is in this heap, whose tracker lives as long as the heap,
         // which this mutator keeps alive.
         unsafe { self.barrier.on_store(slot as *const AtomicUsize as usize) };
+    }
+
+    /// Reference slot `i` of `obj` without the checks of [`Mutator::read_ref`] (a
+    /// compiled language's load; the checks run as debug assertions).
+    ///
+    /// # Safety
+    /// `obj` must be a live object of this heap with more than `i` slots.
+    #[inline(always)]
+    pub unsafe fn read_ref_unchecked(&self, obj: ObjRef, i: usize) -> Option<ObjRef> {
+        debug_assert!(self.slot_index(obj, i).is_ok(), "{obj:?} slot {i}");
+        // SAFETY: the caller guarantees the slot exists.
+        let v = unsafe { object::slot(obj.addr(), i) }.load(Ordering::Acquire);
+        ObjRef::from_addr(v)
     }
 
     /// Number of reference slots and payload bytes of `obj`.
@@ -349,30 +341,28 @@ impl<B: StoreBarrier> Mutator<B> {
     }
 
     /// Pushes a root; returns its index.
+    #[inline]
     pub fn push_root(&mut self, obj: ObjRef) -> usize {
-        let mut roots = self.shared.roots.lock();
+        let roots = self.roots_mut();
         roots.push(obj.addr());
         roots.len() - 1
     }
 
     /// Pops the top root.
+    #[inline]
     pub fn pop_root(&mut self) -> Option<ObjRef> {
-        self.shared.roots.lock().pop().and_then(ObjRef::from_addr)
+        self.roots_mut().pop().and_then(ObjRef::from_addr)
     }
 
     /// Root `i`, if set.
+    #[inline]
     pub fn root(&self, i: usize) -> Option<ObjRef> {
-        self.shared
-            .roots
-            .lock()
-            .get(i)
-            .copied()
-            .and_then(ObjRef::from_addr)
+        self.roots().get(i).copied().and_then(ObjRef::from_addr)
     }
 
     /// Sets root `i` (which must exist) to `obj` or null.
     pub fn set_root(&mut self, i: usize, obj: Option<ObjRef>) -> Result<()> {
-        let mut roots = self.shared.roots.lock();
+        let roots = self.roots_mut();
         let n = roots.len();
         let r = roots
             .get_mut(i)
@@ -383,30 +373,26 @@ impl<B: StoreBarrier> Mutator<B> {
 
     /// Number of roots.
     pub fn roots_len(&self) -> usize {
-        self.shared.roots.lock().len()
+        self.roots().len()
     }
 
     /// Truncates the root stack to `len` entries.
     pub fn truncate_roots(&mut self, len: usize) {
-        self.shared.roots.lock().truncate(len);
+        self.roots_mut().truncate(len);
     }
 }
 
 impl<B: StoreBarrier> Drop for Mutator<B> {
     fn drop(&mut self) {
-        for p in self.current.iter_mut() {
-            if *p != NO_PAGE {
-                self.heap.inner.release_small_page(*p);
-                *p = NO_PAGE;
-            }
+        // SAFETY: this mutator's own buffers; it is still running, so the collector does
+        // not read them now.
+        let bufs = unsafe { self.buffers.as_mut() };
+        for (class, b) in bufs.classes.iter_mut().enumerate() {
+            self.heap.inner.space.retire(b, class);
         }
-        self.flush_allocated();
         let sp = &self.heap.inner.collector.safepoints;
         sp.leave(&self.shared);
         sp.unregister(&self.shared);
-        ACTIVE.with(|a| {
-            a.borrow_mut()
-                .retain(|(_, m)| !Arc::ptr_eq(m, &self.shared))
-        });
+        crate::runtime::forget_mutator(&self.shared);
     }
 }

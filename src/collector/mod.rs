@@ -4,7 +4,7 @@
 //! # A cycle
 //! 1. **Arm** the tracker (concurrent, mutators running).
 //! 2. **Initial mark** (pause): flip the allocation epoch (from now on allocations are
-//!    black), mark the roots.
+//!    black, including the rest of every run a mutator holds), mark the roots.
 //! 3. **Concurrent mark**: trace from the roots while mutators run; the `uffd-wp`
 //!    collector layout serves faults between increments.
 //! 4. **Pre-clean** (a few concurrent rounds): harvest the dirty set with re-arm, rescan
@@ -15,6 +15,16 @@
 //! 7. **Sweep** (concurrent): free every allocated, unmarked cell.
 //!
 //! With [`BarrierKind::None`](crate::BarrierKind::None) steps 2–5 are one pause: the whole mark stops the world.
+//! Marking in a pause uses up to [`HeapConfig::marker_threads`] threads ([`mark`]).
+//!
+//! [`run_cycle`] is this list, one function per step; every pause runs through one
+//! sequence (stop the world, work, verify, resume, record).
+//!
+//! # What the collector sees of a heap
+//! A cycle works on a [`Gc`]: the [`Space`] (through its methods: mark bitmaps, page
+//! walks, the sweep), the tracker, the configuration and the collector's own state. It
+//! never reaches into a mutator except for the root stacks and allocation buffers of
+//! stopped mutators ([`safepoint`]).
 //!
 //! # Invariants (checked by the verifier and the tests)
 //! - The collector never writes heap memory while the tracker is armed (mark bits,
@@ -26,24 +36,22 @@
 //!   that cycle's sweep ends (only objects that die during the cycle may float).
 //! - No object reachable from a root at a safepoint is ever freed.
 
+mod mark;
 pub(crate) mod safepoint;
 mod stats;
+mod verify;
 
-use std::sync::atomic::Ordering;
-use std::sync::{Arc, Weak};
+use std::sync::Arc;
+use std::sync::atomic::{AtomicU64, Ordering};
 use std::time::{Duration, Instant};
 
 use parking_lot::{Condvar, Mutex};
 
 use crate::barrier::{DirtySet, DirtyTracker};
-use crate::error::Result;
-use crate::heap::HeapInner;
-use crate::heap::bitmap::Bitmap;
-use crate::heap::object::{self, Header};
-use crate::heap::pages::PageKind;
-use crate::heap::size_class::CLASS_SIZES;
-use crate::sys::PAGE_SIZE;
-use safepoint::Safepoints;
+use crate::error::{Error, Result};
+use crate::heap::{HeapConfig, Space};
+use mark::Marker;
+use safepoint::{MutatorShared, Safepoints};
 pub use stats::{CycleStats, Pause, PauseKind, Stats};
 
 #[derive(Debug, Default)]
@@ -63,13 +71,26 @@ struct Shared {
     done_cv: Condvar,
 }
 
-/// The collector half of a heap.
+/// What a cycle works on: the narrow view of one heap.
+pub(crate) struct Gc<'a> {
+    pub(crate) space: &'a Space,
+    pub(crate) tracker: Option<&'a dyn DirtyTracker>,
+    pub(crate) config: &'a HeapConfig,
+    pub(crate) collector: &'a Collector,
+}
+
+/// The collector half of a heap: its thread, the safepoint handshake, the trigger and
+/// the statistics.
 pub(crate) struct Collector {
     shared: Arc<Shared>,
     pub(crate) safepoints: Safepoints,
     stats: Mutex<Stats>,
     created: Instant,
     thread: Mutex<Option<std::thread::JoinHandle<()>>>,
+    /// `Space::bytes_allocated` when the last cycle's initial mark ran.
+    allocated_at_cycle_start: AtomicU64,
+    /// Bytes the last cycle found live (marked, plus allocated during the cycle).
+    live_estimate: AtomicU64,
 }
 
 impl Collector {
@@ -84,20 +105,20 @@ impl Collector {
             stats: Mutex::new(Stats::default()),
             created: Instant::now(),
             thread: Mutex::new(None),
+            allocated_at_cycle_start: AtomicU64::new(0),
+            live_estimate: AtomicU64::new(0),
         })
     }
 
-    /// Starts the collector thread of `heap`.
-    pub(crate) fn start(heap: &Arc<HeapInner>) -> Result<()> {
-        let weak: Weak<HeapInner> = Arc::downgrade(heap);
-        let shared = heap.collector.shared.clone();
+    /// Starts the collector thread. `cycle(n)` runs cycle `n`; it returns `false` when
+    /// the heap is gone, and the thread then ends.
+    pub(crate) fn start(&self, cycle: impl FnMut(u64) -> bool + Send + 'static) -> Result<()> {
+        let shared = self.shared.clone();
         let handle = std::thread::Builder::new()
             .name("barrierlab-collector".into())
-            .spawn(move || collector_loop(shared, weak))
-            .map_err(|e| {
-                crate::Error::InvalidArgument(format!("cannot spawn the collector: {e}"))
-            })?;
-        *heap.collector.thread.lock() = Some(handle);
+            .spawn(move || collector_loop(shared, cycle))
+            .map_err(|e| Error::InvalidArgument(format!("cannot spawn the collector: {e}")))?;
+        *self.thread.lock() = Some(handle);
         Ok(())
     }
 
@@ -111,7 +132,7 @@ impl Collector {
     }
 
     /// Runs a cycle that starts after this call and waits for it. The caller must not be
-    /// a running mutator (see `mutator::while_blocked`).
+    /// a running mutator (see `runtime::while_blocked`).
     pub(crate) fn collect_and_wait(&self) {
         let mut c = self.shared.control.lock();
         let target = if c.started > c.completed {
@@ -129,18 +150,33 @@ impl Collector {
         }
     }
 
+    /// The trigger, called by a mutator after it took a run or a large object: requests
+    /// a cycle when the estimated occupancy (live after the last cycle + allocated since
+    /// it started) or the share of pages in use crosses the configured fraction.
+    pub(crate) fn allocation_poll(&self, space: &Space, trigger: f64) {
+        let since = space
+            .bytes_allocated()
+            .saturating_sub(self.allocated_at_cycle_start.load(Ordering::Relaxed));
+        let used = self.live_estimate.load(Ordering::Relaxed) + since;
+        let limit = trigger * space.len() as f64;
+        if used as f64 >= limit || (space.pages_in_use_estimate() * 4096) as f64 >= limit {
+            self.request();
+        }
+    }
+
     /// Time since the heap was created: the origin of [`Pause::start`].
     pub(crate) fn uptime(&self) -> Duration {
         self.created.elapsed()
     }
 
-    pub(crate) fn stats(&self, heap: &HeapInner) -> Stats {
+    pub(crate) fn stats(&self, gc: &Gc<'_>) -> Stats {
         let mut s = self.stats.lock().clone();
-        s.barrier = Some(heap.config.barrier);
-        if let Some(t) = heap.tracker.as_deref() {
+        s.barrier = Some(gc.config.barrier);
+        s.marker_threads = gc.config.marker_threads;
+        if let Some(t) = gc.tracker {
             s.tracker = t.stats();
         }
-        s.bytes_allocated = heap.bytes_allocated.load(Ordering::Relaxed);
+        s.bytes_allocated = gc.space.bytes_allocated();
         s
     }
 }
@@ -159,7 +195,7 @@ impl Drop for Collector {
     }
 }
 
-fn collector_loop(shared: Arc<Shared>, heap: Weak<HeapInner>) {
+fn collector_loop(shared: Arc<Shared>, mut cycle: impl FnMut(u64) -> bool) {
     loop {
         let n = {
             let mut c = shared.control.lock();
@@ -172,146 +208,35 @@ fn collector_loop(shared: Arc<Shared>, heap: Weak<HeapInner>) {
             c.started = c.completed + 1;
             c.started
         };
-        let Some(h) = heap.upgrade() else { return };
-        let outcome = std::panic::catch_unwind(std::panic::AssertUnwindSafe(|| run_cycle(&h, n)));
-        drop(h);
+        let outcome = std::panic::catch_unwind(std::panic::AssertUnwindSafe(|| cycle(n)));
         let mut c = shared.control.lock();
         c.completed = n;
-        if let Err(p) = outcome {
-            let msg = p
-                .downcast_ref::<String>()
-                .cloned()
-                .or_else(|| p.downcast_ref::<&str>().map(|s| s.to_string()))
-                .unwrap_or_else(|| "panic".into());
-            c.failed = Some(msg);
-            c.completed = u64::MAX;
-            shared.done_cv.notify_all();
-            return;
-        }
-        shared.done_cv.notify_all();
-    }
-}
-
-/// The marking state of one cycle.
-struct Marker<'h> {
-    h: &'h HeapInner,
-    tracker: Option<&'h dyn DirtyTracker>,
-    marks: &'h Bitmap,
-    stack: Vec<usize>,
-    objects_marked: u64,
-    bytes_marked: u64,
-    since_poll: usize,
-}
-
-impl<'h> Marker<'h> {
-    /// Marks `addr` grey (pushes it) unless it is already marked.
-    #[inline]
-    fn mark(&mut self, addr: usize) {
-        if !self.marks.set(self.h.granule(addr)) {
-            self.stack.push(addr);
-        }
-    }
-
-    /// Marks the children of the object at `addr` whose slots lie in `[lo, hi)`.
-    fn scan(&mut self, addr: usize, lo: usize, hi: usize) {
-        // SAFETY: `addr` is a marked cell or large-object start of this heap (marked
-        // only when reached from a validated reference, or allocated black).
-        let Some(Header { nrefs, .. }) = (unsafe { object::load_header(addr) }) else {
-            return; // claimed, not yet initialised: its slots are null
-        };
-        let first = lo
-            .saturating_sub(addr + object::HEADER_BYTES)
-            .div_ceil(object::SLOT_BYTES);
-        let last = (hi.saturating_sub(addr + object::HEADER_BYTES) / object::SLOT_BYTES).min(nrefs);
-        for i in first.min(nrefs)..last {
-            // SAFETY: `i < nrefs` of a live object.
-            let v = unsafe { object::slot(addr, i) }.load(Ordering::Acquire);
-            if v != 0 {
-                self.mark(v);
+        match outcome {
+            Ok(true) => {
+                shared.done_cv.notify_all();
             }
-        }
-    }
-
-    /// Traces until the mark stack is empty, serving faults every few objects.
-    fn drain(&mut self) {
-        let interval = self.h.config.mark_poll_interval;
-        while let Some(addr) = self.stack.pop() {
-            self.objects_marked += 1;
-            self.bytes_marked += self.h.cell_bytes(addr) as u64;
-            self.scan(addr, 0, usize::MAX);
-            self.since_poll += 1;
-            if self.since_poll >= interval {
-                self.since_poll = 0;
-                self.serve();
+            Ok(false) => {
+                shared.done_cv.notify_all();
+                return;
             }
-        }
-    }
-
-    fn serve(&self) {
-        if let Some(t) = self.tracker {
-            t.serve_pending();
-        }
-    }
-
-    /// Rescans the marked objects overlapping each dirty granule (only their slots inside
-    /// the granule). Returns the number of objects rescanned.
-    fn rescan(&mut self, set: &DirtySet, shift: u32) -> usize {
-        let mut objects = 0;
-        if set.all {
-            for p in 0..self.h.pages {
-                objects += self.rescan_range(self.h.page_addr(p), self.h.page_addr(p) + PAGE_SIZE);
-            }
-        } else {
-            for &g in &set.granules {
-                let lo = self.h.base + (g << shift);
-                objects += self.rescan_range(lo, lo + (1 << shift));
-            }
-        }
-        objects
-    }
-
-    /// `[lo, hi)` lies within one page.
-    fn rescan_range(&mut self, lo: usize, hi: usize) -> usize {
-        let h = self.h;
-        let p = h.page_of(lo);
-        let page = h.page_addr(p);
-        let mut objects = 0;
-        let mut visit = |m: &mut Self, obj: usize| {
-            if m.marks.get(h.granule(obj)) {
-                m.scan(obj, lo, hi);
-                objects += 1;
-            }
-        };
-        match h.page_table.get(p) {
-            PageKind::Small { class } => {
-                let cs = CLASS_SIZES[class];
-                for i in (lo - page) / cs..=(hi - 1 - page) / cs {
-                    if (i + 1) * cs <= PAGE_SIZE {
-                        visit(self, page + i * cs);
-                    }
-                }
-            }
-            PageKind::LargeHead { .. } => visit(self, page),
-            PageKind::LargeTail { back } => visit(self, page - back * PAGE_SIZE),
-            PageKind::Free => {}
-        }
-        objects
-    }
-
-    fn mark_roots(&mut self, mutators: &[Arc<safepoint::MutatorShared>]) {
-        for m in mutators {
-            for &r in m.roots.lock().iter() {
-                if r != 0 {
-                    self.mark(r);
-                }
+            Err(p) => {
+                let msg = p
+                    .downcast_ref::<String>()
+                    .cloned()
+                    .or_else(|| p.downcast_ref::<&str>().map(|s| s.to_string()))
+                    .unwrap_or_else(|| "panic".into());
+                c.failed = Some(msg);
+                c.completed = u64::MAX;
+                shared.done_cv.notify_all();
+                return;
             }
         }
     }
 }
 
 /// Applies the planted bug of [`crate::HeapConfig::drop_every_nth_dirty`].
-fn plant_bug(h: &HeapInner, set: &mut DirtySet) {
-    if let Some(n) = h.config.drop_every_nth_dirty {
+fn plant_bug(config: &HeapConfig, set: &mut DirtySet) {
+    if let Some(n) = config.drop_every_nth_dirty {
         let mut i = 0;
         set.granules.retain(|_| {
             i += 1;
@@ -320,238 +245,266 @@ fn plant_bug(h: &HeapInner, set: &mut DirtySet) {
     }
 }
 
-fn run_cycle(h: &HeapInner, n: u64) {
-    let t0 = Instant::now();
-    let epoch = (n % 2) as usize;
-    let tracker = h.tracker.as_deref();
-    let mut cs = CycleStats {
-        cycle: n,
-        ..CycleStats::default()
-    };
-    let mut marker = Marker {
-        h,
-        tracker,
-        marks: &h.mark_bits[epoch],
-        stack: Vec::new(),
-        objects_marked: 0,
-        bytes_marked: 0,
-        since_poll: 0,
-    };
-    let sp = &h.collector.safepoints;
-    let armed = match tracker {
-        Some(t) => {
-            let t1 = Instant::now();
-            let ok = t.arm().is_ok();
-            cs.arm = t1.elapsed();
-            ok
-        }
-        None => false,
-    };
-    let mut dirty = DirtySet::default();
-    let verifier_failures;
+/// One cycle in progress.
+struct Cycle<'g> {
+    gc: &'g Gc<'g>,
+    n: u64,
+    epoch: usize,
+    marker: Marker<'g>,
+    dirty: DirtySet,
+    stats: CycleStats,
+    verifier_failures: Vec<String>,
+    started: Instant,
+}
 
-    if !armed {
-        // Stop-the-world mark: `None`, or a tracker that could not arm (degraded).
-        cs.degraded = tracker.is_some();
-        let (mutators, ttsp) = sp.stop_world(tracker);
-        let p0 = Instant::now() - ttsp;
-        flip_allocation_epoch(h, epoch);
-        marker.mark_roots(&mutators);
-        marker.drain();
-        verifier_failures = verify(h, &marker, &mutators);
+/// Runs cycle `n`: the numbered list of the module docs.
+pub(crate) fn run_cycle(gc: &Gc<'_>, n: u64) {
+    let mut c = Cycle::new(gc, n);
+    match c.arm() {
+        Some(t) => {
+            c.initial_mark();
+            c.concurrent_mark();
+            c.preclean(t);
+            c.remark(t);
+            c.disarm(t);
+        }
+        None => c.stop_the_world_mark(),
+    }
+    c.sweep();
+    c.finish();
+}
+
+impl<'g> Cycle<'g> {
+    fn new(gc: &'g Gc<'g>, n: u64) -> Cycle<'g> {
+        let epoch = (n % 2) as usize;
+        Cycle {
+            gc,
+            n,
+            epoch,
+            marker: Marker::new(
+                gc.space,
+                gc.tracker,
+                gc.space.marks(epoch),
+                gc.config.mark_poll_interval,
+            ),
+            dirty: DirtySet::default(),
+            stats: CycleStats {
+                cycle: n,
+                ..CycleStats::default()
+            },
+            verifier_failures: Vec::new(),
+            started: Instant::now(),
+        }
+    }
+
+    /// The tracker's granule count over the whole heap.
+    fn granules(&self, shift: u32) -> usize {
+        self.gc.space.pages() << (12 - shift)
+    }
+
+    /// Records a tracker failure: the cycle degrades, and keeps the cause.
+    fn degrade(&mut self, what: &str, e: &Error) {
+        self.stats.degraded = true;
+        if self.stats.degradation.is_none() {
+            self.stats.degradation = Some(format!("{what}: {e}"));
+        }
+    }
+
+    /// 1. Arm the tracker, mutators running. `None`: no tracker, or it could not arm, so
+    ///    this cycle stops the world for the whole mark.
+    fn arm(&mut self) -> Option<&'g dyn DirtyTracker> {
+        let t = self.gc.tracker?;
+        let t0 = Instant::now();
+        let armed = t.arm();
+        self.stats.arm = t0.elapsed();
+        match armed {
+            Ok(()) => Some(t),
+            Err(e) => {
+                self.degrade("arm", &e);
+                None
+            }
+        }
+    }
+
+    /// Every pause: stop the world, run `work` with the stopped mutators, verify where
+    /// asked, resume, record. Returns the threads that marked.
+    fn pause(&mut self, kind: PauseKind, work: impl FnOnce(&mut Self, &[Arc<MutatorShared>])) {
+        let sp = &self.gc.collector.safepoints;
+        let (mutators, ttsp) = sp.stop_world(self.gc.tracker);
+        let started = Instant::now() - ttsp;
+        let threads_before = self.stats.marker_threads_max;
+        work(self, &mutators);
+        if kind != PauseKind::InitialMark && self.gc.config.verify {
+            // SAFETY: every mutator in `mutators` is stopped until `resume_world`.
+            let roots = mutators.iter().map(|m| unsafe { m.roots() });
+            self.verifier_failures
+                .extend(verify::verify(self.gc.space, self.marker.marks, roots));
+        }
         sp.resume_world();
-        record_pause(h, PauseKind::StopTheWorld, n, p0, ttsp);
-    } else {
-        let t = tracker.expect("armed implies a tracker");
+        let duration = started.elapsed();
+        let threads = self.stats.marker_threads_max.max(threads_before).max(1);
+        let collector = self.gc.collector;
+        collector.stats.lock().pauses.push(Pause {
+            kind,
+            cycle: self.n,
+            start: started.saturating_duration_since(collector.created),
+            duration,
+            time_to_safepoint: ttsp,
+            marker_threads: threads,
+        });
+    }
+
+    /// In the pause that starts marking: from now on reservations mark this cycle's
+    /// bitmap, the unused rest of every held run is marked too (allocation is black),
+    /// and the trigger counts allocation from here. Then the roots are marked.
+    fn flip_and_mark_roots(&mut self, mutators: &[Arc<MutatorShared>]) {
+        let space = self.gc.space;
+        space.set_alloc_epoch(self.epoch);
+        for m in mutators {
+            // SAFETY: `m` is stopped for the whole pause.
+            space.blacken(unsafe { m.buffers() }, self.epoch);
+        }
+        self.gc
+            .collector
+            .allocated_at_cycle_start
+            .store(space.bytes_allocated(), Ordering::Relaxed);
+        self.mark_roots(mutators);
+    }
+
+    fn mark_roots(&mut self, mutators: &[Arc<MutatorShared>]) {
+        for m in mutators {
+            // SAFETY: `m` is stopped for the whole pause.
+            self.marker.mark_all(unsafe { m.roots() });
+        }
+    }
+
+    /// Traces to completion inside a pause, in parallel where there is enough work.
+    fn drain_in_pause(&mut self) {
+        let threads = self.marker.drain_parallel(self.gc.config.marker_threads);
+        self.stats.marker_threads_max = self.stats.marker_threads_max.max(threads);
+    }
+
+    /// 2–5 in one pause, for `none` or a tracker that could not arm.
+    fn stop_the_world_mark(&mut self) {
+        self.pause(PauseKind::StopTheWorld, |c, mutators| {
+            c.flip_and_mark_roots(mutators);
+            c.drain_in_pause();
+        });
+    }
+
+    /// 2. Initial mark (pause): flip, mark the roots.
+    fn initial_mark(&mut self) {
+        self.pause(PauseKind::InitialMark, |c, mutators| {
+            c.flip_and_mark_roots(mutators)
+        });
+    }
+
+    /// 3. Concurrent mark: trace from the roots while mutators run.
+    fn concurrent_mark(&mut self) {
+        let t0 = Instant::now();
+        self.marker.drain();
+        self.stats.mark += t0.elapsed();
+    }
+
+    /// Harvests into `self.dirty`; a failed harvest makes the whole heap dirty.
+    fn harvest(&mut self, t: &dyn DirtyTracker, rearm: bool) {
+        let t0 = Instant::now();
+        if let Err(e) = t.harvest(&mut self.dirty, rearm) {
+            self.degrade(
+                if rearm {
+                    "pre-clean harvest"
+                } else {
+                    "remark harvest"
+                },
+                &e,
+            );
+            self.dirty.all = true;
+        }
+        self.stats.harvest += t0.elapsed();
+        plant_bug(self.gc.config, &mut self.dirty);
+    }
+
+    /// 4. Pre-clean: harvest with re-arm, rescan, trace; until a round finds little.
+    fn preclean(&mut self, t: &dyn DirtyTracker) {
+        let t0 = Instant::now();
         let shift = t.granule_shift();
-        // Initial mark.
-        let (mutators, ttsp) = sp.stop_world(tracker);
-        let p0 = Instant::now() - ttsp;
-        flip_allocation_epoch(h, epoch);
-        marker.mark_roots(&mutators);
-        sp.resume_world();
-        record_pause(h, PauseKind::InitialMark, n, p0, ttsp);
-        drop(mutators);
-        // Concurrent mark.
-        let tm = Instant::now();
-        marker.drain();
-        // Pre-clean.
-        for _ in 0..h.config.max_preclean_rounds {
-            let th = Instant::now();
-            if t.harvest(&mut dirty, true).is_err() {
-                dirty.all = true;
+        for _ in 0..self.gc.config.max_preclean_rounds {
+            self.harvest(t, true);
+            let count = self.dirty.count(self.granules(shift));
+            if self.gc.config.record_dirty_pages && self.stats.preclean_dirty.is_empty() {
+                let pages = self.dirty.granules.iter().map(|g| g >> (12 - shift));
+                self.stats.dirty_pages = pages.collect();
+                self.stats.dirty_pages.dedup();
             }
-            cs.harvest += th.elapsed();
-            plant_bug(h, &mut dirty);
-            let count = dirty.count(h.pages << (12 - shift));
-            if h.config.record_dirty_pages && cs.preclean_dirty.is_empty() {
-                cs.dirty_pages = dirty.granules.iter().map(|g| g >> (12 - shift)).collect();
-                cs.dirty_pages.dedup();
-            }
-            cs.preclean_dirty.push(count);
-            cs.preclean_rescanned += marker.rescan(&dirty, shift);
-            marker.drain();
-            if count <= h.config.preclean_threshold {
+            self.stats.preclean_dirty.push(count);
+            self.stats.preclean_rescanned += self.marker.rescan(&self.dirty, shift);
+            self.marker.drain();
+            if count <= self.gc.config.preclean_threshold {
                 break;
             }
         }
-        cs.mark = tm.elapsed();
-        // Remark.
-        let (mutators, ttsp) = sp.stop_world(tracker);
-        let p0 = Instant::now() - ttsp;
-        let th = Instant::now();
-        if t.harvest(&mut dirty, false).is_err() {
-            dirty.all = true;
-        }
-        cs.harvest += th.elapsed();
-        plant_bug(h, &mut dirty);
-        cs.degraded |= dirty.all;
-        cs.remark_dirty = dirty.count(h.pages << (12 - shift));
-        cs.remark_rescanned = marker.rescan(&dirty, shift);
-        marker.mark_roots(&mutators);
-        let before = marker.objects_marked;
-        marker.drain();
-        cs.remark_traced = marker.objects_marked - before;
-        verifier_failures = verify(h, &marker, &mutators);
-        sp.resume_world();
-        record_pause(h, PauseKind::Remark, n, p0, ttsp);
-        drop(mutators);
-        // Disarm, lazily: mutators are running again.
-        let td = Instant::now();
-        if t.disarm().is_err() {
-            cs.degraded = true;
-        }
-        cs.disarm = td.elapsed();
+        self.stats.mark += t0.elapsed();
     }
-    cs.objects_marked = marker.objects_marked;
-    cs.bytes_marked = marker.bytes_marked;
-    // The other mark bitmap: no allocation sets it since the flip.
-    h.mark_bits[1 - epoch].clear_all();
-    let ts = Instant::now();
-    let (freed_bytes, freed_objects) = sweep(h, marker.marks);
-    cs.sweep = ts.elapsed();
-    cs.bytes_freed = freed_bytes;
-    cs.objects_freed = freed_objects;
-    cs.total = t0.elapsed();
-    // Live now: what was marked, plus what was allocated (black) since the initial mark.
-    let during = h.bytes_allocated.load(Ordering::Relaxed)
-        - h.allocated_at_cycle_start.load(Ordering::Relaxed);
-    h.live_estimate
-        .store(marker.bytes_marked + during, Ordering::Relaxed);
-    h.allocated_at_cycle_start
-        .store(h.bytes_allocated.load(Ordering::Relaxed), Ordering::Relaxed);
-    let mut stats = h.collector.stats.lock();
-    stats.cycles = n;
-    stats.verifier_failures += verifier_failures.len() as u64;
-    for msg in verifier_failures.into_iter().take(8) {
-        if stats.verifier_messages.len() < 32 {
-            stats.verifier_messages.push(msg);
-        }
-    }
-    stats.cycle_log.push(cs);
-}
 
-/// In the pause that starts marking: from now on allocations are black in this cycle's
-/// mark bitmap, and the trigger counts allocation from here.
-fn flip_allocation_epoch(h: &HeapInner, epoch: usize) {
-    h.alloc_epoch.store(epoch, Ordering::Relaxed);
-    h.allocated_at_cycle_start
-        .store(h.bytes_allocated.load(Ordering::Relaxed), Ordering::Relaxed);
-}
+    /// 5. Remark (pause): harvest without re-arm, rescan the dirty granules and the
+    ///    roots, trace to completion.
+    fn remark(&mut self, t: &dyn DirtyTracker) {
+        let shift = t.granule_shift();
+        self.pause(PauseKind::Remark, |c, mutators| {
+            c.harvest(t, false);
+            c.stats.remark_dirty = c.dirty.count(c.granules(shift));
+            c.stats.remark_rescanned = c.marker.rescan(&c.dirty, shift);
+            c.mark_roots(mutators);
+            let before = c.marker.objects_marked;
+            c.drain_in_pause();
+            c.stats.remark_traced = c.marker.objects_marked - before;
+        });
+    }
 
-fn record_pause(h: &HeapInner, kind: PauseKind, cycle: u64, started: Instant, ttsp: Duration) {
-    let duration = started.elapsed();
-    h.collector.stats.lock().pauses.push(Pause {
-        kind,
-        cycle,
-        start: started.saturating_duration_since(h.collector.created),
-        duration,
-        time_to_safepoint: ttsp,
-    });
-}
+    /// 6. Disarm, lazily: mutators are running again.
+    fn disarm(&mut self, t: &dyn DirtyTracker) {
+        let t0 = Instant::now();
+        if let Err(e) = t.disarm() {
+            self.degrade("disarm", &e);
+        }
+        self.stats.disarm = t0.elapsed();
+    }
 
-/// Frees every allocated, unmarked object. Returns (bytes, objects) freed.
-fn sweep(h: &HeapInner, marks: &Bitmap) -> (u64, u64) {
-    h.reset_avail_lists();
-    let mut bytes = 0u64;
-    let live_before = h.alloc_bits.count() as u64;
-    let mut p = 0;
-    while p < h.pages {
-        match h.page_table.get(p) {
-            PageKind::Small { class } => {
-                bytes += h.sweep_small_page(p, class, marks) as u64;
-                p += 1;
-            }
-            PageKind::LargeHead { pages } => {
-                let g = h.granule(h.page_addr(p));
-                if h.alloc_bits.get(g) && !marks.get(g) {
-                    h.free_large(p, pages);
-                    bytes += (pages * PAGE_SIZE) as u64;
-                }
-                p += pages.max(1);
-            }
-            _ => p += 1,
-        }
+    /// 7. Sweep, concurrently.
+    fn sweep(&mut self) {
+        self.stats.objects_marked = self.marker.objects_marked;
+        self.stats.bytes_marked = self.marker.bytes_marked;
+        let space = self.gc.space;
+        // The other bitmap: no reservation marks it since the flip.
+        space.marks(1 - self.epoch).clear_all();
+        let t0 = Instant::now();
+        let (bytes, objects) = space.sweep(self.marker.marks);
+        self.stats.sweep = t0.elapsed();
+        self.stats.bytes_freed = bytes;
+        self.stats.objects_freed = objects;
     }
-    let live_after = h.alloc_bits.count() as u64;
-    (bytes, live_before.saturating_sub(live_after))
-}
 
-/// The verifier: with every mutator stopped at the end of remark, re-checks the
-/// tri-colour invariant over the whole heap: every root is marked, and no marked,
-/// initialised object has an unmarked child. Returns one message per violation.
-fn verify(
-    h: &HeapInner,
-    marker: &Marker<'_>,
-    mutators: &[Arc<safepoint::MutatorShared>],
-) -> Vec<String> {
-    let mut failures = Vec::new();
-    if !h.config.verify {
-        return failures;
+    /// Updates the trigger's estimate and files the cycle's statistics.
+    fn finish(mut self) {
+        self.stats.total = self.started.elapsed();
+        let (space, collector) = (self.gc.space, self.gc.collector);
+        // Live now: what was marked, plus what was allocated (black) since the flip.
+        let now = space.bytes_allocated();
+        let during = now.saturating_sub(collector.allocated_at_cycle_start.load(Ordering::Relaxed));
+        collector
+            .live_estimate
+            .store(self.marker.bytes_marked + during, Ordering::Relaxed);
+        collector
+            .allocated_at_cycle_start
+            .store(now, Ordering::Relaxed);
+        let mut stats = collector.stats.lock();
+        stats.cycles = self.n;
+        stats.verifier_failures += self.verifier_failures.len() as u64;
+        for msg in self.verifier_failures.into_iter().take(8) {
+            if stats.verifier_messages.len() < 32 {
+                stats.verifier_messages.push(msg);
+            }
+        }
+        stats.cycle_log.push(self.stats);
     }
-    let marks = marker.marks;
-    let marked = |a: usize| marks.get(h.granule(a));
-    for m in mutators {
-        for &r in m.roots.lock().iter() {
-            if r != 0 && !marked(r) {
-                failures.push(format!("root {r:#x} is not marked at remark"));
-            }
-        }
-    }
-    let mut check = |obj: usize| {
-        if !h.alloc_bits.get(h.granule(obj)) || !marked(obj) {
-            return;
-        }
-        // SAFETY: an allocated cell of this heap.
-        let Some(hdr) = (unsafe { object::load_header(obj) }) else {
-            return;
-        };
-        for i in 0..hdr.nrefs {
-            // SAFETY: `i < nrefs` of an allocated object.
-            let v = unsafe { object::slot(obj, i) }.load(Ordering::Acquire);
-            if v != 0 && !marked(v) {
-                failures.push(format!(
-                    "marked object {obj:#x} slot {i} points to unmarked {v:#x} at remark"
-                ));
-            }
-        }
-    };
-    let mut p = 0;
-    while p < h.pages {
-        match h.page_table.get(p) {
-            PageKind::Small { class } => {
-                let cs = CLASS_SIZES[class];
-                for i in 0..PAGE_SIZE / cs {
-                    check(h.page_addr(p) + i * cs);
-                }
-                p += 1;
-            }
-            PageKind::LargeHead { pages } => {
-                check(h.page_addr(p));
-                p += pages.max(1);
-            }
-            _ => p += 1,
-        }
-    }
-    failures
 }

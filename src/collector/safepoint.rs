@@ -14,7 +14,18 @@
 //!
 //! A mutator blocked in a write-protect fault is not at a safepoint, so the collector
 //! keeps serving faults while it waits ([`Safepoints::stop_world`] takes the tracker).
+//!
+//! # What the collector reads of a mutator
+//! A mutator's root stack (its shadow stack) and its allocation buffers live in its
+//! [`MutatorShared`], in `UnsafeCell`s: the mutator pushes, pops and bumps them with plain
+//! loads and stores, and the collector reads them **only while that mutator is stopped
+//! or blocked**, between [`Safepoints::stop_world`] and [`Safepoints::resume_world`].
+//! The handshake orders the two: the mutator's last writes come before its `SeqCst`
+//! store of its state, which the collector's `SeqCst` load observes before it reads;
+//! the collector's reads come before its `SeqCst` epoch increment, which the mutator
+//! observes before it runs again.
 
+use std::cell::UnsafeCell;
 use std::os::fd::AsRawFd;
 use std::sync::Arc;
 use std::sync::atomic::{AtomicU8, AtomicU64, Ordering};
@@ -24,6 +35,7 @@ use parking_lot::{Condvar, Mutex};
 
 use crate::barrier::DirtyTracker;
 use crate::error::Result;
+use crate::heap::AllocBuffers;
 use crate::sys::eventfd::{EventFd, poll_readable};
 
 const RUNNING: u8 = 0;
@@ -31,13 +43,69 @@ const STOPPED: u8 = 1;
 const BLOCKED: u8 = 2;
 
 /// The part of a mutator the collector sees.
-#[derive(Debug)]
 pub(crate) struct MutatorShared {
     state: AtomicU8,
     stopped_at: AtomicU64,
-    /// The root stack: read by the collector only while the mutator is stopped or
-    /// blocked; the lock is uncontended in practice.
-    pub(crate) roots: Mutex<Vec<usize>>,
+    /// The root stack (addresses; 0 is null).
+    roots: UnsafeCell<Vec<usize>>,
+    /// The allocation buffers, one run per size class.
+    buffers: UnsafeCell<AllocBuffers>,
+}
+
+// SAFETY: the `UnsafeCell`s are written only by the owning mutator's thread, and read by
+// the collector only while that mutator is stopped or blocked (see the module docs), so
+// no access to them ever races.
+unsafe impl Sync for MutatorShared {}
+
+impl std::fmt::Debug for MutatorShared {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("MutatorShared")
+            .field("state", &self.state.load(Ordering::Relaxed))
+            .finish_non_exhaustive()
+    }
+}
+
+impl MutatorShared {
+    /// The root stack, for the owning mutator.
+    ///
+    /// # Safety
+    /// Only the owning mutator's thread may call this, and not while a reference from an
+    /// earlier call is alive.
+    #[inline(always)]
+    #[allow(clippy::mut_from_ref)] // exclusive by the thread discipline of the module docs
+    pub(crate) unsafe fn roots_mut(&self) -> &mut Vec<usize> {
+        // SAFETY: forwarded to the caller.
+        unsafe { &mut *self.roots.get() }
+    }
+
+    /// The allocation buffers, for the owning mutator.
+    ///
+    /// # Safety
+    /// As [`MutatorShared::roots_mut`].
+    #[inline(always)]
+    #[allow(clippy::mut_from_ref)] // exclusive by the thread discipline of the module docs
+    pub(crate) unsafe fn buffers_mut(&self) -> &mut AllocBuffers {
+        // SAFETY: forwarded to the caller.
+        unsafe { &mut *self.buffers.get() }
+    }
+
+    /// The root stack, for the collector.
+    ///
+    /// # Safety
+    /// The mutator must be stopped or blocked for as long as the slice is used.
+    pub(crate) unsafe fn roots(&self) -> &[usize] {
+        // SAFETY: forwarded to the caller: the owner does not run, so nothing writes.
+        unsafe { &*self.roots.get() }
+    }
+
+    /// The allocation buffers, for the collector.
+    ///
+    /// # Safety
+    /// As [`MutatorShared::roots`].
+    pub(crate) unsafe fn buffers(&self) -> &AllocBuffers {
+        // SAFETY: forwarded to the caller.
+        unsafe { &*self.buffers.get() }
+    }
 }
 
 /// The handshake state of one heap.
@@ -66,7 +134,8 @@ impl Safepoints {
         let m = Arc::new(MutatorShared {
             state: AtomicU8::new(BLOCKED),
             stopped_at: AtomicU64::new(0),
-            roots: Mutex::new(Vec::new()),
+            roots: UnsafeCell::new(Vec::new()),
+            buffers: UnsafeCell::new(AllocBuffers::default()),
         });
         self.registry.lock().push(m.clone());
         m
@@ -78,10 +147,9 @@ impl Safepoints {
         self.arrived.signal();
     }
 
-    /// Whether a pause is requested: the mutator's fast-path poll.
-    #[inline(always)]
-    pub(crate) fn requested(&self) -> bool {
-        self.epoch.load(Ordering::Relaxed) & 1 == 1
+    /// The word a mutator polls: odd while a pause is requested.
+    pub(crate) fn poll_word(&self) -> &AtomicU64 {
+        &self.epoch
     }
 
     /// The slow path of a poll: stop until the pause is over.

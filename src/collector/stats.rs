@@ -39,6 +39,8 @@ pub struct Pause {
     pub duration: Duration,
     /// Of that, the time until every mutator reached a safepoint.
     pub time_to_safepoint: Duration,
+    /// Threads that marked in it (1: the collector alone).
+    pub marker_threads: usize,
 }
 
 /// One cycle.
@@ -69,6 +71,10 @@ pub struct CycleStats {
     pub objects_freed: u64,
     /// The tracker degraded to "everything dirty" (or could not arm).
     pub degraded: bool,
+    /// Why, when it degraded: the phase and the error (operation, errno, range).
+    pub degradation: Option<String>,
+    /// The most threads that marked in one of this cycle's pauses.
+    pub marker_threads_max: usize,
     /// Time to arm.
     pub arm: Duration,
     /// Time in harvests (pre-clean and remark).
@@ -100,8 +106,10 @@ pub struct Stats {
     pub verifier_failures: u64,
     /// The first few verifier messages.
     pub verifier_messages: Vec<String>,
-    /// Bytes allocated (cell sizes).
+    /// Bytes handed to mutators (runs of cells reserved, large objects).
     pub bytes_allocated: u64,
+    /// Threads configured to mark in pauses ([`crate::HeapConfig::marker_threads`]).
+    pub marker_threads: usize,
 }
 
 impl Stats {

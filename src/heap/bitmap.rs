@@ -47,6 +47,47 @@ impl Bitmap {
         self.words.len()
     }
 
+    /// Sets the `count` bits `first, first + stride, …` with one atomic `fetch_or` per
+    /// word touched (the allocator reserves a run of cells this way: one bit per cell).
+    pub fn set_strided(&self, first: usize, count: usize, stride: usize) {
+        self.update_strided(first, count, stride, |w, m| {
+            w.fetch_or(m, Ordering::AcqRel);
+        });
+    }
+
+    /// Clears the `count` bits `first, first + stride, …`, one `fetch_and` per word.
+    pub fn clear_strided(&self, first: usize, count: usize, stride: usize) {
+        self.update_strided(first, count, stride, |w, m| {
+            w.fetch_and(!m, Ordering::AcqRel);
+        });
+    }
+
+    fn update_strided(
+        &self,
+        first: usize,
+        count: usize,
+        stride: usize,
+        apply: impl Fn(&AtomicU64, u64),
+    ) {
+        debug_assert!(stride > 0);
+        let mut word = usize::MAX;
+        let mut mask = 0u64;
+        for k in 0..count {
+            let i = first + k * stride;
+            if i / 64 != word {
+                if mask != 0 {
+                    apply(&self.words[word], mask);
+                }
+                word = i / 64;
+                mask = 0;
+            }
+            mask |= 1 << (i % 64);
+        }
+        if mask != 0 {
+            apply(&self.words[word], mask);
+        }
+    }
+
     /// Clears every bit (not atomic as a whole: callers make sure nobody sets bits).
     pub fn clear_all(&self) {
         for w in self.words.iter() {
@@ -81,5 +122,19 @@ mod tests {
         assert!(!b.get(129));
         b.clear_all();
         assert_eq!(b.count(), 0);
+    }
+
+    #[test]
+    fn strided_ranges_touch_exactly_their_bits() {
+        let b = Bitmap::new(256);
+        b.set(1);
+        b.set_strided(62, 40, 3); // 62, 65, …, 179: crosses two word boundaries
+        for i in 0..256 {
+            let expect = i == 1 || (62..180).contains(&i) && (i - 62) % 3 == 0;
+            assert_eq!(b.get(i), expect, "bit {i}");
+        }
+        b.clear_strided(62, 40, 3);
+        assert_eq!(b.count(), 1);
+        assert!(b.get(1));
     }
 }

@@ -1,242 +1,151 @@
-//! The heap: one mapping of 4 KiB pages, side tables outside it, and the allocator.
+//! The heap's space: one mapping of 4 KiB pages, the side tables outside it, and the
+//! allocation primitives. It knows neither the collector nor the mutators: it hands out
+//! runs of free cells and large spans, sweeps a page against a mark bitmap it is given,
+//! and answers questions about addresses. The collector ([`crate::collector`]) and the
+//! mutators ([`crate::Mutator`]) are built on it.
 //!
 //! Layout: pages hold cells of one size class ([`size_class`]) or are part of a large
 //! object's span. Everything the collector writes lives outside the mapping: the page
 //! table ([`pages`]), the allocation bitmap and two mark bitmaps ([`bitmap`], one bit per
 //! 16-byte granule), the free-page pool and the per-class lists of pages with free cells.
 //! So **the collector never writes heap memory while the tracker is armed**; the only
-//! collector write to the heap is the sweep zeroing the header of a dead cell, after the
-//! tracker is disarmed.
+//! collector writes to the heap are the sweep's zeroing of dead cells, after the tracker
+//! is disarmed.
 //!
-//! Allocation colour: every allocation sets its mark bit in the *allocation epoch*'s mark
-//! bitmap before it claims the cell, and the epoch flips to the cycle's bitmap in the
-//! initial-mark pause. So objects allocated during a cycle are black (never freed by that
-//! cycle's sweep, never traced, and their later stores are recorded by the barrier),
-//! while objects allocated between cycles carry marks in the other bitmap, which the next
-//! cycle does not read. The other bitmap is cleared during the cycle, after the flip.
+//! # Allocation: runs of free cells
+//! A mutator allocates small objects from an [`AllocBuffer`] per size class: a *run* of
+//! consecutive free cells in one page, `[cursor, limit)`. The fast path
+//! ([`crate::Mutator::alloc`]) bumps `cursor` by the cell size after one compare and
+//! writes the object's header; it touches no side table and no atomic. Everything else
+//! is per run, in [`Space::refill`]: find the next run of free cells in the page (from
+//! the allocation bitmap, which the sweep maintains), then reserve it in bulk, one atomic
+//! `fetch_or` per 64 granules.
+//!
+//! **A free cell is all zero** (header and body): fresh pages come zero from the kernel
+//! or from [`PagePool::take`], and the sweep zeroes every cell it frees. So the fast path
+//! writes only the header, and the zeroing happens in bulk, on the collector's thread.
+//!
+//! # Allocation colour
+//! Objects allocated during a cycle must be black: never freed by that cycle's sweep,
+//! never traced. The invariants that make them so, without a per-object atomic:
+//! 1. IF a run is reserved THEN its cells' bits are set in the *allocation epoch*'s mark
+//!    bitmap before their allocation bits ([`Space::refill`]); the sweep reads the
+//!    allocation bit first, so it never sees a reserved cell without its mark.
+//! 2. The allocation epoch flips to the cycle's bitmap in the initial-mark pause, with
+//!    every mutator stopped; in the same pause the collector marks the unused rest of
+//!    every run a mutator holds in the new epoch's bitmap ([`Space::blacken`]). So IF a
+//!    cell is allocated after the flip THEN it is marked in the cycle's bitmap, whether
+//!    its run was reserved before or after the flip.
+//! 3. Cells reserved but not yet allocated have a zero header: the marker and the
+//!    verifier skip them, and [`Space::check_obj`] accepts them as cells but the mutator
+//!    rejects them as objects (no header).
+//!
+//! Marks that allocation sets between cycles land in the bitmap the next cycle does not
+//! use; the collector clears that bitmap during each cycle, after the flip.
 
 pub mod bitmap;
+pub mod config;
 pub mod object;
 pub mod pages;
 pub mod size_class;
 
-use std::sync::Arc;
 use std::sync::atomic::{AtomicU8, AtomicU64, AtomicUsize, Ordering};
 
 use parking_lot::Mutex;
 
-use crate::barrier::{self, BarrierKind, DirtyTracker, DynBarrier, ServiceLayout, TrackerOptions};
-use crate::collector::{Collector, Stats};
 use crate::error::{Error, Result};
 use crate::sys::mem::{Advice, Region};
 use crate::sys::{PAGE_SHIFT, PAGE_SIZE};
 
 use bitmap::Bitmap;
+pub use config::HeapConfig;
 pub use object::{Header, ObjRef};
 use pages::{PageKind, PagePool, PageTable};
 use size_class::{CLASS_SIZES, GRANULE, GRANULE_SHIFT, NUM_CLASSES};
-
-/// How a heap is built. A builder: `HeapConfig::new().heap_bytes(64 << 20).barrier(kind)`.
-#[derive(Debug, Clone)]
-pub struct HeapConfig {
-    /// Size of the heap mapping in bytes (rounded up to pages).
-    pub heap_bytes: usize,
-    /// The write barrier.
-    pub barrier: BarrierKind,
-    /// Start a collection when this fraction of the heap's pages is in use.
-    pub trigger: f64,
-    /// Tracker options (card marking variant, fault-service layout, userfaultfd mode).
-    pub tracker: TrackerOptions,
-    /// At most this many pre-clean rounds per cycle.
-    pub max_preclean_rounds: usize,
-    /// Stop pre-cleaning when a round finds at most this many dirty granules.
-    pub preclean_threshold: usize,
-    /// Objects traced between two polls of the fault service (`uffd-wp`, collector layout).
-    pub mark_poll_interval: usize,
-    /// Ask for transparent huge pages on the heap (default: `MADV_NOHUGEPAGE`).
-    pub huge_pages: bool,
-    /// Run the verifier at every remark (a full re-trace; for tests).
-    pub verify: bool,
-    /// A planted bug for testing the verifier: drop every n-th harvested dirty granule.
-    pub drop_every_nth_dirty: Option<usize>,
-    /// Keep each cycle's first pre-clean dirty set, as heap page indices, in
-    /// [`crate::collector::CycleStats::dirty_pages`] (for the study's heap map).
-    pub record_dirty_pages: bool,
-}
-
-impl Default for HeapConfig {
-    fn default() -> Self {
-        HeapConfig {
-            heap_bytes: 64 << 20,
-            barrier: BarrierKind::CardTable,
-            trigger: 0.6,
-            tracker: TrackerOptions::default(),
-            max_preclean_rounds: 3,
-            preclean_threshold: 32,
-            mark_poll_interval: 64,
-            huge_pages: false,
-            verify: false,
-            drop_every_nth_dirty: None,
-            record_dirty_pages: false,
-        }
-    }
-}
-
-impl HeapConfig {
-    /// The defaults: 64 MiB, card table, collection at 60% occupancy.
-    pub fn new() -> Self {
-        Self::default()
-    }
-    /// Heap size in bytes.
-    pub fn heap_bytes(mut self, bytes: usize) -> Self {
-        self.heap_bytes = bytes;
-        self
-    }
-    /// The write barrier.
-    pub fn barrier(mut self, kind: BarrierKind) -> Self {
-        self.barrier = kind;
-        self
-    }
-    /// Occupancy (0..1) at which a collection starts.
-    pub fn trigger(mut self, fraction: f64) -> Self {
-        self.trigger = fraction;
-        self
-    }
-    /// Who serves `uffd-wp` faults.
-    pub fn service_layout(mut self, layout: ServiceLayout) -> Self {
-        self.tracker.service = layout;
-        self
-    }
-    /// Conditional card marking.
-    pub fn conditional_cards(mut self, yes: bool) -> Self {
-        self.tracker.conditional_cards = yes;
-        self
-    }
-    /// Open userfaultfd with `UFFD_USER_MODE_ONLY`.
-    pub fn user_mode_only(mut self, yes: bool) -> Self {
-        self.tracker.user_mode_only = yes;
-        self
-    }
-    /// Pre-clean rounds at most.
-    pub fn max_preclean_rounds(mut self, n: usize) -> Self {
-        self.max_preclean_rounds = n;
-        self
-    }
-    /// Pre-clean stops at this many dirty granules.
-    pub fn preclean_threshold(mut self, n: usize) -> Self {
-        self.preclean_threshold = n;
-        self
-    }
-    /// Transparent huge pages on the heap.
-    pub fn huge_pages(mut self, yes: bool) -> Self {
-        self.huge_pages = yes;
-        self
-    }
-    /// Verify the tri-colour invariant at every remark.
-    pub fn verify(mut self, yes: bool) -> Self {
-        self.verify = yes;
-        self
-    }
-    /// Plant a bug: drop every n-th harvested dirty granule (to test the verifier).
-    pub fn drop_every_nth_dirty(mut self, n: Option<usize>) -> Self {
-        self.drop_every_nth_dirty = n;
-        self
-    }
-
-    /// Record each cycle's dirty pages (see [`HeapConfig::record_dirty_pages`]).
-    pub fn record_dirty_pages(mut self, yes: bool) -> Self {
-        self.record_dirty_pages = yes;
-        self
-    }
-
-    fn validate(&self) -> Result<()> {
-        if self.heap_bytes < 16 * PAGE_SIZE {
-            return Err(Error::InvalidArgument(format!(
-                "heap_bytes {} is too small: at least 16 pages ({} bytes)",
-                self.heap_bytes,
-                16 * PAGE_SIZE
-            )));
-        }
-        if self.heap_bytes > 1 << 40 {
-            return Err(Error::InvalidArgument(format!(
-                "heap_bytes {} is larger than the 1 TiB this heap supports",
-                self.heap_bytes
-            )));
-        }
-        if !(self.trigger > 0.0 && self.trigger <= 1.0) {
-            return Err(Error::InvalidArgument(format!(
-                "trigger {} must be in (0, 1]",
-                self.trigger
-            )));
-        }
-        if self.drop_every_nth_dirty == Some(0) || self.mark_poll_interval == 0 {
-            return Err(Error::InvalidArgument(
-                "drop_every_nth_dirty and mark_poll_interval must be positive".into(),
-            ));
-        }
-        Ok(())
-    }
-}
 
 /// Who may allocate in a small-object page right now.
 const PAGE_UNOWNED: u8 = 0;
 const PAGE_MUTATOR: u8 = 1;
 const PAGE_SWEEPER: u8 = 2;
 
-/// Everything a heap is; shared by its handles, mutators and collector thread.
-pub(crate) struct HeapInner {
-    pub(crate) config: HeapConfig,
-    /// Declared before `region`: dropped (unregistered, threads joined) before the unmap.
-    pub(crate) tracker: Option<Box<dyn DirtyTracker>>,
-    pub(crate) store_barrier: DynBarrier,
-    pub(crate) region: Region,
-    pub(crate) base: usize,
-    pub(crate) pages: usize,
-    pub(crate) page_table: PageTable,
+/// No page: an empty buffer.
+const NO_PAGE: usize = usize::MAX;
+
+/// Granules per page.
+const PAGE_GRANULES: usize = PAGE_SIZE / GRANULE;
+
+/// One mutator's run of free cells in one size class: `[cursor, limit)`, in the page
+/// `page`. The allocation fast path reads and writes only `cursor` and `limit`.
+#[derive(Debug, Clone, Copy)]
+pub struct AllocBuffer {
+    /// Address of the next free cell.
+    pub(crate) cursor: usize,
+    /// End of the run (`cursor == limit`: empty).
+    pub(crate) limit: usize,
+    /// The page the run is in, owned by this mutator, or `NO_PAGE`.
+    page: usize,
+}
+
+impl AllocBuffer {
+    const EMPTY: AllocBuffer = AllocBuffer {
+        cursor: 0,
+        limit: 0,
+        page: NO_PAGE,
+    };
+}
+
+/// A mutator's allocation buffers, one per size class. It lives where the collector can
+/// read it while that mutator is stopped (see [`Space::blacken`]).
+#[derive(Debug)]
+pub struct AllocBuffers {
+    pub(crate) classes: [AllocBuffer; NUM_CLASSES],
+}
+
+impl Default for AllocBuffers {
+    fn default() -> Self {
+        AllocBuffers {
+            classes: [AllocBuffer::EMPTY; NUM_CLASSES],
+        }
+    }
+}
+
+/// The space. Shared by the mutators and the collector of one heap.
+pub struct Space {
+    region: Region,
+    base: usize,
+    pages: usize,
+    page_table: PageTable,
     owner: Box<[AtomicU8]>,
-    pub(crate) pool: Mutex<PagePool>,
+    pool: Mutex<PagePool>,
     /// Per class: pages that had free cells at the last sweep.
     avail: [Mutex<Vec<usize>>; NUM_CLASSES],
-    pub(crate) alloc_bits: Bitmap,
-    pub(crate) mark_bits: [Bitmap; 2],
-    /// Which mark bitmap allocations set (flipped in the initial-mark pause).
-    pub(crate) alloc_epoch: AtomicUsize,
-    pub(crate) collector: Collector,
-    /// Bytes allocated (cell sizes), flushed by mutators when they take a page.
-    pub(crate) bytes_allocated: AtomicU64,
-    /// `bytes_allocated` when the last cycle's initial mark ran.
-    pub(crate) allocated_at_cycle_start: AtomicU64,
-    /// Bytes the last cycle found live (marked, plus allocated during the cycle).
-    pub(crate) live_estimate: AtomicU64,
-    pub(crate) id: usize,
+    alloc_bits: Bitmap,
+    mark_bits: [Bitmap; 2],
+    /// Which mark bitmap reservations set (flipped in the initial-mark pause).
+    alloc_epoch: AtomicUsize,
+    /// Bytes handed to mutators: runs reserved plus large objects, less the unused
+    /// rest of runs given back.
+    bytes_allocated: AtomicU64,
+    /// A copy of the pool's free-page count, for the trigger to read without the lock.
+    free_pages: AtomicUsize,
 }
 
-/// A heap handle: cheap to clone, `Send + Sync`. The heap (and its collector thread) lives
-/// until the last handle and the last mutator are gone.
-#[derive(Clone)]
-pub struct Heap {
-    pub(crate) inner: Arc<HeapInner>,
-}
-
-impl std::fmt::Debug for Heap {
+impl std::fmt::Debug for Space {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
-        f.debug_struct("Heap")
-            .field("base", &format_args!("{:#x}", self.inner.base))
-            .field("pages", &self.inner.pages)
-            .field("barrier", &self.inner.config.barrier)
+        f.debug_struct("Space")
+            .field("base", &format_args!("{:#x}", self.base))
+            .field("pages", &self.pages)
             .finish()
     }
 }
 
-static NEXT_HEAP_ID: AtomicUsize = AtomicUsize::new(1);
-
-impl Heap {
-    /// Maps the heap, builds its tracker and starts its collector thread.
-    pub fn new(config: HeapConfig) -> Result<Heap> {
-        config.validate()?;
+impl Space {
+    /// Maps `bytes` (rounded up to pages), 2 MiB aligned, with `MADV_NOHUGEPAGE` unless
+    /// `huge_pages`.
+    pub fn new(bytes: usize, huge_pages: bool) -> Result<Space> {
         // 2 MiB alignment lets huge pages line up with the heap when they are asked for.
-        let region = Region::with_alignment(config.heap_bytes, 2 << 20)?;
-        let advice = if config.huge_pages {
+        let region = Region::with_alignment(bytes, 2 << 20)?;
+        let advice = if huge_pages {
             Advice::HugePage
         } else {
             Advice::NoHugePage
@@ -244,15 +153,8 @@ impl Heap {
         region.advise(region.base(), region.len(), advice)?;
         let base = region.base();
         let pages = region.pages();
-        let tracker = barrier::build(config.barrier, base, region.len(), &config.tracker)?;
-        let store_barrier = tracker
-            .as_ref()
-            .map(|t| t.store_barrier())
-            .unwrap_or(DynBarrier::None);
         let granules = region.len() / GRANULE;
-        let inner = Arc::new(HeapInner {
-            tracker,
-            store_barrier,
+        Ok(Space {
             base,
             pages,
             page_table: PageTable::new(pages),
@@ -262,87 +164,105 @@ impl Heap {
             alloc_bits: Bitmap::new(granules),
             mark_bits: [Bitmap::new(granules), Bitmap::new(granules)],
             alloc_epoch: AtomicUsize::new(0),
-            collector: Collector::new()?,
             bytes_allocated: AtomicU64::new(0),
-            allocated_at_cycle_start: AtomicU64::new(0),
-            live_estimate: AtomicU64::new(0),
-            id: NEXT_HEAP_ID.fetch_add(1, Ordering::Relaxed),
+            free_pages: AtomicUsize::new(pages),
             region,
-            config,
-        });
-        Collector::start(&inner)?;
-        Ok(Heap { inner })
+        })
     }
 
-    /// The configuration the heap was built with.
-    pub fn config(&self) -> &HeapConfig {
-        &self.inner.config
-    }
-
-    /// The write barrier in use.
-    pub fn barrier(&self) -> BarrierKind {
-        self.inner.config.barrier
-    }
-
-    /// `[base, end)` of the heap mapping.
-    pub fn range(&self) -> (usize, usize) {
-        (self.inner.base, self.inner.region.end())
-    }
-
-    /// Runs a full collection cycle that starts after this call, and returns when it is
-    /// done. Callable from a thread that has a [`crate::Mutator`] of this heap: it is then
-    /// at a safepoint for the duration.
-    pub fn collect(&self) {
-        crate::mutator::while_blocked(&self.inner, || self.inner.collector.collect_and_wait());
-    }
-
-    /// Time since the heap was created: the origin of [`crate::Pause::start`].
-    pub fn uptime(&self) -> std::time::Duration {
-        self.inner.collector.uptime()
-    }
-
-    /// A snapshot of the statistics so far.
-    pub fn stats(&self) -> Stats {
-        self.inner.collector.stats(&self.inner)
-    }
-
-    /// Whether `obj` is the start of a live (allocated) object of this heap.
-    pub fn is_live(&self, obj: ObjRef) -> bool {
-        self.inner.check_obj(obj.addr()).is_ok()
-    }
-
-    /// Pages not in the free-page pool.
-    pub fn pages_in_use(&self) -> usize {
-        self.inner.pages - self.inner.pool.lock().free_pages()
-    }
-
-    /// Number of live (allocated) objects; walks the allocation bitmap.
-    pub fn live_objects(&self) -> usize {
-        self.inner.alloc_bits.count()
-    }
-}
-
-impl HeapInner {
-    /// The allocation-bitmap index of `addr`.
+    /// First address of the mapping.
     #[inline]
-    pub(crate) fn granule(&self, addr: usize) -> usize {
+    pub fn base(&self) -> usize {
+        self.base
+    }
+
+    /// One past the last address.
+    pub fn end(&self) -> usize {
+        self.region.end()
+    }
+
+    /// Bytes mapped.
+    pub fn len(&self) -> usize {
+        self.region.len()
+    }
+
+    /// Never: a space has at least 16 pages.
+    pub fn is_empty(&self) -> bool {
+        self.pages == 0
+    }
+
+    /// Pages mapped.
+    pub fn pages(&self) -> usize {
+        self.pages
+    }
+
+    /// The mark-bitmap index of `addr`.
+    #[inline]
+    pub fn granule(&self, addr: usize) -> usize {
         (addr - self.base) >> GRANULE_SHIFT
     }
 
     /// The page index of `addr`.
     #[inline]
-    pub(crate) fn page_of(&self, addr: usize) -> usize {
+    pub fn page_of(&self, addr: usize) -> usize {
         (addr - self.base) >> PAGE_SHIFT
     }
 
     /// The address of page `p`.
     #[inline]
-    pub(crate) fn page_addr(&self, p: usize) -> usize {
+    pub fn page_addr(&self, p: usize) -> usize {
         self.base + (p << PAGE_SHIFT)
     }
 
+    /// What page `p` holds.
+    #[inline]
+    pub fn page_kind(&self, p: usize) -> PageKind {
+        self.page_table.get(p)
+    }
+
+    /// Mark bitmap `epoch` (0 or 1).
+    #[inline]
+    pub fn marks(&self, epoch: usize) -> &Bitmap {
+        &self.mark_bits[epoch]
+    }
+
+    /// Makes `epoch` the bitmap that reservations mark. Call only with every mutator
+    /// stopped, together with [`Space::blacken`] for each of them.
+    pub fn set_alloc_epoch(&self, epoch: usize) {
+        self.alloc_epoch.store(epoch, Ordering::Relaxed);
+    }
+
+    /// Bytes handed to mutators so far.
+    pub fn bytes_allocated(&self) -> u64 {
+        self.bytes_allocated.load(Ordering::Relaxed)
+    }
+
+    /// Pages not in the free-page pool.
+    pub fn pages_in_use(&self) -> usize {
+        self.pages - self.pool.lock().free_pages()
+    }
+
+    /// [`Space::pages_in_use`] without the pool's lock (a moment old).
+    pub fn pages_in_use_estimate(&self) -> usize {
+        self.pages - self.free_pages.load(Ordering::Relaxed)
+    }
+
+    /// Runs `f` on the pool and keeps the lock-free copy of its free count.
+    fn with_pool<R>(&self, f: impl FnOnce(&mut PagePool) -> R) -> R {
+        let mut pool = self.pool.lock();
+        let r = f(&mut pool);
+        self.free_pages.store(pool.free_pages(), Ordering::Relaxed);
+        r
+    }
+
+    /// Whether the allocation bit of the cell at `addr` is set (allocated or reserved).
+    #[inline]
+    pub fn is_allocated(&self, addr: usize) -> bool {
+        self.alloc_bits.get(self.granule(addr))
+    }
+
     /// The cell size of the object starting at `addr`, from the page table.
-    pub(crate) fn cell_bytes(&self, addr: usize) -> usize {
+    pub fn cell_bytes(&self, addr: usize) -> usize {
         match self.page_table.get(self.page_of(addr)) {
             PageKind::Small { class } => CLASS_SIZES[class],
             PageKind::LargeHead { pages } => pages * PAGE_SIZE,
@@ -350,9 +270,9 @@ impl HeapInner {
         }
     }
 
-    /// `Ok` if `addr` is the start of an allocated object of this heap.
+    /// `Ok` if `addr` is the start of an allocated (or reserved) cell of this space.
     #[inline]
-    pub(crate) fn check_obj(&self, addr: usize) -> Result<()> {
+    pub fn check_obj(&self, addr: usize) -> Result<()> {
         if !self.region.contains(addr)
             || addr % GRANULE != 0
             || !self.alloc_bits.get(self.granule(addr))
@@ -372,29 +292,159 @@ impl HeapInner {
         }
     }
 
-    /// Adds a mutator's allocation count and requests a collection when the estimated
-    /// occupancy (live after the last cycle + allocated since it started) crosses the
-    /// trigger, or when the free-page pool runs low.
-    pub(crate) fn account(&self, bytes: u64) {
-        let total = self.bytes_allocated.fetch_add(bytes, Ordering::Relaxed) + bytes;
-        let since = total.saturating_sub(self.allocated_at_cycle_start.load(Ordering::Relaxed));
-        let used = self.live_estimate.load(Ordering::Relaxed) + since;
-        if used as f64 >= self.config.trigger * self.region.len() as f64 {
-            self.collector.request();
+    /// Objects with a header (allocated and initialised), by walking the heap.
+    pub fn live_objects(&self) -> usize {
+        let mut n = 0;
+        self.for_each_cell(|a| {
+            // SAFETY: a cell of this space, read atomically.
+            if self.is_allocated(a) && unsafe { object::load_header(a) }.is_some() {
+                n += 1;
+            }
+        });
+        n
+    }
+
+    /// Calls `f` with the address of every cell and large-object start in use.
+    pub fn for_each_cell(&self, mut f: impl FnMut(usize)) {
+        let mut p = 0;
+        while p < self.pages {
+            match self.page_table.get(p) {
+                PageKind::Small { class } => {
+                    let cs = CLASS_SIZES[class];
+                    for i in 0..PAGE_SIZE / cs {
+                        f(self.page_addr(p) + i * cs);
+                    }
+                    p += 1;
+                }
+                PageKind::LargeHead { pages } => {
+                    f(self.page_addr(p));
+                    p += pages.max(1);
+                }
+                _ => p += 1,
+            }
         }
     }
 
-    /// Takes a run of pages from the pool, zeroing them if they held objects before;
-    /// requests a collection when occupancy crosses the trigger.
-    fn take_pages(&self, n: usize) -> Option<usize> {
-        let (start, needs_zero, free_after) = {
-            let mut pool = self.pool.lock();
-            let (start, z) = pool.take(n)?;
-            (start, z, pool.free_pages())
-        };
-        if 1.0 - free_after as f64 / self.pages as f64 >= self.config.trigger {
-            self.collector.request();
+    /// Calls `f` with every cell or large-object start overlapping `[lo, hi)`, which lies
+    /// within one page (the rescan of a dirty granule).
+    pub fn for_each_cell_in(&self, lo: usize, hi: usize, mut f: impl FnMut(usize)) {
+        let p = self.page_of(lo);
+        let page = self.page_addr(p);
+        match self.page_table.get(p) {
+            PageKind::Small { class } => {
+                let cs = CLASS_SIZES[class];
+                for i in (lo - page) / cs..=(hi - 1 - page) / cs {
+                    if (i + 1) * cs <= PAGE_SIZE {
+                        f(page + i * cs);
+                    }
+                }
+            }
+            PageKind::LargeHead { .. } => f(page),
+            PageKind::LargeTail { back } => f(page - back * PAGE_SIZE),
+            PageKind::Free => {}
         }
+    }
+
+    // ---- allocation -------------------------------------------------------------------
+
+    /// Refills `buf` (class `class`) with the next run of free cells: first in its
+    /// current page, then in a page from the class's list, then in a fresh page. Returns
+    /// `false` when no page is left (the caller collects, or reports out of memory).
+    #[cold]
+    pub fn refill(&self, buf: &mut AllocBuffer, class: usize) -> bool {
+        debug_assert!(buf.cursor == buf.limit, "refill of a non-empty buffer");
+        loop {
+            if buf.page != NO_PAGE {
+                let from = (buf.limit - self.page_addr(buf.page)) / CLASS_SIZES[class];
+                if self.reserve_next_run(buf, class, from) {
+                    return true;
+                }
+                self.release_page(buf.page);
+                *buf = AllocBuffer::EMPTY;
+            }
+            match self.acquire_small_page(class) {
+                Some(p) => {
+                    buf.page = p;
+                    buf.cursor = self.page_addr(p);
+                    buf.limit = buf.cursor;
+                }
+                None => return false,
+            }
+        }
+    }
+
+    /// Gives back the unused rest of `buf` and its page (a mutator going away, or a
+    /// collection that needs every free cell back).
+    pub fn retire(&self, buf: &mut AllocBuffer, class: usize) {
+        if buf.page == NO_PAGE {
+            return;
+        }
+        let cs = CLASS_SIZES[class];
+        let unused = (buf.limit - buf.cursor) / cs;
+        if unused > 0 {
+            // The cells were never written (zero) and hold no object: unreserve them.
+            self.alloc_bits
+                .clear_strided(self.granule(buf.cursor), unused, cs / GRANULE);
+            self.bytes_allocated
+                .fetch_sub((unused * cs) as u64, Ordering::Relaxed);
+        }
+        self.release_page(buf.page);
+        *buf = AllocBuffer::EMPTY;
+    }
+
+    /// Marks the unused rest of every run in `bufs` in mark bitmap `epoch` (invariant 2
+    /// of the module docs). Call in the pause that flips the epoch, with the owning
+    /// mutator stopped.
+    pub fn blacken(&self, bufs: &AllocBuffers, epoch: usize) {
+        for (class, b) in bufs.classes.iter().enumerate() {
+            let cs = CLASS_SIZES[class];
+            let unused = (b.limit - b.cursor) / cs;
+            if unused > 0 {
+                self.mark_bits[epoch].set_strided(self.granule(b.cursor), unused, cs / GRANULE);
+            }
+        }
+    }
+
+    /// Finds the first run of free cells of page `buf.page` at or after cell `from` and
+    /// reserves it into `buf`: mark bits (allocation epoch) first, then allocation bits.
+    fn reserve_next_run(&self, buf: &mut AllocBuffer, class: usize, from: usize) -> bool {
+        let cs = CLASS_SIZES[class];
+        let stride = cs / GRANULE;
+        let cells = PAGE_SIZE / cs;
+        let first_granule = self.granule(self.page_addr(buf.page));
+        // The page's allocation bits, one load per word; a cell freed by a concurrent
+        // sweep after this snapshot is only found at the next refill.
+        let mut words = [0u64; PAGE_GRANULES / 64];
+        for (k, w) in words.iter_mut().enumerate() {
+            *w = self
+                .alloc_bits
+                .word(first_granule / 64 + k)
+                .load(Ordering::Acquire);
+        }
+        let allocated = |cell: usize| {
+            let g = cell * stride;
+            words[g / 64] & (1 << (g % 64)) != 0
+        };
+        let Some(start) = (from..cells).find(|&c| !allocated(c)) else {
+            return false;
+        };
+        let end = (start..cells).find(|&c| allocated(c)).unwrap_or(cells);
+        let n = end - start;
+        let g = first_granule + start * stride;
+        let epoch = self.alloc_epoch.load(Ordering::Relaxed);
+        self.mark_bits[epoch].set_strided(g, n, stride);
+        self.alloc_bits.set_strided(g, n, stride);
+        self.bytes_allocated
+            .fetch_add((n * cs) as u64, Ordering::Relaxed);
+        let page = self.page_addr(buf.page);
+        buf.cursor = page + start * cs;
+        buf.limit = page + end * cs;
+        true
+    }
+
+    /// Takes a run of pages from the pool, zeroing them if they held objects before.
+    fn take_pages(&self, n: usize) -> Option<usize> {
+        let (start, needs_zero) = self.with_pool(|pool| pool.take(n))?;
         if needs_zero {
             // SAFETY: the run was just taken from the pool: no object lives there and no
             // other thread allocates in it; the collector skips free pages.
@@ -404,72 +454,46 @@ impl HeapInner {
     }
 
     /// Finds a page with free cells of `class` for a mutator, marking it owned.
-    pub(crate) fn acquire_small_page(&self, class: usize) -> Option<usize> {
+    fn acquire_small_page(&self, class: usize) -> Option<usize> {
         loop {
             let Some(p) = self.avail[class].lock().pop() else {
                 break;
             };
-            if self.owner[p]
-                .compare_exchange(
-                    PAGE_UNOWNED,
-                    PAGE_MUTATOR,
-                    Ordering::AcqRel,
-                    Ordering::Relaxed,
-                )
-                .is_ok()
-            {
+            if self.claim_page(p) {
                 if self.page_table.get(p) == (PageKind::Small { class }) {
                     return Some(p);
                 }
-                self.owner[p].store(PAGE_UNOWNED, Ordering::Release);
+                self.release_page(p);
             }
         }
         let p = self.take_pages(1)?;
         // A mutator holding a stale list entry may own this free page for an instant
         // (it checks the kind and lets go): wait for it rather than overwrite its claim.
-        while self.owner[p]
-            .compare_exchange(
-                PAGE_UNOWNED,
-                PAGE_MUTATOR,
-                Ordering::AcqRel,
-                Ordering::Relaxed,
-            )
-            .is_err()
-        {
+        while !self.claim_page(p) {
             std::hint::spin_loop();
         }
         self.page_table.set(p, PageKind::Small { class });
         Some(p)
     }
 
-    /// Gives up a mutator's claim on a small page.
-    pub(crate) fn release_small_page(&self, p: usize) {
+    fn claim_page(&self, p: usize) -> bool {
+        self.owner[p]
+            .compare_exchange(
+                PAGE_UNOWNED,
+                PAGE_MUTATOR,
+                Ordering::AcqRel,
+                Ordering::Relaxed,
+            )
+            .is_ok()
+    }
+
+    fn release_page(&self, p: usize) {
         self.owner[p].store(PAGE_UNOWNED, Ordering::Release);
     }
 
-    /// Claims the first free cell of page `p` at or after cell `from`; returns its index.
-    /// Sets the mark bit of the allocation epoch first (allocate black), then claims the
-    /// allocation bit; see the module docs for why in that order.
-    pub(crate) fn claim_cell(&self, p: usize, class: usize, from: usize) -> Option<usize> {
-        let cs = CLASS_SIZES[class];
-        let cells = PAGE_SIZE / cs;
-        let page = self.page_addr(p);
-        let marks = &self.mark_bits[self.alloc_epoch.load(Ordering::Relaxed)];
-        for i in from..cells {
-            let g = self.granule(page + i * cs);
-            if self.alloc_bits.get(g) {
-                continue;
-            }
-            marks.set(g);
-            if !self.alloc_bits.set(g) {
-                return Some(i);
-            }
-        }
-        None
-    }
-
-    /// Allocates a large object of `bytes`; returns its address, header not yet written.
-    pub(crate) fn alloc_large(&self, bytes: usize) -> Option<usize> {
+    /// Allocates a large object of `bytes`, marked in the allocation epoch; returns its
+    /// address (zeroed, header not yet written).
+    pub fn alloc_large(&self, bytes: usize) -> Option<usize> {
         let n = bytes.div_ceil(PAGE_SIZE);
         let start = self.take_pages(n)?;
         for k in 1..n {
@@ -481,13 +505,49 @@ impl HeapInner {
         let g = self.granule(addr);
         self.mark_bits[self.alloc_epoch.load(Ordering::Relaxed)].set(g);
         self.alloc_bits.set(g);
+        self.bytes_allocated
+            .fetch_add((n * PAGE_SIZE) as u64, Ordering::Relaxed);
         Some(addr)
     }
 
-    /// Sweeps one small-object page: frees (zeroes the header of, clears the allocation
-    /// bit of) every allocated cell without a mark in `marks`. Returns the bytes freed.
-    /// Frees the page, or lists it as having free cells, unless a mutator owns it.
-    pub(crate) fn sweep_small_page(&self, p: usize, class: usize, marks: &Bitmap) -> usize {
+    // ---- sweeping ---------------------------------------------------------------------
+
+    /// Frees every allocated cell without a mark in `marks`, and rebuilds the lists of
+    /// pages with free cells. Returns (bytes, objects) freed. Run with the tracker
+    /// disarmed: it zeroes what it frees.
+    pub fn sweep(&self, marks: &Bitmap) -> (u64, u64) {
+        for list in &self.avail {
+            list.lock().clear();
+        }
+        let (mut bytes, mut objects) = (0u64, 0u64);
+        let mut p = 0;
+        while p < self.pages {
+            match self.page_table.get(p) {
+                PageKind::Small { class } => {
+                    let (b, o) = self.sweep_small_page(p, class, marks);
+                    bytes += b;
+                    objects += o;
+                    p += 1;
+                }
+                PageKind::LargeHead { pages } => {
+                    let g = self.granule(self.page_addr(p));
+                    if self.alloc_bits.get(g) && !marks.get(g) {
+                        self.free_large(p, pages);
+                        bytes += (pages * PAGE_SIZE) as u64;
+                        objects += 1;
+                    }
+                    p += pages.max(1);
+                }
+                _ => p += 1,
+            }
+        }
+        (bytes, objects)
+    }
+
+    /// Sweeps one small-object page, a word of bitmaps at a time: zeroes and frees every
+    /// allocated cell not in `marks`. Frees the page, or lists it as having free cells,
+    /// unless a mutator owns it.
+    fn sweep_small_page(&self, p: usize, class: usize, marks: &Bitmap) -> (u64, u64) {
         let exclusive = self.owner[p]
             .compare_exchange(
                 PAGE_UNOWNED,
@@ -498,51 +558,60 @@ impl HeapInner {
             .is_ok();
         let cs = CLASS_SIZES[class];
         let page = self.page_addr(p);
-        let mut freed = 0;
-        let mut live = 0;
-        for i in 0..PAGE_SIZE / cs {
-            let addr = page + i * cs;
-            let g = self.granule(addr);
-            // Allocation bit first (Acquire): an allocation set its mark bit before it.
-            if !self.alloc_bits.get(g) {
-                continue;
+        let w0 = self.granule(page) / 64;
+        let (mut freed, mut live) = (0u64, 0u32);
+        for k in 0..PAGE_GRANULES / 64 {
+            // Allocation bits first (Acquire): a reservation set its marks before them,
+            // so a reserved cell is never seen allocated and unmarked.
+            let alloc = self.alloc_bits.word(w0 + k).load(Ordering::Acquire);
+            let dead = alloc & !marks.word(w0 + k).load(Ordering::Acquire);
+            live += (alloc & !dead).count_ones();
+            if dead != 0 {
+                let mut d = dead;
+                while d != 0 {
+                    let g = d.trailing_zeros() as usize;
+                    d &= d - 1;
+                    let addr = page + (k * 64 + g) * GRANULE;
+                    // SAFETY: an allocated, unmarked cell is garbage that no mutator can
+                    // reach (marking is complete), inside the heap; the tracker is
+                    // disarmed. The body is zeroed before the header, and the allocation
+                    // bit is cleared last (Release), so a mutator that finds the cell free
+                    // finds it all zero.
+                    unsafe {
+                        std::ptr::write_bytes(
+                            (addr + object::HEADER_BYTES) as *mut u8,
+                            0,
+                            cs - object::HEADER_BYTES,
+                        );
+                        object::header_word(addr).store(0, Ordering::Relaxed);
+                    }
+                }
+                self.alloc_bits
+                    .word(w0 + k)
+                    .fetch_and(!dead, Ordering::AcqRel);
+                freed += u64::from(dead.count_ones());
             }
-            if marks.get(g) {
-                live += 1;
-                continue;
-            }
-            // SAFETY: an allocated, unmarked cell is garbage that no mutator can reach,
-            // inside the heap; the tracker is disarmed during the sweep. Zeroing the
-            // header before freeing keeps "a free cell's header is zero".
-            unsafe { object::header_word(addr) }.store(0, Ordering::Relaxed);
-            self.alloc_bits.clear(g);
-            freed += cs;
         }
         if exclusive {
             if live == 0 {
                 self.page_table.set(p, PageKind::Free);
-                self.pool.lock().give_back(p, 1);
-            } else if live < PAGE_SIZE / cs {
+                // Every cell was zero or is zeroed now: the page needs no zeroing.
+                self.with_pool(|pool| pool.give_back(p, 1, false));
+            } else if live < (PAGE_SIZE / cs) as u32 {
                 self.avail[class].lock().push(p);
             }
-            self.owner[p].store(PAGE_UNOWNED, Ordering::Release);
+            self.release_page(p);
         }
-        freed
+        (freed * cs as u64, freed)
     }
 
-    /// Frees a dead large object starting at page `p` spanning `n` pages.
-    pub(crate) fn free_large(&self, p: usize, n: usize) {
+    /// Frees a dead large object starting at page `p` spanning `n` pages (zeroed when
+    /// its pages are taken again).
+    fn free_large(&self, p: usize, n: usize) {
         self.alloc_bits.clear(self.granule(self.page_addr(p)));
         for k in 0..n {
             self.page_table.set(p + k, PageKind::Free);
         }
-        self.pool.lock().give_back(p, n);
-    }
-
-    /// Forgets the lists of pages with free cells (the sweep rebuilds them).
-    pub(crate) fn reset_avail_lists(&self) {
-        for list in &self.avail {
-            list.lock().clear();
-        }
+        self.with_pool(|pool| pool.give_back(p, n, true));
     }
 }

@@ -39,6 +39,14 @@ impl ObjRef {
     pub(crate) fn from_addr(addr: usize) -> Option<ObjRef> {
         NonZeroUsize::new(addr).map(ObjRef)
     }
+
+    /// # Safety
+    /// `addr` must be non-zero.
+    #[inline(always)]
+    pub(crate) unsafe fn from_addr_unchecked(addr: usize) -> ObjRef {
+        // SAFETY: forwarded to the caller.
+        ObjRef(unsafe { NonZeroUsize::new_unchecked(addr) })
+    }
 }
 
 impl std::fmt::Debug for ObjRef {

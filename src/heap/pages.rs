@@ -171,13 +171,15 @@ impl PagePool {
         None
     }
 
-    /// Returns `n` pages starting at `start`; they held objects, so they are zeroed
-    /// before their next use.
-    pub fn give_back(&mut self, start: usize, n: usize) {
+    /// Returns `n` pages starting at `start`; unless the caller zeroed them, they are
+    /// zeroed before their next use.
+    pub fn give_back(&mut self, start: usize, n: usize, needs_zero: bool) {
         for p in start..start + n {
             debug_assert!(!self.free.get(p), "page {p} freed twice");
             self.free.set(p);
-            self.used_before.set(p);
+            if needs_zero {
+                self.used_before.set(p);
+            }
         }
         self.free_count += n;
     }
@@ -207,7 +209,7 @@ mod tests {
         assert_eq!(pool.take(3), Some((0, false)));
         assert_eq!(pool.take(100), Some((3, false)));
         assert_eq!(pool.free_pages(), 97);
-        pool.give_back(1, 1);
+        pool.give_back(1, 1, true);
         // A one-page hole at 1; a 2-page run must not use it.
         let (p, _) = pool.take(2).unwrap();
         assert!(p >= 103);

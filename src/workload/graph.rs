@@ -104,13 +104,22 @@ struct Graph {
 }
 
 impl Graph {
-    fn node<B: StoreBarrier>(&self, m: &Mutator<B>, k: usize) -> Result<ObjRef> {
-        Ok(m.read_ref(self.chunks[k / SPINE_CHUNK], k % SPINE_CHUNK)?
-            .expect("every spine slot holds a node"))
+    /// Node `k` (`k < len`, after `build`).
+    #[inline]
+    fn node<B: StoreBarrier>(&self, m: &Mutator<B>, k: usize) -> ObjRef {
+        debug_assert!(k < self.len);
+        // SAFETY: the chunks are live (reachable from the rooted spine) and have
+        // `SPINE_CHUNK` slots; the unchecked load is a compiled language's load.
+        unsafe { m.read_ref_unchecked(self.chunks[k / SPINE_CHUNK], k % SPINE_CHUNK) }
+            .expect("every spine slot holds a node")
     }
 
-    fn set<B: StoreBarrier>(&self, m: &mut Mutator<B>, k: usize, v: ObjRef) -> Result<()> {
-        m.write_ref(self.chunks[k / SPINE_CHUNK], k % SPINE_CHUNK, Some(v))
+    /// Makes `v` (a live node) node `k`.
+    #[inline]
+    fn set<B: StoreBarrier>(&self, m: &mut Mutator<B>, k: usize, v: ObjRef) {
+        debug_assert!(k < self.len);
+        // SAFETY: as in `node`; `v` is live (just allocated or reachable).
+        unsafe { m.write_ref_unchecked(self.chunks[k / SPINE_CHUNK], k % SPINE_CHUNK, Some(v)) }
     }
 }
 
@@ -135,14 +144,15 @@ fn build<B: StoreBarrier>(
     };
     for k in 0..p.objects {
         let n = m.alloc(p.refs, p.payload)?;
-        g.set(m, k, n)?;
+        g.set(m, k, n);
     }
     // Random edges.
     for k in 0..p.objects {
-        let n = g.node(m, k)?;
+        let n = g.node(m, k);
         for s in 0..p.refs {
-            let t = g.node(m, rng.random_range(0..p.objects))?;
-            m.write_ref(n, s, Some(t))?;
+            let t = g.node(m, rng.random_range(0..p.objects));
+            // SAFETY: `n` and `t` are live nodes with `p.refs` slots each.
+            unsafe { m.write_ref_unchecked(n, s, Some(t)) };
         }
     }
     Ok(g)
@@ -169,11 +179,12 @@ pub fn run<B: StoreBarrier>(
     for i in 0..p.stores {
         let page = ((i / spp) as usize) % pages;
         let k = (page * per_page + rng.random_range(0..per_page)).min(g.len - 1);
-        let node = g.node(m, k)?;
+        let node = g.node(m, k);
         if rng.random_bool(p.pointer_fraction) {
             if p.refs > 0 {
-                let target = g.node(m, rng.random_range(0..g.len))?;
-                m.write_ref(node, rng.random_range(0..p.refs), Some(target))?;
+                let target = g.node(m, rng.random_range(0..g.len));
+                // SAFETY: live nodes with `p.refs` slots each.
+                unsafe { m.write_ref_unchecked(node, rng.random_range(0..p.refs), Some(target)) };
                 out.ref_stores += 1;
             }
         } else if p.payload >= 8 {
@@ -189,12 +200,15 @@ pub fn run<B: StoreBarrier>(
         if p.alloc_every > 0 && i % p.alloc_every == p.alloc_every - 1 {
             let fresh = m.alloc(p.refs, p.payload)?;
             // Copy the old node's edges so that the graph keeps its shape.
-            let old = g.node(m, k)?;
+            let old = g.node(m, k);
             for s in 0..p.refs {
-                let e = m.read_ref(old, s)?;
-                m.write_ref(fresh, s, e)?;
+                // SAFETY: `old` and `fresh` are live nodes with `p.refs` slots each.
+                unsafe {
+                    let e = m.read_ref_unchecked(old, s);
+                    m.write_ref_unchecked(fresh, s, e);
+                }
             }
-            g.set(m, k, fresh)?;
+            g.set(m, k, fresh);
             out.allocations += 1;
         }
     }

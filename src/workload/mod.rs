@@ -21,8 +21,9 @@ use std::time::{Duration, Instant};
 use crate::barrier::StoreBarrier;
 use crate::collector::{PauseKind, Stats};
 use crate::error::{Error, Result};
-use crate::heap::{Heap, HeapConfig};
+use crate::heap::HeapConfig;
 use crate::mutator::{Mutator, MutatorTask};
+use crate::runtime::Heap;
 
 pub use gcbench::GcBenchParams;
 pub use graph::GraphParams;

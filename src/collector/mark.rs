@@ -1,0 +1,285 @@
+//! Marking: the grey stack, tracing, the rescan of dirty granules, and parallel draining
+//! in pauses.
+//!
+//! Mark bits are set with an atomic `fetch_or`, so any number of threads may trace into
+//! one bitmap: the thread whose `fetch_or` set the bit owns the object and scans it. The
+//! collector thread traces alone while mutators run (it serves `uffd-wp` faults between
+//! increments); in a pause, once the grey stack shows there is enough work, helper
+//! threads join ([`Marker::drain_parallel`]), because the mutators' CPUs are idle then.
+
+use std::sync::atomic::{AtomicUsize, Ordering};
+
+use parking_lot::Mutex;
+
+use crate::barrier::{DirtySet, DirtyTracker};
+use crate::heap::Space;
+use crate::heap::bitmap::Bitmap;
+use crate::heap::object::{self, Header};
+use crate::sys::PAGE_SIZE;
+
+/// Objects a pause traces alone before it calls helpers: below this, waking threads
+/// costs more than it saves (a wake-up is 25–50 µs on a VM).
+const PARALLEL_AFTER: u64 = 4096;
+/// A thread shares grey objects only while it holds more than this many; it then moves
+/// the older half of its stack (the entries nearest the roots, which in a depth-first
+/// trace head the largest unexplored subgraphs) to the shared pool.
+const SHARE_ABOVE: usize = 1;
+
+/// The marking state of one cycle.
+pub(crate) struct Marker<'h> {
+    pub(crate) space: &'h Space,
+    tracker: Option<&'h dyn DirtyTracker>,
+    pub(crate) marks: &'h Bitmap,
+    stack: Vec<usize>,
+    pub(crate) objects_marked: u64,
+    pub(crate) bytes_marked: u64,
+    poll_interval: usize,
+    since_poll: usize,
+}
+
+impl<'h> Marker<'h> {
+    pub(crate) fn new(
+        space: &'h Space,
+        tracker: Option<&'h dyn DirtyTracker>,
+        marks: &'h Bitmap,
+        poll_interval: usize,
+    ) -> Marker<'h> {
+        Marker {
+            space,
+            tracker,
+            marks,
+            stack: Vec::new(),
+            objects_marked: 0,
+            bytes_marked: 0,
+            poll_interval,
+            since_poll: 0,
+        }
+    }
+
+    /// Marks `addr` grey (pushes it) unless it is already marked.
+    #[inline]
+    pub(crate) fn mark(&mut self, addr: usize) {
+        if !self.marks.set(self.space.granule(addr)) {
+            self.stack.push(addr);
+        }
+    }
+
+    /// Marks every non-null address in `roots`.
+    pub(crate) fn mark_all(&mut self, roots: &[usize]) {
+        for &r in roots {
+            if r != 0 {
+                self.mark(r);
+            }
+        }
+    }
+
+    /// Traces until the grey stack is empty, serving faults every few objects.
+    pub(crate) fn drain(&mut self) {
+        while let Some(addr) = self.stack.pop() {
+            self.trace_one(addr);
+            self.since_poll += 1;
+            if self.since_poll >= self.poll_interval {
+                self.since_poll = 0;
+                if let Some(t) = self.tracker {
+                    t.serve_pending();
+                }
+            }
+        }
+    }
+
+    #[inline]
+    fn trace_one(&mut self, addr: usize) {
+        self.objects_marked += 1;
+        self.bytes_marked += self.space.cell_bytes(addr) as u64;
+        let (space, marks, stack) = (self.space, self.marks, &mut self.stack);
+        scan(addr, 0, usize::MAX, |child| {
+            if !marks.set(space.granule(child)) {
+                stack.push(child);
+            }
+        });
+    }
+
+    /// Traces to completion in a pause, with up to `threads` threads (this one included).
+    /// Returns how many threads marked.
+    pub(crate) fn drain_parallel(&mut self, threads: usize) -> usize {
+        let mut traced = 0;
+        while let Some(addr) = self.stack.pop() {
+            self.trace_one(addr);
+            traced += 1;
+            if traced >= PARALLEL_AFTER && threads > 1 && self.stack.len() > SHARE_ABOVE {
+                return self.finish_in_parallel(threads);
+            }
+        }
+        1
+    }
+
+    fn finish_in_parallel(&mut self, threads: usize) -> usize {
+        let pool = Pool {
+            chunks: Mutex::new(Vec::new()),
+            available: AtomicUsize::new(0),
+            idle: AtomicUsize::new(0),
+            workers: threads,
+        };
+        let first = std::mem::take(&mut self.stack);
+        let (space, marks) = (self.space, self.marks);
+        let (objects, bytes) = std::thread::scope(|s| {
+            let helpers: Vec<_> = (1..threads)
+                .map(|_| {
+                    let pool = &pool;
+                    s.spawn(move || work(space, marks, pool, Vec::new()))
+                })
+                .collect();
+            // This thread starts with the whole stack; helpers take shares of it.
+            let mut totals = work(space, marks, &pool, first);
+            for h in helpers {
+                let (o, b) = h.join().expect("a marker thread panicked");
+                totals.0 += o;
+                totals.1 += b;
+            }
+            totals
+        });
+        self.objects_marked += objects;
+        self.bytes_marked += bytes;
+        threads
+    }
+
+    /// Rescans the marked objects overlapping each dirty granule (only their slots inside
+    /// the granule). Returns the number of objects rescanned.
+    pub(crate) fn rescan(&mut self, set: &DirtySet, shift: u32) -> usize {
+        let mut objects = 0;
+        if set.all {
+            for p in 0..self.space.pages() {
+                let lo = self.space.page_addr(p);
+                objects += self.rescan_range(lo, lo + PAGE_SIZE);
+            }
+        } else {
+            for &g in &set.granules {
+                let lo = self.space.base() + (g << shift);
+                objects += self.rescan_range(lo, lo + (1 << shift));
+            }
+        }
+        objects
+    }
+
+    /// `[lo, hi)` lies within one page.
+    fn rescan_range(&mut self, lo: usize, hi: usize) -> usize {
+        let (space, marks) = (self.space, self.marks);
+        let mut objects = 0;
+        let stack = &mut self.stack;
+        space.for_each_cell_in(lo, hi, |obj| {
+            if marks.get(space.granule(obj)) {
+                scan(obj, lo, hi, |child| {
+                    if !marks.set(space.granule(child)) {
+                        stack.push(child);
+                    }
+                });
+                objects += 1;
+            }
+        });
+        objects
+    }
+}
+
+/// Calls `child` with every non-null reference in the slots of the object at `addr` that
+/// lie in `[lo, hi)`.
+#[inline]
+fn scan(addr: usize, lo: usize, hi: usize, mut child: impl FnMut(usize)) {
+    // SAFETY: `addr` is a marked cell or large-object start of the space (marked only
+    // when reached from a validated reference, or reserved black), inside the mapping.
+    let Some(Header { nrefs, .. }) = (unsafe { object::load_header(addr) }) else {
+        return; // reserved, not yet allocated: no slots
+    };
+    let first = lo
+        .saturating_sub(addr + object::HEADER_BYTES)
+        .div_ceil(object::SLOT_BYTES);
+    let last = (hi.saturating_sub(addr + object::HEADER_BYTES) / object::SLOT_BYTES).min(nrefs);
+    for i in first.min(nrefs)..last {
+        // SAFETY: `i < nrefs` of an object whose header was published (`Acquire`).
+        let v = unsafe { object::slot(addr, i) }.load(Ordering::Acquire);
+        if v != 0 {
+            child(v);
+        }
+    }
+}
+
+/// Grey objects shared between the threads of a parallel drain. Threads out of work
+/// spin rather than sleep: the pause is short, the mutators' CPUs are idle, and a
+/// sleep and wake-up would cost more than the pause itself on a VM.
+struct Pool {
+    chunks: Mutex<Vec<Vec<usize>>>,
+    /// `chunks.len()`, readable without the lock.
+    available: AtomicUsize,
+    /// Threads that found no work: a busy thread shares while this is non-zero, and
+    /// marking is complete when every thread is idle and no chunk is left.
+    idle: AtomicUsize,
+    workers: usize,
+}
+
+impl Pool {
+    fn put(&self, chunk: Vec<usize>) {
+        let mut c = self.chunks.lock();
+        c.push(chunk);
+        self.available.store(c.len(), Ordering::Release);
+    }
+
+    fn take(&self) -> Option<Vec<usize>> {
+        let mut c = self.chunks.lock();
+        let chunk = c.pop();
+        self.available.store(c.len(), Ordering::Release);
+        chunk
+    }
+}
+
+/// Objects a thread traces between two shares.
+const SHARE_EVERY: u32 = 64;
+
+/// One thread of a parallel drain: trace from `stack`, share while others are idle, take
+/// from the pool when out of work. Returns (objects, bytes) traced.
+///
+/// A thread leaves only when its own stack is empty, every thread is idle and the pool
+/// is empty, so no grey object is left behind. (A thread may see that state for an
+/// instant while another has just taken the last chunk; it then leaves early, and the
+/// other finishes alone: less parallel, never incomplete.)
+fn work(space: &Space, marks: &Bitmap, pool: &Pool, mut stack: Vec<usize>) -> (u64, u64) {
+    let (mut objects, mut bytes) = (0u64, 0u64);
+    let mut since_share = 0u32;
+    loop {
+        while let Some(addr) = stack.pop() {
+            objects += 1;
+            bytes += space.cell_bytes(addr) as u64;
+            scan(addr, 0, usize::MAX, |child| {
+                if !marks.set(space.granule(child)) {
+                    stack.push(child);
+                }
+            });
+            since_share += 1;
+            if since_share >= SHARE_EVERY
+                && stack.len() > SHARE_ABOVE
+                && pool.idle.load(Ordering::Relaxed) > 0
+                && pool.available.load(Ordering::Relaxed) == 0
+            {
+                since_share = 0;
+                pool.put(stack.drain(..stack.len() / 2).collect());
+            }
+        }
+        pool.idle.fetch_add(1, Ordering::AcqRel);
+        let mut spins = 0u32;
+        loop {
+            if pool.available.load(Ordering::Acquire) > 0 {
+                if let Some(c) = pool.take() {
+                    pool.idle.fetch_sub(1, Ordering::AcqRel);
+                    stack = c;
+                    break;
+                }
+            } else if pool.idle.load(Ordering::Acquire) == pool.workers {
+                return (objects, bytes);
+            }
+            spins += 1;
+            if spins % 64 == 0 {
+                std::thread::yield_now();
+            } else {
+                std::hint::spin_loop();
+            }
+        }
+    }
+}

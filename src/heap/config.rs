@@ -1,0 +1,168 @@
+//! How a heap is built: [`HeapConfig`], a builder read by the space, the tracker and the
+//! collector alike. Plain data: it names a [`BarrierKind`] and tracker options, and
+//! depends on nothing above the barrier layer.
+
+use crate::barrier::{BarrierKind, ServiceLayout, TrackerOptions};
+use crate::error::{Error, Result};
+use crate::sys::PAGE_SIZE;
+
+/// How a heap is built. A builder: `HeapConfig::new().heap_bytes(64 << 20).barrier(kind)`.
+#[derive(Debug, Clone)]
+pub struct HeapConfig {
+    /// Size of the heap mapping in bytes (rounded up to pages).
+    pub heap_bytes: usize,
+    /// The write barrier.
+    pub barrier: BarrierKind,
+    /// Start a collection when this fraction of the heap's pages is in use.
+    pub trigger: f64,
+    /// Tracker options (card marking variant, fault-service layout, userfaultfd mode).
+    pub tracker: TrackerOptions,
+    /// At most this many pre-clean rounds per cycle.
+    pub max_preclean_rounds: usize,
+    /// Stop pre-cleaning when a round finds at most this many dirty granules.
+    pub preclean_threshold: usize,
+    /// Objects traced between two polls of the fault service (`uffd-wp`, collector layout).
+    pub mark_poll_interval: usize,
+    /// Ask for transparent huge pages on the heap (default: `MADV_NOHUGEPAGE`).
+    pub huge_pages: bool,
+    /// Run the verifier at every remark (a full re-trace; for tests).
+    pub verify: bool,
+    /// A planted bug for testing the verifier: drop every n-th harvested dirty granule.
+    pub drop_every_nth_dirty: Option<usize>,
+    /// Threads that mark in a stop-the-world pause (the whole mark of `none`, and the
+    /// initial-mark and remark pauses of the concurrent barriers), the collector thread
+    /// included. Default: the CPUs this process may run on. The mutators are stopped
+    /// then, so their CPUs are free; helpers join only when a pause has enough work
+    /// (see `collector::parallel`).
+    pub marker_threads: usize,
+    /// Keep each cycle's first pre-clean dirty set, as heap page indices, in
+    /// [`crate::collector::CycleStats::dirty_pages`] (for the study's heap map).
+    pub record_dirty_pages: bool,
+}
+
+impl Default for HeapConfig {
+    fn default() -> Self {
+        HeapConfig {
+            heap_bytes: 64 << 20,
+            barrier: BarrierKind::CardTable,
+            trigger: 0.6,
+            tracker: TrackerOptions::default(),
+            max_preclean_rounds: 3,
+            preclean_threshold: 32,
+            mark_poll_interval: 64,
+            huge_pages: false,
+            verify: false,
+            drop_every_nth_dirty: None,
+            record_dirty_pages: false,
+            marker_threads: std::thread::available_parallelism().map_or(1, |n| n.get()),
+        }
+    }
+}
+
+impl HeapConfig {
+    /// The defaults: 64 MiB, card table, collection at 60% occupancy.
+    pub fn new() -> Self {
+        Self::default()
+    }
+    /// Heap size in bytes.
+    pub fn heap_bytes(mut self, bytes: usize) -> Self {
+        self.heap_bytes = bytes;
+        self
+    }
+    /// The write barrier.
+    pub fn barrier(mut self, kind: BarrierKind) -> Self {
+        self.barrier = kind;
+        self
+    }
+    /// Occupancy (0..1) at which a collection starts.
+    pub fn trigger(mut self, fraction: f64) -> Self {
+        self.trigger = fraction;
+        self
+    }
+    /// Who serves `uffd-wp` faults.
+    pub fn service_layout(mut self, layout: ServiceLayout) -> Self {
+        self.tracker.service = layout;
+        self
+    }
+    /// Conditional card marking.
+    pub fn conditional_cards(mut self, yes: bool) -> Self {
+        self.tracker.conditional_cards = yes;
+        self
+    }
+    /// Open userfaultfd with `UFFD_USER_MODE_ONLY`.
+    pub fn user_mode_only(mut self, yes: bool) -> Self {
+        self.tracker.user_mode_only = yes;
+        self
+    }
+    /// Pre-clean rounds at most.
+    pub fn max_preclean_rounds(mut self, n: usize) -> Self {
+        self.max_preclean_rounds = n;
+        self
+    }
+    /// Pre-clean stops at this many dirty granules.
+    pub fn preclean_threshold(mut self, n: usize) -> Self {
+        self.preclean_threshold = n;
+        self
+    }
+    /// Transparent huge pages on the heap.
+    pub fn huge_pages(mut self, yes: bool) -> Self {
+        self.huge_pages = yes;
+        self
+    }
+    /// Verify the tri-colour invariant at every remark.
+    pub fn verify(mut self, yes: bool) -> Self {
+        self.verify = yes;
+        self
+    }
+    /// Plant a bug: drop every n-th harvested dirty granule (to test the verifier).
+    pub fn drop_every_nth_dirty(mut self, n: Option<usize>) -> Self {
+        self.drop_every_nth_dirty = n;
+        self
+    }
+
+    /// Threads that mark in a pause (see [`HeapConfig::marker_threads`]).
+    pub fn marker_threads(mut self, n: usize) -> Self {
+        self.marker_threads = n;
+        self
+    }
+
+    /// Record each cycle's dirty pages (see [`HeapConfig::record_dirty_pages`]).
+    pub fn record_dirty_pages(mut self, yes: bool) -> Self {
+        self.record_dirty_pages = yes;
+        self
+    }
+
+    pub(crate) fn validate(&self) -> Result<()> {
+        if self.heap_bytes < 16 * PAGE_SIZE {
+            return Err(Error::InvalidArgument(format!(
+                "heap_bytes {} is too small: at least 16 pages ({} bytes)",
+                self.heap_bytes,
+                16 * PAGE_SIZE
+            )));
+        }
+        if self.heap_bytes > 1 << 40 {
+            return Err(Error::InvalidArgument(format!(
+                "heap_bytes {} is larger than the 1 TiB this heap supports",
+                self.heap_bytes
+            )));
+        }
+        if !(self.trigger > 0.0 && self.trigger <= 1.0) {
+            return Err(Error::InvalidArgument(format!(
+                "trigger {} must be in (0, 1]",
+                self.trigger
+            )));
+        }
+        if self.drop_every_nth_dirty == Some(0) || self.mark_poll_interval == 0 {
+            return Err(Error::InvalidArgument(
+                "drop_every_nth_dirty and mark_poll_interval must be positive".into(),
+            ));
+        }
+        if self.marker_threads == 0 || self.marker_threads > 256 {
+            return Err(Error::InvalidArgument(format!(
+                "marker_threads {} must be in 1..=256",
+                self.marker_threads
+            )));
+        }
+        Ok(())
+    }
+}

@@ -1,0 +1,233 @@
+//! The assembled heap: a [`Space`], its dirty tracker, its collector thread, and the
+//! [`Heap`] handle users hold. Everything `impl Heap` is here.
+//!
+//! This is the layer where the parts meet: the space knows nothing of the collector or
+//! the mutators, the collector sees a heap only through a [`Gc`] view, and the
+//! [`Mutator`](crate::Mutator)s are made here. It also keeps, per thread, the mutators
+//! that thread runs, so that a thread waiting for a collection counts as stopped for
+//! each of them.
+
+use std::cell::RefCell;
+use std::sync::Arc;
+use std::sync::atomic::{AtomicUsize, Ordering};
+
+use crate::barrier::{self, BarrierKind, DirtyTracker, DynBarrier, StoreBarrier};
+use crate::collector::safepoint::{MutatorShared, Safepoints};
+use crate::collector::{self, Collector, Gc, Stats};
+use crate::error::Result;
+use crate::heap::{HeapConfig, ObjRef, Space};
+use crate::mutator::{Mutator, MutatorTask};
+
+/// Everything a heap is; shared by its handles, its mutators and its collector thread.
+/// Fields drop in order: the collector thread is joined before the tracker is
+/// unregistered, and both before the space is unmapped.
+pub(crate) struct HeapInner {
+    pub(crate) collector: Collector,
+    pub(crate) tracker: Option<Box<dyn DirtyTracker>>,
+    pub(crate) store_barrier: DynBarrier,
+    pub(crate) space: Space,
+    pub(crate) config: HeapConfig,
+    pub(crate) id: usize,
+}
+
+impl HeapInner {
+    /// The collector's view of this heap.
+    pub(crate) fn gc(&self) -> Gc<'_> {
+        Gc {
+            space: &self.space,
+            tracker: self.tracker.as_deref(),
+            config: &self.config,
+            collector: &self.collector,
+        }
+    }
+}
+
+/// A heap handle: cheap to clone, `Send + Sync`. The heap (and its collector thread) lives
+/// until the last handle and the last mutator are gone.
+#[derive(Clone)]
+pub struct Heap {
+    pub(crate) inner: Arc<HeapInner>,
+}
+
+impl std::fmt::Debug for Heap {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("Heap")
+            .field("base", &format_args!("{:#x}", self.inner.space.base()))
+            .field("pages", &self.inner.space.pages())
+            .field("barrier", &self.inner.config.barrier)
+            .finish()
+    }
+}
+
+static NEXT_HEAP_ID: AtomicUsize = AtomicUsize::new(1);
+
+impl Heap {
+    /// Maps the heap, builds its tracker and starts its collector thread.
+    pub fn new(config: HeapConfig) -> Result<Heap> {
+        config.validate()?;
+        let space = Space::new(config.heap_bytes, config.huge_pages)?;
+        let tracker = barrier::build(config.barrier, space.base(), space.len(), &config.tracker)?;
+        let store_barrier = tracker
+            .as_ref()
+            .map(|t| t.store_barrier())
+            .unwrap_or(DynBarrier::None);
+        let inner = Arc::new(HeapInner {
+            collector: Collector::new()?,
+            tracker,
+            store_barrier,
+            space,
+            config,
+            id: NEXT_HEAP_ID.fetch_add(1, Ordering::Relaxed),
+        });
+        let weak = Arc::downgrade(&inner);
+        inner.collector.start(move |n| {
+            let Some(h) = weak.upgrade() else {
+                return false;
+            };
+            collector::run_cycle(&h.gc(), n);
+            true
+        })?;
+        Ok(Heap { inner })
+    }
+
+    /// The configuration the heap was built with.
+    pub fn config(&self) -> &HeapConfig {
+        &self.inner.config
+    }
+
+    /// The write barrier in use.
+    pub fn barrier(&self) -> BarrierKind {
+        self.inner.config.barrier
+    }
+
+    /// `[base, end)` of the heap mapping.
+    pub fn range(&self) -> (usize, usize) {
+        (self.inner.space.base(), self.inner.space.end())
+    }
+
+    /// Runs a full collection cycle that starts after this call, and returns when it is
+    /// done. Callable from a thread that has a [`Mutator`] of this heap: it is then
+    /// at a safepoint for the duration.
+    pub fn collect(&self) {
+        while_blocked(&self.inner, || self.inner.collector.collect_and_wait());
+    }
+
+    /// Time since the heap was created: the origin of [`crate::Pause::start`].
+    pub fn uptime(&self) -> std::time::Duration {
+        self.inner.collector.uptime()
+    }
+
+    /// A snapshot of the statistics so far.
+    pub fn stats(&self) -> Stats {
+        self.inner.collector.stats(&self.inner.gc())
+    }
+
+    /// Whether `obj` is the start of a live (allocated) object of this heap.
+    pub fn is_live(&self, obj: ObjRef) -> bool {
+        self.inner.space.check_obj(obj.addr()).is_ok()
+    }
+
+    /// Pages not in the free-page pool.
+    pub fn pages_in_use(&self) -> usize {
+        self.inner.space.pages_in_use()
+    }
+
+    /// Number of live (allocated and initialised) objects; walks the heap.
+    pub fn live_objects(&self) -> usize {
+        self.inner.space.live_objects()
+    }
+
+    /// A mutator for the calling thread, with the run-time store path.
+    pub fn mutator(&self) -> Mutator {
+        self.typed_mutator::<DynBarrier>()
+            .expect("the dynamic store path fits every barrier")
+    }
+
+    /// A mutator with the store path `B`; `None` if `B` is not this heap's store path.
+    pub fn typed_mutator<B: StoreBarrier>(&self) -> Option<Mutator<B>> {
+        let barrier = B::from_dyn(self.inner.store_barrier)?;
+        let sp = &self.inner.collector.safepoints;
+        let shared = sp.register();
+        // A thread whose thread-locals are being destroyed cannot wait for a collection
+        // anyway; the registry is only for `while_blocked`.
+        let _ = ACTIVE.try_with(|a| a.borrow_mut().push((self.inner.id, shared.clone())));
+        sp.enter(&shared);
+        Some(Mutator::new(self.clone(), shared, barrier))
+    }
+
+    /// Runs `task` on the calling thread with a mutator whose store path is monomorphised
+    /// for this heap's barrier: the page trackers' and `None`'s reference store is then a
+    /// single `mov`, the card table's a `mov` and a byte store.
+    pub fn run_typed<T: MutatorTask>(&self, task: T) -> T::Output {
+        match self.inner.store_barrier {
+            DynBarrier::None => {
+                let mut m = self
+                    .typed_mutator::<crate::barrier::NoStoreBarrier>()
+                    .expect("store path matches");
+                task.run(&mut m)
+            }
+            DynBarrier::Card(_) => {
+                let mut m = self
+                    .typed_mutator::<crate::barrier::CardMark>()
+                    .expect("store path matches");
+                task.run(&mut m)
+            }
+        }
+    }
+}
+
+thread_local! {
+    /// The mutators running on this thread, by heap id, so that [`Heap::collect`] can
+    /// count a calling mutator as stopped while it waits.
+    static ACTIVE: RefCell<Vec<(usize, Arc<MutatorShared>)>> = const { RefCell::new(Vec::new()) };
+}
+
+/// Forgets a mutator of this thread (it is being dropped). Safe during thread exit: if
+/// the registry is already destroyed, there is nothing to forget.
+pub(crate) fn forget_mutator(shared: &Arc<MutatorShared>) {
+    let _ = ACTIVE.try_with(|a| a.borrow_mut().retain(|(_, m)| !Arc::ptr_eq(m, shared)));
+}
+
+/// Counts mutators as stopped while it lives, and as running again when dropped, also
+/// when the code in between unwinds: a mutator is never running unseen.
+pub(crate) struct Left<'a> {
+    safepoints: &'a Safepoints,
+    mutators: Vec<Arc<MutatorShared>>,
+}
+
+impl<'a> Left<'a> {
+    /// Leaves for every mutator in `mutators` (which must be running).
+    pub(crate) fn leave(safepoints: &'a Safepoints, mutators: Vec<Arc<MutatorShared>>) -> Self {
+        for m in &mutators {
+            safepoints.leave(m);
+        }
+        Left {
+            safepoints,
+            mutators,
+        }
+    }
+}
+
+impl Drop for Left<'_> {
+    fn drop(&mut self) {
+        for m in &self.mutators {
+            self.safepoints.enter(m);
+        }
+    }
+}
+
+/// Runs `f` with this thread's running mutators of `heap` counted as stopped.
+fn while_blocked<R>(heap: &HeapInner, f: impl FnOnce() -> R) -> R {
+    let sp = &heap.collector.safepoints;
+    let mine: Vec<Arc<MutatorShared>> = ACTIVE
+        .try_with(|a| {
+            a.borrow()
+                .iter()
+                .filter(|(h, m)| *h == heap.id && sp.is_running(m))
+                .map(|(_, m)| m.clone())
+                .collect()
+        })
+        .unwrap_or_default();
+    let _left = Left::leave(sp, mine);
+    f()
+}
