@@ -127,7 +127,7 @@ impl<B: StoreBarrier> Mutator<B> {
     ///
     /// The fast path, inlined: one compare of the size class's run, a bump, the header
     /// store (the cell is already zero: see [`crate::heap`]). Everything else is in
-    /// [`Mutator::alloc_slow`].
+    /// `Mutator::alloc_slow`.
     #[inline(always)]
     pub fn alloc(&mut self, nrefs: usize, payload_bytes: usize) -> Result<ObjRef> {
         if nrefs <= MAX_SMALL / object::SLOT_BYTES && payload_bytes <= MAX_SMALL {

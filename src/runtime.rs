@@ -2,8 +2,8 @@
 //! [`Heap`] handle users hold. Everything `impl Heap` is here.
 //!
 //! This is the layer where the parts meet: the space knows nothing of the collector or
-//! the mutators, the collector sees a heap only through a [`Gc`] view, and the
-//! [`Mutator`](crate::Mutator)s are made here. It also keeps, per thread, the mutators
+//! the mutators, the collector sees a heap only through a `Gc` view, and the
+//! [`Mutator`]s are made here. It also keeps, per thread, the mutators
 //! that thread runs, so that a thread waiting for a collection counts as stopped for
 //! each of them.
 

@@ -15,16 +15,16 @@
 //! 7. **Sweep** (concurrent): free every allocated, unmarked cell.
 //!
 //! With [`BarrierKind::None`](crate::BarrierKind::None) steps 2–5 are one pause: the whole mark stops the world.
-//! Marking in a pause uses up to [`HeapConfig::marker_threads`] threads ([`mark`]).
+//! Marking in a pause uses up to [`HeapConfig::marker_threads`] threads (`collector/mark.rs`).
 //!
-//! [`run_cycle`] is this list, one function per step; every pause runs through one
+//! `run_cycle` is this list, one function per step; every pause runs through one
 //! sequence (stop the world, work, verify, resume, record).
 //!
 //! # What the collector sees of a heap
-//! A cycle works on a [`Gc`]: the [`Space`] (through its methods: mark bitmaps, page
+//! A cycle works on a `Gc` view: the [`Space`] (through its methods: mark bitmaps, page
 //! walks, the sweep), the tracker, the configuration and the collector's own state. It
 //! never reaches into a mutator except for the root stacks and allocation buffers of
-//! stopped mutators ([`safepoint`]).
+//! stopped mutators (`collector/safepoint.rs`).
 //!
 //! # Invariants (checked by the verifier and the tests)
 //! - The collector never writes heap memory while the tracker is armed (mark bits,
