@@ -30,7 +30,8 @@
 //! # Layers
 //! [`sys`] (the only raw syscalls) → [`barrier`] (trackers) → [`heap`] (mapping, side
 //! tables, allocator) → [`collector`] (the cycle) → [`Mutator`]. [`probe`] says what this
-//! kernel offers.
+//! kernel offers. [`peer`] runs the same GCBench on an outside collector (bdwgc), as an
+//! anchor for barrierlab's figures.
 #![deny(unsafe_op_in_unsafe_fn)]
 
 pub mod barrier;
@@ -38,6 +39,7 @@ pub mod collector;
 pub mod error;
 pub mod heap;
 pub mod mutator;
+pub mod peer;
 pub mod probe;
 pub mod study;
 pub mod sys;
