@@ -31,7 +31,8 @@
 //! [`sys`] (the only raw syscalls) → [`barrier`] (trackers) → [`heap`] (the space:
 //! mapping, side tables, allocation primitives) → [`collector`] (the cycle, on a view of
 //! the space) → [`runtime`] ([`Heap`]: the parts assembled) and [`Mutator`] →
-//! [`workload`] → [`study`]. [`probe`] says what this kernel offers.
+//! [`workload`] → [`study`]. [`probe`] says what this kernel offers. [`peer`] runs the
+//! same GCBench on an outside collector (bdwgc), as an anchor for barrierlab's figures.
 #![deny(unsafe_op_in_unsafe_fn)]
 
 pub mod barrier;
@@ -39,6 +40,7 @@ pub mod collector;
 pub mod error;
 pub mod heap;
 pub mod mutator;
+pub mod peer;
 pub mod probe;
 pub mod runtime;
 pub mod study;

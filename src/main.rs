@@ -1,9 +1,10 @@
 //! The barrierlab command line: `study` (the main job), `gcbench`, `probe`.
 
 use std::path::PathBuf;
-use std::process::ExitCode;
+use std::process::{ExitCode, Stdio};
 use std::time::Duration;
 
+use barrierlab::peer::{self, Peer, PeerConfig, PeerRun};
 use barrierlab::study::{self, Mode, StudyConfig};
 use barrierlab::workload::{self, GcBenchParams, Workload};
 use barrierlab::{BarrierKind, HeapConfig, ServiceLayout};
@@ -52,6 +53,13 @@ enum Command {
         /// The barrier.
         #[arg(long, default_value = "uffd-wp")]
         barrier: BarrierKind,
+        /// Run GCBench on an outside collector instead, in a child process: `bdwgc`
+        /// (needs `libgc.so.1`: `apt-get install libgc1`).
+        #[arg(long, conflicts_with_all = ["barrier", "threads", "layout"])]
+        peer: Option<Peer>,
+        /// With `--peer`: the peer's incremental mode.
+        #[arg(long, requires = "peer")]
+        incremental: bool,
         /// Heap size in MiB.
         #[arg(long, default_value_t = 64)]
         heap_mib: usize,
@@ -70,6 +78,74 @@ enum Command {
     },
     /// Report which write-barrier mechanisms this kernel offers, and why not the others.
     Probe,
+    /// The child process of `gcbench --peer`: runs GCBench on the peer collector and
+    /// prints one record line for the parent (see `barrierlab::peer`).
+    #[command(hide = true)]
+    PeerChild {
+        #[arg(long)]
+        peer: Peer,
+        #[arg(long)]
+        incremental: bool,
+        #[arg(long)]
+        heap_mib: usize,
+        #[arg(long)]
+        quick: bool,
+    },
+}
+
+/// `gcbench --peer`: re-executes this binary as `peer-child` (the peer must not share a
+/// process with barrierlab's heaps: see `barrierlab::peer`), parses its record and prints
+/// the summary. Exits 2 when the peer is unavailable (the child has said why), 1 on any
+/// other failure.
+fn gcbench_peer(peer: Peer, incremental: bool, heap_mib: usize, quick: bool) -> ExitCode {
+    let exe = match std::env::current_exe() {
+        Ok(p) => p,
+        Err(e) => {
+            eprintln!("error: cannot find this program to re-run it as the {peer} child: {e}");
+            return ExitCode::FAILURE;
+        }
+    };
+    let mut cmd = std::process::Command::new(&exe);
+    cmd.args(["peer-child", "--peer", peer.name(), "--heap-mib"])
+        .arg(heap_mib.to_string())
+        .stdin(Stdio::null())
+        .stdout(Stdio::piped())
+        .stderr(Stdio::inherit());
+    if incremental {
+        cmd.arg("--incremental");
+    }
+    if quick {
+        cmd.arg("--quick");
+    }
+    let out = match cmd.output() {
+        Ok(o) => o,
+        Err(e) => {
+            eprintln!("error: could not start `{} peer-child`: {e}", exe.display());
+            return ExitCode::FAILURE;
+        }
+    };
+    match out.status.code() {
+        Some(0) => {
+            let stdout = String::from_utf8_lossy(&out.stdout);
+            match PeerRun::from_record(stdout.trim()) {
+                Ok(r) => {
+                    println!("{r}");
+                    ExitCode::SUCCESS
+                }
+                Err(e) => {
+                    eprintln!("error: the {peer} child's output: {e}");
+                    ExitCode::FAILURE
+                }
+            }
+        }
+        Some(code) if code == i32::from(peer::EXIT_UNAVAILABLE) => {
+            ExitCode::from(peer::EXIT_UNAVAILABLE)
+        }
+        _ => {
+            eprintln!("error: the {peer} child process failed ({})", out.status);
+            ExitCode::FAILURE
+        }
+    }
 }
 
 fn main() -> ExitCode {
@@ -79,12 +155,51 @@ fn main() -> ExitCode {
             ExitCode::SUCCESS
         }
         Command::Gcbench {
+            peer: Some(peer),
+            incremental,
+            heap_mib,
+            quick,
+            ..
+        } => gcbench_peer(peer, incremental, heap_mib, quick),
+        Command::PeerChild {
+            peer,
+            incremental,
+            heap_mib,
+            quick,
+        } => {
+            let cfg = PeerConfig {
+                incremental,
+                heap_bytes: heap_mib << 20,
+                params: if quick {
+                    GcBenchParams::QUICK
+                } else {
+                    GcBenchParams::CLASSIC
+                },
+            };
+            match peer::run(peer, &cfg) {
+                Ok(r) => {
+                    println!("{}", r.to_record());
+                    ExitCode::SUCCESS
+                }
+                Err(e) => {
+                    eprintln!("error: {e}");
+                    if matches!(e, barrierlab::Error::Unavailable { .. }) {
+                        ExitCode::from(peer::EXIT_UNAVAILABLE)
+                    } else {
+                        ExitCode::FAILURE
+                    }
+                }
+            }
+        }
+        Command::Gcbench {
             barrier,
             heap_mib,
             threads,
             layout,
             quick,
             marker_threads,
+            peer: None,
+            ..
         } => {
             let params = if quick {
                 GcBenchParams::QUICK

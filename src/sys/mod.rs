@@ -66,6 +66,20 @@ pub fn gettid() -> i32 {
     unsafe { libc::gettid() }
 }
 
+/// `CLOCK_MONOTONIC` in nanoseconds. Async-signal-safe (`clock_gettime` is on POSIX's
+/// list) and free of allocation and locks, so a callback that runs inside a collector with
+/// the world stopped may call it.
+pub fn monotonic_ns() -> u64 {
+    let mut ts = libc::timespec {
+        tv_sec: 0,
+        tv_nsec: 0,
+    };
+    // SAFETY: `ts` is a valid, writable timespec; CLOCK_MONOTONIC exists on every Linux,
+    // so the call cannot fail.
+    unsafe { libc::clock_gettime(libc::CLOCK_MONOTONIC, &mut ts) };
+    ts.tv_sec as u64 * 1_000_000_000 + ts.tv_nsec as u64
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;

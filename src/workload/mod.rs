@@ -28,6 +28,23 @@ use crate::runtime::Heap;
 pub use gcbench::GcBenchParams;
 pub use graph::GraphParams;
 
+/// A percentile (0..=100) of `pauses`, from an HDR histogram (3 significant digits: the
+/// value may be up to 0.1% above the exact one); zero with no pauses. One function for
+/// barrierlab's runs and for the outside collector's ([`crate::peer`]), so that their
+/// percentiles are computed the same way.
+pub fn pause_percentile(pauses: impl IntoIterator<Item = Duration>, q: f64) -> Duration {
+    // 1 ns to 1 hour at 3 significant digits; longer pauses are clamped to an hour.
+    let mut h = hdrhistogram::Histogram::<u64>::new_with_bounds(1, 3_600_000_000_000, 3)
+        .expect("valid bounds");
+    for p in pauses {
+        h.saturating_record(p.as_nanos().max(1) as u64);
+    }
+    if h.is_empty() {
+        return Duration::ZERO;
+    }
+    Duration::from_nanos(h.value_at_quantile(q / 100.0))
+}
+
 /// A workload the driver can run.
 #[derive(Debug, Clone, Copy, PartialEq)]
 pub enum Workload {
@@ -105,16 +122,7 @@ impl RunResult {
     /// significant digits: the value may be up to 0.1% above the exact one); 0 with no
     /// pauses.
     pub fn pause_percentile_us(&self, q: f64) -> f64 {
-        // 1 ns to 1 hour at 3 significant digits; longer pauses are clamped to an hour.
-        let mut h = hdrhistogram::Histogram::<u64>::new_with_bounds(1, 3_600_000_000_000, 3)
-            .expect("valid bounds");
-        for p in &self.stats.pauses {
-            h.saturating_record(p.duration.as_nanos().max(1) as u64);
-        }
-        if h.is_empty() {
-            return 0.0;
-        }
-        h.value_at_quantile(q / 100.0) as f64 / 1e3
+        pause_percentile(self.stats.pauses.iter().map(|p| p.duration), q).as_nanos() as f64 / 1e3
     }
 
     /// Total stop-the-world time.

@@ -1,0 +1,695 @@
+//! The Boehm–Demers–Weiser collector (bdwgc), loaded at run time from `libgc.so.1`, and
+//! GCBench written over its allocator.
+//!
+//! [`Bdwgc`] is a small handle on the C library: [`Bdwgc::load`] opens it with `dlopen`
+//! (through `libloading`) and resolves the entry points barrierlab uses, so barrierlab has
+//! no build-time dependency on bdwgc and builds and tests without it. Without the library,
+//! `load` returns [`Error::Unavailable`] naming the package to install and the `dlopen`
+//! message. The environment variable `BARRIERLAB_LIBGC` ([`Bdwgc::LIBRARY_ENV`]) names
+//! another file or soname to load instead of `libgc.so.1` (a bdwgc built by hand, or a
+//! path that does not exist, to test the error).
+//!
+//! The handle is also a library API for allocation cost in-process (the benches set
+//! `GC_malloc` beside barrierlab's allocator): `load`, [`Bdwgc::init`], [`Bdwgc::malloc`],
+//! [`Bdwgc::malloc_atomic`], [`Bdwgc::gcollect`], [`Bdwgc::gc_no`], [`Bdwgc::version`],
+//! [`Bdwgc::heap_size`]. In-process use must stay that small: the settings that install
+//! signal handlers (incremental mode) are private to [`run_gcbench`], which runs in a child
+//! process of its own (see [`crate::peer`] for why).
+//!
+//! # Conservative roots, and why the Rust GCBench is sound over them
+//! bdwgc finds roots by scanning, conservatively, the stack and registers of each thread it
+//! knows (the one that called `GC_init` here), static data, and the objects it allocated
+//! with `GC_malloc`. GCBench keeps its pointers in plain locals, as the C GCBench does,
+//! with no root stack. That is sound because:
+//! 1. every call into bdwgc goes through a function pointer resolved with `dlsym`, carrying
+//!    no attributes, so the compiler must assume the callee reads and writes any memory
+//!    reachable from the pointers it returned: a store into a node is done before the next
+//!    allocation, never sunk past it;
+//! 2. a pointer that is used after an allocation must survive the call, so it lives across
+//!    it in a callee-saved register or a stack slot — bdwgc pushes the callee-saved
+//!    registers onto the stack before it scans it, so either place is seen;
+//! 3. the compiler does not disguise pointers (no XOR, no compression); what it may keep
+//!    instead of a node's address is the address of one of its fields, an interior
+//!    pointer, which bdwgc recognises (`GC_all_interior_pointers`, on in distribution
+//!    builds);
+//! 4. no GCBench pointer is stored in memory bdwgc does not scan (Rust's allocator); the
+//!    pause-event log is kept there on purpose, so that its timestamps cost no scanning
+//!    and are never mistaken for pointers.
+//!
+//! A pointer that is dead (never used again) may vanish from the stack; its object may
+//! then be freed, which is right.
+//!
+//! # Pause events
+//! The collection-event callback (`on_collection_event`) runs inside the collector with
+//! its allocation lock held and, between the world-stop events, with every other thread it
+//! knows suspended at an arbitrary instruction (possibly holding `malloc`'s lock). So it
+//! must not allocate, lock, or panic: it reads `CLOCK_MONOTONIC` and stores the event and
+//! the time into a log allocated before the run.
+
+use std::ffi::{c_int, c_uint, c_void};
+use std::ptr;
+use std::sync::atomic::{AtomicBool, AtomicPtr, AtomicU32, AtomicU64, AtomicUsize, Ordering};
+use std::time::{Duration, Instant};
+
+use libloading::os::unix::Library;
+
+use super::{PauseSource, Peer, PeerConfig, PeerMode, PeerRun};
+use crate::error::{Error, Result};
+use crate::workload::GcBenchParams;
+
+/// `GC_word` is `unsigned long`: pointer-sized on Linux.
+type GcWord = usize;
+/// `GC_on_collection_event_proc`; `GC_EventType` is a C enum, passed as an `int`.
+type EventProc = extern "C" fn(c_int);
+
+/// `GC_EventType` values, from bdwgc 8.2's `gc.h` (an enum counted from 0).
+mod event {
+    /// `GC_EVENT_START`: a stop-the-world collection begins.
+    pub const START: u32 = 0;
+    /// `GC_EVENT_END`: it has ended.
+    pub const END: u32 = 5;
+    /// `GC_EVENT_PRE_STOP_WORLD`: about to stop the world (threaded builds only).
+    pub const PRE_STOP_WORLD: u32 = 6;
+    /// `GC_EVENT_POST_START_WORLD`: the world runs again (threaded builds only).
+    pub const POST_START_WORLD: u32 = 9;
+}
+
+/// `GC_TIME_UNLIMITED` from `gc.h`: no time limit on a stopped mark.
+const TIME_UNLIMITED: std::ffi::c_ulong = 999_999;
+/// `GC_PROTECTS_POINTER_HEAP` from `gc.h`: incremental mode write-protects heap pages.
+const PROTECTS_POINTER_HEAP: c_int = 1;
+
+/// The bdwgc entry points barrierlab uses, resolved from a loaded `libgc`.
+pub struct Bdwgc {
+    file: String,
+    init: unsafe extern "C" fn(),
+    malloc: unsafe extern "C" fn(usize) -> *mut c_void,
+    malloc_atomic: unsafe extern "C" fn(usize) -> *mut c_void,
+    gcollect: unsafe extern "C" fn(),
+    get_gc_no: unsafe extern "C" fn() -> GcWord,
+    get_heap_size: unsafe extern "C" fn() -> usize,
+    set_max_heap_size: unsafe extern "C" fn(GcWord),
+    expand_hp: unsafe extern "C" fn(usize) -> c_int,
+    enable_incremental: unsafe extern "C" fn(),
+    is_incremental_mode: unsafe extern "C" fn() -> c_int,
+    incremental_protection_needs: unsafe extern "C" fn() -> c_int,
+    set_on_collection_event: unsafe extern "C" fn(Option<EventProc>),
+    get_version: Option<unsafe extern "C" fn() -> c_uint>,
+    get_time_limit: Option<unsafe extern "C" fn() -> std::ffi::c_ulong>,
+    get_parallel: Option<unsafe extern "C" fn() -> c_int>,
+    /// Keeps the library mapped. It is opened with `RTLD_NODELETE`, so even dropping the
+    /// last handle never unmaps code that bdwgc's signal handlers may still point to.
+    _lib: Library,
+}
+
+impl std::fmt::Debug for Bdwgc {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("Bdwgc")
+            .field("file", &self.file)
+            .field("version", &self.version())
+            .finish_non_exhaustive()
+    }
+}
+
+/// What to tell someone who lacks the library.
+const INSTALL_HINT: &str = "install bdwgc's shared library: `apt-get install libgc1` on \
+     Debian/Ubuntu (`dnf install gc` on Fedora, `pacman -S gc` on Arch, `apk add gc` on \
+     Alpine)";
+
+impl Bdwgc {
+    /// The soname loaded by default.
+    pub const DEFAULT_LIBRARY: &'static str = "libgc.so.1";
+
+    /// The environment variable that names another file or soname to load.
+    pub const LIBRARY_ENV: &'static str = "BARRIERLAB_LIBGC";
+
+    /// Loads `$BARRIERLAB_LIBGC`, or `libgc.so.1`, and resolves its entry points. Does not
+    /// start the collector ([`Bdwgc::init`] does).
+    pub fn load() -> Result<Bdwgc> {
+        let file = std::env::var(Self::LIBRARY_ENV)
+            .ok()
+            .filter(|s| !s.is_empty())
+            .unwrap_or_else(|| Self::DEFAULT_LIBRARY.to_string());
+        Self::load_from(&file)
+    }
+
+    /// Loads bdwgc from `file` (a soname searched the `dlopen(3)` way, or a path).
+    pub fn load_from(file: &str) -> Result<Bdwgc> {
+        // SAFETY: opening runs the library's ELF initialisers; libgc's only set up the C
+        // runtime (the collector starts in GC_init, not at load time). RTLD_NODELETE keeps
+        // it mapped for the life of the process (see `_lib`).
+        let lib = unsafe {
+            Library::open(
+                Some(file),
+                libc::RTLD_NOW | libc::RTLD_LOCAL | libc::RTLD_NODELETE,
+            )
+        }
+        .map_err(|e| Error::Unavailable {
+            mechanism: "bdwgc",
+            reason: format!("could not load `{file}` ({e}); {INSTALL_HINT}"),
+        })?;
+        let missing = |name: &str, e: libloading::Error| Error::Unavailable {
+            mechanism: "bdwgc",
+            reason: format!(
+                "`{file}` has no `{name}` ({e}): not bdwgc, or a version older than 7.6; \
+                 {INSTALL_HINT}"
+            ),
+        };
+        macro_rules! required {
+            ($name:literal) => {
+                // SAFETY: the field's type is the symbol's C signature in bdwgc 8.2's gc.h.
+                match unsafe { lib.get($name.as_bytes()) } {
+                    Ok(s) => *s,
+                    Err(e) => return Err(missing($name, e)),
+                }
+            };
+        }
+        macro_rules! optional {
+            ($name:literal) => {
+                // SAFETY: as for `required!`.
+                unsafe { lib.get($name.as_bytes()) }.ok().map(|s| *s)
+            };
+        }
+        Ok(Bdwgc {
+            file: file.to_string(),
+            init: required!("GC_init"),
+            malloc: required!("GC_malloc"),
+            malloc_atomic: required!("GC_malloc_atomic"),
+            gcollect: required!("GC_gcollect"),
+            get_gc_no: required!("GC_get_gc_no"),
+            get_heap_size: required!("GC_get_heap_size"),
+            set_max_heap_size: required!("GC_set_max_heap_size"),
+            expand_hp: required!("GC_expand_hp"),
+            enable_incremental: required!("GC_enable_incremental"),
+            is_incremental_mode: required!("GC_is_incremental_mode"),
+            incremental_protection_needs: required!("GC_incremental_protection_needs"),
+            set_on_collection_event: required!("GC_set_on_collection_event"),
+            get_version: optional!("GC_get_version"),
+            get_time_limit: optional!("GC_get_time_limit"),
+            get_parallel: optional!("GC_get_parallel"),
+            _lib: lib,
+        })
+    }
+
+    /// The file or soname that was loaded.
+    pub fn file(&self) -> &str {
+        &self.file
+    }
+
+    /// Starts the collector (`GC_init`); later calls do nothing. Call it on the thread
+    /// that will allocate: that thread's stack is the one bdwgc scans, and in a process
+    /// with other threads, only the calling thread is known to it.
+    pub fn init(&self) {
+        // SAFETY: GC_init has no preconditions and is idempotent.
+        unsafe { (self.init)() }
+    }
+
+    /// `GC_malloc`: `bytes` of zeroed memory, scanned for pointers; null when the heap is
+    /// exhausted even after a collection. It may run a collection first.
+    ///
+    /// # Safety
+    /// Call it on the thread that called [`Bdwgc::init`]. The object stays allocated only
+    /// while a pointer to it (to its start or inside it) is visible where bdwgc looks: that
+    /// thread's stack and registers, static data, other objects from `GC_malloc`. A pointer
+    /// kept only in memory from Rust's allocator does not keep it alive, so the object may
+    /// be freed and reused under it.
+    pub unsafe fn malloc(&self, bytes: usize) -> *mut u8 {
+        // SAFETY: the caller is on the initialising thread; GC_malloc has no other
+        // precondition.
+        unsafe { (self.malloc)(bytes).cast() }
+    }
+
+    /// `GC_malloc_atomic`: `bytes` the collector never scans (for data without
+    /// pointers), not zeroed; null when the heap is exhausted.
+    ///
+    /// # Safety
+    /// As for [`Bdwgc::malloc`]; and pointers stored in the object keep nothing alive.
+    pub unsafe fn malloc_atomic(&self, bytes: usize) -> *mut u8 {
+        // SAFETY: as in `malloc`.
+        unsafe { (self.malloc_atomic)(bytes).cast() }
+    }
+
+    /// A full collection now (`GC_gcollect`). Call it on the thread that called
+    /// [`Bdwgc::init`] (bdwgc aborts a collection from a thread it does not know).
+    pub fn gcollect(&self) {
+        // SAFETY: GC_gcollect initialises the collector if need be and has no other
+        // precondition; what it frees is, by the contract of `malloc`, unreachable.
+        unsafe { (self.gcollect)() }
+    }
+
+    /// Collections completed so far (`GC_get_gc_no`; start-up may count some).
+    pub fn gc_no(&self) -> u64 {
+        // SAFETY: a plain read of a counter; no precondition.
+        unsafe { (self.get_gc_no)() as u64 }
+    }
+
+    /// The library's version, `major.minor.micro`, if it exports `GC_get_version`.
+    pub fn version(&self) -> Option<String> {
+        // SAFETY: GC_get_version returns a constant; no precondition.
+        let v = unsafe { (self.get_version?)() };
+        Some(format!("{}.{}.{}", v >> 16, (v >> 8) & 0xff, v & 0xff))
+    }
+
+    /// The collector's heap size in bytes (`GC_get_heap_size`).
+    pub fn heap_size(&self) -> usize {
+        // SAFETY: an unsynchronised read of a size; no precondition.
+        unsafe { (self.get_heap_size)() }
+    }
+
+    /// Caps the heap at `bytes` (`GC_set_max_heap_size`); beyond it allocation fails.
+    fn set_max_heap_size(&self, bytes: usize) {
+        // SAFETY: an unsynchronised setter, called before any other thread could use it.
+        unsafe { (self.set_max_heap_size)(bytes) }
+    }
+
+    /// Grows the heap by `bytes` now (`GC_expand_hp`); false when bdwgc refuses.
+    fn expand_hp(&self, bytes: usize) -> bool {
+        // SAFETY: GC_expand_hp takes the allocation lock itself; no precondition.
+        unsafe { (self.expand_hp)(bytes) != 0 }
+    }
+
+    /// Turns on incremental (or generational) collection with virtual dirty bits; with
+    /// `mprotect` dirty bits this installs bdwgc's SIGSEGV handler.
+    fn enable_incremental(&self) {
+        // SAFETY: allowed before or after GC_init; it is called only in the child process,
+        // which has no other SIGSEGV user.
+        unsafe { (self.enable_incremental)() }
+    }
+
+    fn is_incremental_mode(&self) -> bool {
+        // SAFETY: a plain read of a flag; no precondition.
+        unsafe { (self.is_incremental_mode)() != 0 }
+    }
+
+    /// Which dirty-bit mechanism incremental mode uses, from what it write-protects.
+    fn vdb(&self) -> &'static str {
+        if !self.is_incremental_mode() {
+            return "none";
+        }
+        // SAFETY: called after GC_init (which `run_gcbench` does first), as gc.h requires.
+        let protects = unsafe { (self.incremental_protection_needs)() };
+        if protects & PROTECTS_POINTER_HEAP != 0 {
+            "mprotect"
+        } else {
+            // On Linux the dirty-bit back-end that protects nothing is soft-dirty PTEs.
+            "soft-dirty"
+        }
+    }
+
+    fn time_limit(&self) -> Option<String> {
+        // SAFETY: an unsynchronised read of a setting; no precondition.
+        let ms = unsafe { (self.get_time_limit?)() };
+        Some(if ms == TIME_UNLIMITED {
+            "unlimited".into()
+        } else {
+            format!("{ms}ms")
+        })
+    }
+
+    /// Threads that mark (the initiating one plus parallel markers), if the build says.
+    fn markers(&self) -> Option<i32> {
+        // SAFETY: a plain read of a setting; no precondition.
+        Some(unsafe { (self.get_parallel?)() } + 1)
+    }
+
+    fn set_on_collection_event(&self, proc_: Option<EventProc>) {
+        // SAFETY: the setter takes the allocation lock, so when it returns no call of the
+        // previous callback is in flight.
+        unsafe { (self.set_on_collection_event)(proc_) }
+    }
+}
+
+/// One collection event as the callback recorded it.
+#[derive(Default)]
+struct EventSlot {
+    kind: AtomicU32,
+    ns: AtomicU64,
+}
+
+/// The log the callback writes: non-null only while an [`EventLog`] owns the slots.
+static LOG_SLOTS: AtomicPtr<EventSlot> = AtomicPtr::new(ptr::null_mut());
+/// How many slots `LOG_SLOTS` points to.
+static LOG_CAPACITY: AtomicUsize = AtomicUsize::new(0);
+/// Events seen since the log was installed (may exceed the capacity: overflow).
+static LOG_LEN: AtomicUsize = AtomicUsize::new(0);
+/// One log at a time: the callback has one set of statics.
+static LOG_IN_USE: AtomicBool = AtomicBool::new(false);
+
+/// bdwgc's collection-event callback.
+///
+/// Rules (it runs inside the collector, with the allocation lock held, and between the
+/// world-stop events with every other thread suspended wherever it was): no allocation,
+/// no lock, no panic, nothing but an atomic increment and two atomic stores into slots
+/// allocated before the run. `clock_gettime` is async-signal-safe.
+extern "C" fn on_collection_event(kind: c_int) {
+    let ns = crate::sys::monotonic_ns();
+    let i = LOG_LEN.fetch_add(1, Ordering::Relaxed);
+    let slots = LOG_SLOTS.load(Ordering::Acquire);
+    if slots.is_null() || i >= LOG_CAPACITY.load(Ordering::Relaxed) {
+        return; // counted in LOG_LEN: the log reports the overflow
+    }
+    // SAFETY: `slots` is non-null only between `EventLog::install`, which stores it after
+    // allocating `LOG_CAPACITY` slots, and `EventLog::stop`, which unregisters this
+    // callback (under the allocation lock, so no call is in flight) before it clears the
+    // pointer and frees the slots; `i` is below the capacity.
+    let slot = unsafe { &*slots.add(i) };
+    slot.kind.store(kind as u32, Ordering::Relaxed);
+    slot.ns.store(ns, Ordering::Relaxed);
+}
+
+/// Owns the slots [`on_collection_event`] writes, and its registration.
+struct EventLog<'a> {
+    gc: &'a Bdwgc,
+    slots: Box<[EventSlot]>,
+    installed: bool,
+}
+
+impl<'a> EventLog<'a> {
+    /// Allocates `capacity` slots (written once here, so the callback never faults a page
+    /// in) and registers the callback.
+    fn install(gc: &'a Bdwgc, capacity: usize) -> Result<EventLog<'a>> {
+        if LOG_IN_USE.swap(true, Ordering::AcqRel) {
+            return Err(Error::InvalidArgument(
+                "a bdwgc event log is already installed in this process".into(),
+            ));
+        }
+        let mut slots: Box<[EventSlot]> = (0..capacity).map(|_| EventSlot::default()).collect();
+        LOG_LEN.store(0, Ordering::Relaxed);
+        LOG_CAPACITY.store(capacity, Ordering::Relaxed);
+        LOG_SLOTS.store(slots.as_mut_ptr(), Ordering::Release);
+        gc.set_on_collection_event(Some(on_collection_event));
+        Ok(EventLog {
+            gc,
+            slots,
+            installed: true,
+        })
+    }
+
+    fn stop(&mut self) {
+        if std::mem::take(&mut self.installed) {
+            self.gc.set_on_collection_event(None);
+            LOG_SLOTS.store(ptr::null_mut(), Ordering::Release);
+            LOG_IN_USE.store(false, Ordering::Release);
+        }
+    }
+
+    /// Unregisters the callback and returns the events, `(kind, CLOCK_MONOTONIC ns)`, in
+    /// order; an error if there were more than the log could hold.
+    fn finish(mut self) -> Result<Vec<(u32, u64)>> {
+        self.stop();
+        let len = LOG_LEN.load(Ordering::Relaxed);
+        if len > self.slots.len() {
+            return Err(Error::InvalidArgument(format!(
+                "bdwgc reported {len} collection events, more than the {} the log holds",
+                self.slots.len()
+            )));
+        }
+        Ok(self.slots[..len]
+            .iter()
+            .map(|s| (s.kind.load(Ordering::Relaxed), s.ns.load(Ordering::Relaxed)))
+            .collect())
+    }
+}
+
+impl Drop for EventLog<'_> {
+    fn drop(&mut self) {
+        self.stop();
+    }
+}
+
+/// Event-log capacity: a collection fires about ten events; classic GCBench runs a few
+/// hundred collections at most.
+const EVENT_CAPACITY: usize = 1 << 17;
+
+/// The pauses in an event sequence: world-stop brackets where they fire, else whole
+/// collections (see [`crate::peer`]).
+fn pauses_from_events(events: &[(u32, u64)]) -> (PauseSource, Vec<Duration>) {
+    let brackets = |open: u32, close: u32| {
+        let mut started = None;
+        let mut out = Vec::new();
+        for &(kind, ns) in events {
+            if kind == open {
+                started = Some(ns);
+            } else if kind == close {
+                if let Some(t0) = started.take() {
+                    out.push(Duration::from_nanos(ns.saturating_sub(t0)));
+                }
+            }
+        }
+        out
+    };
+    let world = brackets(event::PRE_STOP_WORLD, event::POST_START_WORLD);
+    if !world.is_empty() {
+        return (PauseSource::WorldStop, world);
+    }
+    let whole = brackets(event::START, event::END);
+    if !whole.is_empty() {
+        return (PauseSource::Collection, whole);
+    }
+    (PauseSource::None, Vec::new())
+}
+
+/// Starts bdwgc on this thread as `cfg` says, runs GCBench on it and measures it.
+///
+/// Run it in a process of its own, on its main thread (`barrierlab gcbench --peer bdwgc`
+/// does): it starts the collector, may install its SIGSEGV handler, and registers the
+/// collection-event callback.
+pub fn run_gcbench(gc: &Bdwgc, cfg: &PeerConfig) -> Result<PeerRun> {
+    if cfg.heap_bytes == 0 {
+        // GC_set_max_heap_size(0) would mean "unbounded".
+        return Err(Error::InvalidArgument(
+            "the heap must be at least 1 MiB".into(),
+        ));
+    }
+    // Before GC_init, so that its initial heap respects the cap.
+    gc.set_max_heap_size(cfg.heap_bytes);
+    gc.init();
+    if cfg.incremental {
+        gc.enable_incremental();
+        if !gc.is_incremental_mode() {
+            return Err(Error::Unavailable {
+                mechanism: "bdwgc incremental mode",
+                reason: "GC_enable_incremental left it off (is GC_DISABLE_INCREMENTAL or \
+                         GC_DONT_GC set in the environment?)"
+                    .into(),
+            });
+        }
+    }
+    // The whole heap up front, as barrierlab reserves its region; bdwgc still decides
+    // when to collect by its free-space divisor, and the cap stops any growth beyond.
+    let have = gc.heap_size();
+    if cfg.heap_bytes > have && !gc.expand_hp(cfg.heap_bytes - have) {
+        return Err(Error::Unavailable {
+            mechanism: "bdwgc",
+            reason: format!(
+                "GC_expand_hp({} bytes) refused to grow the heap from {have} to {} bytes",
+                cfg.heap_bytes - have,
+                cfg.heap_bytes
+            ),
+        });
+    }
+
+    let log = EventLog::install(gc, EVENT_CAPACITY)?;
+    let gc_no_before = gc.gc_no();
+    let t0 = Instant::now();
+    Bench { gc }.run(&cfg.params)?;
+    let total = t0.elapsed();
+    let cycles = gc.gc_no() - gc_no_before;
+    let events = log.finish()?;
+    let (pause_source, pauses) = pauses_from_events(&events);
+
+    let mut settings = vec![("vdb".to_string(), gc.vdb().to_string())];
+    if let (true, Some(limit)) = (cfg.incremental, gc.time_limit()) {
+        settings.push(("time_limit".into(), limit));
+    }
+    if let Some(m) = gc.markers() {
+        settings.push(("markers".into(), m.to_string()));
+    }
+    Ok(PeerRun {
+        peer: Peer::Bdwgc,
+        mode: if gc.is_incremental_mode() {
+            PeerMode::Incremental
+        } else {
+            PeerMode::Stw
+        },
+        version: gc.version().unwrap_or_else(|| "unknown".into()),
+        heap_bytes: cfg.heap_bytes,
+        heap_final_bytes: gc.heap_size(),
+        total,
+        cycles,
+        pause_source,
+        pauses,
+        settings,
+    })
+}
+
+/// A GCBench node: two references and 8 payload bytes (the classic two ints, never read),
+/// as in [`crate::workload::gcbench`].
+#[repr(C)]
+struct Node {
+    left: *mut Node,
+    right: *mut Node,
+    _payload: [u8; 8],
+}
+
+const _: () = assert!(std::mem::size_of::<Node>() == 24);
+
+/// GCBench over bdwgc, function for function the same as [`crate::workload::gcbench`];
+/// the roots are the locals (see the module doc).
+struct Bench<'a> {
+    gc: &'a Bdwgc,
+}
+
+impl Bench<'_> {
+    fn new_node(&self) -> Result<*mut Node> {
+        // SAFETY: `run_gcbench` initialised the collector on this thread; the node is kept
+        // only in locals and in other nodes, which bdwgc scans.
+        let node = unsafe { self.gc.malloc(std::mem::size_of::<Node>()) }.cast::<Node>();
+        if node.is_null() {
+            return Err(Error::OutOfMemory {
+                requested: std::mem::size_of::<Node>(),
+            });
+        }
+        Ok(node)
+    }
+
+    /// Gives `node` two children, recursively, to `depth` (top-down).
+    fn populate(&self, depth: u32, node: *mut Node) -> Result<()> {
+        if depth == 0 {
+            return Ok(());
+        }
+        let left = self.new_node()?;
+        // SAFETY: `node` is a live node (the caller holds it, so bdwgc sees it) and no
+        // reference to it exists: a plain store through the raw pointer.
+        unsafe { (*node).left = left };
+        let right = self.new_node()?;
+        // SAFETY: as above.
+        unsafe { (*node).right = right };
+        self.populate(depth - 1, left)?;
+        self.populate(depth - 1, right)
+    }
+
+    /// Builds a tree of `depth` bottom-up.
+    fn make_tree(&self, depth: u32) -> Result<*mut Node> {
+        if depth == 0 {
+            return self.new_node();
+        }
+        let left = self.make_tree(depth - 1)?;
+        let right = self.make_tree(depth - 1)?;
+        let node = self.new_node()?;
+        // SAFETY: `node` was just allocated and is held in a local; no reference exists.
+        unsafe {
+            (*node).left = left;
+            (*node).right = right;
+        }
+        Ok(node)
+    }
+
+    /// Counts the nodes of a tree.
+    fn count(node: *const Node) -> u64 {
+        // SAFETY: `node` is a live node of a tree held by the caller; reading its slots
+        // allocates nothing, so no collection runs meanwhile.
+        let (left, right) = unsafe { ((*node).left, (*node).right) };
+        let mut n = 1;
+        for child in [left, right] {
+            if !child.is_null() {
+                n += Self::count(child);
+            }
+        }
+        n
+    }
+
+    fn run(&self, p: &GcBenchParams) -> Result<()> {
+        // Stretch the heap.
+        self.make_tree(p.stretch_depth)?;
+        // The long-lived tree and array, in locals used at the end, so alive throughout.
+        let long_lived = self.new_node()?;
+        self.populate(p.long_lived_depth, long_lived)?;
+        // SAFETY: as for `malloc` in `new_node`; the array holds doubles only.
+        let array = unsafe { self.gc.malloc_atomic(p.array_len * 8) }.cast::<f64>();
+        if array.is_null() {
+            return Err(Error::OutOfMemory {
+                requested: p.array_len * 8,
+            });
+        }
+        for i in 1..p.array_len / 2 {
+            // SAFETY: `i < array_len`, inside the array, which `array` keeps alive.
+            unsafe { array.add(i).write(1.0 / i as f64) };
+        }
+        let mut depth = p.min_depth;
+        while depth <= p.max_depth {
+            let iters = p.iterations(depth);
+            // Top-down.
+            for _ in 0..iters {
+                let temp = self.new_node()?;
+                self.populate(depth, temp)?;
+            }
+            // Bottom-up.
+            for _ in 0..iters {
+                self.make_tree(depth)?;
+            }
+            depth += 2;
+        }
+        // The survivors must be intact.
+        assert_eq!(
+            Self::count(long_lived),
+            GcBenchParams::tree_size(p.long_lived_depth),
+            "GCBench on bdwgc: the long-lived tree lost nodes"
+        );
+        let check = (p.array_len / 2 - 1).min(1000);
+        // SAFETY: `check < array_len`; the array is alive (used here).
+        let value = unsafe { array.add(check).read() };
+        assert_eq!(
+            value,
+            1.0 / check as f64,
+            "GCBench on bdwgc: the array changed"
+        );
+        Ok(())
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn ms(n: u64) -> u64 {
+        n * 1_000_000
+    }
+
+    #[test]
+    fn pauses_are_world_stop_brackets_when_they_fire() {
+        use event::*;
+        let events = [
+            (START, ms(1)),
+            (PRE_STOP_WORLD, ms(2)),
+            (7, ms(3)), // POST_STOP_WORLD
+            (8, ms(4)), // PRE_START_WORLD
+            (POST_START_WORLD, ms(5)),
+            (END, ms(9)),
+            (PRE_STOP_WORLD, ms(20)),
+            (POST_START_WORLD, ms(21)),
+        ];
+        let (source, pauses) = pauses_from_events(&events);
+        assert_eq!(source, PauseSource::WorldStop);
+        assert_eq!(pauses, [Duration::from_millis(3), Duration::from_millis(1)]);
+    }
+
+    #[test]
+    fn pauses_fall_back_to_whole_collections() {
+        let events = [(event::START, ms(1)), (2, ms(2)), (event::END, ms(4))];
+        let (source, pauses) = pauses_from_events(&events);
+        assert_eq!(source, PauseSource::Collection);
+        assert_eq!(pauses, [Duration::from_millis(3)]);
+        assert_eq!(pauses_from_events(&[]), (PauseSource::None, vec![]));
+    }
+
+    #[test]
+    fn a_missing_library_names_the_package_and_the_dlopen_message() {
+        let e = Bdwgc::load_from("/nonexistent/libgc.so.1").unwrap_err();
+        let msg = e.to_string();
+        assert!(matches!(e, Error::Unavailable { .. }), "{msg}");
+        assert!(msg.contains("apt-get install libgc1"), "{msg}");
+        assert!(msg.contains("/nonexistent/libgc.so.1"), "{msg}");
+        assert!(msg.contains("No such file"), "{msg}");
+    }
+}

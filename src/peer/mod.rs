@@ -1,0 +1,422 @@
+//! An outside collector on the same work: GCBench run over a collector that is not
+//! barrierlab's, so that barrierlab's figures have an anchor measured on the same machine
+//! in the same minute.
+//!
+//! The one peer is the Boehm–Demers–Weiser collector ([`bdwgc`], `libgc.so.1`), the
+//! collector whose "mostly parallel" algorithm barrierlab's is modelled on.
+//!
+//! # What is the same work, and what differs
+//! The same: GCBench with the same parameters ([`GcBenchParams`]: stretch tree, long-lived
+//! tree and array kept alive throughout, temporary trees built top-down and bottom-up), the
+//! same node shape (two references and 8 payload bytes, 24 bytes), the same checks at the
+//! end (the long-lived tree has all its nodes, the array still holds its values), one
+//! mutator thread, the same `--heap-mib`, and the same clock around the same span (the
+//! workload only, not the collector's start-up).
+//!
+//! What differs, so that a reader does not compare what is not comparable:
+//! - **Precision.** barrierlab is precise: the collector knows every reference slot and
+//!   the mutator's roots are an explicit root stack. bdwgc is *conservative*: any word on
+//!   the stack, in registers, in static data or in a scanned object that looks like a
+//!   pointer into its heap keeps that object alive. The bdwgc GCBench therefore keeps its
+//!   pointers in plain Rust locals, as the C GCBench does (soundness: see [`bdwgc`]).
+//! - **Neither moves objects.** Both are non-moving mark-sweep. bdwgc allocates from
+//!   size-segregated, thread-local free lists (a 24-byte node takes a 32-byte cell: its
+//!   granule is 16 bytes, and it adds a byte so that a pointer just past an object still
+//!   counts as pointing into it).
+//! - **When to collect, and the heap.** barrierlab reserves `--heap-mib` and collects
+//!   when it is 60% occupied. bdwgc is given the same size twice: as a cap
+//!   (`GC_set_max_heap_size`: beyond it allocation fails) and as an up-front expansion
+//!   (`GC_expand_hp`). Its allocator asks for a collection only when no free block is left
+//!   to carve cells from; then it collects if the bytes allocated since the last
+//!   collection exceed about the bytes in use divided by its *free-space divisor* (3 by
+//!   default), and otherwise grows the heap — up to the cap. Expanded up front, it
+//!   therefore collects roughly when the heap is full; without the expansion it would
+//!   start small and grow by that rule. Blocks that stay free for several collections are
+//!   returned to the kernel, so `heap_final=` (`GC_get_heap_size`, which excludes them)
+//!   may end below the cap.
+//! - **Sweeping.** bdwgc sweeps lazily, a block at a time, inside allocation (mutator
+//!   time, in `total=` but in no pause); barrierlab sweeps on its collector thread.
+//! - **Who marks.** barrierlab marks on a collector thread while the mutator waits (with
+//!   `--barrier none`) or runs. bdwgc marks on the thread that allocates, with the world
+//!   stopped; it would start parallel marker threads only if the program created threads
+//!   through it or asked for them, and the child does neither (the summary's `markers=`
+//!   says how many marked).
+//! - **Incremental mode.** With `--incremental` bdwgc uses *virtual dirty bits* to find
+//!   pages written since a mark: on Linux it tries soft-dirty PTEs first and falls back to
+//!   `mprotect` + SIGSEGV, which is what it uses on kernels without
+//!   `CONFIG_MEM_SOFT_DIRTY` (the summary's `vdb=` says which it chose). That is the same
+//!   mechanism as barrierlab's `mprotect` barrier. Builds of bdwgc with parallel marking
+//!   (Debian's among them) default to no time limit on a stopped mark
+//!   (`time_limit=unlimited`), and then the mode is *generational* rather than
+//!   incremental: each collection marks, with the world stopped, from the pages dirtied
+//!   since the last one, and every 20th is a full one.
+//!
+//! # Pauses
+//! bdwgc reports progress through `GC_set_on_collection_event`. A pause is the time from
+//! `GC_EVENT_PRE_STOP_WORLD` to `GC_EVENT_POST_START_WORLD` (`pause=world-stop`): the
+//! world-stopped mark. Builds without threads do not fire the world-stop events; there a
+//! pause is `GC_EVENT_START` to `GC_EVENT_END` (`pause=collection`), which also covers
+//! what bdwgc does on the same thread after it restarts the world (setting up the lazy
+//! sweep). Not in either: lazy sweeping inside allocation, and (in a time-limited
+//! incremental build) mark increments done inside allocation with the world running. `cycles=` counts completed collections from
+//! `GC_get_gc_no`, a second channel beside the events.
+//!
+//! # Why a child process
+//! bdwgc scans the whole process conservatively — every thread it knows, static data of
+//! every loaded object — and installs its own signal handlers (thread suspension, and the
+//! SIGSEGV handler of its `mprotect` dirty bits in incremental mode). Those must not meet
+//! barrierlab's heaps and barrierlab's own SIGSEGV/SIGBUS handlers in one process, so
+//! `barrierlab gcbench --peer bdwgc` re-executes the current binary with a hidden
+//! subcommand that loads bdwgc, runs GCBench, and prints a [`PeerRun`] as one
+//! machine-readable record line ([`PeerRun::to_record`]); the parent parses it and prints
+//! the summary ([`PeerRun`]'s `Display`). The child exits with [`EXIT_UNAVAILABLE`] when
+//! the collector cannot be loaded.
+
+pub mod bdwgc;
+
+use std::fmt;
+use std::str::FromStr;
+use std::time::Duration;
+
+use crate::error::{Error, Result};
+use crate::workload::{GcBenchParams, pause_percentile};
+
+/// The exit status of the child process when the peer collector cannot be loaded (its
+/// message, on stderr, says what to install). Other failures exit with 1.
+pub const EXIT_UNAVAILABLE: u8 = 2;
+
+/// An outside collector barrierlab can run GCBench on.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Peer {
+    /// The Boehm–Demers–Weiser collector, `libgc.so.1`, loaded at run time.
+    Bdwgc,
+}
+
+impl Peer {
+    /// The name on the command line and in the summary.
+    pub fn name(self) -> &'static str {
+        match self {
+            Peer::Bdwgc => "bdwgc",
+        }
+    }
+}
+
+impl fmt::Display for Peer {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.pad(self.name())
+    }
+}
+
+impl FromStr for Peer {
+    type Err = Error;
+    fn from_str(s: &str) -> Result<Self> {
+        match s {
+            "bdwgc" => Ok(Peer::Bdwgc),
+            _ => Err(Error::InvalidArgument(format!(
+                "unknown peer collector `{s}`; expected: bdwgc"
+            ))),
+        }
+    }
+}
+
+/// How the peer collector ran.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum PeerMode {
+    /// Every collection stops the world for the whole mark.
+    Stw,
+    /// The collector's incremental (or generational) mode, with dirty bits.
+    Incremental,
+}
+
+impl PeerMode {
+    fn name(self) -> &'static str {
+        match self {
+            PeerMode::Stw => "stw",
+            PeerMode::Incremental => "incremental",
+        }
+    }
+}
+
+/// What a pause in [`PeerRun::pauses`] spans.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum PauseSource {
+    /// From the collector's "about to stop the world" event to its "world restarted" one.
+    WorldStop,
+    /// From the collector's "collection starts" event to its "collection ends" one (used
+    /// when the world-stop events do not fire).
+    Collection,
+    /// No collection event fired.
+    None,
+}
+
+impl PauseSource {
+    fn name(self) -> &'static str {
+        match self {
+            PauseSource::WorldStop => "world-stop",
+            PauseSource::Collection => "collection",
+            PauseSource::None => "none",
+        }
+    }
+}
+
+/// What to run on the peer.
+#[derive(Debug, Clone, Copy, PartialEq)]
+pub struct PeerConfig {
+    /// The collector's incremental mode instead of stop-the-world.
+    pub incremental: bool,
+    /// The maximum heap, in bytes (also expanded to at the start).
+    pub heap_bytes: usize,
+    /// GCBench's parameters.
+    pub params: GcBenchParams,
+}
+
+/// Runs GCBench on `peer` in this process. Only the hidden child subcommand calls this:
+/// see the module doc for why the peer runs in a process of its own.
+pub fn run(peer: Peer, cfg: &PeerConfig) -> Result<PeerRun> {
+    match peer {
+        Peer::Bdwgc => bdwgc::run_gcbench(&bdwgc::Bdwgc::load()?, cfg),
+    }
+}
+
+/// What one GCBench run on a peer collector measured.
+#[derive(Debug, Clone, PartialEq)]
+pub struct PeerRun {
+    /// The collector.
+    pub peer: Peer,
+    /// Stop-the-world or incremental, as the collector itself reported it.
+    pub mode: PeerMode,
+    /// The collector's version (`8.2.2`), or `unknown`.
+    pub version: String,
+    /// The maximum heap the run was given, in bytes.
+    pub heap_bytes: usize,
+    /// The collector's heap size at the end of the run, in bytes.
+    pub heap_final_bytes: usize,
+    /// Wall-clock time of the workload.
+    pub total: Duration,
+    /// Collections completed during the workload.
+    pub cycles: u64,
+    /// What each pause spans.
+    pub pause_source: PauseSource,
+    /// Every pause, in order.
+    pub pauses: Vec<Duration>,
+    /// Collector-specific settings worth printing (`vdb`, `time_limit`, `markers`), as
+    /// `key=value` pairs whose values contain no whitespace.
+    pub settings: Vec<(String, String)>,
+}
+
+impl PeerRun {
+    /// Total pause time.
+    pub fn stw(&self) -> Duration {
+        self.pauses.iter().sum()
+    }
+
+    /// A pause percentile (0..=100), computed as barrierlab's own runs compute theirs.
+    pub fn pause_percentile(&self, q: f64) -> Duration {
+        pause_percentile(self.pauses.iter().copied(), q)
+    }
+
+    /// The longest pause (zero with none).
+    pub fn max_pause(&self) -> Duration {
+        self.pauses.iter().copied().max().unwrap_or_default()
+    }
+
+    /// The record the child prints: one line, `peer-record` then `key=value` fields,
+    /// times in integer nanoseconds so that nothing is rounded on the way to the parent.
+    pub fn to_record(&self) -> String {
+        let pauses: Vec<String> = self
+            .pauses
+            .iter()
+            .map(|p| p.as_nanos().to_string())
+            .collect();
+        let mut s = format!(
+            "{RECORD_TAG} peer={} mode={} version={} heap_bytes={} heap_final_bytes={} \
+             total_ns={} cycles={} pause={} pauses_ns={}",
+            self.peer,
+            self.mode.name(),
+            self.version,
+            self.heap_bytes,
+            self.heap_final_bytes,
+            self.total.as_nanos(),
+            self.cycles,
+            self.pause_source.name(),
+            pauses.join(","),
+        );
+        for (k, v) in &self.settings {
+            s.push_str(&format!(" {k}={v}"));
+        }
+        s
+    }
+
+    /// Parses a line written by [`PeerRun::to_record`]. Fields it does not know become
+    /// [`PeerRun::settings`], in order.
+    pub fn from_record(line: &str) -> Result<PeerRun> {
+        let bad = |why: String| Error::InvalidArgument(format!("peer record `{line}`: {why}"));
+        let mut words = line.split_whitespace();
+        if words.next() != Some(RECORD_TAG) {
+            return Err(bad(format!("does not start with `{RECORD_TAG}`")));
+        }
+        let mut fields = std::collections::HashMap::new();
+        let mut settings = Vec::new();
+        for w in words {
+            let (k, v) = w
+                .split_once('=')
+                .ok_or_else(|| bad(format!("`{w}` is not key=value")))?;
+            if RECORD_KEYS.contains(&k) {
+                fields.insert(k, v);
+            } else {
+                settings.push((k.to_string(), v.to_string()));
+            }
+        }
+        let field = |k: &str| {
+            fields
+                .get(k)
+                .copied()
+                .ok_or_else(|| bad(format!("no `{k}`")))
+        };
+        let number =
+            |k: &str| -> Result<u64> { field(k)?.parse().map_err(|e| bad(format!("`{k}`: {e}"))) };
+        let mode = match field("mode")? {
+            "stw" => PeerMode::Stw,
+            "incremental" => PeerMode::Incremental,
+            m => return Err(bad(format!("unknown mode `{m}`"))),
+        };
+        let pause_source = match field("pause")? {
+            "world-stop" => PauseSource::WorldStop,
+            "collection" => PauseSource::Collection,
+            "none" => PauseSource::None,
+            p => return Err(bad(format!("unknown pause kind `{p}`"))),
+        };
+        let pauses = field("pauses_ns")?
+            .split(',')
+            .filter(|s| !s.is_empty())
+            .map(|s| s.parse().map(Duration::from_nanos))
+            .collect::<std::result::Result<Vec<_>, _>>()
+            .map_err(|e| bad(format!("`pauses_ns`: {e}")))?;
+        Ok(PeerRun {
+            peer: field("peer")?.parse()?,
+            mode,
+            version: field("version")?.to_string(),
+            heap_bytes: number("heap_bytes")? as usize,
+            heap_final_bytes: number("heap_final_bytes")? as usize,
+            total: Duration::from_nanos(number("total_ns")?),
+            cycles: number("cycles")?,
+            pause_source,
+            pauses,
+            settings,
+        })
+    }
+}
+
+/// The first word of a [`PeerRun::to_record`] line.
+const RECORD_TAG: &str = "peer-record";
+
+/// The fields of a record that are [`PeerRun`]'s own; any other is a setting.
+const RECORD_KEYS: [&str; 9] = [
+    "peer",
+    "mode",
+    "version",
+    "heap_bytes",
+    "heap_final_bytes",
+    "total_ns",
+    "cycles",
+    "pause",
+    "pauses_ns",
+];
+
+/// The one-line summary, in the shape of `barrierlab gcbench`'s own.
+impl fmt::Display for PeerRun {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        let ms = |d: Duration| d.as_secs_f64() * 1e3;
+        let us = |d: Duration| d.as_secs_f64() * 1e6;
+        write!(
+            f,
+            "gcbench peer={} mode={} version={} heap={}MiB total={:.1}ms stw={:.1}ms \
+             cycles={} pauses={} p50={:.0}us p99={:.0}us max={:.0}us pause={} \
+             heap_final={:.1}MiB",
+            self.peer,
+            self.mode.name(),
+            self.version,
+            self.heap_bytes >> 20,
+            ms(self.total),
+            ms(self.stw()),
+            self.cycles,
+            self.pauses.len(),
+            us(self.pause_percentile(50.0)),
+            us(self.pause_percentile(99.0)),
+            us(self.max_pause()),
+            self.pause_source.name(),
+            self.heap_final_bytes as f64 / (1 << 20) as f64,
+        )?;
+        for (k, v) in &self.settings {
+            write!(f, " {k}={v}")?;
+        }
+        Ok(())
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn sample() -> PeerRun {
+        PeerRun {
+            peer: Peer::Bdwgc,
+            mode: PeerMode::Incremental,
+            version: "8.2.2".into(),
+            heap_bytes: 64 << 20,
+            heap_final_bytes: 64 << 20,
+            total: Duration::from_nanos(700_123_456),
+            cycles: 3,
+            pause_source: PauseSource::WorldStop,
+            pauses: vec![
+                Duration::from_nanos(1_500_000),
+                Duration::from_nanos(2_500_001),
+                Duration::from_nanos(999),
+            ],
+            settings: vec![
+                ("vdb".into(), "mprotect".into()),
+                ("markers".into(), "1".into()),
+            ],
+        }
+    }
+
+    #[test]
+    fn a_record_round_trips_exactly() {
+        let r = sample();
+        assert_eq!(PeerRun::from_record(&r.to_record()).unwrap(), r);
+        let empty = PeerRun {
+            pauses: vec![],
+            pause_source: PauseSource::None,
+            settings: vec![],
+            ..sample()
+        };
+        assert_eq!(PeerRun::from_record(&empty.to_record()).unwrap(), empty);
+    }
+
+    #[test]
+    fn a_malformed_record_is_an_error_naming_the_field() {
+        let line = sample().to_record().replace("cycles=3", "cycles=x");
+        let e = PeerRun::from_record(&line).unwrap_err().to_string();
+        assert!(e.contains("`cycles`"), "{e}");
+        let e = PeerRun::from_record("gcbench peer=bdwgc")
+            .unwrap_err()
+            .to_string();
+        assert!(e.contains("peer-record"), "{e}");
+    }
+
+    #[test]
+    fn the_summary_has_the_gcbench_shape() {
+        let s = sample().to_string();
+        assert!(
+            s.starts_with(
+                "gcbench peer=bdwgc mode=incremental version=8.2.2 heap=64MiB total=700.1ms \
+                 stw=4.0ms cycles=3 pauses=3 p50="
+            ),
+            "{s}"
+        );
+        assert!(
+            s.ends_with("pause=world-stop heap_final=64.0MiB vdb=mprotect markers=1"),
+            "{s}"
+        );
+    }
+}
