@@ -13,7 +13,7 @@ use std::sync::atomic::{AtomicUsize, Ordering};
 
 use crate::barrier::{self, BarrierKind, DirtyTracker, DynBarrier, StoreBarrier};
 use crate::collector::safepoint::{MutatorShared, Safepoints};
-use crate::collector::{self, Collector, Gc, Stats};
+use crate::collector::{self, Collector, Gc, Phase, Stats};
 use crate::error::Result;
 use crate::heap::{HeapConfig, ObjRef, Space};
 use crate::mutator::{Mutator, MutatorTask};
@@ -110,6 +110,11 @@ impl Heap {
     /// at a safepoint for the duration.
     pub fn collect(&self) {
         while_blocked(&self.inner, || self.inner.collector.collect_and_wait());
+    }
+
+    /// What the collector is doing now (a moment's snapshot).
+    pub fn phase(&self) -> Phase {
+        self.inner.collector.phase()
     }
 
     /// Time since the heap was created: the origin of [`crate::Pause::start`].

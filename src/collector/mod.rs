@@ -42,7 +42,7 @@ mod stats;
 mod verify;
 
 use std::sync::Arc;
-use std::sync::atomic::{AtomicU64, Ordering};
+use std::sync::atomic::{AtomicU8, AtomicU64, Ordering};
 use std::time::{Duration, Instant};
 
 use parking_lot::{Condvar, Mutex};
@@ -52,7 +52,7 @@ use crate::error::{Error, Result};
 use crate::heap::{HeapConfig, Space};
 use mark::Marker;
 use safepoint::{MutatorShared, Safepoints};
-pub use stats::{CycleStats, Pause, PauseKind, Stats};
+pub use stats::{CycleStats, Pause, PauseKind, Phase, Stats};
 
 #[derive(Debug, Default)]
 struct Control {
@@ -91,6 +91,8 @@ pub(crate) struct Collector {
     allocated_at_cycle_start: AtomicU64,
     /// Bytes the last cycle found live (marked, plus allocated during the cycle).
     live_estimate: AtomicU64,
+    /// The current [`Phase`].
+    phase: AtomicU8,
 }
 
 impl Collector {
@@ -107,6 +109,7 @@ impl Collector {
             thread: Mutex::new(None),
             allocated_at_cycle_start: AtomicU64::new(0),
             live_estimate: AtomicU64::new(0),
+            phase: AtomicU8::new(Phase::Idle as u8),
         })
     }
 
@@ -162,6 +165,15 @@ impl Collector {
         if used as f64 >= limit || (space.pages_in_use_estimate() * 4096) as f64 >= limit {
             self.request();
         }
+    }
+
+    /// What the collector is doing now.
+    pub(crate) fn phase(&self) -> Phase {
+        Phase::from_u8(self.phase.load(Ordering::Relaxed))
+    }
+
+    fn enter_phase(&self, p: Phase) {
+        self.phase.store(p as u8, Ordering::Relaxed);
     }
 
     /// Time since the heap was created: the origin of [`Pause::start`].
@@ -314,6 +326,7 @@ impl<'g> Cycle<'g> {
     ///    this cycle stops the world for the whole mark.
     fn arm(&mut self) -> Option<&'g dyn DirtyTracker> {
         let t = self.gc.tracker?;
+        self.gc.collector.enter_phase(Phase::Arm);
         let t0 = Instant::now();
         let armed = t.arm();
         self.stats.arm = t0.elapsed();
@@ -331,6 +344,11 @@ impl<'g> Cycle<'g> {
     fn pause(&mut self, kind: PauseKind, work: impl FnOnce(&mut Self, &[Arc<MutatorShared>])) {
         let sp = &self.gc.collector.safepoints;
         let (mutators, ttsp) = sp.stop_world(self.gc.tracker);
+        self.gc.collector.enter_phase(match kind {
+            PauseKind::InitialMark => Phase::InitialMark,
+            PauseKind::Remark => Phase::Remark,
+            PauseKind::StopTheWorld => Phase::StopTheWorld,
+        });
         let started = Instant::now() - ttsp;
         let threads_before = self.stats.marker_threads_max;
         work(self, &mutators);
@@ -401,6 +419,7 @@ impl<'g> Cycle<'g> {
 
     /// 3. Concurrent mark: trace from the roots while mutators run.
     fn concurrent_mark(&mut self) {
+        self.gc.collector.enter_phase(Phase::ConcurrentMark);
         let t0 = Instant::now();
         self.marker.drain();
         self.stats.mark += t0.elapsed();
@@ -426,6 +445,7 @@ impl<'g> Cycle<'g> {
 
     /// 4. Pre-clean: harvest with re-arm, rescan, trace; until a round finds little.
     fn preclean(&mut self, t: &dyn DirtyTracker) {
+        self.gc.collector.enter_phase(Phase::Preclean);
         let t0 = Instant::now();
         let shift = t.granule_shift();
         for _ in 0..self.gc.config.max_preclean_rounds {
@@ -463,6 +483,7 @@ impl<'g> Cycle<'g> {
 
     /// 6. Disarm, lazily: mutators are running again.
     fn disarm(&mut self, t: &dyn DirtyTracker) {
+        self.gc.collector.enter_phase(Phase::Disarm);
         let t0 = Instant::now();
         if let Err(e) = t.disarm() {
             self.degrade("disarm", &e);
@@ -472,6 +493,7 @@ impl<'g> Cycle<'g> {
 
     /// 7. Sweep, concurrently.
     fn sweep(&mut self) {
+        self.gc.collector.enter_phase(Phase::Sweep);
         self.stats.objects_marked = self.marker.objects_marked;
         self.stats.bytes_marked = self.marker.bytes_marked;
         let space = self.gc.space;
@@ -486,6 +508,7 @@ impl<'g> Cycle<'g> {
 
     /// Updates the trigger's estimate and files the cycle's statistics.
     fn finish(mut self) {
+        self.gc.collector.enter_phase(Phase::Idle);
         self.stats.total = self.started.elapsed();
         let (space, collector) = (self.gc.space, self.gc.collector);
         // Live now: what was marked, plus what was allocated (black) since the flip.

@@ -26,6 +26,65 @@ impl PauseKind {
     }
 }
 
+/// What the collector is doing ([`crate::Heap::phase`]): the steps of a cycle, in the
+/// order of the collector module's list.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, PartialOrd, Ord)]
+#[repr(u8)]
+pub enum Phase {
+    /// No cycle is running.
+    Idle = 0,
+    /// 1. Arming the tracker.
+    Arm,
+    /// 2. The initial-mark pause.
+    InitialMark,
+    /// 3. Concurrent marking.
+    ConcurrentMark,
+    /// 4. Pre-cleaning.
+    Preclean,
+    /// 5. The remark pause.
+    Remark,
+    /// 6. Disarming the tracker.
+    Disarm,
+    /// The whole mark in one pause (`none`, or a tracker that could not arm).
+    StopTheWorld,
+    /// 7. Sweeping.
+    Sweep,
+}
+
+impl Phase {
+    /// Every phase, in cycle order.
+    pub const ALL: [Phase; 9] = [
+        Phase::Idle,
+        Phase::Arm,
+        Phase::InitialMark,
+        Phase::ConcurrentMark,
+        Phase::Preclean,
+        Phase::Remark,
+        Phase::Disarm,
+        Phase::StopTheWorld,
+        Phase::Sweep,
+    ];
+
+    pub(crate) fn from_u8(v: u8) -> Phase {
+        Phase::ALL[v as usize]
+    }
+
+    /// The name used in reports.
+    pub fn name(self) -> &'static str {
+        match self {
+            Phase::Idle => "idle",
+            Phase::Arm => "arm",
+            Phase::InitialMark => "initial-mark",
+            Phase::ConcurrentMark => "concurrent-mark",
+            Phase::Preclean => "pre-clean",
+            Phase::Remark => "remark",
+            Phase::Disarm => "disarm",
+            Phase::StopTheWorld => "stop-the-world",
+            Phase::Sweep => "sweep",
+        }
+    }
+}
+
 /// One pause.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub struct Pause {
