@@ -35,12 +35,17 @@ impl MutatorTask for Stores<'_> {
         let target = m.alloc(0, 8).expect("target fits");
         m.push_root(target);
         // Touch every slot once so first-touch page faults are not timed.
-        timed(m, array, target, self.order);
+        timed(m, array, target, self.slots, self.order);
+        let per_pass = if self.order.is_empty() {
+            self.slots
+        } else {
+            self.order.len()
+        } as u64;
         let mut total = Duration::ZERO;
         let mut done = 0u64;
         while done < self.iters {
-            total += timed(m, array, target, self.order);
-            done += self.order.len() as u64;
+            total += timed(m, array, target, self.slots, self.order);
+            done += per_pass;
         }
         m.truncate_roots(0);
         // Scale to exactly `iters` stores.
@@ -48,31 +53,46 @@ impl MutatorTask for Stores<'_> {
     }
 }
 
+/// One pass of stores: every slot in order when `order` is empty (sequential, as the C
+/// probe's `seq` loop), else the slots `order` names (random, the index array read
+/// sequentially, as the probe's `rand` loop). No `black_box` inside the loop: the slot
+/// store is atomic, so the compiler can neither drop nor merge nor vectorise it, and the
+/// loop is then exactly one store (plus the barrier) per element.
 #[inline(never)]
 fn timed<B: StoreBarrier>(
     m: &mut Mutator<B>,
     array: ObjRef,
     target: ObjRef,
+    slots: usize,
     order: &[u32],
 ) -> Duration {
+    let (array, target) = (black_box(array), black_box(target));
     let t = Instant::now();
-    for &i in order {
-        // SAFETY: `array` is a live, rooted object with more than `i` slots and `target`
-        // a live, rooted object of the same heap.
-        unsafe { m.write_ref_unchecked(array, black_box(i as usize), Some(target)) };
+    if order.is_empty() {
+        for i in 0..slots {
+            // SAFETY: `array` is a live, rooted object with `slots` slots and `target` a
+            // live, rooted object of the same heap.
+            unsafe { m.write_ref_unchecked(array, i, Some(target)) };
+        }
+    } else {
+        for &i in order {
+            // SAFETY: as above; every index in `order` is below `slots`.
+            unsafe { m.write_ref_unchecked(array, i as usize, Some(target)) };
+        }
     }
     t.elapsed()
 }
 
 fn bench(c: &mut Criterion) {
     let mut g = c.benchmark_group("barrier_store");
+    // One criterion iteration is one store (`Stores` scales its passes to `iters`).
+    g.throughput(Throughput::Elements(1));
     for (label, bytes) in [("l2", 256usize << 10), ("dram", 64 << 20)] {
         let slots = bytes / 8;
-        let seq: Vec<u32> = (0..slots as u32).collect();
-        let mut rnd = seq.clone();
+        let mut rnd: Vec<u32> = (0..slots as u32).collect();
         rnd.shuffle(&mut SmallRng::seed_from_u64(7));
+        let seq: Vec<u32> = Vec::new(); // empty: the sequential loop
         for (pattern, order) in [("seq", &seq), ("rand", &rnd)] {
-            g.throughput(Throughput::Elements(order.len() as u64));
             for kind in BarrierKind::ALL {
                 let heap = match Heap::new(
                     HeapConfig::new()
