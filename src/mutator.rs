@@ -21,7 +21,7 @@ use crate::error::{Error, Result};
 use crate::heap::object::{self, Header, ObjRef};
 use crate::heap::size_class::{self, CLASS_SIZES, MAX_SMALL};
 use crate::heap::{AllocBuffers, Space};
-use crate::runtime::{Heap, HeapInner, Left};
+use crate::runtime::{Heap, HeapInner};
 
 /// Full collections an allocation waits for before it reports out of memory: other
 /// mutators keep allocating during a collection (black), so one may not be enough for
@@ -106,13 +106,12 @@ impl<B: StoreBarrier> Mutator<B> {
         }
     }
 
-    /// Runs `f`, which may block, without holding up a pause. `f` cannot use this mutator
-    /// (it is borrowed); [`ObjRef`]s must be rooted across the call. If `f` panics, the
-    /// mutator is running again (and seen so by the collector) when the panic leaves.
+    /// Runs `f`, which may block, without holding up a pause of this heap or of any
+    /// other heap this thread has a mutator of. `f` cannot use this mutator (it is
+    /// borrowed); [`ObjRef`]s must be rooted across the call. If `f` panics, the mutators
+    /// are running again (and seen so by their collectors) when the panic leaves.
     pub fn blocking<R>(&mut self, f: impl FnOnce() -> R) -> R {
-        let sp = &self.heap.inner.collector.safepoints;
-        let _left = Left::leave(sp, vec![self.shared.clone()]);
-        f()
+        crate::runtime::while_blocked(f)
     }
 
     /// Runs a full collection and waits for it (this mutator is at a safepoint meanwhile).

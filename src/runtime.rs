@@ -9,10 +9,9 @@
 
 use std::cell::RefCell;
 use std::sync::Arc;
-use std::sync::atomic::{AtomicUsize, Ordering};
 
 use crate::barrier::{self, BarrierKind, DirtyTracker, DynBarrier, StoreBarrier};
-use crate::collector::safepoint::{MutatorShared, Safepoints};
+use crate::collector::safepoint::MutatorShared;
 use crate::collector::{self, Collector, Gc, Phase, Stats};
 use crate::error::Result;
 use crate::heap::{HeapConfig, ObjRef, Space};
@@ -27,7 +26,6 @@ pub(crate) struct HeapInner {
     pub(crate) store_barrier: DynBarrier,
     pub(crate) space: Space,
     pub(crate) config: HeapConfig,
-    pub(crate) id: usize,
 }
 
 impl HeapInner {
@@ -59,8 +57,6 @@ impl std::fmt::Debug for Heap {
     }
 }
 
-static NEXT_HEAP_ID: AtomicUsize = AtomicUsize::new(1);
-
 impl Heap {
     /// Maps the heap, builds its tracker and starts its collector thread.
     pub fn new(config: HeapConfig) -> Result<Heap> {
@@ -77,7 +73,6 @@ impl Heap {
             store_barrier,
             space,
             config,
-            id: NEXT_HEAP_ID.fetch_add(1, Ordering::Relaxed),
         });
         let weak = Arc::downgrade(&inner);
         inner.collector.start(move |n| {
@@ -106,10 +101,10 @@ impl Heap {
     }
 
     /// Runs a full collection cycle that starts after this call, and returns when it is
-    /// done. Callable from a thread that has a [`Mutator`] of this heap: it is then
-    /// at a safepoint for the duration.
+    /// done. Callable from a thread that has [`Mutator`]s (of this heap or others): they
+    /// are all at a safepoint for the duration.
     pub fn collect(&self) {
-        while_blocked(&self.inner, || self.inner.collector.collect_and_wait());
+        while_blocked(|| self.inner.collector.collect_and_wait());
     }
 
     /// What the collector is doing now (a moment's snapshot).
@@ -155,7 +150,7 @@ impl Heap {
         let shared = sp.register();
         // A thread whose thread-locals are being destroyed cannot wait for a collection
         // anyway; the registry is only for `while_blocked`.
-        let _ = ACTIVE.try_with(|a| a.borrow_mut().push((self.inner.id, shared.clone())));
+        let _ = ACTIVE.try_with(|a| a.borrow_mut().push((self.inner.clone(), shared.clone())));
         sp.enter(&shared);
         Some(Mutator::new(self.clone(), shared, barrier))
     }
@@ -182,9 +177,12 @@ impl Heap {
 }
 
 thread_local! {
-    /// The mutators running on this thread, by heap id, so that [`Heap::collect`] can
-    /// count a calling mutator as stopped while it waits.
-    static ACTIVE: RefCell<Vec<(usize, Arc<MutatorShared>)>> = const { RefCell::new(Vec::new()) };
+    /// The mutators running on this thread, with their heaps, so that a thread that
+    /// waits (for a collection, or in [`Mutator::blocking`]) counts as stopped for every
+    /// heap it has a mutator of: otherwise two threads, each waiting for a collection of
+    /// one heap while holding a running mutator of the other, would wait for each other
+    /// for ever.
+    static ACTIVE: RefCell<Vec<(Arc<HeapInner>, Arc<MutatorShared>)>> = const { RefCell::new(Vec::new()) };
 }
 
 /// Forgets a mutator of this thread (it is being dropped). Safe during thread exit: if
@@ -193,46 +191,42 @@ pub(crate) fn forget_mutator(shared: &Arc<MutatorShared>) {
     let _ = ACTIVE.try_with(|a| a.borrow_mut().retain(|(_, m)| !Arc::ptr_eq(m, shared)));
 }
 
-/// Counts mutators as stopped while it lives, and as running again when dropped, also
-/// when the code in between unwinds: a mutator is never running unseen.
-pub(crate) struct Left<'a> {
-    safepoints: &'a Safepoints,
-    mutators: Vec<Arc<MutatorShared>>,
+/// Counts this thread's running mutators as stopped while it lives, and as running
+/// again when dropped, also when the code in between unwinds: a mutator is never running
+/// unseen.
+pub(crate) struct Left {
+    mutators: Vec<(Arc<HeapInner>, Arc<MutatorShared>)>,
 }
 
-impl<'a> Left<'a> {
-    /// Leaves for every mutator in `mutators` (which must be running).
-    pub(crate) fn leave(safepoints: &'a Safepoints, mutators: Vec<Arc<MutatorShared>>) -> Self {
-        for m in &mutators {
-            safepoints.leave(m);
+impl Left {
+    /// Leaves for every running mutator of this thread.
+    pub(crate) fn leave_all() -> Left {
+        let mutators: Vec<_> = ACTIVE
+            .try_with(|a| {
+                a.borrow()
+                    .iter()
+                    .filter(|(h, m)| h.collector.safepoints.is_running(m))
+                    .cloned()
+                    .collect()
+            })
+            .unwrap_or_default();
+        for (h, m) in &mutators {
+            h.collector.safepoints.leave(m);
         }
-        Left {
-            safepoints,
-            mutators,
-        }
+        Left { mutators }
     }
 }
 
-impl Drop for Left<'_> {
+impl Drop for Left {
     fn drop(&mut self) {
-        for m in &self.mutators {
-            self.safepoints.enter(m);
+        for (h, m) in &self.mutators {
+            h.collector.safepoints.enter(m);
         }
     }
 }
 
-/// Runs `f` with this thread's running mutators of `heap` counted as stopped.
-fn while_blocked<R>(heap: &HeapInner, f: impl FnOnce() -> R) -> R {
-    let sp = &heap.collector.safepoints;
-    let mine: Vec<Arc<MutatorShared>> = ACTIVE
-        .try_with(|a| {
-            a.borrow()
-                .iter()
-                .filter(|(h, m)| *h == heap.id && sp.is_running(m))
-                .map(|(_, m)| m.clone())
-                .collect()
-        })
-        .unwrap_or_default();
-    let _left = Left::leave(sp, mine);
+/// Runs `f` with every running mutator of this thread counted as stopped.
+pub(crate) fn while_blocked<R>(f: impl FnOnce() -> R) -> R {
+    let _left = Left::leave_all();
     f()
 }

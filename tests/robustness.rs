@@ -1,0 +1,246 @@
+//! Robustness: what a language runtime built on barrierlab does that a benchmark does
+//! not. Each test is a regression test for a failure once seen with a small client of
+//! the public API:
+//! - a panic inside [`Mutator::blocking`] (or [`Heap::collect`]) caught by the thread,
+//!   which then goes on mutating: the mutator must not stay counted as stopped while it
+//!   runs (objects were lost, and the verifier saw unmarked roots);
+//! - a [`Mutator`] kept in a thread-local and dropped at thread exit, in either order of
+//!   the thread-locals' destruction (the process aborted);
+//! - two heaps, each thread holding a mutator of both, each collecting a different one
+//!   (both waited for ever), and two mutators of one heap on one thread.
+//!
+//! Every test runs under a timeout: a deadlock fails, it does not hang.
+
+mod common;
+mod support_collector;
+
+use std::cell::RefCell;
+use std::panic::AssertUnwindSafe;
+use std::sync::Arc;
+use std::sync::atomic::{AtomicBool, Ordering};
+
+use barrierlab::{BarrierKind, HeapConfig, Mutator, ObjRef};
+
+use common::with_timeout;
+use support_collector::heap_or_skip;
+
+const LIST: usize = 400;
+
+/// Builds a rooted list of `LIST` nodes (one slot, 8 payload bytes holding the index);
+/// returns its root index.
+fn build_list(m: &mut Mutator) -> usize {
+    let head = m.alloc(1, 8).expect("alloc");
+    m.write_bytes(head, 0, &0u64.to_ne_bytes()).unwrap();
+    let root = m.push_root(head);
+    let mut tail = head;
+    for i in 1..LIST as u64 {
+        let n = m.alloc(1, 8).expect("alloc");
+        m.write_bytes(n, 0, &i.to_ne_bytes()).unwrap();
+        m.write_ref(tail, 0, Some(n)).unwrap();
+        tail = n;
+    }
+    root
+}
+
+/// Walks the list from `head` with the checked API: every node live, in order.
+fn check_list(m: &Mutator, head: ObjRef, what: &str) {
+    let mut node = Some(head);
+    let mut i = 0u64;
+    while let Some(n) = node {
+        let mut id = [0u8; 8];
+        m.read_bytes(n, 0, &mut id)
+            .unwrap_or_else(|e| panic!("{what}: node {i}: {e}"));
+        assert_eq!(u64::from_ne_bytes(id), i, "{what}: node {i} changed");
+        node = m
+            .read_ref(n, 0)
+            .unwrap_or_else(|e| panic!("{what}: node {i}: {e}"));
+        i += 1;
+    }
+    assert_eq!(i, LIST as u64, "{what}: the list lost nodes");
+}
+
+/// A panic that does not run the panic hook (no noise in the test output).
+fn planted_panic() -> ! {
+    std::panic::resume_unwind(Box::new("planted"))
+}
+
+#[test]
+fn a_caught_panic_in_blocking_leaves_the_heap_consistent() {
+    for kind in BarrierKind::ALL {
+        let cfg = HeapConfig::new()
+            .heap_bytes(2 << 20)
+            .barrier(kind)
+            .verify(true);
+        let Some(heap) = heap_or_skip(cfg, "a_caught_panic_in_blocking") else {
+            continue;
+        };
+        let h = heap.clone();
+        with_timeout(60, "caught-panic", move || {
+            let stop = Arc::new(AtomicBool::new(false));
+            let collector = {
+                let (h, stop) = (h.clone(), stop.clone());
+                std::thread::spawn(move || {
+                    while !stop.load(Ordering::Relaxed) {
+                        h.collect();
+                    }
+                })
+            };
+            let mut m = h.mutator();
+            let a = build_list(&mut m);
+            let b = m.push_root(m.root(a).unwrap());
+            m.set_root(b, None).unwrap();
+            for round in 0..300 {
+                // The panic is caught by this thread, which goes on using the mutator.
+                let r = std::panic::catch_unwind(AssertUnwindSafe(|| {
+                    m.blocking(|| planted_panic());
+                }));
+                assert!(r.is_err());
+                let r = std::panic::catch_unwind(AssertUnwindSafe(|| {
+                    let h2 = h.clone();
+                    m.blocking(move || {
+                        h2.collect();
+                        planted_panic()
+                    })
+                }));
+                assert!(r.is_err());
+                // Move the list between the two roots, allocating garbage meanwhile:
+                // a pause running concurrently with this would miss the list.
+                let (from, to) = if round % 2 == 0 { (a, b) } else { (b, a) };
+                let head = m.root(from).unwrap();
+                m.set_root(to, Some(head)).unwrap();
+                m.set_root(from, None).unwrap();
+                for _ in 0..200 {
+                    m.alloc(2, 24).expect("garbage");
+                }
+                check_list(&m, m.root(to).unwrap(), &format!("{kind} round {round}"));
+            }
+            // A running mutator would hold up the collector thread's last cycle.
+            drop(m);
+            stop.store(true, Ordering::Relaxed);
+            collector.join().unwrap();
+        });
+        let s = heap.stats();
+        assert!(s.cycles > 0, "{kind}: no collection ran");
+        assert_eq!(
+            s.verifier_failures, 0,
+            "{kind}: verifier: {:?}",
+            s.verifier_messages
+        );
+    }
+}
+
+thread_local! {
+    static TLS_MUTATOR: RefCell<Option<Mutator>> = const { RefCell::new(None) };
+}
+
+#[test]
+fn a_mutator_in_a_thread_local_is_dropped_at_thread_exit() {
+    for kind in BarrierKind::ALL {
+        let cfg = HeapConfig::new().heap_bytes(1 << 20).barrier(kind);
+        let Some(heap) = heap_or_skip(cfg, "a_mutator_in_a_thread_local") else {
+            continue;
+        };
+        // Both orders of thread-local destruction: the runtime's registry first made
+        // by this thread's mutator, or first made inside the thread-local's initialiser.
+        for registry_first in [false, true] {
+            let h = heap.clone();
+            with_timeout(30, "tls-mutator", move || {
+                std::thread::spawn(move || {
+                    let early = registry_first.then(|| h.mutator());
+                    TLS_MUTATOR.with(|m| {
+                        let mut m = m.borrow_mut();
+                        *m = Some(h.mutator());
+                        let mm = m.as_mut().unwrap();
+                        let root = build_list(mm);
+                        check_list(mm, mm.root(root).unwrap(), "tls");
+                    });
+                    // `early` is dropped here; the thread-local at thread exit.
+                    drop(early);
+                })
+                .join()
+                .expect("the thread exits cleanly");
+            });
+        }
+        // The heap still works after both threads' mutators went away.
+        let h = heap.clone();
+        with_timeout(30, "after-tls", move || {
+            let mut m = h.mutator();
+            let root = build_list(&mut m);
+            m.collect();
+            check_list(&m, m.root(root).unwrap(), "after");
+        });
+    }
+}
+
+#[test]
+fn two_heaps_on_two_threads_do_not_wait_for_each_other() {
+    for kind in BarrierKind::ALL {
+        let mk = || {
+            heap_or_skip(
+                HeapConfig::new().heap_bytes(1 << 20).barrier(kind),
+                "two_heaps",
+            )
+        };
+        let (Some(a), Some(b)) = (mk(), mk()) else {
+            continue;
+        };
+        with_timeout(60, "two-heaps", move || {
+            let threads: Vec<_> = (0..2)
+                .map(|t| {
+                    let (a, b) = (a.clone(), b.clone());
+                    std::thread::spawn(move || {
+                        let mut ma = a.mutator();
+                        let mut mb = b.mutator();
+                        let ra = build_list(&mut ma);
+                        let rb = build_list(&mut mb);
+                        for i in 0..40 {
+                            // One thread collects A while the other collects B, each
+                            // holding a running mutator of the heap the other collects.
+                            if (i + t) % 2 == 0 {
+                                a.collect();
+                            } else {
+                                mb.collect();
+                            }
+                            // Allocation-triggered collections of both heaps, too.
+                            for _ in 0..500 {
+                                ma.alloc(2, 40).expect("garbage in A");
+                                mb.alloc(2, 40).expect("garbage in B");
+                            }
+                        }
+                        check_list(&ma, ma.root(ra).unwrap(), "A");
+                        check_list(&mb, mb.root(rb).unwrap(), "B");
+                    })
+                })
+                .collect();
+            for t in threads {
+                t.join().expect("a mutator thread failed");
+            }
+            // Concurrent requests may share a cycle: each heap saw at least one thread's 20.
+            assert!(a.stats().cycles >= 20 && b.stats().cycles >= 20);
+        });
+    }
+}
+
+#[test]
+fn two_mutators_of_one_heap_on_one_thread_can_collect() {
+    for kind in BarrierKind::ALL {
+        let cfg = HeapConfig::new().heap_bytes(1 << 20).barrier(kind);
+        let Some(heap) = heap_or_skip(cfg, "two_mutators_one_thread") else {
+            continue;
+        };
+        with_timeout(30, "two-mutators", move || {
+            let mut m1 = heap.mutator();
+            let mut m2 = heap.mutator();
+            let r1 = build_list(&mut m1);
+            let r2 = build_list(&mut m2);
+            for _ in 0..10 {
+                m1.collect();
+                m2.collect();
+                heap.collect();
+            }
+            check_list(&m1, m1.root(r1).unwrap(), "m1");
+            check_list(&m2, m2.root(r2).unwrap(), "m2");
+            assert!(heap.stats().cycles >= 30);
+        });
+    }
+}
