@@ -48,7 +48,7 @@ pub mod sys;
 pub mod workload;
 
 pub use barrier::{BarrierKind, ServiceLayout};
-pub use collector::{Pause, PauseKind, Phase, Stats};
+pub use collector::{Cause, Pause, PauseKind, Phase, Stats};
 pub use error::{Error, Result};
 pub use heap::{HeapConfig, ObjRef};
 pub use mutator::{Mutator, MutatorTask};

@@ -16,18 +16,20 @@ use std::sync::Arc;
 use std::sync::atomic::{AtomicU64, AtomicUsize, Ordering};
 
 use crate::barrier::{DynBarrier, StoreBarrier};
-use crate::collector::safepoint::MutatorShared;
+use crate::collector::Cause;
+use crate::collector::safepoint::{MutatorShared, Wanted};
 use crate::error::{Error, Result};
 use crate::heap::object::{self, Header, ObjRef};
 use crate::heap::size_class::{self, CLASS_SIZES, MAX_SMALL};
 use crate::heap::{AllocBuffers, Space};
 use crate::runtime::{Heap, HeapInner};
 
-/// Full collections an allocation waits for before it reports out of memory: other
-/// mutators keep allocating during a collection (black), so one may not be enough for
-/// this one to find room, but a few in a row that free nothing usable mean the heap is
-/// full.
-const OOM_COLLECTIONS: usize = 3;
+/// Full collections an allocation waits for before it reports out of memory. A full
+/// collection stops every mutator, returns their allocation buffers, and marks and sweeps
+/// the whole heap in one pause, so when it ends every free cell and page is free; other
+/// mutators may still take them before this one retries, so it tries again, but a few
+/// full collections in a row without room mean the heap is full of live data.
+const OOM_COLLECTIONS: usize = 4;
 
 /// A mutator thread's handle on a heap. `B` is its store path: [`DynBarrier`] (chosen at
 /// run time, one predictable branch per store) unless built by [`Heap::run_typed`].
@@ -116,8 +118,12 @@ impl<B: StoreBarrier> Mutator<B> {
 
     /// Runs a full collection and waits for it (this mutator is at a safepoint meanwhile).
     pub fn collect(&mut self) {
+        self.collect_for(Cause::Explicit);
+    }
+
+    fn collect_for(&mut self, cause: Cause) {
         let heap = self.heap.clone();
-        self.blocking(|| heap.inner.collector.collect_and_wait());
+        self.blocking(|| heap.inner.collector.collect_and_wait(cause));
     }
 
     /// Allocates a zeroed object with `nrefs` null reference slots and `payload_bytes`
@@ -203,23 +209,38 @@ impl<B: StoreBarrier> Mutator<B> {
             if collections == OOM_COLLECTIONS {
                 return Err(Error::OutOfMemory { requested: bytes });
             }
-            self.collect();
+            // The full collection refills this buffer in its pause if it can.
+            self.set_wanted(Wanted::Small(class));
+            self.collect_for(Cause::AllocationFailure);
+            self.set_wanted(Wanted::Nothing);
             collections += 1;
         }
     }
 
+    fn set_wanted(&mut self, w: Wanted) {
+        // SAFETY: this mutator's own request, on its own thread, while it runs.
+        unsafe { *self.shared.wanted() = w };
+    }
+
     fn alloc_large(&mut self, bytes: usize) -> Result<usize> {
-        for _ in 0..OOM_COLLECTIONS {
+        for collections in 0..=OOM_COLLECTIONS {
             if let Some(a) = self.space().alloc_large(bytes) {
                 let h = &self.heap.inner;
                 h.collector.allocation_poll(&h.space, h.config.trigger);
                 return Ok(a);
             }
-            self.collect();
+            if collections < OOM_COLLECTIONS {
+                // The full collection allocates it in its pause if it can.
+                self.set_wanted(Wanted::Large(bytes));
+                self.collect_for(Cause::AllocationFailure);
+                // SAFETY: this mutator's own request, on its own thread, running again.
+                let granted = std::mem::take(unsafe { self.shared.wanted() });
+                if let Wanted::GrantedLarge(a) = granted {
+                    return Ok(a);
+                }
+            }
         }
-        self.space()
-            .alloc_large(bytes)
-            .ok_or(Error::OutOfMemory { requested: bytes })
+        Err(Error::OutOfMemory { requested: bytes })
     }
 
     /// The header of `obj`, checking that it is a live object of this heap.

@@ -12,7 +12,7 @@ use std::sync::Arc;
 
 use crate::barrier::{self, BarrierKind, DirtyTracker, DynBarrier, StoreBarrier};
 use crate::collector::safepoint::MutatorShared;
-use crate::collector::{self, Collector, Gc, Phase, Stats};
+use crate::collector::{self, Cause, Collector, Gc, Phase, Stats};
 use crate::error::Result;
 use crate::heap::{HeapConfig, ObjRef, Space};
 use crate::mutator::{Mutator, MutatorTask};
@@ -75,11 +75,11 @@ impl Heap {
             config,
         });
         let weak = Arc::downgrade(&inner);
-        inner.collector.start(move |n| {
+        inner.collector.start(move |n, cause| {
             let Some(h) = weak.upgrade() else {
                 return false;
             };
-            collector::run_cycle(&h.gc(), n);
+            collector::run_cycle(&h.gc(), n, cause);
             true
         })?;
         Ok(Heap { inner })
@@ -104,7 +104,7 @@ impl Heap {
     /// done. Callable from a thread that has [`Mutator`]s (of this heap or others): they
     /// are all at a safepoint for the duration.
     pub fn collect(&self) {
-        while_blocked(|| self.inner.collector.collect_and_wait());
+        while_blocked(|| self.inner.collector.collect_and_wait(Cause::Explicit));
     }
 
     /// What the collector is doing now (a moment's snapshot).

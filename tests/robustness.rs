@@ -244,3 +244,74 @@ fn two_mutators_of_one_heap_on_one_thread_can_collect() {
         });
     }
 }
+
+/// Four threads churn garbage in a 1 MiB heap holding almost nothing live: no thread may
+/// be told the heap is out of memory (other threads used to refill the heap while the
+/// waiting one's collection swept, and pages held as current pages were never returned).
+#[test]
+fn churn_with_nothing_live_never_runs_out_of_memory() {
+    for kind in BarrierKind::ALL {
+        let cfg = HeapConfig::new().heap_bytes(1 << 20).barrier(kind);
+        let Some(heap) = heap_or_skip(cfg, "churn_with_nothing_live") else {
+            continue;
+        };
+        let h = heap.clone();
+        with_timeout(120, "churn", move || {
+            let threads: Vec<_> = (0..4)
+                .map(|t| {
+                    let h = h.clone();
+                    std::thread::spawn(move || {
+                        let mut m = h.mutator();
+                        let keep = m.alloc(1, 8).expect("the one live object");
+                        m.push_root(keep);
+                        for i in 0..150_000u32 {
+                            // 56-byte objects, and now and then one of every small class.
+                            let (refs, payload) = if i % 97 == 0 {
+                                (0, (i as usize * 13) % 2000)
+                            } else {
+                                (2, 32)
+                            };
+                            m.alloc(refs, payload).unwrap_or_else(|e| {
+                                panic!("{kind} thread {t} allocation {i}: {e}")
+                            });
+                        }
+                        assert!(h.is_live(keep));
+                    })
+                })
+                .collect();
+            for t in threads {
+                t.join().expect("a churning thread failed");
+            }
+        });
+        let s = heap.stats();
+        assert!(s.cycles > 10, "{kind}: only {} cycles", s.cycles);
+        eprintln!(
+            "{kind}: {} cycles, {} full collections for an allocation that found no room",
+            s.cycles,
+            s.fallbacks()
+        );
+    }
+}
+
+/// The smallest heap (16 pages) with every small size class in use and nothing live.
+#[test]
+fn the_smallest_heap_with_every_class_in_use_keeps_allocating() {
+    for kind in BarrierKind::ALL {
+        let cfg = HeapConfig::new().heap_bytes(16 * 4096).barrier(kind);
+        let Some(heap) = heap_or_skip(cfg, "smallest_heap") else {
+            continue;
+        };
+        let h = heap.clone();
+        with_timeout(60, "smallest-heap", move || {
+            let mut m = h.mutator();
+            for round in 0..200 {
+                for class in barrierlab::heap::size_class::CLASS_SIZES {
+                    let payload = class - 8;
+                    m.alloc(0, payload)
+                        .unwrap_or_else(|e| panic!("{kind} round {round}, {class} B: {e}"));
+                }
+            }
+        });
+        assert!(heap.stats().cycles > 0, "{kind}: no collection ran");
+    }
+}

@@ -51,16 +51,35 @@ use crate::barrier::{DirtySet, DirtyTracker};
 use crate::error::{Error, Result};
 use crate::heap::{HeapConfig, Space};
 use mark::Marker;
-use safepoint::{MutatorShared, Safepoints};
-pub use stats::{CycleStats, Pause, PauseKind, Phase, Stats};
+use safepoint::{MutatorShared, Safepoints, Wanted};
+pub use stats::{Cause, CycleStats, Pause, PauseKind, Phase, Stats};
 
 #[derive(Debug, Default)]
 struct Control {
     requested: u64,
     started: u64,
     completed: u64,
+    /// The cause of the pending request; `AllocationFailure` asks for a full collection.
+    cause: Cause,
     shutdown: bool,
     failed: Option<String>,
+}
+
+impl Control {
+    /// Asks for a cycle that starts after now, for `cause` (the strongest pending cause
+    /// wins: a full collection is never downgraded).
+    fn want(&mut self, cause: Cause) -> u64 {
+        let target = if self.started > self.completed {
+            self.started + 1
+        } else {
+            self.completed + 1
+        };
+        self.requested = self.requested.max(target);
+        if self.cause != Cause::AllocationFailure {
+            self.cause = cause;
+        }
+        target
+    }
 }
 
 /// The collector's control block, shared with its thread.
@@ -113,9 +132,12 @@ impl Collector {
         })
     }
 
-    /// Starts the collector thread. `cycle(n)` runs cycle `n`; it returns `false` when
-    /// the heap is gone, and the thread then ends.
-    pub(crate) fn start(&self, cycle: impl FnMut(u64) -> bool + Send + 'static) -> Result<()> {
+    /// Starts the collector thread. `cycle(n, cause)` runs cycle `n`; it returns `false`
+    /// when the heap is gone, and the thread then ends.
+    pub(crate) fn start(
+        &self,
+        cycle: impl FnMut(u64, Cause) -> bool + Send + 'static,
+    ) -> Result<()> {
         let shared = self.shared.clone();
         let handle = std::thread::Builder::new()
             .name("barrierlab-collector".into())
@@ -130,20 +152,18 @@ impl Collector {
         let mut c = self.shared.control.lock();
         if c.requested <= c.completed && c.started <= c.completed {
             c.requested = c.completed + 1;
+            c.cause = Cause::Trigger;
             self.shared.request_cv.notify_all();
         }
     }
 
-    /// Runs a cycle that starts after this call and waits for it. The caller must not be
-    /// a running mutator (see `runtime::while_blocked`).
-    pub(crate) fn collect_and_wait(&self) {
+    /// Runs a cycle that starts after this call and waits for it: a normal one for
+    /// [`Cause::Explicit`], a full stop-the-world collection for
+    /// [`Cause::AllocationFailure`]. The caller must not be a running mutator (see
+    /// `runtime::while_blocked`).
+    pub(crate) fn collect_and_wait(&self, cause: Cause) {
         let mut c = self.shared.control.lock();
-        let target = if c.started > c.completed {
-            c.started + 1
-        } else {
-            c.completed + 1
-        };
-        c.requested = c.requested.max(target);
+        let target = c.want(cause);
         self.shared.request_cv.notify_all();
         while c.completed < target {
             if let Some(msg) = &c.failed {
@@ -207,9 +227,9 @@ impl Drop for Collector {
     }
 }
 
-fn collector_loop(shared: Arc<Shared>, mut cycle: impl FnMut(u64) -> bool) {
+fn collector_loop(shared: Arc<Shared>, mut cycle: impl FnMut(u64, Cause) -> bool) {
     loop {
-        let n = {
+        let (n, cause) = {
             let mut c = shared.control.lock();
             while c.requested <= c.completed && !c.shutdown {
                 shared.request_cv.wait(&mut c);
@@ -218,9 +238,9 @@ fn collector_loop(shared: Arc<Shared>, mut cycle: impl FnMut(u64) -> bool) {
                 return;
             }
             c.started = c.completed + 1;
-            c.started
+            (c.started, std::mem::take(&mut c.cause))
         };
-        let outcome = std::panic::catch_unwind(std::panic::AssertUnwindSafe(|| cycle(n)));
+        let outcome = std::panic::catch_unwind(std::panic::AssertUnwindSafe(|| cycle(n, cause)));
         let mut c = shared.control.lock();
         c.completed = n;
         match outcome {
@@ -269,20 +289,26 @@ struct Cycle<'g> {
     started: Instant,
 }
 
-/// Runs cycle `n`: the numbered list of the module docs.
-pub(crate) fn run_cycle(gc: &Gc<'_>, n: u64) {
+/// Runs cycle `n`: the numbered list of the module docs, or, for an allocation that
+/// found no room, a full collection in one pause.
+pub(crate) fn run_cycle(gc: &Gc<'_>, n: u64, cause: Cause) {
     let mut c = Cycle::new(gc, n);
-    match c.arm() {
-        Some(t) => {
-            c.initial_mark();
-            c.concurrent_mark();
-            c.preclean(t);
-            c.remark(t);
-            c.disarm(t);
+    c.stats.cause = cause;
+    if cause == Cause::AllocationFailure {
+        c.full_collection();
+    } else {
+        match c.arm() {
+            Some(t) => {
+                c.initial_mark();
+                c.concurrent_mark();
+                c.preclean(t);
+                c.remark(t);
+                c.disarm(t);
+            }
+            None => c.stop_the_world_mark(),
         }
-        None => c.stop_the_world_mark(),
+        c.sweep();
     }
-    c.sweep();
     c.finish();
 }
 
@@ -347,7 +373,7 @@ impl<'g> Cycle<'g> {
         self.gc.collector.enter_phase(match kind {
             PauseKind::InitialMark => Phase::InitialMark,
             PauseKind::Remark => Phase::Remark,
-            PauseKind::StopTheWorld => Phase::StopTheWorld,
+            PauseKind::StopTheWorld | PauseKind::Full => Phase::StopTheWorld,
         });
         let started = Instant::now() - ttsp;
         let threads_before = self.stats.marker_threads_max;
@@ -407,6 +433,47 @@ impl<'g> Cycle<'g> {
         self.pause(PauseKind::StopTheWorld, |c, mutators| {
             c.flip_and_mark_roots(mutators);
             c.drain_in_pause();
+        });
+    }
+
+    /// The fall-back for an allocation that found no room: every mutator stopped, their
+    /// allocation buffers returned (no black allocation, no page held back), the whole
+    /// heap marked and swept before anyone allocates again. The tracker stays disarmed.
+    fn full_collection(&mut self) {
+        self.pause(PauseKind::Full, |c, mutators| {
+            let space = c.gc.space;
+            space.set_alloc_epoch(c.epoch);
+            for m in mutators {
+                // SAFETY: `m` is stopped for the whole pause.
+                let bufs = unsafe { m.buffers_while_stopped() };
+                for (class, b) in bufs.classes.iter_mut().enumerate() {
+                    space.retire(b, class);
+                }
+            }
+            c.gc.collector
+                .allocated_at_cycle_start
+                .store(space.bytes_allocated(), Ordering::Relaxed);
+            c.mark_roots(mutators);
+            c.drain_in_pause();
+            c.sweep();
+            // Serve the allocations that asked for this collection, before any mutator
+            // runs again and takes the room.
+            for m in mutators {
+                // SAFETY: `m` is stopped for the whole pause.
+                let (wanted, bufs) = unsafe { (m.wanted(), m.buffers_while_stopped()) };
+                match *wanted {
+                    Wanted::Small(class) => {
+                        space.refill(&mut bufs.classes[class], class);
+                        *wanted = Wanted::Nothing;
+                    }
+                    Wanted::Large(bytes) => {
+                        *wanted = space
+                            .alloc_large(bytes)
+                            .map_or(Wanted::Nothing, Wanted::GrantedLarge);
+                    }
+                    Wanted::Nothing | Wanted::GrantedLarge(_) => {}
+                }
+            }
         });
     }
 

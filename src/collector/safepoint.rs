@@ -18,8 +18,8 @@
 //! # What the collector reads of a mutator
 //! A mutator's root stack (its shadow stack) and its allocation buffers live in its
 //! [`MutatorShared`], in `UnsafeCell`s: the mutator pushes, pops and bumps them with plain
-//! loads and stores, and the collector reads them **only while that mutator is stopped
-//! or blocked**, between [`Safepoints::stop_world`] and [`Safepoints::resume_world`].
+//! loads and stores, and the collector reads them (and, in a full collection, empties the
+//! buffers) **only while that mutator is stopped or blocked**, between [`Safepoints::stop_world`] and [`Safepoints::resume_world`].
 //! The handshake orders the two: the mutator's last writes come before its `SeqCst`
 //! store of its state, which the collector's `SeqCst` load observes before it reads;
 //! the collector's reads come before its `SeqCst` epoch increment, which the mutator
@@ -50,6 +50,23 @@ pub(crate) struct MutatorShared {
     roots: UnsafeCell<Vec<usize>>,
     /// The allocation buffers, one run per size class.
     buffers: UnsafeCell<AllocBuffers>,
+    /// What this mutator waits for in a full collection, which serves it in the pause,
+    /// before any other mutator can take the room (same access rule as the buffers).
+    wanted: UnsafeCell<Wanted>,
+}
+
+/// An allocation that found no room, for the full collection to serve.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
+pub(crate) enum Wanted {
+    /// Nothing.
+    #[default]
+    Nothing,
+    /// A run of cells of this class (into the mutator's buffer).
+    Small(usize),
+    /// A large object of this many bytes.
+    Large(usize),
+    /// The large object the collector allocated for it.
+    GrantedLarge(usize),
 }
 
 // SAFETY: the `UnsafeCell`s are written only by the owning mutator's thread, and read by
@@ -98,6 +115,30 @@ impl MutatorShared {
         unsafe { &*self.roots.get() }
     }
 
+    /// What the mutator waits for, for the owner (before it blocks, after it is back) or
+    /// for the collector (while the owner is stopped).
+    ///
+    /// # Safety
+    /// The owner's thread, or the collector while the owner is stopped or blocked; no
+    /// other reference to it may be alive.
+    #[allow(clippy::mut_from_ref)] // exclusive by the thread discipline of the module docs
+    pub(crate) unsafe fn wanted(&self) -> &mut Wanted {
+        // SAFETY: forwarded to the caller.
+        unsafe { &mut *self.wanted.get() }
+    }
+
+    /// The allocation buffers, for the collector to empty (a full collection returns
+    /// every mutator's runs to the heap).
+    ///
+    /// # Safety
+    /// As [`MutatorShared::roots`], and no other reference to the buffers may be alive.
+    #[allow(clippy::mut_from_ref)] // exclusive: the owner is stopped, see the module docs
+    pub(crate) unsafe fn buffers_while_stopped(&self) -> &mut AllocBuffers {
+        // SAFETY: forwarded to the caller: the owner does not run, and the handshake
+        // orders this write before the owner's next access.
+        unsafe { &mut *self.buffers.get() }
+    }
+
     /// The allocation buffers, for the collector.
     ///
     /// # Safety
@@ -136,6 +177,7 @@ impl Safepoints {
             stopped_at: AtomicU64::new(0),
             roots: UnsafeCell::new(Vec::new()),
             buffers: UnsafeCell::new(AllocBuffers::default()),
+            wanted: UnsafeCell::new(Wanted::Nothing),
         });
         self.registry.lock().push(m.clone());
         m

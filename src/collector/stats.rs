@@ -13,6 +13,9 @@ pub enum PauseKind {
     Remark,
     /// A whole stop-the-world mark (`none`, or a tracker that could not arm).
     StopTheWorld,
+    /// A full collection for an allocation that found no room: mark and sweep in one
+    /// pause, every mutator's allocation buffers returned first.
+    Full,
 }
 
 impl PauseKind {
@@ -22,6 +25,7 @@ impl PauseKind {
             PauseKind::InitialMark => "initial-mark",
             PauseKind::Remark => "remark",
             PauseKind::StopTheWorld => "stop-the-world",
+            PauseKind::Full => "full",
         }
     }
 }
@@ -85,6 +89,30 @@ impl Phase {
     }
 }
 
+/// Why a cycle ran.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, Default)]
+pub enum Cause {
+    /// The allocation trigger (occupancy or pacing).
+    #[default]
+    Trigger,
+    /// [`crate::Heap::collect`] or [`crate::Mutator::collect`].
+    Explicit,
+    /// An allocation found no room: the fall-back full collection (a concurrent-mode
+    /// failure for the concurrent barriers).
+    AllocationFailure,
+}
+
+impl Cause {
+    /// The name used in reports.
+    pub fn name(self) -> &'static str {
+        match self {
+            Cause::Trigger => "trigger",
+            Cause::Explicit => "explicit",
+            Cause::AllocationFailure => "allocation-failure",
+        }
+    }
+}
+
 /// One pause.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub struct Pause {
@@ -107,6 +135,8 @@ pub struct Pause {
 pub struct CycleStats {
     /// Cycle number, from 1.
     pub cycle: u64,
+    /// Why it ran.
+    pub cause: Cause,
     /// Granules found dirty by each pre-clean round.
     pub preclean_dirty: Vec<usize>,
     /// The heap pages dirty at the first pre-clean round (written since arm), when
@@ -189,5 +219,14 @@ impl Stats {
     /// Cycles in which the tracker degraded.
     pub fn degraded_cycles(&self) -> usize {
         self.cycle_log.iter().filter(|c| c.degraded).count()
+    }
+
+    /// Full collections run because an allocation found no room (concurrent-mode
+    /// failures, for the concurrent barriers).
+    pub fn fallbacks(&self) -> usize {
+        self.cycle_log
+            .iter()
+            .filter(|c| c.cause == Cause::AllocationFailure)
+            .count()
     }
 }
