@@ -19,7 +19,7 @@ use std::panic::AssertUnwindSafe;
 use std::sync::Arc;
 use std::sync::atomic::{AtomicBool, Ordering};
 
-use barrierlab::{BarrierKind, HeapConfig, Mutator, ObjRef};
+use barrierlab::{BarrierKind, Heap, HeapConfig, Mutator, ObjRef};
 
 use common::with_timeout;
 use support_collector::heap_or_skip;
@@ -314,4 +314,63 @@ fn the_smallest_heap_with_every_class_in_use_keeps_allocating() {
         });
         assert!(heap.stats().cycles > 0, "{kind}: no collection ran");
     }
+}
+
+/// A reservation that cannot be backed is an error from `Heap::new`, not an abort, and
+/// a huge, mostly unused heap collects at the cost of the pages it uses (its side tables
+/// are committed as they are touched, and the cycle's walks stop at the high-water mark).
+#[test]
+fn huge_reservations_are_errors_or_cheap() {
+    // A child process with its address space limited to 4 GiB asks for a 1 TiB heap.
+    let exe = env!("CARGO_BIN_EXE_barrierlab");
+    let out = std::process::Command::new("sh")
+        .arg("-c")
+        .arg(format!(
+            "ulimit -v 4000000 && exec {exe} gcbench --barrier none --quick --heap-mib 1048576"
+        ))
+        .output()
+        .expect("run sh");
+    let stderr = String::from_utf8_lossy(&out.stderr);
+    assert_eq!(
+        out.status.code(),
+        Some(1),
+        "a 1 TiB heap under ulimit -v must fail with an error, not abort: {stderr}"
+    );
+    assert!(
+        stderr.contains("ENOMEM"),
+        "the error names the cause: {stderr}"
+    );
+
+    // 64 GiB reserved, a few thousand objects live: collections complete, and the whole
+    // run touches little memory.
+    with_timeout(60, "huge-heap", || {
+        let heap = Heap::new(
+            HeapConfig::new()
+                .heap_bytes(64 << 30)
+                .barrier(BarrierKind::None),
+        )
+        .expect("a 64 GiB reservation");
+        let mut m = heap.mutator();
+        let root = build_list(&mut m);
+        let rss_before = rss_kib();
+        for _ in 0..5 {
+            m.collect();
+        }
+        check_list(&m, m.root(root).unwrap(), "huge heap");
+        let grown = rss_kib().saturating_sub(rss_before);
+        assert_eq!(heap.stats().cycles, 5);
+        // Five cycles over 64 GiB used to commit 512 MiB of mark bitmaps.
+        assert!(grown < 64 << 10, "five cycles grew the RSS by {grown} KiB");
+    });
+}
+
+fn rss_kib() -> u64 {
+    std::fs::read_to_string("/proc/self/status")
+        .ok()
+        .and_then(|s| {
+            s.lines()
+                .find(|l| l.starts_with("VmRSS:"))
+                .and_then(|l| l.split_whitespace().nth(1)?.parse().ok())
+        })
+        .unwrap_or(0)
 }

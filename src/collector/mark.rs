@@ -148,7 +148,7 @@ impl<'h> Marker<'h> {
     pub(crate) fn rescan(&mut self, set: &DirtySet, shift: u32) -> usize {
         let mut objects = 0;
         if set.all {
-            for p in 0..self.space.pages() {
+            for p in 0..self.space.high_water() {
                 let lo = self.space.page_addr(p);
                 objects += self.rescan_range(lo, lo + PAGE_SIZE);
             }

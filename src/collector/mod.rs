@@ -565,7 +565,7 @@ impl<'g> Cycle<'g> {
         self.stats.bytes_marked = self.marker.bytes_marked;
         let space = self.gc.space;
         // The other bitmap: no reservation marks it since the flip.
-        space.marks(1 - self.epoch).clear_all();
+        space.clear_marks(1 - self.epoch);
         let t0 = Instant::now();
         let (bytes, objects) = space.sweep(self.marker.marks);
         self.stats.sweep = t0.elapsed();

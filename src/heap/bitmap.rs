@@ -1,20 +1,24 @@
 //! Side bitmaps: one bit per 16-byte granule of the heap, outside the heap, so that the
 //! collector can mark and sweep without writing heap memory while a tracker is armed.
+//! They live on their own mappings ([`SideTable`]): untouched words cost no memory.
 
 use std::sync::atomic::{AtomicU64, Ordering};
+
+use super::side_table::SideTable;
+use crate::error::Result;
 
 /// A fixed-size atomic bitmap.
 #[derive(Debug)]
 pub struct Bitmap {
-    words: Box<[AtomicU64]>,
+    words: SideTable<AtomicU64>,
 }
 
 impl Bitmap {
-    /// A bitmap of `bits` clear bits.
-    pub fn new(bits: usize) -> Bitmap {
-        Bitmap {
-            words: (0..bits.div_ceil(64)).map(|_| AtomicU64::new(0)).collect(),
-        }
+    /// A bitmap of `bits` clear bits; fails only if the mapping cannot be reserved.
+    pub fn new(bits: usize) -> Result<Bitmap> {
+        Ok(Bitmap {
+            words: SideTable::new(bits.div_ceil(64))?,
+        })
     }
 
     /// Whether bit `i` is set (`Acquire`: pairs with the `Release` of [`Bitmap::set`]).
@@ -88,11 +92,16 @@ impl Bitmap {
         }
     }
 
-    /// Clears every bit (not atomic as a whole: callers make sure nobody sets bits).
-    pub fn clear_all(&self) {
-        for w in self.words.iter() {
+    /// Clears bits `0..bits` (not atomic as a whole: callers make sure nobody sets them).
+    pub fn clear_prefix(&self, bits: usize) {
+        for w in &self.words[..bits.div_ceil(64).min(self.words.len())] {
             w.store(0, Ordering::Relaxed);
         }
+    }
+
+    /// Clears every bit (not atomic as a whole: callers make sure nobody sets bits).
+    pub fn clear_all(&self) {
+        self.clear_prefix(self.words.len() * 64);
     }
 
     /// Number of set bits.
@@ -110,7 +119,7 @@ mod tests {
 
     #[test]
     fn set_get_clear() {
-        let b = Bitmap::new(130);
+        let b = Bitmap::new(130).unwrap();
         assert_eq!(b.words(), 3);
         assert!(!b.set(129));
         assert!(b.set(129), "second set reports the bit was set");
@@ -126,7 +135,7 @@ mod tests {
 
     #[test]
     fn strided_ranges_touch_exactly_their_bits() {
-        let b = Bitmap::new(256);
+        let b = Bitmap::new(256).unwrap();
         b.set(1);
         b.set_strided(62, 40, 3); // 62, 65, …, 179: crosses two word boundaries
         for i in 0..256 {

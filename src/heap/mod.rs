@@ -47,6 +47,7 @@ pub mod bitmap;
 pub mod config;
 pub mod object;
 pub mod pages;
+pub mod side_table;
 pub mod size_class;
 
 use std::sync::atomic::{AtomicU8, AtomicU64, AtomicUsize, Ordering};
@@ -61,6 +62,7 @@ use bitmap::Bitmap;
 pub use config::HeapConfig;
 pub use object::{Header, ObjRef};
 use pages::{PageKind, PagePool, PageTable};
+use side_table::SideTable;
 use size_class::{CLASS_SIZES, GRANULE, GRANULE_SHIFT, NUM_CLASSES};
 
 /// Who may allocate in a small-object page right now.
@@ -115,7 +117,7 @@ pub struct Space {
     base: usize,
     pages: usize,
     page_table: PageTable,
-    owner: Box<[AtomicU8]>,
+    owner: SideTable<AtomicU8>,
     pool: Mutex<PagePool>,
     /// Per class: pages that had free cells at the last sweep.
     avail: [Mutex<Vec<usize>>; NUM_CLASSES],
@@ -128,6 +130,8 @@ pub struct Space {
     bytes_allocated: AtomicU64,
     /// A copy of the pool's free-page count, for the trigger to read without the lock.
     free_pages: AtomicUsize,
+    /// A copy of the pool's high-water mark: no page at or above it was ever used.
+    high_water: AtomicUsize,
 }
 
 impl std::fmt::Debug for Space {
@@ -154,18 +158,21 @@ impl Space {
         let base = region.base();
         let pages = region.pages();
         let granules = region.len() / GRANULE;
+        // Side tables on mappings of their own, committed as they are touched: a heap
+        // that cannot be reserved fails here with an error (`PAGE_UNOWNED` is zero).
         Ok(Space {
             base,
             pages,
-            page_table: PageTable::new(pages),
-            owner: (0..pages).map(|_| AtomicU8::new(PAGE_UNOWNED)).collect(),
-            pool: Mutex::new(PagePool::new(pages)),
+            page_table: PageTable::new(pages)?,
+            owner: SideTable::new(pages)?,
+            pool: Mutex::new(PagePool::new(pages)?),
             avail: std::array::from_fn(|_| Mutex::new(Vec::new())),
-            alloc_bits: Bitmap::new(granules),
-            mark_bits: [Bitmap::new(granules), Bitmap::new(granules)],
+            alloc_bits: Bitmap::new(granules)?,
+            mark_bits: [Bitmap::new(granules)?, Bitmap::new(granules)?],
             alloc_epoch: AtomicUsize::new(0),
             bytes_allocated: AtomicU64::new(0),
             free_pages: AtomicUsize::new(pages),
+            high_water: AtomicUsize::new(0),
             region,
         })
     }
@@ -247,11 +254,22 @@ impl Space {
         self.pages - self.free_pages.load(Ordering::Relaxed)
     }
 
-    /// Runs `f` on the pool and keeps the lock-free copy of its free count.
+    /// One past the highest page ever used: walks over the heap stop here.
+    pub fn high_water(&self) -> usize {
+        self.high_water.load(Ordering::Acquire)
+    }
+
+    /// Clears mark bitmap `epoch` over the pages ever used.
+    pub fn clear_marks(&self, epoch: usize) {
+        self.mark_bits[epoch].clear_prefix(self.high_water() * PAGE_GRANULES);
+    }
+
+    /// Runs `f` on the pool and keeps the lock-free copies of its counters.
     fn with_pool<R>(&self, f: impl FnOnce(&mut PagePool) -> R) -> R {
         let mut pool = self.pool.lock();
         let r = f(&mut pool);
         self.free_pages.store(pool.free_pages(), Ordering::Relaxed);
+        self.high_water.store(pool.high_water(), Ordering::Release);
         r
     }
 
@@ -307,7 +325,8 @@ impl Space {
     /// Calls `f` with the address of every cell and large-object start in use.
     pub fn for_each_cell(&self, mut f: impl FnMut(usize)) {
         let mut p = 0;
-        while p < self.pages {
+        let end = self.high_water();
+        while p < end {
             match self.page_table.get(p) {
                 PageKind::Small { class } => {
                     let cs = CLASS_SIZES[class];
@@ -521,7 +540,8 @@ impl Space {
         }
         let (mut bytes, mut objects) = (0u64, 0u64);
         let mut p = 0;
-        while p < self.pages {
+        let end = self.high_water();
+        while p < end {
             match self.page_table.get(p) {
                 PageKind::Small { class } => {
                     let (b, o) = self.sweep_small_page(p, class, marks);

@@ -3,11 +3,15 @@
 //! Each page's entry is one `AtomicU32` outside the heap: a tag (free, small-object page of
 //! some class, first page of a large object, later page of a large object) and a value
 //! (the class, the span length, or the distance back to the first page). The pool hands
-//! out single pages and contiguous runs (first fit from a rotating cursor).
+//! out single pages and contiguous runs, lowest address first, and keeps a high-water
+//! mark: pages above it were never used, so a cycle's walks (sweep, mark-bitmap clear,
+//! verifier) stop there and cost what the heap uses, not what it reserved.
 
 use std::sync::atomic::{AtomicU32, Ordering};
 
+use crate::error::Result;
 use crate::heap::bitmap::Bitmap;
+use crate::heap::side_table::SideTable;
 
 /// What a page holds.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -60,15 +64,15 @@ impl PageKind {
 /// The page table.
 #[derive(Debug)]
 pub struct PageTable {
-    entries: Box<[AtomicU32]>,
+    entries: SideTable<AtomicU32>,
 }
 
 impl PageTable {
-    /// All pages free.
-    pub fn new(pages: usize) -> PageTable {
-        PageTable {
-            entries: (0..pages).map(|_| AtomicU32::new(TAG_FREE)).collect(),
-        }
+    /// All pages free (`TAG_FREE` is zero).
+    pub fn new(pages: usize) -> Result<PageTable> {
+        Ok(PageTable {
+            entries: SideTable::new(pages)?,
+        })
     }
 
     /// What page `p` holds.
@@ -96,28 +100,29 @@ impl PageTable {
 /// Free pages. Guarded by the heap's pool lock.
 #[derive(Debug)]
 pub struct PagePool {
-    free: Bitmap,
+    /// One bit per page in use (a fresh bitmap is all zero: every page free).
+    taken: Bitmap,
     /// Pages that held objects since they were last zeroed.
     used_before: Bitmap,
     free_count: usize,
-    cursor: usize,
+    /// No page below this one is free.
+    lowest_free: usize,
+    /// No page at or above this one was ever taken.
+    high_water: usize,
     pages: usize,
 }
 
 impl PagePool {
     /// Every page free and zero.
-    pub fn new(pages: usize) -> PagePool {
-        let free = Bitmap::new(pages);
-        for p in 0..pages {
-            free.set(p);
-        }
-        PagePool {
-            free,
-            used_before: Bitmap::new(pages),
+    pub fn new(pages: usize) -> Result<PagePool> {
+        Ok(PagePool {
+            taken: Bitmap::new(pages)?,
+            used_before: Bitmap::new(pages)?,
             free_count: pages,
-            cursor: 0,
+            lowest_free: 0,
+            high_water: 0,
             pages,
-        }
+        })
     }
 
     /// Number of free pages.
@@ -125,42 +130,48 @@ impl PagePool {
         self.free_count
     }
 
-    /// Takes a run of `n` free pages; returns its first page and whether any page of it
-    /// must be zeroed before use.
+    /// One past the highest page ever taken.
+    pub fn high_water(&self) -> usize {
+        self.high_water
+    }
+
+    /// Takes a run of `n` free pages, lowest first; returns its first page and whether
+    /// any page of it must be zeroed before use.
     pub fn take(&mut self, n: usize) -> Option<(usize, bool)> {
         if n == 0 || n > self.free_count {
             return None;
         }
-        let start = self
-            .find_run(n, self.cursor)
-            .or_else(|| self.find_run(n, 0))?;
+        let start = self.find_run(n)?;
         let mut needs_zero = false;
         for p in start..start + n {
-            self.free.clear(p);
+            self.taken.set(p);
             if self.used_before.get(p) {
                 needs_zero = true;
                 self.used_before.clear(p);
             }
         }
         self.free_count -= n;
-        self.cursor = (start + n) % self.pages;
+        if start == self.lowest_free {
+            self.lowest_free = start + n;
+        }
+        self.high_water = self.high_water.max(start + n);
         Some((start, needs_zero))
     }
 
-    fn find_run(&self, n: usize, from: usize) -> Option<usize> {
-        let mut p = from;
+    fn find_run(&self, n: usize) -> Option<usize> {
+        let mut p = self.lowest_free;
         while p + n <= self.pages {
-            // Skip a whole word of used pages at once.
-            if p % 64 == 0 && self.free.word(p / 64).load(Ordering::Relaxed) == 0 {
+            // Skip a whole word of pages in use at once.
+            if p % 64 == 0 && self.taken.word(p / 64).load(Ordering::Relaxed) == u64::MAX {
                 p += 64;
                 continue;
             }
-            if !self.free.get(p) {
+            if self.taken.get(p) {
                 p += 1;
                 continue;
             }
             let mut len = 1;
-            while len < n && self.free.get(p + len) {
+            while len < n && !self.taken.get(p + len) {
                 len += 1;
             }
             if len == n {
@@ -175,13 +186,14 @@ impl PagePool {
     /// zeroed before their next use.
     pub fn give_back(&mut self, start: usize, n: usize, needs_zero: bool) {
         for p in start..start + n {
-            debug_assert!(!self.free.get(p), "page {p} freed twice");
-            self.free.set(p);
+            debug_assert!(self.taken.get(p), "page {p} freed twice");
+            self.taken.clear(p);
             if needs_zero {
                 self.used_before.set(p);
             }
         }
         self.free_count += n;
+        self.lowest_free = self.lowest_free.min(start);
     }
 }
 
@@ -191,7 +203,7 @@ mod tests {
 
     #[test]
     fn page_kinds_round_trip() {
-        let t = PageTable::new(4);
+        let t = PageTable::new(4).unwrap();
         for k in [
             PageKind::Free,
             PageKind::Small { class: 19 },
@@ -204,26 +216,21 @@ mod tests {
     }
 
     #[test]
-    fn pool_takes_runs_and_tracks_zeroing() {
-        let mut pool = PagePool::new(200);
+    fn pool_takes_runs_lowest_first_and_tracks_zeroing() {
+        let mut pool = PagePool::new(200).unwrap();
         assert_eq!(pool.take(3), Some((0, false)));
         assert_eq!(pool.take(100), Some((3, false)));
         assert_eq!(pool.free_pages(), 97);
+        assert_eq!(pool.high_water(), 103);
         pool.give_back(1, 1, true);
         // A one-page hole at 1; a 2-page run must not use it.
-        let (p, _) = pool.take(2).unwrap();
-        assert!(p >= 103);
+        assert_eq!(pool.take(2), Some((103, false)));
+        // The hole is the lowest free page, and must be zeroed before reuse.
+        assert_eq!(pool.take(1), Some((1, true)));
         assert_eq!(pool.take(1), Some((105, false)));
-        // Wraps around to the hole, which must be zeroed before reuse.
-        let mut found_hole = false;
-        while let Some((p, z)) = pool.take(1) {
-            if p == 1 {
-                assert!(z);
-                found_hole = true;
-            }
-        }
-        assert!(found_hole);
+        while pool.take(1).is_some() {}
         assert_eq!(pool.free_pages(), 0);
+        assert_eq!(pool.high_water(), 200);
         assert_eq!(pool.take(1), None);
     }
 }
