@@ -217,7 +217,7 @@ fn main() -> ExitCode {
                 Ok(r) => {
                     let ms = |d: Duration| d.as_secs_f64() * 1e3;
                     println!(
-                        "gcbench barrier={barrier} heap={heap_mib}MiB threads={threads} total={:.1}ms stw={:.1}ms cycles={} pauses={} p50={:.0}us p99={:.0}us max={:.0}us mmu1ms={:.2} mmu10ms={:.2} mmu100ms={:.2} faults={} marker_threads={}",
+                        "gcbench barrier={barrier} heap={heap_mib}MiB threads={threads} total={:.1}ms stw={:.1}ms cycles={} pauses={} p50={:.0}us p99={:.0}us max={:.0}us mmu1ms={:.2} mmu10ms={:.2} mmu100ms={:.2} faults={} marker_threads={} fallbacks={}",
                         ms(r.wall),
                         ms(r.pause_total()),
                         r.stats.cycles,
@@ -235,6 +235,7 @@ fn main() -> ExitCode {
                             .map(|p| p.marker_threads)
                             .max()
                             .unwrap_or(0),
+                        r.stats.fallbacks(),
                     );
                     ExitCode::SUCCESS
                 }

@@ -203,7 +203,7 @@ impl<B: StoreBarrier> Mutator<B> {
             }
             if self.heap.inner.space.refill(buf, class) {
                 let h = &self.heap.inner;
-                h.collector.allocation_poll(&h.space, h.config.trigger);
+                h.collector.allocation_poll(&h.space, &h.config);
                 continue;
             }
             if collections == OOM_COLLECTIONS {
@@ -226,7 +226,7 @@ impl<B: StoreBarrier> Mutator<B> {
         for collections in 0..=OOM_COLLECTIONS {
             if let Some(a) = self.space().alloc_large(bytes) {
                 let h = &self.heap.inner;
-                h.collector.allocation_poll(&h.space, h.config.trigger);
+                h.collector.allocation_poll(&h.space, &h.config);
                 return Ok(a);
             }
             if collections < OOM_COLLECTIONS {

@@ -112,6 +112,9 @@ pub(crate) struct Collector {
     live_estimate: AtomicU64,
     /// The current [`Phase`].
     phase: AtomicU8,
+    /// Bytes allocated from the last cycle's flip to its end: the pacer's estimate of
+    /// what the mutators allocate while a cycle runs.
+    allocated_during_last_cycle: AtomicU64,
 }
 
 impl Collector {
@@ -129,6 +132,7 @@ impl Collector {
             allocated_at_cycle_start: AtomicU64::new(0),
             live_estimate: AtomicU64::new(0),
             phase: AtomicU8::new(Phase::Idle as u8),
+            allocated_during_last_cycle: AtomicU64::new(0),
         })
     }
 
@@ -175,14 +179,26 @@ impl Collector {
 
     /// The trigger, called by a mutator after it took a run or a large object: requests
     /// a cycle when the estimated occupancy (live after the last cycle + allocated since
-    /// it started) or the share of pages in use crosses the configured fraction.
-    pub(crate) fn allocation_poll(&self, space: &Space, trigger: f64) {
+    /// it started) or the share of pages in use crosses the configured fraction — or,
+    /// with pacing, earlier: when what the mutators allocated during the last cycle
+    /// (with a margin) would no longer fit before the heap is full, so that the cycle
+    /// can finish before allocation needs a full collection (the idea of Go's pacer and
+    /// of CMS's initiating occupancy, with the measured allocation during a cycle as
+    /// the estimate).
+    pub(crate) fn allocation_poll(&self, space: &Space, config: &HeapConfig) {
         let since = space
             .bytes_allocated()
             .saturating_sub(self.allocated_at_cycle_start.load(Ordering::Relaxed));
-        let used = self.live_estimate.load(Ordering::Relaxed) + since;
-        let limit = trigger * space.len() as f64;
-        if used as f64 >= limit || (space.pages_in_use_estimate() * 4096) as f64 >= limit {
+        let used = (self.live_estimate.load(Ordering::Relaxed) + since) as f64;
+        let pages_used = (space.pages_in_use_estimate() * crate::sys::PAGE_SIZE) as f64;
+        let occupied = used.max(pages_used);
+        let len = space.len() as f64;
+        let fixed = occupied >= config.trigger * len;
+        let paced = config.pacing && {
+            let during = self.allocated_during_last_cycle.load(Ordering::Relaxed) as f64;
+            occupied + PACING_MARGIN * during >= PACING_GOAL * len
+        };
+        if fixed || paced {
             self.request();
         }
     }
@@ -265,6 +281,11 @@ fn collector_loop(shared: Arc<Shared>, mut cycle: impl FnMut(u64, Cause) -> bool
         }
     }
 }
+
+/// The pacer's safety factor on the last cycle's allocation.
+const PACING_MARGIN: f64 = 1.25;
+/// The occupancy a paced cycle aims to finish below.
+const PACING_GOAL: f64 = 0.9;
 
 /// Applies the planted bug of [`crate::HeapConfig::drop_every_nth_dirty`].
 fn plant_bug(config: &HeapConfig, set: &mut DirtySet) {
@@ -584,6 +605,9 @@ impl<'g> Cycle<'g> {
         collector
             .live_estimate
             .store(self.marker.bytes_marked + during, Ordering::Relaxed);
+        collector
+            .allocated_during_last_cycle
+            .store(during, Ordering::Relaxed);
         collector
             .allocated_at_cycle_start
             .store(now, Ordering::Relaxed);

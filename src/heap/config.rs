@@ -15,6 +15,9 @@ pub struct HeapConfig {
     pub barrier: BarrierKind,
     /// Start a collection when this fraction of the heap's pages is in use.
     pub trigger: f64,
+    /// Also start a collection early enough that what the mutators allocated during the
+    /// last cycle still fits (the pacer; `false` keeps only the fixed trigger).
+    pub pacing: bool,
     /// Tracker options (card marking variant, fault-service layout, userfaultfd mode).
     pub tracker: TrackerOptions,
     /// At most this many pre-clean rounds per cycle.
@@ -46,6 +49,7 @@ impl Default for HeapConfig {
             heap_bytes: 64 << 20,
             barrier: BarrierKind::CardTable,
             trigger: 0.6,
+            pacing: true,
             tracker: TrackerOptions::default(),
             max_preclean_rounds: 3,
             preclean_threshold: 32,
@@ -77,6 +81,12 @@ impl HeapConfig {
     /// Occupancy (0..1) at which a collection starts.
     pub fn trigger(mut self, fraction: f64) -> Self {
         self.trigger = fraction;
+        self
+    }
+    /// Pace cycles by the allocation measured during the last one (default on), or
+    /// only by the fixed trigger.
+    pub fn pacing(mut self, yes: bool) -> Self {
+        self.pacing = yes;
         self
     }
     /// Who serves `uffd-wp` faults.
