@@ -94,9 +94,7 @@ impl Collector {
         let handle = std::thread::Builder::new()
             .name("barrierlab-collector".into())
             .spawn(move || collector_loop(shared, weak))
-            .map_err(|e| {
-                crate::Error::InvalidArgument(format!("cannot spawn the collector: {e}"))
-            })?;
+            .map_err(|e| crate::Error::io("spawn the collector thread", e))?;
         *heap.collector.thread.lock() = Some(handle);
         Ok(())
     }
