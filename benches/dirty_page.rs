@@ -12,9 +12,9 @@
 
 use std::time::Duration;
 
-use barrierlab::barrier::TrackerOptions;
+use barrierlab::BarrierKind;
+use barrierlab::barrier::{Breadth, Variant};
 use barrierlab::workload::pages::{PageLab, PagePattern};
-use barrierlab::{BarrierKind, ServiceLayout};
 use criterion::{BenchmarkId, Criterion, Throughput, criterion_group, criterion_main};
 
 const PAGES: usize = 4096;
@@ -22,20 +22,7 @@ const PAGES: usize = 4096;
 fn bench(c: &mut Criterion) {
     let mut g = c.benchmark_group("dirty_page");
     g.throughput(Throughput::Elements(1));
-    let mut variants: Vec<(String, BarrierKind, TrackerOptions)> = Vec::new();
-    for kind in BarrierKind::ALL {
-        if kind == BarrierKind::UffdWp {
-            for layout in ServiceLayout::ALL {
-                let o = TrackerOptions {
-                    service: layout,
-                    ..TrackerOptions::default()
-                };
-                variants.push((format!("{kind}[{}]", layout.name()), kind, o));
-            }
-        } else {
-            variants.push((kind.to_string(), kind, TrackerOptions::default()));
-        }
-    }
+    let variants = Variant::list(&BarrierKind::ALL, Breadth::Every);
     for random in [false, true] {
         let pattern = PagePattern {
             pages: PAGES,
@@ -44,15 +31,16 @@ fn bench(c: &mut Criterion) {
             rounds: 1,
         };
         let order = PageLab::order(&pattern, 3);
-        for (name, kind, options) in &variants {
-            let lab = match PageLab::new(*kind, PAGES, options) {
+        for v in &variants {
+            let name = v.name();
+            let lab = match PageLab::new(v.kind, PAGES, &v.options) {
                 Ok(l) => l,
                 Err(e) => {
                     eprintln!("dirty_page: {name} skipped: {e}");
                     continue;
                 }
             };
-            let id = BenchmarkId::new(if random { "rand" } else { "seq" }, name);
+            let id = BenchmarkId::new(if random { "rand" } else { "seq" }, &name);
             g.bench_function(id, |b| {
                 b.iter_custom(|iters| {
                     let mut total = Duration::ZERO;

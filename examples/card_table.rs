@@ -102,8 +102,8 @@ fn main() -> Result<()> {
     print_dirty(&table, &heap, "after the next harvest");
     table.disarm()?;
     println!(
-        "cards harvested in total: {} (TrackerStats::faults counts them for the card table)",
-        table.stats().faults
+        "cards harvested in total: {} (TrackerStats::recorded)",
+        table.stats().recorded
     );
     Ok(())
 }

@@ -47,8 +47,8 @@ fn main() -> Result<()> {
     ) {
         Ok(Some(t)) => t,
         Ok(None) => unreachable!("only BarrierKind::None has no tracker"),
-        Err(Error::Unavailable { mechanism, reason }) => {
-            println!("{mechanism} is unavailable here, nothing to show: {reason}");
+        Err(e @ Error::Unavailable { .. }) => {
+            println!("{e}; nothing to show");
             return Ok(());
         }
         Err(e) => return Err(e),

@@ -5,7 +5,7 @@
 //!
 //! The columns: `cycles` collections run; `pauses` stop-the-world pauses (one per cycle
 //! without a barrier, two with one: initial mark and remark); `max pause` the longest;
-//! `faults` what the barrier recorded as written while the collector marked (pages for
+//! `recorded` what the barrier recorded as written while the collector marked (pages for
 //! the page trackers, cards for the card table; `none` records nothing, it stops the
 //! world instead); `freed` the garbage the last cycle swept.
 
@@ -16,11 +16,9 @@ fn main() -> Result<()> {
     let probe = Probe::run();
     for kind in BarrierKind::ALL {
         // A barrier this kernel cannot offer is skipped with the probe's reason.
-        if let Some(m) = kind.mechanism() {
-            if let Err(e) = probe.require(m) {
-                println!("{kind:<15} skipped: {e}");
-                continue;
-            }
+        if let Err(e) = probe.require(kind) {
+            println!("{kind:<15} skipped: {e}");
+            continue;
         }
         // A small heap (1 MiB), so that collections start by themselves while the lists
         // below are being written: the barrier then has writes to record.
@@ -49,11 +47,11 @@ fn main() -> Result<()> {
         m.collect();
         let s = heap.stats();
         println!(
-            "{kind:<15} cycles {:>3}  pauses {:>3}  max pause {:>8.1?}  faults {:>6}  freed {:>6} KiB in the last cycle",
+            "{kind:<15} cycles {:>3}  pauses {:>3}  max pause {:>8.1?}  recorded {:>6}  freed {:>6} KiB in the last cycle",
             s.cycles,
             s.pauses.len(),
             s.max_pause(),
-            s.tracker.faults,
+            s.tracker.recorded,
             s.cycle_log.last().map_or(0, |c| c.bytes_freed / 1024),
         );
     }

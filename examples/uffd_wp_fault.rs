@@ -159,7 +159,7 @@ fn open_uffd(features: Features) -> barrierlab::Result<Uffd> {
             .create()
             .map_err(|umo| Error::Unavailable {
                 mechanism: "userfaultfd",
-                reason: format!("{full}; in user-mode-only mode: {umo}"),
+                causes: vec![full, umo],
             })
     })
 }

@@ -4,16 +4,22 @@
 //! it was applied to (where there is one) and the `errno`, so that a report names
 //! exactly which call failed on which memory. Inputs that the caller got wrong (a slot
 //! index out of range, an object too large for the heap) are errors too; only broken
-//! invariants panic.
+//! invariants panic. An I/O failure keeps its [`io::Error`] as its source, and a
+//! mechanism that cannot run keeps the errors its check ran into: a cause is never
+//! turned into a string or a boolean on the way up.
+//!
+//! `Error` is `Clone` (an I/O error is shared behind an [`Arc`]) so that the probe's
+//! results can be cached and handed out more than once.
 
 use std::fmt;
 use std::io;
+use std::sync::Arc;
 
 /// Result alias used throughout the crate.
 pub type Result<T, E = Error> = std::result::Result<T, E>;
 
 /// Everything that can go wrong in barrierlab.
-#[derive(Debug)]
+#[derive(Debug, Clone)]
 #[non_exhaustive]
 pub enum Error {
     /// A system call or ioctl failed.
@@ -39,12 +45,28 @@ pub enum Error {
         /// The range that was registered.
         range: (usize, usize),
     },
-    /// A write-barrier mechanism cannot run on this machine; the reason says why.
+    /// A write-barrier mechanism (or a kernel facility) cannot run on this machine.
     Unavailable {
-        /// The mechanism (a `BarrierKind` name or a probe item).
+        /// The mechanism (a `BarrierKind` name, `"userfaultfd"`, a probe item).
         mechanism: &'static str,
-        /// The precise reason, as the probe reports it.
-        reason: String,
+        /// What its check ran into, in the order it tried (e.g. the system call, then
+        /// `/dev/userfaultfd`); at least one.
+        causes: Vec<Error>,
+    },
+    /// A kernel facility accepted every call but did not do its job: the probe provoked a
+    /// fault that never arrived, a scan missed the page just written.
+    Misbehaved {
+        /// What was being checked, e.g. `"uffd-wp"`.
+        mechanism: &'static str,
+        /// What was expected and what was seen instead.
+        seen: String,
+    },
+    /// Reading or writing a file, or spawning a thread, failed.
+    Io {
+        /// What was being done, e.g. `"write report.md"` (with the path where there is one).
+        what: String,
+        /// The error the standard library returned.
+        source: Arc<io::Error>,
     },
     /// The heap is full after a full collection.
     OutOfMemory {
@@ -77,10 +99,25 @@ impl Error {
         }
     }
 
-    /// Adds an explanation to a [`Error::Sys`]; other variants are returned unchanged.
+    /// Wraps an I/O failure while doing `what`.
+    pub(crate) fn io(what: impl Into<String>, source: io::Error) -> Error {
+        Error::Io {
+            what: what.into(),
+            source: Arc::new(source),
+        }
+    }
+
+    /// Adds an explanation to a [`Error::Sys`] (after the one it has, if any); other
+    /// variants are returned unchanged.
     pub(crate) fn with_hint(mut self, text: impl Into<String>) -> Error {
         if let Error::Sys { hint, .. } = &mut self {
-            *hint = text.into();
+            let text = text.into();
+            if hint.is_empty() {
+                *hint = text;
+            } else if !text.is_empty() {
+                hint.push_str("; ");
+                hint.push_str(&text);
+            }
         }
         self
     }
@@ -154,9 +191,20 @@ impl fmt::Display for Error {
                  (not in the ioctls mask UFFDIO_REGISTER returned)",
                 range.0, range.1
             ),
-            Error::Unavailable { mechanism, reason } => {
-                write!(f, "{mechanism} is unavailable: {reason}")
+            Error::Unavailable { mechanism, causes } => {
+                write!(f, "{mechanism} is unavailable: ")?;
+                for (i, cause) in causes.iter().enumerate() {
+                    if i > 0 {
+                        write!(f, "; then ")?;
+                    }
+                    write!(f, "{cause}")?;
+                }
+                Ok(())
             }
+            Error::Misbehaved { mechanism, seen } => {
+                write!(f, "{mechanism} does not work as documented: {seen}")
+            }
+            Error::Io { what, source } => write!(f, "cannot {what}: {source}"),
             Error::OutOfMemory { requested } => write!(
                 f,
                 "out of memory: {requested} bytes could not be allocated after a full collection"
@@ -170,4 +218,14 @@ impl fmt::Display for Error {
     }
 }
 
-impl std::error::Error for Error {}
+impl std::error::Error for Error {
+    fn source(&self) -> Option<&(dyn std::error::Error + 'static)> {
+        match self {
+            Error::Io { source, .. } => Some(source.as_ref()),
+            Error::Unavailable { causes, .. } => causes
+                .first()
+                .map(|c| c as &(dyn std::error::Error + 'static)),
+            _ => None,
+        }
+    }
+}

@@ -36,6 +36,7 @@
 #![deny(unsafe_op_in_unsafe_fn)]
 
 pub mod barrier;
+mod bitmap;
 pub mod collector;
 pub mod error;
 pub mod heap;
@@ -46,6 +47,13 @@ pub mod runtime;
 pub mod study;
 pub mod sys;
 pub mod workload;
+
+/// Lab internals: what the crate's own tests, examples and benches reach into, and a user
+/// of the heap does not program against. Not a stable surface.
+pub mod internals {
+    pub use crate::barrier::TestKnobs;
+    pub use crate::barrier::signal_registry;
+}
 
 pub use barrier::{BarrierKind, ServiceLayout};
 pub use collector::{Cause, Pause, PauseKind, Phase, Stats};

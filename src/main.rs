@@ -48,7 +48,8 @@ enum Command {
         #[arg(long)]
         no_progress: bool,
     },
-    /// Run GCBench once and print total time, pause percentiles and MMU on one line.
+    /// Run GCBench once and print total time, pause percentiles, MMU, the tracker's
+    /// counters, its userfaultfd mode and its degradations (with the cause) on one line.
     Gcbench {
         /// The barrier.
         #[arg(long, default_value = "uffd-wp")]
@@ -216,8 +217,19 @@ fn main() -> ExitCode {
             match workload::run(&cfg, &Workload::GcBench(params), threads) {
                 Ok(r) => {
                     let ms = |d: Duration| d.as_secs_f64() * 1e3;
+                    let t = &r.stats.tracker;
+                    // The userfaultfd mode, so that a fallback to user-mode-only shows.
+                    let uffd = match t.uffd {
+                        Some(m) if m.fell_back => format!("{}(fallback)", m.name()),
+                        Some(m) => m.name().to_string(),
+                        None => "-".to_string(),
+                    };
+                    let cause = t
+                        .last_degradation
+                        .map(|d| format!(" cause=\"{d}\""))
+                        .unwrap_or_default();
                     println!(
-                        "gcbench barrier={barrier} heap={heap_mib}MiB threads={threads} total={:.1}ms stw={:.1}ms cycles={} pauses={} p50={:.0}us p99={:.0}us max={:.0}us mmu1ms={:.2} mmu10ms={:.2} mmu100ms={:.2} faults={} marker_threads={} fallbacks={}",
+                        "gcbench barrier={barrier} heap={heap_mib}MiB threads={threads} total={:.1}ms stw={:.1}ms cycles={} pauses={} p50={:.0}us p99={:.0}us max={:.0}us mmu1ms={:.2} mmu10ms={:.2} mmu100ms={:.2} faults={} recorded={} uffd={uffd} degraded={}{cause} marker_threads={} fallbacks={}",
                         ms(r.wall),
                         ms(r.pause_total()),
                         r.stats.cycles,
@@ -228,7 +240,9 @@ fn main() -> ExitCode {
                         r.mmu(Duration::from_millis(1)),
                         r.mmu(Duration::from_millis(10)),
                         r.mmu(Duration::from_millis(100)),
-                        r.stats.tracker.faults,
+                        t.faults,
+                        t.recorded,
+                        t.degradations,
                         r.stats
                             .pauses
                             .iter()

@@ -39,8 +39,7 @@
 //! collector is the machine's); the seed is printed and is in every failure message.
 //! `BARRIERLAB_REQUIRE_ALL=1` turns a barrier this kernel lacks into a failure.
 
-mod common;
-mod support_collector;
+mod support;
 
 use std::collections::{HashMap, HashSet};
 use std::sync::atomic::{AtomicBool, AtomicU64, AtomicUsize, Ordering};
@@ -50,8 +49,8 @@ use barrierlab::{BarrierKind, Heap, HeapConfig, Mutator, ObjRef, Phase};
 use rand::rngs::StdRng;
 use rand::{Rng, SeedableRng};
 
-use common::with_timeout;
-use support_collector::{base_seed, debug_divisor, heap_or_skip, read_id, splitmix};
+use support::with_timeout;
+use support::{base_seed, debug_divisor, heap_or_skip, read_id, splitmix};
 
 /// Small: a cycle takes well under a millisecond, so many run during a configuration.
 const HEAP_BYTES: usize = 2 << 20;

@@ -27,13 +27,12 @@
 //! The collector's knobs (pre-clean rounds and threshold, trigger, conditional cards, the
 //! `uffd-wp` fault-service layout) are drawn from the seed too.
 //!
-//! Knobs (see `support_collector`): `BARRIERLAB_SEED` reproduces a program (the seed is in
+//! Knobs (see `support`): `BARRIERLAB_SEED` reproduces a program (the seed is in
 //! every failure message), `BARRIERLAB_SOAK` runs longer, `BARRIERLAB_REQUIRE_ALL=1` turns
 //! a skipped barrier into a failure; `BARRIERLAB_STRESS_KINDS=uffd-wp,mprotect` runs only
 //! those barriers.
 
-mod common;
-mod support_collector;
+mod support;
 
 use std::collections::{HashMap, HashSet};
 use std::sync::Arc;
@@ -44,8 +43,8 @@ use barrierlab::{BarrierKind, Heap, HeapConfig, Mutator, ObjRef, ServiceLayout};
 use rand::rngs::StdRng;
 use rand::{Rng, RngCore, SeedableRng};
 
-use common::with_timeout;
-use support_collector::{Soak, base_seed, debug_divisor, heap_or_skip, read_id, splitmix};
+use support::with_timeout;
+use support::{Soak, base_seed, debug_divisor, heap_or_skip, read_id, splitmix};
 
 /// Heap size: small, so that allocation alone triggers collections often.
 const HEAP_BYTES: usize = 4 << 20;

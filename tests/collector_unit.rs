@@ -4,8 +4,7 @@
 //! blocked outside the managed state). Tests that build a heap run over every barrier
 //! (skipping, with a reason, one this kernel or tree does not offer) and under a timeout.
 
-mod common;
-mod support_collector;
+mod support;
 
 use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
 use std::sync::{Arc, Barrier};
@@ -14,8 +13,8 @@ use std::time::{Duration, Instant};
 use barrierlab::heap::size_class::{CLASS_SIZES, MAX_SMALL, class_for};
 use barrierlab::{BarrierKind, Error, Heap, HeapConfig, Mutator, ObjRef, ServiceLayout};
 
-use common::with_timeout;
-use support_collector::{heap_or_skip, read_id};
+use support::with_timeout;
+use support::{heap_or_skip, read_id};
 
 const PAGE: usize = 4096;
 const LIMIT: Duration = Duration::from_secs(60);

@@ -18,8 +18,7 @@
 //! size class), so a dangling reference always points at the start of a cell of that
 //! class, which the collector handles (a free cell's header is zero).
 
-mod common;
-mod support_collector;
+mod support;
 
 use std::sync::atomic::{AtomicBool, Ordering};
 use std::time::{Duration, Instant};
@@ -28,8 +27,8 @@ use barrierlab::{BarrierKind, HeapConfig, ObjRef, ServiceLayout};
 use rand::rngs::StdRng;
 use rand::{Rng, SeedableRng};
 
-use common::with_timeout;
-use support_collector::{Soak, base_seed, debug_divisor, heap_or_skip, splitmix};
+use support::with_timeout;
+use support::{Soak, base_seed, debug_divisor, heap_or_skip, splitmix};
 
 /// Every object: slot 0 = next, slot 1 = cargo; 16 payload bytes (a 48-byte cell).
 const NREFS: usize = 2;

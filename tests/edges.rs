@@ -1,21 +1,22 @@
 //! The edge-behaviour table of `src/barrier/mod.rs`, one test per row, run over every
-//! page tracker: a kernel write (`read(2)`) into an armed page, `fork(2)` while armed,
-//! and transparent huge pages on the heap.
+//! page tracker: a kernel write (`read(2)`) into an armed page, a fault outside every
+//! heap, `fork(2)` while armed, and transparent huge pages on the heap.
 
-mod common;
+mod support;
 
-use barrierlab::barrier::{self, BarrierKind, DirtySet, DirtyTracker, TrackerOptions};
+use barrierlab::barrier::{self, BarrierKind, DirtySet, DirtyTracker, ServedBy, TrackerOptions};
 use barrierlab::sys::PAGE_SIZE;
-use barrierlab::sys::mem::Region;
+use barrierlab::sys::mem::{Protection, Region};
 use barrierlab::{Heap, HeapConfig};
-use common::with_timeout;
+use support::{describe, fork_and_wait, with_timeout, write_page};
 
-const PAGE_KINDS: [BarrierKind; 4] = [
-    BarrierKind::UffdWp,
-    BarrierKind::UffdWpAsync,
-    BarrierKind::UffdWpSigbus,
-    BarrierKind::Mprotect,
-];
+/// The page mechanisms: every kind whose granule is a page.
+fn page_kinds() -> Vec<BarrierKind> {
+    BarrierKind::ALL
+        .into_iter()
+        .filter(|k| k.is_page_level())
+        .collect()
+}
 
 /// A populated region with `kind`'s tracker over it, or a skip.
 fn lab(kind: BarrierKind, pages: usize) -> Option<(Box<dyn DirtyTracker>, Region)> {
@@ -32,7 +33,7 @@ fn lab(kind: BarrierKind, pages: usize) -> Option<(Box<dyn DirtyTracker>, Region
     ) {
         Ok(t) => Some((t.expect("a page tracker"), region)),
         Err(e) => {
-            common::skip_or_fail("edges", &format!("{kind}: {e}"));
+            support::skip_or_fail("edges", &format!("{kind}: {e}"));
             None
         }
     }
@@ -46,7 +47,7 @@ fn harvest(t: &dyn DirtyTracker) -> DirtySet {
 
 #[test]
 fn read_into_an_armed_page() {
-    for kind in PAGE_KINDS {
+    for kind in page_kinds() {
         with_timeout(30, "read_into_an_armed_page", move || {
             let Some((t, region)) = lab(kind, 8) else {
                 return;
@@ -93,49 +94,123 @@ fn read_into_an_armed_page() {
     }
 }
 
+/// A page outside every heap whose write faults with the mechanism's own signal: a
+/// read-only page for SIGSEGV, the page past the end of a shared file mapping for SIGBUS
+/// (`BUS_ADRERR`, like a heap fault). Unmapped when dropped.
+struct ForeignPage {
+    signal: i32,
+    addr: usize,
+    /// The read-only page (SIGSEGV).
+    _region: Option<Region>,
+    /// The memfd and its two-page mapping (SIGBUS).
+    memfd: Option<(i32, *mut libc::c_void)>,
+}
+
+impl ForeignPage {
+    fn for_kind(kind: BarrierKind) -> ForeignPage {
+        if kind == BarrierKind::Mprotect {
+            let other = Region::new(PAGE_SIZE).expect("region");
+            other
+                .protect(other.base(), PAGE_SIZE, Protection::Read)
+                .expect("protect");
+            return ForeignPage {
+                signal: libc::SIGSEGV,
+                addr: other.base(),
+                _region: Some(other),
+                memfd: None,
+            };
+        }
+        // SAFETY: memfd_create with a valid name; the descriptor is closed on drop.
+        let fd = unsafe { libc::memfd_create(c"barrierlab-sigbus".as_ptr(), libc::MFD_CLOEXEC) };
+        assert!(fd >= 0);
+        // SAFETY: plain system calls on our descriptor and a fresh mapping two pages
+        // long over a one-page file.
+        let map = unsafe {
+            assert_eq!(libc::ftruncate(fd, PAGE_SIZE as i64), 0);
+            libc::mmap(
+                std::ptr::null_mut(),
+                2 * PAGE_SIZE,
+                libc::PROT_READ | libc::PROT_WRITE,
+                libc::MAP_SHARED,
+                fd,
+                0,
+            )
+        };
+        assert_ne!(map, libc::MAP_FAILED);
+        ForeignPage {
+            signal: libc::SIGBUS,
+            addr: map as usize + PAGE_SIZE,
+            _region: None,
+            memfd: Some((fd, map)),
+        }
+    }
+}
+
+impl Drop for ForeignPage {
+    fn drop(&mut self) {
+        if let Some((fd, map)) = self.memfd {
+            // SAFETY: unmapping and closing what `for_kind` created.
+            unsafe {
+                libc::munmap(map, 2 * PAGE_SIZE);
+                libc::close(fd);
+            }
+        }
+    }
+}
+
+#[test]
+fn a_fault_outside_every_heap_still_kills_with_its_signal() {
+    // Only the handlers on the writing thread are in the signal path.
+    for kind in page_kinds()
+        .into_iter()
+        .filter(|k| k.mechanism().served_by == ServedBy::Handler)
+    {
+        let Some((t, region)) = lab(kind, 8) else {
+            continue;
+        };
+        t.arm().expect("arm");
+        let foreign = ForeignPage::for_kind(kind);
+        let status = fork_and_wait(|| {
+            // A heap write is still served in the child (for uffd-wp-sigbus, without
+            // UFFD_FEATURE_EVENT_FORK the child's copy is not protected at all)...
+            write_page(region.base(), 3, 1);
+            // ...but a fault outside every heap is passed on.
+            write_page(foreign.addr, 0, 1);
+        });
+        assert!(
+            libc::WIFSIGNALED(status) && libc::WTERMSIG(status) == foreign.signal,
+            "{kind}: the child should die of signal {}, but it {}",
+            foreign.signal,
+            describe(status)
+        );
+        t.disarm().expect("disarm");
+    }
+}
+
 #[test]
 fn fork_while_armed() {
-    for kind in PAGE_KINDS {
+    for kind in page_kinds() {
         with_timeout(30, "fork_while_armed", move || {
             let Some((t, region)) = lab(kind, 8) else {
                 return;
             };
             t.arm().expect("arm");
-            // SAFETY: the child only writes memory it inherited and exits with _exit.
-            let pid = unsafe { libc::fork() };
-            assert!(pid >= 0, "fork");
-            if pid == 0 {
-                // The child writes to an armed page and leaves; it must not hang.
-                // SAFETY: inherited mapping; _exit skips the parent's destructors.
+            let page = region.base() + PAGE_SIZE;
+            // The child writes to an armed page and leaves; it must not hang.
+            let status = fork_and_wait(|| {
+                // SAFETY: the child's copy of the mapping; _exit skips the parent's
+                // destructors.
                 unsafe {
-                    ((region.base() + PAGE_SIZE) as *mut u8).write_volatile(7);
-                    libc::_exit(
-                        if ((region.base() + PAGE_SIZE) as *const u8).read_volatile() == 7 {
-                            0
-                        } else {
-                            1
-                        },
-                    );
+                    (page as *mut u8).write_volatile(7);
+                    if (page as *const u8).read_volatile() != 7 {
+                        libc::_exit(1);
+                    }
                 }
-            }
-            let deadline = std::time::Instant::now() + std::time::Duration::from_secs(10);
-            let mut status = 0;
-            loop {
-                // SAFETY: waiting for our own child.
-                let r = unsafe { libc::waitpid(pid, &mut status, libc::WNOHANG) };
-                if r == pid {
-                    break;
-                }
-                if std::time::Instant::now() > deadline {
-                    // SAFETY: killing our own child.
-                    unsafe { libc::kill(pid, libc::SIGKILL) };
-                    panic!("{kind}: the child hung writing an armed page after fork");
-                }
-                std::thread::sleep(std::time::Duration::from_millis(5));
-            }
+            });
             assert!(
                 libc::WIFEXITED(status) && libc::WEXITSTATUS(status) == 0,
-                "{kind}: child status {status:#x}"
+                "{kind}: the child {}",
+                describe(status)
             );
             // The parent is unaffected: its own write is still recorded.
             // SAFETY: inside the parent's region.
@@ -159,7 +234,7 @@ fn fork_while_armed() {
 
 #[test]
 fn transparent_huge_pages_keep_tracking_correct() {
-    for kind in PAGE_KINDS {
+    for kind in page_kinds() {
         with_timeout(
             60,
             "transparent_huge_pages_keep_tracking_correct",
@@ -173,7 +248,7 @@ fn transparent_huge_pages_keep_tracking_correct() {
                 ) {
                     Ok(h) => h,
                     Err(e) => {
-                        common::skip_or_fail("thp", &format!("{kind}: {e}"));
+                        support::skip_or_fail("thp", &format!("{kind}: {e}"));
                         return;
                     }
                 };

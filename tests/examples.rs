@@ -202,7 +202,7 @@ fn mprotect_segv() {
         "mprotect_segv",
         &[
             "harvest with re-arm -> dirty pages [1, 3, 4, 5, 9, 14]",
-            "mprotect is unavailable here",
+            "mprotect is unavailable",
         ],
     );
     if out.contains("dirty pages [1, 3, 4, 5, 9, 14]") {

@@ -20,106 +20,21 @@
 //! root; without it the test is skipped with the reason, or fails when
 //! `BARRIERLAB_REQUIRE_ALL=1`. The parent restores the original limit on every path.
 
-use std::io::Read;
-use std::os::fd::FromRawFd;
-use std::sync::Mutex;
-use std::time::{Duration, Instant};
+mod support;
 
-use barrierlab::barrier::{DirtySet, DirtyTracker, MprotectTracker, TrackerOptions};
+use std::sync::Mutex;
+
+use barrierlab::barrier::{DirtySet, DirtyTracker, MprotectTracker};
 use barrierlab::sys::PAGE_SIZE;
 use barrierlab::sys::mem::{Protection, Region, count_mappings, mprotect_errno};
+use support::{SKIP_STATUS, describe, in_child, require_all};
 
 /// One forked child at a time (see the module docs).
 static SERIAL: Mutex<()> = Mutex::new(());
 
-const TIMEOUT: Duration = Duration::from_secs(30);
 const MAX_MAP_COUNT: &str = "/proc/sys/vm/max_map_count";
-/// Exit status of a child that skipped; its message says why.
-const SKIP: i32 = 77;
 /// Above this limit, filling the address space with VMAs takes too long (seconds).
 const FILL_LIMIT: usize = 1 << 21;
-
-/// How a child ended.
-struct Outcome {
-    status: i32,
-    message: String,
-}
-
-/// Forks; the child runs `body` and reports `Ok(message)` (exit 0), `Err(message)`
-/// (exit 1), a skip (exit 77, message prefixed `SKIP:`), or dies. The parent waits up to
-/// [`TIMEOUT`], then kills the child.
-fn in_child(body: impl FnOnce() -> Result<String, String>) -> Outcome {
-    let mut fds = [0; 2];
-    // SAFETY: pipe(2) fills the two descriptors.
-    assert_eq!(unsafe { libc::pipe(fds.as_mut_ptr()) }, 0);
-    // SAFETY: the tests are serialised, so no other thread of this process holds a lock
-    // the child needs; the child leaves with `_exit`, never returning into the harness.
-    let pid = unsafe { libc::fork() };
-    assert!(pid >= 0, "fork: {}", std::io::Error::last_os_error());
-    if pid == 0 {
-        let none = libc::rlimit {
-            rlim_cur: 0,
-            rlim_max: 0,
-        };
-        // SAFETY: no core file for the children that are meant to die.
-        unsafe { libc::setrlimit(libc::RLIMIT_CORE, &none) };
-        let result =
-            std::panic::catch_unwind(std::panic::AssertUnwindSafe(body)).unwrap_or_else(|p| {
-                Err(p
-                    .downcast_ref::<String>()
-                    .cloned()
-                    .or_else(|| p.downcast_ref::<&str>().map(|s| s.to_string()))
-                    .unwrap_or_else(|| "panicked".into()))
-            });
-        let (code, message) = match result {
-            Ok(m) if m.starts_with("SKIP:") => (SKIP, m),
-            Ok(m) => (0, m),
-            Err(m) => (1, m),
-        };
-        // SAFETY: writing our message to the pipe and leaving.
-        unsafe {
-            libc::write(fds[1], message.as_ptr().cast(), message.len());
-            libc::_exit(code);
-        }
-    }
-    // SAFETY: our end of the pipe; the child's write end is closed here so that reading
-    // ends when the child exits.
-    unsafe { libc::close(fds[1]) };
-    let deadline = Instant::now() + TIMEOUT;
-    let status = loop {
-        let mut status = 0;
-        // SAFETY: waiting for our own child.
-        let rc = unsafe { libc::waitpid(pid, &mut status, libc::WNOHANG) };
-        if rc == pid {
-            break status;
-        }
-        if Instant::now() > deadline {
-            // SAFETY: killing and reaping our own child.
-            unsafe {
-                libc::kill(pid, libc::SIGKILL);
-                libc::waitpid(pid, &mut status, 0);
-            }
-            panic!("the forked child did not finish within {TIMEOUT:?}");
-        }
-        std::thread::sleep(Duration::from_millis(5));
-    };
-    let mut message = String::new();
-    // SAFETY: the read end is ours alone; File closes it.
-    let _ = unsafe { std::fs::File::from_raw_fd(fds[0]) }.read_to_string(&mut message);
-    Outcome { status, message }
-}
-
-fn describe(status: i32) -> String {
-    if libc::WIFSIGNALED(status) {
-        format!("killed by signal {}", libc::WTERMSIG(status))
-    } else {
-        format!("exited with status {}", libc::WEXITSTATUS(status))
-    }
-}
-
-fn require_all() -> bool {
-    std::env::var("BARRIERLAB_REQUIRE_ALL").as_deref() == Ok("1")
-}
 
 fn read_limit() -> usize {
     std::fs::read_to_string(MAX_MAP_COUNT)
@@ -178,8 +93,7 @@ fn degrade_at_the_limit() -> Result<String, String> {
     let pages = 2000;
     let heap = Region::new(pages * PAGE_SIZE).map_err(|e| e.to_string())?;
     let base = heap.base();
-    let t = MprotectTracker::new(base, heap.len(), &TrackerOptions::default())
-        .map_err(|e| e.to_string())?;
+    let t = MprotectTracker::new(base, heap.len()).map_err(|e| e.to_string())?;
     t.arm().map_err(|e| format!("arm: {e}"))?;
     // Every other page: each one unprotected splits a read-only VMA in three.
     let written: Vec<usize> = (0..pages).step_by(2).collect();
@@ -202,6 +116,10 @@ fn degrade_at_the_limit() -> Result<String, String> {
     if stats.degradations < 1 {
         problems.push(format!("no degradation recorded: {stats:?}"));
     }
+    match stats.last_degradation {
+        Some(d) if d.errno == libc::ENOMEM && d.to_string().contains("mprotect") => {}
+        other => problems.push(format!("the cause is not mprotect's ENOMEM: {other:?}")),
+    }
     if stats.faults == 0 {
         problems.push("not a single fault was served before the limit".into());
     }
@@ -217,9 +135,10 @@ fn degrade_at_the_limit() -> Result<String, String> {
     t.disarm().map_err(|e| format!("disarm: {e}"))?;
     if problems.is_empty() {
         Ok(format!(
-            "{} faults served, then degraded ({} degradation), {} mappings now",
+            "{} faults served, then degraded ({} degradation: {}), {} mappings now",
             stats.faults,
             stats.degradations,
+            stats.last_degradation.map_or("?".into(), |d| d.to_string()),
             count_mappings()
         ))
     } else {
@@ -257,7 +176,7 @@ fn at_vm_max_map_count_the_tracker_degrades_and_loses_no_write() {
         s if libc::WIFEXITED(s) && libc::WEXITSTATUS(s) == 0 => {
             eprintln!("ok: {}", outcome.message)
         }
-        s if libc::WIFEXITED(s) && libc::WEXITSTATUS(s) == SKIP => {
+        s if libc::WIFEXITED(s) && libc::WEXITSTATUS(s) == SKIP_STATUS => {
             assert!(
                 !require_all(),
                 "BARRIERLAB_REQUIRE_ALL=1: {}",
@@ -283,12 +202,10 @@ fn a_write_outside_the_heap_still_kills_with_sigsegv_and_drop_restores_the_handl
     let outcome = in_child(|| {
         let before = current();
         let heap = Region::new(16 * PAGE_SIZE).map_err(|e| e.to_string())?;
-        let t = MprotectTracker::new(heap.base(), heap.len(), &TrackerOptions::default())
-            .map_err(|e| e.to_string())?;
+        let t = MprotectTracker::new(heap.base(), heap.len()).map_err(|e| e.to_string())?;
         let installed = current();
         let heap2 = Region::new(16 * PAGE_SIZE).map_err(|e| e.to_string())?;
-        let second = MprotectTracker::new(heap2.base(), heap2.len(), &TrackerOptions::default())
-            .map_err(|e| e.to_string())?;
+        let second = MprotectTracker::new(heap2.base(), heap2.len()).map_err(|e| e.to_string())?;
         drop(t);
         let still = current();
         drop(second);
@@ -305,8 +222,7 @@ fn a_write_outside_the_heap_still_kills_with_sigsegv_and_drop_restores_the_handl
     // Second child: install, serve a heap fault, then fault outside the heap.
     let outcome = in_child(|| {
         let heap = Region::new(16 * PAGE_SIZE).map_err(|e| e.to_string())?;
-        let t = MprotectTracker::new(heap.base(), heap.len(), &TrackerOptions::default())
-            .map_err(|e| e.to_string())?;
+        let t = MprotectTracker::new(heap.base(), heap.len()).map_err(|e| e.to_string())?;
         t.arm().map_err(|e| e.to_string())?;
         // SAFETY: inside the armed heap: the fault is served.
         unsafe { ((heap.base() + 3 * PAGE_SIZE) as *mut u64).write_volatile(1) };

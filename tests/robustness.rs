@@ -11,8 +11,7 @@
 //!
 //! Every test runs under a timeout: a deadlock fails, it does not hang.
 
-mod common;
-mod support_collector;
+mod support;
 
 use std::cell::RefCell;
 use std::panic::AssertUnwindSafe;
@@ -21,8 +20,8 @@ use std::sync::atomic::{AtomicBool, Ordering};
 
 use barrierlab::{BarrierKind, Heap, HeapConfig, Mutator, ObjRef};
 
-use common::with_timeout;
-use support_collector::heap_or_skip;
+use support::heap_or_skip;
+use support::with_timeout;
 
 const LIST: usize = 400;
 

@@ -7,20 +7,21 @@
 //! region and in [`count_mappings`].
 
 #[macro_use]
-mod common;
+mod support;
 
 use std::sync::atomic::{AtomicBool, AtomicUsize, Ordering};
 use std::sync::{Arc, OnceLock};
 
+use barrierlab::BarrierKind;
 use barrierlab::Error;
-use barrierlab::probe::{Mechanism, Probe};
+use barrierlab::probe::Probe;
 use barrierlab::sys::PAGE_SIZE;
 use barrierlab::sys::eventfd::{EventFd, poll_readable};
 use barrierlab::sys::kernel;
 use barrierlab::sys::mem::{Advice, Protection, Region, count_mappings};
 use barrierlab::sys::pagemap::Pagemap;
 use barrierlab::sys::signal::{InstalledHandler, SigInfoHandler, chain};
-use common::{page, read_u64, require_all, with_timeout, write_u64};
+use support::{fork_and_wait, page, read_u64, require_all, with_timeout, write_u64};
 
 /// Seconds a test body may take before it counts as a deadlock.
 const TIMEOUT: u64 = 30;
@@ -112,30 +113,11 @@ fn region_bad_ranges_are_invalid_argument() {
 
 /// Forks; the child writes `value` at `addr` and exits 0. Returns the child's wait status.
 fn child_writes(addr: usize, value: u64) -> i32 {
-    // SAFETY: after fork the child runs only async-signal-safe code (setrlimit, prctl,
-    // one store, _exit): no allocation, no lock that another thread of the parent held.
-    let pid = unsafe { libc::fork() };
-    assert!(pid >= 0, "fork failed");
-    if pid == 0 {
-        let no_core = libc::rlimit {
-            rlim_cur: 0,
-            rlim_max: 0,
-        };
-        // SAFETY: in the child, which owns its copy of `addr`'s mapping; the expected
-        // outcome of the store is a SIGSEGV that kills the child, and nothing of the
-        // parent is touched. No core file: the death is intended.
-        unsafe {
-            libc::setrlimit(libc::RLIMIT_CORE, &no_core);
-            libc::prctl(libc::PR_SET_DUMPABLE, 0);
-            (addr as *mut u64).write_volatile(value);
-            libc::_exit(0);
-        }
-    }
-    let mut status = 0;
-    // SAFETY: waits for our own child; `status` is a valid int.
-    let rc = unsafe { libc::waitpid(pid, &mut status, 0) };
-    assert_eq!(rc, pid, "waitpid");
-    status
+    // The expected outcome of the store is a SIGSEGV that kills the child (no core
+    // file); nothing of the parent is touched.
+    // SAFETY: in the child, which owns its copy of `addr`'s mapping: one store, no
+    // allocation, no lock.
+    fork_and_wait(|| unsafe { (addr as *mut u64).write_volatile(value) })
 }
 
 #[test]
@@ -453,10 +435,10 @@ fn kernel_soft_dirty_agrees_with_probe() {
         assert!(check.seen_dirty <= check.written);
         let probe = Probe::run();
         assert_eq!(
-            probe.get(Mechanism::SoftDirty).is_available(),
+            probe.soft_dirty.is_available(),
             check.works(),
             "the probe and the direct check disagree: {:?}",
-            probe.get(Mechanism::SoftDirty)
+            probe.soft_dirty
         );
         if kernel::config_option("CONFIG_MEM_SOFT_DIRTY") == Some(false) {
             assert!(
@@ -472,13 +454,11 @@ fn probe_reports_every_mechanism() {
     with_timeout(TIMEOUT, "probe_reports_every_mechanism", || {
         let probe = Probe::run();
         eprintln!("{probe}");
-        assert_eq!(probe.mechanisms.len(), Mechanism::ALL.len());
-        assert!(probe.get(Mechanism::CardTable).is_available());
-        assert!(probe.require(Mechanism::CardTable).is_ok());
-        for m in Mechanism::ALL {
-            if m == Mechanism::SoftDirty {
-                continue; // a kernel configuration option; see kernel_soft_dirty_agrees_with_probe
-            }
+        assert_eq!(probe.mechanisms.len(), BarrierKind::ALL.len());
+        assert!(probe.get(BarrierKind::CardTable).is_available());
+        assert!(probe.require(BarrierKind::CardTable).is_ok());
+        // Soft-dirty is a kernel configuration option; see kernel_soft_dirty_agrees_with_probe.
+        for m in BarrierKind::ALL {
             let a = probe.get(m);
             match probe.require(m) {
                 Ok(()) => assert!(a.is_available()),
@@ -505,10 +485,10 @@ fn skip_messages_name_the_test() {
     // A missing kernel feature is a skip; any other failure is not.
     let missing = Error::Unavailable {
         mechanism: "uffd-wp",
-        reason: "test".into(),
+        causes: vec![Error::InvalidArgument("test".into())],
     };
-    assert!(common::is_missing_feature(&missing));
-    assert!(!common::is_missing_feature(&Error::InvalidArgument(
+    assert!(support::is_missing_feature(&missing));
+    assert!(!support::is_missing_feature(&Error::InvalidArgument(
         "x".into()
     )));
     if !require_all() {

@@ -8,7 +8,7 @@
 //! the harvest, and no fault message ever queued on the descriptor.
 
 #[macro_use]
-mod common;
+mod support;
 
 use std::collections::BTreeSet;
 
@@ -17,7 +17,7 @@ use barrierlab::sys::PAGE_SIZE;
 use barrierlab::sys::mem::Region;
 use barrierlab::sys::pagemap::{Categories, Pagemap, ScanFlags, ScanRequest, ScanStats};
 use barrierlab::sys::uffd::{Features, RegisterMode, Uffd, WpMode, raw};
-use common::{expect_errno, page, populate, read_u64, with_timeout, write_u64};
+use support::{expect_errno, page, populate, read_u64, with_timeout, write_u64};
 
 /// Seconds a test body may take before it counts as a deadlock.
 const TIMEOUT: u64 = 30;

@@ -7,10 +7,10 @@
 //! (`PM_UFFD_WP`), the data actually in memory, and the fault delivered exactly once
 //! (nothing left on the descriptor afterwards). Every test that has a fault-handling
 //! thread, or a thread that may block on a fault, runs under a 30 s timeout, and the
-//! blocked writers are released on every path (see `common::Release`).
+//! blocked writers are released on every path (see `support::Release`).
 
 #[macro_use]
-mod common;
+mod support;
 
 use std::collections::BTreeSet;
 use std::os::fd::AsRawFd;
@@ -26,7 +26,7 @@ use barrierlab::sys::uffd::{
     Uffd, WpMode, raw,
 };
 use barrierlab::{Error, Result};
-use common::{Release, Writer, expect_errno, page, populate, read_u64, with_timeout, write_u64};
+use support::{Release, Writer, expect_errno, page, populate, read_u64, with_timeout, write_u64};
 
 /// Seconds a test body may take before it counts as a deadlock.
 const TIMEOUT: u64 = 30;
@@ -203,8 +203,8 @@ fn handshake_names_feature_bits_the_kernel_does_not_know() {
         .create()
     {
         Err(Error::MissingFeatures { missing }) => assert_eq!(missing, unknown),
-        Err(e) if common::is_missing_feature(&e) => {
-            common::skip_or_fail(test_name!(), &e.to_string())
+        Err(e) if support::is_missing_feature(&e) => {
+            support::skip_or_fail(test_name!(), &e.to_string())
         }
         other => panic!("expected MissingFeatures naming bit 62, got {other:?}"),
     }

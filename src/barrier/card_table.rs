@@ -17,10 +17,33 @@
 //! scan of `heap / 512` bytes (~0.55 ns per heap page). Only reference stores are marked:
 //! payload writes cannot create edges, so they need no barrier.
 
-use std::sync::atomic::{AtomicU8, AtomicU64, Ordering, fence};
+use std::sync::atomic::{AtomicU8, Ordering, fence};
 
+use super::mechanism::{Granule, Mechanism, SecondChannel, ServedBy};
+use super::page_record::Counters;
 use super::{BarrierKind, CardMark, DirtySet, DirtyTracker, DynBarrier, TrackerStats};
 use crate::error::Result;
+
+/// The description of `card-table`. Its constructor reads
+/// [`TrackerOptions::conditional_cards`](super::TrackerOptions::conditional_cards).
+pub(crate) const MECHANISM: Mechanism = Mechanism {
+    kind: BarrierKind::CardTable,
+    name: "card-table",
+    summary: "a byte per 512-byte card, set by the store path after each reference store",
+    granule: Granule::Card,
+    served_by: ServedBy::StorePath,
+    kernel: "nothing",
+    second_channel: SecondChannel::None,
+    edges: &[],
+    variants: &[],
+    build: |base, len, options| {
+        Ok(Some(Box::new(CardTable::new(
+            base,
+            len,
+            options.conditional_cards,
+        ))))
+    },
+};
 
 /// `log2` of the card size.
 pub const CARD_SHIFT: u32 = 9;
@@ -37,7 +60,7 @@ pub struct CardTable {
     base: usize,
     cards: Box<[AtomicU8]>,
     conditional: bool,
-    dirty_seen: AtomicU64,
+    counters: Counters,
 }
 
 impl CardTable {
@@ -50,7 +73,7 @@ impl CardTable {
                 .map(|_| AtomicU8::new(CLEAN))
                 .collect(),
             conditional,
-            dirty_seen: AtomicU64::new(0),
+            counters: Counters::new(None),
         }
     }
 
@@ -115,8 +138,7 @@ impl DirtyTracker for CardTable {
         self.scan_and_clear(&mut out.granules);
         // Clear before rescan: the caller's rescan must read the heap after the clears.
         fence(Ordering::SeqCst);
-        self.dirty_seen
-            .fetch_add(out.granules.len() as u64, Ordering::Relaxed);
+        self.counters.recorded(out.granules.len());
         Ok(())
     }
 
@@ -125,10 +147,7 @@ impl DirtyTracker for CardTable {
     }
 
     fn stats(&self) -> TrackerStats {
-        TrackerStats {
-            faults: self.dirty_seen.load(Ordering::Relaxed),
-            ..TrackerStats::default()
-        }
+        self.counters.stats()
     }
 
     fn store_barrier(&self) -> DynBarrier {

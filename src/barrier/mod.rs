@@ -27,107 +27,146 @@
 //! # Edge behaviour
 //!
 //! What each page mechanism does at its edges on Linux 6.18, and the test behind each
-//! cell. The huge-page row checks correctness with `MADV_HUGEPAGE` asked for; whether the
-//! kernel actually backed the heap with huge pages was not checked.
+//! cell. Each cell is also its mechanism's [`Mechanism::edges`] entry (a unit test keeps
+//! the two equal). The huge-page row checks correctness with `MADV_HUGEPAGE` asked for;
+//! whether the kernel actually backed the heap with huge pages was not checked.
 //!
 //! | edge | `uffd-wp` | `uffd-wp-async` | `uffd-wp-sigbus` | `mprotect` |
 //! |---|---|---|---|---|
 //! | `read(2)` into an armed page | full mode: a WP fault, served and recorded (`tests/edges.rs`); user-mode-only: `EFAULT` (`sys_uffd::kernel_write_*`) | the kernel resolves it: succeeds, recorded (`tests/edges.rs`) | `EFAULT` (`tests/edges.rs`) | `EFAULT` (`tests/edges.rs`) |
-//! | a fault outside the heap | not the tracker's (no handler) | not the tracker's | chained: the process dies of SIGBUS (`uffd_wp_sigbus` tests) | chained: dies of SIGSEGV (`mprotect` tests) |
-//! | `vm.max_map_count` | never splits the mapping | never splits | never splits | `ENOMEM` → degrades to everything dirty (`tests/mprotect_max_map_count.rs`) |
+//! | a fault outside the heap | not the tracker's (no handler) | not the tracker's (no handler) | chained: the process dies of SIGBUS (`tests/edges.rs`) | chained: the process dies of SIGSEGV (`tests/edges.rs`) |
+//! | `vm.max_map_count` | never splits the mapping | never splits the mapping | never splits the mapping | `ENOMEM` → degrades to everything dirty (`tests/mprotect_max_map_count.rs`) |
 //! | `UFFD_USER_MODE_ONLY` | works; kernel writes `EFAULT` (`sys_uffd`) | works | works | n/a |
-//! | `MADV_DONTNEED` while armed | protection dropped, writes lost: the heap never does it | page reported written | protection dropped | protection kept (on the mapping) |
-//! | transparent huge pages (`HeapConfig::huge_pages`) | tracking stays correct: 40 verified cycles (`tests/edges.rs`); granule reported: 4 KiB | same | same | same |
-//! | `fork(2)` while armed | the child's write to an armed page completes and stays in the child; the parent's next write is still recorded (`tests/edges.rs`) | same | same | same |
+//! | `MADV_DONTNEED` while armed | protection dropped, writes lost: the heap never does it | page reported written | protection dropped, writes lost: the heap never does it | protection kept (on the mapping) |
+//! | transparent huge pages (`HeapConfig::huge_pages`) | tracking stays correct: 40 verified cycles (`tests/edges.rs`); granule reported: 4 KiB | tracking stays correct: 40 verified cycles (`tests/edges.rs`); granule reported: 4 KiB | tracking stays correct: 40 verified cycles (`tests/edges.rs`); granule reported: 4 KiB | tracking stays correct: 40 verified cycles (`tests/edges.rs`); granule reported: 4 KiB |
+//! | `fork(2)` while armed | the child's write to an armed page completes and stays in the child; the parent's next write is still recorded (`tests/edges.rs`) | the child's write to an armed page completes and stays in the child; the parent's next write is still recorded (`tests/edges.rs`) | the child's write to an armed page completes and stays in the child; the parent's next write is still recorded (`tests/edges.rs`) | the child's write to an armed page completes and stays in the child; the parent's next write is still recorded (`tests/edges.rs`) |
 //!
 //! Every tracker may over-approximate (report a granule that was not written), never
 //! under-approximate. A tracker that cannot do its job for a cycle degrades to
-//! "everything is dirty" for that cycle and says so in its stats.
+//! "everything is dirty" for that cycle and says so in its stats:
+//! [`TrackerStats::degradations`] counts the cycle once, and
+//! [`TrackerStats::last_degradation`] keeps its first failure (step, call, errno, range).
+//!
+//! # How this module is laid out
+//!
+//! - One file per mechanism, named after it, holding only the mechanism (how it
+//!   protects, unprotects and serves a fault) and its description, a `MECHANISM` constant
+//!   of type [`Mechanism`]: name, summary, granule, who serves faults, kernel requirement,
+//!   second channel, edge behaviour, the variants worth measuring, the constructor.
+//! - `page_record.rs`: what every page tracker shares (the dirty bitmap, the harvest
+//!   protocol, the re-protect rule, the counters, the userfaultfd mode, the test knobs).
+//! - `mechanism.rs`: the description type and the probe's check, the same for every
+//!   mechanism (the real tracker provokes and serves a fault on a scratch mapping).
+//! - `signal_registry.rs`: the SIGSEGV/SIGBUS handler shared by the handler trackers.
+//!
+//! [`BarrierKind`], [`build`], the probe, the CLI's barrier names, the study's variants and
+//! the benches all read the descriptions.
+//!
+//! # Adding a seventh mechanism
+//!
+//! For example a 4 KiB software write-watch table, as CoreCLR uses:
+//! 1. a new file `src/barrier/<name>.rs` with the tracker (implementing [`DirtyTracker`],
+//!    and for a page mechanism composing the page record) and its `MECHANISM`;
+//! 2. one entry `Variant => module,` (with its doc line) in the `mechanisms!` list below,
+//!    which declares the module and the [`BarrierKind`] variant.
+//!
+//! Nothing else: the probe checks it, the CLI parses its name, the study and the benches
+//! measure its variants, and the conformance table (`tests/conformance.rs`) runs every
+//! row over it. A page mechanism also adds its column to the edge table above (the unit
+//! test says so if it does not), and a new store path (one that is not a card mark) adds a
+//! [`DynBarrier`] variant.
 //!
 //! Soft-dirty (`/proc/self/clear_refs` + pagemap bit 55) is the classic sixth mechanism;
 //! it is not built here because it does not work on kernels without
 //! `CONFIG_MEM_SOFT_DIRTY` (the project's own machines): see [`crate::probe`].
 
-pub mod card_table;
-pub mod mprotect;
+mod mechanism;
+mod page_record;
+#[doc(hidden)]
 pub mod signal_registry;
-pub mod uffd_wp;
-pub mod uffd_wp_async;
-pub mod uffd_wp_sigbus;
 
 use std::fmt;
 use std::str::FromStr;
 use std::sync::atomic::AtomicU8;
 
 use crate::error::{Error, Result};
-use crate::probe::Mechanism;
 
 pub use card_table::CardTable;
+pub use mechanism::{
+    Availability, Breadth, BuildFn, Edge, FAULT_CHECK_TIMEOUT, Granule, Mechanism, SecondChannel,
+    ServedBy, Variant, check, check_cached,
+};
 pub use mprotect::MprotectTracker;
-pub use uffd_wp::{ServiceLayout, UffdWpTracker};
-pub use uffd_wp_async::UffdWpAsyncTracker;
-pub use uffd_wp_sigbus::UffdWpSigbusTracker;
+pub use page_record::{Call, Degradation, Step, TestKnobs, UffdMode};
+pub use uffd_wp::{ServiceLayout, UffdWpOptions, UffdWpTracker};
+pub use uffd_wp_async::{UffdWpAsyncOptions, UffdWpAsyncTracker};
+pub use uffd_wp_sigbus::{UffdWpSigbusOptions, UffdWpSigbusTracker};
 
-/// Which write barrier a heap uses.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, PartialOrd, Ord)]
-pub enum BarrierKind {
-    /// No barrier: every collection stops the world for the whole mark.
-    None,
-    /// A byte per 512-byte card, set by the mutator after each reference store.
-    CardTable,
-    /// userfaultfd write-protect; faults served on a collector-side thread.
-    UffdWp,
-    /// userfaultfd async write-protect; harvested with `PAGEMAP_SCAN`.
-    UffdWpAsync,
-    /// userfaultfd write-protect raising SIGBUS on the writer, which unprotects.
-    UffdWpSigbus,
-    /// `mprotect(PROT_READ)` and a SIGSEGV handler on the writer.
-    Mprotect,
+/// Declares the mechanisms: for each, its module (which defines `MECHANISM`) and its
+/// `BarrierKind` variant. This list is the one place that names every mechanism.
+macro_rules! mechanisms {
+    ($( $(#[$doc:meta])* $kind:ident => $module:ident, )+) => {
+        $( pub mod $module; )+
+
+        /// Which write barrier a heap uses; [`BarrierKind::mechanism`] describes each.
+        #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, PartialOrd, Ord)]
+        pub enum BarrierKind {
+            $( $(#[$doc])* $kind, )+
+        }
+
+        /// The descriptions, in `BarrierKind` order.
+        const MECHANISMS: &[&Mechanism] = &[ $( &$module::MECHANISM, )+ ];
+
+        impl BarrierKind {
+            /// Every kind, in report order.
+            pub const ALL: [BarrierKind; MECHANISMS.len()] = [ $( BarrierKind::$kind, )+ ];
+        }
+    };
 }
 
+mechanisms! {
+    /// No barrier: every collection stops the world for the whole mark.
+    None => none,
+    /// A byte per 512-byte card, set by the mutator after each reference store.
+    CardTable => card_table,
+    /// userfaultfd write-protect; faults served on a collector-side thread.
+    UffdWp => uffd_wp,
+    /// userfaultfd async write-protect; harvested with `PAGEMAP_SCAN`.
+    UffdWpAsync => uffd_wp_async,
+    /// userfaultfd write-protect raising SIGBUS on the writer, which unprotects.
+    UffdWpSigbus => uffd_wp_sigbus,
+    /// `mprotect(PROT_READ)` and a SIGSEGV handler on the writer.
+    Mprotect => mprotect,
+}
+
+// Each module's description is of its own kind, in declaration order.
+const _: () = {
+    let mut i = 0;
+    while i < MECHANISMS.len() {
+        assert!(MECHANISMS[i].kind as usize == i);
+        i += 1;
+    }
+};
+
 impl BarrierKind {
-    /// Every kind, in report order.
-    pub const ALL: [BarrierKind; 6] = [
-        BarrierKind::None,
-        BarrierKind::CardTable,
-        BarrierKind::UffdWp,
-        BarrierKind::UffdWpAsync,
-        BarrierKind::UffdWpSigbus,
-        BarrierKind::Mprotect,
-    ];
+    /// Its description.
+    pub fn mechanism(self) -> &'static Mechanism {
+        MECHANISMS[self as usize]
+    }
 
     /// The kebab-case name (`card-table`).
     pub fn name(self) -> &'static str {
-        match self {
-            BarrierKind::None => "none",
-            BarrierKind::CardTable => "card-table",
-            BarrierKind::UffdWp => "uffd-wp",
-            BarrierKind::UffdWpAsync => "uffd-wp-async",
-            BarrierKind::UffdWpSigbus => "uffd-wp-sigbus",
-            BarrierKind::Mprotect => "mprotect",
-        }
+        self.mechanism().name
     }
 
     /// Whether the collector marks concurrently (everything but `None`).
     pub fn is_concurrent(self) -> bool {
-        self != BarrierKind::None
+        self.mechanism().is_concurrent()
     }
 
     /// Whether the granule is a whole page (the store path is empty).
     pub fn is_page_level(self) -> bool {
-        !matches!(self, BarrierKind::None | BarrierKind::CardTable)
-    }
-
-    /// The probe item that says whether this kind can run here (`None` needs nothing).
-    pub fn mechanism(self) -> Option<Mechanism> {
-        match self {
-            BarrierKind::None => None,
-            BarrierKind::CardTable => Some(Mechanism::CardTable),
-            BarrierKind::UffdWp => Some(Mechanism::UffdWp),
-            BarrierKind::UffdWpAsync => Some(Mechanism::UffdWpAsync),
-            BarrierKind::UffdWpSigbus => Some(Mechanism::UffdWpSigbus),
-            BarrierKind::Mprotect => Some(Mechanism::Mprotect),
-        }
+        self.mechanism().granule == Granule::Page
     }
 }
 
@@ -177,21 +216,32 @@ impl DirtySet {
     }
 }
 
-/// Counters every tracker keeps.
+/// Counters every tracker keeps, each with one definition for every mechanism.
 #[derive(Debug, Default, Clone, Copy, PartialEq, Eq)]
 pub struct TrackerStats {
-    /// Dirty granules recorded: write faults served (`uffd-wp`, `uffd-wp-sigbus`,
-    /// `mprotect`), written pages found by `PAGEMAP_SCAN` (`uffd-wp-async`, whose faults
-    /// the kernel resolves unseen), or dirty cards found (`card-table`).
+    /// Write faults served by the tracker's own code: one per userfaultfd write-protect
+    /// message served (`uffd-wp`), one per page made writable by the signal handler
+    /// (`uffd-wp-sigbus`, `mprotect`). `uffd-wp-async`'s faults are resolved by the
+    /// kernel unseen and the card table takes none: 0 for both.
     pub faults: u64,
-    /// Fault messages read from a userfaultfd.
+    /// Granules handed over by harvests, each counted once per harvest that lists it:
+    /// written pages, or dirty cards for the card table.
+    pub recorded: u64,
+    /// Fault messages read from a userfaultfd (`uffd-wp`).
     pub messages: u64,
-    /// `read(2)` calls that returned at least one message.
+    /// `read(2)` calls that returned at least one message (`uffd-wp`).
     pub reads: u64,
     /// `EAGAIN` retries of userfaultfd ioctls.
     pub eagain_retries: u64,
-    /// Cycles in which the tracker degraded to "everything dirty".
+    /// Cycles (counted from each arm) in which the tracker could not record precisely: it
+    /// could not arm, or a protection change, a scan or the fault service failed and its
+    /// harvests reported "everything dirty". Each such cycle counts once.
     pub degradations: u64,
+    /// The first failure of the latest cycle counted in `degradations`.
+    pub last_degradation: Option<Degradation>,
+    /// The userfaultfd in use, for the trackers that open one: full or user-mode-only,
+    /// how it was opened, and whether user-mode-only is a fallback.
+    pub uffd: Option<UffdMode>,
 }
 
 /// The collector side of a write barrier.
@@ -239,6 +289,12 @@ pub trait DirtyTracker: Send + Sync {
     /// The mutator-side store path this tracker needs.
     fn store_barrier(&self) -> DynBarrier {
         DynBarrier::None
+    }
+
+    /// Lab internals: the tracker's fault-injection and race-widening knobs, for tests
+    /// (the page trackers have them). Never set in a measurement.
+    fn test_knobs(&self) -> Option<&TestKnobs> {
+        None
     }
 }
 
@@ -346,38 +402,28 @@ impl StoreBarrier for DynBarrier {
 }
 
 /// Builds the tracker for `kind` over the heap `[base, base + len)` (`None` for
-/// [`BarrierKind::None`]); fails with the probe's reason where the kernel lacks the mechanism.
+/// [`BarrierKind::None`]), after the probe's [`check_cached`] says the mechanism works
+/// here; fails with [`Error::Unavailable`] and the check's error where it does not.
 pub fn build(
     kind: BarrierKind,
     base: usize,
     len: usize,
     options: &TrackerOptions,
 ) -> Result<Option<Box<dyn DirtyTracker>>> {
-    if let Some(m) = kind.mechanism() {
-        crate::probe::check_cached(m, options.user_mode_only)?;
-    }
-    Ok(match kind {
-        BarrierKind::None => None,
-        BarrierKind::CardTable => Some(Box::new(CardTable::new(
-            base,
-            len,
-            options.conditional_cards,
-        ))),
-        BarrierKind::UffdWp => Some(Box::new(UffdWpTracker::new(base, len, options)?)),
-        BarrierKind::UffdWpAsync => Some(Box::new(UffdWpAsyncTracker::new(base, len, options)?)),
-        BarrierKind::UffdWpSigbus => Some(Box::new(UffdWpSigbusTracker::new(base, len, options)?)),
-        BarrierKind::Mprotect => Some(Box::new(MprotectTracker::new(base, len, options)?)),
-    })
+    check_cached(kind, options.user_mode_only).require(kind)?;
+    (kind.mechanism().build)(base, len, options)
 }
 
-/// Tracker options from the heap configuration.
-#[derive(Debug, Clone)]
+/// The tracker options a heap carries, for every mechanism at once; each mechanism's
+/// constructor takes its own typed options, made from the fields it reads.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
 pub struct TrackerOptions {
-    /// Card table: test the card before marking it.
+    /// `card-table`: test the card before marking it.
     pub conditional_cards: bool,
     /// `uffd-wp`: who serves the faults.
     pub service: ServiceLayout,
-    /// Open userfaultfd with `UFFD_USER_MODE_ONLY`.
+    /// The userfaultfd trackers: open userfaultfd with `UFFD_USER_MODE_ONLY` (otherwise
+    /// full mode, with user-mode-only as the reported fallback).
     pub user_mode_only: bool,
     /// `uffd-wp-async`: keep the heap protected between cycles (disarm does nothing, the
     /// next arm only re-protects the pages written since) instead of unprotecting it at
@@ -385,13 +431,94 @@ pub struct TrackerOptions {
     pub async_keep_protected: bool,
 }
 
+impl TrackerOptions {
+    /// The defaults: unconditional cards, a dedicated service thread, full-mode
+    /// userfaultfd, the async heap kept protected between cycles.
+    pub const DEFAULT: TrackerOptions = TrackerOptions {
+        conditional_cards: false,
+        service: ServiceLayout::Thread,
+        user_mode_only: false,
+        async_keep_protected: true,
+    };
+}
+
 impl Default for TrackerOptions {
     fn default() -> Self {
-        TrackerOptions {
-            conditional_cards: false,
-            service: ServiceLayout::default(),
-            user_mode_only: false,
-            async_keep_protected: true,
+        TrackerOptions::DEFAULT
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    /// The edge table in this module's docs, as (row label, column header, cell).
+    fn doc_edge_table() -> Vec<(String, String, String)> {
+        let doc = include_str!("mod.rs");
+        let rows: Vec<Vec<String>> = doc
+            .lines()
+            .skip_while(|l| !l.starts_with("//! | edge |"))
+            .take_while(|l| l.starts_with("//! |"))
+            .map(|l| {
+                l.trim_start_matches("//! ")
+                    .trim_matches('|')
+                    .split(" | ")
+                    .map(|c| c.trim().to_string())
+                    .collect()
+            })
+            .collect();
+        let header = &rows[0];
+        rows[2..]
+            .iter()
+            .flat_map(|row| {
+                header[1..]
+                    .iter()
+                    .zip(&row[1..])
+                    .map(|(h, c)| (row[0].clone(), h.trim_matches('`').to_string(), c.clone()))
+            })
+            .collect()
+    }
+
+    #[test]
+    fn the_edge_table_in_the_docs_is_the_descriptions() {
+        let table = doc_edge_table();
+        for kind in BarrierKind::ALL.into_iter().filter(|k| k.is_page_level()) {
+            let m = kind.mechanism();
+            for edge in Edge::ALL {
+                let cell = table
+                    .iter()
+                    .find(|(row, col, _)| row == edge.label() && col == m.name)
+                    .map(|(_, _, c)| c.as_str());
+                assert_eq!(
+                    cell,
+                    m.edge(edge),
+                    "{}: the docs' cell for {:?} and the description disagree",
+                    m.name,
+                    edge
+                );
+            }
         }
+        let page_kinds = BarrierKind::ALL
+            .iter()
+            .filter(|k| k.is_page_level())
+            .count();
+        assert_eq!(table.len(), Edge::ALL.len() * page_kinds, "a cell too many");
+    }
+
+    #[test]
+    fn names_parse_back_and_variants_are_named_uniquely() {
+        for kind in BarrierKind::ALL {
+            assert_eq!(kind.name().parse::<BarrierKind>().unwrap(), kind);
+            assert_eq!(kind.mechanism().kind, kind);
+        }
+        assert!("soft-dirty".parse::<BarrierKind>().is_err());
+        let every = Variant::list(&BarrierKind::ALL, Breadth::Every);
+        let mut names: Vec<String> = every.iter().map(|v| v.name()).collect();
+        names.dedup();
+        assert_eq!(names.len(), every.len());
+        assert!(names.contains(&"uffd-wp[spin-thread]".to_string()));
+        let one = Variant::list(&BarrierKind::ALL, Breadth::One);
+        assert_eq!(one.len(), BarrierKind::ALL.len());
+        assert!(one.iter().all(|v| v.options == TrackerOptions::DEFAULT));
     }
 }

@@ -34,6 +34,9 @@
 //! thread that blocks SIGSEGV or SIGBUS cannot run the handler: the kernel forces the
 //! default action on a blocked synchronous fault signal, so its first write to an armed
 //! page kills the process.
+//!
+//! Lab internals: public only so that its own tests (`tests/signal_registry.rs`) can
+//! register servers; reach it as `barrierlab::internals::signal_registry`.
 
 use std::cell::UnsafeCell;
 use std::fmt;
@@ -45,7 +48,7 @@ use crate::error::{Error, Result};
 use crate::sys::signal::{self, InstalledHandler};
 
 /// How many heaps can be registered at once (all signals together).
-pub(crate) const SLOTS: usize = 64;
+pub const SLOTS: usize = 64;
 
 /// `si_code` of a SIGSEGV raised by a write to a mapped page whose protection forbids it
 /// (`SEGV_ACCERR` in `<asm-generic/siginfo.h>`; the `libc` crate does not define it).
@@ -53,7 +56,7 @@ const SEGV_ACCERR: i32 = 2;
 
 /// The signals a page tracker's fault arrives as.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub(crate) enum FaultSignal {
+pub enum FaultSignal {
     /// SIGSEGV: a write to a `PROT_READ` page (`mprotect`).
     Segv = 0,
     /// SIGBUS: a write to a userfaultfd write-protected page with `UFFD_FEATURE_SIGBUS`.
@@ -91,7 +94,7 @@ impl FaultSignal {
 
 /// What a [`FaultServer`] did with a fault.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub(crate) enum Served {
+pub enum Served {
     /// The page is writable now; returning from the handler retries the write.
     Handled,
     /// The server cannot make the page writable: pass the signal on (which ends the
@@ -100,13 +103,25 @@ pub(crate) enum Served {
 }
 
 /// The part of a tracker that serves a fault inside a signal handler.
-pub(crate) trait FaultServer: Send + Sync + 'static {
+///
+/// # Safety
+/// [`FaultServer::serve`] runs in a signal handler on the faulting thread, which may have
+/// been interrupted anywhere (holding a lock, inside `malloc`). An implementation must:
+/// 1. be async-signal-safe: atomics and single system calls (`mprotect`, `ioctl`) only;
+///    no allocation or free, no lock (`Mutex`, `parking_lot`, stdout), no formatting, no
+///    thread-local that initialises lazily;
+/// 2. never panic, so no indexing or arithmetic that can (the handler is `extern "C"`: a
+///    panic aborts the process);
+/// 3. not block: return promptly so that the write retries;
+/// 4. return [`Served::Handled`] only if the page holding `addr` is writable now (a
+///    write retried on a protected page faults forever), and otherwise
+///    [`Served::Chain`];
+/// 5. make the page writable *before* recording it (`DESIGN.md`, "Handler on the
+///    writing thread"): the reverse lets a harvest take the record and re-protect in
+///    between, leaving the page writable with no record.
+pub unsafe trait FaultServer: Send + Sync + 'static {
     /// Makes the page holding `addr` (inside the registered range) writable and records
-    /// it, in that order (see `DESIGN.md`, "Handler on the writing thread").
-    ///
-    /// Runs in a signal handler on the faulting thread: it must be async-signal-safe.
-    /// Atomics and single system calls (`mprotect`, `ioctl`) only; no allocation, no
-    /// lock, no panic, no formatting, no lazily initialised thread-local.
+    /// it, in that order.
     fn serve(&self, addr: usize) -> Served;
 }
 
@@ -341,7 +356,7 @@ fn dispatch(signal: FaultSignal, addr: usize) -> Option<Served> {
 
 /// A heap registered with the fault handler of its signal; unregisters on drop, after
 /// waiting for every handler still serving one of its faults.
-pub(crate) struct Registration {
+pub struct Registration {
     signal: FaultSignal,
     slot: usize,
     /// Keeps the server alive for as long as the slot can point to it.
@@ -360,7 +375,7 @@ impl fmt::Debug for Registration {
 /// Registers the heap `[base, base + len)`: from now on a `signal` fault inside it (with
 /// the tracker's `si_code`) is served by `server`. Installs the handler if this is the
 /// first registration for `signal`.
-pub(crate) fn register<T: FaultServer>(
+pub fn register<T: FaultServer>(
     signal: FaultSignal,
     base: usize,
     len: usize,
@@ -375,13 +390,15 @@ pub(crate) fn register<T: FaultServer>(
             .is_ok()
     }) else {
         state.release(&mut install);
-        return Err(Error::Unavailable {
-            mechanism: "signal handler registry",
-            reason: format!(
-                "all {SLOTS} slots are taken: at most {SLOTS} heaps can use the mprotect and \
-                 uffd-wp-sigbus trackers at once"
-            ),
-        });
+        return Err(Error::from_errno(
+            "register with the fault handler",
+            Some((base, len)),
+            libc::ENOSPC,
+        )
+        .with_hint(format!(
+            "all {SLOTS} slots are taken: at most {SLOTS} heaps can use the mprotect \
+                     and uffd-wp-sigbus trackers at once"
+        )));
     };
     let slot = &TABLE[index];
     slot.signal.store(signal as u8, Ordering::Relaxed);
@@ -422,383 +439,8 @@ impl Drop for Registration {
     }
 }
 
-/// Test hook shared by the handler-on-the-writer trackers: busy-waits `spins` times
-/// between the two steps of the fault handler (unprotect | record) and of a harvest
-/// (take | re-protect), to widen the races between them. Async-signal-safe.
-pub(crate) fn widen(spins: u32) {
-    for _ in 0..spins {
-        std::hint::spin_loop();
-    }
-}
-
-/// Helpers for the trackers' tests: real memory, timeouts, forked children.
-#[cfg(test)]
-pub(crate) mod testkit {
-    use std::sync::mpsc;
-    use std::time::Duration;
-
-    use crate::barrier::DirtySet;
-    use crate::sys::PAGE_SIZE;
-
-    /// How long a test body that may block or fault gets before the test fails.
-    pub(crate) const TIMEOUT: Duration = Duration::from_secs(30);
-
-    /// Runs `body` on its own thread and fails if it does not finish within [`TIMEOUT`]
-    /// (a deadlocked fault path then fails the test instead of hanging the run).
-    pub(crate) fn with_timeout(body: impl FnOnce() + Send + 'static) {
-        let (tx, rx) = mpsc::channel();
-        let t = std::thread::spawn(move || {
-            body();
-            let _ = tx.send(());
-        });
-        match rx.recv_timeout(TIMEOUT) {
-            Ok(()) => t.join().expect("test body"),
-            Err(mpsc::RecvTimeoutError::Disconnected) => {
-                // The body panicked: re-raise its panic here.
-                if let Err(p) = t.join() {
-                    std::panic::resume_unwind(p);
-                }
-            }
-            Err(mpsc::RecvTimeoutError::Timeout) => {
-                panic!("the test body did not finish within {TIMEOUT:?}")
-            }
-        }
-    }
-
-    /// Writes `value` to the word at page `page` of the heap at `base`.
-    pub(crate) fn write_page(base: usize, page: usize, value: u64) {
-        // SAFETY: the callers pass a page inside a live test mapping; volatile so that
-        // every store really happens (it is the store that faults).
-        unsafe { ((base + page * PAGE_SIZE) as *mut u64).write_volatile(value) };
-    }
-
-    /// Reads the word at page `page` of the heap at `base`.
-    pub(crate) fn read_page(base: usize, page: usize) -> u64 {
-        // SAFETY: as in `write_page`.
-        unsafe { ((base + page * PAGE_SIZE) as *const u64).read_volatile() }
-    }
-
-    /// Writes `pages`, half from each of two threads.
-    pub(crate) fn write_from_two_threads(base: usize, pages: &[usize], value: u64) {
-        std::thread::scope(|s| {
-            for half in pages.chunks(pages.len().div_ceil(2).max(1)) {
-                s.spawn(move || half.iter().for_each(|&p| write_page(base, p, value)));
-            }
-        });
-    }
-
-    /// Harvests and returns the dirty set.
-    pub(crate) fn harvest(t: &dyn crate::barrier::DirtyTracker, rearm: bool) -> DirtySet {
-        let mut out = DirtySet {
-            granules: vec![12345],
-            all: true,
-        };
-        t.harvest(&mut out, rearm).expect("harvest");
-        out
-    }
-
-    /// Forks; the child runs `child` with core dumps off and exits with status 0 if it
-    /// returns. The parent waits up to [`TIMEOUT`] (then kills the child) and returns the
-    /// raw wait status.
-    ///
-    /// The child must only do async-signal-safe things (no allocation, no locks): the
-    /// test process has other threads, whose locks the child inherits held.
-    pub(crate) fn fork_and_wait(child: impl FnOnce()) -> i32 {
-        // SAFETY: the child runs only `child` (async-signal-safe by contract) and
-        // leaves with `_exit`, never returning into the test harness.
-        let pid = unsafe { libc::fork() };
-        assert!(pid >= 0, "fork: {}", std::io::Error::last_os_error());
-        if pid == 0 {
-            let none = libc::rlimit {
-                rlim_cur: 0,
-                rlim_max: 0,
-            };
-            // SAFETY: setrlimit and _exit are async-signal-safe system calls.
-            unsafe {
-                libc::setrlimit(libc::RLIMIT_CORE, &none);
-                child();
-                libc::_exit(0);
-            }
-        }
-        let deadline = std::time::Instant::now() + TIMEOUT;
-        loop {
-            let mut status = 0;
-            // SAFETY: waiting for our own child.
-            let rc = unsafe { libc::waitpid(pid, &mut status, libc::WNOHANG) };
-            if rc == pid {
-                return status;
-            }
-            assert_eq!(rc, 0, "waitpid: {}", std::io::Error::last_os_error());
-            if std::time::Instant::now() > deadline {
-                // SAFETY: killing and reaping our own child.
-                unsafe {
-                    libc::kill(pid, libc::SIGKILL);
-                    libc::waitpid(pid, &mut status, 0);
-                }
-                panic!("the forked child did not finish within {TIMEOUT:?}");
-            }
-            std::thread::sleep(Duration::from_millis(2));
-        }
-    }
-
-    /// How soon a write must show up in a harvest.
-    #[derive(Debug, Clone, Copy, PartialEq, Eq)]
-    pub(crate) enum Bound {
-        /// In the first harvest that begins after the write ended (or the one it
-        /// overlapped): the kernel reads and re-protects each page atomically.
-        Next,
-        /// In some harvest after the one that preceded the write, at the latest in the
-        /// last one (taken with every writer stopped, like a remark). A handler on the
-        /// writing thread unprotects, then records: another thread's write through that
-        /// window is recorded when the handler gets to it, possibly one harvest later.
-        Eventually,
-    }
-
-    /// Races `writers` threads writing the pages `targets` against harvests with re-arm
-    /// for `duration`, and checks that no write slipped past every harvest that should
-    /// hold it: a write that began after harvest `j` returned must be in a harvest
-    /// `k > j` (`Bound::Eventually`), and with `Bound::Next` also `k <= m + 1` when it
-    /// ended before harvest `m + 1` began. Writers hit a few pages over and over, so that
-    /// pages are re-protected while being written.
-    pub(crate) fn no_write_slips_past_harvests(
-        t: &(dyn crate::barrier::DirtyTracker + 'static),
-        base: usize,
-        targets: &[usize],
-        writers: usize,
-        duration: Duration,
-        bound: Bound,
-    ) {
-        use std::sync::atomic::{AtomicBool, AtomicUsize, Ordering};
-        let started = AtomicUsize::new(0);
-        let finished = AtomicUsize::new(0);
-        let stop = AtomicBool::new(false);
-        t.arm().expect("arm");
-        // sets[k - 1] is harvest k's dirty set.
-        let (sets, records) = std::thread::scope(|s| {
-            let handles: Vec<_> = (0..writers)
-                .map(|w| {
-                    let (started, finished, stop) = (&started, &finished, &stop);
-                    s.spawn(move || {
-                        let mut x = 0x9e37_79b9_7f4a_7c15u64 ^ (w as u64 + 1);
-                        let mut records = Vec::new();
-                        // Bounded, so that the records stay small (a write to a writable
-                        // page takes nanoseconds).
-                        while !stop.load(Ordering::Relaxed) && records.len() < 200_000 {
-                            x ^= x << 13;
-                            x ^= x >> 7;
-                            x ^= x << 17;
-                            let page = targets[(x % targets.len() as u64) as usize];
-                            let lo = finished.load(Ordering::SeqCst);
-                            write_page(base, page, x);
-                            let hi = started.load(Ordering::SeqCst);
-                            records.push((page, lo, hi));
-                            for _ in 0..64 {
-                                std::hint::spin_loop();
-                            }
-                        }
-                        records
-                    })
-                })
-                .collect();
-            let mut sets = Vec::new();
-            let end = std::time::Instant::now() + duration;
-            let mut round = 0u32;
-            while std::time::Instant::now() < end {
-                started.fetch_add(1, Ordering::SeqCst);
-                sets.push(harvest(t, true));
-                finished.fetch_add(1, Ordering::SeqCst);
-                round += 1;
-                // Vary the gap between harvests: none, a yield, a short sleep.
-                match round % 3 {
-                    0 => {}
-                    1 => std::thread::yield_now(),
-                    _ => std::thread::sleep(Duration::from_micros(50)),
-                }
-            }
-            stop.store(true, Ordering::Relaxed);
-            let records: Vec<_> = handles
-                .into_iter()
-                .flat_map(|h| h.join().expect("writer"))
-                .collect();
-            // The last harvest, after every writer stopped.
-            sets.push(harvest(t, false));
-            (sets, records)
-        });
-        t.disarm().expect("disarm");
-        let contains = |k: usize, page: usize| {
-            let d = &sets[k - 1];
-            d.all || d.granules.binary_search(&page).is_ok()
-        };
-        let mut missed = Vec::new();
-        for &(page, lo, hi) in &records {
-            let last = match bound {
-                Bound::Next => (hi + 1).min(sets.len()),
-                Bound::Eventually => sets.len(),
-            };
-            if !(lo + 1..=last).any(|k| contains(k, page)) {
-                missed.push((page, lo, hi));
-            }
-        }
-        assert!(
-            missed.is_empty(),
-            "{} of {} writes were in no harvest that could hold them (page, after harvest, \
-             before harvest): {:?}",
-            missed.len(),
-            records.len(),
-            &missed[..missed.len().min(10)]
-        );
-        assert!(
-            records.len() > 100 && sets.len() > 10,
-            "too little happened"
-        );
-    }
-
-    /// Runs [`no_write_slips_past_harvests`] over trackers that `make(region, spins)`
-    /// builds (`spins` widens the races, see [`super::widen`]): on a 16-page heap whose
-    /// harvests re-protect it whole, and on 16 pages spread over a 1024-page heap,
-    /// re-protected run by run; each without and with widened races.
-    pub(crate) fn race_writers_and_harvests<T: crate::barrier::DirtyTracker + 'static>(
-        make: impl Fn(&crate::sys::mem::Region, u32) -> T,
-        bound: Bound,
-    ) {
-        use crate::sys::mem::Region;
-        let duration = Duration::from_millis(200);
-        let dense = Region::new(16 * PAGE_SIZE).unwrap();
-        let sparse = Region::new(1024 * PAGE_SIZE).unwrap();
-        let dense_pages: Vec<usize> = (0..16).collect();
-        let sparse_pages: Vec<usize> = (0..16).map(|i| i * 64 + 1).collect();
-        for spins in [0, 2000] {
-            for (region, pages) in [(&dense, &dense_pages), (&sparse, &sparse_pages)] {
-                let t = make(region, spins);
-                no_write_slips_past_harvests(&t, region.base(), pages, 2, duration, bound);
-            }
-        }
-    }
-
-    /// Describes a wait status for assertion messages.
-    pub(crate) fn describe(status: i32) -> String {
-        if libc::WIFSIGNALED(status) {
-            format!("killed by signal {}", libc::WTERMSIG(status))
-        } else if libc::WIFEXITED(status) {
-            format!("exited with status {}", libc::WEXITSTATUS(status))
-        } else {
-            format!("wait status {status:#x}")
-        }
-    }
-}
-
-#[cfg(test)]
-mod tests {
-    use super::testkit::*;
-    use super::*;
-    use crate::sys::PAGE_SIZE;
-    use crate::sys::mem::{Protection, Region, mprotect_errno};
-    use std::sync::atomic::AtomicU64;
-
-    /// A server that makes the page writable and counts.
-    struct Unprotect {
-        served: AtomicU64,
-    }
-
-    impl FaultServer for Unprotect {
-        fn serve(&self, addr: usize) -> Served {
-            let page = addr & !(PAGE_SIZE - 1);
-            match mprotect_errno(page, PAGE_SIZE, Protection::ReadWrite) {
-                Ok(()) => {
-                    self.served.fetch_add(1, Ordering::Relaxed);
-                    Served::Handled
-                }
-                Err(_) => Served::Chain,
-            }
-        }
-    }
-
-    fn current_handler(signal: i32) -> usize {
-        // SAFETY: a zeroed sigaction is valid output space; querying changes nothing.
-        let mut old: libc::sigaction = unsafe { std::mem::zeroed() };
-        // SAFETY: reading the current action into `old`.
-        unsafe { libc::sigaction(signal, std::ptr::null(), &mut old) };
-        old.sa_sigaction
-    }
-
-    #[test]
-    fn a_registered_range_is_served_and_the_handler_is_installed() {
-        with_timeout(|| {
-            let region = Region::new(8 * PAGE_SIZE).unwrap();
-            let server = Arc::new(Unprotect {
-                served: AtomicU64::new(0),
-            });
-            let reg = register(
-                FaultSignal::Segv,
-                region.base(),
-                region.len(),
-                server.clone(),
-            )
-            .unwrap();
-            assert_eq!(
-                current_handler(libc::SIGSEGV),
-                on_fault as *const () as usize
-            );
-            region
-                .protect(region.base(), region.len(), Protection::Read)
-                .unwrap();
-            for p in [1, 5, 5, 7] {
-                write_page(region.base(), p, 40 + p as u64);
-            }
-            assert_eq!(server.served.load(Ordering::Relaxed), 3);
-            for p in [1, 5, 7] {
-                assert_eq!(read_page(region.base(), p), 40 + p as u64);
-            }
-            drop(reg);
-            // The server is released once the registration is gone.
-            assert_eq!(Arc::strong_count(&server), 1);
-        });
-    }
-
-    #[test]
-    fn a_fault_outside_every_heap_kills_a_forked_child_with_sigsegv() {
-        let heap = Region::new(4 * PAGE_SIZE).unwrap();
-        let _reg = register(
-            FaultSignal::Segv,
-            heap.base(),
-            heap.len(),
-            Arc::new(Unprotect {
-                served: AtomicU64::new(0),
-            }),
-        )
-        .unwrap();
-        let other = Region::new(PAGE_SIZE).unwrap();
-        other
-            .protect(other.base(), PAGE_SIZE, Protection::Read)
-            .unwrap();
-        let status = fork_and_wait(|| write_page(other.base(), 0, 1));
-        assert!(
-            libc::WIFSIGNALED(status) && libc::WTERMSIG(status) == libc::SIGSEGV,
-            "the child should die of SIGSEGV, but it {}",
-            describe(status)
-        );
-    }
-
-    #[test]
-    fn a_signal_sent_with_kill_is_not_served_even_inside_a_heap() {
-        // A SIGSEGV whose si_code is SI_TKILL is never a fault, so it is passed on: with
-        // the default action behind the handler, a forked child dies of it.
-        let heap = Region::new(PAGE_SIZE).unwrap();
-        let server = Arc::new(Unprotect {
-            served: AtomicU64::new(0),
-        });
-        let _reg = register(FaultSignal::Segv, heap.base(), heap.len(), server.clone()).unwrap();
-        let status = fork_and_wait(|| {
-            // SAFETY: raise(3) is async-signal-safe.
-            unsafe { libc::raise(libc::SIGSEGV) };
-            // SAFETY: the chain restored the default action; a second one ends us.
-            unsafe { libc::raise(libc::SIGSEGV) };
-        });
-        assert!(
-            libc::WIFSIGNALED(status) && libc::WTERMSIG(status) == libc::SIGSEGV,
-            "the child should die of SIGSEGV, but it {}",
-            describe(status)
-        );
-        assert_eq!(server.served.load(Ordering::Relaxed), 0);
-    }
+/// The address of the process-wide handler, to compare with what `sigaction(2)` reports
+/// as installed.
+pub fn handler_address() -> usize {
+    on_fault as *const () as usize
 }

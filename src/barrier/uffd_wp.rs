@@ -27,10 +27,16 @@
 //! - `SpinThread`: a dedicated thread busy-reads the descriptor while the heap is armed
 //!   (burns a CPU during the cycle, sleeps between cycles): the fastest round trip.
 //!
+//! The record, the harvest protocol and the counters are the shared page record
+//! (`page_record.rs`); this file is the mechanism: registering, reading and
+//! serving the fault messages, and the service thread.
+//!
 //! Costs: per dirtied page, a fault round trip (kernel entry, message, read, two ioctls,
-//! wake-up); per cycle, a whole-range protect (~70 ns per heap page). Failure: if an
-//! unprotect fails, the writer is released by a whole-range unprotect and the tracker
-//! degrades to "everything dirty" for the cycle.
+//! wake-up); per cycle, a whole-range protect (~70 ns per heap page). Failure: IF an
+//! unprotect, a `read(2)` or a `poll(2)` fails THEN the whole heap is unprotected (which
+//! releases every blocked writer) and the tracker degrades to "everything dirty" for the
+//! cycle, keeping the failure as its cause. Test knob: [`TestKnobs::fail_next`] fails the
+//! service's next unprotects with `EIO`.
 
 use std::os::fd::{AsRawFd, RawFd};
 use std::sync::Arc;
@@ -39,11 +45,73 @@ use std::thread::JoinHandle;
 
 use parking_lot::Mutex;
 
-use super::{BarrierKind, DirtySet, DirtyTracker, TrackerOptions, TrackerStats};
+use super::mechanism::{self, Edge, Granule, Mechanism, SecondChannel, ServedBy};
+use super::page_record::{Call, PageRecord, Step, for_each_run, open_userfaultfd};
+use super::{BarrierKind, DirtySet, DirtyTracker, TestKnobs, TrackerOptions, TrackerStats};
 use crate::error::{Error, Result};
+use crate::sys::PAGE_SIZE;
 use crate::sys::eventfd::{EventFd, poll_readable};
-use crate::sys::uffd::{Event, Features, PageFaultFlags, RegisterMode, Uffd, WpMode, raw};
-use crate::sys::{PAGE_SHIFT, PAGE_SIZE};
+use crate::sys::uffd::{Event, Features, PageFaultFlags, RegisterMode, Uffd, raw};
+
+/// The description of `uffd-wp`. Its constructor reads
+/// [`TrackerOptions::service`] and [`TrackerOptions::user_mode_only`]; its variants are
+/// its service layouts.
+pub(crate) const MECHANISM: Mechanism = Mechanism {
+    kind: BarrierKind::UffdWp,
+    name: "uffd-wp",
+    summary: "userfaultfd write-protect; faults served on a collector-side thread",
+    granule: Granule::Page,
+    served_by: ServedBy::Service,
+    kernel: "userfaultfd with UFFD_FEATURE_PAGEFAULT_FLAG_WP (5.7+) and \
+             UFFD_FEATURE_WP_UNPOPULATED (6.4+)",
+    second_channel: SecondChannel::PagemapWpBit,
+    edges: &[
+        (
+            Edge::KernelWrite,
+            "full mode: a WP fault, served and recorded (`tests/edges.rs`); user-mode-only: \
+             `EFAULT` (`sys_uffd::kernel_write_*`)",
+        ),
+        (Edge::FaultOutsideHeap, mechanism::NO_HANDLER),
+        (Edge::MaxMapCount, mechanism::NEVER_SPLITS),
+        (
+            Edge::UserModeOnly,
+            "works; kernel writes `EFAULT` (`sys_uffd`)",
+        ),
+        (Edge::DontNeed, mechanism::DONTNEED_DROPS),
+        (Edge::HugePages, mechanism::HUGE_PAGES_CORRECT),
+        (Edge::Fork, mechanism::FORK_CHILD_WRITES),
+    ],
+    variants: &[
+        (
+            ServiceLayout::Collector.name(),
+            TrackerOptions {
+                service: ServiceLayout::Collector,
+                ..TrackerOptions::DEFAULT
+            },
+        ),
+        (
+            ServiceLayout::Thread.name(),
+            TrackerOptions {
+                service: ServiceLayout::Thread,
+                ..TrackerOptions::DEFAULT
+            },
+        ),
+        (
+            ServiceLayout::SpinThread.name(),
+            TrackerOptions {
+                service: ServiceLayout::SpinThread,
+                ..TrackerOptions::DEFAULT
+            },
+        ),
+    ],
+    build: |base, len, options| {
+        Ok(Some(Box::new(UffdWpTracker::new(
+            base,
+            len,
+            &UffdWpOptions::from(options),
+        )?)))
+    },
+};
 
 /// Who serves the write-protect faults of [`BarrierKind::UffdWp`].
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, Default)]
@@ -68,7 +136,7 @@ impl ServiceLayout {
     ];
 
     /// The kebab-case name.
-    pub fn name(self) -> &'static str {
+    pub const fn name(self) -> &'static str {
         match self {
             ServiceLayout::Collector => "collector",
             ServiceLayout::Thread => "thread",
@@ -91,95 +159,39 @@ impl std::str::FromStr for ServiceLayout {
     }
 }
 
+/// The options of a [`UffdWpTracker`].
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, Default)]
+pub struct UffdWpOptions {
+    /// Who serves the faults.
+    pub service: ServiceLayout,
+    /// Open userfaultfd with `UFFD_USER_MODE_ONLY` (otherwise full mode, falling back).
+    pub user_mode_only: bool,
+}
+
+impl From<&TrackerOptions> for UffdWpOptions {
+    fn from(o: &TrackerOptions) -> Self {
+        UffdWpOptions {
+            service: o.service,
+            user_mode_only: o.user_mode_only,
+        }
+    }
+}
+
 /// Messages read per `read(2)`.
 const BATCH: usize = 64;
-
-/// A bitmap of heap pages, set by the fault service and taken by harvests.
-#[derive(Debug)]
-pub(crate) struct PageBitmap {
-    words: Box<[AtomicU64]>,
-}
-
-impl PageBitmap {
-    pub(crate) fn new(pages: usize) -> Self {
-        PageBitmap {
-            words: (0..pages.div_ceil(64)).map(|_| AtomicU64::new(0)).collect(),
-        }
-    }
-
-    pub(crate) fn set(&self, page: usize) {
-        self.words[page / 64].fetch_or(1 << (page % 64), Ordering::Relaxed);
-    }
-
-    pub(crate) fn clear_all(&self) {
-        for w in self.words.iter() {
-            w.store(0, Ordering::Relaxed);
-        }
-    }
-
-    /// Clears the bitmap, appending the pages that were set (ascending) to `out`.
-    pub(crate) fn take(&self, out: &mut Vec<usize>) {
-        for (i, w) in self.words.iter().enumerate() {
-            if w.load(Ordering::Relaxed) == 0 {
-                continue;
-            }
-            let mut bits = w.swap(0, Ordering::AcqRel);
-            while bits != 0 {
-                out.push(i * 64 + bits.trailing_zeros() as usize);
-                bits &= bits - 1;
-            }
-        }
-    }
-}
-
-/// Calls `f(first, count)` for each run of consecutive values in a sorted slice.
-pub(crate) fn for_each_run(sorted: &[usize], mut f: impl FnMut(usize, usize)) {
-    let mut i = 0;
-    while i < sorted.len() {
-        let mut j = i + 1;
-        while j < sorted.len() && sorted[j] == sorted[j - 1] + 1 {
-            j += 1;
-        }
-        f(sorted[i], j - i);
-        i = j;
-    }
-}
-
-/// Write-protects again the pages of a harvested set: run by run, or the whole range when
-/// the set is "everything" or has many runs (one ioctl per run costs ~1 µs, a whole-range
-/// protect ~70 ns per page).
-pub(crate) fn reprotect(uffd: &Uffd, base: usize, len: usize, set: &DirtySet) -> Result<()> {
-    let mut runs = 0;
-    for_each_run(&set.granules, |_, _| runs += 1);
-    if set.all || runs * 16 > len / PAGE_SIZE {
-        return uffd.write_protect(base, len);
-    }
-    let mut result = Ok(());
-    for_each_run(&set.granules, |first, count| {
-        if result.is_ok() {
-            result = uffd.write_protect(base + (first << PAGE_SHIFT), count * PAGE_SIZE);
-        }
-    });
-    result
-}
 
 /// State shared by the tracker and its service thread.
 #[derive(Debug)]
 struct Shared {
     uffd: Uffd,
-    base: usize,
-    len: usize,
-    dirty: PageBitmap,
+    record: PageRecord,
     /// Serialises serving with harvests; holds the message buffer.
     serve: Mutex<Vec<raw::uffd_msg>>,
     armed: AtomicBool,
-    degraded: AtomicBool,
     stop: AtomicBool,
     wake: EventFd,
-    faults: AtomicU64,
     messages: AtomicU64,
     reads: AtomicU64,
-    degradations: AtomicU64,
 }
 
 impl Shared {
@@ -188,8 +200,8 @@ impl Shared {
         let mut buf = self.serve.lock();
         let msgs = match self.uffd.read_raw(&mut buf) {
             Ok(m) => m,
-            Err(_) => {
-                self.degrade();
+            Err(e) => {
+                self.degrade(Step::Service, Call::ReadUserfaultfd, &e, None);
                 return 0;
             }
         };
@@ -204,45 +216,39 @@ impl Shared {
             if let Event::PageFault { address, flags, .. } = Event::decode(m, false)
                 && flags.contains(PageFaultFlags::WP)
             {
-                let page = (address - self.base) >> PAGE_SHIFT;
+                let page = self.record.page_of(address);
                 // Record first: a harvest that runs after the unprotect below must see it.
-                self.dirty.set(page);
+                self.record.record(page);
                 pages.push(page);
             }
         }
-        self.faults.fetch_add(pages.len() as u64, Ordering::Relaxed);
         // Coalesce duplicate faults on one page, and neighbouring pages into one ioctl.
         pages.sort_unstable();
         pages.dedup();
-        let mut failed = false;
+        let mut failed = None;
         for_each_run(&pages, |first, count| {
-            if !failed {
-                failed = self
-                    .uffd
-                    .write_unprotect(
-                        self.base + (first << PAGE_SHIFT),
-                        count * PAGE_SIZE,
-                        WpMode::empty(),
-                    )
-                    .is_err();
+            if failed.is_none() {
+                let range = (self.record.addr_of(first), count * PAGE_SIZE);
+                let result = if self.record.knobs().take_failure() {
+                    Err(libc::EIO)
+                } else {
+                    self.uffd.write_protect_errno(range.0, range.1, false)
+                };
+                failed = result.err().map(|errno| (errno, range));
             }
         });
-        drop(buf);
-        if failed {
-            self.degrade();
+        if let Some((errno, range)) = failed {
+            // Still under the lock: no harvest can take the flag before it is raised.
+            let _ = self.record.degrade(&self.uffd, Step::Fault, errno, range);
         }
         n
     }
 
-    /// Loses precision, never a write: every page counts as dirty this cycle, and every
-    /// blocked writer is released.
-    fn degrade(&self) {
-        if !self.degraded.swap(true, Ordering::AcqRel) {
-            self.degradations.fetch_add(1, Ordering::Relaxed);
-        }
-        let _ = self
-            .uffd
-            .write_unprotect(self.base, self.len, WpMode::empty());
+    /// Loses precision, never a write: every blocked writer is released and every page
+    /// counts as dirty this cycle.
+    fn degrade(&self, step: Step, call: Call, e: &Error, range: Option<(usize, usize)>) {
+        let errno = e.errno().unwrap_or(0);
+        let _ = self.record.degrade_with(&self.uffd, step, call, errno, range);
     }
 
     fn service_loop(&self, spin: bool) {
@@ -255,7 +261,7 @@ impl Shared {
                         self.serve_batch();
                     }
                     Ok(false) => std::hint::spin_loop(),
-                    Err(_) => self.degrade(),
+                    Err(e) => self.degrade(Step::Service, Call::PollUserfaultfd, &e, None),
                 }
                 continue;
             }
@@ -268,7 +274,7 @@ impl Shared {
                         self.serve_batch();
                     }
                 }
-                Err(_) => self.degrade(),
+                Err(e) => self.degrade(Step::Service, Call::PollUserfaultfd, &e, None),
             }
         }
     }
@@ -285,10 +291,9 @@ pub struct UffdWpTracker {
 impl UffdWpTracker {
     /// Registers the heap `[base, base + len)` for write-protect and starts the service
     /// thread if the layout has one. Falls back to `UFFD_USER_MODE_ONLY` when full mode
-    /// is refused (`vm.unprivileged_userfaultfd=0`): [`UffdWpTracker::user_mode_only`]
-    /// reports it.
-    pub fn new(base: usize, len: usize, options: &TrackerOptions) -> Result<UffdWpTracker> {
-        let uffd = open_wp(
+    /// is refused (`vm.unprivileged_userfaultfd=0`): [`TrackerStats::uffd`] reports it.
+    pub fn new(base: usize, len: usize, options: &UffdWpOptions) -> Result<UffdWpTracker> {
+        let (uffd, mode) = open_userfaultfd(
             Features::PAGEFAULT_FLAG_WP | Features::WP_UNPOPULATED,
             options.user_mode_only,
             true,
@@ -296,18 +301,13 @@ impl UffdWpTracker {
         uffd.register(base, len, RegisterMode::WP)?;
         let shared = Arc::new(Shared {
             uffd,
-            base,
-            len,
-            dirty: PageBitmap::new(len / PAGE_SIZE),
+            record: PageRecord::new(base, len, Some(mode)),
             serve: Mutex::new(vec![raw::uffd_msg::default(); BATCH]),
             armed: AtomicBool::new(false),
-            degraded: AtomicBool::new(false),
             stop: AtomicBool::new(false),
             wake: EventFd::new()?,
-            faults: AtomicU64::new(0),
             messages: AtomicU64::new(0),
             reads: AtomicU64::new(0),
-            degradations: AtomicU64::new(0),
         });
         let thread = match options.service {
             ServiceLayout::Collector => None,
@@ -318,11 +318,7 @@ impl UffdWpTracker {
                     std::thread::Builder::new()
                         .name("uffd-wp-service".into())
                         .spawn(move || s.service_loop(spin))
-                        .map_err(|e| {
-                            Error::InvalidArgument(format!(
-                                "cannot spawn the fault service thread: {e}"
-                            ))
-                        })?,
+                        .map_err(|e| Error::io("spawn the uffd-wp fault service thread", e))?,
                 )
             }
         };
@@ -337,31 +333,6 @@ impl UffdWpTracker {
     pub fn layout(&self) -> ServiceLayout {
         self.layout
     }
-
-    /// Whether `UFFD_USER_MODE_ONLY` is in effect (kernel writes into the heap then fail
-    /// with `EFAULT` instead of faulting).
-    pub fn user_mode_only(&self) -> bool {
-        self.shared.uffd.user_mode_only()
-    }
-}
-
-/// Opens a userfaultfd with `features`, falling back to `UFFD_USER_MODE_ONLY` when full
-/// mode is refused for lack of privilege.
-pub(crate) fn open_wp(features: Features, user_mode_only: bool, nonblocking: bool) -> Result<Uffd> {
-    let open = |umo: bool| {
-        Uffd::builder()
-            .features(features)
-            .user_mode_only(umo)
-            .nonblocking(nonblocking)
-            .create()
-    };
-    match open(user_mode_only) {
-        Err(Error::Unavailable { .. })
-        | Err(Error::Sys {
-            errno: libc::EPERM, ..
-        }) if !user_mode_only => open(true),
-        other => other,
-    }
 }
 
 impl DirtyTracker for UffdWpTracker {
@@ -370,7 +341,7 @@ impl DirtyTracker for UffdWpTracker {
     }
 
     fn granule_shift(&self) -> u32 {
-        PAGE_SHIFT
+        crate::sys::PAGE_SHIFT
     }
 
     fn arm(&self) -> Result<()> {
@@ -379,9 +350,7 @@ impl DirtyTracker for UffdWpTracker {
         // its record would land before the clear and its unprotect after the protect,
         // leaving a page writable and unrecorded for the whole cycle.
         let _serving = s.serve.lock();
-        s.dirty.clear_all();
-        s.degraded.store(false, Ordering::Release);
-        s.uffd.write_protect(s.base, s.len)?;
+        s.record.arm(&s.uffd)?;
         s.armed.store(true, Ordering::Release);
         s.wake.signal();
         Ok(())
@@ -389,24 +358,11 @@ impl DirtyTracker for UffdWpTracker {
 
     fn harvest(&self, out: &mut DirtySet, rearm: bool) -> Result<()> {
         let s = &self.shared;
-        out.clear();
         // Held across take + re-protect so that no fault is served in between: a served
         // fault records, then unprotects; if that unprotect landed after our re-protect,
         // the page would be writable but its record already taken.
         let _serving = s.serve.lock();
-        s.dirty.take(&mut out.granules);
-        out.all = s.degraded.swap(false, Ordering::AcqRel);
-        if rearm {
-            let result = reprotect(&s.uffd, s.base, s.len, out);
-            // The records are taken: pages left writable would go unrecorded, so a
-            // failed re-protect makes the rest of the cycle "everything dirty".
-            if result.is_err() {
-                s.degraded.store(true, Ordering::Release);
-                s.degradations.fetch_add(1, Ordering::Relaxed);
-                out.all = true;
-            }
-        }
-        Ok(())
+        s.record.harvest(&s.uffd, out, rearm)
     }
 
     fn disarm(&self) -> Result<()> {
@@ -414,7 +370,7 @@ impl DirtyTracker for UffdWpTracker {
         s.armed.store(false, Ordering::Release);
         // Wakes every writer still blocked; messages still queued are stale and are
         // served (record + unprotect, both harmless) by whoever reads next.
-        s.uffd.write_unprotect(s.base, s.len, WpMode::empty())?;
+        s.record.disarm(&s.uffd)?;
         if self.layout == ServiceLayout::Collector {
             while s.serve_batch() > 0 {}
         }
@@ -442,12 +398,15 @@ impl DirtyTracker for UffdWpTracker {
     fn stats(&self) -> TrackerStats {
         let s = &self.shared;
         TrackerStats {
-            faults: s.faults.load(Ordering::Relaxed),
             messages: s.messages.load(Ordering::Relaxed),
             reads: s.reads.load(Ordering::Relaxed),
             eagain_retries: s.uffd.eagain_retries(),
-            degradations: s.degradations.load(Ordering::Relaxed),
+            ..s.record.counters().stats()
         }
+    }
+
+    fn test_knobs(&self) -> Option<&TestKnobs> {
+        Some(self.shared.record.knobs())
     }
 }
 
@@ -455,38 +414,12 @@ impl Drop for UffdWpTracker {
     fn drop(&mut self) {
         self.shared.stop.store(true, Ordering::Release);
         self.shared.wake.signal();
-        let _ =
-            self.shared
-                .uffd
-                .write_unprotect(self.shared.base, self.shared.len, WpMode::empty());
+        let s = &self.shared;
+        let _ = s
+            .uffd
+            .write_protect_errno(s.record.base(), s.record.len(), false);
         if let Some(t) = self.thread.take() {
             let _ = t.join();
         }
-    }
-}
-
-#[cfg(test)]
-mod tests {
-    use super::*;
-
-    #[test]
-    fn runs_are_maximal() {
-        let mut runs = Vec::new();
-        for_each_run(&[1, 2, 3, 7, 9, 10], |a, n| runs.push((a, n)));
-        assert_eq!(runs, vec![(1, 3), (7, 1), (9, 2)]);
-    }
-
-    #[test]
-    fn page_bitmap_take_returns_ascending_and_clears() {
-        let b = PageBitmap::new(200);
-        for p in [130, 3, 64, 3, 199] {
-            b.set(p);
-        }
-        let mut out = Vec::new();
-        b.take(&mut out);
-        assert_eq!(out, vec![3, 64, 130, 199]);
-        out.clear();
-        b.take(&mut out);
-        assert!(out.is_empty());
     }
 }

@@ -146,7 +146,7 @@ impl Collector {
         let handle = std::thread::Builder::new()
             .name("barrierlab-collector".into())
             .spawn(move || collector_loop(shared, cycle))
-            .map_err(|e| Error::InvalidArgument(format!("cannot spawn the collector: {e}")))?;
+            .map_err(|e| Error::io("spawn the collector thread", e))?;
         *self.thread.lock() = Some(handle);
         Ok(())
     }

@@ -146,14 +146,20 @@ impl Bdwgc {
         }
         .map_err(|e| Error::Unavailable {
             mechanism: "bdwgc",
-            reason: format!("could not load `{file}` ({e}); {INSTALL_HINT}"),
+            causes: vec![Error::io(
+                format!("load `{file}` ({INSTALL_HINT})"),
+                std::io::Error::other(e),
+            )],
         })?;
         let missing = |name: &str, e: libloading::Error| Error::Unavailable {
             mechanism: "bdwgc",
-            reason: format!(
-                "`{file}` has no `{name}` ({e}): not bdwgc, or a version older than 7.6; \
-                 {INSTALL_HINT}"
-            ),
+            causes: vec![Error::io(
+                format!(
+                    "find `{name}` in `{file}` (not bdwgc, or a version older than 7.6; \
+                     {INSTALL_HINT})"
+                ),
+                std::io::Error::other(e),
+            )],
         };
         macro_rules! required {
             ($name:literal) => {
@@ -467,10 +473,10 @@ pub fn run_gcbench(gc: &Bdwgc, cfg: &PeerConfig) -> Result<PeerRun> {
     if cfg.incremental {
         gc.enable_incremental();
         if !gc.is_incremental_mode() {
-            return Err(Error::Unavailable {
+            return Err(Error::Misbehaved {
                 mechanism: "bdwgc incremental mode",
-                reason: "GC_enable_incremental left it off (is GC_DISABLE_INCREMENTAL or \
-                         GC_DONT_GC set in the environment?)"
+                seen: "GC_enable_incremental left it off (is GC_DISABLE_INCREMENTAL or \
+                       GC_DONT_GC set in the environment?)"
                     .into(),
             });
         }
@@ -479,9 +485,9 @@ pub fn run_gcbench(gc: &Bdwgc, cfg: &PeerConfig) -> Result<PeerRun> {
     // when to collect by its free-space divisor, and the cap stops any growth beyond.
     let have = gc.heap_size();
     if cfg.heap_bytes > have && !gc.expand_hp(cfg.heap_bytes - have) {
-        return Err(Error::Unavailable {
+        return Err(Error::Misbehaved {
             mechanism: "bdwgc",
-            reason: format!(
+            seen: format!(
                 "GC_expand_hp({} bytes) refused to grow the heap from {have} to {} bytes",
                 cfg.heap_bytes - have,
                 cfg.heap_bytes

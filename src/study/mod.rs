@@ -24,12 +24,14 @@ pub mod report;
 use std::path::PathBuf;
 use std::time::Duration;
 
-use crate::barrier::{BarrierKind, ServiceLayout, TrackerOptions};
+use crate::barrier::{BarrierKind, Breadth};
 use crate::error::{Error, Result};
 use crate::heap::HeapConfig;
 use crate::probe::Probe;
 use crate::workload::pages::{PageLab, PagePattern};
 use crate::workload::{self, GcBenchParams, GraphParams, Workload};
+
+pub use crate::barrier::Variant;
 
 /// How much to run.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -40,32 +42,6 @@ pub enum Mode {
     Default,
     /// Everything: classic GCBench at more heap sizes, more invocations.
     Full,
-}
-
-/// One tracker configuration in the study.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
-pub struct Variant {
-    /// The barrier.
-    pub kind: BarrierKind,
-    /// The fault-service layout (`uffd-wp` only).
-    pub layout: Option<ServiceLayout>,
-}
-
-impl Variant {
-    /// `uffd-wp[spin-thread]`, or the kind's name.
-    pub fn name(&self) -> String {
-        match self.layout {
-            Some(l) => format!("{}[{}]", self.kind, l.name()),
-            None => self.kind.to_string(),
-        }
-    }
-
-    fn options(&self) -> TrackerOptions {
-        TrackerOptions {
-            service: self.layout.unwrap_or_default(),
-            ..TrackerOptions::default()
-        }
-    }
 }
 
 /// What the study runs.
@@ -163,33 +139,16 @@ impl StudyConfig {
         ]
     }
 
-    /// The variants to run: each tracker, with `uffd-wp` split by service layout (one
-    /// layout in quick mode).
+    /// The variants to run: each tracker's (`uffd-wp` has one per service layout), only
+    /// the default one per tracker in quick mode; `none` always runs.
     pub fn variants(&self) -> Vec<Variant> {
-        let mut kinds: Vec<BarrierKind> = self.trackers.clone();
-        if !kinds.contains(&BarrierKind::None) {
-            kinds.insert(0, BarrierKind::None);
-        }
-        kinds.sort();
-        kinds.dedup();
-        let mut out = Vec::new();
-        for kind in kinds {
-            if kind == BarrierKind::UffdWp {
-                let layouts: &[ServiceLayout] = match self.mode {
-                    Mode::Quick => &[ServiceLayout::Thread],
-                    _ => &ServiceLayout::ALL,
-                };
-                for &l in layouts {
-                    out.push(Variant {
-                        kind,
-                        layout: Some(l),
-                    });
-                }
-            } else {
-                out.push(Variant { kind, layout: None });
-            }
-        }
-        out
+        let mut kinds = self.trackers.clone();
+        kinds.push(BarrierKind::None);
+        let breadth = match self.mode {
+            Mode::Quick => Breadth::One,
+            _ => Breadth::Every,
+        };
+        Variant::list(&kinds, breadth)
     }
 }
 
@@ -222,7 +181,7 @@ pub struct StudyResult {
     /// Every row.
     pub rows: Vec<Measurement>,
     /// Variants that could not run, with the reason.
-    pub unavailable: Vec<(String, String)>,
+    pub unavailable: Vec<(String, Error)>,
     /// The configuration.
     pub config: StudyConfig,
     /// How long the study took.
@@ -262,18 +221,19 @@ impl Progress {
 /// `config.out`.
 pub fn run(config: &StudyConfig) -> Result<StudyResult> {
     let t0 = std::time::Instant::now();
-    std::fs::create_dir_all(&config.out).map_err(|e| io_err("create the output folder", e))?;
+    std::fs::create_dir_all(&config.out).map_err(|e| {
+        Error::io(
+            format!("create the output folder {}", config.out.display()),
+            e,
+        )
+    })?;
     let probe = Probe::run();
     let mut unavailable = Vec::new();
     let mut variants = Vec::new();
     for v in config.variants() {
-        match v
-            .kind
-            .mechanism()
-            .map(|m| crate::probe::check_cached(m, false))
-        {
-            Some(Err(e)) => unavailable.push((v.name(), e.to_string())),
-            _ => variants.push(v),
+        match crate::barrier::check_cached(v.kind, v.options.user_mode_only).require(v.kind) {
+            Err(e) => unavailable.push((v.name(), e)),
+            Ok(()) => variants.push(v),
         }
     }
     let spps = config.stores_per_page();
@@ -293,10 +253,10 @@ pub fn run(config: &StudyConfig) -> Result<StudyResult> {
 
     // Micro: the crossover sweep.
     for v in &variants {
-        let lab = match PageLab::new(v.kind, config.micro_pages(), &v.options()) {
+        let lab = match PageLab::new(v.kind, config.micro_pages(), &v.options) {
             Ok(l) => l,
             Err(e) => {
-                unavailable.push((v.name(), e.to_string()));
+                unavailable.push((v.name(), e));
                 continue;
             }
         };
@@ -371,7 +331,7 @@ pub fn run(config: &StudyConfig) -> Result<StudyResult> {
                         let cfg = HeapConfig {
                             heap_bytes,
                             barrier: v.kind,
-                            tracker: v.options(),
+                            tracker: v.options,
                             ..HeapConfig::default()
                         };
                         let heap_mib = heap_bytes as f64 / (1 << 20) as f64;
@@ -391,7 +351,7 @@ pub fn run(config: &StudyConfig) -> Result<StudyResult> {
                             }
                             Err(Error::OutOfMemory { .. }) => rows.push(row("oom", 1.0)),
                             Err(e) => {
-                                unavailable.push((v.name(), e.to_string()));
+                                unavailable.push((v.name(), e));
                             }
                         }
                     }
@@ -407,8 +367,9 @@ pub fn run(config: &StudyConfig) -> Result<StudyResult> {
         rows.extend(heap_map_rows(v, w)?);
     }
     bar.finish();
-    unavailable.sort();
-    unavailable.dedup();
+    // One line per variant and reason (each invocation of a failing variant fails alike).
+    unavailable.sort_by(|a, b| a.0.cmp(&b.0));
+    unavailable.dedup_by(|a, b| a.0 == b.0 && a.1.to_string() == b.1.to_string());
     let result = StudyResult {
         probe,
         rows,
@@ -429,7 +390,7 @@ fn heap_map_rows(v: &Variant, w: &Workload) -> Result<Vec<Measurement>> {
     let cfg = HeapConfig {
         heap_bytes,
         barrier: v.kind,
-        tracker: v.options(),
+        tracker: v.options,
         record_dirty_pages: true,
         ..HeapConfig::default()
     };
@@ -544,8 +505,4 @@ pub fn min_heap_bytes(w: &Workload, threads: usize) -> Result<usize> {
         if fits(mid)? { hi = mid } else { lo = mid }
     }
     Ok(hi.next_multiple_of(1 << 20))
-}
-
-fn io_err(what: &str, e: std::io::Error) -> Error {
-    Error::InvalidArgument(format!("cannot {what}: {e}"))
 }

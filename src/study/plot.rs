@@ -7,14 +7,18 @@
 //! - `mmu.svg`: minimum mutator utilisation against window, GCBench, 1 thread.
 //! - `heapmap.svg`: the heap's pages as a grid, the pages one cycle dirtied filled.
 
+use plotters::drawing::DrawingAreaErrorKind;
 use plotters::prelude::*;
 
 use super::report::{crossover, micro_curve, select, trackers};
 use super::{MMU_WINDOWS_MS, Measurement, StudyResult, mmu_metric};
 use crate::error::{Error, Result};
 
-fn plot_err<E: std::fmt::Display>(e: E) -> Error {
-    Error::InvalidArgument(format!("cannot draw a figure: {e}"))
+/// A drawing failure. The SVG backend's errors are the I/O errors of writing the file;
+/// the whole plotters error is kept inside the `io::Error` (`get_ref` gives it back), so
+/// a font or layout failure keeps its cause too.
+fn plot_err(e: DrawingAreaErrorKind<std::io::Error>) -> Error {
+    Error::io("draw a figure", std::io::Error::other(e))
 }
 
 fn color(i: usize) -> RGBColor {

@@ -260,7 +260,7 @@ pub fn write_all(result: &StudyResult) -> Result<()> {
     let out = &result.config.out;
     let write = |name: &str, text: String| {
         std::fs::write(out.join(name), text)
-            .map_err(|e| Error::InvalidArgument(format!("cannot write {name}: {e}")))
+            .map_err(|e| Error::io(format!("write {}", out.join(name).display()), e))
     };
     write("study.csv", csv(&result.rows))?;
     let figures = plot::write_all(result)?;
@@ -316,13 +316,20 @@ pub fn markdown(result: &StudyResult, figures: &[String]) -> String {
         "| vm.unprivileged_userfaultfd | {} |",
         p.unprivileged_userfaultfd.as_deref().unwrap_or("?")
     );
-    for (m, a) in &p.mechanisms {
-        let text = match a {
-            crate::probe::Availability::Available(n) => format!("available ({n})"),
-            crate::probe::Availability::Unavailable(r) => format!("**unavailable**: {r}"),
-        };
-        let _ = writeln!(md, "| {} | {} |", m.name(), text);
+    let availability = |a: &crate::probe::Availability| match a {
+        crate::probe::Availability::Available { detail, .. } => format!("available ({detail})"),
+        crate::probe::Availability::Unavailable { reason } => {
+            format!("**unavailable**: {reason}")
+        }
+    };
+    for (kind, a) in &p.mechanisms {
+        let _ = writeln!(md, "| {kind} | {} |", availability(a));
     }
+    let _ = writeln!(
+        md,
+        "| soft-dirty (not built) | {} |",
+        availability(&p.soft_dirty)
+    );
     if !result.unavailable.is_empty() {
         let _ = writeln!(md, "\nNot run:\n");
         for (v, why) in &result.unavailable {

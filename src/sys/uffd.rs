@@ -385,7 +385,7 @@ impl Event {
 }
 
 /// How the descriptor was obtained.
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
 pub enum Origin {
     /// The `userfaultfd(2)` system call.
     Syscall,
@@ -477,7 +477,7 @@ impl UffdBuilder {
                         Err(dev) => {
                             return Err(Error::Unavailable {
                                 mechanism: "userfaultfd",
-                                reason: format!("{e}; and then {dev}"),
+                                causes: vec![e, dev],
                             });
                         }
                     }
@@ -682,6 +682,36 @@ impl Uffd {
     }
 
     fn writeprotect(&self, start: usize, len: usize, mode: u64) -> Result<()> {
+        self.writeprotect_errno(start, len, mode).map_err(|errno| {
+            Error::from_errno("UFFDIO_WRITEPROTECT", Some((start, len)), errno)
+                .with_hint(ioctl_hint(errno))
+        })
+    }
+
+    /// [`Uffd::write_protect`] (`protect`) or [`Uffd::write_unprotect`] without
+    /// `DONTWAKE` (not `protect`), failing with the bare errno. Async-signal-safe: one
+    /// ioctl on a stack argument, `EAGAIN` retried a bounded number of times, no
+    /// allocation and no lock; the signal-handler trackers call it from their handler.
+    pub fn write_protect_errno(
+        &self,
+        start: usize,
+        len: usize,
+        protect: bool,
+    ) -> std::result::Result<(), i32> {
+        let mode = if protect {
+            raw::UFFDIO_WRITEPROTECT_MODE_WP
+        } else {
+            0
+        };
+        self.writeprotect_errno(start, len, mode)
+    }
+
+    fn writeprotect_errno(
+        &self,
+        start: usize,
+        len: usize,
+        mode: u64,
+    ) -> std::result::Result<(), i32> {
         let mut wp = raw::uffdio_writeprotect {
             range: raw::uffdio_range {
                 start: start as u64,
@@ -689,13 +719,7 @@ impl Uffd {
             },
             mode,
         };
-        self.ioctl(
-            "UFFDIO_WRITEPROTECT",
-            raw::UFFDIO_WRITEPROTECT,
-            &mut wp,
-            (start, len),
-            true,
-        )
+        self.ioctl_errno(raw::UFFDIO_WRITEPROTECT, &mut wp, true)
     }
 
     /// Wakes the threads blocked on faults in `[start, start + len)`.
@@ -745,6 +769,18 @@ impl Uffd {
         range: (usize, usize),
         retry_eagain: bool,
     ) -> Result<()> {
+        self.ioctl_errno(request, arg, retry_eagain)
+            .map_err(|errno| Error::from_errno(op, Some(range), errno).with_hint(ioctl_hint(errno)))
+    }
+
+    /// [`Uffd::ioctl`] failing with the bare errno. Async-signal-safe: no allocation, no
+    /// lock; the retry yields with `sched_yield(2)`, a plain system call.
+    fn ioctl_errno<T>(
+        &self,
+        request: u64,
+        arg: &mut T,
+        retry_eagain: bool,
+    ) -> std::result::Result<(), i32> {
         let mut tries = 0;
         loop {
             // SAFETY: `request` is the userfaultfd ioctl whose argument type is `T` (each
@@ -760,7 +796,7 @@ impl Uffd {
                 std::thread::yield_now();
                 continue;
             }
-            return Err(Error::from_errno(op, Some(range), errno).with_hint(ioctl_hint(errno)));
+            return Err(errno);
         }
     }
 

@@ -1,20 +1,37 @@
-//! Helpers shared by the kernel-layer integration tests (`sys_uffd.rs`, `sys_pagemap.rs`,
-//! `sys_mem_signal.rs`): a timeout around anything that may block on a fault, skipping a
-//! test when the kernel lacks a feature (or failing it under `BARRIERLAB_REQUIRE_ALL=1`),
-//! writer threads that fault on a region, and a guard that releases them on every path.
+//! The one home of the integration tests' helpers. A test crate declares `mod support;`
+//! (with `#[macro_use]` for `test_name!`, `require!` and `skip!`).
+//!
+//! - here: a timeout around anything that may block on a fault ([`with_timeout`]),
+//!   skipping a test when the kernel lacks a feature (or failing it under
+//!   `BARRIERLAB_REQUIRE_ALL=1`: [`require_all`], [`skip_or_fail`]), forked children
+//!   ([`fork_and_wait`], [`in_child`]), words of a region, writer threads that fault on a
+//!   region, and a guard that releases them on every path;
+//! - [`trackers`]: a tracker over its own region ([`TrackerLab`]), writes through its
+//!   store path, harvests, and the race of writers against harvests;
+//! - [`heap`]: building a heap or skipping its barrier, the seed and soak knobs, object
+//!   ids (the collector tests).
 //!
 //! The tests run against real kernel memory; nothing here mocks a system call.
 //!
-//! Environment: `BARRIERLAB_REQUIRE_ALL=1` turns every skip into a failure (CI sets it).
+//! Environment: `BARRIERLAB_REQUIRE_ALL=1` turns every skip into a failure (CI sets it);
+//! `BARRIERLAB_SEED` and `BARRIERLAB_SOAK` are read by [`heap`].
 
 // Each test binary uses a subset of these helpers.
-#![allow(dead_code, unused_macros)]
+#![allow(dead_code, unused_macros, unused_imports)]
 
+pub mod heap;
+pub mod trackers;
+
+pub use heap::*;
+pub use trackers::*;
+
+use std::io::Read;
+use std::os::fd::FromRawFd;
 use std::sync::Arc;
 use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::mpsc;
 use std::thread::JoinHandle;
-use std::time::Duration;
+use std::time::{Duration, Instant};
 
 use barrierlab::Error;
 use barrierlab::sys::PAGE_SIZE;
@@ -28,7 +45,7 @@ macro_rules! test_name {
         fn type_name_of<T>(_: T) -> &'static str {
             std::any::type_name::<T>()
         }
-        $crate::common::clean_test_name(type_name_of(here))
+        $crate::support::clean_test_name(type_name_of(here))
     }};
 }
 
@@ -40,7 +57,7 @@ macro_rules! require {
         match $e {
             Ok(v) => Some(v),
             Err(e) => {
-                $crate::common::missing_or_panic(test_name!(), &e);
+                $crate::support::missing_or_panic(test_name!(), &e);
                 None
             }
         }
@@ -51,7 +68,7 @@ macro_rules! require {
 /// `BARRIERLAB_REQUIRE_ALL=1`.
 macro_rules! skip {
     ($($reason:tt)+) => {{
-        $crate::common::skip_or_fail(test_name!(), &format!($($reason)+));
+        $crate::support::skip_or_fail(test_name!(), &format!($($reason)+));
         return;
     }};
 }
@@ -95,6 +112,9 @@ pub fn with_timeout<T: Send + 'static>(
         ),
     }
 }
+
+/// How long, in seconds, a test body that may block on a fault gets by default.
+pub const TIMEOUT_SECS: u64 = 30;
 
 /// Whether every kernel feature must be present (`BARRIERLAB_REQUIRE_ALL=1`).
 pub fn require_all() -> bool {
@@ -145,6 +165,125 @@ pub fn expect_errno<T: std::fmt::Debug>(what: &str, r: barrierlab::Result<T>) ->
             .errno()
             .unwrap_or_else(|| panic!("{what}: expected a system-call error, got {e}")),
     }
+}
+
+/// Forks; the child runs `child` with core dumps off and exits with status 0 if it
+/// returns (it may `_exit` with another status itself). The parent waits up to
+/// [`TIMEOUT_SECS`] (then kills the child) and returns the raw wait status.
+///
+/// The child must only do async-signal-safe things (no allocation, no locks) unless the
+/// test makes sure no other thread holds a lock: the test process has other threads,
+/// whose locks the child inherits held.
+pub fn fork_and_wait(child: impl FnOnce()) -> i32 {
+    // SAFETY: the child runs only `child` (async-signal-safe by contract) and leaves
+    // with `_exit`, never returning into the test harness.
+    let pid = unsafe { libc::fork() };
+    assert!(pid >= 0, "fork: {}", std::io::Error::last_os_error());
+    if pid == 0 {
+        let none = libc::rlimit {
+            rlim_cur: 0,
+            rlim_max: 0,
+        };
+        // SAFETY: setrlimit, prctl and _exit are async-signal-safe system calls; no core
+        // file for a child that is meant to die.
+        unsafe {
+            libc::setrlimit(libc::RLIMIT_CORE, &none);
+            libc::prctl(libc::PR_SET_DUMPABLE, 0);
+            child();
+            libc::_exit(0);
+        }
+    }
+    let deadline = Instant::now() + Duration::from_secs(TIMEOUT_SECS);
+    loop {
+        let mut status = 0;
+        // SAFETY: waiting for our own child.
+        let rc = unsafe { libc::waitpid(pid, &mut status, libc::WNOHANG) };
+        if rc == pid {
+            return status;
+        }
+        assert_eq!(rc, 0, "waitpid: {}", std::io::Error::last_os_error());
+        if Instant::now() > deadline {
+            // SAFETY: killing and reaping our own child.
+            unsafe {
+                libc::kill(pid, libc::SIGKILL);
+                libc::waitpid(pid, &mut status, 0);
+            }
+            panic!("the forked child did not finish within {TIMEOUT_SECS} s");
+        }
+        std::thread::sleep(Duration::from_millis(2));
+    }
+}
+
+/// Exit status of an [`in_child`] body that skipped; its message says why.
+pub const SKIP_STATUS: i32 = 77;
+
+/// How an [`in_child`] child ended.
+#[derive(Debug)]
+pub struct Outcome {
+    /// The raw wait status.
+    pub status: i32,
+    /// What the child reported.
+    pub message: String,
+}
+
+/// [`fork_and_wait`] for a body that reports: `Ok(message)` (exit 0), `Err(message)`
+/// (exit 1), a skip (exit [`SKIP_STATUS`], message prefixed `SKIP:`), or a death. The
+/// message comes back through a pipe. The body may allocate: callers serialise their
+/// forks so that no other test thread holds a lock at the fork.
+pub fn in_child(body: impl FnOnce() -> Result<String, String>) -> Outcome {
+    let mut fds = [0; 2];
+    // SAFETY: pipe(2) fills the two descriptors.
+    assert_eq!(unsafe { libc::pipe(fds.as_mut_ptr()) }, 0);
+    let status = fork_and_wait(|| {
+        let result =
+            std::panic::catch_unwind(std::panic::AssertUnwindSafe(body)).unwrap_or_else(|p| {
+                Err(p
+                    .downcast_ref::<String>()
+                    .cloned()
+                    .or_else(|| p.downcast_ref::<&str>().map(|s| s.to_string()))
+                    .unwrap_or_else(|| "panicked".into()))
+            });
+        let (code, message) = match result {
+            Ok(m) if m.starts_with("SKIP:") => (SKIP_STATUS, m),
+            Ok(m) => (0, m),
+            Err(m) => (1, m),
+        };
+        // SAFETY: writing our message to the pipe and leaving.
+        unsafe {
+            libc::write(fds[1], message.as_ptr().cast(), message.len());
+            libc::_exit(code);
+        }
+    });
+    // SAFETY: our copy of the write end, closed so that reading ends at the child's data.
+    unsafe { libc::close(fds[1]) };
+    let mut message = String::new();
+    // SAFETY: the read end is ours alone; File closes it.
+    let _ = unsafe { std::fs::File::from_raw_fd(fds[0]) }.read_to_string(&mut message);
+    Outcome { status, message }
+}
+
+/// Describes a wait status for assertion messages.
+pub fn describe(status: i32) -> String {
+    if libc::WIFSIGNALED(status) {
+        format!("killed by signal {}", libc::WTERMSIG(status))
+    } else if libc::WIFEXITED(status) {
+        format!("exited with status {}", libc::WEXITSTATUS(status))
+    } else {
+        format!("wait status {status:#x}")
+    }
+}
+
+/// Writes `value` to the word at page `page` of the memory at `base`.
+pub fn write_page(base: usize, page: usize, value: u64) {
+    // SAFETY: the callers pass a page inside a live test mapping; volatile so that every
+    // store really happens (it is the store that faults).
+    unsafe { ((base + page * PAGE_SIZE) as *mut u64).write_volatile(value) };
+}
+
+/// Reads the word at page `page` of the memory at `base`.
+pub fn read_page(base: usize, page: usize) -> u64 {
+    // SAFETY: as in `write_page`.
+    unsafe { ((base + page * PAGE_SIZE) as *const u64).read_volatile() }
 }
 
 /// Address of page `i` of `region` (panics when out of range).

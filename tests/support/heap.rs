@@ -1,8 +1,6 @@
-//! Helpers shared by the collector tests (`collector_stress.rs`, `collector_unit.rs`,
-//! `collector_verifier.rs`), on top of `tests/common` (its timeout and skip helpers):
-//! building a heap or skipping a barrier the kernel (or the tree) does not offer, the seed
-//! and soak knobs, and object ids. A test crate that uses this module declares
-//! `mod common;` too.
+//! The collector tests' part of the support module (`collector_stress.rs`,
+//! `collector_unit.rs`, `collector_verifier.rs`): building a heap or skipping a barrier
+//! the kernel does not offer, the seed and soak knobs, and object ids.
 //!
 //! Environment:
 //! - `BARRIERLAB_REQUIRE_ALL=1`: a barrier that cannot be built fails the test instead of
@@ -12,24 +10,21 @@
 //!   seed derived from the base one; `BARRIERLAB_SOAK=<n>s` repeats rounds until `n`
 //!   seconds have passed for each configuration.
 
-// Each test crate includes this module and uses a different part of it.
-#![allow(dead_code)]
-
 use std::time::{Duration, Instant};
 
 use barrierlab::{Heap, HeapConfig, ObjRef};
 
-use crate::common;
+use super::{is_missing_feature, skip_or_fail};
 
 /// Builds a heap, or returns `None` when its barrier cannot run on this kernel (or is not
-/// built yet), after `common::skip_or_fail` has printed the reason; under
+/// built yet), after [`skip_or_fail`] has printed the reason; under
 /// `BARRIERLAB_REQUIRE_ALL=1` that fails the test instead. Any other error panics.
 pub fn heap_or_skip(config: HeapConfig, what: &str) -> Option<Heap> {
     let kind = config.barrier;
     match Heap::new(config) {
         Ok(h) => Some(h),
-        Err(e) if common::is_missing_feature(&e) => {
-            common::skip_or_fail(what, &format!("barrier {kind}: {e}"));
+        Err(e) if is_missing_feature(&e) => {
+            skip_or_fail(what, &format!("barrier {kind}: {e}"));
             None
         }
         Err(e) => panic!("{what}: Heap::new for {kind} failed: {e}"),

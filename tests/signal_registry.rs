@@ -1,0 +1,122 @@
+//! The signal-handler registry (`barrierlab::internals::signal_registry`) on its own,
+//! with a test server: a registered range is served and the handler installed; a fault
+//! outside every heap, and a signal sent with `kill(2)` inside one, are passed on.
+
+mod support;
+
+use std::sync::Arc;
+use std::sync::atomic::{AtomicU64, Ordering};
+
+use barrierlab::internals::signal_registry::{
+    FaultServer, FaultSignal, Served, handler_address, register,
+};
+use barrierlab::sys::PAGE_SIZE;
+use barrierlab::sys::mem::{Protection, Region, mprotect_errno};
+use support::{TIMEOUT_SECS, describe, fork_and_wait, read_page, with_timeout, write_page};
+
+/// A server that makes the page writable and counts.
+struct Unprotect {
+    served: AtomicU64,
+}
+
+// SAFETY: `serve` is one `mprotect(2)` and an atomic add; it cannot panic (the page
+// address is masked, not indexed), and it answers `Handled` only once the page is
+// writable.
+unsafe impl FaultServer for Unprotect {
+    fn serve(&self, addr: usize) -> Served {
+        let page = addr & !(PAGE_SIZE - 1);
+        match mprotect_errno(page, PAGE_SIZE, Protection::ReadWrite) {
+            Ok(()) => {
+                self.served.fetch_add(1, Ordering::Relaxed);
+                Served::Handled
+            }
+            Err(_) => Served::Chain,
+        }
+    }
+}
+
+fn current_handler(signal: i32) -> usize {
+    // SAFETY: a zeroed sigaction is valid output space; querying changes nothing.
+    let mut old: libc::sigaction = unsafe { std::mem::zeroed() };
+    // SAFETY: reading the current action into `old`.
+    unsafe { libc::sigaction(signal, std::ptr::null(), &mut old) };
+    old.sa_sigaction
+}
+
+#[test]
+fn a_registered_range_is_served_and_the_handler_is_installed() {
+    with_timeout(TIMEOUT_SECS, "a_registered_range_is_served", || {
+        let region = Region::new(8 * PAGE_SIZE).unwrap();
+        let server = Arc::new(Unprotect {
+            served: AtomicU64::new(0),
+        });
+        let reg = register(
+            FaultSignal::Segv,
+            region.base(),
+            region.len(),
+            server.clone(),
+        )
+        .unwrap();
+        assert_eq!(current_handler(libc::SIGSEGV), handler_address());
+        region
+            .protect(region.base(), region.len(), Protection::Read)
+            .unwrap();
+        for p in [1, 5, 5, 7] {
+            write_page(region.base(), p, 40 + p as u64);
+        }
+        assert_eq!(server.served.load(Ordering::Relaxed), 3);
+        for p in [1, 5, 7] {
+            assert_eq!(read_page(region.base(), p), 40 + p as u64);
+        }
+        drop(reg);
+        // The server is released once the registration is gone.
+        assert_eq!(Arc::strong_count(&server), 1);
+    });
+}
+
+#[test]
+fn a_fault_outside_every_heap_kills_a_forked_child_with_sigsegv() {
+    let heap = Region::new(4 * PAGE_SIZE).unwrap();
+    let _reg = register(
+        FaultSignal::Segv,
+        heap.base(),
+        heap.len(),
+        Arc::new(Unprotect {
+            served: AtomicU64::new(0),
+        }),
+    )
+    .unwrap();
+    let other = Region::new(PAGE_SIZE).unwrap();
+    other
+        .protect(other.base(), PAGE_SIZE, Protection::Read)
+        .unwrap();
+    let status = fork_and_wait(|| write_page(other.base(), 0, 1));
+    assert!(
+        libc::WIFSIGNALED(status) && libc::WTERMSIG(status) == libc::SIGSEGV,
+        "the child should die of SIGSEGV, but it {}",
+        describe(status)
+    );
+}
+
+#[test]
+fn a_signal_sent_with_kill_is_not_served_even_inside_a_heap() {
+    // A SIGSEGV whose si_code is SI_TKILL is never a fault, so it is passed on: with
+    // the default action behind the handler, a forked child dies of it.
+    let heap = Region::new(PAGE_SIZE).unwrap();
+    let server = Arc::new(Unprotect {
+        served: AtomicU64::new(0),
+    });
+    let _reg = register(FaultSignal::Segv, heap.base(), heap.len(), server.clone()).unwrap();
+    let status = fork_and_wait(|| {
+        // SAFETY: raise(3) is async-signal-safe.
+        unsafe { libc::raise(libc::SIGSEGV) };
+        // SAFETY: the chain restored the default action; a second one ends us.
+        unsafe { libc::raise(libc::SIGSEGV) };
+    });
+    assert!(
+        libc::WIFSIGNALED(status) && libc::WTERMSIG(status) == libc::SIGSEGV,
+        "the child should die of SIGSEGV, but it {}",
+        describe(status)
+    );
+    assert_eq!(server.served.load(Ordering::Relaxed), 0);
+}
