@@ -592,11 +592,11 @@ impl Space {
                     let g = d.trailing_zeros() as usize;
                     d &= d - 1;
                     let addr = page + (k * 64 + g) * GRANULE;
-                    // SAFETY: an allocated, unmarked cell is garbage that no mutator can
-                    // reach (marking is complete), inside the heap; the tracker is
-                    // disarmed. The body is zeroed before the header, and the allocation
-                    // bit is cleared last (Release), so a mutator that finds the cell free
-                    // finds it all zero.
+                    // The body is zeroed before the header, and the allocation bit is
+                    // cleared last (Release), so a mutator that finds the cell free finds
+                    // it all zero.
+                    // SAFETY: an allocated, unmarked cell is garbage no mutator can reach
+                    // (marking is complete), inside the heap; the tracker is disarmed.
                     unsafe {
                         std::ptr::write_bytes(
                             (addr + object::HEADER_BYTES) as *mut u8,

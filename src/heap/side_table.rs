@@ -44,10 +44,10 @@ impl<T: Zeroable> SideTable<T> {
 impl<T: Zeroable> std::ops::Deref for SideTable<T> {
     type Target = [T];
     fn deref(&self) -> &[T] {
-        // SAFETY: the mapping holds at least `len` `T`s, page aligned (so aligned for
-        // `T`), zero-initialised by the kernel, which `Zeroable` makes valid; it lives as
-        // long as `self`, and the entries are only accessed through shared references
-        // (they are atomics).
+        // The mapping holds at least `len` `T`s, page aligned (so aligned for `T`),
+        // zero-initialised by the kernel, which `Zeroable` makes valid.
+        // SAFETY: it lives as long as `self`, and the entries are atomics, only ever
+        // accessed through shared references.
         unsafe { std::slice::from_raw_parts(self.region.base() as *const T, self.len) }
     }
 }

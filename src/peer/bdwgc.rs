@@ -354,10 +354,11 @@ extern "C" fn on_collection_event(kind: c_int) {
     if slots.is_null() || i >= LOG_CAPACITY.load(Ordering::Relaxed) {
         return; // counted in LOG_LEN: the log reports the overflow
     }
-    // SAFETY: `slots` is non-null only between `EventLog::install`, which stores it after
+    // `slots` is non-null only between `EventLog::install`, which stores it after
     // allocating `LOG_CAPACITY` slots, and `EventLog::stop`, which unregisters this
     // callback (under the allocation lock, so no call is in flight) before it clears the
-    // pointer and frees the slots; `i` is below the capacity.
+    // pointer and frees the slots.
+    // SAFETY: so the slots are allocated here, and `i` is below the capacity.
     let slot = unsafe { &*slots.add(i) };
     slot.kind.store(kind as u32, Ordering::Relaxed);
     slot.ns.store(ns, Ordering::Relaxed);
