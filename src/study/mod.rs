@@ -20,6 +20,7 @@
 
 pub mod plot;
 pub mod report;
+pub mod stats;
 
 use std::path::PathBuf;
 use std::time::Duration;
