@@ -646,8 +646,8 @@ fn end_to_end(md: &mut String, result: &StudyResult) {
         "Per point: *n* valid invocations; wall time and the process's CPU time with their ratios to \
          `none` (stop-the-world) and the verdict; CPU by thread role (mutators / collector thread / \
          `uffd-wp` fault-service thread); stop-the-world (STW) time; pause percentiles (HDR histogram) \
-         and the longest pause's ratio to `none`'s; minimum mutator utilisation (MMU) at 1, 10 and 100 \
-         ms windows over the pauses; faults served (page trackers) or cards dirtied (card table); \
+         and the longest pause's ratio to `none`'s; minimum mutator utilisation (MMU) over the pauses at \
+         10 ms windows (with its interval), 1 and 100 ms; faults served (page trackers) or cards dirtied (card table); \
          granules dirty at remark; peak RSS. bdwgc rows (GCBench, one thread) come from \
          `libgc.so.1` in its own process; its CPU is the whole process's, its pauses its world-stopped \
          marks.\n"
@@ -662,7 +662,7 @@ fn end_to_end(md: &mut String, result: &StudyResult) {
         );
         let _ = writeln!(
             md,
-            "| tracker | n | wall ms | wall ÷ none | | CPU ms | CPU ÷ none | | CPU mut / coll / service ms | STW ms | p50 µs | p99 µs | max µs | max ÷ none | MMU 1 / 10 / 100 ms | faults | remark dirty | RSS MiB |"
+            "| tracker | n | wall ms | wall ÷ none | | CPU ms | CPU ÷ none | | CPU mut / coll / service ms | STW ms | p50 µs | p99 µs | max µs | max ÷ none | MMU 10 ms | MMU 1 / 100 ms | faults | remark dirty | RSS MiB |"
         );
         let _ = writeln!(
             md,
@@ -693,7 +693,7 @@ fn end_to_end(md: &mut String, result: &StudyResult) {
             let (pr, _) = ratio("pause_max_us");
             let _ = writeln!(
                 md,
-                "| {t} | {} | {} | {wr} | {wv} | {} | {cr} | {cv} | {} / {} / {} | {} | {} | {} | {} | {pr} | {} / {} / {} | {} | {} | {} |",
+                "| {t} | {} | {} | {wr} | {wv} | {} | {cr} | {cv} | {} / {} / {} | {} | {} | {} | {} | {pr} | {} | {} / {} | {} | {} | {} |",
                 wall.len(),
                 opt_ci(stats::median_ci(&wall, seed)),
                 opt_ci(stats::median_ci(&get(&t, "cpu_total_ms"), seed)),
@@ -704,8 +704,8 @@ fn end_to_end(md: &mut String, result: &StudyResult) {
                 med("pause_p50_us"),
                 med("pause_p99_us"),
                 med("pause_max_us"),
+                opt_ci(stats::median_ci(&get(&t, &mmu_metric(10)), seed)),
                 med(&mmu_metric(1)),
-                med(&mmu_metric(10)),
                 med(&mmu_metric(100)),
                 med("faults"),
                 med("remark_dirty"),
