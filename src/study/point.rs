@@ -385,7 +385,7 @@ pub fn macro_rows(r: &workload::RunResult, w: &Workload) -> Vec<(String, f64)> {
     let stw = r.pause_total();
     let c = &r.cpu;
     let gc_cpu = c.collector + c.service + c.other;
-    let mut out: Vec<(&str, f64)> = vec![
+    let fixed: &[(&str, f64)] = &[
         ("wall_ms", ms(r.wall)),
         ("stw_ms", ms(stw)),
         ("mutator_ms", ms(r.wall.saturating_sub(stw))),
@@ -422,7 +422,7 @@ pub fn macro_rows(r: &workload::RunResult, w: &Workload) -> Vec<(String, f64)> {
         ("wall_minus_gc_ms", ms(r.wall.saturating_sub(stw))),
         ("cpu_minus_gc_ms", ms(c.total.saturating_sub(gc_cpu))),
     ];
-    let mut out: Vec<(String, f64)> = out.drain(..).map(|(m, v)| (m.to_string(), v)).collect();
+    let mut out: Vec<(String, f64)> = fixed.iter().map(|&(m, v)| (m.to_string(), v)).collect();
     for wms in MMU_WINDOWS_MS {
         out.push((mmu_metric(wms), r.mmu(Duration::from_millis(wms))));
     }

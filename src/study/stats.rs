@@ -128,6 +128,28 @@ pub fn bootstrap_groups(
     })
 }
 
+/// The share of `n` bootstrap resamples of `groups` on which `stat` is finite (how often
+/// a statistic that may not exist, such as a crossing point, exists).
+pub fn finite_share(
+    groups: &[&[f64]],
+    seed: u64,
+    n: usize,
+    stat: impl Fn(&[Vec<f64>]) -> f64,
+) -> f64 {
+    let mut rng = SmallRng::seed_from_u64(seed);
+    let mut bufs: Vec<Vec<f64>> = vec![Vec::new(); groups.len()];
+    let mut finite = 0;
+    for _ in 0..n {
+        for (g, buf) in groups.iter().zip(bufs.iter_mut()) {
+            resample(&mut rng, g, buf);
+        }
+        if stat(&bufs).is_finite() {
+            finite += 1;
+        }
+    }
+    finite as f64 / n.max(1) as f64
+}
+
 /// median(num) / median(den) with its interval.
 pub fn ratio_of_medians(num: &[f64], den: &[f64], seed: u64) -> Option<Interval> {
     bootstrap(&[num, den], seed, |m| m[0] / m[1])
