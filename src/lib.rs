@@ -28,9 +28,10 @@
 //! - **floating garbage**: objects that die during a cycle and survive it.
 //!
 //! # Layers
-//! [`sys`] (the only raw syscalls) → [`barrier`] (trackers) → [`heap`] (mapping, side
-//! tables, allocator) → [`collector`] (the cycle) → [`Mutator`]. [`probe`] says what this
-//! kernel offers.
+//! [`sys`] (the only raw syscalls) → [`barrier`] (one description per mechanism, and the
+//! trackers) → [`heap`] (mapping, side tables, allocator) → [`collector`] (the cycle) →
+//! [`Mutator`]. [`probe`] says what this kernel offers, by running each mechanism's
+//! check. [`internals`] gathers what only the crate's own tests reach into.
 #![deny(unsafe_op_in_unsafe_fn)]
 
 pub mod barrier;
