@@ -108,7 +108,9 @@ macro_rules! mechanisms {
     ($( $(#[$doc:meta])* $kind:ident => $module:ident, )+) => {
         $( pub mod $module; )+
 
-        /// Which write barrier a heap uses; [`BarrierKind::mechanism`] describes each.
+        /// Which write barrier a heap uses. Each variant is one mechanism, described by its
+        /// module's `MECHANISM` ([`BarrierKind::mechanism`]: name, summary, granule, kernel
+        /// requirement, edges, variants, constructor).
         #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, PartialOrd, Ord)]
         pub enum BarrierKind {
             $( $(#[$doc])* $kind, )+
@@ -125,17 +127,17 @@ macro_rules! mechanisms {
 }
 
 mechanisms! {
-    /// No barrier: every collection stops the world for the whole mark.
+    /// The [`none`] mechanism: no barrier.
     None => none,
-    /// A byte per 512-byte card, set by the mutator after each reference store.
+    /// The [`card_table`] mechanism.
     CardTable => card_table,
-    /// userfaultfd write-protect; faults served on a collector-side thread.
+    /// The [`uffd_wp`] mechanism.
     UffdWp => uffd_wp,
-    /// userfaultfd async write-protect; harvested with `PAGEMAP_SCAN`.
+    /// The [`uffd_wp_async`] mechanism.
     UffdWpAsync => uffd_wp_async,
-    /// userfaultfd write-protect raising SIGBUS on the writer, which unprotects.
+    /// The [`uffd_wp_sigbus`] mechanism.
     UffdWpSigbus => uffd_wp_sigbus,
-    /// `mprotect(PROT_READ)` and a SIGSEGV handler on the writer.
+    /// The [`mprotect`] mechanism.
     Mprotect => mprotect,
 }
 
