@@ -77,6 +77,9 @@ pub enum Error {
     InvalidArgument(String),
     /// An `ObjRef` does not name a live object of this heap (freed, or foreign).
     StaleRef(usize),
+    /// The heap's collector thread panicked (a bug in barrierlab, with its message): the
+    /// heap cannot collect any more; allocation that needs a collection fails with this.
+    CollectorFailed(String),
 }
 
 impl Error {
@@ -213,6 +216,10 @@ impl fmt::Display for Error {
             Error::StaleRef(addr) => write!(
                 f,
                 "stale or foreign ObjRef {addr:#x}: no live object of this heap starts there"
+            ),
+            Error::CollectorFailed(msg) => write!(
+                f,
+                "the heap's collector thread failed ({msg}); this heap cannot collect any more"
             ),
         }
     }

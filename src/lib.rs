@@ -45,6 +45,7 @@ pub mod mutator;
 pub mod peer;
 pub mod probe;
 pub mod runtime;
+mod side_table;
 pub mod study;
 pub mod sys;
 pub mod workload;
@@ -54,6 +55,7 @@ pub mod workload;
 pub mod internals {
     pub use crate::barrier::TestKnobs;
     pub use crate::barrier::signal_registry;
+    pub use crate::heap::Testing;
 }
 
 pub use barrier::{BarrierKind, ServiceLayout};

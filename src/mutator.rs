@@ -117,13 +117,14 @@ impl<B: StoreBarrier> Mutator<B> {
     }
 
     /// Runs a full collection and waits for it (this mutator is at a safepoint meanwhile).
-    pub fn collect(&mut self) {
-        self.collect_for(Cause::Explicit);
+    /// [`Error::CollectorFailed`] if the collector thread has failed.
+    pub fn collect(&mut self) -> Result<()> {
+        self.collect_for(Cause::Explicit)
     }
 
-    fn collect_for(&mut self, cause: Cause) {
+    fn collect_for(&mut self, cause: Cause) -> Result<()> {
         let heap = self.heap.clone();
-        self.blocking(|| heap.inner.collector.collect_and_wait(cause));
+        self.blocking(|| heap.inner.collector.collect_and_wait(cause))
     }
 
     /// Allocates a zeroed object with `nrefs` null reference slots and `payload_bytes`
@@ -211,8 +212,9 @@ impl<B: StoreBarrier> Mutator<B> {
             }
             // The full collection refills this buffer in its pause if it can.
             self.set_wanted(Wanted::Small(class));
-            self.collect_for(Cause::AllocationFailure);
+            let collected = self.collect_for(Cause::AllocationFailure);
             self.set_wanted(Wanted::Nothing);
+            collected?;
             collections += 1;
         }
     }
@@ -232,9 +234,10 @@ impl<B: StoreBarrier> Mutator<B> {
             if collections < OOM_COLLECTIONS {
                 // The full collection allocates it in its pause if it can.
                 self.set_wanted(Wanted::Large(bytes));
-                self.collect_for(Cause::AllocationFailure);
+                let collected = self.collect_for(Cause::AllocationFailure);
                 // SAFETY: this mutator's own request, on its own thread, running again.
                 let granted = std::mem::take(unsafe { self.shared.wanted() });
+                collected?;
                 if let Wanted::GrantedLarge(a) = granted {
                     return Ok(a);
                 }

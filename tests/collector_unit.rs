@@ -11,6 +11,7 @@ use std::sync::{Arc, Barrier};
 use std::time::{Duration, Instant};
 
 use barrierlab::heap::size_class::{CLASS_SIZES, MAX_SMALL, class_for};
+use barrierlab::internals::Testing;
 use barrierlab::{BarrierKind, Error, Heap, HeapConfig, Mutator, ObjRef, ServiceLayout};
 
 use support::with_timeout;
@@ -149,7 +150,7 @@ fn size_classes_around_every_boundary() {
                 }
             }
             // All of it survives a collection, and the rooted anchor too.
-            m.collect();
+            m.collect().expect("collect");
             assert!(heap.is_live(anchor));
             assert_eq!(heap.stats().verifier_failures, 0);
         },
@@ -168,7 +169,7 @@ fn large_objects_span_pages() {
             let mut m = heap.mutator();
             let anchor = m.alloc(0, 8).expect("anchor");
             m.push_root(anchor);
-            m.collect();
+            m.collect().expect("collect");
             let base_pages = heap.pages_in_use();
             let shapes = [
                 (0, MAX_SMALL),
@@ -199,7 +200,7 @@ fn large_objects_span_pages() {
                 heap.pages_in_use()
             );
             for _ in 0..3 {
-                m.collect();
+                m.collect().expect("collect");
             }
             for (k, (&o, &(n, p))) in objs.iter().zip(&shapes).enumerate() {
                 assert!(heap.is_live(o), "{kind}: rooted large object {k} was freed");
@@ -221,7 +222,7 @@ fn large_objects_span_pages() {
             }
             // Unrooted, they are freed and their pages returned.
             m.truncate_roots(1);
-            m.collect();
+            m.collect().expect("collect");
             for (k, &o) in objs.iter().enumerate() {
                 assert!(
                     !heap.is_live(o),
@@ -261,7 +262,7 @@ fn sweep_makes_memory_reusable() {
                 m.write_ref(node, 0, Some(n)).expect("link");
                 node = n;
             }
-            m.collect();
+            m.collect().expect("collect");
             let mut worst = 0;
             let mut garbage_bytes = 0usize;
             for round in 0..40usize {
@@ -274,7 +275,7 @@ fn sweep_makes_memory_reusable() {
                 m.alloc(2, 20_000 + round * 1000)
                     .expect("alloc large garbage");
                 garbage_bytes += 20_000;
-                m.collect();
+                m.collect().expect("collect");
                 worst = worst.max(heap.pages_in_use());
             }
             // The live list, the mutator's current page of each class, and slack for
@@ -377,7 +378,9 @@ fn bad_heap_configurations_are_invalid_arguments() {
     assert_invalid(Heap::new(HeapConfig::new().trigger(0.0)), "trigger 0");
     assert_invalid(Heap::new(HeapConfig::new().trigger(1.5)), "trigger 1.5");
     assert_invalid(
-        Heap::new(HeapConfig::new().drop_every_nth_dirty(Some(0))),
+        Heap::new(HeapConfig::new().testing(Testing {
+            drop_every_nth_dirty: Some(0),
+        })),
         "drop every 0th",
     );
 }
@@ -399,13 +402,13 @@ fn freed_objects_are_stale_refs() {
             m.write_ref(small, 0, Some(large)).expect("store");
             // Reachable for a while, then dropped.
             m.write_ref(keep, 0, Some(small)).expect("store");
-            m.collect();
+            m.collect().expect("collect");
             assert!(
                 heap.is_live(small) && heap.is_live(large),
                 "{kind}: reachable objects freed"
             );
             m.write_ref(keep, 0, None).expect("store");
-            m.collect();
+            m.collect().expect("collect");
             for o in [small, large] {
                 assert!(
                     !heap.is_live(o),
@@ -496,7 +499,7 @@ fn full_heap_is_out_of_memory() {
             assert_eq!(seen, count + 1, "{kind}: the kept list lost objects");
             // Drop it: allocation works again, large objects too.
             m.set_root(0, None).expect("root");
-            m.collect();
+            m.collect().expect("collect");
             let big = m.alloc(0, 512 << 10).expect("alloc after freeing");
             m.push_root(big);
             m.alloc(1, 40).expect("alloc after freeing");
@@ -615,7 +618,7 @@ fn hammer(heap: Heap, writers: usize) {
         }
         start.wait();
         for _ in 0..50 {
-            heap.collect();
+            heap.collect().expect("collect");
         }
         done.store(true, Ordering::Relaxed);
     });
@@ -671,7 +674,7 @@ fn blocking_mutator_does_not_hold_up_a_pause() {
             let collector = std::thread::spawn(move || {
                 a2.wait();
                 for _ in 0..3 {
-                    h2.collect();
+                    h2.collect().expect("collect");
                 }
                 c2.store(true, Ordering::Release);
             });

@@ -80,7 +80,7 @@ fn a_caught_panic_in_blocking_leaves_the_heap_consistent() {
                 let (h, stop) = (h.clone(), stop.clone());
                 std::thread::spawn(move || {
                     while !stop.load(Ordering::Relaxed) {
-                        h.collect();
+                        h.collect().expect("collect");
                     }
                 })
             };
@@ -97,7 +97,7 @@ fn a_caught_panic_in_blocking_leaves_the_heap_consistent() {
                 let r = std::panic::catch_unwind(AssertUnwindSafe(|| {
                     let h2 = h.clone();
                     m.blocking(move || {
-                        h2.collect();
+                        h2.collect().expect("collect");
                         planted_panic()
                     })
                 }));
@@ -165,7 +165,7 @@ fn a_mutator_in_a_thread_local_is_dropped_at_thread_exit() {
         with_timeout(30, "after-tls", move || {
             let mut m = h.mutator();
             let root = build_list(&mut m);
-            m.collect();
+            m.collect().expect("collect");
             check_list(&m, m.root(root).unwrap(), "after");
         });
     }
@@ -196,9 +196,9 @@ fn two_heaps_on_two_threads_do_not_wait_for_each_other() {
                             // One thread collects A while the other collects B, each
                             // holding a running mutator of the heap the other collects.
                             if (i + t) % 2 == 0 {
-                                a.collect();
+                                a.collect().expect("collect");
                             } else {
-                                mb.collect();
+                                mb.collect().expect("collect");
                             }
                             // Allocation-triggered collections of both heaps, too.
                             for _ in 0..500 {
@@ -233,9 +233,9 @@ fn two_mutators_of_one_heap_on_one_thread_can_collect() {
             let r1 = build_list(&mut m1);
             let r2 = build_list(&mut m2);
             for _ in 0..10 {
-                m1.collect();
-                m2.collect();
-                heap.collect();
+                m1.collect().expect("collect");
+                m2.collect().expect("collect");
+                heap.collect().expect("collect");
             }
             check_list(&m1, m1.root(r1).unwrap(), "m1");
             check_list(&m2, m2.root(r2).unwrap(), "m2");
@@ -353,7 +353,7 @@ fn huge_reservations_are_errors_or_cheap() {
         let root = build_list(&mut m);
         let rss_before = rss_kib();
         for _ in 0..5 {
-            m.collect();
+            m.collect().expect("collect");
         }
         check_list(&m, m.root(root).unwrap(), "huge heap");
         let grown = rss_kib().saturating_sub(rss_before);

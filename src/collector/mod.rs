@@ -164,14 +164,18 @@ impl Collector {
     /// Runs a cycle that starts after this call and waits for it: a normal one for
     /// [`Cause::Explicit`], a full stop-the-world collection for
     /// [`Cause::AllocationFailure`]. The caller must not be a running mutator (see
-    /// `runtime::while_blocked`).
-    pub(crate) fn collect_and_wait(&self, cause: Cause) {
+    /// `runtime::while_blocked`). [`Error::CollectorFailed`] if the collector thread
+    /// has failed (before or during the wait): no cycle can complete then.
+    pub(crate) fn collect_and_wait(&self, cause: Cause) -> Result<()> {
         let mut c = self.shared.control.lock();
         let target = c.want(cause);
         self.shared.request_cv.notify_all();
-        while c.completed < target {
+        loop {
             if let Some(msg) = &c.failed {
-                panic!("the collector thread failed: {msg}");
+                return Err(Error::CollectorFailed(msg.clone()));
+            }
+            if c.completed >= target {
+                return Ok(());
             }
             self.shared.done_cv.wait(&mut c);
         }
@@ -287,9 +291,9 @@ const PACING_MARGIN: f64 = 1.25;
 /// The occupancy a paced cycle aims to finish below.
 const PACING_GOAL: f64 = 0.9;
 
-/// Applies the planted bug of [`crate::HeapConfig::drop_every_nth_dirty`].
+/// Applies the planted bug of [`crate::heap::Testing::drop_every_nth_dirty`].
 fn plant_bug(config: &HeapConfig, set: &mut DirtySet) {
-    if let Some(n) = config.drop_every_nth_dirty {
+    if let Some(n) = config.testing.drop_every_nth_dirty {
         let mut i = 0;
         set.granules.retain(|_| {
             i += 1;
@@ -375,6 +379,7 @@ impl<'g> Cycle<'g> {
         let t = self.gc.tracker?;
         self.gc.collector.enter_phase(Phase::Arm);
         let t0 = Instant::now();
+        t.in_use(self.gc.space.high_water() * crate::sys::PAGE_SIZE);
         let armed = t.arm();
         self.stats.arm = t0.elapsed();
         match armed {
@@ -516,6 +521,7 @@ impl<'g> Cycle<'g> {
     /// Harvests into `self.dirty`; a failed harvest makes the whole heap dirty.
     fn harvest(&mut self, t: &dyn DirtyTracker, rearm: bool) {
         let t0 = Instant::now();
+        t.in_use(self.gc.space.high_water() * crate::sys::PAGE_SIZE);
         if let Err(e) = t.harvest(&mut self.dirty, rearm) {
             self.degrade(
                 if rearm {

@@ -43,11 +43,9 @@
 //! Marks that allocation sets between cycles land in the bitmap the next cycle does not
 //! use; the collector clears that bitmap during each cycle, after the flip.
 
-pub mod bitmap;
 pub mod config;
 pub mod object;
 pub mod pages;
-pub mod side_table;
 pub mod size_class;
 
 use std::sync::atomic::{AtomicU8, AtomicU64, AtomicUsize, Ordering};
@@ -58,11 +56,11 @@ use crate::error::{Error, Result};
 use crate::sys::mem::{Advice, Region};
 use crate::sys::{PAGE_SHIFT, PAGE_SIZE};
 
-use bitmap::Bitmap;
-pub use config::HeapConfig;
+use crate::bitmap::Bitmap;
+use crate::side_table::SideTable;
+pub use config::{HeapConfig, Testing};
 pub use object::{Header, ObjRef};
 use pages::{PageKind, PagePool, PageTable};
-use side_table::SideTable;
 use size_class::{CLASS_SIZES, GRANULE, GRANULE_SHIFT, NUM_CLASSES};
 
 /// Who may allocate in a small-object page right now.
@@ -112,7 +110,7 @@ impl Default for AllocBuffers {
 }
 
 /// The space. Shared by the mutators and the collector of one heap.
-pub struct Space {
+pub(crate) struct Space {
     region: Region,
     base: usize,
     pages: usize,
@@ -193,11 +191,6 @@ impl Space {
         self.region.len()
     }
 
-    /// Never: a space has at least 16 pages.
-    pub fn is_empty(&self) -> bool {
-        self.pages == 0
-    }
-
     /// Pages mapped.
     pub fn pages(&self) -> usize {
         self.pages
@@ -219,12 +212,6 @@ impl Space {
     #[inline]
     pub fn page_addr(&self, p: usize) -> usize {
         self.base + (p << PAGE_SHIFT)
-    }
-
-    /// What page `p` holds.
-    #[inline]
-    pub fn page_kind(&self, p: usize) -> PageKind {
-        self.page_table.get(p)
     }
 
     /// Mark bitmap `epoch` (0 or 1).
