@@ -273,6 +273,14 @@ pub trait DirtyTracker: Send + Sync {
     /// Stops recording.
     fn disarm(&self) -> Result<()>;
 
+    /// The heap reports that it has used only `[base, base + bytes)` so far (its high
+    /// water mark, which never shrinks): granules beyond cannot have been written, and a
+    /// tracker may skip them in arm and harvest, so that their cost follows the pages in
+    /// use rather than the reservation. The collector reports before every arm and
+    /// harvest. Default: ignored (the page trackers' costs already follow populated
+    /// pages).
+    fn in_use(&self, _bytes: usize) {}
+
     /// A descriptor the collector should poll while it waits, and serve with
     /// [`serve_pending`](Self::serve_pending) when readable (the userfaultfd of `uffd-wp`
     /// when the collector itself serves faults).

@@ -173,7 +173,7 @@ impl MprotectTracker {
             )));
         }
         let state = Arc::new(State {
-            record: PageRecord::new(base, len, None),
+            record: PageRecord::new(base, len, None)?,
         });
         let registration = signal_registry::register(FaultSignal::Segv, base, len, state.clone())?;
         Ok(MprotectTracker {
@@ -198,6 +198,10 @@ impl DirtyTracker for MprotectTracker {
 
     fn harvest(&self, out: &mut DirtySet, rearm: bool) -> Result<()> {
         self.state.record.harvest(&*self.state, out, rearm)
+    }
+
+    fn in_use(&self, bytes: usize) {
+        self.state.record.in_use(bytes);
     }
 
     fn disarm(&self) -> Result<()> {

@@ -9,7 +9,10 @@
 //!   [`harvest`](PageRecord::harvest), [`disarm`](PageRecord::disarm). A harvest *takes
 //!   the record, then re-protects* what it took, and the caller rescans after: the
 //!   reverse order loses a write that lands in between. Re-protecting goes run by run, or
-//!   over the whole range in one call when the runs are many.
+//!   over the whole range in one call when the runs are many. Only the prefix the heap
+//!   has used ([`PageRecord::in_use`], its high-water mark) is protected; pages that come
+//!   into use during a cycle were never protected, so the next harvest reports them
+//!   (all of them: they may have been written unseen) and protects them.
 //! - [`Counters`]: the counters of [`TrackerStats`], each defined once there: faults
 //!   served, granules recorded, degraded cycles with the first failure of the latest one,
 //!   and the userfaultfd mode in use.
@@ -464,19 +467,28 @@ pub(crate) struct PageRecord {
     /// Pages may be writable without a record (a protection change failed): harvests
     /// report everything until a whole-range re-protect succeeds or the next arm.
     everything: AtomicBool,
+    /// The prefix of the heap, in bytes, that the heap says it has used
+    /// ([`PageRecord::in_use`]); the whole heap until it says.
+    in_use: AtomicUsize,
+    /// The prefix protected since arm: arm protects `[base, base + in_use)`, and a
+    /// harvest extends it to the latest `in_use`, reporting the pages it adds.
+    armed: AtomicUsize,
     counters: Counters,
 }
 
 impl PageRecord {
-    /// A clean record for `[base, base + len)` (whole pages) on the userfaultfd `mode`.
-    pub(crate) fn new(base: usize, len: usize, mode: Option<UffdMode>) -> PageRecord {
-        PageRecord {
+    /// A clean record for `[base, base + len)` (whole pages) on the userfaultfd `mode`;
+    /// fails only if its bitmap's mapping cannot be reserved.
+    pub(crate) fn new(base: usize, len: usize, mode: Option<UffdMode>) -> Result<PageRecord> {
+        Ok(PageRecord {
             base,
             len,
-            dirty: Bitmap::new(len / PAGE_SIZE),
+            dirty: Bitmap::new(len / PAGE_SIZE)?,
             everything: AtomicBool::new(false),
+            in_use: AtomicUsize::new(len),
+            armed: AtomicUsize::new(0),
             counters: Counters::new(mode),
-        }
+        })
     }
 
     /// The heap's first address.
@@ -516,17 +528,41 @@ impl PageRecord {
         }
     }
 
-    /// Starts a cycle: clears the record, then protects the whole heap. IF that fails THEN
-    /// the heap is left writable, the cycle counts as degraded and the error is returned
-    /// (the collector then marks with the world stopped).
+    /// The heap has used only its first `bytes` so far (a high-water mark: it never
+    /// shrinks). Arm protects only that prefix, so that a cycle costs what the pages in
+    /// use cost, not the reservation (a 64 GiB heap with a few MiB in use).
+    pub(crate) fn in_use(&self, bytes: usize) {
+        let bytes = bytes.next_multiple_of(PAGE_SIZE).min(self.len);
+        self.in_use.store(bytes, Ordering::Release);
+    }
+
+    /// Starts a cycle: clears the record, then protects the heap's used prefix
+    /// ([`PageRecord::in_use`]). IF that fails THEN the heap is left writable, the cycle
+    /// counts as degraded and the error is returned (the collector then marks with the
+    /// world stopped).
     pub(crate) fn arm<P: PageProtection>(&self, p: &P) -> Result<()> {
         self.dirty.clear_all();
         self.everything.store(false, Ordering::Release);
         self.counters.begin_cycle();
-        p.protect(self.base, self.len).map_err(|errno| {
-            let _ = self.degrade(p, Step::Arm, errno, (self.base, self.len));
-            self.whole_range_error(P::CALL, errno, "protecting the whole heap at arm")
+        let extent = self.in_use.load(Ordering::Acquire);
+        self.armed.store(extent, Ordering::Release);
+        p.protect(self.base, extent).map_err(|errno| {
+            let _ = self.degrade(p, Step::Arm, errno, (self.base, extent));
+            self.whole_range_error(P::CALL, errno, "protecting the heap at arm")
         })
+    }
+
+    /// Pages the heap started using since they were last protected: they were never
+    /// protected, so they may have been written unseen. Appends them to `out` (after
+    /// every recorded page, which all lie below the old extent) and extends the
+    /// protected prefix over them; the caller's re-protect then covers them.
+    fn take_grown(&self, out: &mut Vec<usize>) {
+        let extent = self.in_use.load(Ordering::Acquire);
+        let old = self.armed.load(Ordering::Acquire);
+        if extent > old {
+            out.extend(old / PAGE_SIZE..extent / PAGE_SIZE);
+            self.armed.store(extent, Ordering::Release);
+        }
     }
 
     /// Moves the record into `out` and, with `rearm`, re-protects what it took, in that
@@ -541,6 +577,7 @@ impl PageRecord {
     ) -> Result<()> {
         out.clear();
         self.dirty.take(&mut out.granules);
+        self.take_grown(&mut out.granules);
         out.all = if P::STICKY {
             self.everything.load(Ordering::Acquire)
         } else {
@@ -569,17 +606,18 @@ impl PageRecord {
         result
     }
 
-    /// Ends a cycle: the whole heap writable again. A failure is counted as a degradation
-    /// of the cycle and returned.
+    /// Ends a cycle: the protected prefix writable again (nothing beyond it was
+    /// protected). A failure is counted as a degradation of the cycle and returned.
     pub(crate) fn disarm<P: PageProtection>(&self, p: &P) -> Result<()> {
-        p.unprotect(self.base, self.len).map_err(|errno| {
+        let extent = self.armed.load(Ordering::Acquire);
+        p.unprotect(self.base, extent).map_err(|errno| {
             self.counters.degraded(Degradation {
                 step: Step::Disarm,
                 call: P::CALL,
                 errno,
-                range: Some((self.base, self.len)),
+                range: Some((self.base, extent)),
             });
-            self.whole_range_error(P::CALL, errno, "unprotecting the whole heap at disarm")
+            self.whole_range_error(P::CALL, errno, "unprotecting the heap at disarm")
         })
     }
 
@@ -628,10 +666,11 @@ impl PageRecord {
     ) -> std::result::Result<(), (i32, (usize, usize))> {
         let mut runs = 0;
         for_each_run(&set.granules, |_, _| runs += 1);
-        if set.all || runs * PAGES_PER_RUN > self.len / PAGE_SIZE {
+        let extent = self.armed.load(Ordering::Acquire);
+        if set.all || runs * PAGES_PER_RUN > extent / PAGE_SIZE {
             return p
-                .protect(self.base, self.len)
-                .map_err(|e| (e, (self.base, self.len)));
+                .protect(self.base, extent)
+                .map_err(|e| (e, (self.base, extent)));
         }
         let mut result = Ok(());
         for_each_run(&set.granules, |first, count| {
@@ -695,7 +734,7 @@ mod tests {
 
     #[test]
     fn a_harvest_re_protects_run_by_run_or_the_whole_heap() {
-        let r = PageRecord::new(BASE, PAGES * PAGE_SIZE, None);
+        let r = PageRecord::new(BASE, PAGES * PAGE_SIZE, None).unwrap();
         let p = Log::default();
         r.arm(&p).unwrap();
         assert_eq!(calls(&p), vec![(true, BASE, PAGES * PAGE_SIZE)]);
@@ -728,8 +767,40 @@ mod tests {
     }
 
     #[test]
+    fn only_the_used_prefix_is_protected_and_pages_coming_into_use_are_reported() {
+        let r = PageRecord::new(BASE, PAGES * PAGE_SIZE, None).unwrap();
+        let p = Log::default();
+        r.in_use(40 * PAGE_SIZE + 1); // rounds up to 41 pages
+        r.arm(&p).unwrap();
+        assert_eq!(calls(&p), vec![(true, BASE, 41 * PAGE_SIZE)]);
+        // The heap grows to 48 pages during the cycle: pages 41..48 were never
+        // protected, so the harvest reports them after the recorded page, and protects
+        // them with it (two runs: run by run).
+        r.record(1);
+        r.in_use(48 * PAGE_SIZE);
+        let mut out = DirtySet::default();
+        r.harvest(&p, &mut out, true).unwrap();
+        let mut expect = vec![1];
+        expect.extend(41..48);
+        assert_eq!(out.granules, expect);
+        assert_eq!(
+            calls(&p),
+            vec![
+                (true, BASE + PAGE_SIZE, PAGE_SIZE),
+                (true, BASE + 41 * PAGE_SIZE, 7 * PAGE_SIZE)
+            ]
+        );
+        // Reported once: the next harvest has nothing new.
+        r.harvest(&p, &mut out, false).unwrap();
+        assert!(out.granules.is_empty() && !out.all);
+        // Disarm unprotects the protected prefix, not the reservation.
+        r.disarm(&p).unwrap();
+        assert_eq!(calls(&p), vec![(false, BASE, 48 * PAGE_SIZE)]);
+    }
+
+    #[test]
     fn a_failed_re_protect_degrades_once_per_cycle_and_keeps_its_cause() {
-        let r = PageRecord::new(BASE, PAGES * PAGE_SIZE, None);
+        let r = PageRecord::new(BASE, PAGES * PAGE_SIZE, None).unwrap();
         let p = Log::default();
         r.arm(&p).unwrap();
         r.record(7);
@@ -774,7 +845,7 @@ mod tests {
 
     #[test]
     fn a_failed_arm_leaves_the_heap_writable_and_names_the_call() {
-        let r = PageRecord::new(BASE, PAGES * PAGE_SIZE, None);
+        let r = PageRecord::new(BASE, PAGES * PAGE_SIZE, None).unwrap();
         let p = Log::default();
         p.fail_protect.store(true, Ordering::Relaxed);
         let e = r.arm(&p).unwrap_err();

@@ -301,7 +301,7 @@ impl UffdWpTracker {
         uffd.register(base, len, RegisterMode::WP)?;
         let shared = Arc::new(Shared {
             uffd,
-            record: PageRecord::new(base, len, Some(mode)),
+            record: PageRecord::new(base, len, Some(mode))?,
             serve: Mutex::new(vec![raw::uffd_msg::default(); BATCH]),
             armed: AtomicBool::new(false),
             stop: AtomicBool::new(false),
@@ -363,6 +363,10 @@ impl DirtyTracker for UffdWpTracker {
         // the page would be writable but its record already taken.
         let _serving = s.serve.lock();
         s.record.harvest(&s.uffd, out, rearm)
+    }
+
+    fn in_use(&self, bytes: usize) {
+        self.shared.record.in_use(bytes);
     }
 
     fn disarm(&self) -> Result<()> {

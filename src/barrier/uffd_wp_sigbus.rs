@@ -184,7 +184,7 @@ impl UffdWpSigbusTracker {
         uffd.register(base, len, RegisterMode::WP)?;
         let state = Arc::new(State {
             uffd,
-            record: PageRecord::new(base, len, Some(mode)),
+            record: PageRecord::new(base, len, Some(mode))?,
         });
         let registration = signal_registry::register(FaultSignal::Bus, base, len, state.clone())?;
         Ok(UffdWpSigbusTracker {
@@ -209,6 +209,10 @@ impl DirtyTracker for UffdWpSigbusTracker {
 
     fn harvest(&self, out: &mut DirtySet, rearm: bool) -> Result<()> {
         self.state.record.harvest(&self.state.uffd, out, rearm)
+    }
+
+    fn in_use(&self, bytes: usize) {
+        self.state.record.in_use(bytes);
     }
 
     fn disarm(&self) -> Result<()> {
