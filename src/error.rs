@@ -72,6 +72,9 @@ pub enum Error {
     OutOfMemory {
         /// Bytes requested by the allocation that failed.
         requested: usize,
+        /// What the heap held when it failed, and the size that would work (barrierlab's
+        /// own heap; `None` from an outside collector).
+        sizing: Option<Sizing>,
     },
     /// An argument was out of range or inconsistent.
     InvalidArgument(String),
@@ -80,6 +83,47 @@ pub enum Error {
     /// The heap's collector thread panicked (a bug in barrierlab, with its message): the
     /// heap cannot collect any more; allocation that needs a collection fails with this.
     CollectorFailed(String),
+}
+
+/// Why a heap ran out of memory, and the heap size that would work: live data after the
+/// full collection, plus what the mutators' allocation buffers can hold (up to one run
+/// of cells per size class each, which a collection cannot take from them), with room
+/// for the collector to run concurrently (twice that).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct Sizing {
+    /// The heap's size.
+    pub heap_bytes: usize,
+    /// Live data after the full collection.
+    pub live_bytes: u64,
+    /// Mutators of the heap.
+    pub mutators: usize,
+    /// The most the mutators' allocation buffers can hold.
+    pub buffer_bytes: usize,
+    /// `2 × (live + buffers + request)`, rounded up to a MiB: the size to try.
+    pub suggested_heap_bytes: usize,
+}
+
+impl Sizing {
+    /// The sizing of a heap of `heap_bytes` with `live_bytes` live after a full
+    /// collection, `mutators` mutators each holding up to `buffer_bytes_each`, that
+    /// could not allocate `requested` bytes.
+    pub fn new(
+        heap_bytes: usize,
+        live_bytes: u64,
+        mutators: usize,
+        buffer_bytes_each: usize,
+        requested: usize,
+    ) -> Sizing {
+        let buffer_bytes = mutators * buffer_bytes_each;
+        let need = live_bytes as usize + buffer_bytes + requested;
+        Sizing {
+            heap_bytes,
+            live_bytes,
+            mutators,
+            buffer_bytes,
+            suggested_heap_bytes: (2 * need).next_multiple_of(1 << 20),
+        }
+    }
 }
 
 impl Error {
@@ -208,10 +252,26 @@ impl fmt::Display for Error {
                 write!(f, "{mechanism} does not work as documented: {seen}")
             }
             Error::Io { what, source } => write!(f, "cannot {what}: {source}"),
-            Error::OutOfMemory { requested } => write!(
-                f,
-                "out of memory: {requested} bytes could not be allocated after a full collection"
-            ),
+            Error::OutOfMemory { requested, sizing } => {
+                write!(
+                    f,
+                    "out of memory: {requested} bytes could not be allocated after a full collection"
+                )?;
+                if let Some(s) = sizing {
+                    let mib = |b: f64| b / f64::from(1 << 20);
+                    write!(
+                        f,
+                        " (heap {:.1} MiB: {:.1} MiB live, {} mutator(s) whose allocation \
+                         buffers can hold {:.1} MiB); a heap of {:.0} MiB or more should work",
+                        mib(s.heap_bytes as f64),
+                        mib(s.live_bytes as f64),
+                        s.mutators,
+                        mib(s.buffer_bytes as f64),
+                        mib(s.suggested_heap_bytes as f64),
+                    )?;
+                }
+                Ok(())
+            }
             Error::InvalidArgument(msg) => write!(f, "invalid argument: {msg}"),
             Error::StaleRef(addr) => write!(
                 f,

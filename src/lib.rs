@@ -60,7 +60,7 @@ pub mod internals {
 
 pub use barrier::{BarrierKind, ServiceLayout};
 pub use collector::{Cause, Pause, PauseKind, Phase, Stats};
-pub use error::{Error, Result};
+pub use error::{Error, Result, Sizing};
 pub use heap::{HeapConfig, ObjRef};
 pub use mutator::{Mutator, MutatorTask};
 pub use runtime::Heap;

@@ -208,7 +208,7 @@ impl<B: StoreBarrier> Mutator<B> {
                 continue;
             }
             if collections == OOM_COLLECTIONS {
-                return Err(Error::OutOfMemory { requested: bytes });
+                return Err(self.out_of_memory(bytes));
             }
             // The full collection refills this buffer in its pause if it can.
             self.set_wanted(Wanted::Small(class));
@@ -243,7 +243,27 @@ impl<B: StoreBarrier> Mutator<B> {
                 }
             }
         }
-        Err(Error::OutOfMemory { requested: bytes })
+        Err(self.out_of_memory(bytes))
+    }
+
+    /// The error for a request of `bytes` that failed after full collections, with the
+    /// heap's sizing.
+    #[cold]
+    fn out_of_memory(&self, bytes: usize) -> Error {
+        let h = &self.heap.inner;
+        let live = h.collector.live_bytes();
+        let mutators = h.collector.safepoints.mutators();
+        let each = crate::heap::Space::most_a_mutator_holds();
+        Error::OutOfMemory {
+            requested: bytes,
+            sizing: Some(crate::error::Sizing::new(
+                h.space.len(),
+                live,
+                mutators,
+                each,
+                bytes,
+            )),
+        }
     }
 
     /// The header of `obj`, checking that it is a live object of this heap.

@@ -476,9 +476,31 @@ fn full_heap_is_out_of_memory() {
                     Err(e) => break e,
                 }
             };
+            let Error::OutOfMemory {
+                requested,
+                sizing: Some(sizing),
+            } = err
+            else {
+                panic!("{kind}: expected OutOfMemory with its sizing, got {err:?}");
+            };
+            assert_eq!(requested, 8 + 8 + 40, "{kind}");
+            // The sizing names this heap, its one mutator, the live list (most of the
+            // heap), and a size that would hold it with room to collect.
+            assert_eq!(sizing.heap_bytes, 1 << 20, "{kind}");
+            assert_eq!(sizing.mutators, 1, "{kind}");
             assert!(
-                matches!(err, Error::OutOfMemory { requested } if requested == 8 + 8 + 40),
-                "{kind}: expected OutOfMemory for 56 bytes, got {err:?}"
+                sizing.live_bytes as usize > (1 << 20) / 2,
+                "{kind}: live {} after filling the heap",
+                sizing.live_bytes
+            );
+            assert!(
+                sizing.suggested_heap_bytes > 2 * sizing.live_bytes as usize,
+                "{kind}: {sizing:?}"
+            );
+            let msg = err.to_string();
+            assert!(
+                msg.contains("MiB or more should work"),
+                "{kind}: the message does not name a size: {msg}"
             );
             assert!(
                 count * 64 > (1 << 20) * 3 / 4,

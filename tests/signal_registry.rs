@@ -148,7 +148,7 @@ fn install_foreign() {
     // can run (it runs only on a fault, and the fault comes later on this thread).
     unsafe {
         let mut action: libc::sigaction = std::mem::zeroed();
-        action.sa_sigaction = foreign_handler as usize;
+        action.sa_sigaction = foreign_handler as *const () as usize;
         action.sa_flags = libc::SA_SIGINFO;
         libc::sigemptyset(&mut action.sa_mask);
         let mut old: libc::sigaction = std::mem::zeroed();
@@ -175,7 +175,7 @@ fn a_handler_installed_after_barrierlabs_survives_and_the_chain_keeps_working() 
         install_foreign();
         // The last barrierlab user leaves: the foreign handler must stay installed.
         drop(reg);
-        if current_handler(libc::SIGSEGV) != foreign_handler as usize {
+        if current_handler(libc::SIGSEGV) != foreign_handler as *const () as usize {
             std::process::exit(10);
         }
         // A new barrierlab user: its faults reach it through the foreign handler's chain.
@@ -186,7 +186,7 @@ fn a_handler_installed_after_barrierlabs_survives_and_the_chain_keeps_working() 
             served.clone(),
         )
         .unwrap();
-        if current_handler(libc::SIGSEGV) != foreign_handler as usize {
+        if current_handler(libc::SIGSEGV) != foreign_handler as *const () as usize {
             std::process::exit(11);
         }
         region

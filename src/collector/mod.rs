@@ -207,6 +207,11 @@ impl Collector {
         }
     }
 
+    /// Live bytes after the last cycle (marked, plus allocated during it).
+    pub(crate) fn live_bytes(&self) -> u64 {
+        self.live_estimate.load(Ordering::Relaxed)
+    }
+
     /// What the collector is doing now.
     pub(crate) fn phase(&self) -> Phase {
         Phase::from_u8(self.phase.load(Ordering::Relaxed))

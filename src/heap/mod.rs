@@ -353,6 +353,12 @@ impl Space {
 
     // ---- allocation -------------------------------------------------------------------
 
+    /// The most one mutator's allocation buffers can hold: one page per size class (a
+    /// buffer's run lies in its current page), which no collection takes from it.
+    pub const fn most_a_mutator_holds() -> usize {
+        NUM_CLASSES * PAGE_SIZE
+    }
+
     /// Refills `buf` (class `class`) with the next run of free cells: first in its
     /// current page, then in a page from the class's list, then in a fresh page. Returns
     /// `false` when no page is left (the caller collects, or reports out of memory).
