@@ -238,7 +238,7 @@ fn main() -> ExitCode {
                         .map(|d| format!(" cause=\"{d}\""))
                         .unwrap_or_default();
                     println!(
-                        "gcbench barrier={barrier} heap={heap_mib}MiB threads={threads} total={:.1}ms stw={:.1}ms cycles={} pauses={} p50={:.0}us p99={:.0}us max={:.0}us mmu1ms={:.2} mmu10ms={:.2} mmu100ms={:.2} faults={} recorded={} uffd={uffd} degraded={}{cause} marker_threads={} fallbacks={}",
+                        "gcbench barrier={barrier} heap={heap_mib}MiB threads={threads} total={:.1}ms stw={:.1}ms cycles={} pauses={} p50={:.0}us p99={:.0}us max={:.0}us mmu1ms={:.2} mmu10ms={:.2} mmu100ms={:.2} faults={} recorded={} dirty_frontier={} dirty_old={} uffd={uffd} degraded={}{cause} marker_threads={} fallbacks={}",
                         ms(r.wall),
                         ms(r.pause_total()),
                         r.stats.cycles,
@@ -251,6 +251,8 @@ fn main() -> ExitCode {
                         r.mmu(Duration::from_millis(100)),
                         t.faults,
                         t.recorded,
+                        r.stats.dirty_split().0,
+                        r.stats.dirty_split().1,
                         t.degradations,
                         r.stats
                             .pauses

@@ -384,6 +384,7 @@ impl<'g> Cycle<'g> {
         let t = self.gc.tracker?;
         self.gc.collector.enter_phase(Phase::Arm);
         let t0 = Instant::now();
+        self.gc.space.begin_frontier();
         t.in_use(self.gc.space.high_water() * crate::sys::PAGE_SIZE);
         let armed = t.arm();
         self.stats.arm = t0.elapsed();
@@ -540,6 +541,23 @@ impl<'g> Cycle<'g> {
         }
         self.stats.harvest += t0.elapsed();
         plant_bug(self.gc.config, &mut self.dirty);
+        self.split_by_frontier(t.granule_shift());
+    }
+
+    /// Counts the harvested granules on pages allocated into during the cycle (first
+    /// writes to new objects, and to the pages that came into use) apart from the others
+    /// (writes to objects older than the cycle). Not for an "everything" harvest.
+    fn split_by_frontier(&mut self, shift: u32) {
+        if self.dirty.all {
+            return;
+        }
+        let space = self.gc.space;
+        let page_shift = crate::sys::PAGE_SHIFT - shift;
+        let frontier = (self.dirty.granules.iter())
+            .filter(|&&g| space.in_frontier(g >> page_shift))
+            .count();
+        self.stats.dirty_frontier += frontier;
+        self.stats.dirty_old += self.dirty.granules.len() - frontier;
     }
 
     /// 4. Pre-clean: harvest with re-arm, rescan, trace; until a round finds little.

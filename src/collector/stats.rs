@@ -142,6 +142,12 @@ pub struct CycleStats {
     /// The heap pages dirty at the first pre-clean round (written since arm), when
     /// [`crate::HeapConfig::record_dirty_pages`] is on.
     pub dirty_pages: Vec<usize>,
+    /// Granules handed over by this cycle's harvests (pre-clean and remark, each listing
+    /// counted) that lie on pages allocated into during the cycle: first writes to
+    /// objects allocated during it, the allocation frontier.
+    pub dirty_frontier: usize,
+    /// The other harvested granules: writes to objects older than the cycle.
+    pub dirty_old: usize,
     /// Objects rescanned by all pre-clean rounds.
     pub preclean_rescanned: usize,
     /// Granules dirty at remark.
@@ -214,6 +220,14 @@ impl Stats {
     /// The sum of all pauses.
     pub fn total_pause(&self) -> Duration {
         self.pauses.iter().map(|p| p.duration).sum()
+    }
+
+    /// Harvested granules over all cycles, split as (allocation frontier, older
+    /// objects): see [`CycleStats::dirty_frontier`].
+    pub fn dirty_split(&self) -> (usize, usize) {
+        self.cycle_log.iter().fold((0, 0), |(f, o), c| {
+            (f + c.dirty_frontier, o + c.dirty_old)
+        })
     }
 
     /// Cycles in which the tracker degraded.

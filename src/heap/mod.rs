@@ -130,6 +130,10 @@ pub(crate) struct Space {
     free_pages: AtomicUsize,
     /// A copy of the pool's high-water mark: no page at or above it was ever used.
     high_water: AtomicUsize,
+    /// One bit per page: cells of it were handed out since [`Space::begin_frontier`] (the
+    /// allocation frontier of the cycle), for the study's split of dirty granules into
+    /// first writes to new objects and writes to objects older than the cycle.
+    frontier: Bitmap,
 }
 
 impl std::fmt::Debug for Space {
@@ -171,6 +175,7 @@ impl Space {
             bytes_allocated: AtomicU64::new(0),
             free_pages: AtomicUsize::new(pages),
             high_water: AtomicUsize::new(0),
+            frontier: Bitmap::new(pages)?,
             region,
         })
     }
@@ -244,6 +249,17 @@ impl Space {
     /// One past the highest page ever used: walks over the heap stop here.
     pub fn high_water(&self) -> usize {
         self.high_water.load(Ordering::Acquire)
+    }
+
+    /// Starts a new allocation frontier: no page counts as allocated into from now on
+    /// until cells of it are handed out.
+    pub fn begin_frontier(&self) {
+        self.frontier.clear_prefix(self.high_water());
+    }
+
+    /// Whether cells of page `p` were handed out since [`Space::begin_frontier`].
+    pub fn in_frontier(&self, p: usize) -> bool {
+        self.frontier.get(p)
     }
 
     /// Clears mark bitmap `epoch` over the pages ever used.
@@ -369,6 +385,7 @@ impl Space {
             if buf.page != NO_PAGE {
                 let from = (buf.limit - self.page_addr(buf.page)) / CLASS_SIZES[class];
                 if self.reserve_next_run(buf, class, from) {
+                    self.frontier.set(buf.page);
                     return true;
                 }
                 self.release_page(buf.page);
@@ -413,6 +430,9 @@ impl Space {
             let unused = (b.limit - b.cursor) / cs;
             if unused > 0 {
                 self.mark_bits[epoch].set_strided(self.granule(b.cursor), unused, cs / GRANULE);
+                // The rest of the run is allocated during the cycle: its page is part of
+                // the allocation frontier.
+                self.frontier.set(b.page);
             }
         }
     }
@@ -515,6 +535,9 @@ impl Space {
         self.page_table.set(start, PageKind::LargeHead { pages: n });
         let addr = self.page_addr(start);
         let g = self.granule(addr);
+        for p in start..start + n {
+            self.frontier.set(p);
+        }
         self.mark_bits[self.alloc_epoch.load(Ordering::Relaxed)].set(g);
         self.alloc_bits.set(g);
         self.bytes_allocated
