@@ -59,7 +59,7 @@ pub mod internals {
 }
 
 pub use barrier::{BarrierKind, ServiceLayout};
-pub use collector::{Cause, Pause, PauseKind, Phase, Stats};
+pub use collector::{Cause, Pause, PauseKind, Phase, Stall, Stats};
 pub use error::{Error, Result, Sizing};
 pub use heap::{HeapConfig, ObjRef};
 pub use mutator::{Mutator, MutatorTask};

@@ -733,3 +733,66 @@ fn blocking_mutator_does_not_hold_up_a_pause() {
         },
     );
 }
+
+#[test]
+fn fault_stalls_are_measured_where_the_writer_waits() {
+    for_every_barrier(
+        "fault_stalls_are_measured",
+        |k| small_heap(k, 4 << 20),
+        |heap| {
+            let kind = heap.barrier();
+            let mut m = heap.mutator();
+            // A long-lived array of lists, rewritten while cycles run: writes to
+            // protected pages of old objects fault under the page trackers.
+            let table = m.alloc(64, 0).expect("alloc");
+            m.push_root(table);
+            let mut cycles = 0;
+            for round in 0..200_000usize {
+                let o = m.alloc(1, 24).expect("alloc");
+                let slot = round % 64;
+                // Each slot's list is cut every 16 visits, so the live set stays small.
+                let old = if (round / 64) % 16 == 0 {
+                    None
+                } else {
+                    m.read_ref(table, slot).expect("read")
+                };
+                m.write_ref(o, 0, old).expect("link");
+                m.write_ref(table, slot, Some(o)).expect("store");
+                cycles = heap.stats().cycles;
+                if cycles >= 5 && round > 50_000 {
+                    break;
+                }
+            }
+            assert!(cycles >= 3, "{kind}: only {cycles} cycles ran");
+            let s = heap.stats();
+            let faults = s.tracker.faults;
+            let uptime = heap.uptime();
+            match kind {
+                BarrierKind::UffdWp | BarrierKind::UffdWpSigbus | BarrierKind::Mprotect => {
+                    assert!(faults > 0, "{kind}: no fault was served");
+                    // One stall per fault served (a fault on a page recorded already, in
+                    // a race, is a stall but not a second record).
+                    assert!(
+                        s.stalls.len() as u64 >= faults,
+                        "{kind}: {} stalls for {faults} faults",
+                        s.stalls.len()
+                    );
+                    assert_eq!(s.tracker.stalls_dropped, 0, "{kind}");
+                    assert!(!s.tracker.stall_method.is_empty(), "{kind}");
+                    for st in &s.stalls {
+                        assert!(
+                            st.start + st.duration <= uptime,
+                            "{kind}: stall {st:?} ends after now ({uptime:?})"
+                        );
+                        assert!(st.duration < Duration::from_secs(10), "{kind}: {st:?}");
+                    }
+                    assert!(
+                        s.stalls.iter().any(|st| !st.duration.is_zero()),
+                        "{kind}: every stall measured zero"
+                    );
+                }
+                _ => assert!(s.stalls.is_empty(), "{kind}: stalls without a fault"),
+            }
+        },
+    );
+}

@@ -244,7 +244,25 @@ pub struct TrackerStats {
     /// The userfaultfd in use, for the trackers that open one: full or user-mode-only,
     /// how it was opened, and whether user-mode-only is a fallback.
     pub uffd: Option<UffdMode>,
+    /// How this tracker measures a writer's fault stall ([`DirtyTracker::take_stalls`]),
+    /// in a sentence; empty where there are no stalls to measure.
+    pub stall_method: &'static str,
+    /// Stalls not kept because the log was full.
+    pub stalls_dropped: u64,
 }
+
+/// [`TrackerStats::stall_method`] of a tracker whose fault is served on the writing
+/// thread.
+pub const STALL_IN_HANDLER: &str = "time in the signal handler, from its entry to the \
+    page made writable and recorded (a lower bound: the kernel's signal delivery and \
+    sigreturn are not included)";
+/// [`TrackerStats::stall_method`] of `uffd-wp`.
+pub const STALL_SERVICE: &str = "time on the serving thread from reading the fault \
+    message to the unprotect that wakes the writer (a lower bound: the wake-up of the \
+    serving thread before the read is not included)";
+/// [`TrackerStats::stall_method`] of `uffd-wp-async`.
+pub const STALL_KERNEL: &str = "not measured: the kernel resolves the fault inside the \
+    page-fault handler, and its cost is part of the mutator's own time";
 
 /// The collector side of a write barrier.
 ///
@@ -295,6 +313,11 @@ pub trait DirtyTracker: Send + Sync {
 
     /// The counters so far.
     fn stats(&self) -> TrackerStats;
+
+    /// Moves the fault stalls measured since the last call into `out`, as
+    /// `(start, duration)` in `CLOCK_MONOTONIC` nanoseconds; how each mechanism measures
+    /// them is [`TrackerStats::stall_method`]. Default: none measured.
+    fn take_stalls(&self, _out: &mut Vec<(u64, u64)>) {}
 
     /// The mutator-side store path this tracker needs.
     fn store_barrier(&self) -> DynBarrier {

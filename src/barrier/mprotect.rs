@@ -135,6 +135,7 @@ impl State {
 // arithmetic, `try_set`).
 unsafe impl FaultServer for State {
     fn serve(&self, addr: usize) -> Served {
+        let t0 = crate::sys::monotonic_ns();
         let page = self.record.page_of(addr);
         let start = self.record.addr_of(page);
         // Unprotect, then record: see the module docs.
@@ -142,6 +143,7 @@ unsafe impl FaultServer for State {
             Ok(()) => {
                 self.record.knobs().widen();
                 self.record.record(page);
+                self.record.stalls().push_since(t0);
                 Served::Handled
             }
             // ENOMEM at the mapping limit, in practice; any failure is handled alike.
@@ -209,7 +211,15 @@ impl DirtyTracker for MprotectTracker {
     }
 
     fn stats(&self) -> TrackerStats {
-        self.state.record.counters().stats()
+        TrackerStats {
+            stall_method: super::STALL_IN_HANDLER,
+            stalls_dropped: self.state.record.stalls().dropped(),
+            ..self.state.record.counters().stats()
+        }
+    }
+
+    fn take_stalls(&self, out: &mut Vec<(u64, u64)>) {
+        self.state.record.stalls().take(out);
     }
 
     fn test_knobs(&self) -> Option<&TestKnobs> {

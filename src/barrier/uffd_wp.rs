@@ -208,6 +208,7 @@ impl Shared {
         if msgs.is_empty() {
             return 0;
         }
+        let read_at = crate::sys::monotonic_ns();
         let n = msgs.len();
         self.reads.fetch_add(1, Ordering::Relaxed);
         self.messages.fetch_add(n as u64, Ordering::Relaxed);
@@ -240,6 +241,10 @@ impl Shared {
         if let Some((errno, range)) = failed {
             // Still under the lock: no harvest can take the flag before it is raised.
             let _ = self.record.degrade(&self.uffd, Step::Fault, errno, range);
+        }
+        // Each writer of the batch waited at least from the read to its wake-up.
+        for _ in 0..n {
+            self.record.stalls().push_since(read_at);
         }
         n
     }
@@ -405,8 +410,14 @@ impl DirtyTracker for UffdWpTracker {
             messages: s.messages.load(Ordering::Relaxed),
             reads: s.reads.load(Ordering::Relaxed),
             eagain_retries: s.uffd.eagain_retries(),
+            stall_method: super::STALL_SERVICE,
+            stalls_dropped: s.record.stalls().dropped(),
             ..s.record.counters().stats()
         }
+    }
+
+    fn take_stalls(&self, out: &mut Vec<(u64, u64)>) {
+        self.shared.record.stalls().take(out);
     }
 
     fn test_knobs(&self) -> Option<&TestKnobs> {

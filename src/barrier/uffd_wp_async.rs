@@ -298,6 +298,7 @@ impl DirtyTracker for UffdWpAsyncTracker {
     fn stats(&self) -> TrackerStats {
         TrackerStats {
             eagain_retries: self.uffd.eagain_retries() + self.scan_eagain.load(Ordering::Relaxed),
+            stall_method: super::STALL_KERNEL,
             ..self.counters.stats()
         }
     }

@@ -129,6 +129,7 @@ struct State {
 // index is computed with wrapping arithmetic and recorded with `try_set`).
 unsafe impl FaultServer for State {
     fn serve(&self, addr: usize) -> Served {
+        let t0 = crate::sys::monotonic_ns();
         let page = self.record.page_of(addr);
         let start = self.record.addr_of(page);
         let unprotected = if self.record.knobs().take_failure() {
@@ -141,6 +142,7 @@ unsafe impl FaultServer for State {
             Ok(()) => {
                 self.record.knobs().widen();
                 self.record.record(page);
+                self.record.stalls().push_since(t0);
                 Served::Handled
             }
             Err(errno) => {
@@ -222,8 +224,14 @@ impl DirtyTracker for UffdWpSigbusTracker {
     fn stats(&self) -> TrackerStats {
         TrackerStats {
             eagain_retries: self.state.uffd.eagain_retries(),
+            stall_method: super::STALL_IN_HANDLER,
+            stalls_dropped: self.state.record.stalls().dropped(),
             ..self.state.record.counters().stats()
         }
+    }
+
+    fn take_stalls(&self, out: &mut Vec<(u64, u64)>) {
+        self.state.record.stalls().take(out);
     }
 
     fn test_knobs(&self) -> Option<&TestKnobs> {

@@ -52,7 +52,7 @@ use crate::error::{Error, Result};
 use crate::heap::{HeapConfig, Space};
 use mark::Marker;
 use safepoint::{MutatorShared, Safepoints, Wanted};
-pub use stats::{Cause, CycleStats, Pause, PauseKind, Phase, Stats};
+pub use stats::{Cause, CycleStats, Pause, PauseKind, Phase, Stall, Stats};
 
 #[derive(Debug, Default)]
 struct Control {
@@ -105,6 +105,9 @@ pub(crate) struct Collector {
     pub(crate) safepoints: Safepoints,
     stats: Mutex<Stats>,
     created: Instant,
+    /// `created` in `CLOCK_MONOTONIC` nanoseconds (`Instant` is that clock on Linux):
+    /// the origin the trackers' stall times are converted from.
+    created_ns: u64,
     thread: Mutex<Option<std::thread::JoinHandle<()>>>,
     /// `Space::bytes_allocated` when the last cycle's initial mark ran.
     allocated_at_cycle_start: AtomicU64,
@@ -128,6 +131,7 @@ impl Collector {
             safepoints: Safepoints::new()?,
             stats: Mutex::new(Stats::default()),
             created: Instant::now(),
+            created_ns: crate::sys::monotonic_ns(),
             thread: Mutex::new(None),
             allocated_at_cycle_start: AtomicU64::new(0),
             live_estimate: AtomicU64::new(0),
@@ -226,8 +230,25 @@ impl Collector {
         self.created.elapsed()
     }
 
+    /// Moves the tracker's measured stalls into the statistics.
+    fn collect_stalls(&self, tracker: Option<&dyn DirtyTracker>, stats: &mut Stats) {
+        let Some(t) = tracker else { return };
+        let mut raw = Vec::new();
+        t.take_stalls(&mut raw);
+        stats
+            .stalls
+            .extend(raw.into_iter().map(|(start, duration)| Stall {
+                start: Duration::from_nanos(start.saturating_sub(self.created_ns)),
+                duration: Duration::from_nanos(duration),
+            }));
+    }
+
     pub(crate) fn stats(&self, gc: &Gc<'_>) -> Stats {
-        let mut s = self.stats.lock().clone();
+        let mut s = {
+            let mut stats = self.stats.lock();
+            self.collect_stalls(gc.tracker, &mut stats);
+            stats.clone()
+        };
         s.barrier = Some(gc.config.barrier);
         s.marker_threads = gc.config.marker_threads;
         if let Some(t) = gc.tracker {
@@ -641,6 +662,7 @@ impl<'g> Cycle<'g> {
             .allocated_at_cycle_start
             .store(now, Ordering::Relaxed);
         let mut stats = collector.stats.lock();
+        collector.collect_stalls(self.gc.tracker, &mut stats);
         stats.cycles = self.n;
         stats.verifier_failures += self.verifier_failures.len() as u64;
         for msg in self.verifier_failures.into_iter().take(8) {

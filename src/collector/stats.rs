@@ -205,6 +205,19 @@ pub struct Stats {
     pub bytes_allocated: u64,
     /// Threads configured to mark in pauses ([`crate::HeapConfig::marker_threads`]).
     pub marker_threads: usize,
+    /// Writers' fault stalls as the tracker measured them (how:
+    /// [`crate::barrier::TrackerStats::stall_method`]), in the order measured, collected at
+    /// the end of each cycle and when statistics are read.
+    pub stalls: Vec<Stall>,
+}
+
+/// One writer's stall in a write fault.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct Stall {
+    /// When it started, from the heap's creation (the origin of [`Pause::start`]).
+    pub start: Duration,
+    /// How long it lasted.
+    pub duration: Duration,
 }
 
 impl Stats {
@@ -225,9 +238,9 @@ impl Stats {
     /// Harvested granules over all cycles, split as (allocation frontier, older
     /// objects): see [`CycleStats::dirty_frontier`].
     pub fn dirty_split(&self) -> (usize, usize) {
-        self.cycle_log.iter().fold((0, 0), |(f, o), c| {
-            (f + c.dirty_frontier, o + c.dirty_old)
-        })
+        self.cycle_log
+            .iter()
+            .fold((0, 0), |(f, o), c| (f + c.dirty_frontier, o + c.dirty_old))
     }
 
     /// Cycles in which the tracker degraded.
