@@ -373,3 +373,65 @@ fn rss_kib() -> u64 {
         })
         .unwrap_or(0)
 }
+
+/// A large object that a full collection allocated for a waiting mutator survives a
+/// cycle that another thread starts before the waiting one runs again (it was reachable
+/// only from the mutator's pending request; found by a GCBench run on 2 threads that
+/// came back with a stale large object, about once in 30 runs under load).
+#[test]
+fn a_large_object_granted_by_a_full_collection_survives_the_next_cycle() {
+    for kind in BarrierKind::ALL {
+        let cfg = HeapConfig::new().heap_bytes(2 << 20).barrier(kind);
+        let Some(heap) = heap_or_skip(cfg, "a_large_object_granted") else {
+            continue;
+        };
+        let h = heap.clone();
+        with_timeout(120, "a_large_object_granted", move || {
+            let threads: Vec<_> = (0..3)
+                .map(|t| {
+                    let h = h.clone();
+                    std::thread::spawn(move || {
+                        let mut m = h.mutator();
+                        // A ring of 8 large objects (3 pages each) per thread: the heap
+                        // holds about 2 rings, so large allocations keep needing full
+                        // collections while the other threads start cycles.
+                        let slots: Vec<usize> = (0..8)
+                            .map(|_| {
+                                let o = m.alloc(0, 8).expect("alloc");
+                                m.push_root(o)
+                            })
+                            .collect();
+                        for i in 0..3_000usize {
+                            let o = m
+                                .alloc(1, 3 * 4096)
+                                .unwrap_or_else(|e| panic!("{kind} thread {t} #{i}: {e}"));
+                            m.write_bytes(o, 0, &(i as u64).to_le_bytes())
+                                .unwrap_or_else(|e| panic!("{kind} thread {t} #{i}: {e}"));
+                            m.set_root(slots[i % 8], Some(o)).expect("root");
+                            // Churn small garbage so that cycles also start by trigger.
+                            for _ in 0..16 {
+                                m.alloc(2, 48).expect("small");
+                            }
+                        }
+                        for (k, &s) in slots.iter().enumerate() {
+                            let o = m.root(s).expect("kept");
+                            let mut b = [0u8; 8];
+                            m.read_bytes(o, 0, &mut b)
+                                .unwrap_or_else(|e| panic!("{kind} thread {t} slot {k}: {e}"));
+                        }
+                    })
+                })
+                .collect();
+            for t in threads {
+                t.join().expect("a thread lost an object or failed");
+            }
+        });
+        let s = heap.stats();
+        eprintln!(
+            "{kind}: {} cycles, {} full collections",
+            s.cycles,
+            s.fallbacks()
+        );
+        assert!(s.fallbacks() > 0, "{kind}: no full collection ran");
+    }
+}

@@ -472,6 +472,12 @@ impl<'g> Cycle<'g> {
         for m in mutators {
             // SAFETY: `m` is stopped for the whole pause.
             self.marker.mark_all(unsafe { m.roots() });
+            // A large object a full collection allocated for `m` that `m` has not taken
+            // yet (it has not run since): reachable only from here.
+            // SAFETY: as above.
+            if let Wanted::GrantedLarge(addr) = unsafe { *m.wanted() } {
+                self.marker.mark(addr);
+            }
         }
     }
 
