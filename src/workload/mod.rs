@@ -26,7 +26,7 @@ use crate::mutator::{Mutator, MutatorTask};
 use crate::runtime::Heap;
 
 pub use gcbench::GcBenchParams;
-pub use graph::GraphParams;
+pub use graph::{GraphParams, StoreTrace, StoreWindow};
 
 /// A percentile (0..=100) of `pauses`, from an HDR histogram (3 significant digits: the
 /// value may be up to 0.1% above the exact one); zero with no pauses. One function for
@@ -74,19 +74,27 @@ impl Workload {
     }
 }
 
+/// What one thread's run returned: its work, and for graph its store trace.
+struct ThreadRun {
+    work: u64,
+    trace: Option<StoreTrace>,
+}
+
 struct Task<'a> {
     workload: &'a Workload,
     thread: usize,
 }
 
 impl MutatorTask for Task<'_> {
-    type Output = Result<u64>;
-    fn run<B: StoreBarrier>(self, m: &mut Mutator<B>) -> Result<u64> {
+    type Output = Result<ThreadRun>;
+    fn run<B: StoreBarrier>(self, m: &mut Mutator<B>) -> Result<ThreadRun> {
+        let plain = |work| ThreadRun { work, trace: None };
         match self.workload {
-            Workload::GcBench(p) => gcbench::run(m, p),
-            Workload::Graph(p) => {
-                graph::run(m, p, self.thread).map(|o| o.ref_stores + o.payload_writes)
-            }
+            Workload::GcBench(p) => gcbench::run(m, p).map(plain),
+            Workload::Graph(p) => graph::run(m, p, self.thread).map(|o| ThreadRun {
+                work: o.ref_stores + o.payload_writes,
+                trace: Some(o.trace),
+            }),
         }
     }
 }
@@ -106,6 +114,10 @@ pub struct RunResult {
     pub peak_rss_kib: u64,
     /// When the run started, from the heap's creation (the origin of pause times).
     pub run_start: Duration,
+    /// Graph only: each thread's store trace (its store loop's span and the stores it
+    /// made in each collection's tracking window), for
+    /// [`RunResult::stores_per_dirtied_page`]. Empty for the other workloads.
+    pub store_traces: Vec<StoreTrace>,
 }
 
 impl RunResult {
@@ -128,6 +140,25 @@ impl RunResult {
     /// Total stop-the-world time.
     pub fn pause_total(&self) -> Duration {
         self.stats.total_pause()
+    }
+
+    /// Graph only: the stores one dirtied page received per collection cycle, measured:
+    /// the graph's stores made inside the tracking windows of the counted cycles,
+    /// divided by the heap pages those cycles found dirty.
+    ///
+    /// A cycle's tracking window runs from arm to its first pre-clean harvest; the pages
+    /// it found dirty are [`crate::collector::CycleStats::dirty_pages`], so the figure is
+    /// defined only with [`HeapConfig::record_dirty_pages`] on, for the concurrent
+    /// barriers (every one but `none`), for cycles with at least one pre-clean round.
+    /// A cycle is counted when its window (its arm, initial mark and concurrent mark) lies
+    /// inside every thread's store loop, so that the graph's building and the end of the
+    /// run are left out. The stores are the graph's store stream (reference stores and
+    /// payload writes), seen by each thread when it polls the collector's phase (every
+    /// [`graph::PHASE_POLL`] stores); the dirty pages also include what the stream did not
+    /// write: the pages of new nodes and of the ring that keeps them, so the figure is
+    /// somewhat below the stream's own stores per page. `None` when no cycle was counted.
+    pub fn stores_per_dirtied_page(&self) -> Option<f64> {
+        graph::stores_per_dirtied_page(&self.stats, &self.store_traces)
     }
 
     /// Minimum mutator utilisation for windows of `window`: the least share of any
@@ -202,7 +233,7 @@ pub fn run(config: &HeapConfig, workload: &Workload, threads: usize) -> Result<R
     reset_peak_rss();
     let run_start = heap.uptime();
     let t0 = Instant::now();
-    let results: Vec<Result<u64>> = std::thread::scope(|s| {
+    let results: Vec<Result<ThreadRun>> = std::thread::scope(|s| {
         let handles: Vec<_> = (0..threads)
             .map(|thread| {
                 let heap = heap.clone();
@@ -216,8 +247,11 @@ pub fn run(config: &HeapConfig, workload: &Workload, threads: usize) -> Result<R
     });
     let wall = t0.elapsed();
     let mut work = 0;
+    let mut store_traces = Vec::new();
     for r in results {
-        work += r?;
+        let r = r?;
+        work += r.work;
+        store_traces.extend(r.trace);
     }
     Ok(RunResult {
         wall,
@@ -226,6 +260,7 @@ pub fn run(config: &HeapConfig, workload: &Workload, threads: usize) -> Result<R
         stats: heap.stats(),
         peak_rss_kib: peak_rss_kib(),
         run_start,
+        store_traces,
     })
 }
 
