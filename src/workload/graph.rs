@@ -47,6 +47,7 @@ use crate::heap::ObjRef;
 use crate::heap::size_class;
 use crate::mutator::Mutator;
 use crate::sys::PAGE_SIZE;
+use crate::workload::cell_bytes;
 
 /// Graph mutation's knobs.
 #[derive(Debug, Clone, Copy, PartialEq)]
@@ -103,6 +104,24 @@ impl GraphParams {
         let per_page = self.nodes_per_page();
         let young = if self.alloc_every > 0 { RING } else { 0 };
         (self.objects + young).div_ceil(per_page) * PAGE_SIZE + self.objects * 8 + RING * 8
+    }
+
+    /// Bytes allocated before the first operation: the spine, its chunks, the ring, the
+    /// nodes.
+    pub fn setup_bytes(&self) -> u64 {
+        let nchunks = self.objects.div_ceil(SPINE_CHUNK);
+        cell_bytes(nchunks + 1, 0)
+            + nchunks as u64 * cell_bytes(SPINE_CHUNK, 0)
+            + cell_bytes(RING, 0)
+            + self.objects as u64 * cell_bytes(self.refs, self.payload)
+    }
+
+    /// Bytes allocated per operation of the store stream (one node every `alloc_every`).
+    pub fn bytes_per_store(&self) -> f64 {
+        match self.alloc_every {
+            0 => 0.0,
+            n => cell_bytes(self.refs, self.payload) as f64 / n as f64,
+        }
     }
 }
 

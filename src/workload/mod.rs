@@ -4,6 +4,10 @@
 //! - [`gcbench`]: GCBench with its classic parameters.
 //! - [`graph`]: graph mutation with knobs (stores per dirtied page, pointer vs payload
 //!   writes, allocation rate, work between stores).
+//! - [`lru`]: an LRU cache built of heap objects: every hit rewires the LRU list through
+//!   old entries, every miss stores a young entry into the long-lived bucket array.
+//! - [`binary_trees`]: a long-lived binary tree whose subtrees are replaced and swapped
+//!   (old-to-young and old-to-old stores at random places in an old structure).
 //! - [`pages`]: a tracker alone over a bare region: the cost of a store pattern under
 //!   each barrier, without a heap (the study's crossover sweep and the benches).
 //!
@@ -12,8 +16,10 @@
 //! returns wall time, the collector's statistics, and derived figures: pause percentiles,
 //! minimum mutator utilisation, peak RSS.
 
+pub mod binary_trees;
 pub mod gcbench;
 pub mod graph;
+pub mod lru;
 pub mod pages;
 
 use std::time::{Duration, Instant};
@@ -25,8 +31,10 @@ use crate::heap::HeapConfig;
 use crate::mutator::{Mutator, MutatorTask};
 use crate::runtime::Heap;
 
+pub use binary_trees::BinaryTreesParams;
 pub use gcbench::GcBenchParams;
 pub use graph::{GraphParams, StoreTrace, StoreWindow};
+pub use lru::{KeyDistribution, LruParams};
 
 /// A percentile (0..=100) of `pauses`, from an HDR histogram (3 significant digits: the
 /// value may be up to 0.1% above the exact one); zero with no pauses. One function for
@@ -45,6 +53,16 @@ pub fn pause_percentile(pauses: impl IntoIterator<Item = Duration>, q: f64) -> D
     Duration::from_nanos(h.value_at_quantile(q / 100.0))
 }
 
+/// The bytes an object with `nrefs` slots and `payload` bytes takes from the heap: its
+/// cell, or for a large object its whole pages (what [`Stats::bytes_allocated`] counts).
+pub fn cell_bytes(nrefs: usize, payload: usize) -> u64 {
+    let bytes = crate::heap::object::object_size(nrefs, payload);
+    match crate::heap::size_class::class_for(bytes) {
+        Some(c) => crate::heap::size_class::CLASS_SIZES[c] as u64,
+        None => bytes.next_multiple_of(crate::sys::PAGE_SIZE) as u64,
+    }
+}
+
 /// A workload the driver can run.
 #[derive(Debug, Clone, Copy, PartialEq)]
 pub enum Workload {
@@ -52,24 +70,110 @@ pub enum Workload {
     GcBench(GcBenchParams),
     /// Graph mutation.
     Graph(GraphParams),
+    /// An LRU cache of heap objects.
+    Lru(LruParams),
+    /// A long-lived binary tree whose subtrees are replaced and swapped.
+    BinaryTrees(BinaryTreesParams),
 }
 
+/// [`Workload::scaled_to_heap`] aims at this many heaps' worth of allocation.
+pub const HEAPS_ALLOCATED: u64 = 10;
+
+/// [`Workload::scaled_to_heap`] aims this much above [`HEAPS_ALLOCATED`] heaps, so that an
+/// allocation estimate up to 20% too high still gives at least that much.
+const SCALE_MARGIN: f64 = 1.25;
+
 impl Workload {
-    /// A short name for reports.
+    /// A short name for reports: `gcbench`, `graph-spp<n>`, `lru`, `binary-trees`, with a
+    /// suffix when the parameters are not the defaults.
     pub fn name(&self) -> String {
         match self {
-            Workload::GcBench(p) if *p == GcBenchParams::CLASSIC => "gcbench".into(),
-            Workload::GcBench(p) => format!("gcbench-d{}", p.stretch_depth),
+            Workload::GcBench(p) => {
+                let base = if (GcBenchParams { repeat: 1, ..*p }) == GcBenchParams::CLASSIC {
+                    "gcbench".to_string()
+                } else {
+                    format!("gcbench-d{}", p.stretch_depth)
+                };
+                match p.repeat {
+                    1 => base,
+                    r => format!("{base}-x{r}"),
+                }
+            }
             Workload::Graph(p) => format!("graph-spp{}", p.stores_per_page),
+            Workload::Lru(p) if *p == LruParams::default() => "lru".into(),
+            Workload::Lru(p) => format!("lru-c{}-k{}", p.capacity, p.key_space),
+            Workload::BinaryTrees(p) if *p == BinaryTreesParams::default() => "binary-trees".into(),
+            Workload::BinaryTrees(p) => format!("binary-trees-d{}", p.depth),
         }
     }
 
-    /// Reference and payload stores one thread performs (for per-store costs), if known.
+    /// Reference and payload stores one thread performs (for per-store costs): exact
+    /// for GCBench, graph and binary trees; for the LRU cache, from its expected hit
+    /// ratio ([`LruParams::stores_estimate`]).
     pub fn stores_per_thread(&self) -> u64 {
         match self {
             // Populate: 2 stores per node; make_tree: 2 per inner node.
             Workload::GcBench(p) => 2 * p.nodes_allocated(),
             Workload::Graph(p) => p.stores,
+            Workload::Lru(p) => p.stores_estimate(),
+            Workload::BinaryTrees(p) => p.stores(),
+        }
+    }
+
+    /// Bytes one thread allocates in a run, from the objects' cell sizes (large objects
+    /// in whole pages): what [`Stats::bytes_allocated`] should show per thread, which
+    /// also counts the unused rest of the last run of cells each thread reserved. Exact
+    /// up to that rest for GCBench, graph and binary trees; for the LRU cache the misses
+    /// come from the expected hit ratio.
+    pub fn allocation_estimate(&self) -> u64 {
+        let (setup, per_op, ops) = self.allocation_model();
+        setup + (per_op * ops as f64) as u64
+    }
+
+    /// Bytes allocated before the first operation, bytes per operation, operations:
+    /// for GCBench an operation is one whole run of the benchmark.
+    fn allocation_model(&self) -> (u64, f64, u64) {
+        match self {
+            Workload::GcBench(p) => (0, p.bytes_per_repeat() as f64, p.repeat as u64),
+            Workload::Graph(p) => (p.setup_bytes(), p.bytes_per_store(), p.stores),
+            Workload::Lru(p) => (p.setup_bytes(), p.bytes_per_operation(), p.operations),
+            Workload::BinaryTrees(p) => (
+                p.setup_bytes(),
+                p.bytes_per_operation() as f64,
+                p.operations,
+            ),
+        }
+    }
+
+    /// The same workload with its operation count (GCBench: its repetitions) set so that
+    /// `threads` threads allocate at least [`HEAPS_ALLOCATED`] times `heap_bytes` in a
+    /// run, by [`Workload::allocation_estimate`] (aiming 25% above, for the estimate's
+    /// error). The live set is unchanged: the graph's objects, the cache's capacity, the
+    /// trees' depths stay as they are, so a minimum heap found for the workload still
+    /// holds. A workload that allocates nothing per operation (graph with
+    /// `alloc_every == 0`) is returned unchanged.
+    pub fn scaled_to_heap(&self, heap_bytes: usize, threads: usize) -> Workload {
+        let (setup, per_op, _) = self.allocation_model();
+        let target =
+            (HEAPS_ALLOCATED * heap_bytes as u64) as f64 * SCALE_MARGIN / threads.max(1) as f64;
+        if per_op <= 0.0 {
+            return *self;
+        }
+        let ops = ((target - setup as f64).max(0.0) / per_op).ceil().max(1.0) as u64;
+        match *self {
+            Workload::GcBench(p) => Workload::GcBench(GcBenchParams {
+                repeat: ops.min(u32::MAX as u64) as u32,
+                ..p
+            }),
+            Workload::Graph(p) => Workload::Graph(GraphParams { stores: ops, ..p }),
+            Workload::Lru(p) => Workload::Lru(LruParams {
+                operations: ops,
+                ..p
+            }),
+            Workload::BinaryTrees(p) => Workload::BinaryTrees(BinaryTreesParams {
+                operations: ops,
+                ..p
+            }),
         }
     }
 }
@@ -95,6 +199,10 @@ impl MutatorTask for Task<'_> {
                 work: o.ref_stores + o.payload_writes,
                 trace: Some(o.trace),
             }),
+            Workload::Lru(p) => lru::run(m, p, self.thread).map(|o| plain(o.operations)),
+            Workload::BinaryTrees(p) => {
+                binary_trees::run(m, p, self.thread).map(|o| plain(o.operations))
+            }
         }
     }
 }
@@ -106,7 +214,8 @@ pub struct RunResult {
     pub wall: Duration,
     /// Mutator threads.
     pub threads: usize,
-    /// Operations counted by the workload (nodes for GCBench, stores for graph).
+    /// Operations counted by the workload (nodes for GCBench, stores for graph, gets for
+    /// the LRU cache, subtree replacements for binary trees).
     pub work: u64,
     /// The collector's statistics.
     pub stats: Stats,
