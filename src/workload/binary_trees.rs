@@ -20,9 +20,14 @@
 //! spread over the whole tree), with young subtrees hung from old nodes while the
 //! collector marks, and the garbage of whole subtrees at a steady rate.
 //!
+//! Allocation: `tree_size(subtree_depth)` 32-byte cells per operation. The defaults
+//! (depth 16, subtrees of depth 5, two swaps) measure 2,226 bytes per operation (the
+//! long-lived tree's 4 MiB included) and run in a heap of 5 MiB per thread (with `none`).
+//!
 //! Rooting: the tree's root is rooted; a fresh subtree is rooted while it is built (as
 //! in GCBench); the walk's nodes are reachable from the root across the build because
-//! only this thread changes its tree.
+//! only this thread changes its tree. Nothing on the Rust side is allocated per
+//! operation.
 
 use rand::rngs::SmallRng;
 use rand::{Rng, SeedableRng};

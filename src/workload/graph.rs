@@ -14,7 +14,9 @@
 //! one pass over all pages takes `stores_per_page * pages` operations. An operation is a
 //! reference store (a random slot set to a random node) with probability
 //! `pointer_fraction`, else an 8-byte payload write. `work_per_store` iterations of
-//! arithmetic between operations model the rest of the program.
+//! arithmetic between operations model the rest of the program. The loop polls a
+//! safepoint every [`PHASE_POLL`] operations, so that a pause never waits for the next
+//! allocation.
 //!
 //! Allocation: every `alloc_every` operations a fresh node (a copy of the current node's
 //! edges) is stored into the next slot of a ring of [`RING`] young nodes, and the node it

@@ -101,7 +101,15 @@ impl Workload {
             }
             Workload::Graph(p) => format!("graph-spp{}", p.stores_per_page),
             Workload::Lru(p) if *p == LruParams::default() => "lru".into(),
-            Workload::Lru(p) => format!("lru-c{}-k{}", p.capacity, p.key_space),
+            Workload::Lru(p) => format!(
+                "lru-c{}-k{}{}",
+                p.capacity,
+                p.key_space,
+                match p.keys {
+                    KeyDistribution::Zipf => "",
+                    KeyDistribution::Uniform => "-uniform",
+                }
+            ),
             Workload::BinaryTrees(p) if *p == BinaryTreesParams::default() => "binary-trees".into(),
             Workload::BinaryTrees(p) => format!("binary-trees-d{}", p.depth),
         }
