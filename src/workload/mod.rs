@@ -129,10 +129,11 @@ impl Workload {
     }
 
     /// Bytes one thread allocates in a run, from the objects' cell sizes (large objects
-    /// in whole pages): what [`Stats::bytes_allocated`] should show per thread, which
-    /// also counts the unused rest of the last run of cells each thread reserved. Exact
-    /// up to that rest for GCBench, graph and binary trees; for the LRU cache the misses
-    /// come from the expected hit ratio.
+    /// in whole pages): what [`Stats::bytes_allocated`] shows per thread once the run is
+    /// over (the runs of cells reserved, less the unused rest a mutator gives back when
+    /// it ends). Exact for GCBench, graph and binary trees (the tests find it to the
+    /// byte); for the LRU cache the misses come from the expected hit ratio, and the
+    /// estimate is about 6% low with the defaults (the cold start's misses).
     pub fn allocation_estimate(&self) -> u64 {
         let (setup, per_op, ops) = self.allocation_model();
         setup + (per_op * ops as f64) as u64
