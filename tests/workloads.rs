@@ -345,36 +345,42 @@ fn scaled_to_heap_allocates_ten_heaps() {
 #[test]
 fn graph_stores_per_dirtied_page_follow_the_knob() {
     let concurrent = BarrierKind::ALL.into_iter().filter(|k| k.is_concurrent());
-    for (kind, spp) in concurrent.flat_map(|k| [(k, 512u64), (k, 4096)]) {
+    let cases = concurrent.flat_map(|k| [(k, 512u64, 1), (k, 4096, 1)]);
+    // Two threads (two graphs, one heap): the windows of both count, once each.
+    let cases = cases.chain([(BarrierKind::CardTable, 1024, 2)]);
+    for (kind, spp, threads) in cases {
         // A graph of 3,125 pages; stores slowed down by arithmetic so that a cycle's
         // window does not wrap around all pages, and few allocations, whose pages would
         // count as dirtied pages too. The live set fills more than the trigger's share of
         // the heap, so cycles run back to back.
         let p = GraphParams {
             objects: 200_000,
-            stores: 4_000_000,
+            // Two threads mark twice the graph and share the CPUs: longer cycles, so
+            // longer loops, for cycles to fall inside both.
+            stores: 4_000_000 * (threads * threads) as u64,
             stores_per_page: spp,
             alloc_every: 256,
             work_per_store: 40,
             ..GraphParams::default()
         };
         let cfg = HeapConfig::new()
-            .heap_bytes(20 << 20)
+            .heap_bytes(threads * (20 << 20))
             .barrier(kind)
             .record_dirty_pages(true);
-        let Some(r) = run(test_name!(), cfg, Workload::Graph(p), 1) else {
+        let Some(r) = run(test_name!(), cfg, Workload::Graph(p), threads) else {
             continue;
         };
         let measured = r
             .stores_per_dirtied_page()
             .expect("cycles inside the store loop");
         eprintln!(
-            "{kind} spp {spp}: measured {measured:.0} stores per dirtied page over {} cycles",
+            "{kind} spp {spp} x{threads}: measured {measured:.0} stores per dirtied page over \
+             {} cycles",
             r.stats.cycles
         );
         assert!(
             measured >= spp as f64 / SPP_FACTOR && measured <= spp as f64 * SPP_FACTOR,
-            "{kind}, knob {spp}: measured {measured}"
+            "{kind}, knob {spp}, {threads} threads: measured {measured}"
         );
     }
 }
