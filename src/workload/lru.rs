@@ -512,3 +512,55 @@ pub fn run<B: StoreBarrier>(
     cache.release(m);
     Ok(out)
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn zipf_keys_follow_their_probabilities() {
+        let n = 1000;
+        let samples = 1_000_000;
+        let mut rng = SmallRng::seed_from_u64(3);
+        let mut counts = vec![0u64; n as usize];
+        for _ in 0..samples {
+            counts[KeyDistribution::Zipf.sample(&mut rng, n) as usize] += 1;
+        }
+        for k in [0usize, 1, 9, 99, 999] {
+            let p = KeyDistribution::Zipf.probability(k as f64, n);
+            let expected = p * samples as f64;
+            // Five standard deviations of a binomial count.
+            let slack = 5.0 * expected.sqrt();
+            assert!(
+                (counts[k] as f64 - expected).abs() < slack,
+                "key {k}: {} samples, expected {expected:.0}",
+                counts[k]
+            );
+        }
+        let total: f64 = (0..n)
+            .map(|k| KeyDistribution::Zipf.probability(k as f64, n))
+            .sum();
+        assert!((total - 1.0).abs() < 1e-9, "probabilities sum to {total}");
+    }
+
+    #[test]
+    fn expected_hit_ratio_grows_with_the_capacity() {
+        let at = |capacity, keys| {
+            LruParams {
+                capacity,
+                keys,
+                ..LruParams::default()
+            }
+            .expected_hit_ratio()
+        };
+        assert_eq!(at(25_000, KeyDistribution::Uniform), 0.25);
+        assert_eq!(at(100_000, KeyDistribution::Zipf), 1.0);
+        let ratios: Vec<f64> = [100, 1_000, 10_000, 50_000]
+            .into_iter()
+            .map(|c| at(c, KeyDistribution::Zipf))
+            .collect();
+        assert!(ratios.windows(2).all(|w| w[0] < w[1]), "{ratios:?}");
+        // Zipf's head is hot: a cache of 1% of the keys hits far more than 1%.
+        assert!(ratios[1] > 0.3, "{ratios:?}");
+    }
+}
