@@ -99,7 +99,9 @@ pub struct Sizing {
     pub mutators: usize,
     /// The most the mutators' allocation buffers can hold.
     pub buffer_bytes: usize,
-    /// `2 × (live + buffers + request)`, rounded up to a MiB: the size to try.
+    /// `2 × (live + buffers + request)`, rounded up to a MiB: the size to try. When live
+    /// data and buffers filled the heap, the true need is unknown, and this is at least
+    /// twice the heap.
     pub suggested_heap_bytes: usize,
 }
 
@@ -116,13 +118,23 @@ impl Sizing {
     ) -> Sizing {
         let buffer_bytes = mutators * buffer_bytes_each;
         let need = live_bytes as usize + buffer_bytes + requested;
-        Sizing {
+        let mut s = Sizing {
             heap_bytes,
             live_bytes,
             mutators,
             buffer_bytes,
             suggested_heap_bytes: (2 * need).next_multiple_of(1 << 20),
+        };
+        if s.filled() {
+            s.suggested_heap_bytes = s.suggested_heap_bytes.max(2 * heap_bytes);
         }
+        s
+    }
+
+    /// Whether live data and buffers filled the heap (90% or more): the live data
+    /// measured is then only what fitted.
+    pub fn filled(&self) -> bool {
+        (self.live_bytes as usize + self.buffer_bytes) * 10 >= self.heap_bytes * 9
     }
 }
 
@@ -262,13 +274,22 @@ impl fmt::Display for Error {
                     write!(
                         f,
                         " (heap {:.1} MiB: {:.1} MiB live, {} mutator(s) whose allocation \
-                         buffers can hold {:.1} MiB); a heap of {:.0} MiB or more should work",
+                         buffers can hold {:.1} MiB); ",
                         mib(s.heap_bytes as f64),
                         mib(s.live_bytes as f64),
                         s.mutators,
                         mib(s.buffer_bytes as f64),
-                        mib(s.suggested_heap_bytes as f64),
                     )?;
+                    let size = mib(s.suggested_heap_bytes as f64);
+                    if s.filled() {
+                        write!(
+                            f,
+                            "live data filled the heap, so the size needed is not known: \
+                             try {size:.0} MiB or more"
+                        )?;
+                    } else {
+                        write!(f, "a heap of {size:.0} MiB or more should work")?;
+                    }
                 }
                 Ok(())
             }
