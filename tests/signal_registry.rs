@@ -165,28 +165,26 @@ fn a_handler_installed_after_barrierlabs_survives_and_the_chain_keeps_working() 
             served: AtomicU64::new(0),
         });
         let region = Region::new(4 * PAGE_SIZE).unwrap();
-        let reg = register(
-            FaultSignal::Segv,
-            region.base(),
-            region.len(),
-            served.clone(),
-        )
-        .unwrap();
+        let register_heap = || {
+            register(
+                FaultSignal::Segv,
+                region.base(),
+                region.len(),
+                served.clone(),
+            )
+            .unwrap()
+        };
+        let foreign = foreign_handler as *const () as usize;
+        let reg = register_heap();
         install_foreign();
         // The last barrierlab user leaves: the foreign handler must stay installed.
         drop(reg);
-        if current_handler(libc::SIGSEGV) != foreign_handler as *const () as usize {
+        if current_handler(libc::SIGSEGV) != foreign {
             std::process::exit(10);
         }
         // A new barrierlab user: its faults reach it through the foreign handler's chain.
-        let reg = register(
-            FaultSignal::Segv,
-            region.base(),
-            region.len(),
-            served.clone(),
-        )
-        .unwrap();
-        if current_handler(libc::SIGSEGV) != foreign_handler as *const () as usize {
+        let reg = register_heap();
+        if current_handler(libc::SIGSEGV) != foreign {
             std::process::exit(11);
         }
         region

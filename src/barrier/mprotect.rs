@@ -211,11 +211,7 @@ impl DirtyTracker for MprotectTracker {
     }
 
     fn stats(&self) -> TrackerStats {
-        TrackerStats {
-            stall_method: super::STALL_IN_HANDLER,
-            stalls_dropped: self.state.record.stalls().dropped(),
-            ..self.state.record.counters().stats()
-        }
+        self.state.record.stats(super::STALL_IN_HANDLER)
     }
 
     fn take_stalls(&self, out: &mut Vec<(u64, u64)>) {

@@ -586,6 +586,7 @@ impl PageRecord {
     }
 
     /// The counters.
+    #[cfg(test)]
     pub(crate) fn counters(&self) -> &Counters {
         &self.counters
     }
@@ -598,6 +599,16 @@ impl PageRecord {
     /// The fault stalls measured so far.
     pub(crate) fn stalls(&self) -> &StallLog {
         &self.stalls
+    }
+
+    /// The counters kept here and the stall log's, for a mechanism whose stalls are
+    /// measured as `stall_method` says; the mechanism adds its own counters.
+    pub(crate) fn stats(&self, stall_method: &'static str) -> TrackerStats {
+        TrackerStats {
+            stall_method,
+            stalls_dropped: self.stalls.dropped(),
+            ..self.counters.stats()
+        }
     }
 
     /// Records one served fault on `page`. Async-signal-safe; never panics.

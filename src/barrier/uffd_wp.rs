@@ -410,9 +410,7 @@ impl DirtyTracker for UffdWpTracker {
             messages: s.messages.load(Ordering::Relaxed),
             reads: s.reads.load(Ordering::Relaxed),
             eagain_retries: s.uffd.eagain_retries(),
-            stall_method: super::STALL_SERVICE,
-            stalls_dropped: s.record.stalls().dropped(),
-            ..s.record.counters().stats()
+            ..s.record.stats(super::STALL_SERVICE)
         }
     }
 

@@ -224,9 +224,7 @@ impl DirtyTracker for UffdWpSigbusTracker {
     fn stats(&self) -> TrackerStats {
         TrackerStats {
             eagain_retries: self.state.uffd.eagain_retries(),
-            stall_method: super::STALL_IN_HANDLER,
-            stalls_dropped: self.state.record.stalls().dropped(),
-            ..self.state.record.counters().stats()
+            ..self.state.record.stats(super::STALL_IN_HANDLER)
         }
     }
 
