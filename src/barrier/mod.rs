@@ -12,7 +12,7 @@
 //!
 //! # The mechanisms compared
 //!
-//! Costs per event are the medians of `../shared/probe/RESULTS.md` (2-vCPU KVM guest,
+//! Costs per event are the medians of `papers/reference/c-probe-2026-11-29.md` (2-vCPU KVM guest,
 //! Linux 6.18); `cargo bench` and `barrierlab study` measure them from Rust.
 //!
 //! | kind | per store | per dirtied granule | per cycle (per heap page) | granule | kernel needs | failure modes |

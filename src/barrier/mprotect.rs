@@ -24,7 +24,7 @@
 //! which is never inside the handler. (`no_write_slips_past_concurrent_harvests` races
 //! this with the steps widened, and catches the reverse order every time.)
 //!
-//! Costs (`../shared/probe/RESULTS.md`): 0 per store; per dirtied page a signal delivery
+//! Costs (`papers/reference/c-probe-2026-11-29.md`): 0 per store; per dirtied page a signal delivery
 //! plus one `mprotect` (~5.3 µs in sequential order, ~8.2 µs in random order, where each
 //! unprotected page splits the heap's mapping into more VMAs); per cycle a whole-heap
 //! `mprotect` (~70 ns per heap page) and, per harvest with re-arm, one `mprotect` per run

@@ -281,7 +281,7 @@ pub(crate) fn for_each_run(sorted: &[usize], mut f: impl FnMut(usize, usize)) {
 }
 
 /// Above one run per this many heap pages, a harvest re-protects the whole heap in one
-/// call (~70 ns per page, `../shared/probe/RESULTS.md`) instead of one call per run
+/// call (~70 ns per page, `papers/reference/c-probe-2026-11-29.md`) instead of one call per run
 /// (~1–2 µs each).
 const PAGES_PER_RUN: usize = 16;
 

@@ -27,7 +27,7 @@
 //! re-protects the pages written since). With the option off, disarm unprotects the
 //! whole heap and every arm protects all of it again (~70 ns per heap page).
 //!
-//! Costs (`../shared/probe/RESULTS.md`): 0 per store; per dirtied page ~0.8 µs for the
+//! Costs (`papers/reference/c-probe-2026-11-29.md`): 0 per store; per dirtied page ~0.8 µs for the
 //! kernel-resolved fault plus ~40 ns in the scan that re-protects it; per cycle ~1 ns per
 //! heap page for a scan over clean pages.
 //!

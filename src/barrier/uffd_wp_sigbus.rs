@@ -26,7 +26,7 @@
 //! this with the steps widened, and catches the reverse order every time.)
 //!
 //! Costs: 0 per store; per dirtied page a signal delivery plus one `UFFDIO_WRITEPROTECT`
-//! (~1 µs for the ioctl in `../shared/probe/RESULTS.md`); per cycle a whole-range
+//! (~1 µs for the ioctl in `papers/reference/c-probe-2026-11-29.md`); per cycle a whole-range
 //! protect (~70 ns per heap page) and, per harvest with re-arm, one ioctl per run of
 //! dirty pages (or the whole range when there are many runs). Unlike `mprotect`, the
 //! protection lives in the page table entries, so the VMA is never split and
