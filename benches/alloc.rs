@@ -153,7 +153,7 @@ impl MutatorTask for Sample<'_> {
                 t.in_cycle += u64::from(heap.phase() != Phase::Idle);
             } else if t.since_collect + BATCH * self.size > COLLECT_EVERY {
                 t.overlapped += u64::from(overlapped(&heap, chunk_start));
-                m.collect();
+                m.collect().expect("collect");
                 t.untimed_collections += 1;
                 t.since_collect = 0;
                 chunk_start = heap.stats().cycles;
@@ -333,7 +333,7 @@ fn start_collecting(heap: &Heap, stop: &Arc<AtomicBool>) -> JoinHandle<u64> {
             let mut n = 0;
             while !stop.load(Ordering::Relaxed) {
                 // At a safepoint while it waits: it never holds up a pause.
-                m.collect();
+                m.collect().expect("collect");
                 n += 1;
             }
             n

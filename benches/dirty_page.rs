@@ -4,7 +4,7 @@
 //! One 8-byte store per page over 4096 populated pages of a bare region with the tracker
 //! armed ([`barrierlab::workload::pages::PageLab`]); `iter_custom` times only the
 //! stores, not arming or harvesting. Baseline: `none`. Compare with the C reference in
-//! `../shared/probe/RESULTS.md` (async ≈ 0.77 µs sequential, mprotect ≈ 5.3 µs, sync
+//! `papers/reference/c-probe-2026-11-29.md` (async ≈ 0.77 µs sequential, mprotect ≈ 5.3 µs, sync
 //! ≈ 15.5 µs busy-polling, ≈ 58 µs with a poll thread on another vCPU).
 
 // criterion_group! generates a public function without documentation.

@@ -36,7 +36,7 @@ fn main() -> Result<()> {
     let heap = Region::new(HEAP_BYTES)?;
     // One byte per card; `false`: unconditional marking (store DIRTY without looking
     // first; the conditional variant loads the card and stores only if it is clean).
-    let table = CardTable::new(heap.base(), heap.len(), false);
+    let table = CardTable::new(heap.base(), heap.len(), false)?;
     // The mutator half of the barrier: what runs after each reference store. It holds a
     // raw pointer into `table`, so it must not be used after `table` is dropped, nor on an
     // address outside `heap` (neither is checked).

@@ -44,7 +44,7 @@ fn main() -> Result<()> {
             }
             // The previous round's list is garbage now.
         }
-        m.collect();
+        m.collect()?;
         let s = heap.stats();
         println!(
             "{kind:<15} cycles {:>3}  pauses {:>3}  max pause {:>8.1?}  recorded {:>6}  freed {:>6} KiB in the last cycle",

@@ -1,10 +1,12 @@
 //! The crate's one bitmap: a fixed number of bits in atomic words, kept *outside* the
-//! memory it describes.
+//! memory it describes, on a mapping of its own ([`SideTable`]: untouched words cost no
+//! memory).
 //!
-//! Why it exists: a page tracker records dirty pages in one (set by a fault handler or
-//! the fault service, taken by a harvest) instead of in the heap, which it must not write
-//! while armed. The heap's side tables have the same shape, so the type sits below both
-//! layers: either may use it without importing the other.
+//! Two layers use it, which is why it sits below both: a page tracker records dirty pages
+//! in one (set by a fault handler or the fault service, taken by a harvest) instead of in
+//! the heap, which it must not write while armed; the heap's side tables (one bit per
+//! 16-byte granule: allocation and the two mark epochs) let the collector mark and sweep
+//! without writing heap memory.
 //!
 //! Every operation is a plain atomic access, and [`Bitmap::try_set`] cannot panic, so it
 //! may run inside a signal handler. Never: lock, allocate after construction, or read a
@@ -12,18 +14,108 @@
 
 use std::sync::atomic::{AtomicU64, Ordering};
 
+use crate::error::Result;
+use crate::side_table::SideTable;
+
 /// A fixed-size atomic bitmap.
 #[derive(Debug)]
 pub(crate) struct Bitmap {
-    words: Box<[AtomicU64]>,
+    words: SideTable<AtomicU64>,
 }
 
 impl Bitmap {
-    /// A bitmap of `bits` clear bits.
-    pub(crate) fn new(bits: usize) -> Bitmap {
-        Bitmap {
-            words: (0..bits.div_ceil(64)).map(|_| AtomicU64::new(0)).collect(),
+    /// A bitmap of `bits` clear bits; fails only if the mapping cannot be reserved.
+    pub(crate) fn new(bits: usize) -> Result<Bitmap> {
+        Ok(Bitmap {
+            words: SideTable::new(bits.div_ceil(64))?,
+        })
+    }
+
+    /// Whether bit `i` is set (`Acquire`: pairs with the `Release` of [`Bitmap::set`]).
+    #[inline]
+    pub(crate) fn get(&self, i: usize) -> bool {
+        self.words[i / 64].load(Ordering::Acquire) & (1 << (i % 64)) != 0
+    }
+
+    /// Sets bit `i`; returns whether it was already set.
+    #[inline]
+    pub(crate) fn set(&self, i: usize) -> bool {
+        let bit = 1 << (i % 64);
+        self.words[i / 64].fetch_or(bit, Ordering::AcqRel) & bit != 0
+    }
+
+    /// Clears bit `i`.
+    #[inline]
+    pub(crate) fn clear(&self, i: usize) {
+        self.words[i / 64].fetch_and(!(1 << (i % 64)), Ordering::AcqRel);
+    }
+
+    /// The word holding bits `64 * w .. 64 * w + 64`.
+    #[inline]
+    pub(crate) fn word(&self, w: usize) -> &AtomicU64 {
+        &self.words[w]
+    }
+
+    /// Sets the `count` bits `first, first + stride, …` with one atomic `fetch_or` per
+    /// word touched (the allocator reserves a run of cells this way: one bit per cell).
+    pub(crate) fn set_strided(&self, first: usize, count: usize, stride: usize) {
+        self.update_strided(first, count, stride, |w, m| {
+            w.fetch_or(m, Ordering::AcqRel);
+        });
+    }
+
+    /// Clears the `count` bits `first, first + stride, …`, one `fetch_and` per word.
+    pub(crate) fn clear_strided(&self, first: usize, count: usize, stride: usize) {
+        self.update_strided(first, count, stride, |w, m| {
+            w.fetch_and(!m, Ordering::AcqRel);
+        });
+    }
+
+    fn update_strided(
+        &self,
+        first: usize,
+        count: usize,
+        stride: usize,
+        apply: impl Fn(&AtomicU64, u64),
+    ) {
+        debug_assert!(stride > 0);
+        let mut word = usize::MAX;
+        let mut mask = 0u64;
+        for k in 0..count {
+            let i = first + k * stride;
+            if i / 64 != word {
+                if mask != 0 {
+                    apply(&self.words[word], mask);
+                }
+                word = i / 64;
+                mask = 0;
+            }
+            mask |= 1 << (i % 64);
         }
+        if mask != 0 {
+            apply(&self.words[word], mask);
+        }
+    }
+
+    /// Clears bits `0..bits` (not atomic as a whole: callers make sure nobody sets them).
+    pub(crate) fn clear_prefix(&self, bits: usize) {
+        for w in &self.words[..bits.div_ceil(64).min(self.words.len())] {
+            w.store(0, Ordering::Relaxed);
+        }
+    }
+
+    /// Clears every bit (not atomic as a whole: callers make sure nobody sets bits).
+    pub(crate) fn clear_all(&self) {
+        self.clear_prefix(self.words.len() * 64);
+    }
+
+    /// Number of set bits.
+    #[cfg(test)]
+    pub(crate) fn count(&self) -> usize {
+        self.words
+            .iter()
+            .map(|w| w.load(Ordering::Relaxed).count_ones() as usize)
+            .sum()
     }
 
     /// Sets bit `i` if it is in range (returns `false` if not). Never panics, so a signal
@@ -36,14 +128,6 @@ impl Bitmap {
                 true
             }
             None => false,
-        }
-    }
-
-    /// Clears every bit (not atomic as a whole: callers make sure nobody sets bits, or
-    /// that a bit set meanwhile may be lost).
-    pub(crate) fn clear_all(&self) {
-        for w in self.words.iter() {
-            w.store(0, Ordering::Relaxed);
         }
     }
 
@@ -71,8 +155,37 @@ mod tests {
     use super::*;
 
     #[test]
+    fn set_get_clear() {
+        let b = Bitmap::new(130).unwrap();
+        assert!(!b.set(129));
+        assert!(b.set(129), "second set reports the bit was set");
+        assert!(b.get(129));
+        assert!(!b.get(128));
+        b.set(0);
+        assert_eq!(b.count(), 2);
+        b.clear(129);
+        assert!(!b.get(129));
+        b.clear_all();
+        assert_eq!(b.count(), 0);
+    }
+
+    #[test]
+    fn strided_ranges_touch_exactly_their_bits() {
+        let b = Bitmap::new(256).unwrap();
+        b.set(1);
+        b.set_strided(62, 40, 3); // 62, 65, …, 179: crosses two word boundaries
+        for i in 0..256 {
+            let expect = i == 1 || (62..180).contains(&i) && (i - 62) % 3 == 0;
+            assert_eq!(b.get(i), expect, "bit {i}");
+        }
+        b.clear_strided(62, 40, 3);
+        assert_eq!(b.count(), 1);
+        assert!(b.get(1));
+    }
+
+    #[test]
     fn take_returns_ascending_and_clears() {
-        let b = Bitmap::new(200);
+        let b = Bitmap::new(200).unwrap();
         for p in [130, 3, 64, 3, 199] {
             assert!(b.try_set(p));
         }
@@ -86,7 +199,7 @@ mod tests {
 
     #[test]
     fn try_set_refuses_out_of_range_instead_of_panicking() {
-        let b = Bitmap::new(64);
+        let b = Bitmap::new(64).unwrap();
         assert!(b.try_set(63));
         assert!(!b.try_set(64));
         let mut out = Vec::new();

@@ -72,11 +72,70 @@ pub enum Error {
     OutOfMemory {
         /// Bytes requested by the allocation that failed.
         requested: usize,
+        /// What the heap held when it failed, and the size that would work (barrierlab's
+        /// own heap; `None` from an outside collector).
+        sizing: Option<Sizing>,
     },
     /// An argument was out of range or inconsistent.
     InvalidArgument(String),
     /// An `ObjRef` does not name a live object of this heap (freed, or foreign).
     StaleRef(usize),
+    /// The heap's collector thread panicked (a bug in barrierlab, with its message): the
+    /// heap cannot collect any more; allocation that needs a collection fails with this.
+    CollectorFailed(String),
+}
+
+/// Why a heap ran out of memory, and the heap size that would work: live data after the
+/// full collection, plus what the mutators' allocation buffers can hold (up to one run
+/// of cells per size class each, which a collection cannot take from them), with room
+/// for the collector to run concurrently (twice that).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct Sizing {
+    /// The heap's size.
+    pub heap_bytes: usize,
+    /// Live data after the full collection.
+    pub live_bytes: u64,
+    /// Mutators of the heap.
+    pub mutators: usize,
+    /// The most the mutators' allocation buffers can hold.
+    pub buffer_bytes: usize,
+    /// `2 × (live + buffers + request)`, rounded up to a MiB: the size to try. When live
+    /// data and buffers filled the heap, the true need is unknown, and this is at least
+    /// twice the heap.
+    pub suggested_heap_bytes: usize,
+}
+
+impl Sizing {
+    /// The sizing of a heap of `heap_bytes` with `live_bytes` live after a full
+    /// collection, `mutators` mutators each holding up to `buffer_bytes_each`, that
+    /// could not allocate `requested` bytes.
+    pub fn new(
+        heap_bytes: usize,
+        live_bytes: u64,
+        mutators: usize,
+        buffer_bytes_each: usize,
+        requested: usize,
+    ) -> Sizing {
+        let buffer_bytes = mutators * buffer_bytes_each;
+        let need = live_bytes as usize + buffer_bytes + requested;
+        let mut s = Sizing {
+            heap_bytes,
+            live_bytes,
+            mutators,
+            buffer_bytes,
+            suggested_heap_bytes: (2 * need).next_multiple_of(1 << 20),
+        };
+        if s.filled() {
+            s.suggested_heap_bytes = s.suggested_heap_bytes.max(2 * heap_bytes);
+        }
+        s
+    }
+
+    /// Whether live data and buffers filled the heap (90% or more): the live data
+    /// measured is then only what fitted.
+    pub fn filled(&self) -> bool {
+        (self.live_bytes as usize + self.buffer_bytes) * 10 >= self.heap_bytes * 9
+    }
 }
 
 impl Error {
@@ -205,14 +264,43 @@ impl fmt::Display for Error {
                 write!(f, "{mechanism} does not work as documented: {seen}")
             }
             Error::Io { what, source } => write!(f, "cannot {what}: {source}"),
-            Error::OutOfMemory { requested } => write!(
-                f,
-                "out of memory: {requested} bytes could not be allocated after a full collection"
-            ),
+            Error::OutOfMemory { requested, sizing } => {
+                write!(
+                    f,
+                    "out of memory: {requested} bytes could not be allocated after a full collection"
+                )?;
+                if let Some(s) = sizing {
+                    let mib = |b: f64| b / f64::from(1 << 20);
+                    write!(
+                        f,
+                        " (heap {:.1} MiB: {:.1} MiB live, {} mutator(s) whose allocation \
+                         buffers can hold {:.1} MiB); ",
+                        mib(s.heap_bytes as f64),
+                        mib(s.live_bytes as f64),
+                        s.mutators,
+                        mib(s.buffer_bytes as f64),
+                    )?;
+                    let size = mib(s.suggested_heap_bytes as f64);
+                    if s.filled() {
+                        write!(
+                            f,
+                            "live data filled the heap, so the size needed is not known: \
+                             try {size:.0} MiB or more"
+                        )?;
+                    } else {
+                        write!(f, "a heap of {size:.0} MiB or more should work")?;
+                    }
+                }
+                Ok(())
+            }
             Error::InvalidArgument(msg) => write!(f, "invalid argument: {msg}"),
             Error::StaleRef(addr) => write!(
                 f,
                 "stale or foreign ObjRef {addr:#x}: no live object of this heap starts there"
+            ),
+            Error::CollectorFailed(msg) => write!(
+                f,
+                "the heap's collector thread failed ({msg}); this heap cannot collect any more"
             ),
         }
     }

@@ -28,11 +28,12 @@
 //! - **floating garbage**: objects that die during a cycle and survive it.
 //!
 //! # Layers
-//! [`sys`] (the only raw syscalls) → [`barrier`] (trackers) → [`heap`] (the space:
-//! mapping, side tables, allocation primitives) → [`collector`] (the cycle, on a view of
-//! the space) → [`runtime`] ([`Heap`]: the parts assembled) and [`Mutator`] →
-//! [`workload`] → [`study`]. [`probe`] says what this kernel offers. [`peer`] runs the
-//! same GCBench on an outside collector (bdwgc), as an anchor for barrierlab's figures.
+//! [`sys`] (the only raw syscalls) → [`barrier`] (one description per mechanism, and the
+//! trackers) → [`heap`] (the space: mapping, side tables, allocation primitives) →
+//! [`collector`] (the cycle, on a view of the space) → [`runtime`] ([`Heap`]: the parts
+//! assembled) and [`Mutator`] → [`workload`] → [`study`]. [`probe`] says what this kernel
+//! offers, by running each mechanism's check. [`peer`] runs the same GCBench on an
+//! outside collector (bdwgc), as an anchor for barrierlab's figures.
 #![deny(unsafe_op_in_unsafe_fn)]
 
 pub mod barrier;
@@ -44,6 +45,7 @@ pub mod mutator;
 pub mod peer;
 pub mod probe;
 pub mod runtime;
+mod side_table;
 pub mod study;
 pub mod sys;
 pub mod workload;
@@ -53,11 +55,12 @@ pub mod workload;
 pub mod internals {
     pub use crate::barrier::TestKnobs;
     pub use crate::barrier::signal_registry;
+    pub use crate::heap::Testing;
 }
 
 pub use barrier::{BarrierKind, ServiceLayout};
-pub use collector::{Cause, Pause, PauseKind, Phase, Stats};
-pub use error::{Error, Result};
+pub use collector::{Cause, Pause, PauseKind, Phase, Stall, Stats};
+pub use error::{Error, Result, Sizing};
 pub use heap::{HeapConfig, ObjRef};
 pub use mutator::{Mutator, MutatorTask};
 pub use runtime::Heap;

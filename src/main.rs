@@ -8,7 +8,16 @@ use barrierlab::peer::{self, Peer, PeerConfig, PeerRun};
 use barrierlab::study::{self, Mode, StudyConfig};
 use barrierlab::workload::{self, GcBenchParams, Workload};
 use barrierlab::{BarrierKind, HeapConfig, ServiceLayout};
+use clap::builder::{PossibleValue, PossibleValuesParser, TypedValueParser};
 use clap::{Parser, Subcommand};
+
+/// Parses a barrier name, listing every mechanism with its one-line summary in `--help`.
+fn barrier_parser() -> impl TypedValueParser<Value = BarrierKind> {
+    PossibleValuesParser::new(
+        BarrierKind::ALL.map(|k| PossibleValue::new(k.name()).help(k.mechanism().summary)),
+    )
+    .map(|name| name.parse().expect("a listed barrier name parses"))
+}
 
 /// A laboratory for garbage-collector write barriers on Linux.
 #[derive(Parser)]
@@ -33,7 +42,7 @@ enum Command {
         #[arg(long, default_value = "barrierlab-out")]
         out: PathBuf,
         /// Barriers to run, comma-separated (`none` always runs: it is the baseline).
-        #[arg(long, value_delimiter = ',')]
+        #[arg(long, value_delimiter = ',', value_parser = barrier_parser())]
         trackers: Option<Vec<BarrierKind>>,
         /// Mutator thread counts, comma-separated.
         #[arg(long, value_delimiter = ',')]
@@ -76,7 +85,7 @@ enum Command {
     /// counters, its userfaultfd mode and its degradations (with the cause) on one line.
     Gcbench {
         /// The barrier.
-        #[arg(long, default_value = "uffd-wp")]
+        #[arg(long, default_value = "uffd-wp", value_parser = barrier_parser())]
         barrier: BarrierKind,
         /// Run GCBench on an outside collector instead, in a child process: `bdwgc`
         /// (needs `libgc.so.1`: `apt-get install libgc1`).
@@ -253,7 +262,7 @@ fn main() -> ExitCode {
                         .map(|d| format!(" cause=\"{d}\""))
                         .unwrap_or_default();
                     println!(
-                        "gcbench barrier={barrier} heap={heap_mib}MiB threads={threads} total={:.1}ms stw={:.1}ms cycles={} pauses={} p50={:.0}us p99={:.0}us max={:.0}us mmu1ms={:.2} mmu10ms={:.2} mmu100ms={:.2} faults={} recorded={} uffd={uffd} degraded={}{cause} marker_threads={} fallbacks={}",
+                        "gcbench barrier={barrier} heap={heap_mib}MiB threads={threads} total={:.1}ms stw={:.1}ms cycles={} pauses={} p50={:.0}us p99={:.0}us max={:.0}us mmu1ms={:.2} mmu10ms={:.2} mmu100ms={:.2} faults={} recorded={} dirty_frontier={} dirty_old={} uffd={uffd} degraded={}{cause} marker_threads={} fallbacks={}",
                         ms(r.wall),
                         ms(r.pause_total()),
                         r.stats.cycles,
@@ -266,6 +275,8 @@ fn main() -> ExitCode {
                         r.mmu(Duration::from_millis(100)),
                         t.faults,
                         t.recorded,
+                        r.stats.dirty_split().0,
+                        r.stats.dirty_split().1,
                         t.degradations,
                         r.stats
                             .pauses

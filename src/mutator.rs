@@ -117,13 +117,14 @@ impl<B: StoreBarrier> Mutator<B> {
     }
 
     /// Runs a full collection and waits for it (this mutator is at a safepoint meanwhile).
-    pub fn collect(&mut self) {
-        self.collect_for(Cause::Explicit);
+    /// [`Error::CollectorFailed`] if the collector thread has failed.
+    pub fn collect(&mut self) -> Result<()> {
+        self.collect_for(Cause::Explicit)
     }
 
-    fn collect_for(&mut self, cause: Cause) {
+    fn collect_for(&mut self, cause: Cause) -> Result<()> {
         let heap = self.heap.clone();
-        self.blocking(|| heap.inner.collector.collect_and_wait(cause));
+        self.blocking(|| heap.inner.collector.collect_and_wait(cause))
     }
 
     /// Allocates a zeroed object with `nrefs` null reference slots and `payload_bytes`
@@ -207,12 +208,13 @@ impl<B: StoreBarrier> Mutator<B> {
                 continue;
             }
             if collections == OOM_COLLECTIONS {
-                return Err(Error::OutOfMemory { requested: bytes });
+                return Err(self.out_of_memory(bytes));
             }
             // The full collection refills this buffer in its pause if it can.
             self.set_wanted(Wanted::Small(class));
-            self.collect_for(Cause::AllocationFailure);
+            let collected = self.collect_for(Cause::AllocationFailure);
             self.set_wanted(Wanted::Nothing);
+            collected?;
             collections += 1;
         }
     }
@@ -232,15 +234,36 @@ impl<B: StoreBarrier> Mutator<B> {
             if collections < OOM_COLLECTIONS {
                 // The full collection allocates it in its pause if it can.
                 self.set_wanted(Wanted::Large(bytes));
-                self.collect_for(Cause::AllocationFailure);
+                let collected = self.collect_for(Cause::AllocationFailure);
                 // SAFETY: this mutator's own request, on its own thread, running again.
                 let granted = std::mem::take(unsafe { self.shared.wanted() });
+                collected?;
                 if let Wanted::GrantedLarge(a) = granted {
                     return Ok(a);
                 }
             }
         }
-        Err(Error::OutOfMemory { requested: bytes })
+        Err(self.out_of_memory(bytes))
+    }
+
+    /// The error for a request of `bytes` that failed after full collections, with the
+    /// heap's sizing.
+    #[cold]
+    fn out_of_memory(&self, bytes: usize) -> Error {
+        let h = &self.heap.inner;
+        let live = h.collector.live_bytes();
+        let mutators = h.collector.safepoints.mutators();
+        let each = crate::heap::Space::most_a_mutator_holds();
+        Error::OutOfMemory {
+            requested: bytes,
+            sizing: Some(crate::error::Sizing::new(
+                h.space.len(),
+                live,
+                mutators,
+                each,
+                bytes,
+            )),
+        }
     }
 
     /// The header of `obj`, checking that it is a live object of this heap.

@@ -209,6 +209,9 @@ impl fmt::Display for Probe {
         };
         for (k, a) in &self.mechanisms {
             line(f, k.name(), a)?;
+            if !a.is_available() {
+                writeln!(f, "{:<15} needs          {}", "", k.mechanism().kernel)?;
+            }
         }
         line(f, "soft-dirty", &self.soft_dirty)
     }

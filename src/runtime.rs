@@ -102,9 +102,10 @@ impl Heap {
 
     /// Runs a full collection cycle that starts after this call, and returns when it is
     /// done. Callable from a thread that has [`Mutator`]s (of this heap or others): they
-    /// are all at a safepoint for the duration.
-    pub fn collect(&self) {
-        while_blocked(|| self.inner.collector.collect_and_wait(Cause::Explicit));
+    /// are all at a safepoint for the duration. [`Error::CollectorFailed`] if the
+    /// collector thread has failed.
+    pub fn collect(&self) -> Result<()> {
+        while_blocked(|| self.inner.collector.collect_and_wait(Cause::Explicit))
     }
 
     /// What the collector is doing now (a moment's snapshot).

@@ -541,7 +541,7 @@ impl<'s> Program<'s> {
         self.verify();
         self.counts.checkpoints += 1;
         let before = self.heap.stats().cycles;
-        self.m.collect();
+        self.m.collect().expect("collect");
         let after = self.heap.stats().cycles;
         assert!(after > before, "{}: collect() ran no cycle", self.at());
         for (obj, id) in std::mem::take(&mut self.dead) {
@@ -586,7 +586,7 @@ fn churn(heap: &Heap, shared: &Shared, seed: u64, ctx: &str) -> Churn {
     let mut next_id = 0x80u64 << 48;
     let check_dead = |m: &mut Mutator, dead: &mut Vec<(ObjRef, u64)>, c: &mut Churn| {
         let before = heap.stats().cycles;
-        m.collect();
+        m.collect().expect("collect");
         for (obj, id) in std::mem::take(dead) {
             c.dead_checked += 1;
             if heap.is_live(obj) {
@@ -715,7 +715,7 @@ fn run_config(kind: BarrierKind, threads: usize, base: u64) -> Option<[u64; PHAS
             while shared.running.load(Ordering::Acquire) > 0
                 && !shared.abort.load(Ordering::Acquire)
             {
-                heap.collect();
+                heap.collect().expect("collect");
                 n += 1;
             }
             n

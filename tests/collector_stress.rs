@@ -584,7 +584,7 @@ impl Program {
         self.counts.checkpoints += 1;
         let heap = self.m.heap().clone();
         let before = heap.stats().cycles;
-        self.m.collect();
+        self.m.collect().expect("collect");
         let after = heap.stats().cycles;
         assert!(after > before, "{}: collect() ran no cycle", self.at());
         for (obj, id) in std::mem::take(&mut self.dead) {
@@ -668,7 +668,7 @@ fn run_config(kind: BarrierKind, threads: usize, base: u64, round: u64, soak: So
             s.spawn(|| {
                 let _guard = AbortOnPanic(&abort);
                 while running.load(Ordering::Acquire) > 0 && !abort.load(Ordering::Acquire) {
-                    h.collect();
+                    h.collect().expect("collect");
                     background_cycles.fetch_add(1, Ordering::Relaxed);
                 }
             });

@@ -11,6 +11,7 @@ use std::sync::{Arc, Barrier};
 use std::time::{Duration, Instant};
 
 use barrierlab::heap::size_class::{CLASS_SIZES, MAX_SMALL, class_for};
+use barrierlab::internals::Testing;
 use barrierlab::{BarrierKind, Error, Heap, HeapConfig, Mutator, ObjRef, ServiceLayout};
 
 use support::with_timeout;
@@ -149,7 +150,7 @@ fn size_classes_around_every_boundary() {
                 }
             }
             // All of it survives a collection, and the rooted anchor too.
-            m.collect();
+            m.collect().expect("collect");
             assert!(heap.is_live(anchor));
             assert_eq!(heap.stats().verifier_failures, 0);
         },
@@ -168,7 +169,7 @@ fn large_objects_span_pages() {
             let mut m = heap.mutator();
             let anchor = m.alloc(0, 8).expect("anchor");
             m.push_root(anchor);
-            m.collect();
+            m.collect().expect("collect");
             let base_pages = heap.pages_in_use();
             let shapes = [
                 (0, MAX_SMALL),
@@ -199,7 +200,7 @@ fn large_objects_span_pages() {
                 heap.pages_in_use()
             );
             for _ in 0..3 {
-                m.collect();
+                m.collect().expect("collect");
             }
             for (k, (&o, &(n, p))) in objs.iter().zip(&shapes).enumerate() {
                 assert!(heap.is_live(o), "{kind}: rooted large object {k} was freed");
@@ -221,7 +222,7 @@ fn large_objects_span_pages() {
             }
             // Unrooted, they are freed and their pages returned.
             m.truncate_roots(1);
-            m.collect();
+            m.collect().expect("collect");
             for (k, &o) in objs.iter().enumerate() {
                 assert!(
                     !heap.is_live(o),
@@ -261,7 +262,7 @@ fn sweep_makes_memory_reusable() {
                 m.write_ref(node, 0, Some(n)).expect("link");
                 node = n;
             }
-            m.collect();
+            m.collect().expect("collect");
             let mut worst = 0;
             let mut garbage_bytes = 0usize;
             for round in 0..40usize {
@@ -274,7 +275,7 @@ fn sweep_makes_memory_reusable() {
                 m.alloc(2, 20_000 + round * 1000)
                     .expect("alloc large garbage");
                 garbage_bytes += 20_000;
-                m.collect();
+                m.collect().expect("collect");
                 worst = worst.max(heap.pages_in_use());
             }
             // The live list, the mutator's current page of each class, and slack for
@@ -377,7 +378,9 @@ fn bad_heap_configurations_are_invalid_arguments() {
     assert_invalid(Heap::new(HeapConfig::new().trigger(0.0)), "trigger 0");
     assert_invalid(Heap::new(HeapConfig::new().trigger(1.5)), "trigger 1.5");
     assert_invalid(
-        Heap::new(HeapConfig::new().drop_every_nth_dirty(Some(0))),
+        Heap::new(HeapConfig::new().testing(Testing {
+            drop_every_nth_dirty: Some(0),
+        })),
         "drop every 0th",
     );
 }
@@ -399,13 +402,13 @@ fn freed_objects_are_stale_refs() {
             m.write_ref(small, 0, Some(large)).expect("store");
             // Reachable for a while, then dropped.
             m.write_ref(keep, 0, Some(small)).expect("store");
-            m.collect();
+            m.collect().expect("collect");
             assert!(
                 heap.is_live(small) && heap.is_live(large),
                 "{kind}: reachable objects freed"
             );
             m.write_ref(keep, 0, None).expect("store");
-            m.collect();
+            m.collect().expect("collect");
             for o in [small, large] {
                 assert!(
                     !heap.is_live(o),
@@ -473,9 +476,31 @@ fn full_heap_is_out_of_memory() {
                     Err(e) => break e,
                 }
             };
+            let Error::OutOfMemory {
+                requested,
+                sizing: Some(sizing),
+            } = err
+            else {
+                panic!("{kind}: expected OutOfMemory with its sizing, got {err:?}");
+            };
+            assert_eq!(requested, 8 + 8 + 40, "{kind}");
+            // The sizing names this heap, its one mutator, the live list (most of the
+            // heap), and a size that would hold it with room to collect.
+            assert_eq!(sizing.heap_bytes, 1 << 20, "{kind}");
+            assert_eq!(sizing.mutators, 1, "{kind}");
             assert!(
-                matches!(err, Error::OutOfMemory { requested } if requested == 8 + 8 + 40),
-                "{kind}: expected OutOfMemory for 56 bytes, got {err:?}"
+                sizing.live_bytes as usize > (1 << 20) / 2,
+                "{kind}: live {} after filling the heap",
+                sizing.live_bytes
+            );
+            assert!(
+                sizing.suggested_heap_bytes > 2 * sizing.live_bytes as usize,
+                "{kind}: {sizing:?}"
+            );
+            let msg = err.to_string();
+            assert!(
+                msg.contains("MiB or more"),
+                "{kind}: the message does not name a size: {msg}"
             );
             assert!(
                 count * 64 > (1 << 20) * 3 / 4,
@@ -496,7 +521,7 @@ fn full_heap_is_out_of_memory() {
             assert_eq!(seen, count + 1, "{kind}: the kept list lost objects");
             // Drop it: allocation works again, large objects too.
             m.set_root(0, None).expect("root");
-            m.collect();
+            m.collect().expect("collect");
             let big = m.alloc(0, 512 << 10).expect("alloc after freeing");
             m.push_root(big);
             m.alloc(1, 40).expect("alloc after freeing");
@@ -615,7 +640,7 @@ fn hammer(heap: Heap, writers: usize) {
         }
         start.wait();
         for _ in 0..50 {
-            heap.collect();
+            heap.collect().expect("collect");
         }
         done.store(true, Ordering::Relaxed);
     });
@@ -671,7 +696,7 @@ fn blocking_mutator_does_not_hold_up_a_pause() {
             let collector = std::thread::spawn(move || {
                 a2.wait();
                 for _ in 0..3 {
-                    h2.collect();
+                    h2.collect().expect("collect");
                 }
                 c2.store(true, Ordering::Release);
             });
@@ -705,6 +730,69 @@ fn blocking_mutator_does_not_hold_up_a_pause() {
             );
             assert_eq!(read_id(&m, kept), Some(77), "{kind}");
             assert_eq!(heap.stats().verifier_failures, 0);
+        },
+    );
+}
+
+#[test]
+fn fault_stalls_are_measured_where_the_writer_waits() {
+    for_every_barrier(
+        "fault_stalls_are_measured",
+        |k| small_heap(k, 4 << 20),
+        |heap| {
+            let kind = heap.barrier();
+            let mut m = heap.mutator();
+            // A long-lived array of lists, rewritten while cycles run: writes to
+            // protected pages of old objects fault under the page trackers.
+            let table = m.alloc(64, 0).expect("alloc");
+            m.push_root(table);
+            let mut cycles = 0;
+            for round in 0..200_000usize {
+                let o = m.alloc(1, 24).expect("alloc");
+                let slot = round % 64;
+                // Each slot's list is cut every 16 visits, so the live set stays small.
+                let old = if (round / 64) % 16 == 0 {
+                    None
+                } else {
+                    m.read_ref(table, slot).expect("read")
+                };
+                m.write_ref(o, 0, old).expect("link");
+                m.write_ref(table, slot, Some(o)).expect("store");
+                cycles = heap.stats().cycles;
+                if cycles >= 5 && round > 50_000 {
+                    break;
+                }
+            }
+            assert!(cycles >= 3, "{kind}: only {cycles} cycles ran");
+            let s = heap.stats();
+            let faults = s.tracker.faults;
+            let uptime = heap.uptime();
+            match kind {
+                BarrierKind::UffdWp | BarrierKind::UffdWpSigbus | BarrierKind::Mprotect => {
+                    assert!(faults > 0, "{kind}: no fault was served");
+                    // One stall per fault served (a fault on a page recorded already, in
+                    // a race, is a stall but not a second record).
+                    assert!(
+                        s.stalls.len() as u64 >= faults,
+                        "{kind}: {} stalls for {faults} faults",
+                        s.stalls.len()
+                    );
+                    assert_eq!(s.tracker.stalls_dropped, 0, "{kind}");
+                    assert!(!s.tracker.stall_method.is_empty(), "{kind}");
+                    for st in &s.stalls {
+                        assert!(
+                            st.start + st.duration <= uptime,
+                            "{kind}: stall {st:?} ends after now ({uptime:?})"
+                        );
+                        assert!(st.duration < Duration::from_secs(10), "{kind}: {st:?}");
+                    }
+                    assert!(
+                        s.stalls.iter().any(|st| !st.duration.is_zero()),
+                        "{kind}: every stall measured zero"
+                    );
+                }
+                _ => assert!(s.stalls.is_empty(), "{kind}: stalls without a fault"),
+            }
         },
     );
 }

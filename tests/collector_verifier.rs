@@ -1,5 +1,5 @@
 //! The verifier catches a planted barrier bug: with
-//! [`HeapConfig::drop_every_nth_dirty`] a tracker loses every third dirty granule it
+//! [`Testing::drop_every_nth_dirty`] a tracker loses every third dirty granule it
 //! hands over, and the verifier (a full re-trace at every remark) must report tri-colour
 //! violations; without the bug, the same workload with the same seed must give none.
 //!
@@ -23,6 +23,7 @@ mod support;
 use std::sync::atomic::{AtomicBool, Ordering};
 use std::time::{Duration, Instant};
 
+use barrierlab::internals::Testing;
 use barrierlab::{BarrierKind, HeapConfig, ObjRef, ServiceLayout};
 use rand::rngs::StdRng;
 use rand::{Rng, SeedableRng};
@@ -105,7 +106,9 @@ fn run(w: Workload) -> Option<Outcome> {
             .max_preclean_rounds(w.preclean_rounds)
             .preclean_threshold(0)
             .verify(true)
-            .drop_every_nth_dirty(w.bug),
+            .testing(Testing {
+                drop_every_nth_dirty: w.bug,
+            }),
         &what,
     )?;
     let nodes = NODES / debug_divisor() as usize;
@@ -199,7 +202,7 @@ fn run(w: Workload) -> Option<Outcome> {
             }
             let start = h.stats().cycles;
             loop {
-                h.collect();
+                h.collect().expect("collect");
                 let st = h.stats();
                 if st.cycles - start >= w.cycles
                     || t0.elapsed() >= w.time

@@ -208,6 +208,45 @@ fn a_harvest_is_exact_the_next_is_empty_and_a_rewrite_is_found_again() {
 }
 
 #[test]
+fn writes_to_pages_that_come_into_use_during_a_cycle_are_reported() {
+    for_every_variant("pages_that_come_into_use", |v| {
+        let Some(lab) = TrackerLab::or_skip(v, 64, 0, "pages_that_come_into_use") else {
+            return;
+        };
+        let name = v.name();
+        let t = lab.tracker();
+        // The heap has used 16 pages when the cycle starts, 48 when it is harvested: a
+        // tracker may protect only the first 16, but must report the write to page 40.
+        t.in_use(16 * PAGE_SIZE);
+        t.arm().expect("arm");
+        lab.write(3, 1);
+        lab.write(40, 1);
+        t.in_use(48 * PAGE_SIZE);
+        let d = lab.harvest(true);
+        assert!(!d.all, "{name}");
+        for p in [3, 40] {
+            assert!(
+                d.granules.contains(&lab.granule(p)),
+                "{name}: the write to page {p} was not reported: {:?}",
+                d.granules
+            );
+        }
+        let beyond = lab.granule(48);
+        assert!(
+            d.granules.iter().all(|&g| g < beyond),
+            "{name}: a page beyond the used prefix was reported: {:?}",
+            d.granules
+        );
+        // Page 40 is tracked now: written again, it is found again, exactly.
+        lab.write(40, 2);
+        assert_eq!(lab.harvest(true).granules, lab.granules(&[40]), "{name}");
+        assert_eq!(read_page(lab.base(), 40), 2, "{name}");
+        t.disarm().expect("disarm");
+        assert_eq!(t.stats().degradations, 0, "{name}");
+    });
+}
+
+#[test]
 fn disarm_stops_recording_and_a_new_arm_forgets_what_was_written() {
     for_every_variant("disarm_stops_recording", |v| {
         let Some(lab) = armed_and_written(v, 0, "disarm_stops_recording") else {

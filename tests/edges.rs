@@ -280,7 +280,7 @@ fn transparent_huge_pages_keep_tracking_correct() {
                         n = m.read_ref(x, 0).expect("read");
                     }
                     assert_eq!(i, 3000);
-                    m.collect();
+                    m.collect().expect("collect");
                 }
                 drop(m);
                 let s = heap.stats();

@@ -120,3 +120,96 @@ fn a_signal_sent_with_kill_is_not_served_even_inside_a_heap() {
     );
     assert_eq!(server.served.load(Ordering::Relaxed), 0);
 }
+
+/// Faults the foreign handler saw; it chains every one to the action before it.
+static FOREIGN_SEEN: AtomicU64 = AtomicU64::new(0);
+/// The action the foreign handler found installed (barrierlab's), which it chains to.
+static mut FOREIGN_PREVIOUS: std::mem::MaybeUninit<libc::sigaction> =
+    std::mem::MaybeUninit::uninit();
+
+/// Another component's SIGSEGV handler, installed after barrierlab's, that passes every
+/// signal on to the action it replaced, as a well-behaved library's handler does.
+/// Async-signal-safe: one atomic add, a read of a static written before installation,
+/// and a call of the previous handler.
+extern "C" fn foreign_handler(signal: i32, info: *mut libc::siginfo_t, ctx: *mut libc::c_void) {
+    FOREIGN_SEEN.fetch_add(1, Ordering::Relaxed);
+    // SAFETY: written once before this handler was installed, never again.
+    let previous = unsafe { (*std::ptr::addr_of!(FOREIGN_PREVIOUS)).assume_init_ref() };
+    // SAFETY: barrierlab's handler is installed with SA_SIGINFO; it gets the kernel's
+    // arguments.
+    let f: extern "C" fn(i32, *mut libc::siginfo_t, *mut libc::c_void) =
+        unsafe { std::mem::transmute(previous.sa_sigaction) };
+    f(signal, info, ctx);
+}
+
+fn install_foreign() {
+    // SAFETY: zeroed sigactions are valid values; the new one names a SA_SIGINFO handler
+    // with an empty mask, and the old one is written into the static before the handler
+    // can run (it runs only on a fault, and the fault comes later on this thread).
+    unsafe {
+        let mut action: libc::sigaction = std::mem::zeroed();
+        action.sa_sigaction = foreign_handler as *const () as usize;
+        action.sa_flags = libc::SA_SIGINFO;
+        libc::sigemptyset(&mut action.sa_mask);
+        let mut old: libc::sigaction = std::mem::zeroed();
+        assert_eq!(libc::sigaction(libc::SIGSEGV, &action, &mut old), 0);
+        (*std::ptr::addr_of_mut!(FOREIGN_PREVIOUS)).write(old);
+    }
+}
+
+#[test]
+fn a_handler_installed_after_barrierlabs_survives_and_the_chain_keeps_working() {
+    // In a forked child: the test changes the process's SIGSEGV action for good.
+    let status = fork_and_wait(|| {
+        let served = Arc::new(Unprotect {
+            served: AtomicU64::new(0),
+        });
+        let region = Region::new(4 * PAGE_SIZE).unwrap();
+        let register_heap = || {
+            register(
+                FaultSignal::Segv,
+                region.base(),
+                region.len(),
+                served.clone(),
+            )
+            .unwrap()
+        };
+        let foreign = foreign_handler as *const () as usize;
+        let reg = register_heap();
+        install_foreign();
+        // The last barrierlab user leaves: the foreign handler must stay installed.
+        drop(reg);
+        if current_handler(libc::SIGSEGV) != foreign {
+            std::process::exit(10);
+        }
+        // A new barrierlab user: its faults reach it through the foreign handler's chain.
+        let reg = register_heap();
+        if current_handler(libc::SIGSEGV) != foreign {
+            std::process::exit(11);
+        }
+        region
+            .protect(region.base(), region.len(), Protection::Read)
+            .unwrap();
+        write_page(region.base(), 2, 7);
+        if served.served.load(Ordering::Relaxed) != 1
+            || FOREIGN_SEEN.load(Ordering::Relaxed) != 1
+            || read_page(region.base(), 2) != 7
+        {
+            std::process::exit(12);
+        }
+        drop(reg);
+        // A fault nobody owns goes foreign → barrierlab's → the default action: death
+        // by SIGSEGV, not a loop.
+        let other = Region::new(PAGE_SIZE).unwrap();
+        other
+            .protect(other.base(), PAGE_SIZE, Protection::Read)
+            .unwrap();
+        write_page(other.base(), 0, 1);
+        std::process::exit(13);
+    });
+    assert!(
+        libc::WIFSIGNALED(status) && libc::WTERMSIG(status) == libc::SIGSEGV,
+        "the child should die of SIGSEGV after the chain checks pass, but it {}",
+        describe(status)
+    );
+}

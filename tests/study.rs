@@ -165,6 +165,8 @@ fn quick_study_keeps_its_invariants() {
     check_tables_are_the_csv(&rows, &report);
     check_every_ratio_has_an_interval(&report);
     check_min_heaps(&rows);
+    check_stall_mmu(&rows);
+    check_tables_are_well_formed(&report);
     check_figures(&out, &report);
     let _ = std::fs::remove_dir_all(&out);
 }
@@ -325,6 +327,47 @@ fn check_min_heaps(rows: &[Row]) {
             m.value - 1.0,
             "the size just below the minimum was tested: {m:?}"
         );
+    }
+}
+
+/// Stalls only take utilisation away: at every window the MMU over pauses and stalls is
+/// at most the MMU over pauses, invocation by invocation. (Up to 1e-4: for a window
+/// longer than the run the driver's pause MMU counts a pause's resume, a microsecond or
+/// so, past the run's end, where the stall MMU clips every interval to the run.)
+fn check_stall_mmu(rows: &[Row]) {
+    let mut by_run: BTreeMap<(PointKey, usize, String), f64> = BTreeMap::new();
+    for r in rows
+        .iter()
+        .filter(|r| r.section == "macro" && r.metric.starts_with("mmu_"))
+    {
+        by_run.insert((key(r), r.invocation, r.metric.clone()), r.value);
+    }
+    let mut checked = 0;
+    for ((k, inv, metric), stall) in &by_run {
+        if let Some(window) = metric.strip_prefix("mmu_stall_") {
+            let pause = by_run[&(k.clone(), *inv, format!("mmu_{window}"))];
+            assert!(
+                *stall <= pause + 1e-4,
+                "{k:?} #{inv} {window}: {stall} > {pause}"
+            );
+            checked += 1;
+        }
+    }
+    assert!(checked > 0, "the page trackers report MMU with stalls");
+}
+
+/// Every table's separator has as many columns as its header, and every row too.
+fn check_tables_are_well_formed(report: &str) {
+    let lines: Vec<&str> = report.lines().collect();
+    let cells = |l: &str| l.matches('|').count();
+    for (i, l) in lines.iter().enumerate() {
+        if l.starts_with("|---") {
+            let header = lines[i - 1];
+            assert_eq!(cells(l), cells(header), "separator under `{header}`");
+            for row in lines[i + 1..].iter().take_while(|r| r.starts_with('|')) {
+                assert_eq!(cells(row), cells(header), "`{row}` under `{header}`");
+            }
+        }
     }
 }
 

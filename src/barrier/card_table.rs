@@ -17,11 +17,12 @@
 //! scan of `heap / 512` bytes (~0.55 ns per heap page). Only reference stores are marked:
 //! payload writes cannot create edges, so they need no barrier.
 
-use std::sync::atomic::{AtomicU8, Ordering, fence};
+use std::sync::atomic::{AtomicU8, AtomicUsize, Ordering, fence};
 
 use super::mechanism::{Granule, Mechanism, SecondChannel, ServedBy};
 use super::page_record::Counters;
 use super::{BarrierKind, CardMark, DirtySet, DirtyTracker, DynBarrier, TrackerStats};
+use crate::side_table::SideTable;
 use crate::error::Result;
 
 /// The description of `card-table`. Its constructor reads
@@ -41,7 +42,7 @@ pub(crate) const MECHANISM: Mechanism = Mechanism {
             base,
             len,
             options.conditional_cards,
-        ))))
+        )?)))
     },
 };
 
@@ -55,26 +56,40 @@ pub const DIRTY: u8 = 1;
 pub const CLEAN: u8 = 0;
 
 /// A card table over one heap.
+///
+/// The table is a [`SideTable`]: reserved for the whole heap, committed only where
+/// cards are written, so a 1 TiB heap reserves 2 GiB of cards but pays only for the
+/// part over the pages it uses. Arm and harvest walk only the cards below the extent the
+/// heap last reported ([`DirtyTracker::in_use`]), so their cost follows the pages in use,
+/// not the reservation.
 #[derive(Debug)]
 pub struct CardTable {
     base: usize,
-    cards: Box<[AtomicU8]>,
+    cards: SideTable<AtomicU8>,
+    /// Cards that arm and harvest walk: those below the heap's reported extent.
+    extent: AtomicUsize,
     conditional: bool,
     counters: Counters,
 }
 
 impl CardTable {
     /// A clean table for the heap `[base, base + len)`; `base` must be card aligned.
-    pub fn new(base: usize, len: usize, conditional: bool) -> CardTable {
+    /// Fails only if the table's mapping cannot be reserved.
+    pub fn new(base: usize, len: usize, conditional: bool) -> Result<CardTable> {
         assert_eq!(base % CARD_SIZE, 0, "heap base must be card aligned");
-        CardTable {
+        let cards = SideTable::new(len.div_ceil(CARD_SIZE))?;
+        Ok(CardTable {
             base,
-            cards: (0..len.div_ceil(CARD_SIZE))
-                .map(|_| AtomicU8::new(CLEAN))
-                .collect(),
+            extent: AtomicUsize::new(cards.len()),
+            cards,
             conditional,
             counters: Counters::new(None),
-        }
+        })
+    }
+
+    /// The cards below the extent.
+    fn walked(&self) -> &[AtomicU8] {
+        &self.cards[..self.extent.load(Ordering::Acquire).min(self.cards.len())]
     }
 
     /// The index of the card holding `addr`.
@@ -105,7 +120,7 @@ impl CardTable {
     /// follows the fence in [`DirtyTracker::harvest`] (the order HotSpot's card
     /// pre-cleaning uses).
     fn scan_and_clear(&self, out: &mut Vec<usize>) {
-        for (idx, card) in self.cards.iter().enumerate() {
+        for (idx, card) in self.walked().iter().enumerate() {
             if card.load(Ordering::Relaxed) != CLEAN {
                 card.store(CLEAN, Ordering::Relaxed);
                 out.push(idx);
@@ -126,8 +141,12 @@ impl DirtyTracker for CardTable {
     fn arm(&self) -> Result<()> {
         // Marks made before arm do not matter: no object is marked before the cycle's
         // initial mark, and a write to an unmarked object is seen when it is traced.
-        for c in self.cards.iter() {
-            c.store(CLEAN, Ordering::Relaxed);
+        // Only dirty cards are written: a store to an untouched page of the table would
+        // commit it.
+        for c in self.walked() {
+            if c.load(Ordering::Relaxed) != CLEAN {
+                c.store(CLEAN, Ordering::Relaxed);
+            }
         }
         fence(Ordering::SeqCst);
         Ok(())
@@ -144,6 +163,11 @@ impl DirtyTracker for CardTable {
 
     fn disarm(&self) -> Result<()> {
         Ok(())
+    }
+
+    fn in_use(&self, bytes: usize) {
+        self.extent
+            .store(bytes.div_ceil(CARD_SIZE), Ordering::Release);
     }
 
     fn stats(&self) -> TrackerStats {
@@ -166,7 +190,7 @@ mod tests {
     #[test]
     fn card_index_and_store_path_agree() {
         let base = 1 << 20;
-        let table = CardTable::new(base, 64 * 1024, false);
+        let table = CardTable::new(base, 64 * 1024, false).unwrap();
         assert_eq!(table.len(), 128);
         let path = table.store_barrier();
         for addr in [base, base + 511, base + 512, base + 64 * 1024 - 8] {
@@ -188,7 +212,7 @@ mod tests {
     #[test]
     fn conditional_marking_marks_the_same_cards() {
         let base = 1 << 20;
-        let table = CardTable::new(base, 8 * CARD_SIZE + 3 * CARD_SIZE, true);
+        let table = CardTable::new(base, 8 * CARD_SIZE + 3 * CARD_SIZE, true).unwrap();
         let path = table.store_barrier();
         // SAFETY: both addresses lie in the range the table covers; it is alive.
         unsafe {
@@ -207,7 +231,7 @@ mod tests {
     #[test]
     fn arm_clears_marks_made_before_it() {
         let base = 1 << 20;
-        let table = CardTable::new(base, 16 * CARD_SIZE, false);
+        let table = CardTable::new(base, 16 * CARD_SIZE, false).unwrap();
         // SAFETY: `base` is covered by the live table.
         unsafe { table.store_barrier().on_store(base) };
         table.arm().unwrap();

@@ -12,7 +12,7 @@
 //!
 //! # The mechanisms compared
 //!
-//! Costs per event are the medians of `../shared/probe/RESULTS.md` (2-vCPU KVM guest,
+//! Costs per event are the medians of `papers/reference/c-probe-2026-11-29.md` (2-vCPU KVM guest,
 //! Linux 6.18); `cargo bench` and `barrierlab study` measure them from Rust.
 //!
 //! | kind | per store | per dirtied granule | per cycle (per heap page) | granule | kernel needs | failure modes |
@@ -108,7 +108,9 @@ macro_rules! mechanisms {
     ($( $(#[$doc:meta])* $kind:ident => $module:ident, )+) => {
         $( pub mod $module; )+
 
-        /// Which write barrier a heap uses; [`BarrierKind::mechanism`] describes each.
+        /// Which write barrier a heap uses. Each variant is one mechanism, described by its
+        /// module's `MECHANISM` ([`BarrierKind::mechanism`]: name, summary, granule, kernel
+        /// requirement, edges, variants, constructor).
         #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, PartialOrd, Ord)]
         pub enum BarrierKind {
             $( $(#[$doc])* $kind, )+
@@ -125,17 +127,17 @@ macro_rules! mechanisms {
 }
 
 mechanisms! {
-    /// No barrier: every collection stops the world for the whole mark.
+    /// The [`none`] mechanism: no barrier.
     None => none,
-    /// A byte per 512-byte card, set by the mutator after each reference store.
+    /// The [`card_table`] mechanism.
     CardTable => card_table,
-    /// userfaultfd write-protect; faults served on a collector-side thread.
+    /// The [`uffd_wp`] mechanism.
     UffdWp => uffd_wp,
-    /// userfaultfd async write-protect; harvested with `PAGEMAP_SCAN`.
+    /// The [`uffd_wp_async`] mechanism.
     UffdWpAsync => uffd_wp_async,
-    /// userfaultfd write-protect raising SIGBUS on the writer, which unprotects.
+    /// The [`uffd_wp_sigbus`] mechanism.
     UffdWpSigbus => uffd_wp_sigbus,
-    /// `mprotect(PROT_READ)` and a SIGSEGV handler on the writer.
+    /// The [`mprotect`] mechanism.
     Mprotect => mprotect,
 }
 
@@ -242,7 +244,25 @@ pub struct TrackerStats {
     /// The userfaultfd in use, for the trackers that open one: full or user-mode-only,
     /// how it was opened, and whether user-mode-only is a fallback.
     pub uffd: Option<UffdMode>,
+    /// How this tracker measures a writer's fault stall ([`DirtyTracker::take_stalls`]),
+    /// in a sentence; empty where there are no stalls to measure.
+    pub stall_method: &'static str,
+    /// Stalls not kept because the log was full.
+    pub stalls_dropped: u64,
 }
+
+/// [`TrackerStats::stall_method`] of a tracker whose fault is served on the writing
+/// thread.
+pub const STALL_IN_HANDLER: &str = "time in the signal handler, from its entry to the \
+    page made writable and recorded (a lower bound: the kernel's signal delivery and \
+    sigreturn are not included)";
+/// [`TrackerStats::stall_method`] of `uffd-wp`.
+pub const STALL_SERVICE: &str = "time on the serving thread from reading the fault \
+    message to the unprotect that wakes the writer (a lower bound: the wake-up of the \
+    serving thread before the read is not included)";
+/// [`TrackerStats::stall_method`] of `uffd-wp-async`.
+pub const STALL_KERNEL: &str = "not measured: the kernel resolves the fault inside the \
+    page-fault handler, and its cost is part of the mutator's own time";
 
 /// The collector side of a write barrier.
 ///
@@ -271,6 +291,14 @@ pub trait DirtyTracker: Send + Sync {
     /// Stops recording.
     fn disarm(&self) -> Result<()>;
 
+    /// The heap reports that it has used only `[base, base + bytes)` so far (its high
+    /// water mark, which never shrinks): granules beyond cannot have been written, and a
+    /// tracker may skip them in arm and harvest, so that their cost follows the pages in
+    /// use rather than the reservation. The collector reports before every arm and
+    /// harvest. Default: ignored (the page trackers' costs already follow populated
+    /// pages).
+    fn in_use(&self, _bytes: usize) {}
+
     /// A descriptor the collector should poll while it waits, and serve with
     /// [`serve_pending`](Self::serve_pending) when readable (the userfaultfd of `uffd-wp`
     /// when the collector itself serves faults).
@@ -285,6 +313,11 @@ pub trait DirtyTracker: Send + Sync {
 
     /// The counters so far.
     fn stats(&self) -> TrackerStats;
+
+    /// Moves the fault stalls measured since the last call into `out`, as
+    /// `(start, duration)` in `CLOCK_MONOTONIC` nanoseconds; how each mechanism measures
+    /// them is [`TrackerStats::stall_method`]. Default: none measured.
+    fn take_stalls(&self, _out: &mut Vec<(u64, u64)>) {}
 
     /// The mutator-side store path this tracker needs.
     fn store_barrier(&self) -> DynBarrier {

@@ -24,7 +24,7 @@
 //! which is never inside the handler. (`no_write_slips_past_concurrent_harvests` races
 //! this with the steps widened, and catches the reverse order every time.)
 //!
-//! Costs (`../shared/probe/RESULTS.md`): 0 per store; per dirtied page a signal delivery
+//! Costs (`papers/reference/c-probe-2026-11-29.md`): 0 per store; per dirtied page a signal delivery
 //! plus one `mprotect` (~5.3 µs in sequential order, ~8.2 µs in random order, where each
 //! unprotected page splits the heap's mapping into more VMAs); per cycle a whole-heap
 //! `mprotect` (~70 ns per heap page) and, per harvest with re-arm, one `mprotect` per run
@@ -135,6 +135,7 @@ impl State {
 // arithmetic, `try_set`).
 unsafe impl FaultServer for State {
     fn serve(&self, addr: usize) -> Served {
+        let t0 = crate::sys::monotonic_ns();
         let page = self.record.page_of(addr);
         let start = self.record.addr_of(page);
         // Unprotect, then record: see the module docs.
@@ -142,6 +143,7 @@ unsafe impl FaultServer for State {
             Ok(()) => {
                 self.record.knobs().widen();
                 self.record.record(page);
+                self.record.stalls().push_since(t0);
                 Served::Handled
             }
             // ENOMEM at the mapping limit, in practice; any failure is handled alike.
@@ -173,7 +175,7 @@ impl MprotectTracker {
             )));
         }
         let state = Arc::new(State {
-            record: PageRecord::new(base, len, None),
+            record: PageRecord::new(base, len, None)?,
         });
         let registration = signal_registry::register(FaultSignal::Segv, base, len, state.clone())?;
         Ok(MprotectTracker {
@@ -200,12 +202,20 @@ impl DirtyTracker for MprotectTracker {
         self.state.record.harvest(&*self.state, out, rearm)
     }
 
+    fn in_use(&self, bytes: usize) {
+        self.state.record.in_use(bytes);
+    }
+
     fn disarm(&self) -> Result<()> {
         self.state.record.disarm(&*self.state)
     }
 
     fn stats(&self) -> TrackerStats {
-        self.state.record.counters().stats()
+        self.state.record.stats(super::STALL_IN_HANDLER)
+    }
+
+    fn take_stalls(&self, out: &mut Vec<(u64, u64)>) {
+        self.state.record.stalls().take(out);
     }
 
     fn test_knobs(&self) -> Option<&TestKnobs> {

@@ -9,7 +9,10 @@
 //!   [`harvest`](PageRecord::harvest), [`disarm`](PageRecord::disarm). A harvest *takes
 //!   the record, then re-protects* what it took, and the caller rescans after: the
 //!   reverse order loses a write that lands in between. Re-protecting goes run by run, or
-//!   over the whole range in one call when the runs are many.
+//!   over the whole range in one call when the runs are many. Only the prefix the heap
+//!   has used ([`PageRecord::in_use`], its high-water mark) is protected; pages that come
+//!   into use during a cycle were never protected, so the next harvest reports them
+//!   (all of them: they may have been written unseen) and protects them.
 //! - [`Counters`]: the counters of [`TrackerStats`], each defined once there: faults
 //!   served, granules recorded, degraded cycles with the first failure of the latest one,
 //!   and the userfaultfd mode in use.
@@ -42,6 +45,7 @@ use std::sync::atomic::{
 use super::{DirtySet, TrackerStats};
 use crate::bitmap::Bitmap;
 use crate::error::{Error, Result};
+use crate::side_table::SideTable;
 use crate::sys::uffd::{Features, Origin, Uffd};
 use crate::sys::{PAGE_SHIFT, PAGE_SIZE};
 
@@ -277,7 +281,7 @@ pub(crate) fn for_each_run(sorted: &[usize], mut f: impl FnMut(usize, usize)) {
 }
 
 /// Above one run per this many heap pages, a harvest re-protects the whole heap in one
-/// call (~70 ns per page, `../shared/probe/RESULTS.md`) instead of one call per run
+/// call (~70 ns per page, `papers/reference/c-probe-2026-11-29.md`) instead of one call per run
 /// (~1–2 µs each).
 const PAGES_PER_RUN: usize = 16;
 
@@ -384,6 +388,76 @@ impl TestKnobs {
     }
 }
 
+/// Fault stalls as a tracker measured them, `(start, duration)` in `CLOCK_MONOTONIC`
+/// nanoseconds, in a fixed-capacity log that a signal handler may append to: an entry is
+/// claimed with one `fetch_add` and published by storing its duration with
+/// [`StallLog::READY`] set. The log is never reset (a reset could race a writer that has
+/// claimed an entry); the reader keeps a cursor, and stalls past the capacity are counted
+/// as dropped. The table is a side table: only the entries used cost memory.
+#[derive(Debug)]
+pub(crate) struct StallLog {
+    entries: SideTable<AtomicU64>,
+    next: AtomicUsize,
+    /// The first entry not yet taken (the reader's, under its lock).
+    taken: parking_lot::Mutex<usize>,
+    dropped: AtomicU64,
+}
+
+impl StallLog {
+    /// Stalls one log keeps: 1 Mi (16 MiB reserved).
+    pub(crate) const CAPACITY: usize = 1 << 20;
+    /// Set in a published duration.
+    const READY: u64 = 1 << 63;
+
+    pub(crate) fn new() -> Result<StallLog> {
+        Ok(StallLog {
+            entries: SideTable::new(2 * Self::CAPACITY)?,
+            next: AtomicUsize::new(0),
+            taken: parking_lot::Mutex::new(0),
+            dropped: AtomicU64::new(0),
+        })
+    }
+
+    /// Appends a stall that began at `start_ns` and ends now. Async-signal-safe; never
+    /// panics.
+    pub(crate) fn push_since(&self, start_ns: u64) {
+        let duration = crate::sys::monotonic_ns().saturating_sub(start_ns);
+        let i = self.next.fetch_add(1, Ordering::Relaxed);
+        match (self.entries.get(2 * i), self.entries.get(2 * i + 1)) {
+            (Some(s), Some(d)) => {
+                s.store(start_ns, Ordering::Relaxed);
+                d.store(duration | Self::READY, Ordering::Release);
+            }
+            _ => {
+                self.dropped.fetch_add(1, Ordering::Relaxed);
+            }
+        }
+    }
+
+    /// Moves the stalls published since the last call into `out`, in claim order; an
+    /// entry claimed but not yet published ends the call (it is taken next time).
+    pub(crate) fn take(&self, out: &mut Vec<(u64, u64)>) {
+        let mut taken = self.taken.lock();
+        let end = self.next.load(Ordering::Acquire).min(Self::CAPACITY);
+        while *taken < end {
+            let d = self.entries[2 * *taken + 1].load(Ordering::Acquire);
+            if d & Self::READY == 0 {
+                break;
+            }
+            out.push((
+                self.entries[2 * *taken].load(Ordering::Relaxed),
+                d & !Self::READY,
+            ));
+            *taken += 1;
+        }
+    }
+
+    /// Stalls that did not fit.
+    pub(crate) fn dropped(&self) -> u64 {
+        self.dropped.load(Ordering::Relaxed)
+    }
+}
+
 /// The counters of a tracker, each as [`TrackerStats`] defines it.
 #[derive(Debug)]
 pub(crate) struct Counters {
@@ -464,19 +538,31 @@ pub(crate) struct PageRecord {
     /// Pages may be writable without a record (a protection change failed): harvests
     /// report everything until a whole-range re-protect succeeds or the next arm.
     everything: AtomicBool,
+    /// The prefix of the heap, in bytes, that the heap says it has used
+    /// ([`PageRecord::in_use`]); the whole heap until it says.
+    in_use: AtomicUsize,
+    /// The prefix protected since arm: arm protects `[base, base + in_use)`, and a
+    /// harvest extends it to the latest `in_use`, reporting the pages it adds.
+    armed: AtomicUsize,
     counters: Counters,
+    /// The fault stalls the mechanism measured.
+    stalls: StallLog,
 }
 
 impl PageRecord {
-    /// A clean record for `[base, base + len)` (whole pages) on the userfaultfd `mode`.
-    pub(crate) fn new(base: usize, len: usize, mode: Option<UffdMode>) -> PageRecord {
-        PageRecord {
+    /// A clean record for `[base, base + len)` (whole pages) on the userfaultfd `mode`;
+    /// fails only if its bitmap's mapping cannot be reserved.
+    pub(crate) fn new(base: usize, len: usize, mode: Option<UffdMode>) -> Result<PageRecord> {
+        Ok(PageRecord {
             base,
             len,
-            dirty: Bitmap::new(len / PAGE_SIZE),
+            dirty: Bitmap::new(len / PAGE_SIZE)?,
             everything: AtomicBool::new(false),
+            in_use: AtomicUsize::new(len),
+            armed: AtomicUsize::new(0),
             counters: Counters::new(mode),
-        }
+            stalls: StallLog::new()?,
+        })
     }
 
     /// The heap's first address.
@@ -500,6 +586,7 @@ impl PageRecord {
     }
 
     /// The counters.
+    #[cfg(test)]
     pub(crate) fn counters(&self) -> &Counters {
         &self.counters
     }
@@ -509,6 +596,21 @@ impl PageRecord {
         self.counters.knobs()
     }
 
+    /// The fault stalls measured so far.
+    pub(crate) fn stalls(&self) -> &StallLog {
+        &self.stalls
+    }
+
+    /// The counters kept here and the stall log's, for a mechanism whose stalls are
+    /// measured as `stall_method` says; the mechanism adds its own counters.
+    pub(crate) fn stats(&self, stall_method: &'static str) -> TrackerStats {
+        TrackerStats {
+            stall_method,
+            stalls_dropped: self.stalls.dropped(),
+            ..self.counters.stats()
+        }
+    }
+
     /// Records one served fault on `page`. Async-signal-safe; never panics.
     pub(crate) fn record(&self, page: usize) {
         if self.dirty.try_set(page) {
@@ -516,17 +618,41 @@ impl PageRecord {
         }
     }
 
-    /// Starts a cycle: clears the record, then protects the whole heap. IF that fails THEN
-    /// the heap is left writable, the cycle counts as degraded and the error is returned
-    /// (the collector then marks with the world stopped).
+    /// The heap has used only its first `bytes` so far (a high-water mark: it never
+    /// shrinks). Arm protects only that prefix, so that a cycle costs what the pages in
+    /// use cost, not the reservation (a 64 GiB heap with a few MiB in use).
+    pub(crate) fn in_use(&self, bytes: usize) {
+        let bytes = bytes.next_multiple_of(PAGE_SIZE).min(self.len);
+        self.in_use.store(bytes, Ordering::Release);
+    }
+
+    /// Starts a cycle: clears the record, then protects the heap's used prefix
+    /// ([`PageRecord::in_use`]). IF that fails THEN the heap is left writable, the cycle
+    /// counts as degraded and the error is returned (the collector then marks with the
+    /// world stopped).
     pub(crate) fn arm<P: PageProtection>(&self, p: &P) -> Result<()> {
         self.dirty.clear_all();
         self.everything.store(false, Ordering::Release);
         self.counters.begin_cycle();
-        p.protect(self.base, self.len).map_err(|errno| {
-            let _ = self.degrade(p, Step::Arm, errno, (self.base, self.len));
-            self.whole_range_error(P::CALL, errno, "protecting the whole heap at arm")
+        let extent = self.in_use.load(Ordering::Acquire);
+        self.armed.store(extent, Ordering::Release);
+        p.protect(self.base, extent).map_err(|errno| {
+            let _ = self.degrade(p, Step::Arm, errno, (self.base, extent));
+            self.whole_range_error(P::CALL, errno, "protecting the heap at arm")
         })
+    }
+
+    /// Pages the heap started using since they were last protected: they were never
+    /// protected, so they may have been written unseen. Appends them to `out` (after
+    /// every recorded page, which all lie below the old extent) and extends the
+    /// protected prefix over them; the caller's re-protect then covers them.
+    fn take_grown(&self, out: &mut Vec<usize>) {
+        let extent = self.in_use.load(Ordering::Acquire);
+        let old = self.armed.load(Ordering::Acquire);
+        if extent > old {
+            out.extend(old / PAGE_SIZE..extent / PAGE_SIZE);
+            self.armed.store(extent, Ordering::Release);
+        }
     }
 
     /// Moves the record into `out` and, with `rearm`, re-protects what it took, in that
@@ -541,6 +667,7 @@ impl PageRecord {
     ) -> Result<()> {
         out.clear();
         self.dirty.take(&mut out.granules);
+        self.take_grown(&mut out.granules);
         out.all = if P::STICKY {
             self.everything.load(Ordering::Acquire)
         } else {
@@ -569,17 +696,18 @@ impl PageRecord {
         result
     }
 
-    /// Ends a cycle: the whole heap writable again. A failure is counted as a degradation
-    /// of the cycle and returned.
+    /// Ends a cycle: the protected prefix writable again (nothing beyond it was
+    /// protected). A failure is counted as a degradation of the cycle and returned.
     pub(crate) fn disarm<P: PageProtection>(&self, p: &P) -> Result<()> {
-        p.unprotect(self.base, self.len).map_err(|errno| {
+        let extent = self.armed.load(Ordering::Acquire);
+        p.unprotect(self.base, extent).map_err(|errno| {
             self.counters.degraded(Degradation {
                 step: Step::Disarm,
                 call: P::CALL,
                 errno,
-                range: Some((self.base, self.len)),
+                range: Some((self.base, extent)),
             });
-            self.whole_range_error(P::CALL, errno, "unprotecting the whole heap at disarm")
+            self.whole_range_error(P::CALL, errno, "unprotecting the heap at disarm")
         })
     }
 
@@ -628,10 +756,11 @@ impl PageRecord {
     ) -> std::result::Result<(), (i32, (usize, usize))> {
         let mut runs = 0;
         for_each_run(&set.granules, |_, _| runs += 1);
-        if set.all || runs * PAGES_PER_RUN > self.len / PAGE_SIZE {
+        let extent = self.armed.load(Ordering::Acquire);
+        if set.all || runs * PAGES_PER_RUN > extent / PAGE_SIZE {
             return p
-                .protect(self.base, self.len)
-                .map_err(|e| (e, (self.base, self.len)));
+                .protect(self.base, extent)
+                .map_err(|e| (e, (self.base, extent)));
         }
         let mut result = Ok(());
         for_each_run(&set.granules, |first, count| {
@@ -695,7 +824,7 @@ mod tests {
 
     #[test]
     fn a_harvest_re_protects_run_by_run_or_the_whole_heap() {
-        let r = PageRecord::new(BASE, PAGES * PAGE_SIZE, None);
+        let r = PageRecord::new(BASE, PAGES * PAGE_SIZE, None).unwrap();
         let p = Log::default();
         r.arm(&p).unwrap();
         assert_eq!(calls(&p), vec![(true, BASE, PAGES * PAGE_SIZE)]);
@@ -728,8 +857,63 @@ mod tests {
     }
 
     #[test]
+    fn a_stall_log_hands_over_each_stall_once_in_order() {
+        let log = StallLog::new().unwrap();
+        let now = crate::sys::monotonic_ns();
+        for k in 0..3 {
+            log.push_since(now - 1000 * (k + 1));
+        }
+        let mut out = Vec::new();
+        log.take(&mut out);
+        assert_eq!(out.len(), 3);
+        for (k, &(start, duration)) in out.iter().enumerate() {
+            assert_eq!(start, now - 1000 * (k as u64 + 1));
+            assert!(duration >= 1000 * (k as u64 + 1), "{duration}");
+        }
+        out.clear();
+        log.take(&mut out);
+        assert!(out.is_empty(), "taken twice: {out:?}");
+        log.push_since(now);
+        log.take(&mut out);
+        assert_eq!(out.len(), 1);
+        assert_eq!(log.dropped(), 0);
+    }
+
+    #[test]
+    fn only_the_used_prefix_is_protected_and_pages_coming_into_use_are_reported() {
+        let r = PageRecord::new(BASE, PAGES * PAGE_SIZE, None).unwrap();
+        let p = Log::default();
+        r.in_use(40 * PAGE_SIZE + 1); // rounds up to 41 pages
+        r.arm(&p).unwrap();
+        assert_eq!(calls(&p), vec![(true, BASE, 41 * PAGE_SIZE)]);
+        // The heap grows to 48 pages during the cycle: pages 41..48 were never
+        // protected, so the harvest reports them after the recorded page, and protects
+        // them with it (two runs: run by run).
+        r.record(1);
+        r.in_use(48 * PAGE_SIZE);
+        let mut out = DirtySet::default();
+        r.harvest(&p, &mut out, true).unwrap();
+        let mut expect = vec![1];
+        expect.extend(41..48);
+        assert_eq!(out.granules, expect);
+        assert_eq!(
+            calls(&p),
+            vec![
+                (true, BASE + PAGE_SIZE, PAGE_SIZE),
+                (true, BASE + 41 * PAGE_SIZE, 7 * PAGE_SIZE)
+            ]
+        );
+        // Reported once: the next harvest has nothing new.
+        r.harvest(&p, &mut out, false).unwrap();
+        assert!(out.granules.is_empty() && !out.all);
+        // Disarm unprotects the protected prefix, not the reservation.
+        r.disarm(&p).unwrap();
+        assert_eq!(calls(&p), vec![(false, BASE, 48 * PAGE_SIZE)]);
+    }
+
+    #[test]
     fn a_failed_re_protect_degrades_once_per_cycle_and_keeps_its_cause() {
-        let r = PageRecord::new(BASE, PAGES * PAGE_SIZE, None);
+        let r = PageRecord::new(BASE, PAGES * PAGE_SIZE, None).unwrap();
         let p = Log::default();
         r.arm(&p).unwrap();
         r.record(7);
@@ -774,7 +958,7 @@ mod tests {
 
     #[test]
     fn a_failed_arm_leaves_the_heap_writable_and_names_the_call() {
-        let r = PageRecord::new(BASE, PAGES * PAGE_SIZE, None);
+        let r = PageRecord::new(BASE, PAGES * PAGE_SIZE, None).unwrap();
         let p = Log::default();
         p.fail_protect.store(true, Ordering::Relaxed);
         let e = r.arm(&p).unwrap_err();

@@ -25,7 +25,11 @@
 //! dropped until the handler is done.
 //!
 //! The handler for a signal is installed when the first tracker using it registers and
-//! the previous action is restored when the last one unregisters. The previous action
+//! the previous action is restored when the last one unregisters — if barrierlab's
+//! handler is still the installed one. IF another component installed its handler
+//! after barrierlab's THEN that handler is left in place, and barrierlab's stays behind
+//! it, passing on what it does not own to the action before it, for as long as the
+//! other handler chains to it; the next tracker reuses that chain. The previous action
 //! is copied into a static cell that the handler reads lock-free, guarded the same way
 //! (`prev_ready` + a `chaining` count).
 //!
@@ -222,6 +226,11 @@ struct SignalState {
 struct Install {
     handler: Option<InstalledHandler>,
     users: usize,
+    /// The last user left while another component's handler was installed over ours:
+    /// ours stayed in that handler's chain, with `prev` still published, and is reused
+    /// as it is by the next user instead of being installed again (installing again
+    /// would put the other handler behind ours, and each would chain to the other).
+    left_in_chain: bool,
 }
 
 // SAFETY: `prev` is written only under `install`, while `prev_ready` is false and no
@@ -235,6 +244,7 @@ impl SignalState {
             install: Mutex::new(Install {
                 handler: None,
                 users: 0,
+                left_in_chain: false,
             }),
             prev: UnsafeCell::new(MaybeUninit::uninit()),
             prev_ready: AtomicBool::new(false),
@@ -250,7 +260,7 @@ impl SignalState {
 
     /// Counts one more user, installing the handler for the first.
     fn acquire(&self, install: &mut Install, signal: FaultSignal) -> Result<()> {
-        if install.users == 0 {
+        if install.users == 0 && !install.left_in_chain {
             // SAFETY: `on_fault` follows the async-signal-safety rules written above it
             // and reads only statics, which live forever.
             let handler = unsafe { InstalledHandler::install(signal.number(), on_fault)? };
@@ -264,11 +274,22 @@ impl SignalState {
         Ok(())
     }
 
-    /// Counts one user less, restoring the previous action after the last.
+    /// Counts one user less, restoring the previous action after the last, if ours is
+    /// still the installed one. If another component installed its handler over ours,
+    /// that one stays, and ours stays behind it with `prev` published, so that a fault
+    /// it passes on to ours is passed on again to the action before ours.
     fn release(&self, install: &mut Install) {
         install.users -= 1;
         if install.users == 0 {
-            drop(install.handler.take());
+            let restored = install
+                .handler
+                .take()
+                .is_none_or(InstalledHandler::uninstall);
+            if !restored {
+                install.left_in_chain = true;
+                return;
+            }
+            install.left_in_chain = false;
             self.prev_ready.store(false, Ordering::SeqCst);
             while self.chaining.load(Ordering::SeqCst) != 0 {
                 std::thread::yield_now();

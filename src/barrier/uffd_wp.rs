@@ -208,6 +208,7 @@ impl Shared {
         if msgs.is_empty() {
             return 0;
         }
+        let read_at = crate::sys::monotonic_ns();
         let n = msgs.len();
         self.reads.fetch_add(1, Ordering::Relaxed);
         self.messages.fetch_add(n as u64, Ordering::Relaxed);
@@ -240,6 +241,10 @@ impl Shared {
         if let Some((errno, range)) = failed {
             // Still under the lock: no harvest can take the flag before it is raised.
             let _ = self.record.degrade(&self.uffd, Step::Fault, errno, range);
+        }
+        // Each writer of the batch waited at least from the read to its wake-up.
+        for _ in 0..n {
+            self.record.stalls().push_since(read_at);
         }
         n
     }
@@ -301,7 +306,7 @@ impl UffdWpTracker {
         uffd.register(base, len, RegisterMode::WP)?;
         let shared = Arc::new(Shared {
             uffd,
-            record: PageRecord::new(base, len, Some(mode)),
+            record: PageRecord::new(base, len, Some(mode))?,
             serve: Mutex::new(vec![raw::uffd_msg::default(); BATCH]),
             armed: AtomicBool::new(false),
             stop: AtomicBool::new(false),
@@ -365,6 +370,10 @@ impl DirtyTracker for UffdWpTracker {
         s.record.harvest(&s.uffd, out, rearm)
     }
 
+    fn in_use(&self, bytes: usize) {
+        self.shared.record.in_use(bytes);
+    }
+
     fn disarm(&self) -> Result<()> {
         let s = &self.shared;
         s.armed.store(false, Ordering::Release);
@@ -401,8 +410,12 @@ impl DirtyTracker for UffdWpTracker {
             messages: s.messages.load(Ordering::Relaxed),
             reads: s.reads.load(Ordering::Relaxed),
             eagain_retries: s.uffd.eagain_retries(),
-            ..s.record.counters().stats()
+            ..s.record.stats(super::STALL_SERVICE)
         }
+    }
+
+    fn take_stalls(&self, out: &mut Vec<(u64, u64)>) {
+        self.shared.record.stalls().take(out);
     }
 
     fn test_knobs(&self) -> Option<&TestKnobs> {

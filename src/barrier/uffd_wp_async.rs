@@ -27,7 +27,7 @@
 //! re-protects the pages written since). With the option off, disarm unprotects the
 //! whole heap and every arm protects all of it again (~70 ns per heap page).
 //!
-//! Costs (`../shared/probe/RESULTS.md`): 0 per store; per dirtied page ~0.8 µs for the
+//! Costs (`papers/reference/c-probe-2026-11-29.md`): 0 per store; per dirtied page ~0.8 µs for the
 //! kernel-resolved fault plus ~40 ns in the scan that re-protects it; per cycle ~1 ns per
 //! heap page for a scan over clean pages.
 //!
@@ -48,7 +48,7 @@
 //! heap after a failed scan, whose harvest reports everything): that would clear their
 //! written state without reporting it.
 
-use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
+use std::sync::atomic::{AtomicU64, AtomicUsize, Ordering};
 
 use parking_lot::Mutex;
 
@@ -122,8 +122,13 @@ pub struct UffdWpAsyncTracker {
     keep_protected: bool,
     /// `/proc/self/pagemap` and the scan's output vector, reused by every harvest.
     pagemap: Mutex<Pagemap>,
-    /// The whole heap was protected and not unprotected since (arm may then just scan).
-    protected: AtomicBool,
+    /// The prefix of the heap, in bytes, that the heap says it has used
+    /// ([`DirtyTracker::in_use`]); the whole heap until it says.
+    in_use: AtomicUsize,
+    /// The prefix protected (and scanned): arm and every harvest extend it to `in_use`,
+    /// reporting the pages they add, which were never protected and may have been written
+    /// unseen. 0 when nothing is protected (before the first arm, after an unprotect).
+    protected: AtomicUsize,
     scan_eagain: AtomicU64,
     counters: Counters,
 }
@@ -149,7 +154,8 @@ impl UffdWpAsyncTracker {
             len,
             keep_protected: options.keep_protected,
             pagemap: Mutex::new(Pagemap::open(SCAN_VEC_LEN)?),
-            protected: AtomicBool::new(false),
+            in_use: AtomicUsize::new(len),
+            protected: AtomicUsize::new(0),
             scan_eagain: AtomicU64::new(0),
             counters: Counters::new(Some(mode)),
         })
@@ -160,19 +166,20 @@ impl UffdWpAsyncTracker {
         self.keep_protected
     }
 
-    /// One `PAGEMAP_SCAN` harvest over the heap: appends the written pages' indices to
-    /// `pages` (when given) and re-protects them. Returns how many there were.
+    /// One `PAGEMAP_SCAN` harvest over the protected prefix: appends the written pages'
+    /// indices to `pages` (when given) and re-protects them. Returns how many there were.
     fn scan(&self, mut pages: Option<&mut Vec<usize>>) -> Result<usize> {
+        let extent = self.protected.load(Ordering::Acquire);
         if self.counters.knobs().take_failure() {
             return Err(Error::from_errno(
                 "PAGEMAP_SCAN",
-                Some((self.base, self.len)),
+                Some((self.base, extent)),
                 libc::EIO,
             ));
         }
         let mut pm = self.pagemap.lock();
         let mut found = 0;
-        let req = ScanRequest::harvest_written(self.base, self.base + self.len);
+        let req = ScanRequest::harvest_written(self.base, self.base + extent);
         let stats = pm.scan(&req, |start, end| {
             let first = (start - self.base) >> PAGE_SHIFT;
             let last = (end - self.base) >> PAGE_SHIFT;
@@ -186,12 +193,29 @@ impl UffdWpAsyncTracker {
         Ok(found)
     }
 
-    /// Protects the whole heap; a failure degrades the cycle at `step`.
+    /// Protects the used prefix; a failure degrades the cycle at `step`.
     fn protect_all(&self, step: Step) -> Result<()> {
+        let extent = self.in_use.load(Ordering::Acquire);
         self.uffd
-            .write_protect(self.base, self.len)
+            .write_protect(self.base, extent)
             .inspect_err(|e| self.degraded(step, Call::WriteProtect, e))?;
-        self.protected.store(true, Ordering::Release);
+        self.protected.store(extent, Ordering::Release);
+        Ok(())
+    }
+
+    /// Extends the protected prefix to the used one: appends the pages it adds to
+    /// `pages` (they were never protected, so they count as written) and protects them.
+    fn protect_grown(&self, pages: Option<&mut Vec<usize>>) -> Result<()> {
+        let extent = self.in_use.load(Ordering::Acquire);
+        let old = self.protected.load(Ordering::Acquire);
+        if extent <= old {
+            return Ok(());
+        }
+        self.uffd.write_protect(self.base + old, extent - old)?;
+        if let Some(v) = pages {
+            v.extend(old >> PAGE_SHIFT..extent >> PAGE_SHIFT);
+        }
+        self.protected.store(extent, Ordering::Release);
         Ok(())
     }
 
@@ -217,9 +241,13 @@ impl DirtyTracker for UffdWpAsyncTracker {
 
     fn arm(&self) -> Result<()> {
         self.counters.begin_cycle();
-        // Still protected since the last cycle: re-protecting what was written since is
-        // all it takes to start recording afresh; the pages are not needed.
-        if self.keep_protected && self.protected.load(Ordering::Acquire) && self.scan(None).is_ok()
+        // Still protected since the last cycle: re-protecting what was written since (and
+        // the pages that came into use) is all it takes to start recording afresh; the
+        // pages are not needed.
+        if self.keep_protected
+            && self.protected.load(Ordering::Acquire) > 0
+            && self.scan(None).is_ok()
+            && self.protect_grown(None).is_ok()
         {
             return Ok(());
         }
@@ -228,8 +256,11 @@ impl DirtyTracker for UffdWpAsyncTracker {
 
     fn harvest(&self, out: &mut DirtySet, _rearm: bool) -> Result<()> {
         out.clear();
-        match self.scan(Some(&mut out.granules)) {
-            Ok(_) => {
+        match self
+            .scan(Some(&mut out.granules))
+            .and_then(|_| self.protect_grown(Some(&mut out.granules)))
+        {
+            Ok(()) => {
                 // The kernel returns runs in address order and resumes a full vector
                 // after the last run, so this holds; checked because the contract
                 // (sorted, unique) is cheap to keep whatever the kernel does.
@@ -253,15 +284,21 @@ impl DirtyTracker for UffdWpAsyncTracker {
         if self.keep_protected {
             return Ok(());
         }
-        self.protected.store(false, Ordering::Release);
+        let extent = self.protected.swap(0, Ordering::AcqRel);
         self.uffd
-            .write_unprotect(self.base, self.len, WpMode::empty())
+            .write_unprotect(self.base, extent, WpMode::empty())
             .inspect_err(|e| self.degraded(Step::Disarm, Call::WriteProtect, e))
+    }
+
+    fn in_use(&self, bytes: usize) {
+        let bytes = bytes.next_multiple_of(crate::sys::PAGE_SIZE).min(self.len);
+        self.in_use.store(bytes, Ordering::Release);
     }
 
     fn stats(&self) -> TrackerStats {
         TrackerStats {
             eagain_retries: self.uffd.eagain_retries() + self.scan_eagain.load(Ordering::Relaxed),
+            stall_method: super::STALL_KERNEL,
             ..self.counters.stats()
         }
     }

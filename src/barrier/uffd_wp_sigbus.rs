@@ -26,7 +26,7 @@
 //! this with the steps widened, and catches the reverse order every time.)
 //!
 //! Costs: 0 per store; per dirtied page a signal delivery plus one `UFFDIO_WRITEPROTECT`
-//! (~1 µs for the ioctl in `../shared/probe/RESULTS.md`); per cycle a whole-range
+//! (~1 µs for the ioctl in `papers/reference/c-probe-2026-11-29.md`); per cycle a whole-range
 //! protect (~70 ns per heap page) and, per harvest with re-arm, one ioctl per run of
 //! dirty pages (or the whole range when there are many runs). Unlike `mprotect`, the
 //! protection lives in the page table entries, so the VMA is never split and
@@ -129,6 +129,7 @@ struct State {
 // index is computed with wrapping arithmetic and recorded with `try_set`).
 unsafe impl FaultServer for State {
     fn serve(&self, addr: usize) -> Served {
+        let t0 = crate::sys::monotonic_ns();
         let page = self.record.page_of(addr);
         let start = self.record.addr_of(page);
         let unprotected = if self.record.knobs().take_failure() {
@@ -141,6 +142,7 @@ unsafe impl FaultServer for State {
             Ok(()) => {
                 self.record.knobs().widen();
                 self.record.record(page);
+                self.record.stalls().push_since(t0);
                 Served::Handled
             }
             Err(errno) => {
@@ -184,7 +186,7 @@ impl UffdWpSigbusTracker {
         uffd.register(base, len, RegisterMode::WP)?;
         let state = Arc::new(State {
             uffd,
-            record: PageRecord::new(base, len, Some(mode)),
+            record: PageRecord::new(base, len, Some(mode))?,
         });
         let registration = signal_registry::register(FaultSignal::Bus, base, len, state.clone())?;
         Ok(UffdWpSigbusTracker {
@@ -211,6 +213,10 @@ impl DirtyTracker for UffdWpSigbusTracker {
         self.state.record.harvest(&self.state.uffd, out, rearm)
     }
 
+    fn in_use(&self, bytes: usize) {
+        self.state.record.in_use(bytes);
+    }
+
     fn disarm(&self) -> Result<()> {
         self.state.record.disarm(&self.state.uffd)
     }
@@ -218,8 +224,12 @@ impl DirtyTracker for UffdWpSigbusTracker {
     fn stats(&self) -> TrackerStats {
         TrackerStats {
             eagain_retries: self.state.uffd.eagain_retries(),
-            ..self.state.record.counters().stats()
+            ..self.state.record.stats(super::STALL_IN_HANDLER)
         }
+    }
+
+    fn take_stalls(&self, out: &mut Vec<(u64, u64)>) {
+        self.state.record.stalls().take(out);
     }
 
     fn test_knobs(&self) -> Option<&TestKnobs> {

@@ -12,8 +12,8 @@ use std::sync::atomic::{AtomicUsize, Ordering};
 use parking_lot::Mutex;
 
 use crate::barrier::{DirtySet, DirtyTracker};
+use crate::bitmap::Bitmap;
 use crate::heap::Space;
-use crate::heap::bitmap::Bitmap;
 use crate::heap::object::{self, Header};
 use crate::sys::PAGE_SIZE;
 

@@ -52,7 +52,7 @@ use crate::error::{Error, Result};
 use crate::heap::{HeapConfig, Space};
 use mark::Marker;
 use safepoint::{MutatorShared, Safepoints, Wanted};
-pub use stats::{Cause, CycleStats, Pause, PauseKind, Phase, Stats};
+pub use stats::{Cause, CycleStats, Pause, PauseKind, Phase, Stall, Stats};
 
 #[derive(Debug, Default)]
 struct Control {
@@ -105,6 +105,9 @@ pub(crate) struct Collector {
     pub(crate) safepoints: Safepoints,
     stats: Mutex<Stats>,
     created: Instant,
+    /// `created` in `CLOCK_MONOTONIC` nanoseconds (`Instant` is that clock on Linux):
+    /// the origin the trackers' stall times are converted from.
+    created_ns: u64,
     thread: Mutex<Option<std::thread::JoinHandle<()>>>,
     /// `Space::bytes_allocated` when the last cycle's initial mark ran.
     allocated_at_cycle_start: AtomicU64,
@@ -128,6 +131,7 @@ impl Collector {
             safepoints: Safepoints::new()?,
             stats: Mutex::new(Stats::default()),
             created: Instant::now(),
+            created_ns: crate::sys::monotonic_ns(),
             thread: Mutex::new(None),
             allocated_at_cycle_start: AtomicU64::new(0),
             live_estimate: AtomicU64::new(0),
@@ -164,14 +168,18 @@ impl Collector {
     /// Runs a cycle that starts after this call and waits for it: a normal one for
     /// [`Cause::Explicit`], a full stop-the-world collection for
     /// [`Cause::AllocationFailure`]. The caller must not be a running mutator (see
-    /// `runtime::while_blocked`).
-    pub(crate) fn collect_and_wait(&self, cause: Cause) {
+    /// `runtime::while_blocked`). [`Error::CollectorFailed`] if the collector thread
+    /// has failed (before or during the wait): no cycle can complete then.
+    pub(crate) fn collect_and_wait(&self, cause: Cause) -> Result<()> {
         let mut c = self.shared.control.lock();
         let target = c.want(cause);
         self.shared.request_cv.notify_all();
-        while c.completed < target {
+        loop {
             if let Some(msg) = &c.failed {
-                panic!("the collector thread failed: {msg}");
+                return Err(Error::CollectorFailed(msg.clone()));
+            }
+            if c.completed >= target {
+                return Ok(());
             }
             self.shared.done_cv.wait(&mut c);
         }
@@ -203,6 +211,11 @@ impl Collector {
         }
     }
 
+    /// Live bytes after the last cycle (marked, plus allocated during it).
+    pub(crate) fn live_bytes(&self) -> u64 {
+        self.live_estimate.load(Ordering::Relaxed)
+    }
+
     /// What the collector is doing now.
     pub(crate) fn phase(&self) -> Phase {
         Phase::from_u8(self.phase.load(Ordering::Relaxed))
@@ -217,8 +230,25 @@ impl Collector {
         self.created.elapsed()
     }
 
+    /// Moves the tracker's measured stalls into the statistics.
+    fn collect_stalls(&self, tracker: Option<&dyn DirtyTracker>, stats: &mut Stats) {
+        let Some(t) = tracker else { return };
+        let mut raw = Vec::new();
+        t.take_stalls(&mut raw);
+        stats
+            .stalls
+            .extend(raw.into_iter().map(|(start, duration)| Stall {
+                start: Duration::from_nanos(start.saturating_sub(self.created_ns)),
+                duration: Duration::from_nanos(duration),
+            }));
+    }
+
     pub(crate) fn stats(&self, gc: &Gc<'_>) -> Stats {
-        let mut s = self.stats.lock().clone();
+        let mut s = {
+            let mut stats = self.stats.lock();
+            self.collect_stalls(gc.tracker, &mut stats);
+            stats.clone()
+        };
         s.barrier = Some(gc.config.barrier);
         s.marker_threads = gc.config.marker_threads;
         if let Some(t) = gc.tracker {
@@ -287,9 +317,9 @@ const PACING_MARGIN: f64 = 1.25;
 /// The occupancy a paced cycle aims to finish below.
 const PACING_GOAL: f64 = 0.9;
 
-/// Applies the planted bug of [`crate::HeapConfig::drop_every_nth_dirty`].
+/// Applies the planted bug of [`crate::heap::Testing::drop_every_nth_dirty`].
 fn plant_bug(config: &HeapConfig, set: &mut DirtySet) {
-    if let Some(n) = config.drop_every_nth_dirty {
+    if let Some(n) = config.testing.drop_every_nth_dirty {
         let mut i = 0;
         set.granules.retain(|_| {
             i += 1;
@@ -375,6 +405,8 @@ impl<'g> Cycle<'g> {
         let t = self.gc.tracker?;
         self.gc.collector.enter_phase(Phase::Arm);
         let t0 = Instant::now();
+        self.gc.space.begin_frontier();
+        t.in_use(self.gc.space.high_water() * crate::sys::PAGE_SIZE);
         let armed = t.arm();
         self.stats.arm = t0.elapsed();
         match armed {
@@ -440,6 +472,12 @@ impl<'g> Cycle<'g> {
         for m in mutators {
             // SAFETY: `m` is stopped for the whole pause.
             self.marker.mark_all(unsafe { m.roots() });
+            // A large object a full collection allocated for `m` that `m` has not taken
+            // yet (it has not run since): reachable only from here.
+            // SAFETY: as above.
+            if let Wanted::GrantedLarge(addr) = unsafe { *m.wanted() } {
+                self.marker.mark(addr);
+            }
         }
     }
 
@@ -516,6 +554,7 @@ impl<'g> Cycle<'g> {
     /// Harvests into `self.dirty`; a failed harvest makes the whole heap dirty.
     fn harvest(&mut self, t: &dyn DirtyTracker, rearm: bool) {
         let t0 = Instant::now();
+        t.in_use(self.gc.space.high_water() * crate::sys::PAGE_SIZE);
         if let Err(e) = t.harvest(&mut self.dirty, rearm) {
             self.degrade(
                 if rearm {
@@ -529,6 +568,23 @@ impl<'g> Cycle<'g> {
         }
         self.stats.harvest += t0.elapsed();
         plant_bug(self.gc.config, &mut self.dirty);
+        self.split_by_frontier(t.granule_shift());
+    }
+
+    /// Counts the harvested granules on pages allocated into during the cycle (first
+    /// writes to new objects, and to the pages that came into use) apart from the others
+    /// (writes to objects older than the cycle). Not for an "everything" harvest.
+    fn split_by_frontier(&mut self, shift: u32) {
+        if self.dirty.all {
+            return;
+        }
+        let space = self.gc.space;
+        let page_shift = crate::sys::PAGE_SHIFT - shift;
+        let frontier = (self.dirty.granules.iter())
+            .filter(|&&g| space.in_frontier(g >> page_shift))
+            .count();
+        self.stats.dirty_frontier += frontier;
+        self.stats.dirty_old += self.dirty.granules.len() - frontier;
     }
 
     /// 4. Pre-clean: harvest with re-arm, rescan, trace; until a round finds little.
@@ -612,6 +668,7 @@ impl<'g> Cycle<'g> {
             .allocated_at_cycle_start
             .store(now, Ordering::Relaxed);
         let mut stats = collector.stats.lock();
+        collector.collect_stalls(self.gc.tracker, &mut stats);
         stats.cycles = self.n;
         stats.verifier_failures += self.verifier_failures.len() as u64;
         for msg in self.verifier_failures.into_iter().take(8) {

@@ -183,6 +183,11 @@ impl Safepoints {
         m
     }
 
+    /// How many mutators are registered.
+    pub(crate) fn mutators(&self) -> usize {
+        self.registry.lock().len()
+    }
+
     /// Removes a mutator (which must have left).
     pub(crate) fn unregister(&self, m: &Arc<MutatorShared>) {
         self.registry.lock().retain(|x| !Arc::ptr_eq(x, m));

@@ -142,6 +142,12 @@ pub struct CycleStats {
     /// The heap pages dirty at the first pre-clean round (written since arm), when
     /// [`crate::HeapConfig::record_dirty_pages`] is on.
     pub dirty_pages: Vec<usize>,
+    /// Granules handed over by this cycle's harvests (pre-clean and remark, each listing
+    /// counted) that lie on pages allocated into during the cycle: first writes to
+    /// objects allocated during it, the allocation frontier.
+    pub dirty_frontier: usize,
+    /// The other harvested granules: writes to objects older than the cycle.
+    pub dirty_old: usize,
     /// Objects rescanned by all pre-clean rounds.
     pub preclean_rescanned: usize,
     /// Granules dirty at remark.
@@ -199,6 +205,19 @@ pub struct Stats {
     pub bytes_allocated: u64,
     /// Threads configured to mark in pauses ([`crate::HeapConfig::marker_threads`]).
     pub marker_threads: usize,
+    /// Writers' fault stalls as the tracker measured them (how:
+    /// [`crate::barrier::TrackerStats::stall_method`]), in the order measured, collected at
+    /// the end of each cycle and when statistics are read.
+    pub stalls: Vec<Stall>,
+}
+
+/// One writer's stall in a write fault.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct Stall {
+    /// When it started, from the heap's creation (the origin of [`Pause::start`]).
+    pub start: Duration,
+    /// How long it lasted.
+    pub duration: Duration,
 }
 
 impl Stats {
@@ -214,6 +233,14 @@ impl Stats {
     /// The sum of all pauses.
     pub fn total_pause(&self) -> Duration {
         self.pauses.iter().map(|p| p.duration).sum()
+    }
+
+    /// Harvested granules over all cycles, split as (allocation frontier, older
+    /// objects): see [`CycleStats::dirty_frontier`].
+    pub fn dirty_split(&self) -> (usize, usize) {
+        self.cycle_log
+            .iter()
+            .fold((0, 0), |(f, o), c| (f + c.dirty_frontier, o + c.dirty_old))
     }
 
     /// Cycles in which the tracker degraded.

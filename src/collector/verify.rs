@@ -5,8 +5,8 @@
 
 use std::sync::atomic::Ordering;
 
+use crate::bitmap::Bitmap;
 use crate::heap::Space;
-use crate::heap::bitmap::Bitmap;
 use crate::heap::object;
 
 /// Returns one message per violation. `roots` are the stopped mutators' root stacks.

@@ -30,8 +30,9 @@ pub struct HeapConfig {
     pub huge_pages: bool,
     /// Run the verifier at every remark (a full re-trace; for tests).
     pub verify: bool,
-    /// A planted bug for testing the verifier: drop every n-th harvested dirty granule.
-    pub drop_every_nth_dirty: Option<usize>,
+    /// Knobs for the crate's own tests (planted bugs); all off by default, and never
+    /// what a measurement should run with.
+    pub testing: Testing,
     /// Threads that mark in a stop-the-world pause (the whole mark of `none`, and the
     /// initial-mark and remark pauses of the concurrent barriers), the collector thread
     /// included. Default: the CPUs this process may run on. The mutators are stopped
@@ -41,6 +42,15 @@ pub struct HeapConfig {
     /// Keep each cycle's first pre-clean dirty set, as heap page indices, in
     /// [`crate::collector::CycleStats::dirty_pages`] (for the study's heap map).
     pub record_dirty_pages: bool,
+}
+
+/// Planted bugs, for testing the verifier and the tests themselves: a heap configured
+/// with any of these loses writes on purpose. Reached through
+/// [`crate::internals::Testing`] by the crate's tests.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
+pub struct Testing {
+    /// Drop every n-th harvested dirty granule, as a broken tracker would.
+    pub drop_every_nth_dirty: Option<usize>,
 }
 
 impl Default for HeapConfig {
@@ -56,7 +66,7 @@ impl Default for HeapConfig {
             mark_poll_interval: 64,
             huge_pages: false,
             verify: false,
-            drop_every_nth_dirty: None,
+            testing: Testing::default(),
             record_dirty_pages: false,
             marker_threads: std::thread::available_parallelism().map_or(1, |n| n.get()),
         }
@@ -124,9 +134,9 @@ impl HeapConfig {
         self.verify = yes;
         self
     }
-    /// Plant a bug: drop every n-th harvested dirty granule (to test the verifier).
-    pub fn drop_every_nth_dirty(mut self, n: Option<usize>) -> Self {
-        self.drop_every_nth_dirty = n;
+    /// The test knobs (see [`Testing`]).
+    pub fn testing(mut self, testing: Testing) -> Self {
+        self.testing = testing;
         self
     }
 
@@ -162,7 +172,7 @@ impl HeapConfig {
                 self.trigger
             )));
         }
-        if self.drop_every_nth_dirty == Some(0) || self.mark_poll_interval == 0 {
+        if self.testing.drop_every_nth_dirty == Some(0) || self.mark_poll_interval == 0 {
             return Err(Error::InvalidArgument(
                 "drop_every_nth_dirty and mark_poll_interval must be positive".into(),
             ));

@@ -43,11 +43,9 @@
 //! Marks that allocation sets between cycles land in the bitmap the next cycle does not
 //! use; the collector clears that bitmap during each cycle, after the flip.
 
-pub mod bitmap;
 pub mod config;
 pub mod object;
 pub mod pages;
-pub mod side_table;
 pub mod size_class;
 
 use std::sync::atomic::{AtomicU8, AtomicU64, AtomicUsize, Ordering};
@@ -58,11 +56,11 @@ use crate::error::{Error, Result};
 use crate::sys::mem::{Advice, Region};
 use crate::sys::{PAGE_SHIFT, PAGE_SIZE};
 
-use bitmap::Bitmap;
-pub use config::HeapConfig;
+use crate::bitmap::Bitmap;
+use crate::side_table::SideTable;
+pub use config::{HeapConfig, Testing};
 pub use object::{Header, ObjRef};
 use pages::{PageKind, PagePool, PageTable};
-use side_table::SideTable;
 use size_class::{CLASS_SIZES, GRANULE, GRANULE_SHIFT, NUM_CLASSES};
 
 /// Who may allocate in a small-object page right now.
@@ -112,7 +110,7 @@ impl Default for AllocBuffers {
 }
 
 /// The space. Shared by the mutators and the collector of one heap.
-pub struct Space {
+pub(crate) struct Space {
     region: Region,
     base: usize,
     pages: usize,
@@ -132,6 +130,10 @@ pub struct Space {
     free_pages: AtomicUsize,
     /// A copy of the pool's high-water mark: no page at or above it was ever used.
     high_water: AtomicUsize,
+    /// One bit per page: cells of it were handed out since [`Space::begin_frontier`] (the
+    /// allocation frontier of the cycle), for the study's split of dirty granules into
+    /// first writes to new objects and writes to objects older than the cycle.
+    frontier: Bitmap,
 }
 
 impl std::fmt::Debug for Space {
@@ -173,6 +175,7 @@ impl Space {
             bytes_allocated: AtomicU64::new(0),
             free_pages: AtomicUsize::new(pages),
             high_water: AtomicUsize::new(0),
+            frontier: Bitmap::new(pages)?,
             region,
         })
     }
@@ -191,11 +194,6 @@ impl Space {
     /// Bytes mapped.
     pub fn len(&self) -> usize {
         self.region.len()
-    }
-
-    /// Never: a space has at least 16 pages.
-    pub fn is_empty(&self) -> bool {
-        self.pages == 0
     }
 
     /// Pages mapped.
@@ -219,12 +217,6 @@ impl Space {
     #[inline]
     pub fn page_addr(&self, p: usize) -> usize {
         self.base + (p << PAGE_SHIFT)
-    }
-
-    /// What page `p` holds.
-    #[inline]
-    pub fn page_kind(&self, p: usize) -> PageKind {
-        self.page_table.get(p)
     }
 
     /// Mark bitmap `epoch` (0 or 1).
@@ -257,6 +249,17 @@ impl Space {
     /// One past the highest page ever used: walks over the heap stop here.
     pub fn high_water(&self) -> usize {
         self.high_water.load(Ordering::Acquire)
+    }
+
+    /// Starts a new allocation frontier: no page counts as allocated into from now on
+    /// until cells of it are handed out.
+    pub fn begin_frontier(&self) {
+        self.frontier.clear_prefix(self.high_water());
+    }
+
+    /// Whether cells of page `p` were handed out since [`Space::begin_frontier`].
+    pub fn in_frontier(&self, p: usize) -> bool {
+        self.frontier.get(p)
     }
 
     /// Clears mark bitmap `epoch` over the pages ever used.
@@ -366,6 +369,12 @@ impl Space {
 
     // ---- allocation -------------------------------------------------------------------
 
+    /// The most one mutator's allocation buffers can hold: one page per size class (a
+    /// buffer's run lies in its current page), which no collection takes from it.
+    pub const fn most_a_mutator_holds() -> usize {
+        NUM_CLASSES * PAGE_SIZE
+    }
+
     /// Refills `buf` (class `class`) with the next run of free cells: first in its
     /// current page, then in a page from the class's list, then in a fresh page. Returns
     /// `false` when no page is left (the caller collects, or reports out of memory).
@@ -376,6 +385,7 @@ impl Space {
             if buf.page != NO_PAGE {
                 let from = (buf.limit - self.page_addr(buf.page)) / CLASS_SIZES[class];
                 if self.reserve_next_run(buf, class, from) {
+                    self.frontier.set(buf.page);
                     return true;
                 }
                 self.release_page(buf.page);
@@ -420,6 +430,9 @@ impl Space {
             let unused = (b.limit - b.cursor) / cs;
             if unused > 0 {
                 self.mark_bits[epoch].set_strided(self.granule(b.cursor), unused, cs / GRANULE);
+                // The rest of the run is allocated during the cycle: its page is part of
+                // the allocation frontier.
+                self.frontier.set(b.page);
             }
         }
     }
@@ -522,6 +535,9 @@ impl Space {
         self.page_table.set(start, PageKind::LargeHead { pages: n });
         let addr = self.page_addr(start);
         let g = self.granule(addr);
+        for p in start..start + n {
+            self.frontier.set(p);
+        }
         self.mark_bits[self.alloc_epoch.load(Ordering::Relaxed)].set(g);
         self.alloc_bits.set(g);
         self.bytes_allocated

@@ -9,9 +9,9 @@
 
 use std::sync::atomic::{AtomicU32, Ordering};
 
+use crate::bitmap::Bitmap;
 use crate::error::Result;
-use crate::heap::bitmap::Bitmap;
-use crate::heap::side_table::SideTable;
+use crate::side_table::SideTable;
 
 /// What a page holds.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]

@@ -555,6 +555,7 @@ impl Bench<'_> {
         if node.is_null() {
             return Err(Error::OutOfMemory {
                 requested: std::mem::size_of::<Node>(),
+                sizing: None,
             });
         }
         Ok(node)
@@ -617,6 +618,7 @@ impl Bench<'_> {
         if array.is_null() {
             return Err(Error::OutOfMemory {
                 requested: p.array_len * 8,
+                sizing: None,
             });
         }
         for i in 1..p.array_len / 2 {

@@ -41,7 +41,7 @@ use serde::{Deserialize, Serialize};
 use crate::barrier::{BarrierKind, Breadth};
 use crate::error::{Error, Result};
 use crate::probe::Probe;
-use crate::workload::{GcBenchParams, GraphParams, Workload};
+use crate::workload::{BinaryTreesParams, GcBenchParams, GraphParams, LruParams, Workload};
 use point::{Outcome, Point, PointOutput, PointSpec};
 
 pub use crate::barrier::Variant;
@@ -161,6 +161,7 @@ impl StudyConfig {
                 array_len: 125_000,
                 min_depth: 4,
                 max_depth: 14,
+                repeat: 1,
             },
             Mode::Full => GcBenchParams::CLASSIC,
         };
@@ -195,31 +196,75 @@ impl StudyConfig {
                 },
             }
         };
+        let lru = LruParams::default();
+        let trees = BinaryTreesParams::default();
         match self.mode {
             // graph-spp4's live set grows through the run (a replaced node stays
             // reachable through edges that few-stores-per-page mutation seldom
             // overwrites), so at 1.5× its minimum heap or more it completes fewer than
-            // MIN_CYCLES cycles: in the default mode it would cost a third of the time
+            // MIN_CYCLES cycles: in the default mode it would cost a fifth of the time
             // and give only invalid rows. Quick and full keep it (quick so that the
             // invalid path is exercised).
-            Mode::Default => vec![Workload::GcBench(gc), Workload::Graph(graph(1024))],
-            Mode::Quick | Mode::Full => vec![
+            Mode::Default => vec![
+                Workload::GcBench(gc),
+                Workload::Graph(graph(1024)),
+                Workload::Lru(lru),
+                Workload::BinaryTrees(trees),
+            ],
+            Mode::Quick => vec![
                 Workload::GcBench(gc),
                 Workload::Graph(graph(4)),
                 Workload::Graph(graph(1024)),
+                Workload::Lru(LruParams {
+                    capacity: 5_000,
+                    key_space: 25_000,
+                    ..lru
+                }),
+                Workload::BinaryTrees(BinaryTreesParams { depth: 13, ..trees }),
+            ],
+            Mode::Full => vec![
+                Workload::GcBench(gc),
+                Workload::Graph(graph(4)),
+                Workload::Graph(graph(1024)),
+                Workload::Lru(lru),
+                Workload::BinaryTrees(trees),
             ],
         }
     }
 
-    /// The variants to run: each tracker's (`uffd-wp` has one per service layout), only
-    /// the default one per tracker in quick mode; `none` always runs.
+    /// The workload an end-to-end point runs at `heap_bytes` on `threads` threads: the
+    /// list's entry scaled to allocate about ten heaps' worth
+    /// ([`Workload::scaled_to_heap`]), so that every heap size sees several cycles;
+    /// GCBench is run as defined (one repetition), so that bdwgc's rows do the same work.
+    pub fn at_heap(w: &Workload, heap_bytes: usize, threads: usize) -> Workload {
+        match w {
+            Workload::GcBench(_) => *w,
+            _ => w.scaled_to_heap(heap_bytes, threads),
+        }
+    }
+
+    /// The variants of the micro: each tracker's (`uffd-wp` has one per service layout),
+    /// only the default one per tracker in quick mode; `none` always runs.
     pub fn variants(&self) -> Vec<Variant> {
-        let mut kinds = self.trackers.clone();
-        kinds.push(BarrierKind::None);
-        let breadth = match self.mode {
+        self.variants_of(match self.mode {
             Mode::Quick => Breadth::One,
             _ => Breadth::Every,
-        };
+        })
+    }
+
+    /// The variants of the end-to-end runs: every `uffd-wp` service layout in full mode
+    /// only (the micro measures them all in the default mode), to keep the default study
+    /// within 10 minutes on 2 CPUs.
+    pub fn end_to_end_variants(&self) -> Vec<Variant> {
+        self.variants_of(match self.mode {
+            Mode::Full => Breadth::Every,
+            _ => Breadth::One,
+        })
+    }
+
+    fn variants_of(&self, breadth: Breadth) -> Vec<Variant> {
+        let mut kinds = self.trackers.clone();
+        kinds.push(BarrierKind::None);
         Variant::list(&kinds, breadth)
     }
 }
@@ -711,6 +756,11 @@ pub fn run(config: &StudyConfig) -> Result<StudyResult> {
         }
     }
     runner.micro(&variants)?;
+    let e2e: Vec<String> = config
+        .end_to_end_variants()
+        .iter()
+        .map(|v| v.name())
+        .collect();
 
     // Minimum heaps, then the end-to-end grid (with bdwgc on GCBench, one thread).
     let mut points = Vec::new();
@@ -741,7 +791,7 @@ pub fn run(config: &StudyConfig) -> Result<StudyResult> {
                     threads,
                     heap_mib: mib as f64,
                 };
-                for v in &variants {
+                for v in variants.iter().filter(|v| e2e.contains(&v.name())) {
                     points.push((
                         key(v.name()),
                         Point::Run {

@@ -192,7 +192,8 @@ fn run_inner(spec: &PointSpec) -> Result<Vec<Measurement>> {
             heap_bytes,
             heap_map,
         } => {
-            let w = find_workload(spec.mode, workload)?;
+            let w =
+                StudyConfig::at_heap(&find_workload(spec.mode, workload)?, *heap_bytes, *threads);
             let v = find_variant(variant)?;
             crate::barrier::check_cached(v.kind, v.options.user_mode_only).require(v.kind)?;
             let cfg = HeapConfig {
@@ -208,10 +209,15 @@ fn run_inner(spec: &PointSpec) -> Result<Vec<Measurement>> {
                 return Ok(heap_map_rows(&r, &v.name(), workload, *heap_bytes));
             }
             let row = row("macro", &v.name(), workload, *threads, heap_mib);
-            Ok(macro_rows(&r, &w)
+            let mut rows: Vec<Measurement> = macro_rows(&r, &w)
                 .into_iter()
                 .map(|(m, x)| row(&m, x))
-                .collect())
+                .collect();
+            // How the stalls were measured, beside their count.
+            for m in rows.iter_mut().filter(|m| m.metric == "stalls") {
+                m.note = r.stats.tracker.stall_method.to_string();
+            }
+            Ok(rows)
         }
         Point::Fits {
             workload,
@@ -426,7 +432,35 @@ pub fn macro_rows(r: &workload::RunResult, w: &Workload) -> Vec<(String, f64)> {
     for wms in MMU_WINDOWS_MS {
         out.push((mmu_metric(wms), r.mmu(Duration::from_millis(wms))));
     }
+    // MMU over the pauses and the writers' fault stalls (a stall of one of T mutators
+    // costs 1/T of the process for its duration), where the tracker measures stalls
+    // (`uffd-wp-async`'s are resolved in the kernel, unseen).
+    let method = s.tracker.stall_method;
+    if !method.is_empty() && method != crate::barrier::STALL_KERNEL {
+        let span = |start: Duration, d: Duration| (start.as_secs_f64(), (start + d).as_secs_f64());
+        let pauses: Vec<(f64, f64)> = s.pauses.iter().map(|p| span(p.start, p.duration)).collect();
+        let stalls: Vec<(f64, f64)> = s
+            .stalls
+            .iter()
+            .map(|st| span(st.start, st.duration))
+            .collect();
+        let (a, b) = span(r.run_start, r.wall);
+        for wms in MMU_WINDOWS_MS {
+            let m =
+                super::stats::mmu_with_stalls(&pauses, &stalls, r.threads, a, b, wms as f64 / 1e3);
+            out.push((mmu_stall_metric(wms), m));
+        }
+        out.push(("stalls".into(), s.stalls.len() as f64));
+        out.push(("stalls_dropped".into(), s.tracker.stalls_dropped as f64));
+        let total: Duration = s.stalls.iter().map(|st| st.duration).sum();
+        out.push(("stall_ms".into(), ms(total)));
+    }
     out
+}
+
+/// The metric name of the MMU over pauses and fault stalls at a window.
+pub fn mmu_stall_metric(window_ms: u64) -> String {
+    format!("mmu_stall_{window_ms}ms")
 }
 
 #[cfg(test)]

@@ -9,6 +9,7 @@
 use std::collections::BTreeMap;
 use std::fmt::Write as _;
 
+use super::point::mmu_stall_metric;
 use super::stats::{self, Interval, median};
 use super::{MIN_CYCLES, MMU_WINDOWS_MS, Measurement, StudyResult, mmu_metric, plot};
 use crate::error::{Error, Result};
@@ -632,7 +633,10 @@ fn end_to_end(md: &mut String, result: &StudyResult) {
          `none` (stop-the-world) and the verdict; CPU by thread role (mutators / collector thread / \
          `uffd-wp` fault-service thread); stop-the-world (STW) time; pause percentiles (HDR histogram) \
          and the longest pause's ratio to `none`'s; minimum mutator utilisation (MMU) over the pauses at \
-         10 ms windows (with its interval), 1 and 100 ms; faults served (page trackers) or cards dirtied (card table); \
+         10 ms windows (with its interval), 1 and 100 ms; the MMU over pauses *and* the writers' fault \
+         stalls at 10 ms (a stall of one of T mutators costs 1/T of the process while it lasts; – where \
+         the tracker has no stalls to measure; how each measures them is listed below the tables); \
+         full collections that an allocation forced (fallbacks); faults served (page trackers) or cards dirtied (card table); \
          granules dirty at remark; peak RSS. bdwgc rows (GCBench, one thread) come from \
          `libgc.so.1` in its own process; its CPU is the whole process's, its pauses its world-stopped \
          marks.\n"
@@ -645,13 +649,11 @@ fn end_to_end(md: &mut String, result: &StudyResult) {
             fmt(*heap),
             min_heap.map_or("?".into(), |m| fmt(heap / m))
         );
+        const COLUMNS: &str = "| tracker | n | wall ms | wall ÷ none | | CPU ms | CPU ÷ none | | CPU mut / coll / service ms | STW ms | p50 µs | p99 µs | max µs | max ÷ none | MMU 10 ms | MMU 1 / 100 ms | MMU with stalls 10 ms | fallbacks | faults | remark dirty | RSS MiB |";
         let _ = writeln!(
             md,
-            "| tracker | n | wall ms | wall ÷ none | | CPU ms | CPU ÷ none | | CPU mut / coll / service ms | STW ms | p50 µs | p99 µs | max µs | max ÷ none | MMU 10 ms | MMU 1 / 100 ms | faults | remark dirty | RSS MiB |"
-        );
-        let _ = writeln!(
-            md,
-            "|---|---|---|---|---|---|---|---|---|---|---|---|---|---|---|---|---|---|"
+            "{COLUMNS}\n|{}",
+            "---|".repeat(COLUMNS.matches('|').count() - 1)
         );
         let get = |t: &str, m: &str| {
             select(rows, "macro", t, wl, *threads, Some(*heap), m).collect::<Vec<f64>>()
@@ -678,7 +680,7 @@ fn end_to_end(md: &mut String, result: &StudyResult) {
             let (pr, _) = ratio("pause_max_us");
             let _ = writeln!(
                 md,
-                "| {t} | {} | {} | {wr} | {wv} | {} | {cr} | {cv} | {} / {} / {} | {} | {} | {} | {} | {pr} | {} | {} / {} | {} | {} | {} |",
+                "| {t} | {} | {} | {wr} | {wv} | {} | {cr} | {cv} | {} / {} / {} | {} | {} | {} | {} | {pr} | {} | {} / {} | {} | {} | {} | {} | {} |",
                 wall.len(),
                 opt_ci(stats::median_ci(&wall, seed)),
                 opt_ci(stats::median_ci(&get(&t, "cpu_total_ms"), seed)),
@@ -692,6 +694,8 @@ fn end_to_end(md: &mut String, result: &StudyResult) {
                 opt_ci(stats::median_ci(&get(&t, &mmu_metric(10)), seed)),
                 med(&mmu_metric(1)),
                 med(&mmu_metric(100)),
+                opt_ci(stats::median_ci(&get(&t, &mmu_stall_metric(10)), seed)),
+                med("fallbacks"),
                 med("faults"),
                 med("remark_dirty"),
                 med("peak_rss_mib"),
@@ -699,7 +703,23 @@ fn end_to_end(md: &mut String, result: &StudyResult) {
         }
         let _ = writeln!(md);
     }
-    let _ = writeln!(md, "MMU windows in the CSV: {MMU_WINDOWS_MS:?} ms.");
+    let _ = writeln!(
+        md,
+        "MMU windows in the CSV: {MMU_WINDOWS_MS:?} ms (`mmu_*`, `mmu_stall_*`).\n"
+    );
+    let mut methods: Vec<(&str, &str)> = rows
+        .iter()
+        .filter(|r| r.section == "macro" && r.metric == "stalls")
+        .map(|r| (r.tracker.as_str(), r.note.as_str()))
+        .collect();
+    methods.sort_unstable();
+    methods.dedup();
+    if !methods.is_empty() {
+        let _ = writeln!(md, "How each tracker measures a writer's fault stall:\n");
+        for (t, how) in methods {
+            let _ = writeln!(md, "- `{t}`: {how}");
+        }
+    }
 }
 
 fn lower_bound(md: &mut String, result: &StudyResult) {

@@ -12,10 +12,13 @@ use crate::error::{Error, Result};
 /// The signature of a `SA_SIGINFO` handler.
 pub type SigInfoHandler = extern "C" fn(i32, *mut libc::siginfo_t, *mut libc::c_void);
 
-/// An installed handler; restores the previous action when dropped.
+/// An installed handler. Dropped, it restores the previous action, but only if this
+/// handler is still the installed one: a handler another component installed after it
+/// (and which may chain to it) is left in place.
 #[derive(Debug)]
 pub struct InstalledHandler {
     signal: i32,
+    handler: usize,
     previous: libc::sigaction,
 }
 
@@ -44,21 +47,46 @@ impl InstalledHandler {
         if unsafe { libc::sigaction(signal, &action, &mut previous) } != 0 {
             return Err(Error::last_os("sigaction", None));
         }
-        Ok(InstalledHandler { signal, previous })
+        Ok(InstalledHandler {
+            signal,
+            handler: handler as usize,
+            previous,
+        })
     }
 
     /// The action that was in place before this one.
     pub fn previous(&self) -> &libc::sigaction {
         &self.previous
     }
+
+    /// Restores the previous action if this handler is still the installed one, and
+    /// says whether it did. `false`: another component installed its own handler since
+    /// (it may chain to this one, whose code must then keep passing faults on), and it is
+    /// left in place. (Between the check and the restore, another thread could install
+    /// yet another handler; `sigaction(2)` has no compare-and-swap.)
+    pub fn uninstall(self) -> bool {
+        let restored = self.restore_if_current();
+        std::mem::forget(self);
+        restored
+    }
+
+    fn restore_if_current(&self) -> bool {
+        // SAFETY: a zeroed sigaction is valid output space; querying changes nothing.
+        let mut current: libc::sigaction = unsafe { std::mem::zeroed() };
+        // SAFETY: reading the current action into `current`.
+        if unsafe { libc::sigaction(self.signal, std::ptr::null(), &mut current) } != 0
+            || current.sa_sigaction != self.handler
+        {
+            return false;
+        }
+        // SAFETY: restoring the action that sigaction returned when this was installed.
+        unsafe { libc::sigaction(self.signal, &self.previous, std::ptr::null_mut()) == 0 }
+    }
 }
 
 impl Drop for InstalledHandler {
     fn drop(&mut self) {
-        // SAFETY: restoring the action that sigaction returned when this was installed.
-        unsafe {
-            libc::sigaction(self.signal, &self.previous, std::ptr::null_mut());
-        }
+        self.restore_if_current();
     }
 }
 

@@ -7,6 +7,11 @@
 //! treesize(d)` times top-down ("populate") and as many times bottom-up. A node has two
 //! reference slots (left, right) and 8 payload bytes (the classic two ints).
 //!
+//! `repeat` runs the whole benchmark that many times in a row (each time with a new
+//! long-lived tree and array; the previous ones become garbage), so that a run allocates
+//! a multiple of its heap while the live set stays that of one run
+//! ([`crate::workload::Workload::scaled_to_heap`]).
+//!
 //! Rooting: the mutator's root stack is the shadow stack. Every node that is only in a
 //! Rust local across an allocation is pushed first; `populate` writes each new node into
 //! its (already reachable) parent before allocating the next.
@@ -34,6 +39,8 @@ pub struct GcBenchParams {
     pub min_depth: u32,
     /// Largest temporary tree depth (classic: 16).
     pub max_depth: u32,
+    /// Runs of the whole benchmark, one after the other (classic: 1).
+    pub repeat: u32,
 }
 
 impl GcBenchParams {
@@ -44,6 +51,7 @@ impl GcBenchParams {
         array_len: 500_000,
         min_depth: 4,
         max_depth: 16,
+        repeat: 1,
     };
 
     /// A scaled-down run for CI and `--quick` (about 1/16 of the work).
@@ -53,6 +61,7 @@ impl GcBenchParams {
         array_len: 50_000,
         min_depth: 4,
         max_depth: 12,
+        repeat: 1,
     };
 
     /// Nodes in a complete tree of `depth`.
@@ -65,8 +74,13 @@ impl GcBenchParams {
         2 * Self::tree_size(self.stretch_depth) / Self::tree_size(depth)
     }
 
-    /// Nodes allocated by one run (the work, for rates).
+    /// Nodes allocated by one run, all repetitions (the work, for rates).
     pub fn nodes_allocated(&self) -> u64 {
+        self.nodes_per_repeat() * self.repeat as u64
+    }
+
+    /// Nodes allocated by one run of the benchmark.
+    fn nodes_per_repeat(&self) -> u64 {
         let mut n = Self::tree_size(self.stretch_depth) + Self::tree_size(self.long_lived_depth);
         let mut d = self.min_depth;
         while d <= self.max_depth {
@@ -74,6 +88,12 @@ impl GcBenchParams {
             d += 2;
         }
         n
+    }
+
+    /// Bytes one run of the benchmark allocates: its nodes' cells and the array's pages.
+    pub fn bytes_per_repeat(&self) -> u64 {
+        self.nodes_per_repeat() * crate::workload::cell_bytes(2, NODE_PAYLOAD)
+            + crate::workload::cell_bytes(0, self.array_len * 8)
     }
 }
 
@@ -139,8 +159,16 @@ fn count<B: StoreBarrier>(m: &Mutator<B>, node: ObjRef) -> Result<u64> {
     Ok(n)
 }
 
-/// Runs GCBench once on `m`. Returns the number of nodes allocated.
+/// Runs GCBench `p.repeat` times on `m`. Returns the number of nodes allocated.
 pub fn run<B: StoreBarrier>(m: &mut Mutator<B>, p: &GcBenchParams) -> Result<u64> {
+    for _ in 0..p.repeat {
+        run_once(m, p)?;
+    }
+    Ok(p.nodes_allocated())
+}
+
+/// One run of the benchmark.
+fn run_once<B: StoreBarrier>(m: &mut Mutator<B>, p: &GcBenchParams) -> Result<()> {
     let base = m.roots_len();
     // Stretch the heap.
     make_tree(m, p.stretch_depth)?;
@@ -187,7 +215,7 @@ pub fn run<B: StoreBarrier>(m: &mut Mutator<B>, p: &GcBenchParams) -> Result<u64
         "GCBench: the array changed"
     );
     m.truncate_roots(base);
-    Ok(p.nodes_allocated())
+    Ok(())
 }
 
 #[cfg(test)]

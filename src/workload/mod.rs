@@ -4,6 +4,10 @@
 //! - [`gcbench`]: GCBench with its classic parameters.
 //! - [`graph`]: graph mutation with knobs (stores per dirtied page, pointer vs payload
 //!   writes, allocation rate, work between stores).
+//! - [`lru`]: an LRU cache built of heap objects: every hit rewires the LRU list through
+//!   old entries, every miss stores a young entry into the long-lived bucket array.
+//! - [`binary_trees`]: a long-lived binary tree whose subtrees are replaced and swapped
+//!   (old-to-young and old-to-old stores at random places in an old structure).
 //! - [`pages`]: a tracker alone over a bare region: the cost of a store pattern under
 //!   each barrier, without a heap (the study's crossover sweep and the benches).
 //!
@@ -12,9 +16,11 @@
 //! returns wall time, the collector's statistics, and derived figures: pause percentiles,
 //! minimum mutator utilisation, peak RSS.
 
+pub mod binary_trees;
 pub mod cpu;
 pub mod gcbench;
 pub mod graph;
+pub mod lru;
 pub mod pages;
 
 use std::time::{Duration, Instant};
@@ -26,8 +32,10 @@ use crate::heap::HeapConfig;
 use crate::mutator::{Mutator, MutatorTask};
 use crate::runtime::Heap;
 
+pub use binary_trees::BinaryTreesParams;
 pub use gcbench::GcBenchParams;
-pub use graph::GraphParams;
+pub use graph::{GraphParams, StoreTrace, StoreWindow};
+pub use lru::{KeyDistribution, LruParams};
 
 /// A percentile (0..=100) of `pauses`, from an HDR histogram (3 significant digits: the
 /// value may be up to 0.1% above the exact one); zero with no pauses. One function for
@@ -46,6 +54,16 @@ pub fn pause_percentile(pauses: impl IntoIterator<Item = Duration>, q: f64) -> D
     Duration::from_nanos(h.value_at_quantile(q / 100.0))
 }
 
+/// The bytes an object with `nrefs` slots and `payload` bytes takes from the heap: its
+/// cell, or for a large object its whole pages (what [`Stats::bytes_allocated`] counts).
+pub fn cell_bytes(nrefs: usize, payload: usize) -> u64 {
+    let bytes = crate::heap::object::object_size(nrefs, payload);
+    match crate::heap::size_class::class_for(bytes) {
+        Some(c) => crate::heap::size_class::CLASS_SIZES[c] as u64,
+        None => bytes.next_multiple_of(crate::sys::PAGE_SIZE) as u64,
+    }
+}
+
 /// A workload the driver can run.
 #[derive(Debug, Clone, Copy, PartialEq)]
 pub enum Workload {
@@ -53,26 +71,127 @@ pub enum Workload {
     GcBench(GcBenchParams),
     /// Graph mutation.
     Graph(GraphParams),
+    /// An LRU cache of heap objects.
+    Lru(LruParams),
+    /// A long-lived binary tree whose subtrees are replaced and swapped.
+    BinaryTrees(BinaryTreesParams),
 }
 
+/// [`Workload::scaled_to_heap`] aims at this many heaps' worth of allocation.
+pub const HEAPS_ALLOCATED: u64 = 10;
+
+/// [`Workload::scaled_to_heap`] aims this much above [`HEAPS_ALLOCATED`] heaps, so that an
+/// allocation estimate up to 20% too high still gives at least that much.
+const SCALE_MARGIN: f64 = 1.25;
+
 impl Workload {
-    /// A short name for reports.
+    /// A short name for reports: `gcbench`, `graph-spp<n>`, `lru`, `binary-trees`, with a
+    /// suffix when the parameters are not the defaults.
     pub fn name(&self) -> String {
         match self {
-            Workload::GcBench(p) if *p == GcBenchParams::CLASSIC => "gcbench".into(),
-            Workload::GcBench(p) => format!("gcbench-d{}", p.stretch_depth),
+            Workload::GcBench(p) => {
+                let base = if (GcBenchParams { repeat: 1, ..*p }) == GcBenchParams::CLASSIC {
+                    "gcbench".to_string()
+                } else {
+                    format!("gcbench-d{}", p.stretch_depth)
+                };
+                match p.repeat {
+                    1 => base,
+                    r => format!("{base}-x{r}"),
+                }
+            }
             Workload::Graph(p) => format!("graph-spp{}", p.stores_per_page),
+            Workload::Lru(p) if *p == LruParams::default() => "lru".into(),
+            Workload::Lru(p) => format!(
+                "lru-c{}-k{}{}",
+                p.capacity,
+                p.key_space,
+                match p.keys {
+                    KeyDistribution::Zipf => "",
+                    KeyDistribution::Uniform => "-uniform",
+                }
+            ),
+            Workload::BinaryTrees(p) if *p == BinaryTreesParams::default() => "binary-trees".into(),
+            Workload::BinaryTrees(p) => format!("binary-trees-d{}", p.depth),
         }
     }
 
-    /// Reference and payload stores one thread performs (for per-store costs), if known.
+    /// Reference and payload stores one thread performs (for per-store costs): exact
+    /// for GCBench, graph and binary trees; for the LRU cache, from its expected hit
+    /// ratio ([`LruParams::stores_estimate`]).
     pub fn stores_per_thread(&self) -> u64 {
         match self {
             // Populate: 2 stores per node; make_tree: 2 per inner node.
             Workload::GcBench(p) => 2 * p.nodes_allocated(),
             Workload::Graph(p) => p.stores,
+            Workload::Lru(p) => p.stores_estimate(),
+            Workload::BinaryTrees(p) => p.stores(),
         }
     }
+
+    /// Bytes one thread allocates in a run, from the objects' cell sizes (large objects
+    /// in whole pages): what [`Stats::bytes_allocated`] shows per thread once the run is
+    /// over (the runs of cells reserved, less the unused rest a mutator gives back when
+    /// it ends). Exact for GCBench, graph and binary trees (the tests find it to the
+    /// byte); for the LRU cache the misses come from the expected hit ratio, and the
+    /// estimate is about 6% low with the defaults (the cold start's misses).
+    pub fn allocation_estimate(&self) -> u64 {
+        let (setup, per_op, ops) = self.allocation_model();
+        setup + (per_op * ops as f64) as u64
+    }
+
+    /// Bytes allocated before the first operation, bytes per operation, operations:
+    /// for GCBench an operation is one whole run of the benchmark.
+    fn allocation_model(&self) -> (u64, f64, u64) {
+        match self {
+            Workload::GcBench(p) => (0, p.bytes_per_repeat() as f64, p.repeat as u64),
+            Workload::Graph(p) => (p.setup_bytes(), p.bytes_per_store(), p.stores),
+            Workload::Lru(p) => (p.setup_bytes(), p.bytes_per_operation(), p.operations),
+            Workload::BinaryTrees(p) => (
+                p.setup_bytes(),
+                p.bytes_per_operation() as f64,
+                p.operations,
+            ),
+        }
+    }
+
+    /// The same workload with its operation count (GCBench: its repetitions) set so that
+    /// `threads` threads allocate at least [`HEAPS_ALLOCATED`] times `heap_bytes` in a
+    /// run, by [`Workload::allocation_estimate`] (aiming 25% above, for the estimate's
+    /// error). The live set is unchanged: the graph's objects, the cache's capacity, the
+    /// trees' depths stay as they are, so a minimum heap found for the workload still
+    /// holds. A workload that allocates nothing per operation (graph with
+    /// `alloc_every == 0`) is returned unchanged.
+    pub fn scaled_to_heap(&self, heap_bytes: usize, threads: usize) -> Workload {
+        let (setup, per_op, _) = self.allocation_model();
+        let target =
+            (HEAPS_ALLOCATED * heap_bytes as u64) as f64 * SCALE_MARGIN / threads.max(1) as f64;
+        if per_op <= 0.0 {
+            return *self;
+        }
+        let ops = ((target - setup as f64).max(0.0) / per_op).ceil().max(1.0) as u64;
+        match *self {
+            Workload::GcBench(p) => Workload::GcBench(GcBenchParams {
+                repeat: ops.min(u32::MAX as u64) as u32,
+                ..p
+            }),
+            Workload::Graph(p) => Workload::Graph(GraphParams { stores: ops, ..p }),
+            Workload::Lru(p) => Workload::Lru(LruParams {
+                operations: ops,
+                ..p
+            }),
+            Workload::BinaryTrees(p) => Workload::BinaryTrees(BinaryTreesParams {
+                operations: ops,
+                ..p
+            }),
+        }
+    }
+}
+
+/// What one thread's run returned: its work, and for graph its store trace.
+struct ThreadRun {
+    work: u64,
+    trace: Option<StoreTrace>,
 }
 
 struct Task<'a> {
@@ -81,12 +200,18 @@ struct Task<'a> {
 }
 
 impl MutatorTask for Task<'_> {
-    type Output = Result<u64>;
-    fn run<B: StoreBarrier>(self, m: &mut Mutator<B>) -> Result<u64> {
+    type Output = Result<ThreadRun>;
+    fn run<B: StoreBarrier>(self, m: &mut Mutator<B>) -> Result<ThreadRun> {
+        let plain = |work| ThreadRun { work, trace: None };
         match self.workload {
-            Workload::GcBench(p) => gcbench::run(m, p),
-            Workload::Graph(p) => {
-                graph::run(m, p, self.thread).map(|o| o.ref_stores + o.payload_writes)
+            Workload::GcBench(p) => gcbench::run(m, p).map(plain),
+            Workload::Graph(p) => graph::run(m, p, self.thread).map(|o| ThreadRun {
+                work: o.ref_stores + o.payload_writes,
+                trace: Some(o.trace),
+            }),
+            Workload::Lru(p) => lru::run(m, p, self.thread).map(|o| plain(o.operations)),
+            Workload::BinaryTrees(p) => {
+                binary_trees::run(m, p, self.thread).map(|o| plain(o.operations))
             }
         }
     }
@@ -99,7 +224,8 @@ pub struct RunResult {
     pub wall: Duration,
     /// Mutator threads.
     pub threads: usize,
-    /// Operations counted by the workload (nodes for GCBench, stores for graph).
+    /// Operations counted by the workload (nodes for GCBench, stores for graph, gets for
+    /// the LRU cache, subtree replacements for binary trees).
     pub work: u64,
     /// The collector's statistics.
     pub stats: Stats,
@@ -109,6 +235,10 @@ pub struct RunResult {
     pub run_start: Duration,
     /// CPU time by thread role over the run ([`cpu`]).
     pub cpu: cpu::CpuByRole,
+    /// Graph only: each thread's store trace (its store loop's span and the stores it
+    /// made in each collection's tracking window), for
+    /// [`RunResult::stores_per_dirtied_page`]. Empty for the other workloads.
+    pub store_traces: Vec<StoreTrace>,
 }
 
 impl RunResult {
@@ -131,6 +261,25 @@ impl RunResult {
     /// Total stop-the-world time.
     pub fn pause_total(&self) -> Duration {
         self.stats.total_pause()
+    }
+
+    /// Graph only: the stores one dirtied page received per collection cycle, measured:
+    /// the graph's stores made inside the tracking windows of the counted cycles,
+    /// divided by the heap pages those cycles found dirty.
+    ///
+    /// A cycle's tracking window runs from arm to its first pre-clean harvest; the pages
+    /// it found dirty are [`crate::collector::CycleStats::dirty_pages`], so the figure is
+    /// defined only with [`HeapConfig::record_dirty_pages`] on, for the concurrent
+    /// barriers (every one but `none`), for cycles with at least one pre-clean round.
+    /// A cycle is counted when its window (its arm, initial mark and concurrent mark) lies
+    /// inside every thread's store loop, so that the graph's building and the end of the
+    /// run are left out. The stores are the graph's store stream (reference stores and
+    /// payload writes), seen by each thread when it polls the collector's phase (every
+    /// [`graph::PHASE_POLL`] stores); the dirty pages also include what the stream did not
+    /// write: the pages of new nodes and of the ring that keeps them, so the figure is
+    /// somewhat below the stream's own stores per page. `None` when no cycle was counted.
+    pub fn stores_per_dirtied_page(&self) -> Option<f64> {
+        graph::stores_per_dirtied_page(&self.stats, &self.store_traces)
     }
 
     /// Minimum mutator utilisation for windows of `window`: the least share of any
@@ -206,7 +355,7 @@ pub fn run(config: &HeapConfig, workload: &Workload, threads: usize) -> Result<R
     let cpu_base = cpu::baseline()?;
     let run_start = heap.uptime();
     let t0 = Instant::now();
-    let results: Vec<(Result<u64>, Duration)> = std::thread::scope(|s| {
+    let results: Vec<(Result<ThreadRun>, Duration)> = std::thread::scope(|s| {
         let handles: Vec<_> = (0..threads)
             .map(|thread| {
                 let heap = heap.clone();
@@ -230,8 +379,11 @@ pub fn run(config: &HeapConfig, workload: &Workload, threads: usize) -> Result<R
     let wall = t0.elapsed();
     let mut work = 0;
     let mut mutator_cpu = Duration::ZERO;
+    let mut store_traces = Vec::new();
     for (r, cpu) in results {
-        work += r?;
+        let r = r?;
+        work += r.work;
+        store_traces.extend(r.trace);
         mutator_cpu += cpu;
     }
     Ok(RunResult {
@@ -242,6 +394,7 @@ pub fn run(config: &HeapConfig, workload: &Workload, threads: usize) -> Result<R
         stats: heap.stats(),
         peak_rss_kib: peak_rss_kib(),
         run_start,
+        store_traces,
     })
 }
 

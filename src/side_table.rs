@@ -13,7 +13,7 @@ use crate::sys::mem::Region;
 ///
 /// # Safety
 /// Implementors must be valid when every byte is zero, and have no drop glue.
-pub unsafe trait Zeroable: Sized {}
+pub(crate) unsafe trait Zeroable: Sized {}
 
 // SAFETY: an atomic integer of zero bits is the value 0, and has no drop glue.
 unsafe impl Zeroable for AtomicU8 {}
@@ -23,7 +23,7 @@ unsafe impl Zeroable for AtomicU32 {}
 unsafe impl Zeroable for AtomicU64 {}
 
 /// `len` zeroed `T`s on a mapping of their own.
-pub struct SideTable<T: Zeroable> {
+pub(crate) struct SideTable<T: Zeroable> {
     region: Region,
     len: usize,
     _t: std::marker::PhantomData<T>,
@@ -31,7 +31,7 @@ pub struct SideTable<T: Zeroable> {
 
 impl<T: Zeroable> SideTable<T> {
     /// Reserves a table of `len` zero entries (at least one page is mapped).
-    pub fn new(len: usize) -> Result<SideTable<T>> {
+    pub(crate) fn new(len: usize) -> Result<SideTable<T>> {
         let bytes = (len.max(1) * std::mem::size_of::<T>()).next_multiple_of(crate::sys::PAGE_SIZE);
         Ok(SideTable {
             region: Region::new(bytes)?,
