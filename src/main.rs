@@ -85,6 +85,11 @@ enum Command {
         /// Threads that mark in a pause (default: the CPUs available).
         #[arg(long)]
         marker_threads: Option<usize>,
+        /// One line per pause and per cycle on stderr, as they happen (like HotSpot's
+        /// -Xlog:gc): cause, time to safepoint, duration, heap before -> after, bytes
+        /// marked and freed, dirty granules, faults, degradation.
+        #[arg(long)]
+        log_cycles: bool,
     },
     /// Report which write-barrier mechanisms this kernel offers, and why not the others.
     Probe,
@@ -208,6 +213,7 @@ fn main() -> ExitCode {
             layout,
             quick,
             marker_threads,
+            log_cycles,
             peer: None,
             ..
         } => {
@@ -219,7 +225,8 @@ fn main() -> ExitCode {
             let mut cfg = HeapConfig::new()
                 .heap_bytes(heap_mib << 20)
                 .barrier(barrier)
-                .service_layout(layout);
+                .service_layout(layout)
+                .log_cycles(log_cycles);
             if let Some(n) = marker_threads {
                 cfg = cfg.marker_threads(n);
             }

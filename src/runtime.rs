@@ -108,6 +108,12 @@ impl Heap {
         while_blocked(|| self.inner.collector.collect_and_wait(Cause::Explicit))
     }
 
+    /// Waits until no cycle is running or requested (without starting one). Call it with
+    /// no mutator running, or it may wait for as long as they keep triggering cycles.
+    pub fn wait_for_cycle(&self) {
+        while_blocked(|| self.inner.collector.wait_idle());
+    }
+
     /// What the collector is doing now (a moment's snapshot).
     pub fn phase(&self) -> Phase {
         self.inner.collector.phase()

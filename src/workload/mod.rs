@@ -371,6 +371,9 @@ pub fn run(config: &HeapConfig, workload: &Workload, threads: usize) -> Result<R
         work += r.work;
         store_traces.extend(r.trace);
     }
+    // A cycle the mutators started may still be running: let it finish, so that the
+    // statistics hold whole cycles (and agree with a cycle log).
+    heap.wait_for_cycle();
     Ok(RunResult {
         wall,
         threads,
