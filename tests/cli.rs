@@ -94,3 +94,38 @@ fn the_cycle_log_has_one_line_per_pause_and_per_cycle_and_agrees_with_the_result
         }
     });
 }
+
+#[test]
+fn bad_gcbench_input_is_an_error_that_names_the_flag_never_a_panic() {
+    with_timeout(TIMEOUT_SECS, "bad_gcbench_input", || {
+        let cases: &[(&[&str], &str)] = &[
+            (&["--heap-mib", "17592186044416"], "--heap-mib"),
+            (&["--heap-mib", "0"], "--heap-mib"),
+            (&["--threads", "100000"], "--threads"),
+            (&["--threads", "0"], "--threads"),
+            (&["--barrier", "none", "--layout", "collector"], "--layout"),
+            (&["--barrier", "no-such-barrier"], "--barrier"),
+            // Runs, but collects nothing: not a result.
+            (&["--quick"], "no collection ran"),
+        ];
+        for (args, named) in cases {
+            let out = Command::new(env!("CARGO_BIN_EXE_barrierlab"))
+                .arg("gcbench")
+                .args(*args)
+                .output()
+                .expect("run barrierlab");
+            let code = out.status.code();
+            let stderr = String::from_utf8_lossy(&out.stderr);
+            assert!(
+                matches!(code, Some(1) | Some(2)),
+                "{args:?}: exit {code:?}, expected 1 or 2:\n{stderr}"
+            );
+            assert!(
+                stderr.contains(named),
+                "{args:?}: `{named}` not named in:\n{stderr}"
+            );
+            assert!(!stderr.contains("panicked"), "{args:?}: a panic:\n{stderr}");
+            assert!(out.stdout.is_empty(), "{args:?}: printed a result");
+        }
+    });
+}
