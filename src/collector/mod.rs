@@ -21,7 +21,7 @@
 //! sequence (stop the world, work, verify, resume, record).
 //!
 //! # What the collector sees of a heap
-//! A cycle works on a `Gc` view: the [`Space`] (through its methods: mark bitmaps, page
+//! A cycle works on a `Gc` view: the `Space` (through its methods: mark bitmaps, page
 //! walks, the sweep), the tracker, the configuration and the collector's own state. It
 //! never reaches into a mutator except for the root stacks and allocation buffers of
 //! stopped mutators (`collector/safepoint.rs`).
