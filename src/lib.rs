@@ -9,6 +9,41 @@
 //! `mprotect` + SIGSEGV. Every barrier runs the same workloads, so their costs can be
 //! measured side by side, explained, and taught.
 //!
+//! # Reading order
+//! 1. `README.md`: what the lab measures, the two commands, the kernel requirements.
+//! 2. The examples, in this order: `quickstart` (one heap per barrier, every count
+//!    explained), `card_table` (the software barrier by hand), `mprotect_segv`,
+//!    `uffd_wp_fault` and `pagemap_scan` (each page-level mechanism alone, on a bare
+//!    mapping), `crossover` (where card marking and page protection meet). Run one with
+//!    `cargo run --release --example NAME`.
+//! 3. `papers/write-barriers-on-linux.md`: the write-up and its results.
+//! 4. The modules, below the way the layers run: [`barrier`] (one module per mechanism,
+//!    each with its costs and edges), [`heap`], [`collector`] (the cycle and its
+//!    invariants), [`Mutator`], [`workload`], [`study`].
+//!
+//! # A first heap
+//! ```
+//! use barrierlab::{BarrierKind, Heap, HeapConfig};
+//!
+//! # fn main() -> barrierlab::Result<()> {
+//! // A 4 MiB heap whose collector is told about reference stores by a card table.
+//! let heap = Heap::new(HeapConfig::new().heap_bytes(4 << 20).barrier(BarrierKind::CardTable))?;
+//! let mut m = heap.mutator();
+//! // An object with one reference slot and 8 payload bytes, kept alive by a root.
+//! let a = m.alloc(1, 8)?;
+//! let root = m.push_root(a);
+//! let b = m.alloc(0, 16)?;
+//! m.write_ref(a, 0, Some(b))?; // the barriered store
+//! m.collect()?; // a whole cycle; this mutator waits at a safepoint meanwhile
+//! assert!(heap.is_live(b), "reachable from the root through `a`");
+//! m.set_root(root, None)?;
+//! m.collect()?;
+//! assert!(!heap.is_live(a), "unreachable objects are freed");
+//! assert_eq!(heap.stats().cycles, 2);
+//! # Ok(())
+//! # }
+//! ```
+//!
 //! # Vocabulary
 //! - **mutator**: a thread of the program that allocates and writes the heap
 //!   ([`Mutator`]); **collector**: the thread that finds and frees garbage.

@@ -94,21 +94,27 @@ enum Command {
         /// With `--peer`: the peer's incremental mode.
         #[arg(long, requires = "peer")]
         incremental: bool,
-        /// Heap size in MiB.
-        #[arg(long, default_value_t = 64)]
-        heap_mib: usize,
-        /// Mutator threads (each runs its own GCBench).
-        #[arg(long, default_value_t = 1)]
-        threads: usize,
-        /// Who serves `uffd-wp` faults: collector, thread, spin-thread.
-        #[arg(long, default_value = "thread")]
-        layout: ServiceLayout,
+        /// Heap size in MiB (1 to 1048576, i.e. 1 TiB).
+        #[arg(long, default_value_t = 64, value_parser = clap::value_parser!(u64).range(1..=1 << 20))]
+        heap_mib: u64,
+        /// Mutator threads, each running its own GCBench (1 to 1024).
+        #[arg(long, default_value_t = 1, value_parser = clap::value_parser!(u64).range(1..=1024))]
+        threads: u64,
+        /// Who serves `uffd-wp` faults: collector, thread (the default), spin-thread. Only
+        /// with `--barrier uffd-wp`.
+        #[arg(long)]
+        layout: Option<ServiceLayout>,
         /// The scaled-down parameters instead of the classic ones.
         #[arg(long)]
         quick: bool,
         /// Threads that mark in a pause (default: the CPUs available).
         #[arg(long)]
         marker_threads: Option<usize>,
+        /// One line per pause and per cycle on stderr, as they happen (like HotSpot's
+        /// -Xlog:gc): cause, time to safepoint, duration, heap before -> after, bytes
+        /// marked and freed, dirty granules, faults, degradation.
+        #[arg(long)]
+        log_cycles: bool,
     },
     /// Report which write-barrier mechanisms this kernel offers, and why not the others.
     Probe,
@@ -194,7 +200,7 @@ fn main() -> ExitCode {
             heap_mib,
             quick,
             ..
-        } => gcbench_peer(peer, incremental, heap_mib, quick),
+        } => gcbench_peer(peer, incremental, heap_mib as usize, quick),
         Command::PeerChild {
             peer,
             incremental,
@@ -232,6 +238,7 @@ fn main() -> ExitCode {
             layout,
             quick,
             marker_threads,
+            log_cycles,
             peer: None,
             ..
         } => {
@@ -240,14 +247,34 @@ fn main() -> ExitCode {
             } else {
                 GcBenchParams::CLASSIC
             };
+            if layout.is_some() && barrier != BarrierKind::UffdWp {
+                eprintln!(
+                    "error: --layout applies only to --barrier uffd-wp (its fault service), \
+                     not to --barrier {barrier}"
+                );
+                return ExitCode::from(2);
+            }
+            let (heap_mib, threads) = (heap_mib as usize, threads as usize);
             let mut cfg = HeapConfig::new()
                 .heap_bytes(heap_mib << 20)
                 .barrier(barrier)
-                .service_layout(layout);
+                .service_layout(layout.unwrap_or_default())
+                .log_cycles(log_cycles);
             if let Some(n) = marker_threads {
                 cfg = cfg.marker_threads(n);
             }
             match workload::run(&cfg, &Workload::GcBench(params), threads) {
+                Ok(r) if r.stats.cycles == 0 => {
+                    // Not a measurement of a collector: say so instead of printing one.
+                    let allocated_mib = r.stats.bytes_allocated >> 20;
+                    eprintln!(
+                        "error: no collection ran: GCBench allocated {allocated_mib} MiB in a \
+                         {heap_mib} MiB heap, so this run measured no garbage collection; use \
+                         --heap-mib {} or less",
+                        (allocated_mib / 2).max(1)
+                    );
+                    ExitCode::FAILURE
+                }
                 Ok(r) => {
                     let ms = |d: Duration| d.as_secs_f64() * 1e3;
                     let t = &r.stats.tracker;

@@ -1,4 +1,4 @@
-//! The assembled heap: a [`Space`], its dirty tracker, its collector thread, and the
+//! The assembled heap: a `Space`, its dirty tracker, its collector thread, and the
 //! [`Heap`] handle users hold. Everything `impl Heap` is here.
 //!
 //! This is the layer where the parts meet: the space knows nothing of the collector or
@@ -102,10 +102,16 @@ impl Heap {
 
     /// Runs a full collection cycle that starts after this call, and returns when it is
     /// done. Callable from a thread that has [`Mutator`]s (of this heap or others): they
-    /// are all at a safepoint for the duration. [`Error::CollectorFailed`] if the
+    /// are all at a safepoint for the duration. [`crate::Error::CollectorFailed`] if the
     /// collector thread has failed.
     pub fn collect(&self) -> Result<()> {
         while_blocked(|| self.inner.collector.collect_and_wait(Cause::Explicit))
+    }
+
+    /// Waits until no cycle is running or requested (without starting one). Call it with
+    /// no mutator running, or it may wait for as long as they keep triggering cycles.
+    pub fn wait_for_cycle(&self) {
+        while_blocked(|| self.inner.collector.wait_idle());
     }
 
     /// What the collector is doing now (a moment's snapshot).

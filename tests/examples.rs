@@ -137,13 +137,17 @@ fn lines_starting<'a>(out: &'a str, prefix: &'a str) -> Vec<&'a str> {
 #[test]
 fn quickstart() {
     let out = run_example("quickstart", &["max pause"]);
-    // The barriers that need nothing from the kernel always run.
+    // The counts are the same on every run, for every barrier that ran (the ones that need
+    // nothing from the kernel always run).
     for kind in ["none", "card-table"] {
-        let line = lines_starting(&out, kind);
-        assert!(
-            line.len() == 1 && line[0].contains("cycles"),
-            "no statistics for {kind}:\n{out}"
+        assert_eq!(lines_starting(&out, kind).len(), 1, "{kind}:\n{out}");
+    }
+    for line in out.lines().filter(|l| l.contains(" cycles ")) {
+        let pauses = if line.starts_with("none ") { 5 } else { 10 };
+        let expect = format!(
+            "cycles  5  pauses {pauses:>2}  live  31 KiB  freed  312 KiB  recorded  0  max pause"
         );
+        assert!(line.contains(&expect), "expected `{expect}` in\n{line}");
     }
 }
 

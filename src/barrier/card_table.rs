@@ -57,7 +57,7 @@ pub const CLEAN: u8 = 0;
 
 /// A card table over one heap.
 ///
-/// The table is a [`SideTable`]: reserved for the whole heap, committed only where
+/// The table is a `SideTable`: reserved for the whole heap, committed only where
 /// cards are written, so a 1 TiB heap reserves 2 GiB of cards but pays only for the
 /// part over the pages it uses. Arm and harvest walk only the cards below the extent the
 /// heap last reported ([`DirtyTracker::in_use`]), so their cost follows the pages in use,

@@ -21,7 +21,7 @@
 //! sequence (stop the world, work, verify, resume, record).
 //!
 //! # What the collector sees of a heap
-//! A cycle works on a `Gc` view: the [`Space`] (through its methods: mark bitmaps, page
+//! A cycle works on a `Gc` view: the `Space` (through its methods: mark bitmaps, page
 //! walks, the sweep), the tracker, the configuration and the collector's own state. It
 //! never reaches into a mutator except for the root stacks and allocation buffers of
 //! stopped mutators (`collector/safepoint.rs`).
@@ -181,6 +181,14 @@ impl Collector {
             if c.completed >= target {
                 return Ok(());
             }
+            self.shared.done_cv.wait(&mut c);
+        }
+    }
+
+    /// Waits until no cycle is running or requested (or the collector thread failed).
+    pub(crate) fn wait_idle(&self) {
+        let mut c = self.shared.control.lock();
+        while (c.started > c.completed || c.requested > c.completed) && c.failed.is_none() {
             self.shared.done_cv.wait(&mut c);
         }
     }
@@ -379,6 +387,14 @@ impl<'g> Cycle<'g> {
             dirty: DirtySet::default(),
             stats: CycleStats {
                 cycle: n,
+                heap_before: gc.collector.live_bytes()
+                    + gc.space.bytes_allocated().saturating_sub(
+                        gc.collector
+                            .allocated_at_cycle_start
+                            .load(Ordering::Relaxed),
+                    ),
+                // Counted back from the total at the end.
+                faults: gc.tracker.map_or(0, |t| t.stats().faults),
                 ..CycleStats::default()
             },
             verifier_failures: Vec::new(),
@@ -441,14 +457,18 @@ impl<'g> Cycle<'g> {
         let duration = started.elapsed();
         let threads = self.stats.marker_threads_max.max(threads_before).max(1);
         let collector = self.gc.collector;
-        collector.stats.lock().pauses.push(Pause {
+        let pause = Pause {
             kind,
             cycle: self.n,
             start: started.saturating_duration_since(collector.created),
             duration,
             time_to_safepoint: ttsp,
             marker_threads: threads,
-        });
+        };
+        if self.gc.config.log_cycles {
+            eprintln!("{}", pause.log_line());
+        }
+        collector.stats.lock().pauses.push(pause);
     }
 
     /// In the pause that starts marking: from now on reservations mark this cycle's
@@ -661,6 +681,12 @@ impl<'g> Cycle<'g> {
         collector
             .live_estimate
             .store(self.marker.bytes_marked + during, Ordering::Relaxed);
+        self.stats.heap_after = self.marker.bytes_marked + during;
+        let faults_now = self.gc.tracker.map_or(0, |t| t.stats().faults);
+        self.stats.faults = faults_now.saturating_sub(self.stats.faults);
+        if self.gc.config.log_cycles {
+            eprintln!("{}", self.stats.log_line(space.len()));
+        }
         collector
             .allocated_during_last_cycle
             .store(during, Ordering::Relaxed);

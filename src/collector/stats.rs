@@ -137,6 +137,12 @@ pub struct CycleStats {
     pub cycle: u64,
     /// Why it ran.
     pub cause: Cause,
+    /// Bytes in use when it started: live after the last cycle plus allocated since.
+    pub heap_before: u64,
+    /// Bytes in use when it ended: marked, plus allocated (black) during it.
+    pub heap_after: u64,
+    /// Write faults the tracker served during it ([`crate::barrier::TrackerStats::faults`]).
+    pub faults: u64,
     /// Granules found dirty by each pre-clean round.
     pub preclean_dirty: Vec<usize>,
     /// The heap pages dirty at the first pre-clean round (written since arm), when
@@ -218,6 +224,52 @@ pub struct Stall {
     pub start: Duration,
     /// How long it lasted.
     pub duration: Duration,
+}
+
+const MIB: f64 = (1 << 20) as f64;
+
+impl Pause {
+    /// The line `--log-cycles` prints for this pause, in the manner of HotSpot's
+    /// `-Xlog:gc`: `[gc 3 @1.234s] pause remark 0.231ms (to safepoint 0.012ms, 2
+    /// markers)`.
+    pub fn log_line(&self) -> String {
+        format!(
+            "[gc {} @{:.3}s] pause {} {:.3}ms (to safepoint {:.3}ms, {} marker(s))",
+            self.cycle,
+            self.start.as_secs_f64(),
+            self.kind.name(),
+            self.duration.as_secs_f64() * 1e3,
+            self.time_to_safepoint.as_secs_f64() * 1e3,
+            self.marker_threads,
+        )
+    }
+}
+
+impl CycleStats {
+    /// The line `--log-cycles` prints when this cycle ends, in the manner of HotSpot's
+    /// `-Xlog:gc`: cause, time, heap before → after (of `heap_bytes`), bytes marked and
+    /// freed, dirty granules (allocation frontier / older objects), faults, and the
+    /// degradation with its cause.
+    pub fn log_line(&self, heap_bytes: usize) -> String {
+        format!(
+            "[gc {}] cycle {} {:.3}ms heap {:.1}M->{:.1}M({:.0}M) marked {:.1}M freed {:.1}M \
+             dirty {} (frontier {}, old {}) remark-dirty {} faults {} degraded {}",
+            self.cycle,
+            self.cause.name(),
+            self.total.as_secs_f64() * 1e3,
+            self.heap_before as f64 / MIB,
+            self.heap_after as f64 / MIB,
+            heap_bytes as f64 / MIB,
+            self.bytes_marked as f64 / MIB,
+            self.bytes_freed as f64 / MIB,
+            self.dirty_frontier + self.dirty_old,
+            self.dirty_frontier,
+            self.dirty_old,
+            self.remark_dirty,
+            self.faults,
+            self.degradation.as_deref().unwrap_or("no"),
+        )
+    }
 }
 
 impl Stats {

@@ -30,6 +30,10 @@ pub struct HeapConfig {
     pub huge_pages: bool,
     /// Run the verifier at every remark (a full re-trace; for tests).
     pub verify: bool,
+    /// Print one line per pause and one per cycle to stderr as they happen, in the manner
+    /// of HotSpot's `-Xlog:gc` ([`crate::Pause::log_line`],
+    /// [`crate::collector::CycleStats::log_line`]).
+    pub log_cycles: bool,
     /// Knobs for the crate's own tests (planted bugs); all off by default, and never
     /// what a measurement should run with.
     pub testing: Testing,
@@ -66,6 +70,7 @@ impl Default for HeapConfig {
             mark_poll_interval: 64,
             huge_pages: false,
             verify: false,
+            log_cycles: false,
             testing: Testing::default(),
             record_dirty_pages: false,
             marker_threads: std::thread::available_parallelism().map_or(1, |n| n.get()),
@@ -134,6 +139,12 @@ impl HeapConfig {
         self.verify = yes;
         self
     }
+    /// Log every pause and cycle to stderr (see [`HeapConfig::log_cycles`]).
+    pub fn log_cycles(mut self, yes: bool) -> Self {
+        self.log_cycles = yes;
+        self
+    }
+
     /// The test knobs (see [`Testing`]).
     pub fn testing(mut self, testing: Testing) -> Self {
         self.testing = testing;

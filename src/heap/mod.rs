@@ -6,7 +6,7 @@
 //!
 //! Layout: pages hold cells of one size class ([`size_class`]) or are part of a large
 //! object's span. Everything the collector writes lives outside the mapping: the page
-//! table ([`pages`]), the allocation bitmap and two mark bitmaps ([`bitmap`], one bit per
+//! table ([`pages`]), the allocation bitmap and two mark bitmaps (the crate's one `Bitmap`, one bit per
 //! 16-byte granule), the free-page pool and the per-class lists of pages with free cells.
 //! So **the collector never writes heap memory while the tracker is armed**; the only
 //! collector writes to the heap are the sweep's zeroing of dead cells, after the tracker
@@ -17,7 +17,7 @@
 //! consecutive free cells in one page, `[cursor, limit)`. The fast path
 //! ([`crate::Mutator::alloc`]) bumps `cursor` by the cell size after one compare and
 //! writes the object's header; it touches no side table and no atomic. Everything else
-//! is per run, in [`Space::refill`]: find the next run of free cells in the page (from
+//! is per run, in `Space::refill`: find the next run of free cells in the page (from
 //! the allocation bitmap, which the sweep maintains), then reserve it in bulk, one atomic
 //! `fetch_or` per 64 granules.
 //!
@@ -29,15 +29,15 @@
 //! Objects allocated during a cycle must be black: never freed by that cycle's sweep,
 //! never traced. The invariants that make them so, without a per-object atomic:
 //! 1. IF a run is reserved THEN its cells' bits are set in the *allocation epoch*'s mark
-//!    bitmap before their allocation bits ([`Space::refill`]); the sweep reads the
+//!    bitmap before their allocation bits (`Space::refill`); the sweep reads the
 //!    allocation bit first, so it never sees a reserved cell without its mark.
 //! 2. The allocation epoch flips to the cycle's bitmap in the initial-mark pause, with
 //!    every mutator stopped; in the same pause the collector marks the unused rest of
-//!    every run a mutator holds in the new epoch's bitmap ([`Space::blacken`]). So IF a
+//!    every run a mutator holds in the new epoch's bitmap (`Space::blacken`). So IF a
 //!    cell is allocated after the flip THEN it is marked in the cycle's bitmap, whether
 //!    its run was reserved before or after the flip.
 //! 3. Cells reserved but not yet allocated have a zero header: the marker and the
-//!    verifier skip them, and [`Space::check_obj`] accepts them as cells but the mutator
+//!    verifier skip them, and `Space::check_obj` accepts them as cells but the mutator
 //!    rejects them as objects (no header).
 //!
 //! Marks that allocation sets between cycles land in the bitmap the next cycle does not
@@ -95,7 +95,7 @@ impl AllocBuffer {
 }
 
 /// A mutator's allocation buffers, one per size class. It lives where the collector can
-/// read it while that mutator is stopped (see [`Space::blacken`]).
+/// read it while that mutator is stopped (see `Space::blacken`).
 #[derive(Debug)]
 pub struct AllocBuffers {
     pub(crate) classes: [AllocBuffer; NUM_CLASSES],

@@ -346,6 +346,20 @@ pub fn reset_peak_rss() {
 }
 
 /// Builds a heap from `config` and runs `workload` on `threads` mutator threads.
+///
+/// ```
+/// use barrierlab::workload::{self, GcBenchParams, Workload};
+/// use barrierlab::{BarrierKind, HeapConfig};
+///
+/// # fn main() -> barrierlab::Result<()> {
+/// // The scaled-down GCBench on one thread, in a heap small enough to collect often.
+/// let config = HeapConfig::new().heap_bytes(4 << 20).barrier(BarrierKind::CardTable);
+/// let r = workload::run(&config, &Workload::GcBench(GcBenchParams::QUICK), 1)?;
+/// assert!(r.stats.cycles > 0, "a run that collects nothing measures no collector");
+/// println!("{} cycles, longest pause {:?}", r.stats.cycles, r.stats.max_pause());
+/// # Ok(())
+/// # }
+/// ```
 pub fn run(config: &HeapConfig, workload: &Workload, threads: usize) -> Result<RunResult> {
     if threads == 0 {
         return Err(Error::InvalidArgument("at least one mutator thread".into()));
@@ -386,6 +400,9 @@ pub fn run(config: &HeapConfig, workload: &Workload, threads: usize) -> Result<R
         store_traces.extend(r.trace);
         mutator_cpu += cpu;
     }
+    // A cycle the mutators started may still be running: let it finish, so that the
+    // statistics hold whole cycles (and agree with a cycle log).
+    heap.wait_for_cycle();
     Ok(RunResult {
         wall,
         threads,

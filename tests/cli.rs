@@ -1,0 +1,131 @@
+//! The command line as a user drives it: the real binary, its output parsed.
+
+mod support;
+
+use std::collections::BTreeMap;
+use std::process::Command;
+
+use support::{TIMEOUT_SECS, with_timeout};
+
+/// The `key=value` fields of `gcbench`'s result line.
+fn fields(line: &str) -> BTreeMap<String, String> {
+    line.split_whitespace()
+        .filter_map(|f| f.split_once('='))
+        .map(|(k, v)| (k.to_string(), v.to_string()))
+        .collect()
+}
+
+fn number(fields: &BTreeMap<String, String>, key: &str) -> u64 {
+    fields
+        .get(key)
+        .unwrap_or_else(|| panic!("no {key}= in the result line: {fields:?}"))
+        .parse()
+        .unwrap_or_else(|e| panic!("{key}= is not a count: {e}"))
+}
+
+#[test]
+fn the_cycle_log_has_one_line_per_pause_and_per_cycle_and_agrees_with_the_result() {
+    with_timeout(TIMEOUT_SECS, "the_cycle_log", || {
+        for barrier in ["none", "card-table", "uffd-wp"] {
+            let out = Command::new(env!("CARGO_BIN_EXE_barrierlab"))
+                .args(["gcbench", "--quick", "--heap-mib", "4", "--log-cycles"])
+                .args(["--barrier", barrier])
+                .output()
+                .expect("run barrierlab");
+            let stdout = String::from_utf8_lossy(&out.stdout);
+            let stderr = String::from_utf8_lossy(&out.stderr);
+            assert!(out.status.success(), "{barrier}: {stderr}");
+            let result = fields(stdout.lines().last().expect("a result line"));
+            let (mut pauses, mut cycles, mut faults, mut dirty) = (0, 0, 0, 0);
+            let mut numbers = Vec::new();
+            for line in stderr.lines().filter(|l| l.starts_with("[gc ")) {
+                let words: Vec<&str> = line.split_whitespace().collect();
+                let n: u64 = words[1]
+                    .trim_end_matches(']')
+                    .parse()
+                    .expect("cycle number");
+                match words[2] {
+                    w if w.starts_with('@') => {
+                        assert_eq!(words[3], "pause", "{line}");
+                        assert!(
+                            ["initial-mark", "remark", "stop-the-world", "full"]
+                                .contains(&words[4]),
+                            "{line}"
+                        );
+                        assert!(words[5].ends_with("ms"), "{line}");
+                        pauses += 1;
+                    }
+                    "cycle" => {
+                        assert!(
+                            ["trigger", "explicit", "allocation-failure"].contains(&words[3]),
+                            "{line}"
+                        );
+                        let after = |key: &str| -> u64 {
+                            let i = words.iter().position(|w| *w == key).expect(key);
+                            words[i + 1].parse().expect(key)
+                        };
+                        faults += after("faults");
+                        dirty += after("dirty");
+                        cycles += 1;
+                        numbers.push(n);
+                    }
+                    other => panic!("{barrier}: unexpected log line ({other}): {line}"),
+                }
+            }
+            assert!(
+                cycles >= 3,
+                "{barrier}: only {cycles} cycles logged:\n{stderr}"
+            );
+            assert_eq!(pauses, number(&result, "pauses"), "{barrier}: pause lines");
+            assert_eq!(cycles, number(&result, "cycles"), "{barrier}: cycle lines");
+            assert_eq!(
+                numbers,
+                (1..=cycles).collect::<Vec<_>>(),
+                "{barrier}: cycles in order"
+            );
+            assert_eq!(
+                dirty,
+                number(&result, "dirty_frontier") + number(&result, "dirty_old"),
+                "{barrier}: dirty granules"
+            );
+            // Faults of completed cycles; the tracker's total may include a few served
+            // after the last cycle ended.
+            assert!(faults <= number(&result, "faults"), "{barrier}: faults");
+        }
+    });
+}
+
+#[test]
+fn bad_gcbench_input_is_an_error_that_names_the_flag_never_a_panic() {
+    with_timeout(TIMEOUT_SECS, "bad_gcbench_input", || {
+        let cases: &[(&[&str], &str)] = &[
+            (&["--heap-mib", "17592186044416"], "--heap-mib"),
+            (&["--heap-mib", "0"], "--heap-mib"),
+            (&["--threads", "100000"], "--threads"),
+            (&["--threads", "0"], "--threads"),
+            (&["--barrier", "none", "--layout", "collector"], "--layout"),
+            (&["--barrier", "no-such-barrier"], "--barrier"),
+            // Runs, but collects nothing: not a result.
+            (&["--quick"], "no collection ran"),
+        ];
+        for (args, named) in cases {
+            let out = Command::new(env!("CARGO_BIN_EXE_barrierlab"))
+                .arg("gcbench")
+                .args(*args)
+                .output()
+                .expect("run barrierlab");
+            let code = out.status.code();
+            let stderr = String::from_utf8_lossy(&out.stderr);
+            assert!(
+                matches!(code, Some(1) | Some(2)),
+                "{args:?}: exit {code:?}, expected 1 or 2:\n{stderr}"
+            );
+            assert!(
+                stderr.contains(named),
+                "{args:?}: `{named}` not named in:\n{stderr}"
+            );
+            assert!(!stderr.contains("panicked"), "{args:?}: a panic:\n{stderr}");
+            assert!(out.stdout.is_empty(), "{args:?}: printed a result");
+        }
+    });
+}
