@@ -92,6 +92,12 @@ pub struct StudyConfig {
     pub progress: bool,
 }
 
+/// Heaps' worth of allocation an end-to-end run aims at ([`StudyConfig::at_heap`]):
+/// with at most 60% of the heap allocated between cycles, at least five cycles even at
+/// the largest heap multiple, and a default study within 10 minutes on 2 CPUs (the
+/// driver's own default, ten heaps, makes it last 45).
+pub const HEAPS_PER_RUN: u64 = 3;
+
 /// The seed when none is given.
 pub const DEFAULT_SEED: u64 = 0x5eed_ba77;
 
@@ -196,7 +202,11 @@ impl StudyConfig {
                 },
             }
         };
-        let lru = LruParams::default();
+        let lru = LruParams {
+            capacity: 10_000,
+            key_space: 50_000,
+            ..LruParams::default()
+        };
         let trees = BinaryTreesParams::default();
         match self.mode {
             // graph-spp4's live set grows through the run (a replaced node stays
@@ -226,20 +236,24 @@ impl StudyConfig {
                 Workload::GcBench(gc),
                 Workload::Graph(graph(4)),
                 Workload::Graph(graph(1024)),
-                Workload::Lru(lru),
+                Workload::Lru(LruParams::default()),
                 Workload::BinaryTrees(trees),
             ],
         }
     }
 
     /// The workload an end-to-end point runs at `heap_bytes` on `threads` threads: the
-    /// list's entry scaled to allocate about ten heaps' worth
-    /// ([`Workload::scaled_to_heap`]), so that every heap size sees several cycles;
-    /// GCBench is run as defined (one repetition), so that bdwgc's rows do the same work.
+    /// list's entry scaled to allocate about [`HEAPS_PER_RUN`] heaps' worth
+    /// ([`Workload::scaled_to_heap`], which aims 25% above), so that every heap size
+    /// sees several cycles and a larger heap a longer run; GCBench is run as defined (one
+    /// repetition), so that bdwgc's rows do the same work.
     pub fn at_heap(w: &Workload, heap_bytes: usize, threads: usize) -> Workload {
         match w {
             Workload::GcBench(_) => *w,
-            _ => w.scaled_to_heap(heap_bytes, threads),
+            _ => w.scaled_to_heap(
+                (heap_bytes as u64 * HEAPS_PER_RUN / crate::workload::HEAPS_ALLOCATED) as usize,
+                threads,
+            ),
         }
     }
 
@@ -553,6 +567,19 @@ fn classify(
     }
 }
 
+/// The end-to-end points and the heap-map run.
+struct Plan {
+    points: Vec<(Key, Point)>,
+    heap_map: Option<HeapMap>,
+}
+
+/// The heap-map run's settings.
+struct HeapMap {
+    variant: Variant,
+    workload: String,
+    heap_bytes: usize,
+}
+
 struct Runner<'a> {
     config: &'a StudyConfig,
     exe: PathBuf,
@@ -681,6 +708,100 @@ impl Runner<'_> {
         Ok(hi)
     }
 
+    /// The end-to-end grid: each workload's minimum heap per thread count (searched
+    /// here), then a point per heap multiple and variant, and bdwgc's two modes on
+    /// GCBench with one thread; also the heap-map run (the first page tracker, the first
+    /// workload at twice its minimum). A failed search is an `error` row and leaves
+    /// that workload and thread count out.
+    fn plan(&mut self, variants: &[Variant]) -> Result<Plan> {
+        let c = self.config;
+        let e2e: Vec<String> = c.end_to_end_variants().iter().map(|v| v.name()).collect();
+        let mut points = Vec::new();
+        let mut heap_map = None;
+        for w in c.workloads() {
+            for &threads in &c.threads {
+                let min = match self.min_heap(&w, threads) {
+                    Ok(min) => min,
+                    Err(e) => {
+                        let key = Key {
+                            tracker: "none".into(),
+                            workload: w.name(),
+                            threads,
+                            heap_mib: 0.0,
+                        };
+                        self.sink
+                            .push(key.row("error", 0, "min_heap", 1.0, e.to_string()))?;
+                        continue;
+                    }
+                };
+                for &mult in &c.heap_multiples {
+                    let mib = (min as f64 * mult).ceil() as usize;
+                    let key = |tracker: &str| Key {
+                        tracker: tracker.into(),
+                        workload: w.name(),
+                        threads,
+                        heap_mib: mib as f64,
+                    };
+                    for v in variants.iter().filter(|v| e2e.contains(&v.name())) {
+                        let point = Point::Run {
+                            workload: w.name(),
+                            variant: v.name(),
+                            threads,
+                            heap_bytes: mib << 20,
+                            heap_map: false,
+                        };
+                        points.push((key(&v.name()), point));
+                    }
+                    if c.peer && threads == 1 && matches!(w, Workload::GcBench(_)) {
+                        for (name, incremental) in
+                            [("bdwgc-stw", false), ("bdwgc-incremental", true)]
+                        {
+                            let point = Point::Peer {
+                                workload: w.name(),
+                                incremental,
+                                heap_bytes: mib << 20,
+                            };
+                            points.push((key(name), point));
+                        }
+                    }
+                }
+                if heap_map.is_none() && threads == 1 {
+                    heap_map = variants
+                        .iter()
+                        .find(|v| v.kind.is_page_level())
+                        .map(|v| HeapMap {
+                            variant: *v,
+                            workload: w.name(),
+                            heap_bytes: (2 * min) << 20,
+                        });
+                }
+            }
+        }
+        Ok(Plan { points, heap_map })
+    }
+
+    /// The heap-map run: one invocation, its rows kept only if it ran.
+    fn heap_map(&mut self, map: HeapMap) -> Result<()> {
+        let key = Key {
+            tracker: map.variant.name(),
+            workload: map.workload.clone(),
+            threads: 1,
+            heap_mib: (map.heap_bytes >> 20) as f64,
+        };
+        let point = Point::Run {
+            workload: map.workload,
+            variant: map.variant.name(),
+            threads: 1,
+            heap_bytes: map.heap_bytes,
+            heap_map: true,
+        };
+        let ran = invoke(&self.exe, &self.spec(point, 0), self.config.timeout);
+        if let Ok(rows) = classify(&key, 0, ran) {
+            rows.into_iter().try_for_each(|r| self.sink.push(r))?;
+        }
+        Ok(())
+    }
+
     /// The end-to-end points, every invocation interleaved in a seeded random order;
     /// the first invocation of each point to come up is its discarded warm-up.
     fn end_to_end(&mut self, points: Vec<(Key, Point)>) -> Result<()> {
@@ -756,99 +877,10 @@ pub fn run(config: &StudyConfig) -> Result<StudyResult> {
         }
     }
     runner.micro(&variants)?;
-    let e2e: Vec<String> = config
-        .end_to_end_variants()
-        .iter()
-        .map(|v| v.name())
-        .collect();
-
-    // Minimum heaps, then the end-to-end grid (with bdwgc on GCBench, one thread).
-    let mut points = Vec::new();
-    let mut heap_map = None;
-    for w in config.workloads() {
-        for &threads in &config.threads {
-            let min = match runner.min_heap(&w, threads) {
-                Ok(min) => min,
-                Err(e) => {
-                    // No heap sizes for this workload and thread count: say why, go on.
-                    let key = Key {
-                        tracker: "none".into(),
-                        workload: w.name(),
-                        threads,
-                        heap_mib: 0.0,
-                    };
-                    runner
-                        .sink
-                        .push(key.row("error", 0, "min_heap", 1.0, e.to_string()))?;
-                    continue;
-                }
-            };
-            for &mult in &config.heap_multiples {
-                let mib = (min as f64 * mult).ceil() as usize;
-                let key = |tracker: String| Key {
-                    tracker,
-                    workload: w.name(),
-                    threads,
-                    heap_mib: mib as f64,
-                };
-                for v in variants.iter().filter(|v| e2e.contains(&v.name())) {
-                    points.push((
-                        key(v.name()),
-                        Point::Run {
-                            workload: w.name(),
-                            variant: v.name(),
-                            threads,
-                            heap_bytes: mib << 20,
-                            heap_map: false,
-                        },
-                    ));
-                }
-                if config.peer && threads == 1 && matches!(w, Workload::GcBench(_)) {
-                    for incremental in [false, true] {
-                        let name = if incremental {
-                            "bdwgc-incremental"
-                        } else {
-                            "bdwgc-stw"
-                        };
-                        points.push((
-                            key(name.into()),
-                            Point::Peer {
-                                workload: w.name(),
-                                incremental,
-                                heap_bytes: mib << 20,
-                            },
-                        ));
-                    }
-                }
-            }
-            if heap_map.is_none() && threads == 1 {
-                if let Some(v) = variants.iter().find(|v| v.kind.is_page_level()) {
-                    heap_map = Some((*v, w.name(), (2 * min) << 20));
-                }
-            }
-        }
-    }
-    runner.end_to_end(points)?;
-    if let Some((v, w, heap_bytes)) = heap_map {
-        let key = Key {
-            tracker: v.name(),
-            workload: w.clone(),
-            threads: 1,
-            heap_mib: (heap_bytes >> 20) as f64,
-        };
-        let spec = runner.spec(
-            Point::Run {
-                workload: w,
-                variant: v.name(),
-                threads: 1,
-                heap_bytes,
-                heap_map: true,
-            },
-            0,
-        );
-        if let Ok(rows) = classify(&key, 0, invoke(&runner.exe, &spec, config.timeout)) {
-            rows.into_iter().try_for_each(|r| runner.sink.push(r))?;
-        }
+    let plan = runner.plan(&variants)?;
+    runner.end_to_end(plan.points)?;
+    if let Some(map) = plan.heap_map {
+        runner.heap_map(map)?;
     }
     runner.bar.finish();
     let meta = start.finish(&probe, config.seed, t0.elapsed().as_secs_f64());

@@ -224,7 +224,10 @@ fn run_inner(spec: &PointSpec) -> Result<Vec<Measurement>> {
             threads,
             heap_bytes,
         } => {
-            let w = find_workload(spec.mode, workload)?;
+            // Run as the end-to-end points run it at this size (the live set does not
+            // depend on the scaling, so the minimum holds for every point).
+            let w =
+                StudyConfig::at_heap(&find_workload(spec.mode, workload)?, *heap_bytes, *threads);
             let cfg = HeapConfig::new()
                 .heap_bytes(*heap_bytes)
                 .barrier(BarrierKind::None);
