@@ -18,7 +18,9 @@
 
 mod support;
 
-use barrierlab::workload::{self, GcBenchParams, GraphParams, KeyDistribution, LruParams, Workload};
+use barrierlab::workload::{
+    self, GcBenchParams, GraphParams, KeyDistribution, LruParams, Workload,
+};
 use barrierlab::{BarrierKind, Error, HeapConfig};
 
 use support::{heap_or_skip, with_timeout};
