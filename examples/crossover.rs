@@ -16,9 +16,9 @@
 //!   the kernel) plus arming and harvesting: its cost per store falls as
 //!   `1 / stores_per_page`.
 //!
-//! So the curves cross. The study's model, `cost per store = s + g / stores_per_page`, is
-//! fitted to each curve by [`crossover`], which also reports where the measured curves
-//! cross (`barrierlab study` does the same over more points and writes it up).
+//! So the curves cross. [`crossover`] finds where the measured median curves cross, with
+//! a bootstrap interval over the rounds (`barrierlab study` does the same over more
+//! points, each in a fresh process, and writes it up).
 
 use barrierlab::BarrierKind;
 use barrierlab::barrier::TrackerOptions;
@@ -58,14 +58,15 @@ fn main() -> barrierlab::Result<()> {
                 // One row per round, in the study's format, so that the study's own
                 // analysis (`micro_curve`, `crossover`) can read them.
                 rows.push(Measurement {
-                    section: "micro",
+                    section: "micro".into(),
                     tracker: kind.name().to_string(),
                     workload: format!("pages-spp{spp}"),
                     threads: 1,
                     heap_mib: (PAGES * PAGE_SIZE) as f64 / (1 << 20) as f64,
                     invocation: round,
-                    metric: "total_ns_per_store",
+                    metric: "total_ns_per_store".into(),
                     value: (cost.stores + cost.arm + cost.harvest).as_nanos() as f64 / stores,
+                    note: String::new(),
                 });
             }
         }
@@ -102,19 +103,17 @@ fn main() -> barrierlab::Result<()> {
         "\ncrossover with the card table (stores per dirtied page above which the page tracker is cheaper):"
     );
     for kind in ran.iter().filter(|k| k.is_page_level()) {
-        let Some(c) = crossover(&rows, kind.name(), card) else {
+        let Some(c) = crossover(&rows, kind.name(), card, 1) else {
             continue;
         };
-        let measured = c
-            .measured
-            .map_or_else(|| format!("beyond {}", fmt(c.swept_to)), fmt);
-        let predicted = c.predicted.map_or("none".into(), fmt);
+        let measured = c.measured.map_or_else(
+            || format!("beyond {}", fmt(c.swept_to)),
+            |i| format!("{} [{}–{}]", fmt(i.estimate), fmt(i.lo), fmt(i.hi)),
+        );
         println!(
-            "  {:<15} measured {measured:>10}   model {predicted:>8}   (fit: {} ns per store + {} ns per dirtied page, R² {})",
+            "  {:<15} {measured:>24}   ({:.0}% of the resamples cross within the sweep)",
             kind.name(),
-            fmt(c.per_store_ns),
-            fmt(c.per_page_ns),
-            fmt(c.r2)
+            c.crossing_share * 100.0
         );
     }
     Ok(())

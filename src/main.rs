@@ -56,6 +56,30 @@ enum Command {
         /// No progress bar.
         #[arg(long)]
         no_progress: bool,
+        /// Seed of the run order, the micro's page orders and the bootstrap intervals.
+        #[arg(long)]
+        seed: Option<u64>,
+        /// Pin every measured process, all its threads, to this CPU.
+        #[arg(long)]
+        pin_cpu: Option<usize>,
+        /// Kill a point's process after this many seconds (it becomes an `error` row).
+        #[arg(long)]
+        timeout_s: Option<u64>,
+        /// Skip bdwgc's rows.
+        #[arg(long)]
+        no_peer: bool,
+        /// Print the run's summary (meta.json's fields, the files, what did not run) as
+        /// JSON on stdout instead of a sentence.
+        #[arg(long)]
+        json: bool,
+    },
+    /// One point of the study, run once in this fresh process: prints its rows as JSON
+    /// (see `barrierlab::study::point`).
+    #[command(hide = true)]
+    StudyPoint {
+        /// The point, as JSON.
+        #[arg(long)]
+        spec: String,
     },
     /// Run GCBench once and print total time, pause percentiles, MMU, the tracker's
     /// counters, its userfaultfd mode and its degradations (with the cause) on one line.
@@ -297,6 +321,22 @@ fn main() -> ExitCode {
                 }
             }
         }
+        Command::StudyPoint { spec } => {
+            match serde_json::from_str::<study::point::PointSpec>(&spec) {
+                Ok(spec) => {
+                    let out = study::point::run_point(&spec);
+                    println!(
+                        "{}",
+                        serde_json::to_string(&out).expect("the output serialises")
+                    );
+                    ExitCode::SUCCESS
+                }
+                Err(e) => {
+                    eprintln!("error: study-point --spec: {e}");
+                    ExitCode::FAILURE
+                }
+            }
+        }
         Command::Study {
             quick,
             full,
@@ -306,6 +346,11 @@ fn main() -> ExitCode {
             heap,
             invocations,
             no_progress,
+            seed,
+            pin_cpu,
+            timeout_s,
+            no_peer,
+            json,
         } => {
             let mode = if quick {
                 Mode::Quick
@@ -338,6 +383,14 @@ fn main() -> ExitCode {
                 cfg.invocations = n.max(1);
             }
             cfg.progress = !no_progress;
+            cfg.pin_cpu = pin_cpu;
+            cfg.peer = !no_peer;
+            if let Some(seed) = seed {
+                cfg.seed = seed;
+            }
+            if let Some(t) = timeout_s {
+                cfg.timeout = Duration::from_secs(t.max(1));
+            }
             eprintln!(
                 "barrierlab study ({mode:?}): writing into {}",
                 cfg.out.display()
@@ -347,12 +400,25 @@ fn main() -> ExitCode {
                     for (v, why) in &r.unavailable {
                         eprintln!("not run: {v}: {why}");
                     }
-                    println!(
-                        "{} measurements in {:.0} s; report: {}",
-                        r.rows.len(),
-                        r.elapsed.as_secs_f64(),
-                        cfg.out.join("report.md").display()
-                    );
+                    if json {
+                        let summary = serde_json::json!({
+                            "meta": r.meta,
+                            "rows": r.rows.len(),
+                            "invalid_rows": r.rows.iter().filter(|m| m.section == "invalid" || m.section == "error").count(),
+                            "not_run": r.unavailable,
+                            "csv": cfg.out.join("study.csv"),
+                            "report": cfg.out.join("report.md"),
+                            "meta_json": cfg.out.join("meta.json"),
+                        });
+                        println!("{summary}");
+                    } else {
+                        println!(
+                            "{} measurements in {:.0} s; report: {}",
+                            r.rows.len(),
+                            r.meta.elapsed_s,
+                            cfg.out.join("report.md").display()
+                        );
+                    }
                     ExitCode::SUCCESS
                 }
                 Err(e) => {

@@ -50,7 +50,7 @@ fn bounds(values: impl Iterator<Item = f64>) -> Option<(f64, f64)> {
 pub fn write_all(result: &StudyResult) -> Result<Vec<String>> {
     let mut names = Vec::new();
     let out = &result.config.out;
-    if crossover_svg(&result.rows, &out.join("crossover.svg"))? {
+    if crossover_svg(&result.rows, &out.join("crossover.svg"), result.meta.seed)? {
         names.push("crossover.svg".to_string());
     }
     if pauses_svg(&result.rows, &out.join("pauses.svg"))? {
@@ -65,7 +65,7 @@ pub fn write_all(result: &StudyResult) -> Result<Vec<String>> {
     Ok(names)
 }
 
-fn crossover_svg(rows: &[Measurement], path: &std::path::Path) -> Result<bool> {
+fn crossover_svg(rows: &[Measurement], path: &std::path::Path, seed: u64) -> Result<bool> {
     let ts = trackers(rows, "micro");
     let curves: Vec<(String, Vec<(f64, f64)>)> = ts
         .iter()
@@ -106,7 +106,9 @@ fn crossover_svg(rows: &[Measurement], path: &std::path::Path) -> Result<bool> {
             .draw_series(pts.iter().map(|&p| Circle::new(p, 3, c.filled())))
             .map_err(plot_err)?;
         if name != "card-table" && name != "none" {
-            if let Some(x) = crossover(rows, name, "card-table").and_then(|c| c.measured) {
+            if let Some(x) = crossover(rows, name, "card-table", seed)
+                .and_then(|c| c.measured.map(|i| i.estimate))
+            {
                 let y = pts
                     .windows(2)
                     .find(|w| w[0].0 <= x && x <= w[1].0)
@@ -240,7 +242,7 @@ fn mmu_svg(rows: &[Measurement], path: &std::path::Path) -> Result<bool> {
             .iter()
             .filter_map(|&w| {
                 let v: Vec<f64> =
-                    select(rows, "macro", t, &wl, 1, Some(heap), mmu_metric(w)).collect();
+                    select(rows, "macro", t, &wl, 1, Some(heap), &mmu_metric(w)).collect();
                 super::report::summarize(&v).map(|s| (w as f64, s.median))
             })
             .collect();

@@ -7,6 +7,7 @@
 //! - [`mem`]: one owning anonymous mapping with `mprotect` and `madvise`.
 //! - [`signal`]: installing a `SA_SIGINFO` handler and restoring the previous one.
 //! - [`eventfd`]: a counter file descriptor used to wake a thread blocked in `poll(2)`.
+//! - [`cpu`]: per-thread and process CPU time, pinning to a CPU.
 //! - [`kernel`]: kernel version, transparent huge page mode, soft-dirty detection.
 //!
 //! The system headers on the machines this was written for are from Linux 6.1, so the
@@ -14,6 +15,7 @@
 //! hand, from the kernel's UAPI, with compile-time size checks. Nothing here decides
 //! policy: a failure is returned as [`crate::Error`] with the operation, range and errno.
 
+pub mod cpu;
 pub mod eventfd;
 pub mod kernel;
 pub mod mem;

@@ -17,6 +17,7 @@
 //! minimum mutator utilisation, peak RSS.
 
 pub mod binary_trees;
+pub mod cpu;
 pub mod gcbench;
 pub mod graph;
 pub mod lru;
@@ -232,6 +233,8 @@ pub struct RunResult {
     pub peak_rss_kib: u64,
     /// When the run started, from the heap's creation (the origin of pause times).
     pub run_start: Duration,
+    /// CPU time by thread role over the run ([`cpu`]).
+    pub cpu: cpu::CpuByRole,
     /// Graph only: each thread's store trace (its store loop's span and the stores it
     /// made in each collection's tracking window), for
     /// [`RunResult::stores_per_dirtied_page`]. Empty for the other workloads.
@@ -363,27 +366,39 @@ pub fn run(config: &HeapConfig, workload: &Workload, threads: usize) -> Result<R
     }
     let heap = Heap::new(config.clone())?;
     reset_peak_rss();
+    let cpu_base = cpu::baseline()?;
     let run_start = heap.uptime();
     let t0 = Instant::now();
-    let results: Vec<Result<ThreadRun>> = std::thread::scope(|s| {
+    let results: Vec<(Result<ThreadRun>, Duration)> = std::thread::scope(|s| {
         let handles: Vec<_> = (0..threads)
             .map(|thread| {
                 let heap = heap.clone();
-                s.spawn(move || heap.run_typed(Task { workload, thread }))
+                std::thread::Builder::new()
+                    .name(format!("mutator-{thread}"))
+                    .spawn_scoped(s, move || {
+                        let out = heap.run_typed(Task { workload, thread });
+                        // Read here: the thread is gone when the driver reads the rest.
+                        (out, crate::sys::cpu::thread_cpu_time().unwrap_or_default())
+                    })
+                    .map_err(|e| Error::io("spawn a mutator thread", e))
             })
-            .collect();
-        handles
-            .into_iter()
-            .map(|h| h.join().unwrap_or_else(|p| std::panic::resume_unwind(p)))
-            .collect()
-    });
+            .collect::<Result<_>>()?;
+        Ok::<_, Error>(
+            handles
+                .into_iter()
+                .map(|h| h.join().unwrap_or_else(|p| std::panic::resume_unwind(p)))
+                .collect(),
+        )
+    })?;
     let wall = t0.elapsed();
     let mut work = 0;
+    let mut mutator_cpu = Duration::ZERO;
     let mut store_traces = Vec::new();
-    for r in results {
+    for (r, cpu) in results {
         let r = r?;
         work += r.work;
         store_traces.extend(r.trace);
+        mutator_cpu += cpu;
     }
     // A cycle the mutators started may still be running: let it finish, so that the
     // statistics hold whole cycles (and agree with a cycle log).
@@ -392,6 +407,7 @@ pub fn run(config: &HeapConfig, workload: &Workload, threads: usize) -> Result<R
         wall,
         threads,
         work,
+        cpu: cpu::finish(&cpu_base, mutator_cpu)?,
         stats: heap.stats(),
         peak_rss_kib: peak_rss_kib(),
         run_start,

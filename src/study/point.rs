@@ -1,0 +1,521 @@
+//! One point of the study, run once in a process of its own: the hidden
+//! `barrierlab study-point --spec '<json>'` subcommand.
+//!
+//! The parent ([`super::run`]) re-executes its own binary for every invocation, so that
+//! no invocation inherits another's heap, page tables, signal handlers, allocator state
+//! or warmed caches, and so that a crash or a hang costs one row, not the study. The
+//! child parses a [`PointSpec`], pins itself to a CPU if asked (before any thread
+//! starts), runs the point, and prints one [`PointOutput`] as JSON on stdout. It exits
+//! 0 whenever it could say what happened, including running out of memory; a crash is
+//! what the parent sees as anything else.
+//!
+//! Workloads and variants travel by name: the child rebuilds the study's workload list
+//! for the mode ([`super::StudyConfig::workloads`]) and the variant list, and finds them
+//! there, so that adding a workload is one entry in that list.
+
+use std::time::Duration;
+
+use serde::{Deserialize, Serialize};
+
+use super::{Measurement, Mode, StudyConfig, Variant};
+use crate::barrier::{BarrierKind, Breadth};
+use crate::error::{Error, Result};
+use crate::heap::HeapConfig;
+use crate::peer::{self, Peer, PeerConfig};
+use crate::workload::pages::{PageLab, PagePattern};
+use crate::workload::{self, Workload};
+
+/// What one child runs.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[serde(tag = "kind", rename_all = "kebab-case")]
+pub enum Point {
+    /// One end-to-end run of a workload under a variant (`section` `macro`), or with
+    /// `heap_map` the pages each cycle dirtied (`section` `heapmap`).
+    Run {
+        /// The workload's name.
+        workload: String,
+        /// The variant's name.
+        variant: String,
+        /// Mutator threads.
+        threads: usize,
+        /// Heap size.
+        heap_bytes: usize,
+        /// Record the heap map instead of the end-to-end metrics.
+        heap_map: bool,
+    },
+    /// Whether a workload completes in a heap with the stop-the-world collector (one
+    /// `fits` row, 1 or 0): a step of the minimum-heap search.
+    Fits {
+        /// The workload's name.
+        workload: String,
+        /// Mutator threads.
+        threads: usize,
+        /// Heap size.
+        heap_bytes: usize,
+    },
+    /// GCBench on bdwgc (`section` `macro`, tracker `bdwgc-stw` or `bdwgc-incremental`).
+    Peer {
+        /// The GCBench workload's name.
+        workload: String,
+        /// bdwgc's incremental mode.
+        incremental: bool,
+        /// Heap size.
+        heap_bytes: usize,
+    },
+    /// A tracker alone over a bare region (`section` `micro`), several rounds.
+    Micro {
+        /// The variant's name.
+        variant: String,
+        /// The row's workload name.
+        label: String,
+        /// Pages in the region (and under the tracker).
+        region_pages: usize,
+        /// Stores to each page written.
+        stores_per_page: u64,
+        /// Random page order (else ascending).
+        random: bool,
+        /// Share of the region's pages written each round.
+        dirty_fraction: f64,
+        /// Rounds.
+        rounds: usize,
+    },
+}
+
+/// A point with the settings of its run.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct PointSpec {
+    /// The study's mode (which workload list the names refer to).
+    pub mode: Mode,
+    /// The point.
+    pub point: Point,
+    /// Pin the whole child to this CPU before anything starts.
+    pub pin_cpu: Option<usize>,
+    /// Seed for anything random in the point (page orders).
+    pub seed: u64,
+}
+
+/// How a point ended, as the child saw it.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[serde(tag = "status", content = "detail", rename_all = "kebab-case")]
+pub enum Outcome {
+    /// It ran; the rows are its measurements.
+    Ok,
+    /// The heap was full after a full collection.
+    OutOfMemory(String),
+    /// The mechanism or the peer cannot run here (the reason).
+    Unavailable(String),
+    /// Anything else that went wrong (the error).
+    Failed(String),
+}
+
+/// What the child prints.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct PointOutput {
+    /// How it ended.
+    pub outcome: Outcome,
+    /// Its rows (`invocation` 0: the parent numbers them).
+    pub rows: Vec<Measurement>,
+}
+
+/// The workload of `mode`'s list named `name`.
+pub fn find_workload(mode: Mode, name: &str) -> Result<Workload> {
+    StudyConfig::new(mode, ".".into())
+        .workloads()
+        .into_iter()
+        .find(|w| w.name() == name)
+        .ok_or_else(|| Error::InvalidArgument(format!("no workload `{name}` in {mode:?} mode")))
+}
+
+/// The variant named `name` (`uffd-wp[collector]`, `card-table`).
+pub fn find_variant(name: &str) -> Result<Variant> {
+    Variant::list(&BarrierKind::ALL, Breadth::Every)
+        .into_iter()
+        .find(|v| v.name() == name)
+        .ok_or_else(|| Error::InvalidArgument(format!("no variant `{name}`")))
+}
+
+/// Runs `spec` in this process (the child's whole job).
+pub fn run_point(spec: &PointSpec) -> PointOutput {
+    let result = spec
+        .pin_cpu
+        .map_or(Ok(()), crate::sys::cpu::pin_to_cpu)
+        .and_then(|()| run_inner(spec));
+    match result {
+        Ok(rows) => PointOutput {
+            outcome: Outcome::Ok,
+            rows,
+        },
+        Err(e) => PointOutput {
+            outcome: match e {
+                Error::OutOfMemory { .. } => Outcome::OutOfMemory(e.to_string()),
+                Error::Unavailable { .. } => Outcome::Unavailable(e.to_string()),
+                _ => Outcome::Failed(e.to_string()),
+            },
+            rows: Vec::new(),
+        },
+    }
+}
+
+const MIB: f64 = (1 << 20) as f64;
+
+fn row(
+    section: &str,
+    tracker: &str,
+    workload: &str,
+    threads: usize,
+    heap_mib: f64,
+) -> impl Fn(&str, f64) -> Measurement + use<> {
+    let (section, tracker, workload) = (
+        section.to_string(),
+        tracker.to_string(),
+        workload.to_string(),
+    );
+    move |metric, value| Measurement {
+        section: section.clone(),
+        tracker: tracker.clone(),
+        workload: workload.clone(),
+        threads,
+        heap_mib,
+        invocation: 0,
+        metric: metric.to_string(),
+        value,
+        note: String::new(),
+    }
+}
+
+fn run_inner(spec: &PointSpec) -> Result<Vec<Measurement>> {
+    match &spec.point {
+        Point::Run {
+            workload,
+            variant,
+            threads,
+            heap_bytes,
+            heap_map,
+        } => {
+            let w =
+                StudyConfig::at_heap(&find_workload(spec.mode, workload)?, *heap_bytes, *threads);
+            let v = find_variant(variant)?;
+            crate::barrier::check_cached(v.kind, v.options.user_mode_only).require(v.kind)?;
+            let cfg = HeapConfig {
+                heap_bytes: *heap_bytes,
+                barrier: v.kind,
+                tracker: v.options,
+                record_dirty_pages: *heap_map,
+                ..HeapConfig::default()
+            };
+            let r = workload::run(&cfg, &w, *threads)?;
+            let heap_mib = *heap_bytes as f64 / MIB;
+            if *heap_map {
+                return Ok(heap_map_rows(&r, &v.name(), workload, *heap_bytes));
+            }
+            let row = row("macro", &v.name(), workload, *threads, heap_mib);
+            let mut rows: Vec<Measurement> = macro_rows(&r, &w)
+                .into_iter()
+                .map(|(m, x)| row(&m, x))
+                .collect();
+            // How the stalls were measured, beside their count.
+            for m in rows.iter_mut().filter(|m| m.metric == "stalls") {
+                m.note = r.stats.tracker.stall_method.to_string();
+            }
+            Ok(rows)
+        }
+        Point::Fits {
+            workload,
+            threads,
+            heap_bytes,
+        } => {
+            let w = find_workload(spec.mode, workload)?;
+            let cfg = HeapConfig::new()
+                .heap_bytes(*heap_bytes)
+                .barrier(BarrierKind::None);
+            let fits = match workload::run(&cfg, &w, *threads) {
+                Ok(_) => 1.0,
+                Err(Error::OutOfMemory { .. }) => 0.0,
+                Err(e) => return Err(e),
+            };
+            let row = row("fits", "none", workload, *threads, *heap_bytes as f64 / MIB);
+            Ok(vec![row("fits", fits)])
+        }
+        Point::Peer {
+            workload,
+            incremental,
+            heap_bytes,
+        } => {
+            let Workload::GcBench(params) = find_workload(spec.mode, workload)? else {
+                return Err(Error::InvalidArgument(format!(
+                    "the peer runs GCBench only, not `{workload}`"
+                )));
+            };
+            let cfg = PeerConfig {
+                incremental: *incremental,
+                heap_bytes: *heap_bytes,
+                params,
+            };
+            let cpu0 = crate::sys::cpu::process_cpu_time()?;
+            let r = peer::run(Peer::Bdwgc, &cfg)?;
+            let cpu = crate::sys::cpu::process_cpu_time()?.saturating_sub(cpu0);
+            let name = if *incremental {
+                "bdwgc-incremental"
+            } else {
+                "bdwgc-stw"
+            };
+            let row = row("macro", name, workload, 1, *heap_bytes as f64 / MIB);
+            let ms = |d: Duration| d.as_secs_f64() * 1e3;
+            let us = |d: Duration| d.as_secs_f64() * 1e6;
+            // bdwgc marks on the mutator thread with the world stopped: its pauses are
+            // its collection work, in wall time and in CPU time alike.
+            Ok(vec![
+                row("wall_ms", ms(r.total)),
+                row("stw_ms", ms(r.stw())),
+                row("cycles", r.cycles as f64),
+                row("pauses", r.pauses.len() as f64),
+                row("pause_p50_us", us(r.pause_percentile(50.0))),
+                row("pause_p99_us", us(r.pause_percentile(99.0))),
+                row("pause_max_us", us(r.max_pause())),
+                row("cpu_total_ms", ms(cpu)),
+                row("wall_minus_gc_ms", ms(r.total.saturating_sub(r.stw()))),
+                row("cpu_minus_gc_ms", ms(cpu.saturating_sub(r.stw()))),
+            ])
+        }
+        Point::Micro {
+            variant,
+            label,
+            region_pages,
+            stores_per_page,
+            random,
+            dirty_fraction,
+            rounds,
+        } => {
+            let v = find_variant(variant)?;
+            crate::barrier::check_cached(v.kind, v.options.user_mode_only).require(v.kind)?;
+            let lab = PageLab::new(v.kind, *region_pages, &v.options)?;
+            let order = micro_order(*region_pages, *dirty_fraction, *random, spec.seed);
+            let pattern = PagePattern {
+                pages: order.len(),
+                stores_per_page: *stores_per_page,
+                random: *random,
+                rounds: *rounds,
+            };
+            let heap_mib = (*region_pages * crate::sys::PAGE_SIZE) as f64 / MIB;
+            let mut out = Vec::new();
+            let stores = (order.len() as u64 * stores_per_page) as f64;
+            let ns = |d: Duration| d.as_nanos() as f64;
+            for i in 0..*rounds {
+                let r = lab.round(&pattern, &order)?;
+                let row = row("micro", &v.name(), label, 1, heap_mib);
+                let mut push = |m: &str, x: f64| {
+                    let mut m = row(m, x);
+                    m.invocation = i;
+                    out.push(m);
+                };
+                push("stores_ns", ns(r.stores));
+                push("steady_ns", ns(r.steady));
+                push("arm_ns", ns(r.arm));
+                push("harvest_ns", ns(r.harvest));
+                push("pages_written", order.len() as f64);
+                push("stores", stores);
+                push(
+                    "total_ns_per_store",
+                    ns(r.stores + r.arm + r.harvest) / stores,
+                );
+                push("dirty_granules", r.dirty_granules as f64);
+            }
+            Ok(out)
+        }
+    }
+}
+
+/// The pages a micro round writes: `fraction` of the region's pages (at least one),
+/// spread over the region (a seeded random subset), visited in ascending or random order.
+pub fn micro_order(region_pages: usize, fraction: f64, random: bool, seed: u64) -> Vec<usize> {
+    use rand::SeedableRng;
+    use rand::seq::{IndexedRandom as _, SliceRandom as _};
+    let mut rng = rand::rngs::SmallRng::seed_from_u64(seed);
+    let n = ((region_pages as f64 * fraction).round() as usize).clamp(1, region_pages);
+    let all: Vec<usize> = (0..region_pages).collect();
+    let mut order: Vec<usize> = if n == region_pages {
+        all
+    } else {
+        all.choose_multiple(&mut rng, n).copied().collect()
+    };
+    if random {
+        order.shuffle(&mut rng);
+    } else {
+        order.sort_unstable();
+    }
+    order
+}
+
+/// The heap map of a run: the cycle that dirtied the most pages, one `dirty_page` row per
+/// page and `heap_pages`.
+fn heap_map_rows(
+    r: &workload::RunResult,
+    tracker: &str,
+    workload: &str,
+    heap_bytes: usize,
+) -> Vec<Measurement> {
+    let Some(cycle) = r.stats.cycle_log.iter().max_by_key(|c| c.dirty_pages.len()) else {
+        return Vec::new();
+    };
+    let row = row("heapmap", tracker, workload, 1, heap_bytes as f64 / MIB);
+    let mut rows = vec![row(
+        "heap_pages",
+        (heap_bytes / crate::sys::PAGE_SIZE) as f64,
+    )];
+    rows.extend(
+        cycle
+            .dirty_pages
+            .iter()
+            .map(|&p| row("dirty_page", p as f64)),
+    );
+    for r in &mut rows {
+        r.invocation = cycle.cycle as usize;
+    }
+    rows
+}
+
+/// The MMU windows the study reports, in milliseconds.
+pub const MMU_WINDOWS_MS: [u64; 6] = [1, 2, 5, 10, 50, 100];
+
+/// The metric name of the MMU at a window.
+pub fn mmu_metric(window_ms: u64) -> String {
+    format!("mmu_{window_ms}ms")
+}
+
+/// The end-to-end metrics of one run.
+pub fn macro_rows(r: &workload::RunResult, w: &Workload) -> Vec<(String, f64)> {
+    let s = &r.stats;
+    let ms = |d: Duration| d.as_secs_f64() * 1e3;
+    let sum =
+        |f: &dyn Fn(&crate::collector::CycleStats) -> f64| s.cycle_log.iter().map(f).sum::<f64>();
+    let stw = r.pause_total();
+    let c = &r.cpu;
+    let gc_cpu = c.collector + c.service + c.other;
+    let fixed: &[(&str, f64)] = &[
+        ("wall_ms", ms(r.wall)),
+        ("stw_ms", ms(stw)),
+        ("mutator_ms", ms(r.wall.saturating_sub(stw))),
+        ("cycles", s.cycles as f64),
+        ("pauses", s.pauses.len() as f64),
+        ("pause_p50_us", r.pause_percentile_us(50.0)),
+        ("pause_p90_us", r.pause_percentile_us(90.0)),
+        ("pause_p99_us", r.pause_percentile_us(99.0)),
+        ("pause_p999_us", r.pause_percentile_us(99.9)),
+        ("pause_max_us", s.max_pause().as_secs_f64() * 1e6),
+        ("faults", s.tracker.faults as f64),
+        (
+            "preclean_dirty",
+            sum(&|c| c.preclean_dirty.iter().sum::<usize>() as f64),
+        ),
+        ("remark_dirty", sum(&|c| c.remark_dirty as f64)),
+        ("remark_rescanned", sum(&|c| c.remark_rescanned as f64)),
+        ("remark_traced", sum(&|c| c.remark_traced as f64)),
+        ("arm_ms", sum(&|c| ms(c.arm))),
+        ("harvest_ms", sum(&|c| ms(c.harvest))),
+        ("disarm_ms", sum(&|c| ms(c.disarm))),
+        ("degraded_cycles", s.degraded_cycles() as f64),
+        ("fallbacks", s.fallbacks() as f64),
+        ("peak_rss_mib", r.peak_rss_kib as f64 / 1024.0),
+        ("stores", w.stores_per_thread() as f64 * r.threads as f64),
+        ("cpu_total_ms", ms(c.total)),
+        ("cpu_mutator_ms", ms(c.mutator)),
+        ("cpu_collector_ms", ms(c.collector)),
+        ("cpu_service_ms", ms(c.service)),
+        ("cpu_other_ms", ms(c.other)),
+        // What the run would have cost without a collector, as far as this run shows:
+        // wall time less the pauses; CPU time less the collector's, the service's and
+        // the pause markers' (in `other`).
+        ("wall_minus_gc_ms", ms(r.wall.saturating_sub(stw))),
+        ("cpu_minus_gc_ms", ms(c.total.saturating_sub(gc_cpu))),
+    ];
+    let mut out: Vec<(String, f64)> = fixed.iter().map(|&(m, v)| (m.to_string(), v)).collect();
+    for wms in MMU_WINDOWS_MS {
+        out.push((mmu_metric(wms), r.mmu(Duration::from_millis(wms))));
+    }
+    // MMU over the pauses and the writers' fault stalls (a stall of one of T mutators
+    // costs 1/T of the process for its duration), where the tracker measures stalls
+    // (`uffd-wp-async`'s are resolved in the kernel, unseen).
+    let method = s.tracker.stall_method;
+    if !method.is_empty() && method != crate::barrier::STALL_KERNEL {
+        let span = |start: Duration, d: Duration| (start.as_secs_f64(), (start + d).as_secs_f64());
+        let pauses: Vec<(f64, f64)> = s.pauses.iter().map(|p| span(p.start, p.duration)).collect();
+        let stalls: Vec<(f64, f64)> = s
+            .stalls
+            .iter()
+            .map(|st| span(st.start, st.duration))
+            .collect();
+        let (a, b) = span(r.run_start, r.wall);
+        for wms in MMU_WINDOWS_MS {
+            let m =
+                super::stats::mmu_with_stalls(&pauses, &stalls, r.threads, a, b, wms as f64 / 1e3);
+            out.push((mmu_stall_metric(wms), m));
+        }
+        out.push(("stalls".into(), s.stalls.len() as f64));
+        out.push(("stalls_dropped".into(), s.tracker.stalls_dropped as f64));
+        let total: Duration = s.stalls.iter().map(|st| st.duration).sum();
+        out.push(("stall_ms".into(), ms(total)));
+    }
+    out
+}
+
+/// The metric name of the MMU over pauses and fault stalls at a window.
+pub fn mmu_stall_metric(window_ms: u64) -> String {
+    format!("mmu_stall_{window_ms}ms")
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn specs_round_trip_through_json() {
+        let spec = PointSpec {
+            mode: Mode::Quick,
+            point: Point::Micro {
+                variant: "uffd-wp[thread]".into(),
+                label: "pages-spp4".into(),
+                region_pages: 64,
+                stores_per_page: 4,
+                random: true,
+                dirty_fraction: 0.5,
+                rounds: 2,
+            },
+            pin_cpu: Some(0),
+            seed: 9,
+        };
+        let json = serde_json::to_string(&spec).unwrap();
+        assert_eq!(serde_json::from_str::<PointSpec>(&json).unwrap(), spec);
+        let out = PointOutput {
+            outcome: Outcome::OutOfMemory("full".into()),
+            rows: vec![],
+        };
+        let json = serde_json::to_string(&out).unwrap();
+        assert_eq!(serde_json::from_str::<PointOutput>(&json).unwrap(), out);
+    }
+
+    #[test]
+    fn micro_orders_cover_the_fraction() {
+        let o = micro_order(1000, 0.1, false, 1);
+        assert_eq!(o.len(), 100);
+        assert!(o.windows(2).all(|w| w[0] < w[1]), "ascending, no repeats");
+        assert!(*o.last().unwrap() > 500, "spread over the region");
+        let r = micro_order(1000, 1.0, true, 1);
+        let mut s = r.clone();
+        s.sort_unstable();
+        assert_eq!(s, (0..1000).collect::<Vec<_>>());
+        assert_ne!(r, s, "shuffled");
+        assert_eq!(micro_order(10, 0.001, false, 1).len(), 1);
+    }
+
+    #[test]
+    fn names_resolve() {
+        let w = StudyConfig::new(Mode::Quick, ".".into()).workloads();
+        assert_eq!(find_workload(Mode::Quick, &w[0].name()).unwrap(), w[0]);
+        assert!(find_workload(Mode::Quick, "no-such").is_err());
+        assert_eq!(
+            find_variant("card-table").unwrap().kind,
+            BarrierKind::CardTable
+        );
+        assert!(find_variant("uffd-wp[collector]").is_ok());
+    }
+}

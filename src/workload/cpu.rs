@@ -1,0 +1,114 @@
+//! Where a run's CPU time went, by the role of the thread that spent it: mutators, the
+//! collector, the `uffd-wp` fault-service thread, and the rest.
+//!
+//! The roles come from thread names: the collector thread is `barrierlab-collector`, the
+//! fault service `uffd-wp-service`, the driver's mutators `mutator-N` ([`super::run`]).
+//! Mutator threads have exited when the driver returns, so each one reads its own clock
+//! as it finishes; the collector and the service are read from
+//! `/proc/self/task/*/schedstat` while the heap is still alive. What is left of the
+//! process's CPU time (the main thread, the threads that mark in pauses, which come and
+//! go) is `other`.
+
+use std::time::Duration;
+
+use crate::error::Result;
+use crate::sys::cpu::{self, TaskCpu};
+
+/// The collector thread's name as the kernel keeps it (`comm` holds 15 bytes).
+const COLLECTOR: &str = "barrierlab-coll";
+/// The `uffd-wp` fault-service thread's name.
+const SERVICE: &str = "uffd-wp-service";
+
+/// CPU time of a run by role. `total` is the process's whole CPU time from the start of
+/// the run (so it includes building the heap only when the baseline was taken before).
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
+pub struct CpuByRole {
+    /// The process, all threads.
+    pub total: Duration,
+    /// The mutator threads, summed.
+    pub mutator: Duration,
+    /// The collector thread.
+    pub collector: Duration,
+    /// The fault-service thread (zero for trackers without one).
+    pub service: Duration,
+    /// The rest: `total` minus the three above.
+    pub other: Duration,
+}
+
+impl CpuByRole {
+    /// Attributes the CPU time of the live `threads` (read while the heap is alive) and
+    /// the `mutators`' own times; `total` is the process clock's advance over the run,
+    /// and `before` the live threads' times when the run started (the collector thread
+    /// exists from the heap's creation).
+    pub fn attribute(
+        total: Duration,
+        mutators: Duration,
+        before: &[TaskCpu],
+        threads: &[TaskCpu],
+    ) -> CpuByRole {
+        let spent = |name: &str| -> Duration {
+            threads
+                .iter()
+                .filter(|t| t.name == name)
+                .map(|t| {
+                    let base = before
+                        .iter()
+                        .find(|b| b.tid == t.tid)
+                        .map_or(Duration::ZERO, |b| b.cpu);
+                    t.cpu.saturating_sub(base)
+                })
+                .sum()
+        };
+        let collector = spent(COLLECTOR);
+        let service = spent(SERVICE);
+        CpuByRole {
+            total,
+            mutator: mutators,
+            collector,
+            service,
+            other: total.saturating_sub(mutators + collector + service),
+        }
+    }
+}
+
+/// A baseline taken when the run starts: the process clock and the live threads.
+pub(super) fn baseline() -> Result<(Duration, Vec<TaskCpu>)> {
+    Ok((cpu::process_cpu_time()?, cpu::live_threads()?))
+}
+
+/// The run's CPU by role, from its [`baseline`] and the mutators' own times.
+pub(super) fn finish(base: &(Duration, Vec<TaskCpu>), mutators: Duration) -> Result<CpuByRole> {
+    let threads = cpu::live_threads()?;
+    let total = cpu::process_cpu_time()?.saturating_sub(base.0);
+    Ok(CpuByRole::attribute(total, mutators, &base.1, &threads))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn roles_from_names_and_baselines() {
+        let ms = Duration::from_millis;
+        let t = |tid, name: &str, cpu| TaskCpu {
+            tid,
+            name: name.into(),
+            cpu,
+        };
+        let before = [t(1, "barrierlab", ms(5)), t(2, COLLECTOR, ms(10))];
+        let after = [
+            t(1, "barrierlab", ms(6)),
+            t(2, COLLECTOR, ms(40)),
+            t(3, SERVICE, ms(7)),
+        ];
+        let c = CpuByRole::attribute(ms(100), ms(50), &before, &after);
+        assert_eq!(c.collector, ms(30), "only the run's share of the collector");
+        assert_eq!(
+            c.service,
+            ms(7),
+            "a thread born in the run counts from zero"
+        );
+        assert_eq!(c.mutator, ms(50));
+        assert_eq!(c.other, ms(13));
+    }
+}
