@@ -116,6 +116,21 @@ enum Command {
         #[command(flatten)]
         opts: run_cmd::HeapOpts,
     },
+    /// Compare two study folders: per metric and point, NEW / OLD of the medians with a
+    /// 95% bootstrap interval, flagged where the interval excludes 1.
+    Compare {
+        /// The baseline study's folder.
+        old: PathBuf,
+        /// The study to compare with it.
+        new: PathBuf,
+        /// Metrics to compare, comma-separated (default: time, CPU, pauses, MMU, faults,
+        /// fallbacks, the micro's costs).
+        #[arg(long, value_delimiter = ',')]
+        metrics: Option<Vec<String>>,
+        /// Only the points whose interval excludes 1.
+        #[arg(long)]
+        changed: bool,
+    },
     /// Report which write-barrier mechanisms this kernel offers, and why not the others.
     Probe {
         /// One JSON object instead of the report.
@@ -195,6 +210,28 @@ fn gcbench_peer(peer: Peer, incremental: bool, heap_mib: usize, quick: bool) -> 
 fn main() -> ExitCode {
     match Cli::parse().command {
         Command::Probe { json } => run_cmd::probe(json),
+        Command::Compare {
+            old,
+            new,
+            metrics,
+            changed,
+        } => {
+            use barrierlab::study::compare;
+            let read =
+                |dir: &PathBuf| compare::read_rows(dir).inspect_err(|e| eprintln!("error: {e}"));
+            let (Ok(o), Ok(n)) = (read(&old), read(&new)) else {
+                return ExitCode::FAILURE;
+            };
+            let metrics: Vec<String> =
+                metrics.unwrap_or_else(|| compare::HEADLINE_METRICS.map(String::from).to_vec());
+            let names: Vec<&str> = metrics.iter().map(String::as_str).collect();
+            let mut cmp = compare::compare(&o, &n, &names);
+            if changed {
+                cmp.retain(|c| c.verdict() != "no difference measured");
+            }
+            print!("{}", compare::render(&cmp, &old, &new));
+            ExitCode::SUCCESS
+        }
         Command::Gcbench {
             peer: Some(peer),
             incremental,
