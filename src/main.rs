@@ -1,13 +1,15 @@
 //! The barrierlab command line: `study` (the main job), `gcbench`, `probe`.
 
+mod run_cmd;
+
 use std::path::PathBuf;
 use std::process::{ExitCode, Stdio};
 use std::time::Duration;
 
+use barrierlab::BarrierKind;
 use barrierlab::peer::{self, Peer, PeerConfig, PeerRun};
 use barrierlab::study::{self, Mode, StudyConfig};
-use barrierlab::workload::{self, GcBenchParams, Workload};
-use barrierlab::{BarrierKind, HeapConfig, ServiceLayout};
+use barrierlab::workload::GcBenchParams;
 use clap::builder::{PossibleValue, PossibleValuesParser, TypedValueParser};
 use clap::{Parser, Subcommand};
 
@@ -84,40 +86,57 @@ enum Command {
     /// Run GCBench once and print total time, pause percentiles, MMU, the tracker's
     /// counters, its userfaultfd mode and its degradations (with the cause) on one line.
     Gcbench {
-        /// The barrier.
-        #[arg(long, default_value = "uffd-wp", value_parser = barrier_parser())]
-        barrier: BarrierKind,
         /// Run GCBench on an outside collector instead, in a child process: `bdwgc`
         /// (needs `libgc.so.1`: `apt-get install libgc1`).
-        #[arg(long, conflicts_with_all = ["barrier", "threads", "layout"])]
+        #[arg(long, conflicts_with_all = ["barrier", "threads", "layout", "marker_threads", "log_cycles", "json"])]
         peer: Option<Peer>,
         /// With `--peer`: the peer's incremental mode.
         #[arg(long, requires = "peer")]
         incremental: bool,
-        /// Heap size in MiB (1 to 1048576, i.e. 1 TiB).
-        #[arg(long, default_value_t = 64, value_parser = clap::value_parser!(u64).range(1..=1 << 20))]
-        heap_mib: u64,
-        /// Mutator threads, each running its own GCBench (1 to 1024).
-        #[arg(long, default_value_t = 1, value_parser = clap::value_parser!(u64).range(1..=1024))]
-        threads: u64,
-        /// Who serves `uffd-wp` faults: collector, thread (the default), spin-thread. Only
-        /// with `--barrier uffd-wp`.
-        #[arg(long)]
-        layout: Option<ServiceLayout>,
         /// The scaled-down parameters instead of the classic ones.
         #[arg(long)]
         quick: bool,
-        /// Threads that mark in a pause (default: the CPUs available).
+        #[command(flatten)]
+        opts: run_cmd::HeapOpts,
+    },
+    /// Run one workload once on one barrier and print its result on one line (or as
+    /// JSON): time, CPU, pauses, MMU, faults and stalls, the dirty split, the uffd-wp
+    /// layout and userfaultfd mode, degradations with their cause, fallbacks.
+    Run {
+        /// The workload.
         #[arg(long)]
-        marker_threads: Option<usize>,
-        /// One line per pause and per cycle on stderr, as they happen (like HotSpot's
-        /// -Xlog:gc): cause, time to safepoint, duration, heap before -> after, bytes
-        /// marked and freed, dirty granules, faults, degradation.
+        workload: run_cmd::WorkloadName,
+        /// The scaled-down parameters (GCBench only; the others' defaults are small).
         #[arg(long)]
-        log_cycles: bool,
+        quick: bool,
+        /// Scale the operation count so that the run allocates at least ten heaps (the
+        /// live set stays as designed).
+        #[arg(long)]
+        scaled: bool,
+        #[command(flatten)]
+        opts: run_cmd::HeapOpts,
+    },
+    /// Compare two study folders: per metric and point, NEW / OLD of the medians with a
+    /// 95% bootstrap interval, flagged where the interval excludes 1.
+    Compare {
+        /// The baseline study's folder.
+        old: PathBuf,
+        /// The study to compare with it.
+        new: PathBuf,
+        /// Metrics to compare, comma-separated (default: time, CPU, pauses, MMU, faults,
+        /// fallbacks, the micro's costs).
+        #[arg(long, value_delimiter = ',')]
+        metrics: Option<Vec<String>>,
+        /// Only the points whose interval excludes 1.
+        #[arg(long)]
+        changed: bool,
     },
     /// Report which write-barrier mechanisms this kernel offers, and why not the others.
-    Probe,
+    Probe {
+        /// One JSON object instead of the report.
+        #[arg(long)]
+        json: bool,
+    },
     /// The child process of `gcbench --peer`: runs GCBench on the peer collector and
     /// prints one record line for the parent (see `barrierlab::peer`).
     #[command(hide = true)]
@@ -190,17 +209,35 @@ fn gcbench_peer(peer: Peer, incremental: bool, heap_mib: usize, quick: bool) -> 
 
 fn main() -> ExitCode {
     match Cli::parse().command {
-        Command::Probe => {
-            print!("{}", barrierlab::probe::Probe::run());
+        Command::Probe { json } => run_cmd::probe(json),
+        Command::Compare {
+            old,
+            new,
+            metrics,
+            changed,
+        } => {
+            use barrierlab::study::compare;
+            let read =
+                |dir: &PathBuf| compare::read_rows(dir).inspect_err(|e| eprintln!("error: {e}"));
+            let (Ok(o), Ok(n)) = (read(&old), read(&new)) else {
+                return ExitCode::FAILURE;
+            };
+            let metrics: Vec<String> =
+                metrics.unwrap_or_else(|| compare::HEADLINE_METRICS.map(String::from).to_vec());
+            let names: Vec<&str> = metrics.iter().map(String::as_str).collect();
+            let mut cmp = compare::compare(&o, &n, &names);
+            if changed {
+                cmp.retain(|c| c.verdict() != "no difference measured");
+            }
+            print!("{}", compare::render(&cmp, &old, &new));
             ExitCode::SUCCESS
         }
         Command::Gcbench {
             peer: Some(peer),
             incremental,
-            heap_mib,
             quick,
-            ..
-        } => gcbench_peer(peer, incremental, heap_mib as usize, quick),
+            opts,
+        } => gcbench_peer(peer, incremental, opts.heap_mib as usize, quick),
         Command::PeerChild {
             peer,
             incremental,
@@ -232,94 +269,26 @@ fn main() -> ExitCode {
             }
         }
         Command::Gcbench {
-            barrier,
-            heap_mib,
-            threads,
-            layout,
             quick,
-            marker_threads,
-            log_cycles,
+            opts,
             peer: None,
             ..
+        } => run_cmd::run(&opts, &run_cmd::WorkloadName::Gcbench.workload(quick)),
+        Command::Run {
+            workload,
+            quick,
+            scaled,
+            opts,
         } => {
-            let params = if quick {
-                GcBenchParams::QUICK
-            } else {
-                GcBenchParams::CLASSIC
-            };
-            if layout.is_some() && barrier != BarrierKind::UffdWp {
-                eprintln!(
-                    "error: --layout applies only to --barrier uffd-wp (its fault service), \
-                     not to --barrier {barrier}"
-                );
+            if quick && workload != run_cmd::WorkloadName::Gcbench {
+                eprintln!("error: --quick applies only to --workload gcbench");
                 return ExitCode::from(2);
             }
-            let (heap_mib, threads) = (heap_mib as usize, threads as usize);
-            let mut cfg = HeapConfig::new()
-                .heap_bytes(heap_mib << 20)
-                .barrier(barrier)
-                .service_layout(layout.unwrap_or_default())
-                .log_cycles(log_cycles);
-            if let Some(n) = marker_threads {
-                cfg = cfg.marker_threads(n);
+            let mut w = workload.workload(quick);
+            if scaled {
+                w = w.scaled_to_heap((opts.heap_mib as usize) << 20, opts.threads as usize);
             }
-            match workload::run(&cfg, &Workload::GcBench(params), threads) {
-                Ok(r) if r.stats.cycles == 0 => {
-                    // Not a measurement of a collector: say so instead of printing one.
-                    let allocated_mib = r.stats.bytes_allocated >> 20;
-                    eprintln!(
-                        "error: no collection ran: GCBench allocated {allocated_mib} MiB in a \
-                         {heap_mib} MiB heap, so this run measured no garbage collection; use \
-                         --heap-mib {} or less",
-                        (allocated_mib / 2).max(1)
-                    );
-                    ExitCode::FAILURE
-                }
-                Ok(r) => {
-                    let ms = |d: Duration| d.as_secs_f64() * 1e3;
-                    let t = &r.stats.tracker;
-                    // The userfaultfd mode, so that a fallback to user-mode-only shows.
-                    let uffd = match t.uffd {
-                        Some(m) if m.fell_back => format!("{}(fallback)", m.name()),
-                        Some(m) => m.name().to_string(),
-                        None => "-".to_string(),
-                    };
-                    let cause = t
-                        .last_degradation
-                        .map(|d| format!(" cause=\"{d}\""))
-                        .unwrap_or_default();
-                    println!(
-                        "gcbench barrier={barrier} heap={heap_mib}MiB threads={threads} total={:.1}ms stw={:.1}ms cycles={} pauses={} p50={:.0}us p99={:.0}us max={:.0}us mmu1ms={:.2} mmu10ms={:.2} mmu100ms={:.2} faults={} recorded={} dirty_frontier={} dirty_old={} uffd={uffd} degraded={}{cause} marker_threads={} fallbacks={}",
-                        ms(r.wall),
-                        ms(r.pause_total()),
-                        r.stats.cycles,
-                        r.stats.pauses.len(),
-                        r.pause_percentile_us(50.0),
-                        r.pause_percentile_us(99.0),
-                        r.stats.max_pause().as_secs_f64() * 1e6,
-                        r.mmu(Duration::from_millis(1)),
-                        r.mmu(Duration::from_millis(10)),
-                        r.mmu(Duration::from_millis(100)),
-                        t.faults,
-                        t.recorded,
-                        r.stats.dirty_split().0,
-                        r.stats.dirty_split().1,
-                        t.degradations,
-                        r.stats
-                            .pauses
-                            .iter()
-                            .map(|p| p.marker_threads)
-                            .max()
-                            .unwrap_or(0),
-                        r.stats.fallbacks(),
-                    );
-                    ExitCode::SUCCESS
-                }
-                Err(e) => {
-                    eprintln!("error: {e}");
-                    ExitCode::FAILURE
-                }
-            }
+            run_cmd::run(&opts, &w)
         }
         Command::StudyPoint { spec } => {
             match serde_json::from_str::<study::point::PointSpec>(&spec) {

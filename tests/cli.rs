@@ -129,3 +129,131 @@ fn bad_gcbench_input_is_an_error_that_names_the_flag_never_a_panic() {
         }
     });
 }
+
+#[test]
+fn every_workload_runs_and_json_parses_with_the_layout_and_the_uffd_mode() {
+    with_timeout(2 * TIMEOUT_SECS, "every_workload_runs", || {
+        for (workload, barrier, heap) in [
+            ("gcbench", "uffd-wp", "8"),
+            ("graph", "card-table", "16"),
+            ("lru", "uffd-wp-async", "8"),
+            ("binary-trees", "none", "16"),
+        ] {
+            let out = Command::new(env!("CARGO_BIN_EXE_barrierlab"))
+                .args(["run", "--workload", workload, "--barrier", barrier])
+                .args(["--heap-mib", heap, "--json"])
+                .args(if workload == "gcbench" {
+                    &["--quick"][..]
+                } else {
+                    &["--scaled"][..]
+                })
+                .output()
+                .expect("run barrierlab");
+            let stderr = String::from_utf8_lossy(&out.stderr);
+            assert!(out.status.success(), "{workload}/{barrier}: {stderr}");
+            let v: serde_json::Value =
+                serde_json::from_slice(&out.stdout).expect("one JSON object on stdout");
+            assert!(v["workload"].as_str().unwrap().starts_with(workload), "{v}");
+            assert_eq!(v["barrier"], barrier, "{v}");
+            let layout = if barrier == "uffd-wp" { "thread" } else { "-" };
+            assert_eq!(v["layout"], layout, "{v}");
+            let uffd = v["uffd"].as_str().expect("uffd mode");
+            if barrier.starts_with("uffd-wp") {
+                assert!(
+                    uffd.starts_with("full") || uffd.starts_with("user-mode-only"),
+                    "{v}"
+                );
+            } else {
+                assert_eq!(uffd, "-", "{v}");
+            }
+            assert!(v["cycles"].as_u64().unwrap() > 0, "{v}");
+            assert!(
+                v["p99_us"].as_u64().unwrap() <= v["max_us"].as_u64().unwrap(),
+                "p99 above max: {v}"
+            );
+        }
+        let out = Command::new(env!("CARGO_BIN_EXE_barrierlab"))
+            .args(["probe", "--json"])
+            .output()
+            .expect("run barrierlab");
+        let v: serde_json::Value = serde_json::from_slice(&out.stdout).expect("probe JSON");
+        let names: Vec<&str> = v["mechanisms"]
+            .as_array()
+            .expect("mechanisms")
+            .iter()
+            .map(|m| m["barrier"].as_str().unwrap())
+            .collect();
+        assert_eq!(
+            names,
+            [
+                "none",
+                "card-table",
+                "uffd-wp",
+                "uffd-wp-async",
+                "uffd-wp-sigbus",
+                "mprotect"
+            ]
+        );
+    });
+}
+
+#[test]
+fn compare_on_two_quick_studies_prints_ratios_with_intervals() {
+    with_timeout(4 * TIMEOUT_SECS, "compare_on_two_quick_studies", || {
+        let base = std::env::temp_dir().join(format!("barrierlab-compare-{}", std::process::id()));
+        let dirs = [base.join("old"), base.join("new")];
+        for dir in &dirs {
+            let out = Command::new(env!("CARGO_BIN_EXE_barrierlab"))
+                .args(["study", "--quick", "--no-progress", "--no-peer"])
+                .args(["--trackers", "card-table", "--out"])
+                .arg(dir)
+                .output()
+                .expect("run barrierlab");
+            assert!(
+                out.status.success(),
+                "study: {}",
+                String::from_utf8_lossy(&out.stderr)
+            );
+        }
+        let out = Command::new(env!("CARGO_BIN_EXE_barrierlab"))
+            .arg("compare")
+            .args(&dirs)
+            .output()
+            .expect("run barrierlab");
+        assert!(
+            out.status.success(),
+            "{}",
+            String::from_utf8_lossy(&out.stderr)
+        );
+        let table = String::from_utf8_lossy(&out.stdout);
+        // A row per point: the ratio with its interval, and a verdict.
+        let rows: Vec<&str> = table
+            .lines()
+            .filter(|l| l.starts_with("| macro card-table") && l.contains("| wall_ms |"))
+            .collect();
+        assert!(!rows.is_empty(), "no wall-time rows:\n{table}");
+        for r in &rows {
+            let ratio = r.split('|').nth(5).expect("ratio column").trim();
+            let (est, ci) = ratio.split_once(' ').expect("estimate and interval");
+            let est: f64 = est.parse().expect("a ratio");
+            let ci = ci.trim_start_matches('[').trim_end_matches(']');
+            let (lo, hi) = ci.split_once(", ").expect("an interval");
+            let (lo, hi): (f64, f64) = (lo.parse().unwrap(), hi.parse().unwrap());
+            assert!(lo <= est && est <= hi && lo > 0.0, "{r}");
+        }
+        // A folder without a study is an error naming it.
+        let missing = base.join("nothing-here");
+        let out = Command::new(env!("CARGO_BIN_EXE_barrierlab"))
+            .arg("compare")
+            .arg(&dirs[0])
+            .arg(&missing)
+            .output()
+            .expect("run barrierlab");
+        assert_eq!(out.status.code(), Some(1));
+        assert!(
+            String::from_utf8_lossy(&out.stderr).contains("nothing-here"),
+            "the missing folder is not named"
+        );
+        let _ = std::fs::remove_dir_all(&base);
+    });
+}

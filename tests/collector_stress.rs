@@ -27,6 +27,11 @@
 //! The collector's knobs (pre-clean rounds and threshold, trigger, conditional cards, the
 //! `uffd-wp` fault-service layout) are drawn from the seed too.
 //!
+//! Two sizings: a roomy heap with collections back to back from another thread, and a
+//! tight one ([`Sizing::Tight`]: 1.25 times the programs' live-set budget, a late trigger,
+//! no pacer, no collections back to back), where allocations must fall back to full
+//! collections, and the same checks must hold across them.
+//!
 //! Knobs (see `support`): `BARRIERLAB_SEED` reproduces a program (the seed is in
 //! every failure message), `BARRIERLAB_SOAK` runs longer, `BARRIERLAB_REQUIRE_ALL=1` turns
 //! a skipped barrier into a failure; `BARRIERLAB_STRESS_KINDS=uffd-wp,mprotect` runs only
@@ -57,6 +62,88 @@ const CHECKPOINT_EVERY: u64 = 4;
 /// Most roots a thread keeps.
 const MAX_ROOTS: usize = 12;
 
+/// The tight heaps' live-set budget (all threads together): the heap is
+/// [`TIGHT_FACTOR`] times this, so concurrent cycles cannot keep up and allocations fall
+/// back to full collections.
+const TIGHT_BUDGET: usize = 512 << 10;
+/// The tight heaps' size over their live-set budget.
+const TIGHT_FACTOR: f64 = 1.25;
+/// Operations between comparisons in a tight heap: the program overshoots its budget by
+/// at most what it allocates between two comparisons, so they come more often there.
+const TIGHT_VERIFY_EVERY: u64 = 200;
+/// Comparisons between two checkpoints in a tight heap: the checkpoints' collections
+/// must leave the allocations room to fail.
+const TIGHT_CHECKPOINT_EVERY: u64 = 25;
+/// Mutator operations per tight configuration (split among its threads), in a release
+/// build.
+const TIGHT_OPS_PER_CONFIG: u64 = 200_000;
+
+/// How a configuration sizes its heap.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+enum Sizing {
+    /// [`HEAP_BYTES`], with a fifth of it as the live-set budget: collections are
+    /// frequent, fallbacks rare.
+    Roomy,
+    /// [`TIGHT_FACTOR`] times [`TIGHT_BUDGET`], no collections back to back, fewer
+    /// checkpoints, a late trigger and no pacer: fallbacks must happen.
+    Tight,
+}
+
+impl Sizing {
+    fn heap_bytes(self) -> usize {
+        match self {
+            Sizing::Roomy => HEAP_BYTES,
+            Sizing::Tight => ((TIGHT_BUDGET as f64 * TIGHT_FACTOR) as usize)
+                .next_multiple_of(barrierlab::sys::PAGE_SIZE),
+        }
+    }
+
+    /// Each thread's live-set budget.
+    fn budget(self, threads: usize) -> usize {
+        match self {
+            Sizing::Roomy => HEAP_BYTES / 5 / threads,
+            Sizing::Tight => TIGHT_BUDGET / threads,
+        }
+    }
+
+    fn verify_every(self) -> u64 {
+        match self {
+            Sizing::Roomy => VERIFY_EVERY,
+            Sizing::Tight => TIGHT_VERIFY_EVERY,
+        }
+    }
+
+    fn checkpoint_every(self) -> u64 {
+        match self {
+            Sizing::Roomy => CHECKPOINT_EVERY,
+            Sizing::Tight => TIGHT_CHECKPOINT_EVERY,
+        }
+    }
+
+    /// Whether a thread runs collections back to back meanwhile.
+    fn back_to_back(self) -> bool {
+        self == Sizing::Roomy
+    }
+
+    /// The largest payload of a large object. In a tight heap it fits one page: the
+    /// collector does not move objects, so after a while the free pages are scattered
+    /// and a multi-page object may find no run of free pages even after a full
+    /// collection (an out-of-memory that is right, and not what is tested here).
+    fn large_max(self) -> usize {
+        match self {
+            Sizing::Roomy => 16_000,
+            Sizing::Tight => 4_000,
+        }
+    }
+
+    fn ops_per_config(self) -> u64 {
+        match self {
+            Sizing::Roomy => OPS_PER_CONFIG,
+            Sizing::Tight => TIGHT_OPS_PER_CONFIG,
+        }
+    }
+}
+
 /// One object as the program believes it is.
 struct ShadowObj {
     obj: ObjRef,
@@ -81,6 +168,8 @@ struct Counts {
     /// Of those, the ones whose cell had been reused by a new object.
     dead_reused: u64,
     max_live_objects: usize,
+    /// The most reachable bytes (by [`cell_estimate`]) seen at a comparison.
+    max_live_bytes: usize,
 }
 
 impl std::ops::AddAssign for Counts {
@@ -93,6 +182,7 @@ impl std::ops::AddAssign for Counts {
         self.dead_checked += o.dead_checked;
         self.dead_reused += o.dead_reused;
         self.max_live_objects = self.max_live_objects.max(o.max_live_objects);
+        self.max_live_bytes += o.max_live_bytes;
     }
 }
 
@@ -118,6 +208,8 @@ struct Program {
     dead: Vec<(ObjRef, u64)>,
     /// Reachable bytes (cell sizes) allowed before the program starts cutting edges.
     budget: usize,
+    /// The largest payload of a large object (its smallest is 2100 bytes).
+    large_max: usize,
     shrinking: bool,
     ctx: String,
     op: u64,
@@ -135,7 +227,13 @@ fn cell_estimate(nrefs: usize, payload: usize) -> usize {
 }
 
 impl Program {
-    fn new(heap: &Heap, seed: u64, thread: usize, budget: usize, ctx: String) -> Program {
+    fn new(
+        heap: &Heap,
+        seed: u64,
+        thread: usize,
+        (budget, large_max): (usize, usize),
+        ctx: String,
+    ) -> Program {
         Program {
             m: heap.mutator(),
             rng: StdRng::seed_from_u64(seed),
@@ -144,6 +242,7 @@ impl Program {
             next_id: ((thread as u64 + 1) << 48) + 1,
             dead: Vec::new(),
             budget,
+            large_max,
             shrinking: false,
             ctx,
             op: 0,
@@ -258,7 +357,7 @@ impl Program {
         let large = self.rng.random_range(0..100) == 0;
         let nrefs = self.rng.random_range(0..6);
         let payload = if large {
-            self.rng.random_range(2100..16_000)
+            self.rng.random_range(2100..self.large_max)
         } else {
             self.rng.random_range(8..=200)
         };
@@ -284,9 +383,12 @@ impl Program {
         let obj = match self.m.alloc(nrefs, payload) {
             Ok(o) => o,
             Err(e) => panic!(
-                "{}: alloc({nrefs}, {payload}) failed with {} reachable objects: {e}",
+                "{}: alloc({nrefs}, {payload}) failed with {} reachable objects, {} of {} \
+                 pages in use: {e}",
                 self.at(),
-                self.reachable().len()
+                self.reachable().len(),
+                self.m.heap().pages_in_use(),
+                self.m.heap().config().heap_bytes / barrierlab::sys::PAGE_SIZE
             ),
         };
         // Not a root yet: link it before anything that may reach a safepoint.
@@ -560,6 +662,7 @@ impl Program {
             live_bytes += cell_estimate(s.edges.len(), s.payload.len());
         }
         self.counts.max_live_objects = self.counts.max_live_objects.max(reachable.len());
+        self.counts.max_live_bytes = self.counts.max_live_bytes.max(live_bytes);
         let dead: Vec<u64> = self
             .shadow
             .keys()
@@ -607,10 +710,27 @@ impl Program {
     }
 }
 
+/// What one configuration ran.
+struct Ran {
+    cycles: u64,
+    fallbacks: usize,
+}
+
 /// One configuration: `threads` mutators over `kind`, plus a thread collecting in a
-/// loop. Returns the cycles it ran, or `None` if the barrier is unavailable.
-fn run_config(kind: BarrierKind, threads: usize, base: u64, round: u64, soak: Soak) -> Option<u64> {
-    let seed = splitmix(base ^ splitmix((kind as u64) << 32 | (threads as u64) << 16 | round));
+/// loop, in a heap sized by `sizing`. Returns what it ran, or `None` if the barrier is
+/// unavailable.
+fn run_config(
+    kind: BarrierKind,
+    threads: usize,
+    sizing: Sizing,
+    base: u64,
+    round: u64,
+    soak: Soak,
+) -> Option<Ran> {
+    let tight = (sizing == Sizing::Tight) as u64;
+    let seed = splitmix(
+        base ^ splitmix((kind as u64) << 32 | (threads as u64) << 16 | tight << 15 | round),
+    );
     // The collector's knobs vary with the seed: no pre-cleaning at all, or many rounds
     // that run to the end (wider windows between harvest and remark); card marking
     // plain or conditional; every fault-service layout.
@@ -620,13 +740,22 @@ fn run_config(kind: BarrierKind, threads: usize, base: u64, round: u64, soak: So
     let conditional = knobs.random_bool(0.5);
     let layouts = uffd_wp_layouts();
     let layout = layouts[knobs.random_range(0..layouts.len())];
-    let trigger = [0.3, 0.5, 0.7][knobs.random_range(0..3)];
-    let what = format!("shadow graph [{kind}, {threads} threads]");
+    let trigger = match sizing {
+        Sizing::Roomy => [0.3, 0.5, 0.7][knobs.random_range(0..3)],
+        // Late, and without the pacer: a cycle starts when the heap is nearly full.
+        Sizing::Tight => [0.95, 1.0][knobs.random_range(0..2)],
+    };
+    let heap_bytes = sizing.heap_bytes();
+    let what = format!(
+        "shadow graph [{kind}, {threads} threads, {} KiB heap]",
+        heap_bytes >> 10
+    );
     let heap = heap_or_skip(
         HeapConfig::new()
-            .heap_bytes(HEAP_BYTES)
+            .heap_bytes(heap_bytes)
             .barrier(kind)
             .trigger(trigger)
+            .pacing(sizing == Sizing::Roomy)
             .max_preclean_rounds(rounds)
             .preclean_threshold(threshold)
             .conditional_cards(conditional)
@@ -647,8 +776,9 @@ fn run_config(kind: BarrierKind, threads: usize, base: u64, round: u64, soak: So
             String::new()
         },
     );
-    let ops_per_thread = OPS_PER_CONFIG / debug_divisor() / threads as u64;
-    let budget = HEAP_BYTES / 5 / threads;
+    let ops_per_thread = sizing.ops_per_config() / debug_divisor() / threads as u64;
+    let budget = (sizing.budget(threads), sizing.large_max());
+    let (verify_every, checkpoint_every) = (sizing.verify_every(), sizing.checkpoint_every());
     let started = Instant::now();
     let limit = if soak.is_soak() {
         Duration::from_secs(600)
@@ -656,18 +786,25 @@ fn run_config(kind: BarrierKind, threads: usize, base: u64, round: u64, soak: So
         Duration::from_secs(180)
     };
     let h = heap.clone();
-    let ctx =
-        format!("[{kind}, {threads} threads, {knobs}, round {round}, BARRIERLAB_SEED={base}]");
+    let ctx = format!(
+        "[{kind}, {threads} threads, {} KiB heap, {knobs}, round {round}, \
+         BARRIERLAB_SEED={base}]",
+        heap_bytes >> 10
+    );
     let ctx_base = ctx.clone();
     let totals = with_timeout(limit.as_secs(), &what, move || {
         let abort = Arc::new(AtomicBool::new(false));
         let running = Arc::new(AtomicUsize::new(threads));
         let background_cycles = AtomicU64::new(0);
         let totals = std::thread::scope(|s| {
-            // Collections back to back, from a thread that is not a mutator.
+            // Collections back to back, from a thread that is not a mutator (in a roomy
+            // heap: in a tight one they would leave the allocations no room to fail).
             s.spawn(|| {
                 let _guard = AbortOnPanic(&abort);
-                while running.load(Ordering::Acquire) > 0 && !abort.load(Ordering::Acquire) {
+                while sizing.back_to_back()
+                    && running.load(Ordering::Acquire) > 0
+                    && !abort.load(Ordering::Acquire)
+                {
                     h.collect().expect("collect");
                     background_cycles.fetch_add(1, Ordering::Relaxed);
                 }
@@ -684,8 +821,8 @@ fn run_config(kind: BarrierKind, threads: usize, base: u64, round: u64, soak: So
                                 break;
                             }
                             p.step();
-                            if i % VERIFY_EVERY == 0 {
-                                if i % (VERIFY_EVERY * CHECKPOINT_EVERY) == 0 {
+                            if i % verify_every == 0 {
+                                if i % (verify_every * checkpoint_every) == 0 {
                                     p.checkpoint();
                                 } else {
                                     p.verify();
@@ -714,13 +851,16 @@ fn run_config(kind: BarrierKind, threads: usize, base: u64, round: u64, soak: So
     let (totals, background) = totals;
     let st = heap.stats();
     eprintln!(
-        "{kind:>14} x{threads} ({knobs}): {} cycles ({} from the collecting thread, {} checkpoints, \
-         {} degraded), {} ops, {} allocs ({} large), {} verifies, {} dead checked ({} reused), \
-         max {} reachable, {} faults, max pause {:?}, {:.2?}",
+        "{kind:>14} x{threads} {} KiB ({knobs}): {} cycles ({} from the collecting thread, {} \
+         checkpoints, {} degraded, {} fallbacks), {} ops, {} allocs ({} large), {} verifies, {} \
+         dead checked ({} reused), max {} reachable, at most {} KiB live, {} faults, max pause \
+         {:?}, {:.2?}",
+        heap_bytes >> 10,
         st.cycles,
         background,
         totals.checkpoints,
         st.degraded_cycles(),
+        st.fallbacks(),
         totals.ops,
         totals.allocs,
         totals.large,
@@ -728,6 +868,7 @@ fn run_config(kind: BarrierKind, threads: usize, base: u64, round: u64, soak: So
         totals.dead_checked,
         totals.dead_reused,
         totals.max_live_objects,
+        totals.max_live_bytes >> 10,
         st.tracker.faults,
         st.max_pause(),
         started.elapsed()
@@ -741,7 +882,10 @@ fn run_config(kind: BarrierKind, threads: usize, base: u64, round: u64, soak: So
         totals.dead_checked > 0 && st.cycles > 0,
         "{ctx}: the program made no garbage or ran no cycle"
     );
-    Some(st.cycles)
+    Some(Ran {
+        cycles: st.cycles,
+        fallbacks: st.fallbacks(),
+    })
 }
 
 /// Tells the other threads of a configuration to stop when this one panics, so that a
@@ -789,8 +933,8 @@ fn shadow_graph(threads: usize) {
         let started = Instant::now();
         let mut round = 0;
         while soak.another(round, started) {
-            match run_config(kind, threads, base, round, soak) {
-                Some(c) => cycles += c,
+            match run_config(kind, threads, Sizing::Roomy, base, round, soak) {
+                Some(r) => cycles += r.cycles,
                 None => break,
             }
             round += 1;
@@ -819,4 +963,46 @@ fn shadow_graph_2_threads() {
 #[test]
 fn shadow_graph_4_threads() {
     shadow_graph(4);
+}
+
+/// Every barrier on 1, 2 and 4 threads in a heap of [`TIGHT_FACTOR`] times the programs'
+/// live-set budget: the concurrent cycles cannot keep up, allocations fall back to full
+/// collections (at least one per barrier over its runs), and nothing reachable may be
+/// lost or garbage kept meanwhile (the same checks as above).
+#[test]
+fn shadow_graph_in_a_heap_near_its_live_set() {
+    let test = "shadow_graph_in_a_heap_near_its_live_set";
+    let base = base_seed(test);
+    let soak = Soak::from_env();
+    let mut ran = Vec::new();
+    for kind in stress_kinds() {
+        let (mut cycles, mut fallbacks, mut configs) = (0, 0, 0);
+        for threads in [1, 2, 4] {
+            let started = Instant::now();
+            let mut round = 0;
+            while soak.another(round, started) {
+                match run_config(kind, threads, Sizing::Tight, base, round, soak) {
+                    Some(r) => {
+                        cycles += r.cycles;
+                        fallbacks += r.fallbacks;
+                        configs += 1;
+                    }
+                    None => break,
+                }
+                round += 1;
+            }
+        }
+        if configs == 0 {
+            continue;
+        }
+        assert!(
+            fallbacks > 0,
+            "{test}: {kind} never fell back to a full collection in {configs} runs ({cycles} \
+             cycles) in a {} KiB heap (seed {base})",
+            Sizing::Tight.heap_bytes() >> 10
+        );
+        ran.push(format!("{kind}: {fallbacks} fallbacks in {cycles} cycles"));
+    }
+    eprintln!("{test}: {} (seed {base})", ran.join(", "));
+    assert!(!ran.is_empty(), "{test}: no barrier could run");
 }

@@ -23,6 +23,7 @@
 //! and [`plot`] into SVG figures; both read only the rows, so every number in the report
 //! is in the CSV. [`meta`] records where the run happened (`meta.json`).
 
+pub mod compare;
 pub mod meta;
 pub mod plot;
 pub mod point;

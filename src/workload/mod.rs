@@ -38,20 +38,25 @@ pub use graph::{GraphParams, StoreTrace, StoreWindow};
 pub use lru::{KeyDistribution, LruParams};
 
 /// A percentile (0..=100) of `pauses`, from an HDR histogram (3 significant digits: the
-/// value may be up to 0.1% above the exact one); zero with no pauses. One function for
+/// value may be up to 0.1% above the exact one, but never above the maximum); zero with no pauses. One function for
 /// barrierlab's runs and for the outside collector's ([`crate::peer`]), so that their
 /// percentiles are computed the same way.
 pub fn pause_percentile(pauses: impl IntoIterator<Item = Duration>, q: f64) -> Duration {
     // 1 ns to 1 hour at 3 significant digits; longer pauses are clamped to an hour.
     let mut h = hdrhistogram::Histogram::<u64>::new_with_bounds(1, 3_600_000_000_000, 3)
         .expect("valid bounds");
+    let mut max = 0;
     for p in pauses {
-        h.saturating_record(p.as_nanos().max(1) as u64);
+        let ns = p.as_nanos().max(1) as u64;
+        max = max.max(ns);
+        h.saturating_record(ns);
     }
     if h.is_empty() {
         return Duration::ZERO;
     }
-    Duration::from_nanos(h.value_at_quantile(q / 100.0))
+    // The histogram's bucket may lie above the largest value recorded: never report a
+    // percentile above the maximum.
+    Duration::from_nanos(h.value_at_quantile(q / 100.0).min(max))
 }
 
 /// The bytes an object with `nrefs` slots and `payload` bytes takes from the heap: its

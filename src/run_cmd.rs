@@ -1,0 +1,240 @@
+//! `barrierlab run` and `barrierlab gcbench`: one workload, once, on one barrier, and its
+//! result on one line (`key=value`) or as JSON; `probe --json`.
+
+use std::process::ExitCode;
+use std::time::Duration;
+
+use barrierlab::barrier::Availability;
+use barrierlab::probe::Probe;
+use barrierlab::workload::{
+    self, BinaryTreesParams, GcBenchParams, GraphParams, LruParams, RunResult, Workload,
+};
+use barrierlab::{BarrierKind, HeapConfig, ServiceLayout};
+use clap::{Args, ValueEnum};
+use serde_json::{Value, json};
+
+/// The heap and barrier a single run uses, shared by `run` and `gcbench`.
+#[derive(Args, Debug, Clone)]
+pub struct HeapOpts {
+    /// The barrier.
+    #[arg(long, default_value = "uffd-wp", value_parser = crate::barrier_parser())]
+    pub barrier: BarrierKind,
+    /// Heap size in MiB (1 to 1048576, i.e. 1 TiB).
+    #[arg(long, default_value_t = 64, value_parser = clap::value_parser!(u64).range(1..=1 << 20))]
+    pub heap_mib: u64,
+    /// Mutator threads, each running its own copy of the workload (1 to 1024).
+    #[arg(long, default_value_t = 1, value_parser = clap::value_parser!(u64).range(1..=1024))]
+    pub threads: u64,
+    /// Who serves `uffd-wp` faults: collector, thread (the default), spin-thread. Only
+    /// with `--barrier uffd-wp`.
+    #[arg(long)]
+    pub layout: Option<ServiceLayout>,
+    /// Threads that mark in a pause (default: the CPUs available).
+    #[arg(long, value_parser = clap::value_parser!(u64).range(1..=1024))]
+    pub marker_threads: Option<u64>,
+    /// One line per pause and per cycle on stderr, as they happen (like HotSpot's
+    /// -Xlog:gc): cause, time to safepoint, duration, heap before -> after, bytes
+    /// marked and freed, dirty granules, faults, degradation.
+    #[arg(long)]
+    pub log_cycles: bool,
+    /// Print the result as one JSON object instead of a `key=value` line.
+    #[arg(long)]
+    pub json: bool,
+}
+
+/// The workloads `run` offers.
+#[derive(ValueEnum, Debug, Clone, Copy, PartialEq, Eq)]
+pub enum WorkloadName {
+    /// GCBench (Boehm's): trees built top-down and bottom-up beside a long-lived tree.
+    Gcbench,
+    /// Graph mutation: pointer stores over a fixed graph, a knob for stores per page.
+    Graph,
+    /// An LRU cache over a hash map of heap objects: old-to-young stores, steady eviction.
+    Lru,
+    /// A long-lived binary tree whose subtrees are replaced and swapped.
+    BinaryTrees,
+}
+
+impl WorkloadName {
+    /// The workload with its default parameters, or the scaled-down ones with `quick`.
+    pub fn workload(self, quick: bool) -> Workload {
+        match (self, quick) {
+            (WorkloadName::Gcbench, false) => Workload::GcBench(GcBenchParams::CLASSIC),
+            (WorkloadName::Gcbench, true) => Workload::GcBench(GcBenchParams::QUICK),
+            (WorkloadName::Graph, _) => Workload::Graph(GraphParams::default()),
+            (WorkloadName::Lru, _) => Workload::Lru(LruParams::default()),
+            (WorkloadName::BinaryTrees, _) => Workload::BinaryTrees(BinaryTreesParams::default()),
+        }
+    }
+}
+
+/// Runs `workload` once as `opts` say and prints its result; the exit code says whether
+/// it is one (1 for a failed run or one that collected nothing, 2 for a bad flag).
+pub fn run(opts: &HeapOpts, workload: &Workload) -> ExitCode {
+    if opts.layout.is_some() && opts.barrier != BarrierKind::UffdWp {
+        eprintln!(
+            "error: --layout applies only to --barrier uffd-wp (its fault service), not to \
+             --barrier {}",
+            opts.barrier
+        );
+        return ExitCode::from(2);
+    }
+    let (heap_mib, threads) = (opts.heap_mib as usize, opts.threads as usize);
+    let mut cfg = HeapConfig::new()
+        .heap_bytes(heap_mib << 20)
+        .barrier(opts.barrier)
+        .service_layout(opts.layout.unwrap_or_default())
+        .log_cycles(opts.log_cycles);
+    if let Some(n) = opts.marker_threads {
+        cfg = cfg.marker_threads(n as usize);
+    }
+    match workload::run(&cfg, workload, threads) {
+        Ok(r) if r.stats.cycles == 0 => {
+            // Not a measurement of a collector: say so instead of printing one.
+            let allocated_mib = r.stats.bytes_allocated >> 20;
+            eprintln!(
+                "error: no collection ran: {} allocated {allocated_mib} MiB in a {heap_mib} MiB \
+                 heap, so this run measured no garbage collection; use --heap-mib {} or less",
+                workload.name(),
+                (allocated_mib / 2).max(1)
+            );
+            ExitCode::FAILURE
+        }
+        Ok(r) => {
+            let v = result_json(opts, workload, &r);
+            if opts.json {
+                println!("{v}");
+            } else {
+                println!("{}", key_values(&v));
+            }
+            ExitCode::SUCCESS
+        }
+        Err(e) => {
+            eprintln!("error: {e}");
+            ExitCode::FAILURE
+        }
+    }
+}
+
+/// Everything one run reports, in the order the `key=value` line prints it.
+fn result_json(opts: &HeapOpts, workload: &Workload, r: &RunResult) -> Value {
+    let ms = |d: Duration| round(d.as_secs_f64() * 1e3, 1);
+    let s = &r.stats;
+    let t = &s.tracker;
+    // The userfaultfd mode, so that a fallback to user-mode-only shows.
+    let uffd = match t.uffd {
+        Some(m) if m.fell_back => format!("{}(fallback)", m.name()),
+        Some(m) => m.name().to_string(),
+        None => "-".to_string(),
+    };
+    let layout = match opts.barrier {
+        BarrierKind::UffdWp => opts.layout.unwrap_or_default().name().to_string(),
+        _ => "-".to_string(),
+    };
+    let (frontier, old) = s.dirty_split();
+    let stall_p99 = workload::pause_percentile(s.stalls.iter().map(|x| x.duration), 99.0);
+    json!({
+        "workload": workload.name(),
+        "barrier": opts.barrier.name(),
+        "layout": layout,
+        "uffd": uffd,
+        "heap_mib": opts.heap_mib,
+        "threads": opts.threads,
+        "total_ms": ms(r.wall),
+        "stw_ms": ms(r.pause_total()),
+        "cpu_ms": ms(r.cpu.total),
+        "cpu_collector_ms": ms(r.cpu.collector),
+        "cycles": s.cycles,
+        "pauses": s.pauses.len(),
+        "p50_us": r.pause_percentile_us(50.0).round() as u64,
+        "p99_us": r.pause_percentile_us(99.0).round() as u64,
+        "max_us": (s.max_pause().as_nanos() as f64 / 1e3).round() as u64,
+        "mmu1ms": round(r.mmu(Duration::from_millis(1)), 2),
+        "mmu10ms": round(r.mmu(Duration::from_millis(10)), 2),
+        "mmu100ms": round(r.mmu(Duration::from_millis(100)), 2),
+        "faults": t.faults,
+        "recorded": t.recorded,
+        "dirty_frontier": frontier,
+        "dirty_old": old,
+        "stalls": s.stalls.len(),
+        "stall_p99_us": round(stall_p99.as_secs_f64() * 1e6, 1),
+        "degraded": t.degradations,
+        "cause": t.last_degradation.map(|d| d.to_string()),
+        "marker_threads": s.pauses.iter().map(|p| p.marker_threads).max().unwrap_or(0),
+        "fallbacks": s.fallbacks(),
+    })
+}
+
+fn round(x: f64, digits: i32) -> f64 {
+    let k = 10f64.powi(digits);
+    (x * k).round() / k
+}
+
+/// The one-line form: the workload's name, then `key=value` for every other field
+/// (`cause` quoted, and left out when there is none; `_ms`/`_us`/`_mib` as units).
+fn key_values(v: &Value) -> String {
+    let obj = v.as_object().expect("a result is an object");
+    let mut line = obj["workload"].as_str().unwrap_or("run").to_string();
+    for (k, x) in obj.iter().filter(|(k, _)| k.as_str() != "workload") {
+        let text = match x {
+            Value::Null => continue,
+            Value::String(s) if k == "cause" => format!("\"{s}\""),
+            Value::String(s) => s.clone(),
+            other => other.to_string(),
+        };
+        let (key, unit) = [("_ms", "ms"), ("_us", "us"), ("_mib", "MiB")]
+            .iter()
+            .find_map(|(suffix, unit)| k.strip_suffix(suffix).map(|b| (b, *unit)))
+            .unwrap_or((k.as_str(), ""));
+        line.push_str(&format!(" {key}={text}{unit}"));
+    }
+    line
+}
+
+/// How a mechanism was seen to work, or why it does not.
+fn detail(a: &Availability) -> String {
+    match a {
+        Availability::Available { detail, .. } => detail.clone(),
+        Availability::Unavailable { reason } => reason.to_string(),
+    }
+}
+
+/// `probe`: the report, or with `json` the same as one JSON object.
+pub fn probe(json: bool) -> ExitCode {
+    let p = Probe::run();
+    if !json {
+        print!("{p}");
+        return ExitCode::SUCCESS;
+    }
+    let mechanisms: Vec<Value> = p
+        .mechanisms
+        .iter()
+        .map(|(kind, a)| {
+            json!({
+                "barrier": kind.name(),
+                "available": a.is_available(),
+                "detail": detail(a),
+                "uffd": match a {
+                    Availability::Available { uffd: Some(m), .. } => Some(m.name()),
+                    _ => None,
+                },
+            })
+        })
+        .collect();
+    let v = json!({
+        "kernel": p.kernel,
+        "cpu": p.cpu,
+        "cpus": p.cpus,
+        "virtual_machine": p.virtual_machine,
+        "thp": p.thp,
+        "unprivileged_userfaultfd": p.unprivileged_userfaultfd,
+        "max_map_count": p.max_map_count,
+        "mechanisms": mechanisms,
+        "soft_dirty": {
+            "available": p.soft_dirty.is_available(),
+            "detail": detail(&p.soft_dirty),
+        },
+    });
+    println!("{v}");
+    ExitCode::SUCCESS
+}
