@@ -333,23 +333,13 @@ fn main() -> ExitCode {
                 cfg.trackers = t;
             }
             if let Some(t) = threads {
-                if t.contains(&0) {
-                    eprintln!("error: thread counts must be at least 1");
-                    return ExitCode::FAILURE;
-                }
                 cfg.threads = t;
             }
             if let Some(h) = heap {
-                if h.iter().any(|m| !(*m >= 1.0 && m.is_finite())) {
-                    eprintln!(
-                        "error: heap multiples must be at least 1 (1 = the workload's minimum heap)"
-                    );
-                    return ExitCode::FAILURE;
-                }
                 cfg.heap_multiples = h;
             }
             if let Some(n) = invocations {
-                cfg.invocations = n.max(1);
+                cfg.invocations = n;
             }
             cfg.progress = !no_progress;
             cfg.pin_cpu = pin_cpu;
@@ -358,7 +348,11 @@ fn main() -> ExitCode {
                 cfg.seed = seed;
             }
             if let Some(t) = timeout_s {
-                cfg.timeout = Duration::from_secs(t.max(1));
+                cfg.timeout = Duration::from_secs(t);
+            }
+            if let Err(e) = cfg.validate() {
+                eprintln!("error: {e}");
+                return ExitCode::from(2);
             }
             eprintln!(
                 "barrierlab study ({mode:?}): writing into {}",

@@ -257,3 +257,55 @@ fn compare_on_two_quick_studies_prints_ratios_with_intervals() {
         let _ = std::fs::remove_dir_all(&base);
     });
 }
+
+#[test]
+fn bad_study_input_is_an_error_that_names_the_flag_before_anything_runs() {
+    with_timeout(TIMEOUT_SECS, "bad_study_input", || {
+        let file =
+            std::env::temp_dir().join(format!("barrierlab-not-a-dir-{}", std::process::id()));
+        std::fs::write(&file, b"x").expect("a scratch file");
+        let file_arg = file.to_string_lossy().into_owned();
+        let cases: Vec<(Vec<&str>, &str)> = vec![
+            (vec!["--invocations", "0"], "--invocations"),
+            (vec!["--heap", "3,3"], "--heap"),
+            (vec!["--heap", "0.5"], "--heap"),
+            (vec!["--heap", "1e400"], "--heap"),
+            (vec!["--threads", "1,1"], "--threads"),
+            (vec!["--threads", "0"], "--threads"),
+            (vec!["--trackers", "mprotect,mprotect"], "--trackers"),
+            (vec!["--timeout-s", "0"], "--timeout-s"),
+            (vec!["--pin-cpu", "100000"], "--pin-cpu"),
+            (vec!["--out", &file_arg], "--out"),
+            // Not writable even by root: fails before anything is measured.
+            (
+                vec!["--out", "/proc/barrierlab-out"],
+                "/proc/barrierlab-out",
+            ),
+        ];
+        for (args, named) in cases {
+            let t0 = std::time::Instant::now();
+            let out = Command::new(env!("CARGO_BIN_EXE_barrierlab"))
+                .args(["study", "--quick", "--no-progress"])
+                .args(&args)
+                .output()
+                .expect("run barrierlab");
+            let took = t0.elapsed();
+            let code = out.status.code();
+            let stderr = String::from_utf8_lossy(&out.stderr);
+            assert!(
+                matches!(code, Some(1) | Some(2)),
+                "{args:?}: exit {code:?}:\n{stderr}"
+            );
+            assert!(
+                stderr.contains(named),
+                "{args:?}: `{named}` not named in:\n{stderr}"
+            );
+            assert!(!stderr.contains("panicked"), "{args:?}: a panic:\n{stderr}");
+            assert!(
+                took < std::time::Duration::from_secs(1),
+                "{args:?}: took {took:?} to refuse (the study must check before it runs)"
+            );
+        }
+        let _ = std::fs::remove_file(&file);
+    });
+}

@@ -25,6 +25,12 @@ const OUTPUTS: [&str; 4] = ["study.csv", "report.md", "meta.json", "study.json"]
 pub fn prepare_out(out: &Path) -> Result<()> {
     let fail =
         |what: &str, e| Error::io(format!("{what} in the output folder {}", out.display()), e);
+    if out.exists() && !out.is_dir() {
+        return Err(Error::InvalidArgument(format!(
+            "--out {}: it exists and is not a folder",
+            out.display()
+        )));
+    }
     std::fs::create_dir_all(out).map_err(|e| fail("create", e))?;
     let probe = out.join(".barrierlab-write-probe");
     std::fs::write(&probe, b"probe").map_err(|e| fail("write a file", e))?;
