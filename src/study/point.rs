@@ -418,6 +418,8 @@ pub fn macro_rows(r: &workload::RunResult, w: &Workload) -> Vec<(String, f64)> {
         ("disarm_ms", sum(&|c| ms(c.disarm))),
         ("degraded_cycles", s.degraded_cycles() as f64),
         ("fallbacks", s.fallbacks() as f64),
+        ("dirty_frontier", s.dirty_split().0 as f64),
+        ("dirty_old", s.dirty_split().1 as f64),
         ("peak_rss_mib", r.peak_rss_kib as f64 / 1024.0),
         ("stores", w.stores_per_thread() as f64 * r.threads as f64),
         ("cpu_total_ms", ms(c.total)),

@@ -273,9 +273,29 @@ pub fn markdown(result: &StudyResult, figures: &[String]) -> String {
     let mut md = String::new();
     header(&mut md, result);
     micro(&mut md, result);
+    shows(
+        &mut md,
+        "the price of each mechanism on its own: card marking costs a little on every store; \
+         a page tracker costs nothing per store but a fault (microseconds) on the first write \
+         to each page per cycle, and a per-page arm and harvest. The crossover is the number of \
+         stores per dirtied page at which the two prices meet: a workload that writes each \
+         dirtied page more often than that favours page protection.",
+    );
     min_heaps(&mut md, result);
+    shows(
+        &mut md,
+        "the unit of heap size: the smallest heap in which each workload completes with the \
+         stop-the-world collector, and the largest size tested that failed. Heap sizes below \
+         are multiples of it, as GC benchmark methodology uses them.",
+    );
     end_to_end(&mut md, result);
     lower_bound(&mut md, result);
+    shows(
+        &mut md,
+        "how far each barrier is from a run with no collection cost at all (the lower bound), \
+         in wall and CPU time: the real cost of collecting, barrier included, rather than a \
+         ratio to another collector that has costs of its own.",
+    );
     invalid(&mut md, result);
     if !figures.is_empty() {
         let _ = writeln!(md, "\n## Figures\n");
@@ -291,6 +311,11 @@ pub fn markdown(result: &StudyResult, figures: &[String]) -> String {
          `mprotect` and a SIGSEGV handler): a tracker within about 1.25× of it does no extra work."
     );
     md
+}
+
+/// A short "what this shows" paragraph under a section, for a reader new to the field.
+fn shows(md: &mut String, text: &str) {
+    let _ = writeln!(md, "\n*What this shows*: {text}\n");
 }
 
 fn header(md: &mut String, result: &StudyResult) {
@@ -668,6 +693,13 @@ fn end_to_end(md: &mut String, result: &StudyResult) {
                 let v = get(&t, m);
                 (!v.is_empty()).then(|| median(&v)).map_or("–".into(), fmt)
             };
+            // Counts print as integers (a median of an even number of counts may end in .5).
+            let count = |m: &str| {
+                let v = get(&t, m);
+                (!v.is_empty())
+                    .then(|| median(&v))
+                    .map_or("–".into(), fmt_count)
+            };
             let ratio = |m: &str| -> (String, &'static str) {
                 if t == "none" {
                     return ("baseline".into(), "");
@@ -695,14 +727,23 @@ fn end_to_end(md: &mut String, result: &StudyResult) {
                 med(&mmu_metric(1)),
                 med(&mmu_metric(100)),
                 opt_ci(stats::median_ci(&get(&t, &mmu_stall_metric(10)), seed)),
-                med("fallbacks"),
-                med("faults"),
-                med("remark_dirty"),
+                count("fallbacks"),
+                count("faults"),
+                count("remark_dirty"),
                 med("peak_rss_mib"),
             );
         }
         let _ = writeln!(md);
     }
+    let _ = writeln!(
+        md,
+        "*What this shows*: what each barrier costs a whole program, in time and in CPU, beside \
+         stopping the world. A ratio above 1 with its interval above 1 is a cost; the pause \
+         columns and MMU are what the barrier buys (shorter pauses, more time for the mutator). \
+         On 2 CPUs a concurrent collector marks on the CPU the mutator does not use, so wall \
+         time can hide a cost that CPU time shows.\n"
+    );
+    dirty_split(md, rows, &keys);
     let _ = writeln!(
         md,
         "MMU windows in the CSV: {MMU_WINDOWS_MS:?} ms (`mmu_*`, `mmu_stall_*`).\n"
@@ -720,6 +761,66 @@ fn end_to_end(md: &mut String, result: &StudyResult) {
             let _ = writeln!(md, "- `{t}`: {how}");
         }
     }
+}
+
+/// A count as the report prints it: an integer, or one decimal for a half.
+fn fmt_count(v: f64) -> String {
+    if !v.is_finite() {
+        "–".into()
+    } else if v.fract() == 0.0 {
+        format!("{v:.0}")
+    } else {
+        format!("{v:.1}")
+    }
+}
+
+/// Harvested granules split by cause, per end-to-end point: first writes to pages the
+/// cycle allocated into (the allocation frontier) against writes to older objects.
+fn dirty_split(md: &mut String, rows: &[Measurement], keys: &[(String, usize, f64)]) {
+    let _ = writeln!(md, "### Dirty granules by cause
+");
+    let _ = writeln!(
+        md,
+        "Granules (pages for the page trackers, cards for the card table) handed over by each \
+         cycle's harvests, summed over the run (median over invocations): on pages allocated into \
+         during the cycle (*frontier*: the first writes to new objects, which a card table pays \
+         only as card marks but a page tracker pays as faults) or on pages of objects older than \
+         the cycle (*old*: the mutations the barrier exists for).\n"
+    );
+    let _ = writeln!(
+        md,
+        "| point | tracker | frontier | old | old share |\n|---|---|---|---|---|"
+    );
+    for (wl, threads, heap) in keys {
+        for t in trackers(rows, "macro") {
+            let get = |m: &str| {
+                select(rows, "macro", &t, wl, *threads, Some(*heap), m).collect::<Vec<f64>>()
+            };
+            let (f, o) = (get("dirty_frontier"), get("dirty_old"));
+            if f.is_empty() || o.is_empty() || t == "none" {
+                continue;
+            }
+            let (f, o) = (median(&f), median(&o));
+            let share = if f + o > 0.0 {
+                format!("{:.1}%", 100.0 * o / (f + o))
+            } else {
+                "–".into()
+            };
+            let _ = writeln!(
+                md,
+                "| {wl} x{threads} {} MiB | {t} | {} | {} | {share} |",
+                fmt(*heap),
+                fmt_count(f),
+                fmt_count(o)
+            );
+        }
+    }
+    let _ = writeln!(
+        md,
+        "\n*What this shows*: how much of a page tracker's work is the allocation frontier \
+         (GCBench: nearly all) rather than mutation of old objects (the LRU cache and binary \
+         trees: a large share), which is where page protection can compete with card marking.\n"
+    );
 }
 
 fn lower_bound(md: &mut String, result: &StudyResult) {
