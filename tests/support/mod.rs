@@ -9,7 +9,9 @@
 //! - [`trackers`]: a tracker over its own region ([`TrackerLab`]), writes through its
 //!   store path, harvests, and the race of writers against harvests;
 //! - [`heap`]: building a heap or skipping its barrier, the seed and soak knobs, object
-//!   ids (the collector tests).
+//!   ids (the collector tests);
+//! - [`shadow`]: the shadow-graph harness of the collector stress tests (a program's
+//!   belief about its objects, checked against the heap), used as `support::shadow::…`.
 //!
 //! The tests run against real kernel memory; nothing here mocks a system call.
 //!
@@ -20,6 +22,7 @@
 #![allow(dead_code, unused_macros, unused_imports)]
 
 pub mod heap;
+pub mod shadow;
 pub mod trackers;
 
 pub use heap::*;
