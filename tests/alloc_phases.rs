@@ -48,7 +48,10 @@ use barrierlab::{BarrierKind, Heap, HeapConfig, Mutator, ObjRef, Phase};
 use rand::rngs::StdRng;
 use rand::{Rng, SeedableRng};
 
-use support::shadow::{self, AbortOnPanic, Node, Shadow, collect_and_check_dead};
+use support::shadow::Program as ShadowProgram;
+use support::shadow::{
+    self, AbortOnPanic, DeadCheck, Node, Schedule, Shadow, collect_and_check_dead,
+};
 use support::with_timeout;
 use support::{base_seed, debug_divisor, heap_or_skip, splitmix};
 
@@ -61,10 +64,12 @@ const BUDGET_OBJECTS: usize = 3_000;
 const MIN_OPS: u64 = 120_000;
 /// A configuration stops looking for unobserved phases after this long.
 const DEADLINE: Duration = Duration::from_secs(6);
-/// Operations between two comparisons of the shadow with the heap.
-const VERIFY_EVERY: u64 = 1_000;
-/// Comparisons between two checkpoints (collect, then check that garbage was freed).
-const CHECKPOINT_EVERY: u64 = 4;
+/// A comparison of the shadow with the heap every 1000 operations, and every fourth of
+/// them a checkpoint (collect, then check that garbage was freed).
+const SCHEDULE: Schedule = Schedule {
+    verify_every: 1_000,
+    checkpoint_every: 4,
+};
 /// Roots per thread, each an anchor object with a few slots.
 const ROOTS: usize = 6;
 const ANCHOR_SLOTS: usize = 4;
@@ -393,6 +398,10 @@ impl<'s> Program<'s> {
         };
         self.shadow.roots[i] = value;
     }
+}
+
+impl ShadowProgram for Program<'_> {
+    type Extra = Extra;
 
     /// Every reachable object is live and intact; the unreachable ones leave the shadow
     /// for the next checkpoint. Flushes the phase counts.
@@ -406,17 +415,14 @@ impl<'s> Program<'s> {
         self.shadow.steer(reachable.len(), self.budget);
     }
 
-    /// Garbage stays garbage: everything found unreachable so far is gone after a cycle
-    /// that starts now; and what is reachable survived it.
-    fn checkpoint(&mut self) {
-        self.verify();
-        self.counts.checkpoints += 1;
+    fn check_dead(&mut self) -> DeadCheck {
         let (ctx, op, heap) = (&self.ctx, self.op, &self.heap);
-        let d = self
-            .shadow
-            .check_dead(&mut self.m, &|| context(ctx, op, heap));
-        self.counts.add_dead(d);
-        self.verify();
+        self.shadow
+            .check_dead(&mut self.m, &|| context(ctx, op, heap))
+    }
+
+    fn counts(&mut self) -> &mut Counts {
+        &mut self.counts
     }
 }
 
@@ -579,34 +585,20 @@ fn run_config(kind: BarrierKind, threads: usize, base: u64) -> Option<[u64; PHAS
                     while !shared.abort.load(Ordering::Relaxed) {
                         i += 1;
                         p.step();
-                        if i % VERIFY_EVERY == 0 {
-                            if i % (VERIFY_EVERY * CHECKPOINT_EVERY) == 0 {
-                                p.checkpoint();
-                            } else {
-                                p.verify();
-                            }
-                            if i >= min_ops
-                                && (shared.missing(kind).is_empty() || started.elapsed() > DEADLINE)
-                            {
-                                break;
-                            }
+                        // Past its minimum, a worker stops once every phase has been seen (or at
+                        // the deadline).
+                        if SCHEDULE.after_op(&mut p, i)
+                            && i >= min_ops
+                            && (shared.missing(kind).is_empty() || started.elapsed() > DEADLINE)
+                        {
+                            break;
                         }
                     }
-                    if !shared.abort.load(Ordering::Relaxed) {
-                        p.checkpoint();
-                    }
-                    shared.running.fetch_sub(1, Ordering::Release);
-                    p.counts
+                    shadow::finish(&mut p, &shared.abort, &shared.running)
                 })
             })
             .collect();
-        let mut totals = Counts::default();
-        for w in workers {
-            match w.join() {
-                Ok(c) => totals += c,
-                Err(p) => std::panic::resume_unwind(p),
-            }
-        }
+        let totals = shadow::join_counts(workers);
         let background = collecting
             .join()
             .unwrap_or_else(|p| std::panic::resume_unwind(p));
@@ -644,15 +636,7 @@ fn run_config(kind: BarrierKind, threads: usize, base: u64) -> Option<[u64; PHAS
         churned.dead_reused,
         started.elapsed()
     );
-    assert_eq!(
-        st.verifier_failures, 0,
-        "{ctx}: the verifier found tri-colour violations: {:?}",
-        st.verifier_messages
-    );
-    assert!(
-        st.cycles > 0 && totals.dead_checked > 0,
-        "{ctx}: no cycle ran or no garbage was made"
-    );
+    shadow::assert_sound(&ctx, &st, &totals);
     let missing = shared.missing(kind);
     assert!(
         missing.is_empty(),

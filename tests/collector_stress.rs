@@ -47,7 +47,8 @@ use barrierlab::{BarrierKind, Heap, HeapConfig, Mutator, ObjRef, ServiceLayout};
 use rand::rngs::StdRng;
 use rand::{Rng, RngCore, SeedableRng};
 
-use support::shadow::{self, AbortOnPanic, Node, Shadow};
+use support::shadow::Program as ShadowProgram;
+use support::shadow::{self, AbortOnPanic, DeadCheck, Node, Schedule, Shadow};
 use support::with_timeout;
 use support::{Soak, base_seed, debug_divisor, heap_or_skip, splitmix};
 
@@ -108,17 +109,16 @@ impl Sizing {
         }
     }
 
-    fn verify_every(self) -> u64 {
+    fn schedule(self) -> Schedule {
         match self {
-            Sizing::Roomy => VERIFY_EVERY,
-            Sizing::Tight => TIGHT_VERIFY_EVERY,
-        }
-    }
-
-    fn checkpoint_every(self) -> u64 {
-        match self {
-            Sizing::Roomy => CHECKPOINT_EVERY,
-            Sizing::Tight => TIGHT_CHECKPOINT_EVERY,
+            Sizing::Roomy => Schedule {
+                verify_every: VERIFY_EVERY,
+                checkpoint_every: CHECKPOINT_EVERY,
+            },
+            Sizing::Tight => Schedule {
+                verify_every: TIGHT_VERIFY_EVERY,
+                checkpoint_every: TIGHT_CHECKPOINT_EVERY,
+            },
         }
     }
 
@@ -487,6 +487,10 @@ impl Program {
             assert_eq!(self.m.root(i), o, "{}: root {i} reads back", self.at());
         }
     }
+}
+
+impl ShadowProgram for Program {
+    type Extra = Live;
 
     /// Compares every reachable object with the heap, then forgets the unreachable ones
     /// (remembering them for the next checkpoint) and adjusts the program's growth to
@@ -508,19 +512,15 @@ impl Program {
         self.shadow.steer(live_bytes, self.budget);
     }
 
-    /// Garbage stays garbage: every object found unreachable so far must be gone after a
-    /// cycle that starts now.
-    fn checkpoint(&mut self) {
-        self.verify();
-        self.counts.checkpoints += 1;
+    fn check_dead(&mut self) -> DeadCheck {
         let heap = self.m.heap().clone();
         let (ctx, op) = (&self.ctx, self.op);
-        let d = self
-            .shadow
-            .check_dead(&mut self.m, &|| context(ctx, op, &heap));
-        self.counts.add_dead(d);
-        // Reachable objects survived the collection too.
-        self.verify();
+        self.shadow
+            .check_dead(&mut self.m, &|| context(ctx, op, &heap))
+    }
+
+    fn counts(&mut self) -> &mut Counts {
+        &mut self.counts
     }
 }
 
@@ -606,7 +606,7 @@ fn run_config(
     );
     let ops_per_thread = sizing.ops_per_config() / debug_divisor() / threads as u64;
     let budget = (sizing.budget(threads), sizing.large_max());
-    let (verify_every, checkpoint_every) = (sizing.verify_every(), sizing.checkpoint_every());
+    let schedule = sizing.schedule();
     let started = Instant::now();
     let limit = if soak.is_soak() {
         Duration::from_secs(600)
@@ -649,30 +649,13 @@ fn run_config(
                                 break;
                             }
                             p.step();
-                            if i % verify_every == 0 {
-                                if i % (verify_every * checkpoint_every) == 0 {
-                                    p.checkpoint();
-                                } else {
-                                    p.verify();
-                                }
-                            }
+                            schedule.after_op(&mut p, i);
                         }
-                        if !abort.load(Ordering::Relaxed) {
-                            p.checkpoint();
-                        }
-                        running.fetch_sub(1, Ordering::Release);
-                        p.counts
+                        shadow::finish(&mut p, abort, running)
                     })
                 })
                 .collect();
-            let mut totals = Counts::default();
-            for w in workers {
-                match w.join() {
-                    Ok(c) => totals += c,
-                    Err(p) => std::panic::resume_unwind(p),
-                }
-            }
-            totals
+            shadow::join_counts(workers)
         });
         (totals, background_cycles.into_inner())
     });
@@ -701,15 +684,7 @@ fn run_config(
         st.max_pause(),
         started.elapsed()
     );
-    assert_eq!(
-        st.verifier_failures, 0,
-        "{ctx}: the verifier found tri-colour violations: {:?}",
-        st.verifier_messages
-    );
-    assert!(
-        totals.dead_checked > 0 && st.cycles > 0,
-        "{ctx}: the program made no garbage or ran no cycle"
-    );
+    shadow::assert_sound(&ctx, &st, &totals);
     Some(Ran {
         cycles: st.cycles,
         fallbacks: st.fallbacks(),

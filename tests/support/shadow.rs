@@ -6,11 +6,13 @@
 //!
 //! Every object carries its id in its first 8 payload bytes (so that a reused cell is
 //! told apart from a survivor); what the rest holds is the test's choice, recorded in
-//! [`Node::payload`]. The programs themselves (which operations, how often, what a
-//! budget measures) stay in the test files: they differ on purpose.
+//! [`Node::payload`]. A worker drives its [`Program`] with a [`Schedule`] of comparisons
+//! and checkpoints and ends it with [`finish`]. The programs themselves (which
+//! operations, how often, what a budget measures, when a worker stops) stay in the test
+//! files: they differ on purpose.
 
 use std::collections::{HashMap, HashSet};
-use std::sync::atomic::{AtomicBool, Ordering};
+use std::sync::atomic::{AtomicBool, AtomicUsize, Ordering};
 
 use barrierlab::{Mutator, ObjRef};
 use rand::Rng;
@@ -334,4 +336,95 @@ pub fn collect_and_check_dead(
         }
     }
     d
+}
+
+/// A mutator program with a shadow, as a configuration's worker thread drives it.
+pub trait Program {
+    /// The test's own counters (see [`Counts`]).
+    type Extra;
+
+    /// Compares the shadow with the heap (and forgets the unreachable objects, keeping
+    /// them for the next checkpoint).
+    fn verify(&mut self);
+    /// [`Shadow::check_dead`] with this program's failure context.
+    fn check_dead(&mut self) -> DeadCheck;
+    fn counts(&mut self) -> &mut Counts<Self::Extra>;
+
+    /// Garbage stays garbage: every object found unreachable so far must be gone after a
+    /// cycle that starts now; and what is reachable survived it (compared before and
+    /// after).
+    fn checkpoint(&mut self) {
+        self.verify();
+        let d = self.check_dead();
+        let c = self.counts();
+        c.checkpoints += 1;
+        c.add_dead(d);
+        self.verify();
+    }
+}
+
+/// When a worker compares its shadow with the heap.
+#[derive(Debug, Clone, Copy)]
+pub struct Schedule {
+    /// Operations between two comparisons.
+    pub verify_every: u64,
+    /// Comparisons between two checkpoints (the others are plain comparisons).
+    pub checkpoint_every: u64,
+}
+
+impl Schedule {
+    /// After operation `i` (from 1): a checkpoint, a comparison, or nothing. Returns
+    /// whether it compared.
+    pub fn after_op(self, p: &mut impl Program, i: u64) -> bool {
+        if i % self.verify_every != 0 {
+            return false;
+        }
+        if i % (self.verify_every * self.checkpoint_every) == 0 {
+            p.checkpoint();
+        } else {
+            p.verify();
+        }
+        true
+    }
+}
+
+/// The end of a worker: a last checkpoint (unless another thread failed), then one
+/// mutator fewer in `running`. Returns the worker's counters.
+pub fn finish<P: Program>(p: &mut P, abort: &AtomicBool, running: &AtomicUsize) -> Counts<P::Extra>
+where
+    P::Extra: Copy,
+{
+    if !abort.load(Ordering::Relaxed) {
+        p.checkpoint();
+    }
+    running.fetch_sub(1, Ordering::Release);
+    *p.counts()
+}
+
+/// Joins the workers and adds up their counters; a worker's panic is re-raised as is.
+pub fn join_counts<X: Default + std::ops::AddAssign>(
+    workers: Vec<std::thread::ScopedJoinHandle<'_, Counts<X>>>,
+) -> Counts<X> {
+    let mut totals = Counts::default();
+    for w in workers {
+        match w.join() {
+            Ok(c) => totals += c,
+            Err(p) => std::panic::resume_unwind(p),
+        }
+    }
+    totals
+}
+
+/// What every configuration must show at its end: the verifier (a full re-trace at every
+/// remark) found nothing, a cycle ran, and the programs made garbage to check.
+pub fn assert_sound<X>(ctx: &str, st: &barrierlab::Stats, totals: &Counts<X>) {
+    assert_eq!(
+        st.verifier_failures, 0,
+        "{ctx}: the verifier found tri-colour violations: {:?}",
+        st.verifier_messages
+    );
+    assert!(
+        st.cycles > 0 && totals.dead_checked > 0,
+        "{ctx}: no cycle ran or the program made no garbage"
+    );
 }
