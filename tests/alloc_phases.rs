@@ -244,20 +244,16 @@ impl<'s> Program<'s> {
         self.phases[phase as usize] += 1;
         self.counts.allocs += 1;
         let id = self.shadow.fresh_id();
-        let payload = payload_of(id, payload);
+        let node = Node {
+            obj,
+            edges: vec![None; nrefs],
+            payload: payload_of(id, payload),
+            born: self.op,
+        };
         // No safepoint until the caller links it: write_bytes and write_ref do not poll.
-        self.m
-            .write_bytes(obj, 0, &payload)
+        self.shadow
+            .add(&mut self.m, id, node)
             .unwrap_or_else(|e| panic!("{}: write_bytes into new object {id:#x}: {e}", self.at()));
-        self.shadow.nodes.insert(
-            id,
-            Node {
-                obj,
-                edges: vec![None; nrefs],
-                payload,
-                born: self.op,
-            },
-        );
         (obj, id)
     }
 

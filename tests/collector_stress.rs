@@ -352,18 +352,15 @@ impl Program {
         // Fill some of the rest (a fresh object's payload must read back as zeros too).
         let fill = self.rng.random_range(8..=payload);
         self.rng.fill_bytes(&mut bytes[8..fill]);
-        self.m
-            .write_bytes(obj, 0, &bytes)
+        let node = Node {
+            obj,
+            edges,
+            payload: bytes,
+            born: self.op,
+        };
+        self.shadow
+            .add(&mut self.m, id, node)
             .unwrap_or_else(|e| panic!("{}: write_bytes into new object: {e}", self.at()));
-        self.shadow.nodes.insert(
-            id,
-            Node {
-                obj,
-                edges,
-                payload: bytes,
-                born: self.op,
-            },
-        );
         self.counts.allocs += 1;
         self.counts.large += large as u64;
     }

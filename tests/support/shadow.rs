@@ -91,12 +91,12 @@ impl Drop for AbortOnPanic<'_> {
 
 /// One thread's shadow: its objects by id, its root stack, and what it found dead.
 pub struct Shadow {
-    pub nodes: HashMap<u64, Node>,
+    nodes: HashMap<u64, Node>,
     /// Mirrors the mutator's root stack.
     pub roots: Vec<Option<u64>>,
     next_id: u64,
     /// Objects found unreachable, not yet checked at a checkpoint.
-    pub dead: Vec<(ObjRef, u64)>,
+    dead: Vec<(ObjRef, u64)>,
     /// Whether the program is cutting edges (set by [`Shadow::steer`]).
     pub shrinking: bool,
 }
@@ -126,6 +126,16 @@ impl Shadow {
         let id = self.next_id;
         self.next_id += 1;
         id
+    }
+
+    /// Writes a new object's payload (`node.payload`, its first 8 bytes the id) into the
+    /// heap and adds the object to the shadow, so that the two agree from the start.
+    /// Writing reaches no safepoint: the caller links the object before its next one.
+    pub fn add(&mut self, m: &mut Mutator, id: u64, node: Node) -> barrierlab::Result<()> {
+        debug_assert_eq!(node.payload[..8], id.to_le_bytes());
+        m.write_bytes(node.obj, 0, &node.payload)?;
+        self.nodes.insert(id, node);
+        Ok(())
     }
 
     pub fn obj(&self, id: u64) -> ObjRef {
