@@ -41,7 +41,6 @@
 
 mod support;
 
-use std::collections::{HashMap, HashSet};
 use std::sync::atomic::{AtomicBool, AtomicU64, AtomicUsize, Ordering};
 use std::time::{Duration, Instant};
 
@@ -49,8 +48,12 @@ use barrierlab::{BarrierKind, Heap, HeapConfig, Mutator, ObjRef, Phase};
 use rand::rngs::StdRng;
 use rand::{Rng, SeedableRng};
 
+use support::shadow::Program as ShadowProgram;
+use support::shadow::{
+    self, AbortOnPanic, DeadCheck, Node, Schedule, Shadow, collect_and_check_dead,
+};
 use support::with_timeout;
-use support::{base_seed, debug_divisor, heap_or_skip, read_id, splitmix};
+use support::{base_seed, debug_divisor, heap_or_skip, splitmix};
 
 /// Small: a cycle takes well under a millisecond, so many run during a configuration.
 const HEAP_BYTES: usize = 2 << 20;
@@ -61,13 +64,17 @@ const BUDGET_OBJECTS: usize = 3_000;
 const MIN_OPS: u64 = 120_000;
 /// A configuration stops looking for unobserved phases after this long.
 const DEADLINE: Duration = Duration::from_secs(6);
-/// Operations between two comparisons of the shadow with the heap.
-const VERIFY_EVERY: u64 = 1_000;
-/// Comparisons between two checkpoints (collect, then check that garbage was freed).
-const CHECKPOINT_EVERY: u64 = 4;
+/// A comparison of the shadow with the heap every 1000 operations, and every fourth of
+/// them a checkpoint (collect, then check that garbage was freed).
+const SCHEDULE: Schedule = Schedule {
+    verify_every: 1_000,
+    checkpoint_every: 4,
+};
 /// Roots per thread, each an anchor object with a few slots.
 const ROOTS: usize = 6;
 const ANCHOR_SLOTS: usize = 4;
+/// A random walk from a root follows fewer edges than this.
+const WALK_STEPS: usize = 10;
 /// The churn thread's rest between two short-lived mutators.
 const CHURN_PAUSE: Duration = Duration::from_micros(200);
 /// The whole test of one thread count (every barrier) must end within this.
@@ -120,39 +127,20 @@ fn payload_of(id: u64, len: usize) -> Vec<u8> {
     b
 }
 
-/// One object as the program believes it is.
-struct Node {
-    obj: ObjRef,
-    /// The id each reference slot names (`None` = null).
-    edges: Vec<Option<u64>>,
-    payload: usize,
-}
-
-/// Counters one thread reports.
+/// This test's counters beside the shadow programs' common ones.
 #[derive(Default, Debug, Clone, Copy)]
-struct Counts {
-    ops: u64,
-    allocs: u64,
-    large: u64,
+struct Extra {
+    /// Objects allocated and linked nowhere.
     garbage_at_once: u64,
-    verifies: u64,
-    checkpoints: u64,
-    dead_checked: u64,
-    dead_reused: u64,
 }
 
-impl std::ops::AddAssign for Counts {
-    fn add_assign(&mut self, o: Counts) {
-        self.ops += o.ops;
-        self.allocs += o.allocs;
-        self.large += o.large;
+impl std::ops::AddAssign for Extra {
+    fn add_assign(&mut self, o: Extra) {
         self.garbage_at_once += o.garbage_at_once;
-        self.verifies += o.verifies;
-        self.checkpoints += o.checkpoints;
-        self.dead_checked += o.dead_checked;
-        self.dead_reused += o.dead_reused;
     }
 }
+
+type Counts = shadow::Counts<Extra>;
 
 /// What the threads of one configuration share.
 struct Shared {
@@ -196,14 +184,10 @@ struct Program<'s> {
     heap: Heap,
     shared: &'s Shared,
     rng: StdRng,
-    shadow: HashMap<u64, Node>,
-    /// Mirrors the mutator's root stack (always `ROOTS` long).
-    roots: Vec<Option<u64>>,
-    next_id: u64,
-    /// Objects found unreachable, not yet checked at a checkpoint.
-    dead: Vec<(ObjRef, u64)>,
+    /// Its roots are always `ROOTS` long.
+    shadow: Shadow,
+    /// Reachable objects allowed before the program starts cutting edges.
     budget: usize,
-    shrinking: bool,
     /// Allocations by phase since the last flush to `shared`.
     phases: [u64; PHASES],
     ctx: String,
@@ -225,12 +209,8 @@ impl<'s> Program<'s> {
             heap: heap.clone(),
             shared,
             rng: StdRng::seed_from_u64(seed),
-            shadow: HashMap::new(),
-            roots: Vec::new(),
-            next_id: ((thread as u64 + 1) << 48) + 1,
-            dead: Vec::new(),
+            shadow: Shadow::new(thread),
             budget,
-            shrinking: false,
             phases: [0; PHASES],
             ctx,
             op: 0,
@@ -239,23 +219,14 @@ impl<'s> Program<'s> {
         for _ in 0..ROOTS {
             let (obj, id) = p.alloc(ANCHOR_SLOTS, 8);
             p.m.push_root(obj);
-            p.roots.push(Some(id));
+            p.shadow.roots.push(Some(id));
         }
         p
     }
 
-    /// The failure context: configuration, seed, thread, operation, heap state.
+    /// This program's failure context ([`context`]), as it is now.
     fn at(&self) -> String {
-        let st = self.heap.stats();
-        format!(
-            "{} op {} (heap: {} cycles, phase {}, {} verifier failures {:?})",
-            self.ctx,
-            self.op,
-            st.cycles,
-            self.heap.phase().name(),
-            st.verifier_failures,
-            st.verifier_messages.first(),
-        )
+        context(&self.ctx, self.op, &self.heap)
     }
 
     /// Allocates an object with `nrefs` null slots and its id and pattern written, and
@@ -272,25 +243,22 @@ impl<'s> Program<'s> {
         });
         self.phases[phase as usize] += 1;
         self.counts.allocs += 1;
-        let id = self.next_id;
-        self.next_id += 1;
+        let id = self.shadow.fresh_id();
+        let node = Node {
+            obj,
+            edges: vec![None; nrefs],
+            payload: payload_of(id, payload),
+            born: self.op,
+        };
         // No safepoint until the caller links it: write_bytes and write_ref do not poll.
-        self.m
-            .write_bytes(obj, 0, &payload_of(id, payload))
+        self.shadow
+            .add(&mut self.m, id, node)
             .unwrap_or_else(|e| panic!("{}: write_bytes into new object {id:#x}: {e}", self.at()));
-        self.shadow.insert(
-            id,
-            Node {
-                obj,
-                edges: vec![None; nrefs],
-                payload,
-            },
-        );
         (obj, id)
     }
 
     fn obj(&self, id: u64) -> ObjRef {
-        self.shadow[&id].obj
+        self.shadow.obj(id)
     }
 
     /// Stores `value` into slot `slot` of `src`, in the heap and in the shadow.
@@ -302,29 +270,17 @@ impl<'s> Program<'s> {
                 self.at()
             )
         });
-        self.shadow.get_mut(&src).expect("src in shadow").edges[slot] = value;
+        self.shadow.node_mut(src).edges[slot] = value;
     }
 
     /// A random object reachable from the roots (a short random walk).
     fn walk(&mut self) -> Option<u64> {
-        let set: Vec<u64> = self.roots.iter().flatten().copied().collect();
-        if set.is_empty() {
-            return None;
-        }
-        let mut cur = set[self.rng.random_range(0..set.len())];
-        for _ in 0..self.rng.random_range(0..10) {
-            let next: Vec<u64> = self.shadow[&cur].edges.iter().flatten().copied().collect();
-            if next.is_empty() {
-                break;
-            }
-            cur = next[self.rng.random_range(0..next.len())];
-        }
-        Some(cur)
+        self.shadow.walk(&mut self.rng, WALK_STEPS)
     }
 
     /// A reachable object with at least one slot, if a few walks find one.
     fn walk_to_slots(&mut self) -> Option<u64> {
-        (0..4).find_map(|_| self.walk().filter(|id| !self.shadow[id].edges.is_empty()))
+        self.shadow.walk_to_slots(&mut self.rng, WALK_STEPS)
     }
 
     fn step(&mut self) {
@@ -377,7 +333,7 @@ impl<'s> Program<'s> {
     /// from the old target only may become garbage.
     fn alloc_into(&mut self, dest: Option<(u64, usize)>, payload: usize) {
         let adopt = match dest {
-            Some((parent, slot)) if !self.shrinking => self.shadow[&parent].edges[slot],
+            Some((parent, slot)) if !self.shadow.shrinking => self.shadow[&parent].edges[slot],
             _ => None,
         };
         let nrefs = self
@@ -390,7 +346,7 @@ impl<'s> Program<'s> {
         }
         match dest {
             Some((parent, slot)) => self.store(parent, slot, Some(id)),
-            None => self.counts.garbage_at_once += 1,
+            None => self.counts.extra.garbage_at_once += 1,
         }
     }
 
@@ -401,12 +357,15 @@ impl<'s> Program<'s> {
             return;
         };
         let slot = self.rng.random_range(0..self.shadow[&src].edges.len());
-        if !self.shrinking && self.shadow[&src].edges[slot].is_some() && self.rng.random_bool(0.9) {
+        if !self.shadow.shrinking
+            && self.shadow[&src].edges[slot].is_some()
+            && self.rng.random_bool(0.9)
+        {
             return;
         }
         let value = if self
             .rng
-            .random_bool(if self.shrinking { 0.5 } else { 0.05 })
+            .random_bool(if self.shadow.shrinking { 0.5 } else { 0.05 })
         {
             None
         } else {
@@ -418,7 +377,7 @@ impl<'s> Program<'s> {
     /// A root replaced by a fresh anchor (dropping what hung from the old one, while
     /// shrinking) or by a reachable object.
     fn op_root(&mut self) {
-        if !self.shrinking && self.rng.random_bool(0.8) {
+        if !self.shadow.shrinking && self.rng.random_bool(0.8) {
             return;
         }
         let i = self.rng.random_range(0..ROOTS);
@@ -433,20 +392,12 @@ impl<'s> Program<'s> {
                 .expect("root index in range");
             v
         };
-        self.roots[i] = value;
+        self.shadow.roots[i] = value;
     }
+}
 
-    /// The ids reachable from the roots, in the shadow.
-    fn reachable(&self) -> HashSet<u64> {
-        let mut seen = HashSet::new();
-        let mut stack: Vec<u64> = self.roots.iter().flatten().copied().collect();
-        while let Some(id) = stack.pop() {
-            if seen.insert(id) {
-                stack.extend(self.shadow[&id].edges.iter().flatten().copied());
-            }
-        }
-        seen
-    }
+impl ShadowProgram for Program<'_> {
+    type Extra = Extra;
 
     /// Every reachable object is live and intact; the unreachable ones leave the shadow
     /// for the next checkpoint. Flushes the phase counts.
@@ -455,111 +406,32 @@ impl<'s> Program<'s> {
         for (i, n) in self.phases.iter_mut().enumerate() {
             self.shared.phases[i].fetch_add(std::mem::take(n), Ordering::Relaxed);
         }
-        for (i, want) in self.roots.iter().enumerate() {
-            assert_eq!(
-                self.m.root(i),
-                want.map(|id| self.shadow[&id].obj),
-                "{}: root {i}",
-                self.at()
-            );
-        }
-        let reachable = self.reachable();
-        let mut buf = Vec::new();
-        for &id in &reachable {
-            let n = &self.shadow[&id];
-            assert!(
-                self.heap.is_live(n.obj),
-                "{}: reachable object {id:#x} at {:?} was freed",
-                self.at(),
-                n.obj
-            );
-            let shape = self
-                .m
-                .shape(n.obj)
-                .unwrap_or_else(|e| panic!("{}: shape of {id:#x}: {e}", self.at()));
-            assert_eq!(
-                shape,
-                (n.edges.len(), n.payload),
-                "{}: object {id:#x} at {:?} has the wrong shape",
-                self.at(),
-                n.obj
-            );
-            buf.resize(n.payload, 0);
-            self.m
-                .read_bytes(n.obj, 0, &mut buf)
-                .unwrap_or_else(|e| panic!("{}: read_bytes of {id:#x}: {e}", self.at()));
-            if buf != payload_of(id, n.payload) {
-                panic!(
-                    "{}: payload of object {id:#x} at {:?} changed (id read back {:#x})",
-                    self.at(),
-                    n.obj,
-                    u64::from_le_bytes(buf[..8].try_into().expect("8 bytes"))
-                );
-            }
-            for (i, want) in n.edges.iter().enumerate() {
-                let got = self
-                    .m
-                    .read_ref(n.obj, i)
-                    .unwrap_or_else(|e| panic!("{}: read_ref({id:#x}, {i}): {e}", self.at()));
-                let want_obj = want.map(|w| self.shadow[&w].obj);
-                assert_eq!(
-                    got,
-                    want_obj,
-                    "{}: slot {i} of {id:#x} points to {got:?}, expected id {want:x?}",
-                    self.at()
-                );
-                if let (Some(r), Some(w)) = (got, want) {
-                    assert_eq!(
-                        read_id(&self.m, r),
-                        Some(*w),
-                        "{}: slot {i} of {id:#x} points to {r:?}, whose id is not {w:#x}",
-                        self.at()
-                    );
-                }
-            }
-        }
-        let dead: Vec<u64> = self
-            .shadow
-            .keys()
-            .filter(|id| !reachable.contains(id))
-            .copied()
-            .collect();
-        for id in dead {
-            let n = self.shadow.remove(&id).expect("present");
-            self.dead.push((n.obj, id));
-        }
-        if reachable.len() > self.budget {
-            self.shrinking = true;
-        } else if reachable.len() < self.budget / 2 {
-            self.shrinking = false;
-        }
+        let reachable = self.shadow.verify(&self.m, &|| self.at());
+        self.shadow.forget_unreachable(&reachable);
+        self.shadow.steer(reachable.len(), self.budget);
     }
 
-    /// Garbage stays garbage: everything found unreachable so far is gone after a cycle
-    /// that starts now; and what is reachable survived it.
-    fn checkpoint(&mut self) {
-        self.verify();
-        self.counts.checkpoints += 1;
-        let before = self.heap.stats().cycles;
-        self.m.collect().expect("collect");
-        let after = self.heap.stats().cycles;
-        assert!(after > before, "{}: collect() ran no cycle", self.at());
-        for (obj, id) in std::mem::take(&mut self.dead) {
-            self.counts.dead_checked += 1;
-            if self.heap.is_live(obj) {
-                assert_ne!(
-                    read_id(&self.m, obj),
-                    Some(id),
-                    "{}: object {id:#x} at {obj:?} was unreachable before cycle {} started \
-                     (cycles {before}..{after}) but survived it",
-                    self.at(),
-                    before + 1
-                );
-                self.counts.dead_reused += 1;
-            }
-        }
-        self.verify();
+    fn check_dead(&mut self) -> DeadCheck {
+        let (ctx, op, heap) = (&self.ctx, self.op, &self.heap);
+        self.shadow
+            .check_dead(&mut self.m, &|| context(ctx, op, heap))
     }
+
+    fn counts(&mut self) -> &mut Counts {
+        &mut self.counts
+    }
+}
+
+/// The failure context of a program: configuration, seed, thread, operation, heap state.
+fn context(ctx: &str, op: u64, heap: &Heap) -> String {
+    let st = heap.stats();
+    format!(
+        "{ctx} op {op} (heap: {} cycles, phase {}, {} verifier failures {:?})",
+        st.cycles,
+        heap.phase().name(),
+        st.verifier_failures,
+        st.verifier_messages.first(),
+    )
 }
 
 /// What the churn thread did.
@@ -585,21 +457,11 @@ fn churn(heap: &Heap, shared: &Shared, seed: u64, ctx: &str) -> Churn {
     // Above every worker's ids, which start at (thread + 1) << 48.
     let mut next_id = 0x80u64 << 48;
     let check_dead = |m: &mut Mutator, dead: &mut Vec<(ObjRef, u64)>, c: &mut Churn| {
-        let before = heap.stats().cycles;
-        m.collect().expect("collect");
-        for (obj, id) in std::mem::take(dead) {
-            c.dead_checked += 1;
-            if heap.is_live(obj) {
-                assert_ne!(
-                    read_id(m, obj),
-                    Some(id),
-                    "{ctx} churn: object {id:#x} at {obj:?} of a dropped mutator survived \
-                     cycle {} (started after the drop)",
-                    before + 1
-                );
-                c.dead_reused += 1;
-            }
-        }
+        let d = collect_and_check_dead(m, std::mem::take(dead), &|| {
+            format!("{ctx} churn (the lists of dropped mutators)")
+        });
+        c.dead_checked += d.checked;
+        c.dead_reused += d.reused;
     };
     loop {
         let done = shared.running.load(Ordering::Acquire) == 0;
@@ -664,18 +526,6 @@ fn churn(heap: &Heap, shared: &Shared, seed: u64, ctx: &str) -> Churn {
     }
 }
 
-/// Tells the other threads of a configuration to stop when this one panics, so that a
-/// failure is reported as itself rather than as a deadlock.
-struct AbortOnPanic<'a>(&'a AtomicBool);
-
-impl Drop for AbortOnPanic<'_> {
-    fn drop(&mut self) {
-        if std::thread::panicking() {
-            self.0.store(true, Ordering::Release);
-        }
-    }
-}
-
 /// One configuration: `threads` mutators over `kind`, collections back to back.
 /// Returns the phase histogram, or `None` when the barrier is unavailable.
 fn run_config(kind: BarrierKind, threads: usize, base: u64) -> Option<[u64; PHASES]> {
@@ -731,34 +581,20 @@ fn run_config(kind: BarrierKind, threads: usize, base: u64) -> Option<[u64; PHAS
                     while !shared.abort.load(Ordering::Relaxed) {
                         i += 1;
                         p.step();
-                        if i % VERIFY_EVERY == 0 {
-                            if i % (VERIFY_EVERY * CHECKPOINT_EVERY) == 0 {
-                                p.checkpoint();
-                            } else {
-                                p.verify();
-                            }
-                            if i >= min_ops
-                                && (shared.missing(kind).is_empty() || started.elapsed() > DEADLINE)
-                            {
-                                break;
-                            }
+                        // Past its minimum, a worker stops once every phase has been seen (or at
+                        // the deadline).
+                        if SCHEDULE.after_op(&mut p, i)
+                            && i >= min_ops
+                            && (shared.missing(kind).is_empty() || started.elapsed() > DEADLINE)
+                        {
+                            break;
                         }
                     }
-                    if !shared.abort.load(Ordering::Relaxed) {
-                        p.checkpoint();
-                    }
-                    shared.running.fetch_sub(1, Ordering::Release);
-                    p.counts
+                    shadow::finish(&mut p, &shared.abort, &shared.running)
                 })
             })
             .collect();
-        let mut totals = Counts::default();
-        for w in workers {
-            match w.join() {
-                Ok(c) => totals += c,
-                Err(p) => std::panic::resume_unwind(p),
-            }
-        }
+        let totals = shadow::join_counts(workers);
         let background = collecting
             .join()
             .unwrap_or_else(|p| std::panic::resume_unwind(p));
@@ -783,7 +619,7 @@ fn run_config(kind: BarrierKind, threads: usize, base: u64) -> Option<[u64; PHAS
         totals.ops,
         totals.allocs,
         totals.large,
-        totals.garbage_at_once,
+        totals.extra.garbage_at_once,
         show(&running),
         show(&raced),
         totals.dead_checked,
@@ -796,15 +632,7 @@ fn run_config(kind: BarrierKind, threads: usize, base: u64) -> Option<[u64; PHAS
         churned.dead_reused,
         started.elapsed()
     );
-    assert_eq!(
-        st.verifier_failures, 0,
-        "{ctx}: the verifier found tri-colour violations: {:?}",
-        st.verifier_messages
-    );
-    assert!(
-        st.cycles > 0 && totals.dead_checked > 0,
-        "{ctx}: no cycle ran or no garbage was made"
-    );
+    shadow::assert_sound(&ctx, &st, &totals);
     let missing = shared.missing(kind);
     assert!(
         missing.is_empty(),

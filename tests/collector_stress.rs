@@ -39,7 +39,6 @@
 
 mod support;
 
-use std::collections::{HashMap, HashSet};
 use std::sync::Arc;
 use std::sync::atomic::{AtomicBool, AtomicU64, AtomicUsize, Ordering};
 use std::time::{Duration, Instant};
@@ -48,8 +47,10 @@ use barrierlab::{BarrierKind, Heap, HeapConfig, Mutator, ObjRef, ServiceLayout};
 use rand::rngs::StdRng;
 use rand::{Rng, RngCore, SeedableRng};
 
+use support::shadow::Program as ShadowProgram;
+use support::shadow::{self, AbortOnPanic, DeadCheck, Node, Schedule, Shadow};
 use support::with_timeout;
-use support::{Soak, base_seed, debug_divisor, heap_or_skip, read_id, splitmix};
+use support::{Soak, base_seed, debug_divisor, heap_or_skip, splitmix};
 
 /// Heap size: small, so that allocation alone triggers collections often.
 const HEAP_BYTES: usize = 4 << 20;
@@ -61,6 +62,8 @@ const VERIFY_EVERY: u64 = 1_500;
 const CHECKPOINT_EVERY: u64 = 4;
 /// Most roots a thread keeps.
 const MAX_ROOTS: usize = 12;
+/// A random walk from a root follows fewer edges than this.
+const WALK_STEPS: usize = 12;
 
 /// The tight heaps' live-set budget (all threads together): the heap is
 /// [`TIGHT_FACTOR`] times this, so concurrent cycles cannot keep up and allocations fall
@@ -106,17 +109,16 @@ impl Sizing {
         }
     }
 
-    fn verify_every(self) -> u64 {
+    fn schedule(self) -> Schedule {
         match self {
-            Sizing::Roomy => VERIFY_EVERY,
-            Sizing::Tight => TIGHT_VERIFY_EVERY,
-        }
-    }
-
-    fn checkpoint_every(self) -> u64 {
-        match self {
-            Sizing::Roomy => CHECKPOINT_EVERY,
-            Sizing::Tight => TIGHT_CHECKPOINT_EVERY,
+            Sizing::Roomy => Schedule {
+                verify_every: VERIFY_EVERY,
+                checkpoint_every: CHECKPOINT_EVERY,
+            },
+            Sizing::Tight => Schedule {
+                verify_every: TIGHT_VERIFY_EVERY,
+                checkpoint_every: TIGHT_CHECKPOINT_EVERY,
+            },
         }
     }
 
@@ -144,73 +146,34 @@ impl Sizing {
     }
 }
 
-/// One object as the program believes it is.
-struct ShadowObj {
-    obj: ObjRef,
-    /// The id each reference slot names (`None` = null).
-    edges: Vec<Option<u64>>,
-    /// The whole payload; its first 8 bytes are the id.
-    payload: Vec<u8>,
-    /// The operation that allocated it.
-    born: u64,
-}
-
-/// Counters one thread reports.
+/// This test's counters beside the shadow programs' common ones.
 #[derive(Default, Debug, Clone, Copy)]
-struct Counts {
-    ops: u64,
-    allocs: u64,
-    large: u64,
-    verifies: u64,
-    checkpoints: u64,
-    /// Unreachable objects checked at checkpoints.
-    dead_checked: u64,
-    /// Of those, the ones whose cell had been reused by a new object.
-    dead_reused: u64,
-    max_live_objects: usize,
-    /// The most reachable bytes (by [`cell_estimate`]) seen at a comparison.
-    max_live_bytes: usize,
+struct Live {
+    /// The most reachable objects seen at a comparison (the largest over threads).
+    max_objects: usize,
+    /// The most reachable bytes (by [`cell_estimate`]) seen at a comparison (summed over
+    /// threads).
+    max_bytes: usize,
 }
 
-impl std::ops::AddAssign for Counts {
-    fn add_assign(&mut self, o: Counts) {
-        self.ops += o.ops;
-        self.allocs += o.allocs;
-        self.large += o.large;
-        self.verifies += o.verifies;
-        self.checkpoints += o.checkpoints;
-        self.dead_checked += o.dead_checked;
-        self.dead_reused += o.dead_reused;
-        self.max_live_objects = self.max_live_objects.max(o.max_live_objects);
-        self.max_live_bytes += o.max_live_bytes;
+impl std::ops::AddAssign for Live {
+    fn add_assign(&mut self, o: Live) {
+        self.max_objects = self.max_objects.max(o.max_objects);
+        self.max_bytes += o.max_bytes;
     }
 }
 
-/// Formats as the string its closure makes, only when it is formatted (a failure
-/// message's context is costly to build).
-struct Lazy<F: Fn() -> String>(F);
-
-impl<F: Fn() -> String> std::fmt::Display for Lazy<F> {
-    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
-        f.write_str(&(self.0)())
-    }
-}
+type Counts = shadow::Counts<Live>;
 
 /// One mutator thread's program and its shadow.
 struct Program {
     m: Mutator,
     rng: StdRng,
-    shadow: HashMap<u64, ShadowObj>,
-    /// Mirrors the mutator's root stack.
-    roots: Vec<Option<u64>>,
-    next_id: u64,
-    /// Objects found unreachable, not yet checked at a checkpoint.
-    dead: Vec<(ObjRef, u64)>,
+    shadow: Shadow,
     /// Reachable bytes (cell sizes) allowed before the program starts cutting edges.
     budget: usize,
     /// The largest payload of a large object (its smallest is 2100 bytes).
     large_max: usize,
-    shrinking: bool,
     ctx: String,
     op: u64,
     counts: Counts,
@@ -237,85 +200,38 @@ impl Program {
         Program {
             m: heap.mutator(),
             rng: StdRng::seed_from_u64(seed),
-            shadow: HashMap::new(),
-            roots: Vec::new(),
-            next_id: ((thread as u64 + 1) << 48) + 1,
-            dead: Vec::new(),
+            shadow: Shadow::new(thread),
             budget,
             large_max,
-            shrinking: false,
             ctx,
             op: 0,
             counts: Counts::default(),
         }
     }
 
-    /// The failure context: barrier, threads, seed, operation.
+    /// This program's failure context ([`context`]), as it is now.
     fn at(&self) -> String {
-        let st = self.m.heap().stats();
-        format!(
-            "{} op {} (heap: {} cycles, {} verifier failures {:?}, {} degraded cycles, tracker \
-             {:?})",
-            self.ctx,
-            self.op,
-            st.cycles,
-            st.verifier_failures,
-            st.verifier_messages.first(),
-            st.degraded_cycles(),
-            st.tracker
-        )
+        context(&self.ctx, self.op, self.m.heap())
     }
 
     /// What is known of object `id`, for a failure message.
     fn explain(&self, id: u64) -> String {
-        match self.shadow.get(&id) {
-            None => format!("{id:#x} (not in the shadow)"),
-            Some(s) => format!(
-                "{id:#x} at {:?} (allocated at op {}, {} slots, {} payload bytes; live now: {}, \
-                 id there now: {:?})",
-                s.obj,
-                s.born,
-                s.edges.len(),
-                s.payload.len(),
-                self.m.heap().is_live(s.obj),
-                read_id(&self.m, s.obj).map(|i| format!("{i:#x}"))
-            ),
-        }
+        self.shadow.explain(&self.m, id)
     }
 
     /// A random object reachable from the roots (a short random walk), or `None` when
     /// every root is null.
     fn walk(&mut self) -> Option<u64> {
-        let set: Vec<u64> = self.roots.iter().flatten().copied().collect();
-        if set.is_empty() {
-            return None;
-        }
-        let mut cur = set[self.rng.random_range(0..set.len())];
-        for _ in 0..self.rng.random_range(0..12) {
-            let edges = &self.shadow[&cur].edges;
-            let n = edges.iter().flatten().count();
-            if n == 0 {
-                break;
-            }
-            let k = self.rng.random_range(0..n);
-            cur = *edges.iter().flatten().nth(k).expect("k < n");
-        }
-        Some(cur)
+        self.shadow.walk(&mut self.rng, WALK_STEPS)
     }
 
     /// A reachable object with at least one reference slot, if a few walks find one.
     fn walk_to_slots(&mut self) -> Option<u64> {
-        for _ in 0..4 {
-            let id = self.walk()?;
-            if !self.shadow[&id].edges.is_empty() {
-                return Some(id);
-            }
-        }
-        None
+        self.shadow.walk_to_slots(&mut self.rng, WALK_STEPS)
     }
 
     fn obj(&self, id: u64) -> ObjRef {
-        self.shadow[&id].obj
+        self.shadow.obj(id)
     }
 
     /// One random operation.
@@ -323,7 +239,7 @@ impl Program {
         self.op += 1;
         self.counts.ops += 1;
         let r = self.rng.random_range(0..100);
-        if self.roots.iter().flatten().next().is_none() || r < 40 {
+        if self.shadow.roots.iter().flatten().next().is_none() || r < 40 {
             self.op_alloc();
         } else if r < 68 {
             self.op_write_ref();
@@ -346,7 +262,7 @@ impl Program {
     fn pick_slot(&mut self, id: u64) -> usize {
         let edges = &self.shadow[&id].edges;
         let nulls: Vec<usize> = (0..edges.len()).filter(|&i| edges[i].is_none()).collect();
-        if !self.shrinking && !nulls.is_empty() && self.rng.random_bool(0.8) {
+        if !self.shadow.shrinking && !nulls.is_empty() && self.rng.random_bool(0.8) {
             nulls[self.rng.random_range(0..nulls.len())]
         } else {
             self.rng.random_range(0..edges.len())
@@ -363,9 +279,9 @@ impl Program {
         };
         // Where the new object goes: chosen before the allocation (a safepoint), which
         // changes nothing reachable, so the destination is still reachable after it.
-        let room = self.roots.len() < MAX_ROOTS;
-        let dest = if self.roots.len() < 3
-            || (room && self.shrinking && self.rng.random_range(0..20) == 0)
+        let room = self.shadow.roots.len() < MAX_ROOTS;
+        let dest = if self.shadow.roots.len() < 3
+            || (room && self.shadow.shrinking && self.rng.random_range(0..20) == 0)
         {
             None
         } else {
@@ -374,7 +290,7 @@ impl Program {
         // While growing, a new object that lands on an edge takes it over (see below).
         let nrefs = match dest {
             Some((parent, slot))
-                if !self.shrinking && self.shadow[&parent].edges[slot].is_some() =>
+                if !self.shadow.shrinking && self.shadow[&parent].edges[slot].is_some() =>
             {
                 nrefs.max(1)
             }
@@ -386,14 +302,13 @@ impl Program {
                 "{}: alloc({nrefs}, {payload}) failed with {} reachable objects, {} of {} \
                  pages in use: {e}",
                 self.at(),
-                self.reachable().len(),
+                self.shadow.reachable().len(),
                 self.m.heap().pages_in_use(),
                 self.m.heap().config().heap_bytes / barrierlab::sys::PAGE_SIZE
             ),
         };
         // Not a root yet: link it before anything that may reach a safepoint.
-        let id = self.next_id;
-        self.next_id += 1;
+        let id = self.shadow.fresh_id();
         let mut edges = vec![None; nrefs];
         match dest {
             Some((parent, slot)) => {
@@ -401,7 +316,7 @@ impl Program {
                 // While growing, insert rather than overwrite: the new object takes over
                 // the old target (a store into a just-allocated, black object).
                 let old = self.shadow[&parent].edges[slot];
-                if let Some(old) = old.filter(|_| nrefs > 0 && !self.shrinking) {
+                if let Some(old) = old.filter(|_| nrefs > 0 && !self.shadow.shrinking) {
                     let k = self.rng.random_range(0..nrefs);
                     let o = self.obj(old);
                     self.m.write_ref(obj, k, Some(o)).unwrap_or_else(|e| {
@@ -420,16 +335,16 @@ impl Program {
                         self.explain(parent)
                     )
                 });
-                self.shadow.get_mut(&parent).expect("parent").edges[slot] = Some(id);
+                self.shadow.node_mut(parent).edges[slot] = Some(id);
             }
             None if room => {
                 self.m.push_root(obj);
-                self.roots.push(Some(id));
+                self.shadow.roots.push(Some(id));
             }
             None => {
                 let i = self.root_to_replace();
                 self.m.set_root(i, Some(obj)).expect("root index in range");
-                self.roots[i] = Some(id);
+                self.shadow.roots[i] = Some(id);
             }
         }
         let mut bytes = vec![0u8; payload];
@@ -437,18 +352,15 @@ impl Program {
         // Fill some of the rest (a fresh object's payload must read back as zeros too).
         let fill = self.rng.random_range(8..=payload);
         self.rng.fill_bytes(&mut bytes[8..fill]);
-        self.m
-            .write_bytes(obj, 0, &bytes)
+        let node = Node {
+            obj,
+            edges,
+            payload: bytes,
+            born: self.op,
+        };
+        self.shadow
+            .add(&mut self.m, id, node)
             .unwrap_or_else(|e| panic!("{}: write_bytes into new object: {e}", self.at()));
-        self.shadow.insert(
-            id,
-            ShadowObj {
-                obj,
-                edges,
-                payload: bytes,
-                born: self.op,
-            },
-        );
         self.counts.allocs += 1;
         self.counts.large += large as u64;
     }
@@ -459,7 +371,7 @@ impl Program {
         };
         let slot = self.pick_slot(src);
         let old = self.shadow[&src].edges[slot];
-        if old.is_some() && !self.shrinking && self.rng.random_bool(0.95) {
+        if old.is_some() && !self.shadow.shrinking && self.rng.random_bool(0.95) {
             // Growing: do not cut the edge (which would drop whatever hangs from it); swap
             // it with another slot of the same object instead: two stores, nothing lost.
             let other = self.rng.random_range(0..self.shadow[&src].edges.len());
@@ -477,11 +389,11 @@ impl Program {
                         [old, o2].map(|v| v.map(|v| self.explain(v)))
                     )
                 });
-            let edges = &mut self.shadow.get_mut(&src).expect("src").edges;
+            let edges = &mut self.shadow.node_mut(src).edges;
             edges.swap(slot, other);
             return;
         }
-        let null_odds = if self.shrinking { 0.6 } else { 0.02 };
+        let null_odds = if self.shadow.shrinking { 0.6 } else { 0.02 };
         let value = if self.rng.random_bool(null_odds) {
             None
         } else {
@@ -496,7 +408,7 @@ impl Program {
                 value.map_or("null".into(), |v| self.explain(v))
             )
         });
-        self.shadow.get_mut(&src).expect("src").edges[slot] = value;
+        self.shadow.node_mut(src).edges[slot] = value;
     }
 
     fn op_write_bytes(&mut self) {
@@ -524,43 +436,43 @@ impl Program {
                 self.explain(id)
             )
         });
-        self.shadow.get_mut(&id).expect("obj").payload[offset..offset + len].copy_from_slice(&data);
+        self.shadow.node_mut(id).payload[offset..offset + len].copy_from_slice(&data);
     }
 
     /// A root to overwrite: the first three hold most of the graph, so while it grows
     /// only the others are replaced.
     fn root_to_replace(&mut self) -> usize {
-        let lowest = if self.shrinking {
+        let lowest = if self.shadow.shrinking {
             0
         } else {
-            3.min(self.roots.len() - 1)
+            3.min(self.shadow.roots.len() - 1)
         };
-        self.rng.random_range(lowest..self.roots.len())
+        self.rng.random_range(lowest..self.shadow.roots.len())
     }
 
     /// Root pushes, pops and sets. The first three roots hold most of the graph: while
     /// it grows, only a shrinking program replaces them.
     fn op_root(&mut self) {
         let r = self.rng.random_range(0..10);
-        if r < 4 && self.roots.len() < MAX_ROOTS {
+        if r < 4 && self.shadow.roots.len() < MAX_ROOTS {
             if let Some(id) = self.walk() {
                 let o = self.obj(id);
                 let i = self.m.push_root(o);
-                assert_eq!(i, self.roots.len(), "{}: push_root index", self.at());
-                self.roots.push(Some(id));
+                assert_eq!(i, self.shadow.roots.len(), "{}: push_root index", self.at());
+                self.shadow.roots.push(Some(id));
             }
-        } else if r < 7 && self.roots.len() > 3 {
+        } else if r < 7 && self.shadow.roots.len() > 3 {
             let got = self.m.pop_root();
-            let want = self.roots.pop().expect("non-empty");
+            let want = self.shadow.roots.pop().expect("non-empty");
             assert_eq!(
                 got,
                 want.map(|id| self.obj(id)),
                 "{}: pop_root returned the wrong root",
                 self.at()
             );
-        } else if !self.roots.is_empty() {
+        } else if !self.shadow.roots.is_empty() {
             let i = self.root_to_replace();
-            let null_odds = if self.shrinking { 0.5 } else { 0.1 };
+            let null_odds = if self.shadow.shrinking { 0.5 } else { 0.1 };
             let value = if self.rng.random_bool(null_odds) {
                 None
             } else {
@@ -568,146 +480,59 @@ impl Program {
             };
             let o = value.map(|id| self.obj(id));
             self.m.set_root(i, o).expect("root index in range");
-            self.roots[i] = value;
+            self.shadow.roots[i] = value;
             assert_eq!(self.m.root(i), o, "{}: root {i} reads back", self.at());
         }
     }
+}
 
-    /// The ids reachable from the roots, in the shadow.
-    fn reachable(&self) -> HashSet<u64> {
-        let mut seen: HashSet<u64> = HashSet::new();
-        let mut stack: Vec<u64> = self.roots.iter().flatten().copied().collect();
-        while let Some(id) = stack.pop() {
-            if seen.insert(id) {
-                stack.extend(self.shadow[&id].edges.iter().flatten().copied());
-            }
-        }
-        seen
-    }
+impl ShadowProgram for Program {
+    type Extra = Live;
 
     /// Compares every reachable object with the heap, then forgets the unreachable ones
-    /// (remembering them for the next checkpoint) and adjusts the program's growth.
+    /// (remembering them for the next checkpoint) and adjusts the program's growth to
+    /// the reachable bytes.
     fn verify(&mut self) {
         self.counts.verifies += 1;
-        let at = Lazy(|| self.at());
-        let heap = self.m.heap().clone();
-        assert_eq!(
-            self.m.roots_len(),
-            self.roots.len(),
-            "{at}: root stack length"
-        );
-        for (i, want) in self.roots.iter().enumerate() {
-            assert_eq!(
-                self.m.root(i),
-                want.map(|id| self.shadow[&id].obj),
-                "{at}: root {i}"
-            );
-        }
-        let reachable = self.reachable();
-        let mut live_bytes = 0;
-        let mut buf = Vec::new();
-        for &id in &reachable {
-            let s = &self.shadow[&id];
-            assert!(
-                heap.is_live(s.obj),
-                "{at}: reachable object {} was freed",
-                self.explain(id)
-            );
-            let shape = self
-                .m
-                .shape(s.obj)
-                .unwrap_or_else(|e| panic!("{at}: shape of {}: {e}", self.explain(id)));
-            assert_eq!(
-                shape,
-                (s.edges.len(), s.payload.len()),
-                "{at}: object {id:#x} at {:?} has the wrong shape",
-                s.obj
-            );
-            buf.resize(s.payload.len(), 0);
-            self.m
-                .read_bytes(s.obj, 0, &mut buf)
-                .unwrap_or_else(|e| panic!("{at}: read_bytes of {}: {e}", self.explain(id)));
-            if buf != s.payload {
-                let first = buf.iter().zip(&s.payload).position(|(a, b)| a != b);
-                panic!(
-                    "{at}: payload of object {id:#x} at {:?} differs from the shadow \
-                     (first difference at byte {first:?}; id read back {:#x})",
-                    s.obj,
-                    u64::from_le_bytes(buf[..8].try_into().expect("8 bytes"))
-                );
-            }
-            for (i, want) in s.edges.iter().enumerate() {
-                let got = self
-                    .m
-                    .read_ref(s.obj, i)
-                    .unwrap_or_else(|e| panic!("{at}: read_ref({id:#x}, {i}): {e}"));
-                match (got, want) {
-                    (None, None) => {}
-                    (Some(r), Some(w)) => {
-                        let target = &self.shadow[w];
-                        assert_eq!(
-                            r, target.obj,
-                            "{at}: slot {i} of {id:#x} points to {r:?}, expected {w:#x} at {:?}",
-                            target.obj
-                        );
-                        assert_eq!(
-                            read_id(&self.m, r),
-                            Some(*w),
-                            "{at}: slot {i} of {id:#x} points to {r:?}, whose id is not {w:#x}"
-                        );
-                    }
-                    _ => panic!("{at}: slot {i} of {id:#x} is {got:?}, expected id {want:?}"),
-                }
-            }
-            live_bytes += cell_estimate(s.edges.len(), s.payload.len());
-        }
-        self.counts.max_live_objects = self.counts.max_live_objects.max(reachable.len());
-        self.counts.max_live_bytes = self.counts.max_live_bytes.max(live_bytes);
-        let dead: Vec<u64> = self
-            .shadow
-            .keys()
-            .filter(|id| !reachable.contains(id))
-            .copied()
-            .collect();
-        for id in dead {
-            let s = self.shadow.remove(&id).expect("present");
-            self.dead.push((s.obj, id));
-        }
-        if live_bytes > self.budget {
-            self.shrinking = true;
-        } else if live_bytes < self.budget / 2 {
-            self.shrinking = false;
-        }
+        let reachable = self.shadow.verify(&self.m, &|| self.at());
+        let live_bytes: usize = reachable
+            .iter()
+            .map(|id| {
+                let s = &self.shadow[id];
+                cell_estimate(s.edges.len(), s.payload.len())
+            })
+            .sum();
+        let live = &mut self.counts.extra;
+        live.max_objects = live.max_objects.max(reachable.len());
+        live.max_bytes = live.max_bytes.max(live_bytes);
+        self.shadow.forget_unreachable(&reachable);
+        self.shadow.steer(live_bytes, self.budget);
     }
 
-    /// Garbage stays garbage: every object found unreachable so far must be gone after a
-    /// cycle that starts now.
-    fn checkpoint(&mut self) {
-        self.verify();
-        self.counts.checkpoints += 1;
+    fn check_dead(&mut self) -> DeadCheck {
         let heap = self.m.heap().clone();
-        let before = heap.stats().cycles;
-        self.m.collect().expect("collect");
-        let after = heap.stats().cycles;
-        assert!(after > before, "{}: collect() ran no cycle", self.at());
-        for (obj, id) in std::mem::take(&mut self.dead) {
-            self.counts.dead_checked += 1;
-            if heap.is_live(obj) {
-                let now = read_id(&self.m, obj);
-                assert_ne!(
-                    now,
-                    Some(id),
-                    "{}: object {id:#x} at {obj:?} was unreachable before cycle {} started \
-                     (cycles {before}..{after}) but survived it",
-                    self.at(),
-                    before + 1
-                );
-                self.counts.dead_reused += 1;
-            }
-        }
-        // Reachable objects survived the collection too.
-        self.verify();
+        let (ctx, op) = (&self.ctx, self.op);
+        self.shadow
+            .check_dead(&mut self.m, &|| context(ctx, op, &heap))
     }
+
+    fn counts(&mut self) -> &mut Counts {
+        &mut self.counts
+    }
+}
+
+/// The failure context of a program: barrier, threads, seed, operation, heap state.
+fn context(ctx: &str, op: u64, heap: &Heap) -> String {
+    let st = heap.stats();
+    format!(
+        "{ctx} op {op} (heap: {} cycles, {} verifier failures {:?}, {} degraded cycles, tracker \
+         {:?})",
+        st.cycles,
+        st.verifier_failures,
+        st.verifier_messages.first(),
+        st.degraded_cycles(),
+        st.tracker
+    )
 }
 
 /// What one configuration ran.
@@ -778,7 +603,7 @@ fn run_config(
     );
     let ops_per_thread = sizing.ops_per_config() / debug_divisor() / threads as u64;
     let budget = (sizing.budget(threads), sizing.large_max());
-    let (verify_every, checkpoint_every) = (sizing.verify_every(), sizing.checkpoint_every());
+    let schedule = sizing.schedule();
     let started = Instant::now();
     let limit = if soak.is_soak() {
         Duration::from_secs(600)
@@ -821,30 +646,13 @@ fn run_config(
                                 break;
                             }
                             p.step();
-                            if i % verify_every == 0 {
-                                if i % (verify_every * checkpoint_every) == 0 {
-                                    p.checkpoint();
-                                } else {
-                                    p.verify();
-                                }
-                            }
+                            schedule.after_op(&mut p, i);
                         }
-                        if !abort.load(Ordering::Relaxed) {
-                            p.checkpoint();
-                        }
-                        running.fetch_sub(1, Ordering::Release);
-                        p.counts
+                        shadow::finish(&mut p, abort, running)
                     })
                 })
                 .collect();
-            let mut totals = Counts::default();
-            for w in workers {
-                match w.join() {
-                    Ok(c) => totals += c,
-                    Err(p) => std::panic::resume_unwind(p),
-                }
-            }
-            totals
+            shadow::join_counts(workers)
         });
         (totals, background_cycles.into_inner())
     });
@@ -867,37 +675,17 @@ fn run_config(
         totals.verifies,
         totals.dead_checked,
         totals.dead_reused,
-        totals.max_live_objects,
-        totals.max_live_bytes >> 10,
+        totals.extra.max_objects,
+        totals.extra.max_bytes >> 10,
         st.tracker.faults,
         st.max_pause(),
         started.elapsed()
     );
-    assert_eq!(
-        st.verifier_failures, 0,
-        "{ctx}: the verifier found tri-colour violations: {:?}",
-        st.verifier_messages
-    );
-    assert!(
-        totals.dead_checked > 0 && st.cycles > 0,
-        "{ctx}: the program made no garbage or ran no cycle"
-    );
+    shadow::assert_sound(&ctx, &st, &totals);
     Some(Ran {
         cycles: st.cycles,
         fallbacks: st.fallbacks(),
     })
-}
-
-/// Tells the other threads of a configuration to stop when this one panics, so that a
-/// failure is reported as itself rather than as a deadlock.
-struct AbortOnPanic<'a>(&'a AtomicBool);
-
-impl Drop for AbortOnPanic<'_> {
-    fn drop(&mut self) {
-        if std::thread::panicking() {
-            self.0.store(true, Ordering::Release);
-        }
-    }
 }
 
 /// The `uffd-wp` fault-service layouts to draw from: all of them. (`Thread` and

@@ -6,79 +6,29 @@
 //! with the reason, or fail under `BARRIERLAB_REQUIRE_ALL=1` (CI installs `libgc1`). Each
 //! command runs under a deadline and is killed, with its child, if it passes it.
 
+mod support;
+
 use std::collections::HashMap;
-use std::io::Read;
-use std::process::{Command, Stdio};
-use std::time::{Duration, Instant};
+use std::time::Duration;
 
-use std::os::unix::process::CommandExt;
+use support::binary::{self, Output};
+use support::require_all;
 
-/// How long one quick run may take (it takes well under a second here).
+/// How long one run of the binary may take (a quick one takes well under a second here).
 const DEADLINE: Duration = Duration::from_secs(120);
 
 /// A quick run at this heap collects several times (6 stop-the-world cycles here).
 const QUICK_HEAP_MIB: &str = "4";
 
-struct Outcome {
-    code: Option<i32>,
-    stdout: String,
-    stderr: String,
-}
-
-/// Runs barrierlab with `args` (and `env`), killing its process group — the command and
-/// the peer child it starts — if it runs past [`DEADLINE`].
-fn barrierlab(args: &[&str], env: &[(&str, &str)]) -> Outcome {
-    let mut child = Command::new(env!("CARGO_BIN_EXE_barrierlab"))
-        .args(args)
-        .envs(env.iter().copied())
-        .stdin(Stdio::null())
-        .stdout(Stdio::piped())
-        .stderr(Stdio::piped())
-        .process_group(0)
-        .spawn()
-        .expect("spawn barrierlab");
-    let drain = |mut pipe: Box<dyn Read + Send>| {
-        std::thread::spawn(move || {
-            let mut s = String::new();
-            let _ = pipe.read_to_string(&mut s);
-            s
-        })
-    };
-    let out = drain(Box::new(child.stdout.take().expect("stdout")));
-    let err = drain(Box::new(child.stderr.take().expect("stderr")));
-    let start = Instant::now();
-    let status = loop {
-        if let Some(status) = child.try_wait().expect("wait for barrierlab") {
-            break status;
-        }
-        if start.elapsed() > DEADLINE {
-            // SAFETY: kill(2) on the process group this test created (`process_group(0)`
-            // made the child its leader); no memory is involved.
-            unsafe { libc::kill(-(child.id() as i32), libc::SIGKILL) };
-            let _ = child.wait();
-            panic!(
-                "`barrierlab {}` did not finish within {DEADLINE:?}",
-                args.join(" ")
-            );
-        }
-        std::thread::sleep(Duration::from_millis(20));
-    };
-    Outcome {
-        code: status.code(),
-        stdout: out.join().expect("stdout reader"),
-        stderr: err.join().expect("stderr reader"),
-    }
-}
-
 /// Skips (returns `true`) when the run says bdwgc is unavailable, or fails under
 /// `BARRIERLAB_REQUIRE_ALL=1`.
-fn unavailable(test: &str, o: &Outcome) -> bool {
+fn unavailable(test: &str, o: &Output) -> bool {
     if o.code != Some(2) || !o.stderr.contains("bdwgc is unavailable") {
         return false;
     }
     let reason = o.stderr.trim();
     assert!(
-        std::env::var("BARRIERLAB_REQUIRE_ALL").as_deref() != Ok("1"),
+        !require_all(),
         "{test}: bdwgc required (BARRIERLAB_REQUIRE_ALL=1): {reason}"
     );
     eprintln!("SKIP: {test}: {reason}");
@@ -86,7 +36,7 @@ fn unavailable(test: &str, o: &Outcome) -> bool {
 }
 
 /// The summary's `key=value` fields, after checking its first words.
-fn summary(o: &Outcome) -> HashMap<String, String> {
+fn summary(o: &Output) -> HashMap<String, String> {
     let line = o.stdout.trim();
     assert_eq!(line.lines().count(), 1, "one line expected:\n{line}");
     let rest = line
@@ -123,7 +73,7 @@ fn quick_run(test: &str, extra: &[&str], mode: &str) -> Option<HashMap<String, S
         QUICK_HEAP_MIB,
     ];
     args.extend_from_slice(extra);
-    let o = barrierlab(&args, &[]);
+    let o = binary::run(&args, &[], DEADLINE);
     if unavailable(test, &o) {
         return None;
     }
@@ -183,9 +133,10 @@ fn incremental_quick_run_collects_with_dirty_bits() {
 #[test]
 fn a_library_that_does_not_load_is_an_error_naming_libgc1() {
     let missing = "/nonexistent/libgc.so.1";
-    let o = barrierlab(
+    let o = binary::run(
         &["gcbench", "--peer", "bdwgc", "--quick"],
         &[("BARRIERLAB_LIBGC", missing)],
+        DEADLINE,
     );
     assert!(
         matches!(o.code, Some(1 | 2)),

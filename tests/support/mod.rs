@@ -9,7 +9,11 @@
 //! - [`trackers`]: a tracker over its own region ([`TrackerLab`]), writes through its
 //!   store path, harvests, and the race of writers against harvests;
 //! - [`heap`]: building a heap or skipping its barrier, the seed and soak knobs, object
-//!   ids (the collector tests).
+//!   ids (the collector tests);
+//! - [`shadow`]: the shadow-graph harness of the collector stress tests (a program's
+//!   belief about its objects, checked against the heap), used as `support::shadow::…`;
+//! - [`binary`]: the real `barrierlab` binary run under a deadline
+//!   (`support::binary::run`).
 //!
 //! The tests run against real kernel memory; nothing here mocks a system call.
 //!
@@ -19,7 +23,9 @@
 // Each test binary uses a subset of these helpers.
 #![allow(dead_code, unused_macros, unused_imports)]
 
+pub mod binary;
 pub mod heap;
+pub mod shadow;
 pub mod trackers;
 
 pub use heap::*;
