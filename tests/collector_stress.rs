@@ -28,7 +28,7 @@
 //! `uffd-wp` fault-service layout) are drawn from the seed too.
 //!
 //! Two sizings: a roomy heap with collections back to back from another thread, and a
-//! tight one ([`Sizing::Tight`]: 1.25 times the programs' live-set budget, a late trigger,
+//! tight one ([`Sizing::Tight`]: 1.5 times the programs' live-set budget, a late trigger,
 //! no pacer, no collections back to back), where allocations must fall back to full
 //! collections, and the same checks must hold across them.
 //!
@@ -69,8 +69,13 @@ const WALK_STEPS: usize = 12;
 /// [`TIGHT_FACTOR`] times this, so concurrent cycles cannot keep up and allocations fall
 /// back to full collections.
 const TIGHT_BUDGET: usize = 512 << 10;
-/// The tight heaps' size over their live-set budget.
-const TIGHT_FACTOR: f64 = 1.25;
+/// The tight heaps' size over their live-set budget: 1.5, not 1.25. The budget is not
+/// the heap's true minimum: the programs overshoot it between comparisons (more with
+/// more threads), and cells of 20 size classes leave partly used pages, so at 1.25 a run
+/// could run out of memory legitimately now and then (seen in about 1 of 6 runs on 2
+/// threads under load, with an old seed as often as a new one). 1.25 times the measured
+/// stop-the-world minimum is `tests/concurrent_mode_failure.rs`'s job.
+const TIGHT_FACTOR: f64 = 1.5;
 /// Operations between comparisons in a tight heap: the program overshoots its budget by
 /// at most what it allocates between two comparisons, so they come more often there.
 const TIGHT_VERIFY_EVERY: u64 = 200;
