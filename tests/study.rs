@@ -6,11 +6,10 @@
 //! The study starts a process per invocation; the whole run is killed, with its
 //! children (one process group), if it passes [`DEADLINE`].
 
+mod support;
+
 use std::collections::BTreeMap;
-use std::io::Read;
-use std::os::unix::process::CommandExt;
 use std::path::{Path, PathBuf};
-use std::process::{Command, Stdio};
 use std::time::{Duration, Instant};
 
 use barrierlab::study::MIN_CYCLES;
@@ -20,53 +19,9 @@ use barrierlab::study::stats::median;
 /// The quick study takes well under 30 s here; this is for a loaded CI machine.
 const DEADLINE: Duration = Duration::from_secs(300);
 
-struct Outcome {
-    ok: bool,
-    stdout: String,
-    stderr: String,
-}
-
 /// Runs barrierlab with `args` in its own process group, killed at the deadline.
-fn barrierlab(args: &[&str]) -> Outcome {
-    let mut child = Command::new(env!("CARGO_BIN_EXE_barrierlab"))
-        .args(args)
-        .stdin(Stdio::null())
-        .stdout(Stdio::piped())
-        .stderr(Stdio::piped())
-        .process_group(0)
-        .spawn()
-        .expect("spawn barrierlab");
-    let drain = |mut pipe: Box<dyn Read + Send>| {
-        std::thread::spawn(move || {
-            let mut s = String::new();
-            let _ = pipe.read_to_string(&mut s);
-            s
-        })
-    };
-    let out = drain(Box::new(child.stdout.take().expect("stdout")));
-    let err = drain(Box::new(child.stderr.take().expect("stderr")));
-    let start = Instant::now();
-    let status = loop {
-        if let Some(status) = child.try_wait().expect("wait for barrierlab") {
-            break status;
-        }
-        if start.elapsed() > DEADLINE {
-            // SAFETY: kill(2) on the process group this test created (`process_group(0)`
-            // made the child its leader); no memory is involved.
-            unsafe { libc::kill(-(child.id() as i32), libc::SIGKILL) };
-            let _ = child.wait();
-            panic!(
-                "`barrierlab {}` did not finish within {DEADLINE:?}",
-                args.join(" ")
-            );
-        }
-        std::thread::sleep(Duration::from_millis(20));
-    };
-    Outcome {
-        ok: status.success(),
-        stdout: out.join().expect("stdout"),
-        stderr: err.join().expect("stderr"),
-    }
+fn barrierlab(args: &[&str]) -> support::binary::Output {
+    support::binary::run(args, &[], DEADLINE)
 }
 
 #[derive(Debug, Clone)]
@@ -141,7 +96,7 @@ fn quick_study_keeps_its_invariants() {
         "--out",
         out.to_str().unwrap(),
     ]);
-    assert!(run.ok, "the quick study runs: {}", run.stderr);
+    assert!(run.success(), "the quick study runs: {}", run.stderr);
     assert!(!out.join("stale.svg").exists(), "stale figures are removed");
     assert!(
         run.stderr.contains("stale.svg"),
@@ -397,7 +352,7 @@ fn an_unwritable_output_folder_is_named_before_anything_runs() {
         "--out",
         "/proc/barrierlab-no",
     ]);
-    assert!(!run.ok);
+    assert!(!run.success());
     assert!(run.stderr.contains("/proc/barrierlab-no"), "{}", run.stderr);
     assert!(t0.elapsed() < Duration::from_secs(10), "nothing ran first");
 }
@@ -406,10 +361,14 @@ fn an_unwritable_output_folder_is_named_before_anything_runs() {
 fn a_point_process_reports_its_outcome_as_json() {
     let spec = r#"{"mode":"quick","point":{"kind":"fits","workload":"gcbench-d14","threads":1,"heap_bytes":1048576},"pin_cpu":0,"seed":0}"#;
     let run = barrierlab(&["study-point", "--spec", spec]);
-    assert!(run.ok, "{}", run.stderr);
+    assert!(run.success(), "{}", run.stderr);
     let out: serde_json::Value = serde_json::from_str(run.stdout.trim()).expect("JSON");
     assert_eq!(out["outcome"]["status"], "ok");
     assert_eq!(out["rows"][0]["metric"], "fits");
     let bad = barrierlab(&["study-point", "--spec", "{not json"]);
-    assert!(!bad.ok && bad.stderr.contains("--spec"), "{}", bad.stderr);
+    assert!(
+        !bad.success() && bad.stderr.contains("--spec"),
+        "{}",
+        bad.stderr
+    );
 }

@@ -777,8 +777,11 @@ fn fmt_count(v: f64) -> String {
 /// Harvested granules split by cause, per end-to-end point: first writes to pages the
 /// cycle allocated into (the allocation frontier) against writes to older objects.
 fn dirty_split(md: &mut String, rows: &[Measurement], keys: &[(String, usize, f64)]) {
-    let _ = writeln!(md, "### Dirty granules by cause
-");
+    let _ = writeln!(
+        md,
+        "### Dirty granules by cause
+"
+    );
     let _ = writeln!(
         md,
         "Granules (pages for the page trackers, cards for the card table) handed over by each \
