@@ -46,7 +46,7 @@ use crate::workload::{BinaryTreesParams, GcBenchParams, GraphParams, LruParams, 
 use point::{Outcome, Point, PointOutput, PointSpec};
 
 pub use crate::barrier::Variant;
-pub use point::{MMU_WINDOWS_MS, mmu_metric};
+pub use point::{MMU_WINDOWS_MS, PAUSE_CDF_QUANTILES, mmu_metric, pause_cdf_metric};
 
 /// The fewest collection cycles an end-to-end invocation must complete to count as a
 /// result. Below it the run measures the mutator rather than the collector: its pause
@@ -425,7 +425,7 @@ impl Progress {
             let bar = indicatif::ProgressBar::new(total);
             bar.set_style(
                 indicatif::ProgressStyle::with_template(
-                    "{elapsed_precise} [{bar:30}] {pos}/{len} {msg}",
+                    "{elapsed_precise} [{bar:30}] {pos}/{len} (about {eta} left) {msg}",
                 )
                 .expect("static template")
                 .progress_chars("=> "),

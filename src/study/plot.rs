@@ -50,13 +50,20 @@ fn bounds(values: impl Iterator<Item = f64>) -> Option<(f64, f64)> {
 pub fn write_all(result: &StudyResult) -> Result<Vec<String>> {
     let mut names = Vec::new();
     let out = &result.config.out;
-    if crossover_svg(&result.rows, &out.join("crossover.svg"), result.meta.seed)? {
+    // Every figure says which run it shows.
+    let run = run_label(result);
+    if crossover_svg(
+        &result.rows,
+        &out.join("crossover.svg"),
+        result.meta.seed,
+        &run,
+    )? {
         names.push("crossover.svg".to_string());
     }
-    if pauses_svg(&result.rows, &out.join("pauses.svg"))? {
+    if pauses_svg(&result.rows, &out.join("pauses.svg"), &run)? {
         names.push("pauses.svg".to_string());
     }
-    if mmu_svg(&result.rows, &out.join("mmu.svg"))? {
+    if mmu_svg(&result.rows, &out.join("mmu.svg"), &run)? {
         names.push("mmu.svg".to_string());
     }
     if heap_map_svg(&result.rows, &out.join("heapmap.svg"))? {
@@ -65,7 +72,42 @@ pub fn write_all(result: &StudyResult) -> Result<Vec<String>> {
     Ok(names)
 }
 
-fn crossover_svg(rows: &[Measurement], path: &std::path::Path, seed: u64) -> Result<bool> {
+/// `run 2026-12-01 12:09 UTC, commit 05a8601`: the run a figure shows, for its title.
+fn run_label(result: &StudyResult) -> String {
+    let m = serde_json::to_value(&result.meta).unwrap_or_default();
+    let date = m["date_utc"].as_str().unwrap_or("?");
+    let date = date.get(..16).unwrap_or(date).replace('T', " ");
+    let commit = m["commit"].as_str().unwrap_or("unknown");
+    format!(
+        "run {date} UTC, commit {}",
+        commit.get(..7).unwrap_or(commit)
+    )
+}
+
+/// A tick label a reader can read: `10`, `1k`, `10k`, `0.1`, never `10000.0`.
+fn human(v: f64) -> String {
+    let a = v.abs();
+    if a >= 1e6 && (v / 1e6).fract() == 0.0 {
+        format!("{}M", v / 1e6)
+    } else if a >= 1e3 && (v / 1e3).fract() == 0.0 {
+        format!("{}k", v / 1e3)
+    } else if a >= 1e3 {
+        format!("{:.1}k", v / 1e3)
+    } else if v.fract() == 0.0 {
+        format!("{v:.0}")
+    } else if a >= 1.0 {
+        format!("{v:.1}")
+    } else {
+        format!("{v:.2}")
+    }
+}
+
+fn crossover_svg(
+    rows: &[Measurement],
+    path: &std::path::Path,
+    seed: u64,
+    run: &str,
+) -> Result<bool> {
     let ts = trackers(rows, "micro");
     let curves: Vec<(String, Vec<(f64, f64)>)> = ts
         .iter()
@@ -81,8 +123,8 @@ fn crossover_svg(rows: &[Measurement], path: &std::path::Path, seed: u64) -> Res
     root.fill(&WHITE).map_err(plot_err)?;
     let mut chart = ChartBuilder::on(&root)
         .caption(
-            "Cost per store against stores per dirtied page",
-            ("sans-serif", 20),
+            format!("Cost per store against stores per dirtied page (micro, sequential; {run})"),
+            ("sans-serif", 18),
         )
         .margin(12)
         .x_label_area_size(45)
@@ -93,8 +135,13 @@ fn crossover_svg(rows: &[Measurement], path: &std::path::Path, seed: u64) -> Res
         .configure_mesh()
         .x_desc("stores per dirtied page")
         .y_desc("ns per store (arm + stores + harvest)")
+        .x_labels(8)
+        .y_labels(8)
+        .x_label_formatter(&|v| human(*v))
+        .y_label_formatter(&|v| human(*v))
         .draw()
         .map_err(plot_err)?;
+    let mut marked = false;
     for (i, (name, pts)) in curves.iter().enumerate() {
         let c = color(i);
         chart
@@ -122,8 +169,17 @@ fn crossover_svg(rows: &[Measurement], path: &std::path::Path, seed: u64) -> Res
                 chart
                     .draw_series(std::iter::once(TriangleMarker::new((x, y), 8, c.filled())))
                     .map_err(plot_err)?;
+                marked = true;
             }
         }
+    }
+    if marked {
+        // The markers' own legend entry (an empty series that only labels them).
+        chart
+            .draw_series(std::iter::empty::<Circle<(f64, f64), i32>>())
+            .map_err(plot_err)?
+            .label("▲ crossover with card-table")
+            .legend(|(x, y)| TriangleMarker::new((x + 10, y), 6, BLACK.filled()));
     }
     chart
         .configure_series_labels()
@@ -145,30 +201,32 @@ fn figure_key(rows: &[Measurement]) -> Option<(String, f64)> {
         .min_by(|a, b| a.1.total_cmp(&b.1))
 }
 
-fn pauses_svg(rows: &[Measurement], path: &std::path::Path) -> Result<bool> {
+/// The pause-time CDF: for each tracker, the pause distribution's quantiles from the HDR
+/// histogram (`pause_cdf_*` rows, 1st to 100th percentile), each the median over
+/// invocations, drawn as a step function on a log time axis.
+fn pauses_svg(rows: &[Measurement], path: &std::path::Path, run: &str) -> Result<bool> {
     let Some((wl, heap)) = figure_key(rows) else {
         return Ok(false);
     };
     let ts = trackers(rows, "macro");
-    let pcts = [
-        ("pause_p50_us", 50.0),
-        ("pause_p90_us", 90.0),
-        ("pause_p99_us", 99.0),
-        ("pause_p999_us", 99.9),
-        ("pause_max_us", 100.0),
-    ];
     let series: Vec<(String, Vec<(f64, f64)>)> = ts
         .iter()
         .map(|t| {
-            let pts = pcts
-                .iter()
-                .filter_map(|(m, q)| {
-                    let v: Vec<f64> = select(rows, "macro", t, &wl, 1, Some(heap), m).collect();
-                    super::report::summarize(&v).map(|s| (s.median, *q))
-                })
-                .collect();
+            let mut pts = Vec::new();
+            for q in super::PAUSE_CDF_QUANTILES {
+                let m = super::pause_cdf_metric(q);
+                let v: Vec<f64> = select(rows, "macro", t, &wl, 1, Some(heap), &m).collect();
+                if let Some(s) = super::report::summarize(&v) {
+                    // A step: the share reached at this pause length, held until the next.
+                    if let Some(&(_, prev)) = pts.last() {
+                        pts.push((s.median.max(1e-3), prev));
+                    }
+                    pts.push((s.median.max(1e-3), q));
+                }
+            }
             (t.clone(), pts)
         })
+        .filter(|(_, pts): &(String, Vec<(f64, f64)>)| !pts.is_empty())
         .collect();
     let Some((xlo, xhi)) = bounds(series.iter().flat_map(|s| s.1.iter().map(|p| p.0))) else {
         return Ok(false);
@@ -177,18 +235,21 @@ fn pauses_svg(rows: &[Measurement], path: &std::path::Path) -> Result<bool> {
     root.fill(&WHITE).map_err(plot_err)?;
     let mut chart = ChartBuilder::on(&root)
         .caption(
-            format!("Pause-time distribution, {wl}, 1 thread, {heap} MiB"),
-            ("sans-serif", 20),
+            format!("Pause-time CDF, {wl}, 1 thread, {heap} MiB ({run})"),
+            ("sans-serif", 18),
         )
         .margin(12)
         .x_label_area_size(45)
         .y_label_area_size(60)
-        .build_cartesian_2d((xlo..xhi).log_scale(), 40f64..101f64)
+        .build_cartesian_2d((xlo..xhi).log_scale(), 0f64..101f64)
         .map_err(plot_err)?;
     chart
         .configure_mesh()
-        .x_desc("pause (µs)")
-        .y_desc("percentile")
+        .x_desc("pause (µs, log scale)")
+        .y_desc("pauses at most this long (%)")
+        .x_labels(8)
+        .x_label_formatter(&|v| human(*v))
+        .y_label_formatter(&|v| human(*v))
         .draw()
         .map_err(plot_err)?;
     for (i, (name, pts)) in series.iter().enumerate() {
@@ -213,7 +274,7 @@ fn pauses_svg(rows: &[Measurement], path: &std::path::Path) -> Result<bool> {
     Ok(true)
 }
 
-fn mmu_svg(rows: &[Measurement], path: &std::path::Path) -> Result<bool> {
+fn mmu_svg(rows: &[Measurement], path: &std::path::Path, run: &str) -> Result<bool> {
     let Some((wl, heap)) = figure_key(rows) else {
         return Ok(false);
     };
@@ -222,8 +283,8 @@ fn mmu_svg(rows: &[Measurement], path: &std::path::Path) -> Result<bool> {
     root.fill(&WHITE).map_err(plot_err)?;
     let mut chart = ChartBuilder::on(&root)
         .caption(
-            format!("Minimum mutator utilisation, {wl}, 1 thread, {heap} MiB"),
-            ("sans-serif", 20),
+            format!("Minimum mutator utilisation, {wl}, 1 thread, {heap} MiB ({run})"),
+            ("sans-serif", 18),
         )
         .margin(12)
         .x_label_area_size(45)
@@ -232,8 +293,11 @@ fn mmu_svg(rows: &[Measurement], path: &std::path::Path) -> Result<bool> {
         .map_err(plot_err)?;
     chart
         .configure_mesh()
-        .x_desc("window (ms)")
+        .x_desc("window (ms, log scale)")
         .y_desc("MMU")
+        .x_labels(8)
+        .x_label_formatter(&|v| human(*v))
+        .y_label_formatter(&|v| format!("{v:.1}"))
         .draw()
         .map_err(plot_err)?;
     let mut any = false;
@@ -331,4 +395,25 @@ fn heap_map_svg(rows: &[Measurement], path: &std::path::Path) -> Result<bool> {
     }
     root.present().map_err(plot_err)?;
     Ok(true)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::human;
+
+    #[test]
+    fn tick_labels_read_as_numbers_not_floats() {
+        let cases = [
+            (10_000.0, "10k"),
+            (1000.0, "1k"),
+            (2_000_000.0, "2M"),
+            (1500.0, "1.5k"),
+            (100.0, "100"),
+            (2.5, "2.5"),
+            (0.25, "0.25"),
+        ];
+        for (v, s) in cases {
+            assert_eq!(human(v), s, "{v}");
+        }
+    }
 }

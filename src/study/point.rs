@@ -385,6 +385,16 @@ pub fn mmu_metric(window_ms: u64) -> String {
     format!("mmu_{window_ms}ms")
 }
 
+/// The quantiles (percent) of the pause distribution kept for the CDF figure.
+pub const PAUSE_CDF_QUANTILES: [f64; 16] = [
+    1.0, 5.0, 10.0, 20.0, 30.0, 40.0, 50.0, 60.0, 70.0, 80.0, 90.0, 95.0, 98.0, 99.0, 99.9, 100.0,
+];
+
+/// The metric name of a pause quantile for the CDF figure (`pause_cdf_99.9`).
+pub fn pause_cdf_metric(q: f64) -> String {
+    format!("pause_cdf_{q}")
+}
+
 /// The end-to-end metrics of one run.
 pub fn macro_rows(r: &workload::RunResult, w: &Workload) -> Vec<(String, f64)> {
     let s = &r.stats;
@@ -434,6 +444,10 @@ pub fn macro_rows(r: &workload::RunResult, w: &Workload) -> Vec<(String, f64)> {
         ("cpu_minus_gc_ms", ms(c.total.saturating_sub(gc_cpu))),
     ];
     let mut out: Vec<(String, f64)> = fixed.iter().map(|&(m, v)| (m.to_string(), v)).collect();
+    // The pause distribution for the CDF figure, from the same HDR histogram.
+    for q in PAUSE_CDF_QUANTILES {
+        out.push((pause_cdf_metric(q), r.pause_percentile_us(q)));
+    }
     for wms in MMU_WINDOWS_MS {
         out.push((mmu_metric(wms), r.mmu(Duration::from_millis(wms))));
     }
