@@ -176,6 +176,8 @@ pub struct Start {
     date: SystemTime,
     load: f64,
     ticks: CpuTicks,
+    /// Read when the run starts: the checkout may move on while it runs.
+    commit: String,
 }
 
 impl Start {
@@ -185,6 +187,7 @@ impl Start {
             date: SystemTime::now(),
             load: load_average(),
             ticks: cpu_ticks(),
+            commit: commit(),
         }
     }
 
@@ -211,7 +214,7 @@ impl Start {
             }
         }
         Meta {
-            commit: commit(),
+            commit: self.commit.clone(),
             version: env!("CARGO_PKG_VERSION").into(),
             command_line: std::env::args().collect(),
             seed,
