@@ -116,6 +116,15 @@ enum Command {
         #[command(flatten)]
         opts: run_cmd::HeapOpts,
     },
+    /// Render a study folder's report.md and figures again from its study.csv and
+    /// meta.json (the machine section from a probe run now).
+    Report {
+        /// The study's folder.
+        dir: PathBuf,
+        /// The mode the study ran in (for the invocation count the report states).
+        #[arg(long, default_value = "default")]
+        mode: String,
+    },
     /// Compare two study folders: per metric and point, NEW / OLD of the medians with a
     /// 95% bootstrap interval, flagged where the interval excludes 1.
     Compare {
@@ -210,6 +219,27 @@ fn gcbench_peer(peer: Peer, incremental: bool, heap_mib: usize, quick: bool) -> 
 fn main() -> ExitCode {
     match Cli::parse().command {
         Command::Probe { json } => run_cmd::probe(json),
+        Command::Report { dir, mode } => {
+            let mode = match mode.as_str() {
+                "quick" => Mode::Quick,
+                "default" => Mode::Default,
+                "full" => Mode::Full,
+                other => {
+                    eprintln!("error: --mode {other}: expected quick, default or full");
+                    return ExitCode::from(2);
+                }
+            };
+            match barrierlab::study::report::rerender(&dir, mode) {
+                Ok(n) => {
+                    eprintln!("{n} rows; report: {}", dir.join("report.md").display());
+                    ExitCode::SUCCESS
+                }
+                Err(e) => {
+                    eprintln!("error: {e}");
+                    ExitCode::FAILURE
+                }
+            }
+        }
         Command::Compare {
             old,
             new,
