@@ -279,7 +279,10 @@ pub fn rerender(dir: &std::path::Path, mode: super::Mode) -> Result<usize> {
     let text = std::fs::read_to_string(&meta_path)
         .map_err(|e| Error::io(format!("read {}", meta_path.display()), e))?;
     let meta: super::meta::Meta = serde_json::from_str(&text).map_err(|e| {
-        Error::InvalidArgument(format!("{} is not a study's meta.json: {e}", meta_path.display()))
+        Error::InvalidArgument(format!(
+            "{} is not a study's meta.json: {e}",
+            meta_path.display()
+        ))
     })?;
     // The figures of the old rendering go: a figure without rows is not drawn again.
     for f in ["crossover.svg", "pauses.svg", "mmu.svg", "heapmap.svg"] {
