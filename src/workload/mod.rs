@@ -303,9 +303,17 @@ impl RunResult {
 pub fn mmu(stats: &Stats, start: Duration, end: Duration, window: Duration) -> f64 {
     let span = end.saturating_sub(start);
     if span <= window || window.is_zero() {
-        // The run is shorter than the window: utilisation over the whole run.
-        let paused: Duration = stats.pauses.iter().map(|p| p.duration).sum();
-        return 1.0 - (paused.as_secs_f64() / span.as_secs_f64().max(1e-12)).min(1.0);
+        // The run is shorter than the window: utilisation over the whole run, counting
+        // only the part of each pause inside it (a cycle may finish after the run ends).
+        let paused: f64 = stats
+            .pauses
+            .iter()
+            .map(|p| {
+                let (a, b) = (p.start.max(start), (p.start + p.duration).min(end));
+                b.saturating_sub(a).as_secs_f64()
+            })
+            .sum();
+        return 1.0 - (paused / span.as_secs_f64().max(1e-12)).min(1.0);
     }
     let pauses: Vec<(f64, f64)> = stats
         .pauses
