@@ -12,9 +12,10 @@ use std::collections::BTreeMap;
 use std::path::{Path, PathBuf};
 use std::time::{Duration, Instant};
 
-use barrierlab::study::MIN_CYCLES;
+use barrierlab::study::compare::read_rows;
 use barrierlab::study::report::{CSV_HEADER, fmt};
 use barrierlab::study::stats::median;
+use barrierlab::study::{MIN_CYCLES, Measurement};
 
 /// The quick study takes well under 30 s here; this is for a loaded CI machine.
 const DEADLINE: Duration = Duration::from_secs(300);
@@ -24,39 +25,16 @@ fn barrierlab(args: &[&str]) -> support::binary::Output {
     support::binary::run(args, &[], DEADLINE)
 }
 
-#[derive(Debug, Clone)]
-struct Row {
-    section: String,
-    tracker: String,
-    workload: String,
-    threads: usize,
-    heap_mib: f64,
-    invocation: usize,
-    metric: String,
-    value: f64,
-    note: String,
-}
+type Row = Measurement;
 
-fn parse_csv(text: &str) -> Vec<Row> {
+/// The CSV's shape, line by line (the header, nine fields a row); the rows themselves are
+/// read with the library's own reader.
+fn check_csv_shape(text: &str) {
     let mut lines = text.lines();
     assert_eq!(lines.next(), Some(CSV_HEADER), "CSV header");
-    lines
-        .map(|l| {
-            let f: Vec<&str> = l.split(',').collect();
-            assert_eq!(f.len(), 9, "CSV row with 9 fields: {l}");
-            Row {
-                section: f[0].into(),
-                tracker: f[1].into(),
-                workload: f[2].into(),
-                threads: f[3].parse().expect("threads"),
-                heap_mib: f[4].parse().expect("heap"),
-                invocation: f[5].parse().expect("invocation"),
-                metric: f[6].into(),
-                value: f[7].parse().expect("value"),
-                note: f[8].into(),
-            }
-        })
-        .collect()
+    for l in lines {
+        assert_eq!(l.split(',').count(), 9, "CSV row with 9 fields: {l}");
+    }
 }
 
 type PointKey = (String, String, usize, String);
@@ -107,7 +85,8 @@ fn quick_study_keeps_its_invariants() {
     let summary: serde_json::Value =
         serde_json::from_str(run.stdout.trim()).expect("--json output");
     let csv = std::fs::read_to_string(out.join("study.csv")).expect("study.csv");
-    let rows = parse_csv(&csv);
+    check_csv_shape(&csv);
+    let rows = read_rows(&out).expect("study.csv reads back");
     assert_eq!(
         summary["rows"].as_u64(),
         Some(rows.len() as u64),

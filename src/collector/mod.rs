@@ -346,6 +346,9 @@ struct Cycle<'g> {
     stats: CycleStats,
     verifier_failures: Vec<String>,
     started: Instant,
+    /// The tracker's fault count when the cycle began ([`CycleStats::faults`] is the
+    /// difference at the end).
+    faults_at_start: u64,
 }
 
 /// Runs cycle `n`: the numbered list of the module docs, or, for an allocation that
@@ -393,10 +396,9 @@ impl<'g> Cycle<'g> {
                             .allocated_at_cycle_start
                             .load(Ordering::Relaxed),
                     ),
-                // Counted back from the total at the end.
-                faults: gc.tracker.map_or(0, |t| t.stats().faults),
                 ..CycleStats::default()
             },
+            faults_at_start: gc.tracker.map_or(0, |t| t.stats().faults),
             verifier_failures: Vec::new(),
             started: Instant::now(),
         }
@@ -683,7 +685,7 @@ impl<'g> Cycle<'g> {
             .store(self.marker.bytes_marked + during, Ordering::Relaxed);
         self.stats.heap_after = self.marker.bytes_marked + during;
         let faults_now = self.gc.tracker.map_or(0, |t| t.stats().faults);
-        self.stats.faults = faults_now.saturating_sub(self.stats.faults);
+        self.stats.faults = faults_now.saturating_sub(self.faults_at_start);
         if self.gc.config.log_cycles {
             eprintln!("{}", self.stats.log_line(space.len()));
         }

@@ -74,10 +74,8 @@ pub fn write_all(result: &StudyResult) -> Result<Vec<String>> {
 
 /// `run 2026-12-01 12:09 UTC, commit 05a8601`: the run a figure shows, for its title.
 fn run_label(result: &StudyResult) -> String {
-    let m = serde_json::to_value(&result.meta).unwrap_or_default();
-    let date = m["date_utc"].as_str().unwrap_or("?");
+    let (date, commit) = (&result.meta.date_utc, &result.meta.commit);
     let date = date.get(..16).unwrap_or(date).replace('T', " ");
-    let commit = m["commit"].as_str().unwrap_or("unknown");
     format!(
         "run {date} UTC, commit {}",
         commit.get(..7).unwrap_or(commit)
