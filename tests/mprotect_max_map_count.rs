@@ -1,4 +1,4 @@
-//! The `mprotect` tracker at its edges, for real, in forked children:
+//! The `mprotect` tracker at its edges, for real, in children of their own:
 //! - `vm.max_map_count`: every page unprotected in the middle of a read-only heap splits
 //!   a VMA; at the limit `mprotect` fails with `ENOMEM`, and the tracker must degrade to
 //!   "everything dirty" without losing a write.
@@ -6,10 +6,11 @@
 //!   the process with SIGSEGV; and dropping the last tracker restores the previous
 //!   action.
 //!
-//! Each case runs in a forked child so that the mapping count and the signal actions
-//! are the child's alone; the parent only waits (with a timeout) and reads the child's
-//! message from a pipe. The cases are serialised, so that no other test thread holds a
-//! lock when a child is forked.
+//! Each case runs in a fresh process of this test binary (`in_fresh_process`, not a fork
+//! of this multi-threaded one) so that the mapping count and the signal actions are the
+//! child's alone; the parent only waits (with a timeout) and reads the child's message.
+//! The cases are serialised, so that a lowered global `vm.max_map_count` never overlaps
+//! another child's run.
 //!
 //! Reaching the limit: by default the child fills its own address space with VMAs up to
 //! the current `vm.max_map_count` (every other page of a filler mapping made read-only),
@@ -20,6 +21,7 @@
 //! root; without it the test is skipped with the reason, or fails when
 //! `BARRIERLAB_REQUIRE_ALL=1`. The parent restores the original limit on every path.
 
+#[macro_use]
 mod support;
 
 use std::sync::Mutex;
@@ -27,9 +29,9 @@ use std::sync::Mutex;
 use barrierlab::barrier::{DirtySet, DirtyTracker, MprotectTracker};
 use barrierlab::sys::PAGE_SIZE;
 use barrierlab::sys::mem::{Protection, Region, count_mappings, mprotect_errno};
-use support::{SKIP_STATUS, describe, in_child, require_all};
+use support::{SKIP_STATUS, describe, in_fresh_process, require_all};
 
-/// One forked child at a time (see the module docs).
+/// One child at a time (see the module docs).
 static SERIAL: Mutex<()> = Mutex::new(());
 
 const MAX_MAP_COUNT: &str = "/proc/sys/vm/max_map_count";
@@ -153,7 +155,7 @@ fn at_vm_max_map_count_the_tracker_degrades_and_loses_no_write() {
     let _restore = RestoreLimit(original);
     let via_sysctl = std::env::var("BARRIERLAB_MAX_MAP_COUNT_MODE").as_deref() == Ok("sysctl")
         || original > FILL_LIMIT;
-    let outcome = in_child(|| {
+    let outcome = in_fresh_process(test_name!(), || {
         if via_sysctl {
             // The limit is global: keep the window in which it is low as short as we can.
             let lowered = count_mappings() + 50;
@@ -188,39 +190,20 @@ fn at_vm_max_map_count_the_tracker_degrades_and_loses_no_write() {
     }
 }
 
+/// The tracker's SIGSEGV action as `sigaction(2)` reports it.
+fn current_segv_handler() -> usize {
+    // SAFETY: a zeroed sigaction is valid output space; querying changes nothing.
+    let mut old: libc::sigaction = unsafe { std::mem::zeroed() };
+    // SAFETY: reads the current SIGSEGV action.
+    unsafe { libc::sigaction(libc::SIGSEGV, std::ptr::null(), &mut old) };
+    old.sa_sigaction
+}
+
 #[test]
 fn a_write_outside_the_heap_still_kills_with_sigsegv_and_drop_restores_the_handler() {
     let _serial = SERIAL.lock().unwrap_or_else(|p| p.into_inner());
-    let current = || {
-        // SAFETY: a zeroed sigaction is valid output space; querying changes nothing.
-        let mut old: libc::sigaction = unsafe { std::mem::zeroed() };
-        // SAFETY: reads the current SIGSEGV action.
-        unsafe { libc::sigaction(libc::SIGSEGV, std::ptr::null(), &mut old) };
-        old.sa_sigaction
-    };
-    // First child: install, drop, compare; nothing dies.
-    let outcome = in_child(|| {
-        let before = current();
-        let heap = Region::new(16 * PAGE_SIZE).map_err(|e| e.to_string())?;
-        let t = MprotectTracker::new(heap.base(), heap.len()).map_err(|e| e.to_string())?;
-        let installed = current();
-        let heap2 = Region::new(16 * PAGE_SIZE).map_err(|e| e.to_string())?;
-        let second = MprotectTracker::new(heap2.base(), heap2.len()).map_err(|e| e.to_string())?;
-        drop(t);
-        let still = current();
-        drop(second);
-        let after = current();
-        if installed == before || still != installed || after != before {
-            return Err(format!(
-                "handler before {before:#x}, installed {installed:#x}, after one drop \
-                 {still:#x}, after the last {after:#x}"
-            ));
-        }
-        Ok(String::new())
-    });
-    assert_eq!(outcome.status, 0, "{}", outcome.message);
-    // Second child: install, serve a heap fault, then fault outside the heap.
-    let outcome = in_child(|| {
+    // Install, serve a heap fault, then fault outside the heap.
+    let outcome = in_fresh_process(test_name!(), || {
         let heap = Region::new(16 * PAGE_SIZE).map_err(|e| e.to_string())?;
         let t = MprotectTracker::new(heap.base(), heap.len()).map_err(|e| e.to_string())?;
         t.arm().map_err(|e| e.to_string())?;
@@ -240,6 +223,38 @@ fn a_write_outside_the_heap_still_kills_with_sigsegv_and_drop_restores_the_handl
     assert!(
         libc::WIFSIGNALED(outcome.status) && libc::WTERMSIG(outcome.status) == libc::SIGSEGV,
         "the child should die of SIGSEGV, but it {}: {}",
+        describe(outcome.status),
+        outcome.message
+    );
+}
+
+#[test]
+fn dropping_the_last_mprotect_tracker_restores_the_previous_handler() {
+    let _serial = SERIAL.lock().unwrap_or_else(|p| p.into_inner());
+    // Install, drop, compare; nothing dies.
+    let outcome = in_fresh_process(test_name!(), || {
+        let before = current_segv_handler();
+        let heap = Region::new(16 * PAGE_SIZE).map_err(|e| e.to_string())?;
+        let t = MprotectTracker::new(heap.base(), heap.len()).map_err(|e| e.to_string())?;
+        let installed = current_segv_handler();
+        let heap2 = Region::new(16 * PAGE_SIZE).map_err(|e| e.to_string())?;
+        let second = MprotectTracker::new(heap2.base(), heap2.len()).map_err(|e| e.to_string())?;
+        drop(t);
+        let still = current_segv_handler();
+        drop(second);
+        let after = current_segv_handler();
+        if installed == before || still != installed || after != before {
+            return Err(format!(
+                "handler before {before:#x}, installed {installed:#x}, after one drop \
+                 {still:#x}, after the last {after:#x}"
+            ));
+        }
+        Ok(String::new())
+    });
+    assert_eq!(
+        outcome.status,
+        0,
+        "{}: {}",
         describe(outcome.status),
         outcome.message
     );

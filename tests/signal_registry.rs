@@ -1,7 +1,12 @@
 //! The signal-handler registry (`barrierlab::internals::signal_registry`) on its own,
 //! with a test server: a registered range is served and the handler installed; a fault
 //! outside every heap, and a signal sent with `kill(2)` inside one, are passed on.
+//!
+//! The cases that change the process's signal actions for good, or must die of a
+//! signal, run in a fresh process of this test binary (`in_fresh_process`), never in a
+//! forked copy of it: registering takes locks that another test thread may hold.
 
+#[macro_use]
 mod support;
 
 use std::sync::Arc;
@@ -12,7 +17,7 @@ use barrierlab::internals::signal_registry::{
 };
 use barrierlab::sys::PAGE_SIZE;
 use barrierlab::sys::mem::{Protection, Region, mprotect_errno};
-use support::{TIMEOUT_SECS, describe, fork_and_wait, read_page, with_timeout, write_page};
+use support::{TIMEOUT_SECS, describe, in_fresh_process, read_page, with_timeout, write_page};
 
 /// A server that makes the page writable and counts.
 struct Unprotect {
@@ -75,50 +80,57 @@ fn a_registered_range_is_served_and_the_handler_is_installed() {
 }
 
 #[test]
-fn a_fault_outside_every_heap_kills_a_forked_child_with_sigsegv() {
-    let heap = Region::new(4 * PAGE_SIZE).unwrap();
-    let _reg = register(
-        FaultSignal::Segv,
-        heap.base(),
-        heap.len(),
-        Arc::new(Unprotect {
-            served: AtomicU64::new(0),
-        }),
-    )
-    .unwrap();
-    let other = Region::new(PAGE_SIZE).unwrap();
-    other
-        .protect(other.base(), PAGE_SIZE, Protection::Read)
-        .unwrap();
-    let status = fork_and_wait(|| write_page(other.base(), 0, 1));
+fn a_fault_outside_every_heap_kills_the_process_with_sigsegv() {
+    let outcome = in_fresh_process(test_name!(), || {
+        let heap = Region::new(4 * PAGE_SIZE).map_err(|e| e.to_string())?;
+        let _reg = register(
+            FaultSignal::Segv,
+            heap.base(),
+            heap.len(),
+            Arc::new(Unprotect {
+                served: AtomicU64::new(0),
+            }),
+        )
+        .map_err(|e| e.to_string())?;
+        let other = Region::new(PAGE_SIZE).map_err(|e| e.to_string())?;
+        other
+            .protect(other.base(), PAGE_SIZE, Protection::Read)
+            .map_err(|e| e.to_string())?;
+        write_page(other.base(), 0, 1);
+        Err("survived a write to a read-only page outside every heap".into())
+    });
     assert!(
-        libc::WIFSIGNALED(status) && libc::WTERMSIG(status) == libc::SIGSEGV,
-        "the child should die of SIGSEGV, but it {}",
-        describe(status)
+        libc::WIFSIGNALED(outcome.status) && libc::WTERMSIG(outcome.status) == libc::SIGSEGV,
+        "the child should die of SIGSEGV, but it {}: {}",
+        describe(outcome.status),
+        outcome.message
     );
 }
 
 #[test]
 fn a_signal_sent_with_kill_is_not_served_even_inside_a_heap() {
     // A SIGSEGV whose si_code is SI_TKILL is never a fault, so it is passed on: with
-    // the default action behind the handler, a forked child dies of it.
-    let heap = Region::new(PAGE_SIZE).unwrap();
-    let server = Arc::new(Unprotect {
-        served: AtomicU64::new(0),
-    });
-    let _reg = register(FaultSignal::Segv, heap.base(), heap.len(), server.clone()).unwrap();
-    let status = fork_and_wait(|| {
-        // SAFETY: raise(3) is async-signal-safe.
+    // the default action behind the handler, the process dies of it, unserved.
+    let outcome = in_fresh_process(test_name!(), || {
+        let heap = Region::new(PAGE_SIZE).map_err(|e| e.to_string())?;
+        let server = Arc::new(Unprotect {
+            served: AtomicU64::new(0),
+        });
+        let _reg = register(FaultSignal::Segv, heap.base(), heap.len(), server.clone())
+            .map_err(|e| e.to_string())?;
+        // SAFETY: raise(3) sends the signal to this thread; nothing else happens.
         unsafe { libc::raise(libc::SIGSEGV) };
-        // SAFETY: the chain restored the default action; a second one ends us.
+        let served = server.served.load(Ordering::Relaxed);
+        // SAFETY: as above; the chain restored the default action, so this one ends us.
         unsafe { libc::raise(libc::SIGSEGV) };
+        Err(format!("survived two raised SIGSEGVs ({served} served)"))
     });
     assert!(
-        libc::WIFSIGNALED(status) && libc::WTERMSIG(status) == libc::SIGSEGV,
-        "the child should die of SIGSEGV, but it {}",
-        describe(status)
+        libc::WIFSIGNALED(outcome.status) && libc::WTERMSIG(outcome.status) == libc::SIGSEGV,
+        "the child should die of SIGSEGV, unserved, but it {}: {}",
+        describe(outcome.status),
+        outcome.message
     );
-    assert_eq!(server.served.load(Ordering::Relaxed), 0);
 }
 
 /// Faults the foreign handler saw; it chains every one to the action before it.
@@ -159,12 +171,12 @@ fn install_foreign() {
 
 #[test]
 fn a_handler_installed_after_barrierlabs_survives_and_the_chain_keeps_working() {
-    // In a forked child: the test changes the process's SIGSEGV action for good.
-    let status = fork_and_wait(|| {
+    // In a fresh process: the test changes the process's SIGSEGV action for good.
+    let outcome = in_fresh_process(test_name!(), || {
         let served = Arc::new(Unprotect {
             served: AtomicU64::new(0),
         });
-        let region = Region::new(4 * PAGE_SIZE).unwrap();
+        let region = Region::new(4 * PAGE_SIZE).map_err(|e| e.to_string())?;
         let register_heap = || {
             register(
                 FaultSignal::Segv,
@@ -172,44 +184,50 @@ fn a_handler_installed_after_barrierlabs_survives_and_the_chain_keeps_working() 
                 region.len(),
                 served.clone(),
             )
-            .unwrap()
+            .map_err(|e| e.to_string())
         };
         let foreign = foreign_handler as *const () as usize;
-        let reg = register_heap();
+        let reg = register_heap()?;
         install_foreign();
         // The last barrierlab user leaves: the foreign handler must stay installed.
         drop(reg);
         if current_handler(libc::SIGSEGV) != foreign {
-            std::process::exit(10);
+            return Err("dropping the last registration replaced the foreign handler".into());
         }
         // A new barrierlab user: its faults reach it through the foreign handler's chain.
-        let reg = register_heap();
+        let reg = register_heap()?;
         if current_handler(libc::SIGSEGV) != foreign {
-            std::process::exit(11);
+            return Err("a new registration replaced the foreign handler".into());
         }
         region
             .protect(region.base(), region.len(), Protection::Read)
-            .unwrap();
+            .map_err(|e| e.to_string())?;
         write_page(region.base(), 2, 7);
-        if served.served.load(Ordering::Relaxed) != 1
-            || FOREIGN_SEEN.load(Ordering::Relaxed) != 1
-            || read_page(region.base(), 2) != 7
-        {
-            std::process::exit(12);
+        let (ours, theirs, value) = (
+            served.served.load(Ordering::Relaxed),
+            FOREIGN_SEEN.load(Ordering::Relaxed),
+            read_page(region.base(), 2),
+        );
+        if (ours, theirs, value) != (1, 1, 7) {
+            return Err(format!(
+                "through the chain: served {ours} (want 1), foreign saw {theirs} (want 1), \
+                 read {value} (want 7)"
+            ));
         }
         drop(reg);
         // A fault nobody owns goes foreign → barrierlab's → the default action: death
         // by SIGSEGV, not a loop.
-        let other = Region::new(PAGE_SIZE).unwrap();
+        let other = Region::new(PAGE_SIZE).map_err(|e| e.to_string())?;
         other
             .protect(other.base(), PAGE_SIZE, Protection::Read)
-            .unwrap();
+            .map_err(|e| e.to_string())?;
         write_page(other.base(), 0, 1);
-        std::process::exit(13);
+        Err("survived a write to a read-only page that no heap owns".into())
     });
     assert!(
-        libc::WIFSIGNALED(status) && libc::WTERMSIG(status) == libc::SIGSEGV,
-        "the child should die of SIGSEGV after the chain checks pass, but it {}",
-        describe(status)
+        libc::WIFSIGNALED(outcome.status) && libc::WTERMSIG(outcome.status) == libc::SIGSEGV,
+        "the child should die of SIGSEGV after the chain checks pass, but it {}: {}",
+        describe(outcome.status),
+        outcome.message
     );
 }

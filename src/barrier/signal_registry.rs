@@ -281,10 +281,14 @@ impl SignalState {
     fn release(&self, install: &mut Install) {
         install.users -= 1;
         if install.users == 0 {
+            // No handler of ours to restore: an earlier last user already left ours in
+            // another component's chain, and this user reused it there. It stays there,
+            // with `prev` published: unpublishing it would make ours return from every
+            // fault it passes on, and a fault that nobody owns would retry forever.
             let restored = install
                 .handler
                 .take()
-                .is_none_or(InstalledHandler::uninstall);
+                .is_some_and(InstalledHandler::uninstall);
             if !restored {
                 install.left_in_chain = true;
                 return;

@@ -1,18 +1,20 @@
-//! The real `barrierlab` binary, run from a test: in its own process group, under a
-//! deadline past which the whole group (the command and any child it starts, such as a
-//! peer collector) is killed and the test fails, so that a hung run cannot hang the
-//! suite.
+//! Processes run from a test under a deadline: the real `barrierlab` binary ([`run`]),
+//! or any command ([`run_command`]). Each runs in its own process group; past the
+//! deadline the whole group (the command and any child it starts, such as a peer
+//! collector) is killed and the test fails, so that a hung run cannot hang the suite.
 
 use std::io::Read;
-use std::os::unix::process::CommandExt;
-use std::process::{Command, Stdio};
+use std::os::unix::process::{CommandExt, ExitStatusExt};
+use std::process::{Command, ExitStatus, Stdio};
 use std::time::{Duration, Instant};
 
-/// How a run of the binary ended.
+/// How a run ended.
 #[derive(Debug)]
 pub struct Output {
     /// The exit status; `None` when a signal ended it.
     pub code: Option<i32>,
+    /// The raw wait status (for `WIFSIGNALED` and friends).
+    pub status: i32,
     pub stdout: String,
     pub stderr: String,
 }
@@ -28,15 +30,21 @@ impl Output {
 /// collects its output; panics if it runs past `deadline` (after killing its process
 /// group).
 pub fn run(args: &[&str], env: &[(&str, &str)], deadline: Duration) -> Output {
-    let mut child = Command::new(env!("CARGO_BIN_EXE_barrierlab"))
-        .args(args)
-        .envs(env.iter().copied())
+    let mut command = Command::new(env!("CARGO_BIN_EXE_barrierlab"));
+    command.args(args).envs(env.iter().copied());
+    run_command(command, &format!("barrierlab {}", args.join(" ")), deadline)
+}
+
+/// Runs `command` (named `what` in a failure) with stdin closed, collecting its output;
+/// panics if it runs past `deadline`, after killing its process group.
+pub fn run_command(mut command: Command, what: &str, deadline: Duration) -> Output {
+    let mut child = command
         .stdin(Stdio::null())
         .stdout(Stdio::piped())
         .stderr(Stdio::piped())
         .process_group(0)
         .spawn()
-        .expect("spawn barrierlab");
+        .unwrap_or_else(|e| panic!("spawn `{what}`: {e}"));
     // Both pipes are drained meanwhile, so that a full pipe cannot stall the child.
     let drain = |mut pipe: Box<dyn Read + Send>| {
         std::thread::spawn(move || {
@@ -48,8 +56,8 @@ pub fn run(args: &[&str], env: &[(&str, &str)], deadline: Duration) -> Output {
     let out = drain(Box::new(child.stdout.take().expect("stdout")));
     let err = drain(Box::new(child.stderr.take().expect("stderr")));
     let start = Instant::now();
-    let status = loop {
-        if let Some(status) = child.try_wait().expect("wait for barrierlab") {
+    let status: ExitStatus = loop {
+        if let Some(status) = child.try_wait().expect("wait for the child") {
             break status;
         }
         if start.elapsed() > deadline {
@@ -57,15 +65,13 @@ pub fn run(args: &[&str], env: &[(&str, &str)], deadline: Duration) -> Output {
             // made the child its leader); no memory is involved.
             unsafe { libc::kill(-(child.id() as i32), libc::SIGKILL) };
             let _ = child.wait();
-            panic!(
-                "`barrierlab {}` did not finish within {deadline:?}",
-                args.join(" ")
-            );
+            panic!("`{what}` did not finish within {deadline:?}");
         }
         std::thread::sleep(Duration::from_millis(20));
     };
     Output {
         code: status.code(),
+        status: status.into_raw(),
         stdout: out.join().expect("stdout reader"),
         stderr: err.join().expect("stderr reader"),
     }

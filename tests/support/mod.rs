@@ -4,7 +4,7 @@
 //! - here: a timeout around anything that may block on a fault ([`with_timeout`]),
 //!   skipping a test when the kernel lacks a feature (or failing it under
 //!   `BARRIERLAB_REQUIRE_ALL=1`: [`require_all`], [`skip_or_fail`]), forked children
-//!   ([`fork_and_wait`], [`in_child`]), words of a region, writer threads that fault on a
+//!   that only store ([`fork_and_wait`]), words of a region, writer threads that fault on a
 //!   region, and a guard that releases them on every path;
 //! - [`trackers`]: a tracker over its own region ([`TrackerLab`]), writes through its
 //!   store path, harvests, and the race of writers against harvests;
@@ -12,8 +12,10 @@
 //!   ids (the collector tests);
 //! - [`shadow`]: the shadow-graph harness of the collector stress tests (a program's
 //!   belief about its objects, checked against the heap), used as `support::shadow::…`;
-//! - [`binary`]: the real `barrierlab` binary run under a deadline
-//!   (`support::binary::run`).
+//! - [`binary`]: the real `barrierlab` binary, or any command, run under a deadline
+//!   (`support::binary::run`);
+//! - [`child`]: a test body run in a fresh process of the test binary
+//!   ([`in_fresh_process`]), for children that allocate, lock or install handlers.
 //!
 //! The tests run against real kernel memory; nothing here mocks a system call.
 //!
@@ -24,10 +26,12 @@
 #![allow(dead_code, unused_macros, unused_imports)]
 
 pub mod binary;
+pub mod child;
 pub mod heap;
 pub mod shadow;
 pub mod trackers;
 
+pub use child::{Outcome, in_fresh_process};
 pub use heap::*;
 pub use trackers::*;
 
@@ -177,9 +181,10 @@ pub fn expect_errno<T: std::fmt::Debug>(what: &str, r: barrierlab::Result<T>) ->
 /// returns (it may `_exit` with another status itself). The parent waits up to
 /// [`TIMEOUT_SECS`] (then kills the child) and returns the raw wait status.
 ///
-/// The child must only do async-signal-safe things (no allocation, no locks) unless the
-/// test makes sure no other thread holds a lock: the test process has other threads,
-/// whose locks the child inherits held.
+/// The child must only do async-signal-safe things (stores, system calls; no allocation,
+/// no lock, no output): the test process has other threads, whose locks the child
+/// inherits held. For anything more use [`in_fresh_process`]; `fork` stays for tests of
+/// what a fork does.
 pub fn fork_and_wait(child: impl FnOnce()) -> i32 {
     // SAFETY: the child runs only `child` (async-signal-safe by contract) and leaves
     // with `_exit`, never returning into the test harness.
@@ -220,53 +225,8 @@ pub fn fork_and_wait(child: impl FnOnce()) -> i32 {
     }
 }
 
-/// Exit status of an [`in_child`] body that skipped; its message says why.
+/// Exit status of an [`in_fresh_process`] body that skipped; its message says why.
 pub const SKIP_STATUS: i32 = 77;
-
-/// How an [`in_child`] child ended.
-#[derive(Debug)]
-pub struct Outcome {
-    /// The raw wait status.
-    pub status: i32,
-    /// What the child reported.
-    pub message: String,
-}
-
-/// [`fork_and_wait`] for a body that reports: `Ok(message)` (exit 0), `Err(message)`
-/// (exit 1), a skip (exit [`SKIP_STATUS`], message prefixed `SKIP:`), or a death. The
-/// message comes back through a pipe. The body may allocate: callers serialise their
-/// forks so that no other test thread holds a lock at the fork.
-pub fn in_child(body: impl FnOnce() -> Result<String, String>) -> Outcome {
-    let mut fds = [0; 2];
-    // SAFETY: pipe(2) fills the two descriptors.
-    assert_eq!(unsafe { libc::pipe(fds.as_mut_ptr()) }, 0);
-    let status = fork_and_wait(|| {
-        let result =
-            std::panic::catch_unwind(std::panic::AssertUnwindSafe(body)).unwrap_or_else(|p| {
-                Err(p
-                    .downcast_ref::<String>()
-                    .cloned()
-                    .or_else(|| p.downcast_ref::<&str>().map(|s| s.to_string()))
-                    .unwrap_or_else(|| "panicked".into()))
-            });
-        let (code, message) = match result {
-            Ok(m) if m.starts_with("SKIP:") => (SKIP_STATUS, m),
-            Ok(m) => (0, m),
-            Err(m) => (1, m),
-        };
-        // SAFETY: writing our message to the pipe and leaving.
-        unsafe {
-            libc::write(fds[1], message.as_ptr().cast(), message.len());
-            libc::_exit(code);
-        }
-    });
-    // SAFETY: our copy of the write end, closed so that reading ends at the child's data.
-    unsafe { libc::close(fds[1]) };
-    let mut message = String::new();
-    // SAFETY: the read end is ours alone; File closes it.
-    let _ = unsafe { std::fs::File::from_raw_fd(fds[0]) }.read_to_string(&mut message);
-    Outcome { status, message }
-}
 
 /// Describes a wait status for assertion messages.
 pub fn describe(status: i32) -> String {
