@@ -200,9 +200,14 @@ impl Safepoints {
     }
 
     /// The slow path of a poll: stop until the pause is over.
+    ///
+    /// The collector is told before this thread takes the resume lock: woken, the
+    /// collector may preempt this thread on its CPU, and must then never find the lock
+    /// held by it when it ends the pause (it would wait a scheduler time slice, whole
+    /// milliseconds, with every mutator stopped). No wake-up is lost: the epoch is
+    /// re-read under the lock, which [`Safepoints::resume_world`] holds to change it.
     #[cold]
     pub(crate) fn park(&self, m: &MutatorShared) {
-        let mut guard = self.resume.lock();
         let e = self.epoch.load(Ordering::SeqCst);
         if e & 1 == 0 {
             return;
@@ -210,9 +215,11 @@ impl Safepoints {
         m.stopped_at.store(e, Ordering::SeqCst);
         m.state.store(STOPPED, Ordering::SeqCst);
         self.arrived.signal();
+        let mut guard = self.resume.lock();
         while self.epoch.load(Ordering::SeqCst) == e {
             self.resumed.wait(&mut guard);
         }
+        drop(guard);
         m.state.store(RUNNING, Ordering::SeqCst);
     }
 
