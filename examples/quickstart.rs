@@ -8,8 +8,11 @@
 //! with one: initial mark and remark); `live` what the last cycle marked; `freed` the
 //! garbage it swept; `recorded` what the barrier recorded as written while the collector
 //! marked (pages for the page trackers, cards for the card table; `none` records nothing,
-//! it stops the world instead): 0 here, since the only mutator waits during each cycle;
-//! `max pause` the longest pause, the one figure that varies.
+//! it stops the world instead): the only mutator waits during each cycle, so the card
+//! table records nothing, and a page tracker records one page per cycle, the page the
+//! mutator was allocating into when the cycle started, which the heap hands back to it
+//! already recorded so that its next objects take no fault (the frontier rule, see
+//! `barrierlab::heap`); `max pause` the longest pause, the one figure that varies.
 
 use barrierlab::probe::Probe;
 use barrierlab::{BarrierKind, Heap, HeapConfig, Result};
@@ -74,9 +77,11 @@ fn main() -> Result<()> {
         "\nEvery count is the same on every run; only the pause times vary. `none` stops the \
          world once per cycle, the barriers twice (initial mark and remark). Live: the one \
          list of 1001 32-byte nodes still rooted; freed: the 10 lists since the last cycle. \
-         `recorded` is 0 because nothing was written while a collector marked: \
-         `examples/card_table.rs` and `examples/uffd_wp_fault.rs` show a barrier recording \
-         writes, and `gcbench --log-cycles` shows it under a real workload."
+         Nothing was written while a collector marked, so the card table recorded nothing; \
+         a page tracker recorded the one page per cycle that the mutator allocates into, \
+         handed to it dirty at the cycle's start. `examples/card_table.rs` and \
+         `examples/uffd_wp_fault.rs` show a barrier recording writes, and \
+         `gcbench --log-cycles` shows it under a real workload."
     );
     Ok(())
 }

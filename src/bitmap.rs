@@ -118,6 +118,15 @@ impl Bitmap {
             .sum()
     }
 
+    /// Whether bit `i` is set; `false` if it is out of range. Never panics, so a signal
+    /// handler may call it.
+    #[inline]
+    pub(crate) fn get_checked(&self, i: usize) -> bool {
+        self.words
+            .get(i / 64)
+            .is_some_and(|w| w.load(Ordering::Acquire) & (1 << (i % 64)) != 0)
+    }
+
     /// Sets bit `i` if it is in range (returns `false` if not). Never panics, so a signal
     /// handler may call it.
     #[inline]

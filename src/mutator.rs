@@ -194,6 +194,7 @@ impl<B: StoreBarrier> Mutator<B> {
     /// Takes a cell of `class`, refilling the run (and collecting) as needed.
     fn alloc_small_slow(&mut self, class: usize, bytes: usize) -> Result<usize> {
         let mut collections = 0;
+        let mut stalled = false;
         loop {
             // SAFETY: as in `alloc`; no other reference to the buffers is alive.
             let buf = unsafe { &mut self.buffers.as_mut().classes[class] };
@@ -202,10 +203,16 @@ impl<B: StoreBarrier> Mutator<B> {
                 buf.cursor += CLASS_SIZES[class];
                 return Ok(addr);
             }
-            if self.heap.inner.space.refill(buf, class) {
-                let h = &self.heap.inner;
-                h.collector.allocation_poll(&h.space, &h.config);
+            let h = &self.heap.inner;
+            if h.space.refill(buf, class, h.tracker.as_deref()) {
+                h.collector.allocation_poll(&h.space);
                 continue;
+            }
+            if !stalled {
+                stalled = true;
+                if self.wait_for_pending_cycle()? {
+                    continue;
+                }
             }
             if collections == OOM_COLLECTIONS {
                 return Err(self.out_of_memory(bytes));
@@ -219,17 +226,39 @@ impl<B: StoreBarrier> Mutator<B> {
         }
     }
 
+    /// The heap is full: if a cycle is running or requested, wait for it to complete (an
+    /// allocation stall, recorded), since its sweep may make room; a full collection is
+    /// the fallback only when there is none. Returns whether it waited.
+    #[cold]
+    fn wait_for_pending_cycle(&mut self) -> Result<bool> {
+        let heap = self.heap.clone();
+        let start = std::time::Instant::now();
+        let waited = self.blocking(|| heap.inner.collector.wait_for_pending_cycle())?;
+        if waited {
+            heap.inner.collector.record_allocation_stall(start);
+        }
+        Ok(waited)
+    }
+
     fn set_wanted(&mut self, w: Wanted) {
         // SAFETY: this mutator's own request, on its own thread, while it runs.
         unsafe { *self.shared.wanted() = w };
     }
 
     fn alloc_large(&mut self, bytes: usize) -> Result<usize> {
-        for collections in 0..=OOM_COLLECTIONS {
-            if let Some(a) = self.space().alloc_large(bytes) {
-                let h = &self.heap.inner;
-                h.collector.allocation_poll(&h.space, &h.config);
+        let mut stalled = false;
+        let mut collections = 0;
+        while collections <= OOM_COLLECTIONS {
+            let h = &self.heap.inner;
+            if let Some(a) = h.space.alloc_large(bytes, h.tracker.as_deref()) {
+                h.collector.allocation_poll(&h.space);
                 return Ok(a);
+            }
+            if !stalled {
+                stalled = true;
+                if self.wait_for_pending_cycle()? {
+                    continue;
+                }
             }
             if collections < OOM_COLLECTIONS {
                 // The full collection allocates it in its pause if it can.
@@ -242,6 +271,7 @@ impl<B: StoreBarrier> Mutator<B> {
                     return Ok(a);
                 }
             }
+            collections += 1;
         }
         Err(self.out_of_memory(bytes))
     }

@@ -68,7 +68,7 @@ impl Heap {
             .map(|t| t.store_barrier())
             .unwrap_or(DynBarrier::None);
         let inner = Arc::new(HeapInner {
-            collector: Collector::new()?,
+            collector: Collector::new(&config)?,
             tracker,
             store_barrier,
             space,

@@ -343,23 +343,26 @@ fn graph_stores_per_dirtied_page_follow_the_knob() {
     // Two threads (two graphs, one heap): the windows of both count, once each.
     let cases = cases.chain([(BarrierKind::CardTable, 1024, 2)]);
     for (kind, spp, threads) in cases {
-        // A graph of 3,125 pages; stores slowed down by arithmetic so that a cycle's
+        // A graph of 1,563 pages; stores slowed down by arithmetic so that a cycle's
         // window does not wrap around all pages, and few allocations, whose pages would
-        // count as dirtied pages too. The live set fills more than the trigger's share of
-        // the heap, so cycles run back to back.
+        // count as dirtied pages too. The live set fills more than the fixed trigger's
+        // share of the heap (no pacer), so cycles run back to back, and the store loop
+        // lasts many cycles (on a loaded machine too).
         let p = GraphParams {
-            objects: 200_000,
+            objects: 100_000,
             // Two threads mark twice the graph and share the CPUs: longer cycles, so
             // longer loops, for cycles to fall inside both.
-            stores: 4_000_000 * (threads * threads) as u64,
+            stores: 6_000_000 * (threads * threads) as u64,
             stores_per_page: spp,
             alloc_every: 256,
             work_per_store: 40,
             ..GraphParams::default()
         };
         let cfg = HeapConfig::new()
-            .heap_bytes(threads * (20 << 20))
+            .heap_bytes(threads * (10 << 20))
             .barrier(kind)
+            .pacing(false)
+            .trigger(0.5)
             .record_dirty_pages(true);
         let Some(r) = run(test_name!(), cfg, Workload::Graph(p), threads) else {
             continue;
@@ -392,9 +395,12 @@ fn graph_windows_that_wrap_exceed_the_knob() {
         alloc_every: 64,
         ..GraphParams::default()
     };
+    // Cycles back to back (no pacer, the live set above the fixed trigger).
     let cfg = HeapConfig::new()
         .heap_bytes(2 << 20)
         .barrier(BarrierKind::CardTable)
+        .pacing(false)
+        .trigger(0.3)
         .record_dirty_pages(true);
     let Some(r) = run(test_name!(), cfg, Workload::Graph(p), 1) else {
         return;

@@ -226,6 +226,15 @@ pub struct TrackerStats {
     /// (`uffd-wp-sigbus`, `mprotect`). `uffd-wp-async`'s faults are resolved by the
     /// kernel unseen and the card table takes none: 0 for both.
     pub faults: u64,
+    /// Of `faults`, those on pages handed to the allocator during the cycle
+    /// ([`DirtyTracker::hand_out`]): a page a harvest protected again while a mutator
+    /// was still allocating into it. The others are first writes to older objects.
+    pub frontier_faults: u64,
+    /// Pages made writable and recorded as the allocator handed them out while armed
+    /// ([`DirtyTracker::hand_out`]), instead of taking a fault at their first write.
+    pub handed_out: u64,
+    /// Protection changes those hand-outs made (one per run of pages).
+    pub hand_out_calls: u64,
     /// Granules handed over by harvests, each counted once per harvest that lists it:
     /// written pages, or dirty cards for the card table.
     pub recorded: u64,
@@ -290,6 +299,24 @@ pub trait DirtyTracker: Send + Sync {
 
     /// Stops recording.
     fn disarm(&self) -> Result<()>;
+
+    /// The allocator is about to hand the page-aligned range `[start, start + len)` of
+    /// the heap to a mutator: a fresh page, a page from a size class's list, a large
+    /// object's span, or pages it is about to zero.
+    ///
+    /// The frontier rule: IF a page is handed out while the tracker is armed THEN, when
+    /// this returns, the page is in the dirty set (the next harvest reports it, so remark
+    /// rescans it: a black new object can receive the only pointer to a white one) and
+    /// writable, so that the mutator's first writes to new objects take no fault. It may
+    /// over-approximate (the range may hold pages that will never be written). Not armed:
+    /// nothing to do. It cannot fail: a protection change that fails degrades the cycle
+    /// to "everything dirty", and a page left protected still faults and is recorded.
+    /// Runs on the allocating mutator's thread, concurrently with harvests.
+    ///
+    /// This is bdwgc's `GC_remove_protection`, which unprotects a block and marks it dirty
+    /// in one call when it is handed to the allocator. Default: nothing (a software
+    /// barrier records stores into new objects like any other store).
+    fn hand_out(&self, _start: usize, _len: usize) {}
 
     /// The heap reports that it has used only `[base, base + bytes)` so far (its high
     /// water mark, which never shrinks): granules beyond cannot have been written, and a
@@ -460,18 +487,19 @@ pub struct TrackerOptions {
     pub user_mode_only: bool,
     /// `uffd-wp-async`: keep the heap protected between cycles (disarm does nothing, the
     /// next arm only re-protects the pages written since) instead of unprotecting it at
-    /// disarm and protecting all of it at arm.
+    /// disarm and protecting all of it at arm, as every other tracker does (the
+    /// `keep-protected` variant).
     pub async_keep_protected: bool,
 }
 
 impl TrackerOptions {
     /// The defaults: unconditional cards, a dedicated service thread, full-mode
-    /// userfaultfd, the async heap kept protected between cycles.
+    /// userfaultfd, every tracker disarmed between cycles.
     pub const DEFAULT: TrackerOptions = TrackerOptions {
         conditional_cards: false,
         service: ServiceLayout::Thread,
         user_mode_only: false,
-        async_keep_protected: true,
+        async_keep_protected: false,
     };
 }
 

@@ -210,6 +210,10 @@ impl DirtyTracker for MprotectTracker {
         self.state.record.disarm(&*self.state)
     }
 
+    fn hand_out(&self, start: usize, len: usize) {
+        self.state.record.hand_out(&*self.state, start, len);
+    }
+
     fn stats(&self) -> TrackerStats {
         self.state.record.stats(super::STALL_IN_HANDLER)
     }

@@ -62,15 +62,19 @@ pub enum Step {
     Disarm,
     /// Reading or polling the userfaultfd in the fault service.
     Service,
+    /// Making pages writable as the allocator hands them out
+    /// ([`DirtyTracker::hand_out`](super::DirtyTracker::hand_out)).
+    HandOut,
 }
 
 impl Step {
-    const ALL: [Step; 5] = [
+    const ALL: [Step; 6] = [
         Step::Arm,
         Step::Fault,
         Step::Harvest,
         Step::Disarm,
         Step::Service,
+        Step::HandOut,
     ];
 
     /// What the step was doing, for messages.
@@ -81,6 +85,7 @@ impl Step {
             Step::Harvest => "re-protecting at harvest",
             Step::Disarm => "disarm",
             Step::Service => "the fault service",
+            Step::HandOut => "handing pages to the allocator",
         }
     }
 }
@@ -357,6 +362,7 @@ impl CauseCell {
 pub struct TestKnobs {
     fail_next: AtomicU32,
     widen: AtomicU32,
+    forget_hand_outs: AtomicBool,
 }
 
 impl TestKnobs {
@@ -371,6 +377,19 @@ impl TestKnobs {
     /// and of a harvest (take | re-protect), to widen the races between them.
     pub fn widen_races(&self, spins: u32) {
         self.widen.store(spins, Ordering::Relaxed);
+    }
+
+    /// A planted bug: pages handed to the allocator while armed are made writable but not
+    /// recorded, so that writes to objects allocated in them are lost to the barrier (the
+    /// verifier must catch it). Has no effect on `uffd-wp-async`, whose record is the
+    /// protection itself: a page made writable is reported written.
+    pub fn forget_hand_outs(&self, yes: bool) {
+        self.forget_hand_outs.store(yes, Ordering::Relaxed);
+    }
+
+    /// Whether [`TestKnobs::forget_hand_outs`] is on.
+    pub(crate) fn forgets_hand_outs(&self) -> bool {
+        self.forget_hand_outs.load(Ordering::Relaxed)
     }
 
     /// Whether this protection change is one to fail (counting it). Async-signal-safe.
@@ -462,6 +481,9 @@ impl StallLog {
 #[derive(Debug)]
 pub(crate) struct Counters {
     faults: AtomicU64,
+    frontier_faults: AtomicU64,
+    handed_out: AtomicU64,
+    hand_out_calls: AtomicU64,
     recorded: AtomicU64,
     degradations: AtomicU64,
     /// This cycle is counted in `degradations` already.
@@ -476,6 +498,9 @@ impl Counters {
     pub(crate) fn new(mode: Option<UffdMode>) -> Counters {
         Counters {
             faults: AtomicU64::new(0),
+            frontier_faults: AtomicU64::new(0),
+            handed_out: AtomicU64::new(0),
+            hand_out_calls: AtomicU64::new(0),
             recorded: AtomicU64::new(0),
             degradations: AtomicU64::new(0),
             cycle_degraded: AtomicBool::new(false),
@@ -493,6 +518,20 @@ impl Counters {
     /// `n` faults served. Async-signal-safe.
     pub(crate) fn served(&self, n: u64) {
         self.faults.fetch_add(n, Ordering::Relaxed);
+    }
+
+    /// A fault served on a page handed to the allocator this cycle (one that a harvest
+    /// had protected again). Async-signal-safe.
+    pub(crate) fn frontier_fault(&self) {
+        self.frontier_faults.fetch_add(1, Ordering::Relaxed);
+    }
+
+    /// `pages` pages made writable and recorded at hand-out, with `calls` protection
+    /// changes.
+    pub(crate) fn handed_out(&self, pages: usize, calls: usize) {
+        self.handed_out.fetch_add(pages as u64, Ordering::Relaxed);
+        self.hand_out_calls
+            .fetch_add(calls as u64, Ordering::Relaxed);
     }
 
     /// A harvest handed over `n` granules.
@@ -519,6 +558,9 @@ impl Counters {
     pub(crate) fn stats(&self) -> TrackerStats {
         TrackerStats {
             faults: self.faults.load(Ordering::Relaxed),
+            frontier_faults: self.frontier_faults.load(Ordering::Relaxed),
+            handed_out: self.handed_out.load(Ordering::Relaxed),
+            hand_out_calls: self.hand_out_calls.load(Ordering::Relaxed),
             recorded: self.recorded.load(Ordering::Relaxed),
             degradations: self.degradations.load(Ordering::Relaxed),
             last_degradation: self.cause.read(),
@@ -535,6 +577,11 @@ pub(crate) struct PageRecord {
     base: usize,
     len: usize,
     dirty: Bitmap,
+    /// Pages handed to the allocator since arm ([`PageRecord::hand_out`]): a fault on one
+    /// of them is a write to an object allocated during the cycle, counted apart.
+    handed: Bitmap,
+    /// Between arm and disarm: pages handed out are made writable and recorded.
+    active: AtomicBool,
     /// Pages may be writable without a record (a protection change failed): harvests
     /// report everything until a whole-range re-protect succeeds or the next arm.
     everything: AtomicBool,
@@ -557,6 +604,8 @@ impl PageRecord {
             base,
             len,
             dirty: Bitmap::new(len / PAGE_SIZE)?,
+            handed: Bitmap::new(len / PAGE_SIZE)?,
+            active: AtomicBool::new(false),
             everything: AtomicBool::new(false),
             in_use: AtomicUsize::new(len),
             armed: AtomicUsize::new(0),
@@ -615,7 +664,60 @@ impl PageRecord {
     pub(crate) fn record(&self, page: usize) {
         if self.dirty.try_set(page) {
             self.counters.served(1);
+            if self.handed.get_checked(page) {
+                self.counters.frontier_fault();
+            }
         }
+    }
+
+    /// The allocator hands `[start, start + len)` to a mutator
+    /// ([`DirtyTracker::hand_out`](super::DirtyTracker::hand_out)). While armed, the pages
+    /// of it that lie in the protected prefix and are not recorded yet are made writable,
+    /// one call per run of such pages, *then* recorded. Pages beyond the prefix were never
+    /// protected, and the next harvest reports them anyway.
+    ///
+    /// Why "unprotect, then record" is safe here whoever serves faults: no mutator writes
+    /// the range before this returns. IF a harvest takes the record between the two
+    /// steps THEN it does not have this page, and re-protects it only if it re-protects
+    /// the whole prefix, after which the page is recorded anyway (and a write faults and
+    /// is recorded again); the next harvest reports it. The reverse order would let a
+    /// harvest take the record and re-protect nothing before the unprotect lands, leaving
+    /// the page writable and unrecorded. A page already recorded is skipped: it is either
+    /// still writable, or a harvest has re-protected it and a write faults.
+    pub(crate) fn hand_out<P: PageProtection>(&self, p: &P, start: usize, len: usize) {
+        if len == 0 || !self.active.load(Ordering::Acquire) {
+            return;
+        }
+        let protected = self.armed.load(Ordering::Acquire) / PAGE_SIZE;
+        let first = self.page_of(start);
+        let end = (first + len.div_ceil(PAGE_SIZE)).min(protected);
+        let (mut pages, mut calls) = (0, 0);
+        let mut page = first;
+        while page < end {
+            if self.dirty.get(page) {
+                page += 1;
+                continue;
+            }
+            let run = page;
+            while page < end && !self.dirty.get(page) {
+                page += 1;
+            }
+            let range = (self.addr_of(run), (page - run) * PAGE_SIZE);
+            calls += 1;
+            if let Err(errno) = p.unprotect(range.0, range.1) {
+                // Degraded: everything writable, every harvest reports everything.
+                let _ = self.degrade(p, Step::HandOut, errno, range);
+                break;
+            }
+            for q in run..page {
+                self.handed.set(q);
+                if !self.knobs().forgets_hand_outs() {
+                    self.dirty.set(q);
+                }
+            }
+            pages += page - run;
+        }
+        self.counters.handed_out(pages, calls);
     }
 
     /// The heap has used only its first `bytes` so far (a high-water mark: it never
@@ -632,10 +734,14 @@ impl PageRecord {
     /// world stopped).
     pub(crate) fn arm<P: PageProtection>(&self, p: &P) -> Result<()> {
         self.dirty.clear_all();
+        self.handed.clear_all();
         self.everything.store(false, Ordering::Release);
         self.counters.begin_cycle();
         let extent = self.in_use.load(Ordering::Acquire);
         self.armed.store(extent, Ordering::Release);
+        // Before the protect: a hand-out from now on records its pages (one that lands
+        // before the protect leaves its page protected and recorded, which is safe).
+        self.active.store(true, Ordering::Release);
         p.protect(self.base, extent).map_err(|errno| {
             let _ = self.degrade(p, Step::Arm, errno, (self.base, extent));
             self.whole_range_error(P::CALL, errno, "protecting the heap at arm")
@@ -699,6 +805,9 @@ impl PageRecord {
     /// Ends a cycle: the protected prefix writable again (nothing beyond it was
     /// protected). A failure is counted as a degradation of the cycle and returned.
     pub(crate) fn disarm<P: PageProtection>(&self, p: &P) -> Result<()> {
+        // A hand-out that skips from now on leaves a page protected until the unprotect
+        // below: a write to it meanwhile faults and is served, as any other.
+        self.active.store(false, Ordering::Release);
         let extent = self.armed.load(Ordering::Acquire);
         p.unprotect(self.base, extent).map_err(|errno| {
             self.counters.degraded(Degradation {

@@ -386,6 +386,13 @@ impl DirtyTracker for UffdWpTracker {
         Ok(())
     }
 
+    fn hand_out(&self, start: usize, len: usize) {
+        // Without the service lock: the mutator's unprotect-then-record is safe against a
+        // concurrent harvest (see `PageRecord::hand_out`), and a mutator must never wait
+        // for a lock that the fault service holds.
+        self.shared.record.hand_out(&self.shared.uffd, start, len);
+    }
+
     fn service_fd(&self) -> Option<RawFd> {
         (self.layout == ServiceLayout::Collector).then(|| self.shared.uffd.as_raw_fd())
     }

@@ -20,12 +20,19 @@
 //! that is safe, every harvest re-protects, also without `rearm` (at remark): it is
 //! harmless and leaves the heap protected for the next cycle.
 //!
-//! Between cycles ([`TrackerOptions::async_keep_protected`], on by default),
-//! [`disarm`](DirtyTracker::disarm) does nothing: the heap stays protected, a write
-//! between cycles costs one kernel-resolved fault on the first write to each page, and
-//! the next [`arm`](DirtyTracker::arm) is a scan whose result is thrown away (it only
-//! re-protects the pages written since). With the option off, disarm unprotects the
-//! whole heap and every arm protects all of it again (~70 ns per heap page).
+//! Between cycles, by default, the heap is writable as with every other tracker:
+//! [`disarm`](DirtyTracker::disarm) unprotects the whole heap and every
+//! [`arm`](DirtyTracker::arm) protects all of it again (~70 ns per heap page). The
+//! `keep-protected` variant ([`TrackerOptions::async_keep_protected`]) makes disarm do
+//! nothing: the heap stays protected, a write between cycles (by a mutator, or by the
+//! concurrent sweep zeroing dead cells) costs one kernel-resolved fault on the first
+//! write to each page, and the next arm is a scan whose result is thrown away (it only
+//! re-protects the pages written since).
+//!
+//! The frontier ([`DirtyTracker::hand_out`]): a page handed to the allocator while
+//! protected is unprotected with `UFFDIO_WRITEPROTECT` (mode 0), which is all its record
+//! needs, since "written" means "not write-protected": the next scan reports it. Pages
+//! already handed out since the last scan are skipped.
 //!
 //! Costs (`papers/reference/c-probe-2026-11-29.md`): 0 per store; per dirtied page ~0.8 µs for the
 //! kernel-resolved fault plus ~40 ns in the scan that re-protects it; per cycle ~1 ns per
@@ -55,6 +62,7 @@ use parking_lot::Mutex;
 use super::mechanism::{self, Edge, Granule, Mechanism, SecondChannel, ServedBy};
 use super::page_record::{Call, Counters, Degradation, Step, open_userfaultfd};
 use super::{BarrierKind, DirtySet, DirtyTracker, TestKnobs, TrackerOptions, TrackerStats};
+use crate::bitmap::Bitmap;
 use crate::error::{Error, Result};
 use crate::sys::PAGE_SHIFT;
 use crate::sys::pagemap::{Pagemap, ScanRequest};
@@ -82,7 +90,16 @@ pub(crate) const MECHANISM: Mechanism = Mechanism {
         (Edge::HugePages, mechanism::HUGE_PAGES_CORRECT),
         (Edge::Fork, mechanism::FORK_CHILD_WRITES),
     ],
-    variants: &[],
+    variants: &[
+        ("disarm", TrackerOptions::DEFAULT),
+        (
+            "keep-protected",
+            TrackerOptions {
+                async_keep_protected: true,
+                ..TrackerOptions::DEFAULT
+            },
+        ),
+    ],
     build: |base, len, options| {
         Ok(Some(Box::new(UffdWpAsyncTracker::new(
             base,
@@ -129,6 +146,9 @@ pub struct UffdWpAsyncTracker {
     /// reporting the pages they add, which were never protected and may have been written
     /// unseen. 0 when nothing is protected (before the first arm, after an unprotect).
     protected: AtomicUsize,
+    /// Pages unprotected by [`DirtyTracker::hand_out`] since the last scan: a hand-out
+    /// skips them. Cleared after each scan (which may have protected them again).
+    handed: Bitmap,
     scan_eagain: AtomicU64,
     counters: Counters,
 }
@@ -156,6 +176,7 @@ impl UffdWpAsyncTracker {
             pagemap: Mutex::new(Pagemap::open(SCAN_VEC_LEN)?),
             in_use: AtomicUsize::new(len),
             protected: AtomicUsize::new(0),
+            handed: Bitmap::new(len / crate::sys::PAGE_SIZE)?,
             scan_eagain: AtomicU64::new(0),
             counters: Counters::new(Some(mode)),
         })
@@ -190,6 +211,8 @@ impl UffdWpAsyncTracker {
         })?;
         self.scan_eagain
             .fetch_add(u64::from(stats.eagain_retries), Ordering::Relaxed);
+        // After the scan: a page it protected again is unprotected by its next hand-out.
+        self.handed.clear_prefix(extent >> PAGE_SHIFT);
         Ok(found)
     }
 
@@ -200,6 +223,8 @@ impl UffdWpAsyncTracker {
             .write_protect(self.base, extent)
             .inspect_err(|e| self.degraded(step, Call::WriteProtect, e))?;
         self.protected.store(extent, Ordering::Release);
+        // Everything is protected now: no page counts as handed out.
+        self.handed.clear_prefix(extent >> PAGE_SHIFT);
         Ok(())
     }
 
@@ -256,6 +281,10 @@ impl DirtyTracker for UffdWpAsyncTracker {
 
     fn harvest(&self, out: &mut DirtySet, _rearm: bool) -> Result<()> {
         out.clear();
+        if self.protected.load(Ordering::Acquire) == 0 {
+            // Disarmed (or never armed): nothing is recorded.
+            return Ok(());
+        }
         match self
             .scan(Some(&mut out.granules))
             .and_then(|_| self.protect_grown(Some(&mut out.granules)))
@@ -288,6 +317,38 @@ impl DirtyTracker for UffdWpAsyncTracker {
         self.uffd
             .write_unprotect(self.base, extent, WpMode::empty())
             .inspect_err(|e| self.degraded(Step::Disarm, Call::WriteProtect, e))
+    }
+
+    fn hand_out(&self, start: usize, len: usize) {
+        let protected = self.protected.load(Ordering::Acquire) >> PAGE_SHIFT;
+        let first = start.wrapping_sub(self.base) >> PAGE_SHIFT;
+        let end = (first + len.div_ceil(crate::sys::PAGE_SIZE)).min(protected);
+        let (mut pages, mut calls) = (0, 0);
+        let mut page = first;
+        while page < end {
+            if self.handed.get(page) {
+                page += 1;
+                continue;
+            }
+            let run = page;
+            while page < end && !self.handed.get(page) {
+                page += 1;
+            }
+            let range = (self.base + (run << PAGE_SHIFT), (page - run) << PAGE_SHIFT);
+            calls += 1;
+            // Unprotected is written: the next scan reports these pages (mode 0 also
+            // wakes nobody, as no thread ever blocks on an async fault).
+            if let Err(e) = self.uffd.write_unprotect(range.0, range.1, WpMode::empty()) {
+                // Left protected: a write still marks the page written. Only counted.
+                self.degraded(Step::HandOut, Call::WriteProtect, &e);
+                break;
+            }
+            for q in run..page {
+                self.handed.set(q);
+            }
+            pages += page - run;
+        }
+        self.counters.handed_out(pages, calls);
     }
 
     fn in_use(&self, bytes: usize) {

@@ -221,6 +221,10 @@ impl DirtyTracker for UffdWpSigbusTracker {
         self.state.record.disarm(&self.state.uffd)
     }
 
+    fn hand_out(&self, start: usize, len: usize) {
+        self.state.record.hand_out(&self.state.uffd, start, len);
+    }
+
     fn stats(&self) -> TrackerStats {
         TrackerStats {
             eagain_retries: self.state.uffd.eagain_retries(),

@@ -37,12 +37,13 @@
 //! - No object reachable from a root at a safepoint is ever freed.
 
 mod mark;
+mod pacer;
 pub(crate) mod safepoint;
 mod stats;
 mod verify;
 
 use std::sync::Arc;
-use std::sync::atomic::{AtomicU8, AtomicU64, Ordering};
+use std::sync::atomic::{AtomicU8, Ordering};
 use std::time::{Duration, Instant};
 
 use parking_lot::{Condvar, Mutex};
@@ -51,6 +52,8 @@ use crate::barrier::{DirtySet, DirtyTracker};
 use crate::error::{Error, Result};
 use crate::heap::{HeapConfig, Space};
 use mark::Marker;
+use pacer::{CycleEnd, Pacer};
+pub use pacer::{GOAL, MARGIN, Schedule};
 use safepoint::{MutatorShared, Safepoints, Wanted};
 pub use stats::{Cause, CycleStats, Pause, PauseKind, Phase, Stall, Stats};
 
@@ -109,19 +112,14 @@ pub(crate) struct Collector {
     /// the origin the trackers' stall times are converted from.
     created_ns: u64,
     thread: Mutex<Option<std::thread::JoinHandle<()>>>,
-    /// `Space::bytes_allocated` when the last cycle's initial mark ran.
-    allocated_at_cycle_start: AtomicU64,
-    /// Bytes the last cycle found live (marked, plus allocated during the cycle).
-    live_estimate: AtomicU64,
+    /// When the next cycle starts (`collector/pacer.rs`).
+    pacer: Pacer,
     /// The current [`Phase`].
     phase: AtomicU8,
-    /// Bytes allocated from the last cycle's flip to its end: the pacer's estimate of
-    /// what the mutators allocate while a cycle runs.
-    allocated_during_last_cycle: AtomicU64,
 }
 
 impl Collector {
-    pub(crate) fn new() -> Result<Collector> {
+    pub(crate) fn new(config: &HeapConfig) -> Result<Collector> {
         Ok(Collector {
             shared: Arc::new(Shared {
                 control: Mutex::new(Control::default()),
@@ -133,10 +131,8 @@ impl Collector {
             created: Instant::now(),
             created_ns: crate::sys::monotonic_ns(),
             thread: Mutex::new(None),
-            allocated_at_cycle_start: AtomicU64::new(0),
-            live_estimate: AtomicU64::new(0),
+            pacer: Pacer::new(config),
             phase: AtomicU8::new(Phase::Idle as u8),
-            allocated_during_last_cycle: AtomicU64::new(0),
         })
     }
 
@@ -193,35 +189,53 @@ impl Collector {
         }
     }
 
-    /// The trigger, called by a mutator after it took a run or a large object: requests
-    /// a cycle when the estimated occupancy (live after the last cycle + allocated since
-    /// it started) or the share of pages in use crosses the configured fraction — or,
-    /// with pacing, earlier: when what the mutators allocated during the last cycle
-    /// (with a margin) would no longer fit before the heap is full, so that the cycle
-    /// can finish before allocation needs a full collection (the idea of Go's pacer and
-    /// of CMS's initiating occupancy, with the measured allocation during a cycle as
-    /// the estimate).
-    pub(crate) fn allocation_poll(&self, space: &Space, config: &HeapConfig) {
-        let since = space
-            .bytes_allocated()
-            .saturating_sub(self.allocated_at_cycle_start.load(Ordering::Relaxed));
-        let used = (self.live_estimate.load(Ordering::Relaxed) + since) as f64;
-        let pages_used = (space.pages_in_use_estimate() * crate::sys::PAGE_SIZE) as f64;
-        let occupied = used.max(pages_used);
-        let len = space.len() as f64;
-        let fixed = occupied >= config.trigger * len;
-        let paced = config.pacing && {
-            let during = self.allocated_during_last_cycle.load(Ordering::Relaxed) as f64;
-            occupied + PACING_MARGIN * during >= PACING_GOAL * len
+    /// Waits for the cycle that is running or requested, if there is one, to complete
+    /// (an allocation stall: the caller found the heap full, and that cycle's sweep may
+    /// make room). Returns whether there was one. The caller must not be a running
+    /// mutator (see `runtime::while_blocked`). [`Error::CollectorFailed`] if the collector
+    /// thread has failed.
+    pub(crate) fn wait_for_pending_cycle(&self) -> Result<bool> {
+        let mut c = self.shared.control.lock();
+        let target = c.started.max(c.requested);
+        if target <= c.completed {
+            return Ok(false);
+        }
+        loop {
+            if let Some(msg) = &c.failed {
+                return Err(Error::CollectorFailed(msg.clone()));
+            }
+            if c.completed >= target {
+                return Ok(true);
+            }
+            self.shared.done_cv.wait(&mut c);
+        }
+    }
+
+    /// Records an allocation stall that began at `start` and ends now.
+    pub(crate) fn record_allocation_stall(&self, start: Instant) {
+        let stall = Stall {
+            start: start.saturating_duration_since(self.created),
+            duration: start.elapsed(),
         };
-        if fixed || paced {
+        self.stats.lock().allocation_stalls.push(stall);
+    }
+
+    /// The trigger, called by a mutator after it took a run or a large object: requests
+    /// a cycle when the pacer says so (`collector/pacer.rs`: bytes allocated since the
+    /// last cycle against the room it predicts the next cycle needs).
+    #[inline]
+    pub(crate) fn allocation_poll(&self, space: &Space) {
+        if self
+            .pacer
+            .should_start(space.bytes_allocated(), space.free_pages_estimate())
+        {
             self.request();
         }
     }
 
     /// Live bytes after the last cycle (marked, plus allocated during it).
     pub(crate) fn live_bytes(&self) -> u64 {
-        self.live_estimate.load(Ordering::Relaxed)
+        self.pacer.live()
     }
 
     /// What the collector is doing now.
@@ -320,11 +334,6 @@ fn collector_loop(shared: Arc<Shared>, mut cycle: impl FnMut(u64, Cause) -> bool
     }
 }
 
-/// The pacer's safety factor on the last cycle's allocation.
-const PACING_MARGIN: f64 = 1.25;
-/// The occupancy a paced cycle aims to finish below.
-const PACING_GOAL: f64 = 0.9;
-
 /// Applies the planted bug of [`crate::heap::Testing::drop_every_nth_dirty`].
 fn plant_bug(config: &HeapConfig, set: &mut DirtySet) {
     if let Some(n) = config.testing.drop_every_nth_dirty {
@@ -346,9 +355,13 @@ struct Cycle<'g> {
     stats: CycleStats,
     verifier_failures: Vec<String>,
     started: Instant,
-    /// The tracker's fault count when the cycle began ([`CycleStats::faults`] is the
-    /// difference at the end).
-    faults_at_start: u64,
+    /// The tracker's counters when the cycle began (the cycle's own are the differences
+    /// at the end).
+    tracker_at_start: crate::barrier::TrackerStats,
+    /// `Space::bytes_allocated` when the cycle began, and at its flip (from which on
+    /// allocation is black).
+    allocated_at_start: u64,
+    allocated_at_flip: u64,
 }
 
 /// Runs cycle `n`: the numbered list of the module docs, or, for an allocation that
@@ -377,6 +390,7 @@ pub(crate) fn run_cycle(gc: &Gc<'_>, n: u64, cause: Cause) {
 impl<'g> Cycle<'g> {
     fn new(gc: &'g Gc<'g>, n: u64) -> Cycle<'g> {
         let epoch = (n % 2) as usize;
+        let allocated = gc.space.bytes_allocated();
         Cycle {
             gc,
             n,
@@ -390,17 +404,14 @@ impl<'g> Cycle<'g> {
             dirty: DirtySet::default(),
             stats: CycleStats {
                 cycle: n,
-                heap_before: gc.collector.live_bytes()
-                    + gc.space.bytes_allocated().saturating_sub(
-                        gc.collector
-                            .allocated_at_cycle_start
-                            .load(Ordering::Relaxed),
-                    ),
+                heap_before: gc.collector.live_bytes() + gc.collector.pacer.since(allocated),
                 ..CycleStats::default()
             },
-            faults_at_start: gc.tracker.map_or(0, |t| t.stats().faults),
+            tracker_at_start: gc.tracker.map(|t| t.stats()).unwrap_or_default(),
             verifier_failures: Vec::new(),
             started: Instant::now(),
+            allocated_at_start: allocated,
+            allocated_at_flip: allocated,
         }
     }
 
@@ -481,12 +492,9 @@ impl<'g> Cycle<'g> {
         space.set_alloc_epoch(self.epoch);
         for m in mutators {
             // SAFETY: `m` is stopped for the whole pause.
-            space.blacken(unsafe { m.buffers() }, self.epoch);
+            space.blacken(unsafe { m.buffers() }, self.epoch, self.gc.tracker);
         }
-        self.gc
-            .collector
-            .allocated_at_cycle_start
-            .store(space.bytes_allocated(), Ordering::Relaxed);
+        self.allocated_at_flip = space.bytes_allocated();
         self.mark_roots(mutators);
     }
 
@@ -531,9 +539,7 @@ impl<'g> Cycle<'g> {
                     space.retire(b, class);
                 }
             }
-            c.gc.collector
-                .allocated_at_cycle_start
-                .store(space.bytes_allocated(), Ordering::Relaxed);
+            c.allocated_at_flip = space.bytes_allocated();
             c.mark_roots(mutators);
             c.drain_in_pause();
             c.sweep();
@@ -544,12 +550,12 @@ impl<'g> Cycle<'g> {
                 let (wanted, bufs) = unsafe { (m.wanted(), m.buffers_while_stopped()) };
                 match *wanted {
                     Wanted::Small(class) => {
-                        space.refill(&mut bufs.classes[class], class);
+                        space.refill(&mut bufs.classes[class], class, c.gc.tracker);
                         *wanted = Wanted::Nothing;
                     }
                     Wanted::Large(bytes) => {
                         *wanted = space
-                            .alloc_large(bytes)
+                            .alloc_large(bytes, c.gc.tracker)
                             .map_or(Wanted::Nothing, Wanted::GrantedLarge);
                     }
                     Wanted::Nothing | Wanted::GrantedLarge(_) => {}
@@ -672,29 +678,33 @@ impl<'g> Cycle<'g> {
         self.stats.objects_freed = objects;
     }
 
-    /// Updates the trigger's estimate and files the cycle's statistics.
+    /// Tells the pacer what the cycle measured and files the cycle's statistics.
     fn finish(mut self) {
         self.gc.collector.enter_phase(Phase::Idle);
         self.stats.total = self.started.elapsed();
         let (space, collector) = (self.gc.space, self.gc.collector);
         // Live now: what was marked, plus what was allocated (black) since the flip.
         let now = space.bytes_allocated();
-        let during = now.saturating_sub(collector.allocated_at_cycle_start.load(Ordering::Relaxed));
-        collector
-            .live_estimate
-            .store(self.marker.bytes_marked + during, Ordering::Relaxed);
-        self.stats.heap_after = self.marker.bytes_marked + during;
-        let faults_now = self.gc.tracker.map_or(0, |t| t.stats().faults);
-        self.stats.faults = faults_now.saturating_sub(self.faults_at_start);
+        let live = self.marker.bytes_marked + now.saturating_sub(self.allocated_at_flip);
+        self.stats.heap_after = live;
+        self.stats.allocated = now.saturating_sub(self.allocated_at_start);
+        self.stats.schedule = collector.pacer.cycle_ended(CycleEnd {
+            allocated_now: now,
+            during: self.stats.allocated,
+            marked: self.marker.bytes_marked,
+            live,
+            mutators: collector.safepoints.mutators(),
+            full: self.stats.cause == Cause::AllocationFailure,
+        });
+        if let Some(t) = self.gc.tracker {
+            let (now, start) = (t.stats(), &self.tracker_at_start);
+            self.stats.faults = now.faults.saturating_sub(start.faults);
+            self.stats.frontier_faults = now.frontier_faults.saturating_sub(start.frontier_faults);
+            self.stats.handed_out = now.handed_out.saturating_sub(start.handed_out);
+        }
         if self.gc.config.log_cycles {
             eprintln!("{}", self.stats.log_line(space.len()));
         }
-        collector
-            .allocated_during_last_cycle
-            .store(during, Ordering::Relaxed);
-        collector
-            .allocated_at_cycle_start
-            .store(now, Ordering::Relaxed);
         let mut stats = collector.stats.lock();
         collector.collect_stalls(self.gc.tracker, &mut stats);
         stats.cycles = self.n;

@@ -2,6 +2,7 @@
 
 use std::time::Duration;
 
+use super::pacer::Schedule;
 use crate::barrier::{BarrierKind, TrackerStats};
 
 /// Which pause.
@@ -131,7 +132,7 @@ pub struct Pause {
 }
 
 /// One cycle.
-#[derive(Debug, Clone, Default, PartialEq, Eq)]
+#[derive(Debug, Clone, Default, PartialEq)]
 pub struct CycleStats {
     /// Cycle number, from 1.
     pub cycle: u64,
@@ -141,8 +142,18 @@ pub struct CycleStats {
     pub heap_before: u64,
     /// Bytes in use when it ended: marked, plus allocated (black) during it.
     pub heap_after: u64,
+    /// Bytes the mutators allocated from its start to its end.
+    pub allocated: u64,
+    /// What the pacer decided when it ended: the inputs and the next trigger.
+    pub schedule: Schedule,
     /// Write faults the tracker served during it ([`crate::barrier::TrackerStats::faults`]).
     pub faults: u64,
+    /// Of those, faults on pages handed to the allocator during it
+    /// ([`crate::barrier::TrackerStats::frontier_faults`]).
+    pub frontier_faults: u64,
+    /// Pages made writable and recorded as the allocator handed them out
+    /// ([`crate::barrier::TrackerStats::handed_out`]).
+    pub handed_out: u64,
     /// Granules found dirty by each pre-clean round.
     pub preclean_dirty: Vec<usize>,
     /// The heap pages dirty at the first pre-clean round (written since arm), when
@@ -211,13 +222,17 @@ pub struct Stats {
     pub bytes_allocated: u64,
     /// Threads configured to mark in pauses ([`crate::HeapConfig::marker_threads`]).
     pub marker_threads: usize,
+    /// Allocations that found the heap full while a cycle was running (or requested) and
+    /// waited for it to complete, in the order they happened. A fallback to a full
+    /// collection comes only after such a wait found no room.
+    pub allocation_stalls: Vec<Stall>,
     /// Writers' fault stalls as the tracker measured them (how:
     /// [`crate::barrier::TrackerStats::stall_method`]), in the order measured, collected at
     /// the end of each cycle and when statistics are read.
     pub stalls: Vec<Stall>,
 }
 
-/// One writer's stall in a write fault.
+/// One mutator's stall: in a write fault, or waiting for a cycle to make room.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub struct Stall {
     /// When it started, from the heap's creation (the origin of [`Pause::start`]).
@@ -247,13 +262,18 @@ impl Pause {
 
 impl CycleStats {
     /// The line `--log-cycles` prints when this cycle ends, in the manner of HotSpot's
-    /// `-Xlog:gc`: cause, time, heap before → after (of `heap_bytes`), bytes marked and
-    /// freed, dirty granules (allocation frontier / older objects), faults, and the
-    /// degradation with its cause.
+    /// `-Xlog:gc`: cause, time, heap before → after (of `heap_bytes`), bytes marked,
+    /// freed and allocated during it, dirty granules (allocation frontier / older
+    /// objects), pages handed out, faults (of which on the frontier), the degradation
+    /// with its cause, and the pacer's inputs and decision (live `L`, goal `G`, ratio
+    /// `r`, predicted allocation `E`, the next trigger and its floor).
     pub fn log_line(&self, heap_bytes: usize) -> String {
+        let s = &self.schedule;
         format!(
             "[gc {}] cycle {} {:.3}ms heap {:.1}M->{:.1}M({:.0}M) marked {:.1}M freed {:.1}M \
-             dirty {} (frontier {}, old {}) remark-dirty {} faults {} degraded {}",
+             allocated {:.1}M dirty {} (frontier {}, old {}) remark-dirty {} handed-out {} \
+             faults {} (frontier {}) degraded {} | pacer L {:.1}M G {:.1}M r {:.3} E {:.1}M \
+             next after {:.1}M (floor {:.1}M, {} free pages)",
             self.cycle,
             self.cause.name(),
             self.total.as_secs_f64() * 1e3,
@@ -262,12 +282,22 @@ impl CycleStats {
             heap_bytes as f64 / MIB,
             self.bytes_marked as f64 / MIB,
             self.bytes_freed as f64 / MIB,
+            self.allocated as f64 / MIB,
             self.dirty_frontier + self.dirty_old,
             self.dirty_frontier,
             self.dirty_old,
             self.remark_dirty,
+            self.handed_out,
             self.faults,
+            self.frontier_faults,
             self.degradation.as_deref().unwrap_or("no"),
+            s.live as f64 / MIB,
+            s.goal as f64 / MIB,
+            s.ratio,
+            s.predicted as f64 / MIB,
+            s.trigger as f64 / MIB,
+            s.floor as f64 / MIB,
+            s.page_floor,
         )
     }
 }

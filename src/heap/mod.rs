@@ -42,6 +42,17 @@
 //!
 //! Marks that allocation sets between cycles land in the bitmap the next cycle does not
 //! use; the collector clears that bitmap during each cycle, after the flip.
+//!
+//! # The allocation frontier is dirty by construction
+//! IF the allocator hands a page to a mutator while the tracker is armed THEN the page
+//! is in the dirty set and writable before any mutator writes it
+//! ([`DirtyTracker::hand_out`], called by [`Space::refill`] for every new run, by the
+//! page taking under it for fresh, reused and large-object pages before it zeroes them,
+//! and by [`Space::blacken`] for the pages mutators hold at the flip). So the page
+//! trackers pay no fault for new objects, and remark still rescans the pages that new
+//! objects were written into. A page taken from the pool is handed out together with the
+//! free pages after it (up to [`HAND_OUT_BATCH`] in all), which the pool, lowest page
+//! first, hands out next: one protection change for the run instead of one per page.
 
 pub mod config;
 pub mod object;
@@ -52,6 +63,7 @@ use std::sync::atomic::{AtomicU8, AtomicU64, AtomicUsize, Ordering};
 
 use parking_lot::Mutex;
 
+use crate::barrier::DirtyTracker;
 use crate::error::{Error, Result};
 use crate::sys::mem::{Advice, Region};
 use crate::sys::{PAGE_SHIFT, PAGE_SIZE};
@@ -73,6 +85,14 @@ const NO_PAGE: usize = usize::MAX;
 
 /// Granules per page.
 const PAGE_GRANULES: usize = PAGE_SIZE / GRANULE;
+
+/// Pages handed to the tracker in one call when the allocator takes a page from the pool
+/// (the page and the free pages after it). An unprotect costs ~1 µs for one page plus
+/// ~70 ns per further page; a write fault costs 0.8–58 µs.
+pub(crate) const HAND_OUT_BATCH: usize = 16;
+
+/// The tracker the allocator tells about the pages it hands out (`None`: no tracker).
+pub(crate) type Frontier<'a> = Option<&'a dyn DirtyTracker>;
 
 /// One mutator's run of free cells in one size class: `[cursor, limit)`, in the page
 /// `page`. The allocation fast path reads and writes only `cursor` and `limit`.
@@ -241,9 +261,9 @@ impl Space {
         self.pages - self.pool.lock().free_pages()
     }
 
-    /// [`Space::pages_in_use`] without the pool's lock (a moment old).
-    pub fn pages_in_use_estimate(&self) -> usize {
-        self.pages - self.free_pages.load(Ordering::Relaxed)
+    /// Pages in the free-page pool, without the pool's lock (a moment old).
+    pub fn free_pages_estimate(&self) -> usize {
+        self.free_pages.load(Ordering::Relaxed)
     }
 
     /// One past the highest page ever used: walks over the heap stop here.
@@ -378,20 +398,27 @@ impl Space {
     /// Refills `buf` (class `class`) with the next run of free cells: first in its
     /// current page, then in a page from the class's list, then in a fresh page. Returns
     /// `false` when no page is left (the caller collects, or reports out of memory).
+    ///
+    /// The run's page is handed to `frontier` first (see the module docs): nothing if it
+    /// is still recorded from an earlier run, one protection change if a harvest has
+    /// protected it again since.
     #[cold]
-    pub fn refill(&self, buf: &mut AllocBuffer, class: usize) -> bool {
+    pub fn refill(&self, buf: &mut AllocBuffer, class: usize, frontier: Frontier<'_>) -> bool {
         debug_assert!(buf.cursor == buf.limit, "refill of a non-empty buffer");
         loop {
             if buf.page != NO_PAGE {
                 let from = (buf.limit - self.page_addr(buf.page)) / CLASS_SIZES[class];
                 if self.reserve_next_run(buf, class, from) {
                     self.frontier.set(buf.page);
+                    if let Some(t) = frontier {
+                        t.hand_out(self.page_addr(buf.page), PAGE_SIZE);
+                    }
                     return true;
                 }
                 self.release_page(buf.page);
                 *buf = AllocBuffer::EMPTY;
             }
-            match self.acquire_small_page(class) {
+            match self.acquire_small_page(class, frontier) {
                 Some(p) => {
                     buf.page = p;
                     buf.cursor = self.page_addr(p);
@@ -422,9 +449,10 @@ impl Space {
     }
 
     /// Marks the unused rest of every run in `bufs` in mark bitmap `epoch` (invariant 2
-    /// of the module docs). Call in the pause that flips the epoch, with the owning
-    /// mutator stopped.
-    pub fn blacken(&self, bufs: &AllocBuffers, epoch: usize) {
+    /// of the module docs), and hands those runs' pages to `frontier`: the mutator goes
+    /// on allocating into them during the cycle. Call in the pause that flips the epoch,
+    /// with the owning mutator stopped.
+    pub fn blacken(&self, bufs: &AllocBuffers, epoch: usize, frontier: Frontier<'_>) {
         for (class, b) in bufs.classes.iter().enumerate() {
             let cs = CLASS_SIZES[class];
             let unused = (b.limit - b.cursor) / cs;
@@ -433,6 +461,9 @@ impl Space {
                 // The rest of the run is allocated during the cycle: its page is part of
                 // the allocation frontier.
                 self.frontier.set(b.page);
+                if let Some(t) = frontier {
+                    t.hand_out(self.page_addr(b.page), PAGE_SIZE);
+                }
             }
         }
     }
@@ -474,9 +505,18 @@ impl Space {
         true
     }
 
-    /// Takes a run of pages from the pool, zeroing them if they held objects before.
-    fn take_pages(&self, n: usize) -> Option<usize> {
-        let (start, needs_zero) = self.with_pool(|pool| pool.take(n))?;
+    /// Takes a run of pages from the pool and hands it to `frontier` (with the free pages
+    /// after it, up to [`HAND_OUT_BATCH`] pages in all), then zeroes it if it held
+    /// objects before: the zeroing is the first write.
+    fn take_pages(&self, n: usize, frontier: Frontier<'_>) -> Option<usize> {
+        let (start, needs_zero, run) = self.with_pool(|pool| {
+            let (start, needs_zero) = pool.take(n)?;
+            let after = pool.free_run(start + n, HAND_OUT_BATCH.saturating_sub(n));
+            Some((start, needs_zero, n + after))
+        })?;
+        if let Some(t) = frontier {
+            t.hand_out(self.page_addr(start), run * PAGE_SIZE);
+        }
         if needs_zero {
             // SAFETY: the run was just taken from the pool: no object lives there and no
             // other thread allocates in it; the collector skips free pages.
@@ -485,8 +525,10 @@ impl Space {
         Some(start)
     }
 
-    /// Finds a page with free cells of `class` for a mutator, marking it owned.
-    fn acquire_small_page(&self, class: usize) -> Option<usize> {
+    /// Finds a page with free cells of `class` for a mutator, marking it owned. A page
+    /// from the pool is handed to `frontier` here (before it is zeroed); the caller hands
+    /// out the run it reserves in a listed page.
+    fn acquire_small_page(&self, class: usize, frontier: Frontier<'_>) -> Option<usize> {
         loop {
             let Some(p) = self.avail[class].lock().pop() else {
                 break;
@@ -498,7 +540,7 @@ impl Space {
                 self.release_page(p);
             }
         }
-        let p = self.take_pages(1)?;
+        let p = self.take_pages(1, frontier)?;
         // A mutator holding a stale list entry may own this free page for an instant
         // (it checks the kind and lets go): wait for it rather than overwrite its claim.
         while !self.claim_page(p) {
@@ -524,10 +566,10 @@ impl Space {
     }
 
     /// Allocates a large object of `bytes`, marked in the allocation epoch; returns its
-    /// address (zeroed, header not yet written).
-    pub fn alloc_large(&self, bytes: usize) -> Option<usize> {
+    /// address (zeroed, header not yet written). Its span is handed to `frontier`.
+    pub fn alloc_large(&self, bytes: usize, frontier: Frontier<'_>) -> Option<usize> {
         let n = bytes.div_ceil(PAGE_SIZE);
-        let start = self.take_pages(n)?;
+        let start = self.take_pages(n, frontier)?;
         for k in 1..n {
             self.page_table
                 .set(start + k, PageKind::LargeTail { back: k });

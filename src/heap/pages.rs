@@ -182,6 +182,14 @@ impl PagePool {
         None
     }
 
+    /// How many pages from `p` on are free, counting at most `max` (0 if `p` is taken
+    /// or past the end): the allocator hands the run after a page it takes to the
+    /// tracker in the same call, since the pool takes the lowest free page next.
+    pub fn free_run(&self, p: usize, max: usize) -> usize {
+        let end = (p + max).min(self.pages);
+        (p..end).take_while(|&q| !self.taken.get(q)).count()
+    }
+
     /// Returns `n` pages starting at `start`; unless the caller zeroed them, they are
     /// zeroed before their next use.
     pub fn give_back(&mut self, start: usize, n: usize, needs_zero: bool) {
