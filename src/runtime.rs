@@ -63,6 +63,11 @@ impl Heap {
         config.validate()?;
         let space = Space::new(config.heap_bytes, config.huge_pages)?;
         let tracker = barrier::build(config.barrier, space.base(), space.len(), &config.tracker)?;
+        if config.testing.forget_hand_outs
+            && let Some(knobs) = tracker.as_ref().and_then(|t| t.test_knobs())
+        {
+            knobs.forget_hand_outs(true);
+        }
         let store_barrier = tracker
             .as_ref()
             .map(|t| t.store_barrier())

@@ -22,8 +22,10 @@
 //! - after each `collect()` (a whole cycle that starts after the call): every object
 //!   that was unreachable before it is free, or its cell was reused (another id);
 //! - the verifier (a full re-trace at every remark) reports nothing;
-//! - allocations were observed in every phase a mutator can run in: arm, concurrent
-//!   mark, pre-clean, disarm and sweep for the concurrent barriers (for the two whose
+//! - allocations were observed in every phase a mutator can run in, and large objects
+//!   (whole page spans, handed to the mutator dirty while the tracker is armed) among
+//!   them in pre-clean: arm, concurrent mark, pre-clean, disarm and sweep for the
+//!   concurrent barriers (for the two whose
 //!   disarm does nothing, the interval after the remark pause and before the sweep
 //!   instead: see [`required`]); idle and sweep for `none`. To keep short phases
 //!   observable the collector pre-cleans up to 8 rounds to a threshold of 0 and verifies
@@ -54,6 +56,10 @@ use support::shadow::{
 };
 use support::with_timeout;
 use support::{base_seed, debug_divisor, heap_or_skip, splitmix};
+
+/// Payloads from this size on make a large object (a span of pages: past the largest
+/// size class).
+const LARGE_PAYLOAD: usize = 2100;
 
 /// Small: a cycle takes well under a millisecond, so many run during a configuration.
 const HEAP_BYTES: usize = 2 << 20;
@@ -146,6 +152,8 @@ type Counts = shadow::Counts<Extra>;
 struct Shared {
     /// Allocations by the phase seen just before them (flushed at each verify).
     phases: [AtomicU64; PHASES],
+    /// Of those, large objects.
+    large_phases: [AtomicU64; PHASES],
     /// Set by a thread that panics, so that the others stop.
     abort: AtomicBool,
     /// Mutator threads still running (the collecting thread stops at 0).
@@ -157,14 +165,21 @@ impl Shared {
         std::array::from_fn(|i| self.phases[i].load(Ordering::Relaxed))
     }
 
-    /// The groups of [`required`] with no allocation yet.
+    /// The groups of [`required`] with no allocation yet, and, for a concurrent barrier,
+    /// pre-clean if no large object was allocated in it yet.
     fn missing(&self, kind: BarrierKind) -> Vec<String> {
         let h = self.histogram();
-        required(kind)
+        let mut missing: Vec<String> = required(kind)
             .iter()
             .filter(|g| g.iter().all(|&p| h[p as usize] == 0))
             .map(|g| group_name(g))
-            .collect()
+            .collect();
+        if kind.is_concurrent()
+            && self.large_phases[Phase::Preclean as usize].load(Ordering::Relaxed) == 0
+        {
+            missing.push("a large object in pre-clean".into());
+        }
+        missing
     }
 }
 
@@ -190,6 +205,8 @@ struct Program<'s> {
     budget: usize,
     /// Allocations by phase since the last flush to `shared`.
     phases: [u64; PHASES],
+    /// Of those, large objects.
+    large_phases: [u64; PHASES],
     ctx: String,
     op: u64,
     counts: Counts,
@@ -212,6 +229,7 @@ impl<'s> Program<'s> {
             shadow: Shadow::new(thread),
             budget,
             phases: [0; PHASES],
+            large_phases: [0; PHASES],
             ctx,
             op: 0,
             counts: Counts::default(),
@@ -242,6 +260,9 @@ impl<'s> Program<'s> {
             )
         });
         self.phases[phase as usize] += 1;
+        if payload >= LARGE_PAYLOAD {
+            self.large_phases[phase as usize] += 1;
+        }
         self.counts.allocs += 1;
         let id = self.shadow.fresh_id();
         let node = Node {
@@ -304,7 +325,7 @@ impl<'s> Program<'s> {
         let r = self.rng.random_range(0..200);
         let large = r == 0;
         let payload = match r {
-            0 => self.rng.random_range(2100..6000),
+            0 => self.rng.random_range(LARGE_PAYLOAD..6000),
             1..20 => self.rng.random_range(113..=2000),
             _ => self.rng.random_range(8..=112),
         };
@@ -405,6 +426,9 @@ impl ShadowProgram for Program<'_> {
         self.counts.verifies += 1;
         for (i, n) in self.phases.iter_mut().enumerate() {
             self.shared.phases[i].fetch_add(std::mem::take(n), Ordering::Relaxed);
+        }
+        for (i, n) in self.large_phases.iter_mut().enumerate() {
+            self.shared.large_phases[i].fetch_add(std::mem::take(n), Ordering::Relaxed);
         }
         let reachable = self.shadow.verify(&self.m, &|| self.at());
         self.shadow.forget_unreachable(&reachable);
@@ -544,6 +568,7 @@ fn run_config(kind: BarrierKind, threads: usize, base: u64) -> Option<[u64; PHAS
     let ctx = format!("[{kind}, {threads} threads, BARRIERLAB_SEED={base}]");
     let shared = Shared {
         phases: std::array::from_fn(|_| AtomicU64::new(0)),
+        large_phases: std::array::from_fn(|_| AtomicU64::new(0)),
         abort: AtomicBool::new(false),
         running: AtomicUsize::new(threads),
     };

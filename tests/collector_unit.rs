@@ -380,6 +380,7 @@ fn bad_heap_configurations_are_invalid_arguments() {
     assert_invalid(
         Heap::new(HeapConfig::new().testing(Testing {
             drop_every_nth_dirty: Some(0),
+            ..Testing::default()
         })),
         "drop every 0th",
     );

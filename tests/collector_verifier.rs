@@ -58,6 +58,13 @@ struct Workload {
     /// Extra mutator threads that only dirty pages (payload stores over 100 pages), to
     /// keep the fault path and the scheduler busy.
     writers: usize,
+    /// Each swap also moves a tail node's cargo into a new holder object, rooted, and
+    /// gives the tail node fresh cargo: the old cargo is then reachable only through an
+    /// object allocated during the cycle, black, whose page the barrier must rescan
+    /// (the frontier rule).
+    adopt: bool,
+    /// Plant the frontier bug ([`Testing::forget_hand_outs`]).
+    forget_hand_outs: bool,
     /// Stop after this many cycles…
     cycles: u64,
     /// …or after this long…
@@ -76,6 +83,8 @@ impl Workload {
             head: 4_096,
             preclean_rounds: 4,
             writers: 0,
+            adopt: false,
+            forget_hand_outs: false,
             cycles: MAX_CYCLES,
             time: Duration::from_secs(120),
             until_caught: false,
@@ -108,6 +117,7 @@ fn run(w: Workload) -> Option<Outcome> {
             .verify(true)
             .testing(Testing {
                 drop_every_nth_dirty: w.bug,
+                forget_hand_outs: w.forget_hand_outs,
             }),
         &what,
     )?;
@@ -139,6 +149,8 @@ fn run(w: Workload) -> Option<Outcome> {
                     let c = m.alloc(NREFS, PAYLOAD).expect("alloc cargo");
                     m.write_ref(t, 1, Some(c)).expect("attach cargo");
                 }
+                // The holder of adopted cargo (slot 1), replaced by a new one each time.
+                let holder_root = m.push_root(head);
                 ready.store(true, Ordering::Release);
                 let (mut swaps, mut replaced) = (0u64, 0u64);
                 while !stop.load(Ordering::Acquire) {
@@ -166,6 +178,22 @@ fn run(w: Workload) -> Option<Outcome> {
                     // failure means the bug freed a cell under us: skip this swap.
                     if m.write_ref(hn, 1, b).is_ok() && m.write_ref(tn, 1, a).is_ok() {
                         swaps += 1;
+                    }
+                    if w.adopt {
+                        // The store into the new holder is the one the frontier rule
+                        // must record; the fresh cargo replaces the adopted one in the
+                        // tail node, so that only the holder reaches it.
+                        let tn = list[rng.random_range(nodes - END..nodes)];
+                        let holder = m.alloc(NREFS, PAYLOAD).expect("alloc holder");
+                        m.set_root(holder_root, Some(holder)).expect("root holder");
+                        let fresh = m.alloc(NREFS, PAYLOAD).expect("alloc cargo");
+                        let adopted = m.read_ref(tn, 1).expect("list nodes stay live");
+                        let adopted = adopted.filter(|&c| h.is_live(c));
+                        if m.write_ref(holder, 1, adopted).is_ok()
+                            && m.write_ref(tn, 1, Some(fresh)).is_ok()
+                        {
+                            swaps += 1;
+                        }
                     }
                     if swaps % 4 == 0 {
                         m.safepoint();
@@ -306,6 +334,62 @@ fn verifier_catches_planted_bug_other_page_trackers() {
         BarrierKind::Mprotect,
     ] {
         planted_bug_is_caught(kind);
+    }
+}
+
+/// The frontier rule: with pages handed to the allocator unrecorded
+/// ([`Testing::forget_hand_outs`]), a page tracker never sees the stores into objects
+/// allocated during a cycle, and the cargo that only such an object reaches is left
+/// white; the verifier must say so. Without the bug, the same run is clean. Not for
+/// `uffd-wp-async`, whose record is the protection itself (a page made writable reads as
+/// written), nor the card table, which hands nothing out.
+#[test]
+fn verifier_catches_a_heap_that_forgets_the_frontier() {
+    for kind in [
+        BarrierKind::UffdWp,
+        BarrierKind::UffdWpSigbus,
+        BarrierKind::Mprotect,
+    ] {
+        let base = base_seed(&format!("verifier_catches_the_frontier_bug[{kind}]"));
+        let seed = splitmix(base ^ kind as u64);
+        let ctx = format!("[{kind}, BARRIERLAB_SEED={base}]");
+        let workload = |forget_hand_outs| Workload {
+            adopt: true,
+            forget_hand_outs,
+            ..Workload::new(kind, None, seed)
+        };
+        let Some(buggy) = run(Workload {
+            until_caught: true,
+            ..workload(true)
+        }) else {
+            continue;
+        };
+        eprintln!(
+            "{kind}: frontier forgotten: {} verifier failures after {} cycles ({} swaps); \
+             first: {:?}",
+            buggy.verifier_failures,
+            buggy.cycles,
+            buggy.swaps,
+            buggy.messages.first()
+        );
+        assert!(
+            buggy.verifier_failures > 0,
+            "{ctx}: the verifier did not catch a heap that hands pages out unrecorded in {} \
+             cycles ({} swaps)",
+            buggy.cycles,
+            buggy.swaps
+        );
+        let clean = run(Workload {
+            cycles: buggy.cycles.max(MIN_CLEAN_CYCLES),
+            ..workload(false)
+        })
+        .expect("the barrier was available a moment ago");
+        assert_eq!(
+            clean.verifier_failures, 0,
+            "{ctx}: violations with the frontier rule kept: {:?}",
+            clean.messages
+        );
+        assert!(clean.swaps > 0, "{ctx}: the mutator made no swap");
     }
 }
 

@@ -11,7 +11,11 @@
 //! - no write slips past concurrent harvests, with races widened;
 //! - a failed protection change degrades the cycle to "everything dirty", counted once
 //!   with its cause, and loses no write; the next cycle is precise;
-//! - a userfaultfd tracker reports its mode.
+//! - a userfaultfd tracker reports its mode;
+//! - the frontier rule: a range handed to the allocator while armed is in the dirty set
+//!   and writable before any write to it (no fault, and the kernel agrees), a hand-out
+//!   while disarmed records nothing, and the planted bug (`forget_hand_outs`) loses the
+//!   write wherever a record other than the protection itself exists.
 //!
 //! Mechanism-specific behaviour (options, failure policies) is in `tests/trackers.rs`,
 //! the edges in `tests/edges.rs`.
@@ -473,4 +477,112 @@ fn a_userfaultfd_tracker_reports_its_mode() {
             }
         }
     }
+}
+
+#[test]
+fn a_page_handed_out_while_armed_is_dirty_and_writable_before_its_first_write() {
+    for_every_variant("the_frontier_rule", |v| {
+        let Some(lab) = TrackerLab::or_skip(v, 64, 32, "the_frontier_rule") else {
+            return;
+        };
+        let (name, t) = (v.name(), lab.tracker());
+        let page_level = v.kind.is_page_level();
+        // Pages 8..12 populated, 40..44 not: both kinds of page are handed out.
+        let handed: Vec<usize> = (8..12).chain(40..44).collect();
+        t.arm().expect("arm");
+        let before = t.stats();
+        for run in [8, 40] {
+            t.hand_out(lab.base() + run * PAGE_SIZE, 4 * PAGE_SIZE);
+        }
+        let after = t.stats();
+        if page_level {
+            assert_eq!(after.handed_out - before.handed_out, 8, "{name}");
+            assert_eq!(after.hand_out_calls - before.hand_out_calls, 2, "{name}");
+        } else {
+            assert_eq!(
+                after.handed_out, 0,
+                "{name}: a software barrier hands out nothing"
+            );
+        }
+        if let Some(bits) = protected(&lab, 64) {
+            for (p, bit) in bits.into_iter().enumerate() {
+                assert_eq!(
+                    bit,
+                    !handed.contains(&p),
+                    "{name}: page {p} after the hand-out"
+                );
+            }
+        }
+        // Handed out again before a harvest: nothing to do, no call.
+        t.hand_out(lab.base() + 8 * PAGE_SIZE, PAGE_SIZE);
+        assert_eq!(
+            t.stats().hand_out_calls,
+            after.hand_out_calls,
+            "{name}: a second call"
+        );
+        for &p in &handed {
+            lab.write(p, 9);
+        }
+        assert_eq!(
+            t.stats().faults,
+            before.faults,
+            "{name}: a handed-out page faulted"
+        );
+        let d = lab.harvest(true);
+        assert!(!d.all, "{name}");
+        // Page trackers: the pages handed out; the card table: each written word's card.
+        assert_eq!(
+            d.granules,
+            lab.granules(&handed),
+            "{name}: the handed-out pages are the dirty set"
+        );
+        // The harvest protected them again: a write faults (where faults are served) and
+        // is recorded, as for any page.
+        lab.write(9, 10);
+        assert_eq!(lab.harvest(true).granules, lab.granules(&[9]), "{name}");
+        t.disarm().expect("disarm");
+        // Disarmed: the heap is writable, a hand-out has nothing to do (a heap kept
+        // protected between cycles is unprotected still, to spare the fault).
+        let calls = t.stats().hand_out_calls;
+        t.hand_out(lab.base() + 20 * PAGE_SIZE, 2 * PAGE_SIZE);
+        let expected_calls = calls + u64::from(keeps_protection(v));
+        assert_eq!(
+            t.stats().hand_out_calls,
+            expected_calls,
+            "{name}: calls while disarmed"
+        );
+        if !records_between_cycles(v) {
+            assert_eq!(lab.harvest(false), DirtySet::default(), "{name}");
+        }
+        assert_eq!(t.stats().degradations, 0, "{name}");
+    });
+}
+
+#[test]
+fn the_planted_frontier_bug_loses_the_write_to_a_handed_out_page() {
+    for_every_variant("the_planted_frontier_bug", |v| {
+        let Some(lab) = TrackerLab::or_skip(v, 64, 32, "the_planted_frontier_bug") else {
+            return;
+        };
+        let (name, t) = (v.name(), lab.tracker());
+        let Some(knobs) = t.test_knobs() else {
+            return; // The card table hands nothing out: there is no bug to plant.
+        };
+        knobs.forget_hand_outs(true);
+        t.arm().expect("arm");
+        t.hand_out(lab.base() + 20 * PAGE_SIZE, PAGE_SIZE);
+        lab.write(20, 5);
+        let d = lab.harvest(true);
+        if v.kind.mechanism().served_by == ServedBy::Kernel {
+            // Its record is the protection itself: a page made writable reads as written.
+            assert_eq!(d.granules, lab.granules(&[20]), "{name}");
+        } else {
+            assert!(
+                !d.all && d.granules.is_empty(),
+                "{name}: the planted bug should lose the write, but the harvest has {d:?}"
+            );
+        }
+        knobs.forget_hand_outs(false);
+        t.disarm().expect("disarm");
+    });
 }

@@ -4,13 +4,15 @@
 //! Mark bits are set with an atomic `fetch_or`, so any number of threads may trace into
 //! one bitmap: the thread whose `fetch_or` set the bit owns the object and scans it. The
 //! collector thread traces alone while mutators run (it serves `uffd-wp` faults between
-//! increments); in a pause, once the grey stack shows there is enough work, helper
-//! threads join ([`Marker::drain_parallel`]), because the mutators' CPUs are idle then.
+//! increments); in a pause, once the grey stack shows there is enough work, the parked
+//! helper threads join ([`Marker::drain_parallel`], `collector/marker_pool.rs`), because
+//! the mutators' CPUs are idle then.
 
-use std::sync::atomic::{AtomicUsize, Ordering};
+use std::sync::atomic::{AtomicU64, AtomicUsize, Ordering};
 
 use parking_lot::Mutex;
 
+use super::marker_pool::MarkerPool;
 use crate::barrier::{DirtySet, DirtyTracker};
 use crate::bitmap::Bitmap;
 use crate::heap::Space;
@@ -99,48 +101,36 @@ impl<'h> Marker<'h> {
         });
     }
 
-    /// Traces to completion in a pause, with up to `threads` threads (this one included).
-    /// Returns how many threads marked.
-    pub(crate) fn drain_parallel(&mut self, threads: usize) -> usize {
+    /// Traces to completion in a pause, with the parked helpers of `markers` once there
+    /// is enough work to share. Returns how many threads marked.
+    pub(crate) fn drain_parallel(&mut self, markers: &MarkerPool) -> usize {
         let mut traced = 0;
         while let Some(addr) = self.stack.pop() {
             self.trace_one(addr);
             traced += 1;
-            if traced >= PARALLEL_AFTER && threads > 1 && self.stack.len() > SHARE_ABOVE {
-                return self.finish_in_parallel(threads);
+            if traced >= PARALLEL_AFTER && markers.helpers() > 0 && self.stack.len() > SHARE_ABOVE {
+                return self.finish_in_parallel(markers);
             }
         }
         1
     }
 
-    fn finish_in_parallel(&mut self, threads: usize) -> usize {
+    fn finish_in_parallel(&mut self, markers: &MarkerPool) -> usize {
+        let helpers = markers.helpers();
         let pool = Pool {
             chunks: Mutex::new(Vec::new()),
             available: AtomicUsize::new(0),
             idle: AtomicUsize::new(0),
-            workers: threads,
+            workers: 1 + helpers,
+            objects: AtomicU64::new(0),
+            bytes: AtomicU64::new(0),
         };
+        // This thread starts with the whole stack; helpers take shares of it.
         let first = std::mem::take(&mut self.stack);
-        let (space, marks) = (self.space, self.marks);
-        let (objects, bytes) = std::thread::scope(|s| {
-            let helpers: Vec<_> = (1..threads)
-                .map(|_| {
-                    let pool = &pool;
-                    s.spawn(move || work(space, marks, pool, Vec::new()))
-                })
-                .collect();
-            // This thread starts with the whole stack; helpers take shares of it.
-            let mut totals = work(space, marks, &pool, first);
-            for h in helpers {
-                let (o, b) = h.join().expect("a marker thread panicked");
-                totals.0 += o;
-                totals.1 += b;
-            }
-            totals
-        });
+        let (objects, bytes) = markers.drain(self.space, self.marks, &pool, first, helpers);
         self.objects_marked += objects;
         self.bytes_marked += bytes;
-        threads
+        1 + helpers
     }
 
     /// Rescans the marked objects overlapping each dirty granule (only their slots inside
@@ -205,7 +195,7 @@ fn scan(addr: usize, lo: usize, hi: usize, mut child: impl FnMut(usize)) {
 /// Grey objects shared between the threads of a parallel drain. Threads out of work
 /// spin rather than sleep: the pause is short, the mutators' CPUs are idle, and a
 /// sleep and wake-up would cost more than the pause itself on a VM.
-struct Pool {
+pub(crate) struct Pool {
     chunks: Mutex<Vec<Vec<usize>>>,
     /// `chunks.len()`, readable without the lock.
     available: AtomicUsize,
@@ -213,9 +203,26 @@ struct Pool {
     /// marking is complete when every thread is idle and no chunk is left.
     idle: AtomicUsize,
     workers: usize,
+    /// What the helpers traced, added as each finishes.
+    objects: AtomicU64,
+    bytes: AtomicU64,
 }
 
 impl Pool {
+    /// Adds a helper's (objects, bytes) traced.
+    pub(crate) fn add_totals(&self, (objects, bytes): (u64, u64)) {
+        self.objects.fetch_add(objects, Ordering::Relaxed);
+        self.bytes.fetch_add(bytes, Ordering::Relaxed);
+    }
+
+    /// The helpers' (objects, bytes) traced.
+    pub(crate) fn totals(&self) -> (u64, u64) {
+        (
+            self.objects.load(Ordering::Relaxed),
+            self.bytes.load(Ordering::Relaxed),
+        )
+    }
+
     fn put(&self, chunk: Vec<usize>) {
         let mut c = self.chunks.lock();
         c.push(chunk);
@@ -240,7 +247,12 @@ const SHARE_EVERY: u32 = 64;
 /// is empty, so no grey object is left behind. (A thread may see that state for an
 /// instant while another has just taken the last chunk; it then leaves early, and the
 /// other finishes alone: less parallel, never incomplete.)
-fn work(space: &Space, marks: &Bitmap, pool: &Pool, mut stack: Vec<usize>) -> (u64, u64) {
+pub(crate) fn work(
+    space: &Space,
+    marks: &Bitmap,
+    pool: &Pool,
+    mut stack: Vec<usize>,
+) -> (u64, u64) {
     let (mut objects, mut bytes) = (0u64, 0u64);
     let mut since_share = 0u32;
     loop {

@@ -37,6 +37,7 @@
 //! - No object reachable from a root at a safepoint is ever freed.
 
 mod mark;
+mod marker_pool;
 mod pacer;
 pub(crate) mod safepoint;
 mod stats;
@@ -52,6 +53,8 @@ use crate::barrier::{DirtySet, DirtyTracker};
 use crate::error::{Error, Result};
 use crate::heap::{HeapConfig, Space};
 use mark::Marker;
+pub use marker_pool::MARKER_THREAD;
+use marker_pool::MarkerPool;
 use pacer::{CycleEnd, Pacer};
 pub use pacer::{GOAL, MARGIN, Schedule};
 use safepoint::{MutatorShared, Safepoints, Wanted};
@@ -114,6 +117,8 @@ pub(crate) struct Collector {
     thread: Mutex<Option<std::thread::JoinHandle<()>>>,
     /// When the next cycle starts (`collector/pacer.rs`).
     pacer: Pacer,
+    /// The helpers that mark in pauses, parked between them.
+    markers: MarkerPool,
     /// The current [`Phase`].
     phase: AtomicU8,
 }
@@ -132,6 +137,7 @@ impl Collector {
             created_ns: crate::sys::monotonic_ns(),
             thread: Mutex::new(None),
             pacer: Pacer::new(config),
+            markers: MarkerPool::new(config.marker_threads - 1)?,
             phase: AtomicU8::new(Phase::Idle as u8),
         })
     }
@@ -513,7 +519,7 @@ impl<'g> Cycle<'g> {
 
     /// Traces to completion inside a pause, in parallel where there is enough work.
     fn drain_in_pause(&mut self) {
-        let threads = self.marker.drain_parallel(self.gc.config.marker_threads);
+        let threads = self.marker.drain_parallel(&self.gc.collector.markers);
         self.stats.marker_threads_max = self.stats.marker_threads_max.max(threads);
     }
 

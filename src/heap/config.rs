@@ -55,6 +55,10 @@ pub struct HeapConfig {
 pub struct Testing {
     /// Drop every n-th harvested dirty granule, as a broken tracker would.
     pub drop_every_nth_dirty: Option<usize>,
+    /// Hand pages to the allocator writable but not recorded, as a heap that forgot the
+    /// frontier rule would ([`crate::barrier::TestKnobs::forget_hand_outs`]): writes into
+    /// objects allocated during a cycle are lost to a page tracker's record.
+    pub forget_hand_outs: bool,
 }
 
 impl Default for HeapConfig {

@@ -1,13 +1,13 @@
 //! Where a run's CPU time went, by the role of the thread that spent it: mutators, the
 //! collector, the `uffd-wp` fault-service thread, and the rest.
 //!
-//! The roles come from thread names: the collector thread is `barrierlab-collector`, the
+//! The roles come from thread names: the collector thread is `barrierlab-collector` and
+//! its helpers that mark in pauses `barrierlab-mark` (both count as the collector), the
 //! fault service `uffd-wp-service`, the driver's mutators `mutator-N` ([`super::run`]).
 //! Mutator threads have exited when the driver returns, so each one reads its own clock
-//! as it finishes; the collector and the service are read from
+//! as it finishes; the collector, its helpers and the service are read from
 //! `/proc/self/task/*/schedstat` while the heap is still alive. What is left of the
-//! process's CPU time (the main thread, the threads that mark in pauses, which come and
-//! go) is `other`.
+//! process's CPU time (the main thread) is `other`.
 
 use std::time::Duration;
 
@@ -59,7 +59,7 @@ impl CpuByRole {
                 })
                 .sum()
         };
-        let collector = spent(COLLECTOR);
+        let collector = spent(COLLECTOR) + spent(crate::collector::MARKER_THREAD);
         let service = spent(SERVICE);
         CpuByRole {
             total,
@@ -100,15 +100,20 @@ mod tests {
             t(1, "barrierlab", ms(6)),
             t(2, COLLECTOR, ms(40)),
             t(3, SERVICE, ms(7)),
+            t(4, crate::collector::MARKER_THREAD, ms(3)),
         ];
         let c = CpuByRole::attribute(ms(100), ms(50), &before, &after);
-        assert_eq!(c.collector, ms(30), "only the run's share of the collector");
+        assert_eq!(
+            c.collector,
+            ms(33),
+            "only the run's share of the collector, with its marker helpers"
+        );
         assert_eq!(
             c.service,
             ms(7),
             "a thread born in the run counts from zero"
         );
         assert_eq!(c.mutator, ms(50));
-        assert_eq!(c.other, ms(13));
+        assert_eq!(c.other, ms(10));
     }
 }

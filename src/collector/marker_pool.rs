@@ -1,0 +1,174 @@
+//! The marker helper threads: created with the heap, parked between pauses, and woken
+//! to join a parallel drain in a pause ([`super::mark::Marker::drain_parallel`]).
+//!
+//! Why a pool: a pause that spawns its helpers pays thread creation (tens of
+//! microseconds each, and as much again to join them) in every pause that has enough
+//! work to share; parked threads cost one wake-up, which the pause overlaps with its own
+//! tracing. Their CPU time counts as the collector's (they are named
+//! [`MARKER_THREAD`]).
+//!
+//! Protocol: the drain publishes a job (the heap's space, the cycle's mark bitmap and
+//! the shared grey pool) under the pool's lock with a new generation number and the
+//! number of helpers it wants, and waits, after its own share of the work, until that
+//! many helpers have finished it. A helper takes a job at most once per generation.
+//! IF the drain returns THEN no helper still uses the job's references: that is what
+//! makes lending them to threads that outlive the pause sound.
+//!
+//! Never: run a helper outside a pause (they read the heap while no mutator writes
+//! it), or return from a drain before its helpers have finished.
+
+use std::sync::Arc;
+use std::thread::JoinHandle;
+
+use parking_lot::{Condvar, Mutex};
+
+use super::mark::{Pool, work};
+use crate::bitmap::Bitmap;
+use crate::error::{Error, Result};
+use crate::heap::Space;
+
+/// The helper threads' name (the kernel keeps 15 bytes of it).
+pub const MARKER_THREAD: &str = "barrierlab-mark";
+
+/// What a drain lends its helpers: references valid until it has seen them finish.
+#[derive(Clone, Copy)]
+struct Job {
+    space: *const Space,
+    marks: *const Bitmap,
+    pool: *const Pool,
+}
+
+// SAFETY: the pointers are shared references to `Sync` data (`Space`, `Bitmap`, `Pool`
+// are only read or updated atomically / under their own locks), and the drain that lent
+// them outlives every use (module docs).
+unsafe impl Send for Job {}
+
+struct State {
+    job: Option<Job>,
+    generation: u64,
+    /// Helpers the current job still wants to start.
+    wanted: usize,
+    /// Helpers that took the current job and have not finished it.
+    running: usize,
+    shutdown: bool,
+}
+
+struct Shared {
+    state: Mutex<State>,
+    start: Condvar,
+    done: Condvar,
+}
+
+/// The parked helper threads of one heap.
+pub(crate) struct MarkerPool {
+    shared: Arc<Shared>,
+    threads: Vec<JoinHandle<()>>,
+}
+
+impl MarkerPool {
+    /// Starts `helpers` parked threads (the collector thread is the first marker, so a
+    /// heap that marks with `n` threads has `n - 1` helpers).
+    pub(crate) fn new(helpers: usize) -> Result<MarkerPool> {
+        let shared = Arc::new(Shared {
+            state: Mutex::new(State {
+                job: None,
+                generation: 0,
+                wanted: 0,
+                running: 0,
+                shutdown: false,
+            }),
+            start: Condvar::new(),
+            done: Condvar::new(),
+        });
+        let mut pool = MarkerPool {
+            shared,
+            threads: Vec::with_capacity(helpers),
+        };
+        for _ in 0..helpers {
+            let shared = pool.shared.clone();
+            let t = std::thread::Builder::new()
+                .name(MARKER_THREAD.into())
+                .spawn(move || helper(&shared))
+                .map_err(|e| Error::io("spawn a marker thread", e))?;
+            pool.threads.push(t);
+        }
+        Ok(pool)
+    }
+
+    /// How many helpers there are.
+    pub(crate) fn helpers(&self) -> usize {
+        self.threads.len()
+    }
+
+    /// Runs `work` on this thread with `stack` while `helpers` helpers (at most
+    /// [`MarkerPool::helpers`]) work on the same `pool`, and returns when all have
+    /// finished, with the (objects, bytes) traced by all.
+    pub(crate) fn drain(
+        &self,
+        space: &Space,
+        marks: &Bitmap,
+        pool: &Pool,
+        stack: Vec<usize>,
+        helpers: usize,
+    ) -> (u64, u64) {
+        let helpers = helpers.min(self.helpers());
+        {
+            let mut s = self.shared.state.lock();
+            s.job = Some(Job { space, marks, pool });
+            s.generation += 1;
+            s.wanted = helpers;
+            s.running = 0;
+            self.shared.start.notify_all();
+        }
+        let mine = work(space, marks, pool, stack);
+        let mut s = self.shared.state.lock();
+        while s.wanted > 0 || s.running > 0 {
+            self.shared.done.wait(&mut s);
+        }
+        s.job = None;
+        let (objects, bytes) = pool.totals();
+        (mine.0 + objects, mine.1 + bytes)
+    }
+}
+
+impl Drop for MarkerPool {
+    fn drop(&mut self) {
+        self.shared.state.lock().shutdown = true;
+        self.shared.start.notify_all();
+        for t in self.threads.drain(..) {
+            let _ = t.join();
+        }
+    }
+}
+
+/// One helper: park until a job of a new generation wants a helper, work on it, report.
+fn helper(shared: &Shared) {
+    let mut seen = 0;
+    loop {
+        let job = {
+            let mut s = shared.state.lock();
+            loop {
+                if s.shutdown {
+                    return;
+                }
+                if s.generation != seen && s.wanted > 0 {
+                    seen = s.generation;
+                    s.wanted -= 1;
+                    s.running += 1;
+                    break s.job.expect("a job is published with its generation");
+                }
+                shared.start.wait(&mut s);
+            }
+        };
+        // SAFETY: the drain that published the job waits until `running` is back to
+        // zero before it returns, so the references outlive this use (module docs).
+        let totals = unsafe { work(&*job.space, &*job.marks, &*job.pool, Vec::new()) };
+        // SAFETY: as above; the pool is still the drain's.
+        unsafe { &*job.pool }.add_totals(totals);
+        let mut s = shared.state.lock();
+        s.running -= 1;
+        if s.running == 0 && s.wanted == 0 {
+            shared.done.notify_all();
+        }
+    }
+}
