@@ -61,6 +61,13 @@
 //! - **pre-clean**: concurrent rounds of harvest + rescan before remark, to shrink it;
 //!   **remark**: the final pause that rescans what is still dirty.
 //! - **floating garbage**: objects that die during a cycle and survive it.
+//! - **allocation frontier**: the pages the allocator hands to mutators during a cycle;
+//!   a page tracker receives them already recorded and writable (**hand-out**), so that
+//!   new objects take no fault and remark still rescans them.
+//! - **pacer**: what decides, in bytes, when the next cycle starts; a **fallback** is a
+//!   full stop-the-world collection for an allocation that found the heap full with no
+//!   cycle running; an **allocation stall** is a mutator waiting for a running cycle
+//!   because the heap is full.
 //!
 //! # Layers
 //! [`sys`] (the only raw syscalls) → [`barrier`] (one description per mechanism, and the

@@ -153,6 +153,8 @@ fn result_json(opts: &HeapOpts, workload: &Workload, r: &RunResult) -> Value {
         "mmu10ms": round(r.mmu(Duration::from_millis(10)), 2),
         "mmu100ms": round(r.mmu(Duration::from_millis(100)), 2),
         "faults": t.faults,
+        "frontier_faults": t.frontier_faults,
+        "handed_out": t.handed_out,
         "recorded": t.recorded,
         "dirty_frontier": frontier,
         "dirty_old": old,
@@ -162,6 +164,8 @@ fn result_json(opts: &HeapOpts, workload: &Workload, r: &RunResult) -> Value {
         "cause": t.last_degradation.map(|d| d.to_string()),
         "marker_threads": s.pauses.iter().map(|p| p.marker_threads).max().unwrap_or(0),
         "fallbacks": s.fallbacks(),
+        "alloc_stalls": s.allocation_stalls.len(),
+        "alloc_stall_ms": ms(s.allocation_stalls.iter().map(|x| x.duration).sum()),
     })
 }
 

@@ -20,6 +20,23 @@
 //! `run_cycle` is this list, one function per step; every pause runs through one
 //! sequence (stop the world, work, verify, resume, record).
 //!
+//! # When a cycle runs
+//! The pacer (`collector/pacer.rs`) requests a cycle from bytes: the bytes allocated
+//! since the last cycle against the room its heap goal leaves, less the allocation it
+//! predicts during the next cycle, and never before half of that room is used; the
+//! module states the rule in full. A mutator whose allocation finds the heap full waits
+//! for the cycle that is running or requested (an allocation stall, recorded in
+//! [`Stats::allocation_stalls`]); only when none is does the allocation fall back to a
+//! full collection ([`Cause::AllocationFailure`], counted by [`Stats::fallbacks`]), as CMS
+//! and G1 do after a concurrent-mode failure.
+//!
+//! # The allocation frontier
+//! While the tracker is armed, every page the allocator hands to a mutator goes through
+//! [`DirtyTracker::hand_out`] first: IF a page is handed out while armed THEN it is in the
+//! dirty set and writable before any write to it (see [`crate::heap`]). So remark rescans
+//! the pages new objects were written into (a black new object can receive the only
+//! pointer to a white one) without the page trackers paying a fault for each.
+//!
 //! # What the collector sees of a heap
 //! A cycle works on a `Gc` view: the `Space` (through its methods: mark bitmaps, page
 //! walks, the sweep), the tracker, the configuration and the collector's own state. It

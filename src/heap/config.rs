@@ -13,10 +13,13 @@ pub struct HeapConfig {
     pub heap_bytes: usize,
     /// The write barrier.
     pub barrier: BarrierKind,
-    /// Start a collection when this fraction of the heap's pages is in use.
+    /// With [`HeapConfig::pacing`]: the share of the pacer's heap goal at which the first
+    /// cycle starts, before any cycle has been measured. Without: a fixed trigger, a cycle
+    /// starts when the live bytes plus the bytes allocated since the last cycle reach this
+    /// share of the heap (1.0: never by itself, only when an allocation finds no room).
     pub trigger: f64,
-    /// Also start a collection early enough that what the mutators allocated during the
-    /// last cycle still fits (the pacer; `false` keeps only the fixed trigger).
+    /// Start each cycle from bytes, as late as lets it finish before the heap reaches its
+    /// goal (the pacer, `collector/pacer.rs`); `false` keeps the fixed trigger.
     pub pacing: bool,
     /// Tracker options (card marking variant, fault-service layout, userfaultfd mode).
     pub tracker: TrackerOptions,
@@ -83,7 +86,7 @@ impl Default for HeapConfig {
 }
 
 impl HeapConfig {
-    /// The defaults: 64 MiB, card table, collection at 60% occupancy.
+    /// The defaults: 64 MiB, card table, the pacer (its first cycle at 60% of its goal).
     pub fn new() -> Self {
         Self::default()
     }
@@ -97,13 +100,13 @@ impl HeapConfig {
         self.barrier = kind;
         self
     }
-    /// Occupancy (0..1) at which a collection starts.
+    /// Occupancy (0..1] at which the first cycle starts (with pacing) or every cycle
+    /// starts (without); see [`HeapConfig::trigger`].
     pub fn trigger(mut self, fraction: f64) -> Self {
         self.trigger = fraction;
         self
     }
-    /// Pace cycles by the allocation measured during the last one (default on), or
-    /// only by the fixed trigger.
+    /// Pace cycles from bytes (default on), or only by the fixed trigger.
     pub fn pacing(mut self, yes: bool) -> Self {
         self.pacing = yes;
         self

@@ -46,12 +46,12 @@
 //! # The allocation frontier is dirty by construction
 //! IF the allocator hands a page to a mutator while the tracker is armed THEN the page
 //! is in the dirty set and writable before any mutator writes it
-//! ([`DirtyTracker::hand_out`], called by [`Space::refill`] for every new run, by the
+//! ([`DirtyTracker::hand_out`], called by `Space::refill` for every new run, by the
 //! page taking under it for fresh, reused and large-object pages before it zeroes them,
-//! and by [`Space::blacken`] for the pages mutators hold at the flip). So the page
+//! and by `Space::blacken` for the pages mutators hold at the flip). So the page
 //! trackers pay no fault for new objects, and remark still rescans the pages that new
 //! objects were written into. A page taken from the pool is handed out together with the
-//! free pages after it (up to [`HAND_OUT_BATCH`] in all), which the pool, lowest page
+//! free pages after it (up to `HAND_OUT_BATCH`, 16, in all), which the pool, lowest page
 //! first, hands out next: one protection change for the run instead of one per page.
 
 pub mod config;
