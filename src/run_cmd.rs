@@ -145,6 +145,8 @@ fn result_json(opts: &HeapOpts, workload: &Workload, r: &RunResult) -> Value {
         "cpu_ms": ms(r.cpu.total),
         "cpu_collector_ms": ms(r.cpu.collector),
         "cycles": s.cycles,
+        "allocated_mib": round(s.bytes_allocated as f64 / MIB, 1),
+        "marked_mib": round(median_marked(s) as f64 / MIB, 1),
         "pauses": s.pauses.len(),
         "p50_us": r.pause_percentile_us(50.0).round() as u64,
         "p99_us": r.pause_percentile_us(99.0).round() as u64,
@@ -167,6 +169,16 @@ fn result_json(opts: &HeapOpts, workload: &Workload, r: &RunResult) -> Value {
         "alloc_stalls": s.allocation_stalls.len(),
         "alloc_stall_ms": ms(s.allocation_stalls.iter().map(|x| x.duration).sum()),
     })
+}
+
+const MIB: f64 = (1 << 20) as f64;
+
+/// The median of the bytes the cycles marked: the live set the run kept, as the
+/// collector saw it (a full collection's count included).
+fn median_marked(s: &barrierlab::Stats) -> u64 {
+    let mut marked: Vec<u64> = s.cycle_log.iter().map(|c| c.bytes_marked).collect();
+    marked.sort_unstable();
+    marked.get(marked.len() / 2).copied().unwrap_or(0)
 }
 
 fn round(x: f64, digits: i32) -> f64 {

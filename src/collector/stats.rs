@@ -262,7 +262,8 @@ impl Pause {
 
 impl CycleStats {
     /// The line `--log-cycles` prints when this cycle ends, in the manner of HotSpot's
-    /// `-Xlog:gc`: cause, time, heap before → after (of `heap_bytes`), bytes marked,
+    /// `-Xlog:gc`: cause, time (and the time of each concurrent step: arm, concurrent mark
+    /// with pre-clean, harvests, disarm, sweep), heap before → after (of `heap_bytes`), bytes marked,
     /// freed and allocated during it, dirty granules (allocation frontier / older
     /// objects), pages handed out, faults (of which on the frontier), the degradation
     /// with its cause, and the pacer's inputs and decision (live `L`, goal `G`, ratio
@@ -270,13 +271,19 @@ impl CycleStats {
     pub fn log_line(&self, heap_bytes: usize) -> String {
         let s = &self.schedule;
         format!(
-            "[gc {}] cycle {} {:.3}ms heap {:.1}M->{:.1}M({:.0}M) marked {:.1}M freed {:.1}M \
+            "[gc {}] cycle {} {:.3}ms (arm {:.3} mark {:.3} harvest {:.3} disarm {:.3} \
+             sweep {:.3}) heap {:.1}M->{:.1}M({:.0}M) marked {:.1}M freed {:.1}M \
              allocated {:.1}M dirty {} (frontier {}, old {}) remark-dirty {} handed-out {} \
              faults {} (frontier {}) degraded {} | pacer L {:.1}M G {:.1}M r {:.3} E {:.1}M \
              next after {:.1}M (floor {:.1}M, {} free pages)",
             self.cycle,
             self.cause.name(),
             self.total.as_secs_f64() * 1e3,
+            self.arm.as_secs_f64() * 1e3,
+            self.mark.as_secs_f64() * 1e3,
+            self.harvest.as_secs_f64() * 1e3,
+            self.disarm.as_secs_f64() * 1e3,
+            self.sweep.as_secs_f64() * 1e3,
             self.heap_before as f64 / MIB,
             self.heap_after as f64 / MIB,
             heap_bytes as f64 / MIB,
