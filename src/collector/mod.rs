@@ -474,6 +474,7 @@ impl<'g> Cycle<'g> {
     /// asked, resume, record. Returns the threads that marked.
     fn pause(&mut self, kind: PauseKind, work: impl FnOnce(&mut Self, &[Arc<MutatorShared>])) {
         let sp = &self.gc.collector.safepoints;
+        let cpu_before = crate::sys::cpu::thread_cpu_time().unwrap_or_default();
         let (mutators, ttsp) = sp.stop_world(self.gc.tracker);
         self.gc.collector.enter_phase(match kind {
             PauseKind::InitialMark => Phase::InitialMark,
@@ -491,6 +492,9 @@ impl<'g> Cycle<'g> {
         }
         sp.resume_world();
         let duration = started.elapsed();
+        let collector_cpu = crate::sys::cpu::thread_cpu_time()
+            .unwrap_or_default()
+            .saturating_sub(cpu_before);
         let threads = self.stats.marker_threads_max.max(threads_before).max(1);
         let collector = self.gc.collector;
         let pause = Pause {
@@ -499,6 +503,7 @@ impl<'g> Cycle<'g> {
             start: started.saturating_duration_since(collector.created),
             duration,
             time_to_safepoint: ttsp,
+            collector_cpu,
             marker_threads: threads,
         };
         if self.gc.config.log_cycles {
@@ -638,11 +643,16 @@ impl<'g> Cycle<'g> {
         self.stats.dirty_old += self.dirty.granules.len() - frontier;
     }
 
-    /// 4. Pre-clean: harvest with re-arm, rescan, trace; until a round finds little.
+    /// 4. Pre-clean: harvest with re-arm, rescan, trace; until a round finds little, or
+    ///    no less than the round before (the mutators dirty granules as fast as they are
+    ///    cleaned, and remark takes the rest). What a round rescans is what was written
+    ///    during the round before, so while rescanning is faster than the mutators dirty
+    ///    memory the rounds shrink geometrically, and so does remark's share.
     fn preclean(&mut self, t: &dyn DirtyTracker) {
         self.gc.collector.enter_phase(Phase::Preclean);
         let t0 = Instant::now();
         let shift = t.granule_shift();
+        let mut previous = usize::MAX;
         for _ in 0..self.gc.config.max_preclean_rounds {
             self.harvest(t, true);
             let count = self.dirty.count(self.granules(shift));
@@ -654,9 +664,10 @@ impl<'g> Cycle<'g> {
             self.stats.preclean_dirty.push(count);
             self.stats.preclean_rescanned += self.marker.rescan(&self.dirty, shift);
             self.marker.drain();
-            if count <= self.gc.config.preclean_threshold {
+            if count <= self.gc.config.preclean_threshold || count >= previous {
                 break;
             }
+            previous = count;
         }
         self.stats.mark += t0.elapsed();
     }

@@ -127,6 +127,10 @@ pub struct Pause {
     pub duration: Duration,
     /// Of that, the time until every mutator reached a safepoint.
     pub time_to_safepoint: Duration,
+    /// The collector thread's CPU time from the stop request to the resume. Far below
+    /// `duration` minus `time_to_safepoint`, the collector was not running for part of
+    /// the pause (another process had its CPU): the pause measures the machine's load.
+    pub collector_cpu: Duration,
     /// Threads that marked in it (1: the collector alone).
     pub marker_threads: usize,
 }
@@ -245,16 +249,18 @@ const MIB: f64 = (1 << 20) as f64;
 
 impl Pause {
     /// The line `--log-cycles` prints for this pause, in the manner of HotSpot's
-    /// `-Xlog:gc`: `[gc 3 @1.234s] pause remark 0.231ms (to safepoint 0.012ms, 2
-    /// markers)`.
+    /// `-Xlog:gc`: `[gc 3 @1.234s] pause remark 0.231ms (to safepoint 0.012ms, collector
+    /// cpu 0.190ms, 2 marker(s))`.
     pub fn log_line(&self) -> String {
         format!(
-            "[gc {} @{:.3}s] pause {} {:.3}ms (to safepoint {:.3}ms, {} marker(s))",
+            "[gc {} @{:.3}s] pause {} {:.3}ms (to safepoint {:.3}ms, collector cpu {:.3}ms, \
+             {} marker(s))",
             self.cycle,
             self.start.as_secs_f64(),
             self.kind.name(),
             self.duration.as_secs_f64() * 1e3,
             self.time_to_safepoint.as_secs_f64() * 1e3,
+            self.collector_cpu.as_secs_f64() * 1e3,
             self.marker_threads,
         )
     }

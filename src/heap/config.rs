@@ -23,7 +23,9 @@ pub struct HeapConfig {
     pub pacing: bool,
     /// Tracker options (card marking variant, fault-service layout, userfaultfd mode).
     pub tracker: TrackerOptions,
-    /// At most this many pre-clean rounds per cycle.
+    /// At most this many pre-clean rounds per cycle (fewer when a round finds at most
+    /// [`HeapConfig::preclean_threshold`] dirty granules, or no fewer than the round
+    /// before).
     pub max_preclean_rounds: usize,
     /// Stop pre-cleaning when a round finds at most this many dirty granules.
     pub preclean_threshold: usize,
@@ -72,7 +74,7 @@ impl Default for HeapConfig {
             trigger: 0.6,
             pacing: true,
             tracker: TrackerOptions::default(),
-            max_preclean_rounds: 3,
+            max_preclean_rounds: 8,
             preclean_threshold: 32,
             mark_poll_interval: 64,
             huge_pages: false,

@@ -339,6 +339,7 @@ mod tests {
                 start: ms(start),
                 duration: ms(len),
                 time_to_safepoint: Duration::ZERO,
+                collector_cpu: Duration::ZERO,
                 marker_threads: 1,
             });
         }

@@ -382,6 +382,7 @@ mod tests {
             start: Duration::from_millis(ms),
             duration: Duration::from_micros(10),
             time_to_safepoint: Duration::ZERO,
+            collector_cpu: Duration::ZERO,
             marker_threads: 1,
         }
     }
