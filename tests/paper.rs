@@ -842,3 +842,35 @@ fn the_papers_command_runs_in_quick_mode() {
     assert_eq!(meta_problem(&meta), None);
     let _ = std::fs::remove_dir_all(&out);
 }
+
+/// The stored `summary.json` (rendered by `barrierlab report papers/results` from the
+/// stored CSV) holds the report's end-to-end numbers: for every point's table, each
+/// variant's `n` and `wall ms` cells as report.md prints them.
+#[test]
+fn the_stored_summary_holds_the_reports_end_to_end_numbers() {
+    use barrierlab::study::summary::{Cell, Summary};
+    let Ok(summary) = Summary::load(&root().join(RESULTS)) else {
+        return stale("there is no summary.json (`barrierlab report papers/results` writes one)");
+    };
+    let report = sections(&read(&format!("{RESULTS}/report.md")));
+    let mut checked = 0;
+    for s in report.iter().filter(|s| point(&s.heading).is_some()) {
+        let (Some(md), Some(json)) = (s.tables.first(), summary.table(&s.heading, 1)) else {
+            continue;
+        };
+        for row in &md.rows {
+            for column in ["n", "wall ms"] {
+                let k = md.header.iter().position(|h| h == column).expect(column);
+                let cell = json
+                    .cell(&row[0], column)
+                    .map(Cell::render)
+                    .unwrap_or_else(|| {
+                        panic!("{} / {} / {column} not in summary.json", s.heading, row[0])
+                    });
+                assert_eq!(cell, row[k], "{} / {} / {column}", s.heading, row[0]);
+                checked += 1;
+            }
+        }
+    }
+    assert!(checked > 0, "no end-to-end table was compared");
+}

@@ -324,3 +324,16 @@ fn a_pinned_cpu_outside_the_affinity_mask_is_refused_and_one_inside_accepted() {
     assert_eq!(outside.code, Some(2), "{}", outside.stderr);
     assert!(outside.stderr.contains("--pin-cpu") && outside.stderr.contains("affinity"));
 }
+
+#[test]
+fn a_bdwgc_run_that_collects_nothing_says_so_instead_of_cycles_0() {
+    // The quick GCBench fits in the default 64 MiB heap without a collection.
+    let o = barrierlab(&["gcbench", "--peer", "bdwgc", "--quick"]);
+    if o.code == Some(2) && o.stderr.contains("bdwgc is unavailable") {
+        support::skip_or_fail("bdwgc", o.stderr.trim());
+        return;
+    }
+    assert_eq!(o.code, Some(1), "{}\n{}", o.stdout, o.stderr);
+    assert!(o.stderr.contains("no collection ran"), "{}", o.stderr);
+    assert!(!o.stdout.contains("cycles=0"), "{}", o.stdout);
+}

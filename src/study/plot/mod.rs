@@ -7,7 +7,7 @@
 //! - `mmu.svg`: minimum mutator utilisation against window, GCBench, 1 thread.
 //! - `heapmap.svg`: the heap's pages as a grid, the pages one cycle dirtied filled.
 //! - `curves-<workload>-x<threads>.svg`: wall and CPU time against the heap multiple, one
-//!   line per variant with its intervals ([`end_to_end`]).
+//!   line per variant with its intervals (drawn in `plot/end_to_end.rs`).
 //! - `invocations.svg`: every invocation's wall time over `none`'s median, per workload
 //!   and variant (a strip plot), at each workload's middle heap size.
 //!

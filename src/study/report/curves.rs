@@ -24,7 +24,7 @@ pub(super) fn write(doc: &mut Doc, rows: &[Row], seed: u64) {
             .chain(
                 heaps
                     .iter()
-                    .map(|(h, m)| format!("{}× ({} MiB)", fmt(*m), fmt(*h))),
+                    .map(|(h, m)| format!("{} times the minimum ({} MiB)", fmt(*m), fmt(*h))),
             )
             .collect();
         let header: Vec<&str> = header.iter().map(String::as_str).collect();

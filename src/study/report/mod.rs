@@ -109,3 +109,41 @@ pub fn render(rows: &[Row], meta: &Meta, figures: &[String]) -> (String, Summary
     };
     (doc.md.trim_start().to_string(), summary)
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::study::meta::Meta;
+
+    fn meta(command: &str) -> Meta {
+        let json = format!(
+            r#"{{"commit":"c","version":"0.1.0","command_line":{},"seed":1,
+            "date_utc":"2026-12-01T12:35:03Z","cpu_model":"x","cpus":2,"kernel":"k",
+            "load_before":1.0,"load_after":2.0,"steal_share":0.0,"elapsed_s":9.0,
+            "warnings":[]}}"#,
+            serde_json::to_string(&["barrierlab", "study", "--out", command]).unwrap()
+        );
+        serde_json::from_str(&json).unwrap()
+    }
+
+    #[test]
+    fn a_pipe_or_a_line_break_in_the_command_cannot_break_a_table() {
+        let (md, summary) = render(&[], &meta("a|b\nc"), &[]);
+        let lines: Vec<&str> = md.lines().collect();
+        for (i, l) in lines.iter().enumerate() {
+            if l.starts_with("|---") {
+                let cols = l.matches('|').count();
+                assert_eq!(lines[i - 1].matches('|').count(), cols);
+                for row in lines[i + 1..].iter().take_while(|r| r.starts_with('|')) {
+                    assert_eq!(row.matches('|').count(), cols, "`{row}`");
+                }
+            }
+        }
+        assert!(md.contains("a/b c"), "{md}");
+        let machine = summary.table("Machine", 1).expect("the machine table");
+        assert_eq!(
+            machine.rows[1][1].render(),
+            "`barrierlab study --out a/b c`"
+        );
+    }
+}
