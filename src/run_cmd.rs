@@ -149,7 +149,7 @@ pub fn run(opts: &HeapOpts, workload: &Workload) -> ExitCode {
             }
         }
         Err(e) => {
-            match barrierlab::study::runner::resource_limit(&e) {
+            match barrierlab::study::point::resource_limit(&e) {
                 // Not "unavailable": the mechanism works, a limit stopped this run.
                 Some(limit) => crate::warn(&format!(
                     "error: a resource limit stopped the run ({limit}): {e}"

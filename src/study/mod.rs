@@ -29,6 +29,7 @@ pub mod data;
 pub mod folder;
 pub mod format;
 pub mod health;
+pub mod measure;
 pub mod meta;
 pub mod minheap;
 pub mod plot;

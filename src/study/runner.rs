@@ -219,26 +219,6 @@ impl Progress {
     }
 }
 
-/// The resource limit behind `e`, if a limit is what stopped it (rather than the
-/// mechanism being unavailable): open files (`EMFILE`, `ENFILE`), memory or address space
-/// (`ENOMEM`), processes or threads (`EAGAIN` from creating a thread). Looks through an
-/// `Unavailable` error's causes.
-pub fn resource_limit(e: &crate::Error) -> Option<&'static str> {
-    use crate::Error;
-    let by_errno = |errno: i32| match errno {
-        libc::EMFILE | libc::ENFILE => Some("open files (ulimit -n)"),
-        libc::ENOMEM => Some("memory or address space (ulimit -v, or the machine's memory)"),
-        libc::EAGAIN => Some("processes or threads (ulimit -u), or a transient kernel shortage"),
-        _ => None,
-    };
-    match e {
-        Error::Sys { errno, .. } => by_errno(*errno),
-        Error::Io { source, .. } => source.raw_os_error().and_then(by_errno),
-        Error::Unavailable { causes, .. } => causes.iter().find_map(resource_limit),
-        _ => None,
-    }
-}
-
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -278,25 +258,5 @@ mod tests {
             rows: vec![],
         });
         assert_eq!(classify(&key, 0, unavailable).unwrap_err(), "no libgc");
-    }
-
-    #[test]
-    fn a_resource_limit_is_told_apart_from_an_unavailable_mechanism() {
-        let limit = crate::Error::Unavailable {
-            mechanism: "uffd-wp",
-            causes: vec![crate::Error::io(
-                "eventfd",
-                std::io::Error::from_raw_os_error(libc::EMFILE),
-            )],
-        };
-        assert!(resource_limit(&limit).unwrap().contains("ulimit -n"));
-        let missing = crate::Error::Unavailable {
-            mechanism: "uffd-wp",
-            causes: vec![crate::Error::io(
-                "userfaultfd",
-                std::io::Error::from_raw_os_error(libc::EPERM),
-            )],
-        };
-        assert_eq!(resource_limit(&missing), None);
     }
 }
