@@ -22,8 +22,10 @@
 
 use barrierlab::BarrierKind;
 use barrierlab::barrier::TrackerOptions;
-use barrierlab::study::Measurement;
-use barrierlab::study::report::{crossover, fmt, micro_curve};
+use barrierlab::study::crossover::crossover;
+use barrierlab::study::data::micro_curve;
+use barrierlab::study::format::fmt;
+use barrierlab::study::{Metric, Row, Section};
 use barrierlab::sys::PAGE_SIZE;
 use barrierlab::workload::pages::{PageLab, PagePattern};
 
@@ -32,7 +34,7 @@ const ROUNDS: usize = 3;
 const STORES_PER_PAGE: [u64; 7] = [1, 4, 16, 64, 256, 1024, 4096];
 
 fn main() -> barrierlab::Result<()> {
-    let mut rows: Vec<Measurement> = Vec::new();
+    let mut rows: Vec<Row> = Vec::new();
     let mut ran: Vec<BarrierKind> = Vec::new();
     // `None` is the baseline: plain stores, no tracker (what a stop-the-world collector
     // pays while the mutator runs).
@@ -57,14 +59,15 @@ fn main() -> barrierlab::Result<()> {
             for (round, cost) in lab.run(&pattern, 1)?.iter().enumerate() {
                 // One row per round, in the study's format, so that the study's own
                 // analysis (`micro_curve`, `crossover`) can read them.
-                rows.push(Measurement {
-                    section: "micro".into(),
+                rows.push(Row {
+                    section: Section::Micro,
                     tracker: kind.name().to_string(),
                     workload: format!("pages-spp{spp}"),
                     threads: 1,
                     heap_mib: (PAGES * PAGE_SIZE) as f64 / (1 << 20) as f64,
-                    invocation: round,
-                    metric: "total_ns_per_store".into(),
+                    invocation: 0,
+                    round,
+                    metric: Metric::TotalNsPerStore,
                     value: (cost.stores + cost.arm + cost.harvest).as_nanos() as f64 / stores,
                     note: String::new(),
                 });

@@ -1,6 +1,7 @@
 #!/usr/bin/env python3
-"""Writes the paper's Section 4 from a study's report.md: every number is copied from a
-report cell and marked with the cell it came from (checked by tests/paper.rs); every
+"""Writes the paper's Section 4 from a study's summary.json (the report's tables, typed;
+report.md only for a study written before summary.json existed): every number is copied
+from a report cell and marked with the cell it came from (checked by tests/paper.rs); every
 claim of a difference is made only where the cell's interval excludes 1 (or 0), and
 marked. Also compares two runs' verdicts.
 
@@ -37,13 +38,47 @@ def parse(path):
         i += 1
     return sections
 
+def fmt(v):
+    """A number as the report prints it (study::format::fmt)."""
+    a = abs(v)
+    if a == 0: return '0'
+    if a >= 100: return f'{v:.0f}'
+    if a >= 10: return f'{v:.1f}'
+    if a >= 1: return f'{v:.2f}'
+    return f'{v:.3f}'
+
+def render(c):
+    """A summary.json cell as report.md prints it (study::summary::Cell::render)."""
+    k = c['kind']
+    if k == 'text': return c['text'].replace('|', '/').replace('\n', ' ')
+    if k == 'number': return fmt(c['value'])
+    if k == 'count':
+        v = c['value']
+        return f'{v:.0f}' if v == int(v) else f'{v:.1f}'
+    if k == 'percent': return f"{c['value'] * 100:.1f}%"
+    if k == 'estimate': return f"{fmt(c['estimate'])} [{fmt(c['lo'])}–{fmt(c['hi'])}]"
+    if k == 'ratio': return f"{fmt(c['estimate'])}× [{fmt(c['lo'])}–{fmt(c['hi'])}]"
+    return '–'
+
+def load(path):
+    """heading -> tables, from summary.json beside `path` (a report.md) when there is one."""
+    import os
+    summary = os.path.join(os.path.dirname(path), 'summary.json')
+    if not os.path.exists(summary):
+        return parse(path)
+    sections = {}
+    for t in json.load(open(summary))['tables']:
+        rows = [[render(c) for c in r] for r in t['rows']]
+        sections.setdefault(t['heading'], []).append((t['header'], rows))
+    return sections
+
 def interval(cell):
     m = re.search(r'\[(-?[\d.]+)–(-?[\d.]+)\]', cell)
     return (float(m.group(1)), float(m.group(2))) if m else None
 
 class Report:
     def __init__(self, path):
-        self.s = parse(path)
+        self.s = load(path)
     def table(self, heading, n=1):
         return self.s[heading][n-1]
     def cell(self, heading, row, col, n=1):

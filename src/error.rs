@@ -190,13 +190,19 @@ impl Error {
     }
 }
 
-/// The symbolic name of an errno value (`EINVAL`), for messages.
-pub fn errno_name(errno: i32) -> &'static str {
-    match errno {
+/// The symbolic name of an errno value (`EINVAL`), for messages; `errno 523` for a
+/// value without a name here (never a placeholder that hides the number).
+pub fn errno_name(errno: i32) -> std::borrow::Cow<'static, str> {
+    let name = match errno {
         libc::EPERM => "EPERM",
         libc::ENOENT => "ENOENT",
+        libc::ESRCH => "ESRCH",
         libc::EINTR => "EINTR",
+        libc::EIO => "EIO",
+        libc::ENXIO => "ENXIO",
+        libc::E2BIG => "E2BIG",
         libc::EBADF => "EBADF",
+        libc::ECHILD => "ECHILD",
         libc::EAGAIN => "EAGAIN",
         libc::ENOMEM => "ENOMEM",
         libc::EACCES => "EACCES",
@@ -204,14 +210,26 @@ pub fn errno_name(errno: i32) -> &'static str {
         libc::EBUSY => "EBUSY",
         libc::EEXIST => "EEXIST",
         libc::ENODEV => "ENODEV",
+        libc::ENOTDIR => "ENOTDIR",
+        libc::EISDIR => "EISDIR",
         libc::EINVAL => "EINVAL",
-        libc::ENOSPC => "ENOSPC",
+        libc::ENFILE => "ENFILE",
+        libc::EMFILE => "EMFILE",
         libc::ENOTTY => "ENOTTY",
+        libc::ETXTBSY => "ETXTBSY",
+        libc::EFBIG => "EFBIG",
+        libc::ENOSPC => "ENOSPC",
+        libc::EROFS => "EROFS",
+        libc::EPIPE => "EPIPE",
+        libc::ERANGE => "ERANGE",
         libc::ENOSYS => "ENOSYS",
+        libc::EOVERFLOW => "EOVERFLOW",
         libc::EOPNOTSUPP => "EOPNOTSUPP",
-        libc::ESRCH => "ESRCH",
-        _ => "E?",
-    }
+        libc::ETIMEDOUT => "ETIMEDOUT",
+        libc::EHWPOISON => "EHWPOISON",
+        _ => return std::borrow::Cow::Owned(format!("errno {errno}")),
+    };
+    std::borrow::Cow::Borrowed(name)
 }
 
 impl fmt::Display for Error {
@@ -315,5 +333,19 @@ impl std::error::Error for Error {
                 .map(|c| c as &(dyn std::error::Error + 'static)),
             _ => None,
         }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn an_errno_without_a_name_is_printed_as_its_number() {
+        assert_eq!(errno_name(libc::EMFILE), "EMFILE");
+        assert_eq!(errno_name(523), "errno 523");
+        let e = Error::from_errno("ioctl", None, 523);
+        assert!(!e.to_string().contains("E?"), "{e}");
+        assert!(e.to_string().contains("errno 523"), "{e}");
     }
 }

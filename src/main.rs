@@ -2,6 +2,7 @@
 
 mod run_cmd;
 
+use std::io::Write as _;
 use std::path::PathBuf;
 use std::process::{ExitCode, Stdio};
 use std::time::Duration;
@@ -21,9 +22,46 @@ fn barrier_parser() -> impl TypedValueParser<Value = BarrierKind> {
     .map(|name| name.parse().expect("a listed barrier name parses"))
 }
 
+/// Parses a count (0 or more), saying plainly what is wrong with a negative or
+/// malformed one.
+fn count(s: &str) -> Result<usize, String> {
+    if s.trim_start().starts_with('-') {
+        return Err(format!("`{s}` is negative: give a count of 0 or more"));
+    }
+    s.parse()
+        .map_err(|_| format!("`{s}` is not a whole number (a count of 0 or more)"))
+}
+
+/// Parses a number, saying plainly what is wrong with a negative one.
+fn positive(s: &str) -> Result<f64, String> {
+    let v: f64 = s.parse().map_err(|_| format!("`{s}` is not a number"))?;
+    if v < 0.0 {
+        return Err(format!("`{s}` is negative: give a number above 0"));
+    }
+    Ok(v)
+}
+
+/// Writes `text` to stdout; a failed write (a closed pipe, a full disk) ends the
+/// program with exit 1 and a message on stderr, never a panic.
+fn emit(text: &str) -> ExitCode {
+    let mut out = std::io::stdout().lock();
+    match out.write_all(text.as_bytes()).and_then(|()| out.flush()) {
+        Ok(()) => ExitCode::SUCCESS,
+        Err(e) => {
+            warn(&format!("error: cannot write the output to stdout: {e}"));
+            ExitCode::FAILURE
+        }
+    }
+}
+
+/// Writes a line to stderr, ignoring a failure (there is nowhere left to report it).
+fn warn(line: &str) {
+    let _ = writeln!(std::io::stderr(), "{line}");
+}
+
 /// A laboratory for garbage-collector write barriers on Linux.
 #[derive(Parser)]
-#[command(version, about)]
+#[command(version, about, allow_negative_numbers = true)]
 struct Cli {
     #[command(subcommand)]
     command: Command,
@@ -33,6 +71,7 @@ struct Cli {
 enum Command {
     /// Run the study: every barrier on the same work; writes a CSV, a Markdown report and
     /// SVG plots.
+    #[command(allow_negative_numbers = true)]
     Study {
         /// CI-sized run (seconds).
         #[arg(long, conflicts_with = "full")]
@@ -47,26 +86,39 @@ enum Command {
         #[arg(long, value_delimiter = ',', value_parser = barrier_parser())]
         trackers: Option<Vec<BarrierKind>>,
         /// Mutator thread counts, comma-separated.
-        #[arg(long, value_delimiter = ',')]
+        #[arg(long, value_delimiter = ',', value_parser = count)]
         threads: Option<Vec<usize>>,
         /// Heap sizes as multiples of each workload's minimum heap, comma-separated.
-        #[arg(long, value_delimiter = ',')]
+        #[arg(long, value_delimiter = ',', value_parser = positive)]
         heap: Option<Vec<f64>>,
-        /// Invocations per end-to-end point.
-        #[arg(long)]
+        /// Live sets of the end-to-end workloads in MiB, comma-separated (all threads
+        /// together; default 64, quick 4, full 64 and 1024).
+        #[arg(long, value_delimiter = ',', value_parser = count)]
+        live_mib: Option<Vec<usize>>,
+        /// Invocations every end-to-end point gets (alone: exactly this many).
+        #[arg(long, value_parser = count)]
         invocations: Option<usize>,
+        /// The most invocations a point gets while its interval is wider than --ci-width.
+        #[arg(long, value_parser = count)]
+        max_invocations: Option<usize>,
+        /// The target width of a point's 95% interval of the median wall time, as a share
+        /// of the median (0.1: 10%).
+        #[arg(long, value_parser = positive)]
+        ci_width: Option<f64>,
         /// No progress bar.
         #[arg(long)]
         no_progress: bool,
-        /// Seed of the run order, the micro's page orders and the bootstrap intervals.
-        #[arg(long)]
-        seed: Option<u64>,
-        /// Pin every measured process, all its threads, to this CPU.
-        #[arg(long)]
+        /// Seed of the run order, the micro's page orders and the bootstrap intervals
+        /// (default: drawn fresh for each run; recorded in meta.json).
+        #[arg(long, value_parser = count)]
+        seed: Option<usize>,
+        /// Pin every measured process, all its threads, to this CPU (one this process
+        /// may run on: see `taskset`).
+        #[arg(long, value_parser = count)]
         pin_cpu: Option<usize>,
         /// Kill a point's process after this many seconds (it becomes an `error` row).
-        #[arg(long)]
-        timeout_s: Option<u64>,
+        #[arg(long, value_parser = count)]
+        timeout_s: Option<usize>,
         /// Skip bdwgc's rows.
         #[arg(long)]
         no_peer: bool,
@@ -85,6 +137,7 @@ enum Command {
     },
     /// Run GCBench once and print total time, pause percentiles, MMU, the tracker's
     /// counters, its userfaultfd mode and its degradations (with the cause) on one line.
+    #[command(allow_negative_numbers = true)]
     Gcbench {
         /// Run GCBench on an outside collector instead, in a child process: `bdwgc`
         /// (needs `libgc.so.1`: `apt-get install libgc1`).
@@ -102,6 +155,7 @@ enum Command {
     /// Run one workload once on one barrier and print its result on one line (or as
     /// JSON): time, CPU, pauses, MMU, faults and stalls, the dirty split, the uffd-wp
     /// layout and userfaultfd mode, degradations with their cause, fallbacks.
+    #[command(allow_negative_numbers = true)]
     Run {
         /// The workload.
         #[arg(long)]
@@ -110,33 +164,34 @@ enum Command {
         #[arg(long)]
         quick: bool,
         /// Scale the operation count so that the run allocates at least ten heaps (the
-        /// live set stays as designed).
+        /// live set stays as designed); refused, with the estimate, when that would
+        /// allocate more than 64 GiB.
         #[arg(long)]
         scaled: bool,
+        /// The workload's live set in MiB (per thread; default: the workload's own).
+        #[arg(long, value_parser = count)]
+        live_mib: Option<usize>,
         #[command(flatten)]
         opts: run_cmd::HeapOpts,
     },
-    /// Render a study folder's report.md and figures again from its study.csv and
-    /// meta.json (the machine section from a probe run now).
+    /// Render a study folder's report.md, summary.json and figures again from its
+    /// study.csv and meta.json (the probe is not run: the machine is meta.json's).
     Report {
         /// The study's folder.
         dir: PathBuf,
-        /// The mode the study ran in (for the invocation count the report states).
-        #[arg(long, default_value = "default")]
-        mode: String,
     },
-    /// Compare two study folders: per metric and point, NEW / OLD of the medians with a
-    /// 95% bootstrap interval, flagged where the interval excludes 1.
+    /// Compare study folders: the verdicts against `none` in every run (a difference
+    /// stated only where every run's interval lies beyond 1 by 5%, reversals listed), and
+    /// per metric and point each later run over the first, with a 95% bootstrap interval.
     Compare {
-        /// The baseline study's folder.
-        old: PathBuf,
-        /// The study to compare with it.
-        new: PathBuf,
+        /// The study folders, the first the baseline.
+        #[arg(num_args = 2.., required = true)]
+        runs: Vec<PathBuf>,
         /// Metrics to compare, comma-separated (default: time, CPU, pauses, MMU, faults,
         /// fallbacks, the micro's costs).
         #[arg(long, value_delimiter = ',')]
         metrics: Option<Vec<String>>,
-        /// Only the points whose interval excludes 1.
+        /// Only the points whose interval lies beyond 1 by the margin.
         #[arg(long)]
         changed: bool,
     },
@@ -164,12 +219,14 @@ enum Command {
 /// `gcbench --peer`: re-executes this binary as `peer-child` (the peer must not share a
 /// process with barrierlab's heaps: see `barrierlab::peer`), parses its record and prints
 /// the summary. Exits 2 when the peer is unavailable (the child has said why), 1 on any
-/// other failure.
+/// other failure, and 1 when the peer ran no collection (not a measurement of one).
 fn gcbench_peer(peer: Peer, incremental: bool, heap_mib: usize, quick: bool) -> ExitCode {
     let exe = match std::env::current_exe() {
         Ok(p) => p,
         Err(e) => {
-            eprintln!("error: cannot find this program to re-run it as the {peer} child: {e}");
+            warn(&format!(
+                "error: cannot find this program to re-run it as the {peer} child: {e}"
+            ));
             return ExitCode::FAILURE;
         }
     };
@@ -188,7 +245,10 @@ fn gcbench_peer(peer: Peer, incremental: bool, heap_mib: usize, quick: bool) -> 
     let out = match cmd.output() {
         Ok(o) => o,
         Err(e) => {
-            eprintln!("error: could not start `{} peer-child`: {e}", exe.display());
+            warn(&format!(
+                "error: could not start `{} peer-child`: {e}",
+                exe.display()
+            ));
             return ExitCode::FAILURE;
         }
     };
@@ -196,12 +256,16 @@ fn gcbench_peer(peer: Peer, incremental: bool, heap_mib: usize, quick: bool) -> 
         Some(0) => {
             let stdout = String::from_utf8_lossy(&out.stdout);
             match PeerRun::from_record(stdout.trim()) {
-                Ok(r) => {
-                    println!("{r}");
-                    ExitCode::SUCCESS
+                Ok(r) if r.cycles == 0 => {
+                    warn(&format!(
+                        "error: {}",
+                        peer::no_collection_message(peer, heap_mib)
+                    ));
+                    ExitCode::FAILURE
                 }
+                Ok(r) => emit(&format!("{r}\n")),
                 Err(e) => {
-                    eprintln!("error: the {peer} child's output: {e}");
+                    warn(&format!("error: the {peer} child's output: {e}"));
                     ExitCode::FAILURE
                 }
             }
@@ -210,58 +274,85 @@ fn gcbench_peer(peer: Peer, incremental: bool, heap_mib: usize, quick: bool) -> 
             ExitCode::from(peer::EXIT_UNAVAILABLE)
         }
         _ => {
-            eprintln!("error: the {peer} child process failed ({})", out.status);
+            warn(&format!(
+                "error: the {peer} child process failed ({})",
+                out.status
+            ));
             ExitCode::FAILURE
         }
     }
 }
 
+/// `report DIR`.
+fn report(dir: &std::path::Path) -> ExitCode {
+    match study::rerender(dir) {
+        Ok((n, warnings)) => {
+            for w in warnings {
+                warn(&format!("warning: {w}"));
+            }
+            warn(&format!(
+                "{n} rows; report: {}; summary: {}",
+                dir.join("report.md").display(),
+                dir.join("summary.json").display()
+            ));
+            ExitCode::SUCCESS
+        }
+        Err(e) => {
+            warn(&format!("error: {e}"));
+            ExitCode::FAILURE
+        }
+    }
+}
+
+/// `compare RUN RUN [RUN…]`.
+fn compare(runs: &[PathBuf], metrics: Option<Vec<String>>, changed: bool) -> ExitCode {
+    use barrierlab::study::{Metric, compare, data};
+    let metrics: Vec<Metric> = match metrics {
+        None => compare::HEADLINE_METRICS.to_vec(),
+        Some(names) => match names.iter().map(|n| n.parse::<Metric>()).collect() {
+            Ok(m) => m,
+            Err(e) => {
+                warn(&format!("error: --metrics: {e}"));
+                return ExitCode::from(2);
+            }
+        },
+    };
+    let mut rows = Vec::new();
+    for dir in runs {
+        match data::read(dir) {
+            Ok(r) => {
+                for w in &r.warnings {
+                    warn(&format!("warning: {w}"));
+                }
+                rows.push(r.rows);
+            }
+            Err(e) => {
+                warn(&format!("error: {e}"));
+                return ExitCode::FAILURE;
+            }
+        }
+    }
+    let mut text = compare::render_agreements(&compare::agreements(&rows), rows.len());
+    for (i, later) in rows.iter().enumerate().skip(1) {
+        let mut cmp = compare::compare(&rows[0], later, &metrics);
+        if changed {
+            cmp.retain(|c| c.verdict() != "no difference stated");
+        }
+        text.push('\n');
+        text.push_str(&compare::render(&cmp, &runs[0], &runs[i]));
+    }
+    emit(&text)
+}
+
 fn main() -> ExitCode {
     match Cli::parse().command {
         Command::Probe { json } => run_cmd::probe(json),
-        Command::Report { dir, mode } => {
-            let mode = match mode.as_str() {
-                "quick" => Mode::Quick,
-                "default" => Mode::Default,
-                "full" => Mode::Full,
-                other => {
-                    eprintln!("error: --mode {other}: expected quick, default or full");
-                    return ExitCode::from(2);
-                }
-            };
-            match barrierlab::study::report::rerender(&dir, mode) {
-                Ok(n) => {
-                    eprintln!("{n} rows; report: {}", dir.join("report.md").display());
-                    ExitCode::SUCCESS
-                }
-                Err(e) => {
-                    eprintln!("error: {e}");
-                    ExitCode::FAILURE
-                }
-            }
-        }
+        Command::Report { dir } => report(&dir),
         Command::Compare {
-            old,
-            new,
+            runs,
             metrics,
             changed,
-        } => {
-            use barrierlab::study::compare;
-            let read =
-                |dir: &PathBuf| compare::read_rows(dir).inspect_err(|e| eprintln!("error: {e}"));
-            let (Ok(o), Ok(n)) = (read(&old), read(&new)) else {
-                return ExitCode::FAILURE;
-            };
-            let metrics: Vec<String> =
-                metrics.unwrap_or_else(|| compare::HEADLINE_METRICS.map(String::from).to_vec());
-            let names: Vec<&str> = metrics.iter().map(String::as_str).collect();
-            let mut cmp = compare::compare(&o, &n, &names);
-            if changed {
-                cmp.retain(|c| c.verdict() != "no difference measured");
-            }
-            print!("{}", compare::render(&cmp, &old, &new));
-            ExitCode::SUCCESS
-        }
+        } => compare(&runs, metrics, changed),
         Command::Gcbench {
             peer: Some(peer),
             incremental,
@@ -284,12 +375,9 @@ fn main() -> ExitCode {
                 },
             };
             match peer::run(peer, &cfg) {
-                Ok(r) => {
-                    println!("{}", r.to_record());
-                    ExitCode::SUCCESS
-                }
+                Ok(r) => emit(&format!("{}\n", r.to_record())),
                 Err(e) => {
-                    eprintln!("error: {e}");
+                    warn(&format!("error: {e}"));
                     if matches!(e, barrierlab::Error::Unavailable { .. }) {
                         ExitCode::from(peer::EXIT_UNAVAILABLE)
                     } else {
@@ -308,15 +396,23 @@ fn main() -> ExitCode {
             workload,
             quick,
             scaled,
+            live_mib,
             opts,
         } => {
             if quick && workload != run_cmd::WorkloadName::Gcbench {
-                eprintln!("error: --quick applies only to --workload gcbench");
+                warn("error: --quick applies only to --workload gcbench");
                 return ExitCode::from(2);
             }
             let mut w = workload.workload(quick);
+            if let Some(live) = live_mib {
+                w = w.with_live((live as u64) << 20);
+            }
             if scaled {
                 w = w.scaled_to_heap((opts.heap_mib as usize) << 20, opts.threads as usize);
+                if let Err(why) = run_cmd::check_scaled(&w, opts.threads as usize) {
+                    warn(&format!("error: --scaled: {why}"));
+                    return ExitCode::from(2);
+                }
             }
             run_cmd::run(&opts, &w)
         }
@@ -324,14 +420,13 @@ fn main() -> ExitCode {
             match serde_json::from_str::<study::point::PointSpec>(&spec) {
                 Ok(spec) => {
                     let out = study::point::run_point(&spec);
-                    println!(
-                        "{}",
+                    emit(&format!(
+                        "{}\n",
                         serde_json::to_string(&out).expect("the output serialises")
-                    );
-                    ExitCode::SUCCESS
+                    ))
                 }
                 Err(e) => {
-                    eprintln!("error: study-point --spec: {e}");
+                    warn(&format!("error: study-point --spec: {e}"));
                     ExitCode::FAILURE
                 }
             }
@@ -343,7 +438,10 @@ fn main() -> ExitCode {
             trackers,
             threads,
             heap,
+            live_mib,
             invocations,
+            max_invocations,
+            ci_width,
             no_progress,
             seed,
             pin_cpu,
@@ -368,54 +466,69 @@ fn main() -> ExitCode {
             if let Some(h) = heap {
                 cfg.heap_multiples = h;
             }
+            if let Some(l) = live_mib {
+                cfg.live_mib = l.into_iter().map(|l| l as u64).collect();
+            }
             if let Some(n) = invocations {
-                cfg.invocations = n;
+                cfg.invocations.min = n;
+                cfg.invocations.max = max_invocations.unwrap_or(n);
+            } else if let Some(n) = max_invocations {
+                cfg.invocations.max = n;
+            }
+            if let Some(w) = ci_width {
+                cfg.invocations.target_width = w;
             }
             cfg.progress = !no_progress;
             cfg.pin_cpu = pin_cpu;
             cfg.peer = !no_peer;
             if let Some(seed) = seed {
-                cfg.seed = seed;
+                cfg.seed = seed as u64;
+                cfg.seed_given = true;
             }
             if let Some(t) = timeout_s {
-                cfg.timeout = Duration::from_secs(t);
+                cfg.timeout = Duration::from_secs(t as u64);
             }
-            if let Err(e) = cfg.validate() {
-                eprintln!("error: {e}");
+            if let Err(e) = cfg
+                .validate()
+                .and_then(|()| study::folder::check_out(&cfg.out))
+            {
+                warn(&format!("error: {e}"));
                 return ExitCode::from(2);
             }
-            eprintln!(
-                "barrierlab study ({mode:?}): writing into {}",
+            warn(&format!(
+                "barrierlab study ({mode:?}, seed {}): writing into {}",
+                cfg.seed,
                 cfg.out.display()
-            );
+            ));
             match study::run(&cfg) {
                 Ok(r) => {
-                    for (v, why) in &r.unavailable {
-                        eprintln!("not run: {v}: {why}");
+                    for (v, why) in &r.meta.not_run {
+                        warn(&format!("not run: {v}: {why}"));
                     }
-                    if json {
+                    let text = if json {
                         let summary = serde_json::json!({
                             "meta": r.meta,
                             "rows": r.rows.len(),
-                            "invalid_rows": r.rows.iter().filter(|m| m.section == "invalid" || m.section == "error").count(),
-                            "not_run": r.unavailable,
+                            "invalid_rows": r.rows.iter().filter(|m| !m.section.is_result()).count(),
+                            "not_run": r.meta.not_run,
                             "csv": cfg.out.join("study.csv"),
                             "report": cfg.out.join("report.md"),
+                            "summary": cfg.out.join("summary.json"),
                             "meta_json": cfg.out.join("meta.json"),
                         });
-                        println!("{summary}");
+                        format!("{summary}\n")
                     } else {
-                        println!(
-                            "{} measurements in {:.0} s; report: {}",
+                        format!(
+                            "{} measurements in {:.0} s; report: {}\n",
                             r.rows.len(),
-                            r.meta.elapsed_s,
+                            r.meta.elapsed_s.unwrap_or_default(),
                             cfg.out.join("report.md").display()
-                        );
-                    }
-                    ExitCode::SUCCESS
+                        )
+                    };
+                    emit(&text)
                 }
                 Err(e) => {
-                    eprintln!("error: {e}");
+                    warn(&format!("error: {e}"));
                     ExitCode::FAILURE
                 }
             }

@@ -20,17 +20,17 @@ pub struct HeapOpts {
     #[arg(long, default_value = "uffd-wp", value_parser = crate::barrier_parser())]
     pub barrier: BarrierKind,
     /// Heap size in MiB (1 to 1048576, i.e. 1 TiB).
-    #[arg(long, default_value_t = 64, value_parser = clap::value_parser!(u64).range(1..=1 << 20))]
+    #[arg(long, default_value_t = 64, value_parser = |s: &str| in_range(s, 1, 1 << 20))]
     pub heap_mib: u64,
     /// Mutator threads, each running its own copy of the workload (1 to 1024).
-    #[arg(long, default_value_t = 1, value_parser = clap::value_parser!(u64).range(1..=1024))]
+    #[arg(long, default_value_t = 1, value_parser = |s: &str| in_range(s, 1, 1024))]
     pub threads: u64,
     /// Who serves `uffd-wp` faults: collector, thread (the default), spin-thread. Only
     /// with `--barrier uffd-wp`.
     #[arg(long)]
     pub layout: Option<ServiceLayout>,
-    /// Threads that mark in a pause (default: the CPUs available).
-    #[arg(long, value_parser = clap::value_parser!(u64).range(1..=1024))]
+    /// Threads that mark in a pause, 1 to 256 (default: the CPUs available).
+    #[arg(long, value_parser = |s: &str| in_range(s, 1, MAX_MARKER_THREADS))]
     pub marker_threads: Option<u64>,
     /// One line per pause and per cycle on stderr, as they happen (like HotSpot's
     /// -Xlog:gc): cause, time to safepoint, duration, heap before -> after, bytes
@@ -40,6 +40,46 @@ pub struct HeapOpts {
     /// Print the result as one JSON object instead of a `key=value` line.
     #[arg(long)]
     pub json: bool,
+}
+
+/// The most marker threads a heap accepts (`HeapConfig`'s check).
+pub const MAX_MARKER_THREADS: u64 = 256;
+
+/// Parses a whole number in `lo..=hi`, saying plainly what is wrong (a negative number
+/// included).
+pub fn in_range(s: &str, lo: u64, hi: u64) -> Result<u64, String> {
+    if s.trim_start().starts_with('-') {
+        return Err(format!(
+            "`{s}` is negative: give a number from {lo} to {hi}"
+        ));
+    }
+    match s.parse::<u64>() {
+        Ok(v) if (lo..=hi).contains(&v) => Ok(v),
+        _ => Err(format!("`{s}` is not a number from {lo} to {hi}")),
+    }
+}
+
+/// The most a `run --scaled` may allocate (bytes): beyond it the run would take longer
+/// than anyone means to wait, and the size asked for is more likely a mistake.
+pub const SCALED_LIMIT: u64 = 64 << 30;
+
+/// Refuses a scaled workload that would allocate more than [`SCALED_LIMIT`] on
+/// `threads` threads, with the estimate.
+pub fn check_scaled(w: &Workload, threads: usize) -> Result<(), String> {
+    let bytes = w.allocation_estimate() as f64 * threads as f64;
+    if bytes <= SCALED_LIMIT as f64 {
+        return Ok(());
+    }
+    // About 1 GiB per second per thread on the project's machines.
+    let secs = bytes / threads as f64 / (1u64 << 30) as f64;
+    Err(format!(
+        "{} scaled to this heap would allocate about {:.1} GiB (roughly {:.0} minutes at ~1 GiB/s \
+         per thread); the limit is {} GiB: choose a smaller --heap-mib",
+        w.name(),
+        bytes / (1u64 << 30) as f64,
+        secs / 60.0,
+        SCALED_LIMIT >> 30
+    ))
 }
 
 /// The workloads `run` offers.
@@ -72,11 +112,11 @@ impl WorkloadName {
 /// it is one (1 for a failed run or one that collected nothing, 2 for a bad flag).
 pub fn run(opts: &HeapOpts, workload: &Workload) -> ExitCode {
     if opts.layout.is_some() && opts.barrier != BarrierKind::UffdWp {
-        eprintln!(
+        crate::warn(&format!(
             "error: --layout applies only to --barrier uffd-wp (its fault service), not to \
              --barrier {}",
             opts.barrier
-        );
+        ));
         return ExitCode::from(2);
     }
     let (heap_mib, threads) = (opts.heap_mib as usize, opts.threads as usize);
@@ -92,25 +132,30 @@ pub fn run(opts: &HeapOpts, workload: &Workload) -> ExitCode {
         Ok(r) if r.stats.cycles == 0 => {
             // Not a measurement of a collector: say so instead of printing one.
             let allocated_mib = r.stats.bytes_allocated >> 20;
-            eprintln!(
+            crate::warn(&format!(
                 "error: no collection ran: {} allocated {allocated_mib} MiB in a {heap_mib} MiB \
                  heap, so this run measured no garbage collection; use --heap-mib {} or less",
                 workload.name(),
                 (allocated_mib / 2).max(1)
-            );
+            ));
             ExitCode::FAILURE
         }
         Ok(r) => {
             let v = result_json(opts, workload, &r);
             if opts.json {
-                println!("{v}");
+                crate::emit(&format!("{v}\n"))
             } else {
-                println!("{}", key_values(&v));
+                crate::emit(&format!("{}\n", key_values(&v)))
             }
-            ExitCode::SUCCESS
         }
         Err(e) => {
-            eprintln!("error: {e}");
+            match barrierlab::study::point::resource_limit(&e) {
+                // Not "unavailable": the mechanism works, a limit stopped this run.
+                Some(limit) => crate::warn(&format!(
+                    "error: a resource limit stopped the run ({limit}): {e}"
+                )),
+                None => crate::warn(&format!("error: {e}")),
+            }
             ExitCode::FAILURE
         }
     }
@@ -219,8 +264,7 @@ fn detail(a: &Availability) -> String {
 pub fn probe(json: bool) -> ExitCode {
     let p = Probe::run();
     if !json {
-        print!("{p}");
-        return ExitCode::SUCCESS;
+        return crate::emit(&p.to_string());
     }
     let mechanisms: Vec<Value> = p
         .mechanisms
@@ -251,6 +295,5 @@ pub fn probe(json: bool) -> ExitCode {
             "detail": detail(&p.soft_dirty),
         },
     });
-    println!("{v}");
-    ExitCode::SUCCESS
+    crate::emit(&format!("{v}\n"))
 }

@@ -199,63 +199,58 @@ fn every_workload_runs_and_json_parses_with_the_layout_and_the_uffd_mode() {
 
 #[test]
 fn compare_on_two_quick_studies_prints_ratios_with_intervals() {
-    with_timeout(4 * TIMEOUT_SECS, "compare_on_two_quick_studies", || {
-        let base = std::env::temp_dir().join(format!("barrierlab-compare-{}", std::process::id()));
-        let dirs = [base.join("old"), base.join("new")];
-        for dir in &dirs {
-            let out = Command::new(env!("CARGO_BIN_EXE_barrierlab"))
-                .args(["study", "--quick", "--no-progress", "--no-peer"])
-                .args(["--trackers", "card-table", "--out"])
-                .arg(dir)
-                .output()
-                .expect("run barrierlab");
-            assert!(
-                out.status.success(),
-                "study: {}",
-                String::from_utf8_lossy(&out.stderr)
-            );
-        }
-        let out = Command::new(env!("CARGO_BIN_EXE_barrierlab"))
-            .arg("compare")
-            .args(&dirs)
-            .output()
-            .expect("run barrierlab");
-        assert!(
-            out.status.success(),
-            "{}",
-            String::from_utf8_lossy(&out.stderr)
+    // Two quick studies (each a minute or so on a loaded machine), under the deadline
+    // runner: killed with their children if they pass it.
+    let deadline = std::time::Duration::from_secs(600);
+    let base = std::env::temp_dir().join(format!("barrierlab-compare-{}", std::process::id()));
+    let dirs = [base.join("old"), base.join("new")];
+    for dir in &dirs {
+        let out = support::binary::run(
+            &[
+                "study",
+                "--quick",
+                "--no-progress",
+                "--no-peer",
+                "--trackers",
+                "card-table",
+                "--out",
+                dir.to_str().unwrap(),
+            ],
+            &[],
+            deadline,
         );
-        let table = String::from_utf8_lossy(&out.stdout);
-        // A row per point: the ratio with its interval, and a verdict.
-        let rows: Vec<&str> = table
-            .lines()
-            .filter(|l| l.starts_with("| macro card-table") && l.contains("| wall_ms |"))
-            .collect();
-        assert!(!rows.is_empty(), "no wall-time rows:\n{table}");
-        for r in &rows {
-            let ratio = r.split('|').nth(5).expect("ratio column").trim();
-            let (est, ci) = ratio.split_once(' ').expect("estimate and interval");
-            let est: f64 = est.parse().expect("a ratio");
-            let ci = ci.trim_start_matches('[').trim_end_matches(']');
-            let (lo, hi) = ci.split_once(", ").expect("an interval");
-            let (lo, hi): (f64, f64) = (lo.parse().unwrap(), hi.parse().unwrap());
-            assert!(lo <= est && est <= hi && lo > 0.0, "{r}");
-        }
-        // A folder without a study is an error naming it.
-        let missing = base.join("nothing-here");
-        let out = Command::new(env!("CARGO_BIN_EXE_barrierlab"))
-            .arg("compare")
-            .arg(&dirs[0])
-            .arg(&missing)
-            .output()
-            .expect("run barrierlab");
-        assert_eq!(out.status.code(), Some(1));
-        assert!(
-            String::from_utf8_lossy(&out.stderr).contains("nothing-here"),
-            "the missing folder is not named"
-        );
-        let _ = std::fs::remove_dir_all(&base);
-    });
+        assert!(out.success(), "study: {}", out.stderr);
+    }
+    let (a, b) = (dirs[0].to_str().unwrap(), dirs[1].to_str().unwrap());
+    let out = support::binary::run(&["compare", a, b], &[], deadline);
+    assert!(out.success(), "{}", out.stderr);
+    let table = out.stdout;
+    // A row per point: the ratio with its interval, and a verdict.
+    let rows: Vec<&str> = table
+        .lines()
+        .filter(|l| l.starts_with("| macro card-table") && l.contains("| wall_ms |"))
+        .collect();
+    assert!(!rows.is_empty(), "no wall-time rows:\n{table}");
+    for r in &rows {
+        let ratio = r.split('|').nth(5).expect("ratio column").trim();
+        let (est, ci) = ratio.split_once(' ').expect("estimate and interval");
+        let est: f64 = est.parse().expect("a ratio");
+        let ci = ci.trim_start_matches('[').trim_end_matches(']');
+        let (lo, hi) = ci.split_once(", ").expect("an interval");
+        let (lo, hi): (f64, f64) = (lo.parse().unwrap(), hi.parse().unwrap());
+        assert!(lo <= est && est <= hi && lo > 0.0, "{r}");
+    }
+    // The verdicts across the runs, each with a statement.
+    assert!(table.contains("| run 1 | run 2 | statement |"), "{table}");
+    // A folder without a study is an error naming it.
+    let missing = base.join("nothing-here");
+    let out = support::binary::run(&["compare", a, missing.to_str().unwrap()], &[], deadline);
+    assert_eq!(out.code, Some(1));
+    assert!(
+        out.stderr.contains("nothing-here"),
+        "the missing folder is not named"
+    );
+    let _ = std::fs::remove_dir_all(&base);
 }
 
 #[test]

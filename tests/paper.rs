@@ -23,10 +23,17 @@
 use std::path::Path;
 use std::process::Command;
 
-use barrierlab::study::Measurement;
-use barrierlab::study::compare::read_rows;
-use barrierlab::study::report::{CSV_HEADER, fmt};
+use barrierlab::study::data::{self, CSV_HEADER, CSV_HEADER_V1};
+use barrierlab::study::format::fmt;
 use barrierlab::study::stats::median;
+use barrierlab::study::{Metric, Row};
+
+type Measurement = Row;
+
+/// A study folder's rows, through the library's reader.
+fn read_rows(dir: &Path) -> barrierlab::Result<Vec<Row>> {
+    data::read(dir).map(|r| r.rows)
+}
 
 const PAPER: &str = "papers/write-barriers-on-linux.md";
 const COMMAND: &str = "cargo run --release -- study --out papers/results";
@@ -469,12 +476,12 @@ fn end_to_end_errors(report: &[Section], rows: &[Measurement]) -> (usize, Vec<St
             let wall: Vec<f64> = rows
                 .iter()
                 .filter(|r| {
-                    r.section == "macro"
+                    r.section == barrierlab::study::Section::Macro
                         && r.tracker == *tracker
                         && r.workload == workload
                         && r.threads == threads
                         && fmt(r.heap_mib) == heap
-                        && r.metric == "wall_ms"
+                        && r.metric == Metric::WallMs
                 })
                 .map(|r| r.value)
                 .collect();
@@ -520,7 +527,8 @@ fn stored_results() -> Result<(Vec<Section>, Vec<Measurement>), String> {
         return Err("report.md has no `## End to end` section".into());
     }
     let csv = read(&format!("{RESULTS}/study.csv"));
-    if csv.lines().next() != Some(CSV_HEADER) {
+    let header = csv.lines().next();
+    if header != Some(CSV_HEADER) && header != Some(CSV_HEADER_V1) {
         return Err(format!("study.csv's first line is not `{CSV_HEADER}`"));
     }
     let rows = read_rows(&root().join(RESULTS)).unwrap_or_else(|e| panic!("{e}"));
@@ -720,13 +728,14 @@ fn the_marker_checker_rejects_what_does_not_hold() {
 #[test]
 fn the_report_checker_compares_n_and_the_median_with_the_csv() {
     let row = |tracker: &str, invocation: usize, value: f64| Measurement {
-        section: "macro".into(),
+        section: barrierlab::study::Section::Macro,
         tracker: tracker.into(),
         workload: "gcbench".into(),
         threads: 1,
         heap_mib: 24.0,
         invocation,
-        metric: "wall_ms".into(),
+        round: 0,
+        metric: Metric::WallMs,
         value,
         note: String::new(),
     };
@@ -744,11 +753,11 @@ fn the_report_checker_compares_n_and_the_median_with_the_csv() {
     assert_eq!(end_to_end_errors(&report, &rows), (3, Vec::new()));
     // Another metric, section or heap size does not count; a changed value does.
     rows.push(Measurement {
-        metric: "cpu_total_ms".into(),
+        metric: Metric::CpuTotalMs,
         ..row("none", 3, 1.0)
     });
     rows.push(Measurement {
-        section: "invalid".into(),
+        section: barrierlab::study::Section::Invalid,
         ..row("none", 3, 1.0)
     });
     rows.push(Measurement {
@@ -832,4 +841,36 @@ fn the_papers_command_runs_in_quick_mode() {
         std::fs::read_to_string(out.join("meta.json")).expect("`study --quick` wrote meta.json");
     assert_eq!(meta_problem(&meta), None);
     let _ = std::fs::remove_dir_all(&out);
+}
+
+/// The stored `summary.json` (rendered by `barrierlab report papers/results` from the
+/// stored CSV) holds the report's end-to-end numbers: for every point's table, each
+/// variant's `n` and `wall ms` cells as report.md prints them.
+#[test]
+fn the_stored_summary_holds_the_reports_end_to_end_numbers() {
+    use barrierlab::study::summary::{Cell, Summary};
+    let Ok(summary) = Summary::load(&root().join(RESULTS)) else {
+        return stale("there is no summary.json (`barrierlab report papers/results` writes one)");
+    };
+    let report = sections(&read(&format!("{RESULTS}/report.md")));
+    let mut checked = 0;
+    for s in report.iter().filter(|s| point(&s.heading).is_some()) {
+        let (Some(md), Some(json)) = (s.tables.first(), summary.table(&s.heading, 1)) else {
+            continue;
+        };
+        for row in &md.rows {
+            for column in ["n", "wall ms"] {
+                let k = md.header.iter().position(|h| h == column).expect(column);
+                let cell = json
+                    .cell(&row[0], column)
+                    .map(Cell::render)
+                    .unwrap_or_else(|| {
+                        panic!("{} / {} / {column} not in summary.json", s.heading, row[0])
+                    });
+                assert_eq!(cell, row[k], "{} / {} / {column}", s.heading, row[0]);
+                checked += 1;
+            }
+        }
+    }
+    assert!(checked > 0, "no end-to-end table was compared");
 }

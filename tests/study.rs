@@ -1,7 +1,8 @@
 //! The study in `--quick` mode, through the real binary: it writes the CSV, the report,
-//! `meta.json` and the figures; no invocation below the minimum cycles (or out of memory,
-//! or crashed) is reported as a result; every ratio the report states has an interval;
-//! the report's numbers are the CSV's; `meta.json` says where the run happened.
+//! `summary.json`, `meta.json` and the figures; no invocation below the minimum cycles (or
+//! out of memory, or crashed) is reported as a result; every ratio the report states has
+//! an interval; the report's numbers are the CSV's and the summary's; `meta.json` says
+//! where the run happened; the folder is the study's alone while it runs.
 //!
 //! The study starts a process per invocation; the whole run is killed, with its
 //! children (one process group), if it passes [`DEADLINE`].
@@ -12,10 +13,11 @@ use std::collections::BTreeMap;
 use std::path::{Path, PathBuf};
 use std::time::{Duration, Instant};
 
-use barrierlab::study::compare::read_rows;
-use barrierlab::study::report::{CSV_HEADER, fmt};
+use barrierlab::study::data::{self, CSV_HEADER, END};
+use barrierlab::study::format::fmt;
 use barrierlab::study::stats::median;
-use barrierlab::study::{MIN_CYCLES, Measurement};
+use barrierlab::study::summary::{Cell, Summary};
+use barrierlab::study::{MIN_CYCLES, Metric, Row, Section};
 
 /// The quick study takes well under 30 s here; this is for a loaded CI machine.
 const DEADLINE: Duration = Duration::from_secs(300);
@@ -25,15 +27,14 @@ fn barrierlab(args: &[&str]) -> support::binary::Output {
     support::binary::run(args, &[], DEADLINE)
 }
 
-type Row = Measurement;
-
-/// The CSV's shape, line by line (the header, nine fields a row); the rows themselves are
-/// read with the library's own reader.
+/// The CSV's shape, line by line (the header; every row terminated); the rows themselves
+/// are read with the library's own reader.
 fn check_csv_shape(text: &str) {
     let mut lines = text.lines();
     assert_eq!(lines.next(), Some(CSV_HEADER), "CSV header");
+    assert!(text.ends_with('\n'), "the last row is whole");
     for l in lines {
-        assert_eq!(l.split(',').count(), 9, "CSV row with 9 fields: {l}");
+        assert!(l.ends_with(&format!(",{END}")), "a terminated row: {l}");
     }
 }
 
@@ -64,8 +65,11 @@ fn out_dir(name: &str) -> PathBuf {
 #[test]
 fn quick_study_keeps_its_invariants() {
     let out = out_dir("study");
-    // A figure of an "older run": the study must remove it and say so.
+    // A figure an earlier study listed in its manifest: removed, with a notice. A file of
+    // the user's, figure or not: kept.
     std::fs::write(out.join("stale.svg"), "<svg></svg>").unwrap();
+    std::fs::write(out.join(".barrierlab-manifest"), "stale.svg\n").unwrap();
+    std::fs::write(out.join("thesis-figure.svg"), "<svg>mine</svg>").unwrap();
     let run = barrierlab(&[
         "study",
         "--quick",
@@ -81,12 +85,18 @@ fn quick_study_keeps_its_invariants() {
         "…with a notice: {}",
         run.stderr
     );
+    assert!(
+        out.join("thesis-figure.svg").exists(),
+        "a file no manifest lists is the user's: kept"
+    );
 
     let summary: serde_json::Value =
         serde_json::from_str(run.stdout.trim()).expect("--json output");
     let csv = std::fs::read_to_string(out.join("study.csv")).expect("study.csv");
     check_csv_shape(&csv);
-    let rows = read_rows(&out).expect("study.csv reads back");
+    let read = data::read(&out).expect("study.csv reads back");
+    assert!(read.warnings.is_empty(), "{:?}", read.warnings);
+    let rows = read.rows;
     assert_eq!(
         summary["rows"].as_u64(),
         Some(rows.len() as u64),
@@ -97,6 +107,7 @@ fn quick_study_keeps_its_invariants() {
     check_meta(&out, &report);
     check_results_are_valid(&rows, &report);
     check_tables_are_the_csv(&rows, &report);
+    check_summary_is_the_report(&out, &report);
     check_every_ratio_has_an_interval(&report);
     check_min_heaps(&rows);
     check_stall_mmu(&rows);
@@ -121,6 +132,15 @@ fn check_meta(out: &Path, report: &str) {
     for field in ["load_before", "load_after", "steal_share", "elapsed_s"] {
         assert!(meta[field].as_f64().is_some(), "meta.json {field}");
     }
+    assert_eq!(meta["complete"], true, "completed at the end");
+    assert_eq!(meta["seed_given"], false, "a fresh seed when none is given");
+    assert!(
+        meta["binary_fnv1a64"]
+            .as_str()
+            .is_some_and(|h| h.len() == 16),
+        "the binary's hash"
+    );
+    assert!(meta["machine"].as_array().is_some_and(|m| m.len() > 3));
     let steal = meta["steal_share"].as_f64().unwrap();
     assert!((0.0..=1.0).contains(&steal));
     let date = meta["date_utc"].as_str().unwrap();
@@ -142,14 +162,14 @@ fn check_results_are_valid(rows: &[Row], report: &str) {
     let mut cycles: BTreeMap<(PointKey, usize), f64> = BTreeMap::new();
     for r in rows
         .iter()
-        .filter(|r| r.section == "macro" && r.metric == "cycles")
+        .filter(|r| r.section == Section::Macro && r.metric == Metric::Cycles)
     {
         cycles.insert((key(r), r.invocation), r.value);
     }
     assert!(!cycles.is_empty(), "the study ran end-to-end points");
     for r in rows
         .iter()
-        .filter(|r| r.section == "macro" && r.metric == "wall_ms")
+        .filter(|r| r.section == Section::Macro && r.metric == Metric::WallMs)
     {
         let c = cycles.get(&(key(r), r.invocation)).copied().unwrap_or(0.0);
         assert!(c >= MIN_CYCLES, "a result with {c} cycles: {r:?}");
@@ -158,10 +178,7 @@ fn check_results_are_valid(rows: &[Row], report: &str) {
         .split("## Invalid and failed invocations")
         .nth(1)
         .expect("the invalid table");
-    for r in rows
-        .iter()
-        .filter(|r| r.section == "invalid" || r.section == "error")
-    {
+    for r in rows.iter().filter(|r| !r.section.is_result()) {
         assert!(!r.note.is_empty(), "an invalid row says why: {r:?}");
         let line = format!(
             "| {} | {} | {} | {} | {} |",
@@ -175,7 +192,7 @@ fn check_results_are_valid(rows: &[Row], report: &str) {
         // A point with no valid invocation has no row in the results.
         let valid = rows
             .iter()
-            .any(|v| v.section == "macro" && key(v) == key(r));
+            .any(|v| v.section == Section::Macro && key(v) == key(r));
         if !valid {
             if let Some(sec) = section(report, &r.workload, r.threads, &fmt(r.heap_mib)) {
                 assert!(
@@ -194,7 +211,7 @@ fn check_tables_are_the_csv(rows: &[Row], report: &str) {
     let mut walls: BTreeMap<PointKey, Vec<f64>> = BTreeMap::new();
     for r in rows
         .iter()
-        .filter(|r| r.section == "macro" && r.metric == "wall_ms")
+        .filter(|r| r.section == Section::Macro && r.metric == Metric::WallMs)
     {
         walls.entry(key(r)).or_default().push(r.value);
     }
@@ -219,7 +236,9 @@ fn check_tables_are_the_csv(rows: &[Row], report: &str) {
                 assert!(cells[4].starts_with(&ratio), "expected {ratio}…: {line}");
                 let verdict = cells[5];
                 assert!(
-                    ["faster", "slower", "no difference measured"].contains(&verdict),
+                    ["faster", "slower", "no difference measured"].contains(&verdict)
+                        || (verdict == "not judged (health)"
+                            && cells[25].starts_with("**marked**")),
                     "{line}"
                 );
             }
@@ -244,22 +263,27 @@ fn check_every_ratio_has_an_interval(report: &str) {
     assert!(ratios > 0, "the report states ratios");
 }
 
+/// Every minimum heap has its bracket: a size below it that was tested and failed,
+/// within 5% of it (or one grain below it).
 fn check_min_heaps(rows: &[Row]) {
-    let mins: Vec<&Row> = rows.iter().filter(|r| r.metric == "min_heap_mib").collect();
+    let mins: Vec<&Row> = rows
+        .iter()
+        .filter(|r| r.metric == Metric::MinHeapMib)
+        .collect();
     assert!(!mins.is_empty());
     for m in mins {
         let fails = rows
             .iter()
             .find(|r| {
-                r.metric == "min_heap_fails_mib"
+                r.metric == Metric::MinHeapFailsMib
                     && r.workload == m.workload
                     && r.threads == m.threads
             })
             .expect("the tested lower bound is recorded");
-        assert_eq!(
-            fails.value,
-            m.value - 1.0,
-            "the size just below the minimum was tested: {m:?}"
+        let gap = m.value - fails.value;
+        assert!(
+            fails.value > 0.0 && gap > 0.0 && (gap / m.value <= 0.05 || gap <= 1.0 / 16.0),
+            "the size just below the minimum was tested: {m:?} {fails:?}"
         );
     }
 }
@@ -270,11 +294,10 @@ fn check_min_heaps(rows: &[Row]) {
 /// so, past the run's end, where the stall MMU clips every interval to the run.)
 fn check_stall_mmu(rows: &[Row]) {
     let mut by_run: BTreeMap<(PointKey, usize, String), f64> = BTreeMap::new();
-    for r in rows
-        .iter()
-        .filter(|r| r.section == "macro" && r.metric.starts_with("mmu_"))
-    {
-        by_run.insert((key(r), r.invocation, r.metric.clone()), r.value);
+    for r in rows.iter().filter(|r| {
+        r.section == Section::Macro && matches!(r.metric, Metric::Mmu(_) | Metric::MmuStall(_))
+    }) {
+        by_run.insert((key(r), r.invocation, r.metric.name()), r.value);
     }
     let mut checked = 0;
     for ((k, inv, metric), stall) in &by_run {
@@ -306,7 +329,22 @@ fn check_tables_are_well_formed(report: &str) {
 }
 
 fn check_figures(out: &Path, report: &str) {
-    for fig in ["crossover.svg", "pauses.svg", "mmu.svg", "heapmap.svg"] {
+    let curves = std::fs::read_dir(out)
+        .unwrap()
+        .flatten()
+        .map(|e| e.file_name().to_string_lossy().into_owned())
+        .filter(|n| n.starts_with("curves-") && n.ends_with(".svg"))
+        .count();
+    assert!(curves >= 1, "a heap-size curve per workload");
+    assert!(report.contains("## Heap-size curves"));
+    for fig in [
+        "crossover.svg",
+        "pauses.svg",
+        "mmu.svg",
+        "heapmap.svg",
+        "invocations.svg",
+        "curves-gcbench-l4-x1.svg",
+    ] {
         let svg = std::fs::read_to_string(out.join(fig)).unwrap_or_else(|e| panic!("{fig}: {e}"));
         assert!(
             svg.contains("<svg") && svg.contains("</svg>"),
@@ -319,6 +357,40 @@ fn check_figures(out: &Path, report: &str) {
     }
     assert!(report.contains("## Crossover with the card table"));
     assert!(report.contains("## Overhead over a lower bound"));
+}
+
+/// `summary.json` holds every end-to-end table of the report, cell for cell, with the
+/// health columns; and `report DIR` writes it again, the same, from the CSV alone.
+fn check_summary_is_the_report(out: &Path, report: &str) {
+    let summary = Summary::load(out).expect("summary.json");
+    let mut checked = 0;
+    for t in summary
+        .tables
+        .iter()
+        .filter(|t| t.header.iter().any(|h| h == "health"))
+    {
+        for row in &t.rows {
+            let Cell::Text { text: tracker } = &row[0] else {
+                panic!("a row named by its tracker: {row:?}");
+            };
+            let printed: Vec<String> = row.iter().map(Cell::render).collect();
+            let line = format!("| {} |", printed.join(" | "));
+            assert!(report.contains(&line), "{line} is in report.md");
+            assert!(
+                t.cell(tracker, "cycles").is_some() && t.cell(tracker, "armed").is_some(),
+                "health columns"
+            );
+            checked += 1;
+        }
+    }
+    assert!(checked > 0, "summary.json has the end-to-end tables");
+    let again = barrierlab(&["report", out.to_str().unwrap()]);
+    assert!(again.success(), "{}", again.stderr);
+    assert_eq!(
+        Summary::load(out).unwrap(),
+        summary,
+        "report DIR renders the same summary"
+    );
 }
 
 #[test]
@@ -338,7 +410,7 @@ fn an_unwritable_output_folder_is_named_before_anything_runs() {
 
 #[test]
 fn a_point_process_reports_its_outcome_as_json() {
-    let spec = r#"{"mode":"quick","point":{"kind":"fits","workload":"gcbench-d14","threads":1,"heap_bytes":1048576},"pin_cpu":0,"seed":0}"#;
+    let spec = r#"{"mode":"quick","point":{"kind":"fits","workload":"gcbench-l4","threads":1,"heap_bytes":16777216},"pin_cpu":0,"seed":0}"#;
     let run = barrierlab(&["study-point", "--spec", spec]);
     assert!(run.success(), "{}", run.stderr);
     let out: serde_json::Value = serde_json::from_str(run.stdout.trim()).expect("JSON");

@@ -354,6 +354,17 @@ impl fmt::Display for PeerRun {
     }
 }
 
+/// What `gcbench --peer` says when the peer completed no collection: such a run
+/// measured no garbage collector, so it is not a result (the native `gcbench` says the
+/// same of its own runs).
+pub fn no_collection_message(peer: Peer, heap_mib: usize) -> String {
+    format!(
+        "no collection ran: {peer} completed GCBench in a {heap_mib} MiB heap without \
+         collecting, so this run measured no garbage collection; use a smaller --heap-mib or \
+         the classic parameters (without --quick)"
+    )
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;

@@ -1,44 +1,59 @@
-//! `barrierlab compare OLD NEW`: two study folders side by side, per metric and point,
-//! the ratio NEW / OLD of the medians over invocations with its 95% bootstrap interval,
-//! flagged where the interval excludes 1 (criterion's baseline comparison, for the
-//! study's folders).
+//! `barrierlab compare RUN RUN [RUN…]`: several study folders side by side.
 //!
-//! A point is (section, variant, workload, threads, heap size, metric). Heap sizes are
-//! multiples of a minimum heap found by search in each run, so the two runs may have
-//! chosen different sizes in MiB for the same multiple: heap sizes are matched by their
-//! rank among that workload's and thread count's sizes in each run (the k-th smallest
-//! with the k-th smallest), and both sizes are shown. Only result rows count (`invalid`
-//! and `error` rows are never results), and a point needs two values on each side.
+//! Two parts. **Verdicts across runs**: for every end-to-end point and variant, each
+//! run's ratio to `none` (wall and CPU time) with its 95% interval; a difference is
+//! stated only where *every* run's interval lies beyond 1 by the practical margin
+//! [`MARGIN`] on the same side, at a point whose health passes in every run; a
+//! *reversal* (one run's interval above, another's below) is listed by name. **Run to
+//! run**: per metric and point, the ratio LATER / FIRST of the medians with its interval
+//! (criterion's baseline comparison), a change stated with the same margin.
+//!
+//! Points are matched by (section, variant, workload, threads, heap rank): each run finds
+//! its own minimum heaps, so the k-th smallest heap of a workload is matched with the
+//! k-th smallest (both sizes are shown). Only result rows count. It reads rows and
+//! prints a table; it never measures.
 
 use std::collections::BTreeMap;
 use std::path::Path;
 
-use super::Measurement;
-use super::report::CSV_HEADER;
+use super::data::{Metric, Row, Section};
+use super::health;
 use super::stats::{Interval, median, ratio_of_medians, seed_for};
-use crate::error::{Error, Result};
 
-/// The metrics compared by default: time, CPU, pauses, utilisation, faults, and the
-/// micro's costs.
-pub const HEADLINE_METRICS: [&str; 11] = [
-    "wall_ms",
-    "cpu_total_ms",
-    "stw_ms",
-    "pause_p99_us",
-    "pause_max_us",
-    "mmu_10ms",
-    "mmu_stall_10ms",
-    "faults",
-    "fallbacks",
-    "total_ns_per_store",
-    "stores_ns",
+/// A ratio states a difference only beyond 1 ± this.
+pub const MARGIN: f64 = 0.05;
+
+/// The metrics compared run to run by default.
+pub const HEADLINE_METRICS: [Metric; 11] = [
+    Metric::WallMs,
+    Metric::CpuTotalMs,
+    Metric::StwMs,
+    Metric::PauseP99Us,
+    Metric::PauseMaxUs,
+    Metric::Mmu(10),
+    Metric::MmuStall(10),
+    Metric::Faults,
+    Metric::Fallbacks,
+    Metric::TotalNsPerStore,
+    Metric::StoresNs,
 ];
 
-/// One compared point.
+/// Which side of 1 an interval lies, by the margin.
+fn side(i: &Interval) -> Option<std::cmp::Ordering> {
+    if i.lo > 1.0 + MARGIN {
+        Some(std::cmp::Ordering::Greater)
+    } else if i.hi < 1.0 - MARGIN {
+        Some(std::cmp::Ordering::Less)
+    } else {
+        None
+    }
+}
+
+/// One compared point, run to run.
 #[derive(Debug, Clone, PartialEq)]
 pub struct Comparison {
     /// `macro` or `micro`.
-    pub section: String,
+    pub section: Section,
     /// The variant.
     pub tracker: String,
     /// The workload.
@@ -48,7 +63,7 @@ pub struct Comparison {
     /// Heap sizes in MiB, old and new (matched by rank).
     pub heap_mib: (f64, f64),
     /// The metric.
-    pub metric: String,
+    pub metric: Metric,
     /// Median and number of values, old.
     pub old: (f64, usize),
     /// Median and number of values, new.
@@ -58,93 +73,55 @@ pub struct Comparison {
 }
 
 impl Comparison {
-    /// "higher" or "lower" where the interval excludes 1, else "no difference measured".
+    /// "higher" or "lower" where the interval lies beyond 1 by the margin, else "no
+    /// difference stated".
     pub fn verdict(&self) -> &'static str {
-        match self.ratio.and_then(|r| r.beside(1.0)) {
+        match self.ratio.as_ref().and_then(side) {
             Some(std::cmp::Ordering::Greater) => "higher",
             Some(std::cmp::Ordering::Less) => "lower",
-            _ => "no difference measured",
+            _ => "no difference stated",
         }
     }
 }
 
-/// Reads a study's `study.csv` (in `dir`).
-pub fn read_rows(dir: &Path) -> Result<Vec<Measurement>> {
-    let path = dir.join("study.csv");
-    let text = std::fs::read_to_string(&path)
-        .map_err(|e| Error::io(format!("read {}", path.display()), e))?;
-    let mut lines = text.lines();
-    if lines.next() != Some(CSV_HEADER) {
-        return Err(Error::InvalidArgument(format!(
-            "{} is not a study's CSV (its first line is not `{CSV_HEADER}`)",
-            path.display()
-        )));
-    }
-    lines
-        .enumerate()
-        .filter(|(_, l)| !l.is_empty())
-        .map(|(i, l)| {
-            parse_line(l).ok_or_else(|| {
-                Error::InvalidArgument(format!(
-                    "{} line {}: cannot read `{l}`",
-                    path.display(),
-                    i + 2
-                ))
-            })
-        })
-        .collect()
-}
+type Key = (Section, String, String, usize, usize, Metric);
 
-fn parse_line(line: &str) -> Option<Measurement> {
-    let f: Vec<&str> = line.splitn(9, ',').collect();
-    if f.len() < 8 {
-        return None;
-    }
-    Some(Measurement {
-        section: f[0].to_string(),
-        tracker: f[1].to_string(),
-        workload: f[2].to_string(),
-        threads: f[3].parse().ok()?,
-        heap_mib: f[4].parse().ok()?,
-        invocation: f[5].parse().ok()?,
-        metric: f[6].to_string(),
-        value: f[7].parse().ok()?,
-        note: f.get(8).unwrap_or(&"").to_string(),
-    })
-}
-
-type Key = (String, String, String, usize, usize, String);
-
-/// The result rows of `metrics` grouped by point, heap sizes replaced by their rank.
-fn grouped(rows: &[Measurement], metrics: &[&str]) -> BTreeMap<Key, (f64, Vec<f64>)> {
-    // The distinct heap sizes of each (section, workload, threads), ascending.
-    let mut sizes: BTreeMap<(&str, &str, usize), Vec<f64>> = BTreeMap::new();
+/// The heap rank of each row's size among its (section, workload, threads)'s sizes.
+fn rank_of(rows: &[Row]) -> impl Fn(&Row) -> usize + '_ {
+    let mut sizes: BTreeMap<(Section, &str, usize), Vec<f64>> = BTreeMap::new();
     for r in rows {
         sizes
-            .entry((&r.section, &r.workload, r.threads))
+            .entry((r.section, &r.workload, r.threads))
             .or_default()
             .push(r.heap_mib);
     }
     for v in sizes.values_mut() {
         v.sort_by(f64::total_cmp);
-        v.dedup();
+        v.dedup_by(|a, b| a.total_cmp(b).is_eq());
     }
+    move |r: &Row| {
+        sizes
+            .get(&(r.section, r.workload.as_str(), r.threads))
+            .and_then(|v| v.iter().position(|h| h.total_cmp(&r.heap_mib).is_eq()))
+            .unwrap_or(usize::MAX)
+    }
+}
+
+/// The result rows of `metrics` grouped by point, heap sizes replaced by their rank.
+fn grouped(rows: &[Row], metrics: &[Metric]) -> BTreeMap<Key, (f64, Vec<f64>)> {
+    let rank = rank_of(rows);
     let mut out: BTreeMap<Key, (f64, Vec<f64>)> = BTreeMap::new();
     for r in rows {
-        if !(r.section == "macro" || r.section == "micro") || !metrics.contains(&&*r.metric) {
+        if !matches!(r.section, Section::Macro | Section::Micro) || !metrics.contains(&r.metric) {
             continue;
         }
-        let rank = sizes[&(&*r.section, &*r.workload, r.threads)]
-            .iter()
-            .position(|&h| h == r.heap_mib)
-            .expect("every size is listed");
         let key = (
-            r.section.clone(),
+            r.section,
             r.tracker.clone(),
             r.workload.clone(),
             r.threads,
-            rank,
-            r.metric.clone(),
+            rank(r),
+            r.metric,
         );
         let e = out.entry(key).or_insert((r.heap_mib, Vec::new()));
         e.1.push(r.value);
@@ -153,9 +130,8 @@ fn grouped(rows: &[Measurement], metrics: &[&str]) -> BTreeMap<Key, (f64, Vec<f6
 }
 
 /// Compares the result rows of two studies over `metrics`: every point present in both
-/// with at least two values on each side, in (section, variant, workload, threads, heap,
-/// metric) order.
-pub fn compare(old: &[Measurement], new: &[Measurement], metrics: &[&str]) -> Vec<Comparison> {
+/// with at least two values on each side.
+pub fn compare(old: &[Row], new: &[Row], metrics: &[Metric]) -> Vec<Comparison> {
     let (old, new) = (grouped(old, metrics), grouped(new, metrics));
     let mut out = Vec::new();
     for (key, (old_heap, o)) in &old {
@@ -182,28 +158,131 @@ pub fn compare(old: &[Measurement], new: &[Measurement], metrics: &[&str]) -> Ve
     out
 }
 
-/// The comparison as a Markdown table, with a line saying how to read it.
+/// One (point, variant, metric)'s verdicts against `none` across runs.
+#[derive(Debug, Clone, PartialEq)]
+pub struct Agreement {
+    /// `workload xT rank k`.
+    pub point: String,
+    /// The variant.
+    pub tracker: String,
+    /// Wall or CPU time.
+    pub metric: Metric,
+    /// Each run's ratio to `none` (None: the run has no such point).
+    pub ratios: Vec<Option<Interval>>,
+    /// What may be said: `slower`, `faster`, `no difference stated`, `REVERSAL`, or `not
+    /// judged (…)`.
+    pub statement: String,
+}
+
+/// The verdicts of every end-to-end (point, variant) against `none`, across `runs`.
+pub fn agreements(runs: &[Vec<Row>]) -> Vec<Agreement> {
+    let mut keys: Vec<(String, usize, usize, String)> = Vec::new();
+    for rows in runs {
+        let rank = rank_of(rows);
+        for r in rows.iter().filter(|r| {
+            r.section == Section::Macro
+                && r.metric == Metric::WallMs
+                && health::is_concurrent(&r.tracker)
+        }) {
+            let k = (r.workload.clone(), r.threads, rank(r), r.tracker.clone());
+            if !keys.contains(&k) {
+                keys.push(k);
+            }
+        }
+    }
+    keys.sort();
+    let mut out = Vec::new();
+    for (wl, threads, k, tracker) in keys {
+        for metric in [Metric::WallMs, Metric::CpuTotalMs] {
+            let mut ratios = Vec::new();
+            let mut unhealthy = Vec::new();
+            for (i, rows) in runs.iter().enumerate() {
+                let rank = rank_of(rows);
+                let at = |t: &str| -> (Vec<f64>, f64) {
+                    let mut heap = f64::NAN;
+                    let v = rows
+                        .iter()
+                        .filter(|r| {
+                            r.section == Section::Macro
+                                && r.metric == metric
+                                && r.tracker == t
+                                && r.workload == wl
+                                && r.threads == threads
+                                && rank(r) == k
+                        })
+                        .inspect(|r| heap = r.heap_mib)
+                        .map(|r| r.value)
+                        .collect();
+                    (v, heap)
+                };
+                let ((v, heap), (none, _)) = (at(&tracker), at("none"));
+                if let Some(h) = health::health(rows, &tracker, &wl, threads, heap)
+                    && let Some(why) = h.failure
+                {
+                    unhealthy.push(format!("run {}: {why}", i + 1));
+                }
+                let seed = seed_for(0, &format!("{wl}/{threads}/{k}/{tracker}/{metric}"));
+                ratios.push(ratio_of_medians(&v, &none, seed));
+            }
+            let sides: Vec<Option<std::cmp::Ordering>> =
+                ratios.iter().map(|r| r.as_ref().and_then(side)).collect();
+            let statement = if !unhealthy.is_empty() {
+                format!("not judged ({})", unhealthy.join("; "))
+            } else if sides.contains(&Some(std::cmp::Ordering::Greater))
+                && sides.contains(&Some(std::cmp::Ordering::Less))
+            {
+                "REVERSAL".to_string()
+            } else if ratios.iter().any(Option::is_none) {
+                "not in every run".to_string()
+            } else if sides
+                .iter()
+                .all(|s| *s == Some(std::cmp::Ordering::Greater))
+            {
+                "slower".to_string()
+            } else if sides.iter().all(|s| *s == Some(std::cmp::Ordering::Less)) {
+                "faster".to_string()
+            } else {
+                "no difference stated".to_string()
+            };
+            out.push(Agreement {
+                point: format!("{wl} x{threads} heap #{}", k + 1),
+                tracker: tracker.clone(),
+                metric,
+                ratios,
+                statement,
+            });
+        }
+    }
+    out
+}
+
+fn ratio_text(r: &Option<Interval>) -> String {
+    match r {
+        Some(r) => format!("{:.3} [{:.3}, {:.3}]", r.estimate, r.lo, r.hi),
+        None => "-".to_string(),
+    }
+}
+
+/// The run-to-run comparison as a Markdown table, with a line saying how to read it.
 pub fn render(cmp: &[Comparison], old: &Path, new: &Path) -> String {
+    let cell = |p: &Path| super::format::cell_text(&p.display().to_string());
     let mut s = format!(
         "NEW {} / OLD {}: ratio of medians over invocations, 95% bootstrap interval; a \
-         difference is claimed only where the interval excludes 1.\n\n\
+         difference is stated only where the interval lies beyond 1 by {:.0}%.\n\n\
          | point | metric | old (n) | new (n) | new/old [95% CI] | verdict |\n\
          |---|---|---|---|---|---|\n",
-        new.display(),
-        old.display()
+        cell(new),
+        cell(old),
+        MARGIN * 100.0
     );
     for c in cmp {
-        let heap = if c.heap_mib.0 == c.heap_mib.1 {
+        let heap = if c.heap_mib.0.total_cmp(&c.heap_mib.1).is_eq() {
             format!("{} MiB", c.heap_mib.0)
         } else {
             format!("{} / {} MiB", c.heap_mib.0, c.heap_mib.1)
         };
-        let ratio = match c.ratio {
-            Some(r) => format!("{:.3} [{:.3}, {:.3}]", r.estimate, r.lo, r.hi),
-            None => "-".to_string(),
-        };
         s.push_str(&format!(
-            "| {} {} {} x{} {heap} | {} | {:.4} ({}) | {:.4} ({}) | {ratio} | {} |\n",
+            "| {} {} {} x{} {heap} | {} | {:.4} ({}) | {:.4} ({}) | {} | {} |\n",
             c.section,
             c.tracker,
             c.workload,
@@ -213,6 +292,7 @@ pub fn render(cmp: &[Comparison], old: &Path, new: &Path) -> String {
             c.old.1,
             c.new.0,
             c.new.1,
+            ratio_text(&c.ratio),
             c.verdict()
         ));
     }
@@ -222,59 +302,54 @@ pub fn render(cmp: &[Comparison], old: &Path, new: &Path) -> String {
     s
 }
 
-#[cfg(test)]
-mod tests {
-    use super::*;
-
-    fn row(tracker: &str, heap: f64, inv: usize, value: f64) -> Measurement {
-        Measurement {
-            section: "macro".into(),
-            tracker: tracker.into(),
-            workload: "gcbench".into(),
-            threads: 1,
-            heap_mib: heap,
-            invocation: inv,
-            metric: "wall_ms".into(),
-            value,
-            note: String::new(),
+/// The verdicts across runs as a Markdown table, with the counts and the reversals.
+pub fn render_agreements(a: &[Agreement], runs: usize) -> String {
+    let mut s = format!(
+        "Verdicts against `none` in {runs} runs: a difference is stated only where every run's \
+         95% interval lies beyond 1 by {:.0}% on the same side, at a point whose health passes \
+         in every run.\n\n| point | tracker | metric |",
+        MARGIN * 100.0
+    );
+    for i in 1..=runs {
+        s.push_str(&format!(" run {i} |"));
+    }
+    s.push_str(" statement |\n|---|---|---|");
+    s.push_str(&"---|".repeat(runs + 1));
+    s.push('\n');
+    for x in a {
+        s.push_str(&format!("| {} | {} | {} |", x.point, x.tracker, x.metric));
+        for r in &x.ratios {
+            s.push_str(&format!(" {} |", ratio_text(r)));
         }
+        s.push_str(&format!(" {} |\n", super::format::cell_text(&x.statement)));
     }
-
-    #[test]
-    fn a_clear_change_is_flagged_and_noise_is_not() {
-        let old: Vec<_> = (0..10)
-            .flat_map(|i| {
-                [
-                    row("card-table", 32.0, i, 100.0 + i as f64),
-                    row("none", 32.0, i, 50.0 + i as f64),
-                ]
-            })
-            .collect();
-        // The card table 20% slower; `none` the same values in another order. Heap
-        // sizes differ (another minimum heap) but have the same rank.
-        let new: Vec<_> = (0..10)
-            .flat_map(|i| {
-                [
-                    row("card-table", 34.0, i, 120.0 + i as f64 * 1.2),
-                    row("none", 34.0, i, 59.0 - i as f64),
-                ]
-            })
-            .collect();
-        let cmp = compare(&old, &new, &["wall_ms"]);
-        assert_eq!(cmp.len(), 2);
-        let card = cmp.iter().find(|c| c.tracker == "card-table").unwrap();
-        assert_eq!(card.heap_mib, (32.0, 34.0));
-        let r = card.ratio.unwrap();
-        assert!((r.estimate - 1.2).abs() < 1e-9, "{r:?}");
-        assert_eq!(card.verdict(), "higher");
-        let none = cmp.iter().find(|c| c.tracker == "none").unwrap();
-        assert_eq!(none.verdict(), "no difference measured", "{none:?}");
+    let judged: Vec<&Agreement> = a
+        .iter()
+        .filter(|x| !x.statement.starts_with("not "))
+        .collect();
+    let stated = judged
+        .iter()
+        .filter(|x| x.statement == "slower" || x.statement == "faster")
+        .count();
+    let reversals: Vec<&&Agreement> = judged
+        .iter()
+        .filter(|x| x.statement == "REVERSAL")
+        .collect();
+    s.push_str(&format!(
+        "\n{} verdicts judged: {stated} stated in every run, {} reversed, {} with no difference \
+         stated.\n",
+        judged.len(),
+        reversals.len(),
+        judged.len() - stated - reversals.len()
+    ));
+    for r in reversals {
+        s.push_str(&format!(
+            "- reversal: {} {} {}\n",
+            r.point, r.tracker, r.metric
+        ));
     }
-
-    #[test]
-    fn csv_lines_read_back() {
-        let r = row("uffd-wp[thread]", 48.0, 3, 12.5);
-        let line = super::super::report::csv_line(&r);
-        assert_eq!(parse_line(line.trim_end()), Some(r));
-    }
+    s
 }
+
+#[cfg(test)]
+mod tests;

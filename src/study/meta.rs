@@ -3,10 +3,10 @@
 //! A figure without its machine is not a result: the run records the commit, the command
 //! line, the seed, the date, the CPU, the kernel, the load before and after and the CPU
 //! time the hypervisor stole during the run (`/proc/stat`'s `steal`), and warns when
-//! either makes the numbers doubtful. It also owns the output folder's checks: writable
-//! before anything runs, and no figure of an older run left beside the new ones.
+//! either makes the numbers doubtful. `meta.json` is written when the study starts
+//! (`complete: false`) and completed when it ends, so that an interrupted study stays
+//! reportable. It reads the machine; it never measures a point.
 
-use std::path::Path;
 use std::time::SystemTime;
 
 use serde::{Deserialize, Serialize};
@@ -16,35 +16,6 @@ use crate::probe::Probe;
 
 /// Steal above this share of the run's CPU time makes the run doubtful.
 pub const STEAL_WARN: f64 = 0.05;
-
-/// The files a study writes at the top of its folder; stale ones are removed first.
-const OUTPUTS: [&str; 4] = ["study.csv", "report.md", "meta.json", "study.json"];
-
-/// Checks that `out` can be written (creates it, writes and removes a probe file), and
-/// removes the outputs and figures of an older run there, naming each on stderr.
-pub fn prepare_out(out: &Path) -> Result<()> {
-    let fail =
-        |what: &str, e| Error::io(format!("{what} in the output folder {}", out.display()), e);
-    if out.exists() && !out.is_dir() {
-        return Err(Error::InvalidArgument(format!(
-            "--out {}: it exists and is not a folder",
-            out.display()
-        )));
-    }
-    std::fs::create_dir_all(out).map_err(|e| fail("create", e))?;
-    let probe = out.join(".barrierlab-write-probe");
-    std::fs::write(&probe, b"probe").map_err(|e| fail("write a file", e))?;
-    std::fs::remove_file(&probe).map_err(|e| fail("remove a file", e))?;
-    let entries = std::fs::read_dir(out).map_err(|e| fail("list the files", e))?;
-    for entry in entries.flatten() {
-        let name = entry.file_name().to_string_lossy().into_owned();
-        if OUTPUTS.contains(&name.as_str()) || name.ends_with(".svg") {
-            eprintln!("removing {} from an older run", entry.path().display());
-            std::fs::remove_file(entry.path()).map_err(|e| fail("remove an old output", e))?;
-        }
-    }
-    Ok(())
-}
 
 /// CPU time counters of the whole machine (`/proc/stat`'s `cpu` line), in ticks.
 #[derive(Debug, Clone, Copy, Default, PartialEq, Eq, Serialize, Deserialize)]
@@ -148,8 +119,11 @@ pub struct Meta {
     pub version: String,
     /// The command line.
     pub command_line: Vec<String>,
-    /// The seed of the run order and the bootstrap.
+    /// The seed of the run order, the page orders and the bootstrap.
     pub seed: u64,
+    /// Whether the seed was given (`--seed`) rather than drawn fresh for this run.
+    #[serde(default)]
+    pub seed_given: bool,
     /// When the study started (UTC).
     pub date_utc: String,
     /// The CPU model.
@@ -160,14 +134,81 @@ pub struct Meta {
     pub kernel: String,
     /// 1-minute load average before the run.
     pub load_before: f64,
-    /// 1-minute load average after it.
-    pub load_after: f64,
-    /// Share of the machine's CPU time stolen by the hypervisor during the run.
-    pub steal_share: f64,
-    /// The whole study's duration, seconds.
-    pub elapsed_s: f64,
+    /// 1-minute load average after it (absent until the study ends).
+    pub load_after: Option<f64>,
+    /// Share of the machine's CPU time stolen by the hypervisor during the run (absent
+    /// until the study ends).
+    pub steal_share: Option<f64>,
+    /// The whole study's duration, seconds (absent until it ends).
+    pub elapsed_s: Option<f64>,
     /// Warnings about the run's conditions.
     pub warnings: Vec<String>,
+    /// Whether the study ran to its end (false: interrupted, or still running).
+    #[serde(default = "complete_by_default")]
+    pub complete: bool,
+    /// The mode (`quick`, `default`, `full`).
+    #[serde(default)]
+    pub mode: Option<String>,
+    /// FNV-1a 64 of the binary every point ran (a copy taken when the study started).
+    #[serde(default)]
+    pub binary_fnv1a64: Option<String>,
+    /// The end-to-end invocation policy: at least `min`, then more until the 95%
+    /// interval of the median wall time is within `target_width` of it, at most `max`.
+    #[serde(default)]
+    pub invocations: Option<InvocationPolicy>,
+    /// What the probe found when the study started: (what, finding) pairs.
+    #[serde(default)]
+    pub machine: Vec<(String, String)>,
+    /// Variants that could not run, with the reason.
+    #[serde(default)]
+    pub not_run: Vec<(String, String)>,
+}
+
+/// A `meta.json` from before the field was written was written at the end of a run.
+fn complete_by_default() -> bool {
+    true
+}
+
+/// How many invocations an end-to-end point gets.
+#[derive(Debug, Clone, Copy, PartialEq, Serialize, Deserialize)]
+pub struct InvocationPolicy {
+    /// Invocations every point gets.
+    pub min: usize,
+    /// The most any point gets.
+    pub max: usize,
+    /// The 95% interval of the median wall time, (hi - lo) / median, at which a point
+    /// stops getting more.
+    pub target_width: f64,
+}
+
+/// The probe's findings as the report's machine table lists them.
+pub fn machine(probe: &Probe) -> Vec<(String, String)> {
+    let availability = |a: &crate::probe::Availability| match a {
+        crate::probe::Availability::Available { detail, .. } => format!("available ({detail})"),
+        crate::probe::Availability::Unavailable { reason } => format!("**unavailable**: {reason}"),
+    };
+    let mut out = vec![
+        (
+            "virtual machine".to_string(),
+            if probe.virtual_machine { "yes" } else { "no" }.to_string(),
+        ),
+        (
+            "transparent huge pages".into(),
+            format!("{} (heaps use MADV_NOHUGEPAGE)", probe.thp),
+        ),
+        (
+            "vm.unprivileged_userfaultfd".into(),
+            probe.unprivileged_userfaultfd.clone().unwrap_or("?".into()),
+        ),
+    ];
+    for (kind, a) in &probe.mechanisms {
+        out.push((kind.to_string(), availability(a)));
+    }
+    out.push((
+        "soft-dirty (not built)".into(),
+        availability(&probe.soft_dirty),
+    ));
+    out
 }
 
 /// What is recorded when the study starts.
@@ -191,13 +232,38 @@ impl Start {
         }
     }
 
-    /// Finishes the record after the run.
-    pub fn finish(&self, probe: &Probe, seed: u64, elapsed_s: f64) -> Meta {
+    /// The record written when the study starts (`complete: false`).
+    pub fn meta(&self, probe: &Probe, seed: u64, seed_given: bool) -> Meta {
+        Meta {
+            commit: self.commit.clone(),
+            version: env!("CARGO_PKG_VERSION").into(),
+            command_line: std::env::args().collect(),
+            seed,
+            seed_given,
+            date_utc: utc(self.date),
+            cpu_model: probe.cpu.clone(),
+            cpus: probe.cpus,
+            kernel: probe.kernel.clone(),
+            load_before: self.load,
+            load_after: None,
+            steal_share: None,
+            elapsed_s: None,
+            warnings: Vec::new(),
+            complete: false,
+            mode: None,
+            binary_fnv1a64: None,
+            invocations: None,
+            machine: machine(probe),
+            not_run: Vec::new(),
+        }
+    }
+
+    /// Completes the record after the run.
+    pub fn finish(&self, meta: &mut Meta, elapsed_s: f64) {
         let load_after = load_average();
         let steal = steal_share(self.ticks, cpu_ticks());
-        let mut warnings = Vec::new();
         if steal > STEAL_WARN {
-            warnings.push(format!(
+            meta.warnings.push(format!(
                 "the hypervisor stole {:.1}% of the CPU time during the run (more than {:.0}%): \
                  times are inflated and noisy",
                 steal * 100.0,
@@ -205,30 +271,33 @@ impl Start {
             ));
         }
         for (when, load) in [("before", self.load), ("after", load_after)] {
-            if load > probe.cpus as f64 {
-                warnings.push(format!(
+            if load > meta.cpus as f64 {
+                meta.warnings.push(format!(
                     "the load average {when} the run ({load:.2}) exceeded the {} CPUs: other \
                      work competed with the study",
-                    probe.cpus
+                    meta.cpus
                 ));
             }
         }
-        Meta {
-            commit: self.commit.clone(),
-            version: env!("CARGO_PKG_VERSION").into(),
-            command_line: std::env::args().collect(),
-            seed,
-            date_utc: utc(self.date),
-            cpu_model: probe.cpu.clone(),
-            cpus: probe.cpus,
-            kernel: probe.kernel.clone(),
-            load_before: self.load,
-            load_after,
-            steal_share: steal,
-            elapsed_s,
-            warnings,
-        }
+        meta.load_after = Some(load_after);
+        meta.steal_share = Some(steal);
+        meta.elapsed_s = Some(elapsed_s);
+        meta.complete = true;
     }
+}
+
+/// Reads `dir/meta.json`; an error names the file.
+pub fn read(dir: &std::path::Path) -> Result<Meta> {
+    let path = dir.join("meta.json");
+    let text = std::fs::read_to_string(&path)
+        .map_err(|e| Error::io(format!("read {}", path.display()), e))?;
+    serde_json::from_str(&text).map_err(|e| {
+        Error::InvalidArgument(format!(
+            "{} line {}: not a study's meta.json: {e}",
+            path.display(),
+            e.line()
+        ))
+    })
 }
 
 #[cfg(test)]
@@ -254,23 +323,18 @@ mod tests {
     }
 
     #[test]
-    fn the_output_folder_is_checked_and_cleaned() {
+    fn an_older_meta_json_reads_as_complete_and_a_cut_one_is_named() {
         let dir = std::env::temp_dir().join(format!("barrierlab-meta-{}", std::process::id()));
         std::fs::create_dir_all(&dir).unwrap();
-        std::fs::write(dir.join("old.svg"), "x").unwrap();
-        std::fs::write(dir.join("report.md"), "x").unwrap();
-        std::fs::write(dir.join("notes.txt"), "keep").unwrap();
-        prepare_out(&dir).unwrap();
-        assert!(!dir.join("old.svg").exists() && !dir.join("report.md").exists());
-        assert!(
-            dir.join("notes.txt").exists(),
-            "only the study's own files go"
-        );
+        let old = r#"{"commit":"c","version":"0.1.0","command_line":["b"],"seed":1,
+            "date_utc":"2026-12-01T12:35:03Z","cpu_model":"x","cpus":2,"kernel":"k",
+            "load_before":1.0,"load_after":2.0,"steal_share":0.0,"elapsed_s":9.0,"warnings":[]}"#;
+        std::fs::write(dir.join("meta.json"), old).unwrap();
+        let m = read(&dir).unwrap();
+        assert!(m.complete && !m.seed_given && m.machine.is_empty());
+        std::fs::write(dir.join("meta.json"), &old[..60]).unwrap();
+        let e = read(&dir).unwrap_err().to_string();
+        assert!(e.contains("meta.json line 1"), "{e}");
         std::fs::remove_dir_all(&dir).unwrap();
-        let e = prepare_out(Path::new("/proc/barrierlab-cannot-be-here")).unwrap_err();
-        assert!(
-            e.to_string().contains("/proc/barrierlab-cannot-be-here"),
-            "{e}"
-        );
     }
 }

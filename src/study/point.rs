@@ -10,20 +10,24 @@
 //! what the parent sees as anything else.
 //!
 //! Workloads and variants travel by name: the child rebuilds the study's workload list
-//! for the mode ([`super::StudyConfig::workloads`]) and the variant list, and finds them
-//! there, so that adding a workload is one entry in that list.
+//! for the mode and live sizes ([`super::StudyConfig::workloads`]) and the variant list,
+//! and finds them there, so that adding a workload is one entry in that list. The child
+//! never writes a file: its rows go to the parent on stdout.
 
 use std::time::Duration;
 
 use serde::{Deserialize, Serialize};
 
-use super::{Measurement, Mode, StudyConfig, Variant};
-use crate::barrier::{BarrierKind, Breadth};
+use super::config::{Mode, StudyConfig, StudyWorkload};
+use super::data::{Metric, Row, Section};
+use crate::barrier::{BarrierKind, Breadth, Variant};
 use crate::error::{Error, Result};
 use crate::heap::HeapConfig;
 use crate::peer::{self, Peer, PeerConfig};
 use crate::workload::pages::{PageLab, PagePattern};
 use crate::workload::{self, Workload};
+
+pub use super::measure::{MMU_WINDOWS_MS, PAUSE_CDF_QUANTILES, armed_share, macro_rows};
 
 /// What one child runs.
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
@@ -86,6 +90,9 @@ pub enum Point {
 pub struct PointSpec {
     /// The study's mode (which workload list the names refer to).
     pub mode: Mode,
+    /// The study's live sizes (MiB; empty: the mode's defaults).
+    #[serde(default)]
+    pub live_mib: Vec<u64>,
     /// The point.
     pub point: Point,
     /// Pin the whole child to this CPU before anything starts.
@@ -114,16 +121,20 @@ pub struct PointOutput {
     /// How it ended.
     pub outcome: Outcome,
     /// Its rows (`invocation` 0: the parent numbers them).
-    pub rows: Vec<Measurement>,
+    pub rows: Vec<Row>,
 }
 
-/// The workload of `mode`'s list named `name`.
-pub fn find_workload(mode: Mode, name: &str) -> Result<Workload> {
-    StudyConfig::new(mode, ".".into())
-        .workloads()
+/// The workload labelled `label` in the list of `mode` at live sizes `live_mib` (the
+/// mode's own when empty).
+pub fn find_workload(mode: Mode, live_mib: &[u64], label: &str) -> Result<StudyWorkload> {
+    let mut c = StudyConfig::new(mode, ".".into());
+    if !live_mib.is_empty() {
+        c.live_mib = live_mib.to_vec();
+    }
+    c.workloads()
         .into_iter()
-        .find(|w| w.name() == name)
-        .ok_or_else(|| Error::InvalidArgument(format!("no workload `{name}` in {mode:?} mode")))
+        .find(|w| w.label == label)
+        .ok_or_else(|| Error::InvalidArgument(format!("no workload `{label}` in {mode:?} mode")))
 }
 
 /// The variant named `name` (`uffd-wp[collector]`, `card-table`).
@@ -148,6 +159,11 @@ pub fn run_point(spec: &PointSpec) -> PointOutput {
         Err(e) => PointOutput {
             outcome: match e {
                 Error::OutOfMemory { .. } => Outcome::OutOfMemory(e.to_string()),
+                // A resource limit is not the mechanism being unavailable.
+                _ if resource_limit(&e).is_some() => Outcome::Failed(format!(
+                    "a resource limit stopped it ({}): {e}",
+                    resource_limit(&e).unwrap_or_default()
+                )),
                 Error::Unavailable { .. } => Outcome::Unavailable(e.to_string()),
                 _ => Outcome::Failed(e.to_string()),
             },
@@ -159,31 +175,29 @@ pub fn run_point(spec: &PointSpec) -> PointOutput {
 const MIB: f64 = (1 << 20) as f64;
 
 fn row(
-    section: &str,
+    section: Section,
     tracker: &str,
     workload: &str,
     threads: usize,
     heap_mib: f64,
-) -> impl Fn(&str, f64) -> Measurement + use<> {
-    let (section, tracker, workload) = (
-        section.to_string(),
-        tracker.to_string(),
-        workload.to_string(),
-    );
-    move |metric, value| Measurement {
-        section: section.clone(),
+) -> impl Fn(Metric, f64) -> Row + use<> {
+    let (tracker, workload) = (tracker.to_string(), workload.to_string());
+    move |metric, value| Row {
+        section,
         tracker: tracker.clone(),
         workload: workload.clone(),
         threads,
         heap_mib,
         invocation: 0,
-        metric: metric.to_string(),
+        round: 0,
+        metric,
         value,
         note: String::new(),
     }
 }
 
-fn run_inner(spec: &PointSpec) -> Result<Vec<Measurement>> {
+fn run_inner(spec: &PointSpec) -> Result<Vec<Row>> {
+    let find = |label: &str| find_workload(spec.mode, &spec.live_mib, label);
     match &spec.point {
         Point::Run {
             workload,
@@ -192,8 +206,7 @@ fn run_inner(spec: &PointSpec) -> Result<Vec<Measurement>> {
             heap_bytes,
             heap_map,
         } => {
-            let w =
-                StudyConfig::at_heap(&find_workload(spec.mode, workload)?, *heap_bytes, *threads);
+            let w = find(workload)?.at_threads(*threads);
             let v = find_variant(variant)?;
             crate::barrier::check_cached(v.kind, v.options.user_mode_only).require(v.kind)?;
             let cfg = HeapConfig {
@@ -208,13 +221,13 @@ fn run_inner(spec: &PointSpec) -> Result<Vec<Measurement>> {
             if *heap_map {
                 return Ok(heap_map_rows(&r, &v.name(), workload, *heap_bytes));
             }
-            let row = row("macro", &v.name(), workload, *threads, heap_mib);
-            let mut rows: Vec<Measurement> = macro_rows(&r, &w)
+            let row = row(Section::Macro, &v.name(), workload, *threads, heap_mib);
+            let mut rows: Vec<Row> = macro_rows(&r, &w)
                 .into_iter()
-                .map(|(m, x)| row(&m, x))
+                .map(|(m, x)| row(m, x))
                 .collect();
             // How the stalls were measured, beside their count.
-            for m in rows.iter_mut().filter(|m| m.metric == "stalls") {
+            for m in rows.iter_mut().filter(|m| m.metric == Metric::Stalls) {
                 m.note = r.stats.tracker.stall_method.to_string();
             }
             Ok(rows)
@@ -224,10 +237,9 @@ fn run_inner(spec: &PointSpec) -> Result<Vec<Measurement>> {
             threads,
             heap_bytes,
         } => {
-            // Run as the end-to-end points run it at this size (the live set does not
-            // depend on the scaling, so the minimum holds for every point).
-            let w =
-                StudyConfig::at_heap(&find_workload(spec.mode, workload)?, *heap_bytes, *threads);
+            // A shorter run of the same workload: the live set does not depend on the
+            // length of the run.
+            let w = find(workload)?.for_fits(*threads);
             let cfg = HeapConfig::new()
                 .heap_bytes(*heap_bytes)
                 .barrier(BarrierKind::None);
@@ -236,15 +248,21 @@ fn run_inner(spec: &PointSpec) -> Result<Vec<Measurement>> {
                 Err(Error::OutOfMemory { .. }) => 0.0,
                 Err(e) => return Err(e),
             };
-            let row = row("fits", "none", workload, *threads, *heap_bytes as f64 / MIB);
-            Ok(vec![row("fits", fits)])
+            let row = row(
+                Section::Fits,
+                "none",
+                workload,
+                *threads,
+                *heap_bytes as f64 / MIB,
+            );
+            Ok(vec![row(Metric::Fits, fits)])
         }
         Point::Peer {
             workload,
             incremental,
             heap_bytes,
         } => {
-            let Workload::GcBench(params) = find_workload(spec.mode, workload)? else {
+            let Workload::GcBench(params) = find(workload)?.at_threads(1) else {
                 return Err(Error::InvalidArgument(format!(
                     "the peer runs GCBench only, not `{workload}`"
                 )));
@@ -262,22 +280,22 @@ fn run_inner(spec: &PointSpec) -> Result<Vec<Measurement>> {
             } else {
                 "bdwgc-stw"
             };
-            let row = row("macro", name, workload, 1, *heap_bytes as f64 / MIB);
+            let row = row(Section::Macro, name, workload, 1, *heap_bytes as f64 / MIB);
             let ms = |d: Duration| d.as_secs_f64() * 1e3;
             let us = |d: Duration| d.as_secs_f64() * 1e6;
             // bdwgc marks on the mutator thread with the world stopped: its pauses are
             // its collection work, in wall time and in CPU time alike.
             Ok(vec![
-                row("wall_ms", ms(r.total)),
-                row("stw_ms", ms(r.stw())),
-                row("cycles", r.cycles as f64),
-                row("pauses", r.pauses.len() as f64),
-                row("pause_p50_us", us(r.pause_percentile(50.0))),
-                row("pause_p99_us", us(r.pause_percentile(99.0))),
-                row("pause_max_us", us(r.max_pause())),
-                row("cpu_total_ms", ms(cpu)),
-                row("wall_minus_gc_ms", ms(r.total.saturating_sub(r.stw()))),
-                row("cpu_minus_gc_ms", ms(cpu.saturating_sub(r.stw()))),
+                row(Metric::WallMs, ms(r.total)),
+                row(Metric::StwMs, ms(r.stw())),
+                row(Metric::Cycles, r.cycles as f64),
+                row(Metric::Pauses, r.pauses.len() as f64),
+                row(Metric::PauseP50Us, us(r.pause_percentile(50.0))),
+                row(Metric::PauseP99Us, us(r.pause_percentile(99.0))),
+                row(Metric::PauseMaxUs, us(r.max_pause())),
+                row(Metric::CpuTotalMs, ms(cpu)),
+                row(Metric::WallMinusGcMs, ms(r.total.saturating_sub(r.stw()))),
+                row(Metric::CpuMinusGcMs, ms(cpu.saturating_sub(r.stw()))),
             ])
         }
         Point::Micro {
@@ -305,26 +323,46 @@ fn run_inner(spec: &PointSpec) -> Result<Vec<Measurement>> {
             let ns = |d: Duration| d.as_nanos() as f64;
             for i in 0..*rounds {
                 let r = lab.round(&pattern, &order)?;
-                let row = row("micro", &v.name(), label, 1, heap_mib);
-                let mut push = |m: &str, x: f64| {
+                let row = row(Section::Micro, &v.name(), label, 1, heap_mib);
+                let mut push = |m: Metric, x: f64| {
                     let mut m = row(m, x);
-                    m.invocation = i;
+                    m.round = i;
                     out.push(m);
                 };
-                push("stores_ns", ns(r.stores));
-                push("steady_ns", ns(r.steady));
-                push("arm_ns", ns(r.arm));
-                push("harvest_ns", ns(r.harvest));
-                push("pages_written", order.len() as f64);
-                push("stores", stores);
+                push(Metric::StoresNs, ns(r.stores));
+                push(Metric::SteadyNs, ns(r.steady));
+                push(Metric::ArmNs, ns(r.arm));
+                push(Metric::HarvestNs, ns(r.harvest));
+                push(Metric::PagesWritten, order.len() as f64);
+                push(Metric::Stores, stores);
                 push(
-                    "total_ns_per_store",
+                    Metric::TotalNsPerStore,
                     ns(r.stores + r.arm + r.harvest) / stores,
                 );
-                push("dirty_granules", r.dirty_granules as f64);
+                push(Metric::DirtyGranules, r.dirty_granules as f64);
             }
             Ok(out)
         }
+    }
+}
+
+/// The resource limit behind `e`, if a limit is what stopped it (rather than the
+/// mechanism being unavailable): open files (`EMFILE`, `ENFILE`), memory or address space
+/// (`ENOMEM`), processes or threads (`EAGAIN` from creating a thread). Looks through an
+/// `Unavailable` error's causes.
+pub fn resource_limit(e: &crate::Error) -> Option<&'static str> {
+    use crate::Error;
+    let by_errno = |errno: i32| match errno {
+        libc::EMFILE | libc::ENFILE => Some("open files (ulimit -n)"),
+        libc::ENOMEM => Some("memory or address space (ulimit -v, or the machine's memory)"),
+        libc::EAGAIN => Some("processes or threads (ulimit -u), or a transient kernel shortage"),
+        _ => None,
+    };
+    match e {
+        Error::Sys { errno, .. } => by_errno(*errno),
+        Error::Io { source, .. } => source.raw_os_error().and_then(by_errno),
+        Error::Unavailable { causes, .. } => causes.iter().find_map(resource_limit),
+        _ => None,
     }
 }
 
@@ -356,130 +394,31 @@ fn heap_map_rows(
     tracker: &str,
     workload: &str,
     heap_bytes: usize,
-) -> Vec<Measurement> {
+) -> Vec<Row> {
     let Some(cycle) = r.stats.cycle_log.iter().max_by_key(|c| c.dirty_pages.len()) else {
         return Vec::new();
     };
-    let row = row("heapmap", tracker, workload, 1, heap_bytes as f64 / MIB);
+    let row = row(
+        Section::Heapmap,
+        tracker,
+        workload,
+        1,
+        heap_bytes as f64 / MIB,
+    );
     let mut rows = vec![row(
-        "heap_pages",
+        Metric::HeapPages,
         (heap_bytes / crate::sys::PAGE_SIZE) as f64,
     )];
     rows.extend(
         cycle
             .dirty_pages
             .iter()
-            .map(|&p| row("dirty_page", p as f64)),
+            .map(|&p| row(Metric::DirtyPage, p as f64)),
     );
     for r in &mut rows {
-        r.invocation = cycle.cycle as usize;
+        r.round = cycle.cycle as usize;
     }
     rows
-}
-
-/// The MMU windows the study reports, in milliseconds.
-pub const MMU_WINDOWS_MS: [u64; 6] = [1, 2, 5, 10, 50, 100];
-
-/// The metric name of the MMU at a window.
-pub fn mmu_metric(window_ms: u64) -> String {
-    format!("mmu_{window_ms}ms")
-}
-
-/// The quantiles (percent) of the pause distribution kept for the CDF figure.
-pub const PAUSE_CDF_QUANTILES: [f64; 16] = [
-    1.0, 5.0, 10.0, 20.0, 30.0, 40.0, 50.0, 60.0, 70.0, 80.0, 90.0, 95.0, 98.0, 99.0, 99.9, 100.0,
-];
-
-/// The metric name of a pause quantile for the CDF figure (`pause_cdf_99.9`).
-pub fn pause_cdf_metric(q: f64) -> String {
-    format!("pause_cdf_{q}")
-}
-
-/// The end-to-end metrics of one run.
-pub fn macro_rows(r: &workload::RunResult, w: &Workload) -> Vec<(String, f64)> {
-    let s = &r.stats;
-    let ms = |d: Duration| d.as_secs_f64() * 1e3;
-    let sum =
-        |f: &dyn Fn(&crate::collector::CycleStats) -> f64| s.cycle_log.iter().map(f).sum::<f64>();
-    let stw = r.pause_total();
-    let c = &r.cpu;
-    let gc_cpu = c.collector + c.service + c.other;
-    let fixed: &[(&str, f64)] = &[
-        ("wall_ms", ms(r.wall)),
-        ("stw_ms", ms(stw)),
-        ("mutator_ms", ms(r.wall.saturating_sub(stw))),
-        ("cycles", s.cycles as f64),
-        ("pauses", s.pauses.len() as f64),
-        ("pause_p50_us", r.pause_percentile_us(50.0)),
-        ("pause_p90_us", r.pause_percentile_us(90.0)),
-        ("pause_p99_us", r.pause_percentile_us(99.0)),
-        ("pause_p999_us", r.pause_percentile_us(99.9)),
-        ("pause_max_us", s.max_pause().as_secs_f64() * 1e6),
-        ("faults", s.tracker.faults as f64),
-        (
-            "preclean_dirty",
-            sum(&|c| c.preclean_dirty.iter().sum::<usize>() as f64),
-        ),
-        ("remark_dirty", sum(&|c| c.remark_dirty as f64)),
-        ("remark_rescanned", sum(&|c| c.remark_rescanned as f64)),
-        ("remark_traced", sum(&|c| c.remark_traced as f64)),
-        ("arm_ms", sum(&|c| ms(c.arm))),
-        ("harvest_ms", sum(&|c| ms(c.harvest))),
-        ("disarm_ms", sum(&|c| ms(c.disarm))),
-        ("degraded_cycles", s.degraded_cycles() as f64),
-        ("fallbacks", s.fallbacks() as f64),
-        ("dirty_frontier", s.dirty_split().0 as f64),
-        ("dirty_old", s.dirty_split().1 as f64),
-        ("peak_rss_mib", r.peak_rss_kib as f64 / 1024.0),
-        ("stores", w.stores_per_thread() as f64 * r.threads as f64),
-        ("cpu_total_ms", ms(c.total)),
-        ("cpu_mutator_ms", ms(c.mutator)),
-        ("cpu_collector_ms", ms(c.collector)),
-        ("cpu_service_ms", ms(c.service)),
-        ("cpu_other_ms", ms(c.other)),
-        // What the run would have cost without a collector, as far as this run shows:
-        // wall time less the pauses; CPU time less the collector's, the service's and
-        // the pause markers' (in `other`).
-        ("wall_minus_gc_ms", ms(r.wall.saturating_sub(stw))),
-        ("cpu_minus_gc_ms", ms(c.total.saturating_sub(gc_cpu))),
-    ];
-    let mut out: Vec<(String, f64)> = fixed.iter().map(|&(m, v)| (m.to_string(), v)).collect();
-    // The pause distribution for the CDF figure, from the same HDR histogram.
-    for q in PAUSE_CDF_QUANTILES {
-        out.push((pause_cdf_metric(q), r.pause_percentile_us(q)));
-    }
-    for wms in MMU_WINDOWS_MS {
-        out.push((mmu_metric(wms), r.mmu(Duration::from_millis(wms))));
-    }
-    // MMU over the pauses and the writers' fault stalls (a stall of one of T mutators
-    // costs 1/T of the process for its duration), where the tracker measures stalls
-    // (`uffd-wp-async`'s are resolved in the kernel, unseen).
-    let method = s.tracker.stall_method;
-    if !method.is_empty() && method != crate::barrier::STALL_KERNEL {
-        let span = |start: Duration, d: Duration| (start.as_secs_f64(), (start + d).as_secs_f64());
-        let pauses: Vec<(f64, f64)> = s.pauses.iter().map(|p| span(p.start, p.duration)).collect();
-        let stalls: Vec<(f64, f64)> = s
-            .stalls
-            .iter()
-            .map(|st| span(st.start, st.duration))
-            .collect();
-        let (a, b) = span(r.run_start, r.wall);
-        for wms in MMU_WINDOWS_MS {
-            let m =
-                super::stats::mmu_with_stalls(&pauses, &stalls, r.threads, a, b, wms as f64 / 1e3);
-            out.push((mmu_stall_metric(wms), m));
-        }
-        out.push(("stalls".into(), s.stalls.len() as f64));
-        out.push(("stalls_dropped".into(), s.tracker.stalls_dropped as f64));
-        let total: Duration = s.stalls.iter().map(|st| st.duration).sum();
-        out.push(("stall_ms".into(), ms(total)));
-    }
-    out
-}
-
-/// The metric name of the MMU over pauses and fault stalls at a window.
-pub fn mmu_stall_metric(window_ms: u64) -> String {
-    format!("mmu_stall_{window_ms}ms")
 }
 
 #[cfg(test)]
@@ -490,6 +429,7 @@ mod tests {
     fn specs_round_trip_through_json() {
         let spec = PointSpec {
             mode: Mode::Quick,
+            live_mib: vec![4],
             point: Point::Micro {
                 variant: "uffd-wp[thread]".into(),
                 label: "pages-spp4".into(),
@@ -529,12 +469,34 @@ mod tests {
     #[test]
     fn names_resolve() {
         let w = StudyConfig::new(Mode::Quick, ".".into()).workloads();
-        assert_eq!(find_workload(Mode::Quick, &w[0].name()).unwrap(), w[0]);
-        assert!(find_workload(Mode::Quick, "no-such").is_err());
+        assert_eq!(find_workload(Mode::Quick, &[], &w[0].label).unwrap(), w[0]);
+        assert!(find_workload(Mode::Quick, &[], "no-such").is_err());
+        let big = find_workload(Mode::Quick, &[64], "lru-l64").unwrap();
+        assert_eq!(big.live_bytes, 64 << 20);
         assert_eq!(
             find_variant("card-table").unwrap().kind,
             BarrierKind::CardTable
         );
         assert!(find_variant("uffd-wp[collector]").is_ok());
+    }
+
+    #[test]
+    fn a_resource_limit_is_told_apart_from_an_unavailable_mechanism() {
+        let limit = crate::Error::Unavailable {
+            mechanism: "uffd-wp",
+            causes: vec![crate::Error::io(
+                "eventfd",
+                std::io::Error::from_raw_os_error(libc::EMFILE),
+            )],
+        };
+        assert!(resource_limit(&limit).unwrap().contains("ulimit -n"));
+        let missing = crate::Error::Unavailable {
+            mechanism: "uffd-wp",
+            causes: vec![crate::Error::io(
+                "userfaultfd",
+                std::io::Error::from_raw_os_error(libc::EPERM),
+            )],
+        };
+        assert_eq!(resource_limit(&missing), None);
     }
 }

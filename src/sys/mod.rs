@@ -8,6 +8,7 @@
 //! - [`signal`]: installing a `SA_SIGINFO` handler and restoring the previous one.
 //! - [`eventfd`]: a counter file descriptor used to wake a thread blocked in `poll(2)`.
 //! - [`cpu`]: per-thread and process CPU time, pinning to a CPU.
+//! - [`process`]: a file lock, a parent-death signal, the CPUs this process may use.
 //! - [`kernel`]: kernel version, transparent huge page mode, soft-dirty detection.
 //!
 //! The system headers on the machines this was written for are from Linux 6.1, so the
@@ -20,6 +21,7 @@ pub mod eventfd;
 pub mod kernel;
 pub mod mem;
 pub mod pagemap;
+pub mod process;
 pub mod signal;
 pub mod uffd;
 

@@ -70,6 +70,17 @@ const RIGHT: usize = 1;
 const NODE_PAYLOAD: usize = 8;
 
 impl BinaryTreesParams {
+    /// These parameters with the deepest long-lived tree that fits in `live_bytes` (at
+    /// least one level deeper than the subtrees); the other knobs unchanged.
+    pub fn with_live(self, live_bytes: u64) -> BinaryTreesParams {
+        let node = cell_bytes(2, NODE_PAYLOAD);
+        let mut depth = self.subtree_depth + 1;
+        while Self::tree_size(depth + 1) * node <= live_bytes {
+            depth += 1;
+        }
+        BinaryTreesParams { depth, ..self }
+    }
+
     /// Nodes in a complete tree of `depth`.
     pub fn tree_size(depth: u32) -> u64 {
         (1 << (depth + 1)) - 1

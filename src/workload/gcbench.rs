@@ -44,6 +44,35 @@ pub struct GcBenchParams {
 }
 
 impl GcBenchParams {
+    /// GCBench sized for about `live_bytes` of long-lived data, split between the
+    /// long-lived tree (the deepest complete tree of at most half of it) and the array of
+    /// doubles (the rest); the stretch tree one level deeper than the long-lived tree, and
+    /// temporary trees from depth 4 up to two levels below it. The algorithm is the
+    /// classic one; only its sizes follow the live set (the classic parameters hold about
+    /// 6 MiB).
+    pub fn for_live(live_bytes: u64) -> GcBenchParams {
+        let node = crate::workload::cell_bytes(2, NODE_PAYLOAD);
+        let mut depth = 4;
+        while Self::tree_size(depth + 1) * node <= live_bytes / 2 {
+            depth += 1;
+        }
+        let tree = Self::tree_size(depth) * node;
+        GcBenchParams {
+            stretch_depth: depth + 1,
+            long_lived_depth: depth,
+            array_len: (live_bytes.saturating_sub(tree) / 8).max(1) as usize,
+            min_depth: 4,
+            max_depth: depth.saturating_sub(2).max(4),
+            repeat: 1,
+        }
+    }
+
+    /// Bytes of the long-lived data: the long-lived tree's cells and the array's pages.
+    pub fn live_bytes(&self) -> u64 {
+        Self::tree_size(self.long_lived_depth) * crate::workload::cell_bytes(2, NODE_PAYLOAD)
+            + crate::workload::cell_bytes(0, self.array_len * 8)
+    }
+
     /// The classic parameters.
     pub const CLASSIC: GcBenchParams = GcBenchParams {
         stretch_depth: 18,

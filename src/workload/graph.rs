@@ -91,6 +91,18 @@ impl Default for GraphParams {
 }
 
 impl GraphParams {
+    /// These parameters with as many nodes as `live_bytes` of graph hold
+    /// ([`GraphParams::live_bytes`]), at least 64; the other knobs unchanged.
+    pub fn with_live(self, live_bytes: u64) -> GraphParams {
+        let mut p = GraphParams {
+            objects: 64,
+            ..self
+        };
+        let per_node = PAGE_SIZE as f64 / p.nodes_per_page() as f64 + 8.0;
+        p.objects = ((live_bytes as f64 / per_node) as usize).max(64);
+        p
+    }
+
     /// Nodes per page (from the node's size class).
     pub fn nodes_per_page(&self) -> usize {
         let bytes = crate::heap::object::object_size(self.refs, self.payload);

@@ -132,6 +132,21 @@ const HIT_STORES: u64 = 6;
 const MISS_STORES: u64 = 12;
 
 impl LruParams {
+    /// These parameters with the capacity whose entries and values take about
+    /// `live_bytes` when the cache is full (the key space scaled with it, the same ratio
+    /// as before); the other knobs unchanged.
+    pub fn with_live(self, live_bytes: u64) -> LruParams {
+        let per_entry =
+            cell_bytes(ENTRY_SLOTS, KEY_BYTES) + cell_bytes(0, self.value_payload()) + 8;
+        let capacity = (live_bytes / per_entry).max(16) as usize;
+        let ratio = self.key_space as f64 / self.capacity.max(1) as f64;
+        LruParams {
+            capacity,
+            key_space: (capacity as f64 * ratio).ceil() as u64,
+            ..self
+        }
+    }
+
     /// Bytes of a value's payload.
     fn value_payload(&self) -> usize {
         self.value_bytes.max(16)

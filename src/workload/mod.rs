@@ -168,9 +168,19 @@ impl Workload {
     /// holds. A workload that allocates nothing per operation (graph with
     /// `alloc_every == 0`) is returned unchanged.
     pub fn scaled_to_heap(&self, heap_bytes: usize, threads: usize) -> Workload {
+        self.with_allocation(
+            (HEAPS_ALLOCATED * heap_bytes as u64) as f64 * SCALE_MARGIN,
+            threads,
+        )
+    }
+
+    /// The same workload with its operation count (GCBench: its repetitions) set so that
+    /// `threads` threads allocate at least `bytes` in all, by
+    /// [`Workload::allocation_estimate`]; the live set unchanged. A workload that
+    /// allocates nothing per operation is returned unchanged.
+    pub fn with_allocation(&self, bytes: f64, threads: usize) -> Workload {
         let (setup, per_op, _) = self.allocation_model();
-        let target =
-            (HEAPS_ALLOCATED * heap_bytes as u64) as f64 * SCALE_MARGIN / threads.max(1) as f64;
+        let target = bytes / threads.max(1) as f64;
         if per_op <= 0.0 {
             return *self;
         }
@@ -189,6 +199,20 @@ impl Workload {
                 operations: ops,
                 ..p
             }),
+        }
+    }
+
+    /// The same kind of workload holding about `live_bytes` of live data per thread
+    /// (GCBench: [`GcBenchParams::for_live`]; the others keep their other knobs).
+    pub fn with_live(&self, live_bytes: u64) -> Workload {
+        match *self {
+            Workload::GcBench(p) => Workload::GcBench(GcBenchParams {
+                repeat: p.repeat,
+                ..GcBenchParams::for_live(live_bytes)
+            }),
+            Workload::Graph(p) => Workload::Graph(p.with_live(live_bytes)),
+            Workload::Lru(p) => Workload::Lru(p.with_live(live_bytes)),
+            Workload::BinaryTrees(p) => Workload::BinaryTrees(p.with_live(live_bytes)),
         }
     }
 }

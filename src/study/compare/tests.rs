@@ -1,0 +1,111 @@
+//! `compare`'s statements on synthetic runs.
+
+use super::*;
+
+fn row(tracker: &str, heap: f64, inv: usize, value: f64) -> Row {
+    Row {
+        section: Section::Macro,
+        tracker: tracker.into(),
+        workload: "gcbench".into(),
+        threads: 1,
+        heap_mib: heap,
+        invocation: inv,
+        round: 0,
+        metric: Metric::WallMs,
+        value,
+        note: String::new(),
+    }
+}
+
+fn run(card: f64, heap: f64) -> Vec<Row> {
+    (0..10)
+        .flat_map(|i| {
+            [
+                row("card-table", heap, i, card + i as f64 * 0.1),
+                row("none", heap, i, 100.0 + i as f64 * 0.1),
+            ]
+        })
+        .collect()
+}
+
+#[test]
+fn a_clear_change_is_flagged_and_noise_is_not() {
+    let old: Vec<_> = (0..10)
+        .flat_map(|i| {
+            [
+                row("card-table", 32.0, i, 100.0 + i as f64),
+                row("none", 32.0, i, 50.0 + i as f64),
+            ]
+        })
+        .collect();
+    // The card table 20% slower; `none` the same values in another order. Heap sizes
+    // differ (another minimum heap) but have the same rank.
+    let new: Vec<_> = (0..10)
+        .flat_map(|i| {
+            [
+                row("card-table", 34.0, i, 120.0 + i as f64 * 1.2),
+                row("none", 34.0, i, 59.0 - i as f64),
+            ]
+        })
+        .collect();
+    let cmp = compare(&old, &new, &[Metric::WallMs]);
+    assert_eq!(cmp.len(), 2);
+    let card = cmp.iter().find(|c| c.tracker == "card-table").unwrap();
+    assert_eq!(card.heap_mib, (32.0, 34.0));
+    let r = card.ratio.unwrap();
+    assert!((r.estimate - 1.2).abs() < 1e-9, "{r:?}");
+    assert_eq!(card.verdict(), "higher");
+    let none = cmp.iter().find(|c| c.tracker == "none").unwrap();
+    assert_eq!(none.verdict(), "no difference stated", "{none:?}");
+}
+
+#[test]
+fn a_nan_heap_size_is_compared_without_a_panic() {
+    let old = run(120.0, f64::NAN);
+    let new = run(121.0, f64::NAN);
+    let cmp = compare(&old, &new, &[Metric::WallMs]);
+    assert_eq!(cmp.len(), 2, "NaN sizes match each other by rank");
+    assert!(render(&cmp, Path::new("a"), Path::new("b")).contains("NaN MiB"));
+    assert_eq!(agreements(&[old, new]).len(), 2);
+}
+
+#[test]
+fn a_difference_is_stated_only_when_every_run_excludes_one_by_the_margin() {
+    // 20% slower in both runs: stated.
+    let a = agreements(&[run(120.0, 64.0), run(121.0, 70.0)]);
+    let wall = a.iter().find(|x| x.metric == Metric::WallMs).unwrap();
+    assert_eq!(wall.statement, "slower", "{wall:?}");
+    // 3% slower: its interval excludes 1 but not by the margin.
+    let a = agreements(&[run(103.0, 64.0), run(103.0, 64.0)]);
+    assert_eq!(a[0].statement, "no difference stated", "{:?}", a[0]);
+    // Slower in one run, faster in the other: a reversal, listed by name.
+    let a = agreements(&[run(120.0, 64.0), run(80.0, 64.0)]);
+    assert_eq!(a[0].statement, "REVERSAL");
+    let text = render_agreements(&a, 2);
+    assert!(text.contains("1 reversed"), "{text}");
+    assert!(
+        text.contains("- reversal: gcbench x1 heap #1 card-table wall_ms"),
+        "{text}"
+    );
+    // Slower in one run, no difference in the other: nothing stated.
+    let a = agreements(&[run(120.0, 64.0), run(100.0, 64.0)]);
+    assert_eq!(a[0].statement, "no difference stated");
+}
+
+#[test]
+fn an_unhealthy_point_is_not_judged() {
+    let mut r1 = run(120.0, 64.0);
+    for (i, extra) in [(Metric::Cycles, 10.0), (Metric::Fallbacks, 5.0)] {
+        for inv in 0..3 {
+            let mut x = row("card-table", 64.0, inv, extra);
+            x.metric = i;
+            r1.push(x);
+        }
+    }
+    let a = agreements(&[r1, run(120.0, 64.0)]);
+    assert!(
+        a[0].statement.starts_with("not judged (run 1: falls back"),
+        "{:?}",
+        a[0]
+    );
+}

@@ -1,0 +1,508 @@
+//! What a study runs: the mode's defaults, what the user changed, and the checks on it.
+//!
+//! The end-to-end workloads are defined here by their live size ([`StudyWorkload`]): the
+//! default study holds 64 MiB of live data (heaps from 128 MiB, above the last-level
+//! cache), `--full` goes to 1 GiB, `--quick` stays CI-sized. A point runs the same work
+//! at every heap size (a fixed allocation volume, [`ALLOCATED_PER_LIVE`] times the live
+//! set), so that a heap-size curve compares like with like. It describes; it never runs.
+
+use std::path::PathBuf;
+use std::time::Duration;
+
+use serde::{Deserialize, Serialize};
+
+use super::meta::InvocationPolicy;
+use crate::barrier::{BarrierKind, Breadth, Variant};
+use crate::error::{Error, Result};
+use crate::workload::{BinaryTreesParams, GcBenchParams, GraphParams, LruParams, Workload};
+
+/// How much to run.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "lowercase")]
+pub enum Mode {
+    /// CI-sized: under a minute.
+    Quick,
+    /// The default: about half an hour on 2 CPUs.
+    Default,
+    /// Everything: 1 GiB live sets, six heap multiples, two thread counts.
+    Full,
+}
+
+impl Mode {
+    /// The name (`quick`, `default`, `full`).
+    pub fn name(self) -> &'static str {
+        match self {
+            Mode::Quick => "quick",
+            Mode::Default => "default",
+            Mode::Full => "full",
+        }
+    }
+}
+
+/// Bytes an end-to-end run allocates, per byte of its live set (all threads together):
+/// enough for several cycles at the largest heap multiple, the same at every heap size
+/// (GCBench's work is the benchmark itself, at its size).
+pub const ALLOCATED_PER_LIVE: f64 = 16.0;
+
+/// The same for `--quick`, whose runs are CI-sized.
+pub const QUICK_ALLOCATED_PER_LIVE: f64 = 8.0;
+
+/// The same for a step of the minimum-heap search: several full heaps of allocation, so
+/// that the live set and its fragmentation are reached, without the length of a
+/// measured run (a run near the minimum heap collects back to back).
+pub const FITS_ALLOCATED_PER_LIVE: f64 = 6.0;
+
+/// The smallest heap an end-to-end point of the default and full studies uses (MiB):
+/// above the last-level cache. A multiple that would give less is raised to it, and the
+/// multiple actually used is recorded.
+pub const MIN_POINT_HEAP_MIB: usize = 128;
+
+/// An end-to-end workload of the study: its kind and live size, by label.
+#[derive(Debug, Clone, PartialEq)]
+pub struct StudyWorkload {
+    /// `gcbench-l64`, `graph-spp1024-l64`, `lru-l64`, `binary-trees-l64` (live MiB).
+    pub label: String,
+    /// The workload's kind with its other knobs (its live size is set per thread count).
+    pub base: Workload,
+    /// Live bytes, all threads together.
+    pub live_bytes: u64,
+    /// Bytes a run allocates per live byte.
+    pub allocated_per_live: f64,
+}
+
+impl StudyWorkload {
+    fn new(kind: &str, base: Workload, live_mib: u64, allocated_per_live: f64) -> StudyWorkload {
+        let live_bytes = live_mib << 20;
+        let label = if live_mib >= 1 {
+            format!("{kind}-l{live_mib}")
+        } else {
+            kind.to_string()
+        };
+        StudyWorkload {
+            label,
+            base,
+            live_bytes,
+            allocated_per_live,
+        }
+    }
+
+    /// The workload one of `threads` threads runs: its share of the live set, and of the
+    /// allocation ([`StudyWorkload::allocated_per_live`]).
+    pub fn at_threads(&self, threads: usize) -> Workload {
+        self.sized(threads, self.allocated_per_live)
+    }
+
+    /// The workload of a minimum-heap search step ([`FITS_ALLOCATED_PER_LIVE`]).
+    pub fn for_fits(&self, threads: usize) -> Workload {
+        self.sized(
+            threads,
+            FITS_ALLOCATED_PER_LIVE.min(self.allocated_per_live),
+        )
+    }
+
+    fn sized(&self, threads: usize, per_live: f64) -> Workload {
+        let per_thread = self.live_bytes / threads.max(1) as u64;
+        let w = self.base.with_live(per_thread);
+        match w {
+            // GCBench's work is the benchmark itself, once.
+            Workload::GcBench(_) => w,
+            _ => w.with_allocation(self.live_bytes as f64 * per_live, threads),
+        }
+    }
+}
+
+/// What the study runs.
+#[derive(Debug, Clone)]
+pub struct StudyConfig {
+    /// How much.
+    pub mode: Mode,
+    /// Output folder.
+    pub out: PathBuf,
+    /// Barriers to run (`None` is always run: it is the baseline).
+    pub trackers: Vec<BarrierKind>,
+    /// Mutator thread counts for the end-to-end runs.
+    pub threads: Vec<usize>,
+    /// Heap sizes as multiples of each workload's minimum heap.
+    pub heap_multiples: Vec<f64>,
+    /// Live sets of the end-to-end workloads (MiB, all threads together).
+    pub live_mib: Vec<u64>,
+    /// End-to-end invocations per point.
+    pub invocations: InvocationPolicy,
+    /// Micro processes per (variant, pattern).
+    pub micro_processes: usize,
+    /// Seed of the run order, the page orders and the bootstrap.
+    pub seed: u64,
+    /// Whether the seed was given rather than drawn fresh.
+    pub seed_given: bool,
+    /// Pin every child process (all its threads) to this CPU.
+    pub pin_cpu: Option<usize>,
+    /// A child running longer than this is killed and recorded as an `error` row.
+    pub timeout: Duration,
+    /// Run bdwgc's rows where `libgc.so.1` is present.
+    pub peer: bool,
+    /// Show progress on stderr.
+    pub progress: bool,
+}
+
+/// A seed drawn fresh for a run: the clock's nanoseconds mixed with the process id.
+pub fn fresh_seed() -> u64 {
+    let t = std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .map_or(0, |d| d.as_nanos() as u64);
+    super::stats::seed_for(t, &std::process::id().to_string())
+}
+
+impl StudyConfig {
+    /// The built-in defaults of a mode, writing into `out`, with a fresh seed.
+    pub fn new(mode: Mode, out: PathBuf) -> StudyConfig {
+        let (threads, heap_multiples, live_mib) = match mode {
+            Mode::Quick => (vec![1], vec![2.0, 3.0], vec![4]),
+            Mode::Default => (vec![1], vec![1.5, 2.0, 3.0], vec![64]),
+            Mode::Full => (
+                vec![1, 2],
+                vec![1.25, 1.5, 2.0, 3.0, 4.0, 6.0],
+                vec![64, 1024],
+            ),
+        };
+        let invocations = match mode {
+            Mode::Quick => InvocationPolicy {
+                min: 2,
+                max: 2,
+                target_width: 0.10,
+            },
+            Mode::Default => InvocationPolicy {
+                min: 4,
+                max: 6,
+                target_width: 0.10,
+            },
+            Mode::Full => InvocationPolicy {
+                min: 6,
+                max: 20,
+                target_width: 0.05,
+            },
+        };
+        StudyConfig {
+            mode,
+            out,
+            trackers: BarrierKind::ALL.to_vec(),
+            threads,
+            heap_multiples,
+            live_mib,
+            invocations,
+            micro_processes: match mode {
+                Mode::Quick => 2,
+                Mode::Default => 4,
+                Mode::Full => 8,
+            },
+            seed: fresh_seed(),
+            seed_given: false,
+            pin_cpu: None,
+            timeout: Duration::from_secs(match mode {
+                Mode::Quick => 60,
+                _ => 600,
+            }),
+            peer: true,
+            progress: true,
+        }
+    }
+
+    /// Checks what a user may set: every value in range, no list with a value twice,
+    /// each error naming its flag.
+    pub fn validate(&self) -> Result<()> {
+        let bad = |msg: String| Err(Error::InvalidArgument(msg));
+        let twice = |name: &str, values: Vec<String>| -> Result<()> {
+            let mut seen = std::collections::BTreeSet::new();
+            for v in values {
+                if !seen.insert(v.clone()) {
+                    return bad(format!("{name}: `{v}` is given twice"));
+                }
+            }
+            Ok(())
+        };
+        let names = |v: &[BarrierKind]| v.iter().map(|k| k.to_string()).collect();
+        twice("--trackers", names(&self.trackers))?;
+        if self.threads.is_empty() || self.threads.iter().any(|&t| t == 0 || t > 1024) {
+            return bad(format!(
+                "--threads {:?}: each count must be 1 to 1024",
+                self.threads
+            ));
+        }
+        twice(
+            "--threads",
+            self.threads.iter().map(|t| t.to_string()).collect(),
+        )?;
+        if self.heap_multiples.is_empty()
+            || self
+                .heap_multiples
+                .iter()
+                .any(|m| !m.is_finite() || !(1.0..=1000.0).contains(m))
+        {
+            return bad(format!(
+                "--heap {:?}: each multiple of the minimum heap must be a number from 1 to 1000 \
+                 (1 = the workload's minimum heap)",
+                self.heap_multiples
+            ));
+        }
+        twice(
+            "--heap",
+            self.heap_multiples.iter().map(|m| m.to_string()).collect(),
+        )?;
+        if self.live_mib.is_empty() || self.live_mib.iter().any(|&l| !(1..=16 << 10).contains(&l)) {
+            return bad(format!(
+                "--live-mib {:?}: each live set must be 1 to 16384 MiB",
+                self.live_mib
+            ));
+        }
+        twice(
+            "--live-mib",
+            self.live_mib.iter().map(|m| m.to_string()).collect(),
+        )?;
+        let inv = &self.invocations;
+        if !(1..=1000).contains(&inv.min) || !(inv.min..=1000).contains(&inv.max) {
+            return bad(format!(
+                "--invocations {} / --max-invocations {}: at least 1, at most 1000, the \
+                 maximum not below the minimum",
+                inv.min, inv.max
+            ));
+        }
+        if !(inv.target_width.is_finite() && inv.target_width > 0.0) {
+            return bad(format!(
+                "--ci-width {}: a positive share of the median (0.1 = 10%)",
+                inv.target_width
+            ));
+        }
+        if self.timeout.is_zero() {
+            return bad("--timeout-s 0: a point needs at least a second".into());
+        }
+        if let Some(c) = self.pin_cpu {
+            let allowed = crate::sys::process::allowed_cpus()?;
+            if !allowed.contains(&c) {
+                return bad(format!(
+                    "--pin-cpu {c}: this process may run on CPUs {allowed:?} only (its \
+                     affinity mask)"
+                ));
+            }
+        }
+        Ok(())
+    }
+
+    /// The stores per page of the micro sweep.
+    pub fn stores_per_page(&self) -> Vec<u64> {
+        match self.mode {
+            Mode::Quick => vec![1, 16, 256, 4096],
+            Mode::Default => vec![1, 4, 16, 64, 256, 1024, 4096, 16384],
+            Mode::Full => vec![
+                1, 2, 4, 8, 16, 32, 64, 128, 256, 512, 1024, 2048, 4096, 16384, 65536,
+            ],
+        }
+    }
+
+    /// Pages of the micro's region: twice the last-level cache (so that the card table
+    /// and the page tables do not all stay cached), 4 MiB in quick mode.
+    pub fn micro_pages(&self) -> usize {
+        match self.mode {
+            Mode::Quick => 1024,
+            _ => (2 * last_level_cache_bytes().unwrap_or(32 << 20) / crate::sys::PAGE_SIZE)
+                .clamp(4096, 1 << 16),
+        }
+    }
+
+    /// Rounds inside one micro process (their median is the process's value).
+    pub fn micro_rounds(&self) -> usize {
+        match self.mode {
+            Mode::Quick => 2,
+            _ => 5,
+        }
+    }
+
+    /// The smallest heap of an end-to-end point (MiB).
+    pub fn min_point_heap_mib(&self) -> usize {
+        match self.mode {
+            Mode::Quick => 1,
+            _ => MIN_POINT_HEAP_MIB,
+        }
+    }
+
+    /// The end-to-end workloads: each kind at each live size. Add one here and it runs
+    /// everywhere (the child finds it by label in this list).
+    pub fn workloads(&self) -> Vec<StudyWorkload> {
+        let graph = GraphParams {
+            stores_per_page: 1024,
+            alloc_every: 2,
+            ..GraphParams::default()
+        };
+        // Values of 512 bytes and a key space five times the capacity: the cache
+        // allocates enough per operation for its run to stay a few seconds long.
+        let lru = LruParams {
+            value_bytes: 512,
+            ..LruParams::default()
+        };
+        let per_live = match self.mode {
+            Mode::Quick => QUICK_ALLOCATED_PER_LIVE,
+            _ => ALLOCATED_PER_LIVE,
+        };
+        let new = |kind, w, live| StudyWorkload::new(kind, w, live, per_live);
+        let mut out = Vec::new();
+        for &live in &self.live_mib {
+            out.push(new(
+                "gcbench",
+                Workload::GcBench(GcBenchParams::CLASSIC),
+                live,
+            ));
+            if self.mode == Mode::Full {
+                // Few stores per page keep replaced nodes reachable: the live set grows
+                // through the run and few cycles complete; only the full study runs it.
+                out.push(new(
+                    "graph-spp4",
+                    Workload::Graph(GraphParams {
+                        stores_per_page: 4,
+                        ..graph
+                    }),
+                    live,
+                ));
+            }
+            out.push(new("graph-spp1024", Workload::Graph(graph), live));
+            out.push(new("lru", Workload::Lru(lru), live));
+            out.push(new(
+                "binary-trees",
+                Workload::BinaryTrees(BinaryTreesParams::default()),
+                live,
+            ));
+        }
+        out
+    }
+
+    /// The variants of the micro: each tracker's (`uffd-wp` has one per service layout),
+    /// only the default one per tracker in quick mode; `none` always runs.
+    pub fn variants(&self) -> Vec<Variant> {
+        self.variants_of(match self.mode {
+            Mode::Quick => Breadth::One,
+            _ => Breadth::Every,
+        })
+    }
+
+    /// The variants of the end-to-end runs: every `uffd-wp` service layout in full mode
+    /// only (the micro measures them all in the default mode).
+    pub fn end_to_end_variants(&self) -> Vec<Variant> {
+        self.variants_of(match self.mode {
+            Mode::Full => Breadth::Every,
+            _ => Breadth::One,
+        })
+    }
+
+    fn variants_of(&self, breadth: Breadth) -> Vec<Variant> {
+        let mut kinds = self.trackers.clone();
+        kinds.push(BarrierKind::None);
+        Variant::list(&kinds, breadth)
+    }
+}
+
+/// The size of the largest (last-level) CPU cache of CPU 0, from
+/// `/sys/devices/system/cpu/cpu0/cache/index*/{level,size}`.
+pub fn last_level_cache_bytes() -> Option<usize> {
+    let dir = std::fs::read_dir("/sys/devices/system/cpu/cpu0/cache").ok()?;
+    let mut best: Option<(u32, usize)> = None;
+    for e in dir.flatten() {
+        let read = |f: &str| std::fs::read_to_string(e.path().join(f)).ok();
+        let (Some(level), Some(size)) = (read("level"), read("size")) else {
+            continue;
+        };
+        let Ok(level) = level.trim().parse::<u32>() else {
+            continue;
+        };
+        let size = size.trim();
+        let bytes = if let Some(k) = size.strip_suffix('K') {
+            k.parse::<usize>().ok()? << 10
+        } else if let Some(m) = size.strip_suffix('M') {
+            m.parse::<usize>().ok()? << 20
+        } else {
+            size.parse().ok()?
+        };
+        if best.is_none_or(|b| (level, bytes) > b) {
+            best = Some((level, bytes));
+        }
+    }
+    best.map(|b| b.1)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn the_last_level_cache_is_found() {
+        if std::path::Path::new("/sys/devices/system/cpu/cpu0/cache/index0").exists() {
+            let llc = last_level_cache_bytes().expect("a cache size");
+            assert!(llc >= 64 << 10, "{llc}");
+        }
+    }
+
+    #[test]
+    fn workloads_hold_their_live_set_and_do_the_same_work_at_every_heap() {
+        let c = StudyConfig::new(Mode::Default, ".".into());
+        let labels: Vec<String> = c.workloads().iter().map(|w| w.label.clone()).collect();
+        assert_eq!(
+            labels,
+            [
+                "gcbench-l64",
+                "graph-spp1024-l64",
+                "lru-l64",
+                "binary-trees-l64"
+            ]
+        );
+        for w in c.workloads() {
+            let one = w.at_threads(1);
+            let alloc = one.allocation_estimate() as f64;
+            assert!(alloc >= 8.0 * w.live_bytes as f64, "{}: {alloc}", w.label);
+            match one {
+                Workload::GcBench(p) => {
+                    let live = p.live_bytes() as f64 / w.live_bytes as f64;
+                    assert!((0.75..=1.05).contains(&live), "gcbench live share {live}");
+                }
+                Workload::Graph(p) => {
+                    let live = p.live_bytes() as f64 / w.live_bytes as f64;
+                    assert!((0.9..=1.1).contains(&live), "graph live share {live}");
+                }
+                Workload::BinaryTrees(p) => {
+                    let tree = BinaryTreesParams::tree_size(p.depth) * 32;
+                    assert!(tree * 2 > w.live_bytes && tree <= w.live_bytes, "{tree}");
+                }
+                Workload::Lru(p) => {
+                    let entry = crate::workload::cell_bytes(4, 8)
+                        + crate::workload::cell_bytes(0, p.value_bytes)
+                        + 8;
+                    let live = (p.capacity as u64 * entry) as f64 / w.live_bytes as f64;
+                    assert!((0.9..=1.0).contains(&live), "lru live share {live}: {p:?}");
+                }
+            }
+            // Two threads share the same live set and allocation.
+            let two = w.at_threads(2);
+            let ratio = 2.0 * two.allocation_estimate() as f64 / alloc;
+            assert!((0.8..=1.25).contains(&ratio), "{}: {ratio}", w.label);
+        }
+        assert!(
+            StudyConfig::new(Mode::Full, ".".into())
+                .live_mib
+                .contains(&1024)
+        );
+    }
+
+    #[test]
+    fn each_run_draws_its_own_seed() {
+        let a = StudyConfig::new(Mode::Quick, ".".into()).seed;
+        std::thread::sleep(Duration::from_millis(2));
+        let b = StudyConfig::new(Mode::Quick, ".".into()).seed;
+        assert_ne!(a, b);
+    }
+
+    #[test]
+    fn a_cpu_outside_the_affinity_mask_is_refused_naming_the_flag() {
+        let mut c = StudyConfig::new(Mode::Quick, ".".into());
+        let allowed = crate::sys::process::allowed_cpus().unwrap();
+        c.pin_cpu = Some(allowed[allowed.len() - 1]);
+        c.validate().unwrap();
+        c.pin_cpu = Some(100_000);
+        let e = c.validate().unwrap_err().to_string();
+        assert!(e.contains("--pin-cpu") && e.contains("affinity"), "{e}");
+    }
+}

@@ -1,0 +1,157 @@
+//! Concurrency health of an end-to-end point: whether a barrier's numbers there measure
+//! the barrier, or something else.
+//!
+//! A concurrent barrier's result is a barrier result only when its collector ran as a
+//! concurrent collector: if more than [`MAX_FALLBACK_SHARE`] of its cycles were full
+//! stop-the-world collections forced by an allocation (fallbacks), or if it ran a number
+//! of cycles more than [`MAX_CYCLE_GAP`] away from the card table's at the same point
+//! (the schedule, not the barrier, then differs), the point is marked with the reason and
+//! no verdict is drawn from it. It reads rows and decides; it never prints.
+
+use super::data::{Metric, Row, Section, select};
+use super::stats::median;
+
+/// The largest share of a point's cycles that may be fallbacks.
+pub const MAX_FALLBACK_SHARE: f64 = 0.10;
+
+/// The largest relative difference from the card table's cycle count.
+pub const MAX_CYCLE_GAP: f64 = 0.20;
+
+/// The health columns of one (point, tracker), medians over its invocations.
+#[derive(Debug, Clone, PartialEq)]
+pub struct Health {
+    /// Cycles completed.
+    pub cycles: f64,
+    /// Fallbacks (full collections forced by an allocation).
+    pub fallbacks: f64,
+    /// Fallbacks over cycles.
+    pub fallback_share: f64,
+    /// Share of wall time with the tracker armed (NaN where not recorded).
+    pub armed_share: f64,
+    /// MiB allocated per cycle (NaN where not recorded).
+    pub alloc_per_cycle_mib: f64,
+    /// Why the point is not a barrier result, if it is not.
+    pub failure: Option<String>,
+}
+
+impl Health {
+    /// Whether verdicts may be drawn from the point.
+    pub fn passes(&self) -> bool {
+        self.failure.is_none()
+    }
+}
+
+/// Whether `tracker` is a concurrent barrier of barrierlab (the rule applies to those).
+pub fn is_concurrent(tracker: &str) -> bool {
+    tracker != "none" && !tracker.starts_with("bdwgc")
+}
+
+/// The health of `tracker` at a point; `None` without rows.
+pub fn health(
+    rows: &[Row],
+    tracker: &str,
+    workload: &str,
+    threads: usize,
+    heap_mib: f64,
+) -> Option<Health> {
+    let get = |t: &str, m: Metric| {
+        select(
+            rows,
+            Section::Macro,
+            t,
+            workload,
+            threads,
+            Some(heap_mib),
+            m,
+        )
+        .collect::<Vec<f64>>()
+    };
+    let cycles = get(tracker, Metric::Cycles);
+    if cycles.is_empty() {
+        return None;
+    }
+    let fallbacks = get(tracker, Metric::Fallbacks);
+    let shares: Vec<f64> = cycles
+        .iter()
+        .zip(&fallbacks)
+        .map(|(&c, &f)| if c > 0.0 { f / c } else { 0.0 })
+        .collect();
+    let med = |v: Vec<f64>| if v.is_empty() { f64::NAN } else { median(&v) };
+    let mut h = Health {
+        cycles: median(&cycles),
+        fallbacks: med(fallbacks),
+        fallback_share: med(shares),
+        armed_share: med(get(tracker, Metric::ArmedShare)),
+        alloc_per_cycle_mib: med(get(tracker, Metric::AllocPerCycleMib)),
+        failure: None,
+    };
+    if !is_concurrent(tracker) {
+        return Some(h);
+    }
+    let mut why = Vec::new();
+    if h.fallback_share > MAX_FALLBACK_SHARE {
+        why.push(format!(
+            "falls back in {:.0}% of its cycles (more than {:.0}%)",
+            h.fallback_share * 100.0,
+            MAX_FALLBACK_SHARE * 100.0
+        ));
+    }
+    let card = get("card-table", Metric::Cycles);
+    if !card.is_empty() && tracker != "card-table" {
+        let c = median(&card);
+        if c > 0.0 && ((h.cycles - c) / c).abs() > MAX_CYCLE_GAP {
+            why.push(format!(
+                "{} cycles against the card table's {} (more than {:.0}% apart)",
+                h.cycles,
+                c,
+                MAX_CYCLE_GAP * 100.0
+            ));
+        }
+    }
+    if !why.is_empty() {
+        h.failure = Some(why.join("; "));
+    }
+    Some(h)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn rows(tracker: &str, cycles: f64, fallbacks: f64) -> Vec<Row> {
+        let r = |metric, value| Row {
+            section: Section::Macro,
+            tracker: tracker.into(),
+            workload: "w".into(),
+            threads: 1,
+            heap_mib: 256.0,
+            invocation: 0,
+            round: 0,
+            metric,
+            value,
+            note: String::new(),
+        };
+        vec![r(Metric::Cycles, cycles), r(Metric::Fallbacks, fallbacks)]
+    }
+
+    #[test]
+    fn fallbacks_and_a_cycle_gap_fail_a_point_with_the_reason() {
+        let mut all = rows("card-table", 20.0, 0.0);
+        all.extend(rows("mprotect", 20.0, 3.0));
+        all.extend(rows("uffd-wp-async", 26.0, 0.0));
+        all.extend(rows("uffd-wp-sigbus", 23.0, 2.0));
+        all.extend(rows("none", 5.0, 0.0));
+        let h = |t| health(&all, t, "w", 1, 256.0).unwrap();
+        assert!(h("card-table").passes());
+        assert!(h("none").passes(), "the baseline is not judged by the rule");
+        let m = h("mprotect");
+        assert!(m.failure.as_deref().unwrap().contains("15%"), "{m:?}");
+        let a = h("uffd-wp-async");
+        assert!(a.failure.as_deref().unwrap().contains("26 cycles"), "{a:?}");
+        assert!(
+            h("uffd-wp-sigbus").passes(),
+            "9% fallbacks and 15% apart are within the rule"
+        );
+        assert!(health(&all, "other", "w", 1, 256.0).is_none());
+    }
+}

@@ -1,0 +1,408 @@
+//! The study's sweep, part by part: the micro, the minimum-heap searches, the end-to-end
+//! grid with its adaptive invocation count, and the heap map. Each part runs its points
+//! through [`super::runner`] and streams their rows to the CSV.
+//!
+//! End-to-end invocations: every point gets [`InvocationPolicy::min`] invocations, all
+//! points' invocations interleaved in a seeded random order; then, round by round, each
+//! point whose 95% interval of the median wall time is wider than
+//! [`InvocationPolicy::target_width`] of the median gets one more, up to
+//! [`InvocationPolicy::max`]. No invocation is a discarded warm-up: a fresh process
+//! warms nothing that the next one would inherit. It plans and runs; it never renders.
+
+use rand::SeedableRng;
+use rand::seq::SliceRandom;
+
+use super::config::{StudyConfig, StudyWorkload};
+use super::data::{Metric, Row, Section, Sink};
+use super::meta::InvocationPolicy;
+use super::minheap::{self, Trial};
+use super::point::{Outcome, Point, PointOutput, PointSpec};
+use super::runner::{Key, Progress, Ran, classify, invoke};
+use super::stats;
+use crate::barrier::Variant;
+use crate::error::Result;
+
+const MIB: f64 = (1 << 20) as f64;
+
+/// An end-to-end point to run.
+struct Planned {
+    key: Key,
+    point: Point,
+    multiple: f64,
+}
+
+/// Runs the study's parts, writing rows into its sink.
+pub struct Runner<'a> {
+    /// The configuration.
+    pub config: &'a StudyConfig,
+    /// The binary every point runs.
+    pub exe: std::path::PathBuf,
+    /// Where rows go.
+    pub sink: Sink,
+    /// The progress bar.
+    pub bar: Progress,
+    /// Variants (and the peer) that could not run, with the reason.
+    pub not_run: Vec<(String, String)>,
+}
+
+impl Runner<'_> {
+    fn spec(&self, point: Point, seed: u64) -> PointSpec {
+        PointSpec {
+            mode: self.config.mode,
+            live_mib: self.config.live_mib.clone(),
+            point,
+            pin_cpu: self.config.pin_cpu,
+            seed,
+        }
+    }
+
+    /// Notes that `who` cannot run, once.
+    pub fn unavailable(&mut self, who: String, why: String) {
+        if !self.not_run.iter().any(|u| u.0 == who) {
+            self.not_run.push((who, why));
+        }
+    }
+
+    /// The micro: every (variant, pattern) in [`StudyConfig::micro_processes`] processes
+    /// of several rounds each, all in a seeded random order.
+    pub fn micro(&mut self, variants: &[Variant]) -> Result<()> {
+        let c = self.config;
+        let region = c.micro_pages();
+        // (label, stores per page, random, dirtied share, pinned)
+        let mut patterns: Vec<(String, u64, bool, f64, bool)> = c
+            .stores_per_page()
+            .into_iter()
+            .map(|spp| (format!("pages-spp{spp}"), spp, false, 1.0, false))
+            .collect();
+        for spp in [1, 64] {
+            patterns.push((format!("pages-spp{spp}-random"), spp, true, 1.0, false));
+        }
+        for f in [0.1, 0.01] {
+            patterns.push((format!("pages-spp16-f{f}"), 16, false, f, false));
+        }
+        patterns.push(("pages-spp1-pinned".into(), 1, false, 1.0, true));
+        // The pinned pattern runs on the CPU given, or the first this process may use.
+        let pin = match c.pin_cpu {
+            Some(cpu) => cpu,
+            None => crate::sys::process::allowed_cpus()?
+                .first()
+                .copied()
+                .unwrap_or(0),
+        };
+        let mut jobs: Vec<(&Variant, usize, usize)> = variants
+            .iter()
+            .flat_map(|v| {
+                (0..patterns.len())
+                    .flat_map(move |i| (0..c.micro_processes).map(move |p| (v, i, p)))
+            })
+            .collect();
+        jobs.shuffle(&mut rand::rngs::SmallRng::seed_from_u64(c.seed ^ 0x1c40));
+        self.bar.grow(jobs.len() as u64);
+        let mut skip: Vec<String> = Vec::new();
+        for (v, i, process) in jobs {
+            let (label, spp, random, fraction, pinned) = patterns[i].clone();
+            self.bar
+                .step(format!("micro {} {label} #{process}", v.name()));
+            if skip.contains(&v.name()) {
+                continue;
+            }
+            let mut spec = self.spec(
+                Point::Micro {
+                    variant: v.name(),
+                    label: label.clone(),
+                    region_pages: region,
+                    stores_per_page: spp,
+                    random,
+                    dirty_fraction: fraction,
+                    rounds: c.micro_rounds(),
+                },
+                stats::seed_for(c.seed, &format!("{label}/{process}")),
+            );
+            if pinned {
+                spec.pin_cpu = Some(pin);
+            }
+            let key = Key {
+                tracker: v.name(),
+                workload: label,
+                threads: 1,
+                heap_mib: (region * crate::sys::PAGE_SIZE) as f64 / MIB,
+            };
+            match classify(&key, process, invoke(&self.exe, &spec, c.timeout)) {
+                Ok(rows) => rows.into_iter().try_for_each(|r| self.sink.push(r))?,
+                Err(why) => {
+                    skip.push(v.name());
+                    self.unavailable(v.name(), why);
+                }
+            }
+        }
+        Ok(())
+    }
+
+    /// The minimum heap of `w` on `threads` threads, searched with a fresh process per
+    /// run; its rows (`min_heap_mib`, `min_heap_fails_mib`) or an `error` row with the
+    /// reason. Returns the minimum in bytes.
+    fn min_heap(&mut self, w: &StudyWorkload, threads: usize) -> Result<Option<usize>> {
+        let timeout = self.config.timeout;
+        let exe = self.exe.clone();
+        let label = w.label.clone();
+        let mut runs = 0;
+        let found = minheap::search(w.live_bytes as usize, minheap::RUNS_TO_FIT, |bytes| {
+            runs += 1;
+            self.bar.step(format!(
+                "minimum heap {label} x{threads}: {:.1} MiB",
+                bytes as f64 / MIB
+            ));
+            self.bar.grow(1);
+            let spec = self.spec(
+                Point::Fits {
+                    workload: label.clone(),
+                    threads,
+                    heap_bytes: bytes,
+                },
+                0,
+            );
+            match invoke(&exe, &spec, timeout) {
+                Ran::Output(PointOutput {
+                    outcome: Outcome::Ok,
+                    rows,
+                }) => {
+                    if rows
+                        .iter()
+                        .any(|r| r.metric == Metric::Fits && r.value == 1.0)
+                    {
+                        Trial::Completed
+                    } else {
+                        Trial::OutOfMemory
+                    }
+                }
+                Ran::Output(o) => Trial::Broken(format!("{:?}", o.outcome)),
+                Ran::TimedOut(why) => Trial::Broken(format!("timed out ({why})")),
+                Ran::Crashed(why) => Trial::Broken(format!("crashed ({why})")),
+            }
+        });
+        let key = |heap_mib| Key {
+            tracker: "none".into(),
+            workload: w.label.clone(),
+            threads,
+            heap_mib,
+        };
+        match found {
+            Ok(b) => {
+                let k = key(b.fits as f64 / MIB);
+                let note = format!("{} runs, {} in a row to fit", b.runs, minheap::RUNS_TO_FIT);
+                self.sink.push(k.row(
+                    Section::Minheap,
+                    0,
+                    Metric::MinHeapMib,
+                    b.fits as f64 / MIB,
+                    note,
+                ))?;
+                self.sink.push(k.row(
+                    Section::Minheap,
+                    0,
+                    Metric::MinHeapFailsMib,
+                    b.fails as f64 / MIB,
+                    String::new(),
+                ))?;
+                Ok(Some(b.fits))
+            }
+            Err(why) => {
+                let note = format!(
+                    "the minimum-heap search for {} on {threads} thread(s) gave no answer: {why}",
+                    w.label
+                );
+                self.sink
+                    .push(key(0.0).row(Section::Error, 0, Metric::MinHeap, 1.0, note))?;
+                Ok(None)
+            }
+        }
+    }
+
+    /// Searches every workload's minimum heap and lays out the end-to-end grid: a point
+    /// per heap multiple and variant (heaps at least [`StudyConfig::min_point_heap_mib`],
+    /// each point's multiple as used), and bdwgc's two modes on GCBench with one thread.
+    /// Returns the grid and the heap-map run (the first page tracker, the first workload
+    /// at twice its minimum).
+    fn plan(&mut self, variants: &[Variant]) -> Result<(Vec<Planned>, Option<Planned>)> {
+        let c = self.config;
+        let e2e: Vec<String> = c.end_to_end_variants().iter().map(|v| v.name()).collect();
+        let mut points = Vec::new();
+        let mut heap_map = None;
+        for w in c.workloads() {
+            for &threads in &c.threads {
+                let Some(min) = self.min_heap(&w, threads)? else {
+                    continue;
+                };
+                let floor = c.min_point_heap_mib() << 20;
+                let mut heaps: Vec<usize> = Vec::new();
+                for &mult in &c.heap_multiples {
+                    let bytes = ((min as f64 * mult / minheap::GRAIN as f64).ceil() as usize
+                        * minheap::GRAIN)
+                        .max(floor);
+                    if !heaps.contains(&bytes) {
+                        heaps.push(bytes);
+                    }
+                }
+                for bytes in heaps {
+                    let multiple = bytes as f64 / min as f64;
+                    let key = |tracker: &str| Key {
+                        tracker: tracker.into(),
+                        workload: w.label.clone(),
+                        threads,
+                        heap_mib: bytes as f64 / MIB,
+                    };
+                    for v in variants.iter().filter(|v| e2e.contains(&v.name())) {
+                        let point = Point::Run {
+                            workload: w.label.clone(),
+                            variant: v.name(),
+                            threads,
+                            heap_bytes: bytes,
+                            heap_map: false,
+                        };
+                        points.push(Planned {
+                            key: key(&v.name()),
+                            point,
+                            multiple,
+                        });
+                    }
+                    if c.peer && threads == 1 && w.label.starts_with("gcbench") {
+                        for (name, incremental) in
+                            [("bdwgc-stw", false), ("bdwgc-incremental", true)]
+                        {
+                            let point = Point::Peer {
+                                workload: w.label.clone(),
+                                incremental,
+                                heap_bytes: bytes,
+                            };
+                            points.push(Planned {
+                                key: key(name),
+                                point,
+                                multiple,
+                            });
+                        }
+                    }
+                }
+                if heap_map.is_none() && threads == 1 {
+                    heap_map = variants.iter().find(|v| v.kind.is_page_level()).map(|v| {
+                        let bytes = 2 * min;
+                        Planned {
+                            key: Key {
+                                tracker: v.name(),
+                                workload: w.label.clone(),
+                                threads: 1,
+                                heap_mib: bytes as f64 / MIB,
+                            },
+                            point: Point::Run {
+                                workload: w.label.clone(),
+                                variant: v.name(),
+                                threads: 1,
+                                heap_bytes: bytes,
+                                heap_map: true,
+                            },
+                            multiple: 2.0,
+                        }
+                    });
+                }
+            }
+        }
+        Ok((points, heap_map))
+    }
+
+    /// The whole end-to-end part: the plan, the points, the heap map.
+    pub fn end_to_end(&mut self, variants: &[Variant]) -> Result<()> {
+        let (points, heap_map) = self.plan(variants)?;
+        self.run_points(&points)?;
+        if let Some(map) = heap_map {
+            let ran = invoke(&self.exe, &self.spec(map.point, 0), self.config.timeout);
+            if let Ok(rows) = classify(&map.key, 0, ran) {
+                rows.into_iter().try_for_each(|r| self.sink.push(r))?;
+            }
+        }
+        Ok(())
+    }
+
+    /// Whether a point has what it needs: its wall-time interval within the target, or
+    /// the most invocations, or no valid invocation after the minimum.
+    fn settled(&self, p: &Planned, done: usize, policy: &InvocationPolicy) -> bool {
+        if done >= policy.max {
+            return true;
+        }
+        if done < policy.min {
+            return false;
+        }
+        let wall: Vec<f64> = self
+            .sink
+            .rows
+            .iter()
+            .filter(|r| {
+                r.section == Section::Macro
+                    && r.metric == Metric::WallMs
+                    && r.tracker == p.key.tracker
+                    && r.workload == p.key.workload
+                    && r.threads == p.key.threads
+                    && r.heap_mib == p.key.heap_mib
+            })
+            .map(|r| r.value)
+            .collect();
+        if wall.is_empty() {
+            return true;
+        }
+        let seed = stats::seed_for(self.config.seed, &format!("settle/{:?}", p.key));
+        stats::median_ci(&wall, seed)
+            .is_some_and(|i| (i.hi - i.lo) / i.estimate.abs() <= policy.target_width)
+    }
+
+    fn run_points(&mut self, points: &[Planned]) -> Result<()> {
+        let policy = self.config.invocations;
+        let mut done = vec![0usize; points.len()];
+        let mut skip = vec![false; points.len()];
+        let mut rng = rand::rngs::SmallRng::seed_from_u64(self.config.seed);
+        let mut round = 0;
+        loop {
+            let mut jobs: Vec<usize> = (0..points.len())
+                .filter(|&p| !skip[p] && !self.settled(&points[p], done[p], &policy))
+                .flat_map(|p| std::iter::repeat_n(p, if round == 0 { policy.min } else { 1 }))
+                .collect();
+            if jobs.is_empty() {
+                return Ok(());
+            }
+            round += 1;
+            jobs.shuffle(&mut rng);
+            self.bar.grow(jobs.len() as u64);
+            for p in jobs {
+                let Planned {
+                    key,
+                    point,
+                    multiple,
+                } = &points[p];
+                self.bar.step(format!(
+                    "{} {} x{} {:.0} MiB #{}",
+                    key.workload, key.tracker, key.threads, key.heap_mib, done[p]
+                ));
+                if skip[p] {
+                    continue;
+                }
+                let ran = invoke(&self.exe, &self.spec(point.clone(), 0), self.config.timeout);
+                match classify(key, done[p], ran) {
+                    Ok(mut rows) => {
+                        if rows.iter().any(|r| r.section == Section::Macro) {
+                            rows.push(key.row(
+                                Section::Macro,
+                                done[p],
+                                Metric::HeapMultiple,
+                                *multiple,
+                                String::new(),
+                            ));
+                        }
+                        rows.into_iter().try_for_each(|r: Row| self.sink.push(r))?;
+                    }
+                    Err(why) => {
+                        skip[p] = true;
+                        self.unavailable(key.tracker.clone(), why);
+                    }
+                }
+                done[p] += 1;
+            }
+        }
+    }
+}

@@ -1,0 +1,216 @@
+//! The end-to-end section: one table per point (workload, threads, heap), every variant's
+//! time, CPU, pauses, MMU and concurrency health, with its ratios to `none`; then the
+//! dirty granules by cause.
+
+use super::Doc;
+use crate::study::data::{Metric, PointKey, Row, Section, heap_multiple, points, select, trackers};
+use crate::study::format::fmt;
+use crate::study::health::{self, MAX_CYCLE_GAP, MAX_FALLBACK_SHARE};
+use crate::study::point::MMU_WINDOWS_MS;
+use crate::study::stats::{self, median};
+use crate::study::summary::Cell;
+
+/// The heading of a point's table (tests and the paper find points by it).
+pub fn point_heading(rows: &[Row], (wl, threads, heap): &PointKey) -> String {
+    let mult = heap_multiple(rows, wl, *threads, *heap);
+    format!(
+        "{wl}, {threads} thread(s), {} MiB heap ({} times the minimum)",
+        fmt(*heap),
+        mult.map_or("?".into(), fmt)
+    )
+}
+
+const COLUMNS: [&str; 25] = [
+    "tracker",
+    "n",
+    "wall ms",
+    "wall ÷ none",
+    "",
+    "CPU ms",
+    "CPU ÷ none",
+    "",
+    "CPU mut / coll / service ms",
+    "STW ms",
+    "p50 µs",
+    "p99 µs",
+    "max µs",
+    "max ÷ none",
+    "MMU 10 ms",
+    "MMU 1 / 100 ms",
+    "MMU with stalls 10 ms",
+    "cycles",
+    "fallbacks",
+    "armed",
+    "MiB / cycle",
+    "faults",
+    "remark dirty",
+    "RSS MiB",
+    "health",
+];
+
+pub(super) fn write(doc: &mut Doc, rows: &[Row], seed: u64) {
+    let keys = points(rows, Section::Macro);
+    if keys.is_empty() {
+        return;
+    }
+    doc.heading(2, "End to end");
+    doc.para(&format!(
+        "Per point: *n* valid invocations; wall time and the process's CPU time with their ratios to \
+         `none` (stop-the-world) and the verdict; CPU by thread role (mutators / collector thread / \
+         `uffd-wp` fault-service thread); stop-the-world (STW) time; pause percentiles (HDR histogram) \
+         and the longest pause's ratio to `none`'s; minimum mutator utilisation (MMU) over the pauses at \
+         10 ms windows (with its interval), 1 and 100 ms; the MMU over pauses *and* the writers' fault \
+         stalls at 10 ms (– where the tracker has no stalls to measure). Concurrency health: *cycles* \
+         completed; *fallbacks* (full collections an allocation forced); *armed*, the share of wall \
+         time with the tracker armed, from the cycle log (per concurrent cycle: arm, the initial-mark \
+         pause, concurrent mark and pre-clean, the remark pause); *MiB / cycle* allocated. A concurrent \
+         barrier whose fallbacks exceed {:.0}% of its cycles, or whose cycle count is more than {:.0}% \
+         from the card table's, is marked in *health* and gets no verdict: its numbers measure the \
+         schedule, not the barrier. bdwgc rows (GCBench, one thread) come from `libgc.so.1` in its own \
+         process.",
+        MAX_FALLBACK_SHARE * 100.0,
+        MAX_CYCLE_GAP * 100.0
+    ));
+    for key in &keys {
+        let (wl, threads, heap) = key;
+        doc.heading(3, &point_heading(rows, key));
+        let get = |t: &str, m: Metric| {
+            select(rows, Section::Macro, t, wl, *threads, Some(*heap), m).collect::<Vec<f64>>()
+        };
+        let mut table = Vec::new();
+        for t in trackers(rows, Section::Macro) {
+            let wall = get(&t, Metric::WallMs);
+            if wall.is_empty() {
+                continue;
+            }
+            let seed = stats::seed_for(seed, &format!("{t}/{wl}/{threads}/{heap}"));
+            let med = |m: Metric| {
+                let v = get(&t, m);
+                if v.is_empty() { f64::NAN } else { median(&v) }
+            };
+            let h = health::health(rows, &t, wl, *threads, *heap);
+            let passes = h.as_ref().is_none_or(|h| h.passes());
+            let ratio = |m: Metric| -> (Cell, Cell) {
+                if t == "none" {
+                    return (Cell::text("baseline"), Cell::text(""));
+                }
+                let i = stats::ratio_of_medians(&get(&t, m), &get("none", m), seed);
+                let verdict = match i {
+                    Some(_) if !passes => "not judged (health)",
+                    Some(i) => i.time_verdict(),
+                    None => "",
+                };
+                (Cell::ratio(i, verdict), Cell::text(verdict))
+            };
+            let (wr, wv) = ratio(Metric::WallMs);
+            let (cr, cv) = ratio(Metric::CpuTotalMs);
+            let (pr, _) = ratio(Metric::PauseMaxUs);
+            let ci = |m: Metric| Cell::estimate(stats::median_ci(&get(&t, m), seed));
+            table.push(vec![
+                Cell::text(t.clone()),
+                Cell::count(wall.len() as f64),
+                ci(Metric::WallMs),
+                wr,
+                wv,
+                ci(Metric::CpuTotalMs),
+                cr,
+                cv,
+                Cell::text(format!(
+                    "{} / {} / {}",
+                    fmt(med(Metric::CpuMutatorMs)),
+                    fmt(med(Metric::CpuCollectorMs)),
+                    fmt(med(Metric::CpuServiceMs))
+                )),
+                Cell::number(med(Metric::StwMs)),
+                Cell::number(med(Metric::PauseP50Us)),
+                Cell::number(med(Metric::PauseP99Us)),
+                Cell::number(med(Metric::PauseMaxUs)),
+                pr,
+                ci(Metric::Mmu(10)),
+                Cell::text(format!(
+                    "{} / {}",
+                    fmt(med(Metric::Mmu(1))),
+                    fmt(med(Metric::Mmu(100)))
+                )),
+                ci(Metric::MmuStall(10)),
+                Cell::count(med(Metric::Cycles)),
+                Cell::count(med(Metric::Fallbacks)),
+                Cell::percent(med(Metric::ArmedShare)),
+                Cell::number(med(Metric::AllocPerCycleMib)),
+                Cell::count(med(Metric::Faults)),
+                Cell::count(med(Metric::RemarkDirty)),
+                Cell::number(med(Metric::PeakRssMib)),
+                Cell::text(match h.and_then(|h| h.failure) {
+                    Some(why) => format!("**marked**: {why}"),
+                    None => "ok".into(),
+                }),
+            ]);
+        }
+        doc.table(&COLUMNS, table);
+    }
+    doc.shows(
+        "what each barrier costs a whole program, in time and in CPU, beside stopping the world. \
+         A ratio above 1 with its interval above 1 is a cost; the pause columns and MMU are what \
+         the barrier buys (shorter pauses, more time for the mutator). On 2 CPUs a concurrent \
+         collector marks on the CPU the mutator does not use, so wall time can hide a cost that \
+         CPU time shows.",
+    );
+    dirty_split(doc, rows, &keys);
+    doc.para(&format!(
+        "MMU windows in the CSV: {MMU_WINDOWS_MS:?} ms (`mmu_*`, `mmu_stall_*`)."
+    ));
+    let mut methods: Vec<(&str, &str)> = rows
+        .iter()
+        .filter(|r| r.section == Section::Macro && r.metric == Metric::Stalls)
+        .map(|r| (r.tracker.as_str(), r.note.as_str()))
+        .collect();
+    methods.sort_unstable();
+    methods.dedup();
+    if !methods.is_empty() {
+        let mut text = String::from("How each tracker measures a writer's fault stall:\n");
+        for (t, how) in methods {
+            text.push_str(&format!("\n- `{t}`: {how}"));
+        }
+        doc.para(&text);
+    }
+}
+
+/// Harvested granules split by cause, per end-to-end point: first writes to pages the
+/// cycle allocated into (the allocation frontier) against writes to older objects.
+fn dirty_split(doc: &mut Doc, rows: &[Row], keys: &[PointKey]) {
+    doc.heading(3, "Dirty granules by cause");
+    doc.para(
+        "Granules (pages for the page trackers, cards for the card table) handed over by each \
+         cycle's harvests, summed over the run (median over invocations): on pages allocated into \
+         during the cycle (*frontier*: the first writes to new objects, which a card table pays \
+         only as card marks but a page tracker pays as faults) or on pages of objects older than \
+         the cycle (*old*: the mutations the barrier exists for).",
+    );
+    let mut table = Vec::new();
+    for (wl, threads, heap) in keys {
+        for t in trackers(rows, Section::Macro) {
+            let get = |m| {
+                select(rows, Section::Macro, &t, wl, *threads, Some(*heap), m).collect::<Vec<f64>>()
+            };
+            let (f, o) = (get(Metric::DirtyFrontier), get(Metric::DirtyOld));
+            if f.is_empty() || o.is_empty() || t == "none" {
+                continue;
+            }
+            let (f, o) = (median(&f), median(&o));
+            let share = if f + o > 0.0 { o / (f + o) } else { f64::NAN };
+            table.push(vec![
+                Cell::text(format!("{wl} x{threads} {} MiB", fmt(*heap))),
+                Cell::text(t.clone()),
+                Cell::count(f),
+                Cell::count(o),
+                Cell::percent(share),
+            ]);
+        }
+    }
+    doc.table(&["point", "tracker", "frontier", "old", "old share"], table);
+    doc.shows(
+        "how much of a page tracker's work is the allocation frontier (GCBench: nearly all) \
+         rather than mutation of old objects (the LRU cache and binary trees: a large share), \
+         which is where page protection can compete with card marking.",
+    );
+}

@@ -1,0 +1,99 @@
+//! The report's header: how the study ran (mode, invocations, seed, time), its warnings,
+//! and the machine table from `meta.json` (the probe's findings recorded when the study
+//! started, so that rendering again never runs the probe).
+
+use super::Doc;
+use crate::study::data::Row;
+use crate::study::meta::Meta;
+use crate::study::stats;
+use crate::study::summary::Cell;
+
+pub(super) fn write(doc: &mut Doc, _rows: &[Row], m: &Meta) {
+    doc.heading(1, "barrierlab study");
+    let policy = match &m.invocations {
+        Some(p) => format!(
+            "end-to-end points get at least {} invocation(s), then more until the 95% interval of \
+             the median wall time is within {:.0}% of it, at most {} (each point's *n* is in its \
+             table)",
+            p.min,
+            p.target_width * 100.0,
+            p.max
+        ),
+        None => "a fixed number of invocations per end-to-end point".into(),
+    };
+    let took = m.elapsed_s.map_or(
+        "It did not finish (interrupted or still running).".into(),
+        |s| format!("Took {s:.0} s."),
+    );
+    doc.para(&format!(
+        "Mode `{}`: {policy}; every invocation in a fresh process, none discarded as a \
+         warm-up (a fresh process inherits no warmed state); all invocations interleaved in \
+         a random order (seed {}, {}). {took}",
+        m.mode.as_deref().unwrap_or("default"),
+        m.seed,
+        if m.seed_given {
+            "given with --seed"
+        } else {
+            "drawn for this run"
+        }
+    ));
+    if !m.complete {
+        doc.para(
+            "> **Warning**: this study did not run to its end: the tables hold what it \
+             measured before it stopped.",
+        );
+    }
+    for w in &m.warnings {
+        doc.para(&format!("> **Warning**: {w}."));
+    }
+    doc.para(&format!(
+        "Statistics: every figure is the median over invocations (for the micro: over \
+         processes, each the median of its rounds) with its 95% percentile-bootstrap interval \
+         in brackets ({} resamples, seeded); every ratio is a ratio of medians with its \
+         interval. \"Faster\" or \"slower\" is said only where the interval excludes 1, at a \
+         point whose concurrency health passes.",
+        stats::RESAMPLES
+    ));
+    doc.heading(2, "Machine");
+    let mut rows = vec![
+        ("commit", format!("{} (version {})", m.commit, m.version)),
+        ("command", format!("`{}`", m.command_line.join(" "))),
+        ("date", m.date_utc.clone()),
+        ("kernel", m.kernel.clone()),
+        ("CPU", format!("{} × {}", m.cpus, m.cpu_model)),
+        (
+            "load average",
+            format!(
+                "{:.2} before, {} after",
+                m.load_before,
+                m.load_after.map_or("–".into(), |l| format!("{l:.2}"))
+            ),
+        ),
+        (
+            "CPU steal during the run",
+            m.steal_share
+                .map_or("–".into(), |s| format!("{:.2}%", s * 100.0)),
+        ),
+    ];
+    if let Some(h) = &m.binary_fnv1a64 {
+        rows.push(("binary (FNV-1a 64)", h.clone()));
+    }
+    let mut cells: Vec<Vec<Cell>> = rows
+        .into_iter()
+        .map(|(k, v)| vec![Cell::text(k), Cell::text(v)])
+        .collect();
+    for (k, v) in &m.machine {
+        cells.push(vec![Cell::text(k.clone()), Cell::text(v.clone())]);
+    }
+    doc.table(&["", ""], cells);
+    if !m.not_run.is_empty() {
+        let mut text = String::from("Not run:\n");
+        for (v, why) in &m.not_run {
+            text.push_str(&format!("\n- `{v}`: {}", why.replace('\n', " ")));
+            if v.starts_with("bdwgc") {
+                text.push_str(" (add bdwgc with `apt-get install libgc1`)");
+            }
+        }
+        doc.para(&text);
+    }
+}

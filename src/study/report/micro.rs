@@ -1,0 +1,248 @@
+//! The micro sections: cost per store, per dirtied page and per cycle; the crossover
+//! with the card table; page order; the share of the region dirtied; one CPU.
+
+use super::Doc;
+use crate::study::config::last_level_cache_bytes;
+use crate::study::crossover::crossover;
+use crate::study::data::{Metric, Row, Section, micro_samples, swept, trackers};
+use crate::study::format::fmt;
+use crate::study::stats::{self, Interval};
+use crate::study::summary::Cell;
+
+/// "negative" when the interval lies below 0, "under noise" when it contains 0.
+fn flag(i: &Option<Interval>) -> Cell {
+    Cell::text(match i.map(|i| i.beside(0.0)) {
+        Some(Some(std::cmp::Ordering::Less)) => "negative",
+        Some(None) => "under noise",
+        _ => "",
+    })
+}
+
+pub(super) fn write(doc: &mut Doc, rows: &[Row], seed: u64) {
+    let spps = swept(rows);
+    let (Some(&lo), Some(&hi)) = (spps.first(), spps.last()) else {
+        return;
+    };
+    let ts = trackers(rows, Section::Micro);
+    let region = rows
+        .iter()
+        .find(|r| r.section == Section::Micro)
+        .map_or(0.0, |r| r.heap_mib);
+    doc.heading(2, "Cost per store, per dirtied page, per cycle");
+    doc.para(&format!(
+        "Each tracker alone over a bare {} MiB region (`workload::pages`; the last-level cache is {} MiB), \
+         several processes per tracker and pattern, each a few rounds of: arm, a first pass of stores, \
+         a second pass of the same stores (nothing left to fault), harvest and disarm. A process's value \
+         is the median of its rounds; the intervals resample processes. *Per store*: second-pass time \
+         per store at {hi} stores per page, minus `none`'s. *First write per dirtied page*: (first pass \
+         − second pass) per page at {lo} store per page, minus `none`'s: the fault and its service. A \
+         difference whose interval contains 0 is flagged *under noise*, one below 0 *negative*: neither \
+         is a cost. *Arm*, *harvest + disarm*: per page of the region. Here `uffd-wp[collector]`'s \
+         faults are served by a thread that only polls the descriptor; the end-to-end rows run the \
+         real layout.",
+        fmt(region),
+        last_level_cache_bytes().map_or("?".into(), |b| fmt(b as f64 / (1 << 20) as f64)),
+    ));
+    let per_store = |t: &str| {
+        micro_samples(rows, t, &format!("pages-spp{hi}"), |m| {
+            m(Metric::SteadyNs) / m(Metric::Stores)
+        })
+    };
+    let lo_label = format!("pages-spp{lo}");
+    let first = |t: &str, label: &str| {
+        micro_samples(rows, t, label, |m| {
+            (m(Metric::StoresNs) - m(Metric::SteadyNs)) / m(Metric::PagesWritten)
+        })
+    };
+    let (ns, nf) = (per_store("none"), first("none", &lo_label));
+    let mut table = Vec::new();
+    for t in &ts {
+        let s = stats::bootstrap(&[&per_store(t), &ns], stats::seed_for(seed, t), |m| {
+            m[0] - m[1]
+        });
+        let f = stats::bootstrap(
+            &[&first(t, &lo_label), &nf],
+            stats::seed_for(seed, t),
+            |m| m[0] - m[1],
+        );
+        let per_page = |m: Metric| {
+            stats::median_ci(
+                &micro_samples(rows, t, &lo_label, |r| r(m) / (region * 256.0)),
+                stats::seed_for(seed, &m.name()),
+            )
+        };
+        table.push(vec![
+            Cell::text(t.clone()),
+            Cell::estimate(s),
+            flag(&s),
+            Cell::estimate(f),
+            flag(&f),
+            Cell::estimate(per_page(Metric::ArmNs)),
+            Cell::estimate(per_page(Metric::HarvestNs)),
+        ]);
+    }
+    doc.table(
+        &[
+            "tracker",
+            "per store (ns)",
+            "",
+            "first write per dirtied page (ns)",
+            "",
+            "arm (ns/page)",
+            "harvest + disarm (ns/page)",
+        ],
+        table,
+    );
+    doc.shows(
+        "the price of each mechanism on its own: card marking costs a little on every store; \
+         a page tracker costs nothing per store but a fault (microseconds) on the first write \
+         to each page per cycle, and a per-page arm and harvest. The crossover is the number of \
+         stores per dirtied page at which the two prices meet: a workload that writes each \
+         dirtied page more often than that favours page protection.",
+    );
+    crossover_table(doc, rows, &ts, seed);
+    pattern_tables(doc, rows, &ts, seed);
+}
+
+fn crossover_table(doc: &mut Doc, rows: &[Row], ts: &[String], seed: u64) {
+    if !ts.iter().any(|t| t == "card-table") {
+        return;
+    }
+    doc.heading(2, "Crossover with the card table");
+    doc.para(
+        "Stores per dirtied page above which a page tracker costs less per store than the card table \
+         (arm, first pass and harvest counted, sequential pages, every page dirtied): where the measured \
+         median curves cross (log-log interpolation), with the bootstrap interval over the processes at \
+         every point of the sweep. No interval where fewer than half the resamples cross within the sweep.",
+    );
+    let mut table = Vec::new();
+    for t in ts.iter().filter(|t| *t != "card-table" && *t != "none") {
+        if let Some(c) = crossover(rows, t, "card-table", seed) {
+            let cell = match c.measured {
+                Some(i) => Cell::estimate(Some(i)),
+                None => Cell::text(format!("none within 1–{}", fmt(c.swept_to))),
+            };
+            table.push(vec![
+                Cell::text(t.clone()),
+                cell,
+                Cell::text(format!("{:.0}%", c.crossing_share * 100.0)),
+            ]);
+        }
+    }
+    doc.table(
+        &["tracker", "crossover (stores/page)", "resamples that cross"],
+        table,
+    );
+}
+
+fn pattern_tables(doc: &mut Doc, rows: &[Row], ts: &[String], seed: u64) {
+    let total = |m: &dyn Fn(Metric) -> f64| {
+        (m(Metric::StoresNs) + m(Metric::ArmNs) + m(Metric::HarvestNs)) / m(Metric::Stores)
+    };
+    let has = |l: &str| {
+        rows.iter()
+            .any(|r| r.section == Section::Micro && r.workload == l)
+    };
+    let s = |t: &str| stats::seed_for(seed, t);
+    if has("pages-spp1-random") {
+        doc.heading(3, "Page order");
+        doc.para(
+            "Cost per store (arm + first pass + harvest) in random page order over sequential order.",
+        );
+        let table = ts
+            .iter()
+            .map(|t| {
+                let r = |spp: u64| {
+                    stats::ratio_of_medians(
+                        &micro_samples(rows, t, &format!("pages-spp{spp}-random"), total),
+                        &micro_samples(rows, t, &format!("pages-spp{spp}"), total),
+                        s(t),
+                    )
+                };
+                vec![
+                    Cell::text(t.clone()),
+                    Cell::ratio(r(1), ""),
+                    Cell::ratio(r(64), ""),
+                ]
+            })
+            .collect();
+        doc.table(
+            &[
+                "tracker",
+                "random ÷ sequential, 1 store/page",
+                "64 stores/page",
+            ],
+            table,
+        );
+    }
+    if has("pages-spp16-f0.1") {
+        doc.heading(3, "Share of the region dirtied");
+        doc.para(
+            "Cost per dirtied page (arm + first pass + harvest, divided by the pages written), 16 stores \
+             per page, a random spread of the region's pages written in ascending order: arm and harvest \
+             pay for the whole region, so their share grows as fewer pages are dirtied.",
+        );
+        let per_page = |m: &dyn Fn(Metric) -> f64| {
+            (m(Metric::StoresNs) + m(Metric::ArmNs) + m(Metric::HarvestNs))
+                / m(Metric::PagesWritten)
+        };
+        let table = ts
+            .iter()
+            .map(|t| {
+                let c = |l: &str| {
+                    Cell::estimate(stats::median_ci(&micro_samples(rows, t, l, per_page), s(l)))
+                };
+                vec![
+                    Cell::text(t.clone()),
+                    c("pages-spp16"),
+                    c("pages-spp16-f0.1"),
+                    c("pages-spp16-f0.01"),
+                ]
+            })
+            .collect();
+        doc.table(&["tracker", "all pages (ns)", "10% (ns)", "1% (ns)"], table);
+    }
+    if has("pages-spp1-pinned") {
+        doc.heading(3, "One CPU");
+        doc.para(
+            "First write per dirtied page (first pass − second pass, 1 store per page) with every thread \
+             of the process pinned to one CPU (the fault-service thread then shares the writer's CPU), \
+             against unpinned.",
+        );
+        let first = |m: &dyn Fn(Metric) -> f64| {
+            (m(Metric::StoresNs) - m(Metric::SteadyNs)) / m(Metric::PagesWritten)
+        };
+        let table = ts
+            .iter()
+            .map(|t| {
+                let (p, u) = (
+                    micro_samples(rows, t, "pages-spp1-pinned", first),
+                    micro_samples(rows, t, "pages-spp1", first),
+                );
+                let (pi, ui) = (stats::median_ci(&p, s(t)), stats::median_ci(&u, s(t)));
+                // A ratio of two costs only where both are costs (intervals above 0).
+                let above = |i: &Option<Interval>| i.is_some_and(|i| i.lo > 0.0);
+                let ratio = if above(&pi) && above(&ui) {
+                    Cell::ratio(stats::ratio_of_medians(&p, &u, s(t)), "")
+                } else {
+                    Cell::text("– (under noise)")
+                };
+                vec![
+                    Cell::text(t.clone()),
+                    Cell::estimate(pi),
+                    Cell::estimate(ui),
+                    ratio,
+                ]
+            })
+            .collect();
+        doc.table(
+            &[
+                "tracker",
+                "pinned (ns)",
+                "unpinned (ns)",
+                "pinned ÷ unpinned",
+            ],
+            table,
+        );
+    }
+}

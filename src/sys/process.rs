@@ -1,0 +1,82 @@
+//! Process-level calls the study needs: an exclusive advisory lock on a file (`flock`),
+//! a parent-death signal for a child (`prctl(PR_SET_PDEATHSIG)`), and the CPUs this
+//! process may run on (`sched_getaffinity`).
+//!
+//! Exists so that the study's output folder can be held by one study at a time, a
+//! killed study takes its running child with it, and a CPU to pin to is checked against
+//! the mask the user gave (`taskset`), not against the machine. It never changes another
+//! process's state.
+
+use std::os::fd::AsRawFd;
+
+use crate::error::{Error, Result};
+
+/// Takes an exclusive `flock` on `file` without waiting: `Ok(false)` when another open
+/// file description holds it. Released when every descriptor of it is closed (at the
+/// latest when the process exits, however it exits).
+pub fn try_lock_exclusive(file: &std::fs::File) -> Result<bool> {
+    // SAFETY: flock on a descriptor this `File` owns; no memory is passed.
+    let rc = unsafe { libc::flock(file.as_raw_fd(), libc::LOCK_EX | libc::LOCK_NB) };
+    if rc == 0 {
+        return Ok(true);
+    }
+    match super::errno() {
+        libc::EWOULDBLOCK => Ok(false),
+        e => Err(Error::from_errno("flock(LOCK_EX)", None, e)),
+    }
+}
+
+/// Asks the kernel to send SIGKILL to the calling process when the thread that started
+/// it exits. Meant for a child between `fork` and `exec` (`CommandExt::pre_exec`): it
+/// only makes the `prctl` system call, which is async-signal-safe, and allocates nothing.
+pub fn kill_me_with_my_parent() -> std::io::Result<()> {
+    // SAFETY: prctl(PR_SET_PDEATHSIG) takes a signal number; no memory is passed.
+    let rc = unsafe { libc::prctl(libc::PR_SET_PDEATHSIG, libc::SIGKILL, 0, 0, 0) };
+    if rc == 0 {
+        Ok(())
+    } else {
+        Err(std::io::Error::last_os_error())
+    }
+}
+
+/// The CPUs the calling thread may run on (its affinity mask), ascending.
+pub fn allowed_cpus() -> Result<Vec<usize>> {
+    // SAFETY: cpu_set_t is a plain bit array; all zeroes is the empty set.
+    let mut set: libc::cpu_set_t = unsafe { std::mem::zeroed() };
+    // SAFETY: passes a pointer to the local set and its exact size; pid 0 is this thread.
+    let rc = unsafe { libc::sched_getaffinity(0, std::mem::size_of_val(&set), &mut set) };
+    if rc != 0 {
+        return Err(Error::last_os("sched_getaffinity", None));
+    }
+    Ok((0..libc::CPU_SETSIZE as usize)
+        // SAFETY: `cpu` is below CPU_SETSIZE, so CPU_ISSET reads inside `set`.
+        .filter(|&cpu| unsafe { libc::CPU_ISSET(cpu, &set) })
+        .collect())
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn a_second_lock_on_the_same_file_is_refused_until_the_first_is_dropped() {
+        let path = std::env::temp_dir().join(format!("barrierlab-lock-{}", std::process::id()));
+        let a = std::fs::File::create(&path).unwrap();
+        assert!(try_lock_exclusive(&a).unwrap());
+        let b = std::fs::File::open(&path).unwrap();
+        assert!(!try_lock_exclusive(&b).unwrap(), "held by `a`");
+        drop(a);
+        assert!(try_lock_exclusive(&b).unwrap(), "released with `a`");
+        std::fs::remove_file(&path).unwrap();
+    }
+
+    #[test]
+    fn the_allowed_cpus_are_a_subset_of_the_machine() {
+        let cpus = allowed_cpus().unwrap();
+        assert!(!cpus.is_empty());
+        // std counts the same mask, less any cgroup CPU quota.
+        let n = std::thread::available_parallelism().unwrap().get();
+        assert!(cpus.len() >= n, "{cpus:?} against {n}");
+        assert!(cpus.windows(2).all(|w| w[0] < w[1]));
+    }
+}
