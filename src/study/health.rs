@@ -5,8 +5,11 @@
 //! concurrent collector: if more than [`MAX_FALLBACK_SHARE`] of its cycles were full
 //! stop-the-world collections forced by an allocation (fallbacks), or if it ran a number
 //! of cycles more than [`MAX_CYCLE_GAP`] away from the card table's at the same point
-//! (the schedule, not the barrier, then differs), the point is marked with the reason and
-//! no verdict is drawn from it. It reads rows and decides; it never prints.
+//! (the schedule, not the barrier, then differs), or if its mutators spent more than
+//! [`MAX_STALL_SHARE`] of the run waiting for cycles to make room (allocation stalls: the
+//! collector could not keep up, and the point measures that), the point is marked with
+//! the reason and no verdict is drawn from it. It reads rows and decides; it never
+//! prints.
 
 use super::data::{Metric, Row, Section, select};
 use super::stats::median;
@@ -16,6 +19,9 @@ pub const MAX_FALLBACK_SHARE: f64 = 0.10;
 
 /// The largest relative difference from the card table's cycle count.
 pub const MAX_CYCLE_GAP: f64 = 0.20;
+
+/// The largest share of the wall time (per mutator) spent in allocation stalls.
+pub const MAX_STALL_SHARE: f64 = 0.10;
 
 /// The health columns of one (point, tracker), medians over its invocations.
 #[derive(Debug, Clone, PartialEq)]
@@ -30,6 +36,8 @@ pub struct Health {
     pub armed_share: f64,
     /// MiB allocated per cycle (NaN where not recorded).
     pub alloc_per_cycle_mib: f64,
+    /// Allocation-stall time over wall time and mutators (NaN where not recorded).
+    pub stall_share: f64,
     /// Why the point is not a barrier result, if it is not.
     pub failure: Option<String>,
 }
@@ -83,6 +91,11 @@ pub fn health(
         fallback_share: med(shares),
         armed_share: med(get(tracker, Metric::ArmedShare)),
         alloc_per_cycle_mib: med(get(tracker, Metric::AllocPerCycleMib)),
+        stall_share: med(get(tracker, Metric::AllocStallMs)
+            .iter()
+            .zip(get(tracker, Metric::WallMs))
+            .map(|(&stall, wall)| stall / (wall * threads.max(1) as f64))
+            .collect()),
         failure: None,
     };
     if !is_concurrent(tracker) {
@@ -94,6 +107,13 @@ pub fn health(
             "falls back in {:.0}% of its cycles (more than {:.0}%)",
             h.fallback_share * 100.0,
             MAX_FALLBACK_SHARE * 100.0
+        ));
+    }
+    if h.stall_share > MAX_STALL_SHARE {
+        why.push(format!(
+            "its mutators waited for cycles {:.0}% of the run (more than {:.0}%)",
+            h.stall_share * 100.0,
+            MAX_STALL_SHARE * 100.0
         ));
     }
     let card = get("card-table", Metric::Cycles);
@@ -153,5 +173,49 @@ mod tests {
             "9% fallbacks and 15% apart are within the rule"
         );
         assert!(health(&all, "other", "w", 1, 256.0).is_none());
+    }
+
+    #[test]
+    fn mutators_waiting_for_cycles_fail_a_point() {
+        let row = |tracker: &str, metric, value| Row {
+            section: Section::Macro,
+            tracker: tracker.into(),
+            workload: "w".into(),
+            threads: 2,
+            heap_mib: 256.0,
+            invocation: 0,
+            round: 0,
+            metric,
+            value,
+            note: String::new(),
+        };
+        let mut all = rows("card-table", 20.0, 0.0);
+        all.extend(rows("uffd-wp", 20.0, 0.0));
+        all.extend(rows("mprotect", 20.0, 0.0));
+        for t in ["card-table", "uffd-wp", "mprotect"] {
+            for r in &mut all {
+                r.threads = 2;
+            }
+            all.push(row(t, Metric::WallMs, 1000.0));
+        }
+        // Two mutators: 300 ms of stalls is 15% of their 2000 ms; 100 ms is 5%.
+        all.push(row("uffd-wp", Metric::AllocStallMs, 300.0));
+        all.push(row("mprotect", Metric::AllocStallMs, 100.0));
+        let h = |t| health(&all, t, "w", 2, 256.0).unwrap();
+        let u = h("uffd-wp");
+        assert!((u.stall_share - 0.15).abs() < 1e-9, "{u:?}");
+        assert!(
+            u.failure
+                .as_deref()
+                .unwrap()
+                .contains("waited for cycles 15%"),
+            "{u:?}"
+        );
+        assert!(h("mprotect").passes());
+        assert!(
+            h("card-table").stall_share.is_nan(),
+            "not recorded: not judged"
+        );
+        assert!(h("card-table").passes());
     }
 }

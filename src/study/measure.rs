@@ -79,6 +79,13 @@ pub fn macro_rows(r: &workload::RunResult, w: &Workload) -> Vec<(Metric, f64)> {
         (Metric::DisarmMs, sum(&|c| ms(c.disarm))),
         (Metric::DegradedCycles, s.degraded_cycles() as f64),
         (Metric::Fallbacks, s.fallbacks() as f64),
+        (Metric::AllocStalls, s.allocation_stalls.len() as f64),
+        (
+            Metric::AllocStallMs,
+            ms(s.allocation_stalls.iter().map(|st| st.duration).sum()),
+        ),
+        (Metric::HandedOut, s.tracker.handed_out as f64),
+        (Metric::FrontierFaults, s.tracker.frontier_faults as f64),
         (Metric::DirtyFrontier, s.dirty_split().0 as f64),
         (Metric::DirtyOld, s.dirty_split().1 as f64),
         (Metric::PeakRssMib, r.peak_rss_kib as f64 / 1024.0),
@@ -113,16 +120,14 @@ pub fn macro_rows(r: &workload::RunResult, w: &Workload) -> Vec<(Metric, f64)> {
     for wms in MMU_WINDOWS_MS {
         out.push((Metric::Mmu(wms), r.mmu(Duration::from_millis(wms))));
     }
-    // MMU over the pauses and the writers' fault stalls (a stall of one of T mutators
-    // costs 1/T of the process for its duration), where the tracker measures stalls
-    // (`uffd-wp-async`'s are resolved in the kernel, unseen).
+    // MMU over the pauses and the writers' fault stalls and allocation stalls (a stall of
+    // one of T mutators costs 1/T of the process for its duration), where the tracker
+    // measures fault stalls (`uffd-wp-async`'s are resolved in the kernel, unseen).
     let method = s.tracker.stall_method;
     if !method.is_empty() && method != crate::barrier::STALL_KERNEL {
         let span = |start: Duration, d: Duration| (start.as_secs_f64(), (start + d).as_secs_f64());
         let pauses: Vec<(f64, f64)> = s.pauses.iter().map(|p| span(p.start, p.duration)).collect();
-        let stalls: Vec<(f64, f64)> = s
-            .stalls
-            .iter()
+        let stalls: Vec<(f64, f64)> = (s.stalls.iter().chain(&s.allocation_stalls))
             .map(|st| span(st.start, st.duration))
             .collect();
         let (a, b) = span(r.run_start, r.wall);

@@ -132,6 +132,14 @@ metrics! {
     DegradedCycles = "degraded_cycles",
     /// Full collections an allocation forced.
     Fallbacks = "fallbacks",
+    /// Allocations that found the heap full and waited for the running cycle.
+    AllocStalls = "alloc_stalls",
+    /// Time mutators spent in those waits (ms, summed over mutators).
+    AllocStallMs = "alloc_stall_ms",
+    /// Pages handed to the allocator dirty while a page tracker was armed.
+    HandedOut = "handed_out",
+    /// Faults on pages handed out during the cycle (a harvest had protected them again).
+    FrontierFaults = "frontier_faults",
     /// Harvested granules on the allocation frontier.
     DirtyFrontier = "dirty_frontier",
     /// Harvested granules on older objects.

@@ -5,7 +5,7 @@
 use super::Doc;
 use crate::study::data::{Metric, PointKey, Row, Section, heap_multiple, points, select, trackers};
 use crate::study::format::fmt;
-use crate::study::health::{self, MAX_CYCLE_GAP, MAX_FALLBACK_SHARE};
+use crate::study::health::{self, MAX_CYCLE_GAP, MAX_FALLBACK_SHARE, MAX_STALL_SHARE};
 use crate::study::point::MMU_WINDOWS_MS;
 use crate::study::stats::{self, median};
 use crate::study::summary::Cell;
@@ -20,7 +20,7 @@ pub fn point_heading(rows: &[Row], (wl, threads, heap): &PointKey) -> String {
     )
 }
 
-const COLUMNS: [&str; 25] = [
+const COLUMNS: [&str; 26] = [
     "tracker",
     "n",
     "wall ms",
@@ -40,6 +40,7 @@ const COLUMNS: [&str; 25] = [
     "MMU with stalls 10 ms",
     "cycles",
     "fallbacks",
+    "alloc stalls",
     "armed",
     "MiB / cycle",
     "faults",
@@ -61,15 +62,18 @@ pub(super) fn write(doc: &mut Doc, rows: &[Row], seed: u64) {
          and the longest pause's ratio to `none`'s; minimum mutator utilisation (MMU) over the pauses at \
          10 ms windows (with its interval), 1 and 100 ms; the MMU over pauses *and* the writers' fault \
          stalls at 10 ms (– where the tracker has no stalls to measure). Concurrency health: *cycles* \
-         completed; *fallbacks* (full collections an allocation forced); *armed*, the share of wall \
+         completed; *fallbacks* (full collections an allocation forced); *alloc stalls*, the share of \
+         each mutator's wall time spent waiting for a running cycle because the heap was full; \
+         *armed*, the share of wall \
          time with the tracker armed, from the cycle log (per concurrent cycle: arm, the initial-mark \
          pause, concurrent mark and pre-clean, the remark pause); *MiB / cycle* allocated. A concurrent \
-         barrier whose fallbacks exceed {:.0}% of its cycles, or whose cycle count is more than {:.0}% \
-         from the card table's, is marked in *health* and gets no verdict: its numbers measure the \
-         schedule, not the barrier. bdwgc rows (GCBench, one thread) come from `libgc.so.1` in its own \
+         barrier whose fallbacks exceed {:.0}% of its cycles, whose cycle count is more than {:.0}% \
+         from the card table's, or whose mutators stalled more than {:.0}% of the run, is marked in \
+         *health* and gets no verdict: its numbers measure the schedule, not the barrier. bdwgc rows (GCBench, one thread) come from `libgc.so.1` in its own \
          process.",
         MAX_FALLBACK_SHARE * 100.0,
-        MAX_CYCLE_GAP * 100.0
+        MAX_CYCLE_GAP * 100.0,
+        MAX_STALL_SHARE * 100.0
     ));
     for key in &keys {
         let (wl, threads, heap) = key;
@@ -135,6 +139,7 @@ pub(super) fn write(doc: &mut Doc, rows: &[Row], seed: u64) {
                 ci(Metric::MmuStall(10)),
                 Cell::count(med(Metric::Cycles)),
                 Cell::count(med(Metric::Fallbacks)),
+                Cell::percent(h.as_ref().map_or(f64::NAN, |h| h.stall_share)),
                 Cell::percent(med(Metric::ArmedShare)),
                 Cell::number(med(Metric::AllocPerCycleMib)),
                 Cell::count(med(Metric::Faults)),
