@@ -25,6 +25,8 @@
  * Pauses are timed as the peer times them, from bdwgc's collection events: from
  * GC_EVENT_PRE_STOP_WORLD to GC_EVENT_POST_START_WORLD, or, in a build without threads
  * (where those do not fire), from GC_EVENT_START to GC_EVENT_END; `stw` is their sum.
+ * `full` counts the calls of the start callback, which bdwgc makes at the start of every
+ * full collection (in incremental mode, the partial ones do not call it).
  *
  * Output: one line of key=value fields. `allocs` counts the allocation calls, and
  * `alloc_bytes` is bdwgc's own count of the bytes it handed out during the workload
@@ -34,6 +36,7 @@
  * Build and run: see README.md beside this file.
  */
 #include <gc.h>
+#include <gc/gc_mark.h> /* GC_set_start_callback */
 
 #include <stdio.h>
 #include <stdlib.h>
@@ -86,6 +89,12 @@ static struct bracket {
     double opened, total;
     unsigned long count;
 } brackets[2];
+
+/* Full collections started (see the top comment). */
+static unsigned long full_collections;
+
+/* Runs inside the collector with its lock held, as the next one: counts, nothing else. */
+static void on_full_collection(void) { full_collections++; }
 
 /* Runs inside the collector with its lock held: reads the clock, nothing else. */
 static void on_collection_event(GC_EventType e) {
@@ -242,6 +251,7 @@ int main(int argc, char **argv) {
     }
 
     GC_set_on_collection_event(on_collection_event);
+    GC_set_start_callback(on_full_collection);
     gc_no0 = GC_get_gc_no();
     bytes0 = GC_get_total_bytes();
     t0 = now_ms(CLOCK_MONOTONIC);
@@ -250,6 +260,7 @@ int main(int argc, char **argv) {
     total = now_ms(CLOCK_MONOTONIC) - t0;
     cpu = now_ms(CLOCK_PROCESS_CPUTIME_ID) - cpu0;
     GC_set_on_collection_event(0);
+    GC_set_start_callback(0);
     pause = brackets[0].count ? &brackets[0] : &brackets[1];
 
     version = GC_get_version();
@@ -259,10 +270,11 @@ int main(int argc, char **argv) {
         printf("%zuMiB", heap_bytes >> 20);
     else
         printf("default");
-    printf(" total=%.1fms cpu=%.1fms stw=%.1fms cycles=%lu pauses=%lu pause=%s "
+    printf(" total=%.1fms cpu=%.1fms stw=%.1fms cycles=%lu full=%lu pauses=%lu pause=%s "
            "heap_final=%.1fMiB allocs=%lu alloc_bytes=%zu vdb=%s protection_needs=%d "
            "time_limit=",
-           total, cpu, pause->total, (unsigned long)(GC_get_gc_no() - gc_no0), pause->count,
+           total, cpu, pause->total, (unsigned long)(GC_get_gc_no() - gc_no0), full_collections,
+           pause->count,
            pause == &brackets[0] ? "world-stop" : "collection",
            GC_get_heap_size() / 1048576.0, allocs, GC_get_total_bytes() - bytes0, vdb(),
            GC_incremental_protection_needs());
@@ -270,7 +282,7 @@ int main(int argc, char **argv) {
         printf("unlimited");
     else
         printf("%lums", GC_get_time_limit());
-    printf(" markers=%d free_space_divisor=%lu\n", GC_get_parallel ? GC_get_parallel() + 1 : 1,
+    printf(" full_freq=%d markers=%d free_space_divisor=%lu\n", GC_get_full_freq(), GC_get_parallel ? GC_get_parallel() + 1 : 1,
            (unsigned long)GC_get_free_space_divisor());
     return 0;
 }

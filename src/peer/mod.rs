@@ -193,14 +193,24 @@ pub struct PeerRun {
     pub heap_final_bytes: usize,
     /// Wall-clock time of the workload.
     pub total: Duration,
+    /// CPU time of the process (every thread) during the workload.
+    pub cpu: Duration,
     /// Collections completed during the workload.
     pub cycles: u64,
+    /// Collections among them that traced the whole heap (all of them when every
+    /// collection is full; in a generational mode, the full ones only).
+    pub full_cycles: u64,
     /// What each pause spans.
     pub pause_source: PauseSource,
     /// Every pause, in order.
     pub pauses: Vec<Duration>,
-    /// Collector-specific settings worth printing (`vdb`, `time_limit`, `markers`), as
-    /// `key=value` pairs whose values contain no whitespace.
+    /// Allocation calls the workload made (the work: `papers/reference/gcbench.c` counts
+    /// the same).
+    pub allocs: u64,
+    /// The collector's own count of the bytes it handed out during the workload.
+    pub alloc_bytes: u64,
+    /// Collector-specific settings worth printing (`lib`, `vdb`, `generational`,
+    /// `time_limit`, `markers`, …), as `key=value` pairs whose values contain no whitespace.
     pub settings: Vec<(String, String)>,
 }
 
@@ -230,16 +240,21 @@ impl PeerRun {
             .collect();
         let mut s = format!(
             "{RECORD_TAG} peer={} mode={} version={} heap_bytes={} heap_final_bytes={} \
-             total_ns={} cycles={} pause={} pauses_ns={}",
+             total_ns={} cpu_ns={} cycles={} full_cycles={} pause={} pauses_ns={} allocs={} \
+             alloc_bytes={}",
             self.peer,
             self.mode.name(),
             self.version,
             self.heap_bytes,
             self.heap_final_bytes,
             self.total.as_nanos(),
+            self.cpu.as_nanos(),
             self.cycles,
+            self.full_cycles,
             self.pause_source.name(),
             pauses.join(","),
+            self.allocs,
+            self.alloc_bytes,
         );
         for (k, v) in &self.settings {
             s.push_str(&format!(" {k}={v}"));
@@ -299,9 +314,13 @@ impl PeerRun {
             heap_bytes: number("heap_bytes")? as usize,
             heap_final_bytes: number("heap_final_bytes")? as usize,
             total: Duration::from_nanos(number("total_ns")?),
+            cpu: Duration::from_nanos(number("cpu_ns")?),
             cycles: number("cycles")?,
+            full_cycles: number("full_cycles")?,
             pause_source,
             pauses,
+            allocs: number("allocs")?,
+            alloc_bytes: number("alloc_bytes")?,
             settings,
         })
     }
@@ -311,16 +330,20 @@ impl PeerRun {
 const RECORD_TAG: &str = "peer-record";
 
 /// The fields of a record that are [`PeerRun`]'s own; any other is a setting.
-const RECORD_KEYS: [&str; 9] = [
+const RECORD_KEYS: [&str; 13] = [
     "peer",
     "mode",
     "version",
     "heap_bytes",
     "heap_final_bytes",
     "total_ns",
+    "cpu_ns",
     "cycles",
+    "full_cycles",
     "pause",
     "pauses_ns",
+    "allocs",
+    "alloc_bytes",
 ];
 
 /// The one-line summary, in the shape of `barrierlab gcbench`'s own.
@@ -330,22 +353,26 @@ impl fmt::Display for PeerRun {
         let us = |d: Duration| d.as_secs_f64() * 1e6;
         write!(
             f,
-            "gcbench peer={} mode={} version={} heap={}MiB total={:.1}ms stw={:.1}ms \
-             cycles={} pauses={} p50={:.0}us p99={:.0}us max={:.0}us pause={} \
-             heap_final={:.1}MiB",
+            "gcbench peer={} mode={} version={} heap={}MiB total={:.1}ms cpu={:.1}ms \
+             stw={:.1}ms cycles={} full={} pauses={} p50={:.0}us p99={:.0}us max={:.0}us \
+             pause={} heap_final={:.1}MiB allocs={} alloc_bytes={}",
             self.peer,
             self.mode.name(),
             self.version,
             self.heap_bytes >> 20,
             ms(self.total),
+            ms(self.cpu),
             ms(self.stw()),
             self.cycles,
+            self.full_cycles,
             self.pauses.len(),
             us(self.pause_percentile(50.0)),
             us(self.pause_percentile(99.0)),
             us(self.max_pause()),
             self.pause_source.name(),
             self.heap_final_bytes as f64 / (1 << 20) as f64,
+            self.allocs,
+            self.alloc_bytes,
         )?;
         for (k, v) in &self.settings {
             write!(f, " {k}={v}")?;
@@ -366,13 +393,17 @@ mod tests {
             heap_bytes: 64 << 20,
             heap_final_bytes: 64 << 20,
             total: Duration::from_nanos(700_123_456),
+            cpu: Duration::from_nanos(650_000_001),
             cycles: 3,
+            full_cycles: 1,
             pause_source: PauseSource::WorldStop,
             pauses: vec![
                 Duration::from_nanos(1_500_000),
                 Duration::from_nanos(2_500_001),
                 Duration::from_nanos(999),
             ],
+            allocs: 12,
+            alloc_bytes: 384,
             settings: vec![
                 ("vdb".into(), "mprotect".into()),
                 ("markers".into(), "1".into()),
@@ -410,12 +441,15 @@ mod tests {
         assert!(
             s.starts_with(
                 "gcbench peer=bdwgc mode=incremental version=8.2.2 heap=64MiB total=700.1ms \
-                 stw=4.0ms cycles=3 pauses=3 p50="
+                 cpu=650.0ms stw=4.0ms cycles=3 full=1 pauses=3 p50="
             ),
             "{s}"
         );
         assert!(
-            s.ends_with("pause=world-stop heap_final=64.0MiB vdb=mprotect markers=1"),
+            s.ends_with(
+                "pause=world-stop heap_final=64.0MiB allocs=12 alloc_bytes=384 vdb=mprotect \
+                 markers=1"
+            ),
             "{s}"
         );
     }
