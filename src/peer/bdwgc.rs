@@ -688,9 +688,9 @@ const _: () = assert!(std::mem::size_of::<Node>() == 24);
 /// the cap. A field-less zero-sized error, so that `Result<NonNull<Node>, Exhausted>` is
 /// one pointer (the niche of `NonNull` holds the error) and `Result<(), Exhausted>` one
 /// byte: the recursion returns in registers, as the C GCBench's does. The caller turns it
-/// into [`Error::OutOfMemory`]. With the crate's
-/// [`Error`] (72 bytes) every level of it returned through a stack buffer, and the trees
-/// took twice the C program's time outside bdwgc (see [`crate::peer`], *Overheads*).
+/// into [`Error::OutOfMemory`]. As the crate's `Result<*mut Node>` (72 bytes) every level
+/// returned through a stack buffer, and the trees took twice the C program's time outside
+/// bdwgc (see [`crate::peer`], *What the peer adds*).
 #[derive(Debug)]
 struct Exhausted;
 

@@ -10,8 +10,15 @@
 //! tree and array kept alive throughout, temporary trees built top-down and bottom-up), the
 //! same node shape (two references and 8 payload bytes, 24 bytes), the same checks at the
 //! end (the long-lived tree has all its nodes, the array still holds its values), one
-//! mutator thread, the same `--heap-mib`, and the same clock around the same span (the
-//! workload only, not the collector's start-up).
+//! mutator thread, the same `--heap-mib`, and the same clocks (wall, and the process's CPU
+//! time: `cpu=`) around the same span (the workload only, not the collector's start-up).
+//!
+//! The peer is itself checked against bdwgc as a C program uses it:
+//! `papers/reference/gcbench.c` is the same GCBench in C, with the same heap set-up, clocks
+//! and pause brackets, built against the same library (see its README). Both print
+//! `allocs=` (allocation calls) and `alloc_bytes=` (bdwgc's own count of the bytes it
+//! handed out, `GC_get_total_bytes`), so that one can check they did the same work
+//! (`tests/peer_reference.rs` does).
 //!
 //! What differs, so that a reader does not compare what is not comparable:
 //! - **Precision.** barrierlab is precise: the collector knows every reference slot and
@@ -44,12 +51,26 @@
 //! - **Incremental mode.** With `--incremental` bdwgc uses *virtual dirty bits* to find
 //!   pages written since a mark: on Linux it tries soft-dirty PTEs first and falls back to
 //!   `mprotect` + SIGSEGV, which is what it uses on kernels without
-//!   `CONFIG_MEM_SOFT_DIRTY` (the summary's `vdb=` says which it chose). That is the same
-//!   mechanism as barrierlab's `mprotect` barrier. Builds of bdwgc with parallel marking
-//!   (Debian's among them) default to no time limit on a stopped mark
-//!   (`time_limit=unlimited`), and then the mode is *generational* rather than
-//!   incremental: each collection marks, with the world stopped, from the pages dirtied
-//!   since the last one, and every 20th is a full one.
+//!   `CONFIG_MEM_SOFT_DIRTY`. That is the same mechanism as barrierlab's `mprotect`
+//!   barrier. The summary says which it ran with: `vdb=`, from `GC_get_actual_vdb` where
+//!   the library has it (bdwgc 8.4 and later; `vdb_from=actual_vdb`), else read from
+//!   `GC_incremental_protection_needs` (`vdb_from=protection_needs`; its raw value is
+//!   `protection_needs=`, 1 when pointer-containing heap pages are write-protected), with
+//!   the version (`version=`) and the file the loader mapped (`lib=`).
+//!
+//!   bdwgc's incremental mode is *generational*: a collection marks from the previous
+//!   collection's mark bits plus the objects on pages dirtied since, and only every
+//!   `full_freq + 1`th (`full_freq=`, 19 by default) clears the mark bits and traces the
+//!   whole heap (bdwgc 8.2.2: `GC_maybe_gc` and `GC_full_freq` in `alloc.c`; `gc.h` calls
+//!   the mode "incremental/generational"). `full=` counts the full collections, through
+//!   the callback bdwgc calls at the start of each (`GC_set_start_callback`); the rest of
+//!   `cycles=` are partial, so `full` below `cycles` is the generational mode seen at work
+//!   (bdwgc also starts a full one early when the heap grows a lot). Builds with
+//!   parallel marking (Debian's among them) default to no time limit on a stopped mark
+//!   (`time_limit=unlimited`; `alloc.c` sets `GC_time_limit` to `GC_TIME_UNLIMITED` under
+//!   `PARALLEL_MARK`), and then the mode is generational *only*: `gc.h` says "only the
+//!   generational piece of this is functional" then, so each collection, partial or
+//!   full, marks with the world stopped (`generational=yes`).
 //!
 //! # Pauses
 //! bdwgc reports progress through `GC_set_on_collection_event`. A pause is the time from
@@ -58,8 +79,33 @@
 //! pause is `GC_EVENT_START` to `GC_EVENT_END` (`pause=collection`), which also covers
 //! what bdwgc does on the same thread after it restarts the world (setting up the lazy
 //! sweep). Not in either: lazy sweeping inside allocation, and (in a time-limited
-//! incremental build) mark increments done inside allocation with the world running. `cycles=` counts completed collections from
-//! `GC_get_gc_no`, a second channel beside the events.
+//! incremental build) mark increments done inside allocation with the world running.
+//! `cycles=` counts completed collections from `GC_get_gc_no`, a second channel beside
+//! the events; `full=` counts the full ones among them.
+//!
+//! # What the peer adds to bdwgc, and what it cannot
+//! Calling bdwgc through `dlsym` pointers costs what a C program's calls through the PLT
+//! cost: one indirect call per allocation, no wrapper. What made the peer slower than the
+//! C program was its own code: GCBench's recursion returned the crate's `Result` (72
+//! bytes) through a stack buffer at every level, which doubled the time spent in the tree
+//! code outside bdwgc. It returns a pointer-sized result now (see [`bdwgc`]). On the
+//! project's 2-vCPU KVM guest (busy: load 7, so CPU time is the figure to read), GCBench
+//! classic at 64 MiB, two sets of 10 interleaved rounds, median CPU time of the whole
+//! process against the C program built the same way: 1.04× and 1.05× before, 1.02× after
+//! (the rest is Rust's start-up of the parent and the child; inside the timed span,
+//! `cpu=` 1.01×). In incremental mode the peer took 1.04× (8 rounds) and ran about 5%
+//! fewer collections, two more of them full: its collections found about 6% more
+//! pointer-containing heap in use (`GC_PRINT_STATS=1`), which suggests more conservative
+//! retention through its stack; that is not pinned down.
+//!
+//! Inherent to loading bdwgc at run time: a program linked with `libgc.so.1` (the peer, or
+//! the C GCBench built the default way) took 1.27× the CPU time of the same program linked
+//! with the static `libgc.a` of the same Debian package (bdwgc 8.2.2; `make STATIC=1`), in
+//! the same rounds. Inside the shared object every `GC_malloc` reaches its thread-local
+//! free lists through `__tls_get_addr` (the general-dynamic TLS model of
+//! position-independent code; about 10% of the profile's samples, none in the static
+//! build) and goes through PLT stubs within the library. Compare the peer with the C
+//! program linked the same way.
 //!
 //! # Why a child process
 //! bdwgc scans the whole process conservatively — every thread it knows, static data of
