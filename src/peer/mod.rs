@@ -94,18 +94,24 @@
 //! process against the C program built the same way: 1.04× and 1.05× before, 1.02× after
 //! (the rest is Rust's start-up of the parent and the child; inside the timed span,
 //! `cpu=` 1.01×). In incremental mode the peer took 1.04× (8 rounds) and ran about 5%
-//! fewer collections, two more of them full: its collections found about 6% more
-//! pointer-containing heap in use (`GC_PRINT_STATS=1`), which suggests more conservative
-//! retention through its stack; that is not pinned down.
+//! fewer collections (medians 249 against 261), one or two more of them full (30 against
+//! 28.5): its collections found about 6% more pointer-containing heap in use
+//! (`GC_PRINT_STATS=1`, one run each), which suggests more conservative retention
+//! through its stack; that is not pinned down.
 //!
-//! Inherent to loading bdwgc at run time: a program linked with `libgc.so.1` (the peer, or
-//! the C GCBench built the default way) took 1.27× the CPU time of the same program linked
-//! with the static `libgc.a` of the same Debian package (bdwgc 8.2.2; `make STATIC=1`), in
-//! the same rounds. Inside the shared object every `GC_malloc` reaches its thread-local
-//! free lists through `__tls_get_addr` (the general-dynamic TLS model of
-//! position-independent code; about 10% of the profile's samples, none in the static
-//! build) and goes through PLT stubs within the library. Compare the peer with the C
-//! program linked the same way.
+//! Inherent to calling `GC_malloc` in the shared library for every object: a program
+//! linked with `libgc.so.1` (the peer, or the C GCBench built the default way) took 1.27×
+//! the CPU time of the same program linked with the static `libgc.a` of the same Debian
+//! package (bdwgc 8.2.2; `make STATIC=1`), in the same rounds. Inside the shared object
+//! every `GC_malloc` reaches its thread-local free lists through `__tls_get_addr` (the
+//! general-dynamic TLS model of position-independent code; about 10% of the profile's
+//! samples, none in the static build) and goes through PLT stubs within the library.
+//! Compare the peer with the C program linked the same way. A client avoids the cost
+//! without linking statically by taking a whole free list per call (`GC_malloc_many`, on
+//! which `gc_inline.h`'s inline allocation is built): a variant of the C GCBench that took
+//! its nodes that way (6 rounds; not kept) used 0.69× the CPU time of the per-object
+//! shared build with either link, less than the static per-object build (0.77×). The
+//! peer, like the C GCBench kept here, allocates one object per call.
 //!
 //! # Why a child process
 //! bdwgc scans the whole process conservatively — every thread it knows, static data of
