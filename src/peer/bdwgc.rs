@@ -46,8 +46,9 @@
 //! must not allocate, lock, or panic: it reads `CLOCK_MONOTONIC` and stores the event and
 //! the time into a log allocated before the run.
 
+use std::cell::Cell;
 use std::ffi::{c_int, c_uint, c_void};
-use std::ptr;
+use std::ptr::{self, NonNull};
 use std::sync::atomic::{AtomicBool, AtomicPtr, AtomicU32, AtomicU64, AtomicUsize, Ordering};
 use std::time::{Duration, Instant};
 
@@ -79,6 +80,17 @@ const TIME_UNLIMITED: std::ffi::c_ulong = 999_999;
 /// `GC_PROTECTS_POINTER_HEAP` from `gc.h`: incremental mode write-protects heap pages.
 const PROTECTS_POINTER_HEAP: c_int = 1;
 
+/// The `GC_VDB_*` bits `GC_get_actual_vdb` returns (bdwgc 8.4 and later), and the names
+/// barrierlab prints for them.
+const ACTUAL_VDB: [(c_uint, &str); 6] = [
+    (0x1, "mprotect"),
+    (0x2, "manual"),
+    (0x4, "default-all-dirty"),
+    (0x8, "gww"),
+    (0x20, "proc"),
+    (0x40, "soft-dirty"),
+];
+
 /// The bdwgc entry points barrierlab uses, resolved from a loaded `libgc`.
 pub struct Bdwgc {
     file: String,
@@ -97,6 +109,11 @@ pub struct Bdwgc {
     get_version: Option<unsafe extern "C" fn() -> c_uint>,
     get_time_limit: Option<unsafe extern "C" fn() -> std::ffi::c_ulong>,
     get_parallel: Option<unsafe extern "C" fn() -> c_int>,
+    get_total_bytes: unsafe extern "C" fn() -> usize,
+    set_start_callback: unsafe extern "C" fn(Option<extern "C" fn()>),
+    get_full_freq: Option<unsafe extern "C" fn() -> c_int>,
+    get_free_space_divisor: Option<unsafe extern "C" fn() -> GcWord>,
+    get_actual_vdb: Option<unsafe extern "C" fn() -> c_uint>,
     /// Keeps the library mapped. It is opened with `RTLD_NODELETE`, so even dropping the
     /// last handle never unmaps code that bdwgc's signal handlers may still point to.
     _lib: Library,
@@ -193,6 +210,11 @@ impl Bdwgc {
             get_version: optional!("GC_get_version"),
             get_time_limit: optional!("GC_get_time_limit"),
             get_parallel: optional!("GC_get_parallel"),
+            get_total_bytes: required!("GC_get_total_bytes"),
+            set_start_callback: required!("GC_set_start_callback"),
+            get_full_freq: optional!("GC_get_full_freq"),
+            get_free_space_divisor: optional!("GC_get_free_space_divisor"),
+            get_actual_vdb: optional!("GC_get_actual_vdb"),
             _lib: lib,
         })
     }
@@ -287,19 +309,81 @@ impl Bdwgc {
         unsafe { (self.is_incremental_mode)() != 0 }
     }
 
-    /// Which dirty-bit mechanism incremental mode uses, from what it write-protects.
-    fn vdb(&self) -> &'static str {
+    /// Which dirty-bit mechanism incremental mode runs with, and how that was found out:
+    /// `GC_get_actual_vdb` where the library has it (bdwgc 8.4 and later), else from what
+    /// `GC_incremental_protection_needs` says it write-protects. bdwgc 8.2 on Linux runs
+    /// either soft-dirty PTEs, which protect nothing, or `mprotect` (`GC_dirty_init` tries
+    /// them in that order), so "protects nothing" is read as soft-dirty there.
+    fn vdb(&self) -> (String, &'static str) {
         if !self.is_incremental_mode() {
-            return "none";
+            return ("none".into(), "mode");
         }
-        // SAFETY: called after GC_init (which `run_gcbench` does first), as gc.h requires.
-        let protects = unsafe { (self.incremental_protection_needs)() };
-        if protects & PROTECTS_POINTER_HEAP != 0 {
+        if let Some(actual) = self.get_actual_vdb {
+            // SAFETY: a plain read of the configuration; no precondition.
+            let bits = unsafe { actual() };
+            let names: Vec<&str> = ACTUAL_VDB
+                .iter()
+                .filter(|(bit, _)| bits & bit != 0)
+                .map(|(_, name)| *name)
+                .collect();
+            let vdb = if names.is_empty() {
+                format!("unknown-{bits:#x}")
+            } else {
+                names.join("+")
+            };
+            return (vdb, "actual_vdb");
+        }
+        let vdb = if self.protection_needs() & PROTECTS_POINTER_HEAP != 0 {
             "mprotect"
         } else {
-            // On Linux the dirty-bit back-end that protects nothing is soft-dirty PTEs.
             "soft-dirty"
+        };
+        (vdb.into(), "protection_needs")
+    }
+
+    /// `GC_incremental_protection_needs`: the `GC_PROTECTS_*` bits (1: pointer-containing
+    /// heap pages, 2: pointer-free ones too) incremental mode write-protects.
+    fn protection_needs(&self) -> c_int {
+        // SAFETY: called after GC_init (which `run_gcbench` does first), as gc.h requires.
+        unsafe { (self.incremental_protection_needs)() }
+    }
+
+    /// `GC_get_full_freq`: partial collections between two full ones in incremental mode.
+    fn full_freq(&self) -> Option<c_int> {
+        // SAFETY: an unsynchronised read of a setting; no precondition.
+        Some(unsafe { (self.get_full_freq?)() })
+    }
+
+    fn free_space_divisor(&self) -> Option<GcWord> {
+        // SAFETY: an unsynchronised read of a setting; no precondition.
+        Some(unsafe { (self.get_free_space_divisor?)() })
+    }
+
+    /// Bytes bdwgc has handed out since it started (`GC_get_total_bytes`). With
+    /// thread-local allocation it counts a free list when it fills it, so the count
+    /// moves in steps of a free list's bytes, not of an object's.
+    fn total_bytes(&self) -> u64 {
+        // SAFETY: an unsynchronised read of counters; no precondition.
+        unsafe { (self.get_total_bytes)() as u64 }
+    }
+
+    /// The file the dynamic loader mapped for this library (`dladdr` of `GC_init`), or the
+    /// name it was opened by if the loader does not say.
+    fn loaded_path(&self) -> String {
+        let mut info = std::mem::MaybeUninit::<libc::Dl_info>::zeroed();
+        // SAFETY: dladdr only reads the loader's tables and writes `info`; the address is
+        // a function of the library, which stays mapped (RTLD_NODELETE).
+        let found = unsafe { libc::dladdr(self.init as *const c_void, info.as_mut_ptr()) };
+        // SAFETY: zero-initialised, and filled in by dladdr when it returns non-zero.
+        let info = unsafe { info.assume_init() };
+        if found == 0 || info.dli_fname.is_null() {
+            return self.file.clone();
         }
+        // SAFETY: dli_fname is a NUL-terminated string in the loader's link map, alive
+        // while the library is loaded, which is for the rest of the process.
+        unsafe { std::ffi::CStr::from_ptr(info.dli_fname) }
+            .to_string_lossy()
+            .into_owned()
     }
 
     fn time_limit(&self) -> Option<String> {
@@ -323,6 +407,11 @@ impl Bdwgc {
         // previous callback is in flight.
         unsafe { (self.set_on_collection_event)(proc_) }
     }
+
+    fn set_start_callback(&self, proc_: Option<extern "C" fn()>) {
+        // SAFETY: as for `set_on_collection_event` (gc_mark.h: the setter takes the lock).
+        unsafe { (self.set_start_callback)(proc_) }
+    }
 }
 
 /// One collection event as the callback recorded it.
@@ -340,6 +429,8 @@ static LOG_CAPACITY: AtomicUsize = AtomicUsize::new(0);
 static LOG_LEN: AtomicUsize = AtomicUsize::new(0);
 /// One log at a time: the callback has one set of statics.
 static LOG_IN_USE: AtomicBool = AtomicBool::new(false);
+/// Full collections started since the log was installed.
+static FULL_COLLECTIONS: AtomicU64 = AtomicU64::new(0);
 
 /// bdwgc's collection-event callback.
 ///
@@ -364,7 +455,15 @@ extern "C" fn on_collection_event(kind: c_int) {
     slot.ns.store(ns, Ordering::Relaxed);
 }
 
-/// Owns the slots [`on_collection_event`] writes, and its registration.
+/// bdwgc's start callback (`GC_set_start_callback`, `gc_mark.h`), which it calls "at the
+/// start of every full GC" with the allocation lock held: a stop-the-world collection, or
+/// in incremental mode one that clears the mark bits first (`GC_maybe_gc` in `alloc.c`).
+/// The same rules as [`on_collection_event`]: one atomic increment.
+extern "C" fn on_full_collection() {
+    FULL_COLLECTIONS.fetch_add(1, Ordering::Relaxed);
+}
+
+/// Owns the slots [`on_collection_event`] writes and the registrations of both callbacks.
 struct EventLog<'a> {
     gc: &'a Bdwgc,
     slots: Box<[EventSlot]>,
@@ -384,7 +483,9 @@ impl<'a> EventLog<'a> {
         LOG_LEN.store(0, Ordering::Relaxed);
         LOG_CAPACITY.store(capacity, Ordering::Relaxed);
         LOG_SLOTS.store(slots.as_mut_ptr(), Ordering::Release);
+        FULL_COLLECTIONS.store(0, Ordering::Relaxed);
         gc.set_on_collection_event(Some(on_collection_event));
+        gc.set_start_callback(Some(on_full_collection));
         Ok(EventLog {
             gc,
             slots,
@@ -395,14 +496,16 @@ impl<'a> EventLog<'a> {
     fn stop(&mut self) {
         if std::mem::take(&mut self.installed) {
             self.gc.set_on_collection_event(None);
+            self.gc.set_start_callback(None);
             LOG_SLOTS.store(ptr::null_mut(), Ordering::Release);
             LOG_IN_USE.store(false, Ordering::Release);
         }
     }
 
-    /// Unregisters the callback and returns the events, `(kind, CLOCK_MONOTONIC ns)`, in
-    /// order; an error if there were more than the log could hold.
-    fn finish(mut self) -> Result<Vec<(u32, u64)>> {
+    /// Unregisters the callbacks and returns the events, `(kind, CLOCK_MONOTONIC ns)`, in
+    /// order, and the number of full collections; an error if there were more events than
+    /// the log could hold.
+    fn finish(mut self) -> Result<(Vec<(u32, u64)>, u64)> {
         self.stop();
         let len = LOG_LEN.load(Ordering::Relaxed);
         if len > self.slots.len() {
@@ -411,10 +514,11 @@ impl<'a> EventLog<'a> {
                 self.slots.len()
             )));
         }
-        Ok(self.slots[..len]
+        let events = self.slots[..len]
             .iter()
             .map(|s| (s.kind.load(Ordering::Relaxed), s.ns.load(Ordering::Relaxed)))
-            .collect())
+            .collect();
+        Ok((events, FULL_COLLECTIONS.load(Ordering::Relaxed)))
     }
 }
 
@@ -498,20 +602,17 @@ pub fn run_gcbench(gc: &Bdwgc, cfg: &PeerConfig) -> Result<PeerRun> {
 
     let log = EventLog::install(gc, EVENT_CAPACITY)?;
     let gc_no_before = gc.gc_no();
+    let bytes_before = gc.total_bytes();
+    let cpu0 = crate::sys::cpu::process_cpu_time()?;
     let t0 = Instant::now();
-    Bench { gc }.run(&cfg.params)?;
+    let allocs = Bench::new(gc).run(&cfg.params)?;
     let total = t0.elapsed();
+    let cpu = crate::sys::cpu::process_cpu_time()?.saturating_sub(cpu0);
+    let alloc_bytes = gc.total_bytes() - bytes_before;
     let cycles = gc.gc_no() - gc_no_before;
-    let events = log.finish()?;
+    let (events, full_cycles) = log.finish()?;
     let (pause_source, pauses) = pauses_from_events(&events);
 
-    let mut settings = vec![("vdb".to_string(), gc.vdb().to_string())];
-    if let (true, Some(limit)) = (cfg.incremental, gc.time_limit()) {
-        settings.push(("time_limit".into(), limit));
-    }
-    if let Some(m) = gc.markers() {
-        settings.push(("markers".into(), m.to_string()));
-    }
     Ok(PeerRun {
         peer: Peer::Bdwgc,
         mode: if gc.is_incremental_mode() {
@@ -523,11 +624,53 @@ pub fn run_gcbench(gc: &Bdwgc, cfg: &PeerConfig) -> Result<PeerRun> {
         heap_bytes: cfg.heap_bytes,
         heap_final_bytes: gc.heap_size(),
         total,
+        cpu,
         cycles,
+        full_cycles,
         pause_source,
         pauses,
-        settings,
+        allocs,
+        alloc_bytes,
+        settings: settings(gc),
     })
+}
+
+/// What the run's summary says about how bdwgc was built and set (see [`crate::peer`] for
+/// what each means).
+fn settings(gc: &Bdwgc) -> Vec<(String, String)> {
+    // A record field holds no whitespace.
+    let mut out = vec![(
+        "lib".to_string(),
+        gc.loaded_path().replace(char::is_whitespace, "_"),
+    )];
+    let (vdb, vdb_from) = gc.vdb();
+    out.push(("vdb".into(), vdb));
+    if gc.is_incremental_mode() {
+        out.push(("vdb_from".into(), vdb_from.into()));
+        out.push(("protection_needs".into(), gc.protection_needs().to_string()));
+        // Partial collections mark from the last marks plus the dirty pages; only a full
+        // one (every `full_freq + 1`th) clears the marks. With `full_freq` 0 every
+        // collection is full, so nothing is generational.
+        let full_freq = gc.full_freq();
+        let generational = full_freq.is_none_or(|f| f > 0);
+        out.push((
+            "generational".into(),
+            if generational { "yes" } else { "no" }.into(),
+        ));
+        if let Some(f) = full_freq {
+            out.push(("full_freq".into(), f.to_string()));
+        }
+        if let Some(limit) = gc.time_limit() {
+            out.push(("time_limit".into(), limit));
+        }
+    }
+    if let Some(m) = gc.markers() {
+        out.push(("markers".into(), m.to_string()));
+    }
+    if let Some(d) = gc.free_space_divisor() {
+        out.push(("free_space_divisor".into(), d.to_string()));
+    }
+    out
 }
 
 /// A GCBench node: two references and 8 payload bytes (the classic two ints, never read),
@@ -541,44 +684,67 @@ struct Node {
 
 const _: () = assert!(std::mem::size_of::<Node>() == 24);
 
-/// GCBench over bdwgc, function for function the same as [`crate::workload::gcbench`];
-/// the roots are the locals (see the module doc).
-struct Bench<'a> {
-    gc: &'a Bdwgc,
+/// The one way GCBench's tree building fails: bdwgc returned null, its heap exhausted at
+/// the cap. A field-less zero-sized error, so that `Result<NonNull<Node>, Exhausted>` is
+/// one pointer (the niche of `NonNull` holds the error) and `Result<(), Exhausted>` one
+/// byte: the recursion returns in registers, as the C GCBench's does. The caller turns it
+/// into [`Error::OutOfMemory`]. As the crate's `Result<*mut Node>` (72 bytes) every level
+/// returned through a stack buffer, and the trees took twice the C program's time outside
+/// bdwgc (see [`crate::peer`], *What the peer adds*).
+#[derive(Debug)]
+struct Exhausted;
+
+const _: () = assert!(std::mem::size_of::<std::result::Result<NonNull<Node>, Exhausted>>() == 8);
+
+/// GCBench over bdwgc, function for function the same as [`crate::workload::gcbench`]
+/// and as `papers/reference/gcbench.c`; the roots are the locals (see the module doc).
+struct Bench {
+    /// `GC_malloc`, copied out of [`Bdwgc`] so that a call is one indirect call.
+    malloc: unsafe extern "C" fn(usize) -> *mut c_void,
+    /// `GC_malloc_atomic`.
+    malloc_atomic: unsafe extern "C" fn(usize) -> *mut c_void,
+    /// Allocation calls that returned memory, as the C GCBench counts them.
+    allocs: Cell<u64>,
 }
 
-impl Bench<'_> {
-    fn new_node(&self) -> Result<*mut Node> {
-        // SAFETY: `run_gcbench` initialised the collector on this thread; the node is kept
-        // only in locals and in other nodes, which bdwgc scans.
-        let node = unsafe { self.gc.malloc(std::mem::size_of::<Node>()) }.cast::<Node>();
-        if node.is_null() {
-            return Err(Error::OutOfMemory {
-                requested: std::mem::size_of::<Node>(),
-                sizing: None,
-            });
+impl Bench {
+    fn new(gc: &Bdwgc) -> Bench {
+        Bench {
+            malloc: gc.malloc,
+            malloc_atomic: gc.malloc_atomic,
+            allocs: Cell::new(0),
         }
+    }
+
+    #[inline(always)]
+    fn new_node(&self) -> std::result::Result<NonNull<Node>, Exhausted> {
+        // SAFETY: `run_gcbench` initialised the collector on this thread, the only one
+        // that runs the bench; the node is kept only in locals and in other nodes, which
+        // bdwgc scans (see the module doc).
+        let node = unsafe { (self.malloc)(std::mem::size_of::<Node>()) };
+        let node = NonNull::new(node.cast::<Node>()).ok_or(Exhausted)?;
+        self.allocs.set(self.allocs.get() + 1);
         Ok(node)
     }
 
     /// Gives `node` two children, recursively, to `depth` (top-down).
-    fn populate(&self, depth: u32, node: *mut Node) -> Result<()> {
+    fn populate(&self, depth: u32, node: NonNull<Node>) -> std::result::Result<(), Exhausted> {
         if depth == 0 {
             return Ok(());
         }
         let left = self.new_node()?;
         // SAFETY: `node` is a live node (the caller holds it, so bdwgc sees it) and no
         // reference to it exists: a plain store through the raw pointer.
-        unsafe { (*node).left = left };
+        unsafe { (*node.as_ptr()).left = left.as_ptr() };
         let right = self.new_node()?;
         // SAFETY: as above.
-        unsafe { (*node).right = right };
+        unsafe { (*node.as_ptr()).right = right.as_ptr() };
         self.populate(depth - 1, left)?;
         self.populate(depth - 1, right)
     }
 
     /// Builds a tree of `depth` bottom-up.
-    fn make_tree(&self, depth: u32) -> Result<*mut Node> {
+    fn make_tree(&self, depth: u32) -> std::result::Result<NonNull<Node>, Exhausted> {
         if depth == 0 {
             return self.new_node();
         }
@@ -587,40 +753,45 @@ impl Bench<'_> {
         let node = self.new_node()?;
         // SAFETY: `node` was just allocated and is held in a local; no reference exists.
         unsafe {
-            (*node).left = left;
-            (*node).right = right;
+            (*node.as_ptr()).left = left.as_ptr();
+            (*node.as_ptr()).right = right.as_ptr();
         }
         Ok(node)
     }
 
     /// Counts the nodes of a tree.
-    fn count(node: *const Node) -> u64 {
+    fn count(node: NonNull<Node>) -> u64 {
         // SAFETY: `node` is a live node of a tree held by the caller; reading its slots
         // allocates nothing, so no collection runs meanwhile.
-        let (left, right) = unsafe { ((*node).left, (*node).right) };
-        let mut n = 1;
-        for child in [left, right] {
-            if !child.is_null() {
-                n += Self::count(child);
-            }
-        }
-        n
+        let (left, right) = unsafe { ((*node.as_ptr()).left, (*node.as_ptr()).right) };
+        1 + [left, right]
+            .into_iter()
+            .filter_map(NonNull::new)
+            .map(Self::count)
+            .sum::<u64>()
     }
 
-    fn run(&self, p: &GcBenchParams) -> Result<()> {
-        // Stretch the heap.
-        self.make_tree(p.stretch_depth)?;
-        // The long-lived tree and array, in locals used at the end, so alive throughout.
-        let long_lived = self.new_node()?;
-        self.populate(p.long_lived_depth, long_lived)?;
-        // SAFETY: as for `malloc` in `new_node`; the array holds doubles only.
-        let array = unsafe { self.gc.malloc_atomic(p.array_len * 8) }.cast::<f64>();
-        if array.is_null() {
-            return Err(Error::OutOfMemory {
-                requested: p.array_len * 8,
+    /// Runs GCBench once and checks the survivors; returns the allocation calls made.
+    fn run(&self, p: &GcBenchParams) -> Result<u64> {
+        let exhausted = |requested: usize| {
+            move |Exhausted| Error::OutOfMemory {
+                requested,
                 sizing: None,
-            });
+            }
+        };
+        let node = exhausted(std::mem::size_of::<Node>());
+        // Stretch the heap.
+        self.make_tree(p.stretch_depth).map_err(node)?;
+        // The long-lived tree and array, in locals used at the end, so alive throughout.
+        let long_lived = self.new_node().map_err(node)?;
+        self.populate(p.long_lived_depth, long_lived)
+            .map_err(node)?;
+        // SAFETY: as for `malloc` in `new_node`; the array holds doubles only.
+        let array = unsafe { (self.malloc_atomic)(p.array_len * 8) }.cast::<f64>();
+        if array.is_null() {
+            return Err(exhausted(p.array_len * 8)(Exhausted));
         }
+        self.allocs.set(self.allocs.get() + 1);
         for i in 1..p.array_len / 2 {
             // SAFETY: `i < array_len`, inside the array, which `array` keeps alive.
             unsafe { array.add(i).write(1.0 / i as f64) };
@@ -630,12 +801,12 @@ impl Bench<'_> {
             let iters = p.iterations(depth);
             // Top-down.
             for _ in 0..iters {
-                let temp = self.new_node()?;
-                self.populate(depth, temp)?;
+                let temp = self.new_node().map_err(node)?;
+                self.populate(depth, temp).map_err(node)?;
             }
             // Bottom-up.
             for _ in 0..iters {
-                self.make_tree(depth)?;
+                self.make_tree(depth).map_err(node)?;
             }
             depth += 2;
         }
@@ -653,7 +824,7 @@ impl Bench<'_> {
             1.0 / check as f64,
             "GCBench on bdwgc: the array changed"
         );
-        Ok(())
+        Ok(self.allocs.get())
     }
 }
 

@@ -10,8 +10,15 @@
 //! tree and array kept alive throughout, temporary trees built top-down and bottom-up), the
 //! same node shape (two references and 8 payload bytes, 24 bytes), the same checks at the
 //! end (the long-lived tree has all its nodes, the array still holds its values), one
-//! mutator thread, the same `--heap-mib`, and the same clock around the same span (the
-//! workload only, not the collector's start-up).
+//! mutator thread, the same `--heap-mib`, and the same clocks (wall, and the process's CPU
+//! time: `cpu=`) around the same span (the workload only, not the collector's start-up).
+//!
+//! The peer is itself checked against bdwgc as a C program uses it:
+//! `papers/reference/gcbench.c` is the same GCBench in C, with the same heap set-up, clocks
+//! and pause brackets, built against the same library (see its README). Both print
+//! `allocs=` (allocation calls) and `alloc_bytes=` (bdwgc's own count of the bytes it
+//! handed out, `GC_get_total_bytes`), so that one can check they did the same work
+//! (`tests/peer_reference.rs` does).
 //!
 //! What differs, so that a reader does not compare what is not comparable:
 //! - **Precision.** barrierlab is precise: the collector knows every reference slot and
@@ -44,12 +51,26 @@
 //! - **Incremental mode.** With `--incremental` bdwgc uses *virtual dirty bits* to find
 //!   pages written since a mark: on Linux it tries soft-dirty PTEs first and falls back to
 //!   `mprotect` + SIGSEGV, which is what it uses on kernels without
-//!   `CONFIG_MEM_SOFT_DIRTY` (the summary's `vdb=` says which it chose). That is the same
-//!   mechanism as barrierlab's `mprotect` barrier. Builds of bdwgc with parallel marking
-//!   (Debian's among them) default to no time limit on a stopped mark
-//!   (`time_limit=unlimited`), and then the mode is *generational* rather than
-//!   incremental: each collection marks, with the world stopped, from the pages dirtied
-//!   since the last one, and every 20th is a full one.
+//!   `CONFIG_MEM_SOFT_DIRTY`. That is the same mechanism as barrierlab's `mprotect`
+//!   barrier. The summary says which it ran with: `vdb=`, from `GC_get_actual_vdb` where
+//!   the library has it (bdwgc 8.4 and later; `vdb_from=actual_vdb`), else read from
+//!   `GC_incremental_protection_needs` (`vdb_from=protection_needs`; its raw value is
+//!   `protection_needs=`, 1 when pointer-containing heap pages are write-protected), with
+//!   the version (`version=`) and the file the loader mapped (`lib=`).
+//!
+//!   bdwgc's incremental mode is *generational*: a collection marks from the previous
+//!   collection's mark bits plus the objects on pages dirtied since, and only every
+//!   `full_freq + 1`th (`full_freq=`, 19 by default) clears the mark bits and traces the
+//!   whole heap (bdwgc 8.2.2: `GC_maybe_gc` and `GC_full_freq` in `alloc.c`; `gc.h` calls
+//!   the mode "incremental/generational"). `full=` counts the full collections, through
+//!   the callback bdwgc calls at the start of each (`GC_set_start_callback`); the rest of
+//!   `cycles=` are partial, so `full` below `cycles` is the generational mode seen at work
+//!   (bdwgc also starts a full one early when the heap grows a lot). Builds with
+//!   parallel marking (Debian's among them) default to no time limit on a stopped mark
+//!   (`time_limit=unlimited`; `alloc.c` sets `GC_time_limit` to `GC_TIME_UNLIMITED` under
+//!   `PARALLEL_MARK`), and then the mode is generational *only*: `gc.h` says "only the
+//!   generational piece of this is functional" then, so each collection, partial or
+//!   full, marks with the world stopped (`generational=yes`).
 //!
 //! # Pauses
 //! bdwgc reports progress through `GC_set_on_collection_event`. A pause is the time from
@@ -58,8 +79,39 @@
 //! pause is `GC_EVENT_START` to `GC_EVENT_END` (`pause=collection`), which also covers
 //! what bdwgc does on the same thread after it restarts the world (setting up the lazy
 //! sweep). Not in either: lazy sweeping inside allocation, and (in a time-limited
-//! incremental build) mark increments done inside allocation with the world running. `cycles=` counts completed collections from
-//! `GC_get_gc_no`, a second channel beside the events.
+//! incremental build) mark increments done inside allocation with the world running.
+//! `cycles=` counts completed collections from `GC_get_gc_no`, a second channel beside
+//! the events; `full=` counts the full ones among them.
+//!
+//! # What the peer adds to bdwgc, and what it cannot
+//! Calling bdwgc through `dlsym` pointers costs what a C program's calls through the PLT
+//! cost: one indirect call per allocation, no wrapper. What made the peer slower than the
+//! C program was its own code: GCBench's recursion returned the crate's `Result` (72
+//! bytes) through a stack buffer at every level, which doubled the time spent in the tree
+//! code outside bdwgc. It returns a pointer-sized result now (see [`bdwgc`]). On the
+//! project's 2-vCPU KVM guest (busy: load 7, so CPU time is the figure to read), GCBench
+//! classic at 64 MiB, two sets of 10 interleaved rounds, median CPU time of the whole
+//! process against the C program built the same way: 1.04× and 1.05× before, 1.02× after
+//! (the rest is Rust's start-up of the parent and the child; inside the timed span,
+//! `cpu=` 1.01×). In incremental mode the peer took 1.04× (8 rounds) and ran about 5%
+//! fewer collections (medians 249 against 261), one or two more of them full (30 against
+//! 28.5): its collections found about 6% more pointer-containing heap in use
+//! (`GC_PRINT_STATS=1`, one run each), which suggests more conservative retention
+//! through its stack; that is not pinned down.
+//!
+//! Inherent to calling `GC_malloc` in the shared library for every object: a program
+//! linked with `libgc.so.1` (the peer, or the C GCBench built the default way) took 1.27×
+//! the CPU time of the same program linked with the static `libgc.a` of the same Debian
+//! package (bdwgc 8.2.2; `make STATIC=1`), in the same rounds. Inside the shared object
+//! every `GC_malloc` reaches its thread-local free lists through `__tls_get_addr` (the
+//! general-dynamic TLS model of position-independent code; about 10% of the profile's
+//! samples, none in the static build) and goes through PLT stubs within the library.
+//! Compare the peer with the C program linked the same way. A client avoids the cost
+//! without linking statically by taking a whole free list per call (`GC_malloc_many`, on
+//! which `gc_inline.h`'s inline allocation is built): a variant of the C GCBench that took
+//! its nodes that way (6 rounds; not kept) used 0.69× the CPU time of the per-object
+//! shared build with either link, less than the static per-object build (0.77×). The
+//! peer, like the C GCBench kept here, allocates one object per call.
 //!
 //! # Why a child process
 //! bdwgc scans the whole process conservatively — every thread it knows, static data of
@@ -193,14 +245,24 @@ pub struct PeerRun {
     pub heap_final_bytes: usize,
     /// Wall-clock time of the workload.
     pub total: Duration,
+    /// CPU time of the process (every thread) during the workload.
+    pub cpu: Duration,
     /// Collections completed during the workload.
     pub cycles: u64,
+    /// Collections among them that traced the whole heap (all of them when every
+    /// collection is full; in a generational mode, the full ones only).
+    pub full_cycles: u64,
     /// What each pause spans.
     pub pause_source: PauseSource,
     /// Every pause, in order.
     pub pauses: Vec<Duration>,
-    /// Collector-specific settings worth printing (`vdb`, `time_limit`, `markers`), as
-    /// `key=value` pairs whose values contain no whitespace.
+    /// Allocation calls the workload made (the work: `papers/reference/gcbench.c` counts
+    /// the same).
+    pub allocs: u64,
+    /// The collector's own count of the bytes it handed out during the workload.
+    pub alloc_bytes: u64,
+    /// Collector-specific settings worth printing (`lib`, `vdb`, `generational`,
+    /// `time_limit`, `markers`, …), as `key=value` pairs whose values contain no whitespace.
     pub settings: Vec<(String, String)>,
 }
 
@@ -230,16 +292,21 @@ impl PeerRun {
             .collect();
         let mut s = format!(
             "{RECORD_TAG} peer={} mode={} version={} heap_bytes={} heap_final_bytes={} \
-             total_ns={} cycles={} pause={} pauses_ns={}",
+             total_ns={} cpu_ns={} cycles={} full_cycles={} pause={} pauses_ns={} allocs={} \
+             alloc_bytes={}",
             self.peer,
             self.mode.name(),
             self.version,
             self.heap_bytes,
             self.heap_final_bytes,
             self.total.as_nanos(),
+            self.cpu.as_nanos(),
             self.cycles,
+            self.full_cycles,
             self.pause_source.name(),
             pauses.join(","),
+            self.allocs,
+            self.alloc_bytes,
         );
         for (k, v) in &self.settings {
             s.push_str(&format!(" {k}={v}"));
@@ -299,9 +366,13 @@ impl PeerRun {
             heap_bytes: number("heap_bytes")? as usize,
             heap_final_bytes: number("heap_final_bytes")? as usize,
             total: Duration::from_nanos(number("total_ns")?),
+            cpu: Duration::from_nanos(number("cpu_ns")?),
             cycles: number("cycles")?,
+            full_cycles: number("full_cycles")?,
             pause_source,
             pauses,
+            allocs: number("allocs")?,
+            alloc_bytes: number("alloc_bytes")?,
             settings,
         })
     }
@@ -311,16 +382,20 @@ impl PeerRun {
 const RECORD_TAG: &str = "peer-record";
 
 /// The fields of a record that are [`PeerRun`]'s own; any other is a setting.
-const RECORD_KEYS: [&str; 9] = [
+const RECORD_KEYS: [&str; 13] = [
     "peer",
     "mode",
     "version",
     "heap_bytes",
     "heap_final_bytes",
     "total_ns",
+    "cpu_ns",
     "cycles",
+    "full_cycles",
     "pause",
     "pauses_ns",
+    "allocs",
+    "alloc_bytes",
 ];
 
 /// The one-line summary, in the shape of `barrierlab gcbench`'s own.
@@ -330,22 +405,26 @@ impl fmt::Display for PeerRun {
         let us = |d: Duration| d.as_secs_f64() * 1e6;
         write!(
             f,
-            "gcbench peer={} mode={} version={} heap={}MiB total={:.1}ms stw={:.1}ms \
-             cycles={} pauses={} p50={:.0}us p99={:.0}us max={:.0}us pause={} \
-             heap_final={:.1}MiB",
+            "gcbench peer={} mode={} version={} heap={}MiB total={:.1}ms cpu={:.1}ms \
+             stw={:.1}ms cycles={} full={} pauses={} p50={:.0}us p99={:.0}us max={:.0}us \
+             pause={} heap_final={:.1}MiB allocs={} alloc_bytes={}",
             self.peer,
             self.mode.name(),
             self.version,
             self.heap_bytes >> 20,
             ms(self.total),
+            ms(self.cpu),
             ms(self.stw()),
             self.cycles,
+            self.full_cycles,
             self.pauses.len(),
             us(self.pause_percentile(50.0)),
             us(self.pause_percentile(99.0)),
             us(self.max_pause()),
             self.pause_source.name(),
             self.heap_final_bytes as f64 / (1 << 20) as f64,
+            self.allocs,
+            self.alloc_bytes,
         )?;
         for (k, v) in &self.settings {
             write!(f, " {k}={v}")?;
@@ -377,13 +456,17 @@ mod tests {
             heap_bytes: 64 << 20,
             heap_final_bytes: 64 << 20,
             total: Duration::from_nanos(700_123_456),
+            cpu: Duration::from_nanos(650_000_001),
             cycles: 3,
+            full_cycles: 1,
             pause_source: PauseSource::WorldStop,
             pauses: vec![
                 Duration::from_nanos(1_500_000),
                 Duration::from_nanos(2_500_001),
                 Duration::from_nanos(999),
             ],
+            allocs: 12,
+            alloc_bytes: 384,
             settings: vec![
                 ("vdb".into(), "mprotect".into()),
                 ("markers".into(), "1".into()),
@@ -421,12 +504,15 @@ mod tests {
         assert!(
             s.starts_with(
                 "gcbench peer=bdwgc mode=incremental version=8.2.2 heap=64MiB total=700.1ms \
-                 stw=4.0ms cycles=3 pauses=3 p50="
+                 cpu=650.0ms stw=4.0ms cycles=3 full=1 pauses=3 p50="
             ),
             "{s}"
         );
         assert!(
-            s.ends_with("pause=world-stop heap_final=64.0MiB vdb=mprotect markers=1"),
+            s.ends_with(
+                "pause=world-stop heap_final=64.0MiB allocs=12 alloc_bytes=384 vdb=mprotect \
+                 markers=1"
+            ),
             "{s}"
         );
     }
