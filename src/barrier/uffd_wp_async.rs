@@ -24,9 +24,9 @@
 //! [`disarm`](DirtyTracker::disarm) unprotects the whole heap and every
 //! [`arm`](DirtyTracker::arm) protects all of it again (~70 ns per heap page). The
 //! `keep-protected` variant ([`TrackerOptions::async_keep_protected`]) makes disarm do
-//! nothing: the heap stays protected, a mutator's write between cycles costs one
-//! kernel-resolved fault on the first write to each page (none for the pages the
-//! allocator hands out, see below), and the next arm is a scan whose result is thrown away (it only
+//! nothing: the heap stays protected, a write between cycles (by a mutator, or by the
+//! concurrent sweep zeroing dead cells) costs one kernel-resolved fault on the first
+//! write to each page, and the next arm is a scan whose result is thrown away (it only
 //! re-protects the pages written since).
 //!
 //! The frontier ([`DirtyTracker::hand_out`]): a page handed to the allocator while

@@ -8,8 +8,9 @@
 //! object's span. Everything the collector writes lives outside the mapping: the page
 //! table ([`pages`]), the allocation bitmap and two mark bitmaps (the crate's one `Bitmap`, one bit per
 //! 16-byte granule), the free-page pool and the per-class lists of pages with free cells.
-//! So **the collector never writes heap memory** (armed or not): only mutators do,
-//! including the allocator, which zeroes the cells it reserves.
+//! So **the collector never writes heap memory while the tracker is armed**; the only
+//! collector writes to the heap are the sweep's zeroing of dead cells, after the tracker
+//! is disarmed.
 //!
 //! # Allocation: runs of free cells
 //! A mutator allocates small objects from an [`AllocBuffer`] per size class: a *run* of
@@ -20,12 +21,9 @@
 //! the allocation bitmap, which the sweep maintains), then reserve it in bulk, one atomic
 //! `fetch_or` per 64 granules.
 //!
-//! **A reserved cell is all zero** (header and body): fresh pages come zero from the
-//! kernel or from [`PagePool::take`], and a run in a page whose cells a sweep has freed
-//! is zeroed as it is reserved, before its bits are set. So the fast path writes only
-//! the header, and the zeroing happens in bulk, on the allocating thread, where the cells
-//! are about to be written anyway (bdwgc clears free objects on the allocating thread
-//! too). The sweep only clears bits: the collector never writes heap memory at all.
+//! **A free cell is all zero** (header and body): fresh pages come zero from the kernel
+//! or from [`PagePool::take`], and the sweep zeroes every cell it frees. So the fast path
+//! writes only the header, and the zeroing happens in bulk, on the collector's thread.
 //!
 //! # Allocation colour
 //! Objects allocated during a cycle must be black: never freed by that cycle's sweep,
@@ -152,10 +150,6 @@ pub(crate) struct Space {
     free_pages: AtomicUsize,
     /// A copy of the pool's high-water mark: no page at or above it was ever used.
     high_water: AtomicUsize,
-    /// One bit per small-object page: a sweep freed cells of it, which still hold the
-    /// dead objects' bytes, so a run reserved in it is zeroed first. Cleared when the
-    /// page comes (zeroed) from the pool.
-    unzeroed: Bitmap,
     /// One bit per page: cells of it were handed out since [`Space::begin_frontier`] (the
     /// allocation frontier of the cycle), for the study's split of dirty granules into
     /// first writes to new objects and writes to objects older than the cycle.
@@ -202,7 +196,6 @@ impl Space {
             free_pages: AtomicUsize::new(pages),
             high_water: AtomicUsize::new(0),
             frontier: Bitmap::new(pages)?,
-            unzeroed: Bitmap::new(pages)?,
             region,
         })
     }
@@ -500,22 +493,13 @@ impl Space {
         };
         let end = (start..cells).find(|&c| allocated(c)).unwrap_or(cells);
         let n = end - start;
-        let page = self.page_addr(buf.page);
-        // After the allocation bits (Acquire): a sweep marks the page unzeroed before it
-        // frees cells, so a cell seen free here is seen unzeroed if it holds old bytes.
-        if self.unzeroed.get(buf.page) {
-            // SAFETY: the run's cells are free (their allocation bits are clear), in a
-            // page this mutator owns: no object lives there, no other thread reserves
-            // them, and no collector thread reads them (they are unmarked in the cycle's
-            // bitmap until the marks below, whose `AcqRel` publishes these zeroes).
-            unsafe { std::ptr::write_bytes((page + start * cs) as *mut u8, 0, n * cs) };
-        }
         let g = first_granule + start * stride;
         let epoch = self.alloc_epoch.load(Ordering::Relaxed);
         self.mark_bits[epoch].set_strided(g, n, stride);
         self.alloc_bits.set_strided(g, n, stride);
         self.bytes_allocated
             .fetch_add((n * cs) as u64, Ordering::Relaxed);
+        let page = self.page_addr(buf.page);
         buf.cursor = page + start * cs;
         buf.limit = page + end * cs;
         true
@@ -562,8 +546,6 @@ impl Space {
         while !self.claim_page(p) {
             std::hint::spin_loop();
         }
-        // Zero from the pool.
-        self.unzeroed.clear(p);
         self.page_table.set(p, PageKind::Small { class });
         Some(p)
     }
@@ -608,9 +590,8 @@ impl Space {
     // ---- sweeping ---------------------------------------------------------------------
 
     /// Frees every allocated cell without a mark in `marks`, and rebuilds the lists of
-    /// pages with free cells. Returns (bytes, objects) freed. It clears bits only: a freed
-    /// cell keeps its bytes until a run reserves it (or its page is taken from the pool)
-    /// and zeroes it.
+    /// pages with free cells. Returns (bytes, objects) freed. Run with the tracker
+    /// disarmed: it zeroes what it frees.
     pub fn sweep(&self, marks: &Bitmap) -> (u64, u64) {
         for list in &self.avail {
             list.lock().clear();
@@ -641,9 +622,9 @@ impl Space {
         (bytes, objects)
     }
 
-    /// Sweeps one small-object page, a word of bitmaps at a time: frees every allocated
-    /// cell not in `marks`. Frees the page, or lists it as having free cells, unless a
-    /// mutator owns it.
+    /// Sweeps one small-object page, a word of bitmaps at a time: zeroes and frees every
+    /// allocated cell not in `marks`. Frees the page, or lists it as having free cells,
+    /// unless a mutator owns it.
     fn sweep_small_page(&self, p: usize, class: usize, marks: &Bitmap) -> (u64, u64) {
         let exclusive = self.owner[p]
             .compare_exchange(
@@ -664,9 +645,25 @@ impl Space {
             let dead = alloc & !marks.word(w0 + k).load(Ordering::Acquire);
             live += (alloc & !dead).count_ones();
             if dead != 0 {
-                // Unzeroed before the allocation bits are cleared (`AcqRel` on both): a
-                // mutator that finds a cell free finds the page marked unzeroed.
-                self.unzeroed.set(p);
+                let mut d = dead;
+                while d != 0 {
+                    let g = d.trailing_zeros() as usize;
+                    d &= d - 1;
+                    let addr = page + (k * 64 + g) * GRANULE;
+                    // The body is zeroed before the header, and the allocation bit is
+                    // cleared last (Release), so a mutator that finds the cell free finds
+                    // it all zero.
+                    // SAFETY: an allocated, unmarked cell is garbage no mutator can reach
+                    // (marking is complete), inside the heap; the tracker is disarmed.
+                    unsafe {
+                        std::ptr::write_bytes(
+                            (addr + object::HEADER_BYTES) as *mut u8,
+                            0,
+                            cs - object::HEADER_BYTES,
+                        );
+                        object::header_word(addr).store(0, Ordering::Relaxed);
+                    }
+                }
                 self.alloc_bits
                     .word(w0 + k)
                     .fetch_and(!dead, Ordering::AcqRel);
@@ -676,8 +673,8 @@ impl Space {
         if exclusive {
             if live == 0 {
                 self.page_table.set(p, PageKind::Free);
-                let unzeroed = self.unzeroed.get(p);
-                self.with_pool(|pool| pool.give_back(p, 1, unzeroed));
+                // Every cell was zero or is zeroed now: the page needs no zeroing.
+                self.with_pool(|pool| pool.give_back(p, 1, false));
             } else if live < (PAGE_SIZE / cs) as u32 {
                 self.avail[class].lock().push(p);
             }
