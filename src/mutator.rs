@@ -41,10 +41,44 @@ pub struct Mutator<B: StoreBarrier = DynBarrier> {
     barrier: B,
     heap: Heap,
     shared: Arc<MutatorShared>,
+    /// The allocation stall in progress, if the current allocation found the heap full.
+    stall: AllocationStall,
     /// Neither `Send` nor `Sync`: a mutator belongs to the thread that made it (the
     /// thread's safepoint bookkeeping refers to it, and it writes its root stack and
     /// buffers without synchronisation).
     _thread_bound: std::marker::PhantomData<*const ()>,
+}
+
+/// An allocation that found the heap full while a cycle runs: it waits for the sweep to
+/// give room back, possibly several times, and the whole wait, from the first to the
+/// allocation that succeeds (or falls back), is one stall in
+/// [`crate::Stats::allocation_stalls`].
+#[derive(Debug, Default)]
+struct AllocationStall {
+    since: Option<std::time::Instant>,
+}
+
+impl AllocationStall {
+    /// Waits for room if a cycle is running or requested (counting this mutator as
+    /// stopped meanwhile): `true` to try again; `false`, ending the stall, if there is no
+    /// such cycle.
+    #[cold]
+    fn wait_for_room(&mut self, heap: &Heap) -> Result<bool> {
+        self.since.get_or_insert_with(std::time::Instant::now);
+        let room = crate::runtime::while_blocked(|| heap.inner.collector.wait_for_room())?;
+        if !room {
+            self.end(heap);
+        }
+        Ok(room)
+    }
+
+    /// The allocation went through (or falls back): records the stall, if there was one.
+    #[inline]
+    fn end(&mut self, heap: &Heap) {
+        if let Some(start) = self.since.take() {
+            heap.inner.collector.record_allocation_stall(start);
+        }
+    }
 }
 
 /// Work generic over the store path; see [`Heap::run_typed`].
@@ -68,6 +102,7 @@ impl<B: StoreBarrier> Mutator<B> {
             barrier,
             heap,
             shared,
+            stall: AllocationStall::default(),
             _thread_bound: std::marker::PhantomData,
         }
     }
@@ -194,13 +229,13 @@ impl<B: StoreBarrier> Mutator<B> {
     /// Takes a cell of `class`, refilling the run (and collecting) as needed.
     fn alloc_small_slow(&mut self, class: usize, bytes: usize) -> Result<usize> {
         let mut collections = 0;
-        let mut stalled = false;
         loop {
             // SAFETY: as in `alloc`; no other reference to the buffers is alive.
             let buf = unsafe { &mut self.buffers.as_mut().classes[class] };
             if buf.cursor < buf.limit {
                 let addr = buf.cursor;
                 buf.cursor += CLASS_SIZES[class];
+                self.stall.end(&self.heap);
                 return Ok(addr);
             }
             let h = &self.heap.inner;
@@ -208,11 +243,8 @@ impl<B: StoreBarrier> Mutator<B> {
                 h.collector.allocation_poll(&h.space);
                 continue;
             }
-            if !stalled {
-                stalled = true;
-                if self.wait_for_pending_cycle()? {
-                    continue;
-                }
+            if self.stall.wait_for_room(&self.heap)? {
+                continue;
             }
             if collections == OOM_COLLECTIONS {
                 return Err(self.out_of_memory(bytes));
@@ -226,39 +258,22 @@ impl<B: StoreBarrier> Mutator<B> {
         }
     }
 
-    /// The heap is full: if a cycle is running or requested, wait for it to complete (an
-    /// allocation stall, recorded), since its sweep may make room; a full collection is
-    /// the fallback only when there is none. Returns whether it waited.
-    #[cold]
-    fn wait_for_pending_cycle(&mut self) -> Result<bool> {
-        let heap = self.heap.clone();
-        let start = std::time::Instant::now();
-        let waited = self.blocking(|| heap.inner.collector.wait_for_pending_cycle())?;
-        if waited {
-            heap.inner.collector.record_allocation_stall(start);
-        }
-        Ok(waited)
-    }
-
     fn set_wanted(&mut self, w: Wanted) {
         // SAFETY: this mutator's own request, on its own thread, while it runs.
         unsafe { *self.shared.wanted() = w };
     }
 
     fn alloc_large(&mut self, bytes: usize) -> Result<usize> {
-        let mut stalled = false;
         let mut collections = 0;
         while collections <= OOM_COLLECTIONS {
             let h = &self.heap.inner;
             if let Some(a) = h.space.alloc_large(bytes, h.tracker.as_deref()) {
+                self.stall.end(&self.heap);
                 h.collector.allocation_poll(&h.space);
                 return Ok(a);
             }
-            if !stalled {
-                stalled = true;
-                if self.wait_for_pending_cycle()? {
-                    continue;
-                }
+            if self.stall.wait_for_room(&self.heap)? {
+                continue;
             }
             if collections < OOM_COLLECTIONS {
                 // The full collection allocates it in its pause if it can.

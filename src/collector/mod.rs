@@ -82,6 +82,8 @@ struct Control {
     requested: u64,
     started: u64,
     completed: u64,
+    /// Counts the sweep's reports of progress: room may have come back.
+    swept: u64,
     /// The cause of the pending request; `AllocationFailure` asks for a full collection.
     cause: Cause,
     shutdown: bool,
@@ -212,26 +214,34 @@ impl Collector {
         }
     }
 
-    /// Waits for the cycle that is running or requested, if there is one, to complete
-    /// (an allocation stall: the caller found the heap full, and that cycle's sweep may
-    /// make room). Returns whether there was one. The caller must not be a running
-    /// mutator (see `runtime::while_blocked`). [`Error::CollectorFailed`] if the collector
-    /// thread has failed.
-    pub(crate) fn wait_for_pending_cycle(&self) -> Result<bool> {
+    /// The caller found the heap full: if a cycle is running or requested, waits until
+    /// its sweep has freed more pages or it has completed, and returns `true` (try the
+    /// allocation again); `false` if there is no such cycle (fall back to a full
+    /// collection). A wait that returns `true` is part of an allocation stall. The caller
+    /// must not be a running mutator (see `runtime::while_blocked`).
+    /// [`Error::CollectorFailed`] if the collector thread has failed.
+    pub(crate) fn wait_for_room(&self) -> Result<bool> {
         let mut c = self.shared.control.lock();
         let target = c.started.max(c.requested);
         if target <= c.completed {
             return Ok(false);
         }
+        let swept = c.swept;
         loop {
             if let Some(msg) = &c.failed {
                 return Err(Error::CollectorFailed(msg.clone()));
             }
-            if c.completed >= target {
+            if c.completed >= target || c.swept != swept {
                 return Ok(true);
             }
             self.shared.done_cv.wait(&mut c);
         }
+    }
+
+    /// The sweep reports progress: wakes the allocations waiting for room.
+    fn swept_more(&self) {
+        self.shared.control.lock().swept += 1;
+        self.shared.done_cv.notify_all();
     }
 
     /// Records an allocation stall that began at `start` and ends now.
@@ -385,6 +395,10 @@ struct Cycle<'g> {
     /// allocation is black).
     allocated_at_start: u64,
     allocated_at_flip: u64,
+    /// `Space::bytes_allocated` when the sweep began: the pacer's measure of what the
+    /// mutators need while a cycle runs ends here, since the sweep gives room back as it
+    /// goes (page by page, faster than mutators allocate).
+    allocated_at_sweep: u64,
 }
 
 /// Runs cycle `n`: the numbered list of the module docs, or, for an allocation that
@@ -435,6 +449,7 @@ impl<'g> Cycle<'g> {
             started: Instant::now(),
             allocated_at_start: allocated,
             allocated_at_flip: allocated,
+            allocated_at_sweep: allocated,
         }
     }
 
@@ -700,13 +715,15 @@ impl<'g> Cycle<'g> {
     /// 7. Sweep, concurrently.
     fn sweep(&mut self) {
         self.gc.collector.enter_phase(Phase::Sweep);
+        self.allocated_at_sweep = self.gc.space.bytes_allocated();
         self.stats.objects_marked = self.marker.objects_marked;
         self.stats.bytes_marked = self.marker.bytes_marked;
         let space = self.gc.space;
         // The other bitmap: no reservation marks it since the flip.
         space.clear_marks(1 - self.epoch);
         let t0 = Instant::now();
-        let (bytes, objects) = space.sweep(self.marker.marks);
+        let collector = self.gc.collector;
+        let (bytes, objects) = space.sweep(self.marker.marks, || collector.swept_more());
         self.stats.sweep = t0.elapsed();
         self.stats.bytes_freed = bytes;
         self.stats.objects_freed = objects;
@@ -724,7 +741,9 @@ impl<'g> Cycle<'g> {
         self.stats.allocated = now.saturating_sub(self.allocated_at_start);
         self.stats.schedule = collector.pacer.cycle_ended(CycleEnd {
             allocated_now: now,
-            during: self.stats.allocated,
+            during: self
+                .allocated_at_sweep
+                .saturating_sub(self.allocated_at_start),
             marked: self.marker.bytes_marked,
             live,
             mutators: collector.safepoints.mutators(),

@@ -4,9 +4,10 @@
 //! - `L` = the bytes live after it (marked, plus allocated black during it),
 //! - `G` = the heap goal, [`GOAL`] of the heap less what every mutator's allocation
 //!   buffers may hold,
-//! - `E` = the bytes the mutators are predicted to allocate while the next cycle runs:
-//!   `r × M`, where `M` is the bytes the last cycle marked and `r` the bytes allocated
-//!   per byte marked during the cycles so far, smoothed over cycles
+//! - `E` = the bytes the mutators are predicted to allocate while the next cycle runs,
+//!   up to its sweep (which gives room back page by page, faster than mutators
+//!   allocate): `r × M`, where `M` is the bytes the last cycle marked and `r` the bytes
+//!   allocated per byte marked during the cycles so far, smoothed over cycles
 //!   (`r ← (r + r_last) / 2`), so that one slow cycle does not move the next start by
 //!   itself.
 //!
@@ -58,7 +59,7 @@ const MIN_MARKED: u64 = 64 << 10;
 pub(crate) struct CycleEnd {
     /// `Space::bytes_allocated` now.
     pub allocated_now: u64,
-    /// Bytes allocated from the cycle's start to its end.
+    /// Bytes allocated from the cycle's start to its sweep.
     pub during: u64,
     /// Bytes the cycle marked by tracing.
     pub marked: u64,

@@ -91,6 +91,9 @@ const PAGE_GRANULES: usize = PAGE_SIZE / GRANULE;
 /// ~70 ns per further page; a write fault costs 0.8–58 µs.
 pub(crate) const HAND_OUT_BATCH: usize = 16;
 
+/// Pages the sweep frees between two reports of progress (see [`Space::sweep`]).
+pub(crate) const SWEEP_CHUNK: usize = 1024;
+
 /// The tracker the allocator tells about the pages it hands out (`None`: no tracker).
 pub(crate) type Frontier<'a> = Option<&'a dyn DirtyTracker>;
 
@@ -592,14 +595,22 @@ impl Space {
     /// Frees every allocated cell without a mark in `marks`, and rebuilds the lists of
     /// pages with free cells. Returns (bytes, objects) freed. Run with the tracker
     /// disarmed: it zeroes what it frees.
-    pub fn sweep(&self, marks: &Bitmap) -> (u64, u64) {
+    ///
+    /// `progress` is called after every [`SWEEP_CHUNK`] pages: room may have come back
+    /// (a mutator that found the heap full can try again).
+    pub fn sweep(&self, marks: &Bitmap, mut progress: impl FnMut()) -> (u64, u64) {
         for list in &self.avail {
             list.lock().clear();
         }
         let (mut bytes, mut objects) = (0u64, 0u64);
         let mut p = 0;
+        let mut chunk_end = SWEEP_CHUNK;
         let end = self.high_water();
         while p < end {
+            if p >= chunk_end {
+                progress();
+                chunk_end = p + SWEEP_CHUNK;
+            }
             match self.page_table.get(p) {
                 PageKind::Small { class } => {
                     let (b, o) = self.sweep_small_page(p, class, marks);
@@ -635,6 +646,7 @@ impl Space {
             )
             .is_ok();
         let cs = CLASS_SIZES[class];
+        let stride = cs / GRANULE;
         let page = self.page_addr(p);
         let w0 = self.granule(page) / 64;
         let (mut freed, mut live) = (0u64, 0u32);
@@ -645,24 +657,25 @@ impl Space {
             let dead = alloc & !marks.word(w0 + k).load(Ordering::Acquire);
             live += (alloc & !dead).count_ones();
             if dead != 0 {
+                // Dead cells die in runs (a structure dies as a whole): one `memset` per
+                // run of consecutive dead cells, not one per cell. The allocation bits are
+                // cleared after the zeroing (`AcqRel`), so a mutator that finds a cell
+                // free finds it all zero.
                 let mut d = dead;
                 while d != 0 {
                     let g = d.trailing_zeros() as usize;
-                    d &= d - 1;
-                    let addr = page + (k * 64 + g) * GRANULE;
-                    // The body is zeroed before the header, and the allocation bit is
-                    // cleared last (Release), so a mutator that finds the cell free finds
-                    // it all zero.
-                    // SAFETY: an allocated, unmarked cell is garbage no mutator can reach
-                    // (marking is complete), inside the heap; the tracker is disarmed.
-                    unsafe {
-                        std::ptr::write_bytes(
-                            (addr + object::HEADER_BYTES) as *mut u8,
-                            0,
-                            cs - object::HEADER_BYTES,
-                        );
-                        object::header_word(addr).store(0, Ordering::Relaxed);
+                    let mut cells = 1;
+                    while g + cells * stride < 64 && d & (1 << (g + cells * stride)) != 0 {
+                        cells += 1;
                     }
+                    for c in 0..cells {
+                        d &= !(1 << (g + c * stride));
+                    }
+                    let addr = page + (k * 64 + g) * GRANULE;
+                    // SAFETY: allocated, unmarked cells are garbage no mutator can reach
+                    // (marking is complete), consecutive, inside the heap; the tracker is
+                    // disarmed.
+                    unsafe { std::ptr::write_bytes(addr as *mut u8, 0, cells * cs) };
                 }
                 self.alloc_bits
                     .word(w0 + k)
