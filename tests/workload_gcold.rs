@@ -181,7 +181,8 @@ fn promotion_replaces_the_oldest_tree_first() {
         let n = p.trees();
         let mut before = tops(&g, &m, n);
         let mut check = g.check(&m).expect("intact");
-        // Around the array twice, so that the cursor wraps.
+        // Around the array twice, so that the cursor wraps: 63 steps of 32 KiB of trees
+        // and 33 KB of garbage, more than the 4 MiB heap holds, so collections run.
         for s in 0..2 * n + 3 {
             let oldest = g.cursor();
             assert_eq!(oldest as u64, s % n, "step {s}");
@@ -230,17 +231,22 @@ fn swaps_move_subtrees_without_losing_a_node() {
         };
         let (tops0, kids0) = (tops(&g, &m, n), children(&g, &m));
         let stores0 = g.counts.ref_stores;
-        for _ in 0..20 {
+        // 60 steps allocate 6 MB in a heap of 4 MiB: collections must run.
+        for _ in 0..60 {
             g.step(&mut m).expect("a step");
         }
         assert_eq!(
             g.counts.ref_stores - stores0,
-            20 * 500,
+            60 * 500,
             "two stores per swap"
         );
         // The roots stay (a swap moves children), some roots' children moved...
         assert_eq!(tops(&g, &m, n), tops0);
-        assert_ne!(children(&g, &m), kids0, "no swap at depth 0 in 5,000 swaps");
+        assert_ne!(
+            children(&g, &m),
+            kids0,
+            "no swap at depth 0 in 15,000 swaps"
+        );
         // ... and the trees hold the same nodes as before, all of them.
         assert_eq!(g.check(&m).expect("intact"), first);
         g.release(&mut m);
