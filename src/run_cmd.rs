@@ -7,7 +7,8 @@ use std::time::Duration;
 use barrierlab::barrier::Availability;
 use barrierlab::probe::Probe;
 use barrierlab::workload::{
-    self, BinaryTreesParams, GcBenchParams, GraphParams, LruParams, RunResult, Workload,
+    self, BinaryTreesParams, GcBenchParams, GcOldParams, GraphParams, LruParams, RunResult,
+    Workload,
 };
 use barrierlab::{BarrierKind, HeapConfig, ServiceLayout};
 use clap::{Args, ValueEnum};
@@ -93,6 +94,9 @@ pub enum WorkloadName {
     Lru,
     /// A long-lived binary tree whose subtrees are replaced and swapped.
     BinaryTrees,
+    /// GCOld (Sun Labs): 25 MB of trees replaced oldest first, 10 pointer mutations and
+    /// 100 KB promoted per MB of short-lived garbage.
+    Gcold,
 }
 
 impl WorkloadName {
@@ -104,6 +108,7 @@ impl WorkloadName {
             (WorkloadName::Graph, _) => Workload::Graph(GraphParams::default()),
             (WorkloadName::Lru, _) => Workload::Lru(LruParams::default()),
             (WorkloadName::BinaryTrees, _) => Workload::BinaryTrees(BinaryTreesParams::default()),
+            (WorkloadName::Gcold, _) => Workload::GcOld(GcOldParams::default()),
         }
     }
 }

@@ -381,7 +381,14 @@ fn rss_kib() -> u64 {
 #[test]
 fn a_large_object_granted_by_a_full_collection_survives_the_next_cycle() {
     for kind in BarrierKind::ALL {
-        let cfg = HeapConfig::new().heap_bytes(2 << 20).barrier(kind);
+        // No trigger: every collection but thread 0's explicit ones is a full collection
+        // for an allocation that found no room (the waiting allocator would otherwise
+        // wait for a running cycle instead), and thread 0's cycles start beside them.
+        let cfg = HeapConfig::new()
+            .heap_bytes(2 << 20)
+            .barrier(kind)
+            .pacing(false)
+            .trigger(1.0);
         let Some(heap) = heap_or_skip(cfg, "a_large_object_granted") else {
             continue;
         };
@@ -408,9 +415,12 @@ fn a_large_object_granted_by_a_full_collection_survives_the_next_cycle() {
                             m.write_bytes(o, 0, &(i as u64).to_le_bytes())
                                 .unwrap_or_else(|e| panic!("{kind} thread {t} #{i}: {e}"));
                             m.set_root(slots[i % 8], Some(o)).expect("root");
-                            // Churn small garbage so that cycles also start by trigger.
+                            // Churn small garbage; thread 0 starts cycles of its own.
                             for _ in 0..16 {
                                 m.alloc(2, 48).expect("small");
+                            }
+                            if t == 0 && i % 64 == 63 {
+                                m.collect().expect("collect");
                             }
                         }
                         for (k, &s) in slots.iter().enumerate() {

@@ -14,7 +14,9 @@
 //!
 //! Every run is under a timeout, so that a deadlock fails instead of hanging; a barrier
 //! the kernel lacks is skipped with its reason (a failure under
-//! `BARRIERLAB_REQUIRE_ALL=1`).
+//! `BARRIERLAB_REQUIRE_ALL=1`). The tests whose checks depend on where a mutator's
+//! stores fall against the collector's cycles run one at a time ([`SERIAL`]): on two
+//! CPUs, a test beside them can keep a mutator off its CPU for a whole window.
 
 #[macro_use]
 mod support;
@@ -74,6 +76,13 @@ fn small_graph() -> GraphParams {
 
 /// Runs `w` on `threads` threads under the timeout; `None` (after the skip message) when
 /// the barrier is missing.
+/// Held by the tests that measure stores inside collection windows (module docs).
+static SERIAL: std::sync::Mutex<()> = std::sync::Mutex::new(());
+
+fn serial() -> std::sync::MutexGuard<'static, ()> {
+    SERIAL.lock().unwrap_or_else(|p| p.into_inner())
+}
+
 fn run(test: &str, cfg: HeapConfig, w: Workload, threads: usize) -> Option<RunResult> {
     let what = format!("{test} [{}, {}]", cfg.barrier, w.name());
     let name = what.clone();
@@ -161,10 +170,14 @@ fn lru_agrees_with_a_shadow() {
         ..LruParams::default()
     };
     let ops = 60_000u64;
+    // A fixed trigger at 30% of the heap (no pacer): the run allocates about 5 MiB, and
+    // cycles must run throughout it.
     let heap = Heap::new(
         HeapConfig::new()
             .heap_bytes(2 << 20)
             .barrier(BarrierKind::CardTable)
+            .pacing(false)
+            .trigger(0.3)
             .verify(true),
     )
     .expect("a card-table heap");
@@ -203,7 +216,11 @@ fn lru_agrees_with_a_shadow() {
         (hits, h.stats().cycles)
     });
     let s = heap.stats();
-    assert!(cycles >= 3, "{cycles} cycles");
+    assert!(
+        cycles >= 3,
+        "{cycles} cycles ({} MiB allocated)",
+        s.bytes_allocated >> 20
+    );
     assert_eq!(s.verifier_failures, 0, "{:?}", s.verifier_messages);
     // Uniform keys: a hit ratio of capacity / key space.
     let ratio = hits as f64 / ops as f64;
@@ -338,18 +355,20 @@ fn scaled_to_heap_allocates_ten_heaps() {
 
 #[test]
 fn graph_stores_per_dirtied_page_follow_the_knob() {
+    let _serial = serial();
     let concurrent = BarrierKind::ALL.into_iter().filter(|k| k.is_concurrent());
     let cases = concurrent.flat_map(|k| [(k, 512u64, 1), (k, 4096, 1)]);
     // Two threads (two graphs, one heap): the windows of both count, once each.
     let cases = cases.chain([(BarrierKind::CardTable, 1024, 2)]);
     for (kind, spp, threads) in cases {
-        // A graph of 1,563 pages; stores slowed down by arithmetic so that a cycle's
-        // window does not wrap around all pages, and few allocations, whose pages would
-        // count as dirtied pages too. The live set fills more than the fixed trigger's
-        // share of the heap (no pacer), so cycles run back to back, and the store loop
-        // lasts many cycles (on a loaded machine too).
+        // A graph of 3,125 pages; stores slowed down by arithmetic so that a cycle's
+        // window does not wrap around all pages (with half as many, `uffd-wp`'s windows,
+        // long with its fault round trips on an idle machine, wrap), and few allocations,
+        // whose pages would count as dirtied pages too. The live set fills more than the
+        // fixed trigger's share of the heap (no pacer), so cycles run back to back, and
+        // the store loop lasts many cycles (on a loaded machine too).
         let p = GraphParams {
-            objects: 100_000,
+            objects: 200_000,
             // Two threads mark twice the graph and share the CPUs: longer cycles, so
             // longer loops, for cycles to fall inside both.
             stores: 6_000_000 * (threads * threads) as u64,
@@ -359,7 +378,7 @@ fn graph_stores_per_dirtied_page_follow_the_knob() {
             ..GraphParams::default()
         };
         let cfg = HeapConfig::new()
-            .heap_bytes(threads * (10 << 20))
+            .heap_bytes(threads * (20 << 20))
             .barrier(kind)
             .pacing(false)
             .trigger(0.5)
@@ -387,6 +406,7 @@ fn graph_stores_per_dirtied_page_follow_the_knob() {
 /// times the knob's stores; the measurement shows it.
 #[test]
 fn graph_windows_that_wrap_exceed_the_knob() {
+    let _serial = serial();
     let spp = 4;
     let p = GraphParams {
         objects: 20_000,

@@ -474,6 +474,7 @@ mod tests {
                     let live = (p.capacity as u64 * entry) as f64 / w.live_bytes as f64;
                     assert!((0.9..=1.0).contains(&live), "lru live share {live}: {p:?}");
                 }
+                Workload::GcOld(p) => assert_eq!(p.live_bytes, w.live_bytes),
             }
             // Two threads share the same live set and allocation.
             let two = w.at_threads(2);

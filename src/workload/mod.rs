@@ -8,6 +8,9 @@
 //!   old entries, every miss stores a young entry into the long-lived bucket array.
 //! - [`binary_trees`]: a long-lived binary tree whose subtrees are replaced and swapped
 //!   (old-to-young and old-to-old stores at random places in an old structure).
+//! - [`gcold`]: GCOld (Sun Microsystems Laboratories), the published old-generation
+//!   benchmark: a live set of trees replaced oldest first, short-lived garbage, and a
+//!   rate of pointer stores into the old trees.
 //! - [`pages`]: a tracker alone over a bare region: the cost of a store pattern under
 //!   each barrier, without a heap (the study's crossover sweep and the benches).
 //!
@@ -19,6 +22,7 @@
 pub mod binary_trees;
 pub mod cpu;
 pub mod gcbench;
+pub mod gcold;
 pub mod graph;
 pub mod lru;
 pub mod pages;
@@ -34,6 +38,7 @@ use crate::runtime::Heap;
 
 pub use binary_trees::BinaryTreesParams;
 pub use gcbench::GcBenchParams;
+pub use gcold::GcOldParams;
 pub use graph::{GraphParams, StoreTrace, StoreWindow};
 pub use lru::{KeyDistribution, LruParams};
 
@@ -80,6 +85,8 @@ pub enum Workload {
     Lru(LruParams),
     /// A long-lived binary tree whose subtrees are replaced and swapped.
     BinaryTrees(BinaryTreesParams),
+    /// GCOld: long-lived trees replaced oldest first, with a pointer-mutation rate.
+    GcOld(GcOldParams),
 }
 
 /// [`Workload::scaled_to_heap`] aims at this many heaps' worth of allocation.
@@ -118,12 +125,32 @@ impl Workload {
             ),
             Workload::BinaryTrees(p) if *p == BinaryTreesParams::default() => "binary-trees".into(),
             Workload::BinaryTrees(p) => format!("binary-trees-d{}", p.depth),
+            Workload::GcOld(p) => {
+                let d = GcOldParams::default();
+                if (GcOldParams {
+                    steps: d.steps,
+                    seed: d.seed,
+                    ..*p
+                }) == d
+                {
+                    "gcold".into()
+                } else {
+                    // GCOld's own command line: live MB, work, ratio, mutations.
+                    format!(
+                        "gcold-l{}-w{}-r{}-m{}",
+                        p.live_bytes / 1_000_000,
+                        p.work_units,
+                        p.short_per_long,
+                        p.mutations_per_step
+                    )
+                }
+            }
         }
     }
 
     /// Reference and payload stores one thread performs (for per-store costs): exact
-    /// for GCBench, graph and binary trees; for the LRU cache, from its expected hit
-    /// ratio ([`LruParams::stores_estimate`]).
+    /// for GCBench, graph, binary trees and GCOld; for the LRU cache, from its expected
+    /// hit ratio ([`LruParams::stores_estimate`]).
     pub fn stores_per_thread(&self) -> u64 {
         match self {
             // Populate: 2 stores per node; make_tree: 2 per inner node.
@@ -131,13 +158,14 @@ impl Workload {
             Workload::Graph(p) => p.stores,
             Workload::Lru(p) => p.stores_estimate(),
             Workload::BinaryTrees(p) => p.stores(),
+            Workload::GcOld(p) => p.stores(),
         }
     }
 
     /// Bytes one thread allocates in a run, from the objects' cell sizes (large objects
     /// in whole pages): what [`Stats::bytes_allocated`] shows per thread once the run is
     /// over (the runs of cells reserved, less the unused rest a mutator gives back when
-    /// it ends). Exact for GCBench, graph and binary trees (the tests find it to the
+    /// it ends). Exact for GCBench, graph, binary trees and GCOld (the tests find it to the
     /// byte); for the LRU cache the misses come from the expected hit ratio, and the
     /// estimate is about 6% low with the defaults (the cold start's misses).
     pub fn allocation_estimate(&self) -> u64 {
@@ -157,6 +185,7 @@ impl Workload {
                 p.bytes_per_operation() as f64,
                 p.operations,
             ),
+            Workload::GcOld(p) => (p.setup_bytes(), p.bytes_per_step() as f64, p.steps),
         }
     }
 
@@ -164,7 +193,7 @@ impl Workload {
     /// `threads` threads allocate at least [`HEAPS_ALLOCATED`] times `heap_bytes` in a
     /// run, by [`Workload::allocation_estimate`] (aiming 25% above, for the estimate's
     /// error). The live set is unchanged: the graph's objects, the cache's capacity, the
-    /// trees' depths stay as they are, so a minimum heap found for the workload still
+    /// trees' depths, GCOld's live size stay as they are, so a minimum heap found for the workload still
     /// holds. A workload that allocates nothing per operation (graph with
     /// `alloc_every == 0`) is returned unchanged.
     pub fn scaled_to_heap(&self, heap_bytes: usize, threads: usize) -> Workload {
@@ -199,6 +228,7 @@ impl Workload {
                 operations: ops,
                 ..p
             }),
+            Workload::GcOld(p) => Workload::GcOld(GcOldParams { steps: ops, ..p }),
         }
     }
 
@@ -213,6 +243,7 @@ impl Workload {
             Workload::Graph(p) => Workload::Graph(p.with_live(live_bytes)),
             Workload::Lru(p) => Workload::Lru(p.with_live(live_bytes)),
             Workload::BinaryTrees(p) => Workload::BinaryTrees(p.with_live(live_bytes)),
+            Workload::GcOld(p) => Workload::GcOld(GcOldParams { live_bytes, ..p }),
         }
     }
 }
@@ -242,6 +273,7 @@ impl MutatorTask for Task<'_> {
             Workload::BinaryTrees(p) => {
                 binary_trees::run(m, p, self.thread).map(|o| plain(o.operations))
             }
+            Workload::GcOld(p) => gcold::run(m, p, self.thread).map(|o| plain(o.steps)),
         }
     }
 }
@@ -254,7 +286,7 @@ pub struct RunResult {
     /// Mutator threads.
     pub threads: usize,
     /// Operations counted by the workload (nodes for GCBench, stores for graph, gets for
-    /// the LRU cache, subtree replacements for binary trees).
+    /// the LRU cache, subtree replacements for binary trees, steps for GCOld).
     pub work: u64,
     /// The collector's statistics.
     pub stats: Stats,
