@@ -490,8 +490,6 @@ impl LruCache {
     }
 }
 
-/// Safepoint polls: at least every this many gets (hits do not allocate).
-const SAFEPOINT_EVERY: u64 = 256;
 
 /// Runs the LRU cache on `m`: `p.operations` gets of seeded keys, a put after each miss.
 pub fn run<B: StoreBarrier>(
@@ -504,9 +502,9 @@ pub fn run<B: StoreBarrier>(
     let mut cache = LruCache::new(m, p)?;
     let mut hits = 0;
     for i in 0..p.operations {
-        if i % SAFEPOINT_EVERY == 0 {
-            m.safepoint();
-        }
+        // A poll per get (one load): hits do not allocate, and a get that moves an old
+        // entry may wait in a write fault; a pause must not wait for hundreds of them.
+        m.safepoint();
         let key = p.keys.sample(&mut rng, p.key_space);
         match cache.get(m, key)? {
             Some(value) => {
