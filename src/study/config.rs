@@ -14,7 +14,10 @@ use serde::{Deserialize, Serialize};
 use super::meta::InvocationPolicy;
 use crate::barrier::{BarrierKind, Breadth, Variant};
 use crate::error::{Error, Result};
-use crate::workload::{BinaryTreesParams, GcBenchParams, GraphParams, LruParams, Workload};
+use crate::workload::gcold::MUTATION_SWEEP;
+use crate::workload::{
+    BinaryTreesParams, GcBenchParams, GcOldParams, GraphParams, LruParams, Workload,
+};
 
 /// How much to run.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
@@ -57,6 +60,9 @@ pub const FITS_ALLOCATED_PER_LIVE: f64 = 6.0;
 /// multiple actually used is recorded.
 pub const MIN_POINT_HEAP_MIB: usize = 128;
 
+/// The heap multiple of the GCOld mutation-rate sweep.
+pub const GCOLD_MULTIPLE: f64 = 2.0;
+
 /// An end-to-end workload of the study: its kind and live size, by label.
 #[derive(Debug, Clone, PartialEq)]
 pub struct StudyWorkload {
@@ -68,6 +74,9 @@ pub struct StudyWorkload {
     pub live_bytes: u64,
     /// Bytes a run allocates per live byte.
     pub allocated_per_live: f64,
+    /// The heap multiples it runs at, where not the study's own (the GCOld sweep runs
+    /// one multiple per mutation rate).
+    pub multiples: Option<Vec<f64>>,
 }
 
 impl StudyWorkload {
@@ -83,6 +92,7 @@ impl StudyWorkload {
             base,
             live_bytes,
             allocated_per_live,
+            multiples: None,
         }
     }
 
@@ -368,8 +378,33 @@ impl StudyConfig {
                 Workload::BinaryTrees(BinaryTreesParams::default()),
                 live,
             ));
+            // GCOld (Sun Labs' old-generation benchmark) swept over its mutation rate, the
+            // axis on which card marking and page protection trade places, at one heap
+            // multiple (twice its minimum heap).
+            for m in self.gcold_mutations() {
+                let base = Workload::GcOld(GcOldParams {
+                    mutations_per_step: m,
+                    ..GcOldParams::default()
+                });
+                let kind = format!("gcold-m{m}");
+                let w = StudyWorkload::new(&kind, base, live, per_live);
+                out.push(StudyWorkload {
+                    multiples: Some(vec![GCOLD_MULTIPLE]),
+                    ..w
+                });
+            }
         }
         out
+    }
+
+    /// GCOld's mutation rates (pointer stores into old trees per step): the two ends in
+    /// the default study, GCOld's whole sweep in the full one, one in the quick one.
+    pub fn gcold_mutations(&self) -> Vec<u64> {
+        match self.mode {
+            Mode::Quick => vec![1_000],
+            Mode::Default => vec![100, 100_000],
+            Mode::Full => MUTATION_SWEEP.to_vec(),
+        }
     }
 
     /// The variants of the micro: each tracker's (`uffd-wp` has one per service layout),
@@ -447,7 +482,9 @@ mod tests {
                 "gcbench-l64",
                 "graph-spp1024-l64",
                 "lru-l64",
-                "binary-trees-l64"
+                "binary-trees-l64",
+                "gcold-m100-l64",
+                "gcold-m100000-l64"
             ]
         );
         for w in c.workloads() {
@@ -474,7 +511,10 @@ mod tests {
                     let live = (p.capacity as u64 * entry) as f64 / w.live_bytes as f64;
                     assert!((0.9..=1.0).contains(&live), "lru live share {live}: {p:?}");
                 }
-                Workload::GcOld(p) => assert_eq!(p.live_bytes, w.live_bytes),
+                Workload::GcOld(p) => {
+                    assert_eq!(p.live_bytes, w.live_bytes);
+                    assert_eq!(w.multiples, Some(vec![GCOLD_MULTIPLE]), "{}", w.label);
+                }
             }
             // Two threads share the same live set and allocation.
             let two = w.at_threads(2);

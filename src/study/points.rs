@@ -235,7 +235,7 @@ impl Runner<'_> {
                 };
                 let floor = c.min_point_heap_mib() << 20;
                 let mut heaps: Vec<usize> = Vec::new();
-                for &mult in &c.heap_multiples {
+                for &mult in w.multiples.as_ref().unwrap_or(&c.heap_multiples) {
                     let bytes = ((min as f64 * mult / minheap::GRAIN as f64).ceil() as usize
                         * minheap::GRAIN)
                         .max(floor);

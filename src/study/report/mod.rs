@@ -16,6 +16,7 @@ mod invalid;
 mod lower_bound;
 mod micro;
 mod min_heap;
+mod mutation_sweep;
 
 use std::fmt::Write as _;
 
@@ -87,6 +88,7 @@ pub fn render(rows: &[Row], meta: &Meta, figures: &[String]) -> (String, Summary
     min_heap::write(&mut doc, rows);
     end_to_end::write(&mut doc, rows, meta.seed);
     curves::write(&mut doc, rows, meta.seed);
+    mutation_sweep::write(&mut doc, rows, meta.seed);
     lower_bound::write(&mut doc, rows, meta.seed);
     invalid::write(&mut doc, rows);
     if !figures.is_empty() {
