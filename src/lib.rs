@@ -11,8 +11,10 @@
 //!
 //! # Reading order
 //! 1. `README.md`: what the lab measures, the two commands, the kernel requirements.
-//! 2. The examples, in this order: `quickstart` (one heap per barrier, every count
-//!    explained), `card_table` (the software barrier by hand), `mprotect_segv`,
+//! 2. The examples, in this order: `quickstart` (one heap per barrier, and what each
+//!    recorded of the writes made while its collector marked), `lost_object` (what a
+//!    barrier prevents: with its record lost, the verifier finds reachable objects the
+//!    collector would free), `card_table` (the software barrier by hand), `mprotect_segv`,
 //!    `uffd_wp_fault` and `pagemap_scan` (each page-level mechanism alone, on a bare
 //!    mapping), `crossover` (where card marking and page protection meet). Run one with
 //!    `cargo run --release --example NAME`.
