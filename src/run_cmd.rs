@@ -33,6 +33,11 @@ pub struct HeapOpts {
     /// Threads that mark in a pause, 1 to 256 (default: the CPUs available).
     #[arg(long, value_parser = |s: &str| in_range(s, 1, MAX_MARKER_THREADS))]
     pub marker_threads: Option<u64>,
+    /// Advise the heap `MADV_HUGEPAGE` (transparent huge pages) instead of
+    /// `MADV_NOHUGEPAGE`; the result's `heap_huge_mib` says how much of the heap huge
+    /// pages backed at the end (a page tracker's write protection splits them).
+    #[arg(long)]
+    pub huge_pages: bool,
     /// One line per pause and per cycle on stderr, as they happen (like HotSpot's
     /// -Xlog:gc): cause, time to safepoint, duration, heap before -> after, bytes
     /// marked and freed, dirty granules, faults, degradation.
@@ -129,6 +134,7 @@ pub fn run(opts: &HeapOpts, workload: &Workload) -> ExitCode {
         .heap_bytes(heap_mib << 20)
         .barrier(opts.barrier)
         .service_layout(opts.layout.unwrap_or_default())
+        .huge_pages(opts.huge_pages)
         .log_cycles(opts.log_cycles);
     if let Some(n) = opts.marker_threads {
         cfg = cfg.marker_threads(n as usize);
@@ -189,6 +195,8 @@ fn result_json(opts: &HeapOpts, workload: &Workload, r: &RunResult) -> Value {
         "layout": layout,
         "uffd": uffd,
         "heap_mib": opts.heap_mib,
+        "huge_pages": opts.huge_pages,
+        "heap_huge_mib": round(r.heap_huge_bytes as f64 / MIB, 1),
         "threads": opts.threads,
         "total_ms": ms(r.wall),
         "stw_ms": ms(r.pause_total()),

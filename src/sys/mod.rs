@@ -10,6 +10,7 @@
 //! - [`cpu`]: per-thread and process CPU time, pinning to a CPU.
 //! - [`process`]: a file lock, a parent-death signal, the CPUs this process may use.
 //! - [`kernel`]: kernel version, transparent huge page mode, soft-dirty detection.
+//! - [`smaps`]: how much of a range transparent huge pages back.
 //!
 //! The system headers on the machines this was written for are from Linux 6.1, so the
 //! userfaultfd and `PAGEMAP_SCAN` structures and request numbers are defined here by
@@ -23,6 +24,7 @@ pub mod mem;
 pub mod pagemap;
 pub mod process;
 pub mod signal;
+pub mod smaps;
 pub mod uffd;
 
 /// The base page size this crate is built for (x86-64 and most arm64 kernels).

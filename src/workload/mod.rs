@@ -296,6 +296,9 @@ pub struct RunResult {
     pub run_start: Duration,
     /// CPU time by thread role over the run ([`cpu`]).
     pub cpu: cpu::CpuByRole,
+    /// The bytes of the heap that transparent huge pages backed at the end of the run
+    /// (`AnonHugePages` over the heap's mapping; 0 on a heap advised `MADV_NOHUGEPAGE`).
+    pub heap_huge_bytes: u64,
     /// Graph only: each thread's store trace (its store loop's span and the stores it
     /// made in each collection's tracking window), for
     /// [`RunResult::stores_per_dirtied_page`]. Empty for the other workloads.
@@ -472,7 +475,10 @@ pub fn run(config: &HeapConfig, workload: &Workload, threads: usize) -> Result<R
     // A cycle the mutators started may still be running: let it finish, so that the
     // statistics hold whole cycles (and agree with a cycle log).
     heap.wait_for_cycle();
+    let (lo, hi) = heap.range();
+    let heap_huge_bytes = crate::sys::smaps::anon_huge_bytes(lo, hi)?;
     Ok(RunResult {
+        heap_huge_bytes,
         wall,
         threads,
         work,
