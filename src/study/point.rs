@@ -174,6 +174,34 @@ pub fn run_point(spec: &PointSpec) -> PointOutput {
 
 const MIB: f64 = (1 << 20) as f64;
 
+/// How a peer ran, from its settings, in a sentence for the report: its virtual dirty
+/// bits and how they were found out, and whether its incremental mode was generational.
+fn peer_note(settings: &[(String, String)]) -> String {
+    let get = |k: &str| {
+        settings
+            .iter()
+            .find(|(key, _)| key == k)
+            .map(|(_, v)| v.as_str())
+    };
+    let mut note = match get("vdb") {
+        Some("none") | None => "stop-the-world, no virtual dirty bits".to_string(),
+        Some(vdb) => format!(
+            "virtual dirty bits: {vdb} (from {})",
+            get("vdb_from").unwrap_or("?")
+        ),
+    };
+    if let Some(g) = get("generational") {
+        note.push_str(&format!("; generational: {g}"));
+        if let Some(f) = get("full_freq") {
+            note.push_str(&format!(" (full_freq {f})"));
+        }
+    }
+    if let Some(lib) = get("lib") {
+        note.push_str(&format!("; library {lib}"));
+    }
+    note
+}
+
 fn row(
     section: Section,
     tracker: &str,
@@ -285,10 +313,13 @@ fn run_inner(spec: &PointSpec) -> Result<Vec<Row>> {
             let us = |d: Duration| d.as_secs_f64() * 1e6;
             // bdwgc marks on the mutator thread with the world stopped: its pauses are
             // its collection work, in wall time and in CPU time alike.
+            let mut full = row(Metric::FullCycles, r.full_cycles as f64);
+            full.note = peer_note(&r.settings);
             Ok(vec![
                 row(Metric::WallMs, ms(r.total)),
                 row(Metric::StwMs, ms(r.stw())),
                 row(Metric::Cycles, r.cycles as f64),
+                full,
                 row(Metric::Pauses, r.pauses.len() as f64),
                 row(Metric::PauseP50Us, us(r.pause_percentile(50.0))),
                 row(Metric::PauseP99Us, us(r.pause_percentile(99.0))),
@@ -464,6 +495,33 @@ mod tests {
         assert_eq!(s, (0..1000).collect::<Vec<_>>());
         assert_ne!(r, s, "shuffled");
         assert_eq!(micro_order(10, 0.001, false, 1).len(), 1);
+    }
+
+    #[test]
+    fn a_peer_note_says_its_dirty_bits_and_generations() {
+        let kv = |pairs: &[(&str, &str)]| -> Vec<(String, String)> {
+            pairs
+                .iter()
+                .map(|(k, v)| (k.to_string(), v.to_string()))
+                .collect()
+        };
+        let inc = kv(&[
+            ("lib", "/usr/lib/libgc.so.1"),
+            ("vdb", "mprotect"),
+            ("vdb_from", "actual_vdb"),
+            ("generational", "yes"),
+            ("full_freq", "19"),
+        ]);
+        assert_eq!(
+            peer_note(&inc),
+            "virtual dirty bits: mprotect (from actual_vdb); generational: yes (full_freq 19); \
+             library /usr/lib/libgc.so.1"
+        );
+        let stw = kv(&[("lib", "libgc.so.1"), ("vdb", "none")]);
+        assert_eq!(
+            peer_note(&stw),
+            "stop-the-world, no virtual dirty bits; library libgc.so.1"
+        );
     }
 
     #[test]

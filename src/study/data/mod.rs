@@ -102,6 +102,9 @@ metrics! {
     Cycles = "cycles",
     /// Pauses.
     Pauses = "pauses",
+    /// A peer's collections that traced the whole heap (in a generational mode, the full
+    /// ones only); the row's note says how the peer ran (its dirty bits, generational).
+    FullCycles = "full_cycles",
     /// Pause percentiles (µs).
     PauseP50Us = "pause_p50_us",
     /// 90th percentile pause (µs).

@@ -164,6 +164,7 @@ pub(super) fn write(doc: &mut Doc, rows: &[Row], seed: u64) {
     doc.para(&format!(
         "MMU windows in the CSV: {MMU_WINDOWS_MS:?} ms (`mmu_*`, `mmu_stall_*`)."
     ));
+    peer_settings(doc, rows);
     let mut methods: Vec<(&str, &str)> = rows
         .iter()
         .filter(|r| r.section == Section::Macro && r.metric == Metric::Stalls)
@@ -218,4 +219,39 @@ fn dirty_split(doc: &mut Doc, rows: &[Row], keys: &[PointKey]) {
          rather than mutation of old objects (the LRU cache and binary trees: a large share), \
          which is where page protection can compete with card marking.",
     );
+}
+
+/// How the peer ran, as it reported itself in each run (its dirty bits, whether its
+/// incremental mode was generational) and how many of its collections were full.
+fn peer_settings(doc: &mut Doc, rows: &[Row]) {
+    let mut peers: Vec<(&str, &str)> = rows
+        .iter()
+        .filter(|r| r.section == Section::Macro && r.metric == Metric::FullCycles)
+        .map(|r| (r.tracker.as_str(), r.note.as_str()))
+        .collect();
+    peers.sort_unstable();
+    peers.dedup();
+    if peers.is_empty() {
+        return;
+    }
+    let mut text = String::from(
+        "How bdwgc ran, as it reported itself (at the same heap sizes as barrierlab's points; \
+         *full*: the share of its collections, over every run, that traced the whole heap):\n",
+    );
+    for (t, how) in peers {
+        let of = |m: Metric| -> f64 {
+            rows.iter()
+                .filter(|r| r.section == Section::Macro && r.tracker == t && r.metric == m)
+                .map(|r| r.value)
+                .sum()
+        };
+        let (full, all) = (of(Metric::FullCycles), of(Metric::Cycles));
+        let share = if all > 0.0 {
+            format!("{:.0}%", 100.0 * full / all)
+        } else {
+            "–".into()
+        };
+        text.push_str(&format!("\n- `{t}`: {how}; full: {share}"));
+    }
+    doc.para(&text);
 }
