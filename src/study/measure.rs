@@ -90,6 +90,10 @@ pub fn macro_rows(r: &workload::RunResult, w: &Workload) -> Vec<(Metric, f64)> {
         (Metric::DirtyOld, s.dirty_split().1 as f64),
         (Metric::PeakRssMib, r.peak_rss_kib as f64 / 1024.0),
         (
+            Metric::HeapHugeMib,
+            r.heap_huge_bytes as f64 / (1 << 20) as f64,
+        ),
+        (
             Metric::Stores,
             w.stores_per_thread() as f64 * r.threads as f64,
         ),

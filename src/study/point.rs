@@ -46,6 +46,10 @@ pub enum Point {
         heap_bytes: usize,
         /// Record the heap map instead of the end-to-end metrics.
         heap_map: bool,
+        /// Advise the heap `MADV_HUGEPAGE` (section `hugepages`) instead of
+        /// `MADV_NOHUGEPAGE`.
+        #[serde(default)]
+        huge_pages: bool,
     },
     /// Whether a workload completes in a heap with the stop-the-world collector (one
     /// `fits` row, 1 or 0): a step of the minimum-heap search.
@@ -233,6 +237,7 @@ fn run_inner(spec: &PointSpec) -> Result<Vec<Row>> {
             threads,
             heap_bytes,
             heap_map,
+            huge_pages,
         } => {
             let w = find(workload)?.at_threads(*threads);
             let v = find_variant(variant)?;
@@ -242,6 +247,7 @@ fn run_inner(spec: &PointSpec) -> Result<Vec<Row>> {
                 barrier: v.kind,
                 tracker: v.options,
                 record_dirty_pages: *heap_map,
+                huge_pages: *huge_pages,
                 ..HeapConfig::default()
             };
             let r = workload::run(&cfg, &w, *threads)?;
@@ -249,7 +255,12 @@ fn run_inner(spec: &PointSpec) -> Result<Vec<Row>> {
             if *heap_map {
                 return Ok(heap_map_rows(&r, &v.name(), workload, *heap_bytes));
             }
-            let row = row(Section::Macro, &v.name(), workload, *threads, heap_mib);
+            let section = if *huge_pages {
+                Section::Hugepages
+            } else {
+                Section::Macro
+            };
+            let row = row(section, &v.name(), workload, *threads, heap_mib);
             let mut rows: Vec<Row> = macro_rows(&r, &w)
                 .into_iter()
                 .map(|(m, x)| row(m, x))

@@ -29,6 +29,9 @@ struct Planned {
     key: Key,
     point: Point,
     multiple: f64,
+    /// Where its rows go: `macro`, or `hugepages` for a run on huge pages (whose key is
+    /// the same as the `macro` point's of the same heap).
+    section: Section,
 }
 
 /// Runs the study's parts, writing rows into its sink.
@@ -243,7 +246,7 @@ impl Runner<'_> {
                         heaps.push(bytes);
                     }
                 }
-                for bytes in heaps {
+                for &bytes in &heaps {
                     let multiple = bytes as f64 / min as f64;
                     let key = |tracker: &str| Key {
                         tracker: tracker.into(),
@@ -258,11 +261,13 @@ impl Runner<'_> {
                             threads,
                             heap_bytes: bytes,
                             heap_map: false,
+                            huge_pages: false,
                         };
                         points.push(Planned {
                             key: key(&v.name()),
                             point,
                             multiple,
+                            section: Section::Macro,
                         });
                     }
                     if c.peer && threads == 1 && w.label.starts_with("gcbench") {
@@ -278,8 +283,34 @@ impl Runner<'_> {
                                 key: key(name),
                                 point,
                                 multiple,
+                                section: Section::Macro,
                             });
                         }
+                    }
+                }
+                // Every variant again on huge pages at the largest heap (one thread; not for
+                // a workload swept over its own parameter).
+                let largest = heaps.iter().max().copied();
+                if let (Some(bytes), 1, None) = (largest, threads, &w.multiples) {
+                    for v in variants.iter().filter(|v| e2e.contains(&v.name())) {
+                        points.push(Planned {
+                            key: Key {
+                                tracker: v.name(),
+                                workload: w.label.clone(),
+                                threads,
+                                heap_mib: bytes as f64 / MIB,
+                            },
+                            point: Point::Run {
+                                workload: w.label.clone(),
+                                variant: v.name(),
+                                threads,
+                                heap_bytes: bytes,
+                                heap_map: false,
+                                huge_pages: true,
+                            },
+                            multiple: bytes as f64 / min as f64,
+                            section: Section::Hugepages,
+                        });
                     }
                 }
                 if heap_map.is_none() && threads == 1 {
@@ -298,8 +329,10 @@ impl Runner<'_> {
                                 threads: 1,
                                 heap_bytes: bytes,
                                 heap_map: true,
+                                huge_pages: false,
                             },
                             multiple: 2.0,
+                            section: Section::Heapmap,
                         }
                     });
                 }
@@ -335,7 +368,7 @@ impl Runner<'_> {
             .rows
             .iter()
             .filter(|r| {
-                r.section == Section::Macro
+                r.section == p.section
                     && r.metric == Metric::WallMs
                     && r.tracker == p.key.tracker
                     && r.workload == p.key.workload
@@ -374,6 +407,7 @@ impl Runner<'_> {
                     key,
                     point,
                     multiple,
+                    section,
                 } = &points[p];
                 self.bar.step(format!(
                     "{} {} x{} {:.0} MiB #{}",
@@ -385,9 +419,9 @@ impl Runner<'_> {
                 let ran = invoke(&self.exe, &self.spec(point.clone(), 0), self.config.timeout);
                 match classify(key, done[p], ran) {
                     Ok(mut rows) => {
-                        if rows.iter().any(|r| r.section == Section::Macro) {
+                        if rows.iter().any(|r| r.section == *section) {
                             rows.push(key.row(
-                                Section::Macro,
+                                *section,
                                 done[p],
                                 Metric::HeapMultiple,
                                 *multiple,

@@ -162,8 +162,7 @@ pub fn classify(key: &Key, invocation: usize, ran: Ran) -> std::result::Result<V
                     .iter()
                     .find(|r| r.metric == Metric::Cycles)
                     .map_or(0.0, |r| r.value);
-                let invalid =
-                    rows.iter().any(|r| r.section == Section::Macro) && cycles < MIN_CYCLES;
+                let invalid = rows.iter().any(|r| r.section.is_end_to_end()) && cycles < MIN_CYCLES;
                 for r in &mut rows {
                     r.invocation = invocation;
                     if invalid {

@@ -34,6 +34,9 @@ pub enum Section {
     Minheap,
     /// The pages one cycle dirtied.
     Heapmap,
+    /// An end-to-end invocation on a heap advised `MADV_HUGEPAGE` (at the largest heap of
+    /// each workload, one thread), beside the `macro` point of the same heap on 4 KiB pages.
+    Hugepages,
     /// A step of the minimum-heap search (the child's answer: 1 fits, 0 does not).
     Fits,
     /// An invocation that completed but is not a result (too few cycles, out of memory).
@@ -50,10 +53,17 @@ impl Section {
             Section::Macro => "macro",
             Section::Minheap => "minheap",
             Section::Heapmap => "heapmap",
+            Section::Hugepages => "hugepages",
             Section::Fits => "fits",
             Section::Invalid => "invalid",
             Section::Error => "error",
         }
+    }
+
+    /// Whether rows of this section are end-to-end runs of a workload (checked for enough
+    /// cycles, settled by their wall time's interval).
+    pub fn is_end_to_end(self) -> bool {
+        matches!(self, Section::Macro | Section::Hugepages)
     }
 
     /// Whether rows of this section are measurements (not `invalid` or `error`).
@@ -149,6 +159,8 @@ metrics! {
     DirtyOld = "dirty_old",
     /// Peak resident set (MiB).
     PeakRssMib = "peak_rss_mib",
+    /// Of the heap, what transparent huge pages backed at the end of the run (MiB).
+    HeapHugeMib = "heap_huge_mib",
     /// Reference stores and payload writes of the run.
     Stores = "stores",
     /// Process CPU time (ms).

@@ -12,6 +12,7 @@
 mod curves;
 mod end_to_end;
 mod header;
+mod huge_pages;
 mod invalid;
 mod lower_bound;
 mod micro;
@@ -89,6 +90,7 @@ pub fn render(rows: &[Row], meta: &Meta, figures: &[String]) -> (String, Summary
     end_to_end::write(&mut doc, rows, meta.seed);
     curves::write(&mut doc, rows, meta.seed);
     mutation_sweep::write(&mut doc, rows, meta.seed);
+    huge_pages::write(&mut doc, rows, meta.seed);
     lower_bound::write(&mut doc, rows, meta.seed);
     invalid::write(&mut doc, rows);
     if !figures.is_empty() {

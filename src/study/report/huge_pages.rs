@@ -1,0 +1,109 @@
+//! Huge pages: every barrier at each workload's largest heap (one thread) run again on a
+//! heap advised `MADV_HUGEPAGE`, beside the same point on 4 KiB pages. For `none` and the
+//! card table the ratio is what 4 KiB pages cost at that heap size (TLB misses, page
+//! faults); for the page trackers, the huge pages left at the end say what their write
+//! protection did to them (a write into a protected huge page splits it into 4 KiB
+//! pages, which `tests/huge_pages.rs` shows on a bare region).
+
+use super::Doc;
+use crate::study::data::{Metric, Row, Section, points, select, trackers};
+use crate::study::format::fmt;
+use crate::study::stats;
+use crate::study::summary::Cell;
+
+const COLUMNS: [&str; 7] = [
+    "barrier",
+    "wall ms, 4 KiB pages",
+    "wall ms, huge pages",
+    "huge ÷ 4 KiB",
+    "verdict",
+    "huge pages at the end (MiB of heap)",
+    "faults, 4 KiB → huge",
+];
+
+pub(super) fn write(doc: &mut Doc, rows: &[Row], seed: u64) {
+    let keys = points(rows, Section::Hugepages);
+    if keys.is_empty() {
+        return;
+    }
+    doc.heading(2, "Huge pages");
+    doc.para(
+        "Each barrier at each workload's largest heap, one thread, run again on a heap advised \
+         `MADV_HUGEPAGE` (the other points use `MADV_NOHUGEPAGE`). *huge ÷ 4 KiB* is the ratio \
+         of the medians of wall time with its 95% interval; below 1, huge pages made the run \
+         faster. *huge pages at the end*: how much of the heap transparent huge pages backed \
+         when the run ended (median; from `AnonHugePages` in `/proc/self/smaps`). A run of \
+         `none` or `card-table` that ended with no huge page did not measure huge pages and \
+         gets no ratio. For `none` and the card table the ratio is what 4 KiB pages cost at \
+         this heap size; the page trackers protect whole huge pages at arm, but a write into \
+         one while it is protected splits it into 4 KiB pages (measured on a bare region by \
+         `tests/huge_pages.rs`), so what they keep of them is theirs to show here.",
+    );
+    for (wl, threads, heap) in &keys {
+        doc.heading(
+            3,
+            &format!("{wl}, {threads} thread(s), {} MiB heap", fmt(*heap)),
+        );
+        let get = |section: Section, t: &str, m: Metric| {
+            select(rows, section, t, wl, *threads, Some(*heap), m).collect::<Vec<f64>>()
+        };
+        let median_of = |v: &[f64]| {
+            if v.is_empty() {
+                f64::NAN
+            } else {
+                stats::median(v)
+            }
+        };
+        let mut table = Vec::new();
+        for t in trackers(rows, Section::Hugepages) {
+            let small = get(Section::Macro, &t, Metric::WallMs);
+            let huge = get(Section::Hugepages, &t, Metric::WallMs);
+            if huge.is_empty() {
+                continue;
+            }
+            let huge_mib = median_of(&get(Section::Hugepages, &t, Metric::HeapHugeMib));
+            let software = t == "none" || t == "card-table";
+            let ci = |v: &[f64], what: &str| {
+                Cell::estimate(stats::median_ci(
+                    v,
+                    stats::seed_for(seed, &format!("thp/{what}/{t}/{wl}/{heap}")),
+                ))
+            };
+            let (ratio, verdict) = if software && !(huge_mib > 0.0) {
+                (
+                    Cell::text("not a result"),
+                    Cell::text("no huge page backed the heap"),
+                )
+            } else {
+                let i = stats::ratio_of_medians(
+                    &huge,
+                    &small,
+                    stats::seed_for(seed, &format!("thp/ratio/{t}/{wl}/{heap}")),
+                );
+                let v = i.map_or("", |i| i.time_verdict());
+                (Cell::ratio(i, v), Cell::text(v))
+            };
+            let faults = |s| median_of(&get(s, &t, Metric::Faults));
+            table.push(vec![
+                Cell::text(t.clone()),
+                ci(&small, "small"),
+                ci(&huge, "huge"),
+                ratio,
+                verdict,
+                Cell::text(format!("{} of {}", fmt(huge_mib), fmt(*heap))),
+                Cell::text(format!(
+                    "{} → {}",
+                    fmt(faults(Section::Macro)),
+                    fmt(faults(Section::Hugepages))
+                )),
+            ]);
+        }
+        doc.table(&COLUMNS, table);
+    }
+    doc.shows(
+        "whether 4 KiB pages cost a program anything measurable at the study's largest heaps \
+         (the `none` and `card-table` rows), and how much of a huge page a page-protection \
+         barrier leaves standing; on a 2-vCPU virtual machine the TLB cost also includes the \
+         host's nested page tables, so bare metal may differ.",
+    );
+}
