@@ -101,11 +101,12 @@ pub fn render(rows: &[Row], meta: &Meta, figures: &[String]) -> (String, Summary
     }
     doc.heading(2, "Raw kernel costs");
     doc.para(
-        "A C reference program is not shipped; compare the first-write costs above with a \
-         minimal C program on the same machine that write-protects a page with \
-         `UFFDIO_WRITEPROTECT`, writes it and serves the fault from a second thread (and the \
-         same with `mprotect` and a SIGSEGV handler): a tracker within about 1.25× of it does \
-         no extra work.",
+        "The C reference program `papers/reference/probe.c` measures the same kernel costs \
+         without barrierlab (a write-protect fault served by a second thread, by a SIGBUS or \
+         SIGSEGV handler on the writer, resolved by the kernel with async write-protect; a \
+         `PAGEMAP_SCAN`; card-marking stores). Run `papers/reference/run-probe.sh` on the \
+         machine that ran this study and compare its medians with the first-write costs \
+         above: a tracker within about 1.25× of the C figure does no extra work.",
     );
     let summary = Summary {
         meta: meta.clone(),
