@@ -38,6 +38,18 @@ pub struct HeapOpts {
     /// pages backed at the end (a page tracker's write protection splits them).
     #[arg(long)]
     pub huge_pages: bool,
+    /// Barrier-only mode: no collection; instead the tracker is armed for
+    /// --armed-share of every --duty-period-ms and harvested, so that the run measures
+    /// what the barrier costs the mutators with the collection held fixed. The heap must
+    /// hold everything the run allocates (a run in which a collection ran is refused).
+    #[arg(long)]
+    pub barrier_only: bool,
+    /// Barrier-only mode's period in milliseconds (1 to 60000).
+    #[arg(long, default_value_t = 10, requires = "barrier_only", value_parser = |s: &str| in_range(s, 1, 60_000))]
+    pub duty_period_ms: u64,
+    /// Barrier-only mode's armed share of each period, in percent (1 to 100).
+    #[arg(long, default_value_t = 50, requires = "barrier_only", value_parser = |s: &str| in_range(s, 1, 100))]
+    pub armed_percent: u64,
     /// One line per pause and per cycle on stderr, as they happen (like HotSpot's
     /// -Xlog:gc): cause, time to safepoint, duration, heap before -> after, bytes
     /// marked and freed, dirty granules, faults, degradation.
@@ -139,7 +151,47 @@ pub fn run(opts: &HeapOpts, workload: &Workload) -> ExitCode {
     if let Some(n) = opts.marker_threads {
         cfg = cfg.marker_threads(n as usize);
     }
+    if opts.barrier_only {
+        // No cycle unless the heap fills; the duty cycle arms the tracker instead.
+        cfg = cfg.pacing(false).trigger(1.0).duty_cycle(
+            Duration::from_millis(opts.duty_period_ms),
+            opts.armed_percent as f64 / 100.0,
+        );
+    }
     match workload::run(&cfg, workload, threads) {
+        Ok(r) if opts.barrier_only && r.stats.cycles > 0 => {
+            let allocated_mib = r.stats.bytes_allocated >> 20;
+            crate::warn(&format!(
+                "error: not a barrier-only measurement: {} collection(s) ran, because {} \
+                 allocated {allocated_mib} MiB in a {heap_mib} MiB heap; use --heap-mib {} or \
+                 more",
+                r.stats.cycles,
+                workload.name(),
+                allocated_mib * 5 / 4 + 16
+            ));
+            ExitCode::FAILURE
+        }
+        Ok(r)
+            if opts.barrier_only
+                && r.stats.duty.periods == 0
+                && opts.barrier != BarrierKind::None =>
+        {
+            crate::warn(&format!(
+                "error: not a barrier-only measurement: the run ({:.0} ms) ended before one \
+                 {} ms duty period completed; use a shorter --duty-period-ms",
+                r.wall.as_secs_f64() * 1e3,
+                opts.duty_period_ms
+            ));
+            ExitCode::FAILURE
+        }
+        Ok(r) if opts.barrier_only => {
+            let v = barrier_only_json(opts, workload, &r);
+            if opts.json {
+                crate::emit(&format!("{v}\n"))
+            } else {
+                crate::emit(&format!("{}\n", key_values(&v)))
+            }
+        }
         Ok(r) if r.stats.cycles == 0 => {
             // Not a measurement of a collector: say so instead of printing one.
             let allocated_mib = r.stats.bytes_allocated >> 20;
@@ -170,6 +222,40 @@ pub fn run(opts: &HeapOpts, workload: &Workload) -> ExitCode {
             ExitCode::FAILURE
         }
     }
+}
+
+/// What a barrier-only run reports: the mutators' time and work, and what the duty
+/// cycle's periods did.
+fn barrier_only_json(opts: &HeapOpts, workload: &Workload, r: &RunResult) -> Value {
+    let ms = |d: Duration| round(d.as_secs_f64() * 1e3, 1);
+    let d = &r.stats.duty;
+    let t = &r.stats.tracker;
+    json!({
+        "workload": workload.name(),
+        "barrier": opts.barrier.name(),
+        "mode": "barrier-only",
+        "heap_mib": opts.heap_mib,
+        "threads": opts.threads,
+        "duty_period_ms": opts.duty_period_ms,
+        "armed_percent": opts.armed_percent,
+        "total_ms": ms(r.wall),
+        "cpu_ms": ms(r.cpu.total),
+        "cpu_mutator_ms": ms(r.cpu.mutator),
+        "work": r.work,
+        "cycles": r.stats.cycles,
+        "periods": d.periods,
+        "interrupted": d.interrupted,
+        "armed_share": round(d.armed.as_secs_f64() / r.wall.as_secs_f64().max(1e-9), 3),
+        "arm_ms": ms(d.arm),
+        "harvest_ms": ms(d.harvest),
+        "disarm_ms": ms(d.disarm),
+        "recorded": d.recorded,
+        "faults": t.faults,
+        "handed_out": t.handed_out,
+        "failures": d.failures,
+        "cause": t.last_degradation.map(|d| d.to_string()),
+        "allocated_mib": round(r.stats.bytes_allocated as f64 / MIB, 1),
+    })
 }
 
 /// Everything one run reports, in the order the `key=value` line prints it.

@@ -80,13 +80,27 @@ impl Heap {
             config,
         });
         let weak = Arc::downgrade(&inner);
-        inner.collector.start(move |n, cause| {
-            let Some(h) = weak.upgrade() else {
-                return false;
-            };
-            collector::run_cycle(&h.gc(), n, cause);
-            true
-        })?;
+        // Barrier-only mode: the duty cycle's periods run while no cycle is wanted.
+        let idle = inner.config.duty_cycle.map(|duty| {
+            let weak = weak.clone();
+            move |idle: &collector::Idle<'_>| {
+                let Some(h) = weak.upgrade() else {
+                    return false;
+                };
+                collector::duty_period(&h.gc(), duty, idle);
+                true
+            }
+        });
+        inner.collector.start(
+            move |n, cause| {
+                let Some(h) = weak.upgrade() else {
+                    return false;
+                };
+                collector::run_cycle(&h.gc(), n, cause);
+                true
+            },
+            idle,
+        )?;
         Ok(Heap { inner })
     }
 

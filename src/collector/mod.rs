@@ -53,6 +53,7 @@
 //!   that cycle's sweep ends (only objects that die during the cycle may float).
 //! - No object reachable from a root at a safepoint is ever freed.
 
+mod duty;
 mod mark;
 mod marker_pool;
 mod pacer;
@@ -69,13 +70,14 @@ use parking_lot::{Condvar, Mutex};
 use crate::barrier::{DirtySet, DirtyTracker};
 use crate::error::{Error, Result};
 use crate::heap::{HeapConfig, Space};
+pub(crate) use duty::{Idle, period as duty_period};
 use mark::Marker;
 pub use marker_pool::MARKER_THREAD;
 use marker_pool::MarkerPool;
 use pacer::{CycleEnd, Pacer};
 pub use pacer::{GOAL, MARGIN, Schedule};
 use safepoint::{MutatorShared, Safepoints, Wanted};
-pub use stats::{Cause, CycleStats, Pause, PauseKind, Phase, Stall, Stats};
+pub use stats::{Cause, CycleStats, DutyStats, Pause, PauseKind, Phase, Stall, Stats};
 
 #[derive(Debug, Default)]
 struct Control {
@@ -161,16 +163,19 @@ impl Collector {
         })
     }
 
-    /// Starts the collector thread. `cycle(n, cause)` runs cycle `n`; it returns `false`
-    /// when the heap is gone, and the thread then ends.
+    /// Starts the collector thread. `cycle(n, cause)` runs cycle `n`; `idle`, if given,
+    /// runs while no cycle is wanted, again and again (barrier-only mode's periods,
+    /// `collector/duty.rs`). Either returns `false` when the heap is gone, and the thread
+    /// then ends.
     pub(crate) fn start(
         &self,
         cycle: impl FnMut(u64, Cause) -> bool + Send + 'static,
+        idle: Option<impl FnMut(&Idle<'_>) -> bool + Send + 'static>,
     ) -> Result<()> {
         let shared = self.shared.clone();
         let handle = std::thread::Builder::new()
             .name("barrierlab-collector".into())
-            .spawn(move || collector_loop(shared, cycle))
+            .spawn(move || collector_loop(shared, cycle, idle))
             .map_err(|e| Error::io("spawn the collector thread", e))?;
         *self.thread.lock() = Some(handle);
         Ok(())
@@ -328,12 +333,24 @@ impl Drop for Collector {
     }
 }
 
-fn collector_loop(shared: Arc<Shared>, mut cycle: impl FnMut(u64, Cause) -> bool) {
+fn collector_loop(
+    shared: Arc<Shared>,
+    mut cycle: impl FnMut(u64, Cause) -> bool,
+    mut idle: Option<impl FnMut(&Idle<'_>) -> bool>,
+) {
     loop {
         let (n, cause) = {
             let mut c = shared.control.lock();
             while c.requested <= c.completed && !c.shutdown {
-                shared.request_cv.wait(&mut c);
+                match idle.as_mut() {
+                    None => shared.request_cv.wait(&mut c),
+                    Some(run) => {
+                        let idle = Idle { shared: &shared };
+                        if !parking_lot::MutexGuard::unlocked(&mut c, || run(&idle)) {
+                            return;
+                        }
+                    }
+                }
             }
             if c.shutdown {
                 return;

@@ -54,11 +54,14 @@ pub enum Phase {
     StopTheWorld,
     /// 7. Sweeping.
     Sweep,
+    /// Barrier-only mode: the tracker armed on its duty cycle, no collection running
+    /// ([`crate::HeapConfig::duty_cycle`]).
+    Duty,
 }
 
 impl Phase {
     /// Every phase, in cycle order.
-    pub const ALL: [Phase; 9] = [
+    pub const ALL: [Phase; 10] = [
         Phase::Idle,
         Phase::Arm,
         Phase::InitialMark,
@@ -68,6 +71,7 @@ impl Phase {
         Phase::Disarm,
         Phase::StopTheWorld,
         Phase::Sweep,
+        Phase::Duty,
     ];
 
     pub(crate) fn from_u8(v: u8) -> Phase {
@@ -86,6 +90,7 @@ impl Phase {
             Phase::Disarm => "disarm",
             Phase::StopTheWorld => "stop-the-world",
             Phase::Sweep => "sweep",
+            Phase::Duty => "duty",
         }
     }
 }
@@ -230,10 +235,34 @@ pub struct Stats {
     /// waited for it to complete, in the order they happened. A fallback to a full
     /// collection comes only after such a wait found no room.
     pub allocation_stalls: Vec<Stall>,
+    /// Barrier-only mode ([`crate::HeapConfig::duty_cycle`]): the periods completed, the
+    /// time the tracker was armed in them, and the granules their harvests handed over.
+    pub duty: DutyStats,
     /// Writers' fault stalls as the tracker measured them (how:
     /// [`crate::barrier::TrackerStats::stall_method`]), in the order measured, collected at
     /// the end of each cycle and when statistics are read.
     pub stalls: Vec<Stall>,
+}
+
+/// What barrier-only mode's periods did ([`Stats::duty`]).
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
+pub struct DutyStats {
+    /// Periods completed (armed, harvested, disarmed).
+    pub periods: u64,
+    /// Periods cut short by a collection request.
+    pub interrupted: u64,
+    /// Time the tracker was armed, from the start of each arm to the end of its disarm.
+    pub armed: Duration,
+    /// Time in the arms, harvests and disarms themselves.
+    pub arm: Duration,
+    /// Time in the harvests.
+    pub harvest: Duration,
+    /// Time in the disarms.
+    pub disarm: Duration,
+    /// Granules the harvests handed over (pages, or cards for the card table).
+    pub recorded: u64,
+    /// Periods in which the tracker could not arm, harvest or disarm.
+    pub failures: u64,
 }
 
 /// One mutator's stall: in a write fault, or waiting for a cycle to make room.

@@ -51,6 +51,23 @@ pub struct HeapConfig {
     /// Keep each cycle's first pre-clean dirty set, as heap page indices, in
     /// [`crate::collector::CycleStats::dirty_pages`] (for the study's heap map).
     pub record_dirty_pages: bool,
+    /// Barrier-only mode: while no collection runs, the collector thread arms the
+    /// tracker, harvests it and disarms it on this fixed schedule, so that every barrier
+    /// costs the mutators what it costs under the same arm/harvest schedule, with no
+    /// collection in the measurement (see `collector/duty.rs`). `None` (the default):
+    /// the tracker is armed only by cycles.
+    pub duty_cycle: Option<DutyCycle>,
+}
+
+/// A fixed arm/harvest schedule for barrier-only runs ([`HeapConfig::duty_cycle`]): each
+/// `period`, the tracker is armed for `armed_share` of it, then harvested (everything it
+/// recorded is handed over and dropped) and disarmed for the rest.
+#[derive(Debug, Clone, Copy, PartialEq)]
+pub struct DutyCycle {
+    /// The length of one period.
+    pub period: std::time::Duration,
+    /// The share of each period the tracker is armed, in (0, 1].
+    pub armed_share: f64,
 }
 
 /// Planted bugs, for testing the verifier and the tests themselves: a heap configured
@@ -82,6 +99,7 @@ impl Default for HeapConfig {
             log_cycles: false,
             testing: Testing::default(),
             record_dirty_pages: false,
+            duty_cycle: None,
             marker_threads: std::thread::available_parallelism().map_or(1, |n| n.get()),
         }
     }
@@ -154,6 +172,16 @@ impl HeapConfig {
         self
     }
 
+    /// Barrier-only mode (see [`HeapConfig::duty_cycle`]): the tracker armed for
+    /// `armed_share` of every `period` while no collection runs.
+    pub fn duty_cycle(mut self, period: std::time::Duration, armed_share: f64) -> Self {
+        self.duty_cycle = Some(DutyCycle {
+            period,
+            armed_share,
+        });
+        self
+    }
+
     /// The test knobs (see [`Testing`]).
     pub fn testing(mut self, testing: Testing) -> Self {
         self.testing = testing;
@@ -196,6 +224,20 @@ impl HeapConfig {
             return Err(Error::InvalidArgument(
                 "drop_every_nth_dirty and mark_poll_interval must be positive".into(),
             ));
+        }
+        if let Some(d) = self.duty_cycle {
+            if d.period < std::time::Duration::from_micros(100) || d.period.as_secs() > 60 {
+                return Err(Error::InvalidArgument(format!(
+                    "duty-cycle period {:?} must be from 100 µs to 60 s",
+                    d.period
+                )));
+            }
+            if !(d.armed_share > 0.0 && d.armed_share <= 1.0) {
+                return Err(Error::InvalidArgument(format!(
+                    "duty-cycle armed share {} must be in (0, 1]",
+                    d.armed_share
+                )));
+            }
         }
         if self.marker_threads == 0 || self.marker_threads > 256 {
             return Err(Error::InvalidArgument(format!(

@@ -1,0 +1,120 @@
+//! Barrier-only mode ([`crate::HeapConfig::duty_cycle`]): what a barrier costs the
+//! mutators with the collection held fixed, as Blackburn and Hosking measure barriers.
+//!
+//! While no cycle runs, the collector thread repeats one period: arm the tracker, wait
+//! (serving faults where the collector serves them) until `armed_share` of the period has
+//! passed, harvest without re-arming (the dirty set is counted and dropped: nothing is
+//! marked), disarm, and sleep out the period. So every barrier sees the same arm/harvest
+//! schedule whatever its cost, and a run whose heap holds everything it allocates measures
+//! the barrier and nothing else: no marking, no sweep, no pause.
+//!
+//! A collection request ends the armed window early (the tracker is harvested and
+//! disarmed first, so the cycle arms a clean tracker); the period counts as interrupted.
+//! A run that meant to measure the barrier alone must check that no cycle ran
+//! ([`crate::Stats::cycles`]).
+//!
+//! Never: arm while a cycle runs (the collector thread runs periods only between
+//! cycles), or leave a period with the tracker armed.
+
+use std::time::{Duration, Instant};
+
+use super::{Gc, Phase, Shared};
+use crate::barrier::{DirtySet, DirtyTracker};
+use crate::heap::DutyCycle;
+
+/// The collector thread's view of its requests while it runs periods.
+pub(crate) struct Idle<'a> {
+    pub(super) shared: &'a Shared,
+}
+
+impl Idle<'_> {
+    /// Whether a cycle was requested or the heap is shutting down.
+    fn wanted(&self) -> bool {
+        let c = self.shared.control.lock();
+        c.requested > c.completed || c.shutdown
+    }
+
+    /// Sleeps until `deadline`, or until a cycle is requested or the heap shuts down
+    /// (then returns `true`).
+    fn sleep_until(&self, deadline: Instant) -> bool {
+        let mut c = self.shared.control.lock();
+        loop {
+            if c.requested > c.completed || c.shutdown {
+                return true;
+            }
+            if Instant::now() >= deadline {
+                return false;
+            }
+            self.shared.request_cv.wait_until(&mut c, deadline);
+        }
+    }
+}
+
+/// Runs one period of `duty` on `gc`'s tracker (sleeps it out when there is none, as
+/// for `none`, or while the heap has used no page yet), and adds what it did to the
+/// statistics.
+pub(crate) fn period(gc: &Gc<'_>, duty: DutyCycle, idle: &Idle<'_>) {
+    let start = Instant::now();
+    let end = start + duty.period;
+    // Nothing to arm without a tracker, or before the heap has used a page.
+    let Some(t) = gc.tracker.filter(|_| gc.space.high_water() > 0) else {
+        idle.sleep_until(end);
+        return;
+    };
+    gc.collector.enter_phase(Phase::Duty);
+    t.in_use(gc.space.high_water() * crate::sys::PAGE_SIZE);
+    let armed = t.arm();
+    let arm = start.elapsed();
+    let (mut harvest, mut disarm, mut recorded) = (Duration::ZERO, Duration::ZERO, 0);
+    let mut failed = armed.is_err();
+    let mut interrupted = false;
+    if armed.is_ok() {
+        interrupted = serve_until(t, start + duty.period.mul_f64(duty.armed_share), idle);
+        let t0 = Instant::now();
+        let mut set = DirtySet::default();
+        failed |= t.harvest(&mut set, false).is_err();
+        harvest = t0.elapsed();
+        let in_use = gc.space.high_water() * crate::sys::PAGE_SIZE;
+        recorded = set.count(in_use >> t.granule_shift()) as u64;
+        let t0 = Instant::now();
+        failed |= t.disarm().is_err();
+        disarm = t0.elapsed();
+    }
+    let armed_for = start.elapsed();
+    gc.collector.enter_phase(Phase::Idle);
+    {
+        let mut stats = gc.collector.stats.lock();
+        let d = &mut stats.duty;
+        d.periods += 1;
+        d.interrupted += u64::from(interrupted);
+        d.armed += armed_for;
+        d.arm += arm;
+        d.harvest += harvest;
+        d.disarm += disarm;
+        d.recorded += recorded;
+        d.failures += u64::from(failed);
+    }
+    if !interrupted {
+        idle.sleep_until(end);
+    }
+}
+
+/// Waits until `deadline` with the tracker armed, serving its faults if the collector
+/// serves them. Returns `true` if a request cut the wait short.
+fn serve_until(t: &dyn DirtyTracker, deadline: Instant, idle: &Idle<'_>) -> bool {
+    let Some(fd) = t.service_fd() else {
+        return idle.sleep_until(deadline);
+    };
+    loop {
+        if idle.wanted() {
+            return true;
+        }
+        if Instant::now() >= deadline {
+            return false;
+        }
+        // 1 ms at most between looks at the requests; a failed poll serves anyway.
+        if crate::sys::eventfd::poll_readable([fd], 1).unwrap_or([true])[0] {
+            t.serve_pending();
+        }
+    }
+}
