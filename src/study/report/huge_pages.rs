@@ -69,7 +69,8 @@ pub(super) fn write(doc: &mut Doc, rows: &[Row], seed: u64) {
                     stats::seed_for(seed, &format!("thp/{what}/{t}/{wl}/{heap}")),
                 ))
             };
-            let (ratio, verdict) = if software && !(huge_mib > 0.0) {
+            let no_huge_page = huge_mib.is_nan() || huge_mib <= 0.0;
+            let (ratio, verdict) = if software && no_huge_page {
                 (
                     Cell::text("not a result"),
                     Cell::text("no huge page backed the heap"),
