@@ -58,6 +58,8 @@ pub mod config;
 pub mod object;
 pub mod pages;
 pub mod size_class;
+mod sweep;
+mod walk;
 
 use std::sync::atomic::{AtomicU8, AtomicU64, AtomicUsize, Ordering};
 
@@ -336,60 +338,6 @@ impl Space {
         }
     }
 
-    /// Objects with a header (allocated and initialised), by walking the heap.
-    pub fn live_objects(&self) -> usize {
-        let mut n = 0;
-        self.for_each_cell(|a| {
-            // SAFETY: a cell of this space, read atomically.
-            if self.is_allocated(a) && unsafe { object::load_header(a) }.is_some() {
-                n += 1;
-            }
-        });
-        n
-    }
-
-    /// Calls `f` with the address of every cell and large-object start in use.
-    pub fn for_each_cell(&self, mut f: impl FnMut(usize)) {
-        let mut p = 0;
-        let end = self.high_water();
-        while p < end {
-            match self.page_table.get(p) {
-                PageKind::Small { class } => {
-                    let cs = CLASS_SIZES[class];
-                    for i in 0..PAGE_SIZE / cs {
-                        f(self.page_addr(p) + i * cs);
-                    }
-                    p += 1;
-                }
-                PageKind::LargeHead { pages } => {
-                    f(self.page_addr(p));
-                    p += pages.max(1);
-                }
-                _ => p += 1,
-            }
-        }
-    }
-
-    /// Calls `f` with every cell or large-object start overlapping `[lo, hi)`, which lies
-    /// within one page (the rescan of a dirty granule).
-    pub fn for_each_cell_in(&self, lo: usize, hi: usize, mut f: impl FnMut(usize)) {
-        let p = self.page_of(lo);
-        let page = self.page_addr(p);
-        match self.page_table.get(p) {
-            PageKind::Small { class } => {
-                let cs = CLASS_SIZES[class];
-                for i in (lo - page) / cs..=(hi - 1 - page) / cs {
-                    if (i + 1) * cs <= PAGE_SIZE {
-                        f(page + i * cs);
-                    }
-                }
-            }
-            PageKind::LargeHead { .. } => f(page),
-            PageKind::LargeTail { back } => f(page - back * PAGE_SIZE),
-            PageKind::Free => {}
-        }
-    }
-
     // ---- allocation -------------------------------------------------------------------
 
     /// The most one mutator's allocation buffers can hold: one page per size class (a
@@ -591,118 +539,4 @@ impl Space {
     }
 
     // ---- sweeping ---------------------------------------------------------------------
-
-    /// Frees every allocated cell without a mark in `marks`, and rebuilds the lists of
-    /// pages with free cells. Returns (bytes, objects) freed. Run with the tracker
-    /// disarmed: it zeroes what it frees.
-    ///
-    /// `progress` is called after every [`SWEEP_CHUNK`] pages: room may have come back
-    /// (a mutator that found the heap full can try again).
-    pub fn sweep(&self, marks: &Bitmap, mut progress: impl FnMut()) -> (u64, u64) {
-        for list in &self.avail {
-            list.lock().clear();
-        }
-        let (mut bytes, mut objects) = (0u64, 0u64);
-        let mut p = 0;
-        let mut chunk_end = SWEEP_CHUNK;
-        let end = self.high_water();
-        while p < end {
-            if p >= chunk_end {
-                progress();
-                chunk_end = p + SWEEP_CHUNK;
-            }
-            match self.page_table.get(p) {
-                PageKind::Small { class } => {
-                    let (b, o) = self.sweep_small_page(p, class, marks);
-                    bytes += b;
-                    objects += o;
-                    p += 1;
-                }
-                PageKind::LargeHead { pages } => {
-                    let g = self.granule(self.page_addr(p));
-                    if self.alloc_bits.get(g) && !marks.get(g) {
-                        self.free_large(p, pages);
-                        bytes += (pages * PAGE_SIZE) as u64;
-                        objects += 1;
-                    }
-                    p += pages.max(1);
-                }
-                _ => p += 1,
-            }
-        }
-        (bytes, objects)
-    }
-
-    /// Sweeps one small-object page, a word of bitmaps at a time: zeroes and frees every
-    /// allocated cell not in `marks`. Frees the page, or lists it as having free cells,
-    /// unless a mutator owns it.
-    fn sweep_small_page(&self, p: usize, class: usize, marks: &Bitmap) -> (u64, u64) {
-        let exclusive = self.owner[p]
-            .compare_exchange(
-                PAGE_UNOWNED,
-                PAGE_SWEEPER,
-                Ordering::AcqRel,
-                Ordering::Relaxed,
-            )
-            .is_ok();
-        let cs = CLASS_SIZES[class];
-        let stride = cs / GRANULE;
-        let page = self.page_addr(p);
-        let w0 = self.granule(page) / 64;
-        let (mut freed, mut live) = (0u64, 0u32);
-        for k in 0..PAGE_GRANULES / 64 {
-            // Allocation bits first (Acquire): a reservation set its marks before them,
-            // so a reserved cell is never seen allocated and unmarked.
-            let alloc = self.alloc_bits.word(w0 + k).load(Ordering::Acquire);
-            let dead = alloc & !marks.word(w0 + k).load(Ordering::Acquire);
-            live += (alloc & !dead).count_ones();
-            if dead != 0 {
-                // Dead cells die in runs (a structure dies as a whole): one `memset` per
-                // run of consecutive dead cells, not one per cell. The allocation bits are
-                // cleared after the zeroing (`AcqRel`), so a mutator that finds a cell
-                // free finds it all zero.
-                let mut d = dead;
-                while d != 0 {
-                    let g = d.trailing_zeros() as usize;
-                    let mut cells = 1;
-                    while g + cells * stride < 64 && d & (1 << (g + cells * stride)) != 0 {
-                        cells += 1;
-                    }
-                    for c in 0..cells {
-                        d &= !(1 << (g + c * stride));
-                    }
-                    let addr = page + (k * 64 + g) * GRANULE;
-                    // SAFETY: allocated, unmarked cells are garbage no mutator can reach
-                    // (marking is complete), consecutive, inside the heap; the tracker is
-                    // disarmed.
-                    unsafe { std::ptr::write_bytes(addr as *mut u8, 0, cells * cs) };
-                }
-                self.alloc_bits
-                    .word(w0 + k)
-                    .fetch_and(!dead, Ordering::AcqRel);
-                freed += u64::from(dead.count_ones());
-            }
-        }
-        if exclusive {
-            if live == 0 {
-                self.page_table.set(p, PageKind::Free);
-                // Every cell was zero or is zeroed now: the page needs no zeroing.
-                self.with_pool(|pool| pool.give_back(p, 1, false));
-            } else if live < (PAGE_SIZE / cs) as u32 {
-                self.avail[class].lock().push(p);
-            }
-            self.release_page(p);
-        }
-        (freed * cs as u64, freed)
-    }
-
-    /// Frees a dead large object starting at page `p` spanning `n` pages (zeroed when
-    /// its pages are taken again).
-    fn free_large(&self, p: usize, n: usize) {
-        self.alloc_bits.clear(self.granule(self.page_addr(p)));
-        for k in 0..n {
-            self.page_table.set(p + k, PageKind::Free);
-        }
-        self.with_pool(|pool| pool.give_back(p, n, true));
-    }
 }

@@ -1,0 +1,63 @@
+//! Walks over the heap's cells: every allocated cell, or those overlapping a range (the
+//! remark's rescan of a dirty granule), and the count of live objects.
+
+use super::pages::PageKind;
+use super::size_class::CLASS_SIZES;
+use super::{Space, object};
+use crate::sys::PAGE_SIZE;
+
+impl Space {
+    /// Objects with a header (allocated and initialised), by walking the heap.
+    pub fn live_objects(&self) -> usize {
+        let mut n = 0;
+        self.for_each_cell(|a| {
+            // SAFETY: a cell of this space, read atomically.
+            if self.is_allocated(a) && unsafe { object::load_header(a) }.is_some() {
+                n += 1;
+            }
+        });
+        n
+    }
+
+    /// Calls `f` with the address of every cell and large-object start in use.
+    pub fn for_each_cell(&self, mut f: impl FnMut(usize)) {
+        let mut p = 0;
+        let end = self.high_water();
+        while p < end {
+            match self.page_table.get(p) {
+                PageKind::Small { class } => {
+                    let cs = CLASS_SIZES[class];
+                    for i in 0..PAGE_SIZE / cs {
+                        f(self.page_addr(p) + i * cs);
+                    }
+                    p += 1;
+                }
+                PageKind::LargeHead { pages } => {
+                    f(self.page_addr(p));
+                    p += pages.max(1);
+                }
+                _ => p += 1,
+            }
+        }
+    }
+
+    /// Calls `f` with every cell or large-object start overlapping `[lo, hi)`, which lies
+    /// within one page (the rescan of a dirty granule).
+    pub fn for_each_cell_in(&self, lo: usize, hi: usize, mut f: impl FnMut(usize)) {
+        let p = self.page_of(lo);
+        let page = self.page_addr(p);
+        match self.page_table.get(p) {
+            PageKind::Small { class } => {
+                let cs = CLASS_SIZES[class];
+                for i in (lo - page) / cs..=(hi - 1 - page) / cs {
+                    if (i + 1) * cs <= PAGE_SIZE {
+                        f(page + i * cs);
+                    }
+                }
+            }
+            PageKind::LargeHead { .. } => f(page),
+            PageKind::LargeTail { back } => f(page - back * PAGE_SIZE),
+            PageKind::Free => {}
+        }
+    }
+}
