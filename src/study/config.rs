@@ -150,6 +150,9 @@ pub struct StudyConfig {
     pub timeout: Duration,
     /// Run bdwgc's rows where `libgc.so.1` is present.
     pub peer: bool,
+    /// The largest heap a barrier-only point may have (it holds all that its workload
+    /// allocates, resident): 8 GiB.
+    pub barrier_only_max_heap_mib: u64,
     /// Show progress on stderr.
     pub progress: bool,
 }
@@ -212,6 +215,7 @@ impl StudyConfig {
                 _ => 600,
             }),
             peer: true,
+            barrier_only_max_heap_mib: 8 << 10,
             progress: true,
         }
     }

@@ -97,6 +97,10 @@ pub fn macro_rows(r: &workload::RunResult, w: &Workload) -> Vec<(Metric, f64)> {
             Metric::Stores,
             w.stores_per_thread() as f64 * r.threads as f64,
         ),
+        (
+            Metric::AllocatedMib,
+            s.bytes_allocated as f64 / (1 << 20) as f64,
+        ),
         (Metric::CpuTotalMs, ms(c.total)),
         (Metric::CpuMutatorMs, ms(c.mutator)),
         (Metric::CpuCollectorMs, ms(c.collector)),

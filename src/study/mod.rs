@@ -94,6 +94,7 @@ pub fn run(config: &StudyConfig) -> Result<StudyResult> {
     }
     runner.micro(&variants)?;
     runner.end_to_end(&variants)?;
+    runner.barrier_only(&variants)?;
     runner.bar.finish();
     let _ = std::fs::remove_file(&exe);
     let mut not_run = runner.not_run;

@@ -50,6 +50,10 @@ pub enum Point {
         /// `MADV_NOHUGEPAGE`.
         #[serde(default)]
         huge_pages: bool,
+        /// Barrier-only mode (section `barrieronly`): no collection, the tracker armed
+        /// for [`BARRIER_ONLY_ARMED_SHARE`] of every [`BARRIER_ONLY_PERIOD`].
+        #[serde(default)]
+        barrier_only: bool,
     },
     /// Whether a workload completes in a heap with the stop-the-world collector (one
     /// `fits` row, 1 or 0): a step of the minimum-heap search.
@@ -178,6 +182,11 @@ pub fn run_point(spec: &PointSpec) -> PointOutput {
 
 const MIB: f64 = (1 << 20) as f64;
 
+/// Barrier-only points' schedule: the tracker armed for half of every 10 ms.
+pub const BARRIER_ONLY_PERIOD: Duration = Duration::from_millis(10);
+/// See [`BARRIER_ONLY_PERIOD`].
+pub const BARRIER_ONLY_ARMED_SHARE: f64 = 0.5;
+
 /// How a peer ran, from its settings, in a sentence for the report: its virtual dirty
 /// bits and how they were found out, and whether its incremental mode was generational.
 fn peer_note(settings: &[(String, String)]) -> String {
@@ -238,6 +247,7 @@ fn run_inner(spec: &PointSpec) -> Result<Vec<Row>> {
             heap_bytes,
             heap_map,
             huge_pages,
+            barrier_only,
         } => {
             let w = find(workload)?.at_threads(*threads);
             let v = find_variant(variant)?;
@@ -250,21 +260,47 @@ fn run_inner(spec: &PointSpec) -> Result<Vec<Row>> {
                 huge_pages: *huge_pages,
                 ..HeapConfig::default()
             };
+            let cfg = if *barrier_only {
+                cfg.pacing(false)
+                    .trigger(1.0)
+                    .duty_cycle(BARRIER_ONLY_PERIOD, BARRIER_ONLY_ARMED_SHARE)
+            } else {
+                cfg
+            };
             let r = workload::run(&cfg, &w, *threads)?;
+            if *barrier_only && r.stats.cycles > 0 {
+                return Err(Error::InvalidArgument(format!(
+                    "not a barrier-only measurement: {} collection(s) ran ({:.0} MiB allocated \
+                     in a {:.0} MiB heap)",
+                    r.stats.cycles,
+                    r.stats.bytes_allocated as f64 / MIB,
+                    *heap_bytes as f64 / MIB
+                )));
+            }
             let heap_mib = *heap_bytes as f64 / MIB;
             if *heap_map {
                 return Ok(heap_map_rows(&r, &v.name(), workload, *heap_bytes));
             }
-            let section = if *huge_pages {
-                Section::Hugepages
-            } else {
-                Section::Macro
+            let section = match (*huge_pages, *barrier_only) {
+                (_, true) => Section::Barrieronly,
+                (true, false) => Section::Hugepages,
+                (false, false) => Section::Macro,
             };
             let row = row(section, &v.name(), workload, *threads, heap_mib);
             let mut rows: Vec<Row> = macro_rows(&r, &w)
                 .into_iter()
                 .map(|(m, x)| row(m, x))
                 .collect();
+            // A metric that does not apply to this run (bytes per cycle with no cycle) is
+            // NaN: not a measurement, and JSON has no NaN. Left out.
+            rows.retain(|r| r.value.is_finite());
+            if *barrier_only {
+                let d = &r.stats.duty;
+                let share = d.armed.as_secs_f64() / r.wall.as_secs_f64().max(1e-9);
+                rows.push(row(Metric::DutyPeriods, d.periods as f64));
+                rows.push(row(Metric::DutyArmedShare, share));
+                rows.push(row(Metric::DutyRecorded, d.recorded as f64));
+            }
             // How the stalls were measured, beside their count.
             for m in rows.iter_mut().filter(|m| m.metric == Metric::Stalls) {
                 m.note = r.stats.tracker.stall_method.to_string();

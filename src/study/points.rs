@@ -262,6 +262,7 @@ impl Runner<'_> {
                             heap_bytes: bytes,
                             heap_map: false,
                             huge_pages: false,
+                            barrier_only: false,
                         };
                         points.push(Planned {
                             key: key(&v.name()),
@@ -307,6 +308,7 @@ impl Runner<'_> {
                                 heap_bytes: bytes,
                                 heap_map: false,
                                 huge_pages: true,
+                                barrier_only: false,
                             },
                             multiple: bytes as f64 / min as f64,
                             section: Section::Hugepages,
@@ -330,6 +332,7 @@ impl Runner<'_> {
                                 heap_bytes: bytes,
                                 heap_map: true,
                                 huge_pages: false,
+                                barrier_only: false,
                             },
                             multiple: 2.0,
                             section: Section::Heapmap,
@@ -352,6 +355,70 @@ impl Runner<'_> {
             }
         }
         Ok(())
+    }
+
+    /// Barrier-only points: every variant, one thread, on a heap that holds all that the
+    /// workload allocates (measured by `none`'s end-to-end runs, so after them), with the
+    /// tracker on a fixed arm/harvest schedule and no collection. A workload that
+    /// allocates more than [`StudyConfig::barrier_only_max_heap_mib`] is not measured
+    /// (an error row says so).
+    pub fn barrier_only(&mut self, variants: &[Variant]) -> Result<()> {
+        let c = self.config;
+        let e2e: Vec<String> = c.end_to_end_variants().iter().map(|v| v.name()).collect();
+        let mut points = Vec::new();
+        for w in c.workloads().into_iter().filter(|w| w.multiples.is_none()) {
+            let allocated: Vec<f64> = self
+                .sink
+                .rows
+                .iter()
+                .filter(|r| {
+                    r.section == Section::Macro
+                        && r.tracker == "none"
+                        && r.workload == w.label
+                        && r.threads == 1
+                        && r.metric == Metric::AllocatedMib
+                })
+                .map(|r| r.value)
+                .collect();
+            if allocated.is_empty() {
+                continue;
+            }
+            let most = allocated.iter().copied().fold(0.0, f64::max);
+            let heap_mib = (most * 1.25).ceil() as u64 + 64;
+            let key = |tracker: &str| Key {
+                tracker: tracker.into(),
+                workload: w.label.clone(),
+                threads: 1,
+                heap_mib: heap_mib as f64,
+            };
+            if heap_mib > c.barrier_only_max_heap_mib {
+                let note = format!(
+                    "barrier-only not measured: {} allocates {most:.0} MiB, so its heap would \
+                     be {heap_mib} MiB, above the {} MiB cap",
+                    w.label, c.barrier_only_max_heap_mib
+                );
+                self.sink
+                    .push(key("none").row(Section::Error, 0, Metric::Failed, 1.0, note))?;
+                continue;
+            }
+            for v in variants.iter().filter(|v| e2e.contains(&v.name())) {
+                points.push(Planned {
+                    key: key(&v.name()),
+                    point: Point::Run {
+                        workload: w.label.clone(),
+                        variant: v.name(),
+                        threads: 1,
+                        heap_bytes: (heap_mib as usize) << 20,
+                        heap_map: false,
+                        huge_pages: false,
+                        barrier_only: true,
+                    },
+                    multiple: f64::NAN,
+                    section: Section::Barrieronly,
+                });
+            }
+        }
+        self.run_points(&points)
     }
 
     /// Whether a point has what it needs: its wall-time interval within the target, or
@@ -419,7 +486,7 @@ impl Runner<'_> {
                 let ran = invoke(&self.exe, &self.spec(point.clone(), 0), self.config.timeout);
                 match classify(key, done[p], ran) {
                     Ok(mut rows) => {
-                        if rows.iter().any(|r| r.section == *section) {
+                        if multiple.is_finite() && rows.iter().any(|r| r.section == *section) {
                             rows.push(key.row(
                                 *section,
                                 done[p],

@@ -37,6 +37,9 @@ pub enum Section {
     /// An end-to-end invocation on a heap advised `MADV_HUGEPAGE` (at the largest heap of
     /// each workload, one thread), beside the `macro` point of the same heap on 4 KiB pages.
     Hugepages,
+    /// A barrier-only invocation (`HeapConfig::duty_cycle`): the tracker armed and
+    /// harvested on a fixed schedule, no collection.
+    Barrieronly,
     /// A step of the minimum-heap search (the child's answer: 1 fits, 0 does not).
     Fits,
     /// An invocation that completed but is not a result (too few cycles, out of memory).
@@ -54,6 +57,7 @@ impl Section {
             Section::Minheap => "minheap",
             Section::Heapmap => "heapmap",
             Section::Hugepages => "hugepages",
+            Section::Barrieronly => "barrieronly",
             Section::Fits => "fits",
             Section::Invalid => "invalid",
             Section::Error => "error",
@@ -161,6 +165,14 @@ metrics! {
     PeakRssMib = "peak_rss_mib",
     /// Of the heap, what transparent huge pages backed at the end of the run (MiB).
     HeapHugeMib = "heap_huge_mib",
+    /// Bytes handed to the mutators over the run (MiB).
+    AllocatedMib = "allocated_mib",
+    /// Barrier-only mode: duty periods completed.
+    DutyPeriods = "duty_periods",
+    /// Barrier-only mode: share of the run's wall time with the tracker armed.
+    DutyArmedShare = "duty_armed_share",
+    /// Barrier-only mode: granules the periods' harvests handed over.
+    DutyRecorded = "duty_recorded",
     /// Reference stores and payload writes of the run.
     Stores = "stores",
     /// Process CPU time (ms).

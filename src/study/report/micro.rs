@@ -43,28 +43,10 @@ pub(super) fn write(doc: &mut Doc, rows: &[Row], seed: u64) {
         fmt(region),
         last_level_cache_bytes().map_or("?".into(), |b| fmt(b as f64 / (1 << 20) as f64)),
     ));
-    let per_store = |t: &str| {
-        micro_samples(rows, t, &format!("pages-spp{hi}"), |m| {
-            m(Metric::SteadyNs) / m(Metric::Stores)
-        })
-    };
     let lo_label = format!("pages-spp{lo}");
-    let first = |t: &str, label: &str| {
-        micro_samples(rows, t, label, |m| {
-            (m(Metric::StoresNs) - m(Metric::SteadyNs)) / m(Metric::PagesWritten)
-        })
-    };
-    let (ns, nf) = (per_store("none"), first("none", &lo_label));
     let mut table = Vec::new();
     for t in &ts {
-        let s = stats::bootstrap(&[&per_store(t), &ns], stats::seed_for(seed, t), |m| {
-            m[0] - m[1]
-        });
-        let f = stats::bootstrap(
-            &[&first(t, &lo_label), &nf],
-            stats::seed_for(seed, t),
-            |m| m[0] - m[1],
-        );
+        let (s, f) = costs(rows, t, seed).unwrap_or((None, None));
         let per_page = |m: Metric| {
             stats::median_ci(
                 &micro_samples(rows, t, &lo_label, |r| r(m) / (region * 256.0)),
@@ -245,4 +227,38 @@ fn pattern_tables(doc: &mut Doc, rows: &[Row], ts: &[String], seed: u64) {
             table,
         );
     }
+}
+
+/// A tracker's cost per store and per first write to a page (ns, over `none`'s), with
+/// their intervals, from the micro: the second pass's time per store at the most stores
+/// per page swept, and (first pass − second pass) per page at the fewest. `None` when
+/// the study ran no micro.
+pub(super) fn costs(
+    rows: &[Row],
+    t: &str,
+    seed: u64,
+) -> Option<(Option<Interval>, Option<Interval>)> {
+    let spps = swept(rows);
+    let (&lo, &hi) = (spps.first()?, spps.last()?);
+    let per_store = |t: &str| {
+        micro_samples(rows, t, &format!("pages-spp{hi}"), |m| {
+            m(Metric::SteadyNs) / m(Metric::Stores)
+        })
+    };
+    let first = |t: &str| {
+        micro_samples(rows, t, &format!("pages-spp{lo}"), |m| {
+            (m(Metric::StoresNs) - m(Metric::SteadyNs)) / m(Metric::PagesWritten)
+        })
+    };
+    let s = stats::bootstrap(
+        &[&per_store(t), &per_store("none")],
+        stats::seed_for(seed, t),
+        |m| m[0] - m[1],
+    );
+    let f = stats::bootstrap(
+        &[&first(t), &first("none")],
+        stats::seed_for(seed, t),
+        |m| m[0] - m[1],
+    );
+    Some((s, f))
 }

@@ -9,6 +9,7 @@
 //! ([`super::health`]). One file per section of the report; this one holds the document
 //! they write into. It reads rows and writes text; it never runs anything or draws.
 
+mod barrier_only;
 mod curves;
 mod end_to_end;
 mod header;
@@ -91,6 +92,7 @@ pub fn render(rows: &[Row], meta: &Meta, figures: &[String]) -> (String, Summary
     curves::write(&mut doc, rows, meta.seed);
     mutation_sweep::write(&mut doc, rows, meta.seed);
     huge_pages::write(&mut doc, rows, meta.seed);
+    barrier_only::write(&mut doc, rows, meta.seed);
     lower_bound::write(&mut doc, rows, meta.seed);
     invalid::write(&mut doc, rows);
     if !figures.is_empty() {
