@@ -174,7 +174,7 @@ impl<'g> Cycle<'g> {
             marker_threads: threads,
         };
         if self.gc.config.log_cycles {
-            eprintln!("{}", pause.log_line());
+            collector.log(&pause.log_line());
         }
         collector.stats.lock().pauses.push(pause);
     }
@@ -408,7 +408,7 @@ impl<'g> Cycle<'g> {
             self.stats.handed_out = now.handed_out.saturating_sub(start.handed_out);
         }
         if self.gc.config.log_cycles {
-            eprintln!("{}", self.stats.log_line(space.len()));
+            collector.log(&self.stats.log_line(space.len()));
         }
         let mut stats = collector.stats.lock();
         collector.collect_stalls(self.gc.tracker, &mut stats);

@@ -281,6 +281,17 @@ impl Collector {
         self.phase.store(p as u8, Ordering::Relaxed);
     }
 
+    /// Writes a `--log-cycles` line ([`HeapConfig::log_cycles`]) to stderr. A write that
+    /// fails (stderr closed or full, a pipe nobody reads) is counted in
+    /// [`Stats::log_lines_lost`] and otherwise ignored: logging never takes the collector,
+    /// and with it every mutator, down.
+    fn log(&self, line: &str) {
+        use std::io::Write as _;
+        if writeln!(std::io::stderr().lock(), "{line}").is_err() {
+            self.stats.lock().log_lines_lost += 1;
+        }
+    }
+
     /// Time since the heap was created: the origin of [`Pause::start`].
     pub(crate) fn uptime(&self) -> Duration {
         self.created.elapsed()

@@ -234,6 +234,9 @@ pub struct Stats {
     /// [`crate::barrier::TrackerStats::stall_method`]), in the order measured, collected at
     /// the end of each cycle and when statistics are read.
     pub stalls: Vec<Stall>,
+    /// `--log-cycles` lines that could not be written (stderr closed, full, or a pipe
+    /// nobody reads): dropped, never a failure of the collector.
+    pub log_lines_lost: u64,
 }
 
 /// One mutator's stall: in a write fault, or waiting for a cycle to make room.
