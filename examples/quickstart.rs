@@ -45,7 +45,7 @@ fn main() -> Result<()> {
         // number), rooted at `root`; each round's list replaces the previous one, which
         // becomes garbage.
         let head = m.alloc(1, 8)?;
-        let root = m.push_root(head);
+        let root = m.push_root(head)?;
         for round in 0..50u64 {
             let mut node = m.alloc(1, 8)?;
             m.set_root(root, Some(node))?;

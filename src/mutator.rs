@@ -428,12 +428,16 @@ impl<B: StoreBarrier> Mutator<B> {
         Ok((start as *mut u8, h.payload))
     }
 
-    /// Pushes a root; returns its index.
+    /// Pushes `obj` on the root stack; returns its index. [`Error::StaleRef`] if `obj`
+    /// is not a live object of this heap (freed, or of another heap, also one since
+    /// dropped): the collector marks from the roots, so a root must name an object whose
+    /// mark bit, header and slots are this heap's.
     #[inline]
-    pub fn push_root(&mut self, obj: ObjRef) -> usize {
+    pub fn push_root(&mut self, obj: ObjRef) -> Result<usize> {
+        self.space().check_obj(obj.addr())?;
         let roots = self.roots_mut();
         roots.push(obj.addr());
-        roots.len() - 1
+        Ok(roots.len() - 1)
     }
 
     /// Pops the top root.
@@ -448,8 +452,12 @@ impl<B: StoreBarrier> Mutator<B> {
         self.roots().get(i).copied().and_then(ObjRef::from_addr)
     }
 
-    /// Sets root `i` (which must exist) to `obj` or null.
+    /// Sets root `i` (which must exist) to `obj` or null. [`Error::StaleRef`] if `obj` is
+    /// not a live object of this heap, as for [`Mutator::push_root`].
     pub fn set_root(&mut self, i: usize, obj: Option<ObjRef>) -> Result<()> {
+        if let Some(o) = obj {
+            self.space().check_obj(o.addr())?;
+        }
         let roots = self.roots_mut();
         let n = roots.len();
         let r = roots

@@ -55,7 +55,24 @@ struct Cycle<'g> {
 
 /// Runs cycle `n`: the numbered list of the module docs, or, for an allocation that
 /// found no room, a full collection in one pause.
+///
+/// If the cycle fails (a panic: a bug, or a planted failure), the pause it was in has
+/// resumed the world while unwinding; the tracker is disarmed here (best effort), so that
+/// no writer waits for a fault service that no cycle will drive again, and the panic
+/// goes on to the collector thread's loop, which fails every waiting and later
+/// collection with [`Error::CollectorFailed`].
 pub(crate) fn run_cycle(gc: &Gc<'_>, n: u64, cause: Cause) {
+    let outcome = std::panic::catch_unwind(std::panic::AssertUnwindSafe(|| cycle(gc, n, cause)));
+    if let Err(panic) = outcome {
+        gc.collector.enter_phase(Phase::Idle);
+        if let Some(t) = gc.tracker {
+            let _ = t.disarm();
+        }
+        std::panic::resume_unwind(panic);
+    }
+}
+
+fn cycle(gc: &Gc<'_>, n: u64, cause: Cause) {
     let mut c = Cycle::new(gc, n);
     c.stats.cause = cause;
     if cause == Cause::AllocationFailure {
@@ -138,11 +155,12 @@ impl<'g> Cycle<'g> {
     }
 
     /// Every pause: stop the world, run `work` with the stopped mutators, verify where
-    /// asked, resume, record. Returns the threads that marked.
+    /// asked, resume, record. The world resumes when `world` is dropped: at the end, or
+    /// while a panic in `work` unwinds (see [`run_cycle`]).
     fn pause(&mut self, kind: PauseKind, work: impl FnOnce(&mut Self, &[Arc<MutatorShared>])) {
-        let sp = &self.gc.collector.safepoints;
         let cpu_before = crate::sys::cpu::thread_cpu_time().unwrap_or_default();
-        let (mutators, ttsp) = sp.stop_world(self.gc.tracker);
+        let world = self.gc.collector.safepoints.stop_world(self.gc.tracker);
+        let (mutators, ttsp) = (&world.mutators, world.time_to_safepoint);
         self.gc.collector.enter_phase(match kind {
             PauseKind::InitialMark => Phase::InitialMark,
             PauseKind::Remark => Phase::Remark,
@@ -150,14 +168,21 @@ impl<'g> Cycle<'g> {
         });
         let started = Instant::now() - ttsp;
         let threads_before = self.stats.marker_threads_max;
-        work(self, &mutators);
+        work(self, mutators);
+        if self.gc.config.testing.fail_in_pause_of_cycle == Some(self.n) {
+            std::panic::resume_unwind(Box::new(format!(
+                "planted failure in the {} pause of cycle {}",
+                kind.name(),
+                self.n
+            )));
+        }
         if kind != PauseKind::InitialMark && self.gc.config.verify {
-            // SAFETY: every mutator in `mutators` is stopped until `resume_world`.
+            // SAFETY: every mutator in `mutators` is stopped until `world` is dropped.
             let roots = mutators.iter().map(|m| unsafe { m.roots() });
             self.verifier_failures
                 .extend(verify::verify(self.gc.space, self.marker.marks, roots));
         }
-        sp.resume_world();
+        drop(world);
         let duration = started.elapsed();
         let collector_cpu = crate::sys::cpu::thread_cpu_time()
             .unwrap_or_default()
@@ -196,7 +221,7 @@ impl<'g> Cycle<'g> {
     fn mark_roots(&mut self, mutators: &[Arc<MutatorShared>]) {
         for m in mutators {
             // SAFETY: `m` is stopped for the whole pause.
-            self.marker.mark_all(unsafe { m.roots() });
+            self.stats.stale_roots += self.marker.mark_roots(unsafe { m.roots() });
             // A large object a full collection allocated for `m` that `m` has not taken
             // yet (it has not run since): reachable only from here.
             // SAFETY: as above.

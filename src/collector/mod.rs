@@ -157,7 +157,7 @@ impl Collector {
             created_ns: crate::sys::monotonic_ns(),
             thread: Mutex::new(None),
             pacer: Pacer::new(config),
-            markers: MarkerPool::new(config.marker_threads - 1)?,
+            markers: MarkerPool::new(config.marker_threads - 1, config.testing.fail_in_marker)?,
             phase: AtomicU8::new(Phase::Idle as u8),
         })
     }
@@ -365,12 +365,7 @@ fn collector_loop(shared: Arc<Shared>, mut cycle: impl FnMut(u64, Cause) -> bool
                 return;
             }
             Err(p) => {
-                let msg = p
-                    .downcast_ref::<String>()
-                    .cloned()
-                    .or_else(|| p.downcast_ref::<&str>().map(|s| s.to_string()))
-                    .unwrap_or_else(|| "panic".into());
-                c.failed = Some(msg);
+                c.failed = Some(marker_pool::panic_message(&*p));
                 c.completed = u64::MAX;
                 shared.done_cv.notify_all();
                 return;

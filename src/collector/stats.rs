@@ -191,6 +191,10 @@ pub struct CycleStats {
     pub degradation: Option<String>,
     /// The most threads that marked in one of this cycle's pauses.
     pub marker_threads_max: usize,
+    /// Roots found in its pauses that named no live object of the heap, and were not
+    /// marked from (counted once per pause that saw them; see
+    /// [`crate::Mutator::push_root`]).
+    pub stale_roots: usize,
     /// Time to arm.
     pub arm: Duration,
     /// Time in harvests (pre-clean and remark).
