@@ -139,7 +139,7 @@ impl<B: StoreBarrier> Mutator<B> {
     pub fn safepoint(&mut self) {
         // SAFETY: the word lives in the heap, which this mutator keeps alive.
         if unsafe { self.poll.as_ref() }.load(Ordering::Relaxed) & 1 == 1 {
-            self.inner().collector.safepoints.park(&self.shared);
+            crate::runtime::park(self.inner(), &self.shared);
         }
     }
 

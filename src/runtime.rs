@@ -159,11 +159,16 @@ impl Heap {
     pub fn typed_mutator<B: StoreBarrier>(&self) -> Option<Mutator<B>> {
         let barrier = B::from_dyn(self.inner.store_barrier)?;
         let sp = &self.inner.collector.safepoints;
+        // The new mutator starts blocked; it enters together with this thread's other
+        // running mutators (left meanwhile), so that if this heap pauses now, the thread
+        // waits for it as stopped for every heap, not as a running mutator of the others.
+        let mut left = Left::leave_all();
         let shared = sp.register();
         // A thread whose thread-locals are being destroyed cannot wait for a collection
-        // anyway; the registry is only for `while_blocked`.
+        // anyway; the registry is only for `while_blocked` and `park`.
         let _ = ACTIVE.try_with(|a| a.borrow_mut().push((self.inner.clone(), shared.clone())));
-        sp.enter(&shared);
+        left.mutators.push((self.inner.clone(), shared.clone()));
+        drop(left);
         Some(Mutator::new(self.clone(), shared, barrier))
     }
 
@@ -190,10 +195,10 @@ impl Heap {
 
 thread_local! {
     /// The mutators running on this thread, with their heaps, so that a thread that
-    /// waits (for a collection, or in [`Mutator::blocking`]) counts as stopped for every
-    /// heap it has a mutator of: otherwise two threads, each waiting for a collection of
-    /// one heap while holding a running mutator of the other, would wait for each other
-    /// for ever.
+    /// waits (for a collection, for room, at a safepoint, or in [`Mutator::blocking`])
+    /// counts as stopped for every heap it has a mutator of: otherwise two threads, each
+    /// waiting for a collection or a pause of one heap while holding a running mutator
+    /// of the other, would wait for each other for ever.
     static ACTIVE: RefCell<Vec<(Arc<HeapInner>, Arc<MutatorShared>)>> = const { RefCell::new(Vec::new()) };
 }
 
@@ -231,9 +236,58 @@ impl Left {
 
 impl Drop for Left {
     fn drop(&mut self) {
-        for (h, m) in &self.mutators {
-            h.collector.safepoints.enter(m);
+        enter_all(&self.mutators);
+    }
+}
+
+/// Counts `mutators` (this thread's, all left) as running again once no heap of theirs
+/// pauses. A single mutator enters as usual (parking there if its heap pauses). Several
+/// never park one by one: parked at one heap's safepoint, the thread would hold up a
+/// pause of another heap as a running mutator of it; so all enter, and if any heap's
+/// pause is on, all leave again and the thread waits for that pause to end, counted as
+/// stopped for every heap. (A mutator counted as running for a moment touches nothing:
+/// it reads the epochs first, and the collector reads its roots only after it saw it
+/// stopped or blocked: the Dekker order of `collector/safepoint.rs`.)
+fn enter_all(mutators: &[(Arc<HeapInner>, Arc<MutatorShared>)]) {
+    if let [(h, m)] = mutators {
+        h.collector.safepoints.enter(m);
+        return;
+    }
+    loop {
+        for (h, m) in mutators {
+            h.collector.safepoints.set_running(m);
         }
+        let pausing = mutators.iter().find_map(|(h, _)| {
+            let sp = &h.collector.safepoints;
+            sp.pause_requested().map(|e| (sp, e))
+        });
+        let Some((sp, e)) = pausing else {
+            return;
+        };
+        for (h, m) in mutators {
+            h.collector.safepoints.leave(m);
+        }
+        sp.wait_for_resume(e);
+    }
+}
+
+/// The slow path of `m`'s safepoint poll: `heap` wants a pause. A thread with no other
+/// mutator parks as the handshake says; one with mutators of other heaps (or more of
+/// this one) waits with all of them counted as stopped (see [`enter_all`]).
+#[cold]
+pub(crate) fn park(heap: &HeapInner, m: &Arc<MutatorShared>) {
+    let alone = ACTIVE
+        .try_with(|a| {
+            let a = a.borrow();
+            a.len() <= 1 || !a.iter().any(|(_, x)| Arc::ptr_eq(x, m))
+        })
+        .unwrap_or(true);
+    if alone {
+        heap.collector.safepoints.park(m);
+    } else {
+        // Leaves every running mutator of this thread, `m` among them; the drop enters
+        // them once no heap of theirs pauses.
+        drop(Left::leave_all());
     }
 }
 

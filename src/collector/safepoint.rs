@@ -242,6 +242,28 @@ impl Safepoints {
         m.state.load(Ordering::SeqCst) != BLOCKED
     }
 
+    /// The first half of entering a left mutator without parking it here: counts it as
+    /// running again. Read [`Safepoints::pause_requested`] next (the Dekker order of the
+    /// module docs), and leave again if a pause is on.
+    pub(crate) fn set_running(&self, m: &MutatorShared) {
+        m.state.store(RUNNING, Ordering::SeqCst);
+    }
+
+    /// The epoch of the pause requested or in progress, if there is one.
+    pub(crate) fn pause_requested(&self) -> Option<u64> {
+        let e = self.epoch.load(Ordering::SeqCst);
+        (e & 1 == 1).then_some(e)
+    }
+
+    /// Waits until the pause of epoch `e` is over (a mutator of this thread that waits
+    /// here must have left: it counts as stopped).
+    pub(crate) fn wait_for_resume(&self, e: u64) {
+        let mut guard = self.resume.lock();
+        while self.epoch.load(Ordering::SeqCst) == e {
+            self.resumed.wait(&mut guard);
+        }
+    }
+
     /// Requests a pause and waits until every mutator is stopped or blocked, serving the
     /// tracker's faults meanwhile. The pause lasts as long as the returned
     /// [`StoppedWorld`]: dropping it resumes the world, on every path out of the pause,
