@@ -83,6 +83,15 @@ pub enum Error {
     /// The heap's collector thread panicked (a bug in barrierlab, with its message): the
     /// heap cannot collect any more; allocation that needs a collection fails with this.
     CollectorFailed(String),
+    /// The heap was made by another process: this one is a child of `fork(2)`, which
+    /// copied the heap's memory but not its collector thread, so nothing here could
+    /// ever collect it (see [`crate::Heap`]).
+    ForkedChild {
+        /// The process that made the heap.
+        heap_pid: u32,
+        /// This process.
+        pid: u32,
+    },
 }
 
 /// Why a heap ran out of memory, and the heap size that would work: live data after the
@@ -319,6 +328,13 @@ impl fmt::Display for Error {
             Error::CollectorFailed(msg) => write!(
                 f,
                 "the heap's collector thread failed ({msg}); this heap cannot collect any more"
+            ),
+            Error::ForkedChild { heap_pid, pid } => write!(
+                f,
+                "this heap belongs to process {heap_pid}, and this is process {pid}, a child \
+                 of fork: the child has a copy of the heap's memory but not its collector \
+                 thread (fork copies only the calling thread), so a heap cannot be used in \
+                 a child of fork; make a new heap in the child"
             ),
         }
     }

@@ -134,11 +134,14 @@ impl<B: StoreBarrier> Mutator<B> {
         unsafe { self.shared.roots_mut() }
     }
 
-    /// A safepoint: stops here if the collector asked for a pause.
+    /// A safepoint: stops here if the collector asked for a pause. (In a child of `fork`,
+    /// where no collector runs, it never stops: see [`Heap`].)
     #[inline]
     pub fn safepoint(&mut self) {
         // SAFETY: the word lives in the heap, which this mutator keeps alive.
-        if unsafe { self.poll.as_ref() }.load(Ordering::Relaxed) & 1 == 1 {
+        if unsafe { self.poll.as_ref() }.load(Ordering::Relaxed) & 1 == 1
+            && self.inner().collector.check_process().is_ok()
+        {
             crate::runtime::park(self.inner(), &self.shared);
         }
     }
@@ -152,19 +155,23 @@ impl<B: StoreBarrier> Mutator<B> {
     }
 
     /// Runs a full collection and waits for it (this mutator is at a safepoint meanwhile).
-    /// [`Error::CollectorFailed`] if the collector thread has failed.
+    /// [`Error::CollectorFailed`] if the collector thread has failed;
+    /// [`Error::ForkedChild`] in a child of `fork` (see [`Heap`]).
     pub fn collect(&mut self) -> Result<()> {
         self.collect_for(Cause::Explicit)
     }
 
     fn collect_for(&mut self, cause: Cause) -> Result<()> {
+        self.inner().collector.check_process()?;
         let heap = self.heap.clone();
         self.blocking(|| heap.inner.collector.collect_and_wait(cause))
     }
 
     /// Allocates a zeroed object with `nrefs` null reference slots and `payload_bytes`
     /// zero bytes. Polls a safepoint. A full heap triggers a collection; if the heap is
-    /// still full after a full collection, the result is [`Error::OutOfMemory`].
+    /// still full after a full collection, the result is [`Error::OutOfMemory`]. In a
+    /// child of `fork`, an allocation that needs more than the mutator's current run is
+    /// [`Error::ForkedChild`] (see [`Heap`]).
     ///
     /// The fast path, inlined: one compare of the size class's run, a bump, the header
     /// store (the cell is already zero: see [`crate::heap`]). Everything else is in
@@ -203,6 +210,8 @@ impl<B: StoreBarrier> Mutator<B> {
     #[cold]
     #[inline(never)]
     fn alloc_slow(&mut self, nrefs: usize, payload_bytes: usize) -> Result<ObjRef> {
+        // First: in a child of fork, before anything that may lock or wait.
+        self.inner().collector.check_process()?;
         self.safepoint();
         let bytes = object::object_size(nrefs, payload_bytes);
         if nrefs >= 1 << 31 || payload_bytes >= 1 << 32 || bytes > self.space().len() {
@@ -480,6 +489,13 @@ impl<B: StoreBarrier> Mutator<B> {
 
 impl<B: StoreBarrier> Drop for Mutator<B> {
     fn drop(&mut self) {
+        if self.inner().collector.check_process().is_err() {
+            // A child of fork: the heap's locks may be held for good by threads that
+            // were not copied, and no collector reads this mutator; leave it as it is
+            // (the heap is leaked in the child, see `Heap`).
+            crate::runtime::forget_mutator(&self.shared);
+            return;
+        }
         // SAFETY: this mutator's own buffers; it is still running, so the collector does
         // not read them now.
         let bufs = unsafe { self.buffers.as_mut() };

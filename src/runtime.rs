@@ -42,9 +42,36 @@ impl HeapInner {
 
 /// A heap handle: cheap to clone, `Send + Sync`. The heap (and its collector thread) lives
 /// until the last handle and the last mutator are gone.
+///
+/// # A heap and `fork`
+/// A heap cannot be used in a child of `fork(2)`: the child gets a copy of the heap's
+/// memory, but not its collector thread (nor its marker and fault-service threads;
+/// `fork` copies only the thread that calls it), so its first collection would wait for
+/// ever. barrierlab detects it instead: in the child, every call that needs the
+/// collector ([`Heap::collect`], [`Mutator::collect`], an allocation that needs a new
+/// run, a large object or a collection, [`Heap::try_mutator`]) returns
+/// [`crate::Error::ForkedChild`]; [`Heap::mutator`] panics with that message,
+/// [`Heap::wait_for_cycle`] and [`Mutator::safepoint`] return at once. Those checks take
+/// no lock and allocate nothing, so they are safe in the child of a multi-threaded
+/// process (where a lock another thread held at the fork stays held). Dropping the
+/// heap's last handle in the child leaks it (its threads cannot be joined there). The
+/// other calls (stores, reads, a cell from a run the mutator already holds) act on the
+/// child's copy, unchecked; nothing is written back to the parent. Make a new heap in
+/// the child, or `exec`. (The detection relies on `fork(3)`'s `pthread_atfork`
+/// handlers; a child made by a raw `clone` system call is not detected.)
 #[derive(Clone)]
 pub struct Heap {
     pub(crate) inner: Arc<HeapInner>,
+}
+
+impl Drop for Heap {
+    fn drop(&mut self) {
+        // In a child of fork the last handle must not drop the heap: dropping joins its
+        // collector (and the tracker's service) thread, which exists only in the parent.
+        if self.inner.collector.check_process().is_err() {
+            std::mem::forget(self.inner.clone());
+        }
+    }
 }
 
 impl std::fmt::Debug for Heap {
@@ -110,13 +137,17 @@ impl Heap {
     /// are all at a safepoint for the duration. [`crate::Error::CollectorFailed`] if the
     /// collector thread has failed.
     pub fn collect(&self) -> Result<()> {
+        self.inner.collector.check_process()?;
         while_blocked(|| self.inner.collector.collect_and_wait(Cause::Explicit))
     }
 
     /// Waits until no cycle is running or requested (without starting one). Call it with
     /// no mutator running, or it may wait for as long as they keep triggering cycles.
+    /// Returns at once in a child of `fork` (see [`Heap`]).
     pub fn wait_for_cycle(&self) {
-        while_blocked(|| self.inner.collector.wait_idle());
+        if self.inner.collector.check_process().is_ok() {
+            while_blocked(|| self.inner.collector.wait_idle());
+        }
     }
 
     /// What the collector is doing now (a moment's snapshot).
@@ -150,13 +181,30 @@ impl Heap {
     }
 
     /// A mutator for the calling thread, with the run-time store path.
+    ///
+    /// # Panics
+    /// In a child of `fork` (see [`Heap`]; [`Heap::try_mutator`] returns the error).
     pub fn mutator(&self) -> Mutator {
-        self.typed_mutator::<DynBarrier>()
-            .expect("the dynamic store path fits every barrier")
+        self.try_mutator().unwrap_or_else(|e| panic!("{e}"))
+    }
+
+    /// A mutator for the calling thread, with the run-time store path;
+    /// [`crate::Error::ForkedChild`] in a child of `fork` (see [`Heap`]).
+    pub fn try_mutator(&self) -> Result<Mutator> {
+        self.inner.collector.check_process()?;
+        Ok(self
+            .typed_mutator::<DynBarrier>()
+            .expect("the dynamic store path fits every barrier"))
     }
 
     /// A mutator with the store path `B`; `None` if `B` is not this heap's store path.
+    ///
+    /// # Panics
+    /// In a child of `fork` (see [`Heap`]).
     pub fn typed_mutator<B: StoreBarrier>(&self) -> Option<Mutator<B>> {
+        if let Err(e) = self.inner.collector.check_process() {
+            panic!("{e}");
+        }
         let barrier = B::from_dyn(self.inner.store_barrier)?;
         let sp = &self.inner.collector.safepoints;
         // The new mutator starts blocked; it enters together with this thread's other

@@ -141,6 +141,9 @@ pub(crate) struct Collector {
     markers: MarkerPool,
     /// The current [`Phase`].
     phase: AtomicU8,
+    /// The process that made the heap, which alone has its collector thread
+    /// ([`Collector::check_process`]).
+    pid: u32,
 }
 
 impl Collector {
@@ -159,7 +162,26 @@ impl Collector {
             pacer: Pacer::new(config),
             markers: MarkerPool::new(config.marker_threads - 1, config.testing.fail_in_marker)?,
             phase: AtomicU8::new(Phase::Idle as u8),
+            pid: crate::sys::process::pid(),
         })
+    }
+
+    /// [`Error::ForkedChild`] if this is not the process that made the heap: a child of
+    /// `fork` has the heap's memory but no collector thread, and would wait for ever for
+    /// a collection, for room, or at a safepoint of a pause that was on at the fork. Called
+    /// first on every such path: one load and a compare, no lock, no allocation, so that
+    /// it is safe even in the child of a multi-threaded process.
+    #[inline]
+    pub(crate) fn check_process(&self) -> Result<()> {
+        let pid = crate::sys::process::pid();
+        if pid == self.pid {
+            Ok(())
+        } else {
+            Err(Error::ForkedChild {
+                heap_pid: self.pid,
+                pid,
+            })
+        }
     }
 
     /// Starts the collector thread. `cycle(n, cause)` runs cycle `n`; it returns `false`
