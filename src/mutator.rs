@@ -258,11 +258,17 @@ impl<B: StoreBarrier> Mutator<B> {
             if collections == OOM_COLLECTIONS {
                 return Err(self.out_of_memory(bytes));
             }
-            // The full collection refills this buffer in its pause if it can.
+            // The full collection refills this buffer in its pause if it can, and takes
+            // the cell for this allocation.
             self.set_wanted(Wanted::Small(class));
             let collected = self.collect_for(Cause::AllocationFailure);
-            self.set_wanted(Wanted::Nothing);
+            // SAFETY: this mutator's own request, on its own thread, running again.
+            let granted = std::mem::take(unsafe { self.shared.wanted() });
             collected?;
+            if let Wanted::GrantedSmall(addr) = granted {
+                self.stall.end(&self.heap);
+                return Ok(addr);
+            }
             collections += 1;
         }
     }

@@ -18,6 +18,7 @@ use super::{Cause, CycleStats, Gc, Pause, PauseKind, Phase, verify};
 use crate::barrier::{DirtySet, DirtyTracker};
 use crate::error::Error;
 use crate::heap::HeapConfig;
+use crate::heap::size_class::CLASS_SIZES;
 
 /// Applies the planted bug of [`crate::heap::Testing::drop_every_nth_dirty`].
 fn plant_bug(config: &HeapConfig, set: &mut DirtySet) {
@@ -222,10 +223,11 @@ impl<'g> Cycle<'g> {
         for m in mutators {
             // SAFETY: `m` is stopped for the whole pause.
             self.stats.stale_roots += self.marker.mark_roots(unsafe { m.roots() });
-            // A large object a full collection allocated for `m` that `m` has not taken
-            // yet (it has not run since): reachable only from here.
+            // An object a full collection allocated for `m` that `m` has not taken yet
+            // (it has not run since): reachable only from here.
             // SAFETY: as above.
-            if let Wanted::GrantedLarge(addr) = unsafe { *m.wanted() } {
+            if let Wanted::GrantedLarge(addr) | Wanted::GrantedSmall(addr) = unsafe { *m.wanted() }
+            {
                 self.marker.mark(addr);
             }
         }
@@ -270,15 +272,26 @@ impl<'g> Cycle<'g> {
                 let (wanted, bufs) = unsafe { (m.wanted(), m.buffers_while_stopped()) };
                 match *wanted {
                     Wanted::Small(class) => {
-                        space.refill(&mut bufs.classes[class], class, c.gc.tracker);
-                        *wanted = Wanted::Nothing;
+                        // The cell itself, not only a run: the buffer may be returned by
+                        // another full collection before `m` runs again (a thread that
+                        // falls back while `m` still waits to be scheduled), and `m` would
+                        // find it empty, fall back again, and could run out of tries
+                        // with the heap all but empty.
+                        let buf = &mut bufs.classes[class];
+                        *wanted = if space.refill(buf, class, c.gc.tracker) {
+                            let cell = buf.cursor;
+                            buf.cursor += CLASS_SIZES[class];
+                            Wanted::GrantedSmall(cell)
+                        } else {
+                            Wanted::Nothing
+                        };
                     }
                     Wanted::Large(bytes) => {
                         *wanted = space
                             .alloc_large(bytes, c.gc.tracker)
                             .map_or(Wanted::Nothing, Wanted::GrantedLarge);
                     }
-                    Wanted::Nothing | Wanted::GrantedLarge(_) => {}
+                    Wanted::Nothing | Wanted::GrantedLarge(_) | Wanted::GrantedSmall(_) => {}
                 }
             }
         });

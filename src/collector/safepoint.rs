@@ -67,6 +67,10 @@ pub(crate) enum Wanted {
     Large(usize),
     /// The large object the collector allocated for it.
     GrantedLarge(usize),
+    /// The cell the collector took for it from the run it refilled its buffer with
+    /// (taken in the pause, so that a later full collection, which returns every
+    /// buffer's unused cells before the mutator runs again, cannot take it back).
+    GrantedSmall(usize),
 }
 
 // SAFETY: the `UnsafeCell`s are written only by the owning mutator's thread, and read by
