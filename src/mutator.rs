@@ -435,8 +435,55 @@ impl<B: StoreBarrier> Mutator<B> {
         Ok(())
     }
 
-    /// A raw pointer to the payload of `obj` (for handing it to a system call such as
-    /// `read(2)`), with its length.
+    /// A raw pointer to the payload of `obj`, with its length.
+    ///
+    /// # Handing it to the kernel
+    /// A system call that writes the payload (`read(2)`, `recv(2)`, `pread(2)`, ...) is
+    /// a *kernel* write, and a page tracker may have the page write-protected: while a
+    /// cycle marks, from its arm to its disarm (a write unprotects a page until the next
+    /// harvest protects it again). What such a write does then depends on the barrier (the
+    /// `read(2)` row of the edge table in [`crate::barrier`], tested in `tests/edges.rs`
+    /// and `tests/payload_io.rs`):
+    /// - `none`, `card-table`: nothing is ever protected; the call works.
+    /// - `uffd-wp`, full mode (the default where allowed): the kernel's write faults like
+    ///   a user write; the calling thread waits in the system call until the fault is
+    ///   served (by the service thread, or by the collector in the `collector` layout),
+    ///   then the call completes and the page is recorded.
+    /// - `uffd-wp` in user-mode-only mode (asked for, or the fallback when full mode is
+    ///   refused; [`crate::barrier::TrackerStats::uffd`] says which): the call fails with
+    ///   `EFAULT`.
+    /// - `uffd-wp-async`: the kernel resolves the fault itself; the call works and the
+    ///   page is recorded.
+    /// - `uffd-wp-sigbus`, `mprotect`: no signal can be delivered for a kernel access, so
+    ///   the call fails with `EFAULT` (or, if it wrote some bytes before the protected
+    ///   page, returns a short count) whenever a cycle has the page protected.
+    ///
+    /// So a program that must work on every barrier does not hand this pointer to the
+    /// kernel: it reads into a buffer of its own, then copies the bytes in with
+    /// [`Mutator::write_bytes`], a user-mode write that every barrier handles:
+    ///
+    /// ```
+    /// use std::io::Read;
+    /// use barrierlab::{BarrierKind, Heap, HeapConfig};
+    ///
+    /// # fn main() -> Result<(), Box<dyn std::error::Error>> {
+    /// let heap = Heap::new(HeapConfig::new().heap_bytes(1 << 20).barrier(BarrierKind::Mprotect))?;
+    /// let mut m = heap.mutator();
+    /// let obj = m.alloc(0, 16)?;
+    /// m.push_root(obj)?;
+    /// let mut input: &[u8] = b"sixteen bytes!!!"; // a file, a socket, a pipe
+    /// let mut buf = [0u8; 16];
+    /// input.read_exact(&mut buf)?; // the kernel writes the program's own buffer
+    /// m.write_bytes(obj, 0, &buf)?; // the payload is written in user mode
+    /// let mut back = [0u8; 16];
+    /// m.read_bytes(obj, 0, &mut back)?;
+    /// assert_eq!(&back, b"sixteen bytes!!!");
+    /// # Ok(())
+    /// # }
+    /// ```
+    ///
+    /// Reading from the pointer (a `write(2)` of the payload) is never affected: the
+    /// trackers protect against writes only.
     pub fn payload_ptr(&self, obj: ObjRef) -> Result<(*mut u8, usize)> {
         let h = self.header(obj)?;
         let start = self.payload_range(obj, 0, 0)?;
