@@ -323,7 +323,7 @@ fn start_collecting(heap: &Heap, stop: &Arc<AtomicBool>) -> JoinHandle<u64> {
         .spawn(move || {
             let mut m = heap.mutator();
             let head = m.alloc(1, 8).expect("list head");
-            m.push_root(head);
+            m.push_root(head).expect("root");
             let mut tail = head;
             for _ in 1..LIVE_OBJECTS {
                 let o = m.alloc(1, 8).expect("list node");

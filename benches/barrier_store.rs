@@ -52,9 +52,9 @@ impl MutatorTask for Row<'_, '_> {
     type Output = ();
     fn run<B: StoreBarrier>(self, m: &mut Mutator<B>) {
         let array = m.alloc(self.slots, 0).expect("array fits");
-        m.push_root(array);
+        m.push_root(array).expect("root");
         let target = m.alloc(0, 8).expect("target fits");
-        m.push_root(target);
+        m.push_root(target).expect("root");
         // Touch every slot once so first-touch page faults are not timed.
         for start in (0..self.slots).step_by(BATCH) {
             stores(m, array, target, start, self.order);

@@ -163,7 +163,7 @@ fn mutate(heap: &Heap, ready: &AtomicBool, stop: &AtomicBool, adopt: bool) -> Re
     // Slot 0: next node; slot 1: cargo. The nodes stay reachable from the rooted head
     // and the collector does not move objects, so `list` may keep naming them.
     let head = m.alloc(2, 8)?;
-    m.push_root(head);
+    m.push_root(head)?;
     let mut list: Vec<ObjRef> = vec![head];
     for i in 1..NODES {
         let node = m.alloc(2, 8)?;
@@ -176,7 +176,7 @@ fn mutate(heap: &Heap, ready: &AtomicBool, stop: &AtomicBool, adopt: bool) -> Re
     }
     // The holders of adopted cargo, a chain through their slot 0 from the newest, which
     // this root slot holds; a new chain for each cycle (the old one becomes garbage).
-    let holders = m.push_root(head);
+    let holders = m.push_root(head)?;
     let mut marking = false;
     let mut moves = 0usize;
     ready.store(true, Ordering::Release);

@@ -86,7 +86,7 @@ fn rewrite_while_collecting(heap: &Heap) -> Result<u64> {
     // Slot 0 of each node is `next`. The list stays reachable from the root for the
     // whole run and the collector does not move objects, so `nodes` may keep naming them.
     let head = m.alloc(1, 8)?;
-    m.push_root(head);
+    m.push_root(head)?;
     let mut nodes: Vec<ObjRef> = vec![head];
     for _ in 1..NODES {
         let next = m.alloc(1, 8)?;

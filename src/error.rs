@@ -83,6 +83,15 @@ pub enum Error {
     /// The heap's collector thread panicked (a bug in barrierlab, with its message): the
     /// heap cannot collect any more; allocation that needs a collection fails with this.
     CollectorFailed(String),
+    /// The heap was made by another process: this one is a child of `fork(2)`, which
+    /// copied the heap's memory but not its collector thread, so nothing here could
+    /// ever collect it (see [`crate::Heap`]).
+    ForkedChild {
+        /// The process that made the heap.
+        heap_pid: u32,
+        /// This process.
+        pid: u32,
+    },
 }
 
 /// Why a heap ran out of memory, and the heap size that would work: live data after the
@@ -99,9 +108,11 @@ pub struct Sizing {
     pub mutators: usize,
     /// The most the mutators' allocation buffers can hold.
     pub buffer_bytes: usize,
-    /// `2 × (live + buffers + request)`, rounded up to a MiB: the size to try. When live
-    /// data and buffers filled the heap, the true need is unknown, and this is at least
-    /// twice the heap.
+    /// `2 × (live + buffers + request)`, rounded up to a MiB: the size to try; never the
+    /// heap's own size or less (that size has just failed). When live data and buffers
+    /// filled the heap, the true need is unknown, and this is at least twice the heap;
+    /// when they fit in half the heap, the allocations in flight on the other mutators
+    /// took the rest, and this is the next MiB above the heap at least.
     pub suggested_heap_bytes: usize,
 }
 
@@ -128,6 +139,10 @@ impl Sizing {
         if s.filled() {
             s.suggested_heap_bytes = s.suggested_heap_bytes.max(2 * heap_bytes);
         }
+        // A size that has just failed is no advice.
+        s.suggested_heap_bytes = s
+            .suggested_heap_bytes
+            .max((heap_bytes + 1).next_multiple_of(1 << 20));
         s
     }
 
@@ -320,6 +335,13 @@ impl fmt::Display for Error {
                 f,
                 "the heap's collector thread failed ({msg}); this heap cannot collect any more"
             ),
+            Error::ForkedChild { heap_pid, pid } => write!(
+                f,
+                "this heap belongs to process {heap_pid}, and this is process {pid}, a child \
+                 of fork: the child has a copy of the heap's memory but not its collector \
+                 thread (fork copies only the calling thread), so a heap cannot be used in \
+                 a child of fork; make a new heap in the child"
+            ),
         }
     }
 }
@@ -339,6 +361,28 @@ impl std::error::Error for Error {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn out_of_memory_never_suggests_the_size_that_failed() {
+        // 4 mutators (80 KiB of buffers each) and nothing live in 1 MiB: twice the need
+        // rounds to 1 MiB, the heap's own size.
+        let s = Sizing::new(1 << 20, 0, 4, 80 << 10, 56);
+        assert!(!s.filled());
+        assert_eq!(s.suggested_heap_bytes, 2 << 20, "{s:?}");
+        let e = Error::OutOfMemory {
+            requested: 56,
+            sizing: Some(s),
+        };
+        let msg = e.to_string();
+        assert!(msg.contains("heap 1.0 MiB"), "{msg}");
+        assert!(msg.contains("a heap of 2 MiB or more"), "{msg}");
+        // A heap of 3.5 MiB: the next MiB above it at least.
+        let s = Sizing::new(7 << 19, 0, 1, 80 << 10, 56);
+        assert_eq!(s.suggested_heap_bytes, 4 << 20, "{s:?}");
+        // A need larger than the heap is suggested as it is.
+        let s = Sizing::new(1 << 20, 1 << 20, 1, 80 << 10, 56);
+        assert!(s.suggested_heap_bytes > 2 << 20, "{s:?}");
+    }
 
     #[test]
     fn an_errno_without_a_name_is_printed_as_its_number() {

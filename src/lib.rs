@@ -33,7 +33,7 @@
 //! let mut m = heap.mutator();
 //! // An object with one reference slot and 8 payload bytes, kept alive by a root.
 //! let a = m.alloc(1, 8)?;
-//! let root = m.push_root(a);
+//! let root = m.push_root(a)?;
 //! let b = m.alloc(0, 16)?;
 //! m.write_ref(a, 0, Some(b))?; // the barriered store
 //! m.collect()?; // a whole cycle; this mutator waits at a safepoint meanwhile

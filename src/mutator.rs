@@ -134,12 +134,15 @@ impl<B: StoreBarrier> Mutator<B> {
         unsafe { self.shared.roots_mut() }
     }
 
-    /// A safepoint: stops here if the collector asked for a pause.
+    /// A safepoint: stops here if the collector asked for a pause. (In a child of `fork`,
+    /// where no collector runs, it never stops: see [`Heap`].)
     #[inline]
     pub fn safepoint(&mut self) {
         // SAFETY: the word lives in the heap, which this mutator keeps alive.
-        if unsafe { self.poll.as_ref() }.load(Ordering::Relaxed) & 1 == 1 {
-            self.inner().collector.safepoints.park(&self.shared);
+        if unsafe { self.poll.as_ref() }.load(Ordering::Relaxed) & 1 == 1
+            && self.inner().collector.check_process().is_ok()
+        {
+            crate::runtime::park(self.inner(), &self.shared);
         }
     }
 
@@ -152,19 +155,23 @@ impl<B: StoreBarrier> Mutator<B> {
     }
 
     /// Runs a full collection and waits for it (this mutator is at a safepoint meanwhile).
-    /// [`Error::CollectorFailed`] if the collector thread has failed.
+    /// [`Error::CollectorFailed`] if the collector thread has failed;
+    /// [`Error::ForkedChild`] in a child of `fork` (see [`Heap`]).
     pub fn collect(&mut self) -> Result<()> {
         self.collect_for(Cause::Explicit)
     }
 
     fn collect_for(&mut self, cause: Cause) -> Result<()> {
+        self.inner().collector.check_process()?;
         let heap = self.heap.clone();
         self.blocking(|| heap.inner.collector.collect_and_wait(cause))
     }
 
     /// Allocates a zeroed object with `nrefs` null reference slots and `payload_bytes`
     /// zero bytes. Polls a safepoint. A full heap triggers a collection; if the heap is
-    /// still full after a full collection, the result is [`Error::OutOfMemory`].
+    /// still full after a full collection, the result is [`Error::OutOfMemory`]. In a
+    /// child of `fork`, an allocation that needs more than the mutator's current run is
+    /// [`Error::ForkedChild`] (see [`Heap`]).
     ///
     /// The fast path, inlined: one compare of the size class's run, a bump, the header
     /// store (the cell is already zero: see [`crate::heap`]). Everything else is in
@@ -203,6 +210,8 @@ impl<B: StoreBarrier> Mutator<B> {
     #[cold]
     #[inline(never)]
     fn alloc_slow(&mut self, nrefs: usize, payload_bytes: usize) -> Result<ObjRef> {
+        // First: in a child of fork, before anything that may lock or wait.
+        self.inner().collector.check_process()?;
         self.safepoint();
         let bytes = object::object_size(nrefs, payload_bytes);
         if nrefs >= 1 << 31 || payload_bytes >= 1 << 32 || bytes > self.space().len() {
@@ -249,11 +258,17 @@ impl<B: StoreBarrier> Mutator<B> {
             if collections == OOM_COLLECTIONS {
                 return Err(self.out_of_memory(bytes));
             }
-            // The full collection refills this buffer in its pause if it can.
+            // The full collection refills this buffer in its pause if it can, and takes
+            // the cell for this allocation.
             self.set_wanted(Wanted::Small(class));
             let collected = self.collect_for(Cause::AllocationFailure);
-            self.set_wanted(Wanted::Nothing);
+            // SAFETY: this mutator's own request, on its own thread, running again.
+            let granted = std::mem::take(unsafe { self.shared.wanted() });
             collected?;
+            if let Wanted::GrantedSmall(addr) = granted {
+                self.stall.end(&self.heap);
+                return Ok(addr);
+            }
             collections += 1;
         }
     }
@@ -420,20 +435,71 @@ impl<B: StoreBarrier> Mutator<B> {
         Ok(())
     }
 
-    /// A raw pointer to the payload of `obj` (for handing it to a system call such as
-    /// `read(2)`), with its length.
+    /// A raw pointer to the payload of `obj`, with its length.
+    ///
+    /// # Handing it to the kernel
+    /// A system call that writes the payload (`read(2)`, `recv(2)`, `pread(2)`, ...) is
+    /// a *kernel* write, and a page tracker may have the page write-protected: while a
+    /// cycle marks, from its arm to its disarm (a write unprotects a page until the next
+    /// harvest protects it again). What such a write does then depends on the barrier (the
+    /// `read(2)` row of the edge table in [`crate::barrier`], tested in `tests/edges.rs`
+    /// and `tests/payload_io.rs`):
+    /// - `none`, `card-table`: nothing is ever protected; the call works.
+    /// - `uffd-wp`, full mode (the default where allowed): the kernel's write faults like
+    ///   a user write; the calling thread waits in the system call until the fault is
+    ///   served (by the service thread, or by the collector in the `collector` layout),
+    ///   then the call completes and the page is recorded.
+    /// - `uffd-wp` in user-mode-only mode (asked for, or the fallback when full mode is
+    ///   refused; [`crate::barrier::TrackerStats::uffd`] says which): the call fails with
+    ///   `EFAULT`.
+    /// - `uffd-wp-async`: the kernel resolves the fault itself; the call works and the
+    ///   page is recorded.
+    /// - `uffd-wp-sigbus`, `mprotect`: no signal can be delivered for a kernel access, so
+    ///   the call fails with `EFAULT` (or, if it wrote some bytes before the protected
+    ///   page, returns a short count) whenever a cycle has the page protected.
+    ///
+    /// So a program that must work on every barrier does not hand this pointer to the
+    /// kernel: it reads into a buffer of its own, then copies the bytes in with
+    /// [`Mutator::write_bytes`], a user-mode write that every barrier handles:
+    ///
+    /// ```
+    /// use std::io::Read;
+    /// use barrierlab::{BarrierKind, Heap, HeapConfig};
+    ///
+    /// # fn main() -> Result<(), Box<dyn std::error::Error>> {
+    /// let heap = Heap::new(HeapConfig::new().heap_bytes(1 << 20).barrier(BarrierKind::Mprotect))?;
+    /// let mut m = heap.mutator();
+    /// let obj = m.alloc(0, 16)?;
+    /// m.push_root(obj)?;
+    /// let mut input: &[u8] = b"sixteen bytes!!!"; // a file, a socket, a pipe
+    /// let mut buf = [0u8; 16];
+    /// input.read_exact(&mut buf)?; // the kernel writes the program's own buffer
+    /// m.write_bytes(obj, 0, &buf)?; // the payload is written in user mode
+    /// let mut back = [0u8; 16];
+    /// m.read_bytes(obj, 0, &mut back)?;
+    /// assert_eq!(&back, b"sixteen bytes!!!");
+    /// # Ok(())
+    /// # }
+    /// ```
+    ///
+    /// Reading from the pointer (a `write(2)` of the payload) is never affected: the
+    /// trackers protect against writes only.
     pub fn payload_ptr(&self, obj: ObjRef) -> Result<(*mut u8, usize)> {
         let h = self.header(obj)?;
         let start = self.payload_range(obj, 0, 0)?;
         Ok((start as *mut u8, h.payload))
     }
 
-    /// Pushes a root; returns its index.
+    /// Pushes `obj` on the root stack; returns its index. [`Error::StaleRef`] if `obj`
+    /// is not a live object of this heap (freed, or of another heap, also one since
+    /// dropped): the collector marks from the roots, so a root must name an object whose
+    /// mark bit, header and slots are this heap's.
     #[inline]
-    pub fn push_root(&mut self, obj: ObjRef) -> usize {
+    pub fn push_root(&mut self, obj: ObjRef) -> Result<usize> {
+        self.space().check_obj(obj.addr())?;
         let roots = self.roots_mut();
         roots.push(obj.addr());
-        roots.len() - 1
+        Ok(roots.len() - 1)
     }
 
     /// Pops the top root.
@@ -448,8 +514,12 @@ impl<B: StoreBarrier> Mutator<B> {
         self.roots().get(i).copied().and_then(ObjRef::from_addr)
     }
 
-    /// Sets root `i` (which must exist) to `obj` or null.
+    /// Sets root `i` (which must exist) to `obj` or null. [`Error::StaleRef`] if `obj` is
+    /// not a live object of this heap, as for [`Mutator::push_root`].
     pub fn set_root(&mut self, i: usize, obj: Option<ObjRef>) -> Result<()> {
+        if let Some(o) = obj {
+            self.space().check_obj(o.addr())?;
+        }
         let roots = self.roots_mut();
         let n = roots.len();
         let r = roots
@@ -472,6 +542,13 @@ impl<B: StoreBarrier> Mutator<B> {
 
 impl<B: StoreBarrier> Drop for Mutator<B> {
     fn drop(&mut self) {
+        if self.inner().collector.check_process().is_err() {
+            // A child of fork: the heap's locks may be held for good by threads that
+            // were not copied, and no collector reads this mutator; leave it as it is
+            // (the heap is leaked in the child, see `Heap`).
+            crate::runtime::forget_mutator(&self.shared);
+            return;
+        }
         // SAFETY: this mutator's own buffers; it is still running, so the collector does
         // not read them now.
         let bufs = unsafe { self.buffers.as_mut() };

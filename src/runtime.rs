@@ -42,9 +42,36 @@ impl HeapInner {
 
 /// A heap handle: cheap to clone, `Send + Sync`. The heap (and its collector thread) lives
 /// until the last handle and the last mutator are gone.
+///
+/// # A heap and `fork`
+/// A heap cannot be used in a child of `fork(2)`: the child gets a copy of the heap's
+/// memory, but not its collector thread (nor its marker and fault-service threads;
+/// `fork` copies only the thread that calls it), so its first collection would wait for
+/// ever. barrierlab detects it instead: in the child, every call that needs the
+/// collector ([`Heap::collect`], [`Mutator::collect`], an allocation that needs a new
+/// run, a large object or a collection, [`Heap::try_mutator`]) returns
+/// [`crate::Error::ForkedChild`]; [`Heap::mutator`] panics with that message,
+/// [`Heap::wait_for_cycle`] and [`Mutator::safepoint`] return at once. Those checks take
+/// no lock and allocate nothing, so they are safe in the child of a multi-threaded
+/// process (where a lock another thread held at the fork stays held). Dropping the
+/// heap's last handle in the child leaks it (its threads cannot be joined there). The
+/// other calls (stores, reads, a cell from a run the mutator already holds) act on the
+/// child's copy, unchecked; nothing is written back to the parent. Make a new heap in
+/// the child, or `exec`. (The detection relies on `fork(3)`'s `pthread_atfork`
+/// handlers; a child made by a raw `clone` system call is not detected.)
 #[derive(Clone)]
 pub struct Heap {
     pub(crate) inner: Arc<HeapInner>,
+}
+
+impl Drop for Heap {
+    fn drop(&mut self) {
+        // In a child of fork the last handle must not drop the heap: dropping joins its
+        // collector (and the tracker's service) thread, which exists only in the parent.
+        if self.inner.collector.check_process().is_err() {
+            std::mem::forget(self.inner.clone());
+        }
+    }
 }
 
 impl std::fmt::Debug for Heap {
@@ -124,13 +151,17 @@ impl Heap {
     /// are all at a safepoint for the duration. [`crate::Error::CollectorFailed`] if the
     /// collector thread has failed.
     pub fn collect(&self) -> Result<()> {
+        self.inner.collector.check_process()?;
         while_blocked(|| self.inner.collector.collect_and_wait(Cause::Explicit))
     }
 
     /// Waits until no cycle is running or requested (without starting one). Call it with
     /// no mutator running, or it may wait for as long as they keep triggering cycles.
+    /// Returns at once in a child of `fork` (see [`Heap`]).
     pub fn wait_for_cycle(&self) {
-        while_blocked(|| self.inner.collector.wait_idle());
+        if self.inner.collector.check_process().is_ok() {
+            while_blocked(|| self.inner.collector.wait_idle());
+        }
     }
 
     /// What the collector is doing now (a moment's snapshot).
@@ -164,20 +195,42 @@ impl Heap {
     }
 
     /// A mutator for the calling thread, with the run-time store path.
+    ///
+    /// # Panics
+    /// In a child of `fork` (see [`Heap`]; [`Heap::try_mutator`] returns the error).
     pub fn mutator(&self) -> Mutator {
-        self.typed_mutator::<DynBarrier>()
-            .expect("the dynamic store path fits every barrier")
+        self.try_mutator().unwrap_or_else(|e| panic!("{e}"))
+    }
+
+    /// A mutator for the calling thread, with the run-time store path;
+    /// [`crate::Error::ForkedChild`] in a child of `fork` (see [`Heap`]).
+    pub fn try_mutator(&self) -> Result<Mutator> {
+        self.inner.collector.check_process()?;
+        Ok(self
+            .typed_mutator::<DynBarrier>()
+            .expect("the dynamic store path fits every barrier"))
     }
 
     /// A mutator with the store path `B`; `None` if `B` is not this heap's store path.
+    ///
+    /// # Panics
+    /// In a child of `fork` (see [`Heap`]).
     pub fn typed_mutator<B: StoreBarrier>(&self) -> Option<Mutator<B>> {
+        if let Err(e) = self.inner.collector.check_process() {
+            panic!("{e}");
+        }
         let barrier = B::from_dyn(self.inner.store_barrier)?;
         let sp = &self.inner.collector.safepoints;
+        // The new mutator starts blocked; it enters together with this thread's other
+        // running mutators (left meanwhile), so that if this heap pauses now, the thread
+        // waits for it as stopped for every heap, not as a running mutator of the others.
+        let mut left = Left::leave_all();
         let shared = sp.register();
         // A thread whose thread-locals are being destroyed cannot wait for a collection
-        // anyway; the registry is only for `while_blocked`.
+        // anyway; the registry is only for `while_blocked` and `park`.
         let _ = ACTIVE.try_with(|a| a.borrow_mut().push((self.inner.clone(), shared.clone())));
-        sp.enter(&shared);
+        left.mutators.push((self.inner.clone(), shared.clone()));
+        drop(left);
         Some(Mutator::new(self.clone(), shared, barrier))
     }
 
@@ -204,10 +257,10 @@ impl Heap {
 
 thread_local! {
     /// The mutators running on this thread, with their heaps, so that a thread that
-    /// waits (for a collection, or in [`Mutator::blocking`]) counts as stopped for every
-    /// heap it has a mutator of: otherwise two threads, each waiting for a collection of
-    /// one heap while holding a running mutator of the other, would wait for each other
-    /// for ever.
+    /// waits (for a collection, for room, at a safepoint, or in [`Mutator::blocking`])
+    /// counts as stopped for every heap it has a mutator of: otherwise two threads, each
+    /// waiting for a collection or a pause of one heap while holding a running mutator
+    /// of the other, would wait for each other for ever.
     static ACTIVE: RefCell<Vec<(Arc<HeapInner>, Arc<MutatorShared>)>> = const { RefCell::new(Vec::new()) };
 }
 
@@ -245,9 +298,58 @@ impl Left {
 
 impl Drop for Left {
     fn drop(&mut self) {
-        for (h, m) in &self.mutators {
-            h.collector.safepoints.enter(m);
+        enter_all(&self.mutators);
+    }
+}
+
+/// Counts `mutators` (this thread's, all left) as running again once no heap of theirs
+/// pauses. A single mutator enters as usual (parking there if its heap pauses). Several
+/// never park one by one: parked at one heap's safepoint, the thread would hold up a
+/// pause of another heap as a running mutator of it; so all enter, and if any heap's
+/// pause is on, all leave again and the thread waits for that pause to end, counted as
+/// stopped for every heap. (A mutator counted as running for a moment touches nothing:
+/// it reads the epochs first, and the collector reads its roots only after it saw it
+/// stopped or blocked: the Dekker order of `collector/safepoint.rs`.)
+fn enter_all(mutators: &[(Arc<HeapInner>, Arc<MutatorShared>)]) {
+    if let [(h, m)] = mutators {
+        h.collector.safepoints.enter(m);
+        return;
+    }
+    loop {
+        for (h, m) in mutators {
+            h.collector.safepoints.set_running(m);
         }
+        let pausing = mutators.iter().find_map(|(h, _)| {
+            let sp = &h.collector.safepoints;
+            sp.pause_requested().map(|e| (sp, e))
+        });
+        let Some((sp, e)) = pausing else {
+            return;
+        };
+        for (h, m) in mutators {
+            h.collector.safepoints.leave(m);
+        }
+        sp.wait_for_resume(e);
+    }
+}
+
+/// The slow path of `m`'s safepoint poll: `heap` wants a pause. A thread with no other
+/// mutator parks as the handshake says; one with mutators of other heaps (or more of
+/// this one) waits with all of them counted as stopped (see [`enter_all`]).
+#[cold]
+pub(crate) fn park(heap: &HeapInner, m: &Arc<MutatorShared>) {
+    let alone = ACTIVE
+        .try_with(|a| {
+            let a = a.borrow();
+            a.len() <= 1 || !a.iter().any(|(_, x)| Arc::ptr_eq(x, m))
+        })
+        .unwrap_or(true);
+    if alone {
+        heap.collector.safepoints.park(m);
+    } else {
+        // Leaves every running mutator of this thread, `m` among them; the drop enters
+        // them once no heap of theirs pauses.
+        drop(Left::leave_all());
     }
 }
 

@@ -236,7 +236,7 @@ impl<'s> Program<'s> {
         };
         for _ in 0..ROOTS {
             let (obj, id) = p.alloc(ANCHOR_SLOTS, 8);
-            p.m.push_root(obj);
+            p.m.push_root(obj).expect("root");
             p.shadow.roots.push(Some(id));
         }
         p
@@ -514,7 +514,7 @@ fn churn(heap: &Heap, shared: &Shared, seed: u64, ctx: &str) -> Churn {
                 .expect("write into a new object");
             match prev {
                 None => {
-                    m.push_root(obj);
+                    m.push_root(obj).expect("root");
                 }
                 Some(p) => m.write_ref(p, 0, Some(obj)).expect("link the list"),
             }

@@ -30,7 +30,7 @@ fn rewrite(heap: &Heap, run: Duration) -> u64 {
     let objs: Vec<ObjRef> = (0..512)
         .map(|_| {
             let o = m.alloc(1, 4000).expect("alloc");
-            m.push_root(o);
+            m.push_root(o).expect("root");
             o
         })
         .collect();
@@ -90,7 +90,7 @@ fn a_collection_interrupts_a_period_and_runs_clean() {
         with_timeout(60, &what.clone(), move || {
             let mut m = heap.mutator();
             let head = m.alloc(1, 8).expect("alloc");
-            m.push_root(head);
+            m.push_root(head).expect("root");
             let mut node = head;
             for _ in 0..10_000 {
                 let next = m.alloc(1, 8).expect("alloc");

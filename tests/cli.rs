@@ -95,6 +95,35 @@ fn the_cycle_log_has_one_line_per_pause_and_per_cycle_and_agrees_with_the_result
     });
 }
 
+/// `--log-cycles` with stderr on a full device (`2>/dev/full`; a closed pipe fails the
+/// same way): every log line fails to write, and the run still completes with its result
+/// (the collector thread used to panic on the first line, and the run failed with it).
+#[test]
+fn log_lines_that_cannot_be_written_do_not_take_the_collector_down() {
+    with_timeout(TIMEOUT_SECS, "log_lines_that_cannot_be_written", || {
+        for barrier in ["none", "uffd-wp", "mprotect"] {
+            let full = std::fs::OpenOptions::new()
+                .write(true)
+                .open("/dev/full")
+                .expect("open /dev/full");
+            let out = Command::new(env!("CARGO_BIN_EXE_barrierlab"))
+                .args(["gcbench", "--quick", "--heap-mib", "4", "--log-cycles"])
+                .args(["--barrier", barrier])
+                .stderr(full)
+                .output()
+                .expect("run barrierlab");
+            let stdout = String::from_utf8_lossy(&out.stdout);
+            assert!(
+                out.status.success(),
+                "{barrier}: {:?} with stderr full; stdout: {stdout}",
+                out.status
+            );
+            let result = fields(stdout.lines().last().expect("a result line"));
+            assert!(number(&result, "cycles") >= 3, "{barrier}: {stdout}");
+        }
+    });
+}
+
 #[test]
 fn bad_gcbench_input_is_an_error_that_names_the_flag_never_a_panic() {
     with_timeout(TIMEOUT_SECS, "bad_gcbench_input", || {

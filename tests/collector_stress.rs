@@ -343,7 +343,7 @@ impl Program {
                 self.shadow.node_mut(parent).edges[slot] = Some(id);
             }
             None if room => {
-                self.m.push_root(obj);
+                self.m.push_root(obj).expect("root");
                 self.shadow.roots.push(Some(id));
             }
             None => {
@@ -462,7 +462,7 @@ impl Program {
         if r < 4 && self.shadow.roots.len() < MAX_ROOTS {
             if let Some(id) = self.walk() {
                 let o = self.obj(id);
-                let i = self.m.push_root(o);
+                let i = self.m.push_root(o).expect("root");
                 assert_eq!(i, self.shadow.roots.len(), "{}: push_root index", self.at());
                 self.shadow.roots.push(Some(id));
             }

@@ -94,7 +94,7 @@ fn size_classes_around_every_boundary() {
         |heap| {
             let mut m = heap.mutator();
             let anchor = m.alloc(0, 8).expect("anchor");
-            m.push_root(anchor);
+            m.push_root(anchor).expect("root");
             let mut sizes: Vec<usize> = Vec::new();
             for &c in &CLASS_SIZES {
                 sizes.extend([c - 1, c, c + 1]);
@@ -113,7 +113,7 @@ fn size_classes_around_every_boundary() {
                     let objs: Vec<ObjRef> = (0..3)
                         .map(|_| {
                             let o = m.alloc(nrefs, payload).expect("alloc");
-                            m.push_root(o);
+                            m.push_root(o).expect("root");
                             o
                         })
                         .collect();
@@ -168,7 +168,7 @@ fn large_objects_span_pages() {
             let kind = heap.barrier();
             let mut m = heap.mutator();
             let anchor = m.alloc(0, 8).expect("anchor");
-            m.push_root(anchor);
+            m.push_root(anchor).expect("root");
             m.collect().expect("collect");
             let base_pages = heap.pages_in_use();
             let shapes = [
@@ -181,7 +181,7 @@ fn large_objects_span_pages() {
             let mut pages = 0;
             for (k, &(n, p)) in shapes.iter().enumerate() {
                 let o = m.alloc(n, p).expect("alloc large");
-                m.push_root(o);
+                m.push_root(o).expect("root");
                 assert_eq!(m.shape(o).expect("live"), (n, p), "{kind}");
                 assert_eq!(o.addr() % PAGE, 0, "{kind}: a large object starts a page");
                 if n > 0 {
@@ -254,7 +254,7 @@ fn sweep_makes_memory_reusable() {
             let mut m = heap.mutator();
             // A small live set: a list of 64 objects that survives everything.
             let head = m.alloc(1, 8).expect("alloc");
-            m.push_root(head);
+            m.push_root(head).expect("root");
             let mut node = head;
             for i in 0..64u64 {
                 let n = m.alloc(1, 8).expect("alloc");
@@ -321,9 +321,9 @@ fn out_of_range_slots_and_payloads_are_invalid_arguments() {
         |heap| {
             let mut m = heap.mutator();
             let o = m.alloc(2, 24).expect("alloc");
-            m.push_root(o);
+            m.push_root(o).expect("root");
             let none = m.alloc(0, 0).expect("alloc");
-            m.push_root(none);
+            m.push_root(none).expect("root");
             assert_invalid(m.read_ref(o, 2), "read_ref slot 2 of 2");
             assert_invalid(m.write_ref(o, 2, Some(o)), "write_ref slot 2 of 2");
             assert_invalid(
@@ -397,7 +397,7 @@ fn freed_objects_are_stale_refs() {
             let kind = heap.barrier();
             let mut m = heap.mutator();
             let keep = m.alloc(1, 8).expect("alloc");
-            m.push_root(keep);
+            m.push_root(keep).expect("root");
             let small = m.alloc(2, 8).expect("alloc");
             let large = m.alloc(1, 3 * PAGE).expect("alloc");
             m.write_ref(small, 0, Some(large)).expect("store");
@@ -438,9 +438,9 @@ fn foreign_objects_are_stale_refs() {
     let mut ma = a.mutator();
     let mut mb = b.mutator();
     let oa = ma.alloc(1, 8).expect("alloc");
-    ma.push_root(oa);
+    ma.push_root(oa).expect("root");
     let ob = mb.alloc(1, 8).expect("alloc");
-    mb.push_root(ob);
+    mb.push_root(ob).expect("root");
     assert!(!b.is_live(oa) && !a.is_live(ob));
     assert_stale(mb.shape(oa), oa, "shape of a foreign object");
     assert_stale(
@@ -463,7 +463,7 @@ fn full_heap_is_out_of_memory() {
             let mut m = heap.mutator();
             // Small objects, all kept (a list from one root), until the heap is full.
             let head = m.alloc(1, 8).expect("alloc");
-            m.push_root(head);
+            m.push_root(head).expect("root");
             let mut count = 0usize;
             let err = loop {
                 match m.alloc(1, 40) {
@@ -524,7 +524,7 @@ fn full_heap_is_out_of_memory() {
             m.set_root(0, None).expect("root");
             m.collect().expect("collect");
             let big = m.alloc(0, 512 << 10).expect("alloc after freeing");
-            m.push_root(big);
+            m.push_root(big).expect("root");
             m.alloc(1, 40).expect("alloc after freeing");
             // And a large object that cannot fit while `big` lives is an error too.
             assert!(
@@ -600,7 +600,7 @@ fn hammer(heap: Heap, writers: usize) {
                 let objs: Vec<ObjRef> = (0..OBJECTS)
                     .map(|i| {
                         let o = m.alloc(2, 1_900).expect("alloc");
-                        m.push_root(o);
+                        m.push_root(o).expect("root");
                         m.write_bytes(o, 0, &((w * OBJECTS + i) as u64).to_le_bytes())
                             .expect("id");
                         o
@@ -705,7 +705,7 @@ fn blocking_mutator_does_not_hold_up_a_pause() {
             let kept = m.alloc(1, 8).expect("alloc");
             m.write_bytes(kept, 0, &77u64.to_le_bytes())
                 .expect("payload");
-            m.push_root(kept);
+            m.push_root(kept).expect("root");
             let before = heap.stats().cycles;
             let deadline = Instant::now() + Duration::from_secs(30);
             let slept_through = m.blocking(|| {
@@ -746,7 +746,7 @@ fn fault_stalls_are_measured_where_the_writer_waits() {
             // A long-lived array of lists, rewritten while cycles run: writes to
             // protected pages of old objects fault under the page trackers.
             let table = m.alloc(64, 0).expect("alloc");
-            m.push_root(table);
+            m.push_root(table).expect("root");
             let mut cycles = 0;
             // Bounded by allocation, not by a cycle count: the pacer lets the heap fill
             // to its goal before a cycle, so how many rounds make five cycles depends on

@@ -118,6 +118,7 @@ fn run(w: Workload) -> Option<Outcome> {
             .testing(Testing {
                 drop_every_nth_dirty: w.bug,
                 forget_hand_outs: w.forget_hand_outs,
+                ..Testing::default()
             }),
         &what,
     )?;
@@ -136,7 +137,7 @@ fn run(w: Workload) -> Option<Outcome> {
                 // The list, built from its head (rooted) onwards; `list` only names the
                 // nodes, which stay reachable: their `next` slots are never written again.
                 let head = m.alloc(NREFS, PAYLOAD).expect("alloc head");
-                m.push_root(head);
+                m.push_root(head).expect("root");
                 let mut list: Vec<ObjRef> = Vec::with_capacity(nodes);
                 list.push(head);
                 for i in 1..nodes {
@@ -150,7 +151,7 @@ fn run(w: Workload) -> Option<Outcome> {
                     m.write_ref(t, 1, Some(c)).expect("attach cargo");
                 }
                 // The holder of adopted cargo (slot 1), replaced by a new one each time.
-                let holder_root = m.push_root(head);
+                let holder_root = m.push_root(head).expect("root");
                 ready.store(true, Ordering::Release);
                 let (mut swaps, mut replaced) = (0u64, 0u64);
                 while !stop.load(Ordering::Acquire) {
@@ -209,7 +210,7 @@ fn run(w: Workload) -> Option<Outcome> {
                     let objs: Vec<ObjRef> = (0..200)
                         .map(|_| {
                             let o = m.alloc(0, 2_000).expect("alloc");
-                            m.push_root(o);
+                            m.push_root(o).expect("root");
                             o
                         })
                         .collect();

@@ -254,7 +254,7 @@ fn transparent_huge_pages_keep_tracking_correct() {
                 };
                 let mut m = heap.mutator();
                 let head = m.alloc(1, 8).expect("alloc");
-                let root = m.push_root(head);
+                let root = m.push_root(head).expect("root");
                 for round in 0..40u64 {
                     let first = m.alloc(1, 8).expect("alloc");
                     m.set_root(root, Some(first)).expect("root");

@@ -30,7 +30,7 @@ const LIST: usize = 400;
 fn build_list(m: &mut Mutator) -> usize {
     let head = m.alloc(1, 8).expect("alloc");
     m.write_bytes(head, 0, &0u64.to_ne_bytes()).unwrap();
-    let root = m.push_root(head);
+    let root = m.push_root(head).expect("root");
     let mut tail = head;
     for i in 1..LIST as u64 {
         let n = m.alloc(1, 8).expect("alloc");
@@ -86,7 +86,7 @@ fn a_caught_panic_in_blocking_leaves_the_heap_consistent() {
             };
             let mut m = h.mutator();
             let a = build_list(&mut m);
-            let b = m.push_root(m.root(a).unwrap());
+            let b = m.push_root(m.root(a).unwrap()).expect("root");
             m.set_root(b, None).unwrap();
             for round in 0..300 {
                 // The panic is caught by this thread, which goes on using the mutator.
@@ -262,7 +262,7 @@ fn churn_with_nothing_live_never_runs_out_of_memory() {
                     std::thread::spawn(move || {
                         let mut m = h.mutator();
                         let keep = m.alloc(1, 8).expect("the one live object");
-                        m.push_root(keep);
+                        m.push_root(keep).expect("root");
                         for i in 0..150_000u32 {
                             // 56-byte objects, and now and then one of every small class.
                             let (refs, payload) = if i % 97 == 0 {
@@ -405,7 +405,7 @@ fn a_large_object_granted_by_a_full_collection_survives_the_next_cycle() {
                         let slots: Vec<usize> = (0..8)
                             .map(|_| {
                                 let o = m.alloc(0, 8).expect("alloc");
-                                m.push_root(o)
+                                m.push_root(o).expect("root")
                             })
                             .collect();
                         for i in 0..3_000usize {

@@ -27,7 +27,7 @@ fn churn(kind: BarrierKind, layout: ServiceLayout, threads: usize) {
             s.spawn(move || {
                 let mut m = heap.mutator();
                 let head = m.alloc(1, 8).unwrap();
-                let root = m.push_root(head);
+                let root = m.push_root(head).expect("root");
                 let mut kept = 0u64;
                 for round in 0..40u64 {
                     // Build a fresh 2000-node list, then check it and drop it.

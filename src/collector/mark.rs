@@ -66,13 +66,25 @@ impl<'h> Marker<'h> {
         }
     }
 
-    /// Marks every non-null address in `roots`.
-    pub(crate) fn mark_all(&mut self, roots: &[usize]) {
+    /// Marks every non-null root that is a live object of the space, and returns how
+    /// many were not. Those are skipped: a mark bit, header or slot read outside the
+    /// space's objects would be a read of memory that is not the heap's, or an index
+    /// out of the bitmap. (`Mutator::push_root` and `set_root` refuse such objects, so a
+    /// root goes stale only if the program broke the rooting rule: it kept an
+    /// unreachable object in a variable across a cycle, then pushed it.)
+    pub(crate) fn mark_roots(&mut self, roots: &[usize]) -> usize {
+        let mut stale = 0;
         for &r in roots {
-            if r != 0 {
+            if r == 0 {
+                continue;
+            }
+            if self.space.check_obj(r).is_ok() {
                 self.mark(r);
+            } else {
+                stale += 1;
             }
         }
+        stale
     }
 
     /// Traces until the grey stack is empty, serving faults every few objects.
@@ -213,6 +225,13 @@ impl Pool {
     pub(crate) fn add_totals(&self, (objects, bytes): (u64, u64)) {
         self.objects.fetch_add(objects, Ordering::Relaxed);
         self.bytes.fetch_add(bytes, Ordering::Relaxed);
+    }
+
+    /// A thread's `work` panicked (it can only while tracing, counted busy): count it
+    /// idle for good, so that the others still see the end of the marking (every thread
+    /// idle, the pool empty) instead of waiting for it.
+    pub(crate) fn abandon(&self) {
+        self.idle.fetch_add(1, Ordering::AcqRel);
     }
 
     /// The helpers' (objects, bytes) traced.

@@ -14,8 +14,14 @@
 //! IF the drain returns THEN no helper still uses the job's references: that is what
 //! makes lending them to threads that outlive the pause sound.
 //!
+//! A helper that panics (a bug, or [`crate::heap::Testing::fail_in_marker`]) reports
+//! its failure and finishes the job as far as the drain is concerned; the drain waits for
+//! every helper whatever happened on its own thread, then panics on the collector
+//! thread with the first failure, which fails the heap's collector (`run_cycle`)
+//! instead of leaving a pause waiting for a helper that will never report.
+//!
 //! Never: run a helper outside a pause (they read the heap while no mutator writes
-//! it), or return from a drain before its helpers have finished.
+//! it), or return (or unwind) from a drain before its helpers have finished.
 
 use std::sync::Arc;
 use std::thread::JoinHandle;
@@ -50,6 +56,8 @@ struct State {
     wanted: usize,
     /// Helpers that took the current job and have not finished it.
     running: usize,
+    /// The first failure of a helper in the current job.
+    failed: Option<String>,
     shutdown: bool,
 }
 
@@ -57,6 +65,8 @@ struct Shared {
     state: Mutex<State>,
     start: Condvar,
     done: Condvar,
+    /// [`crate::heap::Testing::fail_in_marker`].
+    plant_failure: bool,
 }
 
 /// The parked helper threads of one heap.
@@ -67,18 +77,21 @@ pub(crate) struct MarkerPool {
 
 impl MarkerPool {
     /// Starts `helpers` parked threads (the collector thread is the first marker, so a
-    /// heap that marks with `n` threads has `n - 1` helpers).
-    pub(crate) fn new(helpers: usize) -> Result<MarkerPool> {
+    /// heap that marks with `n` threads has `n - 1` helpers); with `plant_failure` each
+    /// fails whenever it joins a drain.
+    pub(crate) fn new(helpers: usize, plant_failure: bool) -> Result<MarkerPool> {
         let shared = Arc::new(Shared {
             state: Mutex::new(State {
                 job: None,
                 generation: 0,
                 wanted: 0,
                 running: 0,
+                failed: None,
                 shutdown: false,
             }),
             start: Condvar::new(),
             done: Condvar::new(),
+            plant_failure,
         });
         let mut pool = MarkerPool {
             shared,
@@ -102,7 +115,8 @@ impl MarkerPool {
 
     /// Runs `work` on this thread with `stack` while `helpers` helpers (at most
     /// [`MarkerPool::helpers`]) work on the same `pool`, and returns when all have
-    /// finished, with the (objects, bytes) traced by all.
+    /// finished, with the (objects, bytes) traced by all. Panics, once all have
+    /// finished, if this thread's work or a helper's failed.
     pub(crate) fn drain(
         &self,
         space: &Space,
@@ -118,14 +132,28 @@ impl MarkerPool {
             s.generation += 1;
             s.wanted = helpers;
             s.running = 0;
+            s.failed = None;
             self.shared.start.notify_all();
         }
-        let mine = work(space, marks, pool, stack);
+        // Caught so that the helpers are waited for before the panic leaves: they hold
+        // references to `pool`, which lives in the caller's frame.
+        let mine = std::panic::catch_unwind(std::panic::AssertUnwindSafe(|| {
+            work(space, marks, pool, stack)
+        }));
+        if mine.is_err() {
+            pool.abandon();
+        }
         let mut s = self.shared.state.lock();
         while s.wanted > 0 || s.running > 0 {
             self.shared.done.wait(&mut s);
         }
         s.job = None;
+        let failed = s.failed.take();
+        drop(s);
+        let mine = mine.unwrap_or_else(|panic| std::panic::resume_unwind(panic));
+        if let Some(msg) = failed {
+            std::panic::resume_unwind(Box::new(format!("a marker thread failed: {msg}")));
+        }
         let (objects, bytes) = pool.totals();
         (mine.0 + objects, mine.1 + bytes)
     }
@@ -160,15 +188,37 @@ fn helper(shared: &Shared) {
                 shared.start.wait(&mut s);
             }
         };
-        // SAFETY: the drain that published the job waits until `running` is back to
-        // zero before it returns, so the references outlive this use (module docs).
-        let totals = unsafe { work(&*job.space, &*job.marks, &*job.pool, Vec::new()) };
-        // SAFETY: as above; the pool is still the drain's.
-        unsafe { &*job.pool }.add_totals(totals);
+        let outcome = std::panic::catch_unwind(std::panic::AssertUnwindSafe(|| {
+            if shared.plant_failure {
+                std::panic::resume_unwind(Box::new("planted failure in a marker thread"));
+            }
+            // SAFETY: the drain that published the job waits until `running` is back to
+            // zero before it returns or unwinds, so the references outlive this use
+            // (module docs).
+            let totals = unsafe { work(&*job.space, &*job.marks, &*job.pool, Vec::new()) };
+            // SAFETY: as above; the pool is still the drain's.
+            unsafe { &*job.pool }.add_totals(totals);
+        }));
+        if outcome.is_err() {
+            // SAFETY: as above: the drain waits for this helper's report below.
+            unsafe { &*job.pool }.abandon();
+        }
         let mut s = shared.state.lock();
+        if let Err(panic) = outcome {
+            s.failed.get_or_insert_with(|| panic_message(&*panic));
+        }
         s.running -= 1;
         if s.running == 0 && s.wanted == 0 {
             shared.done.notify_all();
         }
     }
+}
+
+/// The message of a panic's payload (a `&str` or a `String`, as `panic!` makes them).
+pub(crate) fn panic_message(payload: &(dyn std::any::Any + Send)) -> String {
+    payload
+        .downcast_ref::<String>()
+        .cloned()
+        .or_else(|| payload.downcast_ref::<&str>().map(|s| s.to_string()))
+        .unwrap_or_else(|| "a panic without a message".into())
 }

@@ -19,7 +19,7 @@
 //! A mutator's root stack (its shadow stack) and its allocation buffers live in its
 //! [`MutatorShared`], in `UnsafeCell`s: the mutator pushes, pops and bumps them with plain
 //! loads and stores, and the collector reads them (and, in a full collection, empties the
-//! buffers) **only while that mutator is stopped or blocked**, between [`Safepoints::stop_world`] and [`Safepoints::resume_world`].
+//! buffers) **only while that mutator is stopped or blocked**, between [`Safepoints::stop_world`] and the drop of the [`StoppedWorld`] it returns.
 //! The handshake orders the two: the mutator's last writes come before its `SeqCst`
 //! store of its state, which the collector's `SeqCst` load observes before it reads;
 //! the collector's reads come before its `SeqCst` epoch increment, which the mutator
@@ -67,6 +67,10 @@ pub(crate) enum Wanted {
     Large(usize),
     /// The large object the collector allocated for it.
     GrantedLarge(usize),
+    /// The cell the collector took for it from the run it refilled its buffer with
+    /// (taken in the pause, so that a later full collection, which returns every
+    /// buffer's unused cells before the mutator runs again, cannot take it back).
+    GrantedSmall(usize),
 }
 
 // SAFETY: the `UnsafeCell`s are written only by the owning mutator's thread, and read by
@@ -242,15 +246,41 @@ impl Safepoints {
         m.state.load(Ordering::SeqCst) != BLOCKED
     }
 
+    /// The first half of entering a left mutator without parking it here: counts it as
+    /// running again. Read [`Safepoints::pause_requested`] next (the Dekker order of the
+    /// module docs), and leave again if a pause is on.
+    pub(crate) fn set_running(&self, m: &MutatorShared) {
+        m.state.store(RUNNING, Ordering::SeqCst);
+    }
+
+    /// The epoch of the pause requested or in progress, if there is one.
+    pub(crate) fn pause_requested(&self) -> Option<u64> {
+        let e = self.epoch.load(Ordering::SeqCst);
+        (e & 1 == 1).then_some(e)
+    }
+
+    /// Waits until the pause of epoch `e` is over (a mutator of this thread that waits
+    /// here must have left: it counts as stopped).
+    pub(crate) fn wait_for_resume(&self, e: u64) {
+        let mut guard = self.resume.lock();
+        while self.epoch.load(Ordering::SeqCst) == e {
+            self.resumed.wait(&mut guard);
+        }
+    }
+
     /// Requests a pause and waits until every mutator is stopped or blocked, serving the
-    /// tracker's faults meanwhile. Returns the mutators and the time to safepoint.
-    pub(crate) fn stop_world(
-        &self,
-        tracker: Option<&dyn DirtyTracker>,
-    ) -> (Vec<Arc<MutatorShared>>, Duration) {
+    /// tracker's faults meanwhile. The pause lasts as long as the returned
+    /// [`StoppedWorld`]: dropping it resumes the world, on every path out of the pause,
+    /// a panic's unwinding included (a world left stopped parks every mutator for good).
+    pub(crate) fn stop_world(&self, tracker: Option<&dyn DirtyTracker>) -> StoppedWorld<'_> {
         let t0 = Instant::now();
         let e = self.epoch.fetch_add(1, Ordering::SeqCst) + 1;
         debug_assert!(e & 1 == 1);
+        let mut world = StoppedWorld {
+            safepoints: self,
+            mutators: Vec::new(),
+            time_to_safepoint: Duration::ZERO,
+        };
         let service = tracker.and_then(|t| t.service_fd());
         loop {
             let mutators = self.registry.lock().clone();
@@ -259,7 +289,9 @@ impl Safepoints {
                 s == BLOCKED || (s == STOPPED && m.stopped_at.load(Ordering::SeqCst) == e)
             });
             if all_stopped {
-                return (mutators, t0.elapsed());
+                world.mutators = mutators;
+                world.time_to_safepoint = t0.elapsed();
+                return world;
             }
             // Sleep until a mutator arrives or a fault needs serving; the timeout only
             // guards against a lost signal.
@@ -283,10 +315,27 @@ impl Safepoints {
         }
     }
 
-    /// Ends the pause.
-    pub(crate) fn resume_world(&self) {
+    /// Ends the pause (see [`StoppedWorld`]).
+    fn resume_world(&self) {
         let _guard = self.resume.lock();
         self.epoch.fetch_add(1, Ordering::SeqCst);
         self.resumed.notify_all();
+    }
+}
+
+/// A pause in progress: every mutator stopped or blocked until this is dropped, which
+/// resumes them (also when the collector's work in the pause panics).
+pub(crate) struct StoppedWorld<'a> {
+    safepoints: &'a Safepoints,
+    /// The mutators registered when the world stopped; their root stacks and buffers
+    /// are the collector's to read until the drop.
+    pub(crate) mutators: Vec<Arc<MutatorShared>>,
+    /// From the stop request until the last mutator stopped.
+    pub(crate) time_to_safepoint: Duration,
+}
+
+impl Drop for StoppedWorld<'_> {
+    fn drop(&mut self) {
+        self.safepoints.resume_world();
     }
 }

@@ -196,6 +196,10 @@ pub struct CycleStats {
     pub degradation: Option<String>,
     /// The most threads that marked in one of this cycle's pauses.
     pub marker_threads_max: usize,
+    /// Roots found in its pauses that named no live object of the heap, and were not
+    /// marked from (counted once per pause that saw them; see
+    /// [`crate::Mutator::push_root`]).
+    pub stale_roots: usize,
     /// Time to arm.
     pub arm: Duration,
     /// Time in harvests (pre-clean and remark).
@@ -242,6 +246,9 @@ pub struct Stats {
     /// [`crate::barrier::TrackerStats::stall_method`]), in the order measured, collected at
     /// the end of each cycle and when statistics are read.
     pub stalls: Vec<Stall>,
+    /// `--log-cycles` lines that could not be written (stderr closed, full, or a pipe
+    /// nobody reads): dropped, never a failure of the collector.
+    pub log_lines_lost: u64,
 }
 
 /// What barrier-only mode's periods did ([`Stats::duty`]).

@@ -70,8 +70,8 @@ pub struct DutyCycle {
     pub armed_share: f64,
 }
 
-/// Planted bugs, for testing the verifier and the tests themselves: a heap configured
-/// with any of these loses writes on purpose. Reached through
+/// Planted bugs, for testing the verifier, the collector's failure paths and the tests
+/// themselves: a heap configured with any of these loses writes or fails on purpose. Reached through
 /// [`crate::internals::Testing`] by the crate's tests.
 #[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
 pub struct Testing {
@@ -81,6 +81,11 @@ pub struct Testing {
     /// frontier rule would ([`crate::barrier::TestKnobs::forget_hand_outs`]): writes into
     /// objects allocated during a cycle are lost to a page tracker's record.
     pub forget_hand_outs: bool,
+    /// Fail (panic, as a bug in the collector would) at the end of the work of every
+    /// pause of this cycle (numbered from 1), before the pause resumes the world.
+    pub fail_in_pause_of_cycle: Option<u64>,
+    /// Fail (panic) in every marker helper thread that joins a parallel drain in a pause.
+    pub fail_in_marker: bool,
 }
 
 impl Default for HeapConfig {

@@ -1,6 +1,7 @@
 //! Process-level calls the study needs: an exclusive advisory lock on a file (`flock`),
 //! a parent-death signal for a child (`prctl(PR_SET_PDEATHSIG)`), and the CPUs this
-//! process may run on (`sched_getaffinity`).
+//! process may run on (`sched_getaffinity`); and, for the heap, this process's id as a
+//! single load that a `fork` changes in the child ([`pid`]).
 //!
 //! Exists so that the study's output folder can be held by one study at a time, a
 //! killed study takes its running child with it, and a CPU to pin to is checked against
@@ -8,6 +9,8 @@
 //! process's state.
 
 use std::os::fd::AsRawFd;
+use std::sync::Once;
+use std::sync::atomic::{AtomicU32, Ordering};
 
 use crate::error::{Error, Result};
 
@@ -54,6 +57,36 @@ pub fn allowed_cpus() -> Result<Vec<usize>> {
         .collect())
 }
 
+/// This process's id, as [`pid`] returns it.
+static PID: AtomicU32 = AtomicU32::new(0);
+
+/// Registers the `fork` handler of [`pid`], once per process.
+static TRACK_FORKS: Once = Once::new();
+
+/// This process's id, kept in a static: one relaxed load, where `getpid(2)` is a system
+/// call. A `pthread_atfork` child handler, registered by the first call, stores the
+/// child's id in the child of every later `fork(3)` before `fork` returns there (it only
+/// calls `getpid` and stores: async-signal-safe). So a value recorded by an object and
+/// compared with `pid()` later tells whether the object was inherited through a fork
+/// (a child made by a raw `clone`, which runs no such handler, is not seen).
+pub fn pid() -> u32 {
+    TRACK_FORKS.call_once(|| {
+        // SAFETY: getpid has no preconditions.
+        PID.store(unsafe { libc::getpid() } as u32, Ordering::Relaxed);
+        // SAFETY: registers a handler that calls only getpid and an atomic store, which
+        // is what a child of a multi-threaded fork may do. It cannot fail but for lack
+        // of memory, and then `pid` goes on returning the parent's id in children.
+        unsafe { libc::pthread_atfork(None, None, Some(forked_child)) };
+    });
+    PID.load(Ordering::Relaxed)
+}
+
+/// The `pthread_atfork` child handler of [`pid`].
+extern "C" fn forked_child() {
+    // SAFETY: getpid has no preconditions and is async-signal-safe.
+    PID.store(unsafe { libc::getpid() } as u32, Ordering::Relaxed);
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -68,6 +101,12 @@ mod tests {
         drop(a);
         assert!(try_lock_exclusive(&b).unwrap(), "released with `a`");
         std::fs::remove_file(&path).unwrap();
+    }
+
+    #[test]
+    fn pid_is_this_process_id() {
+        assert_eq!(pid(), std::process::id());
+        assert_eq!(pid(), std::process::id(), "and again, from the static");
     }
 
     #[test]

@@ -164,7 +164,7 @@ fn populate<B: StoreBarrier>(
 fn make_tree<B: StoreBarrier>(m: &mut Mutator<B>, stores: &mut u64, depth: u32) -> Result<ObjRef> {
     if depth == 0 {
         let leaf = m.alloc(2, NODE_PAYLOAD)?;
-        m.push_root(leaf);
+        m.push_root(leaf)?;
         return Ok(leaf);
     }
     let left = make_tree(m, stores, depth - 1)?;
@@ -174,7 +174,7 @@ fn make_tree<B: StoreBarrier>(m: &mut Mutator<B>, stores: &mut u64, depth: u32) 
     link(m, stores, node, RIGHT, right);
     m.pop_root();
     m.pop_root();
-    m.push_root(node);
+    m.push_root(node)?;
     Ok(node)
 }
 
@@ -215,7 +215,7 @@ pub fn run<B: StoreBarrier>(
         SmallRng::seed_from_u64(p.seed ^ (thread as u64).wrapping_mul(0x9e37_79b9_7f4a_7c15));
     let mut stores = 0;
     let root = m.alloc(2, NODE_PAYLOAD)?;
-    m.push_root(root);
+    m.push_root(root)?;
     populate(m, &mut stores, p.depth, root)?;
     let sub = p.subtree();
     for _ in 0..p.operations {

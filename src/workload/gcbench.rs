@@ -163,7 +163,7 @@ fn populate<B: StoreBarrier>(m: &mut Mutator<B>, depth: u32, node: ObjRef) -> Re
 fn make_tree<B: StoreBarrier>(m: &mut Mutator<B>, depth: u32) -> Result<ObjRef> {
     if depth == 0 {
         let leaf = new_node(m)?;
-        m.push_root(leaf);
+        m.push_root(leaf)?;
         return Ok(leaf);
     }
     let left = make_tree(m, depth - 1)?;
@@ -173,7 +173,7 @@ fn make_tree<B: StoreBarrier>(m: &mut Mutator<B>, depth: u32) -> Result<ObjRef> 
     link(m, node, RIGHT, right);
     m.pop_root();
     m.pop_root();
-    m.push_root(node);
+    m.push_root(node)?;
     Ok(node)
 }
 
@@ -204,10 +204,10 @@ fn run_once<B: StoreBarrier>(m: &mut Mutator<B>, p: &GcBenchParams) -> Result<()
     m.pop_root();
     // The long-lived tree and array, rooted for the whole run.
     let long_lived = new_node(m)?;
-    m.push_root(long_lived);
+    m.push_root(long_lived)?;
     populate(m, p.long_lived_depth, long_lived)?;
     let array = m.alloc(0, p.array_len * 8)?;
-    m.push_root(array);
+    m.push_root(array)?;
     for i in 1..p.array_len / 2 {
         m.write_bytes(array, i * 8, &(1.0 / i as f64).to_ne_bytes())?;
     }
@@ -217,7 +217,7 @@ fn run_once<B: StoreBarrier>(m: &mut Mutator<B>, p: &GcBenchParams) -> Result<()
         // Top-down.
         for _ in 0..iters {
             let temp = new_node(m)?;
-            m.push_root(temp);
+            m.push_root(temp)?;
             populate(m, depth, temp)?;
             m.pop_root();
         }

@@ -142,9 +142,9 @@ impl GcOld {
         p.validate()?;
         let ntrees = p.trees() as usize;
         let trees = m.alloc(ntrees, 0)?;
-        let root = m.push_root(trees);
+        let root = m.push_root(trees)?;
         // The slot of the last short-lived object, holding the array until there is one.
-        m.push_root(trees);
+        m.push_root(trees)?;
         let mut g = GcOld {
             p: *p,
             plan: p.plan(),
@@ -212,7 +212,7 @@ impl GcOld {
     /// `makeTree`) and rooted at the top of the root stack (the caller pops it).
     fn make_tree<B: StoreBarrier>(&mut self, m: &mut Mutator<B>, height: u32) -> Result<ObjRef> {
         let top = self.new_node(m, height)?;
-        m.push_root(top);
+        m.push_root(top)?;
         self.grow(m, top, height)?;
         Ok(top)
     }

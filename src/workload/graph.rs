@@ -261,7 +261,7 @@ fn build<B: StoreBarrier>(
 ) -> Result<Graph> {
     let nchunks = p.objects.div_ceil(SPINE_CHUNK);
     let spine = m.alloc(nchunks + 1, 0)?;
-    m.push_root(spine);
+    m.push_root(spine)?;
     let mut chunks = Vec::with_capacity(nchunks);
     for c in 0..nchunks {
         let chunk = m.alloc(SPINE_CHUNK, 0)?;

@@ -269,7 +269,7 @@ impl LruCache {
         let chunk = buckets.min(BUCKET_CHUNK);
         let nchunks = buckets / chunk;
         let spine = m.alloc(nchunks + 1, 0)?;
-        let root = m.push_root(spine);
+        let root = m.push_root(spine)?;
         let mut chunks = Vec::with_capacity(nchunks);
         for c in 0..nchunks {
             let ch = m.alloc(chunk, 0)?;
@@ -419,7 +419,7 @@ impl LruCache {
         bytes[..8].copy_from_slice(&key.to_ne_bytes());
         bytes[8..].copy_from_slice(&version.to_ne_bytes());
         m.write_bytes(value, 0, &bytes)?;
-        m.push_root(value);
+        m.push_root(value)?;
         let entry = m.alloc(ENTRY_SLOTS, KEY_BYTES);
         m.pop_root();
         let entry = entry?;

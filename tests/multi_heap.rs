@@ -1,0 +1,206 @@
+//! Several heaps on several threads never wait for each other. Regression tests for
+//! deadlocks once seen with two threads that each hold a mutator of two heaps:
+//! - both allocating, so that both heaps collect when their allocation asks for it:
+//!   each thread parked at one heap's safepoint while its mutator of the other heap
+//!   still counted as running, so each heap's pause waited for the other thread for
+//!   ever (on every barrier);
+//! - the same with explicit collections mixed in (`Heap::collect`, `Mutator::collect`),
+//!   and with a mutator made while the other heap pauses.
+//!
+//! (Each thread collecting a different heap explicitly is in `robustness.rs`.) Every test
+//! runs under a timeout: a deadlock fails, it does not hang.
+
+mod support;
+
+use std::sync::Arc;
+use std::sync::atomic::{AtomicBool, Ordering};
+
+use barrierlab::{BarrierKind, HeapConfig, Mutator, ObjRef};
+
+use support::{heap_or_skip, with_timeout};
+
+const LIST: usize = 200;
+
+/// A rooted list of `LIST` nodes, each holding its index; returns its root index.
+fn build_list(m: &mut Mutator) -> usize {
+    let head = m.alloc(1, 8).expect("alloc");
+    let root = m.push_root(head).expect("root");
+    let mut tail = head;
+    for i in 1..LIST as u64 {
+        let n = m.alloc(1, 8).expect("alloc");
+        m.write_bytes(n, 0, &i.to_ne_bytes()).expect("payload");
+        m.write_ref(tail, 0, Some(n)).expect("store");
+        tail = n;
+    }
+    root
+}
+
+/// Every node of the list at `head` live and in order.
+fn check_list(m: &Mutator, head: ObjRef, what: &str) {
+    let (mut node, mut i) = (Some(head), 0u64);
+    while let Some(n) = node {
+        let mut id = [0u8; 8];
+        m.read_bytes(n, 0, &mut id)
+            .unwrap_or_else(|e| panic!("{what}: node {i}: {e}"));
+        assert_eq!(u64::from_ne_bytes(id), i, "{what}: node {i} changed");
+        node = m
+            .read_ref(n, 0)
+            .unwrap_or_else(|e| panic!("{what}: node {i}: {e}"));
+        i += 1;
+    }
+    assert_eq!(i, LIST as u64, "{what}: the list lost nodes");
+}
+
+/// How a churning thread asks for collections besides allocating.
+#[derive(Clone, Copy, Debug)]
+enum Extra {
+    /// Nothing: every collection is triggered by an allocation.
+    Nothing,
+    /// Now and then `Heap::collect` of one heap and `Mutator::collect` of the other.
+    Explicit,
+    /// Now and then a new, short-lived mutator of each heap.
+    NewMutators,
+}
+
+/// Two heaps of 1 MiB; two threads, each with a mutator of both, allocate garbage in
+/// both (a few MiB each, so that each heap collects many times because its allocation
+/// asks for it), plus `extra[t]`. Both rooted lists survive, and each heap collected.
+fn two_threads_two_heaps(kind: BarrierKind, extra: [Extra; 2]) {
+    let mk = || {
+        heap_or_skip(
+            HeapConfig::new().heap_bytes(1 << 20).barrier(kind),
+            "two_threads_two_heaps",
+        )
+    };
+    let (Some(a), Some(b)) = (mk(), mk()) else {
+        return;
+    };
+    let what = format!("{kind} {extra:?}");
+    let (a2, b2) = (a.clone(), b.clone());
+    with_timeout(60, &what.clone(), move || {
+        let threads: Vec<_> = (0..2)
+            .map(|t| {
+                let (a, b, what) = (a2.clone(), b2.clone(), what.clone());
+                std::thread::spawn(move || {
+                    // Thread 1 makes its mutators in the other order.
+                    let (mut ma, mut mb) = if t == 0 {
+                        let ma = a.mutator();
+                        (ma, b.mutator())
+                    } else {
+                        let mb = b.mutator();
+                        (a.mutator(), mb)
+                    };
+                    let ra = build_list(&mut ma);
+                    let rb = build_list(&mut mb);
+                    for i in 0..40_000u32 {
+                        ma.alloc(2, 40)
+                            .unwrap_or_else(|e| panic!("{what} thread {t}: A: {e}"));
+                        mb.alloc(2, 40)
+                            .unwrap_or_else(|e| panic!("{what} thread {t}: B: {e}"));
+                        if i % 4_000 != 3_999 {
+                            continue;
+                        }
+                        match extra[t] {
+                            Extra::Nothing => {}
+                            Extra::Explicit => {
+                                a.collect().expect("Heap::collect of A");
+                                mb.collect().expect("Mutator::collect of B");
+                            }
+                            Extra::NewMutators => {
+                                let mut na = a.mutator();
+                                let mut nb = b.mutator();
+                                na.alloc(0, 100).expect("a new mutator of A allocates");
+                                nb.alloc(0, 100).expect("a new mutator of B allocates");
+                            }
+                        }
+                    }
+                    check_list(&ma, ma.root(ra).expect("root"), "A");
+                    check_list(&mb, mb.root(rb).expect("root"), "B");
+                })
+            })
+            .collect();
+        for t in threads {
+            t.join().expect("a mutator thread failed");
+        }
+    });
+    // 2 × 40,000 objects of 56 bytes each (4.5 MiB) in a 1 MiB heap.
+    let (ca, cb) = (a.stats().cycles, b.stats().cycles);
+    assert!(ca >= 3 && cb >= 3, "{kind}: cycles {ca} and {cb}");
+}
+
+#[test]
+fn two_threads_allocating_in_two_heaps_do_not_deadlock() {
+    for kind in BarrierKind::ALL {
+        two_threads_two_heaps(kind, [Extra::Nothing, Extra::Nothing]);
+    }
+}
+
+#[test]
+fn allocation_triggered_and_explicit_collections_of_two_heaps_mix() {
+    for kind in BarrierKind::ALL {
+        two_threads_two_heaps(kind, [Extra::Nothing, Extra::Explicit]);
+        two_threads_two_heaps(kind, [Extra::Explicit, Extra::Explicit]);
+    }
+}
+
+#[test]
+fn a_mutator_made_while_another_heap_pauses_does_not_deadlock() {
+    for kind in BarrierKind::ALL {
+        two_threads_two_heaps(kind, [Extra::NewMutators, Extra::Nothing]);
+        two_threads_two_heaps(kind, [Extra::NewMutators, Extra::Explicit]);
+    }
+}
+
+/// A third thread with no mutator collects both heaps in a loop while the two threads
+/// allocate in both.
+#[test]
+fn a_collecting_bystander_and_two_allocating_threads_do_not_deadlock() {
+    for kind in BarrierKind::ALL {
+        let mk = || {
+            heap_or_skip(
+                HeapConfig::new().heap_bytes(1 << 20).barrier(kind),
+                "bystander",
+            )
+        };
+        let (Some(a), Some(b)) = (mk(), mk()) else {
+            continue;
+        };
+        with_timeout(60, "bystander", move || {
+            let stop = Arc::new(AtomicBool::new(false));
+            let bystander = {
+                let (a, b, stop) = (a.clone(), b.clone(), stop.clone());
+                std::thread::spawn(move || {
+                    let mut n = 0;
+                    while !stop.load(Ordering::Acquire) {
+                        a.collect().expect("collect A");
+                        b.collect().expect("collect B");
+                        n += 1;
+                    }
+                    n
+                })
+            };
+            let threads: Vec<_> = (0..2)
+                .map(|_| {
+                    let (a, b) = (a.clone(), b.clone());
+                    std::thread::spawn(move || {
+                        let (mut ma, mut mb) = (a.mutator(), b.mutator());
+                        let ra = build_list(&mut ma);
+                        let rb = build_list(&mut mb);
+                        for _ in 0..20_000 {
+                            ma.alloc(2, 40).expect("alloc A");
+                            mb.alloc(2, 40).expect("alloc B");
+                        }
+                        check_list(&ma, ma.root(ra).expect("root"), "A");
+                        check_list(&mb, mb.root(rb).expect("root"), "B");
+                    })
+                })
+                .collect();
+            for t in threads {
+                t.join().expect("a mutator thread failed");
+            }
+            stop.store(true, Ordering::Release);
+            let rounds = bystander.join().expect("the bystander");
+            assert!(rounds >= 1, "{kind}: the bystander collected");
+        });
+    }
+}
