@@ -19,6 +19,8 @@
 
 use std::sync::atomic::{AtomicU8, AtomicUsize, Ordering, fence};
 
+pub use super::mechanism::CARD_SHIFT;
+
 use super::mechanism::{Granule, Mechanism, SecondChannel, ServedBy};
 use super::page_record::Counters;
 use super::{BarrierKind, CardMark, DirtySet, DirtyTracker, DynBarrier, TrackerStats};
@@ -46,8 +48,6 @@ pub(crate) const MECHANISM: Mechanism = Mechanism {
     },
 };
 
-/// `log2` of the card size.
-pub const CARD_SHIFT: u32 = 9;
 /// Card size in bytes.
 pub const CARD_SIZE: usize = 1 << CARD_SHIFT;
 /// The value of a dirty card.

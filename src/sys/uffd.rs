@@ -235,6 +235,17 @@ bitflags! {
     }
 }
 
+impl Features {
+    /// The error for features asked for and not granted: these bits, with the names of
+    /// those this crate knows.
+    fn missing(self) -> Error {
+        Error::MissingFeatures {
+            missing: self.bits(),
+            names: self.iter_names().map(|(name, _)| name).collect(),
+        }
+    }
+}
+
 bitflags! {
     /// The `ioctls` masks returned by `UFFDIO_API` and `UFFDIO_REGISTER`
     /// (bit `n` set = the ioctl with number `n` is allowed).
@@ -500,7 +511,7 @@ impl UffdBuilder {
                 let known = Features::all();
                 let unknown = self.features.difference(known);
                 if !unknown.is_empty() {
-                    return Err(Error::MissingFeatures { missing: unknown });
+                    return Err(unknown.missing());
                 }
             }
             return Err(Error::from_errno("UFFDIO_API", None, errno).with_hint(
@@ -511,7 +522,7 @@ impl UffdBuilder {
         let granted = Features::from_bits_retain(api.features);
         let missing = self.features.difference(granted);
         if !missing.is_empty() {
-            return Err(Error::MissingFeatures { missing });
+            return Err(missing.missing());
         }
         Ok(Uffd {
             fd,

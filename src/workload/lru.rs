@@ -490,7 +490,6 @@ impl LruCache {
     }
 }
 
-
 /// Runs the LRU cache on `m`: `p.operations` gets of seeded keys, a put after each miss.
 pub fn run<B: StoreBarrier>(
     m: &mut Mutator<B>,
