@@ -257,18 +257,19 @@ pub(crate) unsafe trait PageProtection {
     fn unprotect(&self, start: usize, len: usize) -> std::result::Result<(), i32>;
 }
 
-// SAFETY: `write_protect_errno` is one ioctl on a stack argument with a bounded retry,
-// documented async-signal-safe; it never panics; it applies to the range given.
+// SAFETY: `protect_errno` and `unprotect_errno` are each one ioctl on a stack argument
+// with a bounded retry, documented async-signal-safe; neither panics; each applies to
+// the range given.
 unsafe impl PageProtection for Uffd {
     const CALL: Call = Call::WriteProtect;
     const STICKY: bool = false;
 
     fn protect(&self, start: usize, len: usize) -> std::result::Result<(), i32> {
-        self.write_protect_errno(start, len, true)
+        self.protect_errno(start, len)
     }
 
     fn unprotect(&self, start: usize, len: usize) -> std::result::Result<(), i32> {
-        self.write_protect_errno(start, len, false)
+        self.unprotect_errno(start, len)
     }
 }
 

@@ -233,7 +233,7 @@ impl Shared {
                 let result = if self.record.knobs().take_failure() {
                     Err(libc::EIO)
                 } else {
-                    self.uffd.write_protect_errno(range.0, range.1, false)
+                    self.uffd.unprotect_errno(range.0, range.1)
                 };
                 failed = result.err().map(|errno| (errno, range));
             }
@@ -437,7 +437,7 @@ impl Drop for UffdWpTracker {
         let s = &self.shared;
         let _ = s
             .uffd
-            .write_protect_errno(s.record.base(), s.record.len(), false);
+            .unprotect_errno(s.record.base(), s.record.len());
         if let Some(t) = self.thread.take() {
             let _ = t.join();
         }

@@ -220,7 +220,7 @@ impl UffdWpAsyncTracker {
     fn protect_all(&self, step: Step) -> Result<()> {
         let extent = self.in_use.load(Ordering::Acquire);
         self.uffd
-            .write_protect(self.base, extent)
+            .protect(self.base, extent)
             .inspect_err(|e| self.degraded(step, Call::WriteProtect, e))?;
         self.protected.store(extent, Ordering::Release);
         // Everything is protected now: no page counts as handed out.
@@ -236,7 +236,7 @@ impl UffdWpAsyncTracker {
         if extent <= old {
             return Ok(());
         }
-        self.uffd.write_protect(self.base + old, extent - old)?;
+        self.uffd.protect(self.base + old, extent - old)?;
         if let Some(v) = pages {
             v.extend(old >> PAGE_SHIFT..extent >> PAGE_SHIFT);
         }
@@ -315,7 +315,7 @@ impl DirtyTracker for UffdWpAsyncTracker {
         }
         let extent = self.protected.swap(0, Ordering::AcqRel);
         self.uffd
-            .write_unprotect(self.base, extent, WpMode::empty())
+            .unprotect(self.base, extent, WpMode::empty())
             .inspect_err(|e| self.degraded(Step::Disarm, Call::WriteProtect, e))
     }
 
@@ -338,7 +338,7 @@ impl DirtyTracker for UffdWpAsyncTracker {
             calls += 1;
             // Unprotected is written: the next scan reports these pages (mode 0 also
             // wakes nobody, as no thread ever blocks on an async fault).
-            if let Err(e) = self.uffd.write_unprotect(range.0, range.1, WpMode::empty()) {
+            if let Err(e) = self.uffd.unprotect(range.0, range.1, WpMode::empty()) {
                 // Left protected: a write still marks the page written. Only counted.
                 self.degraded(Step::HandOut, Call::WriteProtect, &e);
                 break;
@@ -374,6 +374,6 @@ impl Drop for UffdWpAsyncTracker {
         // The heap outlives the tracker: leave it as it was found, unprotected.
         let _ = self
             .uffd
-            .write_unprotect(self.base, self.len, WpMode::empty());
+            .unprotect(self.base, self.len, WpMode::empty());
     }
 }

@@ -124,7 +124,7 @@ struct State {
 }
 
 // SAFETY: `serve` makes one-page and (on failure) whole-heap `UFFDIO_WRITEPROTECT` calls
-// through `write_protect_errno`, and otherwise only touches atomics (the record, its
+// through `unprotect_errno`, and otherwise only touches atomics (the record, its
 // counters and knobs); it allocates nothing, takes no lock, and cannot panic (the page
 // index is computed with wrapping arithmetic and recorded with `try_set`).
 unsafe impl FaultServer for State {
@@ -135,7 +135,7 @@ unsafe impl FaultServer for State {
         let unprotected = if self.record.knobs().take_failure() {
             Err(libc::EIO)
         } else {
-            self.uffd.write_protect_errno(start, PAGE_SIZE, false)
+            self.uffd.unprotect_errno(start, PAGE_SIZE)
         };
         // Unprotect, then record: see the module docs.
         match unprotected {
@@ -244,6 +244,6 @@ impl DirtyTracker for UffdWpSigbusTracker {
 impl Drop for UffdWpSigbusTracker {
     fn drop(&mut self) {
         let r = &self.state.record;
-        let _ = self.state.uffd.write_protect_errno(r.base(), r.len(), false);
+        let _ = self.state.uffd.unprotect_errno(r.base(), r.len());
     }
 }
