@@ -1,6 +1,7 @@
 //! Process-level calls the study needs: an exclusive advisory lock on a file (`flock`),
-//! a parent-death signal for a child (`prctl(PR_SET_PDEATHSIG)`), and the CPUs this
-//! process may run on (`sched_getaffinity`).
+//! a parent-death signal for a child (`prctl(PR_SET_PDEATHSIG)`), the CPUs this
+//! process may run on (`sched_getaffinity`), and its peak resident set
+//! (`/proc/self/status`, reset through `/proc/self/clear_refs`).
 //!
 //! Exists so that the study's output folder can be held by one study at a time, a
 //! killed study takes its running child with it, and a CPU to pin to is checked against
@@ -52,6 +53,24 @@ pub fn allowed_cpus() -> Result<Vec<usize>> {
         // SAFETY: `cpu` is below CPU_SETSIZE, so CPU_ISSET reads inside `set`.
         .filter(|&cpu| unsafe { libc::CPU_ISSET(cpu, &set) })
         .collect())
+}
+
+/// Peak RSS of this process in KiB (`VmHWM`).
+pub fn peak_rss_kib() -> u64 {
+    std::fs::read_to_string("/proc/self/status")
+        .ok()
+        .and_then(|s| {
+            s.lines()
+                .find(|l| l.starts_with("VmHWM:"))
+                .and_then(|l| l.split_whitespace().nth(1))
+                .and_then(|v| v.parse().ok())
+        })
+        .unwrap_or(0)
+}
+
+/// Resets the peak RSS counter (`echo 5 > /proc/self/clear_refs`, Linux 4.0+).
+pub fn reset_peak_rss() {
+    let _ = std::fs::write("/proc/self/clear_refs", "5");
 }
 
 #[cfg(test)]

@@ -35,6 +35,7 @@ use crate::error::{Error, Result};
 use crate::heap::HeapConfig;
 use crate::mutator::{Mutator, MutatorTask};
 use crate::runtime::Heap;
+use crate::sys::process::{peak_rss_kib, reset_peak_rss};
 
 pub use binary_trees::BinaryTreesParams;
 pub use gcbench::GcBenchParams;
@@ -394,24 +395,6 @@ pub fn mmu(stats: &Stats, start: Duration, end: Duration, window: Duration) -> f
         worst = worst.min(1.0 - paused / w);
     }
     worst.max(0.0)
-}
-
-/// Peak RSS of this process in KiB (`VmHWM`).
-pub fn peak_rss_kib() -> u64 {
-    std::fs::read_to_string("/proc/self/status")
-        .ok()
-        .and_then(|s| {
-            s.lines()
-                .find(|l| l.starts_with("VmHWM:"))
-                .and_then(|l| l.split_whitespace().nth(1))
-                .and_then(|v| v.parse().ok())
-        })
-        .unwrap_or(0)
-}
-
-/// Resets the peak RSS counter (`echo 5 > /proc/self/clear_refs`, Linux 4.0+).
-pub fn reset_peak_rss() {
-    let _ = std::fs::write("/proc/self/clear_refs", "5");
 }
 
 /// Builds a heap from `config` and runs `workload` on `threads` mutator threads.
