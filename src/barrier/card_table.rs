@@ -21,11 +21,11 @@ use std::sync::atomic::{AtomicU8, AtomicUsize, Ordering, fence};
 
 pub use super::mechanism::CARD_SHIFT;
 
+use super::counters::Counters;
 use super::mechanism::{Granule, Mechanism, SecondChannel, ServedBy};
-use super::page_record::Counters;
 use super::{BarrierKind, CardMark, DirtySet, DirtyTracker, DynBarrier, TrackerStats};
-use crate::side_table::SideTable;
 use crate::error::Result;
+use crate::side_table::SideTable;
 
 /// The description of `card-table`. Its constructor reads
 /// [`TrackerOptions::conditional_cards`](super::TrackerOptions::conditional_cards).

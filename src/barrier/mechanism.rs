@@ -55,9 +55,9 @@ impl Granule {
     }
 }
 
-/// Who serves the first write to an armed granule (`DESIGN.md`, "Ordering"): it decides
-/// the order of record and unprotect, and what [`TrackerStats::faults`](super::TrackerStats::faults)
-/// counts.
+/// Who serves the first write to an armed granule (the ordering section of
+/// [`crate::barrier`]): it decides the order of record and unprotect, and what
+/// [`TrackerStats::faults`](super::TrackerStats::faults) counts.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
 pub enum ServedBy {
     /// Nobody: there is no barrier.
