@@ -41,11 +41,16 @@ impl TestKnobs {
         self.forget_hand_outs.load(Ordering::Relaxed)
     }
 
-    /// Whether this protection change is one to fail (counting it). Async-signal-safe.
-    pub(crate) fn take_failure(&self) -> bool {
-        self.fail_next
+    /// The one injection point of [`TestKnobs::fail_next`]: `Err(errno)` if this
+    /// protection change (or scan) is one to fail, counting it. Async-signal-safe.
+    pub(crate) fn injected(&self, errno: i32) -> Result<(), i32> {
+        match self
+            .fail_next
             .fetch_update(Ordering::Relaxed, Ordering::Relaxed, |n| n.checked_sub(1))
-            .is_ok()
+        {
+            Ok(_) => Err(errno),
+            Err(_) => Ok(()),
+        }
     }
 
     /// Spins as [`TestKnobs::widen_races`] asked. Async-signal-safe.

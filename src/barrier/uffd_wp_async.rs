@@ -48,8 +48,9 @@
 //! the next scans with `EIO`.
 //!
 //! Of what the page trackers share (`page_tracker/`) this tracker uses the in-use prefix
-//! and the counters only: its record is the page table itself, read and re-protected by the
-//! kernel.
+//! (the same operations for arm, harvest, hand-out and disarm), the counters and the
+//! injection point (`TestKnobs::injected`) only: its record is the
+//! page table itself, read and re-protected by the kernel.
 //!
 //! Never: write-protect pages with `UFFDIO_WRITEPROTECT` while armed (except the whole heap
 //! after a failed scan, whose harvest reports everything): that would clear their written
@@ -187,11 +188,11 @@ impl UffdWpAsyncTracker {
     /// indices to `pages` (when given) and re-protects them. Returns how many there were.
     fn scan(&self, mut pages: Option<&mut Vec<usize>>) -> Result<usize> {
         let extent = self.prefix.protected();
-        if self.counters.knobs().take_failure() {
+        if let Err(errno) = self.counters.knobs().injected(libc::EIO) {
             return Err(Error::from_errno(
                 "PAGEMAP_SCAN",
                 Some((self.base, extent)),
-                libc::EIO,
+                errno,
             ));
         }
         let mut pm = self.pagemap.lock();
@@ -214,11 +215,10 @@ impl UffdWpAsyncTracker {
 
     /// Protects the used prefix; a failure degrades the cycle at `step`.
     fn protect_all(&self, step: Step) -> Result<()> {
-        let extent = self.prefix.in_use();
+        let extent = self.prefix.protect_used();
         self.uffd
             .protect(self.base, extent)
             .inspect_err(|e| self.degraded(step, Call::WriteProtect, e))?;
-        self.prefix.set_protected(extent);
         // Everything is protected now: no page counts as handed out.
         self.handed.clear_prefix(extent >> PAGE_SHIFT);
         Ok(())
@@ -227,16 +227,14 @@ impl UffdWpAsyncTracker {
     /// Extends the protected prefix to the used one: appends the pages it adds to
     /// `pages` (they were never protected, so they count as written) and protects them.
     fn protect_grown(&self, pages: Option<&mut Vec<usize>>) -> Result<()> {
-        let Some(grown) = self.prefix.grown() else {
+        let Some(grown) = self.prefix.take_grown() else {
             return Ok(());
         };
-        let start = self.base + (grown.start << PAGE_SHIFT);
-        self.uffd.protect(start, grown.len() << PAGE_SHIFT)?;
-        self.prefix.set_protected(grown.end << PAGE_SHIFT);
         if let Some(v) = pages {
-            v.extend(grown);
+            v.extend(grown.clone());
         }
-        Ok(())
+        let start = self.base + (grown.start << PAGE_SHIFT);
+        self.uffd.protect(start, grown.len() << PAGE_SHIFT)
     }
 
     /// Counts the cycle as degraded by `e`, a failure of `call` over the whole heap.

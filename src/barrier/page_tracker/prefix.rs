@@ -6,10 +6,13 @@
 //! pages in use cost, not the reservation (a 64 GiB heap with a few MiB in use). Pages
 //! that come into use during a cycle were never protected, so they may have been written
 //! unseen: IF the heap grew since the prefix was last protected THEN the next harvest
-//! reports every page it grew by ([`InUsePrefix::grown`]) and protects them.
+//! reports every page it grew by ([`InUsePrefix::take_grown`]) and protects them.
 //!
-//! Shared by the record of `uffd-wp`, `uffd-wp-sigbus` and `mprotect` and by
-//! `uffd-wp-async`, whose record is the page table itself.
+//! Shared, operation for operation, by the record of `uffd-wp`, `uffd-wp-sigbus` and
+//! `mprotect` and by `uffd-wp-async`, whose record is the page table itself: arm protects
+//! [`InUsePrefix::protect_used`], a harvest adds [`InUsePrefix::take_grown`], a hand-out
+//! changes the runs of [`InUsePrefix::hand_out_runs`], and disarm unprotects the
+//! protected prefix ([`InUsePrefix::protected`]).
 //!
 //! [`DirtyTracker::in_use`]: crate::barrier::DirtyTracker::in_use
 
@@ -57,9 +60,12 @@ impl InUsePrefix {
         self.protected.load(Ordering::Acquire)
     }
 
-    /// The first `bytes` are protected now.
-    pub(crate) fn set_protected(&self, bytes: usize) {
-        self.protected.store(bytes, Ordering::Release);
+    /// The used prefix counts as protected from now on: returns it, in bytes, for the
+    /// caller to protect (at arm, or after a failure that left the heap writable).
+    pub(crate) fn protect_used(&self) -> usize {
+        let extent = self.in_use();
+        self.protected.store(extent, Ordering::Release);
+        extent
     }
 
     /// Nothing is protected any more: returns the prefix that was.
@@ -68,11 +74,18 @@ impl InUsePrefix {
     }
 
     /// The pages in use beyond the protected prefix, if the heap grew since it was
-    /// protected; the caller protects them, then [`set_protected`](Self::set_protected)
-    /// to `end << PAGE_SHIFT`.
-    pub(crate) fn grown(&self) -> Option<Range<usize>> {
+    /// protected: the protected prefix is extended over them, and the caller reports them
+    /// (they were never protected, so they may have been written unseen) and protects
+    /// them. IF that protect fails THEN the caller degrades, which leaves the heap
+    /// writable and reports everything, so the prefix counting them as protected loses
+    /// nothing.
+    pub(crate) fn take_grown(&self) -> Option<Range<usize>> {
         let (used, protected) = (self.in_use(), self.protected());
-        (used > protected).then_some(protected >> PAGE_SHIFT..used >> PAGE_SHIFT)
+        if used <= protected {
+            return None;
+        }
+        self.protected.store(used, Ordering::Release);
+        Some(protected >> PAGE_SHIFT..used >> PAGE_SHIFT)
     }
 
     /// Hands out the pages of `[start, start + len)` (in a heap starting at `base`) that

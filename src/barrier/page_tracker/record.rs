@@ -25,8 +25,9 @@
 //! Fault injection: [`TestKnobs::fail_next`] fails the next protection changes of a run of
 //! pages (a fault's unprotect, a harvest's run-by-run re-protect, a hand-out), never a
 //! change of the whole prefix, which is what a degraded tracker falls back on; the failure
-//! has the mechanism's [`PageProtection::INJECTED`] errno. It is injected here only
-//! ([`PageRecord::protect_run`], [`PageRecord::unprotect_run`]).
+//! has the mechanism's [`PageProtection::INJECTED`] errno. Page trackers inject it here
+//! only ([`PageRecord::protect_run`], [`PageRecord::unprotect_run`]), through the one
+//! injection point every tracker uses, [`TestKnobs::injected`].
 //!
 //! Never: allocate, lock or panic in what a signal handler calls ([`PageRecord::record`],
 //! [`PageRecord::unprotect_run`], [`PageRecord::degrade`]).
@@ -207,11 +208,7 @@ impl PageRecord {
 
     /// The injected failure, if this change is one to fail. Async-signal-safe.
     fn injected<P: PageProtection>(&self) -> std::result::Result<(), i32> {
-        if self.knobs().take_failure() {
-            Err(P::INJECTED)
-        } else {
-            Ok(())
-        }
+        self.knobs().injected(P::INJECTED)
     }
 
     /// The allocator hands `[start, start + len)` to a mutator
@@ -267,8 +264,7 @@ impl PageRecord {
         self.handed.clear_all();
         self.everything.store(false, Ordering::Release);
         self.counters.begin_cycle();
-        let extent = self.prefix.in_use();
-        self.prefix.set_protected(extent);
+        let extent = self.prefix.protect_used();
         // Before the protect: a hand-out from now on records its pages (one that lands
         // before the protect leaves its page protected and recorded, which is safe).
         self.active.store(true, Ordering::Release);
@@ -276,17 +272,6 @@ impl PageRecord {
             let _ = self.degrade(p, Step::Arm, errno, (self.base, extent));
             self.whole_range_error(P::CALL, errno, "protecting the heap at arm")
         })
-    }
-
-    /// Pages the heap started using since they were last protected: they were never
-    /// protected, so they may have been written unseen. Appends them to `out` (after
-    /// every recorded page, which all lie below the old extent) and extends the
-    /// protected prefix over them; the caller's re-protect then covers them.
-    fn take_grown(&self, out: &mut Vec<usize>) {
-        if let Some(pages) = self.prefix.grown() {
-            self.prefix.set_protected(pages.end << PAGE_SHIFT);
-            out.extend(pages);
-        }
     }
 
     /// Moves the record into `out` and, with `rearm`, re-protects what it took, in that
@@ -301,7 +286,11 @@ impl PageRecord {
     ) -> Result<()> {
         out.clear();
         self.dirty.take(&mut out.granules);
-        self.take_grown(&mut out.granules);
+        // The pages the heap started using since the prefix was protected, after every
+        // recorded page (which all lie below the old extent): the re-protect below
+        // covers them.
+        out.granules
+            .extend(self.prefix.take_grown().unwrap_or_default());
         out.all = if P::STICKY {
             self.everything.load(Ordering::Acquire)
         } else {
