@@ -1,21 +1,19 @@
 //! The assembled heap: a `Space`, its dirty tracker, its collector thread, and the
-//! [`Heap`] handle users hold. Everything `impl Heap` is here.
+//! [`Heap`] handle users hold.
 //!
 //! This is the layer where the parts meet: the space knows nothing of the collector or
-//! the mutators, the collector sees a heap only through a `Gc` view, and the
-//! [`Mutator`]s are made here. It also keeps, per thread, the mutators
-//! that thread runs, so that a thread waiting for a collection counts as stopped for
-//! each of them.
+//! the mutators, and the collector sees a heap only through a `Gc` view. The `Heap`
+//! methods that make a [`Mutator`](crate::Mutator) for the calling thread or wait on its
+//! behalf ([`Heap::mutator`], [`Heap::collect`], ...) are in `mutator/heap_methods.rs`,
+//! with the mutators (and the per-thread registry they keep, `mutator/registry.rs`):
+//! this module imports nothing from `mutator`.
 
-use std::cell::RefCell;
 use std::sync::Arc;
 
-use crate::barrier::{self, BarrierKind, DirtyTracker, DynBarrier, StoreBarrier};
-use crate::collector::safepoint::MutatorShared;
-use crate::collector::{self, Cause, Collector, Gc, Phase, Stats};
+use crate::barrier::{self, BarrierKind, DirtyTracker, DynBarrier};
+use crate::collector::{self, Collector, Gc, Phase, Stats};
 use crate::error::Result;
 use crate::heap::{HeapConfig, ObjRef, Space};
-use crate::mutator::{Mutator, MutatorTask};
 
 /// Everything a heap is; shared by its handles, its mutators and its collector thread.
 /// Fields drop in order: the collector thread is joined before the tracker is
@@ -105,20 +103,6 @@ impl Heap {
         (self.inner.space.base(), self.inner.space.end())
     }
 
-    /// Runs a full collection cycle that starts after this call, and returns when it is
-    /// done. Callable from a thread that has [`Mutator`]s (of this heap or others): they
-    /// are all at a safepoint for the duration. [`crate::Error::CollectorFailed`] if the
-    /// collector thread has failed.
-    pub fn collect(&self) -> Result<()> {
-        while_blocked(|| self.inner.collector.collect_and_wait(Cause::Explicit))
-    }
-
-    /// Waits until no cycle is running or requested (without starting one). Call it with
-    /// no mutator running, or it may wait for as long as they keep triggering cycles.
-    pub fn wait_for_cycle(&self) {
-        while_blocked(|| self.inner.collector.wait_idle());
-    }
-
     /// What the collector is doing now (a moment's snapshot).
     pub fn phase(&self) -> Phase {
         self.inner.collector.phase()
@@ -148,97 +132,4 @@ impl Heap {
     pub fn live_objects(&self) -> usize {
         self.inner.space.live_objects()
     }
-
-    /// A mutator for the calling thread, with the run-time store path.
-    pub fn mutator(&self) -> Mutator {
-        self.typed_mutator::<DynBarrier>()
-            .expect("the dynamic store path fits every barrier")
-    }
-
-    /// A mutator with the store path `B`; `None` if `B` is not this heap's store path.
-    pub fn typed_mutator<B: StoreBarrier>(&self) -> Option<Mutator<B>> {
-        let barrier = B::from_dyn(self.inner.store_barrier)?;
-        let sp = &self.inner.collector.safepoints;
-        let shared = sp.register();
-        // A thread whose thread-locals are being destroyed cannot wait for a collection
-        // anyway; the registry is only for `while_blocked`.
-        let _ = ACTIVE.try_with(|a| a.borrow_mut().push((self.inner.clone(), shared.clone())));
-        sp.enter(&shared);
-        Some(Mutator::new(self.clone(), shared, barrier))
-    }
-
-    /// Runs `task` on the calling thread with a mutator whose store path is monomorphised
-    /// for this heap's barrier: the page trackers' and `None`'s reference store is then a
-    /// single `mov`, the card table's a `mov` and a byte store.
-    pub fn run_typed<T: MutatorTask>(&self, task: T) -> T::Output {
-        match self.inner.store_barrier {
-            DynBarrier::None => {
-                let mut m = self
-                    .typed_mutator::<crate::barrier::NoStoreBarrier>()
-                    .expect("store path matches");
-                task.run(&mut m)
-            }
-            DynBarrier::Card(_) => {
-                let mut m = self
-                    .typed_mutator::<crate::barrier::CardMark>()
-                    .expect("store path matches");
-                task.run(&mut m)
-            }
-        }
-    }
-}
-
-thread_local! {
-    /// The mutators running on this thread, with their heaps, so that a thread that
-    /// waits (for a collection, or in [`Mutator::blocking`]) counts as stopped for every
-    /// heap it has a mutator of: otherwise two threads, each waiting for a collection of
-    /// one heap while holding a running mutator of the other, would wait for each other
-    /// for ever.
-    static ACTIVE: RefCell<Vec<(Arc<HeapInner>, Arc<MutatorShared>)>> = const { RefCell::new(Vec::new()) };
-}
-
-/// Forgets a mutator of this thread (it is being dropped). Safe during thread exit: if
-/// the registry is already destroyed, there is nothing to forget.
-pub(crate) fn forget_mutator(shared: &Arc<MutatorShared>) {
-    let _ = ACTIVE.try_with(|a| a.borrow_mut().retain(|(_, m)| !Arc::ptr_eq(m, shared)));
-}
-
-/// Counts this thread's running mutators as stopped while it lives, and as running
-/// again when dropped, also when the code in between unwinds: a mutator is never running
-/// unseen.
-pub(crate) struct Left {
-    mutators: Vec<(Arc<HeapInner>, Arc<MutatorShared>)>,
-}
-
-impl Left {
-    /// Leaves for every running mutator of this thread.
-    pub(crate) fn leave_all() -> Left {
-        let mutators: Vec<_> = ACTIVE
-            .try_with(|a| {
-                a.borrow()
-                    .iter()
-                    .filter(|(h, m)| h.collector.safepoints.is_running(m))
-                    .cloned()
-                    .collect()
-            })
-            .unwrap_or_default();
-        for (h, m) in &mutators {
-            h.collector.safepoints.leave(m);
-        }
-        Left { mutators }
-    }
-}
-
-impl Drop for Left {
-    fn drop(&mut self) {
-        for (h, m) in &self.mutators {
-            h.collector.safepoints.enter(m);
-        }
-    }
-}
-
-/// Runs `f` with every running mutator of this thread counted as stopped.
-pub(crate) fn while_blocked<R>(f: impl FnOnce() -> R) -> R {
-    let _left = Left::leave_all();
-    f()
 }
