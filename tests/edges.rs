@@ -4,7 +4,9 @@
 
 mod support;
 
-use barrierlab::barrier::{self, BarrierKind, DirtySet, DirtyTracker, ServedBy, TrackerOptions};
+use barrierlab::barrier::{
+    self, BarrierKind, DirtySet, DirtyTracker, Edge, ServedBy, TrackerOptions,
+};
 use barrierlab::sys::PAGE_SIZE;
 use barrierlab::sys::mem::{Protection, Region};
 use barrierlab::{Heap, HeapConfig};
@@ -71,9 +73,9 @@ fn read_into_an_armed_page() {
                 libc::close(fds[0]);
                 libc::close(fds[1]);
             }
-            match kind {
+            match kind.mechanism().served_by {
                 // The kernel's write is a fault like a user write: served, recorded.
-                BarrierKind::UffdWp | BarrierKind::UffdWpAsync => {
+                ServedBy::Service | ServedBy::Kernel => {
                     assert_eq!(n, msg.len() as isize, "{kind}: read(2) must succeed");
                     // SAFETY: inside the region.
                     let got = unsafe { std::slice::from_raw_parts(dst as *const u8, msg.len()) };
@@ -84,11 +86,11 @@ fn read_into_an_armed_page() {
                     );
                 }
                 // A signal cannot be delivered for a kernel access: the call fails.
-                BarrierKind::UffdWpSigbus | BarrierKind::Mprotect => {
+                ServedBy::Handler => {
                     assert_eq!(n, -1, "{kind}: read(2) into an armed page must fail");
                     assert_eq!(errno, Some(libc::EFAULT), "{kind}: with EFAULT");
                 }
-                _ => unreachable!(),
+                other => unreachable!("{kind}: a page mechanism served by {other:?}"),
             }
         });
     }
@@ -107,8 +109,10 @@ struct ForeignPage {
 }
 
 impl ForeignPage {
+    /// For the signal `kind`'s edge table names for a fault outside the heap.
     fn for_kind(kind: BarrierKind) -> ForeignPage {
-        if kind == BarrierKind::Mprotect {
+        let outside = kind.mechanism().edge(Edge::FaultOutsideHeap).unwrap_or("");
+        if outside.contains("SIGSEGV") {
             let other = Region::new(PAGE_SIZE).expect("region");
             other
                 .protect(other.base(), PAGE_SIZE, Protection::Read)
@@ -120,6 +124,10 @@ impl ForeignPage {
                 memfd: None,
             };
         }
+        assert!(
+            outside.contains("SIGBUS"),
+            "{kind}: which signal? {outside:?}"
+        );
         // SAFETY: memfd_create with a valid name; the descriptor is closed on drop.
         let fd = unsafe { libc::memfd_create(c"barrierlab-sigbus".as_ptr(), libc::MFD_CLOEXEC) };
         assert!(fd >= 0);

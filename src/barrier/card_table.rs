@@ -224,7 +224,7 @@ mod tests {
         assert_eq!(
             set.granules,
             vec![9],
-            "the tail past the last 8-card chunk is scanned"
+            "two conditional stores to card 9 (of 11) report it once"
         );
     }
 

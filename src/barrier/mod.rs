@@ -98,22 +98,41 @@
 //! [`BarrierKind`], [`build`], the probe, the CLI's barrier names, the study's variants and
 //! the benches all read the descriptions.
 //!
-//! # Adding a seventh mechanism
+//! # Adding a mechanism
 //!
-//! For example a 4 KiB software write-watch table, as CoreCLR uses:
-//! 1. a new file `src/barrier/<name>.rs` with the tracker and its `MECHANISM`: a page
-//!    mechanism implements the crate's `PageMechanism` (its protection primitive, what
-//!    serves its faults) and names `PageTracker<ItsMechanism>`; any other implements
-//!    [`DirtyTracker`] itself;
-//! 2. one entry `Variant => module,` (with its doc line) in the `mechanisms!` list below,
-//!    which declares the module and the [`BarrierKind`] variant.
+//! For example a 4 KiB software write-watch table, as CoreCLR uses. Every mechanism
+//! touches two files:
+//! 1. `src/barrier/<name>.rs`, new: the mechanism and its `MECHANISM` description. A
+//!    page mechanism implements the crate's `PageMechanism` (its protection primitive, a
+//!    `PageProtection`, and what serves its faults) and names
+//!    `PageTracker<ItsMechanism>`; any other implements [`DirtyTracker`] itself.
+//! 2. `src/barrier/mod.rs`: one entry `Variant => module,` (with its doc line) in the
+//!    `mechanisms!` list below, which declares the module and the [`BarrierKind`]
+//!    variant; the `pub use` of its tracker (and options) type; its row in the
+//!    comparison table above; for a page mechanism, its column in the edge table above
+//!    (a unit test fails until the column equals the description's `edges`).
 //!
-//! Then the probe checks it, the CLI parses its name, the study and the benches measure
-//! its variants, and the conformance table (`tests/conformance.rs`) runs every row over
-//! it. Three more places, when they apply: a page mechanism adds its column to the edge
-//! table above (the unit test says so if it does not); a mechanism with options adds
-//! their fields to [`TrackerOptions`]; a new store path (one that is not a card mark)
-//! adds a [`DynBarrier`] variant.
+//! Nothing else changes for it to run everywhere: the probe checks it, the CLI parses
+//! its name, the study and the benches measure its variants, and every test that loops
+//! over [`BarrierKind::ALL`] runs over it (the conformance table, `tests/conformance.rs`,
+//! among them). The tests whose expectations depend on the mechanism read them from its
+//! description: who serves its faults ([`ServedBy`]: `tests/conformance.rs`,
+//! `tests/edges.rs`, `tests/collector_unit.rs`) and the signal its edge table names for
+//! a fault outside the heap (`tests/edges.rs`).
+//!
+//! More files, only when they apply:
+//! - options: its own options type and the fields it reads in [`TrackerOptions`]
+//!   (`src/barrier/mod.rs`);
+//! - a new store path (one that is not a card mark): a [`DynBarrier`] variant and its
+//!   [`StoreBarrier`] type (`src/barrier/mod.rs`), and the `DynBarrier` matches that
+//!   monomorphise the store path (`Heap::run_typed` in `src/mutator/heap_methods.rs`,
+//!   `src/workload/pages.rs`);
+//! - a fault signal other than SIGSEGV and SIGBUS: `FaultSignal` in
+//!   `src/barrier/signal_registry.rs`;
+//! - a disarm that does nothing (like `card-table`'s): its kind in `required` of
+//!   `tests/alloc_phases.rs`; pages kept protected between cycles (like `uffd-wp-async`'s
+//!   `keep-protected`): `keeps_protection` in `tests/conformance.rs`;
+//! - a kernel requirement: its row in the README's kernel-requirements table.
 //!
 //! Soft-dirty (`/proc/self/clear_refs` + pagemap bit 55) is the classic sixth mechanism;
 //! it is not built here because it does not work on kernels without

@@ -486,7 +486,7 @@ impl<'g> Cycle<'g> {
     }
 
     /// Every pause: stop the world, run `work` with the stopped mutators, verify where
-    /// asked, resume, record. Returns the threads that marked.
+    /// asked, resume, record (the threads that marked are recorded in the pause's stats).
     fn pause(&mut self, kind: PauseKind, work: impl FnOnce(&mut Self, &[Arc<MutatorShared>])) {
         let sp = &self.gc.collector.safepoints;
         let cpu_before = crate::sys::cpu::thread_cpu_time().unwrap_or_default();
