@@ -5,7 +5,7 @@
 mod support;
 
 use barrierlab::barrier::{
-    self, BarrierKind, DirtySet, DirtyTracker, Edge, ServedBy, TrackerOptions,
+    BareTracker, BarrierKind, DirtySet, DirtyTracker, Edge, Idle, ServedBy, TrackerOptions,
 };
 use barrierlab::sys::PAGE_SIZE;
 use barrierlab::sys::mem::{Protection, Region};
@@ -21,19 +21,9 @@ fn page_kinds() -> Vec<BarrierKind> {
 }
 
 /// A populated region with `kind`'s tracker over it, or a skip.
-fn lab(kind: BarrierKind, pages: usize) -> Option<(Box<dyn DirtyTracker>, Region)> {
-    let region = Region::new(pages * PAGE_SIZE).expect("region");
-    for p in 0..pages {
-        // SAFETY: inside the fresh writable region.
-        unsafe { ((region.base() + p * PAGE_SIZE) as *mut u8).write_volatile(1) };
-    }
-    match barrier::build(
-        kind,
-        region.base(),
-        region.len(),
-        &TrackerOptions::default(),
-    ) {
-        Ok(t) => Some((t.expect("a page tracker"), region)),
+fn lab(kind: BarrierKind, pages: usize) -> Option<BareTracker> {
+    match BareTracker::new(kind, &TrackerOptions::default(), pages, pages, Idle::Yield) {
+        Ok(lab) => Some(lab),
         Err(e) => {
             support::skip_or_fail("edges", &format!("{kind}: {e}"));
             None
@@ -51,9 +41,10 @@ fn harvest(t: &dyn DirtyTracker) -> DirtySet {
 fn read_into_an_armed_page() {
     for kind in page_kinds() {
         with_timeout(30, "read_into_an_armed_page", move || {
-            let Some((t, region)) = lab(kind, 8) else {
+            let Some(lab) = lab(kind, 8) else {
                 return;
             };
+            let (t, region) = (lab.tracker().expect("a page tracker"), lab.region());
             t.arm().expect("arm");
             let mut fds = [0; 2];
             // SAFETY: a valid array of two descriptors.
@@ -66,7 +57,7 @@ fn read_into_an_armed_page() {
             // SAFETY: `dst` is inside the mapped region; the kernel does the write.
             let n = unsafe { libc::read(fds[0], dst as *mut libc::c_void, msg.len()) };
             let errno = std::io::Error::last_os_error().raw_os_error();
-            let set = harvest(t.as_ref());
+            let set = harvest(t);
             t.disarm().expect("disarm");
             // SAFETY: closing our own descriptors.
             unsafe {
@@ -173,9 +164,10 @@ fn a_fault_outside_every_heap_still_kills_with_its_signal() {
         .into_iter()
         .filter(|k| k.mechanism().served_by == ServedBy::Handler)
     {
-        let Some((t, region)) = lab(kind, 8) else {
+        let Some(lab) = lab(kind, 8) else {
             continue;
         };
+        let (t, region) = (lab.tracker().expect("a page tracker"), lab.region());
         t.arm().expect("arm");
         let foreign = ForeignPage::for_kind(kind);
         let status = fork_and_wait(|| {
@@ -199,9 +191,10 @@ fn a_fault_outside_every_heap_still_kills_with_its_signal() {
 fn fork_while_armed() {
     for kind in page_kinds() {
         with_timeout(30, "fork_while_armed", move || {
-            let Some((t, region)) = lab(kind, 8) else {
+            let Some(lab) = lab(kind, 8) else {
                 return;
             };
+            let (t, region) = (lab.tracker().expect("a page tracker"), lab.region());
             t.arm().expect("arm");
             let page = region.base() + PAGE_SIZE;
             // The child writes to an armed page and leaves; it must not hang.
@@ -223,7 +216,7 @@ fn fork_while_armed() {
             // The parent is unaffected: its own write is still recorded.
             // SAFETY: inside the parent's region.
             unsafe { ((region.base() + 5 * PAGE_SIZE) as *mut u8).write_volatile(9) };
-            let set = harvest(t.as_ref());
+            let set = harvest(t);
             t.disarm().expect("disarm");
             assert!(
                 set.all || set.granules.contains(&5),

@@ -94,6 +94,9 @@
 //! - `mechanism.rs`: the description type and the probe's check, the same for every
 //!   mechanism (the real tracker provokes and serves a fault on a scratch mapping).
 //! - `signal_registry.rs`: the SIGSEGV/SIGBUS handler shared by the handler trackers.
+//! - `bare.rs`: [`BareTracker`], a tracker alone over a region of its own, with a thread
+//!   standing in for the collector where faults need serving (the benches, the `pages`
+//!   workload and the tests use it).
 //!
 //! [`BarrierKind`], [`build`], the probe, the CLI's barrier names, the study's variants and
 //! the benches all read the descriptions.
@@ -138,6 +141,7 @@
 //! it is not built here because it does not work on kernels without
 //! `CONFIG_MEM_SOFT_DIRTY` (the project's own machines): see [`crate::probe`].
 
+mod bare;
 mod counters;
 mod degradation;
 mod mechanism;
@@ -152,6 +156,7 @@ use std::sync::atomic::AtomicU8;
 
 use crate::error::{Error, Result};
 
+pub use bare::{BareTracker, Idle};
 pub use card_table::CardTable;
 pub use counters::{STALL_IN_HANDLER, STALL_KERNEL, STALL_SERVICE, TrackerStats};
 pub use degradation::{Call, Degradation, Step};
