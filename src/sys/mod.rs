@@ -19,6 +19,7 @@
 //! hand, from the kernel's UAPI, with compile-time size checks. Nothing here decides
 //! policy: a failure is returned as [`crate::Error`] with the operation, range and errno.
 
+pub mod child;
 pub mod cpu;
 pub mod eventfd;
 pub mod kernel;
