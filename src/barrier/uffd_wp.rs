@@ -57,6 +57,7 @@ use super::page_tracker::{
 use super::{BarrierKind, Call, DirtySet, Step, TrackerOptions, TrackerStats};
 use crate::error::{Error, Result};
 use crate::sys::PAGE_SIZE;
+use crate::sys::cpu::ThreadRole;
 use crate::sys::eventfd::{EventFd, poll_readable};
 use crate::sys::uffd::{Event, Features, PageFaultFlags, RegisterMode, Uffd, raw};
 
@@ -412,8 +413,8 @@ impl PageTracker<UffdWp> {
                 let s = shared.clone();
                 let spin = layout == ServiceLayout::SpinThread;
                 Some(
-                    std::thread::Builder::new()
-                        .name("uffd-wp-service".into())
+                    ThreadRole::FaultService
+                        .builder(None)
                         .spawn(move || s.service_loop(spin))
                         .map_err(|e| Error::io("spawn the uffd-wp fault service thread", e))?,
                 )

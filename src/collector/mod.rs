@@ -168,8 +168,8 @@ impl Collector {
         cycle: impl FnMut(u64, Cause) -> bool + Send + 'static,
     ) -> Result<()> {
         let shared = self.shared.clone();
-        let handle = std::thread::Builder::new()
-            .name("barrierlab-collector".into())
+        let handle = crate::sys::cpu::ThreadRole::Collector
+            .builder(None)
             .spawn(move || collector_loop(shared, cycle))
             .map_err(|e| Error::io("spawn the collector thread", e))?;
         *self.thread.lock() = Some(handle);

@@ -386,8 +386,8 @@ pub fn run(config: &HeapConfig, workload: &Workload, threads: usize) -> Result<R
         let handles: Vec<_> = (0..threads)
             .map(|thread| {
                 let heap = heap.clone();
-                std::thread::Builder::new()
-                    .name(format!("mutator-{thread}"))
+                crate::sys::cpu::ThreadRole::Mutator
+                    .builder(Some(thread))
                     .spawn_scoped(s, move || {
                         let out = heap.run_typed(Task { workload, thread });
                         // Read here: the thread is gone when the driver reads the rest.
