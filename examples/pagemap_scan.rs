@@ -55,7 +55,7 @@ fn main() -> Result<()> {
     region.advise(base, region.len(), Advice::PopulateWrite)?;
     uffd.register(base, region.len(), RegisterMode::WP)?;
     // Arm: protect everything once. (WP_UNPOPULATED would protect untouched pages too.)
-    uffd.write_protect(base, region.len())?;
+    uffd.protect(base, region.len())?;
     // The output vector holds 16 runs of pages per ioctl; `scan` calls again if it fills.
     let mut pagemap = Pagemap::open(16)?;
     println!("region [{base:#x}, {end:#x}), {PAGES} pages, registered with WP_ASYNC and protected");

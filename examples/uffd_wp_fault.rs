@@ -76,7 +76,7 @@ fn main() -> Result<()> {
     );
     print_wp_bits(&mut pagemap, &region, "before protect")?;
     uffd.register(base, region.len(), RegisterMode::WP)?;
-    uffd.write_protect(base, region.len())?;
+    uffd.protect(base, region.len())?;
     // The second channel: pagemap bit 57 is the write-protect bit of each page-table
     // entry (here markers in empty entries, thanks to WP_UNPOPULATED).
     print_wp_bits(&mut pagemap, &region, "after protect")?;
@@ -122,7 +122,7 @@ fn main() -> Result<()> {
     for &page in &pending {
         dirty.push((page - base) / PAGE_SIZE);
         let t = Instant::now();
-        uffd.write_unprotect(page, PAGE_SIZE, WpMode::DONTWAKE)?;
+        uffd.unprotect(page, PAGE_SIZE, WpMode::DONTWAKE)?;
         println!(
             "   fault on page {:>2}: recorded, unprotected with DONTWAKE ({:.1} µs)",
             (page - base) / PAGE_SIZE,
@@ -209,7 +209,7 @@ fn serve_writer(
             // Record, *then* unprotect: once the page is writable the writer's store goes
             // through, and a remark must then be sure to find the page in the dirty set.
             dirty.push((page - base) / PAGE_SIZE);
-            uffd.write_unprotect(page, PAGE_SIZE, WpMode::empty())?;
+            uffd.unprotect(page, PAGE_SIZE, WpMode::empty())?;
             let ioctl = t.elapsed();
             let (faulting, plain) = rx
                 .recv_timeout(Duration::from_secs(5))

@@ -35,8 +35,12 @@ pub enum Error {
     },
     /// The kernel does not offer a userfaultfd feature that was asked for.
     MissingFeatures {
-        /// The requested feature bits that the kernel did not grant.
-        missing: crate::sys::uffd::Features,
+        /// The requested `UFFD_FEATURE_*` bits that the kernel did not grant
+        /// (`sys::uffd::Features::from_bits_retain` reads them back).
+        missing: u64,
+        /// The names of the bits among them that this crate knows (`WP_ASYNC`), in bit
+        /// order; a bit it does not know is only in `missing`.
+        names: Vec<&'static str>,
     },
     /// A registered range does not allow an ioctl that the caller needs.
     MissingIoctl {
@@ -271,12 +275,17 @@ impl fmt::Display for Error {
                 }
                 Ok(())
             }
-            Error::MissingFeatures { missing } => write!(
-                f,
-                "the kernel does not offer the userfaultfd features {missing:?} (bits {:#x}); \
-                 see ioctl_userfaultfd(2) and the kernel version each feature needs",
-                missing.bits()
-            ),
+            Error::MissingFeatures { missing, names } => {
+                write!(f, "the kernel does not offer the userfaultfd features ")?;
+                if !names.is_empty() {
+                    write!(f, "{} ", names.join(" | "))?;
+                }
+                write!(
+                    f,
+                    "(bits {missing:#x}); see ioctl_userfaultfd(2) and the kernel version \
+                     each feature needs"
+                )
+            }
             Error::MissingIoctl { ioctl, range } => write!(
                 f,
                 "{ioctl} is not allowed on the registered range [{:#x}, +{:#x}) \

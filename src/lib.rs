@@ -75,7 +75,8 @@
 //! [`sys`] (the only raw syscalls) → [`barrier`] (one description per mechanism, and the
 //! trackers) → [`heap`] (the space: mapping, side tables, allocation primitives) →
 //! [`collector`] (the cycle, on a view of the space) → [`runtime`] ([`Heap`]: the parts
-//! assembled) and [`Mutator`] → [`workload`] → [`study`]. [`probe`] says what this kernel
+//! assembled) → [`mutator`] ([`Mutator`], and the per-thread registry of mutators with
+//! the `Heap` methods that use it) → [`workload`] → [`study`]. [`probe`] says what this kernel
 //! offers, by running each mechanism's check. [`peer`] runs the same GCBench on an
 //! outside collector (bdwgc), as an anchor for barrierlab's figures.
 #![deny(unsafe_op_in_unsafe_fn)]

@@ -24,6 +24,11 @@ use crate::heap::size_class::{self, CLASS_SIZES, MAX_SMALL};
 use crate::heap::{AllocBuffers, Space};
 use crate::runtime::{Heap, HeapInner};
 
+mod heap_methods;
+mod registry;
+
+use registry::while_blocked;
+
 /// Full collections an allocation waits for before it reports out of memory. A full
 /// collection stops every mutator, returns their allocation buffers, and marks and sweeps
 /// the whole heap in one pause, so when it ends every free cell and page is free; other
@@ -65,7 +70,7 @@ impl AllocationStall {
     #[cold]
     fn wait_for_room(&mut self, heap: &Heap) -> Result<bool> {
         self.since.get_or_insert_with(std::time::Instant::now);
-        let room = crate::runtime::while_blocked(|| heap.inner.collector.wait_for_room())?;
+        let room = while_blocked(|| heap.inner.collector.wait_for_room())?;
         if !room {
             self.end(heap);
         }
@@ -142,7 +147,7 @@ impl<B: StoreBarrier> Mutator<B> {
         if unsafe { self.poll.as_ref() }.load(Ordering::Relaxed) & 1 == 1
             && self.inner().collector.check_process().is_ok()
         {
-            crate::runtime::park(self.inner(), &self.shared);
+            registry::park(self.inner(), &self.shared);
         }
     }
 
@@ -151,7 +156,7 @@ impl<B: StoreBarrier> Mutator<B> {
     /// borrowed); [`ObjRef`]s must be rooted across the call. If `f` panics, the mutators
     /// are running again (and seen so by their collectors) when the panic leaves.
     pub fn blocking<R>(&mut self, f: impl FnOnce() -> R) -> R {
-        crate::runtime::while_blocked(f)
+        while_blocked(f)
     }
 
     /// Runs a full collection and waits for it (this mutator is at a safepoint meanwhile).
@@ -546,7 +551,7 @@ impl<B: StoreBarrier> Drop for Mutator<B> {
             // A child of fork: the heap's locks may be held for good by threads that
             // were not copied, and no collector reads this mutator; leave it as it is
             // (the heap is leaked in the child, see `Heap`).
-            crate::runtime::forget_mutator(&self.shared);
+            registry::forget_mutator(&self.shared);
             return;
         }
         // SAFETY: this mutator's own buffers; it is still running, so the collector does
@@ -558,6 +563,6 @@ impl<B: StoreBarrier> Drop for Mutator<B> {
         let sp = &self.heap.inner.collector.safepoints;
         sp.leave(&self.shared);
         sp.unregister(&self.shared);
-        crate::runtime::forget_mutator(&self.shared);
+        registry::forget_mutator(&self.shared);
     }
 }

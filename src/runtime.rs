@@ -1,21 +1,19 @@
 //! The assembled heap: a `Space`, its dirty tracker, its collector thread, and the
-//! [`Heap`] handle users hold. Everything `impl Heap` is here.
+//! [`Heap`] handle users hold.
 //!
 //! This is the layer where the parts meet: the space knows nothing of the collector or
-//! the mutators, the collector sees a heap only through a `Gc` view, and the
-//! [`Mutator`]s are made here. It also keeps, per thread, the mutators
-//! that thread runs, so that a thread waiting for a collection counts as stopped for
-//! each of them.
+//! the mutators, and the collector sees a heap only through a `Gc` view. The `Heap`
+//! methods that make a [`Mutator`](crate::Mutator) for the calling thread or wait on its
+//! behalf ([`Heap::mutator`], [`Heap::collect`], ...) are in `mutator/heap_methods.rs`,
+//! with the mutators (and the per-thread registry they keep, `mutator/registry.rs`):
+//! this module imports nothing from `mutator`.
 
-use std::cell::RefCell;
 use std::sync::Arc;
 
-use crate::barrier::{self, BarrierKind, DirtyTracker, DynBarrier, StoreBarrier};
-use crate::collector::safepoint::MutatorShared;
-use crate::collector::{self, Cause, Collector, Gc, Phase, Stats};
+use crate::barrier::{self, BarrierKind, DirtyTracker, DynBarrier};
+use crate::collector::{self, Collector, Gc, Phase, Stats};
 use crate::error::Result;
 use crate::heap::{HeapConfig, ObjRef, Space};
-use crate::mutator::{Mutator, MutatorTask};
 
 /// Everything a heap is; shared by its handles, its mutators and its collector thread.
 /// Fields drop in order: the collector thread is joined before the tracker is
@@ -146,24 +144,6 @@ impl Heap {
         (self.inner.space.base(), self.inner.space.end())
     }
 
-    /// Runs a full collection cycle that starts after this call, and returns when it is
-    /// done. Callable from a thread that has [`Mutator`]s (of this heap or others): they
-    /// are all at a safepoint for the duration. [`crate::Error::CollectorFailed`] if the
-    /// collector thread has failed.
-    pub fn collect(&self) -> Result<()> {
-        self.inner.collector.check_process()?;
-        while_blocked(|| self.inner.collector.collect_and_wait(Cause::Explicit))
-    }
-
-    /// Waits until no cycle is running or requested (without starting one). Call it with
-    /// no mutator running, or it may wait for as long as they keep triggering cycles.
-    /// Returns at once in a child of `fork` (see [`Heap`]).
-    pub fn wait_for_cycle(&self) {
-        if self.inner.collector.check_process().is_ok() {
-            while_blocked(|| self.inner.collector.wait_idle());
-        }
-    }
-
     /// What the collector is doing now (a moment's snapshot).
     pub fn phase(&self) -> Phase {
         self.inner.collector.phase()
@@ -193,168 +173,4 @@ impl Heap {
     pub fn live_objects(&self) -> usize {
         self.inner.space.live_objects()
     }
-
-    /// A mutator for the calling thread, with the run-time store path.
-    ///
-    /// # Panics
-    /// In a child of `fork` (see [`Heap`]; [`Heap::try_mutator`] returns the error).
-    pub fn mutator(&self) -> Mutator {
-        self.try_mutator().unwrap_or_else(|e| panic!("{e}"))
-    }
-
-    /// A mutator for the calling thread, with the run-time store path;
-    /// [`crate::Error::ForkedChild`] in a child of `fork` (see [`Heap`]).
-    pub fn try_mutator(&self) -> Result<Mutator> {
-        self.inner.collector.check_process()?;
-        Ok(self
-            .typed_mutator::<DynBarrier>()
-            .expect("the dynamic store path fits every barrier"))
-    }
-
-    /// A mutator with the store path `B`; `None` if `B` is not this heap's store path.
-    ///
-    /// # Panics
-    /// In a child of `fork` (see [`Heap`]).
-    pub fn typed_mutator<B: StoreBarrier>(&self) -> Option<Mutator<B>> {
-        if let Err(e) = self.inner.collector.check_process() {
-            panic!("{e}");
-        }
-        let barrier = B::from_dyn(self.inner.store_barrier)?;
-        let sp = &self.inner.collector.safepoints;
-        // The new mutator starts blocked; it enters together with this thread's other
-        // running mutators (left meanwhile), so that if this heap pauses now, the thread
-        // waits for it as stopped for every heap, not as a running mutator of the others.
-        let mut left = Left::leave_all();
-        let shared = sp.register();
-        // A thread whose thread-locals are being destroyed cannot wait for a collection
-        // anyway; the registry is only for `while_blocked` and `park`.
-        let _ = ACTIVE.try_with(|a| a.borrow_mut().push((self.inner.clone(), shared.clone())));
-        left.mutators.push((self.inner.clone(), shared.clone()));
-        drop(left);
-        Some(Mutator::new(self.clone(), shared, barrier))
-    }
-
-    /// Runs `task` on the calling thread with a mutator whose store path is monomorphised
-    /// for this heap's barrier: the page trackers' and `None`'s reference store is then a
-    /// single `mov`, the card table's a `mov` and a byte store.
-    pub fn run_typed<T: MutatorTask>(&self, task: T) -> T::Output {
-        match self.inner.store_barrier {
-            DynBarrier::None => {
-                let mut m = self
-                    .typed_mutator::<crate::barrier::NoStoreBarrier>()
-                    .expect("store path matches");
-                task.run(&mut m)
-            }
-            DynBarrier::Card(_) => {
-                let mut m = self
-                    .typed_mutator::<crate::barrier::CardMark>()
-                    .expect("store path matches");
-                task.run(&mut m)
-            }
-        }
-    }
-}
-
-thread_local! {
-    /// The mutators running on this thread, with their heaps, so that a thread that
-    /// waits (for a collection, for room, at a safepoint, or in [`Mutator::blocking`])
-    /// counts as stopped for every heap it has a mutator of: otherwise two threads, each
-    /// waiting for a collection or a pause of one heap while holding a running mutator
-    /// of the other, would wait for each other for ever.
-    static ACTIVE: RefCell<Vec<(Arc<HeapInner>, Arc<MutatorShared>)>> = const { RefCell::new(Vec::new()) };
-}
-
-/// Forgets a mutator of this thread (it is being dropped). Safe during thread exit: if
-/// the registry is already destroyed, there is nothing to forget.
-pub(crate) fn forget_mutator(shared: &Arc<MutatorShared>) {
-    let _ = ACTIVE.try_with(|a| a.borrow_mut().retain(|(_, m)| !Arc::ptr_eq(m, shared)));
-}
-
-/// Counts this thread's running mutators as stopped while it lives, and as running
-/// again when dropped, also when the code in between unwinds: a mutator is never running
-/// unseen.
-pub(crate) struct Left {
-    mutators: Vec<(Arc<HeapInner>, Arc<MutatorShared>)>,
-}
-
-impl Left {
-    /// Leaves for every running mutator of this thread.
-    pub(crate) fn leave_all() -> Left {
-        let mutators: Vec<_> = ACTIVE
-            .try_with(|a| {
-                a.borrow()
-                    .iter()
-                    .filter(|(h, m)| h.collector.safepoints.is_running(m))
-                    .cloned()
-                    .collect()
-            })
-            .unwrap_or_default();
-        for (h, m) in &mutators {
-            h.collector.safepoints.leave(m);
-        }
-        Left { mutators }
-    }
-}
-
-impl Drop for Left {
-    fn drop(&mut self) {
-        enter_all(&self.mutators);
-    }
-}
-
-/// Counts `mutators` (this thread's, all left) as running again once no heap of theirs
-/// pauses. A single mutator enters as usual (parking there if its heap pauses). Several
-/// never park one by one: parked at one heap's safepoint, the thread would hold up a
-/// pause of another heap as a running mutator of it; so all enter, and if any heap's
-/// pause is on, all leave again and the thread waits for that pause to end, counted as
-/// stopped for every heap. (A mutator counted as running for a moment touches nothing:
-/// it reads the epochs first, and the collector reads its roots only after it saw it
-/// stopped or blocked: the Dekker order of `collector/safepoint.rs`.)
-fn enter_all(mutators: &[(Arc<HeapInner>, Arc<MutatorShared>)]) {
-    if let [(h, m)] = mutators {
-        h.collector.safepoints.enter(m);
-        return;
-    }
-    loop {
-        for (h, m) in mutators {
-            h.collector.safepoints.set_running(m);
-        }
-        let pausing = mutators.iter().find_map(|(h, _)| {
-            let sp = &h.collector.safepoints;
-            sp.pause_requested().map(|e| (sp, e))
-        });
-        let Some((sp, e)) = pausing else {
-            return;
-        };
-        for (h, m) in mutators {
-            h.collector.safepoints.leave(m);
-        }
-        sp.wait_for_resume(e);
-    }
-}
-
-/// The slow path of `m`'s safepoint poll: `heap` wants a pause. A thread with no other
-/// mutator parks as the handshake says; one with mutators of other heaps (or more of
-/// this one) waits with all of them counted as stopped (see [`enter_all`]).
-#[cold]
-pub(crate) fn park(heap: &HeapInner, m: &Arc<MutatorShared>) {
-    let alone = ACTIVE
-        .try_with(|a| {
-            let a = a.borrow();
-            a.len() <= 1 || !a.iter().any(|(_, x)| Arc::ptr_eq(x, m))
-        })
-        .unwrap_or(true);
-    if alone {
-        heap.collector.safepoints.park(m);
-    } else {
-        // Leaves every running mutator of this thread, `m` among them; the drop enters
-        // them once no heap of theirs pauses.
-        drop(Left::leave_all());
-    }
-}
-
-/// Runs `f` with every running mutator of this thread counted as stopped.
-pub(crate) fn while_blocked<R>(f: impl FnOnce() -> R) -> R {
-    let _left = Left::leave_all();
-    f()
 }

@@ -10,6 +10,7 @@ use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
 use std::sync::{Arc, Barrier};
 use std::time::{Duration, Instant};
 
+use barrierlab::barrier::ServedBy;
 use barrierlab::heap::size_class::{CLASS_SIZES, MAX_SMALL, class_for};
 use barrierlab::internals::Testing;
 use barrierlab::{BarrierKind, Error, Heap, HeapConfig, Mutator, ObjRef, ServiceLayout};
@@ -771,8 +772,8 @@ fn fault_stalls_are_measured_where_the_writer_waits() {
             let s = heap.stats();
             let faults = s.tracker.faults;
             let uptime = heap.uptime();
-            match kind {
-                BarrierKind::UffdWp | BarrierKind::UffdWpSigbus | BarrierKind::Mprotect => {
+            match kind.mechanism().served_by {
+                ServedBy::Service | ServedBy::Handler => {
                     assert!(faults > 0, "{kind}: no fault was served");
                     // One stall per fault served (a fault on a page recorded already, in
                     // a race, is a stall but not a second record).

@@ -4,7 +4,9 @@
 
 mod support;
 
-use barrierlab::barrier::{self, BarrierKind, DirtySet, DirtyTracker, ServedBy, TrackerOptions};
+use barrierlab::barrier::{
+    BareTracker, BarrierKind, DirtySet, DirtyTracker, Edge, Idle, ServedBy, TrackerOptions,
+};
 use barrierlab::sys::PAGE_SIZE;
 use barrierlab::sys::mem::{Protection, Region};
 use barrierlab::{Heap, HeapConfig};
@@ -19,19 +21,9 @@ fn page_kinds() -> Vec<BarrierKind> {
 }
 
 /// A populated region with `kind`'s tracker over it, or a skip.
-fn lab(kind: BarrierKind, pages: usize) -> Option<(Box<dyn DirtyTracker>, Region)> {
-    let region = Region::new(pages * PAGE_SIZE).expect("region");
-    for p in 0..pages {
-        // SAFETY: inside the fresh writable region.
-        unsafe { ((region.base() + p * PAGE_SIZE) as *mut u8).write_volatile(1) };
-    }
-    match barrier::build(
-        kind,
-        region.base(),
-        region.len(),
-        &TrackerOptions::default(),
-    ) {
-        Ok(t) => Some((t.expect("a page tracker"), region)),
+fn lab(kind: BarrierKind, pages: usize) -> Option<BareTracker> {
+    match BareTracker::new(kind, &TrackerOptions::default(), pages, pages, Idle::Yield) {
+        Ok(lab) => Some(lab),
         Err(e) => {
             support::skip_or_fail("edges", &format!("{kind}: {e}"));
             None
@@ -49,9 +41,10 @@ fn harvest(t: &dyn DirtyTracker) -> DirtySet {
 fn read_into_an_armed_page() {
     for kind in page_kinds() {
         with_timeout(30, "read_into_an_armed_page", move || {
-            let Some((t, region)) = lab(kind, 8) else {
+            let Some(lab) = lab(kind, 8) else {
                 return;
             };
+            let (t, region) = (lab.tracker().expect("a page tracker"), lab.region());
             t.arm().expect("arm");
             let mut fds = [0; 2];
             // SAFETY: a valid array of two descriptors.
@@ -64,16 +57,16 @@ fn read_into_an_armed_page() {
             // SAFETY: `dst` is inside the mapped region; the kernel does the write.
             let n = unsafe { libc::read(fds[0], dst as *mut libc::c_void, msg.len()) };
             let errno = std::io::Error::last_os_error().raw_os_error();
-            let set = harvest(t.as_ref());
+            let set = harvest(t);
             t.disarm().expect("disarm");
             // SAFETY: closing our own descriptors.
             unsafe {
                 libc::close(fds[0]);
                 libc::close(fds[1]);
             }
-            match kind {
+            match kind.mechanism().served_by {
                 // The kernel's write is a fault like a user write: served, recorded.
-                BarrierKind::UffdWp | BarrierKind::UffdWpAsync => {
+                ServedBy::Service | ServedBy::Kernel => {
                     assert_eq!(n, msg.len() as isize, "{kind}: read(2) must succeed");
                     // SAFETY: inside the region.
                     let got = unsafe { std::slice::from_raw_parts(dst as *const u8, msg.len()) };
@@ -84,11 +77,11 @@ fn read_into_an_armed_page() {
                     );
                 }
                 // A signal cannot be delivered for a kernel access: the call fails.
-                BarrierKind::UffdWpSigbus | BarrierKind::Mprotect => {
+                ServedBy::Handler => {
                     assert_eq!(n, -1, "{kind}: read(2) into an armed page must fail");
                     assert_eq!(errno, Some(libc::EFAULT), "{kind}: with EFAULT");
                 }
-                _ => unreachable!(),
+                other => unreachable!("{kind}: a page mechanism served by {other:?}"),
             }
         });
     }
@@ -107,8 +100,10 @@ struct ForeignPage {
 }
 
 impl ForeignPage {
+    /// For the signal `kind`'s edge table names for a fault outside the heap.
     fn for_kind(kind: BarrierKind) -> ForeignPage {
-        if kind == BarrierKind::Mprotect {
+        let outside = kind.mechanism().edge(Edge::FaultOutsideHeap).unwrap_or("");
+        if outside.contains("SIGSEGV") {
             let other = Region::new(PAGE_SIZE).expect("region");
             other
                 .protect(other.base(), PAGE_SIZE, Protection::Read)
@@ -120,6 +115,10 @@ impl ForeignPage {
                 memfd: None,
             };
         }
+        assert!(
+            outside.contains("SIGBUS"),
+            "{kind}: which signal? {outside:?}"
+        );
         // SAFETY: memfd_create with a valid name; the descriptor is closed on drop.
         let fd = unsafe { libc::memfd_create(c"barrierlab-sigbus".as_ptr(), libc::MFD_CLOEXEC) };
         assert!(fd >= 0);
@@ -165,9 +164,10 @@ fn a_fault_outside_every_heap_still_kills_with_its_signal() {
         .into_iter()
         .filter(|k| k.mechanism().served_by == ServedBy::Handler)
     {
-        let Some((t, region)) = lab(kind, 8) else {
+        let Some(lab) = lab(kind, 8) else {
             continue;
         };
+        let (t, region) = (lab.tracker().expect("a page tracker"), lab.region());
         t.arm().expect("arm");
         let foreign = ForeignPage::for_kind(kind);
         let status = fork_and_wait(|| {
@@ -191,9 +191,10 @@ fn a_fault_outside_every_heap_still_kills_with_its_signal() {
 fn fork_while_armed() {
     for kind in page_kinds() {
         with_timeout(30, "fork_while_armed", move || {
-            let Some((t, region)) = lab(kind, 8) else {
+            let Some(lab) = lab(kind, 8) else {
                 return;
             };
+            let (t, region) = (lab.tracker().expect("a page tracker"), lab.region());
             t.arm().expect("arm");
             let page = region.base() + PAGE_SIZE;
             // The child writes to an armed page and leaves; it must not hang.
@@ -215,7 +216,7 @@ fn fork_while_armed() {
             // The parent is unaffected: its own write is still recorded.
             // SAFETY: inside the parent's region.
             unsafe { ((region.base() + 5 * PAGE_SIZE) as *mut u8).write_volatile(9) };
-            let set = harvest(t.as_ref());
+            let set = harvest(t);
             t.disarm().expect("disarm");
             assert!(
                 set.all || set.granules.contains(&5),

@@ -5,11 +5,12 @@
 //! each test accepts either the line the example prints when the mechanism works or the
 //! line it prints when it does not, and says which one it saw.
 
-use std::io::Read;
 use std::path::PathBuf;
-use std::process::{Command, Stdio};
+use std::process::Command;
 use std::sync::Once;
-use std::time::{Duration, Instant};
+use std::time::Duration;
+
+use barrierlab::sys::child::run_with_deadline;
 
 /// A run that takes longer than this is a hang (a fault nobody serves), not a slow run.
 const RUN_TIMEOUT: Duration = Duration::from_secs(120);
@@ -64,44 +65,22 @@ struct Output {
     stderr: String,
 }
 
-/// Runs `cmd`, reading its output on other threads (a full pipe must not stall it), and
-/// kills it if it is still running after `timeout`.
+/// Runs `cmd` under `timeout` ([`run_with_deadline`], the library's runner: output read
+/// on other threads, the process group killed at the deadline), and panics if it was.
 fn run_with_timeout(mut cmd: Command, timeout: Duration, what: &str) -> Output {
-    let mut child = cmd
-        .stdout(Stdio::piped())
-        .stderr(Stdio::piped())
-        .spawn()
-        .unwrap_or_else(|e| panic!("cannot start {what}: {e}"));
-    let drain = |mut pipe: Box<dyn Read + Send>| {
-        std::thread::spawn(move || {
-            let mut s = String::new();
-            let _ = pipe.read_to_string(&mut s);
-            s
-        })
-    };
-    let stdout = drain(Box::new(child.stdout.take().expect("piped stdout")));
-    let stderr = drain(Box::new(child.stderr.take().expect("piped stderr")));
-    let start = Instant::now();
-    let status = loop {
-        match child.try_wait().expect("wait for the child") {
-            Some(status) => break status,
-            None if start.elapsed() > timeout => {
-                // Kill only our own child, by its handle.
-                let _ = child.kill();
-                let _ = child.wait();
-                panic!(
-                    "{what} did not finish within {timeout:?}: killed\nstdout so far:\n{}",
-                    stdout.join().unwrap_or_default()
-                );
-            }
-            None => std::thread::sleep(Duration::from_millis(20)),
-        }
+    let finished =
+        run_with_deadline(&mut cmd, timeout).unwrap_or_else(|e| panic!("cannot run {what}: {e}"));
+    let Some(status) = finished.status else {
+        panic!(
+            "{what} did not finish within {timeout:?}: killed\nstdout so far:\n{}",
+            finished.stdout
+        );
     };
     Output {
         success: status.success(),
         code: status.code(),
-        stdout: stdout.join().unwrap_or_default(),
-        stderr: stderr.join().unwrap_or_default(),
+        stdout: finished.stdout,
+        stderr: finished.stderr,
     }
 }
 

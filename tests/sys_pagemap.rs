@@ -35,7 +35,7 @@ fn async_uffd() -> Result<Uffd> {
 fn armed(uffd: &Uffd, pages: usize) -> Result<Region> {
     let region = Region::new(pages * PAGE_SIZE)?;
     uffd.register(region.base(), region.len(), RegisterMode::WP)?;
-    uffd.write_protect(region.base(), region.len())?;
+    uffd.protect(region.base(), region.len())?;
     Ok(region)
 }
 
@@ -115,19 +115,19 @@ fn pagemap_entry_tracks_write_protection() {
             "registered, not protected: {e:x?}"
         );
     }
-    uffd.write_protect(page(&region, 1), 2 * PAGE_SIZE)
+    uffd.protect(page(&region, 1), 2 * PAGE_SIZE)
         .expect("protect pages 1-2");
     let bits: Vec<bool> = (0..4)
         .map(|i| wp_bit(&mut pagemap, page(&region, i)))
         .collect();
     assert_eq!(bits, [false, true, true, false]);
-    uffd.write_unprotect(page(&region, 2), PAGE_SIZE, WpMode::empty())
+    uffd.unprotect(page(&region, 2), PAGE_SIZE, WpMode::empty())
         .expect("unprotect page 2");
     let bits: Vec<bool> = (0..4)
         .map(|i| wp_bit(&mut pagemap, page(&region, i)))
         .collect();
     assert_eq!(bits, [false, true, false, false]);
-    uffd.write_unprotect(region.base(), region.len(), WpMode::empty())
+    uffd.unprotect(region.base(), region.len(), WpMode::empty())
         .expect("unprotect all");
     assert!(!wp_bit(&mut pagemap, page(&region, 1)));
 }
@@ -313,8 +313,7 @@ fn check_wpasync_fails_eperm_on_a_range_not_registered_async() {
 
     sync.register(region.base(), region.len(), RegisterMode::WP)
         .expect("register (synchronous WP)");
-    sync.write_protect(region.base(), region.len())
-        .expect("protect");
+    sync.protect(region.base(), region.len()).expect("protect");
     let e = pagemap
         .scan(&req, |_, _| {})
         .expect_err("registered without WP_ASYNC");

@@ -19,11 +19,13 @@
 
 use std::sync::atomic::{AtomicU8, AtomicUsize, Ordering, fence};
 
+pub use super::mechanism::CARD_SHIFT;
+
+use super::counters::Counters;
 use super::mechanism::{Granule, Mechanism, SecondChannel, ServedBy};
-use super::page_record::Counters;
 use super::{BarrierKind, CardMark, DirtySet, DirtyTracker, DynBarrier, TrackerStats};
-use crate::side_table::SideTable;
 use crate::error::Result;
+use crate::side_table::SideTable;
 
 /// The description of `card-table`. Its constructor reads
 /// [`TrackerOptions::conditional_cards`](super::TrackerOptions::conditional_cards).
@@ -46,8 +48,6 @@ pub(crate) const MECHANISM: Mechanism = Mechanism {
     },
 };
 
-/// `log2` of the card size.
-pub const CARD_SHIFT: u32 = 9;
 /// Card size in bytes.
 pub const CARD_SIZE: usize = 1 << CARD_SHIFT;
 /// The value of a dirty card.
@@ -224,7 +224,7 @@ mod tests {
         assert_eq!(
             set.granules,
             vec![9],
-            "the tail past the last 8-card chunk is scanned"
+            "two conditional stores to card 9 (of 11) report it once"
         );
     }
 

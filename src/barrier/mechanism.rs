@@ -29,6 +29,10 @@ use crate::error::{Error, Result};
 use crate::sys::PAGE_SIZE;
 use crate::sys::mem::Region;
 
+/// `log2` of the card size (512 bytes): the [`Granule::Card`] granule, defined with the
+/// granules so that the card table and the descriptions read one value.
+pub const CARD_SHIFT: u32 = 9;
+
 /// What a mechanism records.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
 pub enum Granule {
@@ -45,15 +49,15 @@ impl Granule {
     pub fn shift(self) -> Option<u32> {
         match self {
             Granule::None => None,
-            Granule::Card => Some(super::card_table::CARD_SHIFT),
+            Granule::Card => Some(CARD_SHIFT),
             Granule::Page => Some(crate::sys::PAGE_SHIFT),
         }
     }
 }
 
-/// Who serves the first write to an armed granule (`DESIGN.md`, "Ordering"): it decides
-/// the order of record and unprotect, and what [`TrackerStats::faults`](super::TrackerStats::faults)
-/// counts.
+/// Who serves the first write to an armed granule (the ordering section of
+/// [`crate::barrier`]): it decides the order of record and unprotect, and what
+/// [`TrackerStats::faults`](super::TrackerStats::faults) counts.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
 pub enum ServedBy {
     /// Nobody: there is no barrier.

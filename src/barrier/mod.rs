@@ -47,43 +47,108 @@
 //! [`TrackerStats::degradations`] counts the cycle once, and
 //! [`TrackerStats::last_degradation`] keeps its first failure (step, call, errno, range).
 //!
+//! # Ordering: who records, who unprotects, and when a harvest may run
+//!
+//! A write must never slip past both the record and the rescan. A harvest *clears a
+//! granule's record, then re-protects it*, and the collector rescans it *after*: the
+//! reverse order loses a write that lands in between. The safe order on the fault side
+//! depends on who serves the fault ([`ServedBy`]):
+//! - **Handler on the writing thread** (`uffd-wp-sigbus`, `mprotect`): *unprotect, then
+//!   record*, then return and let the write retry. IF a harvest runs between the two
+//!   steps THEN either its re-protect comes after the write, which faults again and is
+//!   recorded, or the write comes before it and the rescan sees it. The reverse order
+//!   (record, then unprotect) lets a harvest take the record and re-protect in between,
+//!   and the unprotect then leaves the page writable with no record. Mutators stop only
+//!   at cooperative safepoints, never inside the handler, so a pause never sees a
+//!   half-served fault.
+//! - **Service on another thread** (`uffd-wp`): the service is not stopped by a pause, so
+//!   it must *record, then unprotect* (a remark then sees the page of every write that
+//!   went through), and IF a harvest with re-arm interleaved with serving the same page
+//!   THEN the service's unprotect could land after the re-protect, with the record
+//!   already taken: one lock, held only by collector-side threads, serialises them.
+//! - **Kernel-resolved** (`uffd-wp-async`): `PAGEMAP_SCAN` with `PM_SCAN_WP_MATCHING`
+//!   reads and re-protects each page atomically, under the page table lock.
+//! - **Card table**: the mutator stores the reference, then marks the card; a harvest
+//!   clears the card, issues a full fence, then the collector rescans. At remark every
+//!   mutator is at a safepoint, so both stores are done.
+//! - **Frontier** ([`DirtyTracker::hand_out`]): the allocating mutator unprotects, then
+//!   records, before any mutator writes the pages, which is safe whoever serves faults.
+//!
+//! Each mechanism's module says how its code keeps its rule, and the conformance tests
+//! race writers against harvests with the steps widened
+//! ([`TestKnobs::widen_races`]).
+//!
 //! # How this module is laid out
 //!
 //! - One file per mechanism, named after it, holding only the mechanism (how it
 //!   protects, unprotects and serves a fault) and its description, a `MECHANISM` constant
 //!   of type [`Mechanism`]: name, summary, granule, who serves faults, kernel requirement,
 //!   second channel, edge behaviour, the variants worth measuring, the constructor.
-//! - `page_record.rs`: what every page tracker shares (the dirty bitmap, the harvest
-//!   protocol, the re-protect rule, the counters, the userfaultfd mode, the test knobs).
+//! - `page_tracker/`: what every page tracker shares: [`PageTracker`], the one
+//!   [`DirtyTracker`] of the page mechanisms, and the writer's fault path;
+//!   `record.rs` (the dirty bitmap, the harvest protocol, the re-protect rule, fault
+//!   injection), `prefix.rs` (the in-use prefix), `stall_log.rs`, `userfaultfd.rs`
+//!   (opening the descriptor, its mode, its protection).
+//! - `counters.rs` ([`TrackerStats`] and the atomics behind it), `degradation.rs` (why a
+//!   cycle lost precision), `test_knobs.rs`: what every tracker keeps.
 //! - `mechanism.rs`: the description type and the probe's check, the same for every
 //!   mechanism (the real tracker provokes and serves a fault on a scratch mapping).
 //! - `signal_registry.rs`: the SIGSEGV/SIGBUS handler shared by the handler trackers.
+//! - `bare.rs`: [`BareTracker`], a tracker alone over a region of its own, with a thread
+//!   standing in for the collector where faults need serving (the benches, the `pages`
+//!   workload and the tests use it).
 //!
 //! [`BarrierKind`], [`build`], the probe, the CLI's barrier names, the study's variants and
 //! the benches all read the descriptions.
 //!
-//! # Adding a seventh mechanism
+//! # Adding a mechanism
 //!
-//! For example a 4 KiB software write-watch table, as CoreCLR uses:
-//! 1. a new file `src/barrier/<name>.rs` with the tracker (implementing [`DirtyTracker`],
-//!    and for a page mechanism composing the page record) and its `MECHANISM`;
-//! 2. one entry `Variant => module,` (with its doc line) in the `mechanisms!` list below,
-//!    which declares the module and the [`BarrierKind`] variant.
+//! For example a 4 KiB software write-watch table, as CoreCLR uses. Every mechanism
+//! touches two files:
+//! 1. `src/barrier/<name>.rs`, new: the mechanism and its `MECHANISM` description. A
+//!    page mechanism implements the crate's `PageMechanism` (its protection primitive, a
+//!    `PageProtection`, and what serves its faults) and names
+//!    `PageTracker<ItsMechanism>`; any other implements [`DirtyTracker`] itself.
+//! 2. `src/barrier/mod.rs`: one entry `Variant => module,` (with its doc line) in the
+//!    `mechanisms!` list below, which declares the module and the [`BarrierKind`]
+//!    variant; the `pub use` of its tracker (and options) type; its row in the
+//!    comparison table above; for a page mechanism, its column in the edge table above
+//!    (a unit test fails until the column equals the description's `edges`).
 //!
-//! Nothing else: the probe checks it, the CLI parses its name, the study and the benches
-//! measure its variants, and the conformance table (`tests/conformance.rs`) runs every
-//! row over it. A page mechanism also adds its column to the edge table above (the unit
-//! test says so if it does not), and a new store path (one that is not a card mark) adds a
-//! [`DynBarrier`] variant.
+//! Nothing else changes for it to run everywhere: the probe checks it, the CLI parses
+//! its name, the study and the benches measure its variants, and every test that loops
+//! over [`BarrierKind::ALL`] runs over it (the conformance table, `tests/conformance.rs`,
+//! among them). The tests whose expectations depend on the mechanism read them from its
+//! description: who serves its faults ([`ServedBy`]: `tests/conformance.rs`,
+//! `tests/edges.rs`, `tests/collector_unit.rs`) and the signal its edge table names for
+//! a fault outside the heap (`tests/edges.rs`).
+//!
+//! More files, only when they apply:
+//! - options: its own options type and the fields it reads in [`TrackerOptions`]
+//!   (`src/barrier/mod.rs`);
+//! - a new store path (one that is not a card mark): a [`DynBarrier`] variant and its
+//!   [`StoreBarrier`] type (`src/barrier/mod.rs`), and the `DynBarrier` matches that
+//!   monomorphise the store path (`Heap::run_typed` in `src/mutator/heap_methods.rs`,
+//!   `src/workload/pages.rs`);
+//! - a fault signal other than SIGSEGV and SIGBUS: `FaultSignal` in
+//!   `src/barrier/signal_registry.rs`;
+//! - a disarm that does nothing (like `card-table`'s): its kind in `required` of
+//!   `tests/alloc_phases.rs`; pages kept protected between cycles (like `uffd-wp-async`'s
+//!   `keep-protected`): `keeps_protection` in `tests/conformance.rs`;
+//! - a kernel requirement: its row in the README's kernel-requirements table.
 //!
 //! Soft-dirty (`/proc/self/clear_refs` + pagemap bit 55) is the classic sixth mechanism;
 //! it is not built here because it does not work on kernels without
 //! `CONFIG_MEM_SOFT_DIRTY` (the project's own machines): see [`crate::probe`].
 
+mod bare;
+mod counters;
+mod degradation;
 mod mechanism;
-mod page_record;
+mod page_tracker;
 #[doc(hidden)]
 pub mod signal_registry;
+mod test_knobs;
 
 use std::fmt;
 use std::str::FromStr;
@@ -91,13 +156,17 @@ use std::sync::atomic::AtomicU8;
 
 use crate::error::{Error, Result};
 
+pub use bare::{BareTracker, Idle};
 pub use card_table::CardTable;
+pub use counters::{STALL_IN_HANDLER, STALL_KERNEL, STALL_SERVICE, TrackerStats};
+pub use degradation::{Call, Degradation, Step};
 pub use mechanism::{
     Availability, Breadth, BuildFn, Edge, FAULT_CHECK_TIMEOUT, Granule, Mechanism, SecondChannel,
     ServedBy, Variant, check, check_cached,
 };
 pub use mprotect::MprotectTracker;
-pub use page_record::{Call, Degradation, Step, TestKnobs, UffdMode};
+pub use page_tracker::{PageTracker, UffdMode};
+pub use test_knobs::TestKnobs;
 pub use uffd_wp::{ServiceLayout, UffdWpOptions, UffdWpTracker};
 pub use uffd_wp_async::{UffdWpAsyncOptions, UffdWpAsyncTracker};
 pub use uffd_wp_sigbus::{UffdWpSigbusOptions, UffdWpSigbusTracker};
@@ -218,64 +287,10 @@ impl DirtySet {
     }
 }
 
-/// Counters every tracker keeps, each with one definition for every mechanism.
-#[derive(Debug, Default, Clone, Copy, PartialEq, Eq)]
-pub struct TrackerStats {
-    /// Write faults served by the tracker's own code: one per userfaultfd write-protect
-    /// message served (`uffd-wp`), one per page made writable by the signal handler
-    /// (`uffd-wp-sigbus`, `mprotect`). `uffd-wp-async`'s faults are resolved by the
-    /// kernel unseen and the card table takes none: 0 for both.
-    pub faults: u64,
-    /// Of `faults`, those on pages handed to the allocator during the cycle
-    /// ([`DirtyTracker::hand_out`]): a page a harvest protected again while a mutator
-    /// was still allocating into it. The others are first writes to older objects.
-    pub frontier_faults: u64,
-    /// Pages made writable and recorded as the allocator handed them out while armed
-    /// ([`DirtyTracker::hand_out`]), instead of taking a fault at their first write.
-    pub handed_out: u64,
-    /// Protection changes those hand-outs made (one per run of pages).
-    pub hand_out_calls: u64,
-    /// Granules handed over by harvests, each counted once per harvest that lists it:
-    /// written pages, or dirty cards for the card table.
-    pub recorded: u64,
-    /// Fault messages read from a userfaultfd (`uffd-wp`).
-    pub messages: u64,
-    /// `read(2)` calls that returned at least one message (`uffd-wp`).
-    pub reads: u64,
-    /// `EAGAIN` retries of userfaultfd ioctls.
-    pub eagain_retries: u64,
-    /// Cycles (counted from each arm) in which the tracker could not record precisely: it
-    /// could not arm, or a protection change, a scan or the fault service failed and its
-    /// harvests reported "everything dirty". Each such cycle counts once.
-    pub degradations: u64,
-    /// The first failure of the latest cycle counted in `degradations`.
-    pub last_degradation: Option<Degradation>,
-    /// The userfaultfd in use, for the trackers that open one: full or user-mode-only,
-    /// how it was opened, and whether user-mode-only is a fallback.
-    pub uffd: Option<UffdMode>,
-    /// How this tracker measures a writer's fault stall ([`DirtyTracker::take_stalls`]),
-    /// in a sentence; empty where there are no stalls to measure.
-    pub stall_method: &'static str,
-    /// Stalls not kept because the log was full.
-    pub stalls_dropped: u64,
-}
-
-/// [`TrackerStats::stall_method`] of a tracker whose fault is served on the writing
-/// thread.
-pub const STALL_IN_HANDLER: &str = "time in the signal handler, from its entry to the \
-    page made writable and recorded (a lower bound: the kernel's signal delivery and \
-    sigreturn are not included)";
-/// [`TrackerStats::stall_method`] of `uffd-wp`.
-pub const STALL_SERVICE: &str = "time on the serving thread from reading the fault \
-    message to the unprotect that wakes the writer (a lower bound: the wake-up of the \
-    serving thread before the read is not included)";
-/// [`TrackerStats::stall_method`] of `uffd-wp-async`.
-pub const STALL_KERNEL: &str = "not measured: the kernel resolves the fault inside the \
-    page-fault handler, and its cost is part of the mutator's own time";
-
 /// The collector side of a write barrier.
 ///
-/// The contract, whatever the mechanism (see `DESIGN.md`):
+/// The contract, whatever the mechanism (the ordering section of the [module
+/// docs](self) says who records and who unprotects, and when):
 /// - [`arm`](Self::arm): from now on every write to the heap is recorded (may
 ///   over-approximate). Called with mutators running.
 /// - [`harvest`](Self::harvest): hand over what was recorded since the last arm or

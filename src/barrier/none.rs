@@ -5,8 +5,8 @@
 //! whole mark (long pauses, no barrier cost). There is no tracker: [`build`](super::build)
 //! returns `None`.
 
-use super::mechanism::{Granule, Mechanism, SecondChannel, ServedBy};
 use super::BarrierKind;
+use super::mechanism::{Granule, Mechanism, SecondChannel, ServedBy};
 
 /// The description of `none`.
 pub(crate) const MECHANISM: Mechanism = Mechanism {

@@ -120,8 +120,8 @@ pub enum Served {
 /// 4. return [`Served::Handled`] only if the page holding `addr` is writable now (a
 ///    write retried on a protected page faults forever), and otherwise
 ///    [`Served::Chain`];
-/// 5. make the page writable *before* recording it (`DESIGN.md`, "Handler on the
-///    writing thread"): the reverse lets a harvest take the record and re-protect in
+/// 5. make the page writable *before* recording it (the handler rule of the ordering
+///    section of [`crate::barrier`]): the reverse lets a harvest take the record and re-protect in
 ///    between, leaving the page writable with no record.
 pub unsafe trait FaultServer: Send + Sync + 'static {
     /// Makes the page holding `addr` (inside the registered range) writable and records

@@ -3,7 +3,7 @@
 //!
 //! Mechanism: the heap is registered once with `UFFDIO_REGISTER_MODE_WP` (with
 //! `UFFD_FEATURE_WP_UNPOPULATED`, so that pages never touched yet are protected too). To
-//! [`arm`](DirtyTracker::arm), one `UFFDIO_WRITEPROTECT` covers the whole heap. The first
+//! [`arm`](super::DirtyTracker::arm), one `UFFDIO_WRITEPROTECT` covers the whole heap. The first
 //! write to a protected page blocks the writing thread in the kernel and queues a
 //! page-fault message with `UFFD_PAGEFAULT_FLAG_WP`. A collector-side thread reads the
 //! messages (many per `read(2)`), **records** each page in the dirty bitmap, and **then**
@@ -11,12 +11,15 @@
 //! retries and goes through. Stores to a page already unprotected cost nothing: the store
 //! path of the mutator is a plain `mov`.
 //!
-//! Order (see `DESIGN.md`): the service runs on another thread and is not stopped by a
-//! pause, so it must record before it unprotects (a remark then sees the page of every
-//! write that went through), and a harvest with re-arm must not interleave with serving:
-//! one lock, held only by collector-side threads (never by a mutator), serialises them.
-//! A harvest clears the bitmap, re-protects the harvested pages, and only then does the
-//! caller rescan them.
+//! Order (the service rule of the ordering section of [`crate::barrier`]): the service
+//! runs on another thread and is not stopped by a pause, so it must record before it
+//! unprotects (a remark then sees the page of every write that went through), and a
+//! harvest with re-arm must not interleave with serving: one lock, held only by
+//! collector-side threads (never by a mutator), serialises them. A harvest clears the
+//! bitmap, re-protects the harvested pages, and only then does the caller rescan them.
+//! IF a fault were served between a harvest's take and its re-protect THEN its unprotect
+//! could land after the re-protect, leaving the page writable with its record taken:
+//! the lock is held across both.
 //!
 //! Who serves ([`ServiceLayout`]):
 //! - `Collector`: the marking thread polls the non-blocking descriptor between mark
@@ -27,16 +30,18 @@
 //! - `SpinThread`: a dedicated thread busy-reads the descriptor while the heap is armed
 //!   (burns a CPU during the cycle, sleeps between cycles): the fastest round trip.
 //!
-//! The record, the harvest protocol and the counters are the shared page record
-//! (`page_record.rs`); this file is the mechanism: registering, reading and
-//! serving the fault messages, and the service thread.
+//! The record, the harvest protocol and the counters are the page tracker's
+//! (`page_tracker/`); this file is the mechanism: registering, reading and serving the
+//! fault messages, and the service thread.
 //!
 //! Costs: per dirtied page, a fault round trip (kernel entry, message, read, two ioctls,
 //! wake-up); per cycle, a whole-range protect (~70 ns per heap page). Failure: IF an
 //! unprotect, a `read(2)` or a `poll(2)` fails THEN the whole heap is unprotected (which
 //! releases every blocked writer) and the tracker degrades to "everything dirty" for the
-//! cycle, keeping the failure as its cause. Test knob: [`TestKnobs::fail_next`] fails the
-//! service's next unprotects with `EIO`.
+//! cycle, keeping the failure as its cause. Test knob:
+//! [`TestKnobs::fail_next`](super::TestKnobs::fail_next) fails the next unprotects or
+//! re-protects of a run of pages (the service's, a harvest's run-by-run re-protect, a
+//! hand-out's) with `EIO`.
 
 use std::os::fd::{AsRawFd, RawFd};
 use std::sync::Arc;
@@ -46,10 +51,13 @@ use std::thread::JoinHandle;
 use parking_lot::Mutex;
 
 use super::mechanism::{self, Edge, Granule, Mechanism, SecondChannel, ServedBy};
-use super::page_record::{Call, PageRecord, Step, for_each_run, open_userfaultfd};
-use super::{BarrierKind, DirtySet, DirtyTracker, TestKnobs, TrackerOptions, TrackerStats};
+use super::page_tracker::{
+    self, PageMechanism, PageRecord, PageTracker, Shared, for_each_run, open_userfaultfd,
+};
+use super::{BarrierKind, Call, DirtySet, Step, TrackerOptions, TrackerStats};
 use crate::error::{Error, Result};
 use crate::sys::PAGE_SIZE;
+use crate::sys::cpu::ThreadRole;
 use crate::sys::eventfd::{EventFd, poll_readable};
 use crate::sys::uffd::{Event, Features, PageFaultFlags, RegisterMode, Uffd, raw};
 
@@ -180,12 +188,13 @@ impl From<&TrackerOptions> for UffdWpOptions {
 /// Messages read per `read(2)`.
 const BATCH: usize = 64;
 
-/// State shared by the tracker and its service thread.
+/// The `uffd-wp` mechanism: a userfaultfd registered for write-protect, whose fault
+/// messages a collector-side thread reads and serves.
 #[derive(Debug)]
-struct Shared {
+pub struct UffdWp {
     uffd: Uffd,
-    record: PageRecord,
-    /// Serialises serving with harvests; holds the message buffer.
+    layout: ServiceLayout,
+    /// Serialises serving with arm and harvests; holds the message buffer.
     serve: Mutex<Vec<raw::uffd_msg>>,
     armed: AtomicBool,
     stop: AtomicBool,
@@ -194,14 +203,14 @@ struct Shared {
     reads: AtomicU64,
 }
 
-impl Shared {
+impl UffdWp {
     /// Reads one batch of messages and serves it. Returns the number of messages.
-    fn serve_batch(&self) -> usize {
+    fn serve_batch(&self, record: &PageRecord) -> usize {
         let mut buf = self.serve.lock();
         let msgs = match self.uffd.read_raw(&mut buf) {
             Ok(m) => m,
             Err(e) => {
-                self.degrade(Step::Service, Call::ReadUserfaultfd, &e, None);
+                self.degrade(record, Step::Service, Call::ReadUserfaultfd, &e);
                 return 0;
             }
         };
@@ -217,9 +226,9 @@ impl Shared {
             if let Event::PageFault { address, flags, .. } = Event::decode(m, false)
                 && flags.contains(PageFaultFlags::WP)
             {
-                let page = self.record.page_of(address);
+                let page = record.page_of(address);
                 // Record first: a harvest that runs after the unprotect below must see it.
-                self.record.record(page);
+                record.record(page);
                 pages.push(page);
             }
         }
@@ -229,71 +238,152 @@ impl Shared {
         let mut failed = None;
         for_each_run(&pages, |first, count| {
             if failed.is_none() {
-                let range = (self.record.addr_of(first), count * PAGE_SIZE);
-                let result = if self.record.knobs().take_failure() {
-                    Err(libc::EIO)
-                } else {
-                    self.uffd.write_protect_errno(range.0, range.1, false)
-                };
+                let range = (record.addr_of(first), count * PAGE_SIZE);
+                let result = record.unprotect_run(&self.uffd, range.0, range.1);
                 failed = result.err().map(|errno| (errno, range));
             }
         });
         if let Some((errno, range)) = failed {
             // Still under the lock: no harvest can take the flag before it is raised.
-            let _ = self.record.degrade(&self.uffd, Step::Fault, errno, range);
+            let _ = record.degrade(&self.uffd, Step::Fault, errno, range);
         }
         // Each writer of the batch waited at least from the read to its wake-up.
         for _ in 0..n {
-            self.record.stalls().push_since(read_at);
+            record.stalls().push_since(read_at);
         }
         n
     }
 
     /// Loses precision, never a write: every blocked writer is released and every page
     /// counts as dirty this cycle.
-    fn degrade(&self, step: Step, call: Call, e: &Error, range: Option<(usize, usize)>) {
+    fn degrade(&self, record: &PageRecord, step: Step, call: Call, e: &Error) {
         let errno = e.errno().unwrap_or(0);
-        let _ = self.record.degrade_with(&self.uffd, step, call, errno, range);
+        let _ = record.degrade_with(&self.uffd, step, call, errno, None);
     }
+}
 
+impl Shared<UffdWp> {
     fn service_loop(&self, spin: bool) {
-        let fds = [self.uffd.as_raw_fd(), self.wake.as_raw_fd()];
-        while !self.stop.load(Ordering::Acquire) {
-            if spin && self.armed.load(Ordering::Acquire) {
+        let (m, record) = (&self.mechanism, &self.record);
+        let fds = [m.uffd.as_raw_fd(), m.wake.as_raw_fd()];
+        while !m.stop.load(Ordering::Acquire) {
+            if spin && m.armed.load(Ordering::Acquire) {
                 // Look without the lock, so that a harvest is never starved by the spinner.
-                match self.uffd.poll_readable(0) {
+                match m.uffd.poll_readable(0) {
                     Ok(true) => {
-                        self.serve_batch();
+                        m.serve_batch(record);
                     }
                     Ok(false) => std::hint::spin_loop(),
-                    Err(e) => self.degrade(Step::Service, Call::PollUserfaultfd, &e, None),
+                    Err(e) => m.degrade(record, Step::Service, Call::PollUserfaultfd, &e),
                 }
                 continue;
             }
             match poll_readable(fds, -1) {
                 Ok([fault, woken]) => {
                     if woken {
-                        self.wake.drain();
+                        m.wake.drain();
                     }
                     if fault {
-                        self.serve_batch();
+                        m.serve_batch(record);
                     }
                 }
-                Err(e) => self.degrade(Step::Service, Call::PollUserfaultfd, &e, None),
+                Err(e) => m.degrade(record, Step::Service, Call::PollUserfaultfd, &e),
             }
         }
     }
 }
 
-/// The `uffd-wp` tracker.
+/// The dedicated service thread of the `thread` and `spin-thread` layouts (none for
+/// `collector`), joined on drop, once [`PageMechanism::release`] has told it to stop.
 #[derive(Debug)]
-pub struct UffdWpTracker {
-    shared: Arc<Shared>,
-    layout: ServiceLayout,
-    thread: Option<JoinHandle<()>>,
+pub(crate) struct ServiceThread(Option<JoinHandle<()>>);
+
+impl Drop for ServiceThread {
+    fn drop(&mut self) {
+        if let Some(t) = self.0.take() {
+            let _ = t.join();
+        }
+    }
 }
 
-impl UffdWpTracker {
+impl PageMechanism for UffdWp {
+    type Protection = Uffd;
+    type Server = ServiceThread;
+    const KIND: BarrierKind = BarrierKind::UffdWp;
+    const STALL_METHOD: &'static str = super::STALL_SERVICE;
+
+    fn protection(&self) -> &Uffd {
+        &self.uffd
+    }
+
+    fn arm(&self, record: &PageRecord) -> Result<()> {
+        // Held so that a stale message from the last cycle is not served across the arm:
+        // its record would land before the clear and its unprotect after the protect,
+        // leaving a page writable and unrecorded for the whole cycle.
+        let _serving = self.serve.lock();
+        record.arm(&self.uffd)?;
+        self.armed.store(true, Ordering::Release);
+        self.wake.signal();
+        Ok(())
+    }
+
+    fn harvest(&self, record: &PageRecord, out: &mut DirtySet, rearm: bool) -> Result<()> {
+        // Held across take + re-protect so that no fault is served in between: a served
+        // fault records, then unprotects; if that unprotect landed after our re-protect,
+        // the page would be writable but its record already taken.
+        let _serving = self.serve.lock();
+        record.harvest(&self.uffd, out, rearm)
+    }
+
+    fn disarm(&self, record: &PageRecord) -> Result<()> {
+        self.armed.store(false, Ordering::Release);
+        // Wakes every writer still blocked; messages still queued are stale and are
+        // served (record + unprotect, both harmless) by whoever reads next.
+        record.disarm(&self.uffd)?;
+        if self.layout == ServiceLayout::Collector {
+            while self.serve_batch(record) > 0 {}
+        }
+        Ok(())
+    }
+
+    fn service_fd(&self) -> Option<RawFd> {
+        (self.layout == ServiceLayout::Collector).then(|| self.uffd.as_raw_fd())
+    }
+
+    fn serve_pending(&self, record: &PageRecord) -> usize {
+        if self.layout != ServiceLayout::Collector {
+            return 0;
+        }
+        let mut total = 0;
+        loop {
+            let n = self.serve_batch(record);
+            total += n;
+            if n < BATCH {
+                return total;
+            }
+        }
+    }
+
+    fn stats(&self, record: TrackerStats) -> TrackerStats {
+        TrackerStats {
+            messages: self.messages.load(Ordering::Relaxed),
+            reads: self.reads.load(Ordering::Relaxed),
+            eagain_retries: self.uffd.eagain_retries(),
+            ..record
+        }
+    }
+
+    fn release(&self, record: &PageRecord) {
+        self.stop.store(true, Ordering::Release);
+        self.wake.signal();
+        let _ = self.uffd.unprotect_errno(record.base(), record.len());
+    }
+}
+
+/// The `uffd-wp` tracker.
+pub type UffdWpTracker = PageTracker<UffdWp>;
+
+impl PageTracker<UffdWp> {
     /// Registers the heap `[base, base + len)` for write-protect and starts the service
     /// thread if the layout has one. Falls back to `UFFD_USER_MODE_ONLY` when full mode
     /// is refused (`vm.unprivileged_userfaultfd=0`): [`TrackerStats::uffd`] reports it.
@@ -305,14 +395,17 @@ impl UffdWpTracker {
         )?;
         uffd.register(base, len, RegisterMode::WP)?;
         let shared = Arc::new(Shared {
-            uffd,
             record: PageRecord::new(base, len, Some(mode))?,
-            serve: Mutex::new(vec![raw::uffd_msg::default(); BATCH]),
-            armed: AtomicBool::new(false),
-            stop: AtomicBool::new(false),
-            wake: EventFd::new()?,
-            messages: AtomicU64::new(0),
-            reads: AtomicU64::new(0),
+            mechanism: UffdWp {
+                uffd,
+                layout: options.service,
+                serve: Mutex::new(vec![raw::uffd_msg::default(); BATCH]),
+                armed: AtomicBool::new(false),
+                stop: AtomicBool::new(false),
+                wake: EventFd::new()?,
+                messages: AtomicU64::new(0),
+                reads: AtomicU64::new(0),
+            },
         });
         let thread = match options.service {
             ServiceLayout::Collector => None,
@@ -320,126 +413,13 @@ impl UffdWpTracker {
                 let s = shared.clone();
                 let spin = layout == ServiceLayout::SpinThread;
                 Some(
-                    std::thread::Builder::new()
-                        .name("uffd-wp-service".into())
+                    ThreadRole::FaultService
+                        .builder(None)
                         .spawn(move || s.service_loop(spin))
                         .map_err(|e| Error::io("spawn the uffd-wp fault service thread", e))?,
                 )
             }
         };
-        Ok(UffdWpTracker {
-            shared,
-            layout: options.service,
-            thread,
-        })
-    }
-
-    /// Who serves the faults.
-    pub fn layout(&self) -> ServiceLayout {
-        self.layout
-    }
-}
-
-impl DirtyTracker for UffdWpTracker {
-    fn kind(&self) -> BarrierKind {
-        BarrierKind::UffdWp
-    }
-
-    fn granule_shift(&self) -> u32 {
-        crate::sys::PAGE_SHIFT
-    }
-
-    fn arm(&self) -> Result<()> {
-        let s = &self.shared;
-        // Held so that a stale message from the last cycle is not served across the arm:
-        // its record would land before the clear and its unprotect after the protect,
-        // leaving a page writable and unrecorded for the whole cycle.
-        let _serving = s.serve.lock();
-        s.record.arm(&s.uffd)?;
-        s.armed.store(true, Ordering::Release);
-        s.wake.signal();
-        Ok(())
-    }
-
-    fn harvest(&self, out: &mut DirtySet, rearm: bool) -> Result<()> {
-        let s = &self.shared;
-        // Held across take + re-protect so that no fault is served in between: a served
-        // fault records, then unprotects; if that unprotect landed after our re-protect,
-        // the page would be writable but its record already taken.
-        let _serving = s.serve.lock();
-        s.record.harvest(&s.uffd, out, rearm)
-    }
-
-    fn in_use(&self, bytes: usize) {
-        self.shared.record.in_use(bytes);
-    }
-
-    fn disarm(&self) -> Result<()> {
-        let s = &self.shared;
-        s.armed.store(false, Ordering::Release);
-        // Wakes every writer still blocked; messages still queued are stale and are
-        // served (record + unprotect, both harmless) by whoever reads next.
-        s.record.disarm(&s.uffd)?;
-        if self.layout == ServiceLayout::Collector {
-            while s.serve_batch() > 0 {}
-        }
-        Ok(())
-    }
-
-    fn hand_out(&self, start: usize, len: usize) {
-        // Without the service lock: the mutator's unprotect-then-record is safe against a
-        // concurrent harvest (see `PageRecord::hand_out`), and a mutator must never wait
-        // for a lock that the fault service holds.
-        self.shared.record.hand_out(&self.shared.uffd, start, len);
-    }
-
-    fn service_fd(&self) -> Option<RawFd> {
-        (self.layout == ServiceLayout::Collector).then(|| self.shared.uffd.as_raw_fd())
-    }
-
-    fn serve_pending(&self) -> usize {
-        if self.layout != ServiceLayout::Collector {
-            return 0;
-        }
-        let mut total = 0;
-        loop {
-            let n = self.shared.serve_batch();
-            total += n;
-            if n < BATCH {
-                return total;
-            }
-        }
-    }
-
-    fn stats(&self) -> TrackerStats {
-        let s = &self.shared;
-        TrackerStats {
-            messages: s.messages.load(Ordering::Relaxed),
-            reads: s.reads.load(Ordering::Relaxed),
-            eagain_retries: s.uffd.eagain_retries(),
-            ..s.record.stats(super::STALL_SERVICE)
-        }
-    }
-
-    fn take_stalls(&self, out: &mut Vec<(u64, u64)>) {
-        self.shared.record.stalls().take(out);
-    }
-
-    fn test_knobs(&self) -> Option<&TestKnobs> {
-        Some(self.shared.record.knobs())
-    }
-}
-
-impl Drop for UffdWpTracker {
-    fn drop(&mut self) {
-        self.shared.stop.store(true, Ordering::Release);
-        self.shared.wake.signal();
-        let s = &self.shared;
-        let _ = s
-            .uffd
-            .write_protect_errno(s.record.base(), s.record.len(), false);
-        if let Some(t) = self.thread.take() {
-            let _ = t.join();
-        }
+        Ok(page_tracker::assemble(shared, ServiceThread(thread)))
     }
 }

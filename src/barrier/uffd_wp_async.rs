@@ -1,32 +1,31 @@
-//! userfaultfd asynchronous write-protect (`UFFD_FEATURE_WP_ASYNC`, Linux 6.7+),
-//! harvested with `PAGEMAP_SCAN`: the kernel resolves the write faults itself, so there
-//! is no message, no handler and no thread.
+//! userfaultfd asynchronous write-protect (`UFFD_FEATURE_WP_ASYNC`, Linux 6.7+), harvested
+//! with `PAGEMAP_SCAN`: the kernel resolves the write faults itself, so there is no
+//! message, no handler and no thread.
 //!
-//! Mechanism: the heap is registered once with `UFFDIO_REGISTER_MODE_WP` on a
-//! userfaultfd opened with `WP_ASYNC` and `WP_UNPOPULATED`. A protected page's PTE
-//! carries the uffd-wp bit (pagemap bit 57); the first write to it takes a minor fault
-//! in which the kernel clears the bit and lets the write through (~0.8 µs), and from
-//! then on the page counts as *written* (`PAGE_IS_WRITTEN`). A
-//! [`harvest`](DirtyTracker::harvest) is one `PAGEMAP_SCAN` over the heap with
-//! `PM_SCAN_WP_MATCHING | PM_SCAN_CHECK_WPASYNC` and `category_mask = PAGE_IS_WRITTEN`:
-//! it returns the written pages as runs and write-protects exactly those pages in the
-//! same walk.
+//! Mechanism: the heap is registered once with `UFFDIO_REGISTER_MODE_WP` on a userfaultfd
+//! opened with `WP_ASYNC` and `WP_UNPOPULATED`. A protected page's PTE carries the uffd-wp
+//! bit (pagemap bit 57); the first write to it takes a minor fault in which the kernel
+//! clears the bit and lets the write through (~0.8 µs), and from then on the page counts as
+//! *written* (`PAGE_IS_WRITTEN`). A [`harvest`](DirtyTracker::harvest) is one
+//! `PAGEMAP_SCAN` over the heap with `PM_SCAN_WP_MATCHING | PM_SCAN_CHECK_WPASYNC` and
+//! `category_mask = PAGE_IS_WRITTEN`: it returns the written pages as runs and
+//! write-protects exactly those pages in the same walk.
 //!
-//! Order (`DESIGN.md`, "Kernel-resolved"): reading a page's written state and
-//! re-protecting it happen atomically per page, under the page table lock, in the
-//! kernel. IF a write lands before the scan reaches its page THEN the scan returns the
-//! page (and the caller's rescan, which comes after, sees the write); IF after THEN the
-//! page is protected again, so the write marks it written for the next harvest. Because
-//! that is safe, every harvest re-protects, also without `rearm` (at remark): it is
-//! harmless and leaves the heap protected for the next cycle.
+//! Order (the kernel-resolved rule of the ordering section of [`crate::barrier`]): reading
+//! a page's written state and re-protecting it happen atomically per page, under the page
+//! table lock, in the kernel. IF a write lands before the scan reaches its page THEN the
+//! scan returns the page (and the caller's rescan, which comes after, sees the write); IF
+//! after THEN the page is protected again, so the write marks it written for the next
+//! harvest. Because that is safe, every harvest re-protects, also without `rearm` (at
+//! remark): it is harmless and leaves the heap protected for the next cycle.
 //!
 //! Between cycles, by default, the heap is writable as with every other tracker:
 //! [`disarm`](DirtyTracker::disarm) unprotects the whole heap and every
 //! [`arm`](DirtyTracker::arm) protects all of it again (~70 ns per heap page). The
 //! `keep-protected` variant ([`TrackerOptions::async_keep_protected`]) makes disarm do
 //! nothing: the heap stays protected, a write between cycles (by a mutator, or by the
-//! concurrent sweep zeroing dead cells) costs one kernel-resolved fault on the first
-//! write to each page, and the next arm is a scan whose result is thrown away (it only
+//! concurrent sweep zeroing dead cells) costs one kernel-resolved fault on the first write
+//! to each page, and the next arm is a scan whose result is thrown away (it only
 //! re-protects the pages written since).
 //!
 //! The frontier ([`DirtyTracker::hand_out`]): a page handed to the allocator while
@@ -34,39 +33,45 @@
 //! needs, since "written" means "not write-protected": the next scan reports it. Pages
 //! already handed out since the last scan are skipped.
 //!
-//! Costs (`papers/reference/c-probe-2026-11-29.md`): 0 per store; per dirtied page ~0.8 µs for the
-//! kernel-resolved fault plus ~40 ns in the scan that re-protects it; per cycle ~1 ns per
-//! heap page for a scan over clean pages.
+//! Costs (`papers/reference/c-probe-2026-11-29.md`): 0 per store; per dirtied page ~0.8 µs
+//! for the kernel-resolved fault plus ~40 ns in the scan that re-protects it; per cycle ~1
+//! ns per heap page for a scan over clean pages.
 //!
 //! Failure modes: a written page is reported even if the kernel wrote it (`read(2)` into
 //! the heap): kernel writes are recorded, not refused. "Written" means "not
-//! write-protected", so a page that lost its protection any other way is reported too:
-//! the tracker over-approximates rather than loses writes (a page zapped with
-//! `MADV_DONTNEED` loses its uffd-wp bit, and the next scan reports it as written). IF a
-//! scan fails THEN that harvest reports "everything dirty" (counted once per cycle in
+//! write-protected", so a page that lost its protection any other way is reported too: the
+//! tracker over-approximates rather than loses writes (a page zapped with `MADV_DONTNEED`
+//! loses its uffd-wp bit, and the next scan reports it as written). IF a scan fails THEN
+//! that harvest reports "everything dirty" (counted once per cycle in
 //! [`TrackerStats::degradations`], with the scan's errno as the cause) and the whole heap
 //! is re-protected with `UFFDIO_WRITEPROTECT`. Test knob: [`TestKnobs::fail_next`] fails
 //! the next scans with `EIO`.
 //!
-//! Of the shared page record (`page_record.rs`) this tracker uses the counters
-//! only: its record is the page table itself, read and re-protected by the kernel.
+//! Of what the page trackers share (`page_tracker/`) this tracker uses the in-use prefix
+//! (the same operations for arm, harvest, hand-out and disarm), the counters and the
+//! injection point (`TestKnobs::injected`) only: its record is the
+//! page table itself, read and re-protected by the kernel.
 //!
-//! Never: write-protect pages with `UFFDIO_WRITEPROTECT` while armed (except the whole
-//! heap after a failed scan, whose harvest reports everything): that would clear their
-//! written state without reporting it.
+//! Never: write-protect pages with `UFFDIO_WRITEPROTECT` while armed (except the whole heap
+//! after a failed scan, whose harvest reports everything): that would clear their written
+//! state without reporting it.
 
-use std::sync::atomic::{AtomicU64, AtomicUsize, Ordering};
+use std::sync::atomic::{AtomicU64, Ordering};
 
 use parking_lot::Mutex;
 
+use super::counters::Counters;
 use super::mechanism::{self, Edge, Granule, Mechanism, SecondChannel, ServedBy};
-use super::page_record::{Call, Counters, Degradation, Step, open_userfaultfd};
-use super::{BarrierKind, DirtySet, DirtyTracker, TestKnobs, TrackerOptions, TrackerStats};
+use super::page_tracker::{InUsePrefix, open_userfaultfd};
+use super::{
+    BarrierKind, Call, Degradation, DirtySet, DirtyTracker, Step, TestKnobs, TrackerOptions,
+    TrackerStats,
+};
 use crate::bitmap::Bitmap;
 use crate::error::{Error, Result};
-use crate::sys::PAGE_SHIFT;
 use crate::sys::pagemap::{Pagemap, ScanRequest};
 use crate::sys::uffd::{Features, RegisterMode, Uffd, WpMode};
+use crate::sys::{PAGE_SHIFT, PAGE_SIZE};
 
 /// The description of `uffd-wp-async`. Its constructor reads
 /// [`TrackerOptions::async_keep_protected`] and [`TrackerOptions::user_mode_only`].
@@ -139,13 +144,11 @@ pub struct UffdWpAsyncTracker {
     keep_protected: bool,
     /// `/proc/self/pagemap` and the scan's output vector, reused by every harvest.
     pagemap: Mutex<Pagemap>,
-    /// The prefix of the heap, in bytes, that the heap says it has used
-    /// ([`DirtyTracker::in_use`]); the whole heap until it says.
-    in_use: AtomicUsize,
-    /// The prefix protected (and scanned): arm and every harvest extend it to `in_use`,
-    /// reporting the pages they add, which were never protected and may have been written
-    /// unseen. 0 when nothing is protected (before the first arm, after an unprotect).
-    protected: AtomicUsize,
+    /// The used prefix ([`DirtyTracker::in_use`]) and the protected one (and scanned):
+    /// arm and every harvest extend it to the used one, reporting the pages they add,
+    /// which were never protected and may have been written unseen. Nothing is protected
+    /// before the first arm and after an unprotect.
+    prefix: InUsePrefix,
     /// Pages unprotected by [`DirtyTracker::hand_out`] since the last scan: a hand-out
     /// skips them. Cleared after each scan (which may have protected them again).
     handed: Bitmap,
@@ -174,28 +177,22 @@ impl UffdWpAsyncTracker {
             len,
             keep_protected: options.keep_protected,
             pagemap: Mutex::new(Pagemap::open(SCAN_VEC_LEN)?),
-            in_use: AtomicUsize::new(len),
-            protected: AtomicUsize::new(0),
-            handed: Bitmap::new(len / crate::sys::PAGE_SIZE)?,
+            prefix: InUsePrefix::new(len),
+            handed: Bitmap::new(len / PAGE_SIZE)?,
             scan_eagain: AtomicU64::new(0),
             counters: Counters::new(Some(mode)),
         })
     }
 
-    /// Whether the heap stays protected between cycles.
-    pub fn keeps_protected(&self) -> bool {
-        self.keep_protected
-    }
-
     /// One `PAGEMAP_SCAN` harvest over the protected prefix: appends the written pages'
     /// indices to `pages` (when given) and re-protects them. Returns how many there were.
     fn scan(&self, mut pages: Option<&mut Vec<usize>>) -> Result<usize> {
-        let extent = self.protected.load(Ordering::Acquire);
-        if self.counters.knobs().take_failure() {
+        let extent = self.prefix.protected();
+        if let Err(errno) = self.counters.knobs().injected(libc::EIO) {
             return Err(Error::from_errno(
                 "PAGEMAP_SCAN",
                 Some((self.base, extent)),
-                libc::EIO,
+                errno,
             ));
         }
         let mut pm = self.pagemap.lock();
@@ -218,11 +215,10 @@ impl UffdWpAsyncTracker {
 
     /// Protects the used prefix; a failure degrades the cycle at `step`.
     fn protect_all(&self, step: Step) -> Result<()> {
-        let extent = self.in_use.load(Ordering::Acquire);
+        let extent = self.prefix.protect_used();
         self.uffd
-            .write_protect(self.base, extent)
+            .protect(self.base, extent)
             .inspect_err(|e| self.degraded(step, Call::WriteProtect, e))?;
-        self.protected.store(extent, Ordering::Release);
         // Everything is protected now: no page counts as handed out.
         self.handed.clear_prefix(extent >> PAGE_SHIFT);
         Ok(())
@@ -231,17 +227,14 @@ impl UffdWpAsyncTracker {
     /// Extends the protected prefix to the used one: appends the pages it adds to
     /// `pages` (they were never protected, so they count as written) and protects them.
     fn protect_grown(&self, pages: Option<&mut Vec<usize>>) -> Result<()> {
-        let extent = self.in_use.load(Ordering::Acquire);
-        let old = self.protected.load(Ordering::Acquire);
-        if extent <= old {
+        let Some(grown) = self.prefix.take_grown() else {
             return Ok(());
-        }
-        self.uffd.write_protect(self.base + old, extent - old)?;
+        };
         if let Some(v) = pages {
-            v.extend(old >> PAGE_SHIFT..extent >> PAGE_SHIFT);
+            v.extend(grown.clone());
         }
-        self.protected.store(extent, Ordering::Release);
-        Ok(())
+        let start = self.base + (grown.start << PAGE_SHIFT);
+        self.uffd.protect(start, grown.len() << PAGE_SHIFT)
     }
 
     /// Counts the cycle as degraded by `e`, a failure of `call` over the whole heap.
@@ -270,7 +263,7 @@ impl DirtyTracker for UffdWpAsyncTracker {
         // the pages that came into use) is all it takes to start recording afresh; the
         // pages are not needed.
         if self.keep_protected
-            && self.protected.load(Ordering::Acquire) > 0
+            && self.prefix.protected() > 0
             && self.scan(None).is_ok()
             && self.protect_grown(None).is_ok()
         {
@@ -281,7 +274,7 @@ impl DirtyTracker for UffdWpAsyncTracker {
 
     fn harvest(&self, out: &mut DirtySet, _rearm: bool) -> Result<()> {
         out.clear();
-        if self.protected.load(Ordering::Acquire) == 0 {
+        if self.prefix.protected() == 0 {
             // Disarmed (or never armed): nothing is recorded.
             return Ok(());
         }
@@ -313,47 +306,38 @@ impl DirtyTracker for UffdWpAsyncTracker {
         if self.keep_protected {
             return Ok(());
         }
-        let extent = self.protected.swap(0, Ordering::AcqRel);
+        let extent = self.prefix.take_protected();
         self.uffd
-            .write_unprotect(self.base, extent, WpMode::empty())
+            .unprotect(self.base, extent, WpMode::empty())
             .inspect_err(|e| self.degraded(Step::Disarm, Call::WriteProtect, e))
     }
 
     fn hand_out(&self, start: usize, len: usize) {
-        let protected = self.protected.load(Ordering::Acquire) >> PAGE_SHIFT;
-        let first = start.wrapping_sub(self.base) >> PAGE_SHIFT;
-        let end = (first + len.div_ceil(crate::sys::PAGE_SIZE)).min(protected);
-        let (mut pages, mut calls) = (0, 0);
-        let mut page = first;
-        while page < end {
-            if self.handed.get(page) {
-                page += 1;
-                continue;
-            }
-            let run = page;
-            while page < end && !self.handed.get(page) {
-                page += 1;
-            }
-            let range = (self.base + (run << PAGE_SHIFT), (page - run) << PAGE_SHIFT);
-            calls += 1;
-            // Unprotected is written: the next scan reports these pages (mode 0 also
-            // wakes nobody, as no thread ever blocks on an async fault).
-            if let Err(e) = self.uffd.write_unprotect(range.0, range.1, WpMode::empty()) {
-                // Left protected: a write still marks the page written. Only counted.
-                self.degraded(Step::HandOut, Call::WriteProtect, &e);
-                break;
-            }
-            for q in run..page {
-                self.handed.set(q);
-            }
-            pages += page - run;
-        }
+        let (pages, calls) =
+            self.prefix
+                .hand_out_runs(self.base, &self.handed, start, len, |first, end| {
+                    let range = (
+                        self.base + (first << PAGE_SHIFT),
+                        (end - first) << PAGE_SHIFT,
+                    );
+                    // Unprotected is written: the next scan reports these pages (mode 0
+                    // also wakes nobody, as no thread ever blocks on an async fault).
+                    if let Err(e) = self.uffd.unprotect(range.0, range.1, WpMode::empty()) {
+                        // Left protected: a write still marks the page written. Only
+                        // counted.
+                        self.degraded(Step::HandOut, Call::WriteProtect, &e);
+                        return false;
+                    }
+                    for q in first..end {
+                        self.handed.set(q);
+                    }
+                    true
+                });
         self.counters.handed_out(pages, calls);
     }
 
     fn in_use(&self, bytes: usize) {
-        let bytes = bytes.next_multiple_of(crate::sys::PAGE_SIZE).min(self.len);
-        self.in_use.store(bytes, Ordering::Release);
+        self.prefix.report(bytes);
     }
 
     fn stats(&self) -> TrackerStats {
@@ -372,8 +356,6 @@ impl DirtyTracker for UffdWpAsyncTracker {
 impl Drop for UffdWpAsyncTracker {
     fn drop(&mut self) {
         // The heap outlives the tracker: leave it as it was found, unprotected.
-        let _ = self
-            .uffd
-            .write_unprotect(self.base, self.len, WpMode::empty());
+        let _ = self.uffd.unprotect(self.base, self.len, WpMode::empty());
     }
 }

@@ -32,9 +32,10 @@ use super::mark::{Pool, work};
 use crate::bitmap::Bitmap;
 use crate::error::{Error, Result};
 use crate::heap::Space;
+use crate::sys::cpu::ThreadRole;
 
-/// The helper threads' name (the kernel keeps 15 bytes of it).
-pub const MARKER_THREAD: &str = "barrierlab-mark";
+/// The helper threads' name: [`ThreadRole::Marker`]'s.
+pub const MARKER_THREAD: &str = ThreadRole::Marker.name();
 
 /// What a drain lends its helpers: references valid until it has seen them finish.
 #[derive(Clone, Copy)]
@@ -99,8 +100,8 @@ impl MarkerPool {
         };
         for _ in 0..helpers {
             let shared = pool.shared.clone();
-            let t = std::thread::Builder::new()
-                .name(MARKER_THREAD.into())
+            let t = ThreadRole::Marker
+                .builder(None)
                 .spawn(move || helper(&shared))
                 .map_err(|e| Error::io("spawn a marker thread", e))?;
             pool.threads.push(t);

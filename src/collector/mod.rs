@@ -196,8 +196,8 @@ impl Collector {
         idle: Option<impl FnMut(&Idle<'_>) -> bool + Send + 'static>,
     ) -> Result<()> {
         let shared = self.shared.clone();
-        let handle = std::thread::Builder::new()
-            .name("barrierlab-collector".into())
+        let handle = crate::sys::cpu::ThreadRole::Collector
+            .builder(None)
             .spawn(move || collector_loop(shared, cycle, idle))
             .map_err(|e| Error::io("spawn the collector thread", e))?;
         *self.thread.lock() = Some(handle);
@@ -217,7 +217,7 @@ impl Collector {
     /// Runs a cycle that starts after this call and waits for it: a normal one for
     /// [`Cause::Explicit`], a full stop-the-world collection for
     /// [`Cause::AllocationFailure`]. The caller must not be a running mutator (see
-    /// `runtime::while_blocked`). [`Error::CollectorFailed`] if the collector thread
+    /// `mutator::registry::while_blocked`). [`Error::CollectorFailed`] if the collector thread
     /// has failed (before or during the wait): no cycle can complete then.
     pub(crate) fn collect_and_wait(&self, cause: Cause) -> Result<()> {
         let mut c = self.shared.control.lock();
@@ -246,7 +246,7 @@ impl Collector {
     /// its sweep has freed more pages or it has completed, and returns `true` (try the
     /// allocation again); `false` if there is no such cycle (fall back to a full
     /// collection). A wait that returns `true` is part of an allocation stall. The caller
-    /// must not be a running mutator (see `runtime::while_blocked`).
+    /// must not be a running mutator (see `mutator::registry::while_blocked`).
     /// [`Error::CollectorFailed`] if the collector thread has failed.
     pub(crate) fn wait_for_room(&self) -> Result<bool> {
         let mut c = self.shared.control.lock();

@@ -46,7 +46,8 @@ pub struct HeapConfig {
     /// initial-mark and remark pauses of the concurrent barriers), the collector thread
     /// included. Default: the CPUs this process may run on. The mutators are stopped
     /// then, so their CPUs are free; helpers join only when a pause has enough work
-    /// (see `collector::parallel`).
+    /// (`Marker::drain_parallel` in `collector/mark.rs`, with the parked helpers of
+    /// `collector/marker_pool.rs`).
     pub marker_threads: usize,
     /// Keep each cycle's first pre-clean dirty set, as heap page indices, in
     /// [`crate::collector::CycleStats::dirty_pages`] (for the study's heap map).

@@ -316,7 +316,8 @@ impl StudyConfig {
     pub fn micro_pages(&self) -> usize {
         match self.mode {
             Mode::Quick => 1024,
-            _ => (2 * last_level_cache_bytes().unwrap_or(32 << 20) / crate::sys::PAGE_SIZE)
+            _ => (2 * crate::sys::kernel::last_level_cache_bytes().unwrap_or(32 << 20)
+                / crate::sys::PAGE_SIZE)
                 .clamp(4096, 1 << 16),
         }
     }
@@ -436,45 +437,9 @@ impl StudyConfig {
     }
 }
 
-/// The size of the largest (last-level) CPU cache of CPU 0, from
-/// `/sys/devices/system/cpu/cpu0/cache/index*/{level,size}`.
-pub fn last_level_cache_bytes() -> Option<usize> {
-    let dir = std::fs::read_dir("/sys/devices/system/cpu/cpu0/cache").ok()?;
-    let mut best: Option<(u32, usize)> = None;
-    for e in dir.flatten() {
-        let read = |f: &str| std::fs::read_to_string(e.path().join(f)).ok();
-        let (Some(level), Some(size)) = (read("level"), read("size")) else {
-            continue;
-        };
-        let Ok(level) = level.trim().parse::<u32>() else {
-            continue;
-        };
-        let size = size.trim();
-        let bytes = if let Some(k) = size.strip_suffix('K') {
-            k.parse::<usize>().ok()? << 10
-        } else if let Some(m) = size.strip_suffix('M') {
-            m.parse::<usize>().ok()? << 20
-        } else {
-            size.parse().ok()?
-        };
-        if best.is_none_or(|b| (level, bytes) > b) {
-            best = Some((level, bytes));
-        }
-    }
-    best.map(|b| b.1)
-}
-
 #[cfg(test)]
 mod tests {
     use super::*;
-
-    #[test]
-    fn the_last_level_cache_is_found() {
-        if std::path::Path::new("/sys/devices/system/cpu/cpu0/cache/index0").exists() {
-            let llc = last_level_cache_bytes().expect("a cache size");
-            assert!(llc >= 64 << 10, "{llc}");
-        }
-    }
 
     #[test]
     fn workloads_hold_their_live_set_and_do_the_same_work_at_every_heap() {

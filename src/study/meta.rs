@@ -13,36 +13,10 @@ use serde::{Deserialize, Serialize};
 
 use crate::error::{Error, Result};
 use crate::probe::Probe;
+use crate::sys::kernel::{CpuTicks, cpu_ticks, load_average};
 
 /// Steal above this share of the run's CPU time makes the run doubtful.
 pub const STEAL_WARN: f64 = 0.05;
-
-/// CPU time counters of the whole machine (`/proc/stat`'s `cpu` line), in ticks.
-#[derive(Debug, Clone, Copy, Default, PartialEq, Eq, Serialize, Deserialize)]
-pub struct CpuTicks {
-    /// All fields summed (user … steal, guests excluded: they are inside user).
-    pub total: u64,
-    /// Time the hypervisor ran something else while a virtual CPU wanted to run.
-    pub steal: u64,
-}
-
-/// Reads `/proc/stat`; zeroes when it cannot be read.
-pub fn cpu_ticks() -> CpuTicks {
-    let text = std::fs::read_to_string("/proc/stat").unwrap_or_default();
-    let Some(line) = text.lines().find(|l| l.starts_with("cpu ")) else {
-        return CpuTicks::default();
-    };
-    let f: Vec<u64> = line
-        .split_whitespace()
-        .skip(1)
-        .filter_map(|v| v.parse().ok())
-        .collect();
-    // user nice system idle iowait irq softirq steal [guest guest_nice]
-    CpuTicks {
-        total: f.iter().take(8).sum(),
-        steal: f.get(7).copied().unwrap_or(0),
-    }
-}
 
 /// The share of CPU time stolen between two readings (0 when nothing elapsed).
 pub fn steal_share(before: CpuTicks, after: CpuTicks) -> f64 {
@@ -51,14 +25,6 @@ pub fn steal_share(before: CpuTicks, after: CpuTicks) -> f64 {
         return 0.0;
     }
     after.steal.saturating_sub(before.steal) as f64 / total as f64
-}
-
-/// The 1-minute load average (`/proc/loadavg`), NaN when unreadable.
-pub fn load_average() -> f64 {
-    std::fs::read_to_string("/proc/loadavg")
-        .ok()
-        .and_then(|s| s.split_whitespace().next()?.parse().ok())
-        .unwrap_or(f64::NAN)
 }
 
 /// The commit the binary was built from (`git rev-parse HEAD` in the crate's folder),

@@ -3,19 +3,20 @@
 //! Every invocation is a fresh process of the study's own binary (the copy in the output
 //! folder, so that a rebuild during the study changes nothing), started with a
 //! parent-death signal: a study stopped by SIGINT or SIGTERM takes its running child with
-//! it. A child that passes the timeout is killed. What came back is classified
+//! it. A child that passes the timeout is killed, with its process group
+//! ([`crate::sys::child`], the runner the tests use too). What came back is classified
 //! ([`classify`]): rows that are results, `invalid` rows (too few cycles, out of memory)
 //! or `error` rows (crash, timeout, failure), each with its reason. It never decides what
 //! to run next.
 
-use std::io::Read as _;
 use std::os::unix::process::CommandExt as _;
 use std::path::Path;
 use std::process::{Command, Stdio};
-use std::time::{Duration, Instant};
+use std::time::Duration;
 
 use super::data::{Metric, Row, Section};
 use super::point::{Outcome, PointOutput, PointSpec};
+use crate::sys::child::{Finished, run_with_deadline};
 
 /// The fewest collection cycles an end-to-end invocation must complete to count as a
 /// result. Below it the run measures the mutator rather than the collector: its pause
@@ -46,43 +47,19 @@ pub fn invoke(exe: &Path, spec: &PointSpec, timeout: Duration) -> Ran {
     let mut command = Command::new(exe);
     command
         .args(["study-point", "--spec", &json])
-        .stdin(Stdio::null())
-        .stdout(Stdio::piped())
-        .stderr(Stdio::piped());
+        .stdin(Stdio::null());
     // SAFETY: the closure runs in the child between fork and exec and only makes the
     // prctl system call (async-signal-safe; it allocates nothing and takes no lock).
     unsafe { command.pre_exec(crate::sys::process::kill_me_with_my_parent) };
-    let mut child = match command.spawn() {
-        Ok(c) => c,
-        Err(e) => return Ran::Crashed(format!("could not start {}: {e}", exe.display())),
+    let finished = match run_with_deadline(&mut command, timeout) {
+        Ok(f) => f,
+        Err(e) => return Ran::Crashed(format!("could not run {}: {e}", exe.display())),
     };
-    let drain = |pipe: Option<Box<dyn std::io::Read + Send>>| {
-        std::thread::spawn(move || {
-            let mut s = String::new();
-            if let Some(mut p) = pipe {
-                let _ = p.read_to_string(&mut s);
-            }
-            s
-        })
-    };
-    let out = drain(child.stdout.take().map(|p| Box::new(p) as _));
-    let err = drain(child.stderr.take().map(|p| Box::new(p) as _));
-    let t0 = Instant::now();
-    let status = loop {
-        match child.try_wait() {
-            Ok(Some(status)) => break Some(status),
-            Ok(None) if t0.elapsed() > timeout => {
-                // Our own child, by its handle.
-                let _ = child.kill();
-                let _ = child.wait();
-                break None;
-            }
-            Ok(None) => std::thread::sleep(Duration::from_millis(2)),
-            Err(e) => return Ran::Crashed(format!("waiting for the child: {e}")),
-        }
-    };
-    let stdout = out.join().unwrap_or_default();
-    let stderr = err.join().unwrap_or_default();
+    let Finished {
+        status,
+        stdout,
+        stderr,
+    } = finished;
     let Some(status) = status else {
         return Ran::TimedOut(format!(
             "killed after {timeout:?}; stderr: {}",

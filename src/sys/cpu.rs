@@ -40,6 +40,66 @@ pub fn thread_cpu_time() -> Result<Duration> {
     )
 }
 
+/// The role of a thread barrierlab starts, by which its CPU time is attributed
+/// (`workload::cpu`): each role's thread name is written here once, and the threads are
+/// named from it where they are spawned.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
+pub enum ThreadRole {
+    /// A heap's collector thread (`collector`).
+    Collector,
+    /// A helper that marks in pauses (`collector/marker_pool.rs`); counts as the
+    /// collector.
+    Marker,
+    /// The `uffd-wp` fault-service thread (`barrier/uffd_wp.rs`).
+    FaultService,
+    /// A mutator thread of the workload driver (`workload::run`), numbered: `mutator-N`.
+    Mutator,
+}
+
+/// The bytes of a thread name the kernel keeps (`comm`, without its NUL).
+pub const COMM_LEN: usize = 15;
+
+impl ThreadRole {
+    /// Every role.
+    pub const ALL: [ThreadRole; 4] = [
+        ThreadRole::Collector,
+        ThreadRole::Marker,
+        ThreadRole::FaultService,
+        ThreadRole::Mutator,
+    ];
+
+    /// The name its threads get (a mutator's is this, `-`, and its number).
+    pub const fn name(self) -> &'static str {
+        match self {
+            ThreadRole::Collector => "barrierlab-collector",
+            ThreadRole::Marker => "barrierlab-mark",
+            ThreadRole::FaultService => "uffd-wp-service",
+            ThreadRole::Mutator => "mutator",
+        }
+    }
+
+    /// The role of a thread whose kernel name (`comm`, as [`TaskCpu::name`] holds it) is
+    /// `comm`, if it is one of barrierlab's.
+    pub fn of(comm: &str) -> Option<ThreadRole> {
+        ThreadRole::ALL.into_iter().find(|r| {
+            let name = r.name();
+            match r {
+                ThreadRole::Mutator => comm.strip_prefix(name).is_some_and(|n| n.starts_with('-')),
+                _ => comm == &name[..name.len().min(COMM_LEN)],
+            }
+        })
+    }
+
+    /// A thread builder with this role's name (`number` only for [`ThreadRole::Mutator`]).
+    pub fn builder(self, number: Option<usize>) -> std::thread::Builder {
+        let name = match number {
+            Some(n) => format!("{}-{n}", self.name()),
+            None => self.name().to_string(),
+        };
+        std::thread::Builder::new().name(name)
+    }
+}
+
 /// One live thread of this process: its name (`comm`, at most 15 bytes: the kernel
 /// truncates longer names) and the CPU time it has run, from
 /// `/proc/self/task/<tid>/schedstat` (nanoseconds on the CPU, the first field).
@@ -109,6 +169,37 @@ pub fn pin_to_cpu(cpu: usize) -> Result<()> {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn a_thread_named_for_its_role_is_read_back_as_that_role() {
+        for role in ThreadRole::ALL {
+            let number = (role == ThreadRole::Mutator).then_some(12);
+            let (tx, rx) = std::sync::mpsc::channel();
+            let (stop_tx, stop_rx) = std::sync::mpsc::channel::<()>();
+            let h = role
+                .builder(number)
+                .spawn(move || {
+                    let tid = std::fs::read_link("/proc/thread-self")
+                        .ok()
+                        .and_then(|p| p.file_name()?.to_str()?.parse::<u32>().ok());
+                    tx.send(tid).unwrap();
+                    let _ = stop_rx.recv();
+                })
+                .unwrap();
+            let tid = rx.recv().unwrap().expect("own tid");
+            let comm = live_threads()
+                .unwrap()
+                .into_iter()
+                .find(|t| t.tid == tid)
+                .expect("the thread is listed")
+                .name;
+            assert_eq!(ThreadRole::of(&comm), Some(role), "{role:?} as {comm:?}");
+            drop(stop_tx);
+            h.join().unwrap();
+        }
+        assert_eq!(ThreadRole::of("barrierlab"), None);
+        assert_eq!(ThreadRole::of("mutators"), None);
+    }
 
     #[test]
     fn clocks_advance_and_threads_are_listed() {

@@ -1,5 +1,7 @@
 //! Facts about the running kernel and machine: version, transparent huge page mode,
-//! whether soft-dirty tracking really works, and what the report should record.
+//! whether soft-dirty tracking really works, and what the report should record (CPU
+//! model, CPU time counters and load, cache size). Every `/proc` and `/sys` read about
+//! the machine is here; those about this process are in [`super::process`].
 
 use crate::error::{Error, Result};
 use crate::sys::PAGE_SIZE;
@@ -73,6 +75,69 @@ pub fn is_virtual_machine() -> bool {
         .unwrap_or(false)
 }
 
+/// CPU time counters of the whole machine (`/proc/stat`'s `cpu` line), in ticks.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
+pub struct CpuTicks {
+    /// All fields summed (user … steal, guests excluded: they are inside user).
+    pub total: u64,
+    /// Time the hypervisor ran something else while a virtual CPU wanted to run.
+    pub steal: u64,
+}
+
+/// Reads `/proc/stat`; zeroes when it cannot be read.
+pub fn cpu_ticks() -> CpuTicks {
+    let text = std::fs::read_to_string("/proc/stat").unwrap_or_default();
+    let Some(line) = text.lines().find(|l| l.starts_with("cpu ")) else {
+        return CpuTicks::default();
+    };
+    let f: Vec<u64> = line
+        .split_whitespace()
+        .skip(1)
+        .filter_map(|v| v.parse().ok())
+        .collect();
+    // user nice system idle iowait irq softirq steal [guest guest_nice]
+    CpuTicks {
+        total: f.iter().take(8).sum(),
+        steal: f.get(7).copied().unwrap_or(0),
+    }
+}
+
+/// The 1-minute load average (`/proc/loadavg`), NaN when unreadable.
+pub fn load_average() -> f64 {
+    std::fs::read_to_string("/proc/loadavg")
+        .ok()
+        .and_then(|s| s.split_whitespace().next()?.parse().ok())
+        .unwrap_or(f64::NAN)
+}
+
+/// The size of the largest (last-level) CPU cache of CPU 0, from
+/// `/sys/devices/system/cpu/cpu0/cache/index*/{level,size}`.
+pub fn last_level_cache_bytes() -> Option<usize> {
+    let dir = std::fs::read_dir("/sys/devices/system/cpu/cpu0/cache").ok()?;
+    let mut best: Option<(u32, usize)> = None;
+    for e in dir.flatten() {
+        let read = |f: &str| std::fs::read_to_string(e.path().join(f)).ok();
+        let (Some(level), Some(size)) = (read("level"), read("size")) else {
+            continue;
+        };
+        let Ok(level) = level.trim().parse::<u32>() else {
+            continue;
+        };
+        let size = size.trim();
+        let bytes = if let Some(k) = size.strip_suffix('K') {
+            k.parse::<usize>().ok()? << 10
+        } else if let Some(m) = size.strip_suffix('M') {
+            m.parse::<usize>().ok()? << 20
+        } else {
+            size.parse().ok()?
+        };
+        if best.is_none_or(|b| (level, bytes) > b) {
+            best = Some((level, bytes));
+        }
+    }
+    best.map(|b| b.1)
+}
+
 /// Number of online CPUs.
 pub fn online_cpus() -> usize {
     std::thread::available_parallelism()
@@ -143,4 +208,17 @@ pub fn check_soft_dirty() -> Result<SoftDirtyCheck> {
         written: PAGES,
         seen_dirty,
     })
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn the_last_level_cache_is_found() {
+        if std::path::Path::new("/sys/devices/system/cpu/cpu0/cache/index0").exists() {
+            let llc = last_level_cache_bytes().expect("a cache size");
+            assert!(llc >= 64 << 10, "{llc}");
+        }
+    }
 }

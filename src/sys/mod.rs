@@ -1,15 +1,18 @@
 //! The kernel layer: the only place in barrierlab that makes raw system calls.
 //!
 //! Everything above this module sees owning handles and typed results:
-//! - [`uffd`]: userfaultfd, as `ioctl_userfaultfd(2)` documents it (create, `UFFDIO_API`,
-//!   register, write-protect, copy, wake, fault messages).
+//! - [`uffd`]: userfaultfd, as `ioctl_userfaultfd(2)` documents it: the raw UAPI, the
+//!   typed masks, the fault messages, the builder (`UFFDIO_API`), the owning handle
+//!   (register, protect and unprotect, copy, wake, read) and the errno hints.
 //! - [`pagemap`]: `/proc/self/pagemap` entries and the `PAGEMAP_SCAN` ioctl (Linux 6.7+).
 //! - [`mem`]: one owning anonymous mapping with `mprotect` and `madvise`.
 //! - [`signal`]: installing a `SA_SIGINFO` handler and restoring the previous one.
 //! - [`eventfd`]: a counter file descriptor used to wake a thread blocked in `poll(2)`.
 //! - [`cpu`]: per-thread and process CPU time, pinning to a CPU.
-//! - [`process`]: a file lock, a parent-death signal, the CPUs this process may use.
-//! - [`kernel`]: kernel version, transparent huge page mode, soft-dirty detection.
+//! - [`process`]: a file lock, a parent-death signal, the CPUs this process may use, its
+//!   peak resident set.
+//! - [`kernel`]: kernel version, transparent huge page mode, soft-dirty detection, and
+//!   the machine's `/proc` and `/sys` facts (CPU model and counters, load, cache size).
 //! - [`smaps`]: how much of a range transparent huge pages back.
 //!
 //! The system headers on the machines this was written for are from Linux 6.1, so the
@@ -17,6 +20,7 @@
 //! hand, from the kernel's UAPI, with compile-time size checks. Nothing here decides
 //! policy: a failure is returned as [`crate::Error`] with the operation, range and errno.
 
+pub mod child;
 pub mod cpu;
 pub mod eventfd;
 pub mod kernel;

@@ -1,7 +1,8 @@
 //! Process-level calls the study needs: an exclusive advisory lock on a file (`flock`),
-//! a parent-death signal for a child (`prctl(PR_SET_PDEATHSIG)`), and the CPUs this
-//! process may run on (`sched_getaffinity`); and, for the heap, this process's id as a
-//! single load that a `fork` changes in the child ([`pid`]).
+//! a parent-death signal for a child (`prctl(PR_SET_PDEATHSIG)`), the CPUs this
+//! process may run on (`sched_getaffinity`), its peak resident set
+//! (`/proc/self/status`, reset through `/proc/self/clear_refs`); and, for the heap, this
+//! process's id as a single load that a `fork` changes in the child ([`pid`]).
 //!
 //! Exists so that the study's output folder can be held by one study at a time, a
 //! killed study takes its running child with it, and a CPU to pin to is checked against
@@ -85,6 +86,24 @@ pub fn pid() -> u32 {
 extern "C" fn forked_child() {
     // SAFETY: getpid has no preconditions and is async-signal-safe.
     PID.store(unsafe { libc::getpid() } as u32, Ordering::Relaxed);
+}
+
+/// Peak RSS of this process in KiB (`VmHWM`).
+pub fn peak_rss_kib() -> u64 {
+    std::fs::read_to_string("/proc/self/status")
+        .ok()
+        .and_then(|s| {
+            s.lines()
+                .find(|l| l.starts_with("VmHWM:"))
+                .and_then(|l| l.split_whitespace().nth(1))
+                .and_then(|v| v.parse().ok())
+        })
+        .unwrap_or(0)
+}
+
+/// Resets the peak RSS counter (`echo 5 > /proc/self/clear_refs`, Linux 4.0+).
+pub fn reset_peak_rss() {
+    let _ = std::fs::write("/proc/self/clear_refs", "5");
 }
 
 #[cfg(test)]

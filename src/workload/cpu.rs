@@ -1,9 +1,9 @@
 //! Where a run's CPU time went, by the role of the thread that spent it: mutators, the
 //! collector, the `uffd-wp` fault-service thread, and the rest.
 //!
-//! The roles come from thread names: the collector thread is `barrierlab-collector` and
-//! its helpers that mark in pauses `barrierlab-mark` (both count as the collector), the
-//! fault service `uffd-wp-service`, the driver's mutators `mutator-N` ([`super::run`]).
+//! The roles come from thread names, each written once in [`ThreadRole`]: the collector
+//! thread and its helpers that mark in pauses (both count as the collector), the fault
+//! service, the driver's mutators ([`super::run`]).
 //! Mutator threads have exited when the driver returns, so each one reads its own clock
 //! as it finishes; the collector, its helpers and the service are read from
 //! `/proc/self/task/*/schedstat` while the heap is still alive. What is left of the
@@ -12,12 +12,7 @@
 use std::time::Duration;
 
 use crate::error::Result;
-use crate::sys::cpu::{self, TaskCpu};
-
-/// The collector thread's name as the kernel keeps it (`comm` holds 15 bytes).
-const COLLECTOR: &str = "barrierlab-coll";
-/// The `uffd-wp` fault-service thread's name.
-const SERVICE: &str = "uffd-wp-service";
+use crate::sys::cpu::{self, TaskCpu, ThreadRole};
 
 /// CPU time of a run by role. `total` is the process's whole CPU time from the start of
 /// the run (so it includes building the heap only when the baseline was taken before).
@@ -46,10 +41,10 @@ impl CpuByRole {
         before: &[TaskCpu],
         threads: &[TaskCpu],
     ) -> CpuByRole {
-        let spent = |name: &str| -> Duration {
+        let spent = |role: ThreadRole| -> Duration {
             threads
                 .iter()
-                .filter(|t| t.name == name)
+                .filter(|t| ThreadRole::of(&t.name) == Some(role))
                 .map(|t| {
                     let base = before
                         .iter()
@@ -59,8 +54,8 @@ impl CpuByRole {
                 })
                 .sum()
         };
-        let collector = spent(COLLECTOR) + spent(crate::collector::MARKER_THREAD);
-        let service = spent(SERVICE);
+        let collector = spent(ThreadRole::Collector) + spent(ThreadRole::Marker);
+        let service = spent(ThreadRole::FaultService);
         CpuByRole {
             total,
             mutator: mutators,
@@ -86,6 +81,14 @@ pub(super) fn finish(base: &(Duration, Vec<TaskCpu>), mutators: Duration) -> Res
 #[cfg(test)]
 mod tests {
     use super::*;
+    use crate::sys::cpu::COMM_LEN;
+
+    /// A role's name as the kernel keeps it.
+    fn comm(role: ThreadRole) -> &'static str {
+        &role.name()[..role.name().len().min(COMM_LEN)]
+    }
+    const COLLECTOR: ThreadRole = ThreadRole::Collector;
+    const SERVICE: ThreadRole = ThreadRole::FaultService;
 
     #[test]
     fn roles_from_names_and_baselines() {
@@ -95,12 +98,12 @@ mod tests {
             name: name.into(),
             cpu,
         };
-        let before = [t(1, "barrierlab", ms(5)), t(2, COLLECTOR, ms(10))];
+        let before = [t(1, "barrierlab", ms(5)), t(2, comm(COLLECTOR), ms(10))];
         let after = [
             t(1, "barrierlab", ms(6)),
-            t(2, COLLECTOR, ms(40)),
-            t(3, SERVICE, ms(7)),
-            t(4, crate::collector::MARKER_THREAD, ms(3)),
+            t(2, comm(COLLECTOR), ms(40)),
+            t(3, comm(SERVICE), ms(7)),
+            t(4, comm(ThreadRole::Marker), ms(3)),
         ];
         let c = CpuByRole::attribute(ms(100), ms(50), &before, &after);
         assert_eq!(

@@ -25,6 +25,7 @@ pub mod gcbench;
 pub mod gcold;
 pub mod graph;
 pub mod lru;
+mod mmu;
 pub mod pages;
 
 use std::time::{Duration, Instant};
@@ -35,12 +36,14 @@ use crate::error::{Error, Result};
 use crate::heap::HeapConfig;
 use crate::mutator::{Mutator, MutatorTask};
 use crate::runtime::Heap;
+use crate::sys::process::{peak_rss_kib, reset_peak_rss};
 
 pub use binary_trees::BinaryTreesParams;
 pub use gcbench::GcBenchParams;
 pub use gcold::GcOldParams;
 pub use graph::{GraphParams, StoreTrace, StoreWindow};
 pub use lru::{KeyDistribution, LruParams};
+pub use mmu::{mmu, mmu_with_stalls};
 
 /// A percentile (0..=100) of `pauses`, from an HDR histogram (3 significant digits: the
 /// value may be up to 0.1% above the exact one, but never above the maximum); zero with no pauses. One function for
@@ -358,65 +361,6 @@ impl RunResult {
     }
 }
 
-/// MMU over `[start, end)` (times from the heap's creation) for `window`, from the pauses.
-pub fn mmu(stats: &Stats, start: Duration, end: Duration, window: Duration) -> f64 {
-    let span = end.saturating_sub(start);
-    if span <= window || window.is_zero() {
-        // The run is shorter than the window: utilisation over the whole run, counting
-        // only the part of each pause inside it (a cycle may finish after the run ends).
-        let paused: f64 = stats
-            .pauses
-            .iter()
-            .map(|p| {
-                let (a, b) = (p.start.max(start), (p.start + p.duration).min(end));
-                b.saturating_sub(a).as_secs_f64()
-            })
-            .sum();
-        return 1.0 - (paused / span.as_secs_f64().max(1e-12)).min(1.0);
-    }
-    let pauses: Vec<(f64, f64)> = stats
-        .pauses
-        .iter()
-        .map(|p| (p.start.as_secs_f64(), (p.start + p.duration).as_secs_f64()))
-        .collect();
-    let (s, e, w) = (start.as_secs_f64(), end.as_secs_f64(), window.as_secs_f64());
-    // The worst window starts at a pause start or ends at a pause end.
-    let mut candidates: Vec<f64> = vec![s, e - w];
-    for &(a, b) in &pauses {
-        candidates.push(a);
-        candidates.push(b - w);
-    }
-    let mut worst = 1.0f64;
-    for c in candidates {
-        let lo = c.clamp(s, e - w);
-        let hi = lo + w;
-        let paused: f64 = pauses
-            .iter()
-            .map(|&(a, b)| (b.min(hi) - a.max(lo)).max(0.0))
-            .sum();
-        worst = worst.min(1.0 - paused / w);
-    }
-    worst.max(0.0)
-}
-
-/// Peak RSS of this process in KiB (`VmHWM`).
-pub fn peak_rss_kib() -> u64 {
-    std::fs::read_to_string("/proc/self/status")
-        .ok()
-        .and_then(|s| {
-            s.lines()
-                .find(|l| l.starts_with("VmHWM:"))
-                .and_then(|l| l.split_whitespace().nth(1))
-                .and_then(|v| v.parse().ok())
-        })
-        .unwrap_or(0)
-}
-
-/// Resets the peak RSS counter (`echo 5 > /proc/self/clear_refs`, Linux 4.0+).
-pub fn reset_peak_rss() {
-    let _ = std::fs::write("/proc/self/clear_refs", "5");
-}
-
 /// Builds a heap from `config` and runs `workload` on `threads` mutator threads.
 ///
 /// ```
@@ -445,8 +389,8 @@ pub fn run(config: &HeapConfig, workload: &Workload, threads: usize) -> Result<R
         let handles: Vec<_> = (0..threads)
             .map(|thread| {
                 let heap = heap.clone();
-                std::thread::Builder::new()
-                    .name(format!("mutator-{thread}"))
+                crate::sys::cpu::ThreadRole::Mutator
+                    .builder(Some(thread))
                     .spawn_scoped(s, move || {
                         let out = heap.run_typed(Task { workload, thread });
                         // Read here: the thread is gone when the driver reads the rest.

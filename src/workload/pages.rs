@@ -9,8 +9,7 @@
 //! per store, a page tracker per dirtied page, so the cost per store of a page tracker
 //! falls as `1 / stores_per_page` while the card table's stays flat.
 
-use std::sync::Arc;
-use std::sync::atomic::{AtomicBool, AtomicUsize, Ordering};
+use std::sync::atomic::{AtomicUsize, Ordering};
 use std::time::{Duration, Instant};
 
 use rand::SeedableRng;
@@ -18,12 +17,11 @@ use rand::rngs::SmallRng;
 use rand::seq::SliceRandom;
 
 use crate::barrier::{
-    self, BarrierKind, CardMark, DirtySet, DirtyTracker, DynBarrier, NoStoreBarrier, StoreBarrier,
+    BareTracker, BarrierKind, CardMark, DirtySet, DynBarrier, Idle, NoStoreBarrier, StoreBarrier,
     TrackerOptions,
 };
 use crate::error::Result;
 use crate::sys::PAGE_SIZE;
-use crate::sys::mem::{Advice, Region};
 
 /// A store pattern.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -54,68 +52,32 @@ pub struct RoundCost {
     pub dirty_granules: usize,
 }
 
-/// A tracker over its own region, ready to run patterns.
+/// A tracker over its own region ([`BareTracker`]), ready to run patterns.
 pub struct PageLab {
-    kind: BarrierKind,
-    /// Declared before `region`: dropped (unregistered) before the unmap.
-    tracker: Option<Box<dyn DirtyTracker>>,
+    bare: BareTracker,
     path: DynBarrier,
-    /// Serves faults for the `collector` layout of `uffd-wp`, standing in for a collector.
-    server: Option<(Arc<AtomicBool>, std::thread::JoinHandle<()>)>,
-    region: Region,
 }
 
 impl PageLab {
-    /// A populated region of `pages` pages with the tracker of `kind` over it.
+    /// A populated region of `pages` pages with the tracker of `kind` over it (and, for
+    /// the `collector` layout of `uffd-wp`, a spinning thread standing in for the
+    /// collector).
     pub fn new(kind: BarrierKind, pages: usize, options: &TrackerOptions) -> Result<PageLab> {
-        let region = Region::new(pages * PAGE_SIZE)?;
-        region.advise(region.base(), region.len(), Advice::NoHugePage)?;
-        for p in 0..pages {
-            // SAFETY: inside the fresh writable region; populates the page.
-            unsafe { ((region.base() + p * PAGE_SIZE) as *mut u8).write_volatile(1) };
-        }
-        let tracker = barrier::build(kind, region.base(), region.len(), options)?;
-        let path = tracker
-            .as_ref()
-            .map_or(DynBarrier::None, |t| t.store_barrier());
-        let server = match tracker.as_deref().and_then(|t| t.service_fd()) {
-            Some(_) => {
-                let stop = Arc::new(AtomicBool::new(false));
-                let s = stop.clone();
-                let t: &dyn DirtyTracker = tracker.as_deref().expect("checked");
-                // SAFETY: the tracker is boxed (stable address) and outlives the thread:
-                // `Drop for PageLab` stops and joins the thread before the box is dropped.
-                let t: &'static dyn DirtyTracker = unsafe { &*(t as *const dyn DirtyTracker) };
-                let handle = std::thread::spawn(move || {
-                    while !s.load(Ordering::Acquire) {
-                        if t.serve_pending() == 0 {
-                            std::hint::spin_loop();
-                        }
-                    }
-                });
-                Some((stop, handle))
-            }
-            None => None,
-        };
-        Ok(PageLab {
-            kind,
-            tracker,
-            path,
-            server,
-            region,
-        })
+        let bare = BareTracker::new(kind, options, pages, pages, Idle::Spin)?;
+        let path = bare.store_barrier();
+        Ok(PageLab { bare, path })
     }
 
     /// The barrier.
     pub fn kind(&self) -> BarrierKind {
-        self.kind
+        self.bare.kind()
     }
 
     /// Runs one round of `pattern` (its `rounds` field is ignored).
     pub fn round(&self, pattern: &PagePattern, order: &[usize]) -> Result<RoundCost> {
         let mut cost = RoundCost::default();
         let t = Instant::now();
-        if let Some(tr) = &self.tracker {
+        if let Some(tr) = self.bare.tracker() {
             tr.arm()?;
         }
         cost.arm = t.elapsed();
@@ -130,7 +92,7 @@ impl PageLab {
         cost.stores = pass();
         cost.steady = pass();
         let t = Instant::now();
-        if let Some(tr) = &self.tracker {
+        if let Some(tr) = self.bare.tracker() {
             let mut set = DirtySet::default();
             tr.harvest(&mut set, false)?;
             tr.disarm()?;
@@ -151,7 +113,7 @@ impl PageLab {
 
     #[inline(never)]
     fn stores<B: StoreBarrier>(&self, path: B, per_page: u64, order: &[usize]) {
-        let base = self.region.base();
+        let base = self.bare.base();
         for &p in order {
             let page = base + p * PAGE_SIZE;
             for s in 0..per_page {
@@ -172,14 +134,5 @@ impl PageLab {
         (0..pattern.rounds)
             .map(|_| self.round(pattern, &order))
             .collect()
-    }
-}
-
-impl Drop for PageLab {
-    fn drop(&mut self) {
-        if let Some((stop, handle)) = self.server.take() {
-            stop.store(true, Ordering::Release);
-            let _ = handle.join();
-        }
     }
 }

@@ -3,10 +3,11 @@
 //! deadline the whole group (the command and any child it starts, such as a peer
 //! collector) is killed and the test fails, so that a hung run cannot hang the suite.
 
-use std::io::Read;
-use std::os::unix::process::{CommandExt, ExitStatusExt};
-use std::process::{Command, ExitStatus, Stdio};
-use std::time::{Duration, Instant};
+use std::os::unix::process::ExitStatusExt;
+use std::process::{Command, Stdio};
+use std::time::Duration;
+
+use barrierlab::sys::child::run_with_deadline;
 
 /// How a run ended.
 #[derive(Debug)]
@@ -36,43 +37,18 @@ pub fn run(args: &[&str], env: &[(&str, &str)], deadline: Duration) -> Output {
 }
 
 /// Runs `command` (named `what` in a failure) with stdin closed, collecting its output;
-/// panics if it runs past `deadline`, after killing its process group.
+/// panics if it runs past `deadline`, after killing its process group
+/// ([`run_with_deadline`], the library's runner).
 pub fn run_command(mut command: Command, what: &str, deadline: Duration) -> Output {
-    let mut child = command
-        .stdin(Stdio::null())
-        .stdout(Stdio::piped())
-        .stderr(Stdio::piped())
-        .process_group(0)
-        .spawn()
-        .unwrap_or_else(|e| panic!("spawn `{what}`: {e}"));
-    // Both pipes are drained meanwhile, so that a full pipe cannot stall the child.
-    let drain = |mut pipe: Box<dyn Read + Send>| {
-        std::thread::spawn(move || {
-            let mut s = String::new();
-            let _ = pipe.read_to_string(&mut s);
-            s
-        })
-    };
-    let out = drain(Box::new(child.stdout.take().expect("stdout")));
-    let err = drain(Box::new(child.stderr.take().expect("stderr")));
-    let start = Instant::now();
-    let status: ExitStatus = loop {
-        if let Some(status) = child.try_wait().expect("wait for the child") {
-            break status;
-        }
-        if start.elapsed() > deadline {
-            // SAFETY: kill(2) on the process group this test created (`process_group(0)`
-            // made the child its leader); no memory is involved.
-            unsafe { libc::kill(-(child.id() as i32), libc::SIGKILL) };
-            let _ = child.wait();
-            panic!("`{what}` did not finish within {deadline:?}");
-        }
-        std::thread::sleep(Duration::from_millis(20));
+    let finished = run_with_deadline(command.stdin(Stdio::null()), deadline)
+        .unwrap_or_else(|e| panic!("run `{what}`: {e}"));
+    let Some(status) = finished.status else {
+        panic!("`{what}` did not finish within {deadline:?}");
     };
     Output {
         code: status.code(),
         status: status.into_raw(),
-        stdout: out.join().expect("stdout reader"),
-        stderr: err.join().expect("stderr reader"),
+        stdout: finished.stdout,
+        stderr: finished.stderr,
     }
 }

@@ -361,9 +361,7 @@ impl<'a> Release<'a> {
 
 impl Drop for Release<'_> {
     fn drop(&mut self) {
-        let _ = self
-            .uffd
-            .write_unprotect(self.start, self.len, WpMode::empty());
+        let _ = self.uffd.unprotect(self.start, self.len, WpMode::empty());
         let _ = self.uffd.wake(self.start, self.len);
     }
 }

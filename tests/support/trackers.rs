@@ -1,59 +1,43 @@
 //! The trackers' part of the support module: a tracker over its own region
-//! ([`TrackerLab`]), writes through its store path, harvests, and the race of writers
-//! against harvests ([`race_writers_and_harvests`]).
+//! ([`TrackerLab`], on the library's `BareTracker`), writes through its store path,
+//! harvests, and the race of writers against harvests ([`race_writers_and_harvests`]).
 
-use std::sync::Arc;
 use std::sync::atomic::{AtomicBool, AtomicUsize, Ordering};
-use std::thread::JoinHandle;
 use std::time::{Duration, Instant};
 
-use barrierlab::barrier::{self, BarrierKind, DirtySet, DirtyTracker, StoreBarrier, Variant};
+use barrierlab::barrier::{
+    BareTracker, BarrierKind, DirtySet, DirtyTracker, Idle, StoreBarrier, Variant,
+};
 use barrierlab::sys::mem::Region;
 use barrierlab::sys::{PAGE_SHIFT, PAGE_SIZE};
 
 use super::{is_missing_feature, skip_or_fail, write_page};
 
-/// A tracker over a region of its own, and, when the tracker wants its faults served by
-/// the collector (`uffd-wp[collector]`), a thread that stands in for the collector.
+/// A tracker over a region of its own ([`BareTracker`], with its thread standing in for
+/// the collector when the tracker wants its faults served by the collector:
+/// `uffd-wp[collector]`), and the variant it was built from.
 pub struct TrackerLab {
     /// The variant the tracker was built from.
     pub variant: Variant,
-    server: Option<(Arc<AtomicBool>, JoinHandle<()>)>,
-    /// Declared before `region`: dropped (unregistered, unprotected) before the unmap.
-    tracker: Arc<dyn DirtyTracker>,
-    region: Region,
+    bare: BareTracker,
 }
 
 impl TrackerLab {
     /// `variant`'s tracker over a fresh region of `pages` pages whose first `populated`
     /// pages are written once before the tracker is built (the others stay unpopulated).
     pub fn new(variant: Variant, pages: usize, populated: usize) -> barrierlab::Result<Self> {
-        let region = Region::new(pages * PAGE_SIZE)?;
-        for p in 0..populated {
-            write_page(region.base(), p, 1);
-        }
-        let tracker: Arc<dyn DirtyTracker> =
-            barrier::build(variant.kind, region.base(), region.len(), &variant.options)?
-                .expect("BarrierKind::None has no tracker to test")
-                .into();
-        let server = tracker.service_fd().map(|_| {
-            let stop = Arc::new(AtomicBool::new(false));
-            let (s, t) = (stop.clone(), tracker.clone());
-            let handle = std::thread::spawn(move || {
-                while !s.load(Ordering::Acquire) {
-                    if t.serve_pending() == 0 {
-                        std::thread::yield_now();
-                    }
-                }
-            });
-            (stop, handle)
-        });
-        Ok(TrackerLab {
-            variant,
-            server,
-            tracker,
-            region,
-        })
+        let bare = BareTracker::new(
+            variant.kind,
+            &variant.options,
+            pages,
+            populated,
+            Idle::Yield,
+        )?;
+        assert!(
+            bare.tracker().is_some(),
+            "BarrierKind::None has no tracker to test"
+        );
+        Ok(TrackerLab { variant, bare })
     }
 
     /// [`TrackerLab::new`], or `None` after [`skip_or_fail`] when the kernel lacks the
@@ -71,17 +55,17 @@ impl TrackerLab {
 
     /// The tracker.
     pub fn tracker(&self) -> &dyn DirtyTracker {
-        &*self.tracker
+        self.bare.tracker().expect("checked in new")
     }
 
     /// The region's first address.
     pub fn base(&self) -> usize {
-        self.region.base()
+        self.bare.base()
     }
 
     /// The region.
     pub fn region(&self) -> &Region {
-        &self.region
+        self.bare.region()
     }
 
     /// The kind.
@@ -91,7 +75,7 @@ impl TrackerLab {
 
     /// The granule index of page `page`'s first word.
     pub fn granule(&self, page: usize) -> usize {
-        (page << PAGE_SHIFT) >> self.tracker.granule_shift()
+        (page << PAGE_SHIFT) >> self.tracker().granule_shift()
     }
 
     /// The granule indices of `pages`, ascending and unique.
@@ -104,7 +88,7 @@ impl TrackerLab {
 
     /// Writes `value` to page `page`'s first word, then runs the store path on it.
     pub fn write(&self, page: usize, value: u64) {
-        write_through(&*self.tracker, self.base(), page, value);
+        write_through(self.tracker(), self.base(), page, value);
     }
 
     /// Writes `pages`, half from each of two threads.
@@ -118,16 +102,7 @@ impl TrackerLab {
 
     /// Harvests and returns the dirty set.
     pub fn harvest(&self, rearm: bool) -> DirtySet {
-        harvest(&*self.tracker, rearm)
-    }
-}
-
-impl Drop for TrackerLab {
-    fn drop(&mut self) {
-        if let Some((stop, handle)) = self.server.take() {
-            stop.store(true, Ordering::Release);
-            let _ = handle.join();
-        }
+        harvest(self.tracker(), rearm)
     }
 }
 

@@ -2,12 +2,12 @@
 //! with the card table; page order; the share of the region dirtied; one CPU.
 
 use super::Doc;
-use crate::study::config::last_level_cache_bytes;
 use crate::study::crossover::crossover;
 use crate::study::data::{Metric, Row, Section, micro_samples, swept, trackers};
 use crate::study::format::fmt;
 use crate::study::stats::{self, Interval};
 use crate::study::summary::Cell;
+use crate::sys::kernel::last_level_cache_bytes;
 
 /// "negative" when the interval lies below 0, "under noise" when it contains 0.
 fn flag(i: &Option<Interval>) -> Cell {

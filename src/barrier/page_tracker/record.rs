@@ -1,0 +1,583 @@
+//! The dirty record of a page tracker and the protocol it follows: what `uffd-wp`,
+//! `uffd-wp-sigbus` and `mprotect` keep in common, written once, so that each
+//! mechanism's file holds only its mechanism (how it protects a range, unprotects it,
+//! and serves a fault).
+//!
+//! [`PageRecord`] is the exact dirty bitmap (one bit per heap page, outside the heap) and
+//! the "everything is dirty" flag, with the cycle around them:
+//! [`arm`](PageRecord::arm), [`harvest`](PageRecord::harvest),
+//! [`disarm`](PageRecord::disarm), [`hand_out`](PageRecord::hand_out). A harvest *takes
+//! the record, then re-protects* what it took, and the caller rescans after: the reverse
+//! order loses a write that lands in between. Re-protecting goes run by run, or over the
+//! whole prefix in one call when the runs are many. Only the prefix the heap has used is
+//! protected ([`InUsePrefix`]).
+//!
+//! Degradation: IF a protection change fails THEN the whole range is made writable, and
+//! every harvest reports "everything dirty" until a whole-range re-protect succeeds (or,
+//! for a [`PageProtection::STICKY`] mechanism, until the next arm). The cycle counts once
+//! in [`TrackerStats::degradations`], and its first failure is kept, with the step, the
+//! call, the errno and the range, in [`TrackerStats::last_degradation`].
+//! [`PageRecord::degrade`] follows the writer's order for the whole range (make
+//! everything writable, *then* raise the flag), which is safe whoever serves faults: a
+//! flag raised first could be taken by a harvest before the unprotect lands, and the
+//! pages it then leaves writable would be reported by nobody.
+//!
+//! Fault injection: [`TestKnobs::fail_next`] fails the next protection changes of a run of
+//! pages (a fault's unprotect, a harvest's run-by-run re-protect, a hand-out), never a
+//! change of the whole prefix, which is what a degraded tracker falls back on; the failure
+//! has the mechanism's [`PageProtection::INJECTED`] errno. Page trackers inject it here
+//! only ([`PageRecord::protect_run`], [`PageRecord::unprotect_run`]), through the one
+//! injection point every tracker uses, [`TestKnobs::injected`].
+//!
+//! Never: allocate, lock or panic in what a signal handler calls ([`PageRecord::record`],
+//! [`PageRecord::unprotect_run`], [`PageRecord::degrade`]).
+
+use std::sync::atomic::{AtomicBool, Ordering};
+
+use super::prefix::InUsePrefix;
+use super::stall_log::StallLog;
+use super::userfaultfd::UffdMode;
+use crate::barrier::counters::Counters;
+use crate::barrier::{Call, Degradation, DirtySet, Step, TestKnobs, TrackerStats};
+use crate::bitmap::Bitmap;
+use crate::error::{Error, Result};
+use crate::sys::{PAGE_SHIFT, PAGE_SIZE};
+
+/// How a mechanism changes the protection of a page-aligned range of its heap.
+///
+/// # Safety
+/// [`PageRecord`] calls these from a signal handler (the writer's fault path, and a
+/// degradation there), so an implementation must:
+/// 1. be async-signal-safe: single system calls and atomics only; no allocation, no
+///    lock, no formatting, no lazily initialised thread-local;
+/// 2. not panic (the handler is `extern "C"`: a panic aborts the process);
+/// 3. apply exactly to `[start, start + len)`, which the caller keeps inside the heap.
+pub(crate) unsafe trait PageProtection: Send + Sync + 'static {
+    /// The call both methods make, named in a [`Degradation`].
+    const CALL: Call;
+    /// A degraded cycle stays degraded (its harvests re-protect nothing) until the next
+    /// arm: for a mechanism whose re-protect would only fail again the same way.
+    const STICKY: bool;
+    /// The errno of a failure injected by [`TestKnobs::fail_next`]: the one the kernel
+    /// would most plausibly return.
+    const INJECTED: i32;
+    /// Write-protects `[start, start + len)`; the errno on failure.
+    fn protect(&self, start: usize, len: usize) -> std::result::Result<(), i32>;
+    /// Makes `[start, start + len)` writable (waking writers blocked on it); the errno on
+    /// failure.
+    fn unprotect(&self, start: usize, len: usize) -> std::result::Result<(), i32>;
+}
+
+/// Calls `f(first, count)` for each run of consecutive values in a sorted slice.
+pub(crate) fn for_each_run(sorted: &[usize], mut f: impl FnMut(usize, usize)) {
+    let mut i = 0;
+    while i < sorted.len() {
+        let mut j = i + 1;
+        while j < sorted.len() && sorted[j] == sorted[j - 1] + 1 {
+            j += 1;
+        }
+        f(sorted[i], j - i);
+        i = j;
+    }
+}
+
+/// Above one run per this many heap pages, a harvest re-protects the whole heap in one
+/// call (~70 ns per page, `papers/reference/c-probe-2026-11-29.md`) instead of one call per run
+/// (~1–2 µs each).
+const PAGES_PER_RUN: usize = 16;
+
+/// The dirty record of a page tracker over the heap `[base, base + len)`: which pages
+/// were written since the last arm or harvest, or that every page must count as written.
+#[derive(Debug)]
+pub(crate) struct PageRecord {
+    base: usize,
+    len: usize,
+    dirty: Bitmap,
+    /// Pages handed to the allocator since arm ([`PageRecord::hand_out`]): a fault on one
+    /// of them is a write to an object allocated during the cycle, counted apart.
+    handed: Bitmap,
+    /// Between arm and disarm: pages handed out are made writable and recorded.
+    active: AtomicBool,
+    /// Pages may be writable without a record (a protection change failed): harvests
+    /// report everything until a whole-range re-protect succeeds or the next arm.
+    everything: AtomicBool,
+    /// The used prefix, and the prefix protected since arm: arm protects the used prefix,
+    /// and a harvest extends it to the latest used one, reporting the pages it adds.
+    prefix: InUsePrefix,
+    counters: Counters,
+    /// The fault stalls the mechanism measured.
+    stalls: StallLog,
+}
+
+impl PageRecord {
+    /// A clean record for `[base, base + len)` (whole pages) on the userfaultfd `mode`;
+    /// fails only if its bitmap's mapping cannot be reserved.
+    pub(crate) fn new(base: usize, len: usize, mode: Option<UffdMode>) -> Result<PageRecord> {
+        Ok(PageRecord {
+            base,
+            len,
+            dirty: Bitmap::new(len / PAGE_SIZE)?,
+            handed: Bitmap::new(len / PAGE_SIZE)?,
+            active: AtomicBool::new(false),
+            everything: AtomicBool::new(false),
+            prefix: InUsePrefix::new(len),
+            counters: Counters::new(mode),
+            stalls: StallLog::new()?,
+        })
+    }
+
+    /// The heap's first address.
+    pub(crate) fn base(&self) -> usize {
+        self.base
+    }
+
+    /// The heap's length in bytes.
+    pub(crate) fn len(&self) -> usize {
+        self.len
+    }
+
+    /// The page index of a heap address (wrapping: the caller checked the range).
+    pub(crate) fn page_of(&self, addr: usize) -> usize {
+        addr.wrapping_sub(self.base) >> PAGE_SHIFT
+    }
+
+    /// The address of page `page`.
+    pub(crate) fn addr_of(&self, page: usize) -> usize {
+        self.base + (page << PAGE_SHIFT)
+    }
+
+    /// The counters.
+    #[cfg(test)]
+    pub(crate) fn counters(&self) -> &Counters {
+        &self.counters
+    }
+
+    /// The test knobs.
+    pub(crate) fn knobs(&self) -> &TestKnobs {
+        self.counters.knobs()
+    }
+
+    /// The fault stalls measured so far.
+    pub(crate) fn stalls(&self) -> &StallLog {
+        &self.stalls
+    }
+
+    /// The counters kept here and the stall log's, for a mechanism whose stalls are
+    /// measured as `stall_method` says; the mechanism adds its own counters.
+    pub(crate) fn stats(&self, stall_method: &'static str) -> TrackerStats {
+        TrackerStats {
+            stall_method,
+            stalls_dropped: self.stalls.dropped(),
+            ..self.counters.stats()
+        }
+    }
+
+    /// Records one served fault on `page`. Async-signal-safe; never panics.
+    pub(crate) fn record(&self, page: usize) {
+        if self.dirty.try_set(page) {
+            self.counters.served(1);
+            if self.handed.get_checked(page) {
+                self.counters.frontier_fault();
+            }
+        }
+    }
+
+    /// Write-protects a run of pages, failing instead as [`TestKnobs::fail_next`] asks.
+    /// Async-signal-safe.
+    pub(crate) fn protect_run<P: PageProtection>(
+        &self,
+        p: &P,
+        start: usize,
+        len: usize,
+    ) -> std::result::Result<(), i32> {
+        self.injected::<P>()?;
+        p.protect(start, len)
+    }
+
+    /// Makes a run of pages writable, failing instead as [`TestKnobs::fail_next`] asks.
+    /// Async-signal-safe.
+    pub(crate) fn unprotect_run<P: PageProtection>(
+        &self,
+        p: &P,
+        start: usize,
+        len: usize,
+    ) -> std::result::Result<(), i32> {
+        self.injected::<P>()?;
+        p.unprotect(start, len)
+    }
+
+    /// The injected failure, if this change is one to fail. Async-signal-safe.
+    fn injected<P: PageProtection>(&self) -> std::result::Result<(), i32> {
+        self.knobs().injected(P::INJECTED)
+    }
+
+    /// The allocator hands `[start, start + len)` to a mutator
+    /// ([`DirtyTracker::hand_out`](crate::barrier::DirtyTracker::hand_out)). While armed,
+    /// the pages of it that lie in the protected prefix and are not recorded yet are made
+    /// writable, one call per run of such pages, *then* recorded. Pages beyond the prefix
+    /// were never protected, and the next harvest reports them anyway.
+    ///
+    /// Why "unprotect, then record" is safe here whoever serves faults: no mutator writes
+    /// the range before this returns. IF a harvest takes the record between the two
+    /// steps THEN it does not have this page, and re-protects it only if it re-protects
+    /// the whole prefix, after which the page is recorded anyway (and a write faults and
+    /// is recorded again); the next harvest reports it. The reverse order would let a
+    /// harvest take the record and re-protect nothing before the unprotect lands, leaving
+    /// the page writable and unrecorded. A page already recorded is skipped: it is either
+    /// still writable, or a harvest has re-protected it and a write faults.
+    pub(crate) fn hand_out<P: PageProtection>(&self, p: &P, start: usize, len: usize) {
+        if len == 0 || !self.active.load(Ordering::Acquire) {
+            return;
+        }
+        let forget = self.knobs().forgets_hand_outs();
+        let (pages, calls) =
+            self.prefix
+                .hand_out_runs(self.base, &self.dirty, start, len, |first, end| {
+                    let range = (self.addr_of(first), (end - first) * PAGE_SIZE);
+                    if let Err(errno) = self.unprotect_run(p, range.0, range.1) {
+                        // Degraded: everything writable, every harvest reports everything.
+                        let _ = self.degrade(p, Step::HandOut, errno, range);
+                        return false;
+                    }
+                    for q in first..end {
+                        self.handed.set(q);
+                        if !forget {
+                            self.dirty.set(q);
+                        }
+                    }
+                    true
+                });
+        self.counters.handed_out(pages, calls);
+    }
+
+    /// The heap has used only its first `bytes` so far (a high-water mark: it never
+    /// shrinks); see [`InUsePrefix`].
+    pub(crate) fn in_use(&self, bytes: usize) {
+        self.prefix.report(bytes);
+    }
+
+    /// Starts a cycle: clears the record, then protects the heap's used prefix. IF that
+    /// fails THEN the heap is left writable, the cycle counts as degraded and the error is
+    /// returned (the collector then marks with the world stopped).
+    pub(crate) fn arm<P: PageProtection>(&self, p: &P) -> Result<()> {
+        self.dirty.clear_all();
+        self.handed.clear_all();
+        self.everything.store(false, Ordering::Release);
+        self.counters.begin_cycle();
+        let extent = self.prefix.protect_used();
+        // Before the protect: a hand-out from now on records its pages (one that lands
+        // before the protect leaves its page protected and recorded, which is safe).
+        self.active.store(true, Ordering::Release);
+        p.protect(self.base, extent).map_err(|errno| {
+            let _ = self.degrade(p, Step::Arm, errno, (self.base, extent));
+            self.whole_range_error(P::CALL, errno, "protecting the heap at arm")
+        })
+    }
+
+    /// Moves the record into `out` and, with `rearm`, re-protects what it took, in that
+    /// order: the take clears the record first, so that a write after the re-protect
+    /// faults and is recorded again, and one before it is seen by the caller's rescan.
+    /// Fails only if even making the heap writable failed after a failed re-protect.
+    pub(crate) fn harvest<P: PageProtection>(
+        &self,
+        p: &P,
+        out: &mut DirtySet,
+        rearm: bool,
+    ) -> Result<()> {
+        out.clear();
+        self.dirty.take(&mut out.granules);
+        // The pages the heap started using since the prefix was protected, after every
+        // recorded page (which all lie below the old extent): the re-protect below
+        // covers them.
+        out.granules
+            .extend(self.prefix.take_grown().unwrap_or_default());
+        out.all = if P::STICKY {
+            self.everything.load(Ordering::Acquire)
+        } else {
+            self.everything.swap(false, Ordering::AcqRel)
+        };
+        self.knobs().widen();
+        let result = if !rearm || (P::STICKY && out.all) {
+            // Nothing re-protected: pages still writable without a record stay reported.
+            if out.all && !P::STICKY {
+                self.everything.store(true, Ordering::Release);
+            }
+            Ok(())
+        } else {
+            match self.reprotect(p, out) {
+                Ok(()) => Ok(()),
+                Err((errno, range)) => {
+                    // Pages taken but left writable would miss later writes.
+                    out.all = true;
+                    self.degrade(p, Step::Harvest, errno, range).map_err(|e| {
+                        self.whole_range_error(P::CALL, e, "degrading after a failed re-protect")
+                    })
+                }
+            }
+        };
+        self.counters.recorded(out.granules.len());
+        result
+    }
+
+    /// Ends a cycle: the protected prefix writable again (nothing beyond it was
+    /// protected). A failure is counted as a degradation of the cycle and returned.
+    pub(crate) fn disarm<P: PageProtection>(&self, p: &P) -> Result<()> {
+        // A hand-out that skips from now on leaves a page protected until the unprotect
+        // below: a write to it meanwhile faults and is served, as any other.
+        self.active.store(false, Ordering::Release);
+        let extent = self.prefix.protected();
+        p.unprotect(self.base, extent).map_err(|errno| {
+            self.counters.degraded(Degradation {
+                step: Step::Disarm,
+                call: P::CALL,
+                errno,
+                range: Some((self.base, extent)),
+            });
+            self.whole_range_error(P::CALL, errno, "unprotecting the heap at disarm")
+        })
+    }
+
+    /// Gives up precision for the cycle: the whole heap writable first, then the flag,
+    /// then the count and the cause. Returns the whole-range unprotect's result: IF it
+    /// failed THEN pages may stay protected, and a handler must pass its fault on rather
+    /// than retry a write that would fault forever. Async-signal-safe.
+    pub(crate) fn degrade<P: PageProtection>(
+        &self,
+        p: &P,
+        step: Step,
+        errno: i32,
+        range: (usize, usize),
+    ) -> std::result::Result<(), i32> {
+        self.degrade_with(p, step, P::CALL, errno, Some(range))
+    }
+
+    /// [`PageRecord::degrade`] for a failure of another call than the mechanism's
+    /// protection change (reading or polling the userfaultfd).
+    pub(crate) fn degrade_with<P: PageProtection>(
+        &self,
+        p: &P,
+        step: Step,
+        call: Call,
+        errno: i32,
+        range: Option<(usize, usize)>,
+    ) -> std::result::Result<(), i32> {
+        let whole = p.unprotect(self.base, self.len);
+        self.everything.store(true, Ordering::Release);
+        self.counters.degraded(Degradation {
+            step,
+            call,
+            errno,
+            range,
+        });
+        whole
+    }
+
+    /// Re-protects the pages of a harvested set: the whole prefix when the set is
+    /// "everything" or has many runs, else run by run. The errno and range of the first
+    /// failure.
+    fn reprotect<P: PageProtection>(
+        &self,
+        p: &P,
+        set: &DirtySet,
+    ) -> std::result::Result<(), (i32, (usize, usize))> {
+        let mut runs = 0;
+        for_each_run(&set.granules, |_, _| runs += 1);
+        let extent = self.prefix.protected();
+        if set.all || runs * PAGES_PER_RUN > extent / PAGE_SIZE {
+            return p
+                .protect(self.base, extent)
+                .map_err(|e| (e, (self.base, extent)));
+        }
+        let mut result = Ok(());
+        for_each_run(&set.granules, |first, count| {
+            if result.is_ok() {
+                let range = (self.addr_of(first), count * PAGE_SIZE);
+                result = self
+                    .protect_run(p, range.0, range.1)
+                    .map_err(|e| (e, range));
+            }
+        });
+        result
+    }
+
+    fn whole_range_error(&self, call: Call, errno: i32, what: &str) -> Error {
+        Error::from_errno(call.name(), Some((self.base, self.len)), errno)
+            .with_hint(format!("{what}; the tracker degraded for this cycle"))
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use std::sync::Mutex;
+
+    #[test]
+    fn runs_are_maximal() {
+        let mut runs = Vec::new();
+        for_each_run(&[1, 2, 3, 7, 9, 10], |a, n| runs.push((a, n)));
+        assert_eq!(runs, vec![(1, 3), (7, 1), (9, 2)]);
+    }
+
+    /// A protection that logs its calls and fails the ones it is told to.
+    #[derive(Default)]
+    struct Log {
+        calls: Mutex<Vec<(bool, usize, usize)>>,
+        fail_protect: AtomicBool,
+    }
+
+    // SAFETY: only used in these tests, never from a signal handler.
+    unsafe impl PageProtection for Log {
+        const CALL: Call = Call::Mprotect;
+        const STICKY: bool = false;
+        const INJECTED: i32 = libc::EIO;
+        fn protect(&self, start: usize, len: usize) -> std::result::Result<(), i32> {
+            self.calls.lock().unwrap().push((true, start, len));
+            if self.fail_protect.load(Ordering::Relaxed) {
+                Err(libc::ENOMEM)
+            } else {
+                Ok(())
+            }
+        }
+        fn unprotect(&self, start: usize, len: usize) -> std::result::Result<(), i32> {
+            self.calls.lock().unwrap().push((false, start, len));
+            Ok(())
+        }
+    }
+
+    const BASE: usize = 1 << 30;
+    const PAGES: usize = 64;
+
+    fn calls(p: &Log) -> Vec<(bool, usize, usize)> {
+        std::mem::take(&mut *p.calls.lock().unwrap())
+    }
+
+    #[test]
+    fn a_harvest_re_protects_run_by_run_or_the_whole_heap() {
+        let r = PageRecord::new(BASE, PAGES * PAGE_SIZE, None).unwrap();
+        let p = Log::default();
+        r.arm(&p).unwrap();
+        assert_eq!(calls(&p), vec![(true, BASE, PAGES * PAGE_SIZE)]);
+        for page in [3, 4, 9] {
+            r.record(page);
+        }
+        let mut out = DirtySet::default();
+        r.harvest(&p, &mut out, true).unwrap();
+        assert_eq!(out.granules, vec![3, 4, 9]);
+        assert_eq!(
+            calls(&p),
+            vec![
+                (true, BASE + 3 * PAGE_SIZE, 2 * PAGE_SIZE),
+                (true, BASE + 9 * PAGE_SIZE, PAGE_SIZE)
+            ]
+        );
+        // Five runs on 64 pages: more than one run per 16 pages, so the whole heap.
+        for page in [0, 10, 20, 30, 40] {
+            r.record(page);
+        }
+        r.harvest(&p, &mut out, true).unwrap();
+        assert_eq!(calls(&p), vec![(true, BASE, PAGES * PAGE_SIZE)]);
+        // Without rearm nothing is re-protected.
+        r.record(5);
+        r.harvest(&p, &mut out, false).unwrap();
+        assert_eq!(out.granules, vec![5]);
+        assert!(calls(&p).is_empty());
+        assert_eq!(r.counters().stats().faults, 9);
+        assert_eq!(r.counters().stats().recorded, 9);
+    }
+
+    #[test]
+    fn only_the_used_prefix_is_protected_and_pages_coming_into_use_are_reported() {
+        let r = PageRecord::new(BASE, PAGES * PAGE_SIZE, None).unwrap();
+        let p = Log::default();
+        r.in_use(40 * PAGE_SIZE + 1); // rounds up to 41 pages
+        r.arm(&p).unwrap();
+        assert_eq!(calls(&p), vec![(true, BASE, 41 * PAGE_SIZE)]);
+        // The heap grows to 48 pages during the cycle: pages 41..48 were never
+        // protected, so the harvest reports them after the recorded page, and protects
+        // them with it (two runs: run by run).
+        r.record(1);
+        r.in_use(48 * PAGE_SIZE);
+        let mut out = DirtySet::default();
+        r.harvest(&p, &mut out, true).unwrap();
+        let mut expect = vec![1];
+        expect.extend(41..48);
+        assert_eq!(out.granules, expect);
+        assert_eq!(
+            calls(&p),
+            vec![
+                (true, BASE + PAGE_SIZE, PAGE_SIZE),
+                (true, BASE + 41 * PAGE_SIZE, 7 * PAGE_SIZE)
+            ]
+        );
+        // Reported once: the next harvest has nothing new.
+        r.harvest(&p, &mut out, false).unwrap();
+        assert!(out.granules.is_empty() && !out.all);
+        // Disarm unprotects the protected prefix, not the reservation.
+        r.disarm(&p).unwrap();
+        assert_eq!(calls(&p), vec![(false, BASE, 48 * PAGE_SIZE)]);
+    }
+
+    #[test]
+    fn a_failed_re_protect_degrades_once_per_cycle_and_keeps_its_cause() {
+        let r = PageRecord::new(BASE, PAGES * PAGE_SIZE, None).unwrap();
+        let p = Log::default();
+        r.arm(&p).unwrap();
+        r.record(7);
+        p.fail_protect.store(true, Ordering::Relaxed);
+        let mut out = DirtySet::default();
+        r.harvest(&p, &mut out, true).unwrap();
+        assert!(out.all);
+        let _ = calls(&p);
+        // Still everything without rearm, and the flag survives it.
+        r.harvest(&p, &mut out, false).unwrap();
+        assert!(out.all);
+        // A whole-range re-protect that fails again: the same cycle, counted once.
+        r.harvest(&p, &mut out, true).unwrap();
+        assert!(out.all);
+        let s = r.counters().stats();
+        assert_eq!(s.degradations, 1);
+        assert_eq!(
+            s.last_degradation,
+            Some(Degradation {
+                step: Step::Harvest,
+                call: Call::Mprotect,
+                errno: libc::ENOMEM,
+                range: Some((BASE + 7 * PAGE_SIZE, PAGE_SIZE)),
+            })
+        );
+        // It succeeds: precise again.
+        p.fail_protect.store(false, Ordering::Relaxed);
+        r.harvest(&p, &mut out, true).unwrap();
+        assert!(
+            out.all,
+            "the harvest that re-protects still reports everything"
+        );
+        r.harvest(&p, &mut out, true).unwrap();
+        assert_eq!(out, DirtySet::default());
+        // A new cycle that degrades counts again.
+        r.arm(&p).unwrap();
+        p.fail_protect.store(true, Ordering::Relaxed);
+        r.record(1);
+        r.harvest(&p, &mut out, true).unwrap();
+        assert_eq!(r.counters().stats().degradations, 2);
+    }
+
+    #[test]
+    fn a_failed_arm_leaves_the_heap_writable_and_names_the_call() {
+        let r = PageRecord::new(BASE, PAGES * PAGE_SIZE, None).unwrap();
+        let p = Log::default();
+        p.fail_protect.store(true, Ordering::Relaxed);
+        let e = r.arm(&p).unwrap_err();
+        assert_eq!(e.errno(), Some(libc::ENOMEM));
+        assert_eq!(
+            calls(&p),
+            vec![
+                (true, BASE, PAGES * PAGE_SIZE),
+                (false, BASE, PAGES * PAGE_SIZE)
+            ]
+        );
+        let d = r.counters().stats().last_degradation.unwrap();
+        assert_eq!((d.step, d.call), (Step::Arm, Call::Mprotect));
+        assert!(d.to_string().starts_with("arm: mprotect on ["), "{d}");
+    }
+}
