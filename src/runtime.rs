@@ -46,10 +46,10 @@ impl HeapInner {
 /// memory, but not its collector thread (nor its marker and fault-service threads;
 /// `fork` copies only the thread that calls it), so its first collection would wait for
 /// ever. barrierlab detects it instead: in the child, every call that needs the
-/// collector ([`Heap::collect`], [`Mutator::collect`], an allocation that needs a new
+/// collector ([`Heap::collect`], [`Mutator::collect`](crate::Mutator::collect), an allocation that needs a new
 /// run, a large object or a collection, [`Heap::try_mutator`]) returns
 /// [`crate::Error::ForkedChild`]; [`Heap::mutator`] panics with that message,
-/// [`Heap::wait_for_cycle`] and [`Mutator::safepoint`] return at once. Those checks take
+/// [`Heap::wait_for_cycle`] and [`Mutator::safepoint`](crate::Mutator::safepoint) return at once. Those checks take
 /// no lock and allocate nothing, so they are safe in the child of a multi-threaded
 /// process (where a lock another thread held at the fork stays held). Dropping the
 /// heap's last handle in the child leaks it (its threads cannot be joined there). The
