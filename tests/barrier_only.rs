@@ -152,3 +152,28 @@ fn a_schedule_out_of_range_is_refused() {
         }
     }
 }
+
+/// A heap that has not allocated yet has no page to arm: a collection of it (and a
+/// barrier-only period, which skips it) must not degrade the tracker (a zero-length
+/// write-protect is `EINVAL` for userfaultfd).
+#[test]
+fn an_empty_heap_collects_without_degrading() {
+    for kind in BarrierKind::ALL {
+        let what = format!("empty heap [{kind}]");
+        let Some(heap) = heap_or_skip(HeapConfig::new().heap_bytes(4 << 20).barrier(kind), &what)
+        else {
+            continue;
+        };
+        with_timeout(60, &what.clone(), move || {
+            heap.collect().expect("collect");
+            heap.collect().expect("collect");
+            let s = heap.stats();
+            assert_eq!(s.cycles, 2, "{what}");
+            assert_eq!(
+                s.tracker.degradations, 0,
+                "{what}: {:?}",
+                s.tracker.last_degradation
+            );
+        });
+    }
+}

@@ -213,9 +213,13 @@ impl UffdWpAsyncTracker {
         Ok(found)
     }
 
-    /// Protects the used prefix; a failure degrades the cycle at `step`.
+    /// Protects the used prefix; a failure degrades the cycle at `step`. A heap that has
+    /// used no page yet has nothing to protect (and the ioctl refuses a zero length).
     fn protect_all(&self, step: Step) -> Result<()> {
         let extent = self.prefix.protect_used();
+        if extent == 0 {
+            return Ok(());
+        }
         self.uffd
             .protect(self.base, extent)
             .inspect_err(|e| self.degraded(step, Call::WriteProtect, e))?;
@@ -307,6 +311,9 @@ impl DirtyTracker for UffdWpAsyncTracker {
             return Ok(());
         }
         let extent = self.prefix.take_protected();
+        if extent == 0 {
+            return Ok(());
+        }
         self.uffd
             .unprotect(self.base, extent, WpMode::empty())
             .inspect_err(|e| self.degraded(Step::Disarm, Call::WriteProtect, e))

@@ -93,17 +93,27 @@ pub(crate) fn open_userfaultfd(
 
 // SAFETY: `protect_errno` and `unprotect_errno` are each one ioctl on a stack argument
 // with a bounded retry, documented async-signal-safe; neither panics; each applies to
-// the range given.
+// the range given. An empty range changes nothing and makes no call.
 unsafe impl PageProtection for Uffd {
     const CALL: Call = Call::WriteProtect;
     const STICKY: bool = false;
     const INJECTED: i32 = libc::EIO;
 
+    /// An empty range (a heap that has used no page yet, armed) is nothing to protect:
+    /// `Ok` without the ioctl, which refuses a zero length with `EINVAL` (`mprotect(2)`
+    /// accepts it).
     fn protect(&self, start: usize, len: usize) -> std::result::Result<(), i32> {
+        if len == 0 {
+            return Ok(());
+        }
         self.protect_errno(start, len)
     }
 
+    /// As [`Uffd::protect`](PageProtection::protect): an empty range is `Ok`.
     fn unprotect(&self, start: usize, len: usize) -> std::result::Result<(), i32> {
+        if len == 0 {
+            return Ok(());
+        }
         self.unprotect_errno(start, len)
     }
 }
