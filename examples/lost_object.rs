@@ -24,9 +24,10 @@
 //!   The page trackers record a page when it is written while protected; the pages the
 //!   allocator hands out during a cycle are unprotected up front (so that new objects
 //!   take no fault) and must therefore be recorded as written at that moment. The bug
-//!   unprotects them without recording them. The card table records every store itself,
-//!   new object or not, and `uffd-wp-async`'s record is the protection itself (a page
-//!   made writable reads as written), so neither has such a rule.
+//!   unprotects them without recording them. The card table and the write watch record
+//!   every store themselves, new object or not, and `uffd-wp-async`'s record is the
+//!   protection itself (a page made writable reads as written), so none of them has
+//!   such a rule.
 //!
 //! `none` has no barrier to lose: it stops the program for the whole cycle.
 //!
@@ -73,9 +74,11 @@ fn main() -> Result<()> {
             println!("{kind:<15} skipped: {e}");
             continue;
         }
-        // uffd-wp-async has no frontier rule either: its record is the protection itself,
-        // so a page unprotected at hand-out reads as written at the next harvest.
-        let page_tracker = !matches!(kind, BarrierKind::CardTable | BarrierKind::UffdWpAsync);
+        // Only the page trackers that record a page at its first write have a frontier
+        // rule: a store-path mark (card table, write watch) records every store, and
+        // uffd-wp-async's record is the protection itself, so a page unprotected at
+        // hand-out reads as written at the next harvest.
+        let page_tracker = kind.is_page_level() && kind != BarrierKind::UffdWpAsync;
         let mut bugs = vec![(
             "record lost",
             Testing {

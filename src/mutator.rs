@@ -449,7 +449,7 @@ impl<B: StoreBarrier> Mutator<B> {
     /// harvest protects it again). What such a write does then depends on the barrier (the
     /// `read(2)` row of the edge table in [`crate::barrier`], tested in `tests/edges.rs`
     /// and `tests/payload_io.rs`):
-    /// - `none`, `card-table`: nothing is ever protected; the call works.
+    /// - `none`, `card-table`, `write-watch`: nothing is ever protected; the call works.
     /// - `uffd-wp`, full mode (the default where allowed): the kernel's write faults like
     ///   a user write; the calling thread waits in the system call until the fault is
     ///   served (by the service thread, or by the collector in the `collector` layout),

@@ -101,9 +101,12 @@ const PHASES: usize = Phase::ALL.len();
 /// long enough to be seen.
 fn required(kind: BarrierKind) -> &'static [&'static [Phase]] {
     use Phase::*;
+    // A store-path mechanism (the card table, the write watch) disarms with nothing to do.
+    let quick_disarm = kind.mechanism().served_by == barrierlab::barrier::ServedBy::StorePath
+        || kind == BarrierKind::UffdWpAsync;
     match kind {
         BarrierKind::None => &[&[Idle], &[Sweep]],
-        BarrierKind::CardTable | BarrierKind::UffdWpAsync => &[
+        _ if quick_disarm => &[
             &[Arm],
             &[ConcurrentMark],
             &[Preclean],

@@ -61,7 +61,7 @@ fn keeps_protection(v: Variant) -> bool {
 /// card table's store path always marks, and pages kept protected read as written. In
 /// both, the next arm forgets it.
 fn records_between_cycles(v: Variant) -> bool {
-    v.kind == BarrierKind::CardTable || keeps_protection(v)
+    v.kind.mechanism().served_by == ServedBy::StorePath || keeps_protection(v)
 }
 
 /// How many faults the mechanism's own code serves for `n` first writes.

@@ -7,7 +7,7 @@
 
 use std::path::PathBuf;
 use std::process::Command;
-use std::sync::Once;
+use std::sync::{Once, RwLock};
 use std::time::Duration;
 
 use barrierlab::sys::child::run_with_deadline;
@@ -18,6 +18,11 @@ const RUN_TIMEOUT: Duration = Duration::from_secs(120);
 const BUILD_TIMEOUT: Duration = Duration::from_secs(900);
 
 static BUILD: Once = Once::new();
+
+/// Examples whose output depends on timing (`lost_object`: the program must run while
+/// the collector marks) run alone, the others side by side: a writer of this lock runs
+/// alone.
+static ALONE: RwLock<()> = RwLock::new(());
 
 fn manifest_dir() -> PathBuf {
     PathBuf::from(env!("CARGO_MANIFEST_DIR"))
@@ -90,7 +95,13 @@ fn run_example(name: &str, expected: &[&str]) -> String {
     build_examples();
     let bin = examples_dir().join(name);
     assert!(bin.exists(), "{} was not built", bin.display());
-    let out = run_with_timeout(Command::new(&bin), RUN_TIMEOUT, name);
+    let out = if name == "lost_object" {
+        let _alone = ALONE.write().unwrap_or_else(|e| e.into_inner());
+        run_with_timeout(Command::new(&bin), RUN_TIMEOUT, name)
+    } else {
+        let _shared = ALONE.read().unwrap_or_else(|e| e.into_inner());
+        run_with_timeout(Command::new(&bin), RUN_TIMEOUT, name)
+    };
     assert!(
         out.success,
         "example {name} exited with {:?}\nstdout:\n{}\nstderr:\n{}",

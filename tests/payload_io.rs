@@ -93,8 +93,10 @@ fn reading_into_payloads_while_cycles_run_works_the_safe_way_on_every_barrier() 
         };
         let user_mode_only = heap.stats().tracker.uffd.is_some_and(|u| u.user_mode_only);
         // Where the docs say a direct read(2) always works.
+        let store_path = kind.mechanism().served_by == barrierlab::barrier::ServedBy::StorePath;
         let direct_works = match kind {
-            BarrierKind::None | BarrierKind::CardTable | BarrierKind::UffdWpAsync => true,
+            _ if store_path => true,
+            BarrierKind::None | BarrierKind::UffdWpAsync => true,
             BarrierKind::UffdWp => !user_mode_only,
             _ => false,
         };

@@ -23,7 +23,7 @@ pub use super::mechanism::CARD_SHIFT;
 
 use super::counters::Counters;
 use super::mechanism::{Granule, Mechanism, SecondChannel, ServedBy};
-use super::{BarrierKind, CardMark, DirtySet, DirtyTracker, DynBarrier, TrackerStats};
+use super::{BarrierKind, DirtySet, DirtyTracker, DynBarrier, TrackerStats};
 use crate::error::Result;
 use crate::side_table::SideTable;
 
@@ -55,7 +55,9 @@ pub const DIRTY: u8 = 1;
 /// The value of a clean card.
 pub const CLEAN: u8 = 0;
 
-/// A card table over one heap.
+/// A card table over one heap, of `1 << SHIFT`-byte cards: 512 bytes for the card table,
+/// 4 KiB for the write watch ([`super::WriteWatch`], the same table at the page
+/// trackers' granule).
 ///
 /// The table is a `SideTable`: reserved for the whole heap, committed only where
 /// cards are written, so a 1 TiB heap reserves 2 GiB of cards but pays only for the
@@ -63,7 +65,9 @@ pub const CLEAN: u8 = 0;
 /// heap last reported ([`DirtyTracker::in_use`]), so their cost follows the pages in use,
 /// not the reservation.
 #[derive(Debug)]
-pub struct CardTable {
+pub struct CardTable<const SHIFT: u32 = CARD_SHIFT> {
+    /// The mechanism it is: `CardTable` or `WriteWatch`.
+    kind: BarrierKind,
     base: usize,
     cards: SideTable<AtomicU8>,
     /// Cards that arm and harvest walk: those below the heap's reported extent.
@@ -73,12 +77,29 @@ pub struct CardTable {
 }
 
 impl CardTable {
-    /// A clean table for the heap `[base, base + len)`; `base` must be card aligned.
-    /// Fails only if the table's mapping cannot be reserved.
+    /// A clean table of 512-byte cards for the heap `[base, base + len)`; `base` must
+    /// be card aligned. Fails only if the table's mapping cannot be reserved.
     pub fn new(base: usize, len: usize, conditional: bool) -> Result<CardTable> {
-        assert_eq!(base % CARD_SIZE, 0, "heap base must be card aligned");
-        let cards = SideTable::new(len.div_ceil(CARD_SIZE))?;
+        CardTable::build(BarrierKind::CardTable, base, len, conditional)
+    }
+}
+
+impl<const SHIFT: u32> CardTable<SHIFT> {
+    /// The card size in bytes.
+    const SIZE: usize = 1 << SHIFT;
+
+    /// A clean table for the heap `[base, base + len)`, as mechanism `kind`; `base`
+    /// must be card aligned. Fails only if the table's mapping cannot be reserved.
+    pub(crate) fn build(
+        kind: BarrierKind,
+        base: usize,
+        len: usize,
+        conditional: bool,
+    ) -> Result<CardTable<SHIFT>> {
+        assert_eq!(base % Self::SIZE, 0, "heap base must be card aligned");
+        let cards = SideTable::new(len.div_ceil(Self::SIZE))?;
         Ok(CardTable {
+            kind,
             base,
             extent: AtomicUsize::new(cards.len()),
             cards,
@@ -94,7 +115,7 @@ impl CardTable {
 
     /// The index of the card holding `addr`.
     pub fn card_index(&self, addr: usize) -> usize {
-        (addr - self.base) >> CARD_SHIFT
+        (addr - self.base) >> SHIFT
     }
 
     /// Whether the card holding `addr` is dirty.
@@ -129,13 +150,13 @@ impl CardTable {
     }
 }
 
-impl DirtyTracker for CardTable {
+impl<const SHIFT: u32> DirtyTracker for CardTable<SHIFT> {
     fn kind(&self) -> BarrierKind {
-        BarrierKind::CardTable
+        self.kind
     }
 
     fn granule_shift(&self) -> u32 {
-        CARD_SHIFT
+        SHIFT
     }
 
     fn arm(&self) -> Result<()> {
@@ -167,7 +188,7 @@ impl DirtyTracker for CardTable {
 
     fn in_use(&self, bytes: usize) {
         self.extent
-            .store(bytes.div_ceil(CARD_SIZE), Ordering::Release);
+            .store(bytes.div_ceil(Self::SIZE), Ordering::Release);
     }
 
     fn stats(&self) -> TrackerStats {
@@ -175,10 +196,10 @@ impl DirtyTracker for CardTable {
     }
 
     fn store_barrier(&self) -> DynBarrier {
-        let biased = self.cards.as_ptr().wrapping_sub(self.base >> CARD_SHIFT);
-        // SAFETY: for every heap address `a`, `(a >> 9) - (base >> 9)` indexes the table,
-        // and the heap keeps this tracker alive for as long as any mutator exists.
-        DynBarrier::Card(unsafe { CardMark::new(biased, self.conditional) })
+        let biased = self.cards.as_ptr().wrapping_sub(self.base >> SHIFT);
+        // SAFETY: for every heap address `a`, `(a >> SHIFT) - (base >> SHIFT)` indexes the
+        // table, and the heap keeps this tracker alive for as long as any mutator exists.
+        unsafe { DynBarrier::marking(SHIFT, biased, self.conditional) }
     }
 }
 

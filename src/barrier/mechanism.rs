@@ -42,6 +42,9 @@ pub enum Granule {
     Card,
     /// 4 KiB pages, recorded at their first write.
     Page,
+    /// 4 KiB pages, marked by the store path (the write watch: the card table's store
+    /// path at the page trackers' granule).
+    WatchedPage,
 }
 
 impl Granule {
@@ -50,7 +53,7 @@ impl Granule {
         match self {
             Granule::None => None,
             Granule::Card => Some(CARD_SHIFT),
-            Granule::Page => Some(crate::sys::PAGE_SHIFT),
+            Granule::Page | Granule::WatchedPage => Some(crate::sys::PAGE_SHIFT),
         }
     }
 }

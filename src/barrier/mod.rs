@@ -23,6 +23,7 @@
 //! | `uffd-wp-async` | 0 | ~0.8 µs kernel-resolved fault + ~40 ns scan | ~1 ns `PAGEMAP_SCAN` | 4 KiB | `WP_ASYNC` + `PAGEMAP_SCAN` (6.7+) | none known; writes by the kernel are recorded too |
 //! | `uffd-wp-sigbus` | 0 | ~4.3 µs SIGBUS + `UFFDIO_WRITEPROTECT` on the writer (measured from Rust: no C probe) | ~70 ns protect | 4 KiB | userfaultfd WP + `UFFD_FEATURE_SIGBUS` | a kernel write (`read(2)` into the heap) fails with `EFAULT` |
 //! | `mprotect` | 0 | ~5–8 µs SIGSEGV + `mprotect` on the writer | ~70 ns `mprotect` | 4 KiB | nothing | splits mappings: `vm.max_map_count`; kernel writes fail with `EFAULT` |
+//! | `write-watch` | as `card-table` (one byte store) | 0 | an eighth of `card-table`'s scan | 4 KiB | nothing | every store pays; remark rescans whole pages |
 //!
 //! # Edge behaviour
 //!
@@ -132,9 +133,13 @@
 //!   `src/workload/pages.rs`);
 //! - a fault signal other than SIGSEGV and SIGBUS: `FaultSignal` in
 //!   `src/barrier/signal_registry.rs`;
-//! - a disarm that does nothing (like `card-table`'s): its kind in `required` of
-//!   `tests/alloc_phases.rs`; pages kept protected between cycles (like `uffd-wp-async`'s
-//!   `keep-protected`): `keeps_protection` in `tests/conformance.rs`;
+//! - pages kept protected between cycles (like `uffd-wp-async`'s `keep-protected`):
+//!   `keeps_protection` in `tests/conformance.rs`, and `required` in
+//!   `tests/alloc_phases.rs` (a store-path mechanism's empty disarm is read from its
+//!   description);
+//! - what a kernel write (`read(2)`) into a payload does on it: `Mutator::payload_ptr`'s
+//!   docs and `tests/payload_io.rs` (read from the description for a store-path
+//!   mechanism);
 //! - a kernel requirement: its row in the README's kernel-requirements table.
 //!
 //! Soft-dirty (`/proc/self/clear_refs` + pagemap bit 55) is the classic sixth mechanism;
@@ -161,8 +166,8 @@ pub use card_table::CardTable;
 pub use counters::{STALL_IN_HANDLER, STALL_KERNEL, STALL_SERVICE, TrackerStats};
 pub use degradation::{Call, Degradation, Step};
 pub use mechanism::{
-    Availability, Breadth, BuildFn, Edge, FAULT_CHECK_TIMEOUT, Granule, Mechanism, SecondChannel,
-    ServedBy, Variant, check, check_cached,
+    Availability, Breadth, BuildFn, CARD_SHIFT, Edge, FAULT_CHECK_TIMEOUT, Granule, Mechanism,
+    SecondChannel, ServedBy, Variant, check, check_cached,
 };
 pub use mprotect::MprotectTracker;
 pub use page_tracker::{PageTracker, UffdMode};
@@ -170,6 +175,7 @@ pub use test_knobs::TestKnobs;
 pub use uffd_wp::{ServiceLayout, UffdWpOptions, UffdWpTracker};
 pub use uffd_wp_async::{UffdWpAsyncOptions, UffdWpAsyncTracker};
 pub use uffd_wp_sigbus::{UffdWpSigbusOptions, UffdWpSigbusTracker};
+pub use write_watch::WriteWatch;
 
 /// Declares the mechanisms: for each, its module (which defines `MECHANISM`) and its
 /// `BarrierKind` variant. This list is the one place that names every mechanism.
@@ -208,6 +214,8 @@ mechanisms! {
     UffdWpSigbus => uffd_wp_sigbus,
     /// The [`mprotect`] mechanism.
     Mprotect => mprotect,
+    /// The [`write_watch`] mechanism.
+    WriteWatch => write_watch,
 }
 
 // Each module's description is of its own kind, in declaration order.
@@ -403,37 +411,49 @@ impl StoreBarrier for NoStoreBarrier {
     unsafe fn on_store(&self, _slot: usize) {}
 }
 
-/// Card marking: `cards[slot >> 9] = DIRTY`, through a pointer biased by the heap base so
-/// that the index needs no subtraction.
+/// Card marking: `cards[slot >> SHIFT] = DIRTY`, through a pointer biased by the heap
+/// base so that the index needs no subtraction. `SHIFT` is 9 for the card table's
+/// 512-byte cards and 12 for the write watch's 4 KiB pages: a constant, so that the
+/// store path shifts by an immediate, as the card table's always has.
 #[derive(Debug, Clone, Copy)]
-pub struct CardMark {
+pub struct CardMark<const SHIFT: u32 = CARD_SHIFT> {
     biased: *const AtomicU8,
     conditional: bool,
 }
 
 // SAFETY: the pointer refers to the card table, which outlives every mutator (the heap
 // keeps the tracker alive while any mutator exists) and is only accessed atomically.
-unsafe impl Send for CardMark {}
+unsafe impl<const SHIFT: u32> Send for CardMark<SHIFT> {}
 // SAFETY: as above: shared access only performs atomic byte stores and loads.
-unsafe impl Sync for CardMark {}
+unsafe impl<const SHIFT: u32> Sync for CardMark<SHIFT> {}
 
-impl CardMark {
+impl<const SHIFT: u32> CardMark<SHIFT> {
     /// # Safety
-    /// `biased.wrapping_add(addr >> 9)` must point into a live card table for every heap
-    /// address `addr` the mutator will store to, for as long as this value is used.
-    pub(crate) unsafe fn new(biased: *const AtomicU8, conditional: bool) -> CardMark {
+    /// `biased.wrapping_add(addr >> SHIFT)` must point into a live card table for every
+    /// heap address `addr` the mutator will store to, for as long as this value is used.
+    pub(crate) unsafe fn new(biased: *const AtomicU8, conditional: bool) -> CardMark<SHIFT> {
         CardMark {
             biased,
             conditional,
         }
     }
+
+    /// The same table as `other`'s, at this type's granule (the caller checked that the
+    /// granules agree).
+    fn same_as<const S: u32>(other: CardMark<S>) -> CardMark<SHIFT> {
+        CardMark {
+            biased: other.biased,
+            conditional: other.conditional,
+        }
+    }
 }
 
-impl StoreBarrier for CardMark {
+impl<const SHIFT: u32> StoreBarrier for CardMark<SHIFT> {
     fn from_dyn(d: DynBarrier) -> Option<Self> {
         match d {
-            DynBarrier::Card(c) => Some(c),
-            DynBarrier::None => None,
+            DynBarrier::Card(c) if SHIFT == CARD_SHIFT => Some(Self::same_as(c)),
+            DynBarrier::Watch(c) if SHIFT == crate::sys::PAGE_SHIFT => Some(Self::same_as(c)),
+            _ => None,
         }
     }
 
@@ -441,7 +461,7 @@ impl StoreBarrier for CardMark {
     unsafe fn on_store(&self, slot: usize) {
         // SAFETY: by the contracts of `CardMark::new` and `on_store`, the biased pointer
         // plus the card index of a heap address is a card of the live table.
-        let card = unsafe { &*self.biased.wrapping_add(slot >> card_table::CARD_SHIFT) };
+        let card = unsafe { &*self.biased.wrapping_add(slot >> SHIFT) };
         if self.conditional {
             if card.load(std::sync::atomic::Ordering::Relaxed) != card_table::DIRTY {
                 card.store(card_table::DIRTY, std::sync::atomic::Ordering::Relaxed);
@@ -458,8 +478,34 @@ impl StoreBarrier for CardMark {
 pub enum DynBarrier {
     /// No store path.
     None,
-    /// Card marking.
+    /// Card marking, 512-byte cards.
     Card(CardMark),
+    /// Write watching: card marking with a byte per 4 KiB page.
+    Watch(CardMark<{ crate::sys::PAGE_SHIFT }>),
+}
+
+impl DynBarrier {
+    /// The store path of a table of `1 << shift`-byte cards whose card 0 is at
+    /// `biased + (base >> shift)`.
+    ///
+    /// # Safety
+    /// As [`CardMark::new`]'s.
+    ///
+    /// # Panics
+    /// For a granule that has no store path (not 512 bytes or 4 KiB).
+    pub(crate) unsafe fn marking(shift: u32, biased: *const AtomicU8, conditional: bool) -> Self {
+        // SAFETY: forwarded from the caller.
+        unsafe {
+            match shift {
+                CARD_SHIFT => DynBarrier::Card(CardMark::new(biased, conditional)),
+                crate::sys::PAGE_SHIFT => DynBarrier::Watch(CardMark::new(biased, conditional)),
+                _ => panic!(
+                    "no card-marking store path for {}-byte granules",
+                    1u64 << shift
+                ),
+            }
+        }
+    }
 }
 
 impl StoreBarrier for DynBarrier {
@@ -469,9 +515,12 @@ impl StoreBarrier for DynBarrier {
 
     #[inline(always)]
     unsafe fn on_store(&self, slot: usize) {
-        if let DynBarrier::Card(c) = self {
+        match self {
+            DynBarrier::None => {}
             // SAFETY: forwarded from the caller.
-            unsafe { c.on_store(slot) }
+            DynBarrier::Card(c) => unsafe { c.on_store(slot) },
+            // SAFETY: forwarded from the caller.
+            DynBarrier::Watch(c) => unsafe { c.on_store(slot) },
         }
     }
 }

@@ -82,6 +82,12 @@ impl Heap {
                     .expect("store path matches");
                 task.run(&mut m)
             }
+            DynBarrier::Watch(_) => {
+                let mut m = self
+                    .typed_mutator::<crate::barrier::CardMark<{ crate::sys::PAGE_SHIFT }>>()
+                    .expect("store path matches");
+                task.run(&mut m)
+            }
         }
     }
 }

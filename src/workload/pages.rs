@@ -86,6 +86,7 @@ impl PageLab {
             match self.path {
                 DynBarrier::None => self.stores(NoStoreBarrier, pattern.stores_per_page, order),
                 DynBarrier::Card(c) => self.stores::<CardMark>(c, pattern.stores_per_page, order),
+                DynBarrier::Watch(c) => self.stores(c, pattern.stores_per_page, order),
             }
             t.elapsed()
         };
