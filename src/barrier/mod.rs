@@ -131,6 +131,9 @@
 //!   [`StoreBarrier`] type (`src/barrier/mod.rs`), and the `DynBarrier` matches that
 //!   monomorphise the store path (`Heap::run_typed` in `src/mutator/heap_methods.rs`,
 //!   `src/workload/pages.rs`);
+//! - a kind of granule not yet described (the write watch's 4 KiB page marked by the
+//!   store path, beside the card and the page recorded at its first write): a
+//!   [`Granule`] variant and its shift (`src/barrier/mechanism.rs`);
 //! - a fault signal other than SIGSEGV and SIGBUS: `FaultSignal` in
 //!   `src/barrier/signal_registry.rs`;
 //! - pages kept protected between cycles (like `uffd-wp-async`'s `keep-protected`):
