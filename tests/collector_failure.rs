@@ -257,12 +257,5 @@ fn log_lines_that_cannot_be_written_are_counted_and_collection_goes_on() {
         }
         Ok(format!("{} lines lost", s.log_lines_lost))
     });
-    assert_eq!(
-        outcome.status,
-        0,
-        "{}; {}; {}",
-        support::describe(outcome.status),
-        outcome.message,
-        outcome.stderr
-    );
+    outcome.assert_ok();
 }

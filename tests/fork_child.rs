@@ -126,14 +126,7 @@ fn a_heap_used_in_a_forked_child_is_refused_with_a_clear_error() {
         }
         Ok(format!("refused in a forked child: {}", checked.join(", ")))
     });
-    assert_eq!(
-        outcome.status,
-        0,
-        "{}; {}; {}",
-        support::describe(outcome.status),
-        outcome.message,
-        outcome.stderr
-    );
+    outcome.assert_ok();
     eprintln!("{}", outcome.message);
 }
 

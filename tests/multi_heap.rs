@@ -15,9 +15,9 @@ mod support;
 use std::sync::Arc;
 use std::sync::atomic::{AtomicBool, Ordering};
 
-use barrierlab::{BarrierKind, HeapConfig, Mutator, ObjRef};
+use barrierlab::{BarrierKind, Mutator, ObjRef};
 
-use support::{heap_or_skip, with_timeout};
+use support::{two_heaps_or_skip, with_timeout};
 
 const LIST: usize = 200;
 
@@ -66,13 +66,7 @@ enum Extra {
 /// both (a few MiB each, so that each heap collects many times because its allocation
 /// asks for it), plus `extra[t]`. Both rooted lists survive, and each heap collected.
 fn two_threads_two_heaps(kind: BarrierKind, extra: [Extra; 2]) {
-    let mk = || {
-        heap_or_skip(
-            HeapConfig::new().heap_bytes(1 << 20).barrier(kind),
-            "two_threads_two_heaps",
-        )
-    };
-    let (Some(a), Some(b)) = (mk(), mk()) else {
+    let Some((a, b)) = two_heaps_or_skip(kind, 1 << 20, "two_threads_two_heaps") else {
         return;
     };
     let what = format!("{kind} {extra:?}");
@@ -156,13 +150,7 @@ fn a_mutator_made_while_another_heap_pauses_does_not_deadlock() {
 #[test]
 fn a_collecting_bystander_and_two_allocating_threads_do_not_deadlock() {
     for kind in BarrierKind::ALL {
-        let mk = || {
-            heap_or_skip(
-                HeapConfig::new().heap_bytes(1 << 20).barrier(kind),
-                "bystander",
-            )
-        };
-        let (Some(a), Some(b)) = (mk(), mk()) else {
+        let Some((a, b)) = two_heaps_or_skip(kind, 1 << 20, "bystander") else {
             continue;
         };
         with_timeout(60, "bystander", move || {

@@ -20,8 +20,8 @@ use std::sync::atomic::{AtomicBool, Ordering};
 
 use barrierlab::{BarrierKind, Heap, HeapConfig, Mutator, ObjRef};
 
-use support::heap_or_skip;
 use support::with_timeout;
+use support::{heap_or_skip, two_heaps_or_skip};
 
 const LIST: usize = 400;
 
@@ -174,13 +174,7 @@ fn a_mutator_in_a_thread_local_is_dropped_at_thread_exit() {
 #[test]
 fn two_heaps_on_two_threads_do_not_wait_for_each_other() {
     for kind in BarrierKind::ALL {
-        let mk = || {
-            heap_or_skip(
-                HeapConfig::new().heap_bytes(1 << 20).barrier(kind),
-                "two_heaps",
-            )
-        };
-        let (Some(a), Some(b)) = (mk(), mk()) else {
+        let Some((a, b)) = two_heaps_or_skip(kind, 1 << 20, "two_heaps") else {
             continue;
         };
         with_timeout(60, "two-heaps", move || {

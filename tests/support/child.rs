@@ -34,6 +34,20 @@ pub struct Outcome {
     pub stderr: String,
 }
 
+impl Outcome {
+    /// Panics unless the child exited 0, with its status, message and stderr.
+    pub fn assert_ok(&self) {
+        assert_eq!(
+            self.status,
+            0,
+            "{}; {}; {}",
+            super::describe(self.status),
+            self.message,
+            self.stderr
+        );
+    }
+}
+
 /// Runs `body` in a fresh process of this test binary, as the test `test` (the name
 /// libtest knows it by: `test_name!()` at top level; one call per test), and returns how it ended: exit 0
 /// for `Ok(message)`, 1 for `Err(message)` or a panic, [`SKIP_STATUS`] for an `Ok`

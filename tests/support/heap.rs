@@ -12,7 +12,7 @@
 
 use std::time::{Duration, Instant};
 
-use barrierlab::{Heap, HeapConfig, ObjRef};
+use barrierlab::{BarrierKind, Heap, HeapConfig, ObjRef};
 
 use super::{is_missing_feature, skip_or_fail};
 
@@ -29,6 +29,13 @@ pub fn heap_or_skip(config: HeapConfig, what: &str) -> Option<Heap> {
         }
         Err(e) => panic!("{what}: Heap::new for {kind} failed: {e}"),
     }
+}
+
+/// Two heaps of `kind` of `bytes` each (for the tests of several heaps on several
+/// threads), or `None` after [`heap_or_skip`]'s skip.
+pub fn two_heaps_or_skip(kind: BarrierKind, bytes: usize, what: &str) -> Option<(Heap, Heap)> {
+    let mk = || heap_or_skip(HeapConfig::new().heap_bytes(bytes).barrier(kind), what);
+    Some((mk()?, mk()?))
 }
 
 /// The base seed: `BARRIERLAB_SEED`, or a fresh one. Printed either way, so that a
