@@ -444,9 +444,64 @@ pub fn no_collection_message(peer: Peer, heap_mib: usize) -> String {
     )
 }
 
+/// How a peer ran, from its settings, in a sentence for the report: its virtual dirty
+/// bits and how they were found out, and whether its incremental mode was generational.
+pub fn settings_note(settings: &[(String, String)]) -> String {
+    let get = |k: &str| {
+        settings
+            .iter()
+            .find(|(key, _)| key == k)
+            .map(|(_, v)| v.as_str())
+    };
+    let mut note = match get("vdb") {
+        Some("none") | None => "stop-the-world, no virtual dirty bits".to_string(),
+        Some(vdb) => format!(
+            "virtual dirty bits: {vdb} (from {})",
+            get("vdb_from").unwrap_or("?")
+        ),
+    };
+    if let Some(g) = get("generational") {
+        note.push_str(&format!("; generational: {g}"));
+        if let Some(f) = get("full_freq") {
+            note.push_str(&format!(" (full_freq {f})"));
+        }
+    }
+    if let Some(lib) = get("lib") {
+        note.push_str(&format!("; library {lib}"));
+    }
+    note
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn a_peer_note_says_its_dirty_bits_and_generations() {
+        let kv = |pairs: &[(&str, &str)]| -> Vec<(String, String)> {
+            pairs
+                .iter()
+                .map(|(k, v)| (k.to_string(), v.to_string()))
+                .collect()
+        };
+        let inc = kv(&[
+            ("lib", "/usr/lib/libgc.so.1"),
+            ("vdb", "mprotect"),
+            ("vdb_from", "actual_vdb"),
+            ("generational", "yes"),
+            ("full_freq", "19"),
+        ]);
+        assert_eq!(
+            settings_note(&inc),
+            "virtual dirty bits: mprotect (from actual_vdb); generational: yes (full_freq 19); \
+             library /usr/lib/libgc.so.1"
+        );
+        let stw = kv(&[("lib", "libgc.so.1"), ("vdb", "none")]);
+        assert_eq!(
+            settings_note(&stw),
+            "stop-the-world, no virtual dirty bits; library libgc.so.1"
+        );
+    }
 
     fn sample() -> PeerRun {
         PeerRun {

@@ -187,34 +187,6 @@ pub const BARRIER_ONLY_PERIOD: Duration = Duration::from_millis(10);
 /// See [`BARRIER_ONLY_PERIOD`].
 pub const BARRIER_ONLY_ARMED_SHARE: f64 = 0.5;
 
-/// How a peer ran, from its settings, in a sentence for the report: its virtual dirty
-/// bits and how they were found out, and whether its incremental mode was generational.
-fn peer_note(settings: &[(String, String)]) -> String {
-    let get = |k: &str| {
-        settings
-            .iter()
-            .find(|(key, _)| key == k)
-            .map(|(_, v)| v.as_str())
-    };
-    let mut note = match get("vdb") {
-        Some("none") | None => "stop-the-world, no virtual dirty bits".to_string(),
-        Some(vdb) => format!(
-            "virtual dirty bits: {vdb} (from {})",
-            get("vdb_from").unwrap_or("?")
-        ),
-    };
-    if let Some(g) = get("generational") {
-        note.push_str(&format!("; generational: {g}"));
-        if let Some(f) = get("full_freq") {
-            note.push_str(&format!(" (full_freq {f})"));
-        }
-    }
-    if let Some(lib) = get("lib") {
-        note.push_str(&format!("; library {lib}"));
-    }
-    note
-}
-
 fn row(
     section: Section,
     tracker: &str,
@@ -361,7 +333,7 @@ fn run_inner(spec: &PointSpec) -> Result<Vec<Row>> {
             // bdwgc marks on the mutator thread with the world stopped: its pauses are
             // its collection work, in wall time and in CPU time alike.
             let mut full = row(Metric::FullCycles, r.full_cycles as f64);
-            full.note = peer_note(&r.settings);
+            full.note = peer::settings_note(&r.settings);
             Ok(vec![
                 row(Metric::WallMs, ms(r.total)),
                 row(Metric::StwMs, ms(r.stw())),
@@ -542,33 +514,6 @@ mod tests {
         assert_eq!(s, (0..1000).collect::<Vec<_>>());
         assert_ne!(r, s, "shuffled");
         assert_eq!(micro_order(10, 0.001, false, 1).len(), 1);
-    }
-
-    #[test]
-    fn a_peer_note_says_its_dirty_bits_and_generations() {
-        let kv = |pairs: &[(&str, &str)]| -> Vec<(String, String)> {
-            pairs
-                .iter()
-                .map(|(k, v)| (k.to_string(), v.to_string()))
-                .collect()
-        };
-        let inc = kv(&[
-            ("lib", "/usr/lib/libgc.so.1"),
-            ("vdb", "mprotect"),
-            ("vdb_from", "actual_vdb"),
-            ("generational", "yes"),
-            ("full_freq", "19"),
-        ]);
-        assert_eq!(
-            peer_note(&inc),
-            "virtual dirty bits: mprotect (from actual_vdb); generational: yes (full_freq 19); \
-             library /usr/lib/libgc.so.1"
-        );
-        let stw = kv(&[("lib", "libgc.so.1"), ("vdb", "none")]);
-        assert_eq!(
-            peer_note(&stw),
-            "stop-the-world, no virtual dirty bits; library libgc.so.1"
-        );
     }
 
     #[test]
