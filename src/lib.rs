@@ -6,8 +6,12 @@
 //! barrier (stop-the-world), a software card table, and the page-level mechanisms Linux
 //! offers — userfaultfd write-protect served by a collector thread, async write-protect
 //! harvested with `PAGEMAP_SCAN`, write-protect raising SIGBUS on the writer, and
-//! `mprotect` + SIGSEGV. Every barrier runs the same workloads, so their costs can be
-//! measured side by side, explained, and taught.
+//! `mprotect` + SIGSEGV — and a software write watch, the card table's store path at the
+//! page trackers' 4 KiB granule, to tell the granule from the mechanism. Every barrier
+//! runs the same workloads, so their costs can be measured side by side, explained, and
+//! taught. A barrier-only mode ([`HeapConfig::duty_cycle`]) arms and harvests the tracker
+//! on a fixed schedule with no collection, to measure what a barrier costs the mutators
+//! alone.
 //!
 //! # Reading order
 //! 1. `README.md`: what the lab measures, the two commands, the kernel requirements.
@@ -57,7 +61,8 @@
 //! - **write barrier**: what a mutator's store does so that a concurrent collector does
 //!   not miss an edge; its **store path** runs on every reference store.
 //! - **card**: a 512-byte slice of the heap with one byte in the card table; **granule**:
-//!   the unit a tracker records (a card, or a 4 KiB page).
+//!   the unit a tracker records (a card, or a 4 KiB page: recorded at its first write by
+//!   the page trackers, marked by the store path by the write watch).
 //! - **arm**: start recording writes; **harvest**: take the recorded **dirty set**;
 //!   **disarm**: stop recording.
 //! - **pre-clean**: concurrent rounds of harvest + rescan before remark, to shrink it;
