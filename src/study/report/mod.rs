@@ -12,6 +12,7 @@
 mod barrier_only;
 mod curves;
 mod end_to_end;
+mod granule;
 mod header;
 mod huge_pages;
 mod invalid;
@@ -90,6 +91,7 @@ pub fn render(rows: &[Row], meta: &Meta, figures: &[String]) -> (String, Summary
     min_heap::write(&mut doc, rows);
     end_to_end::write(&mut doc, rows, meta.seed);
     curves::write(&mut doc, rows, meta.seed);
+    granule::write(&mut doc, rows, meta.seed);
     mutation_sweep::write(&mut doc, rows, meta.seed);
     huge_pages::write(&mut doc, rows, meta.seed);
     barrier_only::write(&mut doc, rows, meta.seed);
