@@ -185,9 +185,12 @@ pub fn stores_per_dirtied_page(stats: &Stats, traces: &[StoreTrace]) -> Option<f
             *slot = Some(p.start);
         }
     }
-    // The counted cycles' spans from initial mark to remark, and their dirty pages.
-    let mut counted = Vec::new();
-    let mut pages = 0usize;
+    // The counted cycles' dirty pages and the stores of the windows inside them. A cycle
+    // counts only if some thread's store loop saw it (a window overlaps its span from
+    // initial mark to remark): a cycle that ran while no mutator got to poll its phase
+    // (a loaded machine) has dirty pages but no stores to set beside them.
+    let windows = || traces.iter().flat_map(|t| &t.windows);
+    let (mut pages, mut stores) = (0usize, 0u64);
     for c in &stats.cycle_log {
         let i = c.cycle as usize;
         let (Some(im), Some(rm)) = (initial_mark[i], remark[i]) else {
@@ -196,18 +199,16 @@ pub fn stores_per_dirtied_page(stats: &Stats, traces: &[StoreTrace]) -> Option<f
         if c.preclean_dirty.is_empty() || im.saturating_sub(c.arm) < lo || rm > hi {
             continue;
         }
-        counted.push((im, rm));
+        let inside: Vec<_> = windows().filter(|w| w.start <= rm && w.end >= im).collect();
+        if inside.is_empty() {
+            continue;
+        }
         pages += c.dirty_pages.len();
+        stores += inside.iter().map(|w| w.stores).sum::<u64>();
     }
     if pages == 0 {
         return None;
     }
-    let stores: u64 = traces
-        .iter()
-        .flat_map(|t| &t.windows)
-        .filter(|w| counted.iter().any(|&(im, rm)| w.start <= rm && w.end >= im))
-        .map(|w| w.stores)
-        .sum();
     Some(stores as f64 / pages as f64)
 }
 

@@ -340,7 +340,9 @@ impl RunResult {
     /// barriers (every one but `none`), for cycles with at least one pre-clean round.
     /// A cycle is counted when its window (its arm, initial mark and concurrent mark) lies
     /// inside every thread's store loop, so that the graph's building and the end of the
-    /// run are left out. The stores are the graph's store stream (reference stores and
+    /// run are left out, and when a thread's store loop saw it (one of its windows overlaps
+    /// the cycle's marking), so that a cycle no mutator polled in (a loaded machine) does
+    /// not count its dirty pages without stores. The stores are the graph's store stream (reference stores and
     /// payload writes), seen by each thread when it polls the collector's phase (every
     /// [`graph::PHASE_POLL`] stores); the dirty pages also include what the stream did not
     /// write: the pages of new nodes and of the ring that keeps them, so the figure is
