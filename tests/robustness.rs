@@ -25,37 +25,14 @@ use support::{heap_or_skip, two_heaps_or_skip};
 
 const LIST: usize = 400;
 
-/// Builds a rooted list of `LIST` nodes (one slot, 8 payload bytes holding the index);
-/// returns its root index.
+/// A rooted list of [`LIST`] nodes (see `support::build_index_list`).
 fn build_list(m: &mut Mutator) -> usize {
-    let head = m.alloc(1, 8).expect("alloc");
-    m.write_bytes(head, 0, &0u64.to_ne_bytes()).unwrap();
-    let root = m.push_root(head).expect("root");
-    let mut tail = head;
-    for i in 1..LIST as u64 {
-        let n = m.alloc(1, 8).expect("alloc");
-        m.write_bytes(n, 0, &i.to_ne_bytes()).unwrap();
-        m.write_ref(tail, 0, Some(n)).unwrap();
-        tail = n;
-    }
-    root
+    support::build_index_list(m, LIST)
 }
 
-/// Walks the list from `head` with the checked API: every node live, in order.
+/// Walks the list from `head` (see `support::check_index_list`).
 fn check_list(m: &Mutator, head: ObjRef, what: &str) {
-    let mut node = Some(head);
-    let mut i = 0u64;
-    while let Some(n) = node {
-        let mut id = [0u8; 8];
-        m.read_bytes(n, 0, &mut id)
-            .unwrap_or_else(|e| panic!("{what}: node {i}: {e}"));
-        assert_eq!(u64::from_ne_bytes(id), i, "{what}: node {i} changed");
-        node = m
-            .read_ref(n, 0)
-            .unwrap_or_else(|e| panic!("{what}: node {i}: {e}"));
-        i += 1;
-    }
-    assert_eq!(i, LIST as u64, "{what}: the list lost nodes");
+    support::check_index_list(m, head, LIST, what);
 }
 
 /// A panic that does not run the panic hook (no noise in the test output).

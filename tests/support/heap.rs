@@ -12,7 +12,7 @@
 
 use std::time::{Duration, Instant};
 
-use barrierlab::{BarrierKind, Heap, HeapConfig, ObjRef};
+use barrierlab::{BarrierKind, Heap, HeapConfig, Mutator, ObjRef};
 
 use super::{is_missing_feature, skip_or_fail};
 
@@ -36,6 +36,40 @@ pub fn heap_or_skip(config: HeapConfig, what: &str) -> Option<Heap> {
 pub fn two_heaps_or_skip(kind: BarrierKind, bytes: usize, what: &str) -> Option<(Heap, Heap)> {
     let mk = || heap_or_skip(HeapConfig::new().heap_bytes(bytes).barrier(kind), what);
     Some((mk()?, mk()?))
+}
+
+/// A rooted list of `len` nodes (one slot, 8 payload bytes holding the node's index);
+/// returns its root index. [`check_index_list`] walks it.
+pub fn build_index_list(m: &mut Mutator, len: usize) -> usize {
+    let head = m.alloc(1, 8).expect("alloc");
+    m.write_bytes(head, 0, &0u64.to_ne_bytes())
+        .expect("payload");
+    let root = m.push_root(head).expect("root");
+    let mut tail = head;
+    for i in 1..len as u64 {
+        let n = m.alloc(1, 8).expect("alloc");
+        m.write_bytes(n, 0, &i.to_ne_bytes()).expect("payload");
+        m.write_ref(tail, 0, Some(n)).expect("store");
+        tail = n;
+    }
+    root
+}
+
+/// Walks the list of [`build_index_list`] from `head` with the checked API: `len` nodes,
+/// every one live and in order.
+pub fn check_index_list(m: &Mutator, head: ObjRef, len: usize, what: &str) {
+    let (mut node, mut i) = (Some(head), 0u64);
+    while let Some(n) = node {
+        let mut id = [0u8; 8];
+        m.read_bytes(n, 0, &mut id)
+            .unwrap_or_else(|e| panic!("{what}: node {i}: {e}"));
+        assert_eq!(u64::from_ne_bytes(id), i, "{what}: node {i} changed");
+        node = m
+            .read_ref(n, 0)
+            .unwrap_or_else(|e| panic!("{what}: node {i}: {e}"));
+        i += 1;
+    }
+    assert_eq!(i, len as u64, "{what}: the list lost nodes");
 }
 
 /// The base seed: `BARRIERLAB_SEED`, or a fresh one. Printed either way, so that a

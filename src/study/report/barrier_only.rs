@@ -61,14 +61,7 @@ pub(super) fn write(doc: &mut Doc, rows: &[Row], seed: u64) {
             select(rows, Section::Barrieronly, t, wl, *threads, Some(*heap), m)
                 .collect::<Vec<f64>>()
         };
-        let med = |t: &str, m: Metric| {
-            let v = get(t, m);
-            if v.is_empty() {
-                f64::NAN
-            } else {
-                stats::median(&v)
-            }
-        };
+        let med = |t: &str, m: Metric| stats::median(&get(t, m));
         let none_wall = get("none", Metric::WallMs);
         let mut table = Vec::new();
         for t in trackers(rows, Section::Barrieronly) {

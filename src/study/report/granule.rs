@@ -53,14 +53,7 @@ pub(super) fn write(doc: &mut Doc, rows: &[Row], seed: u64) {
         let get = |t: &str, m: Metric| {
             select(rows, Section::Macro, t, wl, *threads, Some(*heap), m).collect::<Vec<f64>>()
         };
-        let med = |t: &str, m: Metric| {
-            let v = get(t, m);
-            if v.is_empty() {
-                f64::NAN
-            } else {
-                stats::median(&v)
-            }
-        };
+        let med = |t: &str, m: Metric| stats::median(&get(t, m));
         let card = get("card-table", Metric::WallMs);
         let mut table = Vec::new();
         for (t, shift) in &barriers {

@@ -47,13 +47,6 @@ pub(super) fn write(doc: &mut Doc, rows: &[Row], seed: u64) {
         let get = |section: Section, t: &str, m: Metric| {
             select(rows, section, t, wl, *threads, Some(*heap), m).collect::<Vec<f64>>()
         };
-        let median_of = |v: &[f64]| {
-            if v.is_empty() {
-                f64::NAN
-            } else {
-                stats::median(v)
-            }
-        };
         let mut table = Vec::new();
         for t in trackers(rows, Section::Hugepages) {
             let small = get(Section::Macro, &t, Metric::WallMs);
@@ -61,7 +54,7 @@ pub(super) fn write(doc: &mut Doc, rows: &[Row], seed: u64) {
             if huge.is_empty() {
                 continue;
             }
-            let huge_mib = median_of(&get(Section::Hugepages, &t, Metric::HeapHugeMib));
+            let huge_mib = stats::median(&get(Section::Hugepages, &t, Metric::HeapHugeMib));
             let software = t == "none" || t == "card-table";
             let ci = |v: &[f64], what: &str| {
                 Cell::estimate(stats::median_ci(
@@ -84,7 +77,7 @@ pub(super) fn write(doc: &mut Doc, rows: &[Row], seed: u64) {
                 let v = i.map_or("", |i| i.time_verdict());
                 (Cell::ratio(i, v), Cell::text(v))
             };
-            let faults = |s| median_of(&get(s, &t, Metric::Faults));
+            let faults = |s| stats::median(&get(s, &t, Metric::Faults));
             table.push(vec![
                 Cell::text(t.clone()),
                 ci(&small, "small"),
