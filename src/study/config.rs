@@ -60,6 +60,14 @@ pub const FITS_ALLOCATED_PER_LIVE: f64 = 6.0;
 /// multiple actually used is recorded.
 pub const MIN_POINT_HEAP_MIB: usize = 128;
 
+/// How close (a share of the larger) a heap raised to the floor may come to another
+/// point's heap before it is left out as the same point.
+pub const NEAR_HEAP_SHARE: f64 = 0.15;
+
+/// GCOld's allocation against the other workloads' ([`ALLOCATED_PER_LIVE`]): its steps
+/// are cheap, so it allocates twice as much to run for seconds.
+pub const GCOLD_PER_LIVE_FACTOR: f64 = 2.0;
+
 /// The heap multiple of the GCOld mutation-rate sweep.
 pub const GCOLD_MULTIPLE: f64 = 2.0;
 
@@ -183,9 +191,11 @@ impl StudyConfig {
                 max: 2,
                 target_width: 0.10,
             },
+            // Three invocations first, more only where the interval is still wide: the
+            // default study's time budget (half an hour) allows no more.
             Mode::Default => InvocationPolicy {
-                min: 4,
-                max: 6,
+                min: 3,
+                max: 5,
                 target_width: 0.10,
             },
             Mode::Full => InvocationPolicy {
@@ -322,11 +332,14 @@ impl StudyConfig {
         }
     }
 
-    /// Rounds inside one micro process (their median is the process's value).
+    /// Rounds inside one micro process (their median is the process's value): the
+    /// intervals come from the processes, so three rounds suffice except in the full
+    /// study.
     pub fn micro_rounds(&self) -> usize {
         match self.mode {
             Mode::Quick => 2,
-            _ => 5,
+            Mode::Default => 3,
+            Mode::Full => 5,
         }
     }
 
@@ -392,7 +405,8 @@ impl StudyConfig {
                     ..GcOldParams::default()
                 });
                 let kind = format!("gcold-m{m}");
-                let w = StudyWorkload::new(&kind, base, live, per_live);
+                // Twice the others' allocation: at the low rate a run would last a second.
+                let w = StudyWorkload::new(&kind, base, live, GCOLD_PER_LIVE_FACTOR * per_live);
                 out.push(StudyWorkload {
                     multiples: Some(vec![GCOLD_MULTIPLE]),
                     ..w
@@ -402,14 +416,44 @@ impl StudyConfig {
         out
     }
 
-    /// GCOld's mutation rates (pointer stores into old trees per step): the two ends in
-    /// the default study, GCOld's whole sweep in the full one, one in the quick one.
+    /// GCOld's mutation rates (pointer stores into old trees per step): a low and a high
+    /// one in the default study (10⁵ per step, one store per 10 allocated bytes, makes
+    /// a run last 20 s: the full study only), GCOld's whole sweep in the full one, one in the quick one.
     pub fn gcold_mutations(&self) -> Vec<u64> {
         match self.mode {
             Mode::Quick => vec![1_000],
-            Mode::Default => vec![100, 100_000],
+            Mode::Default => vec![100, 10_000],
             Mode::Full => MUTATION_SWEEP.to_vec(),
         }
+    }
+
+    /// The heaps of `w`'s end-to-end points, given its minimum heap: each multiple of
+    /// the minimum rounded up to the search's grain, raised to
+    /// [`StudyConfig::min_point_heap_mib`]. A raised heap within
+    /// [`NEAR_HEAP_SHARE`] of a heap that was not raised is left out: it would measure
+    /// the same point twice under two names.
+    pub fn point_heaps(&self, w: &StudyWorkload, min_bytes: usize) -> Vec<usize> {
+        let floor = self.min_point_heap_mib() << 20;
+        let grain = super::minheap::GRAIN;
+        let sized: Vec<(usize, bool)> = w
+            .multiples
+            .as_ref()
+            .unwrap_or(&self.heap_multiples)
+            .iter()
+            .map(|&mult| {
+                let bytes = (min_bytes as f64 * mult / grain as f64).ceil() as usize * grain;
+                (bytes.max(floor), bytes < floor)
+            })
+            .collect();
+        let near = |a: usize, b: usize| a.abs_diff(b) as f64 <= NEAR_HEAP_SHARE * a.max(b) as f64;
+        let mut heaps: Vec<usize> = Vec::new();
+        for &(bytes, raised) in &sized {
+            let beside_a_true_multiple = sized.iter().any(|&(b, r)| !r && near(b, bytes));
+            if !(raised && beside_a_true_multiple) && !heaps.contains(&bytes) {
+                heaps.push(bytes);
+            }
+        }
+        heaps
     }
 
     /// The variants of the micro: each tracker's (`uffd-wp` has one per service layout),
@@ -442,6 +486,29 @@ mod tests {
     use super::*;
 
     #[test]
+    fn a_heap_raised_to_the_floor_beside_a_true_multiple_is_left_out() {
+        let c = StudyConfig::new(Mode::Default, ".".into());
+        let w = &c.workloads()[0];
+        let grain = crate::study::minheap::GRAIN;
+        let mib = |b: usize| b >> 20;
+        // A 66 MiB minimum: 1.5x (99 MiB) is raised to 128, 8% from 2x (132): left out.
+        let min = 66 << 20;
+        let heaps: Vec<usize> = c.point_heaps(w, min).into_iter().map(mib).collect();
+        let at = |m: f64| mib((min as f64 * m / grain as f64).ceil() as usize * grain);
+        assert_eq!(heaps, [at(2.0), at(3.0)]);
+        // A 45 MiB minimum: 1.5x and 2x are both raised to 128, 5% below 3x (135): the
+        // raised heap would be the same point as 3x.
+        let min = 45 << 20;
+        let at = |m: f64| mib((min as f64 * m / grain as f64).ceil() as usize * grain);
+        let heaps: Vec<usize> = c.point_heaps(w, min).into_iter().map(mib).collect();
+        assert_eq!(heaps, [at(3.0)]);
+        // A 20 MiB minimum: every multiple is raised, to one heap.
+        assert_eq!(c.point_heaps(w, 20 << 20), [128 << 20]);
+        // A 100 MiB minimum: nothing is raised, all three stay.
+        assert_eq!(c.point_heaps(w, 100 << 20).len(), 3);
+    }
+
+    #[test]
     fn workloads_hold_their_live_set_and_do_the_same_work_at_every_heap() {
         let c = StudyConfig::new(Mode::Default, ".".into());
         let labels: Vec<String> = c.workloads().iter().map(|w| w.label.clone()).collect();
@@ -453,7 +520,7 @@ mod tests {
                 "lru-l64",
                 "binary-trees-l64",
                 "gcold-m100-l64",
-                "gcold-m100000-l64"
+                "gcold-m10000-l64"
             ]
         );
         for w in c.workloads() {

@@ -128,6 +128,33 @@ pub struct Meta {
     /// Variants that could not run, with the reason.
     #[serde(default)]
     pub not_run: Vec<(String, String)>,
+    /// Where the time went: each part of the study in the order it ran.
+    #[serde(default)]
+    pub parts: Vec<Part>,
+}
+
+/// One part of a study's run: how long it took and how loaded the machine was as it
+/// ended (the load average over the last minute), so that a reader can see which part
+/// other work competed with.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct Part {
+    /// What ran (`micro`, `minimum heaps`, …).
+    pub name: String,
+    /// Its wall time.
+    pub seconds: f64,
+    /// The one-minute load average when it ended.
+    pub load_after: f64,
+}
+
+impl Part {
+    /// A part that took `seconds` and ends now.
+    pub fn ended(name: &str, seconds: f64) -> Part {
+        Part {
+            name: name.into(),
+            seconds,
+            load_after: load_average(),
+        }
+    }
 }
 
 /// A `meta.json` from before the field was written was written at the end of a run.
@@ -221,6 +248,7 @@ impl Start {
             invocations: None,
             machine: machine(probe),
             not_run: Vec::new(),
+            parts: Vec::new(),
         }
     }
 

@@ -84,6 +84,7 @@ pub fn run(config: &StudyConfig) -> Result<StudyResult> {
         sink: data::Sink::create(csv)?,
         bar: runner::Progress::new(config.progress, 0),
         not_run: Vec::new(),
+        parts: Vec::new(),
     };
     let mut variants = Vec::new();
     for v in config.variants() {
@@ -100,6 +101,7 @@ pub fn run(config: &StudyConfig) -> Result<StudyResult> {
     let mut not_run = runner.not_run;
     not_run.sort();
     meta.not_run = not_run;
+    meta.parts = runner.parts;
     start.finish(&mut meta, t0.elapsed().as_secs_f64());
     for w in &meta.warnings {
         eprintln!("warning: {w}");

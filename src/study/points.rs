@@ -14,7 +14,7 @@ use rand::seq::SliceRandom;
 
 use super::config::{StudyConfig, StudyWorkload};
 use super::data::{Metric, Row, Section, Sink};
-use super::meta::InvocationPolicy;
+use super::meta::{InvocationPolicy, Part};
 use super::minheap::{self, Trial};
 use super::point::{Outcome, Point, PointOutput, PointSpec};
 use super::runner::{Key, Progress, Ran, classify, invoke};
@@ -46,9 +46,20 @@ pub struct Runner<'a> {
     pub bar: Progress,
     /// Variants (and the peer) that could not run, with the reason.
     pub not_run: Vec<(String, String)>,
+    /// Where the time went, part by part.
+    pub parts: Vec<Part>,
 }
 
 impl Runner<'_> {
+    /// Runs one part of the study and records its time.
+    fn part<T>(&mut self, name: &str, run: impl FnOnce(&mut Self) -> Result<T>) -> Result<T> {
+        let t0 = std::time::Instant::now();
+        let out = run(self);
+        self.parts
+            .push(Part::ended(name, t0.elapsed().as_secs_f64()));
+        out
+    }
+
     fn spec(&self, point: Point, seed: u64) -> PointSpec {
         PointSpec {
             mode: self.config.mode,
@@ -69,6 +80,10 @@ impl Runner<'_> {
     /// The micro: every (variant, pattern) in [`StudyConfig::micro_processes`] processes
     /// of several rounds each, all in a seeded random order.
     pub fn micro(&mut self, variants: &[Variant]) -> Result<()> {
+        self.part("micro", |r| r.run_micro(variants))
+    }
+
+    fn run_micro(&mut self, variants: &[Variant]) -> Result<()> {
         let c = self.config;
         let region = c.micro_pages();
         // (label, stores per page, random, dirtied share, pinned)
@@ -236,16 +251,7 @@ impl Runner<'_> {
                 let Some(min) = self.min_heap(&w, threads)? else {
                     continue;
                 };
-                let floor = c.min_point_heap_mib() << 20;
-                let mut heaps: Vec<usize> = Vec::new();
-                for &mult in w.multiples.as_ref().unwrap_or(&c.heap_multiples) {
-                    let bytes = ((min as f64 * mult / minheap::GRAIN as f64).ceil() as usize
-                        * minheap::GRAIN)
-                        .max(floor);
-                    if !heaps.contains(&bytes) {
-                        heaps.push(bytes);
-                    }
-                }
+                let heaps = c.point_heaps(&w, min);
                 for &bytes in &heaps {
                     let multiple = bytes as f64 / min as f64;
                     let key = |tracker: &str| Key {
@@ -346,13 +352,16 @@ impl Runner<'_> {
 
     /// The whole end-to-end part: the plan, the points, the heap map.
     pub fn end_to_end(&mut self, variants: &[Variant]) -> Result<()> {
-        let (points, heap_map) = self.plan(variants)?;
-        self.run_points(&points)?;
+        let (points, heap_map) = self.part("minimum heaps", |r| r.plan(variants))?;
+        self.part("end to end and huge pages", |r| r.run_points(&points))?;
         if let Some(map) = heap_map {
-            let ran = invoke(&self.exe, &self.spec(map.point, 0), self.config.timeout);
-            if let Ok(rows) = classify(&map.key, 0, ran) {
-                rows.into_iter().try_for_each(|r| self.sink.push(r))?;
-            }
+            self.part("heap map", |r| {
+                let ran = invoke(&r.exe, &r.spec(map.point, 0), r.config.timeout);
+                if let Ok(rows) = classify(&map.key, 0, ran) {
+                    rows.into_iter().try_for_each(|row| r.sink.push(row))?;
+                }
+                Ok(())
+            })?;
         }
         Ok(())
     }
@@ -363,6 +372,10 @@ impl Runner<'_> {
     /// allocates more than [`StudyConfig::barrier_only_max_heap_mib`] is not measured
     /// (an error row says so).
     pub fn barrier_only(&mut self, variants: &[Variant]) -> Result<()> {
+        self.part("barrier-only", |r| r.run_barrier_only(variants))
+    }
+
+    fn run_barrier_only(&mut self, variants: &[Variant]) -> Result<()> {
         let c = self.config;
         let e2e: Vec<String> = c.end_to_end_variants().iter().map(|v| v.name()).collect();
         let mut points = Vec::new();

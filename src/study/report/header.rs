@@ -86,6 +86,26 @@ pub(super) fn write(doc: &mut Doc, _rows: &[Row], m: &Meta) {
         cells.push(vec![Cell::text(k.clone()), Cell::text(v.clone())]);
     }
     doc.table(&["", ""], cells);
+    if !m.parts.is_empty() {
+        doc.para("Where the time went (the load average is the one-minute figure as each part ended; above the CPU count, other work competed with it):");
+        let total: f64 = m.parts.iter().map(|p| p.seconds).sum();
+        let cells = m
+            .parts
+            .iter()
+            .map(|p| {
+                vec![
+                    Cell::text(p.name.clone()),
+                    Cell::text(format!("{:.0} s", p.seconds)),
+                    Cell::text(format!(
+                        "{:.0}%",
+                        100.0 * p.seconds / total.max(f64::MIN_POSITIVE)
+                    )),
+                    Cell::text(format!("{:.2}", p.load_after)),
+                ]
+            })
+            .collect();
+        doc.table(&["part", "time", "share", "load after"], cells);
+    }
     if !m.not_run.is_empty() {
         let mut text = String::from("Not run:\n");
         for (v, why) in &m.not_run {

@@ -136,6 +136,31 @@ mod tests {
     }
 
     #[test]
+    fn the_header_says_where_the_time_went_part_by_part() {
+        let mut m = meta("d");
+        let (md, _) = render(&[], &m, &[]);
+        assert!(!md.contains("Where the time went"), "no parts, no table");
+        m.parts = vec![
+            crate::study::meta::Part {
+                name: "micro".into(),
+                seconds: 300.0,
+                load_after: 1.5,
+            },
+            crate::study::meta::Part {
+                name: "end to end and huge pages".into(),
+                seconds: 900.0,
+                load_after: 3.25,
+            },
+        ];
+        let (md, _) = render(&[], &m, &[]);
+        assert!(md.contains("| micro | 300 s | 25% | 1.50 |"), "{md}");
+        assert!(
+            md.contains("| end to end and huge pages | 900 s | 75% | 3.25 |"),
+            "{md}"
+        );
+    }
+
+    #[test]
     fn a_pipe_or_a_line_break_in_the_command_cannot_break_a_table() {
         let (md, summary) = render(&[], &meta("a|b\nc"), &[]);
         let lines: Vec<&str> = md.lines().collect();
