@@ -448,8 +448,8 @@ impl StudyConfig {
         let near = |a: usize, b: usize| a.abs_diff(b) as f64 <= NEAR_HEAP_SHARE * a.max(b) as f64;
         let mut heaps: Vec<usize> = Vec::new();
         for &(bytes, raised) in &sized {
-            let beside_a_true_multiple = sized.iter().any(|&(b, r)| !r && near(b, bytes));
-            if !(raised && beside_a_true_multiple) && !heaps.contains(&bytes) {
+            let same_point = raised && sized.iter().any(|&(b, r)| !r && near(b, bytes));
+            if !same_point && !heaps.contains(&bytes) {
                 heaps.push(bytes);
             }
         }
