@@ -456,12 +456,15 @@ impl StudyConfig {
         heaps
     }
 
-    /// The variants of the micro: each tracker's (`uffd-wp` has one per service layout),
-    /// only the default one per tracker in quick mode; `none` always runs.
+    /// The variants of the micro: every variant of every tracker in the full study
+    /// (`uffd-wp` has one per service layout, `uffd-wp-async` keeps the heap protected
+    /// in one), the default one per tracker otherwise: a served `uffd-wp` round costs a
+    /// cross-CPU wake-up per page, and the two other layouts took a third of the default
+    /// study's micro time; `none` always runs.
     pub fn variants(&self) -> Vec<Variant> {
         self.variants_of(match self.mode {
-            Mode::Quick => Breadth::One,
-            _ => Breadth::Every,
+            Mode::Full => Breadth::Every,
+            _ => Breadth::One,
         })
     }
 

@@ -37,11 +37,15 @@ pub(super) fn write(doc: &mut Doc, rows: &[Row], seed: u64) {
          per store at {hi} stores per page, minus `none`'s. *First write per dirtied page*: (first pass \
          − second pass) per page at {lo} store per page, minus `none`'s: the fault and its service. A \
          difference whose interval contains 0 is flagged *under noise*, one below 0 *negative*: neither \
-         is a cost. *Arm*, *harvest + disarm*: per page of the region. Here `uffd-wp[collector]`'s \
-         faults are served by a thread that only polls the descriptor; the end-to-end rows run the \
-         real layout.",
+         is a cost. *Arm*, *harvest + disarm*: per page of the region.{}",
         fmt(region),
         last_level_cache_bytes().map_or("?".into(), |b| fmt(b as f64 / (1 << 20) as f64)),
+        if ts.iter().any(|t| t == "uffd-wp[collector]") {
+            " Here `uffd-wp[collector]`'s faults are served by a thread that only polls the \
+             descriptor; the end-to-end rows run the real layout."
+        } else {
+            ""
+        },
     ));
     let lo_label = format!("pages-spp{lo}");
     let mut table = Vec::new();
