@@ -20,8 +20,10 @@
 //!    barrier prevents: with its record lost, the verifier finds reachable objects the
 //!    collector would free), `card_table` (the software barrier by hand), `mprotect_segv`,
 //!    `uffd_wp_fault` and `pagemap_scan` (each page-level mechanism alone, on a bare
-//!    mapping), `crossover` (where card marking and page protection meet). Run one with
-//!    `cargo run --release --example NAME`.
+//!    mapping), `crossover` (where card marking and page protection meet), `embedding`
+//!    (the library as a language runtime uses it: root scopes, typed payload access, the
+//!    monomorphised store path, a steady state measured with [`Stats::since`]). Run one
+//!    with `cargo run --release --example NAME`.
 //! 3. `papers/write-barriers-on-linux.md`: the write-up and its results.
 //! 4. The modules, below the way the layers run: [`barrier`] (one module per mechanism,
 //!    each with its costs and edges), [`heap`], [`collector`] (the cycle and its
@@ -49,6 +51,17 @@
 //! # Ok(())
 //! # }
 //! ```
+//!
+//! # Two ways to use it
+//! The calls above are checked: every object is verified to be a live object of this
+//! heap, every slot and payload range to be inside it, and a mistake is an
+//! [`Error`]. A runtime embedding the heap uses the same mutator differently: roots in
+//! scopes ([`Mutator::root_scope`], popped however the scope ends), scalar fields read
+//! and written by type ([`Mutator::read_payload`], or [`Mutator::read_payload_unchecked`]
+//! and [`Mutator::write_ref_unchecked`] where the compiler has proved the object and the
+//! offset), its work generic over the store path ([`StoreBarrier`], run by
+//! [`Heap::run_typed`]), and steady-state statistics with [`Stats::since`]. The
+//! `embedding` example shows them together.
 //!
 //! # Vocabulary
 //! - **mutator**: a thread of the program that allocates and writes the heap
@@ -108,9 +121,9 @@ pub mod internals {
     pub use crate::heap::Testing;
 }
 
-pub use barrier::{BarrierKind, ServiceLayout};
+pub use barrier::{BarrierKind, DynBarrier, ServiceLayout, StoreBarrier};
 pub use collector::{Cause, Pause, PauseKind, Phase, Stall, Stats};
 pub use error::{Error, Result, Sizing};
 pub use heap::{HeapConfig, ObjRef};
-pub use mutator::{Mutator, MutatorTask};
+pub use mutator::{Mutator, MutatorTask, RootScope, Scalar};
 pub use runtime::Heap;

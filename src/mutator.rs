@@ -25,7 +25,12 @@ use crate::heap::{AllocBuffers, Space};
 use crate::runtime::{Heap, HeapInner};
 
 mod heap_methods;
+mod payload;
 mod registry;
+mod roots;
+
+pub use payload::Scalar;
+pub use roots::RootScope;
 
 use registry::while_blocked;
 
@@ -407,141 +412,6 @@ impl<B: StoreBarrier> Mutator<B> {
     pub fn shape(&self, obj: ObjRef) -> Result<(usize, usize)> {
         let h = self.header(obj)?;
         Ok((h.nrefs, h.payload))
-    }
-
-    fn payload_range(&self, obj: ObjRef, offset: usize, len: usize) -> Result<usize> {
-        let h = self.header(obj)?;
-        if offset.checked_add(len).is_none_or(|end| end > h.payload) {
-            return Err(Error::InvalidArgument(format!(
-                "payload range {offset}..{} out of range: {obj:?} has {} payload bytes",
-                offset.saturating_add(len),
-                h.payload
-            )));
-        }
-        Ok(obj.addr() + object::HEADER_BYTES + h.nrefs * object::SLOT_BYTES + offset)
-    }
-
-    /// Copies payload bytes `offset..offset + out.len()` of `obj` into `out`.
-    pub fn read_bytes(&self, obj: ObjRef, offset: usize, out: &mut [u8]) -> Result<()> {
-        let src = self.payload_range(obj, offset, out.len())?;
-        // SAFETY: inside the live object's payload (checked); the collector never reads
-        // or writes payloads, and mutators are responsible for their own data races on
-        // payload bytes, as with any shared memory.
-        unsafe { std::ptr::copy_nonoverlapping(src as *const u8, out.as_mut_ptr(), out.len()) };
-        Ok(())
-    }
-
-    /// Writes `data` into the payload of `obj` at `offset`. Payload writes need no store
-    /// path (they cannot create edges), but page trackers see them: they dirty the page.
-    pub fn write_bytes(&mut self, obj: ObjRef, offset: usize, data: &[u8]) -> Result<()> {
-        let dst = self.payload_range(obj, offset, data.len())?;
-        // SAFETY: as in `read_bytes`.
-        unsafe { std::ptr::copy_nonoverlapping(data.as_ptr(), dst as *mut u8, data.len()) };
-        Ok(())
-    }
-
-    /// A raw pointer to the payload of `obj`, with its length.
-    ///
-    /// # Handing it to the kernel
-    /// A system call that writes the payload (`read(2)`, `recv(2)`, `pread(2)`, ...) is
-    /// a *kernel* write, and a page tracker may have the page write-protected: while a
-    /// cycle marks, from its arm to its disarm (a write unprotects a page until the next
-    /// harvest protects it again). What such a write does then depends on the barrier (the
-    /// `read(2)` row of the edge table in [`crate::barrier`], tested in `tests/edges.rs`
-    /// and `tests/payload_io.rs`):
-    /// - `none`, `card-table`, `write-watch`: nothing is ever protected; the call works.
-    /// - `uffd-wp`, full mode (the default where allowed): the kernel's write faults like
-    ///   a user write; the calling thread waits in the system call until the fault is
-    ///   served (by the service thread, or by the collector in the `collector` layout),
-    ///   then the call completes and the page is recorded.
-    /// - `uffd-wp` in user-mode-only mode (asked for, or the fallback when full mode is
-    ///   refused; [`crate::barrier::TrackerStats::uffd`] says which): the call fails with
-    ///   `EFAULT`.
-    /// - `uffd-wp-async`: the kernel resolves the fault itself; the call works and the
-    ///   page is recorded.
-    /// - `uffd-wp-sigbus`, `mprotect`: no signal can be delivered for a kernel access, so
-    ///   the call fails with `EFAULT` (or, if it wrote some bytes before the protected
-    ///   page, returns a short count) whenever a cycle has the page protected.
-    ///
-    /// So a program that must work on every barrier does not hand this pointer to the
-    /// kernel: it reads into a buffer of its own, then copies the bytes in with
-    /// [`Mutator::write_bytes`], a user-mode write that every barrier handles:
-    ///
-    /// ```
-    /// use std::io::Read;
-    /// use barrierlab::{BarrierKind, Heap, HeapConfig};
-    ///
-    /// # fn main() -> Result<(), Box<dyn std::error::Error>> {
-    /// let heap = Heap::new(HeapConfig::new().heap_bytes(1 << 20).barrier(BarrierKind::Mprotect))?;
-    /// let mut m = heap.mutator();
-    /// let obj = m.alloc(0, 16)?;
-    /// m.push_root(obj)?;
-    /// let mut input: &[u8] = b"sixteen bytes!!!"; // a file, a socket, a pipe
-    /// let mut buf = [0u8; 16];
-    /// input.read_exact(&mut buf)?; // the kernel writes the program's own buffer
-    /// m.write_bytes(obj, 0, &buf)?; // the payload is written in user mode
-    /// let mut back = [0u8; 16];
-    /// m.read_bytes(obj, 0, &mut back)?;
-    /// assert_eq!(&back, b"sixteen bytes!!!");
-    /// # Ok(())
-    /// # }
-    /// ```
-    ///
-    /// Reading from the pointer (a `write(2)` of the payload) is never affected: the
-    /// trackers protect against writes only.
-    pub fn payload_ptr(&self, obj: ObjRef) -> Result<(*mut u8, usize)> {
-        let h = self.header(obj)?;
-        let start = self.payload_range(obj, 0, 0)?;
-        Ok((start as *mut u8, h.payload))
-    }
-
-    /// Pushes `obj` on the root stack; returns its index. [`Error::StaleRef`] if `obj`
-    /// is not a live object of this heap (freed, or of another heap, also one since
-    /// dropped): the collector marks from the roots, so a root must name an object whose
-    /// mark bit, header and slots are this heap's.
-    #[inline]
-    pub fn push_root(&mut self, obj: ObjRef) -> Result<usize> {
-        self.space().check_obj(obj.addr())?;
-        let roots = self.roots_mut();
-        roots.push(obj.addr());
-        Ok(roots.len() - 1)
-    }
-
-    /// Pops the top root.
-    #[inline]
-    pub fn pop_root(&mut self) -> Option<ObjRef> {
-        self.roots_mut().pop().and_then(ObjRef::from_addr)
-    }
-
-    /// Root `i`, if set.
-    #[inline]
-    pub fn root(&self, i: usize) -> Option<ObjRef> {
-        self.roots().get(i).copied().and_then(ObjRef::from_addr)
-    }
-
-    /// Sets root `i` (which must exist) to `obj` or null. [`Error::StaleRef`] if `obj` is
-    /// not a live object of this heap, as for [`Mutator::push_root`].
-    pub fn set_root(&mut self, i: usize, obj: Option<ObjRef>) -> Result<()> {
-        if let Some(o) = obj {
-            self.space().check_obj(o.addr())?;
-        }
-        let roots = self.roots_mut();
-        let n = roots.len();
-        let r = roots
-            .get_mut(i)
-            .ok_or_else(|| Error::InvalidArgument(format!("root {i} out of range ({n} roots)")))?;
-        *r = obj.map_or(0, ObjRef::addr);
-        Ok(())
-    }
-
-    /// Number of roots.
-    pub fn roots_len(&self) -> usize {
-        self.roots().len()
-    }
-
-    /// Truncates the root stack to `len` entries.
-    pub fn truncate_roots(&mut self, len: usize) {
-        self.roots_mut().truncate(len);
     }
 }
 

@@ -170,6 +170,26 @@ fn quickstart() {
 }
 
 #[test]
+fn embedding() {
+    let out = run_example("embedding", &["checksum"]);
+    let rows: Vec<&str> = out.lines().filter(|l| l.contains(" checksum ")).collect();
+    for kind in ["none", "card-table"] {
+        assert_eq!(lines_starting(&out, kind).len(), 1, "{kind}:\n{out}");
+    }
+    // The same seed makes the same replacements: the same tree under every barrier.
+    let sums: Vec<u64> = rows.iter().map(|l| field(l, " checksum ")).collect();
+    assert!(sums.windows(2).all(|w| w[0] == w[1]), "{out}");
+    for line in &rows {
+        // The mutation phase alone (`Stats::since`) collected: its statistics are not
+        // the build's.
+        assert!(
+            field(line, " cycles ") > 0,
+            "no cycle in the steady state:\n{line}"
+        );
+    }
+}
+
+#[test]
 fn lost_object() {
     let out = run_example("lost_object", &["record lost"]);
     assert!(out.contains("card-table      record lost"), "{out}");

@@ -55,6 +55,30 @@ pub struct TrackerStats {
     pub stalls_dropped: u64,
 }
 
+impl TrackerStats {
+    /// The counts after `earlier`, an earlier snapshot of the same tracker
+    /// ([`crate::Stats::since`]); the latest degradation, the userfaultfd and the stall
+    /// method are this snapshot's.
+    pub fn since(&self, earlier: &TrackerStats) -> TrackerStats {
+        let d = |now: u64, then: u64| now.saturating_sub(then);
+        TrackerStats {
+            faults: d(self.faults, earlier.faults),
+            frontier_faults: d(self.frontier_faults, earlier.frontier_faults),
+            handed_out: d(self.handed_out, earlier.handed_out),
+            hand_out_calls: d(self.hand_out_calls, earlier.hand_out_calls),
+            recorded: d(self.recorded, earlier.recorded),
+            messages: d(self.messages, earlier.messages),
+            reads: d(self.reads, earlier.reads),
+            eagain_retries: d(self.eagain_retries, earlier.eagain_retries),
+            degradations: d(self.degradations, earlier.degradations),
+            last_degradation: self.last_degradation,
+            uffd: self.uffd,
+            stall_method: self.stall_method,
+            stalls_dropped: d(self.stalls_dropped, earlier.stalls_dropped),
+        }
+    }
+}
+
 /// [`TrackerStats::stall_method`] of a tracker whose fault is served on the writing
 /// thread.
 pub const STALL_IN_HANDLER: &str = "time in the signal handler, from its entry to the \

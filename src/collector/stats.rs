@@ -272,6 +272,22 @@ pub struct DutyStats {
     pub failures: u64,
 }
 
+impl DutyStats {
+    /// The periods after `earlier` (see [`Stats::since`]).
+    pub fn since(&self, earlier: &DutyStats) -> DutyStats {
+        DutyStats {
+            periods: self.periods.saturating_sub(earlier.periods),
+            interrupted: self.interrupted.saturating_sub(earlier.interrupted),
+            armed: self.armed.saturating_sub(earlier.armed),
+            arm: self.arm.saturating_sub(earlier.arm),
+            harvest: self.harvest.saturating_sub(earlier.harvest),
+            disarm: self.disarm.saturating_sub(earlier.disarm),
+            recorded: self.recorded.saturating_sub(earlier.recorded),
+            failures: self.failures.saturating_sub(earlier.failures),
+        }
+    }
+}
+
 /// One mutator's stall: in a write fault, or waiting for a cycle to make room.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub struct Stall {
@@ -352,6 +368,53 @@ impl CycleStats {
 }
 
 impl Stats {
+    /// What happened after `earlier`, an earlier [`crate::Heap::stats`] of the same heap:
+    /// the counters' differences and the pauses, cycles and stalls logged since, so that
+    /// a steady state is measured without its warm-up. The first few verifier messages
+    /// are kept as they are (they are not a log); the barrier and the marker threads are
+    /// this snapshot's. A snapshot taken *before* `earlier` gives zeros and empty logs,
+    /// never a wrapped counter.
+    ///
+    /// ```
+    /// use barrierlab::{Heap, HeapConfig};
+    ///
+    /// # fn main() -> barrierlab::Result<()> {
+    /// let heap = Heap::new(HeapConfig::new().heap_bytes(4 << 20))?;
+    /// let mut m = heap.mutator();
+    /// m.collect()?; // a warm-up
+    /// let before = heap.stats();
+    /// for _ in 0..3 {
+    ///     m.collect()?;
+    /// }
+    /// let steady = heap.stats().since(&before);
+    /// assert_eq!(steady.cycles, 3);
+    /// assert_eq!(steady.cycle_log.len(), 3);
+    /// # Ok(())
+    /// # }
+    /// ```
+    pub fn since(&self, earlier: &Stats) -> Stats {
+        fn tail<T: Clone>(now: &[T], then: &[T]) -> Vec<T> {
+            now.get(then.len()..).unwrap_or_default().to_vec()
+        }
+        Stats {
+            barrier: self.barrier,
+            cycles: self.cycles.saturating_sub(earlier.cycles),
+            pauses: tail(&self.pauses, &earlier.pauses),
+            cycle_log: tail(&self.cycle_log, &earlier.cycle_log),
+            tracker: self.tracker.since(&earlier.tracker),
+            verifier_failures: self
+                .verifier_failures
+                .saturating_sub(earlier.verifier_failures),
+            verifier_messages: self.verifier_messages.clone(),
+            bytes_allocated: self.bytes_allocated.saturating_sub(earlier.bytes_allocated),
+            marker_threads: self.marker_threads,
+            allocation_stalls: tail(&self.allocation_stalls, &earlier.allocation_stalls),
+            duty: self.duty.since(&earlier.duty),
+            stalls: tail(&self.stalls, &earlier.stalls),
+            log_lines_lost: self.log_lines_lost.saturating_sub(earlier.log_lines_lost),
+        }
+    }
+
     /// The longest pause.
     pub fn max_pause(&self) -> Duration {
         self.pauses
