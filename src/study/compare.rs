@@ -172,6 +172,10 @@ pub struct Agreement {
     /// What may be said: `slower`, `faster`, `no difference stated`, `REVERSAL`, or `not
     /// judged (…)`.
     pub statement: String,
+    /// Whether every run, judged alone, gave the same verdict (slower, faster, or no
+    /// difference beyond the margin): the replication measure, stricter than
+    /// `statement`, which calls a difference stated in one run only "no difference".
+    pub same_in_every_run: bool,
 }
 
 /// The verdicts of every end-to-end (point, variant) against `none`, across `runs`.
@@ -244,12 +248,15 @@ pub fn agreements(runs: &[Vec<Row>]) -> Vec<Agreement> {
             } else {
                 "no difference stated".to_string()
             };
+            let same_in_every_run =
+                ratios.iter().all(Option::is_some) && sides.windows(2).all(|w| w[0] == w[1]);
             out.push(Agreement {
                 point: format!("{wl} x{threads} heap #{}", k + 1),
                 tracker: tracker.clone(),
                 metric,
                 ratios,
                 statement,
+                same_in_every_run,
             });
         }
     }
@@ -335,12 +342,16 @@ pub fn render_agreements(a: &[Agreement], runs: usize) -> String {
         .iter()
         .filter(|x| x.statement == "REVERSAL")
         .collect();
+    let same = judged.iter().filter(|x| x.same_in_every_run).count();
     s.push_str(&format!(
         "\n{} verdicts judged: {stated} stated in every run, {} reversed, {} with no difference \
-         stated.\n",
+         stated. Each run judged alone (slower, faster, or within the margin): the same verdict \
+         in every run for {same} of {} ({:.0}%).\n",
         judged.len(),
         reversals.len(),
-        judged.len() - stated - reversals.len()
+        judged.len() - stated - reversals.len(),
+        judged.len(),
+        100.0 * same as f64 / judged.len().max(1) as f64
     ));
     for r in reversals {
         s.push_str(&format!(

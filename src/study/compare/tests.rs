@@ -93,6 +93,24 @@ fn a_difference_is_stated_only_when_every_run_excludes_one_by_the_margin() {
 }
 
 #[test]
+fn the_same_verdict_in_every_run_counts_each_runs_own_verdict() {
+    // Slower in both, and within the margin in both: the same verdict.
+    for (a, b) in [(120.0, 121.0), (103.0, 102.0)] {
+        let x = agreements(&[run(a, 64.0), run(b, 64.0)]);
+        assert!(x[0].same_in_every_run, "{x:?}");
+    }
+    // Slower in one run, no difference in the other: "no difference stated" across the
+    // runs, but not the same verdict.
+    let x = agreements(&[run(120.0, 64.0), run(100.0, 64.0)]);
+    assert!(!x[0].same_in_every_run, "{x:?}");
+    let text = render_agreements(&x, 2);
+    assert!(
+        text.contains("the same verdict in every run for 0 of 1 (0%)"),
+        "{text}"
+    );
+}
+
+#[test]
 fn an_unhealthy_point_is_not_judged() {
     let mut r1 = run(120.0, 64.0);
     for (i, extra) in [(Metric::Cycles, 10.0), (Metric::Fallbacks, 5.0)] {
