@@ -110,6 +110,20 @@ impl StudyWorkload {
         self.sized(threads, self.allocated_per_live)
     }
 
+    /// The workload of a barrier-only point: the length of a minimum-heap search step
+    /// ([`FITS_ALLOCATED_PER_LIVE`]), since its heap holds everything it allocates and
+    /// every arm protects all of it.
+    pub fn barrier_only(&self, threads: usize) -> Workload {
+        self.for_fits(threads)
+    }
+
+    /// The share of an end-to-end run's allocation that a barrier-only run allocates
+    /// (1 for GCBench, whose work is fixed).
+    pub fn barrier_only_share(&self) -> f64 {
+        let full = self.at_threads(1).allocation_estimate() as f64;
+        self.barrier_only(1).allocation_estimate() as f64 / full.max(1.0)
+    }
+
     /// The workload of a minimum-heap search step ([`FITS_ALLOCATED_PER_LIVE`]).
     pub fn for_fits(&self, threads: usize) -> Workload {
         self.sized(
@@ -159,7 +173,8 @@ pub struct StudyConfig {
     /// Run bdwgc's rows where `libgc.so.1` is present.
     pub peer: bool,
     /// The largest heap a barrier-only point may have (it holds all that its workload
-    /// allocates, resident): 8 GiB.
+    /// allocates, resident, and every arm protects all of it): 1 GiB in the default
+    /// study, 8 GiB in the full one.
     pub barrier_only_max_heap_mib: u64,
     /// Show progress on stderr.
     pub progress: bool,
@@ -225,7 +240,10 @@ impl StudyConfig {
                 _ => 600,
             }),
             peer: true,
-            barrier_only_max_heap_mib: 8 << 10,
+            barrier_only_max_heap_mib: match mode {
+                Mode::Full => 8 << 10,
+                _ => 1 << 10,
+            },
             progress: true,
         }
     }

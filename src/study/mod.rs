@@ -93,8 +93,13 @@ pub fn run(config: &StudyConfig) -> Result<StudyResult> {
             Ok(()) => variants.push(v),
         }
     }
+    // `meta.json` gains each part's time as it ends: an interrupted study keeps them.
     runner.micro(&variants)?;
+    meta.parts.clone_from(&runner.parts);
+    write_meta(&meta_path, &meta)?;
     runner.end_to_end(&variants)?;
+    meta.parts.clone_from(&runner.parts);
+    write_meta(&meta_path, &meta)?;
     runner.barrier_only(&variants)?;
     runner.bar.finish();
     let _ = std::fs::remove_file(&exe);

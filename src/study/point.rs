@@ -182,8 +182,13 @@ pub fn run_point(spec: &PointSpec) -> PointOutput {
 
 const MIB: f64 = (1 << 20) as f64;
 
-/// Barrier-only points' schedule: the tracker armed for half of every 10 ms.
-pub const BARRIER_ONLY_PERIOD: Duration = Duration::from_millis(10);
+/// Barrier-only points' schedule: the tracker armed for half of every 50 ms (about the
+/// length of a concurrent mark of the default study's 64 MiB live sets). Each arm
+/// write-protects the whole heap in use, which grows through a run that never collects:
+/// at 10 ms, arming a 1.4 GiB heap (page-table updates and TLB shoot-downs, three
+/// quarters of a `perf` profile of `uffd-wp-sigbus` on the LRU cache) made one run last
+/// a minute instead of two seconds.
+pub const BARRIER_ONLY_PERIOD: Duration = Duration::from_millis(50);
 /// See [`BARRIER_ONLY_PERIOD`].
 pub const BARRIER_ONLY_ARMED_SHARE: f64 = 0.5;
 
@@ -221,7 +226,12 @@ fn run_inner(spec: &PointSpec) -> Result<Vec<Row>> {
             huge_pages,
             barrier_only,
         } => {
-            let w = find(workload)?.at_threads(*threads);
+            let w = find(workload)?;
+            let w = if *barrier_only {
+                w.barrier_only(*threads)
+            } else {
+                w.at_threads(*threads)
+            };
             let v = find_variant(variant)?;
             crate::barrier::check_cached(v.kind, v.options.user_mode_only).require(v.kind)?;
             let cfg = HeapConfig {

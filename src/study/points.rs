@@ -366,9 +366,10 @@ impl Runner<'_> {
         Ok(())
     }
 
-    /// Barrier-only points: every variant, one thread, on a heap that holds all that the
-    /// workload allocates (measured by `none`'s end-to-end runs, so after them), with the
-    /// tracker on a fixed arm/harvest schedule and no collection. A workload that
+    /// Barrier-only points: every variant, one thread, a shorter run of each workload
+    /// ([`StudyWorkload::barrier_only`]) on a heap that holds all that it allocates
+    /// (scaled from `none`'s end-to-end runs, so after them), with the tracker on a fixed
+    /// arm/harvest schedule and no collection. A workload that
     /// allocates more than [`StudyConfig::barrier_only_max_heap_mib`] is not measured
     /// (an error row says so).
     pub fn barrier_only(&mut self, variants: &[Variant]) -> Result<()> {
@@ -396,7 +397,9 @@ impl Runner<'_> {
             if allocated.is_empty() {
                 continue;
             }
-            let most = allocated.iter().copied().fold(0.0, f64::max);
+            // The barrier-only run is shorter than the end-to-end one, by the share of
+            // its allocation the workload's definition gives.
+            let most = allocated.iter().copied().fold(0.0, f64::max) * w.barrier_only_share();
             let heap_mib = (most * 1.25).ceil() as u64 + 64;
             let key = |tracker: &str| Key {
                 tracker: tracker.into(),
