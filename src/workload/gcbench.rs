@@ -209,7 +209,15 @@ fn run_once<B: StoreBarrier>(m: &mut Mutator<B>, p: &GcBenchParams) -> Result<()
     let array = m.alloc(0, p.array_len * 8)?;
     m.push_root(array)?;
     for i in 1..p.array_len / 2 {
-        m.write_bytes(array, i * 8, &(1.0 / i as f64).to_ne_bytes())?;
+        m.write_payload(array, i * 8, 1.0 / i as f64)?;
+        // A safepoint poll per page written, as a compiled loop's back-edge has: the
+        // array of the scaled GCBench spans thousands of pages, each a write fault under a
+        // page tracker, and a pause requested meanwhile waited for the whole fill (remark
+        // pauses of 200 ms under `uffd-wp` on a loaded machine, all of it time to
+        // safepoint).
+        if i % (crate::sys::PAGE_SIZE / 8) == 0 {
+            m.safepoint();
+        }
     }
     let mut depth = p.min_depth;
     while depth <= p.max_depth {
