@@ -44,8 +44,8 @@ pub struct HeapOpts {
     /// hold everything the run allocates (a run in which a collection ran is refused).
     #[arg(long)]
     pub barrier_only: bool,
-    /// Barrier-only mode's period in milliseconds (1 to 60000).
-    #[arg(long, default_value_t = 10, requires = "barrier_only", value_parser = |s: &str| in_range(s, 1, 60_000))]
+    /// Barrier-only mode's period in milliseconds (1 to 60000; the study's is 50).
+    #[arg(long, default_value_t = 50, requires = "barrier_only", value_parser = |s: &str| in_range(s, 1, 60_000))]
     pub duty_period_ms: u64,
     /// Barrier-only mode's armed share of each period, in percent (1 to 100).
     #[arg(long, default_value_t = 50, requires = "barrier_only", value_parser = |s: &str| in_range(s, 1, 100))]
