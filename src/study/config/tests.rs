@@ -1,0 +1,101 @@
+//! The study's configuration: its defaults, the heaps it plans, and its checks.
+
+use super::*;
+
+#[test]
+fn a_heap_raised_to_the_floor_beside_a_true_multiple_is_left_out() {
+    let c = StudyConfig::new(Mode::Default, ".".into());
+    let w = &c.workloads()[0];
+    let grain = crate::study::minheap::GRAIN;
+    let mib = |b: usize| b >> 20;
+    // A 66 MiB minimum: 1.5x (99 MiB) is raised to 128, 8% from 2x (132): left out.
+    let min = 66 << 20;
+    let heaps: Vec<usize> = c.point_heaps(w, min).into_iter().map(mib).collect();
+    let at = |m: f64| mib((min as f64 * m / grain as f64).ceil() as usize * grain);
+    assert_eq!(heaps, [at(2.0), at(3.0)]);
+    // A 45 MiB minimum: 1.5x and 2x are both raised to 128, 5% below 3x (135): the
+    // raised heap would be the same point as 3x.
+    let min = 45 << 20;
+    let at = |m: f64| mib((min as f64 * m / grain as f64).ceil() as usize * grain);
+    let heaps: Vec<usize> = c.point_heaps(w, min).into_iter().map(mib).collect();
+    assert_eq!(heaps, [at(3.0)]);
+    // A 20 MiB minimum: every multiple is raised, to one heap.
+    assert_eq!(c.point_heaps(w, 20 << 20), [128 << 20]);
+    // A 100 MiB minimum: nothing is raised, all three stay.
+    assert_eq!(c.point_heaps(w, 100 << 20).len(), 3);
+}
+
+#[test]
+fn workloads_hold_their_live_set_and_do_the_same_work_at_every_heap() {
+    let c = StudyConfig::new(Mode::Default, ".".into());
+    let labels: Vec<String> = c.workloads().iter().map(|w| w.label.clone()).collect();
+    assert_eq!(
+        labels,
+        [
+            "gcbench-l64",
+            "graph-spp1024-l64",
+            "lru-l64",
+            "binary-trees-l64",
+            "gcold-m100-l64",
+            "gcold-m10000-l64"
+        ]
+    );
+    for w in c.workloads() {
+        let one = w.at_threads(1);
+        let alloc = one.allocation_estimate() as f64;
+        assert!(alloc >= 8.0 * w.live_bytes as f64, "{}: {alloc}", w.label);
+        match one {
+            Workload::GcBench(p) => {
+                let live = p.live_bytes() as f64 / w.live_bytes as f64;
+                assert!((0.75..=1.05).contains(&live), "gcbench live share {live}");
+            }
+            Workload::Graph(p) => {
+                let live = p.live_bytes() as f64 / w.live_bytes as f64;
+                assert!((0.9..=1.1).contains(&live), "graph live share {live}");
+            }
+            Workload::BinaryTrees(p) => {
+                let tree = BinaryTreesParams::tree_size(p.depth) * 32;
+                assert!(tree * 2 > w.live_bytes && tree <= w.live_bytes, "{tree}");
+            }
+            Workload::Lru(p) => {
+                let entry = crate::workload::cell_bytes(4, 8)
+                    + crate::workload::cell_bytes(0, p.value_bytes)
+                    + 8;
+                let live = (p.capacity as u64 * entry) as f64 / w.live_bytes as f64;
+                assert!((0.9..=1.0).contains(&live), "lru live share {live}: {p:?}");
+            }
+            Workload::GcOld(p) => {
+                assert_eq!(p.live_bytes, w.live_bytes);
+                assert_eq!(w.multiples, Some(vec![GCOLD_MULTIPLE]), "{}", w.label);
+            }
+        }
+        // Two threads share the same live set and allocation.
+        let two = w.at_threads(2);
+        let ratio = 2.0 * two.allocation_estimate() as f64 / alloc;
+        assert!((0.8..=1.25).contains(&ratio), "{}: {ratio}", w.label);
+    }
+    assert!(
+        StudyConfig::new(Mode::Full, ".".into())
+            .live_mib
+            .contains(&1024)
+    );
+}
+
+#[test]
+fn each_run_draws_its_own_seed() {
+    let a = StudyConfig::new(Mode::Quick, ".".into()).seed;
+    std::thread::sleep(Duration::from_millis(2));
+    let b = StudyConfig::new(Mode::Quick, ".".into()).seed;
+    assert_ne!(a, b);
+}
+
+#[test]
+fn a_cpu_outside_the_affinity_mask_is_refused_naming_the_flag() {
+    let mut c = StudyConfig::new(Mode::Quick, ".".into());
+    let allowed = crate::sys::process::allowed_cpus().unwrap();
+    c.pin_cpu = Some(allowed[allowed.len() - 1]);
+    c.validate().unwrap();
+    c.pin_cpu = Some(100_000);
+    let e = c.validate().unwrap_err().to_string();
+    assert!(e.contains("--pin-cpu") && e.contains("affinity"), "{e}");
+}
