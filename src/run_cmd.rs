@@ -301,6 +301,7 @@ fn result_json(opts: &HeapOpts, workload: &Workload, r: &RunResult) -> Value {
         "faults": t.faults,
         "frontier_faults": t.frontier_faults,
         "handed_out": t.handed_out,
+        "hand_out_calls": t.hand_out_calls,
         "recorded": t.recorded,
         "dirty_frontier": frontier,
         "dirty_old": old,

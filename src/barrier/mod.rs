@@ -347,6 +347,19 @@ pub trait DirtyTracker: Send + Sync {
     /// barrier records stores into new objects like any other store).
     fn hand_out(&self, _start: usize, _len: usize) {}
 
+    /// [`hand_out`](DirtyTracker::hand_out) of `[start, start + len)`, from the pool's
+    /// free pages, and the allocator will hand out the free pages of
+    /// `[start + len, start + len + ahead)` next: a tracker may make those writable in
+    /// the same protection change without recording them ("open" them), because nothing
+    /// writes a free page; handing out an open page later then only records it.
+    ///
+    /// The contract the caller keeps: IF a page is in the `ahead` range THEN nothing
+    /// writes it until it has been handed out. Default: a hand-out of the whole range,
+    /// which over-approximates and is always safe.
+    fn hand_out_and_open(&self, start: usize, len: usize, ahead: usize) {
+        self.hand_out(start, len + ahead);
+    }
+
     /// The heap reports that it has used only `[base, base + bytes)` so far (its high
     /// water mark, which never shrinks): granules beyond cannot have been written, and a
     /// tracker may skip them in arm and harvest, so that their cost follows the pages in

@@ -322,7 +322,7 @@ impl DirtyTracker for UffdWpAsyncTracker {
     fn hand_out(&self, start: usize, len: usize) {
         let (pages, calls) =
             self.prefix
-                .hand_out_runs(self.base, &self.handed, start, len, |first, end| {
+                .hand_out_runs(self.base, |q| self.handed.get(q), start, len, |first, end| {
                     let range = (
                         self.base + (first << PAGE_SHIFT),
                         (end - first) << PAGE_SHIFT,

@@ -51,8 +51,10 @@
 //! and by `Space::blacken` for the pages mutators hold at the flip). So the page
 //! trackers pay no fault for new objects, and remark still rescans the pages that new
 //! objects were written into. A page taken from the pool is handed out together with the
-//! free pages after it (up to `HAND_OUT_BATCH`, 16, in all), which the pool, lowest page
-//! first, hands out next: one protection change for the run instead of one per page.
+//! free pages after it (up to `HAND_OUT_BATCH`, 64, in all), which the pool, lowest page
+//! first, hands out next ([`DirtyTracker::hand_out_and_open`]): a page tracker makes them
+//! writable in the same call without recording them, nothing writes them while they are
+//! free, and taking one later records it with no protection change.
 
 pub mod config;
 pub mod object;
@@ -89,9 +91,11 @@ const NO_PAGE: usize = usize::MAX;
 const PAGE_GRANULES: usize = PAGE_SIZE / GRANULE;
 
 /// Pages handed to the tracker in one call when the allocator takes a page from the pool
-/// (the page and the free pages after it). An unprotect costs ~1 µs for one page plus
-/// ~70 ns per further page; a write fault costs 0.8–58 µs.
-pub(crate) const HAND_OUT_BATCH: usize = 16;
+/// (the page and the free pages after it, which a page tracker opens). An unprotect
+/// costs ~1 µs for one page plus ~70 ns per further page, and its TLB flush makes the
+/// asking mutator wait for the other CPUs (tens of µs on a 2-vCPU VM); a write fault
+/// costs 0.8–58 µs.
+pub(crate) const HAND_OUT_BATCH: usize = 64;
 
 /// Pages the sweep frees between two reports of progress (see [`Space::sweep`]).
 pub(crate) const SWEEP_CHUNK: usize = 1024;
@@ -460,13 +464,13 @@ impl Space {
     /// after it, up to [`HAND_OUT_BATCH`] pages in all), then zeroes it if it held
     /// objects before: the zeroing is the first write.
     fn take_pages(&self, n: usize, frontier: Frontier<'_>) -> Option<usize> {
-        let (start, needs_zero, run) = self.with_pool(|pool| {
+        let (start, needs_zero, after) = self.with_pool(|pool| {
             let (start, needs_zero) = pool.take(n)?;
             let after = pool.free_run(start + n, HAND_OUT_BATCH.saturating_sub(n));
-            Some((start, needs_zero, n + after))
+            Some((start, needs_zero, after))
         })?;
         if let Some(t) = frontier {
-            t.hand_out(self.page_addr(start), run * PAGE_SIZE);
+            t.hand_out_and_open(self.page_addr(start), n * PAGE_SIZE, after * PAGE_SIZE);
         }
         if needs_zero {
             // SAFETY: the run was just taken from the pool: no object lives there and no

@@ -208,7 +208,13 @@ impl<M: PageMechanism> DirtyTracker for PageTracker<M> {
         // against a concurrent harvest (see `PageRecord::hand_out`), and a mutator must
         // never wait for a lock that a fault service holds.
         let s = &self.shared;
-        s.record.hand_out(s.mechanism.protection(), start, len);
+        s.record.hand_out(s.mechanism.protection(), start, len, 0);
+    }
+
+    fn hand_out_and_open(&self, start: usize, len: usize, ahead: usize) {
+        let s = &self.shared;
+        s.record
+            .hand_out(s.mechanism.protection(), start, len, ahead);
     }
 
     fn in_use(&self, bytes: usize) {

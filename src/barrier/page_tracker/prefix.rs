@@ -19,7 +19,6 @@
 use std::ops::Range;
 use std::sync::atomic::{AtomicUsize, Ordering};
 
-use crate::bitmap::Bitmap;
 use crate::sys::{PAGE_SHIFT, PAGE_SIZE};
 
 /// The used and the protected prefix of a heap of `len` bytes.
@@ -89,7 +88,7 @@ impl InUsePrefix {
     }
 
     /// Hands out the pages of `[start, start + len)` (in a heap starting at `base`) that
-    /// lie in the protected prefix and are not set in `skip`: calls `change(first, end)`
+    /// lie in the protected prefix and for which `skip` is false: calls `change(first, end)`
     /// for each maximal run of such pages, in address order, until one returns false (a
     /// protection change failed). Returns the pages of the runs that succeeded and the
     /// runs tried, as [`Counters::handed_out`](crate::barrier::counters::Counters::handed_out)
@@ -97,7 +96,7 @@ impl InUsePrefix {
     pub(crate) fn hand_out_runs(
         &self,
         base: usize,
-        skip: &Bitmap,
+        skip: impl Fn(usize) -> bool,
         start: usize,
         len: usize,
         mut change: impl FnMut(usize, usize) -> bool,
@@ -108,12 +107,12 @@ impl InUsePrefix {
         let (mut pages, mut runs) = (0, 0);
         let mut page = first;
         while page < end {
-            if skip.get(page) {
+            if skip(page) {
                 page += 1;
                 continue;
             }
             let run = page;
-            while page < end && !skip.get(page) {
+            while page < end && !skip(page) {
                 page += 1;
             }
             runs += 1;

@@ -1,0 +1,240 @@
+//! The record's protocol against a protection that logs its calls.
+
+use super::*;
+use std::sync::Mutex;
+
+#[test]
+fn runs_are_maximal() {
+    let mut runs = Vec::new();
+    for_each_run(&[1, 2, 3, 7, 9, 10], |a, n| runs.push((a, n)));
+    assert_eq!(runs, vec![(1, 3), (7, 1), (9, 2)]);
+}
+
+/// A protection that logs its calls and fails the ones it is told to.
+#[derive(Default)]
+struct Log {
+    calls: Mutex<Vec<(bool, usize, usize)>>,
+    fail_protect: AtomicBool,
+}
+
+// SAFETY: only used in these tests, never from a signal handler.
+unsafe impl PageProtection for Log {
+    const CALL: Call = Call::Mprotect;
+    const STICKY: bool = false;
+    const INJECTED: i32 = libc::EIO;
+    fn protect(&self, start: usize, len: usize) -> std::result::Result<(), i32> {
+        self.calls.lock().unwrap().push((true, start, len));
+        if self.fail_protect.load(Ordering::Relaxed) {
+            Err(libc::ENOMEM)
+        } else {
+            Ok(())
+        }
+    }
+    fn unprotect(&self, start: usize, len: usize) -> std::result::Result<(), i32> {
+        self.calls.lock().unwrap().push((false, start, len));
+        Ok(())
+    }
+}
+
+const BASE: usize = 1 << 30;
+const PAGES: usize = 64;
+
+fn calls(p: &Log) -> Vec<(bool, usize, usize)> {
+    std::mem::take(&mut *p.calls.lock().unwrap())
+}
+
+#[test]
+fn a_harvest_re_protects_run_by_run_or_the_whole_heap() {
+    let r = PageRecord::new(BASE, PAGES * PAGE_SIZE, None).unwrap();
+    let p = Log::default();
+    r.arm(&p).unwrap();
+    assert_eq!(calls(&p), vec![(true, BASE, PAGES * PAGE_SIZE)]);
+    for page in [3, 4, 9] {
+        r.record(page);
+    }
+    let mut out = DirtySet::default();
+    r.harvest(&p, &mut out, true).unwrap();
+    assert_eq!(out.granules, vec![3, 4, 9]);
+    assert_eq!(
+        calls(&p),
+        vec![
+            (true, BASE + 3 * PAGE_SIZE, 2 * PAGE_SIZE),
+            (true, BASE + 9 * PAGE_SIZE, PAGE_SIZE)
+        ]
+    );
+    // Five runs on 64 pages: more than one run per 16 pages, so the whole heap.
+    for page in [0, 10, 20, 30, 40] {
+        r.record(page);
+    }
+    r.harvest(&p, &mut out, true).unwrap();
+    assert_eq!(calls(&p), vec![(true, BASE, PAGES * PAGE_SIZE)]);
+    // Without rearm nothing is re-protected.
+    r.record(5);
+    r.harvest(&p, &mut out, false).unwrap();
+    assert_eq!(out.granules, vec![5]);
+    assert!(calls(&p).is_empty());
+    assert_eq!(r.counters().stats().faults, 9);
+    assert_eq!(r.counters().stats().recorded, 9);
+}
+
+#[test]
+fn only_the_used_prefix_is_protected_and_pages_coming_into_use_are_reported() {
+    let r = PageRecord::new(BASE, PAGES * PAGE_SIZE, None).unwrap();
+    let p = Log::default();
+    r.in_use(40 * PAGE_SIZE + 1); // rounds up to 41 pages
+    r.arm(&p).unwrap();
+    assert_eq!(calls(&p), vec![(true, BASE, 41 * PAGE_SIZE)]);
+    // The heap grows to 48 pages during the cycle: pages 41..48 were never
+    // protected, so the harvest reports them after the recorded page, and protects
+    // them with it (two runs: run by run).
+    r.record(1);
+    r.in_use(48 * PAGE_SIZE);
+    let mut out = DirtySet::default();
+    r.harvest(&p, &mut out, true).unwrap();
+    let mut expect = vec![1];
+    expect.extend(41..48);
+    assert_eq!(out.granules, expect);
+    assert_eq!(
+        calls(&p),
+        vec![
+            (true, BASE + PAGE_SIZE, PAGE_SIZE),
+            (true, BASE + 41 * PAGE_SIZE, 7 * PAGE_SIZE)
+        ]
+    );
+    // Reported once: the next harvest has nothing new.
+    r.harvest(&p, &mut out, false).unwrap();
+    assert!(out.granules.is_empty() && !out.all);
+    // Disarm unprotects the protected prefix, not the reservation.
+    r.disarm(&p).unwrap();
+    assert_eq!(calls(&p), vec![(false, BASE, 48 * PAGE_SIZE)]);
+}
+
+#[test]
+fn a_failed_re_protect_degrades_once_per_cycle_and_keeps_its_cause() {
+    let r = PageRecord::new(BASE, PAGES * PAGE_SIZE, None).unwrap();
+    let p = Log::default();
+    r.arm(&p).unwrap();
+    r.record(7);
+    p.fail_protect.store(true, Ordering::Relaxed);
+    let mut out = DirtySet::default();
+    r.harvest(&p, &mut out, true).unwrap();
+    assert!(out.all);
+    let _ = calls(&p);
+    // Still everything without rearm, and the flag survives it.
+    r.harvest(&p, &mut out, false).unwrap();
+    assert!(out.all);
+    // A whole-range re-protect that fails again: the same cycle, counted once.
+    r.harvest(&p, &mut out, true).unwrap();
+    assert!(out.all);
+    let s = r.counters().stats();
+    assert_eq!(s.degradations, 1);
+    assert_eq!(
+        s.last_degradation,
+        Some(Degradation {
+            step: Step::Harvest,
+            call: Call::Mprotect,
+            errno: libc::ENOMEM,
+            range: Some((BASE + 7 * PAGE_SIZE, PAGE_SIZE)),
+        })
+    );
+    // It succeeds: precise again.
+    p.fail_protect.store(false, Ordering::Relaxed);
+    r.harvest(&p, &mut out, true).unwrap();
+    assert!(
+        out.all,
+        "the harvest that re-protects still reports everything"
+    );
+    r.harvest(&p, &mut out, true).unwrap();
+    assert_eq!(out, DirtySet::default());
+    // A new cycle that degrades counts again.
+    r.arm(&p).unwrap();
+    p.fail_protect.store(true, Ordering::Relaxed);
+    r.record(1);
+    r.harvest(&p, &mut out, true).unwrap();
+    assert_eq!(r.counters().stats().degradations, 2);
+}
+
+#[test]
+fn a_failed_arm_leaves_the_heap_writable_and_names_the_call() {
+    let r = PageRecord::new(BASE, PAGES * PAGE_SIZE, None).unwrap();
+    let p = Log::default();
+    p.fail_protect.store(true, Ordering::Relaxed);
+    let e = r.arm(&p).unwrap_err();
+    assert_eq!(e.errno(), Some(libc::ENOMEM));
+    assert_eq!(
+        calls(&p),
+        vec![
+            (true, BASE, PAGES * PAGE_SIZE),
+            (false, BASE, PAGES * PAGE_SIZE)
+        ]
+    );
+    let d = r.counters().stats().last_degradation.unwrap();
+    assert_eq!((d.step, d.call), (Step::Arm, Call::Mprotect));
+    assert!(d.to_string().starts_with("arm: mprotect on ["), "{d}");
+}
+
+#[test]
+fn a_hand_out_opens_the_free_pages_after_it_in_the_same_call() {
+    let r = PageRecord::new(BASE, PAGES * PAGE_SIZE, None).unwrap();
+    let p = Log::default();
+    r.arm(&p).unwrap();
+    let _ = calls(&p);
+    // Page 4 handed out, pages 5..8 opened: one call for the four.
+    r.hand_out(&p, BASE + 4 * PAGE_SIZE, PAGE_SIZE, 3 * PAGE_SIZE);
+    assert_eq!(
+        calls(&p),
+        vec![(false, BASE + 4 * PAGE_SIZE, 4 * PAGE_SIZE)]
+    );
+    // Taking page 5 later only records it, and opens nothing more.
+    r.hand_out(&p, BASE + 5 * PAGE_SIZE, PAGE_SIZE, 3 * PAGE_SIZE);
+    assert!(calls(&p).is_empty(), "an open page needs no call");
+    assert_eq!(r.counters().stats().hand_out_calls, 1);
+    assert_eq!(r.counters().stats().handed_out, 2);
+    // The harvest reports the handed-out pages, not the open ones (nobody wrote
+    // them), and re-protects only what it reports.
+    let mut out = DirtySet::default();
+    r.harvest(&p, &mut out, true).unwrap();
+    assert_eq!(out.granules, vec![4, 5]);
+    assert_eq!(calls(&p), vec![(true, BASE + 4 * PAGE_SIZE, 2 * PAGE_SIZE)]);
+    // Page 6 is still open: taking it needs no call either.
+    r.hand_out(&p, BASE + 6 * PAGE_SIZE, PAGE_SIZE, 0);
+    assert!(calls(&p).is_empty(), "page 6 was open");
+    r.harvest(&p, &mut out, true).unwrap();
+    assert_eq!(out.granules, vec![6]);
+}
+
+#[test]
+fn a_whole_prefix_re_protect_closes_every_open_page() {
+    let r = PageRecord::new(BASE, PAGES * PAGE_SIZE, None).unwrap();
+    let p = Log::default();
+    r.arm(&p).unwrap();
+    r.hand_out(&p, BASE + 40 * PAGE_SIZE, PAGE_SIZE, 4 * PAGE_SIZE);
+    // Five runs of pages that are not fresh (recorded by faults): more than one run per
+    // 16 pages, so the whole prefix, which closes the open pages 41..45.
+    for page in [0, 10, 20, 30, 50] {
+        r.record(page);
+    }
+    let mut out = DirtySet::default();
+    r.harvest(&p, &mut out, true).unwrap();
+    assert_eq!(out.granules, vec![0, 10, 20, 30, 40, 50]);
+    let _ = calls(&p);
+    // Page 41 is protected again: taking it needs a call (and opens the rest again).
+    r.hand_out(&p, BASE + 41 * PAGE_SIZE, PAGE_SIZE, 3 * PAGE_SIZE);
+    assert_eq!(
+        calls(&p),
+        vec![(false, BASE + 41 * PAGE_SIZE, 4 * PAGE_SIZE)]
+    );
+}
+
+#[test]
+fn the_planted_bug_forgets_a_page_taken_from_an_open_run_too() {
+    let r = PageRecord::new(BASE, PAGES * PAGE_SIZE, None).unwrap();
+    let p = Log::default();
+    r.arm(&p).unwrap();
+    r.hand_out(&p, BASE + 4 * PAGE_SIZE, PAGE_SIZE, PAGE_SIZE);
+    r.knobs().forget_hand_outs(true);
+    r.hand_out(&p, BASE + 5 * PAGE_SIZE, PAGE_SIZE, 0);
+    let mut out = DirtySet::default();
+    r.harvest(&p, &mut out, false).unwrap();
+    assert_eq!(out.granules, vec![4], "page 5 is writable and unrecorded");
+}
