@@ -83,7 +83,8 @@
 //! - **floating garbage**: objects that die during a cycle and survive it.
 //! - **allocation frontier**: the pages the allocator hands to mutators during a cycle;
 //!   a page tracker receives them already recorded and writable (**hand-out**), so that
-//!   new objects take no fault and remark still rescans them.
+//!   new objects take no fault and remark still rescans them (async write-protect
+//!   excepted: the kernel records their first write itself, more cheaply).
 //! - **pacer**: what decides, in bytes, when the next cycle starts; a **fallback** is a
 //!   full stop-the-world collection for an allocation that found the heap full with no
 //!   cycle running; an **allocation stall** is a mutator waiting for a running cycle

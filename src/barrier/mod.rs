@@ -343,8 +343,12 @@ pub trait DirtyTracker: Send + Sync {
     /// Runs on the allocating mutator's thread, concurrently with harvests.
     ///
     /// This is bdwgc's `GC_remove_protection`, which unprotects a block and marks it dirty
-    /// in one call when it is handed to the allocator. Default: nothing (a software
-    /// barrier records stores into new objects like any other store).
+    /// in one call when it is handed to the allocator. Default: nothing, for a tracker
+    /// that records the first write to a new object's page as cheaply as any other: a
+    /// software barrier, and async write-protect, whose first write to a protected page
+    /// is resolved and recorded by the kernel in under a microsecond, less than the TLB
+    /// flush an unprotect would cost (see `uffd_wp_async.rs`). For them the rule holds
+    /// at the first write instead.
     fn hand_out(&self, _start: usize, _len: usize) {}
 
     /// [`hand_out`](DirtyTracker::hand_out) of `[start, start + len)`, from the pool's

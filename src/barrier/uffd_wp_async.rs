@@ -28,10 +28,15 @@
 //! to each page, and the next arm is a scan whose result is thrown away (it only
 //! re-protects the pages written since).
 //!
-//! The frontier ([`DirtyTracker::hand_out`]): a page handed to the allocator while
-//! protected is unprotected with `UFFDIO_WRITEPROTECT` (mode 0), which is all its record
-//! needs, since "written" means "not write-protected": the next scan reports it. Pages
-//! already handed out since the last scan are skipped.
+//! The frontier ([`DirtyTracker::hand_out`]): nothing to do. A page handed to the
+//! allocator while protected stays protected, and the first write to it is the
+//! kernel-resolved fault that records it (~0.8 µs, no message, no thread). Unprotecting
+//! it ahead, as the other page trackers do, would record it too ("written" means "not
+//! write-protected"), but a `UFFDIO_WRITEPROTECT` that makes pages writable flushes the
+//! TLB of every CPU the process runs on, and the mutator waits for that interrupt: tens
+//! of microseconds on the 2-vCPU VM it was measured on, more than the faults it spares
+//! (GCBench classic at 64 MiB, five alternating runs: 290–315 ms with the hand-out, 264–
+//! 278 ms without).
 //!
 //! Costs (`papers/reference/c-probe-2026-11-29.md`): 0 per store; per dirtied page ~0.8 µs
 //! for the kernel-resolved fault plus ~40 ns in the scan that re-protects it; per cycle ~1
@@ -48,7 +53,7 @@
 //! the next scans with `EIO`.
 //!
 //! Of what the page trackers share (`page_tracker/`) this tracker uses the in-use prefix
-//! (the same operations for arm, harvest, hand-out and disarm), the counters and the
+//! (the same operations for arm, harvest and disarm), the counters and the
 //! injection point (`TestKnobs::injected`) only: its record is the
 //! page table itself, read and re-protected by the kernel.
 //!
@@ -67,11 +72,10 @@ use super::{
     BarrierKind, Call, Degradation, DirtySet, DirtyTracker, Step, TestKnobs, TrackerOptions,
     TrackerStats,
 };
-use crate::bitmap::Bitmap;
 use crate::error::{Error, Result};
 use crate::sys::pagemap::{Pagemap, ScanRequest};
 use crate::sys::uffd::{Features, RegisterMode, Uffd, WpMode};
-use crate::sys::{PAGE_SHIFT, PAGE_SIZE};
+use crate::sys::PAGE_SHIFT;
 
 /// The description of `uffd-wp-async`. Its constructor reads
 /// [`TrackerOptions::async_keep_protected`] and [`TrackerOptions::user_mode_only`].
@@ -149,9 +153,6 @@ pub struct UffdWpAsyncTracker {
     /// which were never protected and may have been written unseen. Nothing is protected
     /// before the first arm and after an unprotect.
     prefix: InUsePrefix,
-    /// Pages unprotected by [`DirtyTracker::hand_out`] since the last scan: a hand-out
-    /// skips them. Cleared after each scan (which may have protected them again).
-    handed: Bitmap,
     scan_eagain: AtomicU64,
     counters: Counters,
 }
@@ -178,7 +179,6 @@ impl UffdWpAsyncTracker {
             keep_protected: options.keep_protected,
             pagemap: Mutex::new(Pagemap::open(SCAN_VEC_LEN)?),
             prefix: InUsePrefix::new(len),
-            handed: Bitmap::new(len / PAGE_SIZE)?,
             scan_eagain: AtomicU64::new(0),
             counters: Counters::new(Some(mode)),
         })
@@ -208,8 +208,6 @@ impl UffdWpAsyncTracker {
         })?;
         self.scan_eagain
             .fetch_add(u64::from(stats.eagain_retries), Ordering::Relaxed);
-        // After the scan: a page it protected again is unprotected by its next hand-out.
-        self.handed.clear_prefix(extent >> PAGE_SHIFT);
         Ok(found)
     }
 
@@ -222,10 +220,7 @@ impl UffdWpAsyncTracker {
         }
         self.uffd
             .protect(self.base, extent)
-            .inspect_err(|e| self.degraded(step, Call::WriteProtect, e))?;
-        // Everything is protected now: no page counts as handed out.
-        self.handed.clear_prefix(extent >> PAGE_SHIFT);
-        Ok(())
+            .inspect_err(|e| self.degraded(step, Call::WriteProtect, e))
     }
 
     /// Extends the protected prefix to the used one: appends the pages it adds to
@@ -317,30 +312,6 @@ impl DirtyTracker for UffdWpAsyncTracker {
         self.uffd
             .unprotect(self.base, extent, WpMode::empty())
             .inspect_err(|e| self.degraded(Step::Disarm, Call::WriteProtect, e))
-    }
-
-    fn hand_out(&self, start: usize, len: usize) {
-        let (pages, calls) =
-            self.prefix
-                .hand_out_runs(self.base, |q| self.handed.get(q), start, len, |first, end| {
-                    let range = (
-                        self.base + (first << PAGE_SHIFT),
-                        (end - first) << PAGE_SHIFT,
-                    );
-                    // Unprotected is written: the next scan reports these pages (mode 0
-                    // also wakes nobody, as no thread ever blocks on an async fault).
-                    if let Err(e) = self.uffd.unprotect(range.0, range.1, WpMode::empty()) {
-                        // Left protected: a write still marks the page written. Only
-                        // counted.
-                        self.degraded(Step::HandOut, Call::WriteProtect, &e);
-                        return false;
-                    }
-                    for q in first..end {
-                        self.handed.set(q);
-                    }
-                    true
-                });
-        self.counters.handed_out(pages, calls);
     }
 
     fn in_use(&self, bytes: usize) {

@@ -10,9 +10,9 @@
 //!
 //! Shared, operation for operation, by the record of `uffd-wp`, `uffd-wp-sigbus` and
 //! `mprotect` and by `uffd-wp-async`, whose record is the page table itself: arm protects
-//! [`InUsePrefix::protect_used`], a harvest adds [`InUsePrefix::take_grown`], a hand-out
-//! changes the runs of [`InUsePrefix::hand_out_runs`], and disarm unprotects the
-//! protected prefix ([`InUsePrefix::protected`]).
+//! [`InUsePrefix::protect_used`], a harvest adds [`InUsePrefix::take_grown`], and disarm
+//! unprotects the protected prefix ([`InUsePrefix::protected`]); a hand-out of the first
+//! three changes the runs of [`InUsePrefix::hand_out_runs`].
 //!
 //! [`DirtyTracker::in_use`]: crate::barrier::DirtyTracker::in_use
 
