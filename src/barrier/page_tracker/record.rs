@@ -323,9 +323,38 @@ impl PageRecord {
             let _ = self.degrade(p, Step::Arm, errno, (self.base, extent));
             self.whole_range_error(P::CALL, errno, "protecting the heap at arm")
         })?;
-        // Pages a hand-out opened while the protect ran may be protected again.
-        self.open.clear_prefix(extent / PAGE_SIZE);
+        self.reopen(p, extent / PAGE_SIZE);
         Ok(())
+    }
+
+    /// After arm's protect: the pages among the first `pages` handed out or opened while
+    /// it ran (the allocator does not wait for it) were protected again by it; they are
+    /// made writable again, one call per run, so that the mutator filling them takes no
+    /// fault. They stay recorded, or open (free), so the module's invariant holds; a
+    /// failure degrades the cycle like any other protection change.
+    fn reopen<P: PageProtection>(&self, p: &P, pages: usize) {
+        let marked = |q: usize| self.dirty.get(q) || self.open.get(q);
+        let mut q = 0;
+        while q < pages {
+            let word = |b: &Bitmap| b.word(q / 64).load(Ordering::Acquire);
+            if q % 64 == 0 && word(&self.dirty) | word(&self.open) == 0 {
+                q += 64;
+                continue;
+            }
+            if !marked(q) {
+                q += 1;
+                continue;
+            }
+            let first = q;
+            while q < pages && marked(q) {
+                q += 1;
+            }
+            let range = (self.addr_of(first), (q - first) * PAGE_SIZE);
+            if let Err(errno) = self.unprotect_run(p, range.0, range.1) {
+                let _ = self.degrade(p, Step::Arm, errno, range);
+                return;
+            }
+        }
     }
 
     /// Moves the record into `out` and, with `rearm`, re-protects what it took, in that

@@ -238,3 +238,53 @@ fn the_planted_bug_forgets_a_page_taken_from_an_open_run_too() {
     r.harvest(&p, &mut out, false).unwrap();
     assert_eq!(out.granules, vec![4], "page 5 is writable and unrecorded");
 }
+
+/// A protection whose first protect hands pages out while it runs, as a mutator
+/// allocating during arm does.
+struct HandOutDuringArm {
+    log: Log,
+    record: std::sync::OnceLock<std::sync::Arc<PageRecord>>,
+}
+
+// SAFETY: only used in these tests, never from a signal handler.
+unsafe impl PageProtection for HandOutDuringArm {
+    const CALL: Call = Call::Mprotect;
+    const STICKY: bool = false;
+    const INJECTED: i32 = libc::EIO;
+    fn protect(&self, start: usize, len: usize) -> std::result::Result<(), i32> {
+        self.log.protect(start, len)?;
+        if let Some(r) = self.record.get()
+            && self.log.calls.lock().unwrap().len() == 1
+        {
+            r.hand_out(self, BASE + 4 * PAGE_SIZE, PAGE_SIZE, 2 * PAGE_SIZE);
+        }
+        Ok(())
+    }
+    fn unprotect(&self, start: usize, len: usize) -> std::result::Result<(), i32> {
+        self.log.unprotect(start, len)
+    }
+}
+
+#[test]
+fn pages_handed_out_while_arm_protects_are_made_writable_again_after_it() {
+    let r = std::sync::Arc::new(PageRecord::new(BASE, PAGES * PAGE_SIZE, None).unwrap());
+    let p = HandOutDuringArm {
+        log: Log::default(),
+        record: std::sync::OnceLock::new(),
+    };
+    let _ = p.record.set(r.clone());
+    r.arm(&p).unwrap();
+    // The protect, the hand-out inside it (page 4, pages 5 and 6 opened), then arm
+    // unprotects that run again, since the protect may have run over it.
+    let run = (false, BASE + 4 * PAGE_SIZE, 3 * PAGE_SIZE);
+    assert_eq!(
+        calls(&p.log),
+        vec![(true, BASE, PAGES * PAGE_SIZE), run, run]
+    );
+    // Page 4 stays recorded, pages 5 and 6 open: taking 5 needs no call.
+    r.hand_out(&p, BASE + 5 * PAGE_SIZE, PAGE_SIZE, 0);
+    assert!(calls(&p.log).is_empty());
+    let mut out = DirtySet::default();
+    r.harvest(&p, &mut out, false).unwrap();
+    assert_eq!(out.granules, vec![4, 5]);
+}
