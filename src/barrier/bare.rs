@@ -3,7 +3,7 @@
 //! the benches, the examples and the tests build a bare tracker with.
 //!
 //! What a collector would do for a tracker is done here where the tracker needs it: a
-//! tracker whose faults the collector serves ([`DirtyTracker::service_fd`], the
+//! tracker whose faults the collector serves ([`DirtyTracker::fault_service`], the
 //! `collector` layout of `uffd-wp`) gets a thread that stands in for the collector and
 //! serves them for as long as the harness lives. Without it a write to an armed page
 //! would block for ever, since nobody else reads the descriptor.
@@ -74,7 +74,7 @@ impl BareTracker {
             build(kind, region.base(), region.len(), options)?.map(Arc::from);
         let server = tracker
             .as_ref()
-            .filter(|t| t.service_fd().is_some())
+            .filter(|t| t.fault_service().is_some())
             .map(|t| StandIn::start(t.clone(), idle));
         Ok(BareTracker {
             kind,
@@ -125,7 +125,7 @@ impl StandIn {
         let s = stop.clone();
         let handle = std::thread::spawn(move || {
             while !s.load(Ordering::Acquire) {
-                if tracker.serve_pending() == 0 {
+                if tracker.fault_service().map_or(0, |f| f.serve_pending()) == 0 {
                     match idle {
                         Idle::Spin => std::hint::spin_loop(),
                         Idle::Yield => std::thread::yield_now(),

@@ -301,6 +301,18 @@ impl DirtySet {
     }
 }
 
+/// Faults that only the collector thread serves: `uffd-wp` in the collector layout,
+/// whose userfaultfd no thread of the tracker reads, so the collector polls it while it
+/// waits and serves it between increments of marking. Kept apart from [`DirtyTracker`]:
+/// one layout of one mechanism needs it, and every other tracker has none.
+pub trait FaultService: Send + Sync {
+    /// The descriptor to poll: readable when faults are queued.
+    fn fd(&self) -> std::os::fd::RawFd;
+
+    /// Serves whatever faults are queued, without blocking. Returns how many.
+    fn serve_pending(&self) -> usize;
+}
+
 /// The collector side of a write barrier.
 ///
 /// The contract, whatever the mechanism (the ordering section of the [module
@@ -372,16 +384,10 @@ pub trait DirtyTracker: Send + Sync {
     /// pages).
     fn in_use(&self, _bytes: usize) {}
 
-    /// A descriptor the collector should poll while it waits, and serve with
-    /// [`serve_pending`](Self::serve_pending) when readable (the userfaultfd of `uffd-wp`
-    /// when the collector itself serves faults).
-    fn service_fd(&self) -> Option<std::os::fd::RawFd> {
+    /// The fault service this tracker needs from the collector thread, if no thread of
+    /// its own serves its faults (`uffd-wp` in the collector layout). Default: none.
+    fn fault_service(&self) -> Option<&dyn FaultService> {
         None
-    }
-
-    /// Serves whatever faults are queued, without blocking. Returns how many.
-    fn serve_pending(&self) -> usize {
-        0
     }
 
     /// The counters so far.

@@ -102,9 +102,10 @@ pub(crate) fn period(gc: &Gc<'_>, duty: DutyCycle, idle: &Idle<'_>) {
 /// Waits until `deadline` with the tracker armed, serving its faults if the collector
 /// serves them. Returns `true` if a request cut the wait short.
 fn serve_until(t: &dyn DirtyTracker, deadline: Instant, idle: &Idle<'_>) -> bool {
-    let Some(fd) = t.service_fd() else {
+    let Some(service) = t.fault_service() else {
         return idle.sleep_until(deadline);
     };
+    let fd = service.fd();
     loop {
         if idle.wanted() {
             return true;
@@ -114,7 +115,7 @@ fn serve_until(t: &dyn DirtyTracker, deadline: Instant, idle: &Idle<'_>) -> bool
         }
         // 1 ms at most between looks at the requests; a failed poll serves anyway.
         if crate::sys::eventfd::poll_readable([fd], 1).unwrap_or([true])[0] {
-            t.serve_pending();
+            service.serve_pending();
         }
     }
 }

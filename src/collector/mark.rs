@@ -13,7 +13,7 @@ use std::sync::atomic::{AtomicU64, AtomicUsize, Ordering};
 use parking_lot::Mutex;
 
 use super::marker_pool::MarkerPool;
-use crate::barrier::{DirtySet, DirtyTracker};
+use crate::barrier::{DirtySet, DirtyTracker, FaultService};
 use crate::bitmap::Bitmap;
 use crate::heap::Space;
 use crate::heap::object::{self, Header};
@@ -30,7 +30,8 @@ const SHARE_ABOVE: usize = 1;
 /// The marking state of one cycle.
 pub(crate) struct Marker<'h> {
     pub(crate) space: &'h Space,
-    tracker: Option<&'h dyn DirtyTracker>,
+    /// The faults to serve between increments of marking, if the collector serves them.
+    service: Option<&'h dyn FaultService>,
     pub(crate) marks: &'h Bitmap,
     stack: Vec<usize>,
     pub(crate) objects_marked: u64,
@@ -48,7 +49,7 @@ impl<'h> Marker<'h> {
     ) -> Marker<'h> {
         Marker {
             space,
-            tracker,
+            service: tracker.and_then(|t| t.fault_service()),
             marks,
             stack: Vec::new(),
             objects_marked: 0,
@@ -94,8 +95,8 @@ impl<'h> Marker<'h> {
             self.since_poll += 1;
             if self.since_poll >= self.poll_interval {
                 self.since_poll = 0;
-                if let Some(t) = self.tracker {
-                    t.serve_pending();
+                if let Some(s) = self.service {
+                    s.serve_pending();
                 }
             }
         }

@@ -281,7 +281,7 @@ impl Safepoints {
             mutators: Vec::new(),
             time_to_safepoint: Duration::ZERO,
         };
-        let service = tracker.and_then(|t| t.service_fd());
+        let service = tracker.and_then(|t| t.fault_service());
         loop {
             let mutators = self.registry.lock().clone();
             let all_stopped = mutators.iter().all(|m| {
@@ -296,14 +296,15 @@ impl Safepoints {
             // Sleep until a mutator arrives or a fault needs serving; the timeout only
             // guards against a lost signal.
             match service {
-                Some(fd) => {
+                Some(service) => {
                     let [arrived, fault] =
-                        poll_readable([self.arrived.as_raw_fd(), fd], 10).unwrap_or([true, true]);
+                        poll_readable([self.arrived.as_raw_fd(), service.fd()], 10)
+                            .unwrap_or([true, true]);
                     if arrived {
                         self.arrived.drain();
                     }
                     if fault {
-                        tracker.map(|t| t.serve_pending());
+                        service.serve_pending();
                     }
                 }
                 None => {

@@ -47,7 +47,7 @@ pub use userfaultfd::UffdMode;
 pub(crate) use userfaultfd::open_userfaultfd;
 
 use super::signal_registry::{self, FaultServer, FaultSignal, Registration, Served};
-use super::{BarrierKind, DirtySet, DirtyTracker, Step, TestKnobs, TrackerStats};
+use super::{BarrierKind, DirtySet, DirtyTracker, FaultService, Step, TestKnobs, TrackerStats};
 use crate::error::Result;
 use crate::sys::{PAGE_SHIFT, PAGE_SIZE};
 
@@ -83,12 +83,12 @@ pub(crate) trait PageMechanism: fmt::Debug + Send + Sync + Sized + 'static {
         record.disarm(self.protection())
     }
 
-    /// [`DirtyTracker::service_fd`].
+    /// The descriptor of [`DirtyTracker::fault_service`], if the collector serves.
     fn service_fd(&self) -> Option<RawFd> {
         None
     }
 
-    /// [`DirtyTracker::serve_pending`].
+    /// [`FaultService::serve_pending`].
     fn serve_pending(&self, _record: &PageRecord) -> usize {
         0
     }
@@ -221,12 +221,11 @@ impl<M: PageMechanism> DirtyTracker for PageTracker<M> {
         self.shared.record.in_use(bytes);
     }
 
-    fn service_fd(&self) -> Option<RawFd> {
-        self.shared.mechanism.service_fd()
-    }
-
-    fn serve_pending(&self) -> usize {
-        self.shared.mechanism.serve_pending(&self.shared.record)
+    fn fault_service(&self) -> Option<&dyn FaultService> {
+        self.shared
+            .mechanism
+            .service_fd()
+            .map(|_| self as &dyn FaultService)
     }
 
     fn stats(&self) -> TrackerStats {
@@ -240,6 +239,18 @@ impl<M: PageMechanism> DirtyTracker for PageTracker<M> {
 
     fn test_knobs(&self) -> Option<&TestKnobs> {
         Some(self.shared.record.knobs())
+    }
+}
+
+impl<M: PageMechanism> FaultService for PageTracker<M> {
+    /// Offered only when the mechanism has a descriptor ([`DirtyTracker::fault_service`]);
+    /// -1, which `poll(2)` ignores, otherwise.
+    fn fd(&self) -> RawFd {
+        self.shared.mechanism.service_fd().unwrap_or(-1)
+    }
+
+    fn serve_pending(&self) -> usize {
+        self.shared.mechanism.serve_pending(&self.shared.record)
     }
 }
 
