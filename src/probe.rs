@@ -11,6 +11,8 @@
 
 use std::fmt;
 
+use serde::Serialize;
+
 use crate::barrier::{self, BarrierKind};
 use crate::error::{Error, Result};
 use crate::sys::kernel;
@@ -88,6 +90,89 @@ impl Probe {
     /// `Ok` if `kind` is available, else [`Error::Unavailable`] with the check's error.
     pub fn require(&self, kind: BarrierKind) -> Result<()> {
         self.get(kind).require(kind)
+    }
+}
+
+/// The probe's report as `probe --json` prints it: one object, the fields in this order.
+#[derive(Debug, Serialize)]
+pub struct ProbeJson<'a> {
+    /// `uname -r`.
+    pub kernel: &'a str,
+    /// CPU model.
+    pub cpu: &'a str,
+    /// Online CPUs.
+    pub cpus: usize,
+    /// Running under a hypervisor.
+    pub virtual_machine: bool,
+    /// Transparent huge page mode.
+    pub thp: &'a str,
+    /// `vm.unprivileged_userfaultfd`.
+    pub unprivileged_userfaultfd: Option<&'a str>,
+    /// `vm.max_map_count`.
+    pub max_map_count: Option<&'a str>,
+    /// Every barrier, in [`BarrierKind::ALL`] order.
+    pub mechanisms: Vec<MechanismJson>,
+    /// Soft-dirty.
+    pub soft_dirty: SoftDirtyJson,
+}
+
+/// One barrier in [`ProbeJson`].
+#[derive(Debug, Serialize)]
+pub struct MechanismJson {
+    /// Its name on the command line.
+    pub barrier: &'static str,
+    /// Whether it works here.
+    pub available: bool,
+    /// How it was seen to work, or why it does not.
+    pub detail: String,
+    /// The userfaultfd mode it opened, for the userfaultfd mechanisms.
+    pub uffd: Option<&'static str>,
+}
+
+/// Soft-dirty in [`ProbeJson`].
+#[derive(Debug, Serialize)]
+pub struct SoftDirtyJson {
+    /// Whether it works here.
+    pub available: bool,
+    /// How it was seen to work, or why it does not.
+    pub detail: String,
+}
+
+/// How a mechanism was seen to work, or why it does not.
+fn detail(a: &Availability) -> String {
+    match a {
+        Availability::Available { detail, .. } => detail.clone(),
+        Availability::Unavailable { reason } => reason.to_string(),
+    }
+}
+
+impl Probe {
+    /// The report as `probe --json` prints it.
+    pub fn to_json(&self) -> ProbeJson<'_> {
+        ProbeJson {
+            kernel: &self.kernel,
+            cpu: &self.cpu,
+            cpus: self.cpus,
+            virtual_machine: self.virtual_machine,
+            thp: &self.thp,
+            unprivileged_userfaultfd: self.unprivileged_userfaultfd.as_deref(),
+            max_map_count: self.max_map_count.as_deref(),
+            mechanisms: (self.mechanisms.iter())
+                .map(|(kind, a)| MechanismJson {
+                    barrier: kind.name(),
+                    available: a.is_available(),
+                    detail: detail(a),
+                    uffd: match a {
+                        Availability::Available { uffd: Some(m), .. } => Some(m.name()),
+                        _ => None,
+                    },
+                })
+                .collect(),
+            soft_dirty: SoftDirtyJson {
+                available: self.soft_dirty.is_available(),
+                detail: detail(&self.soft_dirty),
+            },
+        }
     }
 }
 

@@ -4,7 +4,6 @@
 use std::process::ExitCode;
 use std::time::Duration;
 
-use barrierlab::barrier::Availability;
 use barrierlab::probe::Probe;
 use barrierlab::workload::{
     self, BinaryTreesParams, GcBenchParams, GcOldParams, GraphParams, LruParams, RunResult,
@@ -352,48 +351,12 @@ fn key_values(v: &Value) -> String {
     line
 }
 
-/// How a mechanism was seen to work, or why it does not.
-fn detail(a: &Availability) -> String {
-    match a {
-        Availability::Available { detail, .. } => detail.clone(),
-        Availability::Unavailable { reason } => reason.to_string(),
-    }
-}
-
 /// `probe`: the report, or with `json` the same as one JSON object.
 pub fn probe(json: bool) -> ExitCode {
     let p = Probe::run();
     if !json {
         return crate::emit(&p.to_string());
     }
-    let mechanisms: Vec<Value> = p
-        .mechanisms
-        .iter()
-        .map(|(kind, a)| {
-            json!({
-                "barrier": kind.name(),
-                "available": a.is_available(),
-                "detail": detail(a),
-                "uffd": match a {
-                    Availability::Available { uffd: Some(m), .. } => Some(m.name()),
-                    _ => None,
-                },
-            })
-        })
-        .collect();
-    let v = json!({
-        "kernel": p.kernel,
-        "cpu": p.cpu,
-        "cpus": p.cpus,
-        "virtual_machine": p.virtual_machine,
-        "thp": p.thp,
-        "unprivileged_userfaultfd": p.unprivileged_userfaultfd,
-        "max_map_count": p.max_map_count,
-        "mechanisms": mechanisms,
-        "soft_dirty": {
-            "available": p.soft_dirty.is_available(),
-            "detail": detail(&p.soft_dirty),
-        },
-    });
+    let v = serde_json::to_string(&p.to_json()).expect("the probe's report serialises");
     crate::emit(&format!("{v}\n"))
 }
