@@ -435,9 +435,12 @@ fn graph_stores_per_dirtied_page_follow_the_knob() {
 fn graph_windows_that_wrap_exceed_the_knob() {
     let _serial = serial();
     let spp = 4;
+    // Enough stores for several cycles inside the store loop even when the collector
+    // thread waits for a CPU (4 million once left no cycle inside it in 3 tries, beside
+    // other load).
     let p = GraphParams {
         objects: 20_000,
-        stores: 4_000_000,
+        stores: 16_000_000,
         stores_per_page: spp,
         alloc_every: 64,
         ..GraphParams::default()
