@@ -25,9 +25,9 @@
 //!   allocator hands out during a cycle are unprotected up front (so that new objects
 //!   take no fault) and must therefore be recorded as written at that moment. The bug
 //!   unprotects them without recording them. The card table and the write watch record
-//!   every store themselves, new object or not, and `uffd-wp-async`'s record is the
-//!   protection itself (a page made writable reads as written), so none of them has
-//!   such a rule.
+//!   every store themselves, new object or not, and `uffd-wp-async` hands nothing out
+//!   (the kernel records the first write to a protected page itself), so none of them
+//!   has such a rule.
 //!
 //! `none` has no barrier to lose: it stops the program for the whole cycle.
 //!
@@ -74,10 +74,10 @@ fn main() -> Result<()> {
             println!("{kind:<15} skipped: {e}");
             continue;
         }
-        // Only the page trackers that record a page at its first write have a frontier
+        // Only the page trackers that unprotect the pages they hand out have a frontier
         // rule: a store-path mark (card table, write watch) records every store, and
-        // uffd-wp-async's record is the protection itself, so a page unprotected at
-        // hand-out reads as written at the next harvest.
+        // uffd-wp-async hands nothing out (the kernel records a protected page's first
+        // write itself).
         let page_tracker = kind.is_page_level() && kind != BarrierKind::UffdWpAsync;
         let mut bugs = vec![(
             "record lost",

@@ -34,6 +34,9 @@ use barrierlab::{BarrierKind, Heap, HeapConfig, ObjRef, Result};
 const NODES: usize = 20_000;
 /// Collections asked for, per barrier.
 const CYCLES: u64 = 5;
+/// New objects per cycle at most: a cycle that runs long (the machine busy with other
+/// work) must not let the program allocate enough to start a cycle by itself.
+const GARBAGE_PER_CYCLE: u64 = 16_384;
 
 fn main() -> Result<()> {
     let probe = Probe::run();
@@ -97,6 +100,7 @@ fn rewrite_while_collecting(heap: &Heap) -> Result<u64> {
     let mut i = 0;
     for _ in 0..CYCLES {
         let done = AtomicBool::new(false);
+        let mut garbage = 0;
         std::thread::scope(|s| -> Result<()> {
             let asker = s.spawn(|| {
                 let r = heap.collect();
@@ -111,8 +115,9 @@ fn rewrite_while_collecting(heap: &Heap) -> Result<u64> {
                 m.write_ref(nodes[i], 0, Some(nodes[i + 1]))?; // the barriered store
                 stores += 1;
                 i = (i + 97) % (NODES - 1);
-                if stores % 16 == 0 {
+                if stores % 16 == 0 && garbage < GARBAGE_PER_CYCLE {
                     m.alloc(1, 8)?;
+                    garbage += 1;
                 }
                 m.safepoint();
             }
