@@ -76,6 +76,8 @@
 //!   mutator is at a safepoint, so both stores are done.
 //! - **Frontier** ([`DirtyTracker::hand_out`]): the allocating mutator unprotects, then
 //!   records, before any mutator writes the pages, which is safe whoever serves faults.
+//!   Free pages it unprotects ahead ([`DirtyTracker::hand_out_and_open`]) stay
+//!   unrecorded until handed out: nothing writes a free page.
 //!
 //! Each mechanism's module says how its code keeps its rule, and the conformance tests
 //! race writers against harvests with the steps widened

@@ -11,8 +11,9 @@
 //! Shared, operation for operation, by the record of `uffd-wp`, `uffd-wp-sigbus` and
 //! `mprotect` and by `uffd-wp-async`, whose record is the page table itself: arm protects
 //! [`InUsePrefix::protect_used`], a harvest adds [`InUsePrefix::take_grown`], and disarm
-//! unprotects the protected prefix ([`InUsePrefix::protected`]); a hand-out of the first
-//! three changes the runs of [`InUsePrefix::hand_out_runs`].
+//! unprotects the protected prefix ([`InUsePrefix::protected`]); the record's hand-out
+//! changes the runs of [`InUsePrefix::hand_out_runs`] (async write-protect hands nothing
+//! out).
 //!
 //! [`DirtyTracker::in_use`]: crate::barrier::DirtyTracker::in_use
 
@@ -90,9 +91,9 @@ impl InUsePrefix {
     /// Hands out the pages of `[start, start + len)` (in a heap starting at `base`) that
     /// lie in the protected prefix and for which `skip` is false: calls `change(first, end)`
     /// for each maximal run of such pages, in address order, until one returns false (a
-    /// protection change failed). Returns the pages of the runs that succeeded and the
-    /// runs tried, as [`Counters::handed_out`](crate::barrier::counters::Counters::handed_out)
-    /// counts them.
+    /// protection change failed). Returns the runs tried: the protection changes, as
+    /// [`Counters::handed_out`](crate::barrier::counters::Counters::handed_out) counts
+    /// them.
     pub(crate) fn hand_out_runs(
         &self,
         base: usize,
@@ -100,11 +101,11 @@ impl InUsePrefix {
         start: usize,
         len: usize,
         mut change: impl FnMut(usize, usize) -> bool,
-    ) -> (usize, usize) {
+    ) -> usize {
         let protected = self.protected() >> PAGE_SHIFT;
         let first = start.wrapping_sub(base) >> PAGE_SHIFT;
         let end = (first + len.div_ceil(PAGE_SIZE)).min(protected);
-        let (mut pages, mut runs) = (0, 0);
+        let mut runs = 0;
         let mut page = first;
         while page < end {
             if skip(page) {
@@ -119,8 +120,7 @@ impl InUsePrefix {
             if !change(run, page) {
                 break;
             }
-            pages += page - run;
         }
-        (pages, runs)
+        runs
     }
 }

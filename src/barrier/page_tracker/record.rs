@@ -270,24 +270,24 @@ impl PageRecord {
         } else {
             ahead
         };
-        let (_, calls) =
-            self.prefix
-                .hand_out_runs(self.base, skip, start, len + ahead, |from, end| {
-                    let range = (self.addr_of(from), (end - from) * PAGE_SIZE);
-                    if let Err(errno) = self.unprotect_run(p, range.0, range.1) {
-                        // Degraded: everything writable, every harvest reports everything.
-                        let _ = self.degrade(p, Step::HandOut, errno, range);
-                        return false;
+        let calls = self
+            .prefix
+            .hand_out_runs(self.base, skip, start, len + ahead, |from, end| {
+                let range = (self.addr_of(from), (end - from) * PAGE_SIZE);
+                if let Err(errno) = self.unprotect_run(p, range.0, range.1) {
+                    // Degraded: everything writable, every harvest reports everything.
+                    let _ = self.degrade(p, Step::HandOut, errno, range);
+                    return false;
+                }
+                for q in from..end {
+                    if q >= handed_end {
+                        self.open.set(q);
+                    } else if !forget {
+                        self.dirty.set(q);
                     }
-                    for q in from..end {
-                        if q >= handed_end {
-                            self.open.set(q);
-                        } else if !forget {
-                            self.dirty.set(q);
-                        }
-                    }
-                    true
-                });
+                }
+                true
+            });
         for q in first..handed_end {
             self.handed.set(q);
             if self.open.get(q) {
@@ -387,7 +387,7 @@ impl PageRecord {
             }
             Ok(())
         } else {
-            match self.reprotect(p, &out.granules, out.all) {
+            match self.reprotect(p, out) {
                 Ok(()) => Ok(()),
                 Err((errno, range)) => {
                     // Pages taken but left writable would miss later writes.
@@ -455,26 +455,25 @@ impl PageRecord {
         whole
     }
 
-    /// Re-protects `pages` (sorted): the whole prefix when `all` or when they make many
-    /// runs, closing every open page, else run by run. The errno and range of the first
-    /// failure.
+    /// Re-protects the pages of a harvested set: the whole prefix when the set is
+    /// "everything" or has many runs, closing every open page, else run by run. The errno
+    /// and range of the first failure.
     fn reprotect<P: PageProtection>(
         &self,
         p: &P,
-        pages: &[usize],
-        all: bool,
+        set: &DirtySet,
     ) -> std::result::Result<(), (i32, (usize, usize))> {
         let mut runs = 0;
-        for_each_run(pages, |_, _| runs += 1);
+        for_each_run(&set.granules, |_, _| runs += 1);
         let extent = self.prefix.protected();
-        if all || runs * PAGES_PER_RUN > extent / PAGE_SIZE {
+        if set.all || runs * PAGES_PER_RUN > extent / PAGE_SIZE {
             p.protect(self.base, extent)
                 .map_err(|e| (e, (self.base, extent)))?;
             self.open.clear_prefix(extent / PAGE_SIZE);
             return Ok(());
         }
         let mut result = Ok(());
-        for_each_run(pages, |first, count| {
+        for_each_run(&set.granules, |first, count| {
             if result.is_ok() {
                 let range = (self.addr_of(first), count * PAGE_SIZE);
                 result = self
