@@ -8,7 +8,8 @@
 //! The program keeps a long list, rooted at its head; each node of its last part holds a
 //! "cargo" object. While the collector marks (depth first from the root, so the head's
 //! nodes are scanned, black, long before the tail's), the program moves the cargo of a
-//! tail node into a head node and gives the tail node new cargo. IF the collector has not
+//! tail node into a head node and gives the tail node new cargo (each node once per cycle,
+//! the head's from the first on). IF the collector has not
 //! reached that tail node yet AND nobody tells it about the store into the black head
 //! node, THEN the old cargo is reachable only from an object the collector will not look
 //! at again: it stays unmarked, and the sweep would free it while reachable. Telling it
@@ -181,7 +182,11 @@ fn mutate(heap: &Heap, ready: &AtomicBool, stop: &AtomicBool, adopt: bool) -> Re
     // this root slot holds; a new chain for each cycle (the old one becomes garbage).
     let holders = m.push_root(head)?;
     let mut marking = false;
-    let mut moves = 0usize;
+    // Moves in all, and in the cycle marking now: each tail node's cargo moves once per
+    // cycle, into a head node written once per cycle (a head node written twice would
+    // drop its first cargo, and with it the evidence; a tail node's second cargo is
+    // the fresh one, allocated black, which nothing can lose).
+    let (mut moves, mut this_cycle) = (0u64, 0usize);
     ready.store(true, Ordering::Release);
     while !stop.load(Ordering::Acquire) {
         // Only a move made while the collector marks can hide an object from it.
@@ -193,12 +198,19 @@ fn mutate(heap: &Heap, ready: &AtomicBool, stop: &AtomicBool, adopt: bool) -> Re
         }
         if !marking {
             marking = true;
+            this_cycle = 0;
             m.set_root(holders, None)?;
         }
+        if this_cycle == END {
+            m.safepoint();
+            std::hint::spin_loop();
+            continue;
+        }
         // The tail's nodes from the last one back (the last the collector reaches), and
-        // a different head node for every move (a head node written twice would drop its
-        // first cargo, and with it the evidence).
-        let near_tail = list[NODES - 1 - moves % END];
+        // the head's from the first on: the collector, tracing from the head, passes
+        // each head node long before the program (which makes a move in the time the
+        // collector scans many nodes) gets to it.
+        let near_tail = list[NODES - 1 - this_cycle];
         // The tail node's cargo, which the collector has not reached yet if it is still
         // marking the list's first part.
         let cargo = m.read_ref(near_tail, 1)?;
@@ -210,14 +222,15 @@ fn mutate(heap: &Heap, ready: &AtomicBool, stop: &AtomicBool, adopt: bool) -> Re
             m.write_ref(holder, 1, cargo)?; // the store the barrier must record
         } else {
             // Into a head node, scanned long ago (its old cargo becomes garbage).
-            let near_head = list[moves % (NODES / 2)];
+            let near_head = list[this_cycle];
             m.write_ref(near_head, 1, cargo)?; // the store the barrier must record
         }
         // The tail node gets new cargo, so that only that store reaches the old one.
         let fresh = m.alloc(0, 8)?;
         m.write_ref(near_tail, 1, Some(fresh))?;
         moves += 1;
+        this_cycle += 1;
         m.safepoint();
     }
-    Ok(moves as u64)
+    Ok(moves)
 }
