@@ -308,8 +308,18 @@ impl<'g> Cycle<'g> {
     fn concurrent_mark(&mut self) {
         self.gc.collector.enter_phase(Phase::ConcurrentMark);
         let t0 = Instant::now();
-        self.marker.drain();
+        self.drain_concurrently();
         self.stats.mark += t0.elapsed();
+    }
+
+    /// Traces while mutators run, with the helpers once no mutator is running.
+    fn drain_concurrently(&mut self) {
+        let collector = self.gc.collector;
+        let threads =
+            (self.marker).drain(&collector.markers, || collector.safepoints.none_running());
+        if threads > 1 {
+            self.stats.helped_drains += 1;
+        }
     }
 
     /// Harvests into `self.dirty`; a failed harvest makes the whole heap dirty.
@@ -368,7 +378,7 @@ impl<'g> Cycle<'g> {
             }
             self.stats.preclean_dirty.push(count);
             self.stats.preclean_rescanned += self.marker.rescan(&self.dirty, shift);
-            self.marker.drain();
+            self.drain_concurrently();
             if count <= self.gc.config.preclean_threshold || count >= previous {
                 break;
             }

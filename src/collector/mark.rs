@@ -6,7 +6,8 @@
 //! collector thread traces alone while mutators run (it serves `uffd-wp` faults between
 //! increments); in a pause, once the grey stack shows there is enough work, the parked
 //! helper threads join ([`Marker::drain_parallel`], `collector/marker_pool.rs`), because
-//! the mutators' CPUs are idle then.
+//! the mutators' CPUs are idle then. They join a concurrent drain too when no mutator
+//! is running (every one waits for room), for the same reason ([`Marker::drain`]).
 
 use std::sync::atomic::{AtomicU64, AtomicUsize, Ordering};
 
@@ -26,6 +27,8 @@ const PARALLEL_AFTER: u64 = 4096;
 /// the older half of its stack (the entries nearest the roots, which in a depth-first
 /// trace head the largest unexplored subgraphs) to the shared pool.
 const SHARE_ABOVE: usize = 1;
+/// Objects a concurrent drain traces between two looks at whether any mutator runs.
+const IDLE_CHECK_EVERY: u32 = 1024;
 /// Grey objects whose first cache line is fetched before the one being scanned: a popped
 /// object waits this many scans before its own, which hides most of the miss on its
 /// header (marking is bound by those misses: half of the marker's samples sat on the
@@ -93,9 +96,20 @@ impl<'h> Marker<'h> {
         stale
     }
 
-    /// Traces until the grey stack is empty, serving faults every few objects.
-    pub(crate) fn drain(&mut self) {
+    /// Traces while mutators may run, until the grey stack is empty, serving faults
+    /// every few objects. Returns the threads that marked: 1, or more when the helpers
+    /// of `markers` finished it.
+    ///
+    /// Every [`IDLE_CHECK_EVERY`] objects it asks `idle` whether any mutator is running.
+    /// When none is (each waits for room, sleeps or has left), their CPUs are idle as in
+    /// a pause, and the helpers join as they do there: a mutator that found the heap full
+    /// waits for this mark, so marking in parallel shortens its stall. Helpers read the
+    /// heap as this thread does (atomic slot loads, atomic mark bits), so a mutator that
+    /// comes back meanwhile is safe; only its `uffd-wp` faults, if this thread serves
+    /// them, wait until the parallel drain ends.
+    pub(crate) fn drain(&mut self, markers: &MarkerPool, idle: impl Fn() -> bool) -> usize {
         let mut ahead = Ahead::new();
+        let mut since_idle_check = 0;
         while let Some(addr) = ahead.next(&mut self.stack) {
             self.trace_one(addr);
             self.since_poll += 1;
@@ -105,7 +119,16 @@ impl<'h> Marker<'h> {
                     s.serve_pending();
                 }
             }
+            since_idle_check += 1;
+            if since_idle_check >= IDLE_CHECK_EVERY {
+                since_idle_check = 0;
+                if markers.helpers() > 0 && self.stack.len() > SHARE_ABOVE && idle() {
+                    ahead.give_back(&mut self.stack);
+                    return self.finish_in_parallel(markers);
+                }
+            }
         }
+        1
     }
 
     #[inline]

@@ -1,5 +1,6 @@
 //! The marker helper threads: created with the heap, parked between pauses, and woken
-//! to join a parallel drain in a pause ([`super::mark::Marker::drain_parallel`]).
+//! to join a parallel drain in a pause ([`super::mark::Marker::drain_parallel`]), or in
+//! a concurrent mark that no mutator is running beside ([`super::mark::Marker::drain`]).
 //!
 //! Why a pool: a pause that spawns its helpers pays thread creation (tens of
 //! microseconds each, and as much again to join them) in every pause that has enough
@@ -20,8 +21,11 @@
 //! thread with the first failure, which fails the heap's collector (`run_cycle`)
 //! instead of leaving a pause waiting for a helper that will never report.
 //!
-//! Never: run a helper outside a pause (they read the heap while no mutator writes
-//! it), or return (or unwind) from a drain before its helpers have finished.
+//! Helpers read the heap as the collector thread's concurrent mark does (atomic slot
+//! loads and mark bits), so they are correct beside running mutators; they are woken
+//! only when the mutators' CPUs are idle (a pause, or a concurrent drain that found no
+//! mutator running), since they spin while out of work. Never: return (or unwind) from
+//! a drain before its helpers have finished.
 
 use std::sync::Arc;
 use std::thread::JoinHandle;

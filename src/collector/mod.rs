@@ -6,7 +6,8 @@
 //! 2. **Initial mark** (pause): flip the allocation epoch (from now on allocations are
 //!    black, including the rest of every run a mutator holds), mark the roots.
 //! 3. **Concurrent mark**: trace from the roots while mutators run; the `uffd-wp`
-//!    collector layout serves faults between increments.
+//!    collector layout serves faults between increments. When no mutator is running
+//!    (each waits for room), the marker helpers join, as in a pause.
 //! 4. **Pre-clean** (a few concurrent rounds): harvest the dirty set with re-arm, rescan
 //!    the marked objects in the dirty granules, trace; stop when a round finds little.
 //! 5. **Remark** (pause): harvest without re-arm, rescan the dirty granules and the roots,
@@ -15,7 +16,8 @@
 //! 7. **Sweep** (concurrent): free every allocated, unmarked cell.
 //!
 //! With [`BarrierKind::None`](crate::BarrierKind::None) steps 2–5 are one pause: the whole mark stops the world.
-//! Marking in a pause uses up to [`HeapConfig::marker_threads`] threads (`collector/mark.rs`).
+//! Marking in a pause uses up to [`HeapConfig::marker_threads`] threads (`collector/mark.rs`),
+//! and so does a concurrent mark or pre-clean round that finds no mutator running.
 //!
 //! `run_cycle` (`collector/cycle.rs`) is this list, one function per step; every pause runs through one
 //! sequence (stop the world, work, verify, resume, record).

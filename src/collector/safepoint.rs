@@ -241,6 +241,15 @@ impl Safepoints {
         }
     }
 
+    /// Whether no registered mutator is running: each is blocked (left: waiting for
+    /// room, sleeping) or stopped. A snapshot: a blocked mutator may enter right after.
+    pub(crate) fn none_running(&self) -> bool {
+        let registry = self.registry.lock();
+        registry
+            .iter()
+            .all(|m| m.state.load(Ordering::SeqCst) != RUNNING)
+    }
+
     /// Whether the mutator is running (not left).
     pub(crate) fn is_running(&self, m: &MutatorShared) -> bool {
         m.state.load(Ordering::SeqCst) != BLOCKED

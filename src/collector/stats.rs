@@ -196,6 +196,9 @@ pub struct CycleStats {
     pub degradation: Option<String>,
     /// The most threads that marked in one of this cycle's pauses.
     pub marker_threads_max: usize,
+    /// Concurrent drains (mark, pre-clean rounds) that the helpers finished because no
+    /// mutator was running (all waited for room).
+    pub helped_drains: u32,
     /// Roots found in its pauses that named no live object of the heap, and were not
     /// marked from (counted once per pause that saw them; see
     /// [`crate::Mutator::push_root`]).
@@ -323,7 +326,8 @@ impl CycleStats {
     /// `-Xlog:gc`: cause, time (and the time of each concurrent step: arm, concurrent mark
     /// with pre-clean, harvests, disarm, sweep), heap before → after (of `heap_bytes`), bytes marked,
     /// freed and allocated during it, dirty granules (allocation frontier / older
-    /// objects), pages handed out, faults (of which on the frontier), the degradation
+    /// objects), pages handed out, the concurrent drains helpers finished, faults (of
+    /// which on the frontier), the degradation
     /// with its cause, and the pacer's inputs and decision (live `L`, goal `G`, ratio
     /// `r`, predicted allocation `E`, the next trigger and its floor).
     pub fn log_line(&self, heap_bytes: usize) -> String {
@@ -332,7 +336,7 @@ impl CycleStats {
             "[gc {}] cycle {} {:.3}ms (arm {:.3} mark {:.3} harvest {:.3} disarm {:.3} \
              sweep {:.3}) heap {:.1}M->{:.1}M({:.0}M) marked {:.1}M freed {:.1}M \
              allocated {:.1}M dirty {} (frontier {}, old {}) remark-dirty {} handed-out {} \
-             faults {} (frontier {}) degraded {} | pacer L {:.1}M G {:.1}M r {:.3} E {:.1}M \
+             helped {} faults {} (frontier {}) degraded {} | pacer L {:.1}M G {:.1}M r {:.3} E {:.1}M \
              next after {:.1}M (floor {:.1}M, {} free pages)",
             self.cycle,
             self.cause.name(),
@@ -353,6 +357,7 @@ impl CycleStats {
             self.dirty_old,
             self.remark_dirty,
             self.handed_out,
+            self.helped_drains,
             self.faults,
             self.frontier_faults,
             self.degradation.as_deref().unwrap_or("no"),

@@ -47,7 +47,9 @@ pub struct HeapConfig {
     /// included. Default: the CPUs this process may run on. The mutators are stopped
     /// then, so their CPUs are free; helpers join only when a pause has enough work
     /// (`Marker::drain_parallel` in `collector/mark.rs`, with the parked helpers of
-    /// `collector/marker_pool.rs`).
+    /// `collector/marker_pool.rs`). They join a concurrent mark too, when no mutator is
+    /// running (each waits for room: an allocation stall), counted per cycle in
+    /// [`crate::collector::CycleStats::helped_drains`].
     pub marker_threads: usize,
     /// Keep each cycle's first pre-clean dirty set, as heap page indices, in
     /// [`crate::collector::CycleStats::dirty_pages`] (for the study's heap map).

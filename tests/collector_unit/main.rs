@@ -11,6 +11,7 @@ mod barrier_names;
 mod deadlock;
 mod errors;
 mod fault_stalls;
+mod helped_mark;
 mod objects;
 
 use std::time::Duration;
