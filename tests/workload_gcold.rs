@@ -180,7 +180,7 @@ fn promotion_replaces_the_oldest_tree_first() {
         let mut g = GcOld::new(&mut m, &p, 0).expect("the trees");
         let n = p.trees();
         let mut before = tops(&g, &m, n);
-        let mut check = g.check(&m).expect("intact");
+        let mut check = g.check(&mut m).expect("intact");
         // Around the array twice, so that the cursor wraps: 63 steps of 32 KiB of trees
         // and 33 KB of garbage, more than the 4 MiB heap holds, so collections run.
         for s in 0..2 * n + 3 {
@@ -196,7 +196,7 @@ fn promotion_replaces_the_oldest_tree_first() {
                     "step {s}: tree {i} (oldest {oldest})"
                 );
             }
-            let now = g.check(&m).expect("intact");
+            let now = g.check(&mut m).expect("intact");
             assert_eq!(now.nodes, check.nodes, "step {s}");
             assert_ne!(now.fingerprint, check.fingerprint, "step {s}: new nodes");
             (before, check) = (after, now);
@@ -222,7 +222,7 @@ fn swaps_move_subtrees_without_losing_a_node() {
         let mut m = h.mutator();
         let mut g = GcOld::new(&mut m, &p, 0).expect("the trees");
         let n = p.trees();
-        let first = g.check(&m).expect("intact");
+        let first = g.check(&mut m).expect("intact");
         let children = |g: &GcOld, m: &Mutator| -> Vec<Option<ObjRef>> {
             tops(g, m, n)
                 .into_iter()
@@ -248,7 +248,7 @@ fn swaps_move_subtrees_without_losing_a_node() {
             "no swap at depth 0 in 15,000 swaps"
         );
         // ... and the trees hold the same nodes as before, all of them.
-        assert_eq!(g.check(&m).expect("intact"), first);
+        assert_eq!(g.check(&mut m).expect("intact"), first);
         g.release(&mut m);
     });
     let s = heap.stats();
@@ -300,11 +300,11 @@ fn the_check_finds_every_kind_of_damage() {
         for (what, says, damage) in cases {
             let base = m.roots_len();
             let g = GcOld::new(&mut m, &p, 0).expect("the trees");
-            let whole = g.check(&m).expect("intact before the damage");
+            let whole = g.check(&mut m).expect("intact before the damage");
             assert_eq!(whole.nodes, p.trees() * GcOldParams::tree_nodes(10));
             let array = m.root(base).expect("the array is the first root");
             damage(&g, &mut m, array);
-            match g.check(&m) {
+            match g.check(&mut m) {
                 Err(e @ Error::Misbehaved { .. }) => {
                     let text = e.to_string();
                     assert!(text.contains(says), "{what}: {text}");

@@ -241,7 +241,7 @@ fn lru_agrees_with_a_shadow() {
             }
             assert_eq!(cache.len(), shadow.entries.len(), "after get {i}");
         }
-        assert_eq!(cache.check(&m).expect("the list"), p.capacity);
+        assert_eq!(cache.check(&mut m).expect("the list"), p.capacity);
         cache.release(&mut m);
         (hits, h.stats().cycles)
     });

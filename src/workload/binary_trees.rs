@@ -187,16 +187,26 @@ fn walk<B: StoreBarrier>(m: &Mutator<B>, rng: &mut SmallRng, root: ObjRef, level
     n
 }
 
-/// Counts the nodes of a tree and checks that every leaf is at `depth` (checked loads).
-fn count<B: StoreBarrier>(m: &Mutator<B>, node: ObjRef, depth: u32) -> Result<u64> {
-    let (l, r) = (m.read_ref(node, LEFT)?, m.read_ref(node, RIGHT)?);
-    match (l, r, depth) {
-        (None, None, 0) => Ok(1),
-        (Some(l), Some(r), d) if d > 0 => Ok(1 + count(m, l, d - 1)? + count(m, r, d - 1)?),
-        _ => {
-            panic!("binary trees: a node {depth} levels above the leaves has children {l:?}, {r:?}")
+/// Counts the nodes of a tree and checks that every leaf is at `depth` (checked loads),
+/// with a safepoint poll every [`super::CHECK_POLL`] nodes (the nodes on its stack are
+/// reachable from the rooted tree, so they stay live across a pause).
+fn count<B: StoreBarrier>(m: &mut Mutator<B>, root: ObjRef, depth: u32) -> Result<u64> {
+    let (mut n, mut stack) = (0, vec![(root, depth)]);
+    while let Some((node, depth)) = stack.pop() {
+        n += 1;
+        if n % super::CHECK_POLL == 0 {
+            m.safepoint();
+        }
+        let (l, r) = (m.read_ref(node, LEFT)?, m.read_ref(node, RIGHT)?);
+        match (l, r, depth) {
+            (None, None, 0) => {}
+            (Some(l), Some(r), d) if d > 0 => stack.extend([(r, d - 1), (l, d - 1)]),
+            _ => panic!(
+                "binary trees: a node {depth} levels above the leaves has children {l:?}, {r:?}"
+            ),
         }
     }
+    Ok(n)
 }
 
 /// Runs binary trees on `m`.

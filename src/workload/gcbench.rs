@@ -177,12 +177,20 @@ fn make_tree<B: StoreBarrier>(m: &mut Mutator<B>, depth: u32) -> Result<ObjRef> 
     Ok(node)
 }
 
-/// Counts the nodes of a tree (to check the long-lived tree survived intact).
-fn count<B: StoreBarrier>(m: &Mutator<B>, node: ObjRef) -> Result<u64> {
-    let mut n = 1;
-    for slot in [LEFT, RIGHT] {
-        if let Some(child) = m.read_ref(node, slot)? {
-            n += count(m, child)?;
+/// Counts the nodes of a tree (to check the long-lived tree survived intact), with a
+/// safepoint poll every [`super::CHECK_POLL`] nodes. The nodes on its stack stay live
+/// across a pause: they are reachable from the rooted tree, and nothing is moved.
+fn count<B: StoreBarrier>(m: &mut Mutator<B>, node: ObjRef) -> Result<u64> {
+    let (mut n, mut stack) = (0, vec![node]);
+    while let Some(node) = stack.pop() {
+        n += 1;
+        if n % super::CHECK_POLL == 0 {
+            m.safepoint();
+        }
+        for slot in [LEFT, RIGHT] {
+            if let Some(child) = m.read_ref(node, slot)? {
+                stack.push(child);
+            }
         }
     }
     Ok(n)

@@ -350,9 +350,13 @@ impl GcOld {
     /// [`GcOldParams::tree_height`] levels, each node holds its height and the tag, and
     /// no node is in two places. A failure is [`Error::Misbehaved`] naming the heap's
     /// barrier: the heap freed or changed an object the program could reach.
-    pub fn check<B: StoreBarrier>(&self, m: &Mutator<B>) -> Result<TreeCheck> {
+    ///
+    /// It polls a safepoint every [`super::CHECK_POLL`] nodes; the nodes on its stack
+    /// are reachable from the rooted trees, so they stay live across a pause.
+    pub fn check<B: StoreBarrier>(&self, m: &mut Mutator<B>) -> Result<TreeCheck> {
+        let mechanism = m.heap().barrier().name();
         let lost = |what: String| Error::Misbehaved {
-            mechanism: m.heap().barrier().name(),
+            mechanism,
             seen: format!("gcold: {what} (a reachable object was freed or overwritten)"),
         };
         let (base, end) = m.heap().range();
@@ -387,6 +391,9 @@ impl GcOld {
                     return Err(lost(format!("{}: node {node:?} is in two places", at())));
                 }
                 out.nodes += 1;
+                if out.nodes % super::CHECK_POLL == 0 {
+                    m.safepoint();
+                }
                 out.fingerprint = out.fingerprint.wrapping_add(mix(node.addr() as u64));
                 for side in [LEFT, RIGHT] {
                     let child = m

@@ -464,8 +464,10 @@ impl LruCache {
     }
 
     /// Walks the recency list (checked loads) and returns its length, checking that each
-    /// entry is in its bucket and its value holds its key.
-    pub fn check<B: StoreBarrier>(&self, m: &Mutator<B>) -> Result<usize> {
+    /// entry is in its bucket and its value holds its key. It polls a safepoint every
+    /// [`super::CHECK_POLL`] entries (the entries are reachable from the rooted cache, so
+    /// they stay live across a pause).
+    pub fn check<B: StoreBarrier>(&self, m: &mut Mutator<B>) -> Result<usize> {
         let mut n = 0;
         let mut e = m
             .read_ref(self.sentinel, NEXT)?
@@ -484,6 +486,9 @@ impl LruCache {
                 "LRU: key {key}'s value changed"
             );
             n += 1;
+            if n as u64 % super::CHECK_POLL == 0 {
+                m.safepoint();
+            }
             e = m.read_ref(e, NEXT)?.expect("a listed entry has a NEXT");
         }
         Ok(n)
