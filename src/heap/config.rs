@@ -24,7 +24,8 @@ pub struct HeapConfig {
     /// Tracker options (card marking variant, fault-service layout, userfaultfd mode).
     pub tracker: TrackerOptions,
     /// At most this many pre-clean rounds per cycle (fewer when a round finds at most
-    /// [`HeapConfig::preclean_threshold`] dirty granules).
+    /// [`HeapConfig::preclean_threshold`] dirty granules, or, for a page tracker, no
+    /// fewer than the round before).
     pub max_preclean_rounds: usize,
     /// Stop pre-cleaning when a round finds at most this many dirty granules.
     pub preclean_threshold: usize,
