@@ -99,7 +99,7 @@ pub const HEAPS_ALLOCATED: u64 = 10;
 /// two safepoint polls, as a compiled loop's back-edge polls: a pause that comes during
 /// a check would otherwise wait for the whole walk (3 to 5 ms for GCBench's 64 MiB tree,
 /// seen as the last cycle's remark pause).
-pub(crate) const CHECK_POLL: u64 = 1024;
+pub const CHECK_POLL: u64 = 1024;
 
 /// [`Workload::scaled_to_heap`] aims this much above [`HEAPS_ALLOCATED`] heaps, so that an
 /// allocation estimate up to 20% too high still gives at least that much.
