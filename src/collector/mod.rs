@@ -9,7 +9,9 @@
 //!    collector layout serves faults between increments. When no mutator is running
 //!    (each waits for room), the marker helpers join, as in a pause.
 //! 4. **Pre-clean** (a few concurrent rounds): harvest the dirty set with re-arm, rescan
-//!    the marked objects in the dirty granules, trace; stop when a round finds little.
+//!    the marked objects in the dirty granules, trace; stop when a round finds little
+//!    (a page tracker also when a round finds no fewer than the one before: each of
+//!    its re-arms costs the mutators a fault per page written again).
 //! 5. **Remark** (pause): harvest without re-arm, rescan the dirty granules and the roots,
 //!    trace to completion. Marking is complete.
 //! 6. **Disarm** (after the pause, mutators running).
