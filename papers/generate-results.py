@@ -1,7 +1,7 @@
 #!/usr/bin/env python3
 """Writes the paper's Section 4 from a study's summary.json (the report's tables, typed;
 report.md only for a study written before summary.json existed): every number is copied
-from a report cell and marked with the cell it came from (checked by tests/paper.rs); every
+from a report cell and marked with the cell it came from (checked by tests/docs/paper); every
 claim of a difference is made only where the cell's interval excludes 1 (or 0), and
 marked. Also compares two runs' verdicts.
 
@@ -12,7 +12,7 @@ and with an earlier run kept in papers/results-earlier:
 
 writes Sections 4 and 5 to /tmp/sec4.md and the abstract to /tmp/sec4.md.abstract, which
 replace the paper's "## Abstract" and "## 4. Results" .. "## 6." parts; then
-`cargo test --release --test paper` checks every marker."""
+`cargo test --release --test docs paper` checks every marker."""
 import re, sys, json
 
 def parse(path):
@@ -134,7 +134,7 @@ W('## 4. Results\n\n')
 W(f"All numbers below are copied from `papers/results/report.md` (rendered from `papers/results/study.csv`), "
   f"the default study run on {meta['date_utc'][:16].replace('T', ' ')} UTC at commit `{meta['commit'][:7]}` "
   f"(the run's machine, load and steal are in its header and in `meta.json`); each is marked in this file's "
-  f"source with the report cell it comes from, and `tests/paper.rs` checks it. A second run, made earlier on "
+  f"source with the report cell it comes from, and `tests/docs/paper` checks it. A second run, made earlier on "
   f"{metaA['date_utc'][:16].replace('T', ' ')} UTC at commit `{metaA['commit'][:7]}`, is kept in "
   f"`papers/results-earlier/`; Section 4.6 says which conclusions held in both.\n\n")
 

@@ -20,6 +20,10 @@
 //! process on the machine with more mappings than that fails to `mmap`. That mode needs
 //! root; without it the test is skipped with the reason, or fails when
 //! `BARRIERLAB_REQUIRE_ALL=1`. The parent restores the original limit on every path.
+//!
+//! This is the one test binary outside the layer binaries (`tests/<layer>/main.rs`): a
+//! lowered global limit would fail the `mmap` and `mprotect` calls of any test running
+//! beside it in the same binary, and cargo runs test binaries one after another.
 
 #[macro_use]
 mod support;

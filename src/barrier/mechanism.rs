@@ -141,11 +141,10 @@ pub(crate) const NEVER_SPLITS: &str = "never splits the mapping";
 pub(crate) const DONTNEED_DROPS: &str = "protection dropped, writes lost: the heap never does it";
 /// Checked with `MADV_HUGEPAGE` asked for; whether the kernel backed the heap with huge
 /// pages was not checked.
-pub(crate) const HUGE_PAGES_CORRECT: &str =
-    "tracking stays correct: 40 verified cycles (`tests/edges.rs`); granule reported: 4 KiB";
+pub(crate) const HUGE_PAGES_CORRECT: &str = "tracking stays correct: 40 verified cycles (`tests/barrier/edges.rs`); granule reported: 4 KiB";
 /// Without `UFFD_FEATURE_EVENT_FORK`, the child's copy is not tracked.
 pub(crate) const FORK_CHILD_WRITES: &str = "the child's write to an armed page completes and \
-     stays in the child; the parent's next write is still recorded (`tests/edges.rs`)";
+     stays in the child; the parent's next write is still recorded (`tests/barrier/edges.rs`)";
 
 /// The constructor every mechanism provides: its tracker over the heap
 /// `[base, base + len)`, built from the heap's options (each mechanism reads only the

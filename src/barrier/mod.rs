@@ -30,19 +30,19 @@
 //! What each page mechanism does at its edges on Linux 6.18, and the test behind each
 //! cell. Each cell is also its mechanism's [`Mechanism::edges`] entry (a unit test keeps
 //! the two equal). The huge-page row checks correctness with `MADV_HUGEPAGE` asked for;
-//! `tests/huge_pages.rs` checks on a region that huge pages do back (read from
+//! `tests/barrier/huge_pages.rs` checks on a region that huge pages do back (read from
 //! `/proc/self/smaps`) that each tracker reports exactly the 4 KiB pages written: the arm
 //! keeps the huge pages, and a write splits the one it lands in.
 //!
 //! | edge | `uffd-wp` | `uffd-wp-async` | `uffd-wp-sigbus` | `mprotect` |
 //! |---|---|---|---|---|
-//! | `read(2)` into an armed page | full mode: a WP fault, served and recorded (`tests/edges.rs`); user-mode-only: `EFAULT` (`sys_uffd::kernel_write_*`) | the kernel resolves it: succeeds, recorded (`tests/edges.rs`) | `EFAULT` (`tests/edges.rs`) | `EFAULT` (`tests/edges.rs`) |
-//! | a fault outside the heap | not the tracker's (no handler) | not the tracker's (no handler) | chained: the process dies of SIGBUS (`tests/edges.rs`) | chained: the process dies of SIGSEGV (`tests/edges.rs`) |
+//! | `read(2)` into an armed page | full mode: a WP fault, served and recorded (`tests/barrier/edges.rs`); user-mode-only: `EFAULT` (`tests/sys/uffd/kernel_writes.rs`) | the kernel resolves it: succeeds, recorded (`tests/barrier/edges.rs`) | `EFAULT` (`tests/barrier/edges.rs`) | `EFAULT` (`tests/barrier/edges.rs`) |
+//! | a fault outside the heap | not the tracker's (no handler) | not the tracker's (no handler) | chained: the process dies of SIGBUS (`tests/barrier/edges.rs`) | chained: the process dies of SIGSEGV (`tests/barrier/edges.rs`) |
 //! | `vm.max_map_count` | never splits the mapping | never splits the mapping | never splits the mapping | `ENOMEM` → degrades to everything dirty (`tests/mprotect_max_map_count.rs`) |
-//! | `UFFD_USER_MODE_ONLY` | works; kernel writes `EFAULT` (`sys_uffd`) | works | works | n/a |
+//! | `UFFD_USER_MODE_ONLY` | works; kernel writes `EFAULT` (`tests/sys/uffd`) | works | works | n/a |
 //! | `MADV_DONTNEED` while armed | protection dropped, writes lost: the heap never does it | page reported written | protection dropped, writes lost: the heap never does it | protection kept (on the mapping) |
-//! | transparent huge pages (`HeapConfig::huge_pages`) | tracking stays correct: 40 verified cycles (`tests/edges.rs`); granule reported: 4 KiB | tracking stays correct: 40 verified cycles (`tests/edges.rs`); granule reported: 4 KiB | tracking stays correct: 40 verified cycles (`tests/edges.rs`); granule reported: 4 KiB | tracking stays correct: 40 verified cycles (`tests/edges.rs`); granule reported: 4 KiB |
-//! | `fork(2)` while armed | the child's write to an armed page completes and stays in the child; the parent's next write is still recorded (`tests/edges.rs`) | the child's write to an armed page completes and stays in the child; the parent's next write is still recorded (`tests/edges.rs`) | the child's write to an armed page completes and stays in the child; the parent's next write is still recorded (`tests/edges.rs`) | the child's write to an armed page completes and stays in the child; the parent's next write is still recorded (`tests/edges.rs`) |
+//! | transparent huge pages (`HeapConfig::huge_pages`) | tracking stays correct: 40 verified cycles (`tests/barrier/edges.rs`); granule reported: 4 KiB | tracking stays correct: 40 verified cycles (`tests/barrier/edges.rs`); granule reported: 4 KiB | tracking stays correct: 40 verified cycles (`tests/barrier/edges.rs`); granule reported: 4 KiB | tracking stays correct: 40 verified cycles (`tests/barrier/edges.rs`); granule reported: 4 KiB |
+//! | `fork(2)` while armed | the child's write to an armed page completes and stays in the child; the parent's next write is still recorded (`tests/barrier/edges.rs`) | the child's write to an armed page completes and stays in the child; the parent's next write is still recorded (`tests/barrier/edges.rs`) | the child's write to an armed page completes and stays in the child; the parent's next write is still recorded (`tests/barrier/edges.rs`) | the child's write to an armed page completes and stays in the child; the parent's next write is still recorded (`tests/barrier/edges.rs`) |
 //!
 //! Every tracker may over-approximate (report a granule that was not written), never
 //! under-approximate. A tracker that cannot do its job for a cycle degrades to
@@ -122,11 +122,11 @@
 //!
 //! Nothing else changes for it to run everywhere: the probe checks it, the CLI parses
 //! its name, the study and the benches measure its variants, and every test that loops
-//! over [`BarrierKind::ALL`] runs over it (the conformance table, `tests/conformance.rs`,
+//! over [`BarrierKind::ALL`] runs over it (the conformance table, `tests/barrier/conformance.rs`,
 //! among them). The tests whose expectations depend on the mechanism read them from its
-//! description: who serves its faults ([`ServedBy`]: `tests/conformance.rs`,
-//! `tests/edges.rs`, `tests/collector_unit.rs`) and the signal its edge table names for
-//! a fault outside the heap (`tests/edges.rs`).
+//! description: who serves its faults ([`ServedBy`]: `tests/barrier/conformance.rs`,
+//! `tests/barrier/edges.rs`, `tests/collector/unit`) and the signal its edge table names for
+//! a fault outside the heap (`tests/barrier/edges.rs`).
 //!
 //! More files, only when they apply:
 //! - options: its own options type and the fields it reads in [`TrackerOptions`]
@@ -141,11 +141,11 @@
 //! - a fault signal other than SIGSEGV and SIGBUS: `FaultSignal` in
 //!   `src/barrier/signal_registry.rs`;
 //! - pages kept protected between cycles (like `uffd-wp-async`'s `keep-protected`):
-//!   `keeps_protection` in `tests/conformance.rs`, and `required` in
-//!   `tests/alloc_phases.rs` (a store-path mechanism's empty disarm is read from its
+//!   `keeps_protection` in `tests/barrier/conformance.rs`, and `required` in
+//!   `tests/collector/alloc_phases` (a store-path mechanism's empty disarm is read from its
 //!   description);
 //! - what a kernel write (`read(2)`) into a payload does on it: `Mutator::payload_ptr`'s
-//!   docs and `tests/payload_io.rs` (read from the description for a store-path
+//!   docs and `tests/collector/payload_io.rs` (read from the description for a store-path
 //!   mechanism);
 //! - a kernel requirement: its row in the README's kernel-requirements table.
 //!

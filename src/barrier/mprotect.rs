@@ -68,10 +68,10 @@ pub(crate) const MECHANISM: Mechanism = Mechanism {
     kernel: "nothing; vm.max_map_count bounds how many pages it can split out",
     second_channel: SecondChannel::ProcMaps,
     edges: &[
-        (Edge::KernelWrite, "`EFAULT` (`tests/edges.rs`)"),
+        (Edge::KernelWrite, "`EFAULT` (`tests/barrier/edges.rs`)"),
         (
             Edge::FaultOutsideHeap,
-            "chained: the process dies of SIGSEGV (`tests/edges.rs`)",
+            "chained: the process dies of SIGSEGV (`tests/barrier/edges.rs`)",
         ),
         (
             Edge::MaxMapCount,

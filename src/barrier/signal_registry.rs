@@ -39,7 +39,7 @@
 //! default action on a blocked synchronous fault signal, so its first write to an armed
 //! page kills the process.
 //!
-//! Lab internals: public only so that its own tests (`tests/signal_registry.rs`) can
+//! Lab internals: public only so that its own tests (`tests/barrier/signal_registry.rs`) can
 //! register servers; reach it as `barrierlab::internals::signal_registry`.
 
 use std::cell::UnsafeCell;

@@ -76,14 +76,14 @@ pub(crate) const MECHANISM: Mechanism = Mechanism {
     edges: &[
         (
             Edge::KernelWrite,
-            "full mode: a WP fault, served and recorded (`tests/edges.rs`); user-mode-only: \
-             `EFAULT` (`sys_uffd::kernel_write_*`)",
+            "full mode: a WP fault, served and recorded (`tests/barrier/edges.rs`); user-mode-only: \
+             `EFAULT` (`tests/sys/uffd/kernel_writes.rs`)",
         ),
         (Edge::FaultOutsideHeap, mechanism::NO_HANDLER),
         (Edge::MaxMapCount, mechanism::NEVER_SPLITS),
         (
             Edge::UserModeOnly,
-            "works; kernel writes `EFAULT` (`sys_uffd`)",
+            "works; kernel writes `EFAULT` (`tests/sys/uffd`)",
         ),
         (Edge::DontNeed, mechanism::DONTNEED_DROPS),
         (Edge::HugePages, mechanism::HUGE_PAGES_CORRECT),

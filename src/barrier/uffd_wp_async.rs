@@ -90,7 +90,7 @@ pub(crate) const MECHANISM: Mechanism = Mechanism {
     edges: &[
         (
             Edge::KernelWrite,
-            "the kernel resolves it: succeeds, recorded (`tests/edges.rs`)",
+            "the kernel resolves it: succeeds, recorded (`tests/barrier/edges.rs`)",
         ),
         (Edge::FaultOutsideHeap, mechanism::NO_HANDLER),
         (Edge::MaxMapCount, mechanism::NEVER_SPLITS),

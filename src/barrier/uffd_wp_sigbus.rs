@@ -74,10 +74,10 @@ pub(crate) const MECHANISM: Mechanism = Mechanism {
     kernel: "userfaultfd write-protect and UFFD_FEATURE_SIGBUS",
     second_channel: SecondChannel::PagemapWpBit,
     edges: &[
-        (Edge::KernelWrite, "`EFAULT` (`tests/edges.rs`)"),
+        (Edge::KernelWrite, "`EFAULT` (`tests/barrier/edges.rs`)"),
         (
             Edge::FaultOutsideHeap,
-            "chained: the process dies of SIGBUS (`tests/edges.rs`)",
+            "chained: the process dies of SIGBUS (`tests/barrier/edges.rs`)",
         ),
         (Edge::MaxMapCount, mechanism::NEVER_SPLITS),
         (Edge::UserModeOnly, "works"),

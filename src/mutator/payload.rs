@@ -72,8 +72,8 @@ impl<B: StoreBarrier> Mutator<B> {
     /// a *kernel* write, and a page tracker may have the page write-protected: while a
     /// cycle marks, from its arm to its disarm (a write unprotects a page until the next
     /// harvest protects it again). What such a write does then depends on the barrier (the
-    /// `read(2)` row of the edge table in [`crate::barrier`], tested in `tests/edges.rs`
-    /// and `tests/payload_io.rs`):
+    /// `read(2)` row of the edge table in [`crate::barrier`], tested in `tests/barrier/edges.rs`
+    /// and `tests/collector/payload_io.rs`):
     /// - `none`, `card-table`, `write-watch`: nothing is ever protected; the call works.
     /// - `uffd-wp`, full mode (the default where allowed): the kernel's write faults like
     ///   a user write; the calling thread waits in the system call until the fault is

@@ -18,7 +18,7 @@
 //! and pause brackets, built against the same library (see its README). Both print
 //! `allocs=` (allocation calls) and `alloc_bytes=` (bdwgc's own count of the bytes it
 //! handed out, `GC_get_total_bytes`), so that one can check they did the same work
-//! (`tests/peer_reference.rs` does).
+//! (`tests/study/peer_reference.rs` does).
 //!
 //! What differs, so that a reader does not compare what is not comparable:
 //! - **Precision.** barrierlab is precise: the collector knows every reference slot and

@@ -49,7 +49,7 @@ impl Outcome {
 }
 
 /// Runs `body` in a fresh process of this test binary, as the test `test` (the name
-/// libtest knows it by: `test_name!()` at top level; one call per test), and returns how it ended: exit 0
+/// libtest knows it by, its module path included: `test_name!()`; one call per test), and returns how it ended: exit 0
 /// for `Ok(message)`, 1 for `Err(message)` or a panic, [`SKIP_STATUS`] for an `Ok`
 /// message that starts with `SKIP:`, or the signal that killed it. Core dumps are off in
 /// the child. The parent waits at most [`TIMEOUT_SECS`], then kills the child and fails.

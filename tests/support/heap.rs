@@ -1,5 +1,4 @@
-//! The collector tests' part of the support module (`collector_stress.rs`,
-//! `collector_unit.rs`, `collector_verifier.rs`): building a heap or skipping a barrier
+//! The collector tests' part of the support module (`tests/collector`): building a heap or skipping a barrier
 //! the kernel does not offer, the seed and soak knobs, and object ids.
 //!
 //! Environment:

@@ -1,5 +1,7 @@
-//! The one home of the integration tests' helpers. A test crate declares `mod support;`
-//! (with `#[macro_use]` for `test_name!`, `require!` and `skip!`).
+//! The one home of the integration tests' helpers. Each layer's test binary
+//! (`tests/<layer>/main.rs`) declares `#[macro_use] #[path = "../support/mod.rs"] mod
+//! support;` before its modules (so that `test_name!`, `require!` and `skip!` reach them),
+//! and each module imports it with `use crate::support;`.
 //!
 //! - here: a timeout around anything that may block on a fault ([`with_timeout`]),
 //!   skipping a test when the kernel lacks a feature (or failing it under
@@ -83,13 +85,15 @@ macro_rules! skip {
     }};
 }
 
-/// Strips the module path, `::here` and `::{{closure}}` from a `type_name` path.
+/// The name libtest knows a test by, from a `type_name` path inside it: the test crate's
+/// name (the path's first segment), `::here` and every `::{{closure}}` stripped, so
+/// `collector::failure::a_test::{{closure}}::here` gives `failure::a_test`.
 pub fn clean_test_name(path: &'static str) -> &'static str {
     let mut p = path.strip_suffix("::here").unwrap_or(path);
     while let Some(s) = p.strip_suffix("::{{closure}}") {
         p = s;
     }
-    p.rsplit("::").next().unwrap_or(p)
+    p.split_once("::").map_or(p, |(_crate, test)| test)
 }
 
 /// Runs `f` on its own thread and waits at most `secs` seconds for it. A body that does

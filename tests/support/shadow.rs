@@ -1,5 +1,5 @@
-//! The shadow-graph harness of the collector stress tests (`collector_stress.rs`,
-//! `alloc_phases.rs`): what a mutator program believes its objects are (the *shadow*),
+//! The shadow-graph harness of the collector stress tests (`tests/collector/stress`,
+//! `tests/collector/alloc_phases`): what a mutator program believes its objects are (the *shadow*),
 //! random walks over it, and the two checks against the heap — every object reachable in
 //! the shadow is live and intact ([`Shadow::verify`]), and every object found unreachable
 //! is gone after a cycle that starts later ([`collect_and_check_dead`]).

@@ -3,7 +3,7 @@
 //! card table the ratio is what 4 KiB pages cost at that heap size (TLB misses, page
 //! faults); for the page trackers, the huge pages left at the end say what their write
 //! protection did to them (a write into a protected huge page splits it into 4 KiB
-//! pages, which `tests/huge_pages.rs` shows on a bare region).
+//! pages, which `tests/barrier/huge_pages.rs` shows on a bare region).
 
 use super::Doc;
 use crate::study::data::{Metric, Row, Section, points, select, trackers};
@@ -37,7 +37,7 @@ pub(super) fn write(doc: &mut Doc, rows: &[Row], seed: u64) {
          gets no ratio. For `none` and the card table the ratio is what 4 KiB pages cost at \
          this heap size; the page trackers protect whole huge pages at arm, but a write into \
          one while it is protected splits it into 4 KiB pages (measured on a bare region by \
-         `tests/huge_pages.rs`), so what they keep of them is theirs to show here.",
+         `tests/barrier/huge_pages.rs`), so what they keep of them is theirs to show here.",
     );
     for (wl, threads, heap) in &keys {
         doc.heading(

@@ -1,0 +1,91 @@
+//! The phases allocations must be seen in, and the counts the threads share.
+
+use std::sync::atomic::{AtomicBool, AtomicU64, AtomicUsize, Ordering};
+
+use barrierlab::{BarrierKind, Phase};
+
+use super::PHASES;
+
+/// Where allocations must be observed: at least one allocation in a phase of each group.
+///
+/// After the remark pause the collector disarms the tracker, then sweeps. The card
+/// table's disarm does nothing, and neither does `uffd-wp-async`'s (its pages stay
+/// protected between cycles, `async_keep_protected`), so for them `Disarm` lasts two
+/// clock reads, and an allocation lands in it only when the collector thread happens to
+/// be preempted there. The interval it stands for — the remark pause is over, the sweep
+/// has not begun — is then observed as an allocation that still saw `Remark`: the
+/// collector leaves that phase only to enter `Disarm`, and a mutator that allocates is
+/// never inside a pause. The other trackers unprotect the heap in `Disarm`, which takes
+/// long enough to be seen.
+fn required(kind: BarrierKind) -> &'static [&'static [Phase]] {
+    use Phase::*;
+    // A store-path mechanism (the card table, the write watch) disarms with nothing to do.
+    let quick_disarm = kind.mechanism().served_by == barrierlab::barrier::ServedBy::StorePath
+        || kind == BarrierKind::UffdWpAsync;
+    match kind {
+        BarrierKind::None => &[&[Idle], &[Sweep]],
+        _ if quick_disarm => &[
+            &[Arm],
+            &[ConcurrentMark],
+            &[Preclean],
+            &[Disarm, Remark],
+            &[Sweep],
+        ],
+        _ => &[&[Arm], &[ConcurrentMark], &[Preclean], &[Disarm], &[Sweep]],
+    }
+}
+
+/// A group of [`required`], for messages: `disarm/remark`.
+fn group_name(g: &[Phase]) -> String {
+    g.iter().map(|p| p.name()).collect::<Vec<_>>().join("/")
+}
+
+/// The phases that are pauses: an allocation that saw one raced it (right after it).
+pub(crate) fn is_pause(p: Phase) -> bool {
+    matches!(p, Phase::InitialMark | Phase::Remark | Phase::StopTheWorld)
+}
+
+/// What the threads of one configuration share.
+pub(crate) struct Shared {
+    /// Allocations by the phase seen just before them (flushed at each verify).
+    pub(crate) phases: [AtomicU64; PHASES],
+    /// Of those, large objects.
+    pub(crate) large_phases: [AtomicU64; PHASES],
+    /// Set by a thread that panics, so that the others stop.
+    pub(crate) abort: AtomicBool,
+    /// Mutator threads still running (the collecting thread stops at 0).
+    pub(crate) running: AtomicUsize,
+}
+
+impl Shared {
+    pub(crate) fn histogram(&self) -> [u64; PHASES] {
+        std::array::from_fn(|i| self.phases[i].load(Ordering::Relaxed))
+    }
+
+    /// The groups of [`required`] with no allocation yet, and, for a concurrent barrier,
+    /// pre-clean if no large object was allocated in it yet.
+    pub(crate) fn missing(&self, kind: BarrierKind) -> Vec<String> {
+        let h = self.histogram();
+        let mut missing: Vec<String> = required(kind)
+            .iter()
+            .filter(|g| g.iter().all(|&p| h[p as usize] == 0))
+            .map(|g| group_name(g))
+            .collect();
+        if kind.is_concurrent()
+            && self.large_phases[Phase::Preclean as usize].load(Ordering::Relaxed) == 0
+        {
+            missing.push("a large object in pre-clean".into());
+        }
+        missing
+    }
+}
+
+/// Formats a phase histogram: `idle 12, arm 3, …` (phases with no allocation left out).
+pub(crate) fn show(h: &[u64; PHASES]) -> String {
+    Phase::ALL
+        .iter()
+        .filter(|&&p| h[p as usize] > 0)
+        .map(|&p| format!("{} {}", p.name(), h[p as usize]))
+        .collect::<Vec<_>>()
+        .join(", ")
+}
