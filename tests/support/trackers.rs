@@ -139,11 +139,19 @@ pub enum Bound {
 }
 
 /// Races `writers` threads writing the pages `targets` of `lab` against harvests with
-/// re-arm for `duration`, and checks that no write slipped past every harvest that should
-/// hold it: a write that began after harvest `j` returned must be in a harvest `k > j`
+/// re-arm for `duration` (longer if by then fewer than [`MIN_HARVESTS`] harvests or
+/// [`MIN_WRITES`] writes were made, as on a loaded machine, up to [`MAX_STRETCH`] times
+/// `duration`), and checks that no write slipped past every harvest that should hold it: a write that began after harvest `j` returned must be in a harvest `k > j`
 /// (`Bound::Eventually`), and with `Bound::Next` also `k <= m + 1` when it ended before
 /// harvest `m + 1` began. Writers hit a few pages over and over, so that pages are
 /// re-protected while being written.
+/// The harvests a race must have made before it may stop.
+pub const MIN_HARVESTS: usize = 12;
+/// The writes a race must have made before it may stop.
+pub const MIN_WRITES: usize = 1_000;
+/// How many times its duration a race runs at most to reach the minimums.
+pub const MAX_STRETCH: u32 = 20;
+
 pub fn no_write_slips_past_harvests(
     lab: &TrackerLab,
     targets: &[usize],
@@ -154,13 +162,14 @@ pub fn no_write_slips_past_harvests(
     let t = lab.tracker();
     let started = AtomicUsize::new(0);
     let finished = AtomicUsize::new(0);
+    let written = AtomicUsize::new(0);
     let stop = AtomicBool::new(false);
     t.arm().expect("arm");
     // sets[k - 1] is harvest k's dirty set.
     let (sets, records) = std::thread::scope(|s| {
         let handles: Vec<_> = (0..writers)
             .map(|w| {
-                let (started, finished, stop) = (&started, &finished, &stop);
+                let (started, finished, stop, written) = (&started, &finished, &stop, &written);
                 s.spawn(move || {
                     let mut x = 0x9e37_79b9_7f4a_7c15u64 ^ (w as u64 + 1);
                     let mut records = Vec::new();
@@ -175,6 +184,7 @@ pub fn no_write_slips_past_harvests(
                         lab.write(page, x);
                         let hi = started.load(Ordering::SeqCst);
                         records.push((lab.granule(page), lo, hi));
+                        written.fetch_add(1, Ordering::Relaxed);
                         for _ in 0..64 {
                             std::hint::spin_loop();
                         }
@@ -184,9 +194,13 @@ pub fn no_write_slips_past_harvests(
             })
             .collect();
         let mut sets = Vec::new();
-        let end = Instant::now() + duration;
+        let begun = Instant::now();
+        let (end, limit) = (begun + duration, begun + duration * MAX_STRETCH);
+        let enough = |sets: &Vec<DirtySet>| {
+            sets.len() >= MIN_HARVESTS && written.load(Ordering::Relaxed) >= MIN_WRITES
+        };
         let mut round = 0u32;
-        while Instant::now() < end {
+        while Instant::now() < end || (!enough(&sets) && Instant::now() < limit) {
             started.fetch_add(1, Ordering::SeqCst);
             sets.push(harvest(t, true));
             finished.fetch_add(1, Ordering::SeqCst);
@@ -232,9 +246,12 @@ pub fn no_write_slips_past_harvests(
         &missed[..missed.len().min(10)]
     );
     assert!(
-        records.len() > 100 && sets.len() > 10,
-        "{}: too little happened",
-        lab.variant.name()
+        records.len() >= MIN_WRITES && sets.len() > MIN_HARVESTS,
+        "{}: too little happened in {} times the race's duration: {} writes, {} harvests",
+        lab.variant.name(),
+        MAX_STRETCH,
+        records.len(),
+        sets.len()
     );
 }
 
