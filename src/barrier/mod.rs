@@ -164,6 +164,7 @@ mod store;
 mod test_knobs;
 
 use std::fmt;
+use std::os::fd::{AsRawFd, BorrowedFd, RawFd};
 use std::str::FromStr;
 
 use crate::error::{Error, Result};
@@ -304,15 +305,38 @@ impl DirtySet {
 }
 
 /// Faults that only the collector thread serves: `uffd-wp` in the collector layout,
-/// whose userfaultfd no thread of the tracker reads, so the collector polls it while it
-/// waits and serves it between increments of marking. Kept apart from [`DirtyTracker`]:
-/// one layout of one mechanism needs it, and every other tracker has none.
-pub trait FaultService: Send + Sync {
-    /// The descriptor to poll: readable when faults are queued.
-    fn fd(&self) -> std::os::fd::RawFd;
+/// whose userfaultfd no thread of the tracker reads, so the collector polls the
+/// descriptor while it waits and serves it between increments of marking. Kept apart
+/// from [`DirtyTracker`] (one layout of one mechanism needs it, and every other tracker
+/// has none): a tracker offers one through [`DirtyTracker::fault_service`] only when it
+/// has a descriptor to poll.
+#[derive(Clone, Copy)]
+pub struct FaultService<'t> {
+    fd: BorrowedFd<'t>,
+    server: &'t dyn ServeFaults,
+}
 
+/// The serving half of a [`FaultService`].
+pub trait ServeFaults: Send + Sync {
     /// Serves whatever faults are queued, without blocking. Returns how many.
     fn serve_pending(&self) -> usize;
+}
+
+impl<'t> FaultService<'t> {
+    /// Faults queued on `fd` (readable when there are some), served by `server`.
+    pub fn new(fd: BorrowedFd<'t>, server: &'t dyn ServeFaults) -> FaultService<'t> {
+        FaultService { fd, server }
+    }
+
+    /// The descriptor to poll: readable when faults are queued.
+    pub fn fd(&self) -> RawFd {
+        self.fd.as_raw_fd()
+    }
+
+    /// Serves whatever faults are queued, without blocking. Returns how many.
+    pub fn serve_pending(&self) -> usize {
+        self.server.serve_pending()
+    }
 }
 
 /// The collector side of a write barrier.
@@ -388,7 +412,7 @@ pub trait DirtyTracker: Send + Sync {
 
     /// The fault service this tracker needs from the collector thread, if no thread of
     /// its own serves its faults (`uffd-wp` in the collector layout). Default: none.
-    fn fault_service(&self) -> Option<&dyn FaultService> {
+    fn fault_service(&self) -> Option<FaultService<'_>> {
         None
     }
 

@@ -43,7 +43,7 @@
 //! re-protects of a run of pages (the service's, a harvest's run-by-run re-protect, a
 //! hand-out's) with `EIO`.
 
-use std::os::fd::{AsRawFd, RawFd};
+use std::os::fd::{AsFd, AsRawFd, BorrowedFd};
 use std::sync::Arc;
 use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
 use std::thread::JoinHandle;
@@ -346,8 +346,8 @@ impl PageMechanism for UffdWp {
         Ok(())
     }
 
-    fn service_fd(&self) -> Option<RawFd> {
-        (self.layout == ServiceLayout::Collector).then(|| self.uffd.as_raw_fd())
+    fn service_fd(&self) -> Option<BorrowedFd<'_>> {
+        (self.layout == ServiceLayout::Collector).then(|| self.uffd.as_fd())
     }
 
     fn serve_pending(&self, record: &PageRecord) -> usize {

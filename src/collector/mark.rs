@@ -39,7 +39,7 @@ const FETCH_AHEAD: usize = 32;
 pub(crate) struct Marker<'h> {
     pub(crate) space: &'h Space,
     /// The faults to serve between increments of marking, if the collector serves them.
-    service: Option<&'h dyn FaultService>,
+    service: Option<FaultService<'h>>,
     pub(crate) marks: &'h Bitmap,
     stack: Vec<usize>,
     pub(crate) objects_marked: u64,

@@ -38,7 +38,7 @@ mod stall_log;
 mod userfaultfd;
 
 use std::fmt;
-use std::os::fd::RawFd;
+use std::os::fd::BorrowedFd;
 use std::sync::Arc;
 
 pub(crate) use prefix::InUsePrefix;
@@ -47,7 +47,9 @@ pub use userfaultfd::UffdMode;
 pub(crate) use userfaultfd::open_userfaultfd;
 
 use super::signal_registry::{self, FaultServer, FaultSignal, Registration, Served};
-use super::{BarrierKind, DirtySet, DirtyTracker, FaultService, Step, TestKnobs, TrackerStats};
+use super::{
+    BarrierKind, DirtySet, DirtyTracker, FaultService, ServeFaults, Step, TestKnobs, TrackerStats,
+};
 use crate::error::Result;
 use crate::sys::{PAGE_SHIFT, PAGE_SIZE};
 
@@ -84,11 +86,11 @@ pub(crate) trait PageMechanism: fmt::Debug + Send + Sync + Sized + 'static {
     }
 
     /// The descriptor of [`DirtyTracker::fault_service`], if the collector serves.
-    fn service_fd(&self) -> Option<RawFd> {
+    fn service_fd(&self) -> Option<BorrowedFd<'_>> {
         None
     }
 
-    /// [`FaultService::serve_pending`].
+    /// [`ServeFaults::serve_pending`].
     fn serve_pending(&self, _record: &PageRecord) -> usize {
         0
     }
@@ -221,11 +223,9 @@ impl<M: PageMechanism> DirtyTracker for PageTracker<M> {
         self.shared.record.in_use(bytes);
     }
 
-    fn fault_service(&self) -> Option<&dyn FaultService> {
-        self.shared
-            .mechanism
-            .service_fd()
-            .map(|_| self as &dyn FaultService)
+    fn fault_service(&self) -> Option<FaultService<'_>> {
+        let fd = self.shared.mechanism.service_fd()?;
+        Some(FaultService::new(fd, self))
     }
 
     fn stats(&self) -> TrackerStats {
@@ -242,13 +242,7 @@ impl<M: PageMechanism> DirtyTracker for PageTracker<M> {
     }
 }
 
-impl<M: PageMechanism> FaultService for PageTracker<M> {
-    /// Offered only when the mechanism has a descriptor ([`DirtyTracker::fault_service`]);
-    /// -1, which `poll(2)` ignores, otherwise.
-    fn fd(&self) -> RawFd {
-        self.shared.mechanism.service_fd().unwrap_or(-1)
-    }
-
+impl<M: PageMechanism> ServeFaults for PageTracker<M> {
     fn serve_pending(&self) -> usize {
         self.shared.mechanism.serve_pending(&self.shared.record)
     }

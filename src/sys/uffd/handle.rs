@@ -2,7 +2,7 @@
 //! the handshake, each ioctl issued through one private `ioctl_errno` with the bounded
 //! `EAGAIN` retry, and the descriptor closed on drop.
 
-use std::os::fd::{AsRawFd, OwnedFd, RawFd};
+use std::os::fd::{AsFd, AsRawFd, BorrowedFd, OwnedFd, RawFd};
 use std::sync::atomic::{AtomicU64, Ordering};
 
 use super::hint::ioctl_hint;
@@ -284,5 +284,11 @@ impl Uffd {
 impl AsRawFd for Uffd {
     fn as_raw_fd(&self) -> RawFd {
         self.fd.as_raw_fd()
+    }
+}
+
+impl AsFd for Uffd {
+    fn as_fd(&self) -> BorrowedFd<'_> {
+        self.fd.as_fd()
     }
 }
