@@ -115,7 +115,10 @@ pub mod sys;
 pub mod workload;
 
 /// Lab internals: what the crate's own tests, examples and benches reach into, and a user
-/// of the heap does not program against. Not a stable surface.
+/// of the heap does not program against (planted bugs, fault injection, the signal
+/// registry). Only with the `lab-internals` feature, which the crate's dev-dependency on
+/// itself turns on for its tests and examples. Not a stable surface.
+#[cfg(feature = "lab-internals")]
 pub mod internals {
     pub use crate::barrier::TestKnobs;
     pub use crate::barrier::signal_registry;

@@ -88,6 +88,7 @@ impl Heap {
         config.validate()?;
         let space = Space::new(config.heap_bytes, config.huge_pages)?;
         let tracker = barrier::build(config.barrier, space.base(), space.len(), &config.tracker)?;
+        #[cfg(feature = "lab-internals")]
         if config.testing.forget_hand_outs
             && let Some(knobs) = tracker.as_ref().and_then(|t| t.test_knobs())
         {

@@ -81,7 +81,7 @@
 //!
 //! Each mechanism's module says how its code keeps its rule, and the conformance tests
 //! race writers against harvests with the steps widened
-//! ([`TestKnobs::widen_races`]).
+//! (`TestKnobs::widen_races`).
 //!
 //! # How this module is laid out
 //!
@@ -158,8 +158,11 @@ mod counters;
 mod degradation;
 mod mechanism;
 mod page_tracker;
+#[cfg(feature = "lab-internals")]
 #[doc(hidden)]
 pub mod signal_registry;
+#[cfg(not(feature = "lab-internals"))]
+mod signal_registry;
 mod store;
 mod test_knobs;
 
@@ -180,7 +183,10 @@ pub use mechanism::{
 pub use mprotect::MprotectTracker;
 pub use page_tracker::{PageTracker, UffdMode};
 pub use store::{CardMark, DynBarrier, NoStoreBarrier, StoreBarrier};
+#[cfg(feature = "lab-internals")]
 pub use test_knobs::TestKnobs;
+#[cfg(not(feature = "lab-internals"))]
+pub(crate) use test_knobs::TestKnobs;
 pub use uffd_wp::{ServiceLayout, UffdWpOptions, UffdWpTracker};
 pub use uffd_wp_async::{UffdWpAsyncOptions, UffdWpAsyncTracker};
 pub use uffd_wp_sigbus::{UffdWpSigbusOptions, UffdWpSigbusTracker};
@@ -430,7 +436,9 @@ pub trait DirtyTracker: Send + Sync {
     }
 
     /// Lab internals: the tracker's fault-injection and race-widening knobs, for tests
-    /// (the page trackers have them). Never set in a measurement.
+    /// (the page trackers have them). Never set in a measurement. Only with the
+    /// `lab-internals` feature.
+    #[cfg(feature = "lab-internals")]
     fn test_knobs(&self) -> Option<&TestKnobs> {
         None
     }

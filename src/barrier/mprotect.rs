@@ -4,7 +4,7 @@
 //! Mechanism: [`arm`](super::DirtyTracker::arm) clears the record and makes the whole heap
 //! read-only with one `mprotect`. The first write to a read-only page raises SIGSEGV on the
 //! writing thread; the handler (shared with the SIGBUS tracker, see
-//! [`signal_registry`](super::signal_registry)) finds the heap the address belongs to,
+//! `signal_registry.rs`) finds the heap the address belongs to,
 //! makes that one page writable again with `mprotect(page, PROT_READ | PROT_WRITE)`,
 //! **then** records it in the dirty bitmap, and returns: the write retries and goes
 //! through. Later writes to the page cost nothing.
@@ -39,7 +39,7 @@
 //!   still a crash. So is the rare case of the whole-heap `mprotect` itself failing
 //!   (possible only when the heap shares a VMA with a read-only neighbour).
 //!
-//! Test knob: [`TestKnobs::fail_next`](super::TestKnobs::fail_next) fails the next
+//! Test knob: `TestKnobs::fail_next` fails the next
 //! `mprotect`s of a run of pages (the handler's, a harvest's run-by-run re-protect, a
 //! hand-out's; never a whole-heap one) with `ENOMEM`, as at the mapping limit.
 //!

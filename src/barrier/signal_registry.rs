@@ -42,6 +42,9 @@
 //! Lab internals: public only so that its own tests (`tests/barrier/signal_registry.rs`) can
 //! register servers; reach it as `barrierlab::internals::signal_registry`.
 
+// Public only with the `lab-internals` feature; without it, what only the tests call is unused.
+#![cfg_attr(not(feature = "lab-internals"), allow(dead_code))]
+
 use std::cell::UnsafeCell;
 use std::fmt;
 use std::mem::MaybeUninit;

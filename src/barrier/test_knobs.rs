@@ -1,9 +1,12 @@
 //! Lab internals: the fault-injection and race-widening knobs of a tracker, for tests.
 
+// The setters are called only with the `lab-internals` feature (by the tests).
+#![cfg_attr(not(feature = "lab-internals"), allow(dead_code))]
+
 use std::sync::atomic::{AtomicBool, AtomicU32, Ordering};
 
 /// Lab internals: the test knobs of a page tracker
-/// ([`DirtyTracker::test_knobs`](super::DirtyTracker::test_knobs)). Tests set them; a
+/// (`DirtyTracker::test_knobs`). Tests set them; a
 /// measurement leaves them at zero, where each costs one relaxed load on its path.
 #[derive(Debug, Default)]
 pub struct TestKnobs {

@@ -39,7 +39,7 @@
 //! unprotect, a `read(2)` or a `poll(2)` fails THEN the whole heap is unprotected (which
 //! releases every blocked writer) and the tracker degrades to "everything dirty" for the
 //! cycle, keeping the failure as its cause. Test knob:
-//! [`TestKnobs::fail_next`](super::TestKnobs::fail_next) fails the next unprotects or
+//! `TestKnobs::fail_next` fails the next unprotects or
 //! re-protects of a run of pages (the service's, a harvest's run-by-run re-protect, a
 //! hand-out's) with `EIO`.
 

@@ -49,7 +49,7 @@
 //! loses its uffd-wp bit, and the next scan reports it as written). IF a scan fails THEN
 //! that harvest reports "everything dirty" (counted once per cycle in
 //! [`TrackerStats::degradations`], with the scan's errno as the cause) and the whole heap
-//! is re-protected with `UFFDIO_WRITEPROTECT`. Test knob: [`TestKnobs::fail_next`] fails
+//! is re-protected with `UFFDIO_WRITEPROTECT`. Test knob: `TestKnobs::fail_next` fails
 //! the next scans with `EIO`.
 //!
 //! Of what the page trackers share (`page_tracker/`) this tracker uses the in-use prefix
@@ -69,7 +69,7 @@ use super::counters::Counters;
 use super::mechanism::{self, Edge, Granule, Mechanism, SecondChannel, ServedBy};
 use super::page_tracker::{InUsePrefix, open_userfaultfd};
 use super::{
-    BarrierKind, Call, Degradation, DirtySet, DirtyTracker, Step, TestKnobs, TrackerOptions,
+    BarrierKind, Call, Degradation, DirtySet, DirtyTracker, Step, TrackerOptions,
     TrackerStats,
 };
 use crate::error::{Error, Result};
@@ -326,7 +326,8 @@ impl DirtyTracker for UffdWpAsyncTracker {
         }
     }
 
-    fn test_knobs(&self) -> Option<&TestKnobs> {
+    #[cfg(feature = "lab-internals")]
+    fn test_knobs(&self) -> Option<&super::TestKnobs> {
         Some(self.counters.knobs())
     }
 }

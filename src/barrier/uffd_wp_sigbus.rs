@@ -8,7 +8,7 @@
 //! with one `UFFDIO_WRITEPROTECT`. The first write to a protected page makes the kernel
 //! raise SIGBUS (`BUS_ADRERR`) on the writing thread instead of queueing a message. The
 //! handler (shared with the `mprotect` tracker, see
-//! [`signal_registry`](super::signal_registry)) finds the heap the address belongs to,
+//! `signal_registry.rs`) finds the heap the address belongs to,
 //! removes the protection of that one page with a raw `UFFDIO_WRITEPROTECT` ioctl (mode 0;
 //! an ioctl is async-signal-safe), **then** records the page, and returns: the write
 //! retries and goes through. The descriptor is never read.
@@ -46,7 +46,7 @@
 //! - A SIGBUS outside every registered heap is passed to the previous handler, so a real
 //!   SIGBUS (a truncated file mapping) still kills the process.
 //!
-//! Test knob: [`TestKnobs::fail_next`](super::TestKnobs::fail_next) fails the next
+//! Test knob: `TestKnobs::fail_next` fails the next
 //! unprotects or re-protects of a run of pages (the handler's, a harvest's run-by-run
 //! re-protect, a hand-out's) with `EIO` (the whole-heap unprotect that follows is real).
 //!

@@ -20,7 +20,7 @@ use crate::error::Error;
 use crate::heap::HeapConfig;
 use crate::heap::size_class::CLASS_SIZES;
 
-/// Applies the planted bug of [`crate::heap::Testing::drop_every_nth_dirty`].
+/// Applies the planted bug of [`crate::heap::testing::Testing::drop_every_nth_dirty`].
 fn plant_bug(config: &HeapConfig, set: &mut DirtySet) {
     if let Some(n) = config.testing.drop_every_nth_dirty {
         let mut i = 0;

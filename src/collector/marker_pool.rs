@@ -15,7 +15,7 @@
 //! IF the drain returns THEN no helper still uses the job's references: that is what
 //! makes lending them to threads that outlive the pause sound.
 //!
-//! A helper that panics (a bug, or [`crate::heap::Testing::fail_in_marker`]) reports
+//! A helper that panics (a bug, or [`crate::heap::testing::Testing::fail_in_marker`]) reports
 //! its failure and finishes the job as far as the drain is concerned; the drain waits for
 //! every helper whatever happened on its own thread, then panics on the collector
 //! thread with the first failure, which fails the heap's collector (`run_cycle`)
@@ -70,7 +70,7 @@ struct Shared {
     state: Mutex<State>,
     start: Condvar,
     done: Condvar,
-    /// [`crate::heap::Testing::fail_in_marker`].
+    /// [`crate::heap::testing::Testing::fail_in_marker`].
     plant_failure: bool,
 }
 

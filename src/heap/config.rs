@@ -2,6 +2,7 @@
 //! collector alike. Plain data: it names a [`BarrierKind`] and tracker options, and
 //! depends on nothing above the barrier layer.
 
+use super::testing::Testing;
 use crate::barrier::{BarrierKind, ServiceLayout, TrackerOptions};
 use crate::error::{Error, Result};
 use crate::sys::PAGE_SIZE;
@@ -40,8 +41,9 @@ pub struct HeapConfig {
     /// [`crate::collector::CycleStats::log_line`]).
     pub log_cycles: bool,
     /// Knobs for the crate's own tests (planted bugs); all off by default, and never
-    /// what a measurement should run with.
-    pub testing: Testing,
+    /// what a measurement should run with. Set only with the `lab-internals` feature
+    /// ([`HeapConfig::testing`]).
+    pub(crate) testing: Testing,
     /// Threads that mark in a stop-the-world pause (the whole mark of `none`, and the
     /// initial-mark and remark pauses of the concurrent barriers), the collector thread
     /// included. Default: the CPUs this process may run on. The mutators are stopped
@@ -71,24 +73,6 @@ pub struct DutyCycle {
     pub period: std::time::Duration,
     /// The share of each period the tracker is armed, in (0, 1].
     pub armed_share: f64,
-}
-
-/// Planted bugs, for testing the verifier, the collector's failure paths and the tests
-/// themselves: a heap configured with any of these loses writes or fails on purpose. Reached through
-/// [`crate::internals::Testing`] by the crate's tests.
-#[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
-pub struct Testing {
-    /// Drop every n-th harvested dirty granule, as a broken tracker would.
-    pub drop_every_nth_dirty: Option<usize>,
-    /// Hand pages to the allocator writable but not recorded, as a heap that forgot the
-    /// frontier rule would ([`crate::barrier::TestKnobs::forget_hand_outs`]): writes into
-    /// objects allocated during a cycle are lost to a page tracker's record.
-    pub forget_hand_outs: bool,
-    /// Fail (panic, as a bug in the collector would) at the end of the work of every
-    /// pause of this cycle (numbered from 1), before the pause resumes the world.
-    pub fail_in_pause_of_cycle: Option<u64>,
-    /// Fail (panic) in every marker helper thread that joins a parallel drain in a pause.
-    pub fail_in_marker: bool,
 }
 
 impl Default for HeapConfig {
@@ -190,7 +174,9 @@ impl HeapConfig {
         self
     }
 
-    /// The test knobs (see [`Testing`]).
+    /// The test knobs (see `barrierlab::internals::Testing`). Only with the
+    /// `lab-internals` feature.
+    #[cfg(feature = "lab-internals")]
     pub fn testing(mut self, testing: Testing) -> Self {
         self.testing = testing;
         self

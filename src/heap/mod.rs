@@ -61,6 +61,7 @@ pub mod object;
 pub mod pages;
 pub mod size_class;
 mod sweep;
+mod testing;
 mod walk;
 
 use std::sync::atomic::{AtomicU8, AtomicU64, AtomicUsize, Ordering};
@@ -74,10 +75,12 @@ use crate::sys::{PAGE_SHIFT, PAGE_SIZE};
 
 use crate::bitmap::Bitmap;
 use crate::side_table::SideTable;
-pub use config::{DutyCycle, HeapConfig, Testing};
+pub use config::{DutyCycle, HeapConfig};
 pub use object::{Header, ObjRef};
 use pages::{PageKind, PagePool, PageTable};
 use size_class::{CLASS_SIZES, GRANULE, GRANULE_SHIFT, NUM_CLASSES};
+#[cfg(feature = "lab-internals")]
+pub use testing::Testing;
 
 /// Who may allocate in a small-object page right now.
 const PAGE_UNOWNED: u8 = 0;

@@ -47,9 +47,7 @@ pub use userfaultfd::UffdMode;
 pub(crate) use userfaultfd::open_userfaultfd;
 
 use super::signal_registry::{self, FaultServer, FaultSignal, Registration, Served};
-use super::{
-    BarrierKind, DirtySet, DirtyTracker, FaultService, ServeFaults, Step, TestKnobs, TrackerStats,
-};
+use super::{BarrierKind, DirtySet, DirtyTracker, FaultService, ServeFaults, Step, TrackerStats};
 use crate::error::Result;
 use crate::sys::{PAGE_SHIFT, PAGE_SIZE};
 
@@ -237,7 +235,8 @@ impl<M: PageMechanism> DirtyTracker for PageTracker<M> {
         self.shared.record.stalls().take(out);
     }
 
-    fn test_knobs(&self) -> Option<&TestKnobs> {
+    #[cfg(feature = "lab-internals")]
+    fn test_knobs(&self) -> Option<&super::TestKnobs> {
         Some(self.shared.record.knobs())
     }
 }
