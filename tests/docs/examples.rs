@@ -10,7 +10,7 @@ use std::process::Command;
 use std::sync::{Once, RwLock};
 use std::time::Duration;
 
-use barrierlab::sys::child::run_with_deadline;
+use crate::support::binary::run_command;
 
 /// A run that takes longer than this is a hang (a fault nobody serves), not a slow run.
 const RUN_TIMEOUT: Duration = Duration::from_secs(120);
@@ -54,39 +54,13 @@ fn build_examples() {
         let mut cmd = Command::new(cargo);
         cmd.args(["build", "--release", "--examples"])
             .current_dir(manifest_dir());
-        let out = run_with_timeout(cmd, BUILD_TIMEOUT, "cargo build --release --examples");
+        let out = run_command(cmd, "cargo build --release --examples", BUILD_TIMEOUT);
         assert!(
-            out.success,
+            out.success(),
             "cargo build --release --examples failed:\n{}",
             out.stderr
         );
     });
-}
-
-struct Output {
-    success: bool,
-    code: Option<i32>,
-    stdout: String,
-    stderr: String,
-}
-
-/// Runs `cmd` under `timeout` ([`run_with_deadline`], the library's runner: output read
-/// on other threads, the process group killed at the deadline), and panics if it was.
-fn run_with_timeout(mut cmd: Command, timeout: Duration, what: &str) -> Output {
-    let finished =
-        run_with_deadline(&mut cmd, timeout).unwrap_or_else(|e| panic!("cannot run {what}: {e}"));
-    let Some(status) = finished.status else {
-        panic!(
-            "{what} did not finish within {timeout:?}: killed\nstdout so far:\n{}",
-            finished.stdout
-        );
-    };
-    Output {
-        success: status.success(),
-        code: status.code(),
-        stdout: finished.stdout,
-        stderr: finished.stderr,
-    }
 }
 
 /// Runs example `name` and checks that it exits 0 and that its output contains one of
@@ -97,15 +71,17 @@ fn run_example(name: &str, expected: &[&str]) -> String {
     assert!(bin.exists(), "{} was not built", bin.display());
     let out = if name == "lost_object" {
         let _alone = ALONE.write().unwrap_or_else(|e| e.into_inner());
-        run_with_timeout(Command::new(&bin), RUN_TIMEOUT, name)
+        run_command(Command::new(&bin), name, RUN_TIMEOUT)
     } else {
         let _shared = ALONE.read().unwrap_or_else(|e| e.into_inner());
-        run_with_timeout(Command::new(&bin), RUN_TIMEOUT, name)
+        run_command(Command::new(&bin), name, RUN_TIMEOUT)
     };
     assert!(
-        out.success,
+        out.success(),
         "example {name} exited with {:?}\nstdout:\n{}\nstderr:\n{}",
-        out.code, out.stdout, out.stderr
+        out.code,
+        out.stdout,
+        out.stderr
     );
     let found = expected.iter().position(|e| out.stdout.contains(e));
     match found {

@@ -43,7 +43,10 @@ pub fn run_command(mut command: Command, what: &str, deadline: Duration) -> Outp
     let finished = run_with_deadline(command.stdin(Stdio::null()), deadline)
         .unwrap_or_else(|e| panic!("run `{what}`: {e}"));
     let Some(status) = finished.status else {
-        panic!("`{what}` did not finish within {deadline:?}");
+        panic!(
+            "`{what}` did not finish within {deadline:?}: killed\nstdout so far:\n{}",
+            finished.stdout
+        );
     };
     Output {
         code: status.code(),
