@@ -16,7 +16,7 @@ use crate::study::summary::Cell;
 /// Predicted and measured extra times further apart than this are flagged.
 const AGREEMENT: f64 = 0.25;
 
-const COLUMNS: [&str; 10] = [
+const COLUMNS: [&str; 12] = [
     "barrier",
     "n",
     "wall ms",
@@ -24,6 +24,8 @@ const COLUMNS: [&str; 10] = [
     "extra ms, measured",
     "extra ms, predicted",
     "predicted ÷ measured",
+    "fault stalls ms",
+    "stalls ÷ measured",
     "stores / first writes",
     "armed",
     "agreement",
@@ -49,8 +51,15 @@ pub(super) fn write(doc: &mut Doc, rows: &[Row], seed: u64) {
          faults served, or for `uffd-wp-async` the pages its harvests reported; the card \
          table takes none). The prediction leaves out what the micro does not see: the \
          arms' and harvests' effect on the mutator (TLB shootdowns while it runs), cache \
-         effects of the card table at this heap size. Where prediction and measurement \
-         differ by more than {:.0}%, *agreement* says so.",
+         effects of the card table at this heap size. *fault stalls ms*: the time the \
+         faults took here, in the run itself (median over invocations of the sum of the \
+         tracker's stall log: inside the signal handler for `mprotect` and \
+         `uffd-wp-sigbus`, on the serving thread for `uffd-wp`, each a lower bound; \
+         `uffd-wp-async` and the store paths have no fault to time, \"–\"). Set beside the \
+         prediction it says whether a gap is the fault costing more in the run than in the \
+         micro, or a cost outside the faults. Where prediction and measurement differ by \
+         more than {:.0}%, *agreement* says so; it judges only a barrier measured slower than \
+         `none` (a cost within the noise has nothing to explain).",
         BARRIER_ONLY_ARMED_SHARE * 100.0,
         BARRIER_ONLY_PERIOD.as_millis(),
         AGREEMENT * 100.0
@@ -75,18 +84,14 @@ pub(super) fn write(doc: &mut Doc, rows: &[Row], seed: u64) {
             let s = |what: &str| stats::seed_for(seed, &format!("barrier-only/{what}/{t}/{wl}"));
             let ci = Cell::estimate(stats::median_ci(&wall, s("wall")));
             if t == "none" {
-                table.push(vec![
+                let mut row = vec![
                     Cell::text(t.clone()),
                     Cell::count(wall.len() as f64),
                     ci,
                     Cell::text("baseline"),
-                    Cell::text(""),
-                    Cell::text(""),
-                    Cell::text(""),
-                    Cell::text(""),
-                    Cell::text(""),
-                    Cell::text(""),
-                ]);
+                ];
+                row.resize(COLUMNS.len(), Cell::text(""));
+                table.push(row);
                 continue;
             }
             let ratio = stats::ratio_of_medians(&wall, &none_wall, s("ratio"));
@@ -102,7 +107,14 @@ pub(super) fn write(doc: &mut Doc, rows: &[Row], seed: u64) {
                     + per_first.map_or(0.0, |i| i.estimate) * first_writes;
                 ns / 1e6
             });
+            // No extra time to explain where the ratio's interval holds 1.
+            let slower = ratio.is_some_and(|i| i.beside(1.0) == Some(std::cmp::Ordering::Greater));
             let (pred_cell, ratio_cell, agreement) = match predicted {
+                Some(p) if !slower => (
+                    Cell::number(p),
+                    Cell::text("–"),
+                    "not judged: no extra time measured".into(),
+                ),
                 Some(p) if measured.is_finite() && measured.abs() > 0.0 => {
                     let r = p / measured;
                     let agree = if (r - 1.0).abs() <= AGREEMENT {
@@ -119,6 +131,15 @@ pub(super) fn write(doc: &mut Doc, rows: &[Row], seed: u64) {
                     "no micro in this study".into(),
                 ),
             };
+            // Timed faults: a stall log with entries (the handler and served trackers).
+            let stalls = (med(&t, Metric::Stalls) > 0.0).then(|| med(&t, Metric::StallMs));
+            let (stall_cell, stall_share) = match stalls {
+                Some(ms) if measured.is_finite() && measured > 0.0 => {
+                    (Cell::number(ms), Cell::number(ms / measured))
+                }
+                Some(ms) => (Cell::number(ms), Cell::text("–")),
+                None => (Cell::text("–"), Cell::text("–")),
+            };
             table.push(vec![
                 Cell::text(t.clone()),
                 Cell::count(wall.len() as f64),
@@ -127,6 +148,8 @@ pub(super) fn write(doc: &mut Doc, rows: &[Row], seed: u64) {
                 Cell::number(measured),
                 pred_cell,
                 ratio_cell,
+                stall_cell,
+                stall_share,
                 Cell::text(format!("{} / {}", fmt(stores), fmt(first_writes))),
                 Cell::percent(med(&t, Metric::DutyArmedShare)),
                 Cell::text(agreement),
@@ -140,4 +163,127 @@ pub(super) fn write(doc: &mut Doc, rows: &[Row], seed: u64) {
          measured cost well above the prediction is paid elsewhere (arming and harvesting \
          while the mutator runs, or the mechanism's effect on the mutator's caches and TLB).",
     );
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn rows_of(tracker: &str, wall: f64, stalls: f64, stall_ms: f64) -> Vec<Row> {
+        (0..5)
+            .flat_map(|i| {
+                let row = |metric, value| Row {
+                    section: Section::Barrieronly,
+                    tracker: tracker.into(),
+                    workload: "lru-l64".into(),
+                    threads: 1,
+                    heap_mib: 554.0,
+                    invocation: i,
+                    round: 0,
+                    metric,
+                    value,
+                    note: String::new(),
+                };
+                let wall = wall + i as f64;
+                [
+                    row(Metric::WallMs, wall),
+                    row(Metric::Stores, 1e6),
+                    row(Metric::Faults, stalls),
+                    row(Metric::Stalls, stalls),
+                    row(Metric::StallMs, stall_ms),
+                    row(Metric::DutyArmedShare, 0.5),
+                ]
+            })
+            .collect()
+    }
+
+    /// The table's cells for `tracker`, by column name.
+    fn cells(doc: &Doc, tracker: &str) -> Vec<(String, String)> {
+        let table = doc.tables.last().expect("a table");
+        let row = table
+            .rows
+            .iter()
+            .find(|r| r[0].render() == tracker)
+            .expect("the tracker's row");
+        table
+            .header
+            .iter()
+            .cloned()
+            .zip(row.iter().map(Cell::render))
+            .collect()
+    }
+
+    fn cell<'a>(cells: &'a [(String, String)], column: &str) -> &'a str {
+        &cells.iter().find(|(h, _)| h == column).expect(column).1
+    }
+
+    /// Micro rows for `tracker`: `per_store` ns per store at 1,024 stores per page and
+    /// `per_first` ns per first write at 1 store per page, over three processes.
+    fn micro_of(tracker: &str, per_store: f64, per_first: f64) -> Vec<Row> {
+        let mut out = Vec::new();
+        for invocation in 0..3 {
+            for (spp, pages) in [(1.0, 1000.0), (1024.0, 10.0)] {
+                let stores = spp * pages;
+                let steady = stores * (1.0 + per_store) + invocation as f64;
+                let first = if spp == 1.0 { per_first * pages } else { 0.0 };
+                for (metric, value) in [
+                    (Metric::Stores, stores),
+                    (Metric::SteadyNs, steady),
+                    (Metric::StoresNs, steady + first),
+                    (Metric::PagesWritten, pages),
+                ] {
+                    out.push(Row {
+                        section: Section::Micro,
+                        tracker: tracker.into(),
+                        workload: format!("pages-spp{spp}"),
+                        threads: 1,
+                        heap_mib: 64.0,
+                        invocation,
+                        round: 0,
+                        metric,
+                        value,
+                        note: String::new(),
+                    });
+                }
+            }
+        }
+        out
+    }
+
+    #[test]
+    fn fault_stalls_are_set_beside_the_extra_time_and_a_cost_within_noise_is_not_judged() {
+        let mut rows = rows_of("none", 500.0, 0.0, 0.0);
+        rows.extend(rows_of("mprotect", 1000.0, 1000.0, 250.0));
+        rows.extend(rows_of("card-table", 500.0, 0.0, 0.0));
+        let mut doc = Doc::new();
+        write(&mut doc, &rows, 7);
+        let mprotect = cells(&doc, "mprotect");
+        assert_eq!(cell(&mprotect, "extra ms, measured"), "500");
+        assert_eq!(cell(&mprotect, "fault stalls ms"), "250");
+        assert_eq!(cell(&mprotect, "stalls ÷ measured"), "0.500");
+        assert_eq!(cell(&mprotect, "agreement"), "no micro in this study");
+        let card = cells(&doc, "card-table");
+        assert_eq!(cell(&card, "fault stalls ms"), "–", "no fault to time");
+        assert_eq!(cell(&card, "stalls ÷ measured"), "–");
+        assert_eq!(card.len(), COLUMNS.len());
+
+        // With the micro: 1,000 faults at 100 µs predict 100 ms of the 500 measured; the
+        // card table, as fast as `none` here, is not judged.
+        for t in ["none", "mprotect", "card-table"] {
+            let first = if t == "mprotect" { 100_000.0 } else { 0.0 };
+            rows.extend(micro_of(t, 0.0, first));
+        }
+        let mut doc = Doc::new();
+        write(&mut doc, &rows, 7);
+        let mprotect = cells(&doc, "mprotect");
+        assert_eq!(cell(&mprotect, "extra ms, predicted"), "100");
+        assert_eq!(cell(&mprotect, "predicted ÷ measured"), "0.200");
+        assert_eq!(cell(&mprotect, "agreement"), "**differ** by 80%");
+        let card = cells(&doc, "card-table");
+        assert_eq!(
+            cell(&card, "agreement"),
+            "not judged: no extra time measured"
+        );
+        assert_eq!(cell(&card, "predicted ÷ measured"), "–");
+    }
 }
