@@ -334,7 +334,7 @@ impl Space {
         }
         let page_start = addr & !(PAGE_SIZE - 1);
         let ok = match self.page_table.get(self.page_of(addr)) {
-            PageKind::Small { class } => size_class::is_cell_multiple(addr - page_start, class),
+            PageKind::Small { class } => (addr - page_start) % CLASS_SIZES[class] == 0,
             PageKind::LargeHead { .. } => addr == page_start,
             _ => false,
         };

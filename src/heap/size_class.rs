@@ -45,30 +45,6 @@ pub fn class_for(bytes: usize) -> Option<usize> {
     Some(CLASS_OF[bytes.div_ceil(GRANULE)] as usize)
 }
 
-/// For each class, `u64::MAX / size + 1` (that is, 2^64 / size rounded up): an offset
-/// below 2^32 is a multiple of the size exactly when `offset * magic`, wrapping, is
-/// below `magic` (Lemire, Kaser and Kurz, "Faster remainder by direct computation",
-/// 2019). A multiply and a compare instead of a division, which costs tens of cycles.
-const MULTIPLE_MAGIC: [u64; NUM_CLASSES] = {
-    let mut table = [0u64; NUM_CLASSES];
-    let mut c = 0;
-    while c < NUM_CLASSES {
-        table[c] = u64::MAX / CLASS_SIZES[c] as u64 + 1;
-        c += 1;
-    }
-    table
-};
-
-/// Whether `offset` (below 2^32; an offset into a page) is a whole number of class `c`'s
-/// cells: the same answer as `offset % CLASS_SIZES[c] == 0`, without a division (the
-/// root check of every `push_root` asks it).
-#[inline(always)]
-pub fn is_cell_multiple(offset: usize, c: usize) -> bool {
-    debug_assert!(offset >> 32 == 0, "offset {offset} is not below 2^32");
-    let magic = MULTIPLE_MAGIC[c];
-    (offset as u64).wrapping_mul(magic) < magic
-}
-
 /// Cells of class `c` in one page.
 pub fn cells_per_page(c: usize) -> usize {
     PAGE_SIZE / CLASS_SIZES[c]
@@ -85,19 +61,6 @@ mod tests {
             assert!(cells_per_page(c) >= 2, "class {c} must fit twice in a page");
             if c > 0 {
                 assert!(s > CLASS_SIZES[c - 1]);
-            }
-        }
-    }
-
-    #[test]
-    fn is_cell_multiple_agrees_with_the_remainder() {
-        for (c, &size) in CLASS_SIZES.iter().enumerate() {
-            for offset in (0..1 << 16).chain((1usize << 32) - (1 << 12)..1 << 32) {
-                assert_eq!(
-                    is_cell_multiple(offset, c),
-                    offset % size == 0,
-                    "class {c} ({size} B), offset {offset}"
-                );
             }
         }
     }
