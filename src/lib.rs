@@ -120,9 +120,9 @@ pub mod workload;
 /// itself turns on for its tests and examples. Not a stable surface.
 #[cfg(feature = "lab-internals")]
 pub mod internals {
-    pub use crate::barrier::TestKnobs;
     pub use crate::barrier::signal_registry;
-    pub use crate::heap::Testing;
+    pub use crate::barrier::test_knobs::TestKnobs;
+    pub use crate::heap::testing::Testing;
 }
 
 pub use barrier::{BarrierKind, DynBarrier, ServiceLayout, StoreBarrier};

@@ -164,7 +164,7 @@ pub mod signal_registry;
 #[cfg(not(feature = "lab-internals"))]
 mod signal_registry;
 mod store;
-mod test_knobs;
+pub(crate) mod test_knobs;
 
 use std::fmt;
 use std::os::fd::{AsRawFd, BorrowedFd, RawFd};
@@ -183,9 +183,7 @@ pub use mechanism::{
 pub use mprotect::MprotectTracker;
 pub use page_tracker::{PageTracker, UffdMode};
 pub use store::{CardMark, DynBarrier, NoStoreBarrier, StoreBarrier};
-#[cfg(feature = "lab-internals")]
-pub use test_knobs::TestKnobs;
-#[cfg(not(feature = "lab-internals"))]
+// Public only as `internals::TestKnobs`, with the `lab-internals` feature.
 pub(crate) use test_knobs::TestKnobs;
 pub use uffd_wp::{ServiceLayout, UffdWpOptions, UffdWpTracker};
 pub use uffd_wp_async::{UffdWpAsyncOptions, UffdWpAsyncTracker};

@@ -61,7 +61,7 @@ pub mod object;
 pub mod pages;
 pub mod size_class;
 mod sweep;
-mod testing;
+pub(crate) mod testing;
 mod walk;
 
 use std::sync::atomic::{AtomicU8, AtomicU64, AtomicUsize, Ordering};
@@ -79,8 +79,6 @@ pub use config::{DutyCycle, HeapConfig};
 pub use object::{Header, ObjRef};
 use pages::{PageKind, PagePool, PageTable};
 use size_class::{CLASS_SIZES, GRANULE, GRANULE_SHIFT, NUM_CLASSES};
-#[cfg(feature = "lab-internals")]
-pub use testing::Testing;
 
 /// Who may allocate in a small-object page right now.
 const PAGE_UNOWNED: u8 = 0;
