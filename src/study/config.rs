@@ -3,8 +3,9 @@
 //! The end-to-end workloads are defined here by their live size ([`StudyWorkload`]): the
 //! default study holds 64 MiB of live data (heaps from 128 MiB, above the last-level
 //! cache), `--full` goes to 1 GiB, `--quick` stays CI-sized. A point runs the same work
-//! at every heap size (a fixed allocation volume, [`ALLOCATED_PER_LIVE`] times the live
-//! set), so that a heap-size curve compares like with like. It describes; it never runs.
+//! at every heap size (a fixed allocation volume, a multiple of the live set set per
+//! workload so that its fastest point runs for at least two seconds: [`PerLive`]), so
+//! that a heap-size curve compares like with like. It describes; it never runs.
 
 use std::path::PathBuf;
 use std::time::Duration;
@@ -42,10 +43,34 @@ impl Mode {
     }
 }
 
-/// Bytes an end-to-end run allocates, per byte of its live set (all threads together):
-/// enough for several cycles at the largest heap multiple, the same at every heap size
-/// (GCBench's work is the benchmark itself, at its size).
-pub const ALLOCATED_PER_LIVE: f64 = 16.0;
+/// Bytes an end-to-end run of the default and full studies allocates, per byte of its
+/// live set (all threads together), by workload: the same at every heap size, and enough
+/// that the workload's fastest point (`none` at its largest heap) runs for at least two
+/// seconds with a tenth to spare on the 2-vCPU machine the defaults were set on.
+///
+/// Set from a default study of 2026-12-05 (64 MiB live sets), whose fastest points ran
+/// 1.03 s (GCBench, one pass, 30 bytes per live byte), 1.25 s (binary trees, 16),
+/// 1.26 s (GCOld at 100 mutations per step, 32), 1.44 s (graph, 16), 1.58 s (LRU, 16) and
+/// 3.73 s (GCOld at 10,000 mutations per step, 32); each allocation here is that run's,
+/// scaled to 2.2 s.
+#[derive(Debug, Clone, Copy)]
+pub struct PerLive;
+
+impl PerLive {
+    /// GCBench: two passes of the benchmark (one allocates 30 bytes per live byte, and
+    /// its work is the benchmark itself, so it repeats whole).
+    pub const GCBENCH: f64 = 60.0;
+    /// Graph mutation.
+    pub const GRAPH: f64 = 24.0;
+    /// The LRU cache.
+    pub const LRU: f64 = 22.0;
+    /// Binary trees.
+    pub const BINARY_TREES: f64 = 28.0;
+    /// GCOld below 10,000 mutations per step: its steps are cheap.
+    pub const GCOLD: f64 = 56.0;
+    /// GCOld at 10,000 mutations per step or more, whose steps the stores make slow.
+    pub const GCOLD_MUTATING: f64 = 20.0;
+}
 
 /// The same for `--quick`, whose runs are CI-sized.
 pub const QUICK_ALLOCATED_PER_LIVE: f64 = 8.0;
@@ -63,10 +88,6 @@ pub const MIN_POINT_HEAP_MIB: usize = 128;
 /// How close (a share of the larger) a heap raised to the floor may come to another
 /// point's heap before it is left out as the same point.
 pub const NEAR_HEAP_SHARE: f64 = 0.15;
-
-/// GCOld's allocation against the other workloads' ([`ALLOCATED_PER_LIVE`]): its steps
-/// are cheap, so it allocates twice as much to run for seconds.
-pub const GCOLD_PER_LIVE_FACTOR: f64 = 2.0;
 
 /// The heap multiple of the GCOld mutation-rate sweep.
 pub const GCOLD_MULTIPLE: f64 = 2.0;
@@ -135,10 +156,18 @@ impl StudyWorkload {
     fn sized(&self, threads: usize, per_live: f64) -> Workload {
         let per_thread = self.live_bytes / threads.max(1) as u64;
         let w = self.base.with_live(per_thread);
+        let bytes = self.live_bytes as f64 * per_live;
         match w {
-            // GCBench's work is the benchmark itself, once.
-            Workload::GcBench(_) => w,
-            _ => w.with_allocation(self.live_bytes as f64 * per_live, threads),
+            // Its work is the benchmark itself: whole passes, as many as come nearest.
+            Workload::GcBench(p) => {
+                let per_pass = p.bytes_per_repeat() as f64 * threads.max(1) as f64;
+                let passes = (bytes / per_pass).round().clamp(1.0, f64::from(u32::MAX));
+                Workload::GcBench(GcBenchParams {
+                    repeat: passes as u32,
+                    ..p
+                })
+            }
+            _ => w.with_allocation(bytes, threads),
         }
     }
 }
@@ -389,17 +418,19 @@ impl StudyConfig {
             value_bytes: 512,
             ..LruParams::default()
         };
-        let per_live = match self.mode {
+        let per_live = |default: f64| match self.mode {
             Mode::Quick => QUICK_ALLOCATED_PER_LIVE,
-            _ => ALLOCATED_PER_LIVE,
+            _ => default,
         };
-        let new = |kind, w, live| StudyWorkload::new(kind, w, live, per_live);
+        let new =
+            |kind: &str, w, live, default| StudyWorkload::new(kind, w, live, per_live(default));
         let mut out = Vec::new();
         for &live in &self.live_mib {
             out.push(new(
                 "gcbench",
                 Workload::GcBench(GcBenchParams::CLASSIC),
                 live,
+                PerLive::GCBENCH,
             ));
             if self.mode == Mode::Full {
                 // Few stores per page keep replaced nodes reachable: the live set grows
@@ -411,14 +442,21 @@ impl StudyConfig {
                         ..graph
                     }),
                     live,
+                    PerLive::GRAPH,
                 ));
             }
-            out.push(new("graph-spp1024", Workload::Graph(graph), live));
-            out.push(new("lru", Workload::Lru(lru), live));
+            out.push(new(
+                "graph-spp1024",
+                Workload::Graph(graph),
+                live,
+                PerLive::GRAPH,
+            ));
+            out.push(new("lru", Workload::Lru(lru), live, PerLive::LRU));
             out.push(new(
                 "binary-trees",
                 Workload::BinaryTrees(BinaryTreesParams::default()),
                 live,
+                PerLive::BINARY_TREES,
             ));
             // GCOld (Sun Labs' old-generation benchmark) swept over its mutation rate, the
             // axis on which card marking and page protection trade places, at one heap
@@ -429,8 +467,16 @@ impl StudyConfig {
                     ..GcOldParams::default()
                 });
                 let kind = format!("gcold-m{m}");
-                // Twice the others' allocation: at the low rate a run would last a second.
-                let w = StudyWorkload::new(&kind, base, live, GCOLD_PER_LIVE_FACTOR * per_live);
+                let w = new(
+                    &kind,
+                    base,
+                    live,
+                    if m >= 10_000 {
+                        PerLive::GCOLD_MUTATING
+                    } else {
+                        PerLive::GCOLD
+                    },
+                );
                 out.push(StudyWorkload {
                     multiples: Some(vec![GCOLD_MULTIPLE]),
                     ..w
