@@ -16,8 +16,8 @@ use std::sync::Arc;
 use std::sync::atomic::{AtomicU64, AtomicUsize, Ordering};
 
 use crate::barrier::{DynBarrier, StoreBarrier};
-use crate::collector::Cause;
 use crate::collector::safepoint::{MutatorShared, Wanted};
+use crate::collector::{Cause, Phase};
 use crate::error::{Error, Result};
 use crate::heap::object::{self, Header, ObjRef};
 use crate::heap::size_class::{self, CLASS_SIZES, MAX_SMALL};
@@ -65,7 +65,7 @@ pub struct Mutator<B: StoreBarrier = DynBarrier> {
 /// [`crate::Stats::allocation_stalls`].
 #[derive(Debug, Default)]
 struct AllocationStall {
-    since: Option<std::time::Instant>,
+    since: Option<(std::time::Instant, Phase)>,
 }
 
 impl AllocationStall {
@@ -74,7 +74,9 @@ impl AllocationStall {
     /// such cycle.
     #[cold]
     fn wait_for_room(&mut self, heap: &Heap) -> Result<bool> {
-        self.since.get_or_insert_with(std::time::Instant::now);
+        let collector = &heap.inner.collector;
+        self.since
+            .get_or_insert_with(|| (std::time::Instant::now(), collector.phase()));
         let room = while_blocked(|| heap.inner.collector.wait_for_room())?;
         if !room {
             self.end(heap);
@@ -85,8 +87,8 @@ impl AllocationStall {
     /// The allocation went through (or falls back): records the stall, if there was one.
     #[inline]
     fn end(&mut self, heap: &Heap) {
-        if let Some(start) = self.since.take() {
-            heap.inner.collector.record_allocation_stall(start);
+        if let Some((start, phase)) = self.since.take() {
+            heap.inner.collector.record_allocation_stall(start, phase);
         }
     }
 }

@@ -312,10 +312,28 @@ fn result_json(opts: &HeapOpts, workload: &Workload, r: &RunResult) -> Value {
         "fallbacks": s.fallbacks(),
         "alloc_stalls": s.allocation_stalls.len(),
         "alloc_stall_ms": ms(s.allocation_stalls.iter().map(|x| x.duration).sum()),
+        "alloc_stall_by_phase_ms": stall_ms_by_phase(&s.allocation_stalls),
     })
 }
 
 const MIB: f64 = (1 << 20) as f64;
+
+/// Allocation-stall time by the collector's phase when each stall began, in cycle order,
+/// phases without stalls left out.
+fn stall_ms_by_phase(stalls: &[barrierlab::Stall]) -> serde_json::Map<String, Value> {
+    let mut out = serde_json::Map::new();
+    for p in barrierlab::Phase::ALL {
+        let d: Duration = stalls
+            .iter()
+            .filter(|s| s.phase == Some(p))
+            .map(|s| s.duration)
+            .sum();
+        if !d.is_zero() {
+            out.insert(p.name().into(), round(d.as_secs_f64() * 1e3, 1).into());
+        }
+    }
+    out
+}
 
 /// The median of the bytes the cycles marked: the live set the run kept, as the
 /// collector saw it (a full collection's count included).
@@ -331,22 +349,28 @@ fn round(x: f64, digits: i32) -> f64 {
 }
 
 /// The one-line form: the workload's name, then `key=value` for every other field
-/// (`cause` quoted, and left out when there is none; `_ms`/`_us`/`_mib` as units).
+/// (`cause` quoted, and left out when there is none; `_ms`/`_us`/`_mib` as units; an
+/// object as `name:value` pairs joined by commas, `-` when empty).
 fn key_values(v: &Value) -> String {
     let obj = v.as_object().expect("a result is an object");
     let mut line = obj["workload"].as_str().unwrap_or("run").to_string();
     for (k, x) in obj.iter().filter(|(k, _)| k.as_str() != "workload") {
-        let text = match x {
-            Value::Null => continue,
-            Value::String(s) if k == "cause" => format!("\"{s}\""),
-            Value::String(s) => s.clone(),
-            other => other.to_string(),
-        };
         let (key, unit) = [("_ms", "ms"), ("_us", "us"), ("_mib", "MiB")]
             .iter()
             .find_map(|(suffix, unit)| k.strip_suffix(suffix).map(|b| (b, *unit)))
             .unwrap_or((k.as_str(), ""));
-        line.push_str(&format!(" {key}={text}{unit}"));
+        let text = match x {
+            Value::Null => continue,
+            Value::String(s) if k == "cause" => format!("\"{s}\""),
+            Value::String(s) => format!("{s}{unit}"),
+            Value::Object(m) if m.is_empty() => "-".into(),
+            Value::Object(m) => {
+                let pairs: Vec<String> = m.iter().map(|(n, x)| format!("{n}:{x}{unit}")).collect();
+                pairs.join(",")
+            }
+            other => format!("{other}{unit}"),
+        };
+        line.push_str(&format!(" {key}={text}"));
     }
     line
 }

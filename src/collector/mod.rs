@@ -30,8 +30,8 @@
 //! predicts during the next cycle, and never before half of that room is used; the
 //! module states the rule in full. A mutator whose allocation finds the heap full waits
 //! for the cycle that is running or requested (an allocation stall, recorded in
-//! [`Stats::allocation_stalls`]); only when none is does the allocation fall back to a
-//! full collection ([`Cause::AllocationFailure`], counted by [`Stats::fallbacks`]), as CMS
+//! [`Stats::allocation_stalls`] with the phase it began in); only when none is does the
+//! allocation fall back to a full collection ([`Cause::AllocationFailure`], counted by [`Stats::fallbacks`]), as CMS
 //! and G1 do after a concurrent-mode failure.
 //!
 //! # The allocation frontier
@@ -276,11 +276,12 @@ impl Collector {
         self.shared.done_cv.notify_all();
     }
 
-    /// Records an allocation stall that began at `start` and ends now.
-    pub(crate) fn record_allocation_stall(&self, start: Instant) {
+    /// Records an allocation stall that began at `start`, in `phase`, and ends now.
+    pub(crate) fn record_allocation_stall(&self, start: Instant, phase: Phase) {
         let stall = Stall {
             start: start.saturating_duration_since(self.created),
             duration: start.elapsed(),
+            phase: Some(phase),
         };
         self.stats.lock().allocation_stalls.push(stall);
     }
@@ -338,6 +339,7 @@ impl Collector {
             .extend(raw.into_iter().map(|(start, duration)| Stall {
                 start: Duration::from_nanos(start.saturating_sub(self.created_ns)),
                 duration: Duration::from_nanos(duration),
+                phase: None,
             }));
     }
 

@@ -298,6 +298,11 @@ pub struct Stall {
     pub start: Duration,
     /// How long it lasted.
     pub duration: Duration,
+    /// For an allocation stall, what the collector was doing when it began (a stall
+    /// in `sweep` waits for the sweep to give pages back; one in a marking phase, for the
+    /// cycle to reach its sweep); `None` for a writer's fault stall, whose tracker
+    /// measures it where the phase is not read.
+    pub phase: Option<Phase>,
 }
 
 const MIB: f64 = (1 << 20) as f64;
