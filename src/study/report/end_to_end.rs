@@ -3,6 +3,7 @@
 //! dirty granules by cause.
 
 use super::Doc;
+use crate::study::config::MIN_RUN_MS;
 use crate::study::data::{Metric, PointKey, Row, Section, heap_multiple, points, select, trackers};
 use crate::study::format::fmt;
 use crate::study::health::{self, MAX_CYCLE_GAP, MAX_FALLBACK_SHARE, MAX_STALL_SHARE};
@@ -75,6 +76,7 @@ pub(super) fn write(doc: &mut Doc, rows: &[Row], seed: u64) {
         MAX_CYCLE_GAP * 100.0,
         MAX_STALL_SHARE * 100.0
     ));
+    doc.para(&run_length(rows, &keys));
     for key in &keys {
         let (wl, threads, heap) = key;
         doc.heading(3, &point_heading(rows, key));
@@ -254,4 +256,89 @@ fn peer_settings(doc: &mut Doc, rows: &[Row]) {
         text.push_str(&format!("\n- `{t}`: {how}; full: {share}"));
     }
     doc.para(&text);
+}
+
+/// What the run-length floor says of these points: how many (point, variant) pairs ran a
+/// median wall time under [`MIN_RUN_MS`], and the shortest.
+fn run_length(rows: &[Row], keys: &[PointKey]) -> String {
+    let mut short = Vec::new();
+    let mut pairs = 0;
+    for (wl, threads, heap) in keys {
+        for t in trackers(rows, Section::Macro) {
+            let wall: Vec<f64> = select(
+                rows,
+                Section::Macro,
+                &t,
+                wl,
+                *threads,
+                Some(*heap),
+                Metric::WallMs,
+            )
+            .collect();
+            if wall.is_empty() {
+                continue;
+            }
+            pairs += 1;
+            let m = median(&wall);
+            if m < MIN_RUN_MS {
+                short.push((m, format!("{wl} at {} MiB, `{t}`", fmt(*heap))));
+            }
+        }
+    }
+    let floor = MIN_RUN_MS / 1000.0;
+    match short.iter().min_by(|a, b| a.0.total_cmp(&b.0)) {
+        None => format!(
+            "Run length: all {pairs} (point, barrier) pairs ran at least {floor} s (median wall \
+             time), the floor the default study's work is sized for."
+        ),
+        Some((ms, what)) => format!(
+            "Run length: {} of {pairs} (point, barrier) pairs ran under {floor} s (median wall \
+             time), the floor the default study's work is sized for; the shortest, {what}, ran \
+             {} ms. A short run weighs each cycle's fixed costs more than a long one.",
+            short.len(),
+            fmt(*ms)
+        ),
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn walls(tracker: &str, heap_mib: f64, walls: &[f64]) -> Vec<Row> {
+        (walls.iter().enumerate())
+            .map(|(i, &value)| Row {
+                section: Section::Macro,
+                tracker: tracker.into(),
+                workload: "lru-l64".into(),
+                threads: 1,
+                heap_mib,
+                invocation: i,
+                round: 0,
+                metric: Metric::WallMs,
+                value,
+                note: String::new(),
+            })
+            .collect()
+    }
+
+    #[test]
+    fn run_length_counts_the_pairs_whose_median_is_under_the_floor() {
+        let mut rows = walls("none", 140.0, &[1900.0, 2500.0, 1800.0]);
+        rows.extend(walls("card-table", 140.0, &[2100.0, 2200.0, 1500.0]));
+        rows.extend(walls("none", 210.0, &[1700.0, 1750.0, 2600.0]));
+        let keys = points(&rows, Section::Macro);
+        let said = run_length(&rows, &keys);
+        assert!(
+            said.contains("2 of 3 (point, barrier) pairs ran under 2 s"),
+            "{said}"
+        );
+        assert!(
+            said.contains("lru-l64 at 210 MiB, `none`, ran 1750 ms"),
+            "{said}"
+        );
+        let long = walls("none", 140.0, &[2000.0, 2100.0]);
+        let said = run_length(&long, &points(&long, Section::Macro));
+        assert!(said.starts_with("Run length: all 1 (point, barrier) pairs ran at least 2 s"));
+    }
 }
