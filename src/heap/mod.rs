@@ -117,7 +117,7 @@ pub struct AllocBuffer {
 }
 
 impl AllocBuffer {
-    const EMPTY: AllocBuffer = AllocBuffer {
+    pub(crate) const EMPTY: AllocBuffer = AllocBuffer {
         cursor: 0,
         limit: 0,
         page: NO_PAGE,
