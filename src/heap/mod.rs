@@ -467,7 +467,10 @@ impl Space {
     fn take_pages(&self, n: usize, frontier: Frontier<'_>) -> Option<usize> {
         let (start, needs_zero, after) = self.with_pool(|pool| {
             let (start, needs_zero) = pool.take(n)?;
-            let after = pool.free_run(start + n, HAND_OUT_BATCH.saturating_sub(n));
+            let after = match frontier {
+                Some(_) => pool.free_run(start + n, HAND_OUT_BATCH.saturating_sub(n)),
+                None => 0,
+            };
             Some((start, needs_zero, after))
         })?;
         if let Some(t) = frontier {

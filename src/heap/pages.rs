@@ -161,14 +161,9 @@ impl PagePool {
     fn find_run(&self, n: usize) -> Option<usize> {
         let mut p = self.lowest_free;
         while p + n <= self.pages {
-            // Skip a whole word of pages in use at once.
-            if p % 64 == 0 && self.taken.word(p / 64).load(Ordering::Relaxed) == u64::MAX {
-                p += 64;
-                continue;
-            }
-            if self.taken.get(p) {
-                p += 1;
-                continue;
+            p = self.next_free(p)?;
+            if p + n > self.pages {
+                return None;
             }
             let mut len = 1;
             while len < n && !self.taken.get(p + len) {
@@ -180,6 +175,24 @@ impl PagePool {
             p += len + 1;
         }
         None
+    }
+
+    /// The first free page at or after `p`, found a word of the bitmap (64 pages) at a
+    /// time.
+    fn next_free(&self, p: usize) -> Option<usize> {
+        let mut w = p / 64;
+        let mut free = !self.taken.word(w).load(Ordering::Relaxed) & (u64::MAX << (p % 64));
+        loop {
+            if free != 0 {
+                let q = 64 * w + free.trailing_zeros() as usize;
+                return (q < self.pages).then_some(q);
+            }
+            w += 1;
+            if 64 * w >= self.pages {
+                return None;
+            }
+            free = !self.taken.word(w).load(Ordering::Relaxed);
+        }
     }
 
     /// How many pages from `p` on are free, counting at most `max` (0 if `p` is taken
@@ -208,6 +221,25 @@ impl PagePool {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    /// The word-at-a-time search for free pages: lowest first, across words, up to a
+    /// size that is not a multiple of 64, and none when all are taken.
+    #[test]
+    fn the_lowest_free_pages_are_found_across_words() {
+        let mut pool = PagePool::new(130).unwrap();
+        for p in 0..130 {
+            assert_eq!(pool.take(1), Some((p, false)));
+        }
+        assert_eq!(pool.take(1), None);
+        for p in [129, 64, 5, 6] {
+            pool.give_back(p, 1, p == 64);
+        }
+        assert_eq!(pool.take(2), Some((5, false)), "the run 5-6");
+        assert_eq!(pool.take(2), None, "no other run of two");
+        assert_eq!(pool.take(1), Some((64, true)), "64 held objects");
+        assert_eq!(pool.take(1), Some((129, false)), "the last page");
+        assert_eq!(pool.take(1), None);
+    }
 
     #[test]
     fn page_kinds_round_trip() {
