@@ -1,6 +1,17 @@
 //! The sweep: every page in use against a cycle's mark bitmap, zeroing and freeing the
 //! dead cells and giving empty pages back to the pool (see the module docs of
 //! [`crate::heap`] for why a free cell is all zero).
+//!
+//! The zeroing is most of the sweep's time (the memory it writes), and these ways of
+//! cutting it were measured on GCBench (classic at 64 MiB, and 64 MiB live in 140 MiB)
+//! against this one, in alternating runs on the 2-vCPU machine, and left out:
+//! - zeroing each run on the allocating mutator instead, as bdwgc clears objects when it
+//!   hands them out: the sweep took a fifth of the time, but runs were 7–14% (classic)
+//!   and 15–25% (140 MiB) longer: the mutator paid more than the collector saved, and
+//!   the stalls at 140 MiB are in marking, not here;
+//! - one `memset` per run across the page's bitmap words, and a plain store for the
+//!   allocation bits of a page the sweeper owns: no difference;
+//! - non-temporal stores: runs 1.5 times as long, with 50 ms pauses.
 
 use std::sync::atomic::Ordering;
 
