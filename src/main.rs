@@ -158,8 +158,15 @@ enum Command {
     #[command(allow_negative_numbers = true)]
     Run {
         /// The workload.
-        #[arg(long)]
-        workload: run_cmd::WorkloadName,
+        #[arg(long, required_unless_present = "study_workload")]
+        workload: Option<run_cmd::WorkloadName>,
+        /// Instead of --workload: a workload of the default study by the label its report
+        /// gives (`gcbench-l64`, `graph-spp1024-l64`, `lru-l64`, `binary-trees-l64`,
+        /// `gcold-m100-l64`, `gcold-m10000-l64`; another live size as `-l<MiB>`), with the
+        /// parameters and work a study point gives it: with the point's --heap-mib and
+        /// --barrier, one invocation of that point.
+        #[arg(long, conflicts_with_all = ["workload", "quick", "scaled", "live_mib"])]
+        study_workload: Option<String>,
         /// The scaled-down parameters (GCBench only; the others' defaults are small).
         #[arg(long)]
         quick: bool,
@@ -393,12 +400,29 @@ fn main() -> ExitCode {
             ..
         } => run_cmd::run(&opts, &run_cmd::WorkloadName::Gcbench.workload(quick)),
         Command::Run {
+            study_workload: Some(label),
+            opts,
+            ..
+        } => match run_cmd::study_workload(&label, opts.threads as usize) {
+            Ok(w) => run_cmd::run(&opts, &w),
+            Err(why) => {
+                warn(&format!("error: --study-workload: {why}"));
+                ExitCode::from(2)
+            }
+        },
+        Command::Run {
             workload,
             quick,
             scaled,
             live_mib,
             opts,
+            ..
         } => {
+            // clap asks for one of --workload and --study-workload.
+            let Some(workload) = workload else {
+                warn("error: give --workload or --study-workload");
+                return ExitCode::from(2);
+            };
             if quick && workload != run_cmd::WorkloadName::Gcbench {
                 warn("error: --quick applies only to --workload gcbench");
                 return ExitCode::from(2);

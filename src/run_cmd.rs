@@ -129,6 +129,29 @@ impl WorkloadName {
     }
 }
 
+/// The default study's workload labelled `label` (its live size from a trailing
+/// `-l<MiB>`), as one of `threads` threads runs it in a study point.
+pub fn study_workload(label: &str, threads: usize) -> Result<Workload, String> {
+    let live: Vec<u64> = label
+        .rsplit_once("-l")
+        .and_then(|(_, mib)| mib.parse().ok())
+        .into_iter()
+        .collect();
+    barrierlab::study::point::find_workload(barrierlab::study::config::Mode::Default, &live, label)
+        .map(|w| w.at_threads(threads))
+        .map_err(|e| {
+            let labels: Vec<String> = barrierlab::study::config::StudyConfig::new(
+                barrierlab::study::config::Mode::Default,
+                ".".into(),
+            )
+            .workloads()
+            .into_iter()
+            .map(|w| w.label)
+            .collect();
+            format!("{e}; the default study's are {}", labels.join(", "))
+        })
+}
+
 /// Runs `workload` once as `opts` say and prints its result; the exit code says whether
 /// it is one (1 for a failed run or one that collected nothing, 2 for a bad flag).
 pub fn run(opts: &HeapOpts, workload: &Workload) -> ExitCode {

@@ -328,3 +328,49 @@ fn bad_study_input_is_an_error_that_names_the_flag_before_anything_runs() {
         let _ = std::fs::remove_file(&file);
     });
 }
+
+/// `run --study-workload` runs a study point's workload with the study's work: GCBench
+/// in as many whole passes as come nearest to 60 bytes per live byte (`PerLive`), where
+/// `--workload gcbench` at the same live size runs one; a label the study does not have
+/// is refused with the ones it has.
+#[test]
+fn a_study_workload_runs_with_the_studys_work_and_a_wrong_label_is_named() {
+    with_timeout(TIMEOUT_SECS, "study_workload", || {
+        let run = |args: &[&str]| {
+            Command::new(env!("CARGO_BIN_EXE_barrierlab"))
+                .arg("run")
+                .args(args)
+                .args(["--heap-mib", "16", "--barrier", "none"])
+                .output()
+                .expect("barrierlab runs")
+        };
+        let allocated = |args: &[&str]| {
+            let out = run(args);
+            assert!(
+                out.status.success(),
+                "{}",
+                String::from_utf8_lossy(&out.stderr)
+            );
+            let line = String::from_utf8_lossy(&out.stdout).to_string();
+            let f = fields(&line);
+            assert!(number(&f, "cycles") > 0, "no collection: {line}");
+            let mib = f["allocated"].trim_end_matches("MiB").parse::<f64>();
+            mib.unwrap_or_else(|e| panic!("allocated= is not MiB: {e}: {line}"))
+        };
+        let study = allocated(&["--study-workload", "gcbench-l1"]);
+        let one_pass = allocated(&["--workload", "gcbench", "--live-mib", "1"]);
+        let passes = (60.0 / one_pass).round().max(1.0);
+        assert!(
+            (study / one_pass - passes).abs() < 0.01,
+            "the study's GCBench runs {passes} passes at 1 MiB live: {study} MiB against \
+             {one_pass} MiB for one"
+        );
+        let out = run(&["--study-workload", "gcbench-x"]);
+        let err = String::from_utf8_lossy(&out.stderr);
+        assert_eq!(out.status.code(), Some(2), "{err}");
+        assert!(
+            err.contains("gcbench-x") && err.contains("lru-l64"),
+            "the message names the label and the study's: {err}"
+        );
+    });
+}

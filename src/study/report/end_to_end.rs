@@ -71,7 +71,9 @@ pub(super) fn write(doc: &mut Doc, rows: &[Row], seed: u64) {
          barrier whose fallbacks exceed {:.0}% of its cycles, whose cycle count is more than {:.0}% \
          from the card table's, or whose mutators stalled more than {:.0}% of the run, is marked in \
          *health* and gets no verdict: its numbers measure the schedule, not the barrier. bdwgc rows (GCBench, one thread) come from `libgc.so.1` in its own \
-         process.",
+         process. One invocation of a point runs alone as `barrierlab run --study-workload \
+         <workload> --heap-mib <heap> --barrier <barrier>` (with `--layout` for a `uffd-wp` \
+         variant).",
         MAX_FALLBACK_SHARE * 100.0,
         MAX_CYCLE_GAP * 100.0,
         MAX_STALL_SHARE * 100.0
