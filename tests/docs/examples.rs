@@ -20,8 +20,8 @@ const BUILD_TIMEOUT: Duration = Duration::from_secs(900);
 static BUILD: Once = Once::new();
 
 /// Examples whose output depends on timing (`lost_object`: the program must run while
-/// the collector marks) run alone, the others side by side: a writer of this lock runs
-/// alone.
+/// the collector marks) or on what else runs (`tlb_shootdown` counts the machine's TLB
+/// shootdowns) run alone, the others side by side: a writer of this lock runs alone.
 static ALONE: RwLock<()> = RwLock::new(());
 
 fn manifest_dir() -> PathBuf {
@@ -69,7 +69,7 @@ fn run_example(name: &str, expected: &[&str]) -> String {
     build_examples();
     let bin = examples_dir().join(name);
     assert!(bin.exists(), "{} was not built", bin.display());
-    let out = if name == "lost_object" {
+    let out = if name == "lost_object" || name == "tlb_shootdown" {
         let _alone = ALONE.write().unwrap_or_else(|e| e.into_inner());
         run_command(Command::new(&bin), name, RUN_TIMEOUT)
     } else {
@@ -268,4 +268,28 @@ fn mprotect_segv() {
 fn crossover() {
     let out = run_example("crossover", &["stores/page"]);
     assert!(out.contains("card-table"), "{out}");
+}
+
+#[test]
+fn tlb_shootdown() {
+    let out = run_example(
+        "tlb_shootdown",
+        &["sibling runs", "one CPU allowed", "no TLB row"],
+    );
+    if !out.contains("sibling runs") {
+        return;
+    }
+    for case in ["alone", "sibling sleeps", "sibling runs"] {
+        let line = lines_starting(&out, case);
+        assert_eq!(line.len(), 1, "one `{case}` row:\n{out}");
+        // Two cells of "<time> µs <rate> IPI/page" (or "unavailable" for userfaultfd).
+        let cells = line[0].matches(" µs ").count();
+        assert!(cells >= 1, "no measured cell in `{}`", line[0]);
+        for w in line[0].split_whitespace().filter(|w| w.contains('.')) {
+            let v: f64 = w
+                .parse()
+                .unwrap_or_else(|_| panic!("{w:?} in `{}`", line[0]));
+            assert!(v.is_finite() && v >= 0.0, "{w} in `{}`", line[0]);
+        }
+    }
 }
