@@ -20,8 +20,9 @@
 //! What to look for (a 2-vCPU KVM guest, Linux 6.18, on 2026-12-06): about 1–1.5 µs and
 //! no interrupt alone or beside a sleeping thread, about 19–21 µs and one interrupt per
 //! page beside a running one, for both calls. The micro benchmark's per-fault costs are
-//! measured with the writer alone; a collection runs its collector thread beside the
-//! mutators, so there every unprotect pays the interrupt.
+//! measured with no other thread of the process running; a collection runs its
+//! collector thread beside the mutators, so there an unprotect pays the interrupt
+//! whenever that thread is on a CPU.
 
 use std::sync::Arc;
 use std::sync::atomic::{AtomicBool, Ordering};
