@@ -1,12 +1,20 @@
 //! Barrier-only mode ([`crate::HeapConfig::duty_cycle`]): what a barrier costs the
 //! mutators with the collection held fixed, as Blackburn and Hosking measure barriers.
 //!
-//! While no cycle runs, the collector thread repeats one period: arm the tracker, wait
-//! (serving faults where the collector serves them) until `armed_share` of the period has
-//! passed, harvest without re-arming (the dirty set is counted and dropped: nothing is
-//! marked), disarm, and sleep out the period. So every barrier sees the same arm/harvest
-//! schedule whatever its cost, and a run whose heap holds everything it allocates measures
-//! the barrier and nothing else: no marking, no sweep, no pause.
+//! While no cycle runs, the collector thread repeats one period: arm the tracker, keep it
+//! armed (serving faults where the collector serves them) for `armed_share` of the period
+//! from the moment the arm returns, harvest without re-arming (the dirty set is counted
+//! and dropped: nothing is marked), disarm, and sleep for the rest of the period from the
+//! moment the disarm returns. So every barrier is armed for the same time and then
+//! unarmed for the same time; the tracker's own arm, harvest and disarm come on top, and
+//! a page tracker whose arm takes milliseconds (about 10 ms per GiB of heap in use)
+//! lengthens its periods rather than eating into its armed or unarmed time. A run whose
+//! heap holds everything it allocates measures the barrier and nothing else: no marking,
+//! no sweep, no pause.
+//!
+//! While the collector thread arms, harvests or disarms, it runs on a CPU of its own, and
+//! every protection change a mutator makes meanwhile (unprotecting a page it faulted on)
+//! must shoot down that CPU's TLB; the studies count those interrupts beside the faults.
 //!
 //! A collection request ends the armed window early (the tracker is harvested and
 //! disarmed first, so the cycle arms a clean tracker); the period counts as interrupted.
@@ -55,21 +63,22 @@ impl Idle<'_> {
 /// statistics.
 pub(crate) fn period(gc: &Gc<'_>, duty: DutyCycle, idle: &Idle<'_>) {
     let start = Instant::now();
-    let end = start + duty.period;
     // Nothing to arm without a tracker, or before the heap has used a page.
     let Some(t) = gc.tracker.filter(|_| gc.space.high_water() > 0) else {
-        idle.sleep_until(end);
+        idle.sleep_until(start + duty.period);
         return;
     };
     gc.collector.enter_phase(Phase::Duty);
     t.in_use(gc.space.high_water() * crate::sys::PAGE_SIZE);
     let armed = t.arm();
     let arm = start.elapsed();
+    let armed_at = Instant::now();
     let (mut harvest, mut disarm, mut recorded) = (Duration::ZERO, Duration::ZERO, 0);
+    let mut armed_for = Duration::ZERO;
     let mut failed = armed.is_err();
     let mut interrupted = false;
     if armed.is_ok() {
-        interrupted = serve_until(t, start + duty.period.mul_f64(duty.armed_share), idle);
+        interrupted = serve_until(t, armed_at + duty.period.mul_f64(duty.armed_share), idle);
         let t0 = Instant::now();
         let mut set = DirtySet::default();
         failed |= t.harvest(&mut set, false).is_err();
@@ -77,10 +86,11 @@ pub(crate) fn period(gc: &Gc<'_>, duty: DutyCycle, idle: &Idle<'_>) {
         let in_use = gc.space.high_water() * crate::sys::PAGE_SIZE;
         recorded = set.count(in_use >> t.granule_shift()) as u64;
         let t0 = Instant::now();
+        armed_for = t0 - armed_at;
         failed |= t.disarm().is_err();
         disarm = t0.elapsed();
     }
-    let armed_for = start.elapsed();
+    let rest = Instant::now() + duty.period.mul_f64(1.0 - duty.armed_share);
     gc.collector.enter_phase(Phase::Idle);
     {
         let mut stats = gc.collector.stats.lock();
@@ -95,7 +105,7 @@ pub(crate) fn period(gc: &Gc<'_>, duty: DutyCycle, idle: &Idle<'_>) {
         d.failures += u64::from(failed);
     }
     if !interrupted {
-        idle.sleep_until(end);
+        idle.sleep_until(rest);
     }
 }
 

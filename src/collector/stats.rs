@@ -261,9 +261,10 @@ pub struct DutyStats {
     pub periods: u64,
     /// Periods cut short by a collection request.
     pub interrupted: u64,
-    /// Time the tracker was armed, from the start of each arm to the end of its disarm.
+    /// Time the tracker was armed, from the end of each arm to the start of its disarm
+    /// (the harvest included): the same for every barrier, whatever its arm costs.
     pub armed: Duration,
-    /// Time in the arms, harvests and disarms themselves.
+    /// Time in the arms themselves.
     pub arm: Duration,
     /// Time in the harvests.
     pub harvest: Duration,

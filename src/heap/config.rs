@@ -66,7 +66,9 @@ pub struct HeapConfig {
 
 /// A fixed arm/harvest schedule for barrier-only runs ([`HeapConfig::duty_cycle`]): each
 /// `period`, the tracker is armed for `armed_share` of it, then harvested (everything it
-/// recorded is handed over and dropped) and disarmed for the rest.
+/// recorded is handed over and dropped) and disarmed for the rest. Both spans are counted
+/// from the end of the arm and of the disarm, so that the tracker's own time in them
+/// lengthens its periods instead of shortening what it is measured under.
 #[derive(Debug, Clone, Copy, PartialEq)]
 pub struct DutyCycle {
     /// The length of one period.
