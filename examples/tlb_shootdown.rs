@@ -31,6 +31,7 @@ use std::time::Instant;
 
 use barrierlab::sys::PAGE_SIZE;
 use barrierlab::sys::cpu::pin_to_cpu;
+use barrierlab::sys::kernel::tlb_shootdowns;
 use barrierlab::sys::mem::{Advice, Protection, Region};
 use barrierlab::sys::process::allowed_cpus;
 use barrierlab::sys::uffd::{Features, RegisterMode, Uffd, WpMode};
@@ -152,16 +153,4 @@ fn unprotect_each<'a>(
     let ns = t0.elapsed().as_nanos() as f64 / PAGES as f64;
     let ipis = tlb_shootdowns().unwrap_or(0).saturating_sub(before);
     Ok((ns, ipis as f64 / PAGES as f64))
-}
-
-/// The TLB shootdown interrupts so far, all CPUs (`/proc/interrupts`, x86's `TLB:` row).
-fn tlb_shootdowns() -> Option<u64> {
-    let text = std::fs::read_to_string("/proc/interrupts").ok()?;
-    let row = text.lines().find(|l| l.trim_start().starts_with("TLB:"))?;
-    Some(
-        row.split_whitespace()
-            .skip(1)
-            .map_while(|w| w.parse::<u64>().ok())
-            .sum(),
-    )
 }

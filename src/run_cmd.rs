@@ -180,7 +180,9 @@ pub fn run(opts: &HeapOpts, workload: &Workload) -> ExitCode {
             opts.armed_percent as f64 / 100.0,
         );
     }
-    match workload::run(&cfg, workload, threads) {
+    let (result, shootdowns) =
+        barrierlab::sys::kernel::counting_tlb_shootdowns(|| workload::run(&cfg, workload, threads));
+    match result {
         Ok(r) if opts.barrier_only && r.stats.cycles > 0 => {
             let allocated_mib = r.stats.bytes_allocated >> 20;
             crate::warn(&format!(
@@ -207,7 +209,7 @@ pub fn run(opts: &HeapOpts, workload: &Workload) -> ExitCode {
             ExitCode::FAILURE
         }
         Ok(r) if opts.barrier_only => {
-            let v = barrier_only_json(opts, workload, &r);
+            let v = barrier_only_json(opts, workload, &r, shootdowns);
             if opts.json {
                 crate::emit(&format!("{v}\n"))
             } else {
@@ -246,9 +248,14 @@ pub fn run(opts: &HeapOpts, workload: &Workload) -> ExitCode {
     }
 }
 
-/// What a barrier-only run reports: the mutators' time and work, and what the duty
-/// cycle's periods did.
-fn barrier_only_json(opts: &HeapOpts, workload: &Workload, r: &RunResult) -> Value {
+/// What a barrier-only run reports: the mutators' time and work, what the duty cycle's
+/// periods did, and the TLB shootdowns counted during the run (system-wide).
+fn barrier_only_json(
+    opts: &HeapOpts,
+    workload: &Workload,
+    r: &RunResult,
+    shootdowns: Option<u64>,
+) -> Value {
     let ms = |d: Duration| round(d.as_secs_f64() * 1e3, 1);
     let d = &r.stats.duty;
     let t = &r.stats.tracker;
@@ -274,6 +281,7 @@ fn barrier_only_json(opts: &HeapOpts, workload: &Workload, r: &RunResult) -> Val
         "recorded": d.recorded,
         "faults": t.faults,
         "handed_out": t.handed_out,
+        "tlb_shootdowns": shootdowns,
         "failures": d.failures,
         "cause": t.last_degradation.map(|d| d.to_string()),
         "allocated_mib": round(r.stats.bytes_allocated as f64 / MIB, 1),

@@ -24,6 +24,7 @@ use crate::barrier::{BarrierKind, Breadth, Variant};
 use crate::error::{Error, Result};
 use crate::heap::HeapConfig;
 use crate::peer::{self, Peer, PeerConfig};
+use crate::sys::kernel::counting_tlb_shootdowns;
 use crate::workload::pages::{PageLab, PagePattern};
 use crate::workload::{self, Workload};
 
@@ -90,6 +91,10 @@ pub enum Point {
         dirty_fraction: f64,
         /// Rounds.
         rounds: usize,
+        /// Another thread of the process spins through every round, as a collector
+        /// thread runs beside a mutator (`PageLab::round_beside_running`).
+        #[serde(default)]
+        beside_running: bool,
     },
 }
 
@@ -249,7 +254,8 @@ fn run_inner(spec: &PointSpec) -> Result<Vec<Row>> {
             } else {
                 cfg
             };
-            let r = workload::run(&cfg, &w, *threads)?;
+            let (r, shootdowns) = counting_tlb_shootdowns(|| workload::run(&cfg, &w, *threads));
+            let r = r?;
             if *barrier_only && r.stats.cycles > 0 {
                 return Err(Error::InvalidArgument(format!(
                     "not a barrier-only measurement: {} collection(s) ran ({:.0} MiB allocated \
@@ -282,6 +288,13 @@ fn run_inner(spec: &PointSpec) -> Result<Vec<Row>> {
                 rows.push(row(Metric::DutyPeriods, d.periods as f64));
                 rows.push(row(Metric::DutyArmedShare, share));
                 rows.push(row(Metric::DutyRecorded, d.recorded as f64));
+                rows.push(row(
+                    Metric::DutyWorkMs,
+                    (d.arm + d.harvest + d.disarm).as_secs_f64() * 1e3,
+                ));
+                if let Some(n) = shootdowns {
+                    rows.push(row(Metric::TlbShootdowns, n as f64));
+                }
             }
             // How the stalls were measured, beside their count.
             for m in rows.iter_mut().filter(|m| m.metric == Metric::Stalls) {
@@ -366,6 +379,7 @@ fn run_inner(spec: &PointSpec) -> Result<Vec<Row>> {
             random,
             dirty_fraction,
             rounds,
+            beside_running,
         } => {
             let v = find_variant(variant)?;
             crate::barrier::check_cached(v.kind, v.options.user_mode_only).require(v.kind)?;
@@ -382,7 +396,14 @@ fn run_inner(spec: &PointSpec) -> Result<Vec<Row>> {
             let stores = (order.len() as u64 * stores_per_page) as f64;
             let ns = |d: Duration| d.as_nanos() as f64;
             for i in 0..*rounds {
-                let r = lab.round(&pattern, &order)?;
+                let (r, shootdowns) = counting_tlb_shootdowns(|| {
+                    if *beside_running {
+                        lab.round_beside_running(&pattern, &order)
+                    } else {
+                        lab.round(&pattern, &order)
+                    }
+                });
+                let r = r?;
                 let row = row(Section::Micro, &v.name(), label, 1, heap_mib);
                 let mut push = |m: Metric, x: f64| {
                     let mut m = row(m, x);
@@ -400,6 +421,9 @@ fn run_inner(spec: &PointSpec) -> Result<Vec<Row>> {
                     ns(r.stores + r.arm + r.harvest) / stores,
                 );
                 push(Metric::DirtyGranules, r.dirty_granules as f64);
+                if let Some(n) = shootdowns {
+                    push(Metric::TlbShootdowns, n as f64);
+                }
             }
             Ok(out)
         }
@@ -498,6 +522,7 @@ mod tests {
                 random: true,
                 dirty_fraction: 0.5,
                 rounds: 2,
+                beside_running: true,
             },
             pin_cpu: Some(0),
             seed: 9,

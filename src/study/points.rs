@@ -24,6 +24,21 @@ use crate::error::Result;
 
 const MIB: f64 = (1 << 20) as f64;
 
+/// One store pattern of the micro, run by every variant.
+#[derive(Clone)]
+struct MicroPattern {
+    /// The rows' workload name (`pages-spp16-f0.1`).
+    label: String,
+    stores_per_page: u64,
+    random: bool,
+    /// Share of the region's pages written.
+    dirty_fraction: f64,
+    /// Every thread of the process on one CPU.
+    pinned: bool,
+    /// Another thread of the process spinning meanwhile.
+    beside_running: bool,
+}
+
 /// An end-to-end point to run.
 struct Planned {
     key: Key,
@@ -86,19 +101,43 @@ impl Runner<'_> {
     fn run_micro(&mut self, variants: &[Variant]) -> Result<()> {
         let c = self.config;
         let region = c.micro_pages();
-        // (label, stores per page, random, dirtied share, pinned)
-        let mut patterns: Vec<(String, u64, bool, f64, bool)> = c
-            .stores_per_page()
-            .into_iter()
-            .map(|spp| (format!("pages-spp{spp}"), spp, false, 1.0, false))
+        let plain = |label: String, spp: u64| MicroPattern {
+            label,
+            stores_per_page: spp,
+            random: false,
+            dirty_fraction: 1.0,
+            pinned: false,
+            beside_running: false,
+        };
+        let spps = c.stores_per_page();
+        let mut patterns: Vec<MicroPattern> = spps
+            .iter()
+            .map(|&spp| plain(format!("pages-spp{spp}"), spp))
             .collect();
         for spp in [1, 64] {
-            patterns.push((format!("pages-spp{spp}-random"), spp, true, 1.0, false));
+            patterns.push(MicroPattern {
+                random: true,
+                ..plain(format!("pages-spp{spp}-random"), spp)
+            });
         }
         for f in [0.1, 0.01] {
-            patterns.push((format!("pages-spp16-f{f}"), 16, false, f, false));
+            patterns.push(MicroPattern {
+                dirty_fraction: f,
+                ..plain(format!("pages-spp16-f{f}"), 16)
+            });
         }
-        patterns.push(("pages-spp1-pinned".into(), 1, false, 1.0, true));
+        patterns.push(MicroPattern {
+            pinned: true,
+            ..plain("pages-spp1-pinned".into(), 1)
+        });
+        // The first write beside a running thread needs a second CPU for that thread.
+        let lo = spps.first().copied().unwrap_or(1);
+        if crate::sys::process::allowed_cpus()?.len() > 1 {
+            patterns.push(MicroPattern {
+                beside_running: true,
+                ..plain(format!("pages-spp{lo}-beside"), lo)
+            });
+        }
         // The pinned pattern runs on the CPU given, or the first this process may use.
         let pin = match c.pin_cpu {
             Some(cpu) => cpu,
@@ -118,7 +157,14 @@ impl Runner<'_> {
         self.bar.grow(jobs.len() as u64);
         let mut skip: Vec<String> = Vec::new();
         for (v, i, process) in jobs {
-            let (label, spp, random, fraction, pinned) = patterns[i].clone();
+            let MicroPattern {
+                label,
+                stores_per_page,
+                random,
+                dirty_fraction,
+                pinned,
+                beside_running,
+            } = patterns[i].clone();
             self.bar
                 .step(format!("micro {} {label} #{process}", v.name()));
             if skip.contains(&v.name()) {
@@ -129,10 +175,11 @@ impl Runner<'_> {
                     variant: v.name(),
                     label: label.clone(),
                     region_pages: region,
-                    stores_per_page: spp,
+                    stores_per_page,
                     random,
-                    dirty_fraction: fraction,
+                    dirty_fraction,
                     rounds: c.micro_rounds(),
+                    beside_running,
                 },
                 stats::seed_for(c.seed, &format!("{label}/{process}")),
             );

@@ -138,6 +138,37 @@ pub fn last_level_cache_bytes() -> Option<usize> {
     best.map(|b| b.1)
 }
 
+/// The TLB shootdown interrupts received so far, summed over every CPU: the `TLB:` row of
+/// `/proc/interrupts` (x86). A shootdown is the interrupt a CPU sends another that may
+/// cache a translation the first one just changed (a protection change in a process with
+/// a thread running there). The count is system-wide: other processes add to it, so read
+/// a difference over a span as a rate. `None` where the file has no such row.
+pub fn tlb_shootdowns() -> Option<u64> {
+    tlb_shootdowns_in(&std::fs::read_to_string("/proc/interrupts").ok()?)
+}
+
+/// Runs `f` and returns its result with the TLB shootdowns counted meanwhile (see
+/// [`tlb_shootdowns`]; `None` where they cannot be counted).
+pub fn counting_tlb_shootdowns<T>(f: impl FnOnce() -> T) -> (T, Option<u64>) {
+    let before = tlb_shootdowns();
+    let out = f();
+    let n = tlb_shootdowns()
+        .zip(before)
+        .map(|(after, before)| after.saturating_sub(before));
+    (out, n)
+}
+
+/// The `TLB:` row of an `/proc/interrupts` text, summed over its per-CPU columns.
+fn tlb_shootdowns_in(text: &str) -> Option<u64> {
+    let row = text.lines().find(|l| l.trim_start().starts_with("TLB:"))?;
+    Some(
+        row.split_whitespace()
+            .skip(1)
+            .map_while(|w| w.parse::<u64>().ok())
+            .sum(),
+    )
+}
+
 /// Number of online CPUs.
 pub fn online_cpus() -> usize {
     std::thread::available_parallelism()
@@ -220,5 +251,13 @@ mod tests {
             let llc = last_level_cache_bytes().expect("a cache size");
             assert!(llc >= 64 << 10, "{llc}");
         }
+    }
+
+    #[test]
+    fn the_tlb_row_is_summed_over_the_cpus_and_its_label_left_out() {
+        let text = "           CPU0       CPU1\n  0:         17          0   IO-APIC   2-edge      timer\n \
+                    TLB:     812345     123455   TLB shootdowns\nERR:          0\n";
+        assert_eq!(tlb_shootdowns_in(text), Some(935_800));
+        assert_eq!(tlb_shootdowns_in("  0: 1 2 timer\n"), None);
     }
 }

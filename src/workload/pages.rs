@@ -9,7 +9,7 @@
 //! per store, a page tracker per dirtied page, so the cost per store of a page tracker
 //! falls as `1 / stores_per_page` while the card table's stays flat.
 
-use std::sync::atomic::{AtomicUsize, Ordering};
+use std::sync::atomic::{AtomicBool, AtomicUsize, Ordering};
 use std::time::{Duration, Instant};
 
 use rand::SeedableRng;
@@ -101,6 +101,33 @@ impl PageLab {
         }
         cost.harvest = t.elapsed();
         Ok(cost)
+    }
+
+    /// [`round`](PageLab::round) with another thread of this process spinning meanwhile,
+    /// as a collector thread marks beside a mutator: a protection change that makes a page
+    /// writable must then interrupt that thread's CPU to drop its cached translation (a
+    /// TLB shootdown), which the writer waits for. On a machine with one CPU the two
+    /// threads share it and nothing is shot down; the caller checks the CPUs it may use.
+    pub fn round_beside_running(
+        &self,
+        pattern: &PagePattern,
+        order: &[usize],
+    ) -> Result<RoundCost> {
+        let (started, stop) = (AtomicBool::new(false), AtomicBool::new(false));
+        std::thread::scope(|s| {
+            s.spawn(|| {
+                started.store(true, Ordering::Release);
+                while !stop.load(Ordering::Relaxed) {
+                    std::hint::spin_loop();
+                }
+            });
+            while !started.load(Ordering::Acquire) {
+                std::hint::spin_loop();
+            }
+            let cost = self.round(pattern, order);
+            stop.store(true, Ordering::Relaxed);
+            cost
+        })
     }
 
     /// The page order of a pattern (ascending or a seeded shuffle).

@@ -173,6 +173,12 @@ metrics! {
     DutyArmedShare = "duty_armed_share",
     /// Barrier-only mode: granules the periods' harvests handed over.
     DutyRecorded = "duty_recorded",
+    /// Barrier-only mode: the collector thread's time in the arms, harvests and disarms
+    /// (ms), during which it runs beside the mutators.
+    DutyWorkMs = "duty_work_ms",
+    /// Barrier-only runs and micro rounds: TLB shootdown interrupts counted over the run or
+    /// round, on every CPU (`/proc/interrupts`, system-wide: other processes add to it).
+    TlbShootdowns = "tlb_shootdowns",
     /// Reference stores and payload writes of the run.
     Stores = "stores",
     /// Process CPU time (ms).

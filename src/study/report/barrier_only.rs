@@ -16,18 +16,19 @@ use crate::study::summary::Cell;
 /// Predicted and measured extra times further apart than this are flagged.
 const AGREEMENT: f64 = 0.25;
 
-const COLUMNS: [&str; 12] = [
+const COLUMNS: [&str; 13] = [
     "barrier",
     "n",
     "wall ms",
     "÷ none",
     "extra ms, measured",
     "extra ms, predicted",
+    "of which shootdowns",
     "predicted ÷ measured",
     "fault stalls ms",
-    "stalls ÷ measured",
-    "stores / first writes",
+    "stores / first writes / shootdowns",
     "armed",
+    "arm + harvest + disarm ms",
     "agreement",
 ];
 
@@ -42,27 +43,33 @@ pub(super) fn write(doc: &mut Doc, rows: &[Row], seed: u64) {
          work is fixed) on one thread with no collection: its heap holds everything it \
          allocates (1.25× what `none` allocated in its end-to-end runs, scaled to the \
          shorter run, plus 64 MiB; above the study's cap, an error row says the workload was \
-         not measured), and the collector thread only \
-         arms the tracker for {:.0}% of every {} ms, harvests it (the dirty set is counted \
-         and dropped) and disarms it, the same schedule for every barrier. *÷ none*: ratio \
-         of the medians of wall time, 95% interval. *extra ms, measured*: median wall time \
-         minus `none`'s. *predicted*: the micro's cost per store times the workload's stores, \
-         plus its cost per first write to a page times the first writes counted here (the \
-         faults served, or for `uffd-wp-async` the pages its harvests reported; the card \
-         table takes none). The prediction leaves out what the micro does not see: the \
-         arms' and harvests' effect on the mutator (TLB shootdowns while it runs), cache \
-         effects of the card table at this heap size. *fault stalls ms*: the time the \
-         faults took here, in the run itself (median over invocations of the sum of the \
-         tracker's stall log: inside the signal handler for `mprotect` and \
-         `uffd-wp-sigbus`, on the serving thread for `uffd-wp`, each a lower bound; \
-         `uffd-wp-async` and the store paths have no fault to time, \"–\"). Set beside the \
-         prediction it says whether a gap is the fault costing more in the run than in the \
-         micro, or a cost outside the faults. Where prediction and measurement differ by \
-         more than {:.0}%, *agreement* says so; it judges only a barrier measured slower than \
-         `none` (a cost within the noise has nothing to explain).",
-        BARRIER_ONLY_ARMED_SHARE * 100.0,
-        BARRIER_ONLY_PERIOD.as_millis(),
-        AGREEMENT * 100.0
+         not measured). The collector thread only repeats a period: arm the tracker, keep it \
+         armed for {armed} ms, harvest it (the dirty set is counted and dropped), disarm it, \
+         and leave it disarmed for {rest} ms, each span counted from the end of the arm or \
+         the disarm, so that every barrier is armed and unarmed for the same times and a \
+         tracker's own arm, harvest and disarm (*arm + harvest + disarm ms*, summed over \
+         the run) lengthen its periods. *armed*: the share of the run's wall time from the \
+         end of an arm to the start of its disarm. *÷ none*: ratio of the medians of wall \
+         time, 95% interval. *extra ms, measured*: median wall time minus `none`'s. \
+         *predicted*: the micro's cost per store times the workload's stores, plus its cost \
+         per first write to a page (no other thread running) times the first writes counted \
+         here (the faults served, or for `uffd-wp-async` the pages its harvests reported; \
+         the card table takes none), plus its cost per TLB shootdown (the micro's first \
+         write beside a running thread) times the shootdowns counted during the run (*of \
+         which shootdowns*; `/proc/interrupts`, all CPUs). A fault pays a shootdown when \
+         another thread of the process is on a CPU: here, the collector thread while it \
+         arms, harvests or disarms, or serves a fault. The prediction still leaves out the \
+         cache effects of the card table at this heap size, and what the interrupted CPU \
+         pays. *fault stalls ms*: the time the faults took here, in the run itself (median \
+         over invocations of the sum of the tracker's stall log: inside the signal handler \
+         for `mprotect` and `uffd-wp-sigbus`, on the serving thread for `uffd-wp`, each a \
+         lower bound; `uffd-wp-async` and the store paths have no fault to time, \"–\"). \
+         Where prediction and measurement differ by more than {agreement:.0}%, *agreement* \
+         says so; it judges only a barrier measured slower than `none` (a cost within the \
+         noise has nothing to explain).",
+        armed = (BARRIER_ONLY_PERIOD.as_secs_f64() * BARRIER_ONLY_ARMED_SHARE * 1e3).round(),
+        rest = (BARRIER_ONLY_PERIOD.as_secs_f64() * (1.0 - BARRIER_ONLY_ARMED_SHARE) * 1e3).round(),
+        agreement = AGREEMENT * 100.0
     ));
     for (wl, threads, heap) in &keys {
         doc.heading(
@@ -102,44 +109,56 @@ pub(super) fn write(doc: &mut Doc, rows: &[Row], seed: u64) {
             } else {
                 med(&t, Metric::Faults)
             };
-            let predicted = costs(rows, &t, seed).map(|(per_store, per_first)| {
-                let ns = per_store.map_or(0.0, |i| i.estimate) * stores
-                    + per_first.map_or(0.0, |i| i.estimate) * first_writes;
-                ns / 1e6
+            let shootdowns = med(&t, Metric::TlbShootdowns);
+            // (total, of which shootdowns), ms.
+            let predicted = costs(rows, &t, seed).map(|c| {
+                let at = |i: Option<stats::Interval>, n: f64| i.map_or(0.0, |i| i.estimate * n);
+                let shot = if shootdowns.is_finite() {
+                    at(c.per_shootdown, shootdowns)
+                } else {
+                    0.0
+                };
+                let ns = at(c.per_store, stores) + at(c.per_first_write, first_writes) + shot;
+                (ns / 1e6, shot / 1e6)
             });
             // No extra time to explain where the ratio's interval holds 1.
             let slower = ratio.is_some_and(|i| i.beside(1.0) == Some(std::cmp::Ordering::Greater));
-            let (pred_cell, ratio_cell, agreement) = match predicted {
-                Some(p) if !slower => (
+            let (pred_cell, shot_cell, ratio_cell, agreement) = match predicted {
+                Some((p, shot)) if !slower => (
                     Cell::number(p),
+                    Cell::number(shot),
                     Cell::text("–"),
                     "not judged: no extra time measured".into(),
                 ),
-                Some(p) if measured.is_finite() && measured.abs() > 0.0 => {
+                Some((p, shot)) if measured.is_finite() && measured.abs() > 0.0 => {
                     let r = p / measured;
                     let agree = if (r - 1.0).abs() <= AGREEMENT {
                         "within 25%".to_string()
                     } else {
                         format!("**differ** by {:.0}%", (r - 1.0).abs() * 100.0)
                     };
-                    (Cell::number(p), Cell::number(r), agree)
+                    (Cell::number(p), Cell::number(shot), Cell::number(r), agree)
                 }
-                Some(p) => (Cell::number(p), Cell::text("–"), "–".into()),
+                Some((p, shot)) => (
+                    Cell::number(p),
+                    Cell::number(shot),
+                    Cell::text("–"),
+                    "–".into(),
+                ),
                 None => (
                     Cell::text("no micro"),
+                    Cell::text("–"),
                     Cell::text("–"),
                     "no micro in this study".into(),
                 ),
             };
             // Timed faults: a stall log with entries (the handler and served trackers).
-            let stalls = (med(&t, Metric::Stalls) > 0.0).then(|| med(&t, Metric::StallMs));
-            let (stall_cell, stall_share) = match stalls {
-                Some(ms) if measured.is_finite() && measured > 0.0 => {
-                    (Cell::number(ms), Cell::number(ms / measured))
-                }
-                Some(ms) => (Cell::number(ms), Cell::text("–")),
-                None => (Cell::text("–"), Cell::text("–")),
+            let stall_cell = if med(&t, Metric::Stalls) > 0.0 {
+                Cell::number(med(&t, Metric::StallMs))
+            } else {
+                Cell::text("–")
             };
+            let counted = |x: f64| if x.is_finite() { fmt(x) } else { "–".into() };
             table.push(vec![
                 Cell::text(t.clone()),
                 Cell::count(wall.len() as f64),
@@ -147,11 +166,17 @@ pub(super) fn write(doc: &mut Doc, rows: &[Row], seed: u64) {
                 Cell::ratio(ratio, ratio.map_or("", |i| i.time_verdict())),
                 Cell::number(measured),
                 pred_cell,
+                shot_cell,
                 ratio_cell,
                 stall_cell,
-                stall_share,
-                Cell::text(format!("{} / {}", fmt(stores), fmt(first_writes))),
+                Cell::text(format!(
+                    "{} / {} / {}",
+                    fmt(stores),
+                    fmt(first_writes),
+                    counted(shootdowns)
+                )),
                 Cell::percent(med(&t, Metric::DutyArmedShare)),
+                Cell::text(counted(med(&t, Metric::DutyWorkMs))),
                 Cell::text(agreement),
             ]);
         }
@@ -220,22 +245,41 @@ mod tests {
     /// Micro rows for `tracker`: `per_store` ns per store at 1,024 stores per page and
     /// `per_first` ns per first write at 1 store per page, over three processes.
     fn micro_of(tracker: &str, per_store: f64, per_first: f64) -> Vec<Row> {
+        micro_beside(tracker, per_store, per_first, None)
+    }
+
+    /// [`micro_of`], and where `beside` is `(ns, shootdowns)`, the first write beside a
+    /// running thread: `ns` per first write with `shootdowns` per page written.
+    fn micro_beside(
+        tracker: &str,
+        per_store: f64,
+        per_first: f64,
+        beside: Option<(f64, f64)>,
+    ) -> Vec<Row> {
         let mut out = Vec::new();
+        let mut patterns = vec![
+            ("pages-spp1", 1.0, 1000.0, per_first, 0.0),
+            ("pages-spp1024", 1024.0, 10.0, 0.0, 0.0),
+        ];
+        if let Some((ns, shootdowns)) = beside {
+            patterns.push(("pages-spp1-beside", 1.0, 1000.0, ns, shootdowns));
+        }
         for invocation in 0..3 {
-            for (spp, pages) in [(1.0, 1000.0), (1024.0, 10.0)] {
+            for &(label, spp, pages, per_first, shootdowns) in &patterns {
                 let stores = spp * pages;
                 let steady = stores * (1.0 + per_store) + invocation as f64;
-                let first = if spp == 1.0 { per_first * pages } else { 0.0 };
+                let first = per_first * pages;
                 for (metric, value) in [
                     (Metric::Stores, stores),
                     (Metric::SteadyNs, steady),
                     (Metric::StoresNs, steady + first),
                     (Metric::PagesWritten, pages),
+                    (Metric::TlbShootdowns, shootdowns * pages),
                 ] {
                     out.push(Row {
                         section: Section::Micro,
                         tracker: tracker.into(),
-                        workload: format!("pages-spp{spp}"),
+                        workload: label.into(),
                         threads: 1,
                         heap_mib: 64.0,
                         invocation,
@@ -260,11 +304,9 @@ mod tests {
         let mprotect = cells(&doc, "mprotect");
         assert_eq!(cell(&mprotect, "extra ms, measured"), "500");
         assert_eq!(cell(&mprotect, "fault stalls ms"), "250");
-        assert_eq!(cell(&mprotect, "stalls ÷ measured"), "0.500");
         assert_eq!(cell(&mprotect, "agreement"), "no micro in this study");
         let card = cells(&doc, "card-table");
         assert_eq!(cell(&card, "fault stalls ms"), "–", "no fault to time");
-        assert_eq!(cell(&card, "stalls ÷ measured"), "–");
         assert_eq!(card.len(), COLUMNS.len());
 
         // With the micro: 1,000 faults at 100 µs predict 100 ms of the 500 measured; the
@@ -285,5 +327,54 @@ mod tests {
             "not judged: no extra time measured"
         );
         assert_eq!(cell(&card, "predicted ÷ measured"), "–");
+    }
+
+    #[test]
+    fn the_shootdowns_counted_in_the_run_are_charged_at_the_micros_price() {
+        // 1,000 faults at 3 µs alone; beside a running thread 21 µs with one shootdown
+        // per page, so 18 µs per shootdown. The run counted 25,000 shootdowns (the
+        // collector's arms and harvests ran beside the mutator): 3 + 450 ms predicted
+        // for 500 measured.
+        let mut rows = rows_of("none", 500.0, 0.0, 0.0);
+        let mut mprotect = rows_of("mprotect", 1000.0, 1000.0, 250.0);
+        let counted: Vec<Row> = mprotect
+            .iter()
+            .filter(|r| r.metric == Metric::WallMs)
+            .map(|r| Row {
+                metric: Metric::TlbShootdowns,
+                value: 25_000.0,
+                ..r.clone()
+            })
+            .collect();
+        mprotect.extend(counted);
+        rows.extend(mprotect);
+        rows.extend(micro_of("none", 0.0, 0.0));
+        rows.extend(micro_beside(
+            "mprotect",
+            0.0,
+            3_000.0,
+            Some((21_000.0, 1.0)),
+        ));
+        let mut doc = Doc::new();
+        write(&mut doc, &rows, 7);
+        let m = cells(&doc, "mprotect");
+        assert_eq!(cell(&m, "of which shootdowns"), "450");
+        assert_eq!(cell(&m, "extra ms, predicted"), "453");
+        assert_eq!(cell(&m, "agreement"), "within 25%");
+        assert_eq!(
+            cell(&m, "stores / first writes / shootdowns"),
+            "1000000 / 1000 / 25000"
+        );
+
+        // Without the beside pattern the shootdowns have no price: only the faults count.
+        let rows: Vec<Row> = rows
+            .into_iter()
+            .filter(|r| r.workload != "pages-spp1-beside")
+            .collect();
+        let mut doc = Doc::new();
+        write(&mut doc, &rows, 7);
+        let m = cells(&doc, "mprotect");
+        assert_eq!(cell(&m, "extra ms, predicted"), "3.00");
+        assert_eq!(cell(&m, "of which shootdowns"), "0");
     }
 }

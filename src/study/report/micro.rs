@@ -50,7 +50,11 @@ pub(super) fn write(doc: &mut Doc, rows: &[Row], seed: u64) {
     let lo_label = format!("pages-spp{lo}");
     let mut table = Vec::new();
     for t in &ts {
-        let (s, f) = costs(rows, t, seed).unwrap_or((None, None));
+        let Costs {
+            per_store: s,
+            per_first_write: f,
+            ..
+        } = costs(rows, t, seed).unwrap_or_default();
         let per_page = |m: Metric| {
             stats::median_ci(
                 &micro_samples(rows, t, &lo_label, |r| r(m) / (region * 256.0)),
@@ -231,17 +235,94 @@ fn pattern_tables(doc: &mut Doc, rows: &[Row], ts: &[String], seed: u64) {
             table,
         );
     }
+    beside_table(doc, rows, ts, seed);
 }
 
-/// A tracker's cost per store and per first write to a page (ns, over `none`'s), with
-/// their intervals, from the micro: the second pass's time per store at the most stores
-/// per page swept, and (first pass − second pass) per page at the fewest. `None` when
-/// the study ran no micro.
-pub(super) fn costs(
-    rows: &[Row],
-    t: &str,
-    seed: u64,
-) -> Option<(Option<Interval>, Option<Interval>)> {
+/// A value computed from one micro round's metrics.
+type PerRound = dyn Fn(&dyn Fn(Metric) -> f64) -> f64;
+
+/// First writes beside a running thread of the process, against alone.
+fn beside_table(doc: &mut Doc, rows: &[Row], ts: &[String], seed: u64) {
+    let Some(&lo) = swept(rows).first() else {
+        return;
+    };
+    let beside = format!("pages-spp{lo}-beside");
+    if !rows
+        .iter()
+        .any(|r| r.section == Section::Micro && r.workload == beside)
+    {
+        return;
+    }
+    doc.heading(3, "Beside a running thread");
+    doc.para(&format!(
+        "First write per dirtied page ({lo} store per page, ns) while another thread of the \
+         process spins on the other CPU, as a collector thread runs beside a mutator, against \
+         the same with no other thread running; the TLB shootdown interrupts counted per page \
+         written (`/proc/interrupts`, all CPUs, the round's arm and harvest included); and \
+         what one shootdown added to a first write, (beside − alone) ÷ shootdowns per page, \
+         where at least {SHOOTDOWNS_PER_PAGE} per page were counted and the interval lies \
+         above 0 (a fault served by another thread is woken faster beside a busy CPU, so the \
+         difference is not the shootdown's there). A protection change that \
+         makes a page writable must interrupt every other CPU running a thread of the \
+         process, and the writer waits for them; the barrier-only prediction charges each \
+         shootdown counted there at this price."
+    ));
+    let first = |m: &dyn Fn(Metric) -> f64| {
+        (m(Metric::StoresNs) - m(Metric::SteadyNs)) / m(Metric::PagesWritten)
+    };
+    let table = ts
+        .iter()
+        .map(|t| {
+            let s = stats::seed_for(seed, &format!("{beside}/{t}"));
+            let ci =
+                |label: &str, f: &PerRound| stats::median_ci(&micro_samples(rows, t, label, f), s);
+            vec![
+                Cell::text(t.clone()),
+                Cell::estimate(ci(&beside, &first)),
+                Cell::estimate(ci(&format!("pages-spp{lo}"), &first)),
+                Cell::estimate(ci(&beside, &|m| {
+                    m(Metric::TlbShootdowns) / m(Metric::PagesWritten)
+                })),
+                costs(rows, t, seed)
+                    .and_then(|c| c.per_shootdown)
+                    .map_or(Cell::text("–"), |i| Cell::estimate(Some(i))),
+            ]
+        })
+        .collect();
+    doc.table(
+        &[
+            "tracker",
+            "beside a running thread (ns)",
+            "alone (ns)",
+            "shootdowns per page",
+            "per shootdown (ns)",
+        ],
+        table,
+    );
+}
+
+/// What the micro says one tracker costs, each over `none`'s (ns), with its interval.
+#[derive(Debug, Clone, Copy, Default)]
+pub(super) struct Costs {
+    /// Per store: the second pass's time per store at the most stores per page swept.
+    pub per_store: Option<Interval>,
+    /// Per first write to a page: (first pass − second pass) per page at the fewest,
+    /// with no other thread of the process running.
+    pub per_first_write: Option<Interval>,
+    /// Per TLB shootdown its first writes caused beside a running thread: (first write
+    /// beside − first write alone) ÷ shootdowns per page written beside. `None` where
+    /// the tracker's first writes shot down fewer than half a page's worth (nothing to
+    /// divide by), where the interval does not lie above 0 (the running thread changed
+    /// more than the shootdown: a fault served by a thread wakes it faster when the
+    /// other CPU is busy), or where the study ran no such pattern.
+    pub per_shootdown: Option<Interval>,
+}
+
+/// Shootdowns per page below which a pattern's first writes are not taken to shoot down.
+const SHOOTDOWNS_PER_PAGE: f64 = 0.5;
+
+/// The micro's costs of tracker `t`. `None` when the study ran no micro.
+pub(super) fn costs(rows: &[Row], t: &str, seed: u64) -> Option<Costs> {
     let spps = swept(rows);
     let (&lo, &hi) = (spps.first()?, spps.last()?);
     let per_store = |t: &str| {
@@ -249,20 +330,39 @@ pub(super) fn costs(
             m(Metric::SteadyNs) / m(Metric::Stores)
         })
     };
-    let first = |t: &str| {
-        micro_samples(rows, t, &format!("pages-spp{lo}"), |m| {
+    let first_in = |t: &str, label: &str| {
+        micro_samples(rows, t, label, |m| {
             (m(Metric::StoresNs) - m(Metric::SteadyNs)) / m(Metric::PagesWritten)
         })
     };
-    let s = stats::bootstrap(
+    let (alone, beside) = (format!("pages-spp{lo}"), format!("pages-spp{lo}-beside"));
+    let first = |t: &str| first_in(t, &alone);
+    let per_store = stats::bootstrap(
         &[&per_store(t), &per_store("none")],
         stats::seed_for(seed, t),
         |m| m[0] - m[1],
     );
-    let f = stats::bootstrap(
+    let per_first_write = stats::bootstrap(
         &[&first(t), &first("none")],
         stats::seed_for(seed, t),
         |m| m[0] - m[1],
     );
-    Some((s, f))
+    let shootdowns = micro_samples(rows, t, &beside, |m| {
+        m(Metric::TlbShootdowns) / m(Metric::PagesWritten)
+    });
+    let per_shootdown = (stats::median(&shootdowns) >= SHOOTDOWNS_PER_PAGE)
+        .then(|| {
+            stats::bootstrap(
+                &[&first_in(t, &beside), &first(t), &shootdowns],
+                stats::seed_for(seed, &beside),
+                |m| (m[0] - m[1]) / m[2],
+            )
+        })
+        .flatten()
+        .filter(|i| i.lo > 0.0);
+    Some(Costs {
+        per_store,
+        per_first_write,
+        per_shootdown,
+    })
 }
