@@ -111,6 +111,7 @@ fn quick_study_keeps_its_invariants() {
     check_every_ratio_has_an_interval(&report);
     check_min_heaps(&rows);
     check_stall_mmu(&rows);
+    check_shootdowns_are_counted(&rows, &report);
     check_tables_are_well_formed(&report);
     check_figures(&out, &report);
     let _ = std::fs::remove_dir_all(&out);
@@ -154,6 +155,52 @@ fn check_meta(out: &Path, report: &str) {
         meta["kernel"].as_str().unwrap()
     )));
     assert!(report.contains("| commit |") && report.contains("| CPU steal during the run |"));
+}
+
+/// The micro's first writes beside a running thread and the barrier-only runs count the
+/// TLB shootdowns, and the report prices them. Needs a second CPU for the running thread
+/// and a TLB row in `/proc/interrupts` (x86).
+fn check_shootdowns_are_counted(rows: &[Row], report: &str) {
+    let cpus = barrierlab::sys::process::allowed_cpus().map_or(1, |c| c.len());
+    if cpus < 2 || barrierlab::sys::kernel::tlb_shootdowns().is_none() {
+        support::skip_or_fail(
+            "study::quick_study_keeps_its_invariants (shootdowns)",
+            &format!(
+                "{cpus} CPU(s) allowed; /proc/interrupts TLB row: {:?}",
+                barrierlab::sys::kernel::tlb_shootdowns()
+            ),
+        );
+        return;
+    }
+    let micro: BTreeMap<&str, usize> = rows
+        .iter()
+        .filter(|r| r.section == Section::Micro && r.workload == "pages-spp1-beside")
+        .filter(|r| r.metric == Metric::TlbShootdowns)
+        .fold(BTreeMap::new(), |mut m, r| {
+            *m.entry(r.tracker.as_str()).or_default() += 1;
+            m
+        });
+    let trackers: std::collections::BTreeSet<&str> = rows
+        .iter()
+        .filter(|r| r.section == Section::Micro)
+        .map(|r| r.tracker.as_str())
+        .collect();
+    for t in &trackers {
+        assert!(
+            micro.get(t).is_some_and(|&n| n > 0),
+            "{t}: no shootdowns counted beside a running thread"
+        );
+    }
+    assert!(
+        rows.iter()
+            .any(|r| r.section == Section::Barrieronly && r.metric == Metric::TlbShootdowns),
+        "the barrier-only runs count their shootdowns"
+    );
+    assert!(
+        report.contains("### Beside a running thread")
+            && report.contains("| of which shootdowns |"),
+        "the report prices the shootdowns"
+    );
 }
 
 /// No invocation below the minimum cycles is a result; every point that is not a
