@@ -184,9 +184,14 @@ pub(super) fn write(doc: &mut Doc, rows: &[Row], seed: u64) {
     }
     doc.shows(
         "what each barrier costs the mutators when the collection is the same for all (none), \
-         and how much of it the micro's per-store and per-first-write costs explain; a \
-         measured cost well above the prediction is paid elsewhere (arming and harvesting \
-         while the mutator runs, or the mechanism's effect on the mutator's caches and TLB).",
+         and how much of it the micro's costs explain: per store, per first write, and per \
+         TLB shootdown (a fault taken while the collector thread was on the other CPU). \
+         Where a page tracker costs more than predicted, two columns say where to look: \
+         *fault stalls ms* well above the predicted faults means each fault cost more here \
+         than in the micro (for `mprotect`, every unprotected page splits the mapping, and \
+         each later call searches more mappings); *arm + harvest + disarm ms* is time the \
+         collector thread changed protections, during which `mprotect` holds the mapping \
+         lock for writing and a mutator that faults or calls `mprotect` waits for it.",
     );
 }
 
