@@ -91,11 +91,25 @@ pub enum Point {
         dirty_fraction: f64,
         /// Rounds.
         rounds: usize,
-        /// Another thread of the process spins through every round, as a collector
-        /// thread runs beside a mutator (`PageLab::round_beside_running`).
+        /// What another thread of the process does through every round.
         #[serde(default)]
-        beside_running: bool,
+        beside: Beside,
     },
+}
+
+/// What another thread of a micro point's process does while the writer writes.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "kebab-case")]
+pub enum Beside {
+    /// There is no other thread (but a tracker's own).
+    #[default]
+    Nothing,
+    /// It spins, as a collector thread runs beside a mutator: the writer's protection
+    /// changes shoot down its CPU (`PageLab::round_beside_running`).
+    Running,
+    /// It changes the protection of a page of its own back and forth: the writer's CPU
+    /// receives the shootdowns (`PageLab::round_shot_at`).
+    ChangingProtections,
 }
 
 /// A point with the settings of its run.
@@ -379,7 +393,7 @@ fn run_inner(spec: &PointSpec) -> Result<Vec<Row>> {
             random,
             dirty_fraction,
             rounds,
-            beside_running,
+            beside,
         } => {
             let v = find_variant(variant)?;
             crate::barrier::check_cached(v.kind, v.options.user_mode_only).require(v.kind)?;
@@ -396,12 +410,10 @@ fn run_inner(spec: &PointSpec) -> Result<Vec<Row>> {
             let stores = (order.len() as u64 * stores_per_page) as f64;
             let ns = |d: Duration| d.as_nanos() as f64;
             for i in 0..*rounds {
-                let (r, shootdowns) = counting_tlb_shootdowns(|| {
-                    if *beside_running {
-                        lab.round_beside_running(&pattern, &order)
-                    } else {
-                        lab.round(&pattern, &order)
-                    }
+                let (r, shootdowns) = counting_tlb_shootdowns(|| match beside {
+                    Beside::Nothing => lab.round(&pattern, &order),
+                    Beside::Running => lab.round_beside_running(&pattern, &order),
+                    Beside::ChangingProtections => lab.round_shot_at(&pattern, &order),
                 });
                 let r = r?;
                 let row = row(Section::Micro, &v.name(), label, 1, heap_mib);
@@ -522,7 +534,7 @@ mod tests {
                 random: true,
                 dirty_fraction: 0.5,
                 rounds: 2,
-                beside_running: true,
+                beside: Beside::Running,
             },
             pin_cpu: Some(0),
             seed: 9,

@@ -16,7 +16,7 @@ use super::config::{StudyConfig, StudyWorkload};
 use super::data::{Metric, Row, Section, Sink};
 use super::meta::{InvocationPolicy, Part};
 use super::minheap::{self, Trial};
-use super::point::{Outcome, Point, PointOutput, PointSpec};
+use super::point::{Beside, Outcome, Point, PointOutput, PointSpec};
 use super::runner::{Key, Progress, Ran, classify, invoke};
 use super::stats;
 use crate::barrier::Variant;
@@ -35,8 +35,10 @@ struct MicroPattern {
     dirty_fraction: f64,
     /// Every thread of the process on one CPU.
     pinned: bool,
-    /// Another thread of the process spinning meanwhile.
-    beside_running: bool,
+    /// What another thread of the process does meanwhile.
+    beside: Beside,
+    /// Only `none` runs it (what it measures does not depend on the barrier).
+    none_only: bool,
 }
 
 /// An end-to-end point to run.
@@ -107,7 +109,8 @@ impl Runner<'_> {
             random: false,
             dirty_fraction: 1.0,
             pinned: false,
-            beside_running: false,
+            beside: Beside::Nothing,
+            none_only: false,
         };
         let spps = c.stores_per_page();
         let mut patterns: Vec<MicroPattern> = spps
@@ -130,12 +133,22 @@ impl Runner<'_> {
             pinned: true,
             ..plain("pages-spp1-pinned".into(), 1)
         });
-        // The first write beside a running thread needs a second CPU for that thread.
-        let lo = spps.first().copied().unwrap_or(1);
+        // Both need a second CPU for the other thread: the first write beside a running
+        // thread (the writer sends shootdowns), and `none`'s stores while another thread
+        // changes protections (the writer receives them).
+        let (lo, hi) = (
+            spps.first().copied().unwrap_or(1),
+            spps.last().copied().unwrap_or(1),
+        );
         if crate::sys::process::allowed_cpus()?.len() > 1 {
             patterns.push(MicroPattern {
-                beside_running: true,
+                beside: Beside::Running,
                 ..plain(format!("pages-spp{lo}-beside"), lo)
+            });
+            patterns.push(MicroPattern {
+                beside: Beside::ChangingProtections,
+                none_only: true,
+                ..plain(format!("pages-spp{hi}-shot-at"), hi)
             });
         }
         // The pinned pattern runs on the CPU given, or the first this process may use.
@@ -146,10 +159,14 @@ impl Runner<'_> {
                 .copied()
                 .unwrap_or(0),
         };
+        let patterns = &patterns;
         let mut jobs: Vec<(&Variant, usize, usize)> = variants
             .iter()
             .flat_map(|v| {
                 (0..patterns.len())
+                    .filter(move |&i| {
+                        !patterns[i].none_only || v.kind == crate::barrier::BarrierKind::None
+                    })
                     .flat_map(move |i| (0..c.micro_processes).map(move |p| (v, i, p)))
             })
             .collect();
@@ -163,7 +180,8 @@ impl Runner<'_> {
                 random,
                 dirty_fraction,
                 pinned,
-                beside_running,
+                beside,
+                ..
             } = patterns[i].clone();
             self.bar
                 .step(format!("micro {} {label} #{process}", v.name()));
@@ -179,7 +197,7 @@ impl Runner<'_> {
                     random,
                     dirty_fraction,
                     rounds: c.micro_rounds(),
-                    beside_running,
+                    beside,
                 },
                 stats::seed_for(c.seed, &format!("{label}/{process}")),
             );

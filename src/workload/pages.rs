@@ -22,6 +22,7 @@ use crate::barrier::{
 };
 use crate::error::Result;
 use crate::sys::PAGE_SIZE;
+use crate::sys::mem::{Protection, Region};
 
 /// A store pattern.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -127,6 +128,39 @@ impl PageLab {
             let cost = self.round(pattern, order);
             stop.store(true, Ordering::Relaxed);
             cost
+        })
+    }
+
+    /// [`round`](PageLab::round) while another thread of this process changes the
+    /// protection of a page of its own, back and forth, as fast as it can: each change
+    /// interrupts this thread's CPU to drop its cached translations (a TLB shootdown it
+    /// receives), as a collector's arms and harvests interrupt a running mutator. What
+    /// the receiving end pays per shootdown is the difference to a plain round divided by
+    /// the shootdowns counted; the caller counts them.
+    pub fn round_shot_at(&self, pattern: &PagePattern, order: &[usize]) -> Result<RoundCost> {
+        let own = Region::new(PAGE_SIZE)?;
+        // SAFETY: the first word of the fresh, writable page this function owns.
+        unsafe { (own.base() as *mut u64).write_volatile(1) };
+        let (started, stop) = (AtomicBool::new(false), AtomicBool::new(false));
+        std::thread::scope(|s| {
+            let sibling = s.spawn(|| -> Result<()> {
+                started.store(true, Ordering::Release);
+                let mut prot = [Protection::Read, Protection::ReadWrite]
+                    .into_iter()
+                    .cycle();
+                while !stop.load(Ordering::Relaxed) {
+                    let p = prot.next().expect("a cycle never ends");
+                    own.protect(own.base(), PAGE_SIZE, p)?;
+                }
+                Ok(())
+            });
+            while !started.load(Ordering::Acquire) {
+                std::hint::spin_loop();
+            }
+            let cost = self.round(pattern, order);
+            stop.store(true, Ordering::Relaxed);
+            let changed = sibling.join().expect("the sibling does not panic");
+            changed.and(cost)
         })
     }
 

@@ -197,6 +197,19 @@ fn check_shootdowns_are_counted(rows: &[Row], report: &str) {
         "the barrier-only runs count their shootdowns"
     );
     assert!(
+        rows.iter().any(|r| r.section == Section::Micro
+            && r.tracker == "none"
+            && r.workload.ends_with("-shot-at")
+            && r.metric == Metric::TlbShootdowns),
+        "`none` measures the shootdowns a running thread receives"
+    );
+    assert!(
+        !rows
+            .iter()
+            .any(|r| r.workload.ends_with("-shot-at") && r.tracker != "none"),
+        "only `none` runs the receiving end"
+    );
+    assert!(
         report.contains("### Beside a running thread")
             && report.contains("| of which shootdowns |"),
         "the report prices the shootdowns"

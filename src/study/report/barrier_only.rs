@@ -54,13 +54,15 @@ pub(super) fn write(doc: &mut Doc, rows: &[Row], seed: u64) {
          *predicted*: the micro's cost per store times the workload's stores, plus its cost \
          per first write to a page (no other thread running) times the first writes counted \
          here (the faults served, or for `uffd-wp-async` the pages its harvests reported; \
-         the card table takes none), plus its cost per TLB shootdown (the micro's first \
-         write beside a running thread) times the shootdowns counted during the run (*of \
-         which shootdowns*; `/proc/interrupts`, all CPUs). A fault pays a shootdown when \
-         another thread of the process is on a CPU: here, the collector thread while it \
-         arms, harvests or disarms, or serves a fault. The prediction still leaves out the \
-         cache effects of the card table at this heap size, and what the interrupted CPU \
-         pays. *fault stalls ms*: the time the faults took here, in the run itself (median \
+         the card table takes none), plus a price per TLB shootdown times the shootdowns \
+         counted during the run (*of which shootdowns*; `/proc/interrupts`, all CPUs). A \
+         fault pays a shootdown when another thread of the process is on a CPU: here, the \
+         collector thread while it arms, harvests or disarms, or serves a fault; the price \
+         is then the micro's first write beside a running thread. A tracker whose first \
+         writes send none (async write-protect, a served fault) receives the shootdowns of \
+         the collector's protection changes instead, at the micro's price of a shootdown \
+         received. The prediction still leaves out the cache effects of the card table at \
+         this heap size. *fault stalls ms*: the time the faults took here, in the run itself (median \
          over invocations of the sum of the tracker's stall log: inside the signal handler \
          for `mprotect` and `uffd-wp-sigbus`, on the serving thread for `uffd-wp`, each a \
          lower bound; `uffd-wp-async` and the store paths have no fault to time, \"–\"). \
@@ -113,8 +115,12 @@ pub(super) fn write(doc: &mut Doc, rows: &[Row], seed: u64) {
             // (total, of which shootdowns), ms.
             let predicted = costs(rows, &t, seed).map(|c| {
                 let at = |i: Option<stats::Interval>, n: f64| i.map_or(0.0, |i| i.estimate * n);
+                // A tracker whose first writes shoot down pays the sender's price for
+                // every shootdown counted; one whose first writes send none (async
+                // write-protect, a served fault) receives them, from the collector.
+                let price = c.per_shootdown.or(c.per_received_shootdown);
                 let shot = if shootdowns.is_finite() {
-                    at(c.per_shootdown, shootdowns)
+                    at(price, shootdowns)
                 } else {
                     0.0
                 };
@@ -381,5 +387,52 @@ mod tests {
         let m = cells(&doc, "mprotect");
         assert_eq!(cell(&m, "extra ms, predicted"), "3.00");
         assert_eq!(cell(&m, "of which shootdowns"), "0");
+    }
+
+    #[test]
+    fn a_tracker_whose_faults_send_no_shootdown_is_charged_the_receivers_price() {
+        // `none`'s passes take 10 µs more per shootdown received; the async tracker's
+        // first writes send none, and its run counted 30,000 (its harvests'): 300 ms.
+        let mut rows = rows_of("none", 500.0, 0.0, 0.0);
+        let mut a = rows_of("uffd-wp-async[disarm]", 900.0, 0.0, 0.0);
+        let counted: Vec<Row> = a
+            .iter()
+            .filter(|r| r.metric == Metric::WallMs)
+            .map(|r| Row {
+                metric: Metric::TlbShootdowns,
+                value: 30_000.0,
+                ..r.clone()
+            })
+            .collect();
+        a.extend(counted);
+        rows.extend(a);
+        rows.extend(micro_of("none", 0.0, 0.0));
+        rows.extend(micro_of("uffd-wp-async[disarm]", 0.0, 0.0));
+        for invocation in 0..3 {
+            for (metric, value) in [
+                (Metric::Stores, 10_240.0),
+                (Metric::SteadyNs, 10_240.0 + 5e7),
+                (Metric::StoresNs, 10_240.0 + 5e7),
+                (Metric::PagesWritten, 10.0),
+                (Metric::TlbShootdowns, 10_000.0),
+            ] {
+                rows.push(Row {
+                    section: Section::Micro,
+                    tracker: "none".into(),
+                    workload: "pages-spp1024-shot-at".into(),
+                    threads: 1,
+                    heap_mib: 64.0,
+                    invocation,
+                    round: 0,
+                    metric,
+                    value: value + invocation as f64,
+                    note: String::new(),
+                });
+            }
+        }
+        let mut doc = Doc::new();
+        write(&mut doc, &rows, 7);
+        let a = cells(&doc, "uffd-wp-async[disarm]");
+        assert_eq!(cell(&a, "of which shootdowns"), "300");
     }
 }

@@ -299,6 +299,20 @@ fn beside_table(doc: &mut Doc, rows: &[Row], ts: &[String], seed: u64) {
         ],
         table,
     );
+    let Some(&hi) = swept(rows).last() else {
+        return;
+    };
+    if let Some(i) = received_shootdown(rows, hi, seed) {
+        doc.para(&format!(
+            "The receiving end: `none`'s two passes of {hi} stores per page while another \
+             thread of the process changes the protection of a page of its own back and \
+             forth, each change a shootdown of the writer's CPU, cost {} ns more per \
+             shootdown received than alone (the interrupt, and the translations the writer \
+             then walks the page tables for again). The barrier-only prediction charges \
+             this price for the shootdowns of a tracker whose first writes send none.",
+            Cell::estimate(Some(i)).render()
+        ));
+    }
 }
 
 /// What the micro says one tracker costs, each over `none`'s (ns), with its interval.
@@ -316,6 +330,11 @@ pub(super) struct Costs {
     /// more than the shootdown: a fault served by a thread wakes it faster when the
     /// other CPU is busy), or where the study ran no such pattern.
     pub per_shootdown: Option<Interval>,
+    /// Per TLB shootdown a running thread receives, whatever the tracker: `none`'s two
+    /// passes at the most stores per page while another thread changes protections,
+    /// less the same passes alone, ÷ the shootdowns counted. `None` where the study ran
+    /// no such pattern or the interval does not lie above 0.
+    pub per_received_shootdown: Option<Interval>,
 }
 
 /// Shootdowns per page below which a pattern's first writes are not taken to shoot down.
@@ -364,5 +383,22 @@ pub(super) fn costs(rows: &[Row], t: &str, seed: u64) -> Option<Costs> {
         per_store,
         per_first_write,
         per_shootdown,
+        per_received_shootdown: received_shootdown(rows, hi, seed),
     })
+}
+
+/// What a running thread pays per TLB shootdown it receives (see
+/// [`Costs::per_received_shootdown`]).
+fn received_shootdown(rows: &[Row], hi: u64, seed: u64) -> Option<Interval> {
+    let passes = |m: &dyn Fn(Metric) -> f64| m(Metric::StoresNs) + m(Metric::SteadyNs);
+    let shot_at = format!("pages-spp{hi}-shot-at");
+    let shot = micro_samples(rows, "none", &shot_at, passes);
+    let alone = micro_samples(rows, "none", &format!("pages-spp{hi}"), passes);
+    let received = micro_samples(rows, "none", &shot_at, |m| m(Metric::TlbShootdowns));
+    stats::bootstrap(
+        &[&shot, &alone, &received],
+        stats::seed_for(seed, &shot_at),
+        |m| (m[0] - m[1]) / m[2],
+    )
+    .filter(|i| i.lo > 0.0)
 }
