@@ -72,8 +72,8 @@ pub(crate) fn period(gc: &Gc<'_>, duty: DutyCycle, idle: &Idle<'_>) {
     gc.collector.enter_phase(Phase::Duty);
     t.in_use(gc.space.high_water() * crate::sys::PAGE_SIZE);
     let armed = t.arm();
-    let arm = start.elapsed();
     let armed_at = Instant::now();
+    let arm = armed_at - start;
     let (mut harvest, mut disarm, mut recorded) = (Duration::ZERO, Duration::ZERO, 0);
     let mut armed_for = Duration::ZERO;
     let mut failed = armed.is_err();

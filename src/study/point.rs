@@ -201,8 +201,9 @@ pub fn run_point(spec: &PointSpec) -> PointOutput {
 
 const MIB: f64 = (1 << 20) as f64;
 
-/// Barrier-only points' schedule: the tracker armed for half of every 50 ms (about the
-/// length of a concurrent mark of the default study's 64 MiB live sets). Each arm
+/// Barrier-only points' schedule: the tracker armed for 25 ms (about the length of a
+/// concurrent mark of the default study's 64 MiB live sets), then unarmed for 25 ms,
+/// each span counted from the end of the arm or the disarm (see `collector/duty.rs`). Each arm
 /// write-protects the whole heap in use, which grows through a run that never collects:
 /// at 10 ms, arming a 1.4 GiB heap (page-table updates and TLB shoot-downs, three
 /// quarters of a `perf` profile of `uffd-wp-sigbus` on the LRU cache) made one run last

@@ -114,21 +114,7 @@ impl PageLab {
         pattern: &PagePattern,
         order: &[usize],
     ) -> Result<RoundCost> {
-        let (started, stop) = (AtomicBool::new(false), AtomicBool::new(false));
-        std::thread::scope(|s| {
-            s.spawn(|| {
-                started.store(true, Ordering::Release);
-                while !stop.load(Ordering::Relaxed) {
-                    std::hint::spin_loop();
-                }
-            });
-            while !started.load(Ordering::Acquire) {
-                std::hint::spin_loop();
-            }
-            let cost = self.round(pattern, order);
-            stop.store(true, Ordering::Relaxed);
-            cost
-        })
+        self.round_beside(pattern, order, |_| Ok(()))
     }
 
     /// [`round`](PageLab::round) while another thread of this process changes the
@@ -141,26 +127,50 @@ impl PageLab {
         let own = Region::new(PAGE_SIZE)?;
         // SAFETY: the first word of the fresh, writable page this function owns.
         unsafe { (own.base() as *mut u64).write_volatile(1) };
+        self.round_beside(pattern, order, |i| {
+            let p = [Protection::Read, Protection::ReadWrite][i % 2];
+            own.protect(own.base(), PAGE_SIZE, p)
+        })
+    }
+
+    /// [`round`](PageLab::round) while another thread runs `step(0)`, `step(1)`, … until
+    /// the round ends (an empty step: it spins). The other thread is running before the
+    /// round starts, and is told to stop however the round ends.
+    fn round_beside(
+        &self,
+        pattern: &PagePattern,
+        order: &[usize],
+        step: impl Fn(usize) -> Result<()> + Sync,
+    ) -> Result<RoundCost> {
+        /// Tells the other thread to stop when dropped, so that a round that panics
+        /// does not leave the scope waiting for it forever.
+        struct Stop<'a>(&'a AtomicBool);
+        impl Drop for Stop<'_> {
+            fn drop(&mut self) {
+                self.0.store(true, Ordering::Relaxed);
+            }
+        }
         let (started, stop) = (AtomicBool::new(false), AtomicBool::new(false));
         std::thread::scope(|s| {
-            let sibling = s.spawn(|| -> Result<()> {
+            let other = s.spawn(|| -> Result<()> {
                 started.store(true, Ordering::Release);
-                let mut prot = [Protection::Read, Protection::ReadWrite]
-                    .into_iter()
-                    .cycle();
+                let mut i = 0;
                 while !stop.load(Ordering::Relaxed) {
-                    let p = prot.next().expect("a cycle never ends");
-                    own.protect(own.base(), PAGE_SIZE, p)?;
+                    step(i)?;
+                    i += 1;
+                    std::hint::spin_loop();
                 }
                 Ok(())
             });
-            while !started.load(Ordering::Acquire) {
-                std::hint::spin_loop();
-            }
-            let cost = self.round(pattern, order);
-            stop.store(true, Ordering::Relaxed);
-            let changed = sibling.join().expect("the sibling does not panic");
-            changed.and(cost)
+            let cost = {
+                let _stop = Stop(&stop);
+                while !started.load(Ordering::Acquire) && !other.is_finished() {
+                    std::hint::spin_loop();
+                }
+                self.round(pattern, order)
+            };
+            let stepped = other.join().expect("the other thread does not panic");
+            stepped.and(cost)
         })
     }
 

@@ -129,34 +129,25 @@ pub(super) fn write(doc: &mut Doc, rows: &[Row], seed: u64) {
             });
             // No extra time to explain where the ratio's interval holds 1.
             let slower = ratio.is_some_and(|i| i.beside(1.0) == Some(std::cmp::Ordering::Greater));
-            let (pred_cell, shot_cell, ratio_cell, agreement) = match predicted {
-                Some((p, shot)) if !slower => (
-                    Cell::number(p),
-                    Cell::number(shot),
-                    Cell::text("–"),
-                    "not judged: no extra time measured".into(),
-                ),
-                Some((p, shot)) if measured.is_finite() && measured.abs() > 0.0 => {
+            let (pred_cell, shot_cell) = match predicted {
+                Some((p, shot)) => (Cell::number(p), Cell::number(shot)),
+                None => (Cell::text("no micro"), Cell::text("–")),
+            };
+            let (ratio_cell, agreement) = match predicted {
+                None => (Cell::text("–"), "no micro in this study".to_string()),
+                Some(_) if !slower => {
+                    (Cell::text("–"), "not judged: no extra time measured".into())
+                }
+                Some((p, _)) if measured.is_finite() && measured.abs() > 0.0 => {
                     let r = p / measured;
                     let agree = if (r - 1.0).abs() <= AGREEMENT {
-                        "within 25%".to_string()
+                        format!("within {:.0}%", AGREEMENT * 100.0)
                     } else {
                         format!("**differ** by {:.0}%", (r - 1.0).abs() * 100.0)
                     };
-                    (Cell::number(p), Cell::number(shot), Cell::number(r), agree)
+                    (Cell::number(r), agree)
                 }
-                Some((p, shot)) => (
-                    Cell::number(p),
-                    Cell::number(shot),
-                    Cell::text("–"),
-                    "–".into(),
-                ),
-                None => (
-                    Cell::text("no micro"),
-                    Cell::text("–"),
-                    Cell::text("–"),
-                    "no micro in this study".into(),
-                ),
+                Some(_) => (Cell::text("–"), "–".into()),
             };
             // Timed faults: a stall log with entries (the handler and served trackers).
             let stall_cell = if med(&t, Metric::Stalls) > 0.0 {
@@ -231,6 +222,21 @@ mod tests {
                 ]
             })
             .collect()
+    }
+
+    /// `rows` with `shootdowns` counted in each of its invocations.
+    fn counting(mut rows: Vec<Row>, shootdowns: f64) -> Vec<Row> {
+        let counted: Vec<Row> = rows
+            .iter()
+            .filter(|r| r.metric == Metric::WallMs)
+            .map(|r| Row {
+                metric: Metric::TlbShootdowns,
+                value: shootdowns,
+                ..r.clone()
+            })
+            .collect();
+        rows.extend(counted);
+        rows
     }
 
     /// The table's cells for `tracker`, by column name.
@@ -347,18 +353,10 @@ mod tests {
         // collector's arms and harvests ran beside the mutator): 3 + 450 ms predicted
         // for 500 measured.
         let mut rows = rows_of("none", 500.0, 0.0, 0.0);
-        let mut mprotect = rows_of("mprotect", 1000.0, 1000.0, 250.0);
-        let counted: Vec<Row> = mprotect
-            .iter()
-            .filter(|r| r.metric == Metric::WallMs)
-            .map(|r| Row {
-                metric: Metric::TlbShootdowns,
-                value: 25_000.0,
-                ..r.clone()
-            })
-            .collect();
-        mprotect.extend(counted);
-        rows.extend(mprotect);
+        rows.extend(counting(
+            rows_of("mprotect", 1000.0, 1000.0, 250.0),
+            25_000.0,
+        ));
         rows.extend(micro_of("none", 0.0, 0.0));
         rows.extend(micro_beside(
             "mprotect",
@@ -394,18 +392,10 @@ mod tests {
         // `none`'s passes take 10 µs more per shootdown received; the async tracker's
         // first writes send none, and its run counted 30,000 (its harvests'): 300 ms.
         let mut rows = rows_of("none", 500.0, 0.0, 0.0);
-        let mut a = rows_of("uffd-wp-async[disarm]", 900.0, 0.0, 0.0);
-        let counted: Vec<Row> = a
-            .iter()
-            .filter(|r| r.metric == Metric::WallMs)
-            .map(|r| Row {
-                metric: Metric::TlbShootdowns,
-                value: 30_000.0,
-                ..r.clone()
-            })
-            .collect();
-        a.extend(counted);
-        rows.extend(a);
+        rows.extend(counting(
+            rows_of("uffd-wp-async[disarm]", 900.0, 0.0, 0.0),
+            30_000.0,
+        ));
         rows.extend(micro_of("none", 0.0, 0.0));
         rows.extend(micro_of("uffd-wp-async[disarm]", 0.0, 0.0));
         for invocation in 0..3 {

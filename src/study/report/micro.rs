@@ -199,15 +199,12 @@ fn pattern_tables(doc: &mut Doc, rows: &[Row], ts: &[String], seed: u64) {
              of the process pinned to one CPU (the fault-service thread then shares the writer's CPU), \
              against unpinned.",
         );
-        let first = |m: &dyn Fn(Metric) -> f64| {
-            (m(Metric::StoresNs) - m(Metric::SteadyNs)) / m(Metric::PagesWritten)
-        };
         let table = ts
             .iter()
             .map(|t| {
                 let (p, u) = (
-                    micro_samples(rows, t, "pages-spp1-pinned", first),
-                    micro_samples(rows, t, "pages-spp1", first),
+                    micro_samples(rows, t, "pages-spp1-pinned", first_write),
+                    micro_samples(rows, t, "pages-spp1", first_write),
                 );
                 let (pi, ui) = (stats::median_ci(&p, s(t)), stats::median_ci(&u, s(t)));
                 // A ratio of two costs only where both are costs (intervals above 0).
@@ -241,6 +238,12 @@ fn pattern_tables(doc: &mut Doc, rows: &[Row], ts: &[String], seed: u64) {
 /// A value computed from one micro round's metrics.
 type PerRound = dyn Fn(&dyn Fn(Metric) -> f64) -> f64;
 
+/// One round's first write per dirtied page (ns): (first pass − second pass) per page
+/// written, the faults and their service.
+fn first_write(m: &dyn Fn(Metric) -> f64) -> f64 {
+    (m(Metric::StoresNs) - m(Metric::SteadyNs)) / m(Metric::PagesWritten)
+}
+
 /// First writes beside a running thread of the process, against alone.
 fn beside_table(doc: &mut Doc, rows: &[Row], ts: &[String], seed: u64) {
     let Some(&lo) = swept(rows).first() else {
@@ -264,12 +267,9 @@ fn beside_table(doc: &mut Doc, rows: &[Row], ts: &[String], seed: u64) {
          above 0 (a fault served by another thread is woken faster beside a busy CPU, so the \
          difference is not the shootdown's there). A protection change that \
          makes a page writable must interrupt every other CPU running a thread of the \
-         process, and the writer waits for them; the barrier-only prediction charges each \
-         shootdown counted there at this price."
+         process, and the writer waits for them; the barrier-only prediction charges this \
+         price for each shootdown counted under a tracker whose first writes send them."
     ));
-    let first = |m: &dyn Fn(Metric) -> f64| {
-        (m(Metric::StoresNs) - m(Metric::SteadyNs)) / m(Metric::PagesWritten)
-    };
     let table = ts
         .iter()
         .map(|t| {
@@ -278,8 +278,8 @@ fn beside_table(doc: &mut Doc, rows: &[Row], ts: &[String], seed: u64) {
                 |label: &str, f: &PerRound| stats::median_ci(&micro_samples(rows, t, label, f), s);
             vec![
                 Cell::text(t.clone()),
-                Cell::estimate(ci(&beside, &first)),
-                Cell::estimate(ci(&format!("pages-spp{lo}"), &first)),
+                Cell::estimate(ci(&beside, &first_write)),
+                Cell::estimate(ci(&format!("pages-spp{lo}"), &first_write)),
                 Cell::estimate(ci(&beside, &|m| {
                     m(Metric::TlbShootdowns) / m(Metric::PagesWritten)
                 })),
@@ -349,11 +349,7 @@ pub(super) fn costs(rows: &[Row], t: &str, seed: u64) -> Option<Costs> {
             m(Metric::SteadyNs) / m(Metric::Stores)
         })
     };
-    let first_in = |t: &str, label: &str| {
-        micro_samples(rows, t, label, |m| {
-            (m(Metric::StoresNs) - m(Metric::SteadyNs)) / m(Metric::PagesWritten)
-        })
-    };
+    let first_in = |t: &str, label: &str| micro_samples(rows, t, label, first_write);
     let (alone, beside) = (format!("pages-spp{lo}"), format!("pages-spp{lo}-beside"));
     let first = |t: &str| first_in(t, &alone);
     let per_store = stats::bootstrap(
