@@ -13,7 +13,6 @@
 use std::time::Duration;
 
 use barrierlab::BarrierKind;
-use barrierlab::barrier::TrackerOptions;
 use barrierlab::workload::pages::{PageLab, PagePattern};
 use criterion::{BenchmarkId, Criterion, Throughput, criterion_group, criterion_main};
 
@@ -28,7 +27,7 @@ fn bench(c: &mut Criterion) {
         let pages = mib << 8;
         g.throughput(Throughput::Elements(pages as u64));
         for kind in BarrierKind::ALL {
-            let lab = match PageLab::new(kind, pages, &TrackerOptions::default()) {
+            let lab = match PageLab::new(kind, pages) {
                 Ok(l) => l,
                 Err(e) => {
                     eprintln!("arm_harvest: {kind} skipped: {e}");

@@ -41,7 +41,7 @@ fn bench(c: &mut Criterion) {
         let order = PageLab::order(&pattern, 3);
         for v in &variants {
             let name = v.name();
-            let lab = match PageLab::new(v.kind, PAGES, &v.options) {
+            let lab = match PageLab::new(v.config, PAGES) {
                 Ok(l) => l,
                 Err(e) => {
                     eprintln!("dirty_page: {name} skipped: {e}");

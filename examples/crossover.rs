@@ -21,7 +21,6 @@
 //! points, each in a fresh process, and writes it up).
 
 use barrierlab::BarrierKind;
-use barrierlab::barrier::TrackerOptions;
 use barrierlab::study::crossover::crossover;
 use barrierlab::study::data::micro_curve;
 use barrierlab::study::format::fmt;
@@ -41,7 +40,7 @@ fn main() -> barrierlab::Result<()> {
     for kind in BarrierKind::ALL {
         // Builds the region and the tracker; a mechanism this kernel lacks fails here with
         // the probe's reason (`barrierlab probe` prints them all).
-        let lab = match PageLab::new(kind, PAGES, &TrackerOptions::default()) {
+        let lab = match PageLab::new(kind, PAGES) {
             Ok(lab) => lab,
             Err(e) => {
                 println!("{kind:<15} skipped: {e}");

@@ -27,7 +27,7 @@
 use std::io::Read;
 use std::time::{Duration, Instant};
 
-use barrierlab::barrier::{self, BarrierKind, DirtySet, TrackerOptions};
+use barrierlab::barrier::{self, BarrierKind, DirtySet};
 use barrierlab::sys::PAGE_SIZE;
 use barrierlab::sys::mem::{Advice, Region, count_mappings};
 use barrierlab::{Error, Result};
@@ -39,12 +39,7 @@ fn main() -> Result<()> {
     region.advise(region.base(), region.len(), Advice::NoHugePage)?;
     // Populate every page now, so that the faults below are protection faults only.
     region.advise(region.base(), region.len(), Advice::PopulateWrite)?;
-    let tracker = match barrier::build(
-        BarrierKind::Mprotect,
-        region.base(),
-        region.len(),
-        &TrackerOptions::default(),
-    ) {
+    let tracker = match barrier::build(&BarrierKind::Mprotect.into(), region.base(), region.len()) {
         Ok(Some(t)) => t,
         Ok(None) => unreachable!("only BarrierKind::None has no tracker"),
         Err(e @ Error::Unavailable { .. }) => {

@@ -125,7 +125,7 @@ pub mod internals {
     pub use crate::heap::testing::Testing;
 }
 
-pub use barrier::{BarrierKind, DynBarrier, ServiceLayout, StoreBarrier};
+pub use barrier::{BarrierConfig, BarrierKind, DynBarrier, ServiceLayout, StoreBarrier};
 pub use collector::{Cause, Pause, PauseKind, Phase, Stall, Stats};
 pub use error::{Error, Result, Sizing};
 pub use heap::{HeapConfig, ObjRef};

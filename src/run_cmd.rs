@@ -4,6 +4,7 @@
 use std::process::ExitCode;
 use std::time::Duration;
 
+use barrierlab::barrier::{BarrierConfig, MechanismOptions, UffdWpOptions};
 use barrierlab::probe::Probe;
 use barrierlab::workload::{
     self, BinaryTreesParams, GcBenchParams, GcOldParams, GraphParams, LruParams, RunResult,
@@ -164,10 +165,16 @@ pub fn run(opts: &HeapOpts, workload: &Workload) -> ExitCode {
         return ExitCode::from(2);
     }
     let (heap_mib, threads) = (opts.heap_mib as usize, opts.threads as usize);
+    let barrier = match opts.layout {
+        Some(service) => BarrierConfig::UffdWp(UffdWpOptions {
+            service,
+            ..UffdWpOptions::DEFAULT
+        }),
+        None => BarrierConfig::of(opts.barrier),
+    };
     let mut cfg = HeapConfig::new()
         .heap_bytes(heap_mib << 20)
-        .barrier(opts.barrier)
-        .service_layout(opts.layout.unwrap_or_default())
+        .barrier(barrier)
         .huge_pages(opts.huge_pages)
         .log_cycles(opts.log_cycles);
     if let Some(n) = opts.marker_threads {

@@ -87,7 +87,7 @@ impl Heap {
     pub fn new(config: HeapConfig) -> Result<Heap> {
         config.validate()?;
         let space = Space::new(config.heap_bytes, config.huge_pages)?;
-        let tracker = barrier::build(config.barrier, space.base(), space.len(), &config.tracker)?;
+        let tracker = barrier::build(&config.barrier, space.base(), space.len())?;
         #[cfg(feature = "lab-internals")]
         if config.testing.forget_hand_outs
             && let Some(knobs) = tracker.as_ref().and_then(|t| t.test_knobs())
@@ -137,7 +137,7 @@ impl Heap {
 
     /// The write barrier in use.
     pub fn barrier(&self) -> BarrierKind {
-        self.inner.config.barrier
+        self.inner.config.barrier.kind()
     }
 
     /// `[base, end)` of the heap mapping.

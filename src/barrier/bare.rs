@@ -15,7 +15,7 @@ use std::sync::Arc;
 use std::sync::atomic::{AtomicBool, Ordering};
 use std::thread::JoinHandle;
 
-use super::{BarrierKind, DirtyTracker, DynBarrier, TrackerOptions, build};
+use super::{BarrierConfig, BarrierKind, DirtyTracker, DynBarrier, build};
 use crate::error::Result;
 use crate::sys::PAGE_SIZE;
 use crate::sys::mem::{Advice, Region};
@@ -52,18 +52,19 @@ impl std::fmt::Debug for BareTracker {
 }
 
 impl BareTracker {
-    /// `kind`'s tracker (built with `options`) over a fresh region of `pages` pages
-    /// (without transparent huge pages), whose first `populated` pages are written once
-    /// (the word at each page's start set to 1) before the tracker is built; the others
-    /// stay unpopulated. With `idle` the stand-in collector thread, if the tracker needs
+    /// The tracker `config` names (a [`BarrierKind`] converts into its defaults) over a
+    /// fresh region of `pages` pages (without transparent huge pages), whose first
+    /// `populated` pages are written once (the word at each page's start set to 1) before
+    /// the tracker is built; the others stay unpopulated. With `idle` the stand-in collector thread, if the tracker needs
     /// one, spins or yields between faults. `BarrierKind::None` has no tracker.
     pub fn new(
-        kind: BarrierKind,
-        options: &TrackerOptions,
+        config: impl Into<BarrierConfig>,
         pages: usize,
         populated: usize,
         idle: Idle,
     ) -> Result<BareTracker> {
+        let config = config.into();
+        let kind = config.kind();
         let region = Region::new(pages * PAGE_SIZE)?;
         region.advise(region.base(), region.len(), Advice::NoHugePage)?;
         for p in 0..populated.min(pages) {
@@ -71,7 +72,7 @@ impl BareTracker {
             unsafe { ((region.base() + p * PAGE_SIZE) as *mut u64).write_volatile(1) };
         }
         let tracker: Option<Arc<dyn DirtyTracker>> =
-            build(kind, region.base(), region.len(), options)?.map(Arc::from);
+            build(&config, region.base(), region.len())?.map(Arc::from);
         let server = tracker
             .as_ref()
             .filter(|t| t.fault_service().is_some())

@@ -23,12 +23,11 @@ pub use super::mechanism::CARD_SHIFT;
 
 use super::counters::Counters;
 use super::mechanism::{Granule, Mechanism, SecondChannel, ServedBy};
-use super::{BarrierKind, DirtySet, DirtyTracker, DynBarrier, TrackerStats};
+use super::{BarrierKind, DirtySet, DirtyTracker, DynBarrier, MechanismOptions, TrackerStats};
 use crate::error::Result;
 use crate::side_table::SideTable;
 
-/// The description of `card-table`. Its constructor reads
-/// [`TrackerOptions::conditional_cards`](super::TrackerOptions::conditional_cards).
+/// The description of `card-table`.
 pub(crate) const MECHANISM: Mechanism = Mechanism {
     kind: BarrierKind::CardTable,
     name: "card-table",
@@ -39,14 +38,29 @@ pub(crate) const MECHANISM: Mechanism = Mechanism {
     second_channel: SecondChannel::None,
     edges: &[],
     variants: &[],
-    build: |base, len, options| {
-        Ok(Some(Box::new(CardTable::new(
-            base,
-            len,
-            options.conditional_cards,
-        )?)))
-    },
 };
+
+/// The options of the card table, and of the write watch (the same table of 4 KiB
+/// cards).
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, Default)]
+pub struct CardOptions {
+    /// Conditional card marking: test the card before marking it, so that a store to a
+    /// card already dirty writes nothing.
+    pub conditional: bool,
+}
+
+impl MechanismOptions for CardOptions {
+    const DEFAULT: Self = CardOptions { conditional: false };
+}
+
+/// Its tracker.
+pub(super) fn build(
+    base: usize,
+    len: usize,
+    options: &CardOptions,
+) -> Result<Option<Box<dyn DirtyTracker>>> {
+    Ok(Some(Box::new(CardTable::new(base, len, options.conditional)?)))
+}
 
 /// Card size in bytes.
 pub const CARD_SIZE: usize = 1 << CARD_SHIFT;

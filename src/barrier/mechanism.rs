@@ -24,7 +24,7 @@ use std::collections::HashMap;
 use std::sync::{Mutex, OnceLock, mpsc};
 use std::time::Duration;
 
-use super::{BarrierKind, DirtySet, DirtyTracker, StoreBarrier, TrackerOptions, UffdMode};
+use super::{BarrierConfig, BarrierKind, DirtySet, StoreBarrier, UffdMode};
 use crate::error::{Error, Result};
 use crate::sys::PAGE_SIZE;
 use crate::sys::mem::Region;
@@ -146,11 +146,6 @@ pub(crate) const HUGE_PAGES_CORRECT: &str = "tracking stays correct: 40 verified
 pub(crate) const FORK_CHILD_WRITES: &str = "the child's write to an armed page completes and \
      stays in the child; the parent's next write is still recorded (`tests/barrier/edges.rs`)";
 
-/// The constructor every mechanism provides: its tracker over the heap
-/// `[base, base + len)`, built from the heap's options (each mechanism reads only the
-/// fields it documents), or `None` for no barrier.
-pub type BuildFn = fn(usize, usize, &TrackerOptions) -> Result<Option<Box<dyn DirtyTracker>>>;
-
 /// Everything barrierlab knows about one mechanism, in one place.
 #[derive(Debug)]
 pub struct Mechanism {
@@ -172,9 +167,7 @@ pub struct Mechanism {
     pub edges: &'static [(Edge, &'static str)],
     /// Its configurations worth measuring, each with the label its name takes
     /// (`uffd-wp[thread]`); empty: one, unlabelled, with the default options.
-    pub variants: &'static [(&'static str, TrackerOptions)],
-    /// Builds its tracker.
-    pub build: BuildFn,
+    pub variants: &'static [(&'static str, BarrierConfig)],
 }
 
 impl Mechanism {
@@ -198,23 +191,27 @@ pub enum Breadth {
     Every,
 }
 
-/// One configuration of a mechanism to measure: its kind and options, and its name.
+/// One configuration of a mechanism to measure: the barrier with its options, and its
+/// name.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
 pub struct Variant {
-    /// The barrier.
-    pub kind: BarrierKind,
     /// The label in its name (`thread` in `uffd-wp[thread]`), if it has variants.
     pub label: Option<&'static str>,
-    /// The tracker options it runs with.
-    pub options: TrackerOptions,
+    /// The barrier and the options it runs with.
+    pub config: BarrierConfig,
 }
 
 impl Variant {
+    /// The barrier.
+    pub fn kind(&self) -> BarrierKind {
+        self.config.kind()
+    }
+
     /// `uffd-wp[spin-thread]`, or the kind's name.
     pub fn name(&self) -> String {
         match self.label {
-            Some(l) => format!("{}[{l}]", self.kind),
-            None => self.kind.to_string(),
+            Some(l) => format!("{}[{l}]", self.kind()),
+            None => self.kind().to_string(),
         }
     }
 
@@ -227,19 +224,18 @@ impl Variant {
         let mut out = Vec::new();
         for kind in kinds {
             let m = kind.mechanism();
+            let default = BarrierConfig::of(kind);
             if m.variants.is_empty() {
                 out.push(Variant {
-                    kind,
                     label: None,
-                    options: TrackerOptions::DEFAULT,
+                    config: default,
                 });
             }
-            for &(label, options) in m.variants {
-                if breadth == Breadth::Every || options == TrackerOptions::DEFAULT {
+            for &(label, config) in m.variants {
+                if breadth == Breadth::Every || config == default {
                     out.push(Variant {
-                        kind,
                         label: Some(label),
-                        options,
+                        config,
                     });
                 }
             }
@@ -327,11 +323,9 @@ fn provoke(m: &Mechanism, user_mode_only: bool) -> Result<Availability> {
         seen,
     };
     let region = Region::new(4 * PAGE_SIZE)?;
-    let options = TrackerOptions {
-        user_mode_only,
-        ..TrackerOptions::DEFAULT
-    };
-    let tracker = (m.build)(region.base(), region.len(), &options)?
+    let tracker = BarrierConfig::of(m.kind)
+        .with_user_mode_only(user_mode_only)
+        .construct(region.base(), region.len())?
         .ok_or_else(|| misbehaved("its constructor built no tracker".into()))?;
     tracker.arm()?;
     let addr = region.base() + CHECK_PAGE * PAGE_SIZE;

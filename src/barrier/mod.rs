@@ -110,15 +110,19 @@
 //!
 //! For example a 4 KiB software write-watch table, as CoreCLR uses. Every mechanism
 //! touches two files:
-//! 1. `src/barrier/<name>.rs`, new: the mechanism and its `MECHANISM` description. A
-//!    page mechanism implements the crate's `PageMechanism` (its protection primitive, a
-//!    `PageProtection`, and what serves its faults) and names
-//!    `PageTracker<ItsMechanism>`; any other implements [`DirtyTracker`] itself.
-//! 2. `src/barrier/mod.rs`: one entry `Variant => module,` (with its doc line) in the
-//!    `mechanisms!` list below, which declares the module and the [`BarrierKind`]
-//!    variant; the `pub use` of its tracker (and options) type; its row in the
-//!    comparison table above; for a page mechanism, its column in the edge table above
-//!    (a unit test fails until the column equals the description's `edges`).
+//! 1. `src/barrier/<name>.rs`, new: the mechanism, its `MECHANISM` description and its
+//!    constructor `build(base, len, &options)`. A page mechanism implements the crate's
+//!    `PageMechanism` (its protection primitive, a `PageProtection`, and what serves its
+//!    faults) and names `PageTracker<ItsMechanism>`; any other implements
+//!    [`DirtyTracker`] itself. Its options are its own type implementing
+//!    [`MechanismOptions`] (or [`NoOptions`], or another mechanism's type, as the write
+//!    watch takes the card table's [`CardOptions`]).
+//! 2. `src/barrier/mod.rs`: one entry `Variant => module(OptionsType),` (with its doc
+//!    line) in the `mechanisms!` list below, which declares the module, the
+//!    [`BarrierKind`] variant and the [`BarrierConfig`] variant that carries its options;
+//!    the `pub use` of its tracker (and options) type; its row in the comparison table
+//!    above; for a page mechanism, its column in the edge table above (a unit test fails
+//!    until the column equals the description's `edges`).
 //!
 //! Nothing else changes for it to run everywhere: the probe checks it, the CLI parses
 //! its name, the study and the benches measure its variants, and every test that loops
@@ -129,8 +133,6 @@
 //! a fault outside the heap (`tests/barrier/edges.rs`).
 //!
 //! More files, only when they apply:
-//! - options: its own options type and the fields it reads in [`TrackerOptions`]
-//!   (`src/barrier/mod.rs`);
 //! - a new store path (one that is not a card mark): a [`DynBarrier`] variant and its
 //!   [`StoreBarrier`] type (`src/barrier/mod.rs`), and the `DynBarrier` matches that
 //!   monomorphise the store path (`Heap::run_typed` in `src/mutator/heap_methods.rs`,
@@ -154,6 +156,7 @@
 //! `CONFIG_MEM_SOFT_DIRTY` (the project's own machines): see [`crate::probe`].
 
 mod bare;
+mod config;
 mod counters;
 mod degradation;
 mod mechanism;
@@ -173,11 +176,12 @@ use std::str::FromStr;
 use crate::error::{Error, Result};
 
 pub use bare::{BareTracker, Idle};
-pub use card_table::CardTable;
+pub use card_table::{CardOptions, CardTable};
+pub use config::{MechanismOptions, NoOptions};
 pub use counters::{STALL_IN_HANDLER, STALL_KERNEL, STALL_SERVICE, TrackerStats};
 pub use degradation::{Call, Degradation, Step};
 pub use mechanism::{
-    Availability, Breadth, BuildFn, CARD_SHIFT, Edge, FAULT_CHECK_TIMEOUT, Granule, Mechanism,
+    Availability, Breadth, CARD_SHIFT, Edge, FAULT_CHECK_TIMEOUT, Granule, Mechanism,
     SecondChannel, ServedBy, Variant, check, check_cached,
 };
 pub use mprotect::MprotectTracker;
@@ -190,18 +194,27 @@ pub use uffd_wp_async::{UffdWpAsyncOptions, UffdWpAsyncTracker};
 pub use uffd_wp_sigbus::{UffdWpSigbusOptions, UffdWpSigbusTracker};
 pub use write_watch::WriteWatch;
 
-/// Declares the mechanisms: for each, its module (which defines `MECHANISM`) and its
-/// `BarrierKind` variant. This list is the one place that names every mechanism.
+/// Declares the mechanisms: for each, its module (which defines `MECHANISM` and
+/// `build`), its `BarrierKind` variant and its options type. This list is the one place
+/// that names every mechanism.
 macro_rules! mechanisms {
-    ($( $(#[$doc:meta])* $kind:ident => $module:ident, )+) => {
+    ($( $(#[$doc:meta])* $kind:ident => $module:ident($options:ty), )+) => {
         $( pub mod $module; )+
 
         /// Which write barrier a heap uses. Each variant is one mechanism, described by its
         /// module's `MECHANISM` ([`BarrierKind::mechanism`]: name, summary, granule, kernel
-        /// requirement, edges, variants, constructor).
+        /// requirement, edges, variants).
         #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, PartialOrd, Ord)]
         pub enum BarrierKind {
             $( $(#[$doc])* $kind, )+
+        }
+
+        /// A barrier with its options: the mechanism, carrying only the options that
+        /// mechanism reads (its module's options type). `BarrierConfig::from(kind)` gives
+        /// a mechanism's defaults.
+        #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
+        pub enum BarrierConfig {
+            $( $(#[$doc])* $kind($options), )+
         }
 
         /// The descriptions, in `BarrierKind` order.
@@ -211,24 +224,72 @@ macro_rules! mechanisms {
             /// Every kind, in report order.
             pub const ALL: [BarrierKind; MECHANISMS.len()] = [ $( BarrierKind::$kind, )+ ];
         }
+
+        impl BarrierConfig {
+            /// `kind` with its default options.
+            pub const fn of(kind: BarrierKind) -> BarrierConfig {
+                match kind {
+                    $( BarrierKind::$kind =>
+                        BarrierConfig::$kind(<$options as MechanismOptions>::DEFAULT), )+
+                }
+            }
+
+            /// The mechanism.
+            pub const fn kind(&self) -> BarrierKind {
+                match self {
+                    $( BarrierConfig::$kind(_) => BarrierKind::$kind, )+
+                }
+            }
+
+            /// Whether the tracker opens its userfaultfd with `UFFD_USER_MODE_ONLY`
+            /// (`false` for a mechanism that opens none).
+            pub fn user_mode_only(&self) -> bool {
+                match self {
+                    $( BarrierConfig::$kind(o) => o.user_mode_only(), )+
+                }
+            }
+
+            /// The same, opening its userfaultfd with `UFFD_USER_MODE_ONLY` if `yes` (a
+            /// mechanism that opens none is unchanged).
+            pub fn with_user_mode_only(mut self, yes: bool) -> BarrierConfig {
+                match &mut self {
+                    $( BarrierConfig::$kind(o) => o.set_user_mode_only(yes), )+
+                }
+                self
+            }
+
+            /// `Ok` if the probe's [`check_cached`] says its mechanism works here (in its
+            /// userfaultfd mode), else [`Error::Unavailable`] with the check's error.
+            pub fn require_available(&self) -> Result<()> {
+                let kind = self.kind();
+                check_cached(kind, self.user_mode_only()).require(kind)
+            }
+
+            /// Its mechanism's constructor, without the probe's check.
+            fn construct(&self, base: usize, len: usize) -> Result<Option<Box<dyn DirtyTracker>>> {
+                match self {
+                    $( BarrierConfig::$kind(o) => $module::build(base, len, o), )+
+                }
+            }
+        }
     };
 }
 
 mechanisms! {
     /// The [`none`] mechanism: no barrier.
-    None => none,
+    None => none(NoOptions),
     /// The [`card_table`] mechanism.
-    CardTable => card_table,
+    CardTable => card_table(CardOptions),
     /// The [`uffd_wp`] mechanism.
-    UffdWp => uffd_wp,
+    UffdWp => uffd_wp(UffdWpOptions),
     /// The [`uffd_wp_async`] mechanism.
-    UffdWpAsync => uffd_wp_async,
+    UffdWpAsync => uffd_wp_async(UffdWpAsyncOptions),
     /// The [`uffd_wp_sigbus`] mechanism.
-    UffdWpSigbus => uffd_wp_sigbus,
+    UffdWpSigbus => uffd_wp_sigbus(UffdWpSigbusOptions),
     /// The [`mprotect`] mechanism.
-    Mprotect => mprotect,
+    Mprotect => mprotect(NoOptions),
     /// The [`write_watch`] mechanism.
-    WriteWatch => write_watch,
+    WriteWatch => write_watch(CardOptions),
 }
 
 // Each module's description is of its own kind, in declaration order.
@@ -442,52 +503,16 @@ pub trait DirtyTracker: Send + Sync {
     }
 }
 
-/// Builds the tracker for `kind` over the heap `[base, base + len)` (`None` for
+/// Builds the tracker `config` names over the heap `[base, base + len)` (`None` for
 /// [`BarrierKind::None`]), after the probe's [`check_cached`] says the mechanism works
 /// here; fails with [`Error::Unavailable`] and the check's error where it does not.
 pub fn build(
-    kind: BarrierKind,
+    config: &BarrierConfig,
     base: usize,
     len: usize,
-    options: &TrackerOptions,
 ) -> Result<Option<Box<dyn DirtyTracker>>> {
-    check_cached(kind, options.user_mode_only).require(kind)?;
-    (kind.mechanism().build)(base, len, options)
-}
-
-/// The tracker options a heap carries, for every mechanism at once; each mechanism's
-/// constructor takes its own typed options, made from the fields it reads.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
-pub struct TrackerOptions {
-    /// `card-table`: test the card before marking it.
-    pub conditional_cards: bool,
-    /// `uffd-wp`: who serves the faults.
-    pub service: ServiceLayout,
-    /// The userfaultfd trackers: open userfaultfd with `UFFD_USER_MODE_ONLY` (otherwise
-    /// full mode, with user-mode-only as the reported fallback).
-    pub user_mode_only: bool,
-    /// `uffd-wp-async`: keep the heap protected between cycles (disarm does nothing, the
-    /// next arm only re-protects the pages written since) instead of unprotecting it at
-    /// disarm and protecting all of it at arm, as every other tracker does (the
-    /// `keep-protected` variant).
-    pub async_keep_protected: bool,
-}
-
-impl TrackerOptions {
-    /// The defaults: unconditional cards, a dedicated service thread, full-mode
-    /// userfaultfd, every tracker disarmed between cycles.
-    pub const DEFAULT: TrackerOptions = TrackerOptions {
-        conditional_cards: false,
-        service: ServiceLayout::Thread,
-        user_mode_only: false,
-        async_keep_protected: false,
-    };
-}
-
-impl Default for TrackerOptions {
-    fn default() -> Self {
-        TrackerOptions::DEFAULT
-    }
+    config.require_available()?;
+    config.construct(base, len)
 }
 
 #[cfg(test)]
@@ -561,6 +586,6 @@ mod tests {
         assert!(names.contains(&"uffd-wp[spin-thread]".to_string()));
         let one = Variant::list(&BarrierKind::ALL, Breadth::One);
         assert_eq!(one.len(), BarrierKind::ALL.len());
-        assert!(one.iter().all(|v| v.options == TrackerOptions::DEFAULT));
+        assert!(one.iter().all(|v| v.config == BarrierConfig::of(v.kind())));
     }
 }

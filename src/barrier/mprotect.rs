@@ -53,12 +53,12 @@
 use super::mechanism::{self, Edge, Granule, Mechanism, SecondChannel, ServedBy};
 use super::page_tracker::{self, PageMechanism, PageProtection, PageRecord, PageTracker};
 use super::signal_registry::{FaultSignal, Registration};
-use super::{BarrierKind, Call};
+use super::{BarrierKind, Call, DirtyTracker, NoOptions};
 use crate::error::{Error, Result};
 use crate::sys::PAGE_SIZE;
 use crate::sys::mem::{Protection, mprotect_errno};
 
-/// The description of `mprotect`. Its constructor reads no option.
+/// The description of `mprotect`. It has no options.
 pub(crate) const MECHANISM: Mechanism = Mechanism {
     kind: BarrierKind::Mprotect,
     name: "mprotect",
@@ -83,8 +83,16 @@ pub(crate) const MECHANISM: Mechanism = Mechanism {
         (Edge::Fork, mechanism::FORK_CHILD_WRITES),
     ],
     variants: &[],
-    build: |base, len, _| Ok(Some(Box::new(MprotectTracker::new(base, len)?))),
 };
+
+/// Its tracker.
+pub(super) fn build(
+    base: usize,
+    len: usize,
+    _: &NoOptions,
+) -> Result<Option<Box<dyn DirtyTracker>>> {
+    Ok(Some(Box::new(MprotectTracker::new(base, len)?)))
+}
 
 /// The `mprotect` mechanism: `mprotect(2)` as the protection, served by the SIGSEGV
 /// handler on the writer.

@@ -5,8 +5,9 @@
 //! whole mark (long pauses, no barrier cost). There is no tracker: [`build`](super::build)
 //! returns `None`.
 
-use super::BarrierKind;
 use super::mechanism::{Granule, Mechanism, SecondChannel, ServedBy};
+use super::{BarrierKind, DirtyTracker, NoOptions};
+use crate::error::Result;
 
 /// The description of `none`.
 pub(crate) const MECHANISM: Mechanism = Mechanism {
@@ -19,5 +20,9 @@ pub(crate) const MECHANISM: Mechanism = Mechanism {
     second_channel: SecondChannel::None,
     edges: &[],
     variants: &[],
-    build: |_, _, _| Ok(None),
 };
+
+/// No tracker.
+pub(super) fn build(_: usize, _: usize, _: &NoOptions) -> Result<Option<Box<dyn DirtyTracker>>> {
+    Ok(None)
+}

@@ -54,16 +54,18 @@ use super::mechanism::{self, Edge, Granule, Mechanism, SecondChannel, ServedBy};
 use super::page_tracker::{
     self, PageMechanism, PageRecord, PageTracker, Shared, for_each_run, open_userfaultfd,
 };
-use super::{BarrierKind, Call, DirtySet, Step, TrackerOptions, TrackerStats};
+use super::{
+    BarrierConfig, BarrierKind, Call, DirtySet, DirtyTracker, MechanismOptions, Step,
+    TrackerStats,
+};
 use crate::error::{Error, Result};
 use crate::sys::PAGE_SIZE;
 use crate::sys::cpu::ThreadRole;
 use crate::sys::eventfd::{EventFd, poll_readable};
 use crate::sys::uffd::{Event, Features, PageFaultFlags, RegisterMode, Uffd, raw};
 
-/// The description of `uffd-wp`. Its constructor reads
-/// [`TrackerOptions::service`] and [`TrackerOptions::user_mode_only`]; its variants are
-/// its service layouts.
+/// The description of `uffd-wp`. Its options are [`UffdWpOptions`]; its variants are its
+/// service layouts.
 pub(crate) const MECHANISM: Mechanism = Mechanism {
     kind: BarrierKind::UffdWp,
     name: "uffd-wp",
@@ -90,36 +92,31 @@ pub(crate) const MECHANISM: Mechanism = Mechanism {
         (Edge::Fork, mechanism::FORK_CHILD_WRITES),
     ],
     variants: &[
-        (
-            ServiceLayout::Collector.name(),
-            TrackerOptions {
-                service: ServiceLayout::Collector,
-                ..TrackerOptions::DEFAULT
-            },
-        ),
-        (
-            ServiceLayout::Thread.name(),
-            TrackerOptions {
-                service: ServiceLayout::Thread,
-                ..TrackerOptions::DEFAULT
-            },
-        ),
-        (
-            ServiceLayout::SpinThread.name(),
-            TrackerOptions {
-                service: ServiceLayout::SpinThread,
-                ..TrackerOptions::DEFAULT
-            },
-        ),
+        layout_variant(ServiceLayout::Collector),
+        layout_variant(ServiceLayout::Thread),
+        layout_variant(ServiceLayout::SpinThread),
     ],
-    build: |base, len, options| {
-        Ok(Some(Box::new(UffdWpTracker::new(
-            base,
-            len,
-            &UffdWpOptions::from(options),
-        )?)))
-    },
 };
+
+/// The variant of `uffd-wp` served by `layout`, labelled with its name.
+const fn layout_variant(layout: ServiceLayout) -> (&'static str, BarrierConfig) {
+    (
+        layout.name(),
+        BarrierConfig::UffdWp(UffdWpOptions {
+            service: layout,
+            ..UffdWpOptions::DEFAULT
+        }),
+    )
+}
+
+/// Its tracker.
+pub(super) fn build(
+    base: usize,
+    len: usize,
+    options: &UffdWpOptions,
+) -> Result<Option<Box<dyn DirtyTracker>>> {
+    Ok(Some(Box::new(UffdWpTracker::new(base, len, options)?)))
+}
 
 /// Who serves the write-protect faults of [`BarrierKind::UffdWp`].
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, Default)]
@@ -176,12 +173,16 @@ pub struct UffdWpOptions {
     pub user_mode_only: bool,
 }
 
-impl From<&TrackerOptions> for UffdWpOptions {
-    fn from(o: &TrackerOptions) -> Self {
-        UffdWpOptions {
-            service: o.service,
-            user_mode_only: o.user_mode_only,
-        }
+impl MechanismOptions for UffdWpOptions {
+    const DEFAULT: Self = UffdWpOptions {
+        service: ServiceLayout::Thread,
+        user_mode_only: false,
+    };
+    fn user_mode_only(&self) -> bool {
+        self.user_mode_only
+    }
+    fn set_user_mode_only(&mut self, yes: bool) {
+        self.user_mode_only = yes;
     }
 }
 

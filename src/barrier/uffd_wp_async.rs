@@ -22,7 +22,7 @@
 //! Between cycles, by default, the heap is writable as with every other tracker:
 //! [`disarm`](DirtyTracker::disarm) unprotects the whole heap and every
 //! [`arm`](DirtyTracker::arm) protects all of it again (~70 ns per heap page). The
-//! `keep-protected` variant ([`TrackerOptions::async_keep_protected`]) makes disarm do
+//! `keep-protected` variant ([`UffdWpAsyncOptions::keep_protected`]) makes disarm do
 //! nothing: the heap stays protected, a write between cycles (by a mutator, or by the
 //! concurrent sweep zeroing dead cells) costs one kernel-resolved fault on the first write
 //! to each page, and the next arm is a scan whose result is thrown away (it only
@@ -69,16 +69,16 @@ use super::counters::Counters;
 use super::mechanism::{self, Edge, Granule, Mechanism, SecondChannel, ServedBy};
 use super::page_tracker::{InUsePrefix, open_userfaultfd};
 use super::{
-    BarrierKind, Call, Degradation, DirtySet, DirtyTracker, Step, TrackerOptions,
-    TrackerStats,
+    BarrierConfig, BarrierKind, Call, Degradation, DirtySet, DirtyTracker, MechanismOptions,
+    Step, TrackerStats,
 };
 use crate::error::{Error, Result};
 use crate::sys::pagemap::{Pagemap, ScanRequest};
 use crate::sys::uffd::{Features, RegisterMode, Uffd, WpMode};
 use crate::sys::PAGE_SHIFT;
 
-/// The description of `uffd-wp-async`. Its constructor reads
-/// [`TrackerOptions::async_keep_protected`] and [`TrackerOptions::user_mode_only`].
+/// The description of `uffd-wp-async`. Its options are [`UffdWpAsyncOptions`]; its
+/// variants disarm (the default) or keep the heap protected between cycles.
 pub(crate) const MECHANISM: Mechanism = Mechanism {
     kind: BarrierKind::UffdWpAsync,
     name: "uffd-wp-async",
@@ -100,23 +100,28 @@ pub(crate) const MECHANISM: Mechanism = Mechanism {
         (Edge::Fork, mechanism::FORK_CHILD_WRITES),
     ],
     variants: &[
-        ("disarm", TrackerOptions::DEFAULT),
+        (
+            "disarm",
+            BarrierConfig::UffdWpAsync(UffdWpAsyncOptions::DEFAULT),
+        ),
         (
             "keep-protected",
-            TrackerOptions {
-                async_keep_protected: true,
-                ..TrackerOptions::DEFAULT
-            },
+            BarrierConfig::UffdWpAsync(UffdWpAsyncOptions {
+                keep_protected: true,
+                ..UffdWpAsyncOptions::DEFAULT
+            }),
         ),
     ],
-    build: |base, len, options| {
-        Ok(Some(Box::new(UffdWpAsyncTracker::new(
-            base,
-            len,
-            &UffdWpAsyncOptions::from(options),
-        )?)))
-    },
 };
+
+/// Its tracker.
+pub(super) fn build(
+    base: usize,
+    len: usize,
+    options: &UffdWpAsyncOptions,
+) -> Result<Option<Box<dyn DirtyTracker>>> {
+    Ok(Some(Box::new(UffdWpAsyncTracker::new(base, len, options)?)))
+}
 
 /// The options of a [`UffdWpAsyncTracker`].
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
@@ -127,12 +132,16 @@ pub struct UffdWpAsyncOptions {
     pub user_mode_only: bool,
 }
 
-impl From<&TrackerOptions> for UffdWpAsyncOptions {
-    fn from(o: &TrackerOptions) -> Self {
-        UffdWpAsyncOptions {
-            keep_protected: o.async_keep_protected,
-            user_mode_only: o.user_mode_only,
-        }
+impl MechanismOptions for UffdWpAsyncOptions {
+    const DEFAULT: Self = UffdWpAsyncOptions {
+        keep_protected: false,
+        user_mode_only: false,
+    };
+    fn user_mode_only(&self) -> bool {
+        self.user_mode_only
+    }
+    fn set_user_mode_only(&mut self, yes: bool) {
+        self.user_mode_only = yes;
     }
 }
 

@@ -59,12 +59,11 @@
 use super::mechanism::{self, Edge, Granule, Mechanism, SecondChannel, ServedBy};
 use super::page_tracker::{self, PageMechanism, PageRecord, PageTracker, open_userfaultfd};
 use super::signal_registry::{FaultSignal, Registration};
-use super::{BarrierKind, TrackerOptions, TrackerStats};
+use super::{BarrierKind, DirtyTracker, MechanismOptions, TrackerStats};
 use crate::error::Result;
 use crate::sys::uffd::{Features, RegisterMode, Uffd};
 
-/// The description of `uffd-wp-sigbus`. Its constructor reads
-/// [`TrackerOptions::user_mode_only`].
+/// The description of `uffd-wp-sigbus`. Its options are [`UffdWpSigbusOptions`].
 pub(crate) const MECHANISM: Mechanism = Mechanism {
     kind: BarrierKind::UffdWpSigbus,
     name: "uffd-wp-sigbus",
@@ -86,14 +85,16 @@ pub(crate) const MECHANISM: Mechanism = Mechanism {
         (Edge::Fork, mechanism::FORK_CHILD_WRITES),
     ],
     variants: &[],
-    build: |base, len, options| {
-        Ok(Some(Box::new(UffdWpSigbusTracker::new(
-            base,
-            len,
-            &UffdWpSigbusOptions::from(options),
-        )?)))
-    },
 };
+
+/// Its tracker.
+pub(super) fn build(
+    base: usize,
+    len: usize,
+    options: &UffdWpSigbusOptions,
+) -> Result<Option<Box<dyn DirtyTracker>>> {
+    Ok(Some(Box::new(UffdWpSigbusTracker::new(base, len, options)?)))
+}
 
 /// The options of a [`UffdWpSigbusTracker`].
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, Default)]
@@ -102,11 +103,15 @@ pub struct UffdWpSigbusOptions {
     pub user_mode_only: bool,
 }
 
-impl From<&TrackerOptions> for UffdWpSigbusOptions {
-    fn from(o: &TrackerOptions) -> Self {
-        UffdWpSigbusOptions {
-            user_mode_only: o.user_mode_only,
-        }
+impl MechanismOptions for UffdWpSigbusOptions {
+    const DEFAULT: Self = UffdWpSigbusOptions {
+        user_mode_only: false,
+    };
+    fn user_mode_only(&self) -> bool {
+        self.user_mode_only
+    }
+    fn set_user_mode_only(&mut self, yes: bool) {
+        self.user_mode_only = yes;
     }
 }
 

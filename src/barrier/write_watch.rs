@@ -15,12 +15,12 @@
 
 use super::CardTable;
 use super::mechanism::{Granule, Mechanism, SecondChannel, ServedBy};
-use super::BarrierKind;
+use super::{BarrierKind, CardOptions, DirtyTracker};
+use crate::error::Result;
 use crate::sys::PAGE_SHIFT;
 
-/// The description of `write-watch`. Its constructor reads
-/// [`TrackerOptions::conditional_cards`](super::TrackerOptions::conditional_cards), as
-/// the card table's does.
+/// The description of `write-watch`. Its options are the card table's
+/// ([`CardOptions`]).
 pub(crate) const MECHANISM: Mechanism = Mechanism {
     kind: BarrierKind::WriteWatch,
     name: "write-watch",
@@ -32,15 +32,21 @@ pub(crate) const MECHANISM: Mechanism = Mechanism {
     second_channel: SecondChannel::None,
     edges: &[],
     variants: &[],
-    build: |base, len, options| {
-        Ok(Some(Box::new(WriteWatch::build(
-            BarrierKind::WriteWatch,
-            base,
-            len,
-            options.conditional_cards,
-        )?)))
-    },
 };
+
+/// Its tracker.
+pub(super) fn build(
+    base: usize,
+    len: usize,
+    options: &CardOptions,
+) -> Result<Option<Box<dyn DirtyTracker>>> {
+    Ok(Some(Box::new(WriteWatch::build(
+        BarrierKind::WriteWatch,
+        base,
+        len,
+        options.conditional,
+    )?)))
+}
 
 /// The write watch's table: a card table of 4 KiB cards.
 pub type WriteWatch = CardTable<PAGE_SHIFT>;

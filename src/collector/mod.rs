@@ -349,7 +349,7 @@ impl Collector {
             self.collect_stalls(gc.tracker, &mut stats);
             stats.clone()
         };
-        s.barrier = Some(gc.config.barrier);
+        s.barrier = Some(gc.config.barrier.kind());
         s.marker_threads = gc.config.marker_threads;
         if let Some(t) = gc.tracker {
             s.tracker = t.stats();

@@ -1,9 +1,9 @@
 //! How a heap is built: [`HeapConfig`], a builder read by the space, the tracker and the
-//! collector alike. Plain data: it names a [`BarrierKind`] and tracker options, and
-//! depends on nothing above the barrier layer.
+//! collector alike. Plain data: it names a barrier with its options ([`BarrierConfig`]),
+//! and depends on nothing above the barrier layer.
 
 use super::testing::Testing;
-use crate::barrier::{BarrierKind, ServiceLayout, TrackerOptions};
+use crate::barrier::{BarrierConfig, BarrierKind};
 use crate::error::{Error, Result};
 use crate::sys::PAGE_SIZE;
 
@@ -12,8 +12,9 @@ use crate::sys::PAGE_SIZE;
 pub struct HeapConfig {
     /// Size of the heap mapping in bytes (rounded up to pages).
     pub heap_bytes: usize,
-    /// The write barrier.
-    pub barrier: BarrierKind,
+    /// The write barrier, with the options of its mechanism (card marking variant,
+    /// fault-service layout, userfaultfd mode).
+    pub barrier: BarrierConfig,
     /// With [`HeapConfig::pacing`]: the share of the pacer's heap goal at which the first
     /// cycle starts, before any cycle has been measured. Without: a fixed trigger, a cycle
     /// starts when the live bytes plus the bytes allocated since the last cycle reach this
@@ -22,8 +23,6 @@ pub struct HeapConfig {
     /// Start each cycle from bytes, as late as lets it finish before the heap reaches its
     /// goal (the pacer, `collector/pacer.rs`); `false` keeps the fixed trigger.
     pub pacing: bool,
-    /// Tracker options (card marking variant, fault-service layout, userfaultfd mode).
-    pub tracker: TrackerOptions,
     /// At most this many pre-clean rounds per cycle (fewer when a round finds at most
     /// [`HeapConfig::preclean_threshold`] dirty granules, or, for a page tracker, no
     /// fewer than the round before).
@@ -81,10 +80,9 @@ impl Default for HeapConfig {
     fn default() -> Self {
         HeapConfig {
             heap_bytes: 64 << 20,
-            barrier: BarrierKind::CardTable,
+            barrier: BarrierConfig::of(BarrierKind::CardTable),
             trigger: 0.6,
             pacing: true,
-            tracker: TrackerOptions::default(),
             max_preclean_rounds: 8,
             preclean_threshold: 32,
             mark_poll_interval: 64,
@@ -109,9 +107,24 @@ impl HeapConfig {
         self.heap_bytes = bytes;
         self
     }
-    /// The write barrier.
-    pub fn barrier(mut self, kind: BarrierKind) -> Self {
-        self.barrier = kind;
+    /// The write barrier: a [`BarrierKind`] with its defaults, or a [`BarrierConfig`]
+    /// with the options of its mechanism:
+    ///
+    /// ```
+    /// use barrierlab::HeapConfig;
+    /// use barrierlab::barrier::{
+    ///     BarrierConfig, MechanismOptions, ServiceLayout, UffdWpOptions,
+    /// };
+    ///
+    /// let spin = BarrierConfig::UffdWp(UffdWpOptions {
+    ///     service: ServiceLayout::SpinThread,
+    ///     ..UffdWpOptions::DEFAULT
+    /// });
+    /// let config = HeapConfig::new().barrier(spin);
+    /// assert_eq!(config.barrier.kind(), barrierlab::BarrierKind::UffdWp);
+    /// ```
+    pub fn barrier(mut self, barrier: impl Into<BarrierConfig>) -> Self {
+        self.barrier = barrier.into();
         self
     }
     /// Occupancy (0..1] at which the first cycle starts (with pacing) or every cycle
@@ -123,21 +136,6 @@ impl HeapConfig {
     /// Pace cycles from bytes (default on), or only by the fixed trigger.
     pub fn pacing(mut self, yes: bool) -> Self {
         self.pacing = yes;
-        self
-    }
-    /// Who serves `uffd-wp` faults.
-    pub fn service_layout(mut self, layout: ServiceLayout) -> Self {
-        self.tracker.service = layout;
-        self
-    }
-    /// Conditional card marking.
-    pub fn conditional_cards(mut self, yes: bool) -> Self {
-        self.tracker.conditional_cards = yes;
-        self
-    }
-    /// Open userfaultfd with `UFFD_USER_MODE_ONLY`.
-    pub fn user_mode_only(mut self, yes: bool) -> Self {
-        self.tracker.user_mode_only = yes;
         self
     }
     /// Pre-clean rounds at most.

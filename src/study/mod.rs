@@ -88,7 +88,7 @@ pub fn run(config: &StudyConfig) -> Result<StudyResult> {
     };
     let mut variants = Vec::new();
     for v in config.variants() {
-        match crate::barrier::check_cached(v.kind, v.options.user_mode_only).require(v.kind) {
+        match v.config.require_available() {
             Err(e) => runner.unavailable(v.name(), e.to_string()),
             Ok(()) => variants.push(v),
         }

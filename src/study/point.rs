@@ -253,11 +253,10 @@ fn run_inner(spec: &PointSpec) -> Result<Vec<Row>> {
                 w.at_threads(*threads)
             };
             let v = find_variant(variant)?;
-            crate::barrier::check_cached(v.kind, v.options.user_mode_only).require(v.kind)?;
+            v.config.require_available()?;
             let cfg = HeapConfig {
                 heap_bytes: *heap_bytes,
-                barrier: v.kind,
-                tracker: v.options,
+                barrier: v.config,
                 record_dirty_pages: *heap_map,
                 huge_pages: *huge_pages,
                 ..HeapConfig::default()
@@ -397,8 +396,8 @@ fn run_inner(spec: &PointSpec) -> Result<Vec<Row>> {
             beside,
         } => {
             let v = find_variant(variant)?;
-            crate::barrier::check_cached(v.kind, v.options.user_mode_only).require(v.kind)?;
-            let lab = PageLab::new(v.kind, *region_pages, &v.options)?;
+            v.config.require_available()?;
+            let lab = PageLab::new(v.config, *region_pages)?;
             let order = micro_order(*region_pages, *dirty_fraction, *random, spec.seed);
             let pattern = PagePattern {
                 pages: order.len(),
@@ -572,7 +571,7 @@ mod tests {
         let big = find_workload(Mode::Quick, &[64], "lru-l64").unwrap();
         assert_eq!(big.live_bytes, 64 << 20);
         assert_eq!(
-            find_variant("card-table").unwrap().kind,
+            find_variant("card-table").unwrap().kind(),
             BarrierKind::CardTable
         );
         assert!(find_variant("uffd-wp[collector]").is_ok());

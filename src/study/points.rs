@@ -165,7 +165,7 @@ impl Runner<'_> {
             .flat_map(|v| {
                 (0..patterns.len())
                     .filter(move |&i| {
-                        !patterns[i].none_only || v.kind == crate::barrier::BarrierKind::None
+                        !patterns[i].none_only || v.kind() == crate::barrier::BarrierKind::None
                     })
                     .flat_map(move |i| (0..c.micro_processes).map(move |p| (v, i, p)))
             })
@@ -387,7 +387,7 @@ impl Runner<'_> {
                     }
                 }
                 if heap_map.is_none() && threads == 1 {
-                    heap_map = variants.iter().find(|v| v.kind.is_page_level()).map(|v| {
+                    heap_map = variants.iter().find(|v| v.kind().is_page_level()).map(|v| {
                         let bytes = 2 * min;
                         Planned {
                             key: Key {

@@ -17,8 +17,8 @@ use rand::rngs::SmallRng;
 use rand::seq::SliceRandom;
 
 use crate::barrier::{
-    BareTracker, BarrierKind, CardMark, DirtySet, DynBarrier, Idle, NoStoreBarrier, StoreBarrier,
-    TrackerOptions,
+    BareTracker, BarrierConfig, BarrierKind, CardMark, DirtySet, DynBarrier, Idle, NoStoreBarrier,
+    StoreBarrier,
 };
 use crate::error::Result;
 use crate::sys::PAGE_SIZE;
@@ -60,11 +60,11 @@ pub struct PageLab {
 }
 
 impl PageLab {
-    /// A populated region of `pages` pages with the tracker of `kind` over it (and, for
-    /// the `collector` layout of `uffd-wp`, a spinning thread standing in for the
-    /// collector).
-    pub fn new(kind: BarrierKind, pages: usize, options: &TrackerOptions) -> Result<PageLab> {
-        let bare = BareTracker::new(kind, options, pages, pages, Idle::Spin)?;
+    /// A populated region of `pages` pages with the tracker `barrier` names over it (a
+    /// [`BarrierKind`] converts into its defaults; for the `collector` layout of
+    /// `uffd-wp`, a spinning thread stands in for the collector).
+    pub fn new(barrier: impl Into<BarrierConfig>, pages: usize) -> Result<PageLab> {
+        let bare = BareTracker::new(barrier, pages, pages, Idle::Spin)?;
         let path = bare.store_barrier();
         Ok(PageLab { bare, path })
     }

@@ -26,7 +26,8 @@ use std::collections::BTreeSet;
 
 use barrierlab::BarrierKind;
 use barrierlab::barrier::{
-    Breadth, DirtySet, SecondChannel, ServedBy, StoreBarrier, TrackerOptions, Variant,
+    BarrierConfig, Breadth, DirtySet, SecondChannel, ServedBy, StoreBarrier, UffdWpAsyncOptions,
+    Variant,
 };
 use barrierlab::sys::PAGE_SIZE;
 use barrierlab::sys::pagemap::Pagemap;
@@ -54,19 +55,25 @@ fn for_every_variant(test: &'static str, row: fn(Variant)) {
 
 /// Whether the variant keeps its pages protected between cycles (disarm does nothing).
 fn keeps_protection(v: Variant) -> bool {
-    v.kind == BarrierKind::UffdWpAsync && v.options.async_keep_protected
+    matches!(
+        v.config,
+        BarrierConfig::UffdWpAsync(UffdWpAsyncOptions {
+            keep_protected: true,
+            ..
+        })
+    )
 }
 
 /// Whether a harvest between cycles still finds what was written after the disarm: the
 /// card table's store path always marks, and pages kept protected read as written. In
 /// both, the next arm forgets it.
 fn records_between_cycles(v: Variant) -> bool {
-    v.kind.mechanism().served_by == ServedBy::StorePath || keeps_protection(v)
+    v.kind().mechanism().served_by == ServedBy::StorePath || keeps_protection(v)
 }
 
 /// How many faults the mechanism's own code serves for `n` first writes.
 fn faults_served(v: Variant, n: u64) -> u64 {
-    match v.kind.mechanism().served_by {
+    match v.kind().mechanism().served_by {
         ServedBy::Service | ServedBy::Handler => n,
         ServedBy::Kernel | ServedBy::StorePath | ServedBy::Nobody => 0,
     }
@@ -389,7 +396,7 @@ fn no_write_slips_past_concurrent_harvests() {
     for_every_variant("no_write_slips_past_concurrent_harvests", |v| {
         // The kernel reads and re-protects each page atomically; every other order lets a
         // write be recorded one harvest late.
-        let bound = match v.kind.mechanism().served_by {
+        let bound = match v.kind().mechanism().served_by {
             ServedBy::Kernel => Bound::Next,
             _ => Bound::Eventually,
         };
@@ -452,13 +459,10 @@ fn a_failed_protection_change_degrades_the_cycle_with_its_cause() {
 #[test]
 fn a_userfaultfd_tracker_reports_its_mode() {
     for v in variants() {
-        let uses_uffd = v.kind.mechanism().second_channel == SecondChannel::PagemapWpBit;
+        let uses_uffd = v.kind().mechanism().second_channel == SecondChannel::PagemapWpBit;
         for user_mode_only in [false, true] {
             let v = Variant {
-                options: TrackerOptions {
-                    user_mode_only,
-                    ..v.options
-                },
+                config: v.config.with_user_mode_only(user_mode_only),
                 ..v
             };
             let Some(lab) = TrackerLab::or_skip(v, 8, 0, "a_userfaultfd_tracker_reports_its_mode")
@@ -488,7 +492,8 @@ fn a_page_handed_out_while_armed_is_dirty_and_writable_before_its_first_write() 
         let (name, t) = (v.name(), lab.tracker());
         // Async write-protect hands nothing out either: the kernel records the first
         // write to a protected page itself, more cheaply than an unprotect would.
-        let unprotects = v.kind.is_page_level() && v.kind.mechanism().served_by != ServedBy::Kernel;
+        let unprotects =
+            v.kind().is_page_level() && v.kind().mechanism().served_by != ServedBy::Kernel;
         // Pages 8..12 populated, 40..44 not: both kinds of page are handed out.
         let handed: Vec<usize> = (8..12).chain(40..44).collect();
         t.arm().expect("arm");
@@ -574,7 +579,7 @@ fn the_planted_frontier_bug_loses_the_write_to_a_handed_out_page() {
         t.hand_out(lab.base() + 20 * PAGE_SIZE, PAGE_SIZE);
         lab.write(20, 5);
         let d = lab.harvest(true);
-        if v.kind.mechanism().served_by == ServedBy::Kernel {
+        if v.kind().mechanism().served_by == ServedBy::Kernel {
             // Its record is the protection itself, and it hands nothing out: the write to
             // the still-protected page is recorded by the kernel, planted bug or not.
             assert_eq!(d.granules, lab.granules(&[20]), "{name}");

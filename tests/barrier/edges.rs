@@ -4,9 +4,7 @@
 
 use crate::support;
 
-use barrierlab::barrier::{
-    BareTracker, BarrierKind, DirtySet, DirtyTracker, Edge, Idle, ServedBy, TrackerOptions,
-};
+use barrierlab::barrier::{BareTracker, BarrierKind, DirtySet, DirtyTracker, Edge, Idle, ServedBy};
 use barrierlab::sys::PAGE_SIZE;
 use barrierlab::sys::mem::{Protection, Region};
 use barrierlab::{Heap, HeapConfig};
@@ -22,7 +20,7 @@ fn page_kinds() -> Vec<BarrierKind> {
 
 /// A populated region with `kind`'s tracker over it, or a skip.
 fn lab(kind: BarrierKind, pages: usize) -> Option<BareTracker> {
-    match BareTracker::new(kind, &TrackerOptions::default(), pages, pages, Idle::Yield) {
+    match BareTracker::new(kind, pages, pages, Idle::Yield) {
         Ok(lab) => Some(lab),
         Err(e) => {
             support::skip_or_fail("edges", &format!("{kind}: {e}"));

@@ -10,7 +10,7 @@
 
 use crate::support;
 
-use barrierlab::barrier::{self, BarrierKind, DirtySet, TrackerOptions};
+use barrierlab::barrier::{self, BarrierKind, DirtySet};
 use barrierlab::sys::PAGE_SIZE;
 use barrierlab::sys::mem::{Advice, Region};
 use barrierlab::sys::smaps::anon_huge_bytes;
@@ -55,7 +55,7 @@ fn every_page_tracker_reports_the_4k_pages_written_in_a_huge_page() {
                 return;
             };
             let (lo, hi) = (region.base(), region.base() + region.len());
-            let tracker = match barrier::build(kind, lo, region.len(), &TrackerOptions::default()) {
+            let tracker = match barrier::build(&kind.into(), lo, region.len()) {
                 Ok(t) => t.expect("a page tracker"),
                 Err(e) if support::is_missing_feature(&e) => {
                     skip_or_fail(&test, &e.to_string());

@@ -14,22 +14,21 @@ use crate::support;
 
 use barrierlab::BarrierKind;
 use barrierlab::barrier::uffd_wp_async::SCAN_VEC_LEN;
-use barrierlab::barrier::{DirtySet, TrackerOptions, Variant};
+use barrierlab::barrier::{BarrierConfig, DirtySet, MechanismOptions, UffdWpAsyncOptions, Variant};
 use barrierlab::sys::PAGE_SIZE;
 use barrierlab::sys::pagemap::Pagemap;
 use support::{TIMEOUT_SECS, TrackerLab, read_page, with_timeout};
 
 const PAGES: usize = 64;
 
-/// `kind`'s tracker with `options` over `pages` pages (none populated yet), armed;
-/// `None` after a skip.
-fn armed(kind: BarrierKind, options: TrackerOptions, pages: usize) -> Option<TrackerLab> {
+/// The tracker `barrier` names over `pages` pages (none populated yet), armed; `None`
+/// after a skip.
+fn armed(barrier: impl Into<BarrierConfig>, pages: usize) -> Option<TrackerLab> {
     let variant = Variant {
-        kind,
         label: None,
-        options,
+        config: barrier.into(),
     };
-    let lab = TrackerLab::or_skip(variant, pages, 0, kind.name())?;
+    let lab = TrackerLab::or_skip(variant, pages, 0, variant.kind().name())?;
     lab.tracker().arm().expect("arm");
     Some(lab)
 }
@@ -42,17 +41,17 @@ fn wp_bits(lab: &TrackerLab) -> Vec<bool> {
         .collect()
 }
 
-fn async_options(keep_protected: bool) -> TrackerOptions {
-    TrackerOptions {
-        async_keep_protected: keep_protected,
-        ..TrackerOptions::DEFAULT
-    }
+fn async_options(keep_protected: bool) -> BarrierConfig {
+    BarrierConfig::UffdWpAsync(UffdWpAsyncOptions {
+        keep_protected,
+        ..UffdWpAsyncOptions::DEFAULT
+    })
 }
 
 #[test]
 fn mprotect_enomem_in_the_handler_degrades_to_everything_dirty_until_the_next_arm() {
     with_timeout(TIMEOUT_SECS, "mprotect_enomem_in_the_handler", || {
-        let Some(lab) = armed(BarrierKind::Mprotect, TrackerOptions::DEFAULT, PAGES) else {
+        let Some(lab) = armed(BarrierKind::Mprotect, PAGES) else {
             return;
         };
         let (t, base) = (lab.tracker(), lab.base());
@@ -98,7 +97,7 @@ fn mprotect_enomem_in_the_handler_degrades_to_everything_dirty_until_the_next_ar
 #[test]
 fn mprotect_enomem_while_re_protecting_degrades_the_harvest() {
     with_timeout(TIMEOUT_SECS, "mprotect_enomem_while_re_protecting", || {
-        let Some(lab) = armed(BarrierKind::Mprotect, TrackerOptions::DEFAULT, PAGES) else {
+        let Some(lab) = armed(BarrierKind::Mprotect, PAGES) else {
             return;
         };
         let (t, base) = (lab.tracker(), lab.base());
@@ -120,7 +119,7 @@ fn mprotect_enomem_while_re_protecting_degrades_the_harvest() {
 #[test]
 fn sigbus_a_failed_unprotect_degrades_the_cycle_and_a_rearm_recovers() {
     with_timeout(TIMEOUT_SECS, "sigbus_a_failed_unprotect", || {
-        let Some(lab) = armed(BarrierKind::UffdWpSigbus, TrackerOptions::DEFAULT, PAGES) else {
+        let Some(lab) = armed(BarrierKind::UffdWpSigbus, PAGES) else {
             return;
         };
         let (t, base) = (lab.tracker(), lab.base());
@@ -151,7 +150,7 @@ fn sigbus_a_failed_unprotect_degrades_the_cycle_and_a_rearm_recovers() {
 #[test]
 fn async_every_harvest_re_protects_also_without_rearm() {
     with_timeout(TIMEOUT_SECS, "async_every_harvest_re_protects", || {
-        let Some(lab) = armed(BarrierKind::UffdWpAsync, async_options(true), PAGES) else {
+        let Some(lab) = armed(async_options(true), PAGES) else {
             return;
         };
         lab.write(21, 1);
@@ -170,7 +169,7 @@ fn async_every_harvest_re_protects_also_without_rearm() {
 #[test]
 fn async_kept_protected_between_cycles_the_next_arm_forgets_what_was_written() {
     with_timeout(TIMEOUT_SECS, "async_kept_protected", || {
-        let Some(lab) = armed(BarrierKind::UffdWpAsync, async_options(true), PAGES) else {
+        let Some(lab) = armed(async_options(true), PAGES) else {
             return;
         };
         let (t, base) = (lab.tracker(), lab.base());
@@ -194,7 +193,7 @@ fn async_kept_protected_between_cycles_the_next_arm_forgets_what_was_written() {
 #[test]
 fn async_without_keep_protected_disarm_unprotects_and_arm_protects_everything() {
     with_timeout(TIMEOUT_SECS, "async_without_keep_protected", || {
-        let Some(lab) = armed(BarrierKind::UffdWpAsync, async_options(false), PAGES) else {
+        let Some(lab) = armed(async_options(false), PAGES) else {
             return;
         };
         let t = lab.tracker();
@@ -217,7 +216,7 @@ fn async_without_keep_protected_disarm_unprotects_and_arm_protects_everything() 
 #[test]
 fn async_a_failed_scan_degrades_the_harvest_and_re_protects_everything() {
     with_timeout(TIMEOUT_SECS, "async_a_failed_scan", || {
-        let Some(lab) = armed(BarrierKind::UffdWpAsync, async_options(true), PAGES) else {
+        let Some(lab) = armed(async_options(true), PAGES) else {
             return;
         };
         let t = lab.tracker();
@@ -240,7 +239,7 @@ fn async_many_runs_fill_the_scan_vector_and_all_are_reported() {
     // More runs than one PAGEMAP_SCAN call can return (every other page of 4096).
     with_timeout(TIMEOUT_SECS, "async_many_runs", || {
         let pages = 4 * SCAN_VEC_LEN;
-        let Some(lab) = armed(BarrierKind::UffdWpAsync, async_options(true), pages) else {
+        let Some(lab) = armed(async_options(true), pages) else {
             return;
         };
         let written: Vec<usize> = (0..pages).step_by(2).collect();

@@ -3,12 +3,13 @@
 
 use barrierlab::{BarrierKind, Heap, HeapConfig, ServiceLayout};
 
+use crate::support::barrier_config;
+
 fn churn(kind: BarrierKind, layout: ServiceLayout, threads: usize) {
     let heap = match Heap::new(
         HeapConfig::new()
             .heap_bytes(1 << 20)
-            .barrier(kind)
-            .service_layout(layout)
+            .barrier(barrier_config(kind, layout, false))
             .verify(true),
     ) {
         Ok(h) => h,

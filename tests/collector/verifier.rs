@@ -18,7 +18,7 @@
 //! size class), so a dangling reference always points at the start of a cell of that
 //! class, which the collector handles (a free cell's header is zero).
 
-use crate::support;
+use crate::support::{self, barrier_config};
 
 use std::sync::atomic::{AtomicBool, Ordering};
 use std::time::{Duration, Instant};
@@ -109,8 +109,7 @@ fn run(w: Workload) -> Option<Outcome> {
     let heap = heap_or_skip(
         HeapConfig::new()
             .heap_bytes(32 << 20)
-            .barrier(w.kind)
-            .service_layout(w.layout)
+            .barrier(barrier_config(w.kind, w.layout, false))
             .trigger(0.95)
             .max_preclean_rounds(w.preclean_rounds)
             .preclean_threshold(0)

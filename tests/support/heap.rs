@@ -11,15 +11,35 @@
 
 use std::time::{Duration, Instant};
 
-use barrierlab::{BarrierKind, Heap, HeapConfig, Mutator, ObjRef};
+use barrierlab::barrier::{CardOptions, MechanismOptions, UffdWpOptions};
+use barrierlab::{BarrierConfig, BarrierKind, Heap, HeapConfig, Mutator, ObjRef, ServiceLayout};
 
 use super::{is_missing_feature, skip_or_fail};
+
+/// `kind` with its defaults, but served by `layout` if it is `uffd-wp` and with
+/// conditional cards if `conditional` and it marks cards (the tests that run every kind
+/// in every layout).
+pub fn barrier_config(
+    kind: BarrierKind,
+    layout: ServiceLayout,
+    conditional: bool,
+) -> BarrierConfig {
+    match kind {
+        BarrierKind::UffdWp => BarrierConfig::UffdWp(UffdWpOptions {
+            service: layout,
+            ..UffdWpOptions::DEFAULT
+        }),
+        BarrierKind::CardTable => BarrierConfig::CardTable(CardOptions { conditional }),
+        BarrierKind::WriteWatch => BarrierConfig::WriteWatch(CardOptions { conditional }),
+        _ => BarrierConfig::of(kind),
+    }
+}
 
 /// Builds a heap, or returns `None` when its barrier cannot run on this kernel (or is not
 /// built yet), after [`skip_or_fail`] has printed the reason; under
 /// `BARRIERLAB_REQUIRE_ALL=1` that fails the test instead. Any other error panics.
 pub fn heap_or_skip(config: HeapConfig, what: &str) -> Option<Heap> {
-    let kind = config.barrier;
+    let kind = config.barrier.kind();
     match Heap::new(config) {
         Ok(h) => Some(h),
         Err(e) if is_missing_feature(&e) => {

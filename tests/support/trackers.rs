@@ -26,13 +26,7 @@ impl TrackerLab {
     /// `variant`'s tracker over a fresh region of `pages` pages whose first `populated`
     /// pages are written once before the tracker is built (the others stay unpopulated).
     pub fn new(variant: Variant, pages: usize, populated: usize) -> barrierlab::Result<Self> {
-        let bare = BareTracker::new(
-            variant.kind,
-            &variant.options,
-            pages,
-            populated,
-            Idle::Yield,
-        )?;
+        let bare = BareTracker::new(variant.config, pages, populated, Idle::Yield)?;
         assert!(
             bare.tracker().is_some(),
             "BarrierKind::None has no tracker to test"
@@ -70,7 +64,7 @@ impl TrackerLab {
 
     /// The kind.
     pub fn kind(&self) -> BarrierKind {
-        self.variant.kind
+        self.variant.kind()
     }
 
     /// The granule index of page `page`'s first word.

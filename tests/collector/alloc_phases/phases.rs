@@ -9,8 +9,9 @@ use super::PHASES;
 /// Where allocations must be observed: at least one allocation in a phase of each group.
 ///
 /// After the remark pause the collector disarms the tracker, then sweeps. The card
-/// table's disarm does nothing, and neither does `uffd-wp-async`'s (its pages stay
-/// protected between cycles, `async_keep_protected`), so for them `Disarm` lasts two
+/// table's disarm does nothing, and so does `uffd-wp-async`'s in its `keep-protected`
+/// variant (`UffdWpAsyncOptions::keep_protected`; the rule below is the same for both of
+/// its variants, since it is given a kind), so for them `Disarm` can last two
 /// clock reads, and an allocation lands in it only when the collector thread happens to
 /// be preempted there. The interval it stands for — the remark pause is over, the sweep
 /// has not begun — is then observed as an allocation that still saw `Remark`: the

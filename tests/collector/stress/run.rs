@@ -11,7 +11,7 @@ use rand::{Rng, SeedableRng};
 use super::Sizing;
 use super::program::Program;
 use crate::support::shadow::{self, AbortOnPanic};
-use crate::support::{Soak, debug_divisor, heap_or_skip, splitmix, with_timeout};
+use crate::support::{Soak, barrier_config, debug_divisor, heap_or_skip, splitmix, with_timeout};
 
 /// What one configuration ran.
 pub(crate) struct Ran {
@@ -61,13 +61,11 @@ pub(crate) fn run_config(
     let heap = heap_or_skip(
         HeapConfig::new()
             .heap_bytes(heap_bytes)
-            .barrier(kind)
+            .barrier(barrier_config(kind, layout, conditional))
             .trigger(trigger)
             .pacing(sizing == Sizing::Roomy)
             .max_preclean_rounds(rounds)
             .preclean_threshold(threshold)
-            .conditional_cards(conditional)
-            .service_layout(layout)
             .verify(true),
         &what,
     )?;

@@ -6,6 +6,8 @@ use std::time::{Duration, Instant};
 
 use barrierlab::{BarrierKind, Heap, ObjRef, ServiceLayout};
 
+use crate::support::barrier_config;
+
 use super::{LIMIT, for_every_barrier, small_heap};
 use crate::support::{heap_or_skip, read_id, with_timeout};
 
@@ -102,7 +104,11 @@ fn no_deadlock_uffd_wp_every_service_layout() {
     for layout in ServiceLayout::ALL {
         let what = format!("no_deadlock_uffd_wp_{}", layout.name());
         if let Some(heap) = heap_or_skip(
-            small_heap(BarrierKind::UffdWp, 8 << 20).service_layout(layout),
+            small_heap(BarrierKind::UffdWp, 8 << 20).barrier(barrier_config(
+                BarrierKind::UffdWp,
+                layout,
+                false,
+            )),
             &what,
         ) {
             with_timeout(LIMIT.as_secs(), &what, move || hammer(heap, 3));
