@@ -1,6 +1,8 @@
 //! The barrierlab command line: `study` (the main job), `gcbench`, `probe`.
 
 mod run_cmd;
+mod run_opts;
+mod run_report;
 
 use std::io::Write as _;
 use std::path::PathBuf;
@@ -150,7 +152,7 @@ enum Command {
         #[arg(long)]
         quick: bool,
         #[command(flatten)]
-        opts: run_cmd::HeapOpts,
+        opts: run_opts::HeapOpts,
     },
     /// Run one workload once on one barrier and print its result on one line (or as
     /// JSON): time, CPU, pauses, MMU, faults and stalls, the dirty split, the uffd-wp
@@ -179,7 +181,7 @@ enum Command {
         #[arg(long, value_parser = count)]
         live_mib: Option<usize>,
         #[command(flatten)]
-        opts: run_cmd::HeapOpts,
+        opts: run_opts::HeapOpts,
     },
     /// Render a study folder's report.md, summary.json and figures again from its
     /// study.csv and meta.json (the probe is not run: the machine is meta.json's).

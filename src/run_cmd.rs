@@ -7,75 +7,13 @@ use std::time::Duration;
 use barrierlab::barrier::{BarrierConfig, MechanismOptions, UffdWpOptions};
 use barrierlab::probe::Probe;
 use barrierlab::workload::{
-    self, BinaryTreesParams, GcBenchParams, GcOldParams, GraphParams, LruParams, RunResult,
-    Workload,
+    self, BinaryTreesParams, GcBenchParams, GcOldParams, GraphParams, LruParams, Workload,
 };
-use barrierlab::{BarrierKind, HeapConfig, ServiceLayout};
-use clap::{Args, ValueEnum};
-use serde_json::{Value, json};
+use barrierlab::{BarrierKind, HeapConfig};
+use clap::ValueEnum;
 
-/// The heap and barrier a single run uses, shared by `run` and `gcbench`.
-#[derive(Args, Debug, Clone)]
-pub struct HeapOpts {
-    /// The barrier.
-    #[arg(long, default_value = "uffd-wp", value_parser = crate::barrier_parser())]
-    pub barrier: BarrierKind,
-    /// Heap size in MiB (1 to 1048576, i.e. 1 TiB).
-    #[arg(long, default_value_t = 64, value_parser = |s: &str| in_range(s, 1, 1 << 20))]
-    pub heap_mib: u64,
-    /// Mutator threads, each running its own copy of the workload (1 to 1024).
-    #[arg(long, default_value_t = 1, value_parser = |s: &str| in_range(s, 1, 1024))]
-    pub threads: u64,
-    /// Who serves `uffd-wp` faults: collector, thread (the default), spin-thread. Only
-    /// with `--barrier uffd-wp`.
-    #[arg(long)]
-    pub layout: Option<ServiceLayout>,
-    /// Threads that mark in a pause, 1 to 256 (default: the CPUs available).
-    #[arg(long, value_parser = |s: &str| in_range(s, 1, MAX_MARKER_THREADS))]
-    pub marker_threads: Option<u64>,
-    /// Advise the heap `MADV_HUGEPAGE` (transparent huge pages) instead of
-    /// `MADV_NOHUGEPAGE`; the result's `heap_huge_mib` says how much of the heap huge
-    /// pages backed at the end (a page tracker's write protection splits them).
-    #[arg(long)]
-    pub huge_pages: bool,
-    /// Barrier-only mode: no collection; instead the tracker is armed for
-    /// --armed-share of every --duty-period-ms and harvested, so that the run measures
-    /// what the barrier costs the mutators with the collection held fixed. The heap must
-    /// hold everything the run allocates (a run in which a collection ran is refused).
-    #[arg(long)]
-    pub barrier_only: bool,
-    /// Barrier-only mode's period in milliseconds (1 to 60000; the study's is 50).
-    #[arg(long, default_value_t = 50, requires = "barrier_only", value_parser = |s: &str| in_range(s, 1, 60_000))]
-    pub duty_period_ms: u64,
-    /// Barrier-only mode's armed share of each period, in percent (1 to 100).
-    #[arg(long, default_value_t = 50, requires = "barrier_only", value_parser = |s: &str| in_range(s, 1, 100))]
-    pub armed_percent: u64,
-    /// One line per pause and per cycle on stderr, as they happen (like HotSpot's
-    /// -Xlog:gc): cause, time to safepoint, duration, heap before -> after, bytes
-    /// marked and freed, dirty granules, faults, degradation.
-    #[arg(long)]
-    pub log_cycles: bool,
-    /// Print the result as one JSON object instead of a `key=value` line.
-    #[arg(long)]
-    pub json: bool,
-}
-
-/// The most marker threads a heap accepts (`HeapConfig`'s check).
-pub const MAX_MARKER_THREADS: u64 = 256;
-
-/// Parses a whole number in `lo..=hi`, saying plainly what is wrong (a negative number
-/// included).
-pub fn in_range(s: &str, lo: u64, hi: u64) -> Result<u64, String> {
-    if s.trim_start().starts_with('-') {
-        return Err(format!(
-            "`{s}` is negative: give a number from {lo} to {hi}"
-        ));
-    }
-    match s.parse::<u64>() {
-        Ok(v) if (lo..=hi).contains(&v) => Ok(v),
-        _ => Err(format!("`{s}` is not a number from {lo} to {hi}")),
-    }
-}
+use crate::run_opts::HeapOpts;
+use crate::run_report::{BarrierOnlyReport, RunReport, render};
 
 /// The most a `run --scaled` may allocate (bytes): beyond it the run would take longer
 /// than anyone means to wait, and the size asked for is more likely a mistake.
@@ -216,12 +154,8 @@ pub fn run(opts: &HeapOpts, workload: &Workload) -> ExitCode {
             ExitCode::FAILURE
         }
         Ok(r) if opts.barrier_only => {
-            let v = barrier_only_json(opts, workload, &r, shootdowns);
-            if opts.json {
-                crate::emit(&format!("{v}\n"))
-            } else {
-                crate::emit(&format!("{}\n", key_values(&v)))
-            }
+            let report = BarrierOnlyReport::new(opts, workload, &r, shootdowns);
+            crate::emit(&render(&report, opts.json))
         }
         Ok(r) if r.stats.cycles == 0 => {
             // Not a measurement of a collector: say so instead of printing one.
@@ -234,14 +168,7 @@ pub fn run(opts: &HeapOpts, workload: &Workload) -> ExitCode {
             ));
             ExitCode::FAILURE
         }
-        Ok(r) => {
-            let v = result_json(opts, workload, &r);
-            if opts.json {
-                crate::emit(&format!("{v}\n"))
-            } else {
-                crate::emit(&format!("{}\n", key_values(&v)))
-            }
-        }
+        Ok(r) => crate::emit(&render(&RunReport::new(opts, workload, &r), opts.json)),
         Err(e) => {
             match barrierlab::study::point::resource_limit(&e) {
                 // Not "unavailable": the mechanism works, a limit stopped this run.
@@ -253,164 +180,6 @@ pub fn run(opts: &HeapOpts, workload: &Workload) -> ExitCode {
             ExitCode::FAILURE
         }
     }
-}
-
-/// What a barrier-only run reports: the mutators' time and work, what the duty cycle's
-/// periods did, and the TLB shootdowns counted during the run (system-wide).
-fn barrier_only_json(
-    opts: &HeapOpts,
-    workload: &Workload,
-    r: &RunResult,
-    shootdowns: Option<u64>,
-) -> Value {
-    let ms = |d: Duration| round(d.as_secs_f64() * 1e3, 1);
-    let d = &r.stats.duty;
-    let t = &r.stats.tracker;
-    json!({
-        "workload": workload.name(),
-        "barrier": opts.barrier.name(),
-        "mode": "barrier-only",
-        "heap_mib": opts.heap_mib,
-        "threads": opts.threads,
-        "duty_period_ms": opts.duty_period_ms,
-        "armed_percent": opts.armed_percent,
-        "total_ms": ms(r.wall),
-        "cpu_ms": ms(r.cpu.total),
-        "cpu_mutator_ms": ms(r.cpu.mutator),
-        "work": r.work,
-        "cycles": r.stats.cycles,
-        "periods": d.periods,
-        "interrupted": d.interrupted,
-        "armed_share": round(d.armed.as_secs_f64() / r.wall.as_secs_f64().max(1e-9), 3),
-        "arm_ms": ms(d.arm),
-        "harvest_ms": ms(d.harvest),
-        "disarm_ms": ms(d.disarm),
-        "recorded": d.recorded,
-        "faults": t.faults,
-        "handed_out": t.handed_out,
-        "tlb_shootdowns": shootdowns,
-        "failures": d.failures,
-        "cause": t.last_degradation.map(|d| d.to_string()),
-        "allocated_mib": round(r.stats.bytes_allocated as f64 / MIB, 1),
-    })
-}
-
-/// Everything one run reports, in the order the `key=value` line prints it.
-fn result_json(opts: &HeapOpts, workload: &Workload, r: &RunResult) -> Value {
-    let ms = |d: Duration| round(d.as_secs_f64() * 1e3, 1);
-    let s = &r.stats;
-    let t = &s.tracker;
-    // The userfaultfd mode, so that a fallback to user-mode-only shows.
-    let uffd = match t.uffd {
-        Some(m) if m.fell_back => format!("{}(fallback)", m.name()),
-        Some(m) => m.name().to_string(),
-        None => "-".to_string(),
-    };
-    let layout = match opts.barrier {
-        BarrierKind::UffdWp => opts.layout.unwrap_or_default().name().to_string(),
-        _ => "-".to_string(),
-    };
-    let (frontier, old) = s.dirty_split();
-    let stall_p99 = workload::pause_percentile(s.stalls.iter().map(|x| x.duration), 99.0);
-    json!({
-        "workload": workload.name(),
-        "barrier": opts.barrier.name(),
-        "layout": layout,
-        "uffd": uffd,
-        "heap_mib": opts.heap_mib,
-        "huge_pages": opts.huge_pages,
-        "heap_huge_mib": round(r.heap_huge_bytes as f64 / MIB, 1),
-        "threads": opts.threads,
-        "total_ms": ms(r.wall),
-        "stw_ms": ms(r.pause_total()),
-        "cpu_ms": ms(r.cpu.total),
-        "cpu_collector_ms": ms(r.cpu.collector),
-        "cycles": s.cycles,
-        "allocated_mib": round(s.bytes_allocated as f64 / MIB, 1),
-        "marked_mib": round(median_marked(s) as f64 / MIB, 1),
-        "pauses": s.pauses.len(),
-        "p50_us": r.pause_percentile_us(50.0).round() as u64,
-        "p99_us": r.pause_percentile_us(99.0).round() as u64,
-        "max_us": (s.max_pause().as_nanos() as f64 / 1e3).round() as u64,
-        "mmu1ms": round(r.mmu(Duration::from_millis(1)), 2),
-        "mmu10ms": round(r.mmu(Duration::from_millis(10)), 2),
-        "mmu100ms": round(r.mmu(Duration::from_millis(100)), 2),
-        "faults": t.faults,
-        "frontier_faults": t.frontier_faults,
-        "handed_out": t.handed_out,
-        "hand_out_calls": t.hand_out_calls,
-        "recorded": t.recorded,
-        "dirty_frontier": frontier,
-        "dirty_old": old,
-        "stalls": s.stalls.len(),
-        "stall_p99_us": round(stall_p99.as_secs_f64() * 1e6, 1),
-        "degraded": t.degradations,
-        "cause": t.last_degradation.map(|d| d.to_string()),
-        "marker_threads": s.pauses.iter().map(|p| p.marker_threads).max().unwrap_or(0),
-        "fallbacks": s.fallbacks(),
-        "alloc_stalls": s.allocation_stalls.len(),
-        "alloc_stall_ms": ms(s.allocation_stalls.iter().map(|x| x.duration).sum()),
-        "alloc_stall_by_phase_ms": stall_ms_by_phase(&s.allocation_stalls),
-    })
-}
-
-const MIB: f64 = (1 << 20) as f64;
-
-/// Allocation-stall time by the collector's phase when each stall began, in cycle order,
-/// phases without stalls left out.
-fn stall_ms_by_phase(stalls: &[barrierlab::Stall]) -> serde_json::Map<String, Value> {
-    let mut out = serde_json::Map::new();
-    for p in barrierlab::Phase::ALL {
-        let d: Duration = stalls
-            .iter()
-            .filter(|s| s.phase == Some(p))
-            .map(|s| s.duration)
-            .sum();
-        if !d.is_zero() {
-            out.insert(p.name().into(), round(d.as_secs_f64() * 1e3, 1).into());
-        }
-    }
-    out
-}
-
-/// The median of the bytes the cycles marked: the live set the run kept, as the
-/// collector saw it (a full collection's count included).
-fn median_marked(s: &barrierlab::Stats) -> u64 {
-    let mut marked: Vec<u64> = s.cycle_log.iter().map(|c| c.bytes_marked).collect();
-    marked.sort_unstable();
-    marked.get(marked.len() / 2).copied().unwrap_or(0)
-}
-
-fn round(x: f64, digits: i32) -> f64 {
-    let k = 10f64.powi(digits);
-    (x * k).round() / k
-}
-
-/// The one-line form: the workload's name, then `key=value` for every other field
-/// (`cause` quoted, and left out when there is none; `_ms`/`_us`/`_mib` as units; an
-/// object as `name:value` pairs joined by commas, `-` when empty).
-fn key_values(v: &Value) -> String {
-    let obj = v.as_object().expect("a result is an object");
-    let mut line = obj["workload"].as_str().unwrap_or("run").to_string();
-    for (k, x) in obj.iter().filter(|(k, _)| k.as_str() != "workload") {
-        let (key, unit) = [("_ms", "ms"), ("_us", "us"), ("_mib", "MiB")]
-            .iter()
-            .find_map(|(suffix, unit)| k.strip_suffix(suffix).map(|b| (b, *unit)))
-            .unwrap_or((k.as_str(), ""));
-        let text = match x {
-            Value::Null => continue,
-            Value::String(s) if k == "cause" => format!("\"{s}\""),
-            Value::String(s) => format!("{s}{unit}"),
-            Value::Object(m) if m.is_empty() => "-".into(),
-            Value::Object(m) => {
-                let pairs: Vec<String> = m.iter().map(|(n, x)| format!("{n}:{x}{unit}")).collect();
-                pairs.join(",")
-            }
-            other => format!("{other}{unit}"),
-        };
-        line.push_str(&format!(" {key}={text}"));
-    }
-    line
 }
 
 /// `probe`: the report, or with `json` the same as one JSON object.
