@@ -33,6 +33,7 @@
 //! writable there.
 
 mod prefix;
+mod protection;
 mod record;
 mod stall_log;
 mod userfaultfd;
@@ -42,7 +43,8 @@ use std::os::fd::BorrowedFd;
 use std::sync::Arc;
 
 pub(crate) use prefix::InUsePrefix;
-pub(crate) use record::{PageProtection, PageRecord, for_each_run};
+pub(crate) use protection::PageProtection;
+pub(crate) use record::{PageRecord, for_each_run};
 pub use userfaultfd::UffdMode;
 pub(crate) use userfaultfd::open_userfaultfd;
 

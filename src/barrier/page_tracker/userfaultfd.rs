@@ -4,7 +4,7 @@
 
 use std::fmt;
 
-use super::record::PageProtection;
+use super::protection::PageProtection;
 use crate::barrier::Call;
 use crate::error::{Error, Result};
 use crate::sys::uffd::{Features, Origin, Uffd};
