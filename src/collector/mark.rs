@@ -1,5 +1,5 @@
-//! Marking: the grey stack, tracing, the rescan of dirty granules, and parallel draining
-//! in pauses.
+//! Marking: the grey stack, the drains, the rescan of dirty granules, and the hand-over
+//! to the marker threads for a parallel drain (one object is traced in `trace.rs`).
 //!
 //! Mark bits are set with an atomic `fetch_or`, so any number of threads may trace into
 //! one bitmap: the thread whose `fetch_or` set the bit owns the object and scans it. The
@@ -9,45 +9,19 @@
 //! the mutators' CPUs are idle then. They join a concurrent drain too when no mutator
 //! is running (every one waits for room), for the same reason ([`Marker::drain`]).
 
-use std::sync::atomic::{AtomicU64, AtomicUsize, Ordering};
-
-use parking_lot::Mutex;
-
-use super::marker_pool::MarkerPool;
+use super::marker_pool::{MarkerPool, SHARE_ABOVE};
+use super::trace::{Ahead, RESCAN, scan, scan_entry};
 use crate::barrier::{DirtySet, DirtyTracker, FaultService};
 use crate::bitmap::Bitmap;
 use crate::heap::Space;
-use crate::heap::object::{self, Header};
 use crate::heap::size_class::MAX_SMALL;
 use crate::sys::PAGE_SIZE;
 
 /// Objects a pause traces alone before it calls helpers: below this, waking threads
 /// costs more than it saves (a wake-up is 25–50 µs on a VM).
 const PARALLEL_AFTER: u64 = 4096;
-/// A thread shares grey objects only while it holds more than this many; it then moves
-/// the older half of its stack (the entries nearest the roots, which in a depth-first
-/// trace head the largest unexplored subgraphs) to the shared pool.
-const SHARE_ABOVE: usize = 1;
 /// Objects a concurrent drain traces between two looks at whether any mutator runs.
 const IDLE_CHECK_EVERY: u32 = 1024;
-/// Grey objects whose first cache line is fetched before the one being scanned: a popped
-/// object waits this many scans before its own, which hides most of the miss on its
-/// header (marking is bound by those misses: half of the marker's samples sat on the
-/// header load before this).
-const FETCH_AHEAD: usize = 32;
-
-/// The tag of a grey-stack entry that is an object to scan again, not one newly marked:
-/// remark's rescan of a dirty granule pushes the small marked objects overlapping it so
-/// tagged (cells are 16-byte aligned, so the low bit is free), and whichever thread pops
-/// the entry scans the whole object without counting it as marked again. So remark's
-/// rescan is shared by the threads of the pause's parallel drain like any tracing,
-/// instead of running on the collector thread alone before it: on the LRU cache (64 MiB
-/// live, 100 MiB heap, card table) remarks of ~48,000 dirty cards took 11–19 ms alone and
-/// 9–12 ms shared by two threads (then 6 ms with [`scan_entry`]'s test before marking).
-/// Pre-cleaning, which has one thread, rescans in place: pushing whole objects made
-/// GCBench 3–4% slower there (five alternating pairs).
-const RESCAN: usize = 1;
-
 /// The marking state of one cycle.
 pub(crate) struct Marker<'h> {
     pub(crate) space: &'h Space,
@@ -173,17 +147,9 @@ impl<'h> Marker<'h> {
 
     fn finish_in_parallel(&mut self, markers: &MarkerPool) -> usize {
         let helpers = markers.helpers();
-        let pool = Pool {
-            chunks: Mutex::new(Vec::new()),
-            available: AtomicUsize::new(0),
-            idle: AtomicUsize::new(0),
-            workers: 1 + helpers,
-            objects: AtomicU64::new(0),
-            bytes: AtomicU64::new(0),
-        };
         // This thread starts with the whole stack; helpers take shares of it.
         let first = std::mem::take(&mut self.stack);
-        let (objects, bytes) = markers.drain(self.space, self.marks, &pool, first, helpers);
+        let (objects, bytes) = markers.drain(self.space, self.marks, first, helpers);
         self.objects_marked += objects;
         self.bytes_marked += bytes;
         1 + helpers
@@ -238,231 +204,10 @@ impl<'h> Marker<'h> {
     }
 }
 
-/// Scans the object of grey-stack `entry` and pushes the children it marks. Returns the
-/// object's bytes for an object newly marked (to count), `None` for a [`RESCAN`].
-///
-/// A newly marked object's children are mostly unmarked, so each is marked with one
-/// `fetch_or`; a rescanned object's are nearly all marked already, so each is tested
-/// first ([`Bitmap::set_new`]). Testing first everywhere gained nothing on the
-/// stop-the-world GCBench (wall 1.04× [0.98–1.09], ten alternating pairs); in rescans it
-/// halved the LRU cache's remarks (median 11.8 → 6.0 ms, 64 MiB live, 100 MiB heap).
-#[inline]
-fn scan_entry(space: &Space, marks: &Bitmap, entry: usize, stack: &mut Vec<usize>) -> Option<u64> {
-    let addr = entry & !RESCAN;
-    if entry & RESCAN != 0 {
-        scan(addr, 0, usize::MAX, |child| {
-            if marks.set_new(space.granule(child)) {
-                stack.push(child);
-            }
-        });
-        return None;
-    }
-    scan(addr, 0, usize::MAX, |child| {
-        if !marks.set(space.granule(child)) {
-            stack.push(child);
-        }
-    });
-    Some(space.cell_bytes(addr) as u64)
-}
-
-/// Calls `child` with every non-null reference in the slots of the object at `addr` that
-/// lie in `[lo, hi)`.
-#[inline]
-fn scan(addr: usize, lo: usize, hi: usize, mut child: impl FnMut(usize)) {
-    // SAFETY: `addr` is a marked cell or large-object start of the space (marked only
-    // when reached from a validated reference, or reserved black), inside the mapping.
-    let Some(Header { nrefs, .. }) = (unsafe { object::load_header(addr) }) else {
-        return; // reserved, not yet allocated: no slots
-    };
-    let first = lo
-        .saturating_sub(addr + object::HEADER_BYTES)
-        .div_ceil(object::SLOT_BYTES);
-    let last = (hi.saturating_sub(addr + object::HEADER_BYTES) / object::SLOT_BYTES).min(nrefs);
-    for i in first.min(nrefs)..last {
-        // SAFETY: `i < nrefs` of an object whose header was published (`Acquire`).
-        let v = unsafe { object::slot(addr, i) }.load(Ordering::Acquire);
-        if v != 0 {
-            child(v);
-        }
-    }
-}
-
-/// The grey objects popped from a stack and being fetched into the cache, oldest first.
-///
-/// A depth-first trace pops the child it pushed last, whose header is not in the cache
-/// yet: scanning it at once stalls on the miss. Popping [`FETCH_AHEAD`] objects early,
-/// with a prefetch of each, lets the misses overlap with the scans in between. The
-/// order stays nearly depth-first (each scan's children are pushed on the stack, and
-/// the next pop takes the newest of them).
-struct Ahead {
-    ring: [usize; FETCH_AHEAD],
-    /// Index of the oldest entry.
-    first: usize,
-    len: usize,
-}
-
-impl Ahead {
-    fn new() -> Ahead {
-        Ahead {
-            ring: [0; FETCH_AHEAD],
-            first: 0,
-            len: 0,
-        }
-    }
-
-    /// The next object to scan: the one fetched longest ago, after topping the ring up
-    /// from `stack`. `None` when both are empty.
-    #[inline]
-    fn next(&mut self, stack: &mut Vec<usize>) -> Option<usize> {
-        while self.len < FETCH_AHEAD {
-            let Some(addr) = stack.pop() else { break };
-            prefetch(addr);
-            self.ring[(self.first + self.len) % FETCH_AHEAD] = addr;
-            self.len += 1;
-        }
-        if self.len == 0 {
-            return None;
-        }
-        let addr = self.ring[self.first];
-        self.first = (self.first + 1) % FETCH_AHEAD;
-        self.len -= 1;
-        Some(addr)
-    }
-
-    /// Puts the objects not yet scanned back on `stack` (before it is handed on).
-    fn give_back(&mut self, stack: &mut Vec<usize>) {
-        while self.len > 0 {
-            self.len -= 1;
-            stack.push(self.ring[(self.first + self.len) % FETCH_AHEAD]);
-        }
-    }
-}
-
-/// Asks the CPU to bring the cache line at `addr` in: a hint, which never faults.
-#[inline(always)]
-fn prefetch(addr: usize) {
-    #[cfg(target_arch = "x86_64")]
-    // SAFETY: `prefetcht0` is part of SSE, which every x86-64 CPU has, and it reads
-    // nothing architecturally: an address that is not mapped is ignored, never a fault.
-    unsafe {
-        std::arch::x86_64::_mm_prefetch::<{ std::arch::x86_64::_MM_HINT_T0 }>(addr as *const i8)
-    };
-    #[cfg(not(target_arch = "x86_64"))]
-    let _ = addr;
-}
-
-/// Grey objects shared between the threads of a parallel drain. Threads out of work
-/// spin rather than sleep: the pause is short, the mutators' CPUs are idle, and a
-/// sleep and wake-up would cost more than the pause itself on a VM.
-pub(crate) struct Pool {
-    chunks: Mutex<Vec<Vec<usize>>>,
-    /// `chunks.len()`, readable without the lock.
-    available: AtomicUsize,
-    /// Threads that found no work: a busy thread shares while this is non-zero, and
-    /// marking is complete when every thread is idle and no chunk is left.
-    idle: AtomicUsize,
-    workers: usize,
-    /// What the helpers traced, added as each finishes.
-    objects: AtomicU64,
-    bytes: AtomicU64,
-}
-
-impl Pool {
-    /// Adds a helper's (objects, bytes) traced.
-    pub(crate) fn add_totals(&self, (objects, bytes): (u64, u64)) {
-        self.objects.fetch_add(objects, Ordering::Relaxed);
-        self.bytes.fetch_add(bytes, Ordering::Relaxed);
-    }
-
-    /// A thread's `work` panicked (it can only while tracing, counted busy): count it
-    /// idle for good, so that the others still see the end of the marking (every thread
-    /// idle, the pool empty) instead of waiting for it.
-    pub(crate) fn abandon(&self) {
-        self.idle.fetch_add(1, Ordering::AcqRel);
-    }
-
-    /// The helpers' (objects, bytes) traced.
-    pub(crate) fn totals(&self) -> (u64, u64) {
-        (
-            self.objects.load(Ordering::Relaxed),
-            self.bytes.load(Ordering::Relaxed),
-        )
-    }
-
-    fn put(&self, chunk: Vec<usize>) {
-        let mut c = self.chunks.lock();
-        c.push(chunk);
-        self.available.store(c.len(), Ordering::Release);
-    }
-
-    fn take(&self) -> Option<Vec<usize>> {
-        let mut c = self.chunks.lock();
-        let chunk = c.pop();
-        self.available.store(c.len(), Ordering::Release);
-        chunk
-    }
-}
-
-/// Objects a thread traces between two shares.
-const SHARE_EVERY: u32 = 64;
-
-/// One thread of a parallel drain: trace from `stack`, share while others are idle, take
-/// from the pool when out of work. Returns (objects, bytes) traced.
-///
-/// A thread leaves only when its own stack is empty, every thread is idle and the pool
-/// is empty, so no grey object is left behind. (A thread may see that state for an
-/// instant while another has just taken the last chunk; it then leaves early, and the
-/// other finishes alone: less parallel, never incomplete.)
-pub(crate) fn work(
-    space: &Space,
-    marks: &Bitmap,
-    pool: &Pool,
-    mut stack: Vec<usize>,
-) -> (u64, u64) {
-    let (mut objects, mut bytes) = (0u64, 0u64);
-    let mut since_share = 0u32;
-    let mut ahead = Ahead::new();
-    loop {
-        while let Some(entry) = ahead.next(&mut stack) {
-            if let Some(b) = scan_entry(space, marks, entry, &mut stack) {
-                objects += 1;
-                bytes += b;
-            }
-            since_share += 1;
-            if since_share >= SHARE_EVERY
-                && stack.len() > SHARE_ABOVE
-                && pool.idle.load(Ordering::Relaxed) > 0
-                && pool.available.load(Ordering::Relaxed) == 0
-            {
-                since_share = 0;
-                pool.put(stack.drain(..stack.len() / 2).collect());
-            }
-        }
-        pool.idle.fetch_add(1, Ordering::AcqRel);
-        let mut spins = 0u32;
-        loop {
-            if pool.available.load(Ordering::Acquire) > 0 {
-                if let Some(c) = pool.take() {
-                    pool.idle.fetch_sub(1, Ordering::AcqRel);
-                    stack = c;
-                    break;
-                }
-            } else if pool.idle.load(Ordering::Acquire) == pool.workers {
-                return (objects, bytes);
-            }
-            spins += 1;
-            if spins % 64 == 0 {
-                std::thread::yield_now();
-            } else {
-                std::hint::spin_loop();
-            }
-        }
-    }
-}
-
 #[cfg(test)]
 mod tests {
-    use super::{Ahead, FETCH_AHEAD, Marker, RESCAN};
+    use super::super::trace::{Ahead, FETCH_AHEAD, RESCAN};
+    use super::Marker;
     use crate::barrier::DirtySet;
     use crate::heap::object::{self, Header};
     use crate::heap::{AllocBuffer, Space};

@@ -28,11 +28,12 @@
 //! a drain before its helpers have finished.
 
 use std::sync::Arc;
+use std::sync::atomic::{AtomicU64, AtomicUsize, Ordering};
 use std::thread::JoinHandle;
 
 use parking_lot::{Condvar, Mutex};
 
-use super::mark::{Pool, work};
+use super::trace::{Ahead, scan_entry};
 use crate::bitmap::Bitmap;
 use crate::error::{Error, Result};
 use crate::heap::Space;
@@ -118,19 +119,19 @@ impl MarkerPool {
         self.threads.len()
     }
 
-    /// Runs `work` on this thread with `stack` while `helpers` helpers (at most
-    /// [`MarkerPool::helpers`]) work on the same `pool`, and returns when all have
-    /// finished, with the (objects, bytes) traced by all. Panics, once all have
+    /// Traces from `stack` on this thread while `helpers` helpers (at most
+    /// [`MarkerPool::helpers`]) share the work through one [`Pool`], and returns when all
+    /// have finished, with the (objects, bytes) traced by all. Panics, once all have
     /// finished, if this thread's work or a helper's failed.
     pub(crate) fn drain(
         &self,
         space: &Space,
         marks: &Bitmap,
-        pool: &Pool,
         stack: Vec<usize>,
         helpers: usize,
     ) -> (u64, u64) {
         let helpers = helpers.min(self.helpers());
+        let pool = &Pool::new(1 + helpers);
         {
             let mut s = self.shared.state.lock();
             s.job = Some(Job { space, marks, pool });
@@ -226,4 +227,124 @@ pub(crate) fn panic_message(payload: &(dyn std::any::Any + Send)) -> String {
         .cloned()
         .or_else(|| payload.downcast_ref::<&str>().map(|s| s.to_string()))
         .unwrap_or_else(|| "a panic without a message".into())
+}
+
+/// A thread shares grey objects only while it holds more than this many; it then moves
+/// the older half of its stack (the entries nearest the roots, which in a depth-first
+/// trace head the largest unexplored subgraphs) to the shared pool.
+pub(super) const SHARE_ABOVE: usize = 1;
+/// Grey objects shared between the threads of a parallel drain. Threads out of work
+/// spin rather than sleep: the pause is short, the mutators' CPUs are idle, and a
+/// sleep and wake-up would cost more than the pause itself on a VM.
+pub(crate) struct Pool {
+    chunks: Mutex<Vec<Vec<usize>>>,
+    /// `chunks.len()`, readable without the lock.
+    available: AtomicUsize,
+    /// Threads that found no work: a busy thread shares while this is non-zero, and
+    /// marking is complete when every thread is idle and no chunk is left.
+    idle: AtomicUsize,
+    workers: usize,
+    /// What the helpers traced, added as each finishes.
+    objects: AtomicU64,
+    bytes: AtomicU64,
+}
+
+impl Pool {
+    /// An empty pool for `workers` threads.
+    fn new(workers: usize) -> Pool {
+        Pool {
+            chunks: Mutex::new(Vec::new()),
+            available: AtomicUsize::new(0),
+            idle: AtomicUsize::new(0),
+            workers,
+            objects: AtomicU64::new(0),
+            bytes: AtomicU64::new(0),
+        }
+    }
+
+    /// Adds a helper's (objects, bytes) traced.
+    pub(crate) fn add_totals(&self, (objects, bytes): (u64, u64)) {
+        self.objects.fetch_add(objects, Ordering::Relaxed);
+        self.bytes.fetch_add(bytes, Ordering::Relaxed);
+    }
+
+    /// A thread's `work` panicked (it can only while tracing, counted busy): count it
+    /// idle for good, so that the others still see the end of the marking (every thread
+    /// idle, the pool empty) instead of waiting for it.
+    pub(crate) fn abandon(&self) {
+        self.idle.fetch_add(1, Ordering::AcqRel);
+    }
+
+    /// The helpers' (objects, bytes) traced.
+    pub(crate) fn totals(&self) -> (u64, u64) {
+        (
+            self.objects.load(Ordering::Relaxed),
+            self.bytes.load(Ordering::Relaxed),
+        )
+    }
+
+    fn put(&self, chunk: Vec<usize>) {
+        let mut c = self.chunks.lock();
+        c.push(chunk);
+        self.available.store(c.len(), Ordering::Release);
+    }
+
+    fn take(&self) -> Option<Vec<usize>> {
+        let mut c = self.chunks.lock();
+        let chunk = c.pop();
+        self.available.store(c.len(), Ordering::Release);
+        chunk
+    }
+}
+
+/// Objects a thread traces between two shares.
+const SHARE_EVERY: u32 = 64;
+
+/// One thread of a parallel drain: trace from `stack`, share while others are idle, take
+/// from the pool when out of work. Returns (objects, bytes) traced.
+///
+/// A thread leaves only when its own stack is empty, every thread is idle and the pool
+/// is empty, so no grey object is left behind. (A thread may see that state for an
+/// instant while another has just taken the last chunk; it then leaves early, and the
+/// other finishes alone: less parallel, never incomplete.)
+fn work(space: &Space, marks: &Bitmap, pool: &Pool, mut stack: Vec<usize>) -> (u64, u64) {
+    let (mut objects, mut bytes) = (0u64, 0u64);
+    let mut since_share = 0u32;
+    let mut ahead = Ahead::new();
+    loop {
+        while let Some(entry) = ahead.next(&mut stack) {
+            if let Some(b) = scan_entry(space, marks, entry, &mut stack) {
+                objects += 1;
+                bytes += b;
+            }
+            since_share += 1;
+            if since_share >= SHARE_EVERY
+                && stack.len() > SHARE_ABOVE
+                && pool.idle.load(Ordering::Relaxed) > 0
+                && pool.available.load(Ordering::Relaxed) == 0
+            {
+                since_share = 0;
+                pool.put(stack.drain(..stack.len() / 2).collect());
+            }
+        }
+        pool.idle.fetch_add(1, Ordering::AcqRel);
+        let mut spins = 0u32;
+        loop {
+            if pool.available.load(Ordering::Acquire) > 0 {
+                if let Some(c) = pool.take() {
+                    pool.idle.fetch_sub(1, Ordering::AcqRel);
+                    stack = c;
+                    break;
+                }
+            } else if pool.idle.load(Ordering::Acquire) == pool.workers {
+                return (objects, bytes);
+            }
+            spins += 1;
+            if spins % 64 == 0 {
+                std::thread::yield_now();
+            } else {
+                std::hint::spin_loop();
+            }
+        }
+    }
 }

@@ -64,6 +64,7 @@ mod marker_pool;
 mod pacer;
 pub(crate) mod safepoint;
 mod stats;
+mod trace;
 mod verify;
 
 use std::sync::Arc;
