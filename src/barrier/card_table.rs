@@ -23,7 +23,9 @@ pub use super::mechanism::CARD_SHIFT;
 
 use super::counters::Counters;
 use super::mechanism::{Granule, Mechanism, SecondChannel, ServedBy};
-use super::{BarrierKind, DirtySet, DirtyTracker, DynBarrier, MechanismOptions, TrackerStats};
+use super::{
+    BarrierKind, Built, DirtySet, DirtyTracker, DynBarrier, MechanismOptions, TrackerStats, built,
+};
 use crate::error::Result;
 use crate::side_table::SideTable;
 
@@ -54,12 +56,8 @@ impl MechanismOptions for CardOptions {
 }
 
 /// Its tracker.
-pub(super) fn build(
-    base: usize,
-    len: usize,
-    options: &CardOptions,
-) -> Result<Option<Box<dyn DirtyTracker>>> {
-    Ok(Some(Box::new(CardTable::new(base, len, options.conditional)?)))
+pub(super) fn build(base: usize, len: usize, options: &CardOptions) -> Built {
+    built(CardTable::new(base, len, options.conditional))
 }
 
 /// Card size in bytes.

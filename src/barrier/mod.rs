@@ -266,7 +266,7 @@ macro_rules! mechanisms {
             }
 
             /// Its mechanism's constructor, without the probe's check.
-            fn construct(&self, base: usize, len: usize) -> Result<Option<Box<dyn DirtyTracker>>> {
+            fn construct(&self, base: usize, len: usize) -> Built {
                 match self {
                     $( BarrierConfig::$kind(o) => $module::build(base, len, o), )+
                 }
@@ -501,6 +501,14 @@ pub trait DirtyTracker: Send + Sync {
     fn test_knobs(&self) -> Option<&TestKnobs> {
         None
     }
+}
+
+/// What a mechanism's constructor returns: its tracker, or `None` for no barrier.
+pub(crate) type Built = Result<Option<Box<dyn DirtyTracker>>>;
+
+/// A constructor's tracker, boxed.
+fn built<T: DirtyTracker + 'static>(tracker: Result<T>) -> Built {
+    Ok(Some(Box::new(tracker?)))
 }
 
 /// Builds the tracker `config` names over the heap `[base, base + len)` (`None` for

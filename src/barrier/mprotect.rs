@@ -53,9 +53,10 @@
 use super::mechanism::{self, Edge, Granule, Mechanism, SecondChannel, ServedBy};
 use super::page_tracker::{self, PageMechanism, PageProtection, PageRecord, PageTracker};
 use super::signal_registry::{FaultSignal, Registration};
-use super::{BarrierKind, Call, DirtyTracker, NoOptions};
+use super::{BarrierKind, Built, Call, NoOptions, built};
 use crate::error::{Error, Result};
 use crate::sys::PAGE_SIZE;
+use crate::sys::RawResult;
 use crate::sys::mem::{Protection, mprotect_errno};
 
 /// The description of `mprotect`. It has no options.
@@ -86,12 +87,8 @@ pub(crate) const MECHANISM: Mechanism = Mechanism {
 };
 
 /// Its tracker.
-pub(super) fn build(
-    base: usize,
-    len: usize,
-    _: &NoOptions,
-) -> Result<Option<Box<dyn DirtyTracker>>> {
-    Ok(Some(Box::new(MprotectTracker::new(base, len)?)))
+pub(super) fn build(base: usize, len: usize, _: &NoOptions) -> Built {
+    built(MprotectTracker::new(base, len))
 }
 
 /// The `mprotect` mechanism: `mprotect(2)` as the protection, served by the SIGSEGV
@@ -109,11 +106,11 @@ unsafe impl PageProtection for Mprotect {
     // As at `vm.max_map_count`.
     const INJECTED: i32 = libc::ENOMEM;
 
-    fn protect(&self, start: usize, len: usize) -> std::result::Result<(), i32> {
+    fn protect(&self, start: usize, len: usize) -> RawResult {
         mprotect_errno(start, len, Protection::Read)
     }
 
-    fn unprotect(&self, start: usize, len: usize) -> std::result::Result<(), i32> {
+    fn unprotect(&self, start: usize, len: usize) -> RawResult {
         mprotect_errno(start, len, Protection::ReadWrite)
     }
 }

@@ -6,8 +6,7 @@
 //! returns `None`.
 
 use super::mechanism::{Granule, Mechanism, SecondChannel, ServedBy};
-use super::{BarrierKind, DirtyTracker, NoOptions};
-use crate::error::Result;
+use super::{BarrierKind, Built, NoOptions};
 
 /// The description of `none`.
 pub(crate) const MECHANISM: Mechanism = Mechanism {
@@ -23,6 +22,6 @@ pub(crate) const MECHANISM: Mechanism = Mechanism {
 };
 
 /// No tracker.
-pub(super) fn build(_: usize, _: usize, _: &NoOptions) -> Result<Option<Box<dyn DirtyTracker>>> {
+pub(super) fn build(_: usize, _: usize, _: &NoOptions) -> Built {
     Ok(None)
 }

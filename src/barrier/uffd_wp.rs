@@ -55,8 +55,7 @@ use super::page_tracker::{
     self, PageMechanism, PageRecord, PageTracker, Shared, for_each_run, open_userfaultfd,
 };
 use super::{
-    BarrierConfig, BarrierKind, Call, DirtySet, DirtyTracker, MechanismOptions, Step,
-    TrackerStats,
+    BarrierConfig, BarrierKind, Built, Call, DirtySet, MechanismOptions, Step, TrackerStats, built,
 };
 use crate::error::{Error, Result};
 use crate::sys::PAGE_SIZE;
@@ -110,12 +109,8 @@ const fn layout_variant(layout: ServiceLayout) -> (&'static str, BarrierConfig) 
 }
 
 /// Its tracker.
-pub(super) fn build(
-    base: usize,
-    len: usize,
-    options: &UffdWpOptions,
-) -> Result<Option<Box<dyn DirtyTracker>>> {
-    Ok(Some(Box::new(UffdWpTracker::new(base, len, options)?)))
+pub(super) fn build(base: usize, len: usize, options: &UffdWpOptions) -> Built {
+    built(UffdWpTracker::new(base, len, options))
 }
 
 /// Who serves the write-protect faults of [`BarrierKind::UffdWp`].

@@ -69,13 +69,13 @@ use super::counters::Counters;
 use super::mechanism::{self, Edge, Granule, Mechanism, SecondChannel, ServedBy};
 use super::page_tracker::{InUsePrefix, open_userfaultfd};
 use super::{
-    BarrierConfig, BarrierKind, Call, Degradation, DirtySet, DirtyTracker, MechanismOptions,
-    Step, TrackerStats,
+    BarrierConfig, BarrierKind, Built, Call, Degradation, DirtySet, DirtyTracker, MechanismOptions,
+    Step, TrackerStats, built,
 };
 use crate::error::{Error, Result};
+use crate::sys::PAGE_SHIFT;
 use crate::sys::pagemap::{Pagemap, ScanRequest};
 use crate::sys::uffd::{Features, RegisterMode, Uffd, WpMode};
-use crate::sys::PAGE_SHIFT;
 
 /// The description of `uffd-wp-async`. Its options are [`UffdWpAsyncOptions`]; its
 /// variants disarm (the default) or keep the heap protected between cycles.
@@ -115,12 +115,8 @@ pub(crate) const MECHANISM: Mechanism = Mechanism {
 };
 
 /// Its tracker.
-pub(super) fn build(
-    base: usize,
-    len: usize,
-    options: &UffdWpAsyncOptions,
-) -> Result<Option<Box<dyn DirtyTracker>>> {
-    Ok(Some(Box::new(UffdWpAsyncTracker::new(base, len, options)?)))
+pub(super) fn build(base: usize, len: usize, options: &UffdWpAsyncOptions) -> Built {
+    built(UffdWpAsyncTracker::new(base, len, options))
 }
 
 /// The options of a [`UffdWpAsyncTracker`].

@@ -59,7 +59,7 @@
 use super::mechanism::{self, Edge, Granule, Mechanism, SecondChannel, ServedBy};
 use super::page_tracker::{self, PageMechanism, PageRecord, PageTracker, open_userfaultfd};
 use super::signal_registry::{FaultSignal, Registration};
-use super::{BarrierKind, DirtyTracker, MechanismOptions, TrackerStats};
+use super::{BarrierKind, Built, MechanismOptions, TrackerStats, built};
 use crate::error::Result;
 use crate::sys::uffd::{Features, RegisterMode, Uffd};
 
@@ -88,12 +88,8 @@ pub(crate) const MECHANISM: Mechanism = Mechanism {
 };
 
 /// Its tracker.
-pub(super) fn build(
-    base: usize,
-    len: usize,
-    options: &UffdWpSigbusOptions,
-) -> Result<Option<Box<dyn DirtyTracker>>> {
-    Ok(Some(Box::new(UffdWpSigbusTracker::new(base, len, options)?)))
+pub(super) fn build(base: usize, len: usize, options: &UffdWpSigbusOptions) -> Built {
+    built(UffdWpSigbusTracker::new(base, len, options))
 }
 
 /// The options of a [`UffdWpSigbusTracker`].

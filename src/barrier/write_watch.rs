@@ -15,8 +15,7 @@
 
 use super::CardTable;
 use super::mechanism::{Granule, Mechanism, SecondChannel, ServedBy};
-use super::{BarrierKind, CardOptions, DirtyTracker};
-use crate::error::Result;
+use super::{BarrierKind, Built, CardOptions, built};
 use crate::sys::PAGE_SHIFT;
 
 /// The description of `write-watch`. Its options are the card table's
@@ -35,17 +34,13 @@ pub(crate) const MECHANISM: Mechanism = Mechanism {
 };
 
 /// Its tracker.
-pub(super) fn build(
-    base: usize,
-    len: usize,
-    options: &CardOptions,
-) -> Result<Option<Box<dyn DirtyTracker>>> {
-    Ok(Some(Box::new(WriteWatch::build(
+pub(super) fn build(base: usize, len: usize, options: &CardOptions) -> Built {
+    built(WriteWatch::build(
         BarrierKind::WriteWatch,
         base,
         len,
         options.conditional,
-    )?)))
+    ))
 }
 
 /// The write watch's table: a card table of 4 KiB cards.

@@ -3,6 +3,7 @@
 //! The heap is one [`Region`]: `mmap(PROT_READ|PROT_WRITE, MAP_PRIVATE|MAP_ANONYMOUS|
 //! MAP_NORESERVE)`, unmapped on drop. Nothing here touches the memory itself.
 
+use super::RawResult;
 use crate::error::{Error, Result};
 use crate::sys::PAGE_SIZE;
 
@@ -179,7 +180,7 @@ impl Region {
 
 /// `mprotect(2)` without the region bounds check, for the SIGSEGV handler (it is
 /// async-signal-safe: one system call, no allocation). Returns the errno on failure.
-pub fn mprotect_errno(start: usize, len: usize, prot: Protection) -> std::result::Result<(), i32> {
+pub fn mprotect_errno(start: usize, len: usize, prot: Protection) -> RawResult {
     // SAFETY: changing protection of an address range is memory-safe for this process
     // as long as callers only pass ranges they own; the heap passes its own pages.
     let rc = unsafe { libc::mprotect(start as *mut _, len, prot.bits()) };

@@ -34,6 +34,10 @@ pub mod uffd;
 /// The base page size this crate is built for (x86-64 and most arm64 kernels).
 pub const PAGE_SIZE: usize = 4096;
 
+/// The outcome of a raw call made where nothing may allocate (a signal handler): `Err`
+/// holds the errno.
+pub type RawResult = std::result::Result<(), i32>;
+
 /// `log2(PAGE_SIZE)`.
 pub const PAGE_SHIFT: u32 = 12;
 

@@ -3,6 +3,7 @@
 //! contract.
 
 use crate::barrier::Call;
+use crate::sys::RawResult;
 
 /// How a mechanism changes the protection of a page-aligned range of its heap.
 ///
@@ -25,8 +26,8 @@ pub(crate) unsafe trait PageProtection: Send + Sync + 'static {
     /// would most plausibly return.
     const INJECTED: i32;
     /// Write-protects `[start, start + len)`; the errno on failure.
-    fn protect(&self, start: usize, len: usize) -> std::result::Result<(), i32>;
+    fn protect(&self, start: usize, len: usize) -> RawResult;
     /// Makes `[start, start + len)` writable (waking writers blocked on it); the errno on
     /// failure.
-    fn unprotect(&self, start: usize, len: usize) -> std::result::Result<(), i32>;
+    fn unprotect(&self, start: usize, len: usize) -> RawResult;
 }

@@ -44,6 +44,7 @@
 //! Never: allocate, lock or panic in what a signal handler calls ([`PageRecord::record`],
 //! [`PageRecord::unprotect_run`], [`PageRecord::degrade`]).
 
+use crate::sys::RawResult;
 use std::sync::atomic::{AtomicBool, Ordering};
 
 use super::prefix::InUsePrefix;
@@ -181,7 +182,7 @@ impl PageRecord {
         p: &P,
         start: usize,
         len: usize,
-    ) -> std::result::Result<(), i32> {
+    ) -> RawResult {
         self.injected::<P>()?;
         p.protect(start, len)
     }
@@ -193,13 +194,13 @@ impl PageRecord {
         p: &P,
         start: usize,
         len: usize,
-    ) -> std::result::Result<(), i32> {
+    ) -> RawResult {
         self.injected::<P>()?;
         p.unprotect(start, len)
     }
 
     /// The injected failure, if this change is one to fail. Async-signal-safe.
-    fn injected<P: PageProtection>(&self) -> std::result::Result<(), i32> {
+    fn injected<P: PageProtection>(&self) -> RawResult {
         self.knobs().injected(P::INJECTED)
     }
 
@@ -406,7 +407,7 @@ impl PageRecord {
         step: Step,
         errno: i32,
         range: (usize, usize),
-    ) -> std::result::Result<(), i32> {
+    ) -> RawResult {
         self.degrade_with(p, step, P::CALL, errno, Some(range))
     }
 
@@ -419,7 +420,7 @@ impl PageRecord {
         call: Call,
         errno: i32,
         range: Option<(usize, usize)>,
-    ) -> std::result::Result<(), i32> {
+    ) -> RawResult {
         let whole = p.unprotect(self.base, self.len);
         self.everything.store(true, Ordering::Release);
         self.counters.degraded(Degradation {

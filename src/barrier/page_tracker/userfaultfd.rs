@@ -2,6 +2,7 @@
 //! mode, falling back to user-mode-only, never silently), the mode it got ([`UffdMode`]),
 //! and its protection primitive (`UFFDIO_WRITEPROTECT` as a [`PageProtection`]).
 
+use crate::sys::RawResult;
 use std::fmt;
 
 use super::protection::PageProtection;
@@ -102,7 +103,7 @@ unsafe impl PageProtection for Uffd {
     /// An empty range (a heap that has used no page yet, armed) is nothing to protect:
     /// `Ok` without the ioctl, which refuses a zero length with `EINVAL` (`mprotect(2)`
     /// accepts it).
-    fn protect(&self, start: usize, len: usize) -> std::result::Result<(), i32> {
+    fn protect(&self, start: usize, len: usize) -> RawResult {
         if len == 0 {
             return Ok(());
         }
@@ -110,7 +111,7 @@ unsafe impl PageProtection for Uffd {
     }
 
     /// As [`Uffd::protect`](PageProtection::protect): an empty range is `Ok`.
-    fn unprotect(&self, start: usize, len: usize) -> std::result::Result<(), i32> {
+    fn unprotect(&self, start: usize, len: usize) -> RawResult {
         if len == 0 {
             return Ok(());
         }

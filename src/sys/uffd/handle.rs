@@ -2,6 +2,7 @@
 //! the handshake, each ioctl issued through one private `ioctl_errno` with the bounded
 //! `EAGAIN` retry, and the descriptor closed on drop.
 
+use crate::sys::RawResult;
 use std::os::fd::{AsFd, AsRawFd, BorrowedFd, OwnedFd, RawFd};
 use std::sync::atomic::{AtomicU64, Ordering};
 
@@ -127,14 +128,14 @@ impl Uffd {
     /// [`Uffd::protect`], failing with the bare errno. Async-signal-safe: one ioctl on a
     /// stack argument, `EAGAIN` retried a bounded number of times, no allocation and no
     /// lock; the signal-handler trackers call it from their handler.
-    pub fn protect_errno(&self, start: usize, len: usize) -> std::result::Result<(), i32> {
+    pub fn protect_errno(&self, start: usize, len: usize) -> RawResult {
         let mut wp = raw::uffdio_writeprotect::new(start, len, raw::UFFDIO_WRITEPROTECT_MODE_WP);
         self.ioctl_errno(raw::UFFDIO_WRITEPROTECT, &mut wp, true)
     }
 
     /// [`Uffd::unprotect`] without `DONTWAKE`, failing with the bare errno.
     /// Async-signal-safe, as [`Uffd::protect_errno`].
-    pub fn unprotect_errno(&self, start: usize, len: usize) -> std::result::Result<(), i32> {
+    pub fn unprotect_errno(&self, start: usize, len: usize) -> RawResult {
         let mut wp = raw::uffdio_writeprotect::new(start, len, 0);
         self.ioctl_errno(raw::UFFDIO_WRITEPROTECT, &mut wp, true)
     }
@@ -189,12 +190,7 @@ impl Uffd {
 
     /// [`Uffd::ioctl`] failing with the bare errno. Async-signal-safe: no allocation, no
     /// lock; the retry yields with `sched_yield(2)`, a plain system call.
-    fn ioctl_errno<T>(
-        &self,
-        request: u64,
-        arg: &mut T,
-        retry_eagain: bool,
-    ) -> std::result::Result<(), i32> {
+    fn ioctl_errno<T>(&self, request: u64, arg: &mut T, retry_eagain: bool) -> RawResult {
         let mut tries = 0;
         loop {
             // SAFETY: `request` is the userfaultfd ioctl whose argument type is `T` (each

@@ -1,6 +1,7 @@
 //! The record's protocol against a protection that logs its calls.
 
 use super::*;
+use crate::sys::RawResult;
 use std::sync::Mutex;
 
 #[test]
@@ -22,7 +23,7 @@ unsafe impl PageProtection for Log {
     const CALL: Call = Call::Mprotect;
     const STICKY: bool = false;
     const INJECTED: i32 = libc::EIO;
-    fn protect(&self, start: usize, len: usize) -> std::result::Result<(), i32> {
+    fn protect(&self, start: usize, len: usize) -> RawResult {
         self.calls.lock().unwrap().push((true, start, len));
         if self.fail_protect.load(Ordering::Relaxed) {
             Err(libc::ENOMEM)
@@ -30,7 +31,7 @@ unsafe impl PageProtection for Log {
             Ok(())
         }
     }
-    fn unprotect(&self, start: usize, len: usize) -> std::result::Result<(), i32> {
+    fn unprotect(&self, start: usize, len: usize) -> RawResult {
         self.calls.lock().unwrap().push((false, start, len));
         Ok(())
     }
@@ -251,7 +252,7 @@ unsafe impl PageProtection for HandOutDuringArm {
     const CALL: Call = Call::Mprotect;
     const STICKY: bool = false;
     const INJECTED: i32 = libc::EIO;
-    fn protect(&self, start: usize, len: usize) -> std::result::Result<(), i32> {
+    fn protect(&self, start: usize, len: usize) -> RawResult {
         self.log.protect(start, len)?;
         if let Some(r) = self.record.get()
             && self.log.calls.lock().unwrap().len() == 1
@@ -260,7 +261,7 @@ unsafe impl PageProtection for HandOutDuringArm {
         }
         Ok(())
     }
-    fn unprotect(&self, start: usize, len: usize) -> std::result::Result<(), i32> {
+    fn unprotect(&self, start: usize, len: usize) -> RawResult {
         self.log.unprotect(start, len)
     }
 }
