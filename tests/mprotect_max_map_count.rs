@@ -33,7 +33,9 @@ use std::sync::Mutex;
 use barrierlab::barrier::{DirtySet, DirtyTracker, MprotectTracker};
 use barrierlab::sys::PAGE_SIZE;
 use barrierlab::sys::mem::{Protection, Region, count_mappings, mprotect_errno};
-use support::{SKIP_STATUS, describe, in_fresh_process, require_all};
+use support::{
+    SKIP_STATUS, describe, in_fresh_process, require_all, write_a_read_only_page_of_no_heap,
+};
 
 /// One child at a time (see the module docs).
 static SERIAL: Mutex<()> = Mutex::new(());
@@ -216,20 +218,10 @@ fn a_write_outside_the_heap_still_kills_with_sigsegv_and_drop_restores_the_handl
         if t.stats().faults != 1 {
             return Err(format!("the heap fault was not served: {:?}", t.stats()));
         }
-        let other = Region::new(PAGE_SIZE).map_err(|e| e.to_string())?;
-        other
-            .protect(other.base(), PAGE_SIZE, Protection::Read)
-            .map_err(|e| e.to_string())?;
-        // SAFETY: a read-only page of no heap: this must kill the child.
-        unsafe { (other.base() as *mut u64).write_volatile(1) };
-        Err("survived a write to a read-only page outside every heap".into())
+        write_a_read_only_page_of_no_heap()
     });
-    assert!(
-        libc::WIFSIGNALED(outcome.status) && libc::WTERMSIG(outcome.status) == libc::SIGSEGV,
-        "the child should die of SIGSEGV, but it {}: {}",
-        describe(outcome.status),
-        outcome.message
-    );
+    let what = format!("the child should die of SIGSEGV ({})", outcome.message);
+    support::assert_killed_by(outcome.status, libc::SIGSEGV, &what);
 }
 
 #[test]

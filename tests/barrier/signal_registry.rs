@@ -16,7 +16,10 @@ use barrierlab::internals::signal_registry::{
 };
 use barrierlab::sys::PAGE_SIZE;
 use barrierlab::sys::mem::{Protection, Region, mprotect_errno};
-use support::{TIMEOUT_SECS, describe, in_fresh_process, read_page, with_timeout, write_page};
+use support::{
+    TIMEOUT_SECS, assert_killed_by, in_fresh_process, read_page, with_timeout,
+    write_a_read_only_page_of_no_heap, write_page,
+};
 
 /// A server that makes the page writable and counts.
 struct Unprotect {
@@ -91,19 +94,10 @@ fn a_fault_outside_every_heap_kills_the_process_with_sigsegv() {
             }),
         )
         .map_err(|e| e.to_string())?;
-        let other = Region::new(PAGE_SIZE).map_err(|e| e.to_string())?;
-        other
-            .protect(other.base(), PAGE_SIZE, Protection::Read)
-            .map_err(|e| e.to_string())?;
-        write_page(other.base(), 0, 1);
-        Err("survived a write to a read-only page outside every heap".into())
+        write_a_read_only_page_of_no_heap()
     });
-    assert!(
-        libc::WIFSIGNALED(outcome.status) && libc::WTERMSIG(outcome.status) == libc::SIGSEGV,
-        "the child should die of SIGSEGV, but it {}: {}",
-        describe(outcome.status),
-        outcome.message
-    );
+    let what = format!("the child should die of SIGSEGV ({})", outcome.message);
+    assert_killed_by(outcome.status, libc::SIGSEGV, &what);
 }
 
 #[test]
@@ -124,12 +118,11 @@ fn a_signal_sent_with_kill_is_not_served_even_inside_a_heap() {
         unsafe { libc::raise(libc::SIGSEGV) };
         Err(format!("survived two raised SIGSEGVs ({served} served)"))
     });
-    assert!(
-        libc::WIFSIGNALED(outcome.status) && libc::WTERMSIG(outcome.status) == libc::SIGSEGV,
-        "the child should die of SIGSEGV, unserved, but it {}: {}",
-        describe(outcome.status),
+    let what = format!(
+        "the child should die of SIGSEGV, unserved ({})",
         outcome.message
     );
+    assert_killed_by(outcome.status, libc::SIGSEGV, &what);
 }
 
 /// Faults the foreign handler saw; it chains every one to the action before it.
@@ -216,17 +209,11 @@ fn a_handler_installed_after_barrierlabs_survives_and_the_chain_keeps_working() 
         drop(reg);
         // A fault nobody owns goes foreign → barrierlab's → the default action: death
         // by SIGSEGV, not a loop.
-        let other = Region::new(PAGE_SIZE).map_err(|e| e.to_string())?;
-        other
-            .protect(other.base(), PAGE_SIZE, Protection::Read)
-            .map_err(|e| e.to_string())?;
-        write_page(other.base(), 0, 1);
-        Err("survived a write to a read-only page that no heap owns".into())
+        write_a_read_only_page_of_no_heap()
     });
-    assert!(
-        libc::WIFSIGNALED(outcome.status) && libc::WTERMSIG(outcome.status) == libc::SIGSEGV,
-        "the child should die of SIGSEGV after the chain checks pass, but it {}: {}",
-        describe(outcome.status),
+    let what = format!(
+        "the child should die of SIGSEGV after the chain checks pass ({})",
         outcome.message
     );
+    assert_killed_by(outcome.status, libc::SIGSEGV, &what);
 }

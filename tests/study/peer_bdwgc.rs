@@ -35,23 +35,6 @@ fn unavailable(test: &str, o: &Output) -> bool {
     true
 }
 
-/// The summary's `key=value` fields, after checking its first words.
-fn summary(o: &Output) -> HashMap<String, String> {
-    let line = o.stdout.trim();
-    assert_eq!(line.lines().count(), 1, "one line expected:\n{line}");
-    let rest = line
-        .strip_prefix("gcbench peer=bdwgc ")
-        .unwrap_or_else(|| panic!("not a bdwgc summary: {line}"));
-    rest.split_whitespace()
-        .map(|w| {
-            let (k, v) = w
-                .split_once('=')
-                .unwrap_or_else(|| panic!("`{w}` in {line}"));
-            (k.to_string(), v.to_string())
-        })
-        .collect()
-}
-
 fn number(fields: &HashMap<String, String>, key: &str, unit: &str) -> f64 {
     let v = fields
         .get(key)
@@ -78,7 +61,7 @@ fn quick_run(test: &str, extra: &[&str], mode: &str) -> Option<HashMap<String, S
         return None;
     }
     assert_eq!(o.code, Some(0), "exit status; stderr:\n{}", o.stderr);
-    let f = summary(&o);
+    let f = o.summary("gcbench peer=bdwgc ");
     assert_eq!(f["mode"], mode, "{f:?}");
     assert_eq!(f["heap"], format!("{QUICK_HEAP_MIB}MiB"), "{f:?}");
     assert!(

@@ -88,19 +88,7 @@ fn c_gcbench() -> &'static Result<PathBuf, String> {
 /// A summary line's `key=value` fields, after checking that it starts with `prefix`.
 fn fields(o: &Output, prefix: &str) -> HashMap<String, String> {
     assert_eq!(o.code, Some(0), "exit status; stderr:\n{}", o.stderr);
-    let line = o.stdout.trim();
-    assert_eq!(line.lines().count(), 1, "one line expected:\n{line}");
-    let rest = line
-        .strip_prefix(prefix)
-        .unwrap_or_else(|| panic!("`{line}` does not start with `{prefix}`"));
-    rest.split_whitespace()
-        .map(|w| {
-            let (k, v) = w
-                .split_once('=')
-                .unwrap_or_else(|| panic!("`{w}` in {line}"));
-            (k.to_string(), v.to_string())
-        })
-        .collect()
+    o.summary(prefix)
 }
 
 fn count(f: &HashMap<String, String>, key: &str) -> u64 {

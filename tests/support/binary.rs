@@ -3,6 +3,7 @@
 //! deadline the whole group (the command and any child it starts, such as a peer
 //! collector) is killed and the test fails, so that a hung run cannot hang the suite.
 
+use std::collections::HashMap;
 use std::os::unix::process::ExitStatusExt;
 use std::process::{Command, Stdio};
 use std::time::Duration;
@@ -21,6 +22,24 @@ pub struct Output {
 }
 
 impl Output {
+    /// The `key=value` fields of a one-line summary on standard output, after checking
+    /// that it is one line starting with `prefix`.
+    pub fn summary(&self, prefix: &str) -> HashMap<String, String> {
+        let line = self.stdout.trim();
+        assert_eq!(line.lines().count(), 1, "one line expected:\n{line}");
+        let rest = line
+            .strip_prefix(prefix)
+            .unwrap_or_else(|| panic!("`{line}` does not start with `{prefix}`"));
+        rest.split_whitespace()
+            .map(|w| {
+                let (k, v) = w
+                    .split_once('=')
+                    .unwrap_or_else(|| panic!("`{w}` in {line}"));
+                (k.to_string(), v.to_string())
+            })
+            .collect()
+    }
+
     /// Whether it exited with status 0.
     pub fn success(&self) -> bool {
         self.code == Some(0)

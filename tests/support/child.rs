@@ -17,7 +17,7 @@ use std::process::Command;
 use std::time::Duration;
 
 use super::binary;
-use super::{SKIP_STATUS, TIMEOUT_SECS};
+use super::{SKIP_STATUS, TIMEOUT_SECS, no_core_file};
 
 const CHILD_ENV: &str = "BARRIERLAB_TEST_CHILD";
 const BEGIN: &str = "<<barrierlab-child-message";
@@ -87,16 +87,7 @@ pub fn in_fresh_process(test: &str, body: impl FnOnce() -> Result<String, String
 
 /// The child's side: run the body, report, exit.
 fn run_as_child(body: impl FnOnce() -> Result<String, String>) -> ! {
-    let none = libc::rlimit {
-        rlim_cur: 0,
-        rlim_max: 0,
-    };
-    // SAFETY: setrlimit and prctl only change this process's attributes: no core file
-    // for a child that is meant to die.
-    unsafe {
-        libc::setrlimit(libc::RLIMIT_CORE, &none);
-        libc::prctl(libc::PR_SET_DUMPABLE, 0);
-    }
+    no_core_file();
     let result = std::panic::catch_unwind(std::panic::AssertUnwindSafe(body)).unwrap_or_else(|p| {
         Err(p
             .downcast_ref::<String>()

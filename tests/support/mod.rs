@@ -47,7 +47,7 @@ use std::time::{Duration, Instant};
 
 use barrierlab::Error;
 use barrierlab::sys::PAGE_SIZE;
-use barrierlab::sys::mem::Region;
+use barrierlab::sys::mem::{Protection, Region};
 use barrierlab::sys::uffd::{Uffd, WpMode};
 
 /// The name of the enclosing test function (closures stripped), for skip messages.
@@ -181,6 +181,20 @@ pub fn expect_errno<T: std::fmt::Debug>(what: &str, r: barrierlab::Result<T>) ->
     }
 }
 
+/// Turns core files off for this process: for a child that is meant to die.
+/// Async-signal-safe (two system calls), so a forked child may call it.
+pub fn no_core_file() {
+    let none = libc::rlimit {
+        rlim_cur: 0,
+        rlim_max: 0,
+    };
+    // SAFETY: setrlimit and prctl only change this process's attributes.
+    unsafe {
+        libc::setrlimit(libc::RLIMIT_CORE, &none);
+        libc::prctl(libc::PR_SET_DUMPABLE, 0);
+    }
+}
+
 /// Forks; the child runs `child` with core dumps off and exits with status 0 if it
 /// returns (it may `_exit` with another status itself). The parent waits up to
 /// [`TIMEOUT_SECS`] (then kills the child) and returns the raw wait status.
@@ -195,18 +209,10 @@ pub fn fork_and_wait(child: impl FnOnce()) -> i32 {
     let pid = unsafe { libc::fork() };
     assert!(pid >= 0, "fork: {}", std::io::Error::last_os_error());
     if pid == 0 {
-        let none = libc::rlimit {
-            rlim_cur: 0,
-            rlim_max: 0,
-        };
-        // SAFETY: setrlimit, prctl and _exit are async-signal-safe system calls; no core
-        // file for a child that is meant to die.
-        unsafe {
-            libc::setrlimit(libc::RLIMIT_CORE, &none);
-            libc::prctl(libc::PR_SET_DUMPABLE, 0);
-            child();
-            libc::_exit(0);
-        }
+        no_core_file();
+        child();
+        // SAFETY: `_exit` is async-signal-safe and never returns.
+        unsafe { libc::_exit(0) };
     }
     let deadline = Instant::now() + Duration::from_secs(TIMEOUT_SECS);
     loop {
@@ -231,6 +237,28 @@ pub fn fork_and_wait(child: impl FnOnce()) -> i32 {
 
 /// Exit status of an [`in_fresh_process`] body that skipped; its message says why.
 pub const SKIP_STATUS: i32 = 77;
+
+/// Asserts that the wait `status` says the process died of `signal`; `what` says what
+/// was expected (and why), the assertion adds what happened.
+pub fn assert_killed_by(status: i32, signal: i32, what: &str) {
+    assert!(
+        libc::WIFSIGNALED(status) && libc::WTERMSIG(status) == signal,
+        "{what}, but it {}",
+        describe(status)
+    );
+}
+
+/// For a child of [`in_fresh_process`]: writes a fresh page made read-only, which no
+/// heap owns, so that the process dies of SIGSEGV however a tracker's handler chains.
+/// Returns only if it survived, with what to report.
+pub fn write_a_read_only_page_of_no_heap() -> Result<String, String> {
+    let other = Region::new(PAGE_SIZE).map_err(|e| e.to_string())?;
+    other
+        .protect(other.base(), PAGE_SIZE, Protection::Read)
+        .map_err(|e| e.to_string())?;
+    write_page(other.base(), 0, 1);
+    Err("survived a write to a read-only page outside every heap".into())
+}
 
 /// Describes a wait status for assertion messages.
 pub fn describe(status: i32) -> String {

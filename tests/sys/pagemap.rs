@@ -29,6 +29,14 @@ fn async_uffd() -> Result<Uffd> {
         .create()
 }
 
+/// A non-blocking userfaultfd in synchronous write-protect mode.
+fn sync_uffd() -> Result<Uffd> {
+    Uffd::builder()
+        .features(Features::PAGEFAULT_FLAG_WP)
+        .nonblocking(true)
+        .create()
+}
+
 /// A region of `pages` pages registered for WP on `uffd` and write-protected whole
 /// (`WP_UNPOPULATED` protects the pages not yet touched too).
 fn armed(uffd: &Uffd, pages: usize) -> Result<Region> {
@@ -90,12 +98,7 @@ fn assert_no_message(uffd: &Uffd) {
 
 #[test]
 fn pagemap_entry_tracks_write_protection() {
-    let Some(uffd) = require!(
-        Uffd::builder()
-            .features(Features::PAGEFAULT_FLAG_WP)
-            .nonblocking(true)
-            .create()
-    ) else {
+    let Some(uffd) = require!(sync_uffd()) else {
         return;
     };
     let region = Region::new(4 * PAGE_SIZE).expect("map");
@@ -294,12 +297,7 @@ fn async_wp_small_output_vector_returns_every_run() {
 
 #[test]
 fn check_wpasync_fails_eperm_on_a_range_not_registered_async() {
-    let Some(sync) = require!(
-        Uffd::builder()
-            .features(Features::PAGEFAULT_FLAG_WP)
-            .nonblocking(true)
-            .create()
-    ) else {
+    let Some(sync) = require!(sync_uffd()) else {
         return;
     };
     let mut pagemap = Pagemap::open(4).expect("pagemap");
