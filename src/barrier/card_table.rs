@@ -24,12 +24,14 @@ pub use super::mechanism::CARD_SHIFT;
 use super::counters::Counters;
 use super::mechanism::{Granule, Mechanism, SecondChannel, ServedBy};
 use super::{
-    BarrierKind, Built, DirtySet, DirtyTracker, DynBarrier, MechanismOptions, TrackerStats, built,
+    BarrierConfig, BarrierKind, Built, DirtySet, DirtyTracker, DynBarrier, MechanismOptions,
+    TrackerStats, built,
 };
 use crate::error::Result;
 use crate::side_table::SideTable;
 
-/// The description of `card-table`.
+/// The description of `card-table`. Its one variant beside the defaults is conditional
+/// marking (`card-table[conditional]`).
 pub(crate) const MECHANISM: Mechanism = Mechanism {
     kind: BarrierKind::CardTable,
     name: "card-table",
@@ -39,7 +41,10 @@ pub(crate) const MECHANISM: Mechanism = Mechanism {
     kernel: "nothing",
     second_channel: SecondChannel::None,
     edges: &[],
-    variants: &[],
+    variants: &[(
+        "conditional",
+        BarrierConfig::CardTable(CardOptions { conditional: true }),
+    )],
 };
 
 /// The options of the card table, and of the write watch (the same table of 4 KiB

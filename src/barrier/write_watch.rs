@@ -15,7 +15,7 @@
 
 use super::CardTable;
 use super::mechanism::{Granule, Mechanism, SecondChannel, ServedBy};
-use super::{BarrierKind, Built, CardOptions, built};
+use super::{BarrierConfig, BarrierKind, Built, CardOptions, built};
 use crate::sys::PAGE_SHIFT;
 
 /// The description of `write-watch`. Its options are the card table's
@@ -30,7 +30,10 @@ pub(crate) const MECHANISM: Mechanism = Mechanism {
     kernel: "nothing",
     second_channel: SecondChannel::None,
     edges: &[],
-    variants: &[],
+    variants: &[(
+        "conditional",
+        BarrierConfig::WriteWatch(CardOptions { conditional: true }),
+    )],
 };
 
 /// Its tracker.

@@ -46,7 +46,8 @@ pub(super) fn write(doc: &mut Doc, rows: &[Row], seed: u64) {
          invocations); *stores per dirtied granule*: the workload's reference stores over \
          that; *MiB rescanned at remark*: the remark's dirty granules times the granule. The \
          write watch differs from the card table in the granule only, and from a page \
-         tracker in the mechanism only.",
+         tracker in the mechanism only. A `[conditional]` variant (with `--full`) tests \
+         its byte before it stores, so a store to a granule already dirty writes nothing.",
     );
     for key in &keys {
         let (wl, threads, heap) = key;
