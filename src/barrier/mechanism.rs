@@ -4,9 +4,9 @@
 //!
 //! Why: a mechanism's name, kernel requirement, probe, constructor, options, granule and
 //! edge behaviour used to be spread over five types with their own name tables, and the
-//! copies began to disagree. Each mechanism's module now declares one `MECHANISM`, and
-//! [`BarrierKind`], [`build`](super::build), the probe, the CLI, the study and the benches
-//! read it.
+//! copies began to disagree. Each mechanism's module now declares one `MECHANISM` (with
+//! its options type and `build` beside it), and [`BarrierKind`], [`build`](super::build),
+//! the probe, the CLI, the study and the benches read it.
 //!
 //! The check is the same for every mechanism, so that none can skip the part that
 //! matters: build the real tracker (with its real handler or service) over a scratch

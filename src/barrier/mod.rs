@@ -88,14 +88,18 @@
 //! - One file per mechanism, named after it, holding only the mechanism (how it
 //!   protects, unprotects and serves a fault) and its description, a `MECHANISM` constant
 //!   of type [`Mechanism`]: name, summary, granule, who serves faults, kernel requirement,
-//!   second channel, edge behaviour, the variants worth measuring, the constructor.
+//!   second channel, edge behaviour, the variants worth measuring; beside it, its options
+//!   type and its constructor, `build(base, len, &options)`.
 //! - `page_tracker/`: what every page tracker shares: [`PageTracker`], the one
 //!   [`DirtyTracker`] of the page mechanisms, and the writer's fault path;
-//!   `record.rs` (the dirty bitmap, the harvest protocol, the re-protect rule, fault
-//!   injection), `prefix.rs` (the in-use prefix), `stall_log.rs`, `userfaultfd.rs`
+//!   `protection.rs` (the primitive each page mechanism supplies, and its signal-safety
+//!   contract), `record.rs` (the dirty bitmap, the harvest protocol, the re-protect rule,
+//!   fault injection), `prefix.rs` (the in-use prefix), `stall_log.rs`, `userfaultfd.rs`
 //!   (opening the descriptor, its mode, its protection).
 //! - `counters.rs` ([`TrackerStats`] and the atomics behind it), `degradation.rs` (why a
 //!   cycle lost precision), `test_knobs.rs`: what every tracker keeps.
+//! - `config.rs`: what a [`BarrierConfig`]'s options have in common
+//!   ([`MechanismOptions`], [`NoOptions`]).
 //! - `mechanism.rs`: the description type and the probe's check, the same for every
 //!   mechanism (the real tracker provokes and serves a fault on a scratch mapping).
 //! - `signal_registry.rs`: the SIGSEGV/SIGBUS handler shared by the handler trackers.

@@ -355,13 +355,16 @@ mod tests {
         assert_eq!(cell(&card, "predicted ÷ measured"), "–");
     }
 
-    #[test]
-    fn the_shootdowns_counted_in_the_run_are_charged_at_the_micros_price() {
-        // 1,000 faults at 3 µs alone; beside a running thread 21 µs with one shootdown
-        // per page, so 18 µs per shootdown. The run counted 25,000 shootdowns (the
-        // collector's arms and harvests ran beside the mutator): 3 + 450 ms predicted
-        // for 500 measured.
-        let mut rows = rows_of("none", 500.0, 0.0, 0.0);
+    /// `none` and `mprotect` in barrier-only runs of 500 and 1,000 ms, `mprotect`'s with
+    /// 1,000 faults and 25,000 shootdowns counted (`none`'s with `none_counted`, if
+    /// given), and the micro: `mprotect`'s first write 3 µs alone, 21 µs beside a running
+    /// thread with one shootdown per page (18 µs per shootdown).
+    fn shot_mprotect(none_counted: Option<f64>) -> Vec<Row> {
+        let none = rows_of("none", 500.0, 0.0, 0.0);
+        let mut rows = match none_counted {
+            Some(n) => counting(none, n),
+            None => none,
+        };
         rows.extend(counting(
             rows_of("mprotect", 1000.0, 1000.0, 250.0),
             25_000.0,
@@ -373,6 +376,16 @@ mod tests {
             3_000.0,
             Some((21_000.0, 1.0)),
         ));
+        rows
+    }
+
+    #[test]
+    fn the_shootdowns_counted_in_the_run_are_charged_at_the_micros_price() {
+        // 1,000 faults at 3 µs alone; beside a running thread 21 µs with one shootdown
+        // per page, so 18 µs per shootdown. The run counted 25,000 shootdowns (the
+        // collector's arms and harvests ran beside the mutator): 3 + 450 ms predicted
+        // for 500 measured.
+        let rows = shot_mprotect(None);
         let mut doc = Doc::new();
         write(&mut doc, &rows, 7);
         let m = cells(&doc, "mprotect");
@@ -399,18 +412,7 @@ mod tests {
     #[test]
     fn only_the_shootdowns_beyond_nones_are_charged() {
         // As above, but `none`'s runs counted 5,000 too: 20,000 added, 360 ms at 18 µs.
-        let mut rows = counting(rows_of("none", 500.0, 0.0, 0.0), 5_000.0);
-        rows.extend(counting(
-            rows_of("mprotect", 1000.0, 1000.0, 250.0),
-            25_000.0,
-        ));
-        rows.extend(micro_of("none", 0.0, 0.0));
-        rows.extend(micro_beside(
-            "mprotect",
-            0.0,
-            3_000.0,
-            Some((21_000.0, 1.0)),
-        ));
+        let rows = shot_mprotect(Some(5_000.0));
         let mut doc = Doc::new();
         write(&mut doc, &rows, 7);
         let m = cells(&doc, "mprotect");
