@@ -389,7 +389,9 @@ impl<'g> Cycle<'g> {
                 self.stats.dirty_pages.dedup();
             }
             self.stats.preclean_dirty.push(count);
-            self.stats.preclean_rescanned += self.marker.rescan(&self.dirty, shift, false);
+            let before = self.marker.objects_rescanned;
+            self.marker.rescan(&self.dirty, shift, false);
+            self.stats.preclean_rescanned += (self.marker.objects_rescanned - before) as usize;
             self.drain_concurrently();
             if count <= self.gc.config.preclean_threshold
                 || (rearm_costs_faults && count >= previous)
@@ -408,11 +410,12 @@ impl<'g> Cycle<'g> {
         self.pause(PauseKind::Remark, |c, mutators| {
             c.harvest(t, false);
             c.stats.remark_dirty = c.dirty.count(c.granules(shift));
-            c.stats.remark_rescanned = c.marker.rescan(&c.dirty, shift, true);
+            let (marked, rescanned) = (c.marker.objects_marked, c.marker.objects_rescanned);
+            c.marker.rescan(&c.dirty, shift, true);
             c.mark_roots(mutators);
-            let before = c.marker.objects_marked;
             c.drain_in_pause();
-            c.stats.remark_traced = c.marker.objects_marked - before;
+            c.stats.remark_rescanned = (c.marker.objects_rescanned - rescanned) as usize;
+            c.stats.remark_traced = c.marker.objects_marked - marked;
         });
     }
 

@@ -10,12 +10,11 @@
 //! is running (every one waits for room), for the same reason ([`Marker::drain`]).
 
 use super::marker_pool::{MarkerPool, SHARE_ABOVE};
-use super::trace::{Ahead, RESCAN, scan, scan_entry};
+use super::trace::{Ahead, Traced, granule_entry, rescan_in_place, scan_entry};
 use crate::barrier::{DirtySet, DirtyTracker, FaultService};
 use crate::bitmap::Bitmap;
 use crate::heap::Space;
-use crate::heap::size_class::MAX_SMALL;
-use crate::sys::PAGE_SIZE;
+use crate::sys::PAGE_SHIFT;
 
 /// Objects a pause traces alone before it calls helpers: below this, waking threads
 /// costs more than it saves (a wake-up is 25–50 µs on a VM).
@@ -31,10 +30,10 @@ pub(crate) struct Marker<'h> {
     stack: Vec<usize>,
     pub(crate) objects_marked: u64,
     pub(crate) bytes_marked: u64,
+    /// Objects rescanned in dirty granules (each once per granule it overlaps).
+    pub(crate) objects_rescanned: u64,
     poll_interval: usize,
     since_poll: usize,
-    /// The current rescan pushes small objects to be scanned by the drain.
-    share_rescans: bool,
 }
 
 impl<'h> Marker<'h> {
@@ -51,9 +50,9 @@ impl<'h> Marker<'h> {
             stack: Vec::new(),
             objects_marked: 0,
             bytes_marked: 0,
+            objects_rescanned: 0,
             poll_interval,
             since_poll: 0,
-            share_rescans: false,
         }
     }
 
@@ -121,11 +120,20 @@ impl<'h> Marker<'h> {
         1
     }
 
+    /// Traces one grey-stack entry; returns its work in objects (a rescanned granule
+    /// counts its objects, at least one).
     #[inline]
-    fn trace_one(&mut self, entry: usize) {
-        if let Some(bytes) = scan_entry(self.space, self.marks, entry, &mut self.stack) {
-            self.objects_marked += 1;
-            self.bytes_marked += bytes;
+    fn trace_one(&mut self, entry: usize) -> u64 {
+        match scan_entry(self.space, self.marks, entry, &mut self.stack) {
+            Traced::Marked(bytes) => {
+                self.objects_marked += 1;
+                self.bytes_marked += bytes;
+                1
+            }
+            Traced::Rescanned(objects) => {
+                self.objects_rescanned += objects;
+                objects.max(1)
+            }
         }
     }
 
@@ -135,8 +143,7 @@ impl<'h> Marker<'h> {
         let mut traced = 0;
         let mut ahead = Ahead::new();
         while let Some(addr) = ahead.next(&mut self.stack) {
-            self.trace_one(addr);
-            traced += 1;
+            traced += self.trace_one(addr);
             if traced >= PARALLEL_AFTER && markers.helpers() > 0 && self.stack.len() > SHARE_ABOVE {
                 ahead.give_back(&mut self.stack);
                 return self.finish_in_parallel(markers);
@@ -149,71 +156,53 @@ impl<'h> Marker<'h> {
         let helpers = markers.helpers();
         // This thread starts with the whole stack; helpers take shares of it.
         let first = std::mem::take(&mut self.stack);
-        let (objects, bytes) = markers.drain(self.space, self.marks, first, helpers);
-        self.objects_marked += objects;
-        self.bytes_marked += bytes;
+        let totals = markers.drain(self.space, self.marks, first, helpers);
+        self.objects_marked += totals.objects;
+        self.bytes_marked += totals.bytes;
+        self.objects_rescanned += totals.rescanned;
         1 + helpers
     }
 
-    /// Rescans the marked objects overlapping each dirty granule: their slots inside the
-    /// granule are scanned here, or with `share`, a small object is pushed on the grey
-    /// stack to be scanned whole by the (parallel) drain that follows ([`RESCAN`]; once,
-    /// where consecutive granules overlap it). Returns the number of objects rescanned.
-    pub(crate) fn rescan(&mut self, set: &DirtySet, shift: u32, share: bool) -> usize {
-        self.share_rescans = share;
-        let mut objects = 0;
-        let mut last = 0;
+    /// Rescans the marked objects overlapping each dirty granule of `set` (granules of
+    /// `2^shift` bytes): only their slots inside the granule, since the slots outside
+    /// were not written. Here, one granule after another; or with `share`, each granule
+    /// is pushed on the grey stack ([`super::trace::GRANULE`]) for the (parallel) drain
+    /// that follows to rescan. [`Marker::objects_rescanned`] counts the objects either
+    /// way.
+    pub(crate) fn rescan(&mut self, set: &DirtySet, shift: u32, share: bool) {
         if set.all {
             for p in 0..self.space.high_water() {
-                let lo = self.space.page_addr(p);
-                objects += self.rescan_range(lo, lo + PAGE_SIZE, &mut last);
+                self.rescan_granule(self.space.page_addr(p), PAGE_SHIFT, share);
             }
         } else {
             for &g in &set.granules {
-                let lo = self.space.base() + (g << shift);
-                objects += self.rescan_range(lo, lo + (1 << shift), &mut last);
+                self.rescan_granule(self.space.base() + (g << shift), shift, share);
             }
         }
-        objects
     }
 
-    /// `[lo, hi)` lies within one page; `last` is the small object pushed last.
-    fn rescan_range(&mut self, lo: usize, hi: usize, last: &mut usize) -> usize {
-        let (space, marks, share) = (self.space, self.marks, self.share_rescans);
-        let mut objects = 0;
-        let stack = &mut self.stack;
-        space.for_each_cell_in(lo, hi, |obj| {
-            if !marks.get(space.granule(obj)) {
-                return;
-            }
-            if !share || space.cell_bytes(obj) > MAX_SMALL {
-                // The slots outside the granule were not written.
-                scan(obj, lo, hi, |child| {
-                    if marks.set_new(space.granule(child)) {
-                        stack.push(child);
-                    }
-                });
-                objects += 1;
-            } else if obj != *last {
-                stack.push(obj | RESCAN);
-                *last = obj;
-                objects += 1;
-            }
-        });
-        objects
+    #[inline]
+    fn rescan_granule(&mut self, lo: usize, shift: u32, share: bool) {
+        if share {
+            self.stack.push(granule_entry(lo, shift));
+        } else {
+            let hi = lo + (1 << shift);
+            self.objects_rescanned +=
+                rescan_in_place(self.space, self.marks, lo, hi, &mut self.stack);
+        }
     }
 }
 
 #[cfg(test)]
 mod tests {
-    use super::super::trace::{Ahead, FETCH_AHEAD, RESCAN};
+    use super::super::trace::{Ahead, FETCH_AHEAD, granule_entry};
     use super::Marker;
     use crate::barrier::DirtySet;
     use crate::heap::object::{self, Header};
     use crate::heap::{AllocBuffer, Space};
 
-    /// Remark's shared rescan: a marked object in a dirty granule goes on the stack
-    /// tagged, its unmarked child is marked when the drain scans it, and only the child
+    /// Remark's shared rescan: the dirty granule goes on the stack tagged, the drain
+    /// rescans its marked objects and marks their unmarked children, and only the child
     /// counts as marked (the pacer reads the bytes marked).
     #[test]
     fn a_shared_rescan_marks_the_children_and_counts_only_them() {
@@ -238,11 +227,16 @@ mod tests {
             granules: vec![(parent - space.base()) >> 9],
             all: false,
         };
-        assert_eq!(marker.rescan(&set, 9, true), 1, "the marked parent only");
+        marker.rescan(&set, 9, true);
+        let card = space.base() + ((parent - space.base()) >> 9 << 9);
         assert_eq!(
             marker.stack,
-            vec![parent | RESCAN],
-            "the unmarked child is skipped"
+            vec![granule_entry(card, 9)],
+            "one entry per granule"
+        );
+        assert_eq!(
+            marker.objects_rescanned, 0,
+            "nothing rescanned before the drain"
         );
         let pool = super::super::marker_pool::MarkerPool::new(0, false).unwrap();
         marker.drain_parallel(&pool);
@@ -251,12 +245,15 @@ mod tests {
             "the drain marked the child"
         );
         assert_eq!((marker.objects_marked, marker.bytes_marked), (1, 32));
+        // The parent, then the child (marked by then): the card's marked objects.
+        assert_eq!(marker.objects_rescanned, 2);
         // In place (pre-cleaning): the same child found, nothing on the stack for the parent.
         // (Bitmap 0 holds the reservation's marks, the card's 16 cells: the child's is
         // cleared; the scan of the parent marks it before the walk reaches it.)
         let mut marker = Marker::new(&space, None, space.marks(0), 64);
         space.marks(0).clear(space.granule(child));
-        assert_eq!(marker.rescan(&set, 9, false), 16);
+        marker.rescan(&set, 9, false);
+        assert_eq!(marker.objects_rescanned, 16);
         assert_eq!(marker.stack, vec![child]);
     }
 

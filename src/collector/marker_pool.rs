@@ -33,7 +33,7 @@ use std::thread::JoinHandle;
 
 use parking_lot::{Condvar, Mutex};
 
-use super::trace::{Ahead, scan_entry};
+use super::trace::{Ahead, Traced, scan_entry};
 use crate::bitmap::Bitmap;
 use crate::error::{Error, Result};
 use crate::heap::Space;
@@ -129,7 +129,7 @@ impl MarkerPool {
         marks: &Bitmap,
         stack: Vec<usize>,
         helpers: usize,
-    ) -> (u64, u64) {
+    ) -> Totals {
         let helpers = helpers.min(self.helpers());
         let pool = &Pool::new(1 + helpers);
         {
@@ -160,8 +160,7 @@ impl MarkerPool {
         if let Some(msg) = failed {
             std::panic::resume_unwind(Box::new(format!("a marker thread failed: {msg}")));
         }
-        let (objects, bytes) = pool.totals();
-        (mine.0 + objects, mine.1 + bytes)
+        mine.plus(pool.totals())
     }
 }
 
@@ -229,6 +228,25 @@ pub(crate) fn panic_message(payload: &(dyn std::any::Any + Send)) -> String {
         .unwrap_or_else(|| "a panic without a message".into())
 }
 
+/// What a parallel drain did: objects newly marked and their bytes, and objects
+/// rescanned in dirty granules.
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
+pub(crate) struct Totals {
+    pub(crate) objects: u64,
+    pub(crate) bytes: u64,
+    pub(crate) rescanned: u64,
+}
+
+impl Totals {
+    fn plus(self, o: Totals) -> Totals {
+        Totals {
+            objects: self.objects + o.objects,
+            bytes: self.bytes + o.bytes,
+            rescanned: self.rescanned + o.rescanned,
+        }
+    }
+}
+
 /// A thread shares grey objects only while it holds more than this many; it then moves
 /// the older half of its stack (the entries nearest the roots, which in a depth-first
 /// trace head the largest unexplored subgraphs) to the shared pool.
@@ -247,6 +265,7 @@ pub(crate) struct Pool {
     /// What the helpers traced, added as each finishes.
     objects: AtomicU64,
     bytes: AtomicU64,
+    rescanned: AtomicU64,
 }
 
 impl Pool {
@@ -259,13 +278,15 @@ impl Pool {
             workers,
             objects: AtomicU64::new(0),
             bytes: AtomicU64::new(0),
+            rescanned: AtomicU64::new(0),
         }
     }
 
     /// Adds a helper's (objects, bytes) traced.
-    pub(crate) fn add_totals(&self, (objects, bytes): (u64, u64)) {
-        self.objects.fetch_add(objects, Ordering::Relaxed);
-        self.bytes.fetch_add(bytes, Ordering::Relaxed);
+    pub(crate) fn add_totals(&self, t: Totals) {
+        self.objects.fetch_add(t.objects, Ordering::Relaxed);
+        self.bytes.fetch_add(t.bytes, Ordering::Relaxed);
+        self.rescanned.fetch_add(t.rescanned, Ordering::Relaxed);
     }
 
     /// A thread's `work` panicked (it can only while tracing, counted busy): count it
@@ -276,11 +297,12 @@ impl Pool {
     }
 
     /// The helpers' (objects, bytes) traced.
-    pub(crate) fn totals(&self) -> (u64, u64) {
-        (
-            self.objects.load(Ordering::Relaxed),
-            self.bytes.load(Ordering::Relaxed),
-        )
+    pub(crate) fn totals(&self) -> Totals {
+        Totals {
+            objects: self.objects.load(Ordering::Relaxed),
+            bytes: self.bytes.load(Ordering::Relaxed),
+            rescanned: self.rescanned.load(Ordering::Relaxed),
+        }
     }
 
     fn put(&self, chunk: Vec<usize>) {
@@ -307,15 +329,18 @@ const SHARE_EVERY: u32 = 64;
 /// is empty, so no grey object is left behind. (A thread may see that state for an
 /// instant while another has just taken the last chunk; it then leaves early, and the
 /// other finishes alone: less parallel, never incomplete.)
-fn work(space: &Space, marks: &Bitmap, pool: &Pool, mut stack: Vec<usize>) -> (u64, u64) {
-    let (mut objects, mut bytes) = (0u64, 0u64);
+fn work(space: &Space, marks: &Bitmap, pool: &Pool, mut stack: Vec<usize>) -> Totals {
+    let mut totals = Totals::default();
     let mut since_share = 0u32;
     let mut ahead = Ahead::new();
     loop {
         while let Some(entry) = ahead.next(&mut stack) {
-            if let Some(b) = scan_entry(space, marks, entry, &mut stack) {
-                objects += 1;
-                bytes += b;
+            match scan_entry(space, marks, entry, &mut stack) {
+                Traced::Marked(b) => {
+                    totals.objects += 1;
+                    totals.bytes += b;
+                }
+                Traced::Rescanned(n) => totals.rescanned += n,
             }
             since_share += 1;
             if since_share >= SHARE_EVERY
@@ -337,7 +362,7 @@ fn work(space: &Space, marks: &Bitmap, pool: &Pool, mut stack: Vec<usize>) -> (u
                     break;
                 }
             } else if pool.idle.load(Ordering::Acquire) == pool.workers {
-                return (objects, bytes);
+                return totals;
             }
             spins += 1;
             if spins % 64 == 0 {

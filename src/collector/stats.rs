@@ -332,7 +332,8 @@ impl CycleStats {
     /// `-Xlog:gc`: cause, time (and the time of each concurrent step: arm, concurrent mark
     /// with pre-clean, harvests, disarm, sweep), heap before → after (of `heap_bytes`), bytes marked,
     /// freed and allocated during it, dirty granules (allocation frontier / older
-    /// objects), pages handed out, the concurrent drains helpers finished, faults (of
+    /// objects), remark's dirty granules with the objects it rescanned in them and the
+    /// objects it newly marked, pages handed out, the concurrent drains helpers finished, faults (of
     /// which on the frontier), the degradation
     /// with its cause, and the pacer's inputs and decision (live `L`, goal `G`, ratio
     /// `r`, predicted allocation `E`, the next trigger and its floor).
@@ -341,7 +342,8 @@ impl CycleStats {
         format!(
             "[gc {}] cycle {} {:.3}ms (arm {:.3} mark {:.3} harvest {:.3} disarm {:.3} \
              sweep {:.3}) heap {:.1}M->{:.1}M({:.0}M) marked {:.1}M freed {:.1}M \
-             allocated {:.1}M dirty {} (frontier {}, old {}) remark-dirty {} handed-out {} \
+             allocated {:.1}M dirty {} (frontier {}, old {}) remark-dirty {} (rescanned {}, traced {}) \
+             handed-out {} \
              helped {} faults {} (frontier {}) degraded {} | pacer L {:.1}M G {:.1}M r {:.3} E {:.1}M \
              next after {:.1}M (floor {:.1}M, {} free pages)",
             self.cycle,
@@ -362,6 +364,8 @@ impl CycleStats {
             self.dirty_frontier,
             self.dirty_old,
             self.remark_dirty,
+            self.remark_rescanned,
+            self.remark_traced,
             self.handed_out,
             self.helped_drains,
             self.faults,

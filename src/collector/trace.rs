@@ -1,5 +1,5 @@
 //! Tracing one grey object: scanning its slots and marking its children
-//! ([`scan_entry`], [`scan`]), and the prefetching pop that hides the header misses
+//! ([`scan_entry`], [`scan`], [`rescan_in_place`]), and the prefetching pop that hides the header misses
 //! ([`Ahead`]). Shared by the collector thread's mark (`mark.rs`) and the parallel drain
 //! of the marker threads (`marker_pool.rs`); `#[inline]` throughout, since they are the
 //! inner loop of both.
@@ -16,20 +16,38 @@ use crate::heap::object::{self, Header};
 /// header load before this).
 pub(super) const FETCH_AHEAD: usize = 32;
 
-/// The tag of a grey-stack entry that is an object to scan again, not one newly marked:
-/// remark's rescan of a dirty granule pushes the small marked objects overlapping it so
-/// tagged (cells are 16-byte aligned, so the low bit is free), and whichever thread pops
-/// the entry scans the whole object without counting it as marked again. So remark's
-/// rescan is shared by the threads of the pause's parallel drain like any tracing,
-/// instead of running on the collector thread alone before it: on the LRU cache (64 MiB
-/// live, 100 MiB heap, card table) remarks of ~48,000 dirty cards took 11–19 ms alone and
-/// 9–12 ms shared by two threads (then 6 ms with [`scan_entry`]'s test before marking).
-/// Pre-cleaning, which has one thread, rescans in place: pushing whole objects made
-/// GCBench 3–4% slower there (five alternating pairs).
-pub(super) const RESCAN: usize = 1;
+/// The tag of a grey-stack entry that is a dirty granule to rescan, not an object:
+/// remark pushes one such entry per dirty granule ([`granule_entry`]), and whichever
+/// thread of the pause's parallel drain pops it rescans the granule in place
+/// ([`rescan_in_place`]). So remark's rescan is shared by the drain's threads like any
+/// tracing, instead of running on the collector thread alone before it, and it costs one
+/// push per granule, not one per object. (Pushing each small marked object of a dirty
+/// granule, to be scanned whole by whoever pops it, cost about five times as much per
+/// object: GCBench's remarks rescanned 1,000–1,500 pages of 32-byte objects, all
+/// allocated black during the cycle, in 3–4 ms.) Cells are 16-byte aligned and granules
+/// at least 64-byte aligned, so the tag and the granule's shift fit in the low bits.
+pub(super) const GRANULE: usize = 1;
+/// Where an entry's granule shift sits (bits 1–5; shifts of 6 to 31).
+const SHIFT_AT: u32 = 1;
+const SHIFT_MASK: usize = 0x1f;
 
-/// Scans the object of grey-stack `entry` and pushes the children it marks. Returns the
-/// object's bytes for an object newly marked (to count), `None` for a [`RESCAN`].
+/// The grey-stack entry of the granule `[lo, lo + 2^shift)`, for [`scan_entry`].
+#[inline]
+pub(super) fn granule_entry(lo: usize, shift: u32) -> usize {
+    debug_assert!((6..=31).contains(&shift) && lo % (1 << shift) == 0);
+    lo | (shift as usize) << SHIFT_AT | GRANULE
+}
+
+/// What [`scan_entry`] did.
+pub(super) enum Traced {
+    /// Scanned a newly marked object of this many bytes (to count as marked).
+    Marked(u64),
+    /// Rescanned a dirty granule's marked objects, this many of them.
+    Rescanned(u64),
+}
+
+/// Scans the object of grey-stack `entry` and pushes the children it marks, or, for a
+/// [`GRANULE`] entry, rescans that granule in place.
 ///
 /// A newly marked object's children are mostly unmarked, so each is marked with one
 /// `fetch_or`; a rescanned object's are nearly all marked already, so each is tested
@@ -42,22 +60,44 @@ pub(super) fn scan_entry(
     marks: &Bitmap,
     entry: usize,
     stack: &mut Vec<usize>,
-) -> Option<u64> {
-    let addr = entry & !RESCAN;
-    if entry & RESCAN != 0 {
-        scan(addr, 0, usize::MAX, |child| {
-            if marks.set_new(space.granule(child)) {
-                stack.push(child);
-            }
-        });
-        return None;
+) -> Traced {
+    if entry & GRANULE != 0 {
+        let shift = (entry >> SHIFT_AT) & SHIFT_MASK;
+        let lo = entry & !((1 << shift) - 1);
+        return Traced::Rescanned(rescan_in_place(space, marks, lo, lo + (1 << shift), stack));
     }
-    scan(addr, 0, usize::MAX, |child| {
+    scan(entry, 0, usize::MAX, |child| {
         if !marks.set(space.granule(child)) {
             stack.push(child);
         }
     });
-    Some(space.cell_bytes(addr) as u64)
+    Traced::Marked(space.cell_bytes(entry) as u64)
+}
+
+/// Rescans the marked objects overlapping `[lo, hi)` (within one page): only their slots
+/// inside it, since the slots outside were not written; pushes the children it marks.
+/// Returns the objects rescanned.
+#[inline]
+pub(super) fn rescan_in_place(
+    space: &Space,
+    marks: &Bitmap,
+    lo: usize,
+    hi: usize,
+    stack: &mut Vec<usize>,
+) -> u64 {
+    let mut objects = 0;
+    space.for_each_cell_in(lo, hi, |obj| {
+        if !marks.get(space.granule(obj)) {
+            return;
+        }
+        scan(obj, lo, hi, |child| {
+            if marks.set_new(space.granule(child)) {
+                stack.push(child);
+            }
+        });
+        objects += 1;
+    });
+    objects
 }
 
 /// Calls `child` with every non-null reference in the slots of the object at `addr` that
