@@ -156,11 +156,11 @@ impl<'h> Marker<'h> {
         let helpers = markers.helpers();
         // This thread starts with the whole stack; helpers take shares of it.
         let first = std::mem::take(&mut self.stack);
-        let totals = markers.drain(self.space, self.marks, first, helpers);
+        let (totals, threads) = markers.drain(self.space, self.marks, first, helpers);
         self.objects_marked += totals.objects;
         self.bytes_marked += totals.bytes;
         self.objects_rescanned += totals.rescanned;
-        1 + helpers
+        threads
     }
 
     /// Rescans the marked objects overlapping each dirty granule of `set` (granules of

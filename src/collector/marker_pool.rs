@@ -10,10 +10,13 @@
 //!
 //! Protocol: the drain publishes a job (the heap's space, the cycle's mark bitmap and
 //! the shared grey pool) under the pool's lock with a new generation number and the
-//! number of helpers it wants, and waits, after its own share of the work, until that
-//! many helpers have finished it. A helper takes a job at most once per generation.
-//! IF the drain returns THEN no helper still uses the job's references: that is what
-//! makes lending them to threads that outlive the pause sound.
+//! number of helpers it wants. After its own share of the work it withdraws the wants
+//! that no helper has taken yet, and waits until every helper that took the job has
+//! finished it. A helper takes a job at most once per generation, and only under the
+//! lock while it is wanted. IF the drain returns THEN no helper still uses the job's
+//! references: that is what makes lending them to threads that outlive the pause
+//! sound. The marking ends when every thread that joined the grey pool is idle and
+//! the pool is empty; a helper that joins after that finds nothing and leaves.
 //!
 //! A helper that panics (a bug, or [`crate::heap::testing::Testing::fail_in_marker`]) reports
 //! its failure and finishes the job as far as the drain is concerned; the drain waits for
@@ -119,19 +122,27 @@ impl MarkerPool {
         self.threads.len()
     }
 
-    /// Traces from `stack` on this thread while `helpers` helpers (at most
+    /// Traces from `stack` on this thread while up to `helpers` helpers (at most
     /// [`MarkerPool::helpers`]) share the work through one [`Pool`], and returns when all
-    /// have finished, with the (objects, bytes) traced by all. Panics, once all have
-    /// finished, if this thread's work or a helper's failed.
+    /// that joined have finished, with what all traced and how many threads marked (this
+    /// one and the helpers that joined). Panics, once all have finished, if this
+    /// thread's work or a helper's failed.
+    ///
+    /// A helper that has not taken the job by the time this thread runs out of work is
+    /// not waited for: the work is done, and waking a parked thread on the other vCPU
+    /// takes 7–50 µs on this kind of VM, or milliseconds when the host has descheduled
+    /// that vCPU, which the pause would otherwise wait out. (With
+    /// [`crate::heap::testing::Testing::fail_in_marker`] every wanted helper is waited
+    /// for, so that the planted failure shows in every drain that wanted helpers.)
     pub(crate) fn drain(
         &self,
         space: &Space,
         marks: &Bitmap,
         stack: Vec<usize>,
         helpers: usize,
-    ) -> Totals {
+    ) -> (Totals, usize) {
         let helpers = helpers.min(self.helpers());
-        let pool = &Pool::new(1 + helpers);
+        let pool = &Pool::new();
         {
             let mut s = self.shared.state.lock();
             s.job = Some(Job { space, marks, pool });
@@ -150,6 +161,9 @@ impl MarkerPool {
             pool.abandon();
         }
         let mut s = self.shared.state.lock();
+        if !self.shared.plant_failure {
+            s.wanted = 0; // late helpers: not needed any more
+        }
         while s.wanted > 0 || s.running > 0 {
             self.shared.done.wait(&mut s);
         }
@@ -160,7 +174,10 @@ impl MarkerPool {
         if let Some(msg) = failed {
             std::panic::resume_unwind(Box::new(format!("a marker thread failed: {msg}")));
         }
-        mine.plus(pool.totals())
+        (
+            mine.plus(pool.totals()),
+            pool.joined.load(Ordering::Acquire),
+        )
     }
 }
 
@@ -193,6 +210,9 @@ fn helper(shared: &Shared) {
                 shared.start.wait(&mut s);
             }
         };
+        // SAFETY: the drain that published the job waits until `running` is back to zero
+        // before it returns or unwinds, so the references outlive this use (module docs).
+        unsafe { &*job.pool }.join();
         let outcome = std::panic::catch_unwind(std::panic::AssertUnwindSafe(|| {
             if shared.plant_failure {
                 std::panic::resume_unwind(Box::new("planted failure in a marker thread"));
@@ -259,9 +279,11 @@ pub(crate) struct Pool {
     /// `chunks.len()`, readable without the lock.
     available: AtomicUsize,
     /// Threads that found no work: a busy thread shares while this is non-zero, and
-    /// marking is complete when every thread is idle and no chunk is left.
+    /// marking is complete when every thread that joined is idle and no chunk is left.
     idle: AtomicUsize,
-    workers: usize,
+    /// Threads that joined: the drain's own, and each helper that took the job. A
+    /// helper that joins after the end finds nothing and leaves at once.
+    joined: AtomicUsize,
     /// What the helpers traced, added as each finishes.
     objects: AtomicU64,
     bytes: AtomicU64,
@@ -269,13 +291,13 @@ pub(crate) struct Pool {
 }
 
 impl Pool {
-    /// An empty pool for `workers` threads.
-    fn new(workers: usize) -> Pool {
+    /// An empty pool that the drain's own thread has joined.
+    fn new() -> Pool {
         Pool {
             chunks: Mutex::new(Vec::new()),
             available: AtomicUsize::new(0),
             idle: AtomicUsize::new(0),
-            workers,
+            joined: AtomicUsize::new(1),
             objects: AtomicU64::new(0),
             bytes: AtomicU64::new(0),
             rescanned: AtomicU64::new(0),
@@ -287,6 +309,11 @@ impl Pool {
         self.objects.fetch_add(t.objects, Ordering::Relaxed);
         self.bytes.fetch_add(t.bytes, Ordering::Relaxed);
         self.rescanned.fetch_add(t.rescanned, Ordering::Relaxed);
+    }
+
+    /// A helper joins, before its first look at the pool.
+    fn join(&self) {
+        self.joined.fetch_add(1, Ordering::AcqRel);
     }
 
     /// A thread's `work` panicked (it can only while tracing, counted busy): count it
@@ -335,14 +362,18 @@ fn work(space: &Space, marks: &Bitmap, pool: &Pool, mut stack: Vec<usize>) -> To
     let mut ahead = Ahead::new();
     loop {
         while let Some(entry) = ahead.next(&mut stack) {
-            match scan_entry(space, marks, entry, &mut stack) {
+            // Work in objects: a rescanned granule counts its objects.
+            since_share += match scan_entry(space, marks, entry, &mut stack) {
                 Traced::Marked(b) => {
                     totals.objects += 1;
                     totals.bytes += b;
+                    1
                 }
-                Traced::Rescanned(n) => totals.rescanned += n,
-            }
-            since_share += 1;
+                Traced::Rescanned(n) => {
+                    totals.rescanned += n;
+                    n.max(1) as u32
+                }
+            };
             if since_share >= SHARE_EVERY
                 && stack.len() > SHARE_ABOVE
                 && pool.idle.load(Ordering::Relaxed) > 0
@@ -361,7 +392,7 @@ fn work(space: &Space, marks: &Bitmap, pool: &Pool, mut stack: Vec<usize>) -> To
                     stack = c;
                     break;
                 }
-            } else if pool.idle.load(Ordering::Acquire) == pool.workers {
+            } else if pool.idle.load(Ordering::Acquire) == pool.joined.load(Ordering::Acquire) {
                 return totals;
             }
             spins += 1;
