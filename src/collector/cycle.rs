@@ -6,7 +6,7 @@
 //! cycle (the marker, the dirty set, the cycle's statistics) and the pause sequence
 //! every step runs through. Never: write heap memory while the tracker is armed, or
 //! leave a pause without resuming the world (the pause's `StoppedWorld` resumes it when
-//! dropped, also while a panic unwinds).
+//! resumed or dropped, also while a panic unwinds).
 
 use std::sync::Arc;
 use std::time::Instant;
@@ -183,8 +183,7 @@ impl<'g> Cycle<'g> {
             self.verifier_failures
                 .extend(verify::verify(self.gc.space, self.marker.marks, roots));
         }
-        drop(world);
-        let duration = started.elapsed();
+        let duration = world.resume().saturating_duration_since(started);
         let collector_cpu = crate::sys::cpu::thread_cpu_time()
             .unwrap_or_default()
             .saturating_sub(cpu_before);
@@ -408,12 +407,15 @@ impl<'g> Cycle<'g> {
     fn remark(&mut self, t: &dyn DirtyTracker) {
         let shift = t.granule_shift();
         self.pause(PauseKind::Remark, |c, mutators| {
+            let t0 = Instant::now();
             c.harvest(t, false);
+            let t1 = Instant::now();
             c.stats.remark_dirty = c.dirty.count(c.granules(shift));
             let (marked, rescanned) = (c.marker.objects_marked, c.marker.objects_rescanned);
             c.marker.rescan(&c.dirty, shift, true);
             c.mark_roots(mutators);
             c.drain_in_pause();
+            (c.stats.remark_harvest, c.stats.remark_trace) = (t1 - t0, t1.elapsed());
             c.stats.remark_rescanned = (c.marker.objects_rescanned - rescanned) as usize;
             c.stats.remark_traced = c.marker.objects_marked - marked;
         });

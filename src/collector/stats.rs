@@ -128,11 +128,13 @@ pub struct Pause {
     pub cycle: u64,
     /// When it started (from the heap's creation).
     pub start: Duration,
-    /// From the stop request to the resume: what a mutator may wait.
+    /// From the stop request until the collector released the world: what a mutator
+    /// may wait, less the wake-up of a parked mutator after the release (tens of
+    /// microseconds on a VM), which is the scheduler's, as in HotSpot's safepoint times.
     pub duration: Duration,
     /// Of that, the time until every mutator reached a safepoint.
     pub time_to_safepoint: Duration,
-    /// The collector thread's CPU time from the stop request to the resume. Far below
+    /// The collector thread's CPU time from the stop request to the release. Far below
     /// `duration` minus `time_to_safepoint`, the collector was not running for part of
     /// the pause (another process had its CPU): the pause measures the machine's load.
     pub collector_cpu: Duration,
@@ -182,6 +184,11 @@ pub struct CycleStats {
     pub remark_rescanned: usize,
     /// Objects newly traced during the remark pause.
     pub remark_traced: u64,
+    /// The remark pause's harvest.
+    pub remark_harvest: Duration,
+    /// The remark pause's rescan, with the roots and the trace after them (the rest of
+    /// the pause is the harvest, the time to safepoint and the resume).
+    pub remark_trace: Duration,
     /// Objects marked by tracing (allocated-black objects not included).
     pub objects_marked: u64,
     /// Bytes of the cells marked by tracing.
@@ -332,8 +339,8 @@ impl CycleStats {
     /// `-Xlog:gc`: cause, time (and the time of each concurrent step: arm, concurrent mark
     /// with pre-clean, harvests, disarm, sweep), heap before → after (of `heap_bytes`), bytes marked,
     /// freed and allocated during it, dirty granules (allocation frontier / older
-    /// objects), remark's dirty granules with the objects it rescanned in them and the
-    /// objects it newly marked, pages handed out, the concurrent drains helpers finished, faults (of
+    /// objects), remark's dirty granules with the objects it rescanned in them, the
+    /// objects it newly marked, and the time of its harvest and of its rescan and trace, pages handed out, the concurrent drains helpers finished, faults (of
     /// which on the frontier), the degradation
     /// with its cause, and the pacer's inputs and decision (live `L`, goal `G`, ratio
     /// `r`, predicted allocation `E`, the next trigger and its floor).
@@ -342,8 +349,8 @@ impl CycleStats {
         format!(
             "[gc {}] cycle {} {:.3}ms (arm {:.3} mark {:.3} harvest {:.3} disarm {:.3} \
              sweep {:.3}) heap {:.1}M->{:.1}M({:.0}M) marked {:.1}M freed {:.1}M \
-             allocated {:.1}M dirty {} (frontier {}, old {}) remark-dirty {} (rescanned {}, traced {}) \
-             handed-out {} \
+             allocated {:.1}M dirty {} (frontier {}, old {}) remark-dirty {} (rescanned {}, traced {}; harvest {:.3}ms, \
+             rescan and trace {:.3}ms) handed-out {} \
              helped {} faults {} (frontier {}) degraded {} | pacer L {:.1}M G {:.1}M r {:.3} E {:.1}M \
              next after {:.1}M (floor {:.1}M, {} free pages)",
             self.cycle,
@@ -366,6 +373,8 @@ impl CycleStats {
             self.remark_dirty,
             self.remark_rescanned,
             self.remark_traced,
+            self.remark_harvest.as_secs_f64() * 1e3,
+            self.remark_trace.as_secs_f64() * 1e3,
             self.handed_out,
             self.helped_drains,
             self.faults,
