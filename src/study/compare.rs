@@ -345,7 +345,7 @@ pub fn render_agreements(a: &[Agreement], runs: usize) -> String {
     let same = judged.iter().filter(|x| x.same_in_every_run).count();
     s.push_str(&format!(
         "\n{} verdicts judged: {stated} stated in every run, {} reversed, {} with no difference \
-         stated. Each run judged alone (slower, faster, or within the margin): the same verdict \
+         stated. Each run judged alone (slower, faster, or no difference stated): the same verdict \
          in every run for {same} of {} ({:.0}%).\n",
         judged.len(),
         reversals.len(),
