@@ -41,6 +41,7 @@ pub(crate) const MECHANISM: Mechanism = Mechanism {
     kernel: "nothing",
     second_channel: SecondChannel::None,
     edges: &[],
+    mapping_lock: super::mechanism::MappingLock::None,
     variants: &[(
         "conditional",
         BarrierConfig::CardTable(CardOptions { conditional: true }),

@@ -75,6 +75,24 @@ pub enum ServedBy {
     Handler,
 }
 
+/// What a mechanism's protection change (arm, re-arm, disarm, a fault's unprotect) holds
+/// while it runs: the process's mapping lock (`mmap_lock`), for reading or for writing.
+/// IF a change holds it for writing THEN a writer's page fault (any fault, not only a
+/// write-protect one) and its own protection change wait until the change is done: under
+/// `mprotect`, a whole-heap arm or disarm stalls the mutators for its whole length.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
+pub enum MappingLock {
+    /// No protection change: a store-path mechanism, or none.
+    None,
+    /// For reading (`UFFDIO_WRITEPROTECT`), as a page fault takes it: a writer does not
+    /// wait for the collector's change.
+    Read,
+    /// For writing (`mprotect`): a writer's fault or `mprotect` waits for the collector's
+    /// change (seen as the mutator blocked in `rwsem_down_write_slowpath` under
+    /// `do_mprotect_pkey` and in `rwsem_down_read_slowpath` under `lock_mm_and_find_vma`).
+    Write,
+}
+
 /// Where the armed state of a mechanism can be read back through a second channel, to
 /// check its record against the kernel's view.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
@@ -163,6 +181,8 @@ pub struct Mechanism {
     pub kernel: &'static str,
     /// Where its armed state can be read back.
     pub second_channel: SecondChannel,
+    /// What its protection changes hold.
+    pub mapping_lock: MappingLock,
     /// Its behaviour at each [`Edge`] (page mechanisms; empty for the others).
     pub edges: &'static [(Edge, &'static str)],
     /// Its configurations worth measuring, each with the label its name takes

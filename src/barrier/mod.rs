@@ -185,7 +185,7 @@ pub use config::{MechanismOptions, NoOptions};
 pub use counters::{STALL_IN_HANDLER, STALL_KERNEL, STALL_SERVICE, TrackerStats};
 pub use degradation::{Call, Degradation, Step};
 pub use mechanism::{
-    Availability, Breadth, CARD_SHIFT, Edge, FAULT_CHECK_TIMEOUT, Granule, Mechanism,
+    Availability, Breadth, CARD_SHIFT, Edge, FAULT_CHECK_TIMEOUT, Granule, MappingLock, Mechanism,
     SecondChannel, ServedBy, Variant, check, check_cached,
 };
 pub use mprotect::MprotectTracker;

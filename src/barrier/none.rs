@@ -18,6 +18,7 @@ pub(crate) const MECHANISM: Mechanism = Mechanism {
     kernel: "nothing",
     second_channel: SecondChannel::None,
     edges: &[],
+    mapping_lock: super::mechanism::MappingLock::None,
     variants: &[],
 };
 

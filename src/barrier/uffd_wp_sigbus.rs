@@ -84,6 +84,7 @@ pub(crate) const MECHANISM: Mechanism = Mechanism {
         (Edge::HugePages, mechanism::HUGE_PAGES_CORRECT),
         (Edge::Fork, mechanism::FORK_CHILD_WRITES),
     ],
+    mapping_lock: super::mechanism::MappingLock::Read,
     variants: &[],
 };
 

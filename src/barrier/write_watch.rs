@@ -30,6 +30,7 @@ pub(crate) const MECHANISM: Mechanism = Mechanism {
     kernel: "nothing",
     second_channel: SecondChannel::None,
     edges: &[],
+    mapping_lock: super::mechanism::MappingLock::None,
     variants: &[(
         "conditional",
         BarrierConfig::WriteWatch(CardOptions { conditional: true }),
