@@ -120,21 +120,18 @@ impl<'h> Marker<'h> {
         1
     }
 
-    /// Traces one grey-stack entry; returns its work in objects (a rescanned granule
-    /// counts its objects, at least one).
+    /// Traces one grey-stack entry; returns its work ([`Traced::work`]).
     #[inline]
     fn trace_one(&mut self, entry: usize) -> u64 {
-        match scan_entry(self.space, self.marks, entry, &mut self.stack) {
+        let traced = scan_entry(self.space, self.marks, entry, &mut self.stack);
+        match traced {
             Traced::Marked(bytes) => {
                 self.objects_marked += 1;
                 self.bytes_marked += bytes;
-                1
             }
-            Traced::Rescanned(objects) => {
-                self.objects_rescanned += objects;
-                objects.max(1)
-            }
+            Traced::Rescanned(objects) => self.objects_rescanned += objects,
         }
+        traced.work()
     }
 
     /// Traces to completion in a pause, with the parked helpers of `markers` once there

@@ -347,7 +347,7 @@ impl Pool {
 }
 
 /// Objects a thread traces between two shares.
-const SHARE_EVERY: u32 = 64;
+const SHARE_EVERY: u64 = 64;
 
 /// One thread of a parallel drain: trace from `stack`, share while others are idle, take
 /// from the pool when out of work. Returns (objects, bytes) traced.
@@ -358,22 +358,19 @@ const SHARE_EVERY: u32 = 64;
 /// other finishes alone: less parallel, never incomplete.)
 fn work(space: &Space, marks: &Bitmap, pool: &Pool, mut stack: Vec<usize>) -> Totals {
     let mut totals = Totals::default();
-    let mut since_share = 0u32;
+    let mut since_share = 0u64;
     let mut ahead = Ahead::new();
     loop {
         while let Some(entry) = ahead.next(&mut stack) {
-            // Work in objects: a rescanned granule counts its objects.
-            since_share += match scan_entry(space, marks, entry, &mut stack) {
+            let traced = scan_entry(space, marks, entry, &mut stack);
+            match traced {
                 Traced::Marked(b) => {
                     totals.objects += 1;
                     totals.bytes += b;
-                    1
                 }
-                Traced::Rescanned(n) => {
-                    totals.rescanned += n;
-                    n.max(1) as u32
-                }
-            };
+                Traced::Rescanned(n) => totals.rescanned += n,
+            }
+            since_share += traced.work();
             if since_share >= SHARE_EVERY
                 && stack.len() > SHARE_ABOVE
                 && pool.idle.load(Ordering::Relaxed) > 0

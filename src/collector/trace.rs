@@ -46,6 +46,18 @@ pub(super) enum Traced {
     Rescanned(u64),
 }
 
+impl Traced {
+    /// The work it was, in objects, for pacing the sharing of a drain: a rescanned
+    /// granule counts its objects, at least one.
+    #[inline]
+    pub(super) fn work(&self) -> u64 {
+        match *self {
+            Traced::Marked(_) => 1,
+            Traced::Rescanned(objects) => objects.max(1),
+        }
+    }
+}
+
 /// Scans the object of grey-stack `entry` and pushes the children it marks, or, for a
 /// [`GRANULE`] entry, rescans that granule in place.
 ///

@@ -7,14 +7,12 @@
 //! shootdowns the tracker added, plus, for a tracker whose protection changes hold the
 //! mapping lock for writing (`mprotect`), the time of those changes.
 
-use std::str::FromStr;
-
 use super::Doc;
 use super::micro::costs;
-use crate::barrier::{BarrierKind, MappingLock};
+use crate::barrier::MappingLock;
 use crate::study::data::{Metric, Row, Section, points, select, trackers};
 use crate::study::format::fmt;
-use crate::study::point::{BARRIER_ONLY_ARMED_SHARE, BARRIER_ONLY_PERIOD};
+use crate::study::point::{BARRIER_ONLY_ARMED_SHARE, BARRIER_ONLY_PERIOD, find_variant};
 use crate::study::stats;
 use crate::study::summary::Cell;
 
@@ -218,10 +216,12 @@ pub(super) fn write(doc: &mut Doc, rows: &[Row], seed: u64) {
     );
 }
 
-/// What the protection changes of tracker `t` (a study label, `uffd-wp[thread]`) hold.
+/// What the protection changes of tracker `t` (a study label, `uffd-wp[thread]`) hold;
+/// `None` for a label that is no variant (a peer).
 fn mapping_lock(t: &str) -> Option<MappingLock> {
-    let kind = BarrierKind::from_str(t.split('[').next().unwrap_or(t)).ok()?;
-    Some(kind.mechanism().mapping_lock)
+    find_variant(t)
+        .ok()
+        .map(|v| v.kind().mechanism().mapping_lock)
 }
 
 #[cfg(test)]

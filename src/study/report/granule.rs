@@ -5,12 +5,10 @@
 //! The write watch and the card table differ only in the granule; the write watch and a
 //! page tracker only in the mechanism.
 
-use std::str::FromStr;
-
 use super::Doc;
 use super::end_to_end::point_heading;
-use crate::barrier::BarrierKind;
 use crate::study::data::{Metric, Row, Section, points, select, trackers};
+use crate::study::point::find_variant;
 use crate::study::stats;
 use crate::study::summary::Cell;
 
@@ -29,8 +27,7 @@ pub(super) fn write(doc: &mut Doc, rows: &[Row], seed: u64) {
     let barriers: Vec<(String, u32)> = trackers(rows, Section::Macro)
         .into_iter()
         .filter_map(|t| {
-            let kind = BarrierKind::from_str(t.split('[').next().unwrap_or(&t)).ok()?;
-            let shift = kind.mechanism().granule.shift()?;
+            let shift = find_variant(&t).ok()?.kind().mechanism().granule.shift()?;
             Some((t, shift))
         })
         .collect();
