@@ -124,6 +124,13 @@ pub fn run(opts: &HeapOpts, workload: &Workload) -> ExitCode {
             Duration::from_millis(opts.duty_period_ms),
             opts.armed_percent as f64 / 100.0,
         );
+        // As the study's barrier-only points: the mutators and the collector on two
+        // CPUs, so that the shootdowns each received say who sent them.
+        match barrierlab::heap::Placement::first_two_allowed() {
+            Ok(Some(p)) => cfg = cfg.placement(p),
+            Ok(None) => {}
+            Err(e) => crate::warn(&format!("warning: the run is not placed on two CPUs: {e}")),
+        }
     }
     let (result, shootdowns) =
         barrierlab::sys::kernel::counting_tlb_shootdowns(|| workload::run(&cfg, workload, threads));
@@ -154,7 +161,8 @@ pub fn run(opts: &HeapOpts, workload: &Workload) -> ExitCode {
             ExitCode::FAILURE
         }
         Ok(r) if opts.barrier_only => {
-            let report = BarrierOnlyReport::new(opts, workload, &r, shootdowns);
+            let report =
+                BarrierOnlyReport::new(opts, workload, &r, cfg.placement, shootdowns.as_ref());
             crate::emit(&render(&report, opts.json))
         }
         Ok(r) if r.stats.cycles == 0 => {

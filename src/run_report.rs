@@ -5,6 +5,8 @@
 
 use std::time::Duration;
 
+use barrierlab::heap::Placement;
+use barrierlab::sys::kernel::Shootdowns;
 use barrierlab::workload::{self, RunResult, Workload};
 use barrierlab::{BarrierKind, Phase, Stall, Stats};
 use serde::Serialize;
@@ -156,7 +158,8 @@ impl RunReport {
 }
 
 /// A barrier-only run: the mutators' time and work, what the duty cycle's periods did,
-/// and the TLB shootdowns counted during the run (system-wide).
+/// and the TLB shootdowns counted during the run (system-wide, and on each side's CPU
+/// where the mutators and the collector ran on two: [`barrierlab::heap::Placement`]).
 #[derive(Debug, Serialize)]
 pub struct BarrierOnlyReport {
     /// The workload's name.
@@ -204,6 +207,12 @@ pub struct BarrierOnlyReport {
     /// TLB shootdowns during the run, system-wide (`None` where `/proc/interrupts` has
     /// no TLB row).
     pub tlb_shootdowns: Option<u64>,
+    /// Of those, received by the mutators' CPU: sent by the collector's protection
+    /// changes (or other processes). `None` without a placement.
+    pub tlb_shootdowns_mutator_cpu: Option<u64>,
+    /// Received by the collector's CPU: sent by the mutators' faults or protection
+    /// changes (or other processes). `None` without a placement.
+    pub tlb_shootdowns_collector_cpu: Option<u64>,
     /// Arms, harvests or disarms that failed.
     pub failures: u64,
     /// The last degradation's cause (left out of the line when there is none).
@@ -213,14 +222,16 @@ pub struct BarrierOnlyReport {
 }
 
 impl BarrierOnlyReport {
-    /// The record of `r`, a barrier-only run of `workload` as `opts` set it up, during
-    /// which `shootdowns` were counted.
+    /// The record of `r`, a barrier-only run of `workload` as `opts` set it up, placed
+    /// as `placement` says, during which `shootdowns` were counted.
     pub fn new(
         opts: &HeapOpts,
         workload: &Workload,
         r: &RunResult,
-        shootdowns: Option<u64>,
+        placement: Option<Placement>,
+        shootdowns: Option<&Shootdowns>,
     ) -> BarrierOnlyReport {
+        let on = |cpu: fn(Placement) -> usize| shootdowns?.on(cpu(placement?));
         let d = &r.stats.duty;
         let t = &r.stats.tracker;
         BarrierOnlyReport {
@@ -245,7 +256,9 @@ impl BarrierOnlyReport {
             recorded: d.recorded,
             faults: t.faults,
             handed_out: t.handed_out,
-            tlb_shootdowns: shootdowns,
+            tlb_shootdowns: shootdowns.map(Shootdowns::total),
+            tlb_shootdowns_mutator_cpu: on(|p| p.mutators),
+            tlb_shootdowns_collector_cpu: on(|p| p.collector),
             failures: d.failures,
             cause: t.last_degradation.map(|d| d.to_string()),
             allocated_mib: mib(r.stats.bytes_allocated),

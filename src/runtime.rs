@@ -86,6 +86,12 @@ impl Heap {
     /// Maps the heap, builds its tracker and starts its collector thread.
     pub fn new(config: HeapConfig) -> Result<Heap> {
         config.validate()?;
+        // The heap's threads inherit the mask of the thread that starts them: this one,
+        // pinned to the collector's CPU until they have all started.
+        let _placed = config
+            .placement
+            .map(|p| crate::sys::cpu::pinned_for_now(p.collector))
+            .transpose()?;
         let space = Space::new(config.heap_bytes, config.huge_pages)?;
         let tracker = barrier::build(&config.barrier, space.base(), space.len())?;
         #[cfg(feature = "lab-internals")]

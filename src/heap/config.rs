@@ -61,6 +61,37 @@ pub struct HeapConfig {
     /// collection in the measurement (see `collector/duty.rs`). `None` (the default):
     /// the tracker is armed only by cycles.
     pub duty_cycle: Option<DutyCycle>,
+    /// Where the threads run: `None` (the default) leaves them to the scheduler. With a
+    /// [`Placement`], the heap's own threads (the collector, the marker helpers, the
+    /// `uffd-wp` service thread) run on one CPU and the mutator threads that
+    /// [`crate::workload::run`] starts on another, so that the TLB shootdowns each CPU
+    /// receives say which side sent them (barrier-only runs; a program that drives the
+    /// heap itself pins its own mutators).
+    pub placement: Option<Placement>,
+}
+
+/// Two CPUs for the two sides of a run ([`HeapConfig::placement`]).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct Placement {
+    /// The CPU of every mutator thread.
+    pub mutators: usize,
+    /// The CPU of the heap's own threads.
+    pub collector: usize,
+}
+
+impl Placement {
+    /// The first two CPUs this thread may run on, mutators on the first; `None` with
+    /// fewer than two.
+    pub fn first_two_allowed() -> Result<Option<Placement>> {
+        let cpus = crate::sys::process::allowed_cpus()?;
+        Ok(match cpus[..] {
+            [mutators, collector, ..] => Some(Placement {
+                mutators,
+                collector,
+            }),
+            _ => None,
+        })
+    }
 }
 
 /// A fixed arm/harvest schedule for barrier-only runs ([`HeapConfig::duty_cycle`]): each
@@ -92,6 +123,7 @@ impl Default for HeapConfig {
             testing: Testing::default(),
             record_dirty_pages: false,
             duty_cycle: None,
+            placement: None,
             marker_threads: std::thread::available_parallelism().map_or(1, |n| n.get()),
         }
     }
@@ -174,6 +206,13 @@ impl HeapConfig {
         self
     }
 
+    /// Places the heap's threads and the mutators on two CPUs (see
+    /// [`HeapConfig::placement`]).
+    pub fn placement(mut self, placement: Placement) -> Self {
+        self.placement = Some(placement);
+        self
+    }
+
     /// The test knobs (see `barrierlab::internals::Testing`). Only with the
     /// `lab-internals` feature.
     #[cfg(feature = "lab-internals")]
@@ -218,6 +257,15 @@ impl HeapConfig {
             return Err(Error::InvalidArgument(
                 "drop_every_nth_dirty and mark_poll_interval must be positive".into(),
             ));
+        }
+        if let Some(p) = self.placement
+            && p.mutators == p.collector
+        {
+            return Err(Error::InvalidArgument(format!(
+                "placement puts the mutators and the collector on the same CPU {}: a \
+                 placement is two CPUs",
+                p.mutators
+            )));
         }
         if let Some(d) = self.duty_cycle {
             if d.period < std::time::Duration::from_micros(100) || d.period.as_secs() > 60 {

@@ -75,7 +75,7 @@ use crate::sys::{PAGE_SHIFT, PAGE_SIZE};
 
 use crate::bitmap::Bitmap;
 use crate::side_table::SideTable;
-pub use config::{DutyCycle, HeapConfig};
+pub use config::{DutyCycle, HeapConfig, Placement};
 pub use object::{Header, ObjRef};
 use pages::{PageKind, PagePool, PageTable};
 use size_class::{CLASS_SIZES, GRANULE, GRANULE_SHIFT, NUM_CLASSES};

@@ -31,6 +31,7 @@ pub mod format;
 pub mod health;
 pub mod measure;
 pub mod meta;
+mod micro_point;
 pub mod minheap;
 pub mod plot;
 pub mod point;

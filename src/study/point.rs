@@ -22,10 +22,9 @@ use super::config::{Mode, StudyConfig, StudyWorkload};
 use super::data::{Metric, Row, Section};
 use crate::barrier::{BarrierKind, Breadth, Variant};
 use crate::error::{Error, Result};
-use crate::heap::HeapConfig;
+use crate::heap::{HeapConfig, Placement};
 use crate::peer::{self, Peer, PeerConfig};
 use crate::sys::kernel::counting_tlb_shootdowns;
-use crate::workload::pages::{PageLab, PagePattern};
 use crate::workload::{self, Workload};
 
 pub use super::measure::{MMU_WINDOWS_MS, PAUSE_CDF_QUANTILES, armed_share, macro_rows};
@@ -151,6 +150,8 @@ pub struct PointOutput {
     pub rows: Vec<Row>,
 }
 
+pub use super::micro_point::micro_order;
+
 /// The workload labelled `label` in the list of `mode` at live sizes `live_mib` (the
 /// mode's own when empty).
 pub fn find_workload(mode: Mode, live_mib: &[u64], label: &str) -> Result<StudyWorkload> {
@@ -199,7 +200,7 @@ pub fn run_point(spec: &PointSpec) -> PointOutput {
     }
 }
 
-const MIB: f64 = (1 << 20) as f64;
+pub(super) const MIB: f64 = (1 << 20) as f64;
 
 /// Barrier-only points' schedule: the tracker armed for 25 ms (about the length of a
 /// concurrent mark of the default study's 64 MiB live sets), then unarmed for 25 ms,
@@ -212,7 +213,7 @@ pub const BARRIER_ONLY_PERIOD: Duration = Duration::from_millis(50);
 /// See [`BARRIER_ONLY_PERIOD`].
 pub const BARRIER_ONLY_ARMED_SHARE: f64 = 0.5;
 
-fn row(
+pub(super) fn row(
     section: Section,
     tracker: &str,
     workload: &str,
@@ -262,9 +263,16 @@ fn run_inner(spec: &PointSpec) -> Result<Vec<Row>> {
                 ..HeapConfig::default()
             };
             let cfg = if *barrier_only {
-                cfg.pacing(false)
+                let cfg = cfg
+                    .pacing(false)
                     .trigger(1.0)
-                    .duty_cycle(BARRIER_ONLY_PERIOD, BARRIER_ONLY_ARMED_SHARE)
+                    .duty_cycle(BARRIER_ONLY_PERIOD, BARRIER_ONLY_ARMED_SHARE);
+                // Two CPUs, one per side, so that the shootdowns each received say who
+                // sent them (the prediction prices the two directions apart).
+                match Placement::first_two_allowed()? {
+                    Some(p) => cfg.placement(p),
+                    None => cfg,
+                }
             } else {
                 cfg
             };
@@ -306,8 +314,13 @@ fn run_inner(spec: &PointSpec) -> Result<Vec<Row>> {
                     Metric::DutyWorkMs,
                     (d.arm + d.harvest + d.disarm).as_secs_f64() * 1e3,
                 ));
-                if let Some(n) = shootdowns {
-                    rows.push(row(Metric::TlbShootdowns, n as f64));
+                if let Some(n) = &shootdowns {
+                    rows.push(row(Metric::TlbShootdowns, n.total() as f64));
+                    rows.extend(
+                        super::micro_point::per_side(n, cfg.placement)
+                            .into_iter()
+                            .map(|(m, x)| row(m, x)),
+                    );
                 }
             }
             // How the stalls were measured, beside their count.
@@ -395,49 +408,15 @@ fn run_inner(spec: &PointSpec) -> Result<Vec<Row>> {
             rounds,
             beside,
         } => {
-            let v = find_variant(variant)?;
-            v.config.require_available()?;
-            let lab = PageLab::new(v.config, *region_pages)?;
-            let order = micro_order(*region_pages, *dirty_fraction, *random, spec.seed);
-            let pattern = PagePattern {
-                pages: order.len(),
+            let pattern = super::micro_point::MicroRun {
+                region_pages: *region_pages,
                 stores_per_page: *stores_per_page,
                 random: *random,
+                dirty_fraction: *dirty_fraction,
                 rounds: *rounds,
+                beside: *beside,
             };
-            let heap_mib = (*region_pages * crate::sys::PAGE_SIZE) as f64 / MIB;
-            let mut out = Vec::new();
-            let stores = (order.len() as u64 * stores_per_page) as f64;
-            let ns = |d: Duration| d.as_nanos() as f64;
-            for i in 0..*rounds {
-                let (r, shootdowns) = counting_tlb_shootdowns(|| match beside {
-                    Beside::Nothing => lab.round(&pattern, &order),
-                    Beside::Running => lab.round_beside_running(&pattern, &order),
-                    Beside::ChangingProtections => lab.round_shot_at(&pattern, &order),
-                });
-                let r = r?;
-                let row = row(Section::Micro, &v.name(), label, 1, heap_mib);
-                let mut push = |m: Metric, x: f64| {
-                    let mut m = row(m, x);
-                    m.round = i;
-                    out.push(m);
-                };
-                push(Metric::StoresNs, ns(r.stores));
-                push(Metric::SteadyNs, ns(r.steady));
-                push(Metric::ArmNs, ns(r.arm));
-                push(Metric::HarvestNs, ns(r.harvest));
-                push(Metric::PagesWritten, order.len() as f64);
-                push(Metric::Stores, stores);
-                push(
-                    Metric::TotalNsPerStore,
-                    ns(r.stores + r.arm + r.harvest) / stores,
-                );
-                push(Metric::DirtyGranules, r.dirty_granules as f64);
-                if let Some(n) = shootdowns {
-                    push(Metric::TlbShootdowns, n as f64);
-                }
-            }
-            Ok(out)
+            pattern.run(&find_variant(variant)?, label, spec.seed)
         }
     }
 }
@@ -460,27 +439,6 @@ pub fn resource_limit(e: &crate::Error) -> Option<&'static str> {
         Error::Unavailable { causes, .. } => causes.iter().find_map(resource_limit),
         _ => None,
     }
-}
-
-/// The pages a micro round writes: `fraction` of the region's pages (at least one),
-/// spread over the region (a seeded random subset), visited in ascending or random order.
-pub fn micro_order(region_pages: usize, fraction: f64, random: bool, seed: u64) -> Vec<usize> {
-    use rand::SeedableRng;
-    use rand::seq::{IndexedRandom as _, SliceRandom as _};
-    let mut rng = rand::rngs::SmallRng::seed_from_u64(seed);
-    let n = ((region_pages as f64 * fraction).round() as usize).clamp(1, region_pages);
-    let all: Vec<usize> = (0..region_pages).collect();
-    let mut order: Vec<usize> = if n == region_pages {
-        all
-    } else {
-        all.choose_multiple(&mut rng, n).copied().collect()
-    };
-    if random {
-        order.shuffle(&mut rng);
-    } else {
-        order.sort_unstable();
-    }
-    order
 }
 
 /// The heap map of a run: the cycle that dirtied the most pages, one `dirty_page` row per
@@ -547,20 +505,6 @@ mod tests {
         };
         let json = serde_json::to_string(&out).unwrap();
         assert_eq!(serde_json::from_str::<PointOutput>(&json).unwrap(), out);
-    }
-
-    #[test]
-    fn micro_orders_cover_the_fraction() {
-        let o = micro_order(1000, 0.1, false, 1);
-        assert_eq!(o.len(), 100);
-        assert!(o.windows(2).all(|w| w[0] < w[1]), "ascending, no repeats");
-        assert!(*o.last().unwrap() > 500, "spread over the region");
-        let r = micro_order(1000, 1.0, true, 1);
-        let mut s = r.clone();
-        s.sort_unstable();
-        assert_eq!(s, (0..1000).collect::<Vec<_>>());
-        assert_ne!(r, s, "shuffled");
-        assert_eq!(micro_order(10, 0.001, false, 1).len(), 1);
     }
 
     #[test]

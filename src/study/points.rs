@@ -37,8 +37,35 @@ struct MicroPattern {
     pinned: bool,
     /// What another thread of the process does meanwhile.
     beside: Beside,
-    /// Only `none` runs it (what it measures does not depend on the barrier).
-    none_only: bool,
+    /// Which variants run it.
+    run_by: RunBy,
+}
+
+/// The variants that run a micro pattern.
+#[derive(Clone, Copy, PartialEq, Eq)]
+enum RunBy {
+    /// Every variant.
+    Every,
+    /// Only `none` (what it measures does not depend on the barrier).
+    NoneOnly,
+    /// `none` and the trackers whose first writes the kernel resolves (`uffd-wp-async`):
+    /// such a write sends a shootdown only while a protection change is in flight in the
+    /// process, so only a pattern with one in flight can price it.
+    NoneAndKernelResolved,
+}
+
+impl RunBy {
+    fn includes(self, v: &Variant) -> bool {
+        use crate::barrier::{BarrierKind, ServedBy};
+        let none = v.kind() == BarrierKind::None;
+        match self {
+            RunBy::Every => true,
+            RunBy::NoneOnly => none,
+            RunBy::NoneAndKernelResolved => {
+                none || v.kind().mechanism().served_by == ServedBy::Kernel
+            }
+        }
+    }
 }
 
 /// An end-to-end point to run.
@@ -110,7 +137,7 @@ impl Runner<'_> {
             dirty_fraction: 1.0,
             pinned: false,
             beside: Beside::Nothing,
-            none_only: false,
+            run_by: RunBy::Every,
         };
         let spps = c.stores_per_page();
         let mut patterns: Vec<MicroPattern> = spps
@@ -133,9 +160,12 @@ impl Runner<'_> {
             pinned: true,
             ..plain("pages-spp1-pinned".into(), 1)
         });
-        // Both need a second CPU for the other thread: the first write beside a running
-        // thread (the writer sends shootdowns), and `none`'s stores while another thread
-        // changes protections (the writer receives them).
+        // These need a second CPU for the other thread (each side pinned to its own, so
+        // that the shootdowns each CPU received say who sent them): the first write
+        // beside a running thread (the writer sends shootdowns), `none`'s stores while
+        // another thread changes protections (the writer receives them), and the first
+        // write while another thread changes protections (a kernel-resolved first write
+        // sends one then).
         let (lo, hi) = (
             spps.first().copied().unwrap_or(1),
             spps.last().copied().unwrap_or(1),
@@ -147,9 +177,20 @@ impl Runner<'_> {
             });
             patterns.push(MicroPattern {
                 beside: Beside::ChangingProtections,
-                none_only: true,
+                run_by: if lo == hi {
+                    RunBy::NoneAndKernelResolved
+                } else {
+                    RunBy::NoneOnly
+                },
                 ..plain(format!("pages-spp{hi}-shot-at"), hi)
             });
+            if lo != hi {
+                patterns.push(MicroPattern {
+                    beside: Beside::ChangingProtections,
+                    run_by: RunBy::NoneAndKernelResolved,
+                    ..plain(format!("pages-spp{lo}-shot-at"), lo)
+                });
+            }
         }
         // The pinned pattern runs on the CPU given, or the first this process may use.
         let pin = match c.pin_cpu {
@@ -164,9 +205,7 @@ impl Runner<'_> {
             .iter()
             .flat_map(|v| {
                 (0..patterns.len())
-                    .filter(move |&i| {
-                        !patterns[i].none_only || v.kind() == crate::barrier::BarrierKind::None
-                    })
+                    .filter(move |&i| patterns[i].run_by.includes(v))
                     .flat_map(move |i| (0..c.micro_processes).map(move |p| (v, i, p)))
             })
             .collect();

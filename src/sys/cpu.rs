@@ -146,7 +146,13 @@ pub fn live_threads() -> Result<Vec<TaskCpu>> {
 /// Pins the calling thread to CPU `cpu` (`sched_setaffinity`); threads it spawns later
 /// inherit the mask, so called first thing in `main` it pins the whole process.
 pub fn pin_to_cpu(cpu: usize) -> Result<()> {
-    if cpu >= libc::CPU_SETSIZE as usize {
+    pin_to_cpus(&[cpu])
+}
+
+/// Restricts the calling thread to the CPUs `cpus` (`sched_setaffinity`); threads it
+/// spawns later inherit the mask.
+pub fn pin_to_cpus(cpus: &[usize]) -> Result<()> {
+    if let Some(&cpu) = cpus.iter().find(|&&c| c >= libc::CPU_SETSIZE as usize) {
         return Err(Error::InvalidArgument(format!(
             "CPU {cpu} is beyond the affinity mask's {} CPUs",
             libc::CPU_SETSIZE
@@ -154,16 +160,41 @@ pub fn pin_to_cpu(cpu: usize) -> Result<()> {
     }
     // SAFETY: cpu_set_t is a plain bit array; all zeroes is the empty set.
     let mut set: libc::cpu_set_t = unsafe { std::mem::zeroed() };
-    // SAFETY: `cpu` is below CPU_SETSIZE (checked above), so CPU_SET stays in `set`.
-    unsafe { libc::CPU_SET(cpu, &mut set) };
+    for &cpu in cpus {
+        // SAFETY: `cpu` is below CPU_SETSIZE (checked above), so CPU_SET stays in `set`.
+        unsafe { libc::CPU_SET(cpu, &mut set) };
+    }
     // SAFETY: passes a pointer to the local set and its exact size; pid 0 is this thread.
     let rc = unsafe { libc::sched_setaffinity(0, std::mem::size_of_val(&set), &set) };
     if rc != 0 {
         return Err(Error::last_os("sched_setaffinity", None).with_hint(format!(
-            "pin to CPU {cpu}: is it online and in this cgroup's set?"
+            "pin to CPU(s) {cpus:?}: online and in this cgroup's set?"
         )));
     }
     Ok(())
+}
+
+/// The calling thread pinned to one CPU until this is dropped, when it gets back the
+/// CPUs it had ([`pinned_for_now`]).
+#[derive(Debug)]
+#[must_use = "the thread is unpinned when this is dropped"]
+pub struct PinnedForNow {
+    before: Vec<usize>,
+}
+
+/// Pins the calling thread to `cpu` while the returned guard lives: the threads it
+/// starts meanwhile keep that CPU, and it gets its own mask back at the drop (a failure
+/// to restore it is ignored: the thread then stays on `cpu`).
+pub fn pinned_for_now(cpu: usize) -> Result<PinnedForNow> {
+    let before = crate::sys::process::allowed_cpus()?;
+    pin_to_cpu(cpu)?;
+    Ok(PinnedForNow { before })
+}
+
+impl Drop for PinnedForNow {
+    fn drop(&mut self) {
+        let _ = pin_to_cpus(&self.before);
+    }
 }
 
 #[cfg(test)]

@@ -144,29 +144,80 @@ pub fn last_level_cache_bytes() -> Option<usize> {
 /// a thread running there). The count is system-wide: other processes add to it, so read
 /// a difference over a span as a rate. `None` where the file has no such row.
 pub fn tlb_shootdowns() -> Option<u64> {
+    tlb_shootdowns_by_cpu().map(|s| s.total())
+}
+
+/// The TLB shootdown interrupts each CPU has received so far ([`tlb_shootdowns`] before
+/// the sum). Per CPU, a count says who was shot at, not who shot: with two threads pinned
+/// to two CPUs, what one CPU received the other thread's protection changes (or its
+/// faults) sent, give or take other processes.
+pub fn tlb_shootdowns_by_cpu() -> Option<Shootdowns> {
     tlb_shootdowns_in(&std::fs::read_to_string("/proc/interrupts").ok()?)
 }
 
-/// Runs `f` and returns its result with the TLB shootdowns counted meanwhile (see
-/// [`tlb_shootdowns`]; `None` where they cannot be counted).
-pub fn counting_tlb_shootdowns<T>(f: impl FnOnce() -> T) -> (T, Option<u64>) {
-    let before = tlb_shootdowns();
+/// TLB shootdown interrupts received, per CPU: a reading of `/proc/interrupts`, or the
+/// difference of two ([`Shootdowns::since`]).
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+pub struct Shootdowns {
+    /// (CPU number, interrupts), in the file's column order.
+    by_cpu: Vec<(usize, u64)>,
+}
+
+impl Shootdowns {
+    /// Summed over every CPU.
+    pub fn total(&self) -> u64 {
+        self.by_cpu.iter().map(|&(_, n)| n).sum()
+    }
+
+    /// Received by CPU `cpu`; `None` for a CPU the file had no column for.
+    pub fn on(&self, cpu: usize) -> Option<u64> {
+        self.by_cpu
+            .iter()
+            .find(|&&(c, _)| c == cpu)
+            .map(|&(_, n)| n)
+    }
+
+    /// The interrupts received since `before`, CPU by CPU (a CPU missing from `before`,
+    /// brought online meanwhile, counts from 0).
+    pub fn since(&self, before: &Shootdowns) -> Shootdowns {
+        Shootdowns {
+            by_cpu: self
+                .by_cpu
+                .iter()
+                .map(|&(cpu, n)| (cpu, n.saturating_sub(before.on(cpu).unwrap_or(0))))
+                .collect(),
+        }
+    }
+}
+
+/// Runs `f` and returns its result with the TLB shootdowns counted meanwhile, per CPU
+/// (see [`tlb_shootdowns_by_cpu`]; `None` where they cannot be counted).
+pub fn counting_tlb_shootdowns<T>(f: impl FnOnce() -> T) -> (T, Option<Shootdowns>) {
+    let before = tlb_shootdowns_by_cpu();
     let out = f();
-    let n = tlb_shootdowns()
+    let n = tlb_shootdowns_by_cpu()
         .zip(before)
-        .map(|(after, before)| after.saturating_sub(before));
+        .map(|(after, before)| after.since(&before));
     (out, n)
 }
 
-/// The `TLB:` row of an `/proc/interrupts` text, summed over its per-CPU columns.
-fn tlb_shootdowns_in(text: &str) -> Option<u64> {
-    let row = text.lines().find(|l| l.trim_start().starts_with("TLB:"))?;
-    Some(
-        row.split_whitespace()
-            .skip(1)
-            .map_while(|w| w.parse::<u64>().ok())
-            .sum(),
-    )
+/// The `TLB:` row of an `/proc/interrupts` text, by CPU: its columns follow the header's
+/// `CPU<n>` names (only online CPUs have one).
+fn tlb_shootdowns_in(text: &str) -> Option<Shootdowns> {
+    let mut lines = text.lines();
+    let cpus: Vec<usize> = lines
+        .next()?
+        .split_whitespace()
+        .map(|w| w.strip_prefix("CPU")?.parse().ok())
+        .collect::<Option<_>>()?;
+    let row = lines.find(|l| l.trim_start().starts_with("TLB:"))?;
+    let counts = row
+        .split_whitespace()
+        .skip(1)
+        .map_while(|w| w.parse::<u64>().ok());
+    Some(Shootdowns {
+        by_cpu: cpus.into_iter().zip(counts).collect(),
+    })
 }
 
 /// Number of online CPUs.
@@ -257,7 +308,29 @@ mod tests {
     fn the_tlb_row_is_summed_over_the_cpus_and_its_label_left_out() {
         let text = "           CPU0       CPU1\n  0:         17          0   IO-APIC   2-edge      timer\n \
                     TLB:     812345     123455   TLB shootdowns\nERR:          0\n";
-        assert_eq!(tlb_shootdowns_in(text), Some(935_800));
+        let counted = tlb_shootdowns_in(text).expect("a TLB row");
+        assert_eq!(counted.total(), 935_800);
+        assert_eq!(
+            (counted.on(0), counted.on(1), counted.on(2)),
+            (Some(812_345), Some(123_455), None)
+        );
         assert_eq!(tlb_shootdowns_in("  0: 1 2 timer\n"), None);
+        assert_eq!(tlb_shootdowns_in("CPU0 CPU1\n  0: 1 2 timer\n"), None);
+    }
+
+    #[test]
+    fn tlb_columns_follow_the_cpus_the_header_names() {
+        // CPU1 offline: the second column is CPU2's.
+        let before = "     CPU0  CPU2\nTLB:  10  20  TLB shootdowns\n";
+        let after = "     CPU0  CPU2\nTLB:  15  27  TLB shootdowns\n";
+        let (b, a) = (
+            tlb_shootdowns_in(before).unwrap(),
+            tlb_shootdowns_in(after).unwrap(),
+        );
+        let d = a.since(&b);
+        assert_eq!(
+            (d.on(0), d.on(1), d.on(2), d.total()),
+            (Some(5), None, Some(7), 12)
+        );
     }
 }

@@ -400,7 +400,11 @@ pub fn run(config: &HeapConfig, workload: &Workload, threads: usize) -> Result<R
                 crate::sys::cpu::ThreadRole::Mutator
                     .builder(Some(thread))
                     .spawn_scoped(s, move || {
-                        let out = heap.run_typed(Task { workload, thread });
+                        let out = match config.placement {
+                            Some(p) => crate::sys::cpu::pin_to_cpu(p.mutators),
+                            None => Ok(()),
+                        }
+                        .and_then(|()| heap.run_typed(Task { workload, thread }));
                         // Read here: the thread is gone when the driver reads the rest.
                         (out, crate::sys::cpu::thread_cpu_time().unwrap_or_default())
                     })

@@ -21,6 +21,7 @@ use crate::barrier::{
     StoreBarrier,
 };
 use crate::error::Result;
+use crate::heap::Placement;
 use crate::sys::PAGE_SIZE;
 use crate::sys::mem::{Protection, Region};
 
@@ -57,6 +58,8 @@ pub struct RoundCost {
 pub struct PageLab {
     bare: BareTracker,
     path: DynBarrier,
+    /// Where a round beside another thread puts the writer and the other thread.
+    placement: Option<Placement>,
 }
 
 impl PageLab {
@@ -66,7 +69,20 @@ impl PageLab {
     pub fn new(barrier: impl Into<BarrierConfig>, pages: usize) -> Result<PageLab> {
         let bare = BareTracker::new(barrier, pages, pages, Idle::Spin)?;
         let path = bare.store_barrier();
-        Ok(PageLab { bare, path })
+        Ok(PageLab {
+            bare,
+            path,
+            placement: None,
+        })
+    }
+
+    /// Rounds beside another thread pin the writer to `placement.mutators` and the other
+    /// thread to `placement.collector`, so that the TLB shootdowns each CPU receives say
+    /// which of the two sent them (the tracker's own threads, if it has any, are not
+    /// moved).
+    pub fn placed(mut self, placement: Placement) -> PageLab {
+        self.placement = Some(placement);
+        self
     }
 
     /// The barrier.
@@ -151,8 +167,15 @@ impl PageLab {
             }
         }
         let (started, stop) = (AtomicBool::new(false), AtomicBool::new(false));
+        let placement = self.placement;
+        let _writer = placement
+            .map(|p| crate::sys::cpu::pinned_for_now(p.mutators))
+            .transpose()?;
         std::thread::scope(|s| {
             let other = s.spawn(|| -> Result<()> {
+                if let Some(p) = placement {
+                    crate::sys::cpu::pin_to_cpu(p.collector)?;
+                }
                 started.store(true, Ordering::Release);
                 let mut i = 0;
                 while !stop.load(Ordering::Relaxed) {

@@ -203,12 +203,43 @@ fn check_shootdowns_are_counted(rows: &[Row], report: &str) {
             && r.metric == Metric::TlbShootdowns),
         "`none` measures the shootdowns a running thread receives"
     );
+    // The receiving end at the most stores per page is `none`'s alone; at the fewest,
+    // the trackers whose first writes the kernel resolves run it too, to price the
+    // shootdowns those send while another thread changes protections.
+    let shot_at: std::collections::BTreeSet<(&str, &str)> = rows
+        .iter()
+        .filter(|r| r.section == Section::Micro && r.workload.ends_with("-shot-at"))
+        .map(|r| (r.tracker.as_str(), r.workload.as_str()))
+        .collect();
+    for (t, label) in &shot_at {
+        let kernel_resolved = t.starts_with("uffd-wp-async");
+        assert!(
+            *t == "none" || (kernel_resolved && *label == "pages-spp1-shot-at"),
+            "{t} runs {label}"
+        );
+    }
     assert!(
-        !rows
+        shot_at
             .iter()
-            .any(|r| r.workload.ends_with("-shot-at") && r.tracker != "none"),
-        "only `none` runs the receiving end"
+            .any(|(t, l)| t.starts_with("uffd-wp-async") && *l == "pages-spp1-shot-at"),
+        "the async tracker's first write is priced beside protection changes: {shot_at:?}"
     );
+    // Placed on two CPUs, the barrier-only runs and the rounds beside another thread
+    // count what each side's CPU received.
+    for (section, what) in [
+        (Section::Barrieronly, "barrier-only runs"),
+        (Section::Micro, "micro rounds beside another thread"),
+    ] {
+        for m in [
+            Metric::TlbShootdownsMutatorCpu,
+            Metric::TlbShootdownsCollectorCpu,
+        ] {
+            assert!(
+                rows.iter().any(|r| r.section == section && r.metric == m),
+                "the {what} count {m:?}"
+            );
+        }
+    }
     assert!(
         report.contains("### Beside a running thread")
             && report.contains("| of which shootdowns |"),

@@ -152,6 +152,31 @@ fn a_schedule_out_of_range_is_refused() {
     }
 }
 
+/// A placement is two CPUs; one the thread may not run on fails at the pin, with a hint.
+#[test]
+fn a_placement_on_one_cpu_or_on_a_cpu_out_of_reach_is_refused() {
+    use barrierlab::heap::Placement;
+    let on = |mutators, collector| {
+        Heap::new(
+            HeapConfig::new()
+                .heap_bytes(1 << 20)
+                .barrier(BarrierKind::CardTable)
+                .placement(Placement {
+                    mutators,
+                    collector,
+                }),
+        )
+    };
+    match on(0, 0) {
+        Err(Error::InvalidArgument(msg)) => assert!(msg.contains("same CPU 0"), "{msg}"),
+        other => panic!("expected InvalidArgument, got {other:?}"),
+    }
+    match on(0, 1 << 20) {
+        Err(e) => assert!(e.to_string().contains("beyond the affinity mask"), "{e}"),
+        Ok(_) => panic!("a collector CPU beyond the mask was accepted"),
+    }
+}
+
 /// A heap that has not allocated yet has no page to arm: a collection of it (and a
 /// barrier-only period, which skips it) must not degrade the tracker (a zero-length
 /// write-protect is `EINVAL` for userfaultfd).
@@ -175,4 +200,112 @@ fn an_empty_heap_collects_without_degrading() {
             );
         });
     }
+}
+
+/// The CPUs thread `tid` of this process may run on, from `/proc` (`Cpus_allowed_list`,
+/// as `0-1,3`).
+fn allowed_cpus_of(tid: &str) -> Option<Vec<usize>> {
+    let status = std::fs::read_to_string(format!("/proc/self/task/{tid}/status")).ok()?;
+    let list = status
+        .lines()
+        .find_map(|l| l.strip_prefix("Cpus_allowed_list:"))?;
+    let mut cpus = Vec::new();
+    for part in list.trim().split(',') {
+        match part.split_once('-') {
+            Some((a, b)) => cpus.extend(a.parse::<usize>().ok()?..=b.parse().ok()?),
+            None => cpus.push(part.parse().ok()?),
+        }
+    }
+    Some(cpus)
+}
+
+/// The CPUs each live thread named `name` may run on.
+fn threads_named(name: &str) -> Vec<Vec<usize>> {
+    let tasks = std::fs::read_dir("/proc/self/task").expect("read /proc/self/task");
+    tasks
+        .flatten()
+        .filter_map(|e| {
+            let tid = e.file_name().into_string().ok()?;
+            let comm = std::fs::read_to_string(e.path().join("comm")).ok()?;
+            (comm.trim_end() == name).then(|| allowed_cpus_of(&tid))?
+        })
+        .collect()
+}
+
+/// A placed heap (`HeapConfig::placement`): the collector, the marker helpers and the
+/// `uffd-wp` service thread start on the collector's CPU, the thread that built the heap
+/// gets its own CPUs back, and `workload::run` pins its mutators to theirs. In a fresh
+/// process, where no other test's threads carry the same names.
+#[test]
+fn a_placed_run_puts_the_heaps_threads_on_one_cpu_and_the_mutators_on_the_other() {
+    use barrierlab::heap::Placement;
+    let Some(p) = Placement::first_two_allowed().expect("the affinity mask") else {
+        skip!("a placement needs two CPUs this process may run on");
+    };
+    let outcome = support::in_fresh_process(test_name!(), move || placed_run(p));
+    if outcome.status == support::SKIP_STATUS {
+        skip!("{}", outcome.message);
+    }
+    outcome.assert_ok();
+}
+
+/// The body of the test above, in its fresh process.
+fn placed_run(p: barrierlab::heap::Placement) -> Result<String, String> {
+    use barrierlab::workload::{self, GcBenchParams, Workload};
+    use std::sync::Mutex;
+    use std::sync::atomic::{AtomicBool, Ordering};
+    let cfg = HeapConfig::new()
+        .heap_bytes(64 << 20)
+        .barrier(BarrierKind::UffdWp)
+        .marker_threads(2)
+        .placement(p);
+    let mine = barrierlab::sys::process::allowed_cpus().map_err(|e| e.to_string())?;
+    let heap = match Heap::new(cfg.clone()) {
+        Ok(h) => h,
+        Err(e @ Error::Unavailable { .. }) => return Ok(format!("SKIP: uffd-wp: {e}")),
+        Err(e) => return Err(e.to_string()),
+    };
+    assert_eq!(barrierlab::sys::process::allowed_cpus().unwrap(), mine);
+    for role in ["barrierlab-coll", "barrierlab-mark", "uffd-wp-service"] {
+        // A thread names itself once it runs: wait for it.
+        let t0 = Instant::now();
+        let mut found = threads_named(role);
+        while found.is_empty() && t0.elapsed() < Duration::from_secs(10) {
+            std::thread::sleep(Duration::from_millis(1));
+            found = threads_named(role);
+        }
+        assert!(!found.is_empty(), "no {role} thread");
+        assert!(
+            found.iter().all(|c| c == &[p.collector]),
+            "{role}: {found:?}"
+        );
+    }
+    drop(heap);
+    let (done, seen) = (AtomicBool::new(false), Mutex::new(Vec::new()));
+    std::thread::scope(|s| {
+        s.spawn(|| {
+            while !done.load(Ordering::Acquire) {
+                let found = threads_named("mutator-0");
+                seen.lock().unwrap().extend(found);
+                std::thread::sleep(Duration::from_millis(1));
+            }
+        });
+        // Runs until the watcher has seen a mutator, whatever the scheduling.
+        for _ in 0..20 {
+            let w = Workload::GcBench(GcBenchParams::QUICK);
+            workload::run(&cfg, &w, 1).expect("the placed run");
+            if !seen.lock().unwrap().is_empty() {
+                break;
+            }
+        }
+        done.store(true, Ordering::Release);
+    });
+    let seen = seen.into_inner().unwrap();
+    assert!(!seen.is_empty(), "the watcher never saw the mutator");
+    assert!(seen.iter().all(|c| c == &[p.mutators]), "{seen:?}");
+    Ok(format!(
+        "{} sightings of the mutator on CPU {}",
+        seen.len(),
+        p.mutators
+    ))
 }

@@ -179,6 +179,14 @@ metrics! {
     /// Barrier-only runs and micro rounds: TLB shootdown interrupts counted over the run or
     /// round, on every CPU (`/proc/interrupts`, system-wide: other processes add to it).
     TlbShootdowns = "tlb_shootdowns",
+    /// Barrier-only runs and the micro's rounds beside another thread, where the two sides
+    /// ran pinned to two CPUs: the TLB shootdowns the mutator's (the writer's) CPU
+    /// received, sent by the other side's protection changes (or by other processes).
+    TlbShootdownsMutatorCpu = "tlb_shootdowns_mutator_cpu",
+    /// As [`Metric::TlbShootdownsMutatorCpu`], on the other side's CPU (the collector's,
+    /// or the micro's other thread's): shootdowns the mutator's own faults or
+    /// protection changes sent (or other processes).
+    TlbShootdownsCollectorCpu = "tlb_shootdowns_collector_cpu",
     /// Reference stores and payload writes of the run.
     Stores = "stores",
     /// Process CPU time (ms).

@@ -57,16 +57,18 @@ pub(super) fn write(doc: &mut Doc, rows: &[Row], seed: u64) {
          *predicted*: the micro's cost per store times the workload's stores, plus its cost \
          per first write to a page (no other thread running) times the first writes counted \
          here (the faults served, or for `uffd-wp-async` the pages its harvests reported; \
-         the card table takes none), plus a price per TLB shootdown times the shootdowns \
-         the tracker added (*of which shootdowns*): those counted during its runs \
-         (`/proc/interrupts`, all CPUs) less those counted during `none`'s, which are the \
-         mutator's own and other processes', already paid in `none`'s time. A \
-         fault pays a shootdown when another thread of the process is on a CPU: here, the \
-         collector thread while it arms, harvests or disarms, or serves a fault; the price \
-         is then the micro's first write beside a running thread. A tracker whose first \
-         writes send none (async write-protect, a served fault) receives the shootdowns of \
-         the collector's protection changes instead, at the micro's price of a shootdown \
-         received. A tracker whose protection changes hold the process's mapping lock for \
+         the card table takes none), plus the TLB shootdowns the tracker added (*of which \
+         shootdowns*: those counted during its runs, `/proc/interrupts`, less those counted \
+         during `none`'s, which are other processes' and already in `none`'s time), each \
+         at its price. The mutator and the collector run pinned to two CPUs, so a shootdown \
+         the collector's CPU received was sent by the mutator (*sent*): a first write that \
+         unprotects its page (`mprotect`, `uffd-wp-sigbus`), or, under `uffd-wp-async`, a \
+         first write the kernel resolved while the collector's arm, harvest or disarm was \
+         in flight (the kernel then flushes that page's translation on every CPU running \
+         the process); it is charged the micro's price of a sent shootdown (beside a \
+         running thread, or for `uffd-wp-async` beside one changing protections). One the \
+         mutator's CPU received came from the collector's protection changes, at the \
+         micro's price of a shootdown received. A tracker whose protection changes hold the process's mapping lock for \
          writing (`mprotect`) is charged its *arm + harvest + disarm ms* too: the mutator's \
          next fault or `mprotect` waits until each change is done (a scheduler trace of the \
          LRU cache with a 2 GiB heap had the mutator blocked on that lock 13.8 s of the \
@@ -124,10 +126,18 @@ pub(super) fn write(doc: &mut Doc, rows: &[Row], seed: u64) {
             // The shootdowns the tracker added: `none`'s runs of the same work counted
             // the rest (the mutator's own page-table changes, other processes), and
             // their cost is in `none`'s time already.
-            let added = match med("none", Metric::TlbShootdowns) {
-                n if n.is_finite() => (shootdowns - n).max(0.0),
-                _ => shootdowns,
+            let added = |m: Metric| match (med(&t, m), med("none", m)) {
+                (x, n) if x.is_finite() && n.is_finite() => (x - n).max(0.0),
+                (x, _) => x,
             };
+            // Placed on two CPUs: what the mutator's CPU received (the collector's
+            // changes) and what the collector's received (the mutator's first writes).
+            let (received, sent) = (
+                added(Metric::TlbShootdownsMutatorCpu),
+                added(Metric::TlbShootdownsCollectorCpu),
+            );
+            let split = received.is_finite() && sent.is_finite();
+            let added = added(Metric::TlbShootdowns);
             // A tracker whose protection changes hold the mapping lock for writing stalls
             // the mutator for each of them: its next fault or `mprotect` waits until the
             // change is done.
@@ -138,12 +148,18 @@ pub(super) fn write(doc: &mut Doc, rows: &[Row], seed: u64) {
             // (total, of which shootdowns), ms.
             let predicted = costs(rows, &t, seed).map(|c| {
                 let at = |i: Option<stats::Interval>, n: f64| i.map_or(0.0, |i| i.estimate * n);
-                // A tracker whose first writes shoot down pays the sender's price for
-                // every shootdown counted; one whose first writes send none (async
-                // write-protect, a served fault) receives them, from the collector.
-                let price = c.per_shootdown.or(c.per_received_shootdown);
-                let shot = if added.is_finite() {
-                    at(price, added)
+                let shot = if split {
+                    // Each direction at its price: a shootdown the mutator sent (a first
+                    // write that unprotects, or one the kernel resolved while a change
+                    // was in flight) at the sender's; one it received at the receiver's.
+                    at(c.per_received_shootdown, received)
+                        + at(c.per_shootdown.or(c.per_sent_shootdown), sent)
+                } else if added.is_finite() {
+                    // Not placed (a study from before placement, or one CPU): a
+                    // tracker whose first writes shoot down pays the sender's price for
+                    // every shootdown counted; one whose first writes send none (a
+                    // served fault) receives them, from the collector.
+                    at(c.per_shootdown.or(c.per_received_shootdown), added)
                 } else {
                     0.0
                 };
@@ -190,10 +206,15 @@ pub(super) fn write(doc: &mut Doc, rows: &[Row], seed: u64) {
                 ratio_cell,
                 stall_cell,
                 Cell::text(format!(
-                    "{} / {} / {}",
+                    "{} / {} / {}{}",
                     fmt(stores),
                     fmt(first_writes),
-                    counted(shootdowns)
+                    counted(shootdowns),
+                    if split {
+                        format!(" ({} sent)", fmt(sent))
+                    } else {
+                        String::new()
+                    }
                 )),
                 Cell::percent(med(&t, Metric::DutyArmedShare)),
                 Cell::text(counted(med(&t, Metric::DutyWorkMs))),
@@ -225,297 +246,4 @@ fn mapping_lock(t: &str) -> Option<MappingLock> {
 }
 
 #[cfg(test)]
-mod tests {
-    use super::*;
-
-    fn rows_of(tracker: &str, wall: f64, stalls: f64, stall_ms: f64) -> Vec<Row> {
-        (0..5)
-            .flat_map(|i| {
-                let row = |metric, value| Row {
-                    section: Section::Barrieronly,
-                    tracker: tracker.into(),
-                    workload: "lru-l64".into(),
-                    threads: 1,
-                    heap_mib: 554.0,
-                    invocation: i,
-                    round: 0,
-                    metric,
-                    value,
-                    note: String::new(),
-                };
-                let wall = wall + i as f64;
-                [
-                    row(Metric::WallMs, wall),
-                    row(Metric::Stores, 1e6),
-                    row(Metric::Faults, stalls),
-                    row(Metric::Stalls, stalls),
-                    row(Metric::StallMs, stall_ms),
-                    row(Metric::DutyArmedShare, 0.5),
-                    row(Metric::DutyWorkMs, 0.0),
-                ]
-            })
-            .collect()
-    }
-
-    /// `rows` with `shootdowns` counted in each of its invocations.
-    fn counting(mut rows: Vec<Row>, shootdowns: f64) -> Vec<Row> {
-        let counted: Vec<Row> = rows
-            .iter()
-            .filter(|r| r.metric == Metric::WallMs)
-            .map(|r| Row {
-                metric: Metric::TlbShootdowns,
-                value: shootdowns,
-                ..r.clone()
-            })
-            .collect();
-        rows.extend(counted);
-        rows
-    }
-
-    /// The table's cells for `tracker`, by column name.
-    fn cells(doc: &Doc, tracker: &str) -> Vec<(String, String)> {
-        let table = doc.tables.last().expect("a table");
-        let row = table
-            .rows
-            .iter()
-            .find(|r| r[0].render() == tracker)
-            .expect("the tracker's row");
-        table
-            .header
-            .iter()
-            .cloned()
-            .zip(row.iter().map(Cell::render))
-            .collect()
-    }
-
-    fn cell<'a>(cells: &'a [(String, String)], column: &str) -> &'a str {
-        &cells.iter().find(|(h, _)| h == column).expect(column).1
-    }
-
-    /// Micro rows for `tracker`: `per_store` ns per store at 1,024 stores per page and
-    /// `per_first` ns per first write at 1 store per page, over three processes.
-    fn micro_of(tracker: &str, per_store: f64, per_first: f64) -> Vec<Row> {
-        micro_beside(tracker, per_store, per_first, None)
-    }
-
-    /// [`micro_of`], and where `beside` is `(ns, shootdowns)`, the first write beside a
-    /// running thread: `ns` per first write with `shootdowns` per page written.
-    fn micro_beside(
-        tracker: &str,
-        per_store: f64,
-        per_first: f64,
-        beside: Option<(f64, f64)>,
-    ) -> Vec<Row> {
-        let mut out = Vec::new();
-        let mut patterns = vec![
-            ("pages-spp1", 1.0, 1000.0, per_first, 0.0),
-            ("pages-spp1024", 1024.0, 10.0, 0.0, 0.0),
-        ];
-        if let Some((ns, shootdowns)) = beside {
-            patterns.push(("pages-spp1-beside", 1.0, 1000.0, ns, shootdowns));
-        }
-        for invocation in 0..3 {
-            for &(label, spp, pages, per_first, shootdowns) in &patterns {
-                let stores = spp * pages;
-                let steady = stores * (1.0 + per_store) + invocation as f64;
-                let first = per_first * pages;
-                for (metric, value) in [
-                    (Metric::Stores, stores),
-                    (Metric::SteadyNs, steady),
-                    (Metric::StoresNs, steady + first),
-                    (Metric::PagesWritten, pages),
-                    (Metric::TlbShootdowns, shootdowns * pages),
-                ] {
-                    out.push(Row {
-                        section: Section::Micro,
-                        tracker: tracker.into(),
-                        workload: label.into(),
-                        threads: 1,
-                        heap_mib: 64.0,
-                        invocation,
-                        round: 0,
-                        metric,
-                        value,
-                        note: String::new(),
-                    });
-                }
-            }
-        }
-        out
-    }
-
-    #[test]
-    fn fault_stalls_are_set_beside_the_extra_time_and_a_cost_within_noise_is_not_judged() {
-        let mut rows = rows_of("none", 500.0, 0.0, 0.0);
-        rows.extend(rows_of("mprotect", 1000.0, 1000.0, 250.0));
-        rows.extend(rows_of("card-table", 500.0, 0.0, 0.0));
-        let mut doc = Doc::new();
-        write(&mut doc, &rows, 7);
-        let mprotect = cells(&doc, "mprotect");
-        assert_eq!(cell(&mprotect, "extra ms, measured"), "500");
-        assert_eq!(cell(&mprotect, "fault stalls ms"), "250");
-        assert_eq!(cell(&mprotect, "agreement"), "no micro in this study");
-        let card = cells(&doc, "card-table");
-        assert_eq!(cell(&card, "fault stalls ms"), "–", "no fault to time");
-        assert_eq!(card.len(), COLUMNS.len());
-
-        // With the micro: 1,000 faults at 100 µs predict 100 ms of the 500 measured; the
-        // card table, as fast as `none` here, is not judged.
-        for t in ["none", "mprotect", "card-table"] {
-            let first = if t == "mprotect" { 100_000.0 } else { 0.0 };
-            rows.extend(micro_of(t, 0.0, first));
-        }
-        let mut doc = Doc::new();
-        write(&mut doc, &rows, 7);
-        let mprotect = cells(&doc, "mprotect");
-        assert_eq!(cell(&mprotect, "extra ms, predicted"), "100");
-        assert_eq!(cell(&mprotect, "predicted ÷ measured"), "0.200");
-        assert_eq!(cell(&mprotect, "agreement"), "**differ** by 80%");
-        let card = cells(&doc, "card-table");
-        assert_eq!(
-            cell(&card, "agreement"),
-            "not judged: no extra time measured"
-        );
-        assert_eq!(cell(&card, "predicted ÷ measured"), "–");
-    }
-
-    /// `mprotect` holds the mapping lock for writing while it changes protections, so its
-    /// arm + harvest + disarm time is charged; `uffd-wp-sigbus`'s changes hold it for
-    /// reading, and the same time is not.
-    #[test]
-    fn protection_changes_that_hold_the_mapping_lock_for_writing_are_charged() {
-        let with_changes = |rows: Vec<Row>| -> Vec<Row> {
-            (rows.into_iter())
-                .map(|r| match r.metric {
-                    Metric::DutyWorkMs => Row { value: 300.0, ..r },
-                    _ => r,
-                })
-                .collect()
-        };
-        let mut rows = rows_of("none", 500.0, 0.0, 0.0);
-        rows.extend(with_changes(rows_of("mprotect", 1000.0, 1000.0, 250.0)));
-        rows.extend(with_changes(rows_of(
-            "uffd-wp-sigbus",
-            1000.0,
-            1000.0,
-            250.0,
-        )));
-        for t in ["none", "mprotect", "uffd-wp-sigbus"] {
-            let first = if t == "none" { 0.0 } else { 100_000.0 };
-            rows.extend(micro_of(t, 0.0, first));
-        }
-        let mut doc = Doc::new();
-        write(&mut doc, &rows, 7);
-        // 1,000 faults at 100 µs, plus 300 ms of changes: 400 of the 500 ms measured.
-        let mprotect = cells(&doc, "mprotect");
-        assert_eq!(cell(&mprotect, "extra ms, predicted"), "400");
-        assert_eq!(cell(&mprotect, "agreement"), "within 25%");
-        let sigbus = cells(&doc, "uffd-wp-sigbus");
-        assert_eq!(cell(&sigbus, "extra ms, predicted"), "100");
-        assert_eq!(cell(&sigbus, "agreement"), "**differ** by 80%");
-    }
-
-    /// `none` and `mprotect` in barrier-only runs of 500 and 1,000 ms, `mprotect`'s with
-    /// 1,000 faults and 25,000 shootdowns counted (`none`'s with `none_counted`, if
-    /// given), and the micro: `mprotect`'s first write 3 µs alone, 21 µs beside a running
-    /// thread with one shootdown per page (18 µs per shootdown).
-    fn shot_mprotect(none_counted: Option<f64>) -> Vec<Row> {
-        let none = rows_of("none", 500.0, 0.0, 0.0);
-        let mut rows = match none_counted {
-            Some(n) => counting(none, n),
-            None => none,
-        };
-        rows.extend(counting(
-            rows_of("mprotect", 1000.0, 1000.0, 250.0),
-            25_000.0,
-        ));
-        rows.extend(micro_of("none", 0.0, 0.0));
-        rows.extend(micro_beside(
-            "mprotect",
-            0.0,
-            3_000.0,
-            Some((21_000.0, 1.0)),
-        ));
-        rows
-    }
-
-    #[test]
-    fn the_shootdowns_counted_in_the_run_are_charged_at_the_micros_price() {
-        // 1,000 faults at 3 µs alone; beside a running thread 21 µs with one shootdown
-        // per page, so 18 µs per shootdown. The run counted 25,000 shootdowns (the
-        // collector's arms and harvests ran beside the mutator): 3 + 450 ms predicted
-        // for 500 measured.
-        let rows = shot_mprotect(None);
-        let mut doc = Doc::new();
-        write(&mut doc, &rows, 7);
-        let m = cells(&doc, "mprotect");
-        assert_eq!(cell(&m, "of which shootdowns"), "450");
-        assert_eq!(cell(&m, "extra ms, predicted"), "453");
-        assert_eq!(cell(&m, "agreement"), "within 25%");
-        assert_eq!(
-            cell(&m, "stores / first writes / shootdowns"),
-            "1000000 / 1000 / 25000"
-        );
-
-        // Without the beside pattern the shootdowns have no price: only the faults count.
-        let rows: Vec<Row> = rows
-            .into_iter()
-            .filter(|r| r.workload != "pages-spp1-beside")
-            .collect();
-        let mut doc = Doc::new();
-        write(&mut doc, &rows, 7);
-        let m = cells(&doc, "mprotect");
-        assert_eq!(cell(&m, "extra ms, predicted"), "3.00");
-        assert_eq!(cell(&m, "of which shootdowns"), "0");
-    }
-
-    #[test]
-    fn only_the_shootdowns_beyond_nones_are_charged() {
-        // As above, but `none`'s runs counted 5,000 too: 20,000 added, 360 ms at 18 µs.
-        let rows = shot_mprotect(Some(5_000.0));
-        let mut doc = Doc::new();
-        write(&mut doc, &rows, 7);
-        let m = cells(&doc, "mprotect");
-        assert_eq!(cell(&m, "of which shootdowns"), "360");
-        assert_eq!(cell(&m, "extra ms, predicted"), "363");
-    }
-
-    #[test]
-    fn a_tracker_whose_faults_send_no_shootdown_is_charged_the_receivers_price() {
-        // `none`'s passes take 10 µs more per shootdown received; the async tracker's
-        // first writes send none, and its run counted 30,000 (its harvests'): 300 ms.
-        let mut rows = rows_of("none", 500.0, 0.0, 0.0);
-        rows.extend(counting(
-            rows_of("uffd-wp-async[disarm]", 900.0, 0.0, 0.0),
-            30_000.0,
-        ));
-        rows.extend(micro_of("none", 0.0, 0.0));
-        rows.extend(micro_of("uffd-wp-async[disarm]", 0.0, 0.0));
-        for invocation in 0..3 {
-            for (metric, value) in [
-                (Metric::Stores, 10_240.0),
-                (Metric::SteadyNs, 10_240.0 + 5e7),
-                (Metric::StoresNs, 10_240.0 + 5e7),
-                (Metric::PagesWritten, 10.0),
-                (Metric::TlbShootdowns, 10_000.0),
-            ] {
-                rows.push(Row {
-                    section: Section::Micro,
-                    tracker: "none".into(),
-                    workload: "pages-spp1024-shot-at".into(),
-                    threads: 1,
-                    heap_mib: 64.0,
-                    invocation,
-                    round: 0,
-                    metric,
-                    value: value + invocation as f64,
-                    note: String::new(),
-                });
-            }
-        }
-        let mut doc = Doc::new();
-        write(&mut doc, &rows, 7);
-        let a = cells(&doc, "uffd-wp-async[disarm]");
-        assert_eq!(cell(&a, "of which shootdowns"), "300");
-    }
-}
+mod tests;

@@ -309,9 +309,27 @@ fn beside_table(doc: &mut Doc, rows: &[Row], ts: &[String], seed: u64) {
              forth, each change a shootdown of the writer's CPU, cost {} ns more per \
              shootdown received than alone (the interrupt, and the translations the writer \
              then walks the page tables for again). The barrier-only prediction charges \
-             this price for the shootdowns of a tracker whose first writes send none.",
+             this price for the shootdowns the mutator's CPU received.",
             Cell::estimate(Some(i)).render()
         ));
+    }
+    for t in ts {
+        if let Some(i) = costs(rows, t, seed).and_then(|c| c.per_sent_shootdown) {
+            doc.para(&format!(
+                "`{t}` while another thread changes protections: a first write the kernel \
+                 resolves sends a shootdown while a protection change is in flight anywhere \
+                 in the process (`do_wp_page` flushes the page's translation when \
+                 `mm_tlb_flush_pending`, a check added in Linux 5.12 against a memory \
+                 corruption), so beside a collector that arms, harvests or disarms it costs \
+                 what a fault that unprotects costs. Its first write at {lo} store per page, \
+                 pinned to one CPU beside that thread on another, less the same alone (each \
+                 over `none`'s) and less the shootdowns it received meanwhile at the price \
+                 above, cost {} ns per shootdown its CPU sent (counted on the other \
+                 thread's CPU). The barrier-only prediction charges this price for the \
+                 shootdowns the collector's CPU received under this tracker.",
+                Cell::estimate(Some(i)).render()
+            ));
+        }
     }
 }
 
@@ -335,6 +353,15 @@ pub(super) struct Costs {
     /// less the same passes alone, ÷ the shootdowns counted. `None` where the study ran
     /// no such pattern or the interval does not lie above 0.
     pub per_received_shootdown: Option<Interval>,
+    /// Per TLB shootdown a first write sends while another thread changes protections
+    /// (the `pages-spp<lo>-shot-at` pattern, which only `none` and the kernel-resolved
+    /// trackers run): (first write there − first write alone, each less `none`'s), less
+    /// the shootdowns it received there beyond `none`'s at
+    /// [`Costs::per_received_shootdown`], ÷ the shootdowns the other thread's CPU
+    /// received per page (the writer's). `None` where the study ran no such pattern with
+    /// the two sides placed on two CPUs, where fewer than half a page's worth were sent,
+    /// or where the interval does not lie above 0.
+    pub per_sent_shootdown: Option<Interval>,
 }
 
 /// Shootdowns per page below which a pattern's first writes are not taken to shoot down.
@@ -380,21 +407,67 @@ pub(super) fn costs(rows: &[Row], t: &str, seed: u64) -> Option<Costs> {
         per_first_write,
         per_shootdown,
         per_received_shootdown: received_shootdown(rows, hi, seed),
+        per_sent_shootdown: sent_shootdown(rows, t, lo, hi, seed),
     })
+}
+
+/// What a first write of tracker `t` pays per TLB shootdown it sends while another
+/// thread changes protections (see [`Costs::per_sent_shootdown`]).
+fn sent_shootdown(rows: &[Row], t: &str, lo: u64, hi: u64, seed: u64) -> Option<Interval> {
+    let shot = format!("pages-spp{lo}-shot-at");
+    let per_page = |m: Metric| move |r: &dyn Fn(Metric) -> f64| r(m) / r(Metric::PagesWritten);
+    let sent = micro_samples(rows, t, &shot, per_page(Metric::TlbShootdownsCollectorCpu));
+    if sent.is_empty() || stats::median(&sent) < SHOOTDOWNS_PER_PAGE {
+        return None;
+    }
+    let alone = format!("pages-spp{lo}");
+    let groups = [
+        micro_samples(rows, t, &shot, first_write),
+        micro_samples(rows, "none", &shot, first_write),
+        micro_samples(rows, t, &alone, first_write),
+        micro_samples(rows, "none", &alone, first_write),
+        micro_samples(rows, t, &shot, per_page(Metric::TlbShootdownsMutatorCpu)),
+        micro_samples(
+            rows,
+            "none",
+            &shot,
+            per_page(Metric::TlbShootdownsMutatorCpu),
+        ),
+        sent,
+    ];
+    let received = received_groups(rows, hi);
+    let all: Vec<&[f64]> = groups
+        .iter()
+        .chain(received.iter())
+        .map(|g| &g[..])
+        .collect();
+    stats::bootstrap(&all, stats::seed_for(seed, &shot), |m| {
+        let price = (m[7] - m[8]) / m[9];
+        ((m[0] - m[1]) - (m[2] - m[3]) - (m[4] - m[5]) * price) / m[6]
+    })
+    .filter(|i| i.lo > 0.0)
 }
 
 /// What a running thread pays per TLB shootdown it receives (see
 /// [`Costs::per_received_shootdown`]).
 fn received_shootdown(rows: &[Row], hi: u64, seed: u64) -> Option<Interval> {
-    let passes = |m: &dyn Fn(Metric) -> f64| m(Metric::StoresNs) + m(Metric::SteadyNs);
-    let shot_at = format!("pages-spp{hi}-shot-at");
-    let shot = micro_samples(rows, "none", &shot_at, passes);
-    let alone = micro_samples(rows, "none", &format!("pages-spp{hi}"), passes);
-    let received = micro_samples(rows, "none", &shot_at, |m| m(Metric::TlbShootdowns));
+    let [shot, alone, received] = received_groups(rows, hi);
     stats::bootstrap(
         &[&shot, &alone, &received],
-        stats::seed_for(seed, &shot_at),
+        stats::seed_for(seed, &format!("pages-spp{hi}-shot-at")),
         |m| (m[0] - m[1]) / m[2],
     )
     .filter(|i| i.lo > 0.0)
+}
+
+/// The samples behind [`Costs::per_received_shootdown`]: `none`'s two passes at `hi`
+/// stores per page shot at and alone, and the shootdowns it received shot at.
+fn received_groups(rows: &[Row], hi: u64) -> [Vec<f64>; 3] {
+    let passes = |m: &dyn Fn(Metric) -> f64| m(Metric::StoresNs) + m(Metric::SteadyNs);
+    let shot_at = format!("pages-spp{hi}-shot-at");
+    [
+        micro_samples(rows, "none", &shot_at, passes),
+        micro_samples(rows, "none", &format!("pages-spp{hi}"), passes),
+        micro_samples(rows, "none", &shot_at, |m| m(Metric::TlbShootdowns)),
+    ]
 }

@@ -1,0 +1,430 @@
+//! The barrier-only table: what is charged, and at which price.
+
+use super::*;
+
+fn rows_of(tracker: &str, wall: f64, stalls: f64, stall_ms: f64) -> Vec<Row> {
+    (0..5)
+        .flat_map(|i| {
+            let row = |metric, value| Row {
+                section: Section::Barrieronly,
+                tracker: tracker.into(),
+                workload: "lru-l64".into(),
+                threads: 1,
+                heap_mib: 554.0,
+                invocation: i,
+                round: 0,
+                metric,
+                value,
+                note: String::new(),
+            };
+            let wall = wall + i as f64;
+            [
+                row(Metric::WallMs, wall),
+                row(Metric::Stores, 1e6),
+                row(Metric::Faults, stalls),
+                row(Metric::Stalls, stalls),
+                row(Metric::StallMs, stall_ms),
+                row(Metric::DutyArmedShare, 0.5),
+                row(Metric::DutyWorkMs, 0.0),
+            ]
+        })
+        .collect()
+}
+
+/// `rows` with `shootdowns` counted in each of its invocations.
+fn counting(mut rows: Vec<Row>, shootdowns: f64) -> Vec<Row> {
+    let counted: Vec<Row> = rows
+        .iter()
+        .filter(|r| r.metric == Metric::WallMs)
+        .map(|r| Row {
+            metric: Metric::TlbShootdowns,
+            value: shootdowns,
+            ..r.clone()
+        })
+        .collect();
+    rows.extend(counted);
+    rows
+}
+
+/// The table's cells for `tracker`, by column name.
+fn cells(doc: &Doc, tracker: &str) -> Vec<(String, String)> {
+    let table = doc.tables.last().expect("a table");
+    let row = table
+        .rows
+        .iter()
+        .find(|r| r[0].render() == tracker)
+        .expect("the tracker's row");
+    table
+        .header
+        .iter()
+        .cloned()
+        .zip(row.iter().map(Cell::render))
+        .collect()
+}
+
+fn cell<'a>(cells: &'a [(String, String)], column: &str) -> &'a str {
+    &cells.iter().find(|(h, _)| h == column).expect(column).1
+}
+
+/// Micro rows for `tracker`: `per_store` ns per store at 1,024 stores per page and
+/// `per_first` ns per first write at 1 store per page, over three processes.
+fn micro_of(tracker: &str, per_store: f64, per_first: f64) -> Vec<Row> {
+    micro_beside(tracker, per_store, per_first, None)
+}
+
+/// [`micro_of`], and where `beside` is `(ns, shootdowns)`, the first write beside a
+/// running thread: `ns` per first write with `shootdowns` per page written.
+fn micro_beside(
+    tracker: &str,
+    per_store: f64,
+    per_first: f64,
+    beside: Option<(f64, f64)>,
+) -> Vec<Row> {
+    let mut out = Vec::new();
+    let mut patterns = vec![
+        ("pages-spp1", 1.0, 1000.0, per_first, 0.0),
+        ("pages-spp1024", 1024.0, 10.0, 0.0, 0.0),
+    ];
+    if let Some((ns, shootdowns)) = beside {
+        patterns.push(("pages-spp1-beside", 1.0, 1000.0, ns, shootdowns));
+    }
+    for invocation in 0..3 {
+        for &(label, spp, pages, per_first, shootdowns) in &patterns {
+            let stores = spp * pages;
+            let steady = stores * (1.0 + per_store) + invocation as f64;
+            let first = per_first * pages;
+            for (metric, value) in [
+                (Metric::Stores, stores),
+                (Metric::SteadyNs, steady),
+                (Metric::StoresNs, steady + first),
+                (Metric::PagesWritten, pages),
+                (Metric::TlbShootdowns, shootdowns * pages),
+            ] {
+                out.push(Row {
+                    section: Section::Micro,
+                    tracker: tracker.into(),
+                    workload: label.into(),
+                    threads: 1,
+                    heap_mib: 64.0,
+                    invocation,
+                    round: 0,
+                    metric,
+                    value,
+                    note: String::new(),
+                });
+            }
+        }
+    }
+    out
+}
+
+#[test]
+fn fault_stalls_are_set_beside_the_extra_time_and_a_cost_within_noise_is_not_judged() {
+    let mut rows = rows_of("none", 500.0, 0.0, 0.0);
+    rows.extend(rows_of("mprotect", 1000.0, 1000.0, 250.0));
+    rows.extend(rows_of("card-table", 500.0, 0.0, 0.0));
+    let mut doc = Doc::new();
+    write(&mut doc, &rows, 7);
+    let mprotect = cells(&doc, "mprotect");
+    assert_eq!(cell(&mprotect, "extra ms, measured"), "500");
+    assert_eq!(cell(&mprotect, "fault stalls ms"), "250");
+    assert_eq!(cell(&mprotect, "agreement"), "no micro in this study");
+    let card = cells(&doc, "card-table");
+    assert_eq!(cell(&card, "fault stalls ms"), "–", "no fault to time");
+    assert_eq!(card.len(), COLUMNS.len());
+
+    // With the micro: 1,000 faults at 100 µs predict 100 ms of the 500 measured; the
+    // card table, as fast as `none` here, is not judged.
+    for t in ["none", "mprotect", "card-table"] {
+        let first = if t == "mprotect" { 100_000.0 } else { 0.0 };
+        rows.extend(micro_of(t, 0.0, first));
+    }
+    let mut doc = Doc::new();
+    write(&mut doc, &rows, 7);
+    let mprotect = cells(&doc, "mprotect");
+    assert_eq!(cell(&mprotect, "extra ms, predicted"), "100");
+    assert_eq!(cell(&mprotect, "predicted ÷ measured"), "0.200");
+    assert_eq!(cell(&mprotect, "agreement"), "**differ** by 80%");
+    let card = cells(&doc, "card-table");
+    assert_eq!(
+        cell(&card, "agreement"),
+        "not judged: no extra time measured"
+    );
+    assert_eq!(cell(&card, "predicted ÷ measured"), "–");
+}
+
+/// `mprotect` holds the mapping lock for writing while it changes protections, so its
+/// arm + harvest + disarm time is charged; `uffd-wp-sigbus`'s changes hold it for
+/// reading, and the same time is not.
+#[test]
+fn protection_changes_that_hold_the_mapping_lock_for_writing_are_charged() {
+    let with_changes = |rows: Vec<Row>| -> Vec<Row> {
+        (rows.into_iter())
+            .map(|r| match r.metric {
+                Metric::DutyWorkMs => Row { value: 300.0, ..r },
+                _ => r,
+            })
+            .collect()
+    };
+    let mut rows = rows_of("none", 500.0, 0.0, 0.0);
+    rows.extend(with_changes(rows_of("mprotect", 1000.0, 1000.0, 250.0)));
+    rows.extend(with_changes(rows_of(
+        "uffd-wp-sigbus",
+        1000.0,
+        1000.0,
+        250.0,
+    )));
+    for t in ["none", "mprotect", "uffd-wp-sigbus"] {
+        let first = if t == "none" { 0.0 } else { 100_000.0 };
+        rows.extend(micro_of(t, 0.0, first));
+    }
+    let mut doc = Doc::new();
+    write(&mut doc, &rows, 7);
+    // 1,000 faults at 100 µs, plus 300 ms of changes: 400 of the 500 ms measured.
+    let mprotect = cells(&doc, "mprotect");
+    assert_eq!(cell(&mprotect, "extra ms, predicted"), "400");
+    assert_eq!(cell(&mprotect, "agreement"), "within 25%");
+    let sigbus = cells(&doc, "uffd-wp-sigbus");
+    assert_eq!(cell(&sigbus, "extra ms, predicted"), "100");
+    assert_eq!(cell(&sigbus, "agreement"), "**differ** by 80%");
+}
+
+/// `none` and `mprotect` in barrier-only runs of 500 and 1,000 ms, `mprotect`'s with
+/// 1,000 faults and 25,000 shootdowns counted (`none`'s with `none_counted`, if
+/// given), and the micro: `mprotect`'s first write 3 µs alone, 21 µs beside a running
+/// thread with one shootdown per page (18 µs per shootdown).
+fn shot_mprotect(none_counted: Option<f64>) -> Vec<Row> {
+    let none = rows_of("none", 500.0, 0.0, 0.0);
+    let mut rows = match none_counted {
+        Some(n) => counting(none, n),
+        None => none,
+    };
+    rows.extend(counting(
+        rows_of("mprotect", 1000.0, 1000.0, 250.0),
+        25_000.0,
+    ));
+    rows.extend(micro_of("none", 0.0, 0.0));
+    rows.extend(micro_beside(
+        "mprotect",
+        0.0,
+        3_000.0,
+        Some((21_000.0, 1.0)),
+    ));
+    rows
+}
+
+#[test]
+fn the_shootdowns_counted_in_the_run_are_charged_at_the_micros_price() {
+    // 1,000 faults at 3 µs alone; beside a running thread 21 µs with one shootdown
+    // per page, so 18 µs per shootdown. The run counted 25,000 shootdowns (the
+    // collector's arms and harvests ran beside the mutator): 3 + 450 ms predicted
+    // for 500 measured.
+    let rows = shot_mprotect(None);
+    let mut doc = Doc::new();
+    write(&mut doc, &rows, 7);
+    let m = cells(&doc, "mprotect");
+    assert_eq!(cell(&m, "of which shootdowns"), "450");
+    assert_eq!(cell(&m, "extra ms, predicted"), "453");
+    assert_eq!(cell(&m, "agreement"), "within 25%");
+    assert_eq!(
+        cell(&m, "stores / first writes / shootdowns"),
+        "1000000 / 1000 / 25000"
+    );
+
+    // Without the beside pattern the shootdowns have no price: only the faults count.
+    let rows: Vec<Row> = rows
+        .into_iter()
+        .filter(|r| r.workload != "pages-spp1-beside")
+        .collect();
+    let mut doc = Doc::new();
+    write(&mut doc, &rows, 7);
+    let m = cells(&doc, "mprotect");
+    assert_eq!(cell(&m, "extra ms, predicted"), "3.00");
+    assert_eq!(cell(&m, "of which shootdowns"), "0");
+}
+
+#[test]
+fn only_the_shootdowns_beyond_nones_are_charged() {
+    // As above, but `none`'s runs counted 5,000 too: 20,000 added, 360 ms at 18 µs.
+    let rows = shot_mprotect(Some(5_000.0));
+    let mut doc = Doc::new();
+    write(&mut doc, &rows, 7);
+    let m = cells(&doc, "mprotect");
+    assert_eq!(cell(&m, "of which shootdowns"), "360");
+    assert_eq!(cell(&m, "extra ms, predicted"), "363");
+}
+
+#[test]
+fn a_tracker_whose_faults_send_no_shootdown_is_charged_the_receivers_price() {
+    // `none`'s passes take 10 µs more per shootdown received; the async tracker's
+    // first writes send none, and its run counted 30,000 (its harvests'): 300 ms.
+    let mut rows = rows_of("none", 500.0, 0.0, 0.0);
+    rows.extend(counting(
+        rows_of("uffd-wp-async[disarm]", 900.0, 0.0, 0.0),
+        30_000.0,
+    ));
+    rows.extend(micro_of("none", 0.0, 0.0));
+    rows.extend(micro_of("uffd-wp-async[disarm]", 0.0, 0.0));
+    for invocation in 0..3 {
+        for (metric, value) in [
+            (Metric::Stores, 10_240.0),
+            (Metric::SteadyNs, 10_240.0 + 5e7),
+            (Metric::StoresNs, 10_240.0 + 5e7),
+            (Metric::PagesWritten, 10.0),
+            (Metric::TlbShootdowns, 10_000.0),
+        ] {
+            rows.push(Row {
+                section: Section::Micro,
+                tracker: "none".into(),
+                workload: "pages-spp1024-shot-at".into(),
+                threads: 1,
+                heap_mib: 64.0,
+                invocation,
+                round: 0,
+                metric,
+                value: value + invocation as f64,
+                note: String::new(),
+            });
+        }
+    }
+    let mut doc = Doc::new();
+    write(&mut doc, &rows, 7);
+    let a = cells(&doc, "uffd-wp-async[disarm]");
+    assert_eq!(cell(&a, "of which shootdowns"), "300");
+}
+
+/// `rows` with the shootdowns each side's CPU received (`mutator`, `collector`) beside
+/// every wall time, as a run placed on two CPUs counts them.
+fn placed(mut rows: Vec<Row>, mutator: f64, collector: f64) -> Vec<Row> {
+    let walls: Vec<Row> = rows
+        .iter()
+        .filter(|r| r.metric == Metric::WallMs)
+        .cloned()
+        .collect();
+    for r in walls {
+        for (metric, value) in [
+            (Metric::TlbShootdowns, mutator + collector),
+            (Metric::TlbShootdownsMutatorCpu, mutator),
+            (Metric::TlbShootdownsCollectorCpu, collector),
+        ] {
+            rows.push(Row {
+                metric,
+                value,
+                ..r.clone()
+            });
+        }
+    }
+    rows
+}
+
+/// Micro rows of `tracker` for pattern `label` over three processes: `pages` pages at
+/// `spp` stores each, `first` ns more per page in the first pass than in the second,
+/// and per page written the `counted` metrics (shootdowns).
+fn micro_rows(
+    tracker: &str,
+    label: &str,
+    (pages, spp): (f64, f64),
+    first: f64,
+    counted: &[(Metric, f64)],
+) -> Vec<Row> {
+    let mut out = Vec::new();
+    for invocation in 0..3 {
+        let steady = spp * pages + invocation as f64;
+        let values = [
+            (Metric::Stores, spp * pages),
+            (Metric::SteadyNs, steady),
+            (Metric::StoresNs, steady + first * pages),
+            (Metric::PagesWritten, pages),
+        ];
+        let per_page = counted.iter().map(|&(m, x)| (m, x * pages));
+        for (metric, value) in values.into_iter().chain(per_page) {
+            out.push(Row {
+                section: Section::Micro,
+                tracker: tracker.into(),
+                workload: label.into(),
+                threads: 1,
+                heap_mib: 64.0,
+                invocation,
+                round: 0,
+                metric,
+                value,
+                note: String::new(),
+            });
+        }
+    }
+    out
+}
+
+/// Placed on two CPUs, the shootdowns the collector's CPU received (the mutator's first
+/// writes sent them) are charged at the micro's sent price, those the mutator's CPU
+/// received at the received price; each beyond `none`'s.
+#[test]
+fn a_placed_run_charges_what_the_mutator_sent_and_what_it_received_apart() {
+    let async_ = "uffd-wp-async[disarm]";
+    let mut rows = placed(rows_of("none", 500.0, 0.0, 0.0), 100.0, 50.0);
+    rows.extend(placed(rows_of(async_, 900.0, 0.0, 0.0), 10_100.0, 20_050.0));
+    rows.extend(micro_of("none", 0.0, 0.0));
+    rows.extend(micro_of(async_, 0.0, 0.0));
+    // Received: `none`'s passes at 1,024 stores per page take 10 µs more per shootdown
+    // received while another thread changes protections.
+    let (mutator, collector) = (
+        Metric::TlbShootdownsMutatorCpu,
+        Metric::TlbShootdownsCollectorCpu,
+    );
+    let shot_hi = micro_rows(
+        "none",
+        "pages-spp1024-shot-at",
+        (10.0, 1024.0),
+        0.0,
+        &[(Metric::TlbShootdowns, 1000.0)],
+    );
+    // `micro_rows` adds the time to the first pass only: both passes take 5 ms more.
+    rows.extend(shot_hi.into_iter().map(|r| match r.metric {
+        Metric::SteadyNs => Row {
+            value: r.value + 5e7,
+            ..r
+        },
+        Metric::StoresNs => Row {
+            value: r.value + 5e7,
+            ..r
+        },
+        _ => r,
+    }));
+    // Sent: the async first write takes 20 µs a page there against `none`'s 0 and its
+    // own 0 alone; it received 0.4 more shootdowns a page than `none` (4 µs) and sent
+    // one: 16 µs per shootdown sent.
+    rows.extend(micro_rows(
+        "none",
+        "pages-spp1-shot-at",
+        (1000.0, 1.0),
+        0.0,
+        &[(mutator, 0.1), (collector, 0.0)],
+    ));
+    rows.extend(micro_rows(
+        async_,
+        "pages-spp1-shot-at",
+        (1000.0, 1.0),
+        20_000.0,
+        &[(mutator, 0.5), (collector, 1.0)],
+    ));
+    let mut doc = Doc::new();
+    write(&mut doc, &rows, 7);
+    let a = cells(&doc, async_);
+    // 10,000 received at 10 µs and 20,000 sent at 16 µs: 100 + 320 ms.
+    assert_eq!(cell(&a, "of which shootdowns"), "420");
+    assert!(
+        cell(&a, "stores / first writes / shootdowns").ends_with("30150 (20000 sent)"),
+        "{a:?}"
+    );
+
+    // Not placed (the same counts without the split): every shootdown at the received
+    // price, as a tracker whose every first write sends none.
+    let rows: Vec<Row> = rows
+        .into_iter()
+        .filter(|r| r.section == Section::Micro || (r.metric != mutator && r.metric != collector))
+        .collect();
+    let mut doc = Doc::new();
+    write(&mut doc, &rows, 7);
+    let a = cells(&doc, async_);
+    assert_eq!(cell(&a, "of which shootdowns"), "300");
+}
