@@ -60,15 +60,15 @@ pub(super) fn write(doc: &mut Doc, rows: &[Row], seed: u64) {
          the card table takes none), plus the TLB shootdowns the tracker added (*of which \
          shootdowns*: those counted during its runs, `/proc/interrupts`, less those counted \
          during `none`'s, which are other processes' and already in `none`'s time), each \
-         at its price. The mutator and the collector run pinned to two CPUs, so a shootdown \
-         the collector's CPU received was sent by the mutator (*sent*): a first write that \
-         unprotects its page (`mprotect`, `uffd-wp-sigbus`), or, under `uffd-wp-async`, a \
-         first write the kernel resolved while the collector's arm, harvest or disarm was \
-         in flight (the kernel then flushes that page's translation on every CPU running \
-         the process); it is charged the micro's price of a sent shootdown (beside a \
-         running thread, or for `uffd-wp-async` beside one changing protections). One the \
-         mutator's CPU received came from the collector's protection changes, at the \
-         micro's price of a shootdown received. A tracker whose protection changes hold the process's mapping lock for \
+         at its price. {placement} On two CPUs, a shootdown the collector's CPU received was sent by the \
+         mutator (*sent*): a first write that unprotects its page (`mprotect`, \
+         `uffd-wp-sigbus`), or, under `uffd-wp-async`, a first write the kernel resolved \
+         while the collector's arm, harvest or disarm was in flight (the kernel then \
+         flushes that page's translation on every CPU running the process); it is charged \
+         the micro's price of a sent shootdown (beside a running thread, or for \
+         `uffd-wp-async` beside one changing protections). One the mutator's CPU received \
+         came from the collector's protection changes, at the micro's price of a shootdown \
+         received. A tracker whose protection changes hold the process's mapping lock for \
          writing (`mprotect`) is charged its *arm + harvest + disarm ms* too: the mutator's \
          next fault or `mprotect` waits until each change is done (a scheduler trace of the \
          LRU cache with a 2 GiB heap had the mutator blocked on that lock 13.8 s of the \
@@ -82,7 +82,17 @@ pub(super) fn write(doc: &mut Doc, rows: &[Row], seed: u64) {
          noise has nothing to explain).",
         armed = (BARRIER_ONLY_PERIOD.as_secs_f64() * BARRIER_ONLY_ARMED_SHARE * 1e3).round(),
         rest = (BARRIER_ONLY_PERIOD.as_secs_f64() * (1.0 - BARRIER_ONLY_ARMED_SHARE) * 1e3).round(),
-        agreement = AGREEMENT * 100.0
+        agreement = AGREEMENT * 100.0,
+        placement = if rows.iter().any(|r| r.section == Section::Barrieronly
+            && r.metric == Metric::TlbShootdownsMutatorCpu)
+        {
+            "The mutator and the collector ran pinned to two CPUs, so each CPU's count says \
+             who sent it."
+        } else {
+            "This study did not place the mutator and the collector on two CPUs (it predates \
+             placement, or had one CPU): every shootdown is charged the sender's price for a \
+             tracker whose every first write sends one, else the receiver's."
+        }
     ));
     for (wl, threads, heap) in &keys {
         doc.heading(
