@@ -86,14 +86,16 @@ impl Heap {
     /// Maps the heap, builds its tracker and starts its collector thread.
     pub fn new(config: HeapConfig) -> Result<Heap> {
         config.validate()?;
-        // The heap's threads inherit the mask of the thread that starts them: this one,
-        // pinned to the collector's CPU until they have all started.
+        let space = Space::new(config.heap_bytes, config.huge_pages)?;
+        // Built before the placement below: a tracker's own thread (`uffd-wp`'s fault
+        // service) keeps this thread's CPUs.
+        let tracker = barrier::build(&config.barrier, space.base(), space.len())?;
+        // The collector and its marker helpers inherit the mask of the thread that starts
+        // them: this one, pinned to the collector's CPU until they have started.
         let _placed = config
             .placement
             .map(|p| crate::sys::cpu::pinned_for_now(p.collector))
             .transpose()?;
-        let space = Space::new(config.heap_bytes, config.huge_pages)?;
-        let tracker = barrier::build(&config.barrier, space.base(), space.len())?;
         #[cfg(feature = "lab-internals")]
         if config.testing.forget_hand_outs
             && let Some(knobs) = tracker.as_ref().and_then(|t| t.test_knobs())

@@ -15,7 +15,10 @@
 //!
 //! While the collector thread arms, harvests or disarms, it runs on a CPU of its own, and
 //! every protection change a mutator makes meanwhile (unprotecting a page it faulted on)
-//! must shoot down that CPU's TLB; the studies count those interrupts beside the faults.
+//! must shoot down that CPU's TLB, as must, under `uffd-wp-async`, every first write the
+//! kernel resolves while the change is in flight. The studies count those interrupts
+//! beside the faults, on each side's CPU where the run is placed on two
+//! ([`crate::HeapConfig::placement`]).
 //!
 //! A collection request ends the armed window early (the tracker is harvested and
 //! disarmed first, so the cycle arms a clean tracker); the period counts as interrupted.

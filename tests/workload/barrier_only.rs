@@ -232,9 +232,9 @@ fn threads_named(name: &str) -> Vec<Vec<usize>> {
         .collect()
 }
 
-/// A placed heap (`HeapConfig::placement`): the collector, the marker helpers and the
-/// `uffd-wp` service thread start on the collector's CPU, the thread that built the heap
-/// gets its own CPUs back, and `workload::run` pins its mutators to theirs. In a fresh
+/// A placed heap (`HeapConfig::placement`): the collector and the marker helpers start on
+/// the collector's CPU, the `uffd-wp` service thread and the thread that built the heap
+/// keep that thread's CPUs, and `workload::run` pins its mutators to theirs. In a fresh
 /// process, where no other test's threads carry the same names.
 #[test]
 fn a_placed_run_puts_the_heaps_threads_on_one_cpu_and_the_mutators_on_the_other() {
@@ -266,7 +266,11 @@ fn placed_run(p: barrierlab::heap::Placement) -> Result<String, String> {
         Err(e) => return Err(e.to_string()),
     };
     assert_eq!(barrierlab::sys::process::allowed_cpus().unwrap(), mine);
-    for role in ["barrierlab-coll", "barrierlab-mark", "uffd-wp-service"] {
+    for (role, cpus) in [
+        ("barrierlab-coll", vec![p.collector]),
+        ("barrierlab-mark", vec![p.collector]),
+        ("uffd-wp-service", mine.clone()),
+    ] {
         // A thread names itself once it runs: wait for it.
         let t0 = Instant::now();
         let mut found = threads_named(role);
@@ -276,8 +280,8 @@ fn placed_run(p: barrierlab::heap::Placement) -> Result<String, String> {
         }
         assert!(!found.is_empty(), "no {role} thread");
         assert!(
-            found.iter().all(|c| c == &[p.collector]),
-            "{role}: {found:?}"
+            found.iter().all(|c| c == &cpus),
+            "{role}: {found:?}, not {cpus:?}"
         );
     }
     drop(heap);

@@ -60,12 +60,12 @@ pub(super) fn write(doc: &mut Doc, rows: &[Row], seed: u64) {
          the card table takes none), plus the TLB shootdowns the tracker added (*of which \
          shootdowns*: those counted during its runs, `/proc/interrupts`, less those counted \
          during `none`'s, which are other processes' and already in `none`'s time), each \
-         at its price. {placement} On two CPUs, a shootdown the collector's CPU received was sent by the \
-         mutator (*sent*): a first write that unprotects its page (`mprotect`, \
-         `uffd-wp-sigbus`), or, under `uffd-wp-async`, a first write the kernel resolved \
-         while the collector's arm, harvest or disarm was in flight (the kernel then \
-         flushes that page's translation on every CPU running the process); it is charged \
-         the micro's price of a sent shootdown (beside a running thread, or for \
+         at its price. {placement} On two CPUs, a shootdown the collector's CPU received \
+         was sent by the mutator (*sent*): a first write that unprotects its page \
+         (`mprotect`, `uffd-wp-sigbus`), or, under `uffd-wp-async`, a first write the \
+         kernel resolved while the collector's arm, harvest or disarm was in flight (the \
+         kernel then flushes that page's translation on every CPU running the process); it \
+         is charged the micro's price of a sent shootdown (beside a running thread, or for \
          `uffd-wp-async` beside one changing protections). One the mutator's CPU received \
          came from the collector's protection changes, at the micro's price of a shootdown \
          received. A tracker whose protection changes hold the process's mapping lock for \
