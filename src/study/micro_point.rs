@@ -34,7 +34,9 @@ impl MicroRun {
         let lab = PageLab::new(v.config, self.region_pages)?;
         let placement = match self.beside {
             Beside::Nothing => None,
-            Beside::Running | Beside::ChangingProtections => Placement::first_two_allowed()?,
+            Beside::Running | Beside::ChangingProtections | Beside::PendingFlush => {
+                Placement::first_two_allowed()?
+            }
         };
         let lab = match placement {
             Some(p) => lab.placed(p),
@@ -56,6 +58,7 @@ impl MicroRun {
                 Beside::Nothing => lab.round(&pattern, &order),
                 Beside::Running => lab.round_beside_running(&pattern, &order),
                 Beside::ChangingProtections => lab.round_shot_at(&pattern, &order),
+                Beside::PendingFlush => lab.round_beside_pending_flush(&pattern, &order),
             });
             let r = r?;
             let row = row(Section::Micro, &v.name(), label, 1, heap_mib);

@@ -109,6 +109,11 @@ pub enum Beside {
     /// It changes the protection of a page of its own back and forth: the writer's CPU
     /// receives the shootdowns (`PageLab::round_shot_at`).
     ChangingProtections,
+    /// It changes the protection of a region of its own with no page mapped, back and
+    /// forth: nothing is shot down, but a TLB flush is pending in the process while each
+    /// change runs, so a first write the kernel resolves sends one
+    /// (`PageLab::round_beside_pending_flush`).
+    PendingFlush,
 }
 
 /// A point with the settings of its run.

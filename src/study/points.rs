@@ -164,8 +164,8 @@ impl Runner<'_> {
         // that the shootdowns each CPU received say who sent them): the first write
         // beside a running thread (the writer sends shootdowns), `none`'s stores while
         // another thread changes protections (the writer receives them), and the first
-        // write while another thread changes protections (a kernel-resolved first write
-        // sends one then).
+        // write while another thread holds a TLB flush pending (a kernel-resolved first
+        // write sends one then, and receives none).
         let (lo, hi) = (
             spps.first().copied().unwrap_or(1),
             spps.last().copied().unwrap_or(1),
@@ -177,20 +177,14 @@ impl Runner<'_> {
             });
             patterns.push(MicroPattern {
                 beside: Beside::ChangingProtections,
-                run_by: if lo == hi {
-                    RunBy::NoneAndKernelResolved
-                } else {
-                    RunBy::NoneOnly
-                },
+                run_by: RunBy::NoneOnly,
                 ..plain(format!("pages-spp{hi}-shot-at"), hi)
             });
-            if lo != hi {
-                patterns.push(MicroPattern {
-                    beside: Beside::ChangingProtections,
-                    run_by: RunBy::NoneAndKernelResolved,
-                    ..plain(format!("pages-spp{lo}-shot-at"), lo)
-                });
-            }
+            patterns.push(MicroPattern {
+                beside: Beside::PendingFlush,
+                run_by: RunBy::NoneAndKernelResolved,
+                ..plain(format!("pages-spp{lo}-pending"), lo)
+            });
         }
         // The pinned pattern runs on the CPU given, or the first this process may use.
         let pin = match c.pin_cpu {

@@ -23,7 +23,7 @@ use crate::barrier::{
 use crate::error::Result;
 use crate::heap::Placement;
 use crate::sys::PAGE_SIZE;
-use crate::sys::mem::{Protection, Region};
+use crate::sys::mem::{Advice, Protection, Region};
 
 /// A store pattern.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -146,6 +146,33 @@ impl PageLab {
         self.round_beside(pattern, order, |i| {
             let p = [Protection::Read, Protection::ReadWrite][i % 2];
             own.protect(own.base(), PAGE_SIZE, p)
+        })
+    }
+
+    /// [`round`](PageLab::round) while another thread of this process changes the
+    /// protection of a region of its own in which no page is mapped (its page tables are
+    /// kept), back and forth, as fast as it can. Nothing is shot down, since no
+    /// translation changes; but while each change walks the region, the process has a TLB
+    /// flush pending, as it has while a collector arms, harvests or disarms a heap. A
+    /// first write the kernel resolves meanwhile (`uffd-wp-async`) then flushes its
+    /// page's translation on the other thread's CPU and waits for it (`do_wp_page`'s
+    /// `mm_tlb_flush_pending` check): what the shootdowns the writer sent cost is the
+    /// difference to a plain round divided by them; the caller counts them.
+    pub fn round_beside_pending_flush(
+        &self,
+        pattern: &PagePattern,
+        order: &[usize],
+    ) -> Result<RoundCost> {
+        // 64 MiB: a change walks 16,384 empty entries, long against its system call.
+        const EMPTY: usize = 64 << 20;
+        let own = Region::new(EMPTY)?;
+        own.advise(own.base(), EMPTY, Advice::NoHugePage)?;
+        // Faulted in, then dropped: the page tables stay, the pages go.
+        own.advise(own.base(), EMPTY, Advice::PopulateWrite)?;
+        own.advise(own.base(), EMPTY, Advice::DontNeed)?;
+        self.round_beside(pattern, order, |i| {
+            let p = [Protection::Read, Protection::ReadWrite][i % 2];
+            own.protect(own.base(), EMPTY, p)
         })
     }
 

@@ -316,15 +316,15 @@ fn beside_table(doc: &mut Doc, rows: &[Row], ts: &[String], seed: u64) {
     for t in ts {
         if let Some(i) = costs(rows, t, seed).and_then(|c| c.per_sent_shootdown) {
             doc.para(&format!(
-                "`{t}` while another thread changes protections: a first write the kernel \
-                 resolves sends a shootdown while a protection change is in flight anywhere \
-                 in the process (`do_wp_page` flushes the page's translation when \
+                "`{t}` while a TLB flush is pending: a first write the kernel resolves \
+                 sends a shootdown while a protection change is in flight anywhere in the \
+                 process (`do_wp_page` flushes the page's translation when \
                  `mm_tlb_flush_pending`, a check added in Linux 5.12 against a memory \
-                 corruption), so beside a collector that arms, harvests or disarms it costs \
-                 what a fault that unprotects costs. Its first write at {lo} store per page, \
-                 pinned to one CPU beside that thread on another, less the same alone (each \
-                 over `none`'s) and less the shootdowns it received meanwhile at the price \
-                 above, cost {} ns per shootdown its CPU sent (counted on the other \
+                 corruption), as beside a collector that arms, harvests or disarms. Its \
+                 first write at {lo} store per page, pinned to one CPU while another thread \
+                 on the other changes the protection of a region with no page mapped (a \
+                 flush pending, nothing shot down), less the same alone (each over \
+                 `none`'s), cost {} ns per shootdown its CPU sent (counted on the other \
                  thread's CPU). The barrier-only prediction charges this price for the \
                  shootdowns the collector's CPU received under this tracker.",
                 Cell::estimate(Some(i)).render()
@@ -353,14 +353,13 @@ pub(super) struct Costs {
     /// less the same passes alone, ÷ the shootdowns counted. `None` where the study ran
     /// no such pattern or the interval does not lie above 0.
     pub per_received_shootdown: Option<Interval>,
-    /// Per TLB shootdown a first write sends while another thread changes protections
-    /// (the `pages-spp<lo>-shot-at` pattern, which only `none` and the kernel-resolved
-    /// trackers run): (first write there − first write alone, each less `none`'s), less
-    /// the shootdowns it received there beyond `none`'s at
-    /// [`Costs::per_received_shootdown`], ÷ the shootdowns the other thread's CPU
-    /// received per page (the writer's). `None` where the study ran no such pattern with
-    /// the two sides placed on two CPUs, where fewer than half a page's worth were sent,
-    /// or where the interval does not lie above 0.
+    /// Per TLB shootdown a first write sends while another thread holds a TLB flush
+    /// pending (the `pages-spp<lo>-pending` pattern, which only `none` and the
+    /// kernel-resolved trackers run; the writer receives no shootdown there): (first
+    /// write there − first write alone, each less `none`'s) ÷ the shootdowns the other
+    /// thread's CPU received per page (the writer's). `None` where the study ran no such
+    /// pattern with the two sides on two CPUs, where fewer than half a page's worth were
+    /// sent, or where the interval does not lie above 0.
     pub per_sent_shootdown: Option<Interval>,
 }
 
@@ -407,43 +406,31 @@ pub(super) fn costs(rows: &[Row], t: &str, seed: u64) -> Option<Costs> {
         per_first_write,
         per_shootdown,
         per_received_shootdown: received_shootdown(rows, hi, seed),
-        per_sent_shootdown: sent_shootdown(rows, t, lo, hi, seed),
+        per_sent_shootdown: sent_shootdown(rows, t, lo, seed),
     })
 }
 
 /// What a first write of tracker `t` pays per TLB shootdown it sends while another
-/// thread changes protections (see [`Costs::per_sent_shootdown`]).
-fn sent_shootdown(rows: &[Row], t: &str, lo: u64, hi: u64, seed: u64) -> Option<Interval> {
-    let shot = format!("pages-spp{lo}-shot-at");
-    let per_page = |m: Metric| move |r: &dyn Fn(Metric) -> f64| r(m) / r(Metric::PagesWritten);
-    let sent = micro_samples(rows, t, &shot, per_page(Metric::TlbShootdownsCollectorCpu));
+/// thread holds a TLB flush pending (see [`Costs::per_sent_shootdown`]).
+fn sent_shootdown(rows: &[Row], t: &str, lo: u64, seed: u64) -> Option<Interval> {
+    let pending = format!("pages-spp{lo}-pending");
+    let sent = micro_samples(rows, t, &pending, |m| {
+        m(Metric::TlbShootdownsCollectorCpu) / m(Metric::PagesWritten)
+    });
     if sent.is_empty() || stats::median(&sent) < SHOOTDOWNS_PER_PAGE {
         return None;
     }
     let alone = format!("pages-spp{lo}");
     let groups = [
-        micro_samples(rows, t, &shot, first_write),
-        micro_samples(rows, "none", &shot, first_write),
+        micro_samples(rows, t, &pending, first_write),
+        micro_samples(rows, "none", &pending, first_write),
         micro_samples(rows, t, &alone, first_write),
         micro_samples(rows, "none", &alone, first_write),
-        micro_samples(rows, t, &shot, per_page(Metric::TlbShootdownsMutatorCpu)),
-        micro_samples(
-            rows,
-            "none",
-            &shot,
-            per_page(Metric::TlbShootdownsMutatorCpu),
-        ),
         sent,
     ];
-    let received = received_groups(rows, hi);
-    let all: Vec<&[f64]> = groups
-        .iter()
-        .chain(received.iter())
-        .map(|g| &g[..])
-        .collect();
-    stats::bootstrap(&all, stats::seed_for(seed, &shot), |m| {
-        let price = (m[7] - m[8]) / m[9];
-        ((m[0] - m[1]) - (m[2] - m[3]) - (m[4] - m[5]) * price) / m[6]
+    let all: Vec<&[f64]> = groups.iter().map(|g| &g[..]).collect();
+    stats::bootstrap(&all, stats::seed_for(seed, &pending), |m| {
+        ((m[0] - m[1]) - (m[2] - m[3])) / m[4]
     })
     .filter(|i| i.lo > 0.0)
 }
