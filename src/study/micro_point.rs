@@ -1,6 +1,6 @@
-//! One micro point's process: a tracker alone over a bare region
-//! ([`crate::workload::pages::PageLab`]), several rounds of one store pattern, each
-//! round's times and counts as rows of section `micro`.
+//! The micro's store patterns ([`patterns`]), and one micro point's process: a tracker
+//! alone over a bare region ([`crate::workload::pages::PageLab`]), several rounds of one
+//! store pattern, each round's times and counts as rows of section `micro`.
 //!
 //! A pattern with another thread beside the writer pins the two to two CPUs where the
 //! process may use two, and counts the TLB shootdowns each CPU received: the writer's
@@ -8,6 +8,7 @@
 
 use std::time::Duration;
 
+use super::config::StudyConfig;
 use super::data::{Metric, Row, Section};
 use super::point::{Beside, MIB, row};
 use crate::barrier::Variant;
@@ -16,7 +17,7 @@ use crate::heap::Placement;
 use crate::sys::kernel::{Shootdowns, counting_tlb_shootdowns};
 use crate::workload::pages::{PageLab, PagePattern};
 
-/// The settings of a micro point's run (the fields of `Point::Micro` but its names).
+/// The settings of a micro point's run (the fields of `Point::Micro` but the variant and the label).
 #[derive(Debug, Clone, Copy)]
 pub(super) struct MicroRun {
     pub region_pages: usize,
@@ -87,6 +88,113 @@ impl MicroRun {
         }
         Ok(out)
     }
+}
+
+/// One store pattern of the micro, run by every variant.
+#[derive(Clone)]
+pub(super) struct MicroPattern {
+    /// The rows' workload name (`pages-spp16-f0.1`).
+    pub label: String,
+    pub stores_per_page: u64,
+    pub random: bool,
+    /// Share of the region's pages written.
+    pub dirty_fraction: f64,
+    /// Every thread of the process on one CPU.
+    pub pinned: bool,
+    /// What another thread of the process does meanwhile.
+    pub beside: Beside,
+    /// Which variants run it.
+    pub run_by: RunBy,
+}
+
+/// The variants that run a micro pattern.
+#[derive(Clone, Copy, PartialEq, Eq)]
+pub(super) enum RunBy {
+    /// Every variant.
+    Every,
+    /// Only `none` (what it measures does not depend on the barrier).
+    NoneOnly,
+    /// `none` and the trackers whose first writes the kernel resolves (`uffd-wp-async`):
+    /// such a write sends a shootdown only while a protection change is in flight in the
+    /// process, so only a pattern with one in flight can price it.
+    NoneAndKernelResolved,
+}
+
+impl RunBy {
+    pub(super) fn includes(self, v: &Variant) -> bool {
+        use crate::barrier::{BarrierKind, ServedBy};
+        let none = v.kind() == BarrierKind::None;
+        match self {
+            RunBy::Every => true,
+            RunBy::NoneOnly => none,
+            RunBy::NoneAndKernelResolved => {
+                none || v.kind().mechanism().served_by == ServedBy::Kernel
+            }
+        }
+    }
+}
+
+/// The micro's store patterns in the study `c`: the sweep of stores per page, random
+/// orders, partial regions, a pinned one, and, where this process may use two CPUs, the
+/// patterns with another thread beside the writer.
+pub(super) fn patterns(c: &StudyConfig) -> Result<Vec<MicroPattern>> {
+    let plain = |label: String, spp: u64| MicroPattern {
+        label,
+        stores_per_page: spp,
+        random: false,
+        dirty_fraction: 1.0,
+        pinned: false,
+        beside: Beside::Nothing,
+        run_by: RunBy::Every,
+    };
+    let spps = c.stores_per_page();
+    let mut patterns: Vec<MicroPattern> = spps
+        .iter()
+        .map(|&spp| plain(format!("pages-spp{spp}"), spp))
+        .collect();
+    for spp in [1, 64] {
+        patterns.push(MicroPattern {
+            random: true,
+            ..plain(format!("pages-spp{spp}-random"), spp)
+        });
+    }
+    for f in [0.1, 0.01] {
+        patterns.push(MicroPattern {
+            dirty_fraction: f,
+            ..plain(format!("pages-spp16-f{f}"), 16)
+        });
+    }
+    patterns.push(MicroPattern {
+        pinned: true,
+        ..plain("pages-spp1-pinned".into(), 1)
+    });
+    // These need a second CPU for the other thread (each side pinned to its own, so
+    // that the shootdowns each CPU received say who sent them): the first write
+    // beside a running thread (the writer sends shootdowns), `none`'s stores while
+    // another thread changes protections (the writer receives them), and the first
+    // write while another thread holds a TLB flush pending (a kernel-resolved first
+    // write sends one then, and receives none).
+    let (lo, hi) = (
+        spps.first().copied().unwrap_or(1),
+        spps.last().copied().unwrap_or(1),
+    );
+    if crate::sys::process::allowed_cpus()?.len() > 1 {
+        patterns.push(MicroPattern {
+            beside: Beside::Running,
+            ..plain(format!("pages-spp{lo}-beside"), lo)
+        });
+        patterns.push(MicroPattern {
+            beside: Beside::ChangingProtections,
+            run_by: RunBy::NoneOnly,
+            ..plain(format!("pages-spp{hi}-shot-at"), hi)
+        });
+        patterns.push(MicroPattern {
+            beside: Beside::PendingFlush,
+            run_by: RunBy::NoneAndKernelResolved,
+            ..plain(format!("pages-spp{lo}-pending"), lo)
+        });
+    }
+    Ok(patterns)
 }
 
 /// The shootdowns each side's CPU received, as [`Metric::TlbShootdownsMutatorCpu`] and

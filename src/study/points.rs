@@ -15,58 +15,15 @@ use rand::seq::SliceRandom;
 use super::config::{StudyConfig, StudyWorkload};
 use super::data::{Metric, Row, Section, Sink};
 use super::meta::{InvocationPolicy, Part};
+use super::micro_point::MicroPattern;
 use super::minheap::{self, Trial};
-use super::point::{Beside, Outcome, Point, PointOutput, PointSpec};
+use super::point::{Outcome, Point, PointOutput, PointSpec};
 use super::runner::{Key, Progress, Ran, classify, invoke};
 use super::stats;
 use crate::barrier::Variant;
 use crate::error::Result;
 
 const MIB: f64 = (1 << 20) as f64;
-
-/// One store pattern of the micro, run by every variant.
-#[derive(Clone)]
-struct MicroPattern {
-    /// The rows' workload name (`pages-spp16-f0.1`).
-    label: String,
-    stores_per_page: u64,
-    random: bool,
-    /// Share of the region's pages written.
-    dirty_fraction: f64,
-    /// Every thread of the process on one CPU.
-    pinned: bool,
-    /// What another thread of the process does meanwhile.
-    beside: Beside,
-    /// Which variants run it.
-    run_by: RunBy,
-}
-
-/// The variants that run a micro pattern.
-#[derive(Clone, Copy, PartialEq, Eq)]
-enum RunBy {
-    /// Every variant.
-    Every,
-    /// Only `none` (what it measures does not depend on the barrier).
-    NoneOnly,
-    /// `none` and the trackers whose first writes the kernel resolves (`uffd-wp-async`):
-    /// such a write sends a shootdown only while a protection change is in flight in the
-    /// process, so only a pattern with one in flight can price it.
-    NoneAndKernelResolved,
-}
-
-impl RunBy {
-    fn includes(self, v: &Variant) -> bool {
-        use crate::barrier::{BarrierKind, ServedBy};
-        let none = v.kind() == BarrierKind::None;
-        match self {
-            RunBy::Every => true,
-            RunBy::NoneOnly => none,
-            RunBy::NoneAndKernelResolved => {
-                none || v.kind().mechanism().served_by == ServedBy::Kernel
-            }
-        }
-    }
-}
 
 /// An end-to-end point to run.
 struct Planned {
@@ -130,62 +87,7 @@ impl Runner<'_> {
     fn run_micro(&mut self, variants: &[Variant]) -> Result<()> {
         let c = self.config;
         let region = c.micro_pages();
-        let plain = |label: String, spp: u64| MicroPattern {
-            label,
-            stores_per_page: spp,
-            random: false,
-            dirty_fraction: 1.0,
-            pinned: false,
-            beside: Beside::Nothing,
-            run_by: RunBy::Every,
-        };
-        let spps = c.stores_per_page();
-        let mut patterns: Vec<MicroPattern> = spps
-            .iter()
-            .map(|&spp| plain(format!("pages-spp{spp}"), spp))
-            .collect();
-        for spp in [1, 64] {
-            patterns.push(MicroPattern {
-                random: true,
-                ..plain(format!("pages-spp{spp}-random"), spp)
-            });
-        }
-        for f in [0.1, 0.01] {
-            patterns.push(MicroPattern {
-                dirty_fraction: f,
-                ..plain(format!("pages-spp16-f{f}"), 16)
-            });
-        }
-        patterns.push(MicroPattern {
-            pinned: true,
-            ..plain("pages-spp1-pinned".into(), 1)
-        });
-        // These need a second CPU for the other thread (each side pinned to its own, so
-        // that the shootdowns each CPU received say who sent them): the first write
-        // beside a running thread (the writer sends shootdowns), `none`'s stores while
-        // another thread changes protections (the writer receives them), and the first
-        // write while another thread holds a TLB flush pending (a kernel-resolved first
-        // write sends one then, and receives none).
-        let (lo, hi) = (
-            spps.first().copied().unwrap_or(1),
-            spps.last().copied().unwrap_or(1),
-        );
-        if crate::sys::process::allowed_cpus()?.len() > 1 {
-            patterns.push(MicroPattern {
-                beside: Beside::Running,
-                ..plain(format!("pages-spp{lo}-beside"), lo)
-            });
-            patterns.push(MicroPattern {
-                beside: Beside::ChangingProtections,
-                run_by: RunBy::NoneOnly,
-                ..plain(format!("pages-spp{hi}-shot-at"), hi)
-            });
-            patterns.push(MicroPattern {
-                beside: Beside::PendingFlush,
-                run_by: RunBy::NoneAndKernelResolved,
-                ..plain(format!("pages-spp{lo}-pending"), lo)
-            });
-        }
+        let patterns = super::micro_point::patterns(c)?;
         // The pinned pattern runs on the CPU given, or the first this process may use.
         let pin = match c.pin_cpu {
             Some(cpu) => cpu,
