@@ -68,8 +68,9 @@ pub struct HeapConfig {
     /// program that drives the heap itself pins its own mutators). The `uffd-wp` fault
     /// service thread is left where the thread that builds the heap may run: pinned
     /// beside the collector it would wait out each of the collector's arms before serving
-    /// a fault (a placed study's barrier-only `uffd-wp[thread]` came to 2.5 times the
-    /// unplaced slowdown), and the micro prices its faults unplaced.
+    /// a fault (in one study run so, the barrier-only prediction explained 0.35–0.61 of
+    /// `uffd-wp[thread]`'s slowdown, against 0.75–0.90 in an earlier unplaced one), and
+    /// the micro prices its faults unplaced.
     pub placement: Option<Placement>,
 }
 

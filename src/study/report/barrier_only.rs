@@ -4,8 +4,10 @@
 //! The slowdown over `none` is what the barrier costs the mutators, set beside the micro's
 //! prediction: the per-store cost times the stores, plus the per-first-write cost times
 //! the first writes counted (faults, or the pages `uffd-wp-async` recorded), plus the TLB
-//! shootdowns the tracker added, plus, for a tracker whose protection changes hold the
-//! mapping lock for writing (`mprotect`), the time of those changes.
+//! shootdowns the tracker added, each at its price (in a run placed on two CPUs, those the
+//! collector's CPU received were sent by the mutator, at the sender's price; the others
+//! at the receiver's), plus, for a tracker whose protection changes hold the mapping lock
+//! for writing (`mprotect`), the time of those changes.
 
 use super::Doc;
 use super::micro::costs;

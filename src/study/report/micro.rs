@@ -438,23 +438,15 @@ fn sent_shootdown(rows: &[Row], t: &str, lo: u64, seed: u64) -> Option<Interval>
 /// What a running thread pays per TLB shootdown it receives (see
 /// [`Costs::per_received_shootdown`]).
 fn received_shootdown(rows: &[Row], hi: u64, seed: u64) -> Option<Interval> {
-    let [shot, alone, received] = received_groups(rows, hi);
+    let passes = |m: &dyn Fn(Metric) -> f64| m(Metric::StoresNs) + m(Metric::SteadyNs);
+    let shot_at = format!("pages-spp{hi}-shot-at");
+    let shot = micro_samples(rows, "none", &shot_at, passes);
+    let alone = micro_samples(rows, "none", &format!("pages-spp{hi}"), passes);
+    let received = micro_samples(rows, "none", &shot_at, |m| m(Metric::TlbShootdowns));
     stats::bootstrap(
         &[&shot, &alone, &received],
-        stats::seed_for(seed, &format!("pages-spp{hi}-shot-at")),
+        stats::seed_for(seed, &shot_at),
         |m| (m[0] - m[1]) / m[2],
     )
     .filter(|i| i.lo > 0.0)
-}
-
-/// The samples behind [`Costs::per_received_shootdown`]: `none`'s two passes at `hi`
-/// stores per page shot at and alone, and the shootdowns it received shot at.
-fn received_groups(rows: &[Row], hi: u64) -> [Vec<f64>; 3] {
-    let passes = |m: &dyn Fn(Metric) -> f64| m(Metric::StoresNs) + m(Metric::SteadyNs);
-    let shot_at = format!("pages-spp{hi}-shot-at");
-    [
-        micro_samples(rows, "none", &shot_at, passes),
-        micro_samples(rows, "none", &format!("pages-spp{hi}"), passes),
-        micro_samples(rows, "none", &shot_at, |m| m(Metric::TlbShootdowns)),
-    ]
 }

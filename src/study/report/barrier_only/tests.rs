@@ -80,42 +80,20 @@ fn micro_beside(
     per_first: f64,
     beside: Option<(f64, f64)>,
 ) -> Vec<Row> {
-    let mut out = Vec::new();
     let mut patterns = vec![
-        ("pages-spp1", 1.0, 1000.0, per_first, 0.0),
-        ("pages-spp1024", 1024.0, 10.0, 0.0, 0.0),
+        ("pages-spp1", (1000.0, 1.0), per_first, 0.0),
+        ("pages-spp1024", (10.0, 1024.0), 0.0, 0.0),
     ];
     if let Some((ns, shootdowns)) = beside {
-        patterns.push(("pages-spp1-beside", 1.0, 1000.0, ns, shootdowns));
+        patterns.push(("pages-spp1-beside", (1000.0, 1.0), ns, shootdowns));
     }
-    for invocation in 0..3 {
-        for &(label, spp, pages, per_first, shootdowns) in &patterns {
-            let stores = spp * pages;
-            let steady = stores * (1.0 + per_store) + invocation as f64;
-            let first = per_first * pages;
-            for (metric, value) in [
-                (Metric::Stores, stores),
-                (Metric::SteadyNs, steady),
-                (Metric::StoresNs, steady + first),
-                (Metric::PagesWritten, pages),
-                (Metric::TlbShootdowns, shootdowns * pages),
-            ] {
-                out.push(Row {
-                    section: Section::Micro,
-                    tracker: tracker.into(),
-                    workload: label.into(),
-                    threads: 1,
-                    heap_mib: 64.0,
-                    invocation,
-                    round: 0,
-                    metric,
-                    value,
-                    note: String::new(),
-                });
-            }
-        }
-    }
-    out
+    patterns
+        .into_iter()
+        .flat_map(|(label, size, first, shootdowns)| {
+            let counted = [(Metric::TlbShootdowns, shootdowns)];
+            micro_rows(tracker, label, size, (per_store, first), &counted)
+        })
+        .collect()
 }
 
 #[test]
@@ -265,28 +243,7 @@ fn a_tracker_whose_faults_send_no_shootdown_is_charged_the_receivers_price() {
     ));
     rows.extend(micro_of("none", 0.0, 0.0));
     rows.extend(micro_of("uffd-wp-async[disarm]", 0.0, 0.0));
-    for invocation in 0..3 {
-        for (metric, value) in [
-            (Metric::Stores, 10_240.0),
-            (Metric::SteadyNs, 10_240.0 + 5e7),
-            (Metric::StoresNs, 10_240.0 + 5e7),
-            (Metric::PagesWritten, 10.0),
-            (Metric::TlbShootdowns, 10_000.0),
-        ] {
-            rows.push(Row {
-                section: Section::Micro,
-                tracker: "none".into(),
-                workload: "pages-spp1024-shot-at".into(),
-                threads: 1,
-                heap_mib: 64.0,
-                invocation,
-                round: 0,
-                metric,
-                value: value + invocation as f64,
-                note: String::new(),
-            });
-        }
-    }
+    rows.extend(received_at_10us());
     let mut doc = Doc::new();
     write(&mut doc, &rows, 7);
     let a = cells(&doc, "uffd-wp-async[disarm]");
@@ -318,18 +275,19 @@ fn placed(mut rows: Vec<Row>, mutator: f64, collector: f64) -> Vec<Row> {
 }
 
 /// Micro rows of `tracker` for pattern `label` over three processes: `pages` pages at
-/// `spp` stores each, `first` ns more per page in the first pass than in the second,
-/// and per page written the `counted` metrics (shootdowns).
+/// `spp` stores each, each store `per_store` ns over `none`'s 1 ns in both passes, `first`
+/// ns more per page in the first pass than in the second, and per page written the
+/// `counted` metrics (shootdowns).
 fn micro_rows(
     tracker: &str,
     label: &str,
     (pages, spp): (f64, f64),
-    first: f64,
+    (per_store, first): (f64, f64),
     counted: &[(Metric, f64)],
 ) -> Vec<Row> {
     let mut out = Vec::new();
     for invocation in 0..3 {
-        let steady = spp * pages + invocation as f64;
+        let steady = spp * pages * (1.0 + per_store) + invocation as f64;
         let values = [
             (Metric::Stores, spp * pages),
             (Metric::SteadyNs, steady),
@@ -355,6 +313,19 @@ fn micro_rows(
     out
 }
 
+/// `none`'s rounds while another thread changes protections: both passes of 10 pages at
+/// 1,024 stores take 5 ms more than alone, with 10,000 shootdowns received, so 10 µs more
+/// per shootdown received.
+fn received_at_10us() -> Vec<Row> {
+    micro_rows(
+        "none",
+        "pages-spp1024-shot-at",
+        (10.0, 1024.0),
+        (5e7 / 10_240.0, 0.0),
+        &[(Metric::TlbShootdowns, 1000.0)],
+    )
+}
+
 /// Placed on two CPUs, the shootdowns the collector's CPU received (the mutator's first
 /// writes sent them) are charged at the micro's sent price, those the mutator's CPU
 /// received at the received price; each beyond `none`'s.
@@ -365,31 +336,11 @@ fn a_placed_run_charges_what_the_mutator_sent_and_what_it_received_apart() {
     rows.extend(placed(rows_of(async_, 900.0, 0.0, 0.0), 10_100.0, 20_050.0));
     rows.extend(micro_of("none", 0.0, 0.0));
     rows.extend(micro_of(async_, 0.0, 0.0));
-    // Received: `none`'s passes at 1,024 stores per page take 10 µs more per shootdown
-    // received while another thread changes protections.
     let (mutator, collector) = (
         Metric::TlbShootdownsMutatorCpu,
         Metric::TlbShootdownsCollectorCpu,
     );
-    let shot_hi = micro_rows(
-        "none",
-        "pages-spp1024-shot-at",
-        (10.0, 1024.0),
-        0.0,
-        &[(Metric::TlbShootdowns, 1000.0)],
-    );
-    // `micro_rows` adds the time to the first pass only: both passes take 5 ms more.
-    rows.extend(shot_hi.into_iter().map(|r| match r.metric {
-        Metric::SteadyNs => Row {
-            value: r.value + 5e7,
-            ..r
-        },
-        Metric::StoresNs => Row {
-            value: r.value + 5e7,
-            ..r
-        },
-        _ => r,
-    }));
+    rows.extend(received_at_10us());
     // Sent: while another thread holds a TLB flush pending, the async first write takes
     // 20 µs a page against `none`'s 0 and its own 0 alone, and sends one shootdown a page
     // (received by the other thread's CPU): 20 µs per shootdown sent.
@@ -397,14 +348,14 @@ fn a_placed_run_charges_what_the_mutator_sent_and_what_it_received_apart() {
         "none",
         "pages-spp1-pending",
         (1000.0, 1.0),
-        0.0,
+        (0.0, 0.0),
         &[(mutator, 0.0), (collector, 0.0)],
     ));
     rows.extend(micro_rows(
         async_,
         "pages-spp1-pending",
         (1000.0, 1.0),
-        20_000.0,
+        (0.0, 20_000.0),
         &[(mutator, 0.0), (collector, 1.0)],
     ));
     let mut doc = Doc::new();
