@@ -53,6 +53,9 @@ pub struct Mutator<B: StoreBarrier = DynBarrier> {
     shared: Arc<MutatorShared>,
     /// The allocation stall in progress, if the current allocation found the heap full.
     stall: AllocationStall,
+    /// While a pre-clean paces the mutators: when this one last started to run
+    /// (`collector/pace.rs`).
+    paced_since: Option<std::time::Instant>,
     /// Neither `Send` nor `Sync`: a mutator belongs to the thread that made it (the
     /// thread's safepoint bookkeeping refers to it, and it writes its root stack and
     /// buffers without synchronisation).
@@ -115,6 +118,7 @@ impl<B: StoreBarrier> Mutator<B> {
             heap,
             shared,
             stall: AllocationStall::default(),
+            paced_since: None,
             _thread_bound: std::marker::PhantomData,
         }
     }
@@ -225,6 +229,11 @@ impl<B: StoreBarrier> Mutator<B> {
         // First: in a child of fork, before anything that may lock or wait.
         self.inner().collector.check_process()?;
         self.safepoint();
+        if self.inner().collector.pace.is_on() {
+            self.pace();
+        } else {
+            self.paced_since = None;
+        }
         let bytes = object::object_size(nrefs, payload_bytes);
         if nrefs >= 1 << 31 || payload_bytes >= 1 << 32 || bytes > self.space().len() {
             return Err(Error::InvalidArgument(format!(
@@ -245,6 +254,22 @@ impl<B: StoreBarrier> Mutator<B> {
         // reads it only after this `Release` store of a non-zero header.
         unsafe { object::header_word(addr).store(header.encode(), Ordering::Release) };
         Ok(ObjRef::from_addr(addr).expect("heap addresses are non-zero"))
+    }
+
+    /// A pre-clean that does not converge paces the mutators: having run for a while
+    /// since it last waited, this one waits in proportion (counted as stopped, so that a
+    /// pause does not wait for it), or until pacing ends (`collector/pace.rs`).
+    #[cold]
+    fn pace(&mut self) {
+        let pace = &self.heap.inner.collector.pace;
+        let now = std::time::Instant::now();
+        let since = *self.paced_since.get_or_insert(now);
+        let Some(owed) = pace.owed(now - since) else {
+            return;
+        };
+        while_blocked(|| pace.wait(owed));
+        self.heap.inner.collector.record_paced(now);
+        self.paced_since = Some(std::time::Instant::now());
     }
 
     /// Takes a cell of `class`, refilling the run (and collecting) as needed.

@@ -114,7 +114,11 @@ pub fn run(opts: &HeapOpts, workload: &Workload) -> ExitCode {
         .heap_bytes(heap_mib << 20)
         .barrier(barrier)
         .huge_pages(opts.huge_pages)
-        .log_cycles(opts.log_cycles);
+        .log_cycles(opts.log_cycles)
+        .preclean_pacing(
+            (opts.preclean_pacing_percent < 100)
+                .then(|| opts.preclean_pacing_percent as f64 / 100.0),
+        );
     if let Some(n) = opts.marker_threads {
         cfg = cfg.marker_threads(n as usize);
     }

@@ -23,6 +23,11 @@ pub struct HeapOpts {
     /// Threads that mark in a pause, 1 to 256 (default: the CPUs available).
     #[arg(long, value_parser = |s: &str| in_range(s, 1, MAX_MARKER_THREADS))]
     pub marker_threads: Option<u64>,
+    /// The mutators' share of the time, in percent (1 to 99), while a pre-clean that
+    /// does not converge paces them at their allocations, so that remark inherits a
+    /// short round (default 50); 100 turns pacing off.
+    #[arg(long, default_value_t = 50, value_parser = |s: &str| in_range(s, 1, 100))]
+    pub preclean_pacing_percent: u64,
     /// Advise the heap `MADV_HUGEPAGE` (transparent huge pages) instead of
     /// `MADV_NOHUGEPAGE`; the result's `heap_huge_mib` says how much of the heap huge
     /// pages backed at the end (a page tracker's write protection splits them).

@@ -96,6 +96,10 @@ pub struct RunReport {
     pub alloc_stall_ms: f64,
     /// Their time by the collector's phase when each began, in cycle order.
     pub alloc_stall_by_phase_ms: serde_json::Map<String, Value>,
+    /// The waits of mutators paced by a pre-clean that did not converge.
+    pub paced_waits: usize,
+    /// Their total time.
+    pub paced_ms: f64,
 }
 
 impl RunReport {
@@ -153,6 +157,8 @@ impl RunReport {
             alloc_stalls: s.allocation_stalls.len(),
             alloc_stall_ms: ms(s.allocation_stalls.iter().map(|x| x.duration).sum()),
             alloc_stall_by_phase_ms: stall_ms_by_phase(&s.allocation_stalls),
+            paced_waits: s.paced.len(),
+            paced_ms: ms(s.paced.iter().map(|x| x.duration).sum()),
         }
     }
 }

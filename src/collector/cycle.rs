@@ -12,6 +12,7 @@ use std::sync::Arc;
 use std::time::Instant;
 
 use super::mark::Marker;
+use super::pace;
 use super::pacer::CycleEnd;
 use super::safepoint::{MutatorShared, Wanted};
 use super::{Cause, CycleStats, Gc, Pause, PauseKind, Phase, verify};
@@ -83,8 +84,8 @@ fn cycle(gc: &Gc<'_>, n: u64, cause: Cause) {
             Some(t) => {
                 c.initial_mark();
                 c.concurrent_mark();
-                c.preclean(t);
-                c.remark(t);
+                let pacing = c.preclean(t);
+                c.remark(t, pacing);
                 c.disarm(t);
             }
             None => c.stop_the_world_mark(),
@@ -362,24 +363,39 @@ impl<'g> Cycle<'g> {
     ///    before, so while rescanning is faster than the mutators dirty memory the
     ///    rounds shrink geometrically, and so does remark's share.
     ///
-    ///    A round that finds no fewer than the one before (the mutators dirty memory as
-    ///    fast as a round cleans it) ends pre-cleaning for a page tracker, and remark
-    ///    takes the rest: its re-arm write-protects the pages again, so each further
-    ///    round costs the mutators a fault on every page they write again, for no
-    ///    smaller remark (binary trees at 132 MiB ran 2.0 times as long under `mprotect`
-    ///    when such rounds went on). A store-path tracker's re-arm clears bytes the
-    ///    mutators never wait for, so it goes on: a mutator allocating at full speed
-    ///    dirties the frontier as fast as a round cleans it (GCBench at 64 MiB: 8,695
-    ///    cards, then 10,411) until the heap fills and it waits for this cycle, and the
-    ///    next round then finds almost nothing; stopping at the first such round handed
-    ///    remark 8,000 to 10,000 cards (1.2 to 1.7 ms pauses).
-    fn preclean(&mut self, t: &dyn DirtyTracker) {
+    ///    A round that took long and found no fewer than three quarters of the round
+    ///    before (the mutators dirty memory about as fast as a round cleans it) turns
+    ///    pacing on for the rounds after it: the mutators then run only part of the
+    ///    time (`collector/pace.rs`), so the rounds shrink again and remark inherits a
+    ///    short one. Without pacing, remark took the whole of such a round (the LRU
+    ///    cache at 140 MiB under the card table: 7,800 cards, 4 to 7 ms).
+    ///
+    ///    A round that finds no fewer than the one before, with the mutators paced
+    ///    during the whole of it (or pacing off), ends pre-cleaning for a page tracker, and remark takes
+    ///    the rest: its re-arm write-protects the pages again, so each further round
+    ///    costs the mutators a fault on every page they write again, for no smaller
+    ///    remark (binary trees at 132 MiB ran 2.0 times as long under `mprotect` when
+    ///    such rounds went on). A store-path tracker's re-arm clears bytes the mutators
+    ///    never wait for, so it goes on: a mutator allocating at full speed dirties the
+    ///    frontier as fast as a round cleans it (GCBench at 64 MiB: 8,695 cards, then
+    ///    10,411) until the heap fills and it waits for this cycle, and the next round
+    ///    then finds almost nothing; stopping at the first such round handed remark
+    ///    8,000 to 10,000 cards (1.2 to 1.7 ms pauses).
+    ///
+    ///    Pacing, if on, stays on until remark has stopped the world (the returned
+    ///    guard): ended earlier, it let the mutators dirty pages at full speed until the
+    ///    pause began (binary trees under `uffd-wp-async`: 800 to 3,600 pages in the
+    ///    0.2 to 0.5 ms before remark, after a last round that found fewer than 32).
+    fn preclean(&mut self, t: &dyn DirtyTracker) -> Option<pace::PaceGuard<'g>> {
         self.gc.collector.enter_phase(Phase::Preclean);
         let t0 = Instant::now();
         let shift = t.granule_shift();
         let rearm_costs_faults = t.kind().is_page_level();
+        let pace = &self.gc.collector.pace;
+        let mut pacing = None;
         let mut previous = usize::MAX;
-        for _ in 0..self.gc.config.max_preclean_rounds {
+        for round in 1..=self.gc.config.max_preclean_rounds {
+            let started = Instant::now();
             self.harvest(t, true);
             let count = self.dirty.count(self.granules(shift));
             if self.gc.config.record_dirty_pages && self.stats.preclean_dirty.is_empty() {
@@ -392,21 +408,38 @@ impl<'g> Cycle<'g> {
             self.marker.rescan(&self.dirty, shift, false);
             self.stats.preclean_rescanned += (self.marker.objects_rescanned - before) as usize;
             self.drain_concurrently();
-            if count <= self.gc.config.preclean_threshold
-                || (rearm_costs_faults && count >= previous)
+            if count <= self.gc.config.preclean_threshold {
+                break;
+            }
+            let converging = count.saturating_mul(4) < previous.saturating_mul(3);
+            let slow = !converging && started.elapsed() >= pace::SLOW_ROUND;
+            if pacing.is_none()
+                && pace.enabled()
+                && (slow || self.gc.config.testing.pace_from_first_round)
+            {
+                pacing = Some(pace.start());
+                self.stats.paced_from_round = Some(round);
+            } else if rearm_costs_faults
+                && count >= previous
+                // The round after pacing began found what was written before it took
+                // effect: the first paced round is the one after.
+                && self.stats.paced_from_round.is_none_or(|p| round > p + 1)
             {
                 break;
             }
             previous = count;
         }
         self.stats.mark += t0.elapsed();
+        pacing
     }
 
-    /// 5. Remark (pause): harvest without re-arm, rescan the dirty granules and the
-    ///    roots, trace to completion.
-    fn remark(&mut self, t: &dyn DirtyTracker) {
+    /// 5. Remark (pause): end the pre-clean's pacing (the mutators are stopped now),
+    ///    harvest without re-arm, rescan the dirty granules and the roots, trace to
+    ///    completion.
+    fn remark(&mut self, t: &dyn DirtyTracker, pacing: Option<pace::PaceGuard<'_>>) {
         let shift = t.granule_shift();
         self.pause(PauseKind::Remark, |c, mutators| {
+            drop(pacing);
             let t0 = Instant::now();
             c.harvest(t, false);
             let t1 = Instant::now();

@@ -11,7 +11,10 @@
 //! 4. **Pre-clean** (a few concurrent rounds): harvest the dirty set with re-arm, rescan
 //!    the marked objects in the dirty granules, trace; stop when a round finds little
 //!    (a page tracker also when a round finds no fewer than the one before: each of
-//!    its re-arms costs the mutators a fault per page written again).
+//!    its re-arms costs the mutators a fault per page written again). When the rounds
+//!    stop shrinking, the mutators are paced: they wait at their allocations so as to
+//!    run only part of the time until remark (`collector/pace.rs`), so that remark
+//!    inherits a short round.
 //! 5. **Remark** (pause): harvest without re-arm, rescan the dirty granules and the roots,
 //!    trace to completion. Marking is complete.
 //! 6. **Disarm** (after the pause, mutators running).
@@ -61,6 +64,7 @@ mod cycle;
 mod duty;
 mod mark;
 mod marker_pool;
+mod pace;
 mod pacer;
 pub(crate) mod safepoint;
 mod stats;
@@ -146,6 +150,9 @@ pub(crate) struct Collector {
     pacer: Pacer,
     /// The helpers that mark in pauses, parked between them.
     markers: MarkerPool,
+    /// Whether a pre-clean that does not converge paces the mutators now
+    /// (`collector/pace.rs`).
+    pub(crate) pace: pace::Pace,
     /// The current [`Phase`].
     phase: AtomicU8,
     /// The process that made the heap, which alone has its collector thread
@@ -168,6 +175,7 @@ impl Collector {
             thread: Mutex::new(None),
             pacer: Pacer::new(config),
             markers: MarkerPool::new(config.marker_threads - 1, config.testing.fail_in_marker)?,
+            pace: pace::Pace::new(config),
             phase: AtomicU8::new(Phase::Idle as u8),
             pid: crate::sys::process::pid(),
         })
@@ -285,6 +293,17 @@ impl Collector {
             phase: Some(phase),
         };
         self.stats.lock().allocation_stalls.push(stall);
+    }
+
+    /// Records a mutator's wait for a non-converging pre-clean (`collector/pace.rs`)
+    /// that began at `start` and ends now.
+    pub(crate) fn record_paced(&self, start: Instant) {
+        let stall = Stall {
+            start: start.saturating_duration_since(self.created),
+            duration: start.elapsed(),
+            phase: Some(Phase::Preclean),
+        };
+        self.stats.lock().paced.push(stall);
     }
 
     /// The trigger, called by a mutator after it took a run or a large object: requests

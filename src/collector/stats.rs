@@ -167,6 +167,9 @@ pub struct CycleStats {
     pub handed_out: u64,
     /// Granules found dirty by each pre-clean round.
     pub preclean_dirty: Vec<usize>,
+    /// The pre-clean round (from 1) after which the mutators were paced, if they were
+    /// (`collector/pace.rs`).
+    pub paced_from_round: Option<usize>,
     /// The heap pages dirty at the first pre-clean round (written since arm), when
     /// [`crate::HeapConfig::record_dirty_pages`] is on.
     pub dirty_pages: Vec<usize>,
@@ -249,6 +252,9 @@ pub struct Stats {
     /// waited for it to complete, in the order they happened. A fallback to a full
     /// collection comes only after such a wait found no room.
     pub allocation_stalls: Vec<Stall>,
+    /// The waits of mutators paced by a pre-clean that did not converge
+    /// ([`crate::HeapConfig::preclean_pacing`]), in the order they happened.
+    pub paced: Vec<Stall>,
     /// Barrier-only mode ([`crate::HeapConfig::duty_cycle`]): the periods completed, the
     /// time the tracker was armed in them, and the granules their harvests handed over.
     pub duty: DutyStats,
@@ -340,7 +346,8 @@ impl CycleStats {
     /// with pre-clean, harvests, disarm, sweep), heap before → after (of `heap_bytes`), bytes marked,
     /// freed and allocated during it, dirty granules (allocation frontier / older
     /// objects), remark's dirty granules with the objects it rescanned in them, the
-    /// objects it newly marked, and the time of its harvest and of its rescan and trace, pages handed out, the concurrent drains helpers finished, faults (of
+    /// objects it newly marked (after each pre-clean round's dirty granules, and the
+    /// round after which the mutators were paced), and the time of its harvest and of its rescan and trace, pages handed out, the concurrent drains helpers finished, faults (of
     /// which on the frontier), the degradation
     /// with its cause, and the pacer's inputs and decision (live `L`, goal `G`, ratio
     /// `r`, predicted allocation `E`, the next trigger and its floor).
@@ -349,7 +356,7 @@ impl CycleStats {
         format!(
             "[gc {}] cycle {} {:.3}ms (arm {:.3} mark {:.3} harvest {:.3} disarm {:.3} \
              sweep {:.3}) heap {:.1}M->{:.1}M({:.0}M) marked {:.1}M freed {:.1}M \
-             allocated {:.1}M dirty {} (frontier {}, old {}) remark-dirty {} (rescanned {}, traced {}; harvest {:.3}ms, \
+             allocated {:.1}M dirty {} (frontier {}, old {}) pre-clean {:?}{} remark-dirty {} (rescanned {}, traced {}; harvest {:.3}ms, \
              rescan and trace {:.3}ms) handed-out {} \
              helped {} faults {} (frontier {}) degraded {} | pacer L {:.1}M G {:.1}M r {:.3} E {:.1}M \
              next after {:.1}M (floor {:.1}M, {} free pages)",
@@ -370,6 +377,11 @@ impl CycleStats {
             self.dirty_frontier + self.dirty_old,
             self.dirty_frontier,
             self.dirty_old,
+            self.preclean_dirty,
+            match self.paced_from_round {
+                Some(r) => format!(" paced after round {r}"),
+                None => String::new(),
+            },
             self.remark_dirty,
             self.remark_rescanned,
             self.remark_traced,
@@ -433,6 +445,7 @@ impl Stats {
             bytes_allocated: self.bytes_allocated.saturating_sub(earlier.bytes_allocated),
             marker_threads: self.marker_threads,
             allocation_stalls: tail(&self.allocation_stalls, &earlier.allocation_stalls),
+            paced: tail(&self.paced, &earlier.paced),
             duty: self.duty.since(&earlier.duty),
             stalls: tail(&self.stalls, &earlier.stalls),
             log_lines_lost: self.log_lines_lost.saturating_sub(earlier.log_lines_lost),

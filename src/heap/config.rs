@@ -29,6 +29,10 @@ pub struct HeapConfig {
     pub max_preclean_rounds: usize,
     /// Stop pre-cleaning when a round finds at most this many dirty granules.
     pub preclean_threshold: usize,
+    /// While pre-cleaning does not converge, the mutators run at most this share of the
+    /// time, waiting at their allocations (`collector/pace.rs`), so that remark inherits
+    /// a short round; `None`: never pace (remark then takes whatever the last round left).
+    pub preclean_pacing: Option<f64>,
     /// Objects traced between two polls of the fault service (`uffd-wp`, collector layout).
     pub mark_poll_interval: usize,
     /// Ask for transparent huge pages on the heap (default: `MADV_NOHUGEPAGE`).
@@ -120,6 +124,7 @@ impl Default for HeapConfig {
             pacing: true,
             max_preclean_rounds: 8,
             preclean_threshold: 32,
+            preclean_pacing: Some(0.5),
             mark_poll_interval: 64,
             huge_pages: false,
             verify: false,
@@ -182,6 +187,12 @@ impl HeapConfig {
     /// Pre-clean stops at this many dirty granules.
     pub fn preclean_threshold(mut self, n: usize) -> Self {
         self.preclean_threshold = n;
+        self
+    }
+    /// The mutators' share of the time while a non-converging pre-clean paces them
+    /// (in (0, 1)), or `None` for no pacing.
+    pub fn preclean_pacing(mut self, share: Option<f64>) -> Self {
+        self.preclean_pacing = share;
         self
     }
     /// Transparent huge pages on the heap.
@@ -255,6 +266,14 @@ impl HeapConfig {
             return Err(Error::InvalidArgument(format!(
                 "trigger {} must be in (0, 1]",
                 self.trigger
+            )));
+        }
+        if let Some(share) = self.preclean_pacing
+            && !(share > 0.0 && share < 1.0)
+        {
+            return Err(Error::InvalidArgument(format!(
+                "preclean_pacing {share} must be in (0, 1): the mutators' share of the time \
+                 while pre-cleaning paces them"
             )));
         }
         if self.testing.drop_every_nth_dirty == Some(0) || self.mark_poll_interval == 0 {

@@ -20,4 +20,8 @@ pub struct Testing {
     pub fail_in_pause_of_cycle: Option<u64>,
     /// Fail (panic) in every marker helper thread that joins a parallel drain in a pause.
     pub fail_in_marker: bool,
+    /// Pace the mutators from the first pre-clean round on, whatever the rounds find
+    /// (with [`crate::HeapConfig::preclean_pacing`] set): forces the pacing path, which
+    /// changes when the mutators run, never what is recorded.
+    pub pace_from_first_round: bool,
 }

@@ -84,6 +84,10 @@ pub fn macro_rows(r: &workload::RunResult, w: &Workload) -> Vec<(Metric, f64)> {
             Metric::AllocStallMs,
             ms(s.allocation_stalls.iter().map(|st| st.duration).sum()),
         ),
+        (
+            Metric::PacedMs,
+            ms(s.paced.iter().map(|st| st.duration).sum()),
+        ),
         (Metric::HandedOut, s.tracker.handed_out as f64),
         (Metric::FrontierFaults, s.tracker.frontier_faults as f64),
         (Metric::DirtyFrontier, s.dirty_split().0 as f64),
@@ -128,14 +132,15 @@ pub fn macro_rows(r: &workload::RunResult, w: &Workload) -> Vec<(Metric, f64)> {
     for wms in MMU_WINDOWS_MS {
         out.push((Metric::Mmu(wms), r.mmu(Duration::from_millis(wms))));
     }
-    // MMU over the pauses and the writers' fault stalls and allocation stalls (a stall of
+    // MMU over the pauses and the writers' fault stalls, allocation stalls and paced
+    // waits (a stall of
     // one of T mutators costs 1/T of the process for its duration), where the tracker
     // measures fault stalls (`uffd-wp-async`'s are resolved in the kernel, unseen).
     let method = s.tracker.stall_method;
     if !method.is_empty() && method != crate::barrier::STALL_KERNEL {
         let span = |start: Duration, d: Duration| (start.as_secs_f64(), (start + d).as_secs_f64());
         let pauses: Vec<(f64, f64)> = s.pauses.iter().map(|p| span(p.start, p.duration)).collect();
-        let stalls: Vec<(f64, f64)> = (s.stalls.iter().chain(&s.allocation_stalls))
+        let stalls: Vec<(f64, f64)> = (s.stalls.iter().chain(&s.allocation_stalls).chain(&s.paced))
             .map(|st| span(st.start, st.duration))
             .collect();
         let (a, b) = span(r.run_start, r.wall);

@@ -153,6 +153,9 @@ metrics! {
     AllocStalls = "alloc_stalls",
     /// Time mutators spent in those waits (ms, summed over mutators).
     AllocStallMs = "alloc_stall_ms",
+    /// Time mutators waited, paced by a pre-clean that did not converge (ms, summed over
+    /// mutators).
+    PacedMs = "paced_ms",
     /// Pages handed to the allocator dirty while a page tracker was armed.
     HandedOut = "handed_out",
     /// Faults on pages handed out during the cycle (a harvest had protected them again).

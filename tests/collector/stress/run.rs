@@ -4,6 +4,7 @@ use std::sync::Arc;
 use std::sync::atomic::{AtomicBool, AtomicU64, AtomicUsize, Ordering};
 use std::time::{Duration, Instant};
 
+use barrierlab::internals::Testing;
 use barrierlab::{BarrierKind, HeapConfig, ServiceLayout};
 use rand::rngs::StdRng;
 use rand::{Rng, SeedableRng};
@@ -36,13 +37,17 @@ pub(crate) fn run_config(
     );
     // The collector's knobs vary with the seed: no pre-cleaning at all, or many rounds
     // that run to the end (wider windows between harvest and remark); card marking
-    // plain or conditional; every fault-service layout.
+    // plain or conditional; every fault-service layout; mutators never paced by the
+    // pre-clean, paced when it does not converge (the default), or paced from its first
+    // round (the pacing path forced: waits at allocations while cycles pre-clean).
     let mut knobs = StdRng::seed_from_u64(seed ^ 0x6b6e_6f62);
     let rounds = [0, 1, 3, 8][knobs.random_range(0..4)];
     let threshold = [0, 32][knobs.random_range(0..2)];
     let conditional = knobs.random_bool(0.5);
     let layouts = uffd_wp_layouts();
     let layout = layouts[knobs.random_range(0..layouts.len())];
+    let (pacing, pace_always) =
+        [(None, false), (Some(0.5), false), (Some(0.3), true)][knobs.random_range(0..3)];
     let trigger = match sizing {
         Sizing::Roomy => [0.3, 0.5, 0.7][knobs.random_range(0..3)],
         // Late, and without the pacer: a cycle starts when the heap is nearly full (the
@@ -66,11 +71,21 @@ pub(crate) fn run_config(
             .pacing(sizing == Sizing::Roomy)
             .max_preclean_rounds(rounds)
             .preclean_threshold(threshold)
+            .preclean_pacing(pacing)
+            .testing(Testing {
+                pace_from_first_round: pace_always,
+                ..Testing::default()
+            })
             .verify(true),
         &what,
     )?;
     let knobs = format!(
-        "pre-clean {rounds} rounds to {threshold}, trigger {trigger}{}{}",
+        "pre-clean {rounds} rounds to {threshold}, {}, trigger {trigger}{}{}",
+        match (pacing, pace_always) {
+            (None, _) => "never paced".to_string(),
+            (Some(share), false) => format!("paced at {share} if not converging"),
+            (Some(share), true) => format!("paced at {share} from round 1"),
+        },
         if kind == BarrierKind::CardTable && conditional {
             ", conditional cards"
         } else {

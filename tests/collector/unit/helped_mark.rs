@@ -7,7 +7,7 @@ use barrierlab::{BarrierKind, ObjRef};
 use super::for_every_barrier;
 
 /// Children per tree node: a wide tree keeps many grey objects on the stack to share.
-const FANOUT: usize = 4;
+pub(super) const FANOUT: usize = 4;
 /// Tree depth: 4^0 + … + 4^9 = 349,525 nodes (about 16 MiB).
 const DEPTH: u32 = 9;
 /// Cycles the mutator allocates through before it gives up waiting for a helped drain.
@@ -15,7 +15,7 @@ const MOST_CYCLES: u64 = 60;
 /// Cycles it allocates through in any case (those after a helped one are verified too).
 const LEAST_CYCLES: u64 = 8;
 
-fn build(m: &mut barrierlab::Mutator, depth: u32, next_id: &mut u64) -> ObjRef {
+pub(super) fn build(m: &mut barrierlab::Mutator, depth: u32, next_id: &mut u64) -> ObjRef {
     let node = m.alloc(FANOUT, 8).expect("node");
     m.write_payload(node, 0, *next_id).expect("id");
     *next_id += 1;
@@ -33,7 +33,7 @@ fn build(m: &mut barrierlab::Mutator, depth: u32, next_id: &mut u64) -> ObjRef {
 }
 
 /// Sums the ids of the tree under `node` and counts its nodes.
-fn walk(m: &barrierlab::Mutator, node: ObjRef) -> (u64, u64) {
+pub(super) fn walk(m: &barrierlab::Mutator, node: ObjRef) -> (u64, u64) {
     let (mut sum, mut count) = (0, 0);
     let mut stack = vec![node];
     while let Some(n) = stack.pop() {

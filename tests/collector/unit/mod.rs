@@ -12,6 +12,7 @@ mod errors;
 mod fault_stalls;
 mod helped_mark;
 mod objects;
+mod pacing;
 
 use std::time::Duration;
 

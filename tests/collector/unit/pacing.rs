@@ -1,0 +1,138 @@
+//! Pre-clean pacing (`collector/pace.rs`): while pacing is on, an allocating mutator
+//! waits now and then, counted as stopped, and nothing reachable is lost by it; with
+//! pacing off it never waits; a share outside (0, 1) is refused.
+
+use barrierlab::internals::Testing;
+use barrierlab::{BarrierKind, Heap, HeapConfig, Phase};
+
+use super::helped_mark::{FANOUT, build, walk};
+use super::{assert_invalid, for_every_barrier};
+
+/// Tree depth: 4^0 + … + 4^9 = 349,525 nodes (about 16 MiB), all dirtied again and again,
+/// so that a pre-clean round has milliseconds of rescanning to do.
+const DEPTH: u32 = 9;
+/// Cycles the mutator runs through before it gives up waiting for a paced wait.
+const MOST_CYCLES: u64 = 40;
+/// Cycles it runs through in any case.
+const LEAST_CYCLES: u64 = 4;
+
+fn forced(kind: BarrierKind, share: Option<f64>) -> HeapConfig {
+    HeapConfig::new()
+        .heap_bytes(64 << 20)
+        .barrier(kind)
+        .preclean_pacing(share)
+        .testing(Testing {
+            pace_from_first_round: true,
+            ..Testing::default()
+        })
+        .verify(true)
+}
+
+/// Builds a tree, then allocates garbage and rewrites a slot of every tree node over and
+/// over (so that every pre-clean round finds work) until a paced wait was seen, or
+/// [`MOST_CYCLES`] ran. Checks the tree and the verifier, and returns the heap's waits.
+fn run(heap: &Heap) -> Vec<barrierlab::Stall> {
+    let kind = heap.barrier();
+    let mut m = heap.mutator();
+    let mut ids = 0;
+    let tree = build(&mut m, DEPTH, &mut ids);
+    let root = m.push_root(tree).expect("root");
+    let nodes = (FANOUT.pow(DEPTH + 1) - 1) / (FANOUT - 1);
+    let expected = (ids * (ids - 1) / 2, nodes as u64);
+    let first = heap.stats().cycles;
+    loop {
+        let st = heap.stats();
+        let n = st.cycles - first;
+        if n >= MOST_CYCLES || (n >= LEAST_CYCLES && !st.paced.is_empty()) {
+            break;
+        }
+        // Each node's last slot is rewritten with what it holds: the same graph, with
+        // every node's granule dirty again; and garbage allocated beside it.
+        let mut stack = vec![m.root(root).expect("rooted")];
+        while let Some(node) = stack.pop() {
+            let last = m.read_ref(node, FANOUT - 1).expect("slot");
+            m.write_ref(node, FANOUT - 1, last).expect("rewrite");
+            for i in 0..FANOUT {
+                stack.extend(m.read_ref(node, i).expect("slot"));
+            }
+            m.alloc(2, 16).expect("garbage");
+        }
+    }
+    let tree = m.root(root).expect("rooted");
+    assert_eq!(
+        walk(&m, tree),
+        expected,
+        "{kind}: the tree after the cycles"
+    );
+    let st = heap.stats();
+    assert_eq!(
+        st.verifier_failures, 0,
+        "{kind}: {:?}",
+        st.verifier_messages
+    );
+    st.paced
+}
+
+#[test]
+fn a_paced_mutator_waits_in_pre_clean_and_loses_nothing() {
+    for_every_barrier(
+        "a_paced_mutator_waits_in_pre_clean_and_loses_nothing",
+        |k| forced(k, Some(0.3)),
+        |heap| {
+            let kind = heap.barrier();
+            let paced = run(&heap);
+            let cycles = heap.stats().cycle_log;
+            if kind == BarrierKind::None {
+                // No pre-clean: every collection stops the world for the whole mark.
+                assert!(paced.is_empty(), "{kind}: {} paced waits", paced.len());
+                assert!(cycles.iter().all(|c| c.paced_from_round.is_none()));
+                return;
+            }
+            assert!(
+                !paced.is_empty(),
+                "{kind}: no paced wait in {} cycles (pre-clean rounds: {:?})",
+                cycles.len(),
+                cycles
+                    .iter()
+                    .map(|c| c.preclean_dirty.len())
+                    .collect::<Vec<_>>()
+            );
+            assert!(
+                paced.iter().all(|w| w.phase == Some(Phase::Preclean)),
+                "{kind}: a wait outside pre-clean: {paced:?}"
+            );
+            assert!(
+                cycles.iter().any(|c| c.paced_from_round == Some(1)),
+                "{kind}: pacing forced from round 1, but no cycle says so"
+            );
+        },
+    );
+}
+
+#[test]
+fn with_pacing_off_a_mutator_never_waits() {
+    for kind in [BarrierKind::CardTable, BarrierKind::UffdWpSigbus] {
+        let what = format!("with_pacing_off_a_mutator_never_waits [{kind}]");
+        if let Some(heap) = crate::support::heap_or_skip(forced(kind, None), &what) {
+            crate::support::with_timeout(60, &what, move || {
+                let paced = run(&heap);
+                assert!(paced.is_empty(), "{kind}: {} paced waits", paced.len());
+                let cycles = heap.stats().cycle_log;
+                assert!(
+                    cycles.len() >= LEAST_CYCLES as usize,
+                    "{kind}: {} cycles",
+                    cycles.len()
+                );
+                assert!(cycles.iter().all(|c| c.paced_from_round.is_none()));
+            });
+        }
+    }
+}
+
+#[test]
+fn a_pacing_share_outside_0_to_1_is_refused() {
+    for share in [0.0, 1.0, -0.5, f64::NAN, f64::INFINITY] {
+        let config = HeapConfig::new().preclean_pacing(Some(share));
+        assert_invalid(Heap::new(config), &format!("preclean_pacing({share})"));
+    }
+}
