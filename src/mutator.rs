@@ -53,9 +53,9 @@ pub struct Mutator<B: StoreBarrier = DynBarrier> {
     shared: Arc<MutatorShared>,
     /// The allocation stall in progress, if the current allocation found the heap full.
     stall: AllocationStall,
-    /// While a pre-clean paces the mutators: when this one last started to run
-    /// (`collector/pace.rs`).
-    paced_since: Option<std::time::Instant>,
+    /// While a pre-clean paces the mutators: the pacing period and when this mutator
+    /// last started to run in it (`collector/pace.rs`).
+    paced_since: Option<(u64, std::time::Instant)>,
     /// Neither `Send` nor `Sync`: a mutator belongs to the thread that made it (the
     /// thread's safepoint bookkeeping refers to it, and it writes its root stack and
     /// buffers without synchronisation).
@@ -160,6 +160,9 @@ impl<B: StoreBarrier> Mutator<B> {
         {
             registry::park(self.inner(), &self.shared);
         }
+        if self.inner().collector.pace.is_on() {
+            self.pace();
+        }
     }
 
     /// Runs `f`, which may block, without holding up a pause of this heap or of any
@@ -229,11 +232,6 @@ impl<B: StoreBarrier> Mutator<B> {
         // First: in a child of fork, before anything that may lock or wait.
         self.inner().collector.check_process()?;
         self.safepoint();
-        if self.inner().collector.pace.is_on() {
-            self.pace();
-        } else {
-            self.paced_since = None;
-        }
         let bytes = object::object_size(nrefs, payload_bytes);
         if nrefs >= 1 << 31 || payload_bytes >= 1 << 32 || bytes > self.space().len() {
             return Err(Error::InvalidArgument(format!(
@@ -257,19 +255,30 @@ impl<B: StoreBarrier> Mutator<B> {
     }
 
     /// A pre-clean that does not converge paces the mutators: having run for a while
-    /// since it last waited, this one waits in proportion (counted as stopped, so that a
-    /// pause does not wait for it), or until pacing ends (`collector/pace.rs`).
+    /// in this pacing period since it last waited, this one waits in proportion
+    /// (counted as stopped, so that a pause does not wait for it), or until pacing ends
+    /// (`collector/pace.rs`). Never in a child of `fork`, where no collector ends it.
     #[cold]
+    #[inline(never)]
     fn pace(&mut self) {
-        let pace = &self.heap.inner.collector.pace;
-        let now = std::time::Instant::now();
-        let since = *self.paced_since.get_or_insert(now);
-        let Some(owed) = pace.owed(now - since) else {
+        let collector = &self.heap.inner.collector;
+        if collector.check_process().is_err() {
+            return;
+        }
+        let (period, now) = (collector.pace.period(), std::time::Instant::now());
+        let since = match self.paced_since {
+            Some((p, since)) if p == period => since,
+            _ => {
+                self.paced_since = Some((period, now));
+                return;
+            }
+        };
+        let Some(owed) = collector.pace.owed(now - since) else {
             return;
         };
-        while_blocked(|| pace.wait(owed));
-        self.heap.inner.collector.record_paced(now);
-        self.paced_since = Some(std::time::Instant::now());
+        while_blocked(|| collector.pace.wait(owed));
+        collector.record_paced(now);
+        self.paced_since = Some((period, std::time::Instant::now()));
     }
 
     /// Takes a cell of `class`, refilling the run (and collecting) as needed.

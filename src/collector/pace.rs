@@ -11,8 +11,9 @@
 //!
 //! Here: when a pre-clean round took longer than [`SLOW_ROUND`] and found no fewer
 //! than three quarters of the round before, the collector turns pacing on for the rest
-//! of the pre-clean. A mutator then waits, at its allocation slow path (a new run of
-//! cells or a large object, so nothing on the fast path), so that it runs at most
+//! of the pre-clean. A mutator then waits, at its safepoint polls (its allocation slow
+//! path, a new run of cells or a large object, and [`crate::Mutator::safepoint`]; not the
+//! allocation fast path), so that it runs at most
 //! [`HeapConfig::preclean_pacing`] of the time: after running `t` since its last wait
 //! it waits `t × (1 − share) / share`, counted as stopped (a pause does not wait for it)
 //! and recorded in [`Stats::paced`](super::Stats::paced), which the minimum mutator
@@ -20,10 +21,9 @@
 //! ends. Each round then finds about `share` of what the one before found, and remark
 //! inherits a short one.
 //!
-//! A mutator that dirties memory without allocating is not paced: like Go's assists,
-//! the charge is made where the mutator allocates.
+//! A mutator that dirties memory without reaching a safepoint poll is not paced.
 
-use std::sync::atomic::{AtomicBool, Ordering};
+use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
 use std::time::{Duration, Instant};
 
 use parking_lot::{Condvar, Mutex};
@@ -36,7 +36,7 @@ pub(crate) const SLOW_ROUND: Duration = Duration::from_micros(500);
 
 /// A paced mutator runs at least this long between two waits, so that the waits are
 /// few and long enough to be worth a sleep.
-pub(crate) const SLICE: Duration = Duration::from_micros(200);
+pub(crate) const SLICE: Duration = Duration::from_micros(100);
 
 /// The collector's side: whether pacing is on, and the wake-up when it ends.
 #[derive(Debug)]
@@ -44,6 +44,9 @@ pub(crate) struct Pace {
     /// The mutators' share of the time while pacing; `None`: never pace.
     share: Option<f64>,
     on: AtomicBool,
+    /// Counts the times pacing was turned on: a mutator's run is measured from when it
+    /// first saw this period.
+    period: AtomicU64,
     lock: Mutex<()>,
     ended: Condvar,
 }
@@ -53,6 +56,7 @@ impl Pace {
         Pace {
             share: config.preclean_pacing,
             on: AtomicBool::new(false),
+            period: AtomicU64::new(0),
             lock: Mutex::new(()),
             ended: Condvar::new(),
         }
@@ -73,6 +77,7 @@ impl Pace {
     /// Turns pacing on; it stays on until the returned guard is dropped (at the end of
     /// the pre-clean, or while a panic unwinds through it).
     pub(crate) fn start(&self) -> PaceGuard<'_> {
+        self.period.fetch_add(1, Ordering::Relaxed);
         self.on.store(true, Ordering::Relaxed);
         PaceGuard(self)
     }
@@ -81,6 +86,11 @@ impl Pace {
         let _guard = self.lock.lock();
         self.on.store(false, Ordering::Relaxed);
         self.ended.notify_all();
+    }
+
+    /// The current pacing period (see [`Pace::start`]).
+    pub(crate) fn period(&self) -> u64 {
+        self.period.load(Ordering::Relaxed)
     }
 
     /// How long a mutator that has run for `ran` since its last wait must wait now, if
