@@ -16,10 +16,11 @@
 //! allocation fast path), so that it runs at most
 //! [`HeapConfig::preclean_pacing`] of the time: after running `t` since its last wait
 //! it waits `t × (1 − share) / share`, counted as stopped (a pause does not wait for it)
-//! and recorded in [`Stats::paced`](super::Stats::paced), which the minimum mutator
-//! utilisation counts as time the mutator did not run. The wait ends early when pacing
-//! ends. Each round then finds about `share` of what the one before found, and remark
-//! inherits a short one.
+//! and recorded in [`Stats::paced`](super::Stats::paced), which the study's MMU with
+//! stalls counts as time the mutator did not run. The wait ends early when pacing ends
+//! (inside remark's pause). The rounds then shrink, down to a floor: what the mutators
+//! dirty in their share of a round, which for random stores at page granularity stays
+//! at hundreds of pages (the README's known problems).
 //!
 //! A mutator that dirties memory without reaching a safepoint poll is not paced.
 

@@ -38,6 +38,9 @@ pub struct Health {
     pub alloc_per_cycle_mib: f64,
     /// Allocation-stall time over wall time and mutators (NaN where not recorded).
     pub stall_share: f64,
+    /// Time the mutators waited, paced by a pre-clean that did not converge, over wall
+    /// time and mutators (NaN where not recorded).
+    pub paced_share: f64,
     /// Why the point is not a barrier result, if it is not.
     pub failure: Option<String>,
 }
@@ -85,17 +88,21 @@ pub fn health(
         .map(|(&c, &f)| if c > 0.0 { f / c } else { 0.0 })
         .collect();
     let med = |v: Vec<f64>| if v.is_empty() { f64::NAN } else { median(&v) };
+    // Per invocation: a time the mutators spent, over the wall time and the mutators.
+    let share_of_wall = |m: Metric| -> Vec<f64> {
+        (get(tracker, m).iter())
+            .zip(get(tracker, Metric::WallMs))
+            .map(|(&t, wall)| t / (wall * threads.max(1) as f64))
+            .collect()
+    };
     let mut h = Health {
         cycles: median(&cycles),
         fallbacks: med(fallbacks),
         fallback_share: med(shares),
         armed_share: med(get(tracker, Metric::ArmedShare)),
         alloc_per_cycle_mib: med(get(tracker, Metric::AllocPerCycleMib)),
-        stall_share: med(get(tracker, Metric::AllocStallMs)
-            .iter()
-            .zip(get(tracker, Metric::WallMs))
-            .map(|(&stall, wall)| stall / (wall * threads.max(1) as f64))
-            .collect()),
+        stall_share: med(share_of_wall(Metric::AllocStallMs)),
+        paced_share: med(share_of_wall(Metric::PacedMs)),
         failure: None,
     };
     if !is_concurrent(tracker) {
@@ -212,6 +219,15 @@ mod tests {
             "{u:?}"
         );
         assert!(h("mprotect").passes());
+        // Paced waits are reported the same way, and judge nothing.
+        all.push(row("mprotect", Metric::PacedMs, 400.0));
+        let h = |t| health(&all, t, "w", 2, 256.0).unwrap();
+        assert!((h("mprotect").paced_share - 0.2).abs() < 1e-9);
+        assert!(
+            h("mprotect").passes(),
+            "pacing is not a failure of the point"
+        );
+        assert!(h("uffd-wp").paced_share.is_nan());
         assert!(
             h("card-table").stall_share.is_nan(),
             "not recorded: not judged"

@@ -21,7 +21,7 @@ pub fn point_heading(rows: &[Row], (wl, threads, heap): &PointKey) -> String {
     )
 }
 
-const COLUMNS: [&str; 26] = [
+const COLUMNS: [&str; 27] = [
     "tracker",
     "n",
     "wall ms",
@@ -42,6 +42,7 @@ const COLUMNS: [&str; 26] = [
     "cycles",
     "fallbacks",
     "alloc stalls",
+    "paced",
     "armed",
     "MiB / cycle",
     "faults",
@@ -65,6 +66,7 @@ pub(super) fn write(doc: &mut Doc, rows: &[Row], seed: u64) {
          stalls at 10 ms (– where the tracker has no stalls to measure). Concurrency health: *cycles* \
          completed; *fallbacks* (full collections an allocation forced); *alloc stalls*, the share of \
          each mutator's wall time spent waiting for a running cycle because the heap was full; \
+         *paced*, the share it spent waiting because a pre-clean that did not converge paced it; \
          *armed*, the share of wall \
          time with the tracker armed, from the cycle log (per concurrent cycle: arm, the initial-mark \
          pause, concurrent mark and pre-clean, the remark pause); *MiB / cycle* allocated. A concurrent \
@@ -144,6 +146,7 @@ pub(super) fn write(doc: &mut Doc, rows: &[Row], seed: u64) {
                 Cell::count(med(Metric::Cycles)),
                 Cell::count(med(Metric::Fallbacks)),
                 Cell::percent(h.as_ref().map_or(f64::NAN, |h| h.stall_share)),
+                Cell::percent(h.as_ref().map_or(f64::NAN, |h| h.paced_share)),
                 Cell::percent(med(Metric::ArmedShare)),
                 Cell::number(med(Metric::AllocPerCycleMib)),
                 Cell::count(med(Metric::Faults)),
