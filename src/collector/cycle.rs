@@ -371,11 +371,11 @@ impl<'g> Cycle<'g> {
     ///    cache at 140 MiB under the card table: 7,800 cards, 4 to 7 ms).
     ///
     ///    A round that finds no fewer than the one before, with the mutators paced
-    ///    during the whole of it (or pacing off), ends pre-cleaning for a page tracker, and remark takes
-    ///    the rest: its re-arm write-protects the pages again, so each further round
-    ///    costs the mutators a fault on every page they write again, for no smaller
-    ///    remark (binary trees at 132 MiB ran 2.0 times as long under `mprotect` when
-    ///    such rounds went on). A store-path tracker's re-arm clears bytes the mutators
+    ///    during the whole of it (or pacing off), ends pre-cleaning for a page
+    ///    tracker, and remark takes the rest: its re-arm write-protects the pages
+    ///    again, so each further round costs the mutators a fault on every page they
+    ///    write again, for no smaller remark (binary trees at 132 MiB ran 2.0 times as
+    ///    long under `mprotect` when such rounds went on). A store-path tracker's re-arm clears bytes the mutators
     ///    never wait for, so it goes on: a mutator allocating at full speed dirties the
     ///    frontier as fast as a round cleans it (GCBench at 64 MiB: 8,695 cards, then
     ///    10,411) until the heap fills and it waits for this cycle, and the next round

@@ -287,22 +287,23 @@ impl Collector {
 
     /// Records an allocation stall that began at `start`, in `phase`, and ends now.
     pub(crate) fn record_allocation_stall(&self, start: Instant, phase: Phase) {
-        let stall = Stall {
+        let stall = self.stall_until_now(start, phase);
+        self.stats.lock().allocation_stalls.push(stall);
+    }
+
+    /// A mutator's wait that began at `start`, in `phase`, and ends now.
+    fn stall_until_now(&self, start: Instant, phase: Phase) -> Stall {
+        Stall {
             start: start.saturating_duration_since(self.created),
             duration: start.elapsed(),
             phase: Some(phase),
-        };
-        self.stats.lock().allocation_stalls.push(stall);
+        }
     }
 
     /// Records a mutator's wait for a non-converging pre-clean (`collector/pace.rs`)
     /// that began at `start` and ends now.
     pub(crate) fn record_paced(&self, start: Instant) {
-        let stall = Stall {
-            start: start.saturating_duration_since(self.created),
-            duration: start.elapsed(),
-            phase: Some(Phase::Preclean),
-        };
+        let stall = self.stall_until_now(start, Phase::Preclean);
         self.stats.lock().paced.push(stall);
     }
 

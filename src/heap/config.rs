@@ -25,7 +25,8 @@ pub struct HeapConfig {
     pub pacing: bool,
     /// At most this many pre-clean rounds per cycle (fewer when a round finds at most
     /// [`HeapConfig::preclean_threshold`] dirty granules, or, for a page tracker, no
-    /// fewer than the round before).
+    /// fewer than the round before, except the round just after pacing began:
+    /// [`HeapConfig::preclean_pacing`]).
     pub max_preclean_rounds: usize,
     /// Stop pre-cleaning when a round finds at most this many dirty granules.
     pub preclean_threshold: usize,

@@ -15,7 +15,7 @@ const MOST_CYCLES: u64 = 60;
 /// Cycles it allocates through in any case (those after a helped one are verified too).
 const LEAST_CYCLES: u64 = 8;
 
-pub(super) fn build(m: &mut barrierlab::Mutator, depth: u32, next_id: &mut u64) -> ObjRef {
+fn build(m: &mut barrierlab::Mutator, depth: u32, next_id: &mut u64) -> ObjRef {
     let node = m.alloc(FANOUT, 8).expect("node");
     m.write_payload(node, 0, *next_id).expect("id");
     *next_id += 1;
@@ -33,7 +33,7 @@ pub(super) fn build(m: &mut barrierlab::Mutator, depth: u32, next_id: &mut u64) 
 }
 
 /// Sums the ids of the tree under `node` and counts its nodes.
-pub(super) fn walk(m: &barrierlab::Mutator, node: ObjRef) -> (u64, u64) {
+fn walk(m: &barrierlab::Mutator, node: ObjRef) -> (u64, u64) {
     let (mut sum, mut count) = (0, 0);
     let mut stack = vec![node];
     while let Some(n) = stack.pop() {
@@ -46,6 +46,44 @@ pub(super) fn walk(m: &barrierlab::Mutator, node: ObjRef) -> (u64, u64) {
         }
     }
     (sum, count)
+}
+
+/// A tree of [`DEPTH`] levels, built and rooted, with what a walk of it must find.
+pub(super) struct RootedTree {
+    /// Its root slot.
+    pub(super) root: usize,
+    expected: (u64, u64),
+}
+
+impl RootedTree {
+    pub(super) fn build(m: &mut barrierlab::Mutator) -> RootedTree {
+        let mut ids = 0;
+        let tree = build(m, DEPTH, &mut ids);
+        let root = m.push_root(tree).expect("root");
+        let nodes = (FANOUT.pow(DEPTH + 1) - 1) / (FANOUT - 1);
+        RootedTree {
+            root,
+            expected: (ids * (ids - 1) / 2, nodes as u64),
+        }
+    }
+
+    /// Checks that every node is still there with its id, and that the verifier found
+    /// nothing.
+    pub(super) fn check(&self, heap: &barrierlab::Heap, m: &barrierlab::Mutator) {
+        let kind = heap.barrier();
+        let tree = m.root(self.root).expect("rooted");
+        assert_eq!(
+            walk(m, tree),
+            self.expected,
+            "{kind}: the tree after the cycles"
+        );
+        let st = heap.stats();
+        assert_eq!(
+            st.verifier_failures, 0,
+            "{kind}: {:?}",
+            st.verifier_messages
+        );
+    }
 }
 
 #[test]
@@ -62,11 +100,7 @@ fn a_mutator_waiting_for_room_is_helped_and_nothing_reachable_is_lost() {
         |heap| {
             let kind = heap.barrier();
             let mut m = heap.mutator();
-            let mut ids = 0;
-            let tree = build(&mut m, DEPTH, &mut ids);
-            let root = m.push_root(tree).expect("root");
-            let nodes = (FANOUT.pow(DEPTH + 1) - 1) / (FANOUT - 1);
-            let expected = (ids * (ids - 1) / 2, nodes as u64);
+            let tree = RootedTree::build(&mut m);
             let first = heap.stats().cycles;
             let helped = |heap: &barrierlab::Heap| -> u32 {
                 heap.stats().cycle_log.iter().map(|c| c.helped_drains).sum()
@@ -83,18 +117,8 @@ fn a_mutator_waiting_for_room_is_helped_and_nothing_reachable_is_lost() {
                     m.alloc(2, 16).expect("garbage");
                 }
             }
-            let tree = m.root(root).expect("rooted");
-            assert_eq!(
-                walk(&m, tree),
-                expected,
-                "{kind}: the tree after the cycles"
-            );
+            tree.check(&heap, &m);
             let st = heap.stats();
-            assert_eq!(
-                st.verifier_failures, 0,
-                "{kind}: {:?}",
-                st.verifier_messages
-            );
             if kind == BarrierKind::None {
                 assert_eq!(helped(&heap), 0, "{kind}: it marks in pauses only");
             } else {

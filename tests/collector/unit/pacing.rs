@@ -5,12 +5,9 @@
 use barrierlab::internals::Testing;
 use barrierlab::{BarrierKind, Heap, HeapConfig, Phase};
 
-use super::helped_mark::{FANOUT, build, walk};
+use super::helped_mark::{FANOUT, RootedTree};
 use super::{assert_invalid, for_every_barrier};
 
-/// Tree depth: 4^0 + … + 4^9 = 349,525 nodes (about 16 MiB), all dirtied again and again,
-/// so that a pre-clean round has milliseconds of rescanning to do.
-const DEPTH: u32 = 9;
 /// Cycles the mutator runs through before it gives up waiting for a paced wait.
 const MOST_CYCLES: u64 = 40;
 /// Cycles it runs through in any case.
@@ -28,17 +25,13 @@ fn forced(kind: BarrierKind, share: Option<f64>) -> HeapConfig {
         .verify(true)
 }
 
-/// Builds a tree, then allocates garbage and rewrites a slot of every tree node over and
+/// Builds a tree (16 MiB, so that a pre-clean round has milliseconds of rescanning to
+/// do), then allocates garbage and rewrites a slot of every tree node over and
 /// over (so that every pre-clean round finds work) until a paced wait was seen, or
 /// [`MOST_CYCLES`] ran. Checks the tree and the verifier, and returns the heap's waits.
 fn run(heap: &Heap) -> Vec<barrierlab::Stall> {
-    let kind = heap.barrier();
     let mut m = heap.mutator();
-    let mut ids = 0;
-    let tree = build(&mut m, DEPTH, &mut ids);
-    let root = m.push_root(tree).expect("root");
-    let nodes = (FANOUT.pow(DEPTH + 1) - 1) / (FANOUT - 1);
-    let expected = (ids * (ids - 1) / 2, nodes as u64);
+    let tree = RootedTree::build(&mut m);
     let first = heap.stats().cycles;
     loop {
         let st = heap.stats();
@@ -48,7 +41,7 @@ fn run(heap: &Heap) -> Vec<barrierlab::Stall> {
         }
         // Each node's last slot is rewritten with what it holds: the same graph, with
         // every node's granule dirty again; and garbage allocated beside it.
-        let mut stack = vec![m.root(root).expect("rooted")];
+        let mut stack = vec![m.root(tree.root).expect("rooted")];
         while let Some(node) = stack.pop() {
             let last = m.read_ref(node, FANOUT - 1).expect("slot");
             m.write_ref(node, FANOUT - 1, last).expect("rewrite");
@@ -58,19 +51,8 @@ fn run(heap: &Heap) -> Vec<barrierlab::Stall> {
             m.alloc(2, 16).expect("garbage");
         }
     }
-    let tree = m.root(root).expect("rooted");
-    assert_eq!(
-        walk(&m, tree),
-        expected,
-        "{kind}: the tree after the cycles"
-    );
-    let st = heap.stats();
-    assert_eq!(
-        st.verifier_failures, 0,
-        "{kind}: {:?}",
-        st.verifier_messages
-    );
-    st.paced
+    tree.check(heap, &m);
+    heap.stats().paced
 }
 
 #[test]
