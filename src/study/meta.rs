@@ -27,29 +27,12 @@ pub fn steal_share(before: CpuTicks, after: CpuTicks) -> f64 {
     after.steal.saturating_sub(before.steal) as f64 / total as f64
 }
 
-/// The commit the binary was built from (`git rev-parse HEAD` in the crate's folder),
-/// with `-dirty` when the work tree has changes; `unknown` without git.
+/// The commit the binary was built from: `git rev-parse HEAD` when it was built, with
+/// `-dirty` when tracked files differed from it, `unknown` outside a git checkout (baked
+/// in by the build script, `src/build.rs`). Not read at run time: a binary copied aside
+/// and run after later commits must still name its own.
 pub fn commit() -> String {
-    let dir = env!("CARGO_MANIFEST_DIR");
-    let git = |args: &[&str]| {
-        std::process::Command::new("git")
-            .arg("-C")
-            .arg(dir)
-            .args(args)
-            .output()
-            .ok()
-            .filter(|o| o.status.success())
-            .map(|o| String::from_utf8_lossy(&o.stdout).trim().to_string())
-    };
-    match git(&["rev-parse", "HEAD"]) {
-        Some(head) if !head.is_empty() => {
-            match git(&["status", "--porcelain", "--untracked-files=no"]) {
-                Some(s) if !s.is_empty() => format!("{head}-dirty"),
-                _ => head,
-            }
-        }
-        _ => "unknown".into(),
-    }
+    env!("BARRIERLAB_COMMIT").to_string()
 }
 
 /// A time as `YYYY-MM-DDTHH:MM:SSZ` (UTC).
@@ -314,6 +297,26 @@ mod tests {
         assert!((steal_share(a, b) - 0.1).abs() < 1e-12);
         assert_eq!(steal_share(a, a), 0.0);
         assert!(cpu_ticks().total > 0, "/proc/stat is readable");
+    }
+
+    #[test]
+    fn the_commit_is_the_one_this_test_binary_was_built_from() {
+        // Built from this checkout a moment ago: HEAD now is the build's HEAD. Without git
+        // (a packaged crate) the commit is `unknown`.
+        let head = std::process::Command::new("git")
+            .args(["-C", env!("CARGO_MANIFEST_DIR"), "rev-parse", "HEAD"])
+            .output()
+            .ok()
+            .filter(|o| o.status.success())
+            .map(|o| String::from_utf8_lossy(&o.stdout).trim().to_string());
+        let c = commit();
+        match head {
+            Some(head) => assert!(
+                c == head || c == format!("{head}-dirty"),
+                "baked {c}, checkout at {head}"
+            ),
+            None => assert_eq!(c, "unknown"),
+        }
     }
 
     #[test]
