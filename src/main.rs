@@ -203,6 +203,10 @@ enum Command {
         /// Only the points whose interval lies beyond 1 by the margin.
         #[arg(long)]
         changed: bool,
+        /// One JSON object instead of the Markdown (the verdicts across runs with their
+        /// counts, and each later run against the first), for tools that read it as data.
+        #[arg(long)]
+        json: bool,
     },
     /// Report which write-barrier mechanisms this kernel offers, and why not the others.
     Probe {
@@ -314,7 +318,7 @@ fn report(dir: &std::path::Path) -> ExitCode {
 }
 
 /// `compare RUN RUN [RUN…]`.
-fn compare(runs: &[PathBuf], metrics: Option<Vec<String>>, changed: bool) -> ExitCode {
+fn compare(runs: &[PathBuf], metrics: Option<Vec<String>>, changed: bool, json: bool) -> ExitCode {
     use barrierlab::study::{Metric, compare, data};
     let metrics: Vec<Metric> = match metrics {
         None => compare::HEADLINE_METRICS.to_vec(),
@@ -341,14 +345,28 @@ fn compare(runs: &[PathBuf], metrics: Option<Vec<String>>, changed: bool) -> Exi
             }
         }
     }
-    let mut text = compare::render_agreements(&compare::agreements(&rows), rows.len());
-    for (i, later) in rows.iter().enumerate().skip(1) {
-        let mut cmp = compare::compare(&rows[0], later, &metrics);
-        if changed {
-            cmp.retain(|c| c.verdict() != "no difference stated");
-        }
+    let agreements = compare::agreements(&rows);
+    let later: Vec<Vec<compare::Comparison>> = rows[1..]
+        .iter()
+        .map(|later| {
+            let mut cmp = compare::compare(&rows[0], later, &metrics);
+            if changed {
+                cmp.retain(|c| c.verdict() != "no difference stated");
+            }
+            cmp
+        })
+        .collect();
+    if json {
+        let paths: Vec<&std::path::Path> = runs.iter().map(PathBuf::as_path).collect();
+        return emit(&format!(
+            "{:#}\n",
+            compare::to_json(&paths, &agreements, &later)
+        ));
+    }
+    let mut text = compare::render_agreements(&agreements, rows.len());
+    for (i, cmp) in later.iter().enumerate() {
         text.push('\n');
-        text.push_str(&compare::render(&cmp, &runs[0], &runs[i]));
+        text.push_str(&compare::render(cmp, &runs[0], &runs[i + 1]));
     }
     emit(&text)
 }
@@ -361,7 +379,8 @@ fn main() -> ExitCode {
             runs,
             metrics,
             changed,
-        } => compare(&runs, metrics, changed),
+            json,
+        } => compare(&runs, metrics, changed, json),
         Command::Gcbench {
             peer: Some(peer),
             incremental,

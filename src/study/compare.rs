@@ -11,7 +11,8 @@
 //! Points are matched by (section, variant, workload, threads, heap rank): each run finds
 //! its own minimum heaps, so the k-th smallest heap of a workload is matched with the
 //! k-th smallest (both sizes are shown). Only result rows count. It reads rows and
-//! prints a table; it never measures.
+//! prints tables, or with `--json` one object ([`to_json`]) for tools that read it as
+//! data; it never measures.
 
 use std::collections::BTreeMap;
 use std::path::Path;
@@ -309,6 +310,39 @@ pub fn render(cmp: &[Comparison], old: &Path, new: &Path) -> String {
     s
 }
 
+/// How the verdicts across runs came out: what [`render_agreements`] and [`to_json`]
+/// both report.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct AgreementCounts {
+    /// Verdicts judged (not `not judged`, not `not in every run`).
+    pub judged: usize,
+    /// Of those, a difference stated in every run (`slower` or `faster`).
+    pub stated: usize,
+    /// Of those, reversals.
+    pub reversed: usize,
+    /// Of those, the same verdict in every run judged alone.
+    pub same: usize,
+}
+
+impl AgreementCounts {
+    /// Counts `a`.
+    pub fn of(a: &[Agreement]) -> AgreementCounts {
+        let judged: Vec<&Agreement> = a
+            .iter()
+            .filter(|x| !x.statement.starts_with("not "))
+            .collect();
+        AgreementCounts {
+            judged: judged.len(),
+            stated: judged
+                .iter()
+                .filter(|x| x.statement == "slower" || x.statement == "faster")
+                .count(),
+            reversed: judged.iter().filter(|x| x.statement == "REVERSAL").count(),
+            same: judged.iter().filter(|x| x.same_in_every_run).count(),
+        }
+    }
+}
+
 /// The verdicts across runs as a Markdown table, with the counts and the reversals.
 pub fn render_agreements(a: &[Agreement], runs: usize) -> String {
     let mut s = format!(
@@ -330,36 +364,74 @@ pub fn render_agreements(a: &[Agreement], runs: usize) -> String {
         }
         s.push_str(&format!(" {} |\n", super::format::cell_text(&x.statement)));
     }
-    let judged: Vec<&Agreement> = a
-        .iter()
-        .filter(|x| !x.statement.starts_with("not "))
-        .collect();
-    let stated = judged
-        .iter()
-        .filter(|x| x.statement == "slower" || x.statement == "faster")
-        .count();
-    let reversals: Vec<&&Agreement> = judged
-        .iter()
-        .filter(|x| x.statement == "REVERSAL")
-        .collect();
-    let same = judged.iter().filter(|x| x.same_in_every_run).count();
+    let n = AgreementCounts::of(a);
     s.push_str(&format!(
-        "\n{} verdicts judged: {stated} stated in every run, {} reversed, {} with no difference \
+        "\n{} verdicts judged: {} stated in every run, {} reversed, {} with no difference \
          stated. Each run judged alone (slower, faster, or no difference stated): the same verdict \
-         in every run for {same} of {} ({:.0}%).\n",
-        judged.len(),
-        reversals.len(),
-        judged.len() - stated - reversals.len(),
-        judged.len(),
-        100.0 * same as f64 / judged.len().max(1) as f64
+         in every run for {} of {} ({:.0}%).\n",
+        n.judged,
+        n.stated,
+        n.reversed,
+        n.judged - n.stated - n.reversed,
+        n.same,
+        n.judged,
+        100.0 * n.same as f64 / n.judged.max(1) as f64
     ));
-    for r in reversals {
+    for r in a.iter().filter(|x| x.statement == "REVERSAL") {
         s.push_str(&format!(
             "- reversal: {} {} {}\n",
             r.point, r.tracker, r.metric
         ));
     }
     s
+}
+
+/// An interval as JSON: `{"estimate", "lo", "hi"}`, or `null`.
+fn interval_json(r: &Option<Interval>) -> serde_json::Value {
+    match r {
+        Some(r) => serde_json::json!({"estimate": r.estimate, "lo": r.lo, "hi": r.hi}),
+        None => serde_json::Value::Null,
+    }
+}
+
+/// The whole comparison as one JSON object, for tools that read it as data (the paper's
+/// generator): the runs, the margin, the verdicts across runs with their counts, and per
+/// later run its run-to-run comparisons with the first.
+pub fn to_json(runs: &[&Path], a: &[Agreement], later: &[Vec<Comparison>]) -> serde_json::Value {
+    let n = AgreementCounts::of(a);
+    serde_json::json!({
+        "runs": runs.iter().map(|p| p.display().to_string()).collect::<Vec<_>>(),
+        "margin": MARGIN,
+        "verdicts": {
+            "judged": n.judged,
+            "stated": n.stated,
+            "reversed": n.reversed,
+            "same_in_every_run": n.same,
+            "points": a.iter().map(|x| serde_json::json!({
+                "point": x.point,
+                "tracker": x.tracker,
+                "metric": x.metric,
+                "ratios": x.ratios.iter().map(interval_json).collect::<Vec<_>>(),
+                "statement": x.statement,
+                "same_in_every_run": x.same_in_every_run,
+            })).collect::<Vec<_>>(),
+        },
+        "run_to_run": later.iter().enumerate().map(|(i, cmp)| serde_json::json!({
+            "run": i + 2,
+            "points": cmp.iter().map(|c| serde_json::json!({
+                "section": c.section,
+                "tracker": c.tracker,
+                "workload": c.workload,
+                "threads": c.threads,
+                "heap_mib": [c.heap_mib.0, c.heap_mib.1],
+                "metric": c.metric,
+                "old": {"median": c.old.0, "n": c.old.1},
+                "new": {"median": c.new.0, "n": c.new.1},
+                "ratio": interval_json(&c.ratio),
+                "verdict": c.verdict(),
+            })).collect::<Vec<_>>(),
+        })).collect::<Vec<_>>(),
+    })
 }
 
 #[cfg(test)]

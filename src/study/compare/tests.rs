@@ -127,3 +127,54 @@ fn an_unhealthy_point_is_not_judged() {
         a[0]
     );
 }
+
+#[test]
+fn the_json_says_what_the_markdown_says() {
+    let runs = [run(120.0, 64.0), run(80.0, 64.0), run(121.0, 64.0)];
+    let a = agreements(&runs);
+    let later: Vec<Vec<Comparison>> = runs[1..]
+        .iter()
+        .map(|r| compare(&runs[0], r, &[Metric::WallMs]))
+        .collect();
+    let paths = [Path::new("a"), Path::new("b"), Path::new("c")];
+    let j = to_json(&paths, &a, &later);
+    let v = &j["verdicts"];
+    assert_eq!(v["judged"], 1);
+    assert_eq!(v["reversed"], 1);
+    assert_eq!(v["stated"], 0);
+    assert_eq!(v["same_in_every_run"], 0);
+    let p = &v["points"][0];
+    assert_eq!(p["statement"], "REVERSAL");
+    assert_eq!(p["metric"], "wall_ms");
+    assert_eq!(p["ratios"].as_array().unwrap().len(), 3);
+    // The second run's interval lies below 1 by the margin: the reversal's other side.
+    let hi = p["ratios"][1]["hi"].as_f64().unwrap();
+    assert!(hi < 1.0 - MARGIN, "{p}");
+    assert!(
+        render_agreements(&a, 3).contains("1 verdicts judged: 0 stated in every run, 1 reversed")
+    );
+    // One run-to-run list per later run, each with the first run's card table and `none`.
+    let r = j["run_to_run"].as_array().unwrap();
+    assert_eq!(r.len(), 2);
+    assert_eq!(r[0]["run"], 2);
+    let card = r[0]["points"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .find(|c| c["tracker"] == "card-table")
+        .unwrap();
+    assert_eq!(card["verdict"], "lower");
+    assert_eq!(card["section"], "macro");
+    assert_eq!(j["runs"][2], "c");
+}
+
+#[test]
+fn a_point_missing_from_a_run_has_a_null_ratio() {
+    let mut second = run(120.0, 64.0);
+    second.retain(|r| r.tracker == "none");
+    let a = agreements(&[run(120.0, 64.0), second]);
+    let j = to_json(&[Path::new("a"), Path::new("b")], &a, &[]);
+    let p = &j["verdicts"]["points"][0];
+    assert_eq!(p["statement"], "not in every run", "{p}");
+    assert!(p["ratios"][1].is_null(), "{p}");
+}
