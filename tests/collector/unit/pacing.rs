@@ -27,7 +27,7 @@ fn forced(kind: BarrierKind, share: Option<f64>) -> HeapConfig {
 
 /// Builds a tree (16 MiB, so that a pre-clean round has milliseconds of rescanning to
 /// do), then allocates garbage and rewrites a slot of every tree node over and
-/// over (so that every pre-clean round finds work) until a paced wait was seen, or
+/// over (so that every pre-clean round finds work), polling at every node, until a paced wait was seen, or
 /// [`MOST_CYCLES`] ran. Checks the tree and the verifier, and returns the heap's waits.
 fn run(heap: &Heap) -> Vec<barrierlab::Stall> {
     let mut m = heap.mutator();
@@ -49,6 +49,11 @@ fn run(heap: &Heap) -> Vec<barrierlab::Stall> {
                 stack.extend(m.read_ref(node, i).expect("slot"));
             }
             m.alloc(2, 16).expect("garbage");
+            // A poll per node, as a real mutator's loop has: small allocations take the
+            // slow path (where pacing is also checked) only once per run of cells, and a
+            // forced pre-clean round can end before the next one (seen: 40 cycles of
+            // `uffd-wp-sigbus` without a wait).
+            m.safepoint();
         }
     }
     tree.check(heap, &m);
