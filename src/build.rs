@@ -36,8 +36,13 @@ fn main() {
             println!("cargo:rerun-if-changed={dir}/{branch}");
         }
     }
+    // Every tracked top-level entry, so that `-dirty` follows an edit to any of them.
     for path in [
         "Cargo.toml",
+        "Cargo.lock",
+        "README.md",
+        ".gitignore",
+        ".ci",
         "src",
         "tests",
         "benches",

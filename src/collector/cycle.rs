@@ -375,12 +375,13 @@ impl<'g> Cycle<'g> {
     ///    tracker, and remark takes the rest: its re-arm write-protects the pages
     ///    again, so each further round costs the mutators a fault on every page they
     ///    write again, for no smaller remark (binary trees at 132 MiB ran 2.0 times as
-    ///    long under `mprotect` when such rounds went on). A store-path tracker's re-arm clears bytes the mutators
-    ///    never wait for, so it goes on: a mutator allocating at full speed dirties the
-    ///    frontier as fast as a round cleans it (GCBench at 64 MiB: 8,695 cards, then
-    ///    10,411) until the heap fills and it waits for this cycle, and the next round
-    ///    then finds almost nothing; stopping at the first such round handed remark
-    ///    8,000 to 10,000 cards (1.2 to 1.7 ms pauses).
+    ///    long under `mprotect` when such rounds went on). A store-path tracker's
+    ///    re-arm clears bytes the mutators never wait for, so it goes on: a mutator
+    ///    allocating at full speed dirties the frontier as fast as a round cleans it
+    ///    (GCBench at 64 MiB: 8,695 cards, then 10,411) until the heap fills and it
+    ///    waits for this cycle, and the next round then finds almost nothing; stopping
+    ///    at the first such round handed remark 8,000 to 10,000 cards (1.2 to 1.7 ms
+    ///    pauses).
     ///
     ///    Pacing, if on, stays on until remark has stopped the world (the returned
     ///    guard): ended earlier, it let the mutators dirty pages at full speed until the
