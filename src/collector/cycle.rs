@@ -393,7 +393,7 @@ impl<'g> Cycle<'g> {
         let shift = t.granule_shift();
         let rearm_costs_faults = t.kind().is_page_level();
         let pace = &self.gc.collector.pace;
-        let mut pacing = None;
+        let (mut pacing, mut pacing_since) = (None, None);
         let mut previous = usize::MAX;
         for round in 1..=self.gc.config.max_preclean_rounds {
             let started = Instant::now();
@@ -419,6 +419,7 @@ impl<'g> Cycle<'g> {
                 && (slow || self.gc.config.testing.pace_from_first_round)
             {
                 pacing = Some(pace.start());
+                pacing_since = Some(Instant::now());
                 self.stats.paced_from_round = Some(round);
             } else if rearm_costs_faults
                 && count >= previous
@@ -429,6 +430,11 @@ impl<'g> Cycle<'g> {
                 break;
             }
             previous = count;
+        }
+        // A test that forces pacing holds it on long enough to be seen (`pace::TEST_HOLD`).
+        let forced = self.gc.config.testing.pace_from_first_round;
+        if let Some(since) = pacing_since.filter(|_| forced) {
+            std::thread::sleep(pace::TEST_HOLD.saturating_sub(since.elapsed()));
         }
         self.stats.mark += t0.elapsed();
         pacing

@@ -39,6 +39,12 @@ pub(crate) const SLOW_ROUND: Duration = Duration::from_micros(500);
 /// few and long enough to be worth a sleep.
 pub(crate) const SLICE: Duration = Duration::from_micros(100);
 
+/// How long pacing forced by the test knob `Testing::pace_from_first_round` stays on at
+/// least before remark ends it. Forced from round 1, pacing stayed on for 70 µs to 2 ms
+/// (measured in the pacing test), often less than the [`SLICE`] a mutator must run before
+/// it owes a wait; held this long, a mutator that polls every few microseconds owes one.
+pub(crate) const TEST_HOLD: Duration = Duration::from_millis(5);
+
 /// The collector's side: whether pacing is on, and the wake-up when it ends.
 #[derive(Debug)]
 pub(crate) struct Pace {

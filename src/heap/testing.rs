@@ -21,7 +21,9 @@ pub struct Testing {
     /// Fail (panic) in every marker helper thread that joins a parallel drain in a pause.
     pub fail_in_marker: bool,
     /// Pace the mutators from the first pre-clean round on, whatever the rounds find
-    /// (with [`crate::HeapConfig::preclean_pacing`] set): forces the pacing path, which
-    /// changes when the mutators run, never what is recorded.
+    /// (with [`crate::HeapConfig::preclean_pacing`] set), and keep pacing on for at
+    /// least 5 ms before remark (`collector/pace.rs`, `TEST_HOLD`), so that a mutator
+    /// that polls often is sure to owe a wait: forces the pacing path, which changes
+    /// when the mutators run, never what is recorded.
     pub pace_from_first_round: bool,
 }
