@@ -2,10 +2,14 @@
 
 use std::process::Command;
 
+use barrierlab::study::summary::Summary;
+
 use super::markdown::sections;
-use super::results::{end_to_end_errors, meta_problem};
+use super::results::{end_to_end_errors, meta_problem, summary_errors};
 use super::{COMMAND, paper, read_rows, root};
 
+/// Every figure, report and CSV the paper links exists (each SVG complete), and no
+/// placeholder is left unfilled.
 #[test]
 fn every_figure_the_paper_shows_exists() {
     let root = root().join("papers");
@@ -35,6 +39,8 @@ fn every_figure_the_paper_shows_exists() {
     );
 }
 
+/// The paper names the command that made run 1, and the study it runs works in `--quick`
+/// mode: what it writes passes the checks the stored runs pass.
 #[test]
 fn the_papers_command_runs_in_quick_mode() {
     assert!(paper().contains(COMMAND), "the paper names `{COMMAND}`");
@@ -52,7 +58,7 @@ fn the_papers_command_runs_in_quick_mode() {
         .status()
         .expect("the binary runs");
     assert!(status.success(), "`study --quick` failed: {status}");
-    for f in ["report.md", "study.csv", "crossover.svg"] {
+    for f in ["report.md", "summary.json", "study.csv", "crossover.svg"] {
         assert!(out.join(f).is_file(), "`study --quick` wrote no {f}");
     }
     // The checks of the stored results hold for what the current code writes.
@@ -67,5 +73,7 @@ fn the_papers_command_runs_in_quick_mode() {
     let meta =
         std::fs::read_to_string(out.join("meta.json")).expect("`study --quick` wrote meta.json");
     assert_eq!(meta_problem(&meta), None);
+    let summary = Summary::load(&out).unwrap_or_else(|e| panic!("{e}"));
+    assert_eq!(summary_errors(&report, &summary), Vec::<String>::new());
     let _ = std::fs::remove_dir_all(&out);
 }
