@@ -1,304 +1,498 @@
 #!/usr/bin/env python3
-"""Writes the paper's Section 4 from a study's summary.json (the report's tables, typed;
-report.md only for a study written before summary.json existed): every number is copied
-from a report cell and marked with the cell it came from (checked by tests/docs/paper); every
-claim of a difference is made only where the cell's interval excludes 1 (or 0), and
-marked. Also compares two runs' verdicts.
+"""Writes the paper's abstract, Section 4 (Results) and Section 5 (Discussion) from three
+study runs: `papers/results/run-1`, `run-2`, `run-3` (each a study folder; only its
+`summary.json` is read, never its Markdown) and `papers/results/compare.json` (the output
+of `barrierlab compare run-1 run-2 run-3 --json`, run inside `papers/results`).
 
-Usage (from the repository root), after `cargo run --release -- study --out papers/results`
-and with an earlier run kept in papers/results-earlier:
+Every number is copied from a `summary.json` cell and marked with the cell it came from;
+every "slower / faster / no difference" from one run is marked with the interval that
+allows it; every verdict across the runs is marked with its `compare.json` entry; every
+"crosses / does not cross" with the crossover cell. `cargo test --release --test docs
+paper` checks each marker against the data, so a sentence the data contradicts fails.
 
-    python3 papers/generate-results.py papers/results/report.md papers/results-earlier/report.md /tmp/sec4.md
+Usage (from the repository root):
 
-writes Sections 4 and 5 to /tmp/sec4.md and the abstract to /tmp/sec4.md.abstract, which
-replace the paper's "## Abstract" and "## 4. Results" .. "## 6." parts; then
-`cargo test --release --test docs paper` checks every marker."""
-import re, sys, json
+    python3 papers/generate-results.py /tmp/results.md
 
-def parse(path):
-    """heading -> list of tables; table = (headers, rows: list of cell lists)"""
-    sections = {}
-    cur = None
-    lines = open(path).read().split('\n')
-    i = 0
-    while i < len(lines):
-        l = lines[i]
-        m = re.match(r'^#+ (.*)$', l)
-        if m:
-            cur = m.group(1).strip(); sections.setdefault(cur, []); i += 1; continue
-        if l.startswith('|') and i + 1 < len(lines) and lines[i+1].startswith('|---') and cur is not None:
-            headers = [c.strip() for c in l.strip().strip('|').split('|')]
-            rows = []
-            i += 2
-            while i < len(lines) and lines[i].startswith('|'):
-                rows.append([c.strip() for c in lines[i].strip().strip('|').split('|')])
-                i += 1
-            sections[cur].append((headers, rows))
-            continue
-        i += 1
-    return sections
+writes the abstract, then Sections 4 and 5, separated by lines `<!-- cut -->`; they replace
+the paper's `## Abstract` section and its `## 4. Results` .. `## 6.` part."""
+import json
+import os
+import sys
+
+ROOT = os.path.join(os.path.dirname(os.path.abspath(__file__)), 'results')
+RUNS = (1, 2, 3)
+
 
 def fmt(v):
     """A number as the report prints it (study::format::fmt)."""
     a = abs(v)
-    if a == 0: return '0'
-    if a >= 100: return f'{v:.0f}'
-    if a >= 10: return f'{v:.1f}'
-    if a >= 1: return f'{v:.2f}'
+    if a == 0:
+        return '0'
+    if a >= 100:
+        return f'{v:.0f}'
+    if a >= 10:
+        return f'{v:.1f}'
+    if a >= 1:
+        return f'{v:.2f}'
     return f'{v:.3f}'
 
+
 def render(c):
-    """A summary.json cell as report.md prints it (study::summary::Cell::render)."""
+    """A summary.json cell as the report prints it (study::summary::Cell::render)."""
     k = c['kind']
-    if k == 'text': return c['text'].replace('|', '/').replace('\n', ' ')
-    if k == 'number': return fmt(c['value'])
+    if k == 'text':
+        return c['text'].replace('|', '/').replace('\n', ' ')
+    if k == 'number':
+        return fmt(c['value'])
     if k == 'count':
         v = c['value']
         return f'{v:.0f}' if v == int(v) else f'{v:.1f}'
-    if k == 'percent': return f"{c['value'] * 100:.1f}%"
-    if k == 'estimate': return f"{fmt(c['estimate'])} [{fmt(c['lo'])}–{fmt(c['hi'])}]"
-    if k == 'ratio': return f"{fmt(c['estimate'])}× [{fmt(c['lo'])}–{fmt(c['hi'])}]"
+    if k == 'percent':
+        return f"{c['value'] * 100:.1f}%"
+    if k == 'estimate':
+        return f"{fmt(c['estimate'])} [{fmt(c['lo'])}–{fmt(c['hi'])}]"
+    if k == 'ratio':
+        return f"{fmt(c['estimate'])}× [{fmt(c['lo'])}–{fmt(c['hi'])}]"
     return '–'
 
-def load(path):
-    """heading -> tables, from summary.json beside `path` (a report.md) when there is one."""
-    import os
-    summary = os.path.join(os.path.dirname(path), 'summary.json')
-    if not os.path.exists(summary):
-        return parse(path)
-    sections = {}
-    for t in json.load(open(summary))['tables']:
-        rows = [[render(c) for c in r] for r in t['rows']]
-        sections.setdefault(t['heading'], []).append((t['header'], rows))
-    return sections
 
-def interval(cell):
-    m = re.search(r'\[(-?[\d.]+)–(-?[\d.]+)\]', cell)
-    return (float(m.group(1)), float(m.group(2))) if m else None
+class Run:
+    """One run's summary.json: its tables in file order."""
 
-class Report:
-    def __init__(self, path):
-        self.s = load(path)
-    def table(self, heading, n=1):
-        return self.s[heading][n-1]
-    def cell(self, heading, row, col, n=1):
-        h, rows = self.table(heading, n)
-        if isinstance(col, int):
-            k = col - 1
-        elif col.startswith('#'):
-            k = int(col[1:]) - 1
-        else:
-            k = h.index(col)
-        for r in rows:
-            if r[0] == row:
-                return r[k]
-        return None
-    def q(self, heading, row, col, n=1, what=None):
-        """A quoted cell: `text`<!-- report: ... -->"""
-        c = self.cell(heading, row, col, n)
-        if c is None or c in ('', '–', '-'):
-            return '–'
-        text = c if what is None else what(c)
-        hd = heading if n == 1 else f'{heading} #{n}'
-        colname = col if isinstance(col, str) else f'#{col}'
-        return f'`{text}`<!-- report: {hd} / {row} / {colname} -->'
-    def claim(self, heading, row, col, base, n=1, words=('higher', 'lower', 'no difference measured')):
-        """A verdict word with its marker, from the cell's interval against `base`."""
-        c = self.cell(heading, row, col, n)
-        iv = interval(c or '')
-        if iv is None:
+    def __init__(self, n):
+        self.n = n
+        self.summary = json.load(open(os.path.join(ROOT, f'run-{n}', 'summary.json')))
+        self.meta = self.summary['meta']
+        self.tables = self.summary['tables']
+
+    def table(self, heading, nth=1):
+        found = [t for t in self.tables if t['heading'] == heading]
+        return found[nth - 1] if len(found) >= nth else None
+
+    def headings(self):
+        return [t['heading'] for t in self.tables]
+
+    def cell(self, heading, row, col, nth=1):
+        """The raw cell, or None."""
+        t = self.table(heading, nth)
+        if t is None:
             return None
-        hd = heading if n == 1 else f'{heading} #{n}'
-        colname = col if isinstance(col, str) else f'#{col}'
-        if iv[0] > base:
-            return f'{words[0]}<!-- diff: {hd} / {row} / {colname} -->'
-        if iv[1] < base:
-            return f'{words[1]}<!-- diff: {hd} / {row} / {colname} -->'
-        return f'{words[2]}<!-- same: {hd} / {row} / {colname} -->'
-    def verdict(self, heading, row, col, base=1.0):
-        iv = interval(self.cell(heading, row, col) or '')
-        if iv is None: return None
-        return 'up' if iv[0] > base else 'down' if iv[1] < base else 'same'
+        k = int(col[1:]) - 1 if col.startswith('#') else t['header'].index(col)
+        rows = [r for r in t['rows'] if render(r[0]) == row]
+        return rows[0][k] if len(rows) == 1 else None
 
-def est(c):
-    return c.split(' [')[0]
+    def where(self, kind, heading, row, col, nth=1):
+        at = kind if self.n == 1 else f'{kind}@{self.n}'
+        hd = heading if nth == 1 else f'{heading} #{nth}'
+        return f'<!-- {at}: {hd} / {row} / {col} -->'
 
-B = Report(sys.argv[1]); A = Report(sys.argv[2]); out = open(sys.argv[3], 'w')
-meta = json.load(open(sys.argv[1].replace('report.md', 'meta.json')))
-metaA = json.load(open(sys.argv[2].replace('report.md', 'meta.json')))
-W = out.write
+    def q(self, heading, row, col, nth=1, short=False):
+        """A quoted cell with its marker (`short`: the estimate without its interval)."""
+        c = self.cell(heading, row, col, nth)
+        if c is None or c['kind'] == 'missing':
+            return '–'
+        text = render(c)
+        if short:
+            text = text.split(' [')[0]
+        return f'`{text}`' + self.where('report', heading, row, col, nth)
 
+    def claim(self, heading, row, col, words, nth=1):
+        """A verdict word from the cell's interval (against 1 for a ratio, else 0)."""
+        c = self.cell(heading, row, col, nth)
+        if c is None or c['kind'] not in ('ratio', 'estimate'):
+            return None
+        null = 1.0 if c['kind'] == 'ratio' else 0.0
+        if c['lo'] > null:
+            return words[0] + self.where('diff', heading, row, col, nth)
+        if c['hi'] < null:
+            return words[1] + self.where('diff', heading, row, col, nth)
+        return words[2] + self.where('same', heading, row, col, nth)
+
+    def includes_zero(self, heading, row, col):
+        c = self.cell(heading, row, col)
+        return c is not None and c['kind'] == 'estimate' and c['lo'] <= 0 <= c['hi']
+
+    def crosses(self, tracker):
+        c = self.cell(CROSS, tracker, 'crossover (stores/page)')
+        return c is not None and c['kind'] == 'estimate'
+
+    def cross_marker(self, tracker):
+        at = '' if self.n == 1 else f'@{self.n}'
+        kind = 'crosses' if self.crosses(tracker) else 'no-cross'
+        return f'<!-- {kind}{at}: {tracker} -->'
+
+
+R = [Run(n) for n in RUNS]
+A = R[0]
+CMP = json.load(open(os.path.join(ROOT, 'compare.json')))
+VERDICTS = CMP['verdicts']
 MICRO = 'Cost per store, per dirtied page, per cycle'
-trk = [r[0] for r in B.table(MICRO)[1]]
-W('## 4. Results\n\n')
-W(f"All numbers below are copied from `papers/results/report.md` (rendered from `papers/results/study.csv`), "
-  f"the default study run on {meta['date_utc'][:16].replace('T', ' ')} UTC at commit `{meta['commit'][:7]}` "
-  f"(the run's machine, load and steal are in its header and in `meta.json`); each is marked in this file's "
-  f"source with the report cell it comes from, and `tests/docs/paper` checks it. A second run, made earlier on "
-  f"{metaA['date_utc'][:16].replace('T', ' ')} UTC at commit `{metaA['commit'][:7]}`, is kept in "
-  f"`papers/results-earlier/`; Section 4.6 says which conclusions held in both.\n\n")
-
-W('### 4.1 Cost per store, per dirtied page, per cycle\n\n')
-W('Medians over rounds with 95% bootstrap intervals, minus `none`\'s; a 64 MiB region, twice the last-level '
-  'cache. Beside them, the C reference on the same kind of machine (`papers/reference/c-probe-2026-11-29.md`).\n\n')
-W('| tracker | per store (ns) | first write per dirtied page (ns) | arm (ns/page) | harvest + disarm (ns/page) |\n|---|---|---|---|---|\n')
-for t in trk:
-    if t == 'none': continue
-    W(f"| {t} | {B.q(MICRO, t, '#2')} | {B.q(MICRO, t, '#4')} | {B.q(MICRO, t, 'arm (ns/page)')} | {B.q(MICRO, t, 'harvest + disarm (ns/page)')} |\n")
-W('\n')
-W("The page trackers' per-store cost is zero within noise: their store path is the baseline's single `mov`. "
-  f"The card table adds {B.q(MICRO, 'card-table', '#2')} per store out of cache "
-  "(the C probe: `0.17 ns`<!-- ref: c-probe store_dram_seq_card_delta --> paired, sequential, DRAM-sized). "
-  f"A first write costs {B.q(MICRO, 'uffd-wp-async', '#4')} ns with async write-protect "
-  "(C: `765.13 ns`<!-- ref: c-probe uffd_async_firstwrite_seq -->), "
-  f"{B.q(MICRO, 'mprotect', '#4')} ns with `mprotect` (C: `5252.74 ns`<!-- ref: c-probe mprot_fault_seq -->), "
-  f"{B.q(MICRO, 'uffd-wp-sigbus', '#4')} ns with SIGBUS delivery, and "
-  f"{B.q(MICRO, 'uffd-wp[thread]', '#4')} ns when a thread sleeping in `poll(2)` serves it "
-  "(C: `58450.02 ns`<!-- ref: c-probe uffd_sync_fault_poll_sep --> with the handler on the other vCPU).\n\n")
-PIN = 'One CPU'
-W(f"**The wake-up is the served mode's cost.** Pinned to one CPU, the served round trip falls to "
-  f"{B.q(PIN, 'uffd-wp[thread]', 'pinned (ns)')} ns "
-  f"({B.q(PIN, 'uffd-wp[thread]', 'pinned ÷ unpinned')} of unpinned; C, same CPU: `8890.34 ns`<!-- ref: c-probe uffd_sync_fault_poll_same -->): "
-  "on this VM, most of a served fault is waking a thread on the other vCPU and being woken back, not the kernel's work.\n\n")
-
-W('### 4.2 The crossover\n\n')
 CROSS = 'Crossover with the card table'
-W('| tracker | crossover with the card table (stores per dirtied page) | resamples that cross |\n|---|---|---|\n')
-for r in B.table(CROSS)[1]:
-    W(f"| {r[0]} | {B.q(CROSS, r[0], 'crossover (stores/page)')} | {B.q(CROSS, r[0], 'resamples that cross')} |\n")
-W('\n![Cost per store against stores per dirtied page](results/crossover.svg)\n\n')
-W("Only async write-protect crosses within the sweep: a workload must write each dirtied page about "
-  f"{B.q(CROSS, 'uffd-wp-async', 'crossover (stores/page)')} times per cycle before async write-protect is cheaper "
-  "than card marking (sequential pages, every page dirtied, arm and harvest counted). SIGBUS, `mprotect` and the served "
-  "modes do not cross below 16,384 stores per page, more stores than a 4 KiB page has words.\n\n")
-ORDER = 'Page order'; SHARE = 'Share of the region dirtied'
-W(f"Random page order costs `mprotect` {B.q(ORDER, 'mprotect', 'random ÷ sequential, 1 store/page')} of sequential "
-  f"and async write-protect {B.q(ORDER, 'uffd-wp-async', 'random ÷ sequential, 1 store/page')}. "
-  f"When only 1% of the region is dirtied, arm and harvest dominate: per dirtied page the card table costs "
-  f"{B.q(SHARE, 'card-table', '1% (ns)')} ns, async write-protect {B.q(SHARE, 'uffd-wp-async', '1% (ns)')} ns "
-  f"and `mprotect` {B.q(SHARE, 'mprotect', '1% (ns)')} ns.\n\n")
+PIN = 'One CPU'
+E2E_COLS = ('wall ÷ none', 'CPU ÷ none')
 
-W('### 4.3 End to end\n\n')
-W('Per workload and thread count, at 2× its stop-the-world minimum heap, 10 invocations each: ratios to `none` '
-  '(stop-the-world) with intervals, and the verdict they allow; MMU at 10 ms over pauses, and over pauses and '
-  "writers' fault stalls; full collections forced by allocation (*fallbacks*, median count). bdwgc's rows run the "
-  'same GCBench in their own process.\n\n')
-e2e = [h for h in B.s if re.match(r'^[a-z0-9-]+, \d thread\(s\), ', h) and 'times the minimum' in h]
-order = sorted(e2e, key=lambda h: (h.split(',')[0], h.split(',')[1]))
-held = {'same': 0, 'differ': 0, 'flip': 0, 'missing': 0}
-held_list = []
-for h in order:
-    W(f'**{h}**\n\n')
-    W('| tracker | wall ÷ none | | CPU ÷ none | | max pause ÷ none | MMU 10 ms | MMU with stalls 10 ms | fallbacks |\n|---|---|---|---|---|---|---|---|---|\n')
-    for r in B.table(h)[1]:
-        t = r[0]
-        if t == 'none':
-            W(f"| none | {B.q(h, t, 'wall ms', what=lambda c: est(c))} ms | baseline | {B.q(h, t, 'CPU ms', what=lambda c: est(c))} ms | | baseline | {B.q(h, t, 'MMU 10 ms')} | – | {B.q(h, t, 'fallbacks')} |\n")
-            continue
-        wv = B.claim(h, t, 'wall ÷ none', 1.0, words=('slower', 'faster', 'no difference measured')) or '–'
-        cv = B.claim(h, t, 'CPU ÷ none', 1.0, words=('more CPU', 'less CPU', 'no difference measured')) or '–'
-        W(f"| {t} | {B.q(h, t, 'wall ÷ none')} | {wv} | {B.q(h, t, 'CPU ÷ none')} | {cv} | {B.q(h, t, 'max ÷ none')} | {B.q(h, t, 'MMU 10 ms')} | {B.q(h, t, 'MMU with stalls 10 ms')} | {B.q(h, t, 'fallbacks')} |\n")
-        # Did the wall-time verdict hold in the earlier run (same workload and threads)?
-        hA = [x for x in A.s if 'times the minimum' in x and x.split(' MiB')[0].rsplit(',', 1)[0] == h.split(' MiB')[0].rsplit(',', 1)[0]]
-        vb = B.verdict(h, t, 'wall ÷ none')
-        va = A.verdict(hA[0], t, 'wall ÷ none') if hA and A.cell(hA[0], t, 'wall ÷ none') else None
-        if va is None:
-            held['missing'] += 1
-        elif va == vb:
-            held['same'] += 1
-            if vb != 'same':
-                held_list.append((h.split(' heap')[0], t, vb))
-        elif 'same' in (va, vb):
-            held['differ'] += 1
-        else:
-            held['flip'] += 1
+
+def names(ts):
+    """`a`, `b` and `c`."""
+    q = [f'`{t}`' for t in ts]
+    return q[0] if len(q) == 1 else ', '.join(q[:-1]) + ' and ' + q[-1]
+
+
+def statements(tracker=None):
+    """The cross-run verdict entries (of one tracker), by statement."""
+    out = {}
+    for p in VERDICTS['points']:
+        if tracker is None or p['tracker'] == tracker:
+            key = 'not judged' if p['statement'].startswith('not judged') else p['statement']
+            out.setdefault(key, []).append(p)
+    return out
+
+
+def held(point, tracker, metric):
+    """The cross-run statement with its marker; not-judged statements unmarked, short."""
+    found = [p for p in VERDICTS['points']
+             if (p['point'], p['tracker'], p['metric']) == (point, tracker, metric)]
+    if len(found) != 1:
+        return '–'
+    s = found[0]['statement']
+    if s.startswith('not judged'):
+        return 'not judged (health)'
+    return f'{s}<!-- held: {point} / {tracker} / {metric} -->'
+
+
+def trackers(heading, nth=1, skip=('none',)):
+    t = A.table(heading, nth)
+    return [render(r[0]) for r in t['rows'] if render(r[0]) not in skip]
+
+
+def e2e_points():
+    """(heading, compare.json point) per end-to-end point, by workload then heap size."""
+    hs = [h for h in A.headings() if h.endswith('times the minimum)') and A.table(h)['header'][1] == 'n']
+    hs = sorted(set(hs), key=lambda h: (h.split(',')[0], int(h.split(', ')[2].split(' MiB')[0])))
+    out = []
+    for h in hs:
+        wl = h.split(',')[0]
+        same = [x for x in hs if x.split(',')[0] == wl]
+        out.append((h, f'{wl} x1 heap #{same.index(h) + 1}'))
+    return out
+
+
+def runs_section(W):
+    W('### 4.0 The runs\n\n')
+    W('Three default studies of one binary, each started with `barrierlab study --no-progress '
+      '--out DIR` while nothing else ran on the machine. Each run drew its own seed, so the '
+      'invocations ran in a different random order in each.\n\n')
+    W('| run | started (UTC) | seed | load before, after | CPU steal | binary (FNV-1a 64) |\n'
+      '|---|---|---|---|---|---|\n')
+    for r in R:
+        m = r.meta
+        W(f"| {r.n} | {r.q('Machine', 'date', '#2')} | {m['seed']} | "
+          f"{r.q('Machine', 'load average', '#2')} | {r.q('Machine', 'CPU steal during the run', '#2')} | "
+          f"{r.q('Machine', 'binary (FNV-1a 64)', '#2')} |\n")
+    end1 = R[0].meta['elapsed_s'] / 60
+    W(f"\nRun 1 took {end1:.0f} minutes; runs 2 and 3 {R[1].meta['elapsed_s'] / 60:.0f} and "
+      f"{R[2].meta['elapsed_s'] / 60:.0f} (`elapsed_s` in each `meta.json`). The binary was built from "
+      "commit `85ec996`, which run 1's `meta.json` names; runs 2 and 3 name later commits, because the "
+      "study then asked git for the checkout's commit when it started rather than for the binary's "
+      "(fixed since: the commit is built into the binary); the binary's hash, equal in all three, "
+      "shows what ran. `papers/results/README.md` says how the folders were made.\n\n")
+
+
+def first_write(r, t):
+    """A first write's cost, or the report's word that it is under the noise."""
+    c = r.cell(MICRO, t, '#5')
+    if c is not None and render(c) == 'under noise':
+        return r.q(MICRO, t, '#5')
+    return r.q(MICRO, t, '#4', short=True)
+
+
+def micro_section(W):
+    W('### 4.1 Cost per store, per dirtied page, per cycle\n\n')
+    W("Medians over rounds with 95% bootstrap intervals, minus `none`'s, over a 64 MiB region, twice "
+      'the last-level cache, in each run. The C reference on the same kind of machine is in '
+      '`papers/reference/c-probe-2026-11-29.md`.\n\n')
+    W('| tracker | per store (ns), run 1 | run 2 | run 3 | first write per dirtied page (ns), run 1 | run 2 | run 3 |\n'
+      '|---|---|---|---|---|---|---|\n')
+    for t in trackers(MICRO):
+        W(f'| {t} | ' + ' | '.join(r.q(MICRO, t, '#2') for r in R) + ' | '
+          + ' | '.join(first_write(r, t) for r in R) + ' |\n')
     W('\n')
-W('![Pause-time CDF](results/pauses.svg)\n\n![Minimum mutator utilisation](results/mmu.svg)\n\n')
+    zero = [t for t in trackers(MICRO) if all(r.includes_zero(MICRO, t, '#2') for r in R)]
+    some = [t for t in trackers(MICRO) if t not in zero]
+    if zero:
+        marks = ''.join(r.where('same', MICRO, t, '#2') for t in zero for r in R)
+        W(f"In all three runs the per-store interval of {names(zero)} includes 0: "
+          f"these trackers add nothing measurable to a store{marks}. ")
+    for t in some:
+        W(f"`{t}` costs " + ', '.join(r.q(MICRO, t, '#2') for r in R) + ' ns per store in runs 1, 2 and 3'
+          + (' (its interval includes 0 in some run).' if any(r.includes_zero(MICRO, t, '#2') for r in R) else '.')
+          + ' ')
+    W("\n\nOne run's first-write costs beside the C reference: async write-protect "
+      f"{A.q(MICRO, 'uffd-wp-async[disarm]', '#4', short=True)} ns (C: `765.13 ns`<!-- ref: c-probe uffd_async_firstwrite_seq -->), "
+      f"`mprotect` {A.q(MICRO, 'mprotect', '#4', short=True)} ns (C: `5252.74 ns`<!-- ref: c-probe mprot_fault_seq -->), "
+      f"SIGBUS delivery {A.q(MICRO, 'uffd-wp-sigbus', '#4', short=True)} ns, and a fault served by a thread "
+      f"sleeping in `poll(2)` {A.q(MICRO, 'uffd-wp[thread]', '#4', short=True)} ns (C: `58450.02 ns`<!-- ref: c-probe uffd_sync_fault_poll_sep -->, "
+      "the handler on the other vCPU). The C probe's regions and rounds are not the study's "
+      "(`papers/reference/README.md`), so the two agree in order of magnitude, not to a percent.\n\n")
+    W('**The wake-up is the served fault\'s cost.** Pinned to one CPU, the served round trip falls to '
+      + ', '.join(r.q(PIN, 'uffd-wp[thread]', 'pinned (ns)') for r in R)
+      + ' ns in runs 1, 2 and 3 (C, same CPU: `8890.34 ns`<!-- ref: c-probe uffd_sync_fault_poll_same -->): '
+      "on this VM most of a served fault is waking a thread on the other vCPU and being woken back, "
+      "not the kernel's work.\n\n")
 
-W('### 4.4 Faults by cause\n\n')
-SPLIT = 'Dirty granules by cause'
-W('The report\'s table *Dirty granules by cause* gives, per point and tracker, the harvested granules on pages '
-  'allocated into during the cycle (the allocation frontier) and on pages of older objects.\n\n')
-W("GCBench mutates almost nothing old: nearly all of a page tracker's faults there are first writes to objects "
-  "allocated during the cycle, a cost a card table pays only as card marks. The LRU cache and binary trees rewrite "
-  "old objects, and there most harvested pages are old.\n\n")
-W('![Pages dirtied in one cycle of GCBench under a page tracker (from the earlier run: the later run lost its heap-map rows)](results-earlier/heapmap.svg)\n\n')
 
-W('### 4.5 Overhead over a lower bound\n\n')
-LB = [h for h in B.s if h.endswith('CPU') and ': bound ' in h]
-W('Wall and CPU time over the Cai et al. lower bound (the cheapest variant\'s time outside collection), one thread:\n\n')
-W('| point | tracker | wall ÷ bound | CPU ÷ bound |\n|---|---|---|---|\n')
-for h in LB:
-    if ', 1 thread(s),' not in h: continue
-    for r in B.table(h)[1]:
-        W(f"| {h.split(':')[0]} | {r[0]} | {B.q(h, r[0], 'wall ÷ bound')} | {B.q(h, r[0], 'CPU ÷ bound')} |\n")
-W('\n')
+def crossover_section(W):
+    W('### 4.2 The crossover\n\n')
+    W('The number of stores per dirtied page above which a tracker costs less per store than the card '
+      'table (sequential pages, every page dirtied, arm and harvest counted), with its interval over '
+      'rounds, in each run.\n\n')
+    W('| tracker | run 1 | run 2 | run 3 |\n|---|---|---|---|\n')
+    ts = [render(row[0]) for row in A.table(CROSS)['rows']]
+    for t in ts:
+        W(f'| {t} | ' + ' | '.join(r.q(CROSS, t, 'crossover (stores/page)') for r in R) + ' |\n')
+    W('\n![Cost per store against stores per dirtied page, run 1](results/run-1/crossover.svg)\n\n')
+    always = [t for t in ts if all(r.crosses(t) for r in R)]
+    never = [t for t in ts if not any(r.crosses(t) for r in R)]
+    mixed = [t for t in ts if t not in always and t not in never]
+    if always:
+        marks = ''.join(r.cross_marker(t) for t in always for r in R)
+        W(f"In all three runs {names(always)} cross within the sweep{marks}. ")
+    if never:
+        marks = ''.join(r.cross_marker(t) for t in never for r in R)
+        verb = 'does' if len(never) == 1 else 'do'
+        W(f"{names(never)} {verb} not cross below 16,384 stores per page in any run, more "
+          f"stores than a 4 KiB page has words{marks}. ")
+    for t in mixed:
+        k = sum(r.crosses(t) for r in R)
+        W(f'`{t}` crosses in {k} of the 3 runs' + ''.join(r.cross_marker(t) for r in R) + '. ')
+    W('The write watch is cheaper than the card table from the first point of the sweep although its '
+      f"store costs more ({A.q(MICRO, 'write-watch', '#2')} ns against {A.q(MICRO, 'card-table', '#2')} in "
+      f"run 1): per page, its arm costs {A.q(MICRO, 'write-watch', 'arm (ns/page)')} ns and its harvest "
+      f"{A.q(MICRO, 'write-watch', 'harvest + disarm (ns/page)')} ns, the card table's "
+      f"{A.q(MICRO, 'card-table', 'arm (ns/page)')} and {A.q(MICRO, 'card-table', 'harvest + disarm (ns/page)')} "
+      '(a byte per page against eight).\n\n')
 
-W('### 4.6 What held in both runs\n\n')
-W(f"Of the {sum(held.values())} (point, tracker) wall-time verdicts against `none`, {held['same']} were the same in "
-  f"both runs, {held['differ']} were a difference in one run and no difference measured in the other, "
-  f"{held['flip']} reversed, and {held['missing']} had no counterpart. The differences that held in both runs:\n\n")
-for p, t, v in held_list:
-    W(f"- {p}: `{t}` {'slower' if v == 'up' else 'faster'} than `none`\n")
-W('\n`barrierlab compare papers/results-earlier papers/results` lists every metric and point with the ratio between '
-  'the runs and its interval.\n\n')
-out.close()
-print(held, len(held_list))
 
-# ---- Section 5 and the abstract, appended to the same output, split by markers ----
-out = open(sys.argv[3], 'a')
-W = out.write
-W('## 5. Discussion\n\n')
-W("**The crossover is set by the cost of a dirtied page.** Card marking pays a fraction of a nanosecond on every "
-  "reference store; a page tracker pays nothing per store and a fixed price per page first written in a cycle, plus "
-  "a per-page arm and harvest. Async write-protect's price is under a microsecond, so it overtakes card marking "
-  "once a page takes a few thousand stores per cycle; SIGBUS and `mprotect` (a signal delivery and a protection "
-  "change, ~4.5 µs) and the served modes (a cross-CPU wake-up) need more stores than a page has words. End to end, "
-  "GCBench's faults are almost all on the allocation frontier: the page trackers pay a fault for every fresh page "
-  "the mutator fills during a cycle, which the card table pays as one card mark per reference store; there, "
-  "several page trackers were slower than `none` in both runs (Section 4.6). On the LRU cache, whose large live "
-  "set makes every stop-the-world mark long, the card table was faster than `none` in both runs.\n\n")
-W("**Wall time hides CPU on 2 vCPUs.** The concurrent collectors mark on the CPU the mutator leaves idle, so a "
-  "barrier can be no slower in wall time while it uses more CPU; the CPU columns and the lower-bound table are "
-  "the fairer comparison, and they separate the barriers more than wall time does.\n\n")
-W("**Stalls are not pauses.** The MMU over pauses alone credits a page tracker with short pauses while its "
-  "writers wait in faults; the column *MMU with stalls* counts the measured stalls too (a lower bound), and it is "
-  "never above the pause-only MMU. Where faults are frequent (the LRU cache and binary trees under the "
-  "handler-served mechanisms) the two differ most.\n\n")
-W("**Small heaps and several mutators.** At 2× the minimum heap most points run some full collections forced by "
-  "allocation (the *fallbacks* column): a concurrent cycle frees only what was garbage when it started, and with "
-  "two mutators on two vCPUs the pacer cannot always start early enough. Such runs complete, with their fallbacks "
-  "counted, instead of failing.\n\n")
-W("**The outside anchor.** bdwgc runs the same GCBench in its own process. In 2× barrierlab's minimum heap its "
-  "stop-the-world mode ran out of memory in every invocation (its rows are in the report's invalid table), and its "
-  "incremental mode, which marks in the allocating thread, ran; so bdwgc needs more heap than barrierlab on this "
-  "workload, and the comparison is at barrierlab's heap size, not bdwgc's.\n\n")
-W("**Edges.** The table in `src/barrier/mod.rs` (and the tests behind it) records what the mechanisms do beyond the "
-  "fast path: a `read(2)` into an armed page is served in userfaultfd's full mode but fails with `EFAULT` with "
-  "SIGBUS delivery, `mprotect`, or `UFFD_USER_MODE_ONLY`; `mprotect` alone splits mappings and hits "
-  "`vm.max_map_count` (barrierlab then degrades to \"everything dirty\" for the cycle, with the cause recorded); "
-  "`MADV_DONTNEED` silently drops userfaultfd protection on anonymous pages, so a heap must not return pages to the "
-  "kernel while armed.\n\n")
-out.close()
+def e2e_section(W):
+    W('### 4.3 End to end\n\n')
+    W("Per workload at 2× (and for four workloads 3×) its stop-the-world minimum heap, one mutator: "
+      "each run's wall time over `none`'s (ratio of medians, 95% interval), and the verdict across "
+      "the three runs from `barrierlab compare run-1 run-2 run-3` (`papers/results/compare.md`): "
+      "*slower* or *faster* only where every run's interval lies beyond 1 by 5%, *no difference "
+      "stated* otherwise, *not judged* where a run's point failed the health rule (the report's "
+      "*health* column: the barrier ran more than 20% fewer cycles than the card table, or its "
+      "mutators waited for cycles more than 10% of the run). The verdict on CPU time follows.\n\n")
+    for h, point in e2e_points():
+        W(f'**{h}**\n\n')
+        W('| tracker | wall ÷ none, run 1 | run 2 | run 3 | wall, across runs | CPU, across runs |\n'
+          '|---|---|---|---|---|---|\n')
+        W(f"| none | " + ' | '.join(r.q(h, 'none', 'wall ms', short=True) + ' ms' for r in R) + ' | baseline | baseline |\n')
+        for t in trackers(h, skip=('none', 'bdwgc-stw', 'bdwgc-incremental')):
+            W(f'| {t} | ' + ' | '.join(r.q(h, t, 'wall ÷ none') for r in R)
+              + f" | {held(point, t, 'wall_ms')} | {held(point, t, 'cpu_total_ms')} |\n")
+        W('\n')
+        peers = [t for t in trackers(h, skip=()) if t.startswith('bdwgc')]
+        if peers:
+            W('bdwgc on the same GCBench, in its own process at the same heap size (the report lists how '
+              'it ran: `bdwgc-stw` without virtual dirty bits, `bdwgc-incremental` generational with '
+              '`mprotect` dirty bits), over barrierlab\'s `none`:\n\n'
+              '| peer | wall ÷ none, run 1 | run 2 | run 3 | invocations (n), run 1 | run 2 | run 3 |\n'
+              '|---|---|---|---|---|---|---|\n')
+            for t in peers:
+                W(f'| {t} | ' + ' | '.join(r.q(h, t, 'wall ÷ none') for r in R) + ' | '
+                  + ' | '.join(r.q(h, t, 'n') for r in R) + ' |\n')
+            W('\n')
+    W('![Pause-time CDF, run 1](results/run-1/pauses.svg)\n\n![Minimum mutator utilisation, run 1](results/run-1/mmu.svg)\n\n')
 
-ab = open(sys.argv[3] + '.abstract', 'w')
-ab.write('## Abstract\n\n')
-ab.write("A mostly-concurrent collector needs to know which parts of the heap the mutators wrote while it was "
-  "marking. A software card table records this on every reference store; page protection records it once per "
-  "page. Linux offers four ways to get page-granular dirty bits: userfaultfd write-protect with the faults served "
-  "by a thread, the same fault raised as SIGBUS on the writer, asynchronous write-protect read back with the "
-  "`PAGEMAP_SCAN` ioctl, and `mprotect` + SIGSEGV. We put all of them, a card table and a stop-the-world baseline "
-  "behind one interface on one small Boehm–Demers–Shenker heap, and measure, with every invocation in a fresh "
-  "process and a 95% bootstrap interval on every ratio, what each costs per store, per dirtied page and per "
-  "program, in wall and CPU time. On a 2-vCPU KVM guest running Linux 6.18, the page trackers add nothing to a "
-  f"store; the card table adds {B.q(MICRO, 'card-table', '#2')} ns. A first write to a protected page costs "
-  f"{B.q(MICRO, 'uffd-wp-async', '#4')} ns with async write-protect, {B.q(MICRO, 'uffd-wp-sigbus', '#4')} ns with "
-  f"SIGBUS delivery, {B.q(MICRO, 'mprotect', '#4')} ns with `mprotect` and {B.q(MICRO, 'uffd-wp[thread]', '#4')} ns "
-  "when a sleeping thread serves it (most of that is the cross-vCPU wake-up: pinned to one CPU it is "
-  f"{B.q(PIN, 'uffd-wp[thread]', 'pinned (ns)')} ns), so only async write-protect overtakes the card table within the "
-  f"sweep, from {B.q(CROSS, 'uffd-wp-async', 'crossover (stores/page)')} stores per dirtied page. End to end on four "
-  "workloads (GCBench, graph mutation, an LRU cache and binary trees with old-object rewiring) at 2× the minimum "
-  "heap on one and two mutators, faults split into first writes on the allocation frontier and writes to old "
-  "objects show why: GCBench's page faults are almost all on the frontier. Section 4.6 lists the differences that "
-  "held in two runs.\n\n")
-ab.close()
+
+def held_section(W):
+    W('### 4.4 What held across the three runs\n\n')
+    n = VERDICTS
+    W(f"Of {n['judged']} (point, tracker, metric) verdicts judged in every run, {n['stated']} were "
+      f"a difference stated in every run, {n['reversed']} reversed, and {n['judged'] - n['stated']} "
+      f"had no difference stated; judged run by run alone, {n['same_in_every_run']} of {n['judged']} "
+      "got the same verdict in all three. The differences that held:\n\n")
+    for p in VERDICTS['points']:
+        if p['statement'] in ('slower', 'faster'):
+            what = 'wall time' if p['metric'] == 'wall_ms' else 'CPU time'
+            W(f"- {p['point']}: `{p['tracker']}` {p['statement']}<!-- held: {p['point']} / {p['tracker']} / {p['metric']} --> than `none` in {what}\n")
+    faster = statements().get('faster', [])
+    W(f"\n{len(faster)} verdicts said a barrier was faster than `none` in all three runs. "
+      + card_table_sentence() + '\n\n')
+
+
+def card_table_sentence():
+    st = statements('card-table')
+    said = {k: len(v) for k, v in st.items()}
+    parts = [f'{n} {k}' for k, n in sorted(said.items())]
+    return f"The card table's {sum(said.values())} verdicts: {', '.join(parts)}."
+
+
+def granule_section(W):
+    W('### 4.5 The granule apart from the mechanism\n\n')
+    W('The write watch marks a byte per 4 KiB page on the store path: it has the card table\'s '
+      'mechanism and the page trackers\' granule. Its wall time over the card table\'s, per run:\n\n')
+    W('| point | run 1 | run 2 | run 3 | stores per dirtied granule, card table (run 1) | write watch (run 1) |\n'
+      '|---|---|---|---|---|---|\n')
+    for h, _ in e2e_points():
+        W(f'| {h.split(" heap")[0]} | ' + ' | '.join(r.q(h, 'write-watch', 'wall ÷ card-table', nth=2) for r in R)
+          + f" | {A.q(h, 'card-table', 'stores per dirtied granule', nth=2)} | {A.q(h, 'write-watch', 'stores per dirtied granule', nth=2)} |\n")
+    W('\n')
+
+
+def gcold_section(W):
+    G = 'GCOld: card marking against page protection by mutation rate'
+    W('### 4.6 GCOld by mutation rate\n\n')
+    W('GCOld (`src/workload/gcold.rs`, ported from Sun Microsystems Laboratories\' benchmark) at '
+      'twice its minimum heap, at 100 and 10,000 pointer stores into old trees per step: each '
+      "barrier's wall time over the card table's, per run.\n\n")
+    t = A.table(G)
+    cols = [c for c in t['header'][2:] if c != 'none ÷ card-table']
+    W('| mutations per step | barrier | run 1 | run 2 | run 3 |\n|---|---|---|---|---|\n')
+    for row in t['rows']:
+        rate = render(row[0])
+        for c in cols:
+            W(f"| {rate} | {c.split(' ÷')[0]} | " + ' | '.join(r.q(G, rate, c) for r in R) + ' |\n')
+    W('\n')
+
+
+def barrier_only_section(W):
+    W('### 4.7 Barrier cost with the collection held fixed\n\n')
+    W('No collection runs; the tracker is armed 25 ms and disarmed 25 ms, over and over, so that every '
+      "barrier sees the same schedule. *predicted ÷ measured*: the micro's per-store and per-first-write "
+      'costs times the counted stores and first writes (and TLB shootdowns), over the measured extra '
+      'time; the report judges it only where the barrier was measured slower than `none`.\n\n')
+    hs = [t['heading'] for t in A.tables if t['header'][:2] == ['barrier', 'n']]
+    W('| workload | barrier | ÷ none, run 1 | run 2 | run 3 | predicted ÷ measured, run 1 | run 2 | run 3 |\n'
+      '|---|---|---|---|---|---|---|---|\n')
+    for h in hs:
+        for t in trackers(h):
+            W(f"| {h.split(',')[0]} | {t} | " + ' | '.join(r.q(h, t, '÷ none') for r in R) + ' | '
+              + ' | '.join(r.q(h, t, 'predicted ÷ measured') for r in R) + ' |\n')
+    W('\n')
+    within, outside, unjudged = [], [], []
+    for h in hs:
+        for t in trackers(h):
+            cells = [r.cell(h, t, 'predicted ÷ measured') for r in R]
+            vals = [c['value'] for c in cells if c is not None and c['kind'] == 'number']
+            what = f"`{t}` on {h.split(',')[0]}"
+            if len(vals) < 3:
+                unjudged.append(what)
+            elif all(0.75 <= v <= 1.25 for v in vals):
+                within.append(what)
+            else:
+                outside.append(what)
+    W(f"The prediction was within 25% of the measurement in all three runs for {len(within)} (workload, "
+      f"barrier) pairs ({', '.join(within) or 'none'}); outside it in some run for {len(outside)} "
+      f"({', '.join(outside) or 'none'}); {len(unjudged)} were not measured slower than `none` in every run, "
+      "so there was nothing to predict in some run.\n\n")
+
+
+def curves_section(W):
+    W('### 4.8 Heap-size curves\n\n')
+    W("Wall time against heap size for each workload that ran at two heap multiples, run 1 (each "
+      "run's report has the table, with CPU time, under *Heap-size curves*; two multiples are "
+      "the fewest that make a curve, and the default study's minimum heaps left no third, see "
+      "Section 3):\n\n")
+    for h in dict.fromkeys(A.headings()):
+        if h.endswith('by heap multiple'):
+            wl = h.split(',')[0]
+            W(f'![Wall and CPU time of {wl} against heap size, run 1](results/run-1/curves-{wl}-x1.svg)\n\n')
+    W('\n')
+
+
+def huge_section(W):
+    W('### 4.9 Huge pages\n\n')
+    W("Each barrier again at each workload's largest heap, on a heap advised `MADV_HUGEPAGE`: "
+      "wall time on huge pages over wall time on 4 KiB pages, per run, and how much of the heap "
+      "huge pages backed at the end of run 1. A page tracker's first write into a protected huge "
+      "page splits it (measured on a bare region by `tests/barrier/huge_pages.rs`), so what huge "
+      "pages it keeps is its own.\n\n")
+    hs = [t['heading'] for t in A.tables if t['header'][:2] == ['barrier', 'wall ms, 4 KiB pages']]
+    W('| workload | barrier | huge ÷ 4 KiB, run 1 | run 2 | run 3 | huge pages at the end, run 1 (MiB of heap) |\n'
+      '|---|---|---|---|---|---|\n')
+    stated = []
+    for h in hs:
+        for t in trackers(h, skip=()):
+            W(f"| {h.split(',')[0]} | {t} | " + ' | '.join(r.q(h, t, 'huge ÷ 4 KiB') for r in R)
+              + f" | {A.q(h, t, 'huge pages at the end (MiB of heap)')} |\n")
+            words = [r.claim(h, t, 'huge ÷ 4 KiB', ('slower', 'faster', 'no difference measured')) for r in R]
+            if all(w and not w.startswith('no difference') for w in words) and len({w.split('<')[0] for w in words}) == 1:
+                stated.append(f"`{t}` on {h.split(',')[0]} was " + ', '.join(words) + ' in runs 1, 2 and 3')
+    W('\n')
+    if stated:
+        W('The same difference in all three runs: ' + '; '.join(stated) + '. ')
+    else:
+        W('No barrier ran faster or slower on huge pages in all three runs: in every row, some run\'s '
+          'interval includes 1 or the runs disagree in direction. ')
+    W('A ratio is not drawn for `none` or a store-path barrier whose run ended with no huge page '
+      '(it measured nothing).\n\n')
+
+
+def abstract_end():
+    """The abstract's end-to-end sentence, from compare.json."""
+    bt = 'binary-trees-l64 x1 heap #1'
+    slower = [p for p in statements().get('slower', []) if p['point'] == bt and p['metric'] == 'wall_ms']
+    faster = statements().get('faster', [])
+    card = statements('card-table')
+    card_said = [p for k in ('slower', 'faster') for p in card.get(k, [])]
+    text = ('no barrier was faster than stop-the-world at any point in all three runs; '
+            if not faster else f'{len(faster)} verdicts said a barrier was faster in all three runs; ')
+    if slower:
+        each = [f"`{p['tracker']}` slower<!-- held: {p['point']} / {p['tracker']} / wall_ms -->" for p in slower]
+        each[0] = each[0].replace(' slower', ' was slower', 1)
+        listed = each[0] if len(each) == 1 else ', '.join(each[:-1]) + ' and ' + each[-1]
+        text += listed + ' than it in wall time on binary trees at 2× its minimum heap in all three runs; '
+    text += ('the card table was never stated slower or faster than it. ' if not card_said
+             else f'the card table was stated different from it {len(card_said)} times. ')
+    text += (f"Of {VERDICTS['judged']} verdicts judged in every run, {VERDICTS['stated']} held as a "
+             f"difference in all three runs and {VERDICTS['reversed']} reversed; "
+             f"{len(statements().get('not judged', []))} more were not judged, because a run's point "
+             "failed the health rule (on GCBench and GCOld, mostly: the mutators waited for cycles).")
+    return text
+
+
+def main(path):
+    with open(path, 'w') as out:
+        W = out.write
+        W('## Abstract\n\n')
+        W("A mostly-concurrent collector needs to know which parts of the heap the mutators wrote while "
+          "it was marking. A software card table records this on every reference store; page protection "
+          "records it once per page. Linux offers four ways to get page-granular dirty bits: userfaultfd "
+          "write-protect with the faults served by a thread, the same fault raised as SIGBUS on the "
+          "writer, asynchronous write-protect read back with the `PAGEMAP_SCAN` ioctl, and `mprotect` + "
+          "SIGSEGV. We put all of them, a card table, a page-granular software write watch and a "
+          "stop-the-world baseline behind one interface on one mostly-concurrent mark-sweep heap, and "
+          "measure, with every invocation in a fresh process and a 95% bootstrap interval on every "
+          "ratio, what each costs per store, per dirtied page and per program, in three independent "
+          "runs on a 2-vCPU KVM guest running Linux 6.18. A first write to a protected page costs "
+          f"{A.q(MICRO, 'uffd-wp-async[disarm]', '#4', short=True)} ns with async write-protect, "
+          f"{A.q(MICRO, 'uffd-wp-sigbus', '#4', short=True)} ns with SIGBUS delivery, "
+          f"{A.q(MICRO, 'mprotect', '#4', short=True)} ns with `mprotect` and "
+          f"{A.q(MICRO, 'uffd-wp[thread]', '#4', short=True)} ns when a sleeping thread serves it "
+          f"(run 1); the card table adds {A.q(MICRO, 'card-table', '#2')} ns to a store. End to end, on "
+          "five workloads with 64 MiB of live data at 2× and 3× their minimum heaps, "
+          + abstract_end() + "\n\n")
+        W('<!-- cut -->\n')
+        W('## 4. Results\n\n')
+        W('All numbers below are copied from the `summary.json` of three default study runs, '
+          '`papers/results/run-1`, `run-2` and `run-3` (each with its `report.md`, `study.csv`, '
+          '`meta.json` and figures), and from their comparison, `papers/results/compare.json`; each '
+          'is marked in this file\'s source with the cell it comes from, and `tests/docs/paper` '
+          'checks it. `papers/generate-results.py` writes this section.\n\n')
+        runs_section(W)
+        micro_section(W)
+        crossover_section(W)
+        e2e_section(W)
+        held_section(W)
+        granule_section(W)
+        gcold_section(W)
+        barrier_only_section(W)
+        curves_section(W)
+        huge_section(W)
+        W('<!-- cut -->\n')
+
+
+if __name__ == '__main__':
+    main(sys.argv[1])
