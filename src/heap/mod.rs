@@ -332,7 +332,10 @@ impl Space {
         }
         let page_start = addr & !(PAGE_SIZE - 1);
         let ok = match self.page_table.get(self.page_of(addr)) {
-            PageKind::Small { class } => (addr - page_start) % CLASS_SIZES[class] == 0,
+            PageKind::Small { class } => {
+                let offset = addr - page_start;
+                size_class::cell_index(class, offset) * CLASS_SIZES[class] == offset
+            }
             PageKind::LargeHead { .. } => addr == page_start,
             _ => false,
         };

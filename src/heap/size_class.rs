@@ -1,6 +1,7 @@
 //! Size classes: every small object is rounded up to one of these cell sizes, and a page
 //! holds cells of one size only, so that the cell containing any address is found by
-//! division (what the rescan of a dirty granule needs).
+//! division (what the rescan of a dirty granule and the check of a root need), done as a
+//! multiply by the class's reciprocal ([`cell_index`]).
 
 use crate::sys::PAGE_SIZE;
 
@@ -45,6 +46,32 @@ pub fn class_for(bytes: usize) -> Option<usize> {
     Some(CLASS_OF[bytes.div_ceil(GRANULE)] as usize)
 }
 
+/// `ceil(2^32 / size)` of every class: the reciprocal that turns the division of an
+/// offset within a page by a cell size into a multiply and a shift ([`cell_index`]).
+const RECIPROCALS: [u64; NUM_CLASSES] = {
+    let mut r = [0u64; NUM_CLASSES];
+    let mut c = 0;
+    while c < NUM_CLASSES {
+        r[c] = (1u64 << 32).div_ceil(CLASS_SIZES[c] as u64);
+        c += 1;
+    }
+    r
+};
+
+/// The index of the cell of class `c` that holds byte `offset` of its page
+/// (`offset / CLASS_SIZES[c]`), without a division: `push_root`'s check that a root is a
+/// cell's start spent a third of its time in the `div` (`perf annotate`, GCBench).
+///
+/// Exact for every offset within a page: with `M = ceil(2^32 / s) = (2^32 + e) / s`,
+/// `0 <= e < s`, the product `offset * M / 2^32` exceeds `offset / s` by less than
+/// `offset / 2^32 < 2^-20`, less than the `1/s >= 2^-11` that separates `offset / s`
+/// from the next integer (a test checks every offset of every class).
+#[inline(always)]
+pub fn cell_index(c: usize, offset: usize) -> usize {
+    debug_assert!(offset < PAGE_SIZE, "offset {offset} outside a page");
+    ((offset as u64 * RECIPROCALS[c]) >> 32) as usize
+}
+
 /// Cells of class `c` in one page.
 pub fn cells_per_page(c: usize) -> usize {
     PAGE_SIZE / CLASS_SIZES[c]
@@ -61,6 +88,19 @@ mod tests {
             assert!(cells_per_page(c) >= 2, "class {c} must fit twice in a page");
             if c > 0 {
                 assert!(s > CLASS_SIZES[c - 1]);
+            }
+        }
+    }
+
+    #[test]
+    fn cell_index_divides_every_offset_of_every_class_exactly() {
+        for (c, &s) in CLASS_SIZES.iter().enumerate() {
+            for offset in 0..PAGE_SIZE {
+                assert_eq!(
+                    cell_index(c, offset),
+                    offset / s,
+                    "class {c}, offset {offset}"
+                );
             }
         }
     }

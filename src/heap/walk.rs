@@ -2,7 +2,7 @@
 //! remark's rescan of a dirty granule), and the count of live objects.
 
 use super::pages::PageKind;
-use super::size_class::CLASS_SIZES;
+use super::size_class::{CLASS_SIZES, cell_index};
 use super::{Space, object};
 use crate::sys::PAGE_SIZE;
 
@@ -49,7 +49,8 @@ impl Space {
         match self.page_table.get(p) {
             PageKind::Small { class } => {
                 let cs = CLASS_SIZES[class];
-                for i in (lo - page) / cs..=(hi - 1 - page) / cs {
+                let cells = cell_index(class, lo - page)..=cell_index(class, hi - 1 - page);
+                for i in cells {
                     if (i + 1) * cs <= PAGE_SIZE {
                         f(page + i * cs);
                     }
