@@ -20,6 +20,7 @@ mod lower_bound;
 mod micro;
 mod min_heap;
 mod mutation_sweep;
+mod steadiness;
 
 use std::fmt::Write as _;
 
@@ -87,6 +88,7 @@ impl Doc {
 pub fn render(rows: &[Row], meta: &Meta, figures: &[String]) -> (String, Summary) {
     let mut doc = Doc::new();
     header::write(&mut doc, rows, meta);
+    steadiness::write(&mut doc, rows);
     micro::write(&mut doc, rows, meta.seed);
     min_heap::write(&mut doc, rows);
     end_to_end::write(&mut doc, rows, meta.seed);
