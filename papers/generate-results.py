@@ -70,6 +70,13 @@ class Run:
         found = [t for t in self.tables if t['heading'] == heading]
         return found[nth - 1] if len(found) >= nth else None
 
+    def nth_with(self, heading, column):
+        """Which table (from 1) under `heading` has `column`: a point's heading heads its
+        end-to-end tables (one, or three in reports written since they were split) and its
+        granule table."""
+        found = [t for t in self.tables if t['heading'] == heading]
+        return next(i + 1 for i, t in enumerate(found) if column in t['header'])
+
     def headings(self):
         return [t['heading'] for t in self.tables]
 
@@ -336,8 +343,9 @@ def granule_section(W):
     W('| point | run 1 | run 2 | run 3 | stores per dirtied granule, card table (run 1) | write watch (run 1) |\n'
       '|---|---|---|---|---|---|\n')
     for h, _ in e2e_points():
-        W(f'| {h.split(" heap")[0]} | ' + ' | '.join(r.q(h, 'write-watch', 'wall ÷ card-table', nth=2) for r in R)
-          + f" | {A.q(h, 'card-table', 'stores per dirtied granule', nth=2)} | {A.q(h, 'write-watch', 'stores per dirtied granule', nth=2)} |\n")
+        g = A.nth_with(h, 'granule')
+        W(f'| {h.split(" heap")[0]} | ' + ' | '.join(r.q(h, 'write-watch', 'wall ÷ card-table', nth=r.nth_with(h, 'granule')) for r in R)
+          + f" | {A.q(h, 'card-table', 'stores per dirtied granule', nth=g)} | {A.q(h, 'write-watch', 'stores per dirtied granule', nth=g)} |\n")
     W('\n')
 
 

@@ -21,7 +21,8 @@ pub fn point_heading(rows: &[Row], (wl, threads, heap): &PointKey) -> String {
     )
 }
 
-const COLUMNS: [&str; 27] = [
+/// Columns of a point's first table: time and CPU.
+const TIME_COLUMNS: [&str; 9] = [
     "tracker",
     "n",
     "wall ms",
@@ -31,6 +32,11 @@ const COLUMNS: [&str; 27] = [
     "CPU ÷ none",
     "",
     "CPU mut / coll / service ms",
+];
+
+/// Columns of its second: pauses and utilisation.
+const PAUSE_COLUMNS: [&str; 9] = [
+    "tracker",
     "STW ms",
     "p50 µs",
     "p99 µs",
@@ -39,6 +45,11 @@ const COLUMNS: [&str; 27] = [
     "MMU 10 ms",
     "MMU 1 / 100 ms",
     "MMU with stalls 10 ms",
+];
+
+/// Columns of its third: concurrency health.
+const HEALTH_COLUMNS: [&str; 11] = [
+    "tracker",
     "cycles",
     "fallbacks",
     "alloc stalls",
@@ -58,7 +69,8 @@ pub(super) fn write(doc: &mut Doc, rows: &[Row], seed: u64) {
     }
     doc.heading(2, "End to end");
     doc.para(&format!(
-        "Per point: *n* valid invocations; wall time and the process's CPU time with their ratios to \
+        "Per point, three tables (a row per tracker in each): time and CPU, pauses and \
+         utilisation, concurrency health. *n* valid invocations; wall time and the process's CPU time with their ratios to \
          `none` (stop-the-world) and the verdict; CPU by thread role (mutators / collector thread / \
          `uffd-wp` fault-service thread); stop-the-world (STW) time; pause percentiles (HDR histogram) \
          and the longest pause's ratio to `none`'s; minimum mutator utilisation (MMU) over the pauses at \
@@ -158,7 +170,19 @@ pub(super) fn write(doc: &mut Doc, rows: &[Row], seed: u64) {
                 }),
             ]);
         }
-        doc.table(&COLUMNS, table);
+        // One row per tracker, cut into the three tables (each starts with the tracker).
+        let mut split = [Vec::new(), Vec::new(), Vec::new()];
+        for row in table {
+            let (time, rest) = row.split_at(TIME_COLUMNS.len());
+            let (pauses, health) = rest.split_at(PAUSE_COLUMNS.len() - 1);
+            split[0].push(time.to_vec());
+            split[1].push([&time[..1], pauses].concat());
+            split[2].push([&time[..1], health].concat());
+        }
+        let [time, pauses, health] = split;
+        doc.table(&TIME_COLUMNS, time);
+        doc.table(&PAUSE_COLUMNS, pauses);
+        doc.table(&HEALTH_COLUMNS, health);
     }
     doc.shows(
         "what each barrier costs a whole program, in time and in CPU, beside stopping the world. \
@@ -325,6 +349,30 @@ mod tests {
                 note: String::new(),
             })
             .collect()
+    }
+
+    #[test]
+    fn a_point_gets_three_narrow_tables_each_row_named_by_its_tracker() {
+        let mut rows = walls("none", 140.0, &[1900.0, 2500.0, 1800.0]);
+        rows.extend(walls("card-table", 140.0, &[2100.0, 2200.0, 1500.0]));
+        let mut doc = Doc::new();
+        write(&mut doc, &rows, 1);
+        let point: Vec<&crate::study::summary::Table> = doc
+            .tables
+            .iter()
+            .filter(|t| t.heading.contains("lru-l64"))
+            .collect();
+        let headers: Vec<&[&str]> = vec![&TIME_COLUMNS, &PAUSE_COLUMNS, &HEALTH_COLUMNS];
+        assert_eq!(point.len(), headers.len(), "{point:?}");
+        for (t, header) in point.iter().zip(headers) {
+            assert_eq!(t.header, header, "{t:?}");
+            assert!(t.header.len() <= 11, "{} columns", t.header.len());
+            let names: Vec<String> = t.rows.iter().map(|r| r[0].render()).collect();
+            assert_eq!(names, ["none", "card-table"], "{t:?}");
+            assert!(t.rows.iter().all(|r| r.len() == t.header.len()), "{t:?}");
+        }
+        let wall = point[0].cell("card-table", "wall ms").expect("wall ms");
+        assert_eq!(wall.render().split(' ').next(), Some("2100"));
     }
 
     #[test]
