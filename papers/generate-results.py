@@ -21,6 +21,28 @@ import os
 import sys
 
 ROOT = os.path.join(os.path.dirname(os.path.abspath(__file__)), 'results')
+# The C reference probe's run on the day and the hardware of the three runs
+# (`papers/reference/run-probe.sh`, output of `probe.c`).
+PROBE = 'probe-2026-12-06.md'
+
+
+def probe_medians():
+    """KEY -> median (ns) of the probe's table (`key min median max unit what`)."""
+    path = os.path.join(os.path.dirname(os.path.abspath(__file__)), 'reference', PROBE)
+    out = {}
+    for line in open(path):
+        f = line.split()
+        if len(f) >= 5 and f[4].startswith('ns/') and not line.startswith('#'):
+            try:
+                out[f[0]] = float(f[2])
+            except ValueError:
+                pass
+    return out
+
+
+def ref(key):
+    """The probe's median of KEY, quoted with its marker."""
+    return f'`{PROBE_NS[key]:.2f} ns`<!-- ref: c-probe {key} -->'
 RUNS = (1, 2, 3)
 
 
@@ -131,6 +153,7 @@ class Run:
 
 
 R = [Run(n) for n in RUNS]
+PROBE_NS = probe_medians()
 A = R[0]
 CMP = json.load(open(os.path.join(ROOT, 'compare.json')))
 VERDICTS = CMP['verdicts']
@@ -206,6 +229,15 @@ def runs_section(W):
       "shows what ran. `papers/results/README.md` says how the folders were made.\n\n")
 
 
+# The first writes set beside the C probe: (what, tracker, the probe's key).
+FIRST_WRITES = (
+    ('async write-protect', 'uffd-wp-async[disarm]', 'uffdasync_fault'),
+    ('`mprotect`', 'mprotect', 'mprotect_fault_unprotect'),
+    ('SIGBUS delivery', 'uffd-wp-sigbus', 'uffdwp_sigbus_fault'),
+    ('the served fault', 'uffd-wp[thread]', 'uffdwp_fault_roundtrip_thread'),
+)
+
+
 def first_write(r, t):
     """A first write's cost, or the report's word that it is under the noise."""
     c = r.cell(MICRO, t, '#5')
@@ -217,8 +249,8 @@ def first_write(r, t):
 def micro_section(W):
     W('### 4.1 Cost per store, per dirtied page, per cycle\n\n')
     W("Medians over rounds with 95% bootstrap intervals, minus `none`'s, over a 64 MiB region, twice "
-      'the last-level cache, in each run. The C reference on the same kind of machine is in '
-      '`papers/reference/c-probe-2026-11-29.md`.\n\n')
+      'the last-level cache, in each run. The C reference (`papers/reference/probe.c`) ran on the '
+      f'same machine the same day: `papers/reference/{PROBE}`.\n\n')
     W('| tracker | per store (ns), run 1 | run 2 | run 3 | first write per dirtied page (ns), run 1 | run 2 | run 3 |\n'
       '|---|---|---|---|---|---|---|\n')
     for t in trackers(MICRO):
@@ -236,15 +268,18 @@ def micro_section(W):
           + (' (its interval includes 0 in some run).' if any(r.includes_zero(MICRO, t, '#2') for r in R) else '.')
           + ' ')
     W("\n\nOne run's first-write costs beside the C reference: async write-protect "
-      f"{A.q(MICRO, 'uffd-wp-async[disarm]', '#4', short=True)} ns (C: `765.13 ns`<!-- ref: c-probe uffd_async_firstwrite_seq -->), "
-      f"`mprotect` {A.q(MICRO, 'mprotect', '#4', short=True)} ns (C: `5252.74 ns`<!-- ref: c-probe mprot_fault_seq -->), "
-      f"SIGBUS delivery {A.q(MICRO, 'uffd-wp-sigbus', '#4', short=True)} ns, and a fault served by a thread "
-      f"sleeping in `poll(2)` {A.q(MICRO, 'uffd-wp[thread]', '#4', short=True)} ns (C: `58450.02 ns`<!-- ref: c-probe uffd_sync_fault_poll_sep -->, "
-      "the handler on the other vCPU). The C probe's regions and rounds are not the study's "
-      "(`papers/reference/README.md`), so the two agree in order of magnitude, not to a percent.\n\n")
+      f"{A.q(MICRO, 'uffd-wp-async[disarm]', '#4', short=True)} ns (C: {ref('uffdasync_fault')}), "
+      f"`mprotect` {A.q(MICRO, 'mprotect', '#4', short=True)} ns (C: {ref('mprotect_fault_unprotect')}), "
+      f"SIGBUS delivery {A.q(MICRO, 'uffd-wp-sigbus', '#4', short=True)} ns (C: {ref('uffdwp_sigbus_fault')}), and a fault served by a thread "
+      f"sleeping in `poll(2)` {A.q(MICRO, 'uffd-wp[thread]', '#4', short=True)} ns (C: {ref('uffdwp_fault_roundtrip_thread')}, "
+      "the handler on the other vCPU). Over the three runs the study's figure is "
+      + '; '.join(f"{min(v)/PROBE_NS[k]:.2f} to {max(v)/PROBE_NS[k]:.2f} times the probe's for {what}"
+                  for what, k, v in ((w, k, [r.cell(MICRO, t, '#4')['estimate'] for r in R])
+                                     for w, t, k in FIRST_WRITES))
+      + " (each run's cells above; the probe's rows in its file).\n\n")
     W('**The wake-up is the served fault\'s cost.** Pinned to one CPU, the served round trip falls to '
       + ', '.join(r.q(PIN, 'uffd-wp[thread]', 'pinned (ns)') for r in R)
-      + ' ns in runs 1, 2 and 3 (C, same CPU: `8890.34 ns`<!-- ref: c-probe uffd_sync_fault_poll_same -->): '
+      + f" ns in runs 1, 2 and 3 (C, same CPU: {ref('uffdwp_fault_roundtrip_thread_samecpu')}): "
       "on this VM most of a served fault is waking a thread on the other vCPU and being woken back, "
       "not the kernel's work.\n\n")
 

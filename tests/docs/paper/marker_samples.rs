@@ -225,8 +225,8 @@ fn the_marker_checker_accepts_what_holds() {
         assert!(checked >= 1 && errors.is_empty(), "`{line}`: {errors:?}");
     }
     // The parser reads the real reference's rows.
-    let reference = c_probe_median(&read(C_PROBE), "mprot_fault_seq");
-    assert_eq!(reference, Ok((5252.74, "ns/fault".to_string())));
+    let reference = c_probe_median(&read(C_PROBE), "mprotect_fault_unprotect");
+    assert_eq!(reference, Ok((5677.76, "ns/page".to_string())));
     for ignored in [
         "<!-- TODO: a note -->",
         "<!-- note@2: crosses -->",

@@ -33,7 +33,7 @@
 //!   `Crossover with the card table`, the tracker's `crossover (stores/page)` cell is an
 //!   estimate (it crosses) / a text such as `none within 1–16384` (it does not).
 //! - `` `5.25 µs`<!-- ref: c-probe KEY --> ``: the number equals, within 0.5%, the median
-//!   of row KEY of `papers/reference/c-probe-2026-11-29.md` (in ns; the paper may write
+//!   of row KEY of `papers/reference/probe-2026-12-06.md` (in ns; the paper may write
 //!   `ns`, `µs`, `us` or `ms`). No `@N`.
 //!
 //! And no free-standing claim ([`claims`]): every sentence that says a tracker crosses
@@ -74,7 +74,7 @@ const RESULTS: &str = "papers/results";
 const RUNS: [&str; 3] = ["run-1", "run-2", "run-3"];
 /// `barrierlab compare run-1 run-2 run-3 --json`, run in [`RESULTS`].
 const COMPARE: &str = "papers/results/compare.json";
-const C_PROBE: &str = "papers/reference/c-probe-2026-11-29.md";
+const C_PROBE: &str = "papers/reference/probe-2026-12-06.md";
 /// The marker that says the paper quotes the results (`<!-- report:` and
 /// `<!-- report@N:`): from then on, results in an older format fail instead of being
 /// skipped.
