@@ -77,3 +77,51 @@ fn the_papers_command_runs_in_quick_mode() {
     assert_eq!(summary_errors(&report, &summary), Vec::<String>::new());
     let _ = std::fs::remove_dir_all(&out);
 }
+
+/// The paper's abstract and Section 4 are what `papers/generate-results.py` writes from
+/// the stored runs, byte for byte: no hand edit to a generated sentence survives (the
+/// script's output is cut into the paper at its `<!-- cut -->` lines, the abstract
+/// replacing `## Abstract` and the results replacing `## 4. Results` up to `## 5.`).
+#[test]
+fn the_papers_results_are_what_the_generator_writes() {
+    let what = "the_papers_results_are_what_the_generator_writes";
+    let out = std::env::temp_dir().join(format!("barrierlab-results-{}.md", std::process::id()));
+    let run = Command::new("python3")
+        .arg(root().join("papers/generate-results.py"))
+        .arg(&out)
+        .output();
+    let run = match run {
+        Ok(run) => run,
+        Err(e) => return crate::support::skip_or_fail(what, &format!("python3: {e}")),
+    };
+    assert!(
+        run.status.success(),
+        "generate-results.py failed: {}",
+        String::from_utf8_lossy(&run.stderr)
+    );
+    let generated = std::fs::read_to_string(&out).expect("the generator's output");
+    let _ = std::fs::remove_file(&out);
+    let parts: Vec<&str> = generated.split("<!-- cut -->\n").collect();
+    let [abstract_, results, ..] = parts[..] else {
+        panic!("the generator's output has no `<!-- cut -->` lines");
+    };
+    let text = paper();
+    let between = |from: &str, to: &str| -> String {
+        let start = text.find(from).unwrap_or_else(|| panic!("no `{from}`"));
+        let end = start
+            + text[start..]
+                .find(to)
+                .unwrap_or_else(|| panic!("no `{to}`"));
+        text[start..end].to_string()
+    };
+    assert!(
+        between("## Abstract", "## 1. ") == abstract_,
+        "the paper's abstract is not the generator's: run `python3 papers/generate-results.py \
+         /tmp/r.md` and cut it in"
+    );
+    assert!(
+        between("## 4. Results", "## 5. ") == results,
+        "the paper's Section 4 is not the generator's: run `python3 papers/generate-results.py \
+         /tmp/r.md` and cut it in"
+    );
+}
