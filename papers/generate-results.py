@@ -1,21 +1,24 @@
 #!/usr/bin/env python3
-"""Writes the paper's abstract, Section 4 (Results) and Section 5 (Discussion) from three
-study runs: `papers/results/run-1`, `run-2`, `run-3` (each a study folder; only its
-`summary.json` is read, never its Markdown) and `papers/results/compare.json` (the output
-of `barrierlab compare run-1 run-2 run-3 --json`, run inside `papers/results`).
+"""Writes the paper's abstract and Section 4 (Results) from three study runs:
+`papers/results/run-1`, `run-2`, `run-3` (of each study folder its `summary.json`, never its
+Markdown), `papers/results/compare.json` (the output of `barrierlab compare run-1 run-2
+run-3 --json`, run inside `papers/results`) and the C probe's run in `papers/reference`;
+Sections 4.10 and 4.11 come from CSV files (`generate_results_from_csv.py`: the
+before/after experiment's `data.csv` and run 1's `study.csv`).
 
-Every number is copied from a `summary.json` cell and marked with the cell it came from;
-every "slower / faster / no difference" from one run is marked with the interval that
-allows it; every verdict across the runs is marked with its `compare.json` entry; every
-"crosses / does not cross" with the crossover cell. `cargo test --release --test docs
-paper` checks each marker against the data, so a sentence the data contradicts fails.
+Every number from a `summary.json` cell is marked with the cell it came from; every
+"slower / faster / no difference" from one run is marked with the interval that allows
+it; every verdict across the runs is marked with its `compare.json` entry; every "crosses
+/ does not cross" with the crossover cell. `cargo test --release --test docs paper` checks
+each marker against the data, and that the paper's abstract and Section 4 are this
+script's output byte for byte, so a sentence the data contradicts fails.
 
 Usage (from the repository root):
 
     python3 papers/generate-results.py /tmp/results.md
 
-writes the abstract, then Sections 4 and 5, separated by lines `<!-- cut -->`; they replace
-the paper's `## Abstract` section and its `## 4. Results` .. `## 6.` part."""
+writes the abstract, then Section 4, each followed by a line `<!-- cut -->`; they replace
+the paper's `## Abstract` section and its `## 4. Results` .. `## 5.` part."""
 import json
 import os
 import sys

@@ -8,15 +8,15 @@ use super::{C_PROBE, read};
 
 const E2E: &str = "gcbench, 1 thread(s), 24.0 MiB heap (2.00 times the minimum)";
 
-fn text(s: &str) -> Cell {
+pub(crate) fn text(s: &str) -> Cell {
     Cell::text(s)
 }
 
-fn estimate(estimate: f64, lo: f64, hi: f64) -> Cell {
+pub(crate) fn estimate(estimate: f64, lo: f64, hi: f64) -> Cell {
     Cell::Estimate { estimate, lo, hi }
 }
 
-fn ratio(estimate: f64, lo: f64, hi: f64, verdict: &str) -> Cell {
+pub(crate) fn ratio(estimate: f64, lo: f64, hi: f64, verdict: &str) -> Cell {
     Cell::Ratio {
         estimate,
         lo,
@@ -25,7 +25,7 @@ fn ratio(estimate: f64, lo: f64, hi: f64, verdict: &str) -> Cell {
     }
 }
 
-fn table(heading: &str, index: usize, header: &[&str], rows: Vec<Vec<Cell>>) -> Table {
+pub(crate) fn table(heading: &str, index: usize, header: &[&str], rows: Vec<Vec<Cell>>) -> Table {
     Table {
         heading: heading.into(),
         index,
@@ -50,7 +50,7 @@ fn crossover(mprotect: Cell, thread: Cell) -> Table {
 }
 
 /// An end-to-end table whose `card-table` row has `wall ÷ none` = `card`.
-fn end_to_end(card: Cell) -> Table {
+pub(crate) fn end_to_end(card: Cell) -> Table {
     table(
         E2E,
         1,
