@@ -346,16 +346,7 @@ fn compare(runs: &[PathBuf], metrics: Option<Vec<String>>, changed: bool, json: 
         }
     }
     let agreements = compare::agreements(&rows);
-    let later: Vec<Vec<compare::Comparison>> = rows[1..]
-        .iter()
-        .map(|later| {
-            let mut cmp = compare::compare(&rows[0], later, &metrics);
-            if changed {
-                cmp.retain(|c| c.verdict() != "no difference stated");
-            }
-            cmp
-        })
-        .collect();
+    let later = compare::against_first(&rows, &metrics, changed);
     if json {
         let paths: Vec<&std::path::Path> = runs.iter().map(PathBuf::as_path).collect();
         return emit(&format!(

@@ -130,6 +130,22 @@ fn grouped(rows: &[Row], metrics: &[Metric]) -> BTreeMap<Key, (f64, Vec<f64>)> {
     out
 }
 
+/// Each later run (`runs[1..]`) against the first, over `metrics`; with `changed`, only the
+/// points whose interval lies beyond 1 by the margin. What `barrierlab compare` prints (and
+/// `--json` writes) per later run.
+pub fn against_first(runs: &[Vec<Row>], metrics: &[Metric], changed: bool) -> Vec<Vec<Comparison>> {
+    runs.iter()
+        .skip(1)
+        .map(|later| {
+            let mut cmp = compare(&runs[0], later, metrics);
+            if changed {
+                cmp.retain(|c| c.verdict() != "no difference stated");
+            }
+            cmp
+        })
+        .collect()
+}
+
 /// Compares the result rows of two studies over `metrics`: every point present in both
 /// with at least two values on each side.
 pub fn compare(old: &[Row], new: &[Row], metrics: &[Metric]) -> Vec<Comparison> {

@@ -124,17 +124,14 @@ fn the_three_runs_are_independent() {
 }
 
 /// `barrierlab compare run-1 run-2 run-3 --json` over the stored runs, recomputed
-/// through the library as `src/main.rs`'s `compare` does it (its default metrics,
+/// through the library calls `src/main.rs`'s `compare` makes (its default metrics,
 /// `--changed` not given), with the runs named as in `papers/results`.
 fn recomputed_comparison() -> serde_json::Value {
     let rows: Vec<_> = (1..=RUNS.len())
         .map(|n| read_rows(&run_path(n)).unwrap_or_else(|e| panic!("run {n}: {e}")))
         .collect();
     let agreements = compare::agreements(&rows);
-    let later: Vec<Vec<compare::Comparison>> = rows[1..]
-        .iter()
-        .map(|later| compare::compare(&rows[0], later, &compare::HEADLINE_METRICS))
-        .collect();
+    let later = compare::against_first(&rows, &compare::HEADLINE_METRICS, false);
     let names: Vec<&Path> = RUNS.iter().map(Path::new).collect();
     compare::to_json(&names, &agreements, &later)
 }
