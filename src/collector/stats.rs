@@ -170,6 +170,9 @@ pub struct CycleStats {
     /// The pre-clean round (from 1) after which the mutators were paced, if they were
     /// (`collector/pace.rs`).
     pub paced_from_round: Option<usize>,
+    /// The pre-clean rounds after which the mutators' share while paced was halved
+    /// (`Pace::tighten`).
+    pub pace_halved_after: Vec<usize>,
     /// The heap pages dirty at the first pre-clean round (written since arm), when
     /// [`crate::HeapConfig::record_dirty_pages`] is on.
     pub dirty_pages: Vec<usize>,
@@ -346,8 +349,9 @@ impl CycleStats {
     /// with pre-clean, harvests, disarm, sweep), heap before → after (of `heap_bytes`), bytes marked,
     /// freed and allocated during it, dirty granules (allocation frontier / older
     /// objects), remark's dirty granules with the objects it rescanned in them, the
-    /// objects it newly marked (after each pre-clean round's dirty granules, and the
-    /// round after which the mutators were paced), and the time of its harvest and of its rescan and trace, pages handed out, the concurrent drains helpers finished, faults (of
+    /// objects it newly marked (after each pre-clean round's dirty granules, the
+    /// round after which the mutators were paced and those after which their share was
+    /// halved), and the time of its harvest and of its rescan and trace, pages handed out, the concurrent drains helpers finished, faults (of
     /// which on the frontier), the degradation
     /// with its cause, and the pacer's inputs and decision (live `L`, goal `G`, ratio
     /// `r`, predicted allocation `E`, the next trigger and its floor).
@@ -378,9 +382,11 @@ impl CycleStats {
             self.dirty_frontier,
             self.dirty_old,
             self.preclean_dirty,
-            match self.paced_from_round {
-                Some(r) => format!(" paced after round {r}"),
-                None => String::new(),
+            match (self.paced_from_round, self.pace_halved_after.as_slice()) {
+                (Some(r), []) => format!(" paced after round {r}"),
+                (Some(r), halved) =>
+                    format!(" paced after round {r}, share halved after {halved:?}"),
+                (None, _) => String::new(),
             },
             self.remark_dirty,
             self.remark_rescanned,

@@ -123,7 +123,7 @@ impl Default for HeapConfig {
             barrier: BarrierConfig::of(BarrierKind::CardTable),
             trigger: 0.6,
             pacing: true,
-            max_preclean_rounds: 8,
+            max_preclean_rounds: 12,
             preclean_threshold: 32,
             preclean_pacing: Some(0.5),
             mark_poll_interval: 64,
