@@ -60,8 +60,9 @@ pub(super) const RIGHT: usize = 1;
 /// A node's payload: its height in the low 32 bits, [`TAG`] in the high 32.
 pub(super) const NODE_PAYLOAD: usize = 8;
 pub(super) const TAG: u64 = 0x6763_6f6c;
-/// Safepoint polls: at least every this many swaps or work iterations.
-pub(super) const POLL_EVERY: u64 = 1 << 10;
+/// Safepoint polls in the mutator work's counting loop: every this many iterations
+/// (tens of microseconds; the pointer mutations poll at every swap).
+pub(super) const WORK_POLL: u64 = 1 << 16;
 
 /// What one step promotes, the same every step.
 #[derive(Debug, Clone, PartialEq, Eq)]
