@@ -23,10 +23,10 @@ pub struct HeapConfig {
     /// Start each cycle from bytes, as late as lets it finish before the heap reaches its
     /// goal (the pacer, `collector/pacer.rs`); `false` keeps the fixed trigger.
     pub pacing: bool,
-    /// At most this many pre-clean rounds per cycle (fewer when a round finds at most
-    /// [`HeapConfig::preclean_threshold`] dirty granules, or, for a page tracker, no
-    /// fewer than the round before, except the round just after pacing began:
-    /// [`HeapConfig::preclean_pacing`]).
+    /// At most this many pre-clean rounds per cycle, 12 by default (fewer when a round
+    /// finds at most [`HeapConfig::preclean_threshold`] dirty granules, or, for a page
+    /// tracker, no fewer than the round before, except the round just after pacing began
+    /// or its share was halved: [`HeapConfig::preclean_pacing`]).
     pub max_preclean_rounds: usize,
     /// Stop pre-cleaning when a round finds at most this many dirty granules.
     pub preclean_threshold: usize,
