@@ -107,6 +107,11 @@ enum Command {
         /// of the median (0.1: 10%).
         #[arg(long, value_parser = positive)]
         ci_width: Option<f64>,
+        /// The time (ms) each workload's work is sized for at its fastest point (`none` at
+        /// its largest heap), by calibration runs before the end-to-end points (default
+        /// 2333; --quick runs its fixed CI-sized work unless this is given).
+        #[arg(long, value_parser = positive)]
+        run_ms: Option<f64>,
         /// No progress bar.
         #[arg(long)]
         no_progress: bool,
@@ -169,6 +174,11 @@ enum Command {
         /// --barrier, one invocation of that point.
         #[arg(long, conflicts_with_all = ["workload", "quick", "scaled", "live_mib"])]
         study_workload: Option<String>,
+        /// With --study-workload: the work a study calibrated for that workload (bytes it
+        /// allocates per live byte, from the report's "Work per run" table); without it,
+        /// the workload's starting work.
+        #[arg(long, value_parser = run_opts::work)]
+        allocated_per_live: Option<f64>,
         /// The scaled-down parameters (GCBench only; the others' defaults are small).
         #[arg(long)]
         quick: bool,
@@ -413,9 +423,10 @@ fn main() -> ExitCode {
         } => run_cmd::run(&opts, &run_cmd::WorkloadName::Gcbench.workload(quick)),
         Command::Run {
             study_workload: Some(label),
+            allocated_per_live,
             opts,
             ..
-        } => match run_cmd::study_workload(&label, opts.threads as usize) {
+        } => match run_cmd::study_workload(&label, allocated_per_live, opts.threads as usize) {
             Ok(w) => run_cmd::run(&opts, &w),
             Err(why) => {
                 warn(&format!("error: --study-workload: {why}"));
@@ -427,9 +438,14 @@ fn main() -> ExitCode {
             quick,
             scaled,
             live_mib,
+            allocated_per_live,
             opts,
             ..
         } => {
+            if allocated_per_live.is_some() {
+                warn("error: --allocated-per-live applies only to --study-workload");
+                return ExitCode::from(2);
+            }
             // clap asks for one of --workload and --study-workload.
             let Some(workload) = workload else {
                 warn("error: give --workload or --study-workload");
@@ -478,6 +494,7 @@ fn main() -> ExitCode {
             invocations,
             max_invocations,
             ci_width,
+            run_ms,
             no_progress,
             seed,
             pin_cpu,
@@ -513,6 +530,9 @@ fn main() -> ExitCode {
             }
             if let Some(w) = ci_width {
                 cfg.invocations.target_width = w;
+            }
+            if run_ms.is_some() {
+                cfg.run_ms = run_ms;
             }
             cfg.progress = !no_progress;
             cfg.pin_cpu = pin_cpu;

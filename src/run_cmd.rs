@@ -69,15 +69,24 @@ impl WorkloadName {
 }
 
 /// The default study's workload labelled `label` (its live size from a trailing
-/// `-l<MiB>`), as one of `threads` threads runs it in a study point.
-pub fn study_workload(label: &str, threads: usize) -> Result<Workload, String> {
+/// `-l<MiB>`), as one of `threads` threads runs it in a study point: with the work a
+/// study calibrated for it (`per_live`, bytes allocated per live byte) if given, else its
+/// starting work.
+pub fn study_workload(
+    label: &str,
+    per_live: Option<f64>,
+    threads: usize,
+) -> Result<Workload, String> {
     let live: Vec<u64> = label
         .rsplit_once("-l")
         .and_then(|(_, mib)| mib.parse().ok())
         .into_iter()
         .collect();
     barrierlab::study::point::find_workload(barrierlab::study::config::Mode::Default, &live, label)
-        .map(|w| w.at_threads(threads))
+        .map(|w| match per_live {
+            Some(x) => w.with_allocated_per_live(x).at_threads(threads),
+            None => w.at_threads(threads),
+        })
         .map_err(|e| {
             let labels: Vec<String> = barrierlab::study::config::StudyConfig::new(
                 barrierlab::study::config::Mode::Default,

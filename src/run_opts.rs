@@ -71,3 +71,13 @@ pub fn in_range(s: &str, lo: u64, hi: u64) -> Result<u64, String> {
         _ => Err(format!("`{s}` is not a number from {lo} to {hi}")),
     }
 }
+
+/// Parses a workload's work (bytes allocated per live byte): a finite number above 0.
+pub fn work(s: &str) -> Result<f64, String> {
+    match s.parse::<f64>() {
+        Ok(v) if v.is_finite() && v > 0.0 => Ok(v),
+        _ => Err(format!(
+            "`{s}` is not a number above 0 (bytes allocated per live byte)"
+        )),
+    }
+}

@@ -3,14 +3,20 @@
 //! The end-to-end workloads are defined here by their live size ([`StudyWorkload`]): the
 //! default study holds 64 MiB of live data (heaps from 128 MiB, above the last-level
 //! cache), `--full` goes to 1 GiB, `--quick` stays CI-sized. A point runs the same work
-//! at every heap size (a fixed allocation volume, a multiple of the live set set per
-//! workload so that its fastest point runs for at least two seconds: [`PerLive`]), so
-//! that a heap-size curve compares like with like. It describes; it never runs.
+//! at every heap size (a fixed allocation volume, a multiple of the live set), so that a
+//! heap-size curve compares like with like; the default and full studies size that volume
+//! per workload by time on the machine at hand, so that its fastest point runs for at
+//! least two seconds ([`StudyWorkload::calibrated_per_live`], from [`PerLive`]). It
+//! describes; it never runs.
 
 use std::path::PathBuf;
 use std::time::Duration;
 
 use serde::{Deserialize, Serialize};
+
+mod workload;
+
+pub use workload::StudyWorkload;
 
 use super::meta::InvocationPolicy;
 use crate::barrier::{BarrierKind, Breadth, Variant};
@@ -43,22 +49,17 @@ impl Mode {
     }
 }
 
-/// Bytes an end-to-end run of the default and full studies allocates, per byte of its
-/// live set (all threads together), by workload: the same at every heap size, and enough
-/// that the workload's fastest point (`none` at its largest heap) runs for at least two
-/// seconds ([`MIN_RUN_MS`]) with a tenth to spare on the 2-vCPU machine the defaults were
-/// set on, except GCBench (below).
+/// Bytes an end-to-end run of the default and full studies allocates per byte of its
+/// live set (all threads together), by workload, before the study calibrates it: the
+/// work of the calibration runs ([`StudyWorkload::calibrated_per_live`]), and the work of
+/// `run --study-workload` unless `--allocated-per-live` says otherwise.
 ///
-/// Set from two default studies (64 MiB live sets). In the first (2026-12-05), with 16
-/// bytes per live byte (32 for GCOld, one pass of GCBench), the fastest points ran 1.03 s
-/// (GCBench), 1.25 s (binary trees), 1.26 s (GCOld at 100 mutations per step), 1.44 s
-/// (graph), 1.58 s (LRU) and 3.73 s (GCOld at 10,000); each allocation was scaled to
-/// 2.2 s. In the second (2026-12-06), they ran 1.78 s (GCBench, two passes), 2.00 s (binary
-/// trees, 28), 1.96 s (GCOld, 56), 1.91 s (graph, 24), 1.92 s (LRU, 22) and 2.07 s (GCOld
-/// at 10,000, 20), and the study took 26 minutes; each was raised by a tenth again.
-/// GCBench's work comes in whole passes (one allocates 30 bytes per live byte): a third
-/// would add about a minute and a half to a study that must fit in half an hour, so it
-/// stays at two, and its `none` points run 1.8–2.0 s.
+/// These were set from a default study of 2026-12-06 whose fastest points ran 1.8–2.1 s.
+/// The same binary ran them 2.2 times slower that evening and since, as the host slowed
+/// the guest (binary trees at 198 MiB: 2.0 s, then 3.7–4.1 s, both builds side by side):
+/// a fixed volume of work made the default study last 26 minutes one day and 55 the next.
+/// So the study now sizes each workload's runs by time on the machine at hand.
+/// GCBench's work comes in whole passes (one allocates 30 bytes per live byte).
 #[derive(Debug, Clone, Copy)]
 pub struct PerLive;
 
@@ -79,9 +80,19 @@ impl PerLive {
     pub const GCOLD_MUTATING: f64 = 23.0;
 }
 
-/// The shortest median wall time of an end-to-end point that [`PerLive`] is sized for
-/// (ms); the report counts the points below it.
+/// The shortest median wall time of an end-to-end point that the calibrated work is sized
+/// for (ms); the report counts the points below it.
 pub const MIN_RUN_MS: f64 = 2000.0;
+
+/// The wall time the calibration sizes a workload's fastest point for (`none` at its
+/// largest heap, ms): [`MIN_RUN_MS`] with a sixth to spare, since an invocation's wall
+/// time varies by a fifth or more between invocations on a shared 2-vCPU host.
+pub const RUN_MS_TARGET: f64 = MIN_RUN_MS * 7.0 / 6.0;
+
+/// The most a calibration may scale a workload's work up from [`PerLive`]: a calibration
+/// run that ended far too soon (a machine many times faster) cannot make the study's runs
+/// unbounded.
+pub const MAX_CALIBRATION_SCALE: f64 = 8.0;
 
 /// The same for `--quick`, whose runs are CI-sized.
 pub const QUICK_ALLOCATED_PER_LIVE: f64 = 8.0;
@@ -103,86 +114,6 @@ pub const NEAR_HEAP_SHARE: f64 = 0.15;
 /// The heap multiple of the GCOld mutation-rate sweep.
 pub const GCOLD_MULTIPLE: f64 = 2.0;
 
-/// An end-to-end workload of the study: its kind and live size, by label.
-#[derive(Debug, Clone, PartialEq)]
-pub struct StudyWorkload {
-    /// `gcbench-l64`, `graph-spp1024-l64`, `lru-l64`, `binary-trees-l64` (live MiB).
-    pub label: String,
-    /// The workload's kind with its other knobs (its live size is set per thread count).
-    pub base: Workload,
-    /// Live bytes, all threads together.
-    pub live_bytes: u64,
-    /// Bytes a run allocates per live byte.
-    pub allocated_per_live: f64,
-    /// The heap multiples it runs at, where not the study's own (the GCOld sweep runs
-    /// one multiple per mutation rate).
-    pub multiples: Option<Vec<f64>>,
-}
-
-impl StudyWorkload {
-    fn new(kind: &str, base: Workload, live_mib: u64, allocated_per_live: f64) -> StudyWorkload {
-        let live_bytes = live_mib << 20;
-        let label = if live_mib >= 1 {
-            format!("{kind}-l{live_mib}")
-        } else {
-            kind.to_string()
-        };
-        StudyWorkload {
-            label,
-            base,
-            live_bytes,
-            allocated_per_live,
-            multiples: None,
-        }
-    }
-
-    /// The workload one of `threads` threads runs: its share of the live set, and of the
-    /// allocation ([`StudyWorkload::allocated_per_live`]).
-    pub fn at_threads(&self, threads: usize) -> Workload {
-        self.sized(threads, self.allocated_per_live)
-    }
-
-    /// The workload of a barrier-only point: the length of a minimum-heap search step
-    /// ([`FITS_ALLOCATED_PER_LIVE`]), since its heap holds everything it allocates and
-    /// every arm protects all of it.
-    pub fn barrier_only(&self, threads: usize) -> Workload {
-        self.for_fits(threads)
-    }
-
-    /// The share of an end-to-end run's allocation that a barrier-only run allocates
-    /// (1 for GCBench, whose work is fixed).
-    pub fn barrier_only_share(&self) -> f64 {
-        let full = self.at_threads(1).allocation_estimate() as f64;
-        self.barrier_only(1).allocation_estimate() as f64 / full.max(1.0)
-    }
-
-    /// The workload of a minimum-heap search step ([`FITS_ALLOCATED_PER_LIVE`]).
-    pub fn for_fits(&self, threads: usize) -> Workload {
-        self.sized(
-            threads,
-            FITS_ALLOCATED_PER_LIVE.min(self.allocated_per_live),
-        )
-    }
-
-    fn sized(&self, threads: usize, per_live: f64) -> Workload {
-        let per_thread = self.live_bytes / threads.max(1) as u64;
-        let w = self.base.with_live(per_thread);
-        let bytes = self.live_bytes as f64 * per_live;
-        match w {
-            // Its work is the benchmark itself: whole passes, as many as come nearest.
-            Workload::GcBench(p) => {
-                let per_pass = p.bytes_per_repeat() as f64 * threads.max(1) as f64;
-                let passes = (bytes / per_pass).round().clamp(1.0, f64::from(u32::MAX));
-                Workload::GcBench(GcBenchParams {
-                    repeat: passes as u32,
-                    ..p
-                })
-            }
-            _ => w.with_allocation(bytes, threads),
-        }
-    }
-}
-
 /// What the study runs.
 #[derive(Debug, Clone)]
 pub struct StudyConfig {
@@ -196,6 +127,10 @@ pub struct StudyConfig {
     pub threads: Vec<usize>,
     /// Heap sizes as multiples of each workload's minimum heap.
     pub heap_multiples: Vec<f64>,
+    /// The wall time (ms) each workload's fastest point is calibrated to
+    /// ([`StudyWorkload::calibrated_per_live`]): [`RUN_MS_TARGET`] in the default and full
+    /// studies; `None`, the starting work uncalibrated, in the quick one.
+    pub run_ms: Option<f64>,
     /// Live sets of the end-to-end workloads (MiB, all threads together).
     pub live_mib: Vec<u64>,
     /// End-to-end invocations per point.
@@ -233,7 +168,7 @@ impl StudyConfig {
     pub fn new(mode: Mode, out: PathBuf) -> StudyConfig {
         let (threads, heap_multiples, live_mib) = match mode {
             Mode::Quick => (vec![1], vec![2.0, 3.0], vec![4]),
-            Mode::Default => (vec![1], vec![1.5, 2.0, 3.0], vec![64]),
+            Mode::Default => (vec![1], vec![2.0, 3.0, 4.0], vec![64]),
             Mode::Full => (
                 vec![1, 2],
                 vec![1.25, 1.5, 2.0, 3.0, 4.0, 6.0],
@@ -265,6 +200,7 @@ impl StudyConfig {
             trackers: BarrierKind::ALL.to_vec(),
             threads,
             heap_multiples,
+            run_ms: (mode != Mode::Quick).then_some(RUN_MS_TARGET),
             live_mib,
             invocations,
             micro_processes: match mode {
@@ -351,6 +287,13 @@ impl StudyConfig {
             return bad(format!(
                 "--ci-width {}: a positive share of the median (0.1 = 10%)",
                 inv.target_width
+            ));
+        }
+        if let Some(ms) = self.run_ms
+            && !(ms.is_finite() && (1.0..=3_600_000.0).contains(&ms))
+        {
+            return bad(format!(
+                "--run-ms {ms}: the time a workload's fastest point runs, 1 ms to an hour"
             ));
         }
         if self.timeout.is_zero() {
@@ -556,6 +499,18 @@ impl StudyConfig {
             Mode::Full => Breadth::Every,
             _ => Breadth::One,
         })
+    }
+
+    /// Whether the huge-page section runs variant `v` at a workload (`first`: the first
+    /// of [`StudyConfig::workloads`]). The full study runs every variant at every
+    /// workload. The others run the store-path barriers (`none`, the card table, the
+    /// write watch), whose ratio is what 4 KiB pages cost, at every workload, and the
+    /// page trackers at the first only: what their write protection does to huge pages
+    /// (it splits them) takes one workload to show, and at every workload the page
+    /// trackers took 390 of the 630 s the section cost in a default study of
+    /// 2026-12-06.
+    pub fn runs_on_huge_pages(&self, v: &Variant, first: bool) -> bool {
+        self.mode == Mode::Full || first || !v.kind().is_page_level()
     }
 
     fn variants_of(&self, breadth: Breadth) -> Vec<Variant> {

@@ -11,6 +11,8 @@
 //!   so that intervals carry the variation between processes.
 //! - **minimum heap** ([`minheap`]): per workload and thread count, bisection to 5% of the
 //!   smallest heap in which the stop-the-world collector completes it three runs in a row.
+//! - **calibration** (not in `--quick`): each workload's work per run, sized by time so
+//!   that its fastest point runs about [`config::RUN_MS_TARGET`] on this machine.
 //! - **end to end**: every workload ([`config::StudyWorkload`], sized by its live set) per
 //!   variant × thread count × heap multiple, plus bdwgc on GCBench; invocations added
 //!   until each point's interval is narrow enough ([`meta::InvocationPolicy`]).
@@ -86,6 +88,7 @@ pub fn run(config: &StudyConfig) -> Result<StudyResult> {
         bar: runner::Progress::new(config.progress, 0),
         not_run: Vec::new(),
         parts: Vec::new(),
+        per_live: Default::default(),
     };
     let mut variants = Vec::new();
     for v in config.variants() {

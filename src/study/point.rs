@@ -14,6 +14,7 @@
 //! and finds them there, so that adding a workload is one entry in that list. The child
 //! never writes a file: its rows go to the parent on stdout.
 
+use std::collections::BTreeMap;
 use std::time::Duration;
 
 use serde::{Deserialize, Serialize};
@@ -124,6 +125,11 @@ pub struct PointSpec {
     /// The study's live sizes (MiB; empty: the mode's defaults).
     #[serde(default)]
     pub live_mib: Vec<u64>,
+    /// Bytes allocated per live byte, by workload label, where the study calibrated a
+    /// workload's work ([`StudyWorkload::calibrated_per_live`]); a workload not named
+    /// here runs its default.
+    #[serde(default)]
+    pub per_live: BTreeMap<String, f64>,
     /// The point.
     pub point: Point,
     /// Pin the whole child to this CPU before anything starts.
@@ -240,8 +246,18 @@ pub(super) fn row(
     }
 }
 
+/// The workload labelled `label` as `spec` runs it: the mode's, with the work the study
+/// calibrated for it if it did.
+fn workload_of(spec: &PointSpec, label: &str) -> Result<StudyWorkload> {
+    let w = find_workload(spec.mode, &spec.live_mib, label)?;
+    Ok(match spec.per_live.get(label) {
+        Some(&per_live) => w.with_allocated_per_live(per_live),
+        None => w,
+    })
+}
+
 fn run_inner(spec: &PointSpec) -> Result<Vec<Row>> {
-    let find = |label: &str| find_workload(spec.mode, &spec.live_mib, label);
+    let find = |label: &str| workload_of(spec, label);
     match &spec.point {
         Point::Run {
             workload,
@@ -501,6 +517,7 @@ mod tests {
             },
             pin_cpu: Some(0),
             seed: 9,
+            per_live: BTreeMap::from([("lru-l4".to_string(), 12.5)]),
         };
         let json = serde_json::to_string(&spec).unwrap();
         assert_eq!(serde_json::from_str::<PointSpec>(&json).unwrap(), spec);
@@ -510,6 +527,41 @@ mod tests {
         };
         let json = serde_json::to_string(&out).unwrap();
         assert_eq!(serde_json::from_str::<PointOutput>(&json).unwrap(), out);
+    }
+
+    #[test]
+    fn a_calibrated_workload_runs_the_work_the_spec_gives_it() {
+        let point = Point::Fits {
+            workload: "lru-l64".into(),
+            threads: 1,
+            heap_bytes: 1 << 30,
+        };
+        let mut spec = PointSpec {
+            mode: Mode::Default,
+            live_mib: vec![],
+            per_live: BTreeMap::new(),
+            point,
+            pin_cpu: None,
+            seed: 0,
+        };
+        let default = workload_of(&spec, "lru-l64").unwrap();
+        spec.per_live.insert("lru-l64".into(), 11.0);
+        let calibrated = workload_of(&spec, "lru-l64").unwrap();
+        assert_eq!(calibrated.allocated_per_live, 11.0);
+        assert_ne!(default.allocated_per_live, 11.0);
+        let bytes = |w: &StudyWorkload| w.at_threads(1).allocation_estimate() as f64;
+        let ratio = bytes(&calibrated) / bytes(&default);
+        let expected = 11.0 / default.allocated_per_live;
+        assert!(
+            (ratio / expected - 1.0).abs() < 0.02,
+            "{ratio} vs {expected}"
+        );
+        // Another workload keeps its default.
+        let other = workload_of(&spec, "binary-trees-l64").unwrap();
+        assert_eq!(
+            other,
+            find_workload(Mode::Default, &[], "binary-trees-l64").unwrap()
+        );
     }
 
     #[test]

@@ -9,6 +9,10 @@
 //! [`InvocationPolicy::max`]. No invocation is a discarded warm-up: a fresh process
 //! warms nothing that the next one would inherit. It plans and runs; it never renders.
 
+mod calibrate;
+
+use std::collections::BTreeMap;
+
 use rand::SeedableRng;
 use rand::seq::SliceRandom;
 
@@ -49,6 +53,9 @@ pub struct Runner<'a> {
     pub not_run: Vec<(String, String)>,
     /// Where the time went, part by part.
     pub parts: Vec<Part>,
+    /// The work calibrated for each workload (bytes allocated per live byte, by label;
+    /// `points/calibrate.rs`), sent with every point.
+    pub per_live: BTreeMap<String, f64>,
 }
 
 impl Runner<'_> {
@@ -65,6 +72,7 @@ impl Runner<'_> {
         PointSpec {
             mode: self.config.mode,
             live_mib: self.config.live_mib.clone(),
+            per_live: self.per_live.clone(),
             point,
             pin_cpu: self.config.pin_cpu,
             seed,
@@ -236,7 +244,8 @@ impl Runner<'_> {
         }
     }
 
-    /// Searches every workload's minimum heap and lays out the end-to-end grid: a point
+    /// Searches every workload's minimum heap, calibrates its work (where
+    /// [`StudyConfig::run_ms`] is set), and lays out the end-to-end grid: a point
     /// per heap multiple and variant (heaps at least [`StudyConfig::min_point_heap_mib`],
     /// each point's multiple as used), and bdwgc's two modes on GCBench with one thread.
     /// Returns the grid and the heap-map run (the first page tracker, the first workload
@@ -252,6 +261,15 @@ impl Runner<'_> {
                     continue;
                 };
                 let heaps = c.point_heaps(&w, min);
+                // The work, sized by time at the fastest point (`none` at the largest
+                // heap), once per workload, before any of its points.
+                if let (Some(&largest), Some(ms), false) = (
+                    heaps.iter().max(),
+                    c.run_ms,
+                    self.per_live.contains_key(&w.label),
+                ) {
+                    self.calibrate(&w, threads, largest, ms)?;
+                }
                 for &bytes in &heaps {
                     let multiple = bytes as f64 / min as f64;
                     let key = |tracker: &str| Key {
@@ -298,8 +316,12 @@ impl Runner<'_> {
                 // Every variant again on huge pages at the largest heap (one thread; not for
                 // a workload swept over its own parameter).
                 let largest = heaps.iter().max().copied();
+                let first = c.workloads().first().is_some_and(|f| f.label == w.label);
                 if let (Some(bytes), 1, None) = (largest, threads, &w.multiples) {
-                    for v in variants.iter().filter(|v| e2e.contains(&v.name())) {
+                    for v in variants
+                        .iter()
+                        .filter(|v| e2e.contains(&v.name()) && c.runs_on_huge_pages(v, first))
+                    {
                         points.push(Planned {
                             key: Key {
                                 tracker: v.name(),
@@ -352,7 +374,8 @@ impl Runner<'_> {
 
     /// The whole end-to-end part: the plan, the points, the heap map.
     pub fn end_to_end(&mut self, variants: &[Variant]) -> Result<()> {
-        let (points, heap_map) = self.part("minimum heaps", |r| r.plan(variants))?;
+        let (points, heap_map) =
+            self.part("minimum heaps and calibration", |r| r.plan(variants))?;
         self.part("end to end and huge pages", |r| r.run_points(&points))?;
         if let Some(map) = heap_map {
             self.part("heap map", |r| {
@@ -381,6 +404,7 @@ impl Runner<'_> {
         let e2e: Vec<String> = c.end_to_end_variants().iter().map(|v| v.name()).collect();
         let mut points = Vec::new();
         for w in c.workloads().into_iter().filter(|w| w.multiples.is_none()) {
+            let w = self.sized(w);
             let allocated: Vec<f64> = self
                 .sink
                 .rows

@@ -523,3 +523,77 @@ fn a_point_process_reports_its_outcome_as_json() {
         bad.stderr
     );
 }
+
+/// `--run-ms` sizes each workload's work by time before its points: the calibration runs
+/// and the work chosen are rows, every point of the workload then allocates that work,
+/// and the report says so.
+#[test]
+fn calibration_sizes_every_point_of_a_workload() {
+    let out = out_dir("calibration");
+    let run = barrierlab(&[
+        "study",
+        "--quick",
+        "--run-ms",
+        "250",
+        "--trackers",
+        "card-table",
+        "--heap",
+        "2",
+        "--invocations",
+        "1",
+        "--no-peer",
+        "--no-progress",
+        "--out",
+        out.to_str().unwrap(),
+    ]);
+    assert!(run.success(), "the calibrated study runs: {}", run.stderr);
+    let rows = data::read(&out).expect("study.csv reads back").rows;
+    let calibration = |m: Metric| -> Vec<&Row> {
+        rows.iter()
+            .filter(|r| r.section == Section::Calibration && r.metric == m)
+            .collect()
+    };
+    let chosen = calibration(Metric::AllocatedPerLive);
+    let workloads: std::collections::BTreeSet<&str> = rows
+        .iter()
+        .filter(|r| r.section == Section::Macro)
+        .map(|r| r.workload.as_str())
+        .collect();
+    assert!(!workloads.is_empty(), "the study ran end-to-end points");
+    for wl in &workloads {
+        let c = chosen
+            .iter()
+            .find(|r| r.workload == *wl)
+            .unwrap_or_else(|| panic!("{wl}: the work chosen is a row"));
+        assert!(c.value > 0.0 && c.note.contains("250 ms"), "{c:?}");
+        let runs = calibration(Metric::CalibrationMs)
+            .into_iter()
+            .filter(|r| r.workload == *wl)
+            .count();
+        assert_eq!(runs, 2, "{wl}: both calibration runs timed");
+        // Every point of the workload, each barrier and heap, allocated the work chosen
+        // (the live set is 4 MiB; GCBench's passes and the workloads' own estimates
+        // round it).
+        let allocated: Vec<f64> = rows
+            .iter()
+            .filter(|r| {
+                r.section == Section::Macro && r.workload == *wl && r.metric == Metric::AllocatedMib
+            })
+            .map(|r| r.value)
+            .collect();
+        assert!(!allocated.is_empty(), "{wl}: allocation counted");
+        let asked = c.value * 4.0;
+        for a in allocated {
+            assert!(
+                (0.6..=1.6).contains(&(a / asked)),
+                "{wl}: allocated {a} MiB for {asked} MiB of work"
+            );
+        }
+    }
+    let report = std::fs::read_to_string(out.join("report.md")).expect("report.md");
+    assert!(
+        report.contains("### Work per run"),
+        "the report shows the work"
+    );
+    let _ = std::fs::remove_dir_all(&out);
+}

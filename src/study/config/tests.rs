@@ -4,7 +4,8 @@ use super::*;
 
 #[test]
 fn a_heap_raised_to_the_floor_beside_a_true_multiple_is_left_out() {
-    let c = StudyConfig::new(Mode::Default, ".".into());
+    let mut c = StudyConfig::new(Mode::Default, ".".into());
+    c.heap_multiples = vec![1.5, 2.0, 3.0];
     let w = &c.workloads()[0];
     let grain = crate::study::minheap::GRAIN;
     let mib = |b: usize| b >> 20;
@@ -98,4 +99,70 @@ fn a_cpu_outside_the_affinity_mask_is_refused_naming_the_flag() {
     c.pin_cpu = Some(100_000);
     let e = c.validate().unwrap_err().to_string();
     assert!(e.contains("--pin-cpu") && e.contains("affinity"), "{e}");
+}
+
+#[test]
+fn the_default_study_has_three_heaps_above_the_floor_at_its_minimum_heaps() {
+    let c = StudyConfig::new(Mode::Default, ".".into());
+    let w = &c.workloads()[0];
+    // The default study's minimum heaps are 66-70 MiB (64 MiB live sets).
+    for min_mib in [66usize, 70] {
+        let heaps = c.point_heaps(w, min_mib << 20);
+        assert_eq!(heaps.len(), 3, "{min_mib} MiB: {heaps:?}");
+        assert!(heaps.iter().all(|&h| h >= MIN_POINT_HEAP_MIB << 20));
+    }
+}
+
+#[test]
+fn calibration_scales_the_work_to_the_target_time() {
+    let c = StudyConfig::new(Mode::Default, ".".into());
+    let lru = c
+        .workloads()
+        .into_iter()
+        .find(|w| w.label == "lru-l64")
+        .unwrap();
+    let start = lru.allocated_per_live;
+    // Twice the target: half the work; half of it: twice the work.
+    let half = lru
+        .calibrated_per_live(2.0 * RUN_MS_TARGET, RUN_MS_TARGET)
+        .unwrap();
+    assert!((half - start / 2.0).abs() < 1e-9, "{half}");
+    let double = lru
+        .calibrated_per_live(RUN_MS_TARGET / 2.0, RUN_MS_TARGET)
+        .unwrap();
+    assert!((double - start * 2.0).abs() < 1e-9, "{double}");
+    // Never below a minimum-heap step's work, never above the cap.
+    let floor = lru.calibrated_per_live(1e9, RUN_MS_TARGET).unwrap();
+    assert_eq!(floor, FITS_ALLOCATED_PER_LIVE);
+    let top = lru.calibrated_per_live(1e-3, RUN_MS_TARGET).unwrap();
+    assert_eq!(top, start * MAX_CALIBRATION_SCALE);
+    // No time, no calibration.
+    for bad in [0.0, -1.0, f64::NAN, f64::INFINITY] {
+        assert_eq!(lru.calibrated_per_live(bad, RUN_MS_TARGET), None, "{bad}");
+    }
+}
+
+#[test]
+fn calibrated_gcbench_runs_whole_passes_at_least_as_long_as_the_target() {
+    let c = StudyConfig::new(Mode::Default, ".".into());
+    let gcb = c.workloads().into_iter().next().unwrap();
+    let Workload::GcBench(p) = gcb.at_threads(1) else {
+        panic!("the first workload is GCBench");
+    };
+    let passes_now = f64::from(p.repeat);
+    let passes = |w: &StudyWorkload| match w.at_threads(1) {
+        Workload::GcBench(p) => f64::from(p.repeat),
+        _ => unreachable!(),
+    };
+    // A pass of 850 ms: a 2,333 ms target needs 3 passes (2 would run 1,700 ms).
+    let ran = 850.0 * passes_now;
+    let per_live = gcb.calibrated_per_live(ran, RUN_MS_TARGET).unwrap();
+    let sized = gcb.with_allocated_per_live(per_live);
+    assert_eq!(passes(&sized), (RUN_MS_TARGET / 850.0).ceil());
+    assert!(passes(&sized) * 850.0 >= RUN_MS_TARGET);
+    // A pass as long as the target: one pass.
+    let per_live = gcb
+        .calibrated_per_live(RUN_MS_TARGET * passes_now, RUN_MS_TARGET)
+        .unwrap();
+    assert_eq!(passes(&gcb.with_allocated_per_live(per_live)), 1.0);
 }

@@ -42,6 +42,9 @@ pub enum Section {
     Barrieronly,
     /// A step of the minimum-heap search (the child's answer: 1 fits, 0 does not).
     Fits,
+    /// The work an end-to-end run of a workload does, sized by time: the calibration runs
+    /// of `none` at the workload's largest heap, and the work chosen.
+    Calibration,
     /// An invocation that completed but is not a result (too few cycles, out of memory).
     Invalid,
     /// An invocation that crashed, failed or timed out.
@@ -59,6 +62,7 @@ impl Section {
             Section::Hugepages => "hugepages",
             Section::Barrieronly => "barrieronly",
             Section::Fits => "fits",
+            Section::Calibration => "calibration",
             Section::Invalid => "invalid",
             Section::Error => "error",
         }
@@ -241,6 +245,10 @@ metrics! {
     MinHeap = "min_heap",
     /// One step of the minimum-heap search: 1 fits, 0 does not.
     Fits = "fits",
+    /// A calibration run's wall time (ms), at the work of the row's note.
+    CalibrationMs = "calibration_ms",
+    /// Bytes an end-to-end run of the workload allocates per live byte, as calibrated.
+    AllocatedPerLive = "allocated_per_live",
     /// Heap-map: pages in the heap.
     HeapPages = "heap_pages",
     /// Heap-map: one dirtied page (its index).

@@ -1,5 +1,6 @@
-//! Huge pages: every barrier at each workload's largest heap (one thread) run again on a
-//! heap advised `MADV_HUGEPAGE`, beside the same point on 4 KiB pages. For `none` and the
+//! Huge pages: the barriers at each workload's largest heap (one thread) run again on a
+//! heap advised `MADV_HUGEPAGE`, beside the same point on 4 KiB pages (the page trackers
+//! at the first workload only, but in the full study: `StudyConfig::runs_on_huge_pages`). For `none` and the
 //! card table the ratio is what 4 KiB pages cost at that heap size (TLB misses, page
 //! faults); for the page trackers, the huge pages left at the end say what their write
 //! protection did to them (a write into a protected huge page splits it into 4 KiB
@@ -29,7 +30,9 @@ pub(super) fn write(doc: &mut Doc, rows: &[Row], seed: u64) {
     doc.heading(2, "Huge pages");
     doc.para(
         "Each barrier at each workload's largest heap, one thread, run again on a heap advised \
-         `MADV_HUGEPAGE` (the other points use `MADV_NOHUGEPAGE`). *huge ÷ 4 KiB* is the ratio \
+         `MADV_HUGEPAGE` (the other points use `MADV_NOHUGEPAGE`); but for `--full`, the page \
+         trackers only at the first workload, which is enough to show what they do to huge \
+         pages. *huge ÷ 4 KiB* is the ratio \
          of the medians of wall time with its 95% interval; below 1, huge pages made the run \
          faster. *huge pages at the end*: how much of the heap transparent huge pages backed \
          when the run ended (median; from `AnonHugePages` in `/proc/self/smaps`). A run of \

@@ -1,7 +1,10 @@
-//! The minimum heaps: each workload's, with the bracket the search ended on.
+//! The minimum heaps: each workload's, with the bracket the search ended on; and the work
+//! each workload's runs do, as the study calibrated it.
 
 use super::Doc;
+use crate::study::config::{MIN_RUN_MS, RUN_MS_TARGET};
 use crate::study::data::{Metric, Row, Section};
+use crate::study::format::fmt;
 use crate::study::minheap::{PRECISION, RUNS_TO_FIT};
 use crate::study::summary::Cell;
 
@@ -61,5 +64,64 @@ pub(super) fn write(doc: &mut Doc, rows: &[Row]) {
         "the unit of heap size: the smallest heap in which each workload completes with the \
          stop-the-world collector. Heap sizes below are multiples of it, as GC benchmark \
          methodology uses them; each point states the multiple it actually used.",
+    );
+    work(doc, rows);
+}
+
+/// The calibration: per workload, the runs of `none` at its largest heap and the work
+/// chosen from the fastest.
+fn work(doc: &mut Doc, rows: &[Row]) {
+    let chosen: Vec<&Row> = rows
+        .iter()
+        .filter(|r| r.section == Section::Calibration && r.metric == Metric::AllocatedPerLive)
+        .collect();
+    if chosen.is_empty() {
+        return;
+    }
+    doc.heading(3, "Work per run");
+    doc.para(&format!(
+        "Each workload's work (the bytes it allocates per byte of its live set, the same at \
+         every heap) is sized by time on this machine: `none` ran at the workload's largest \
+         heap at its starting work, and the work was scaled so that the fastest of those \
+         runs would last the study's target (*from*; {:.2} s unless `--run-ms` set another, \
+         so that the workload's fastest point runs at least {:.0} s with time to spare); \
+         GCBench's work is whole passes, rounded up. Two studies on different days can thus \
+         run different work: compare their ratios, not their milliseconds. To rerun one \
+         invocation of a point alone, give its work to `barrierlab run --study-workload \
+         <workload> --allocated-per-live <work>`.",
+        RUN_MS_TARGET / 1e3,
+        MIN_RUN_MS / 1e3,
+    ));
+    let table = chosen
+        .iter()
+        .map(|c| {
+            let runs: Vec<String> = rows
+                .iter()
+                .filter(|r| {
+                    r.section == Section::Calibration
+                        && r.metric == Metric::CalibrationMs
+                        && r.workload == c.workload
+                        && r.threads == c.threads
+                })
+                .map(|r| fmt(r.value))
+                .collect();
+            vec![
+                Cell::text(c.workload.clone()),
+                Cell::number(c.heap_mib),
+                Cell::text(runs.join(", ")),
+                Cell::number(c.value),
+                Cell::text(c.note.clone()),
+            ]
+        })
+        .collect();
+    doc.table(
+        &[
+            "workload",
+            "heap (MiB)",
+            "calibration runs (ms)",
+            "bytes allocated per live byte",
+            "from",
+        ],
+        table,
     );
 }
