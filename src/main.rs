@@ -170,8 +170,8 @@ enum Command {
         /// Instead of --workload: a workload of the default study by the label its report
         /// gives (`gcbench-l64`, `graph-spp1024-l64`, `lru-l64`, `binary-trees-l64`,
         /// `gcold-m100-l64`, `gcold-m10000-l64`; another live size as `-l<MiB>`), with the
-        /// parameters and work a study point gives it: with the point's --heap-mib and
-        /// --barrier, one invocation of that point.
+        /// parameters a study point gives it: with the point's --heap-mib, --barrier and
+        /// --allocated-per-live, one invocation of that point.
         #[arg(long, conflicts_with_all = ["workload", "quick", "scaled", "live_mib"])]
         study_workload: Option<String>,
         /// With --study-workload: the work a study calibrated for that workload (bytes it
@@ -359,12 +359,13 @@ fn compare(runs: &[PathBuf], metrics: Option<Vec<String>>, changed: bool, json: 
     let later = compare::against_first(&rows, &metrics, changed);
     if json {
         let paths: Vec<&std::path::Path> = runs.iter().map(PathBuf::as_path).collect();
-        return emit(&format!(
-            "{:#}\n",
-            compare::to_json(&paths, &agreements, &later)
-        ));
+        let mut j = compare::to_json(&paths, &agreements, &later);
+        // Each run's calibrated work per workload (null where a run did not calibrate).
+        j["work_per_live"] = serde_json::json!(compare::work_per_run(&rows));
+        return emit(&format!("{j:#}\n"));
     }
-    let mut text = compare::render_agreements(&agreements, rows.len());
+    let mut text = compare::render_work(&compare::work_per_run(&rows));
+    text.push_str(&compare::render_agreements(&agreements, rows.len()));
     for (i, cmp) in later.iter().enumerate() {
         text.push('\n');
         text.push_str(&compare::render(cmp, &runs[0], &runs[i + 1]));

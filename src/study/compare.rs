@@ -402,6 +402,69 @@ pub fn render_agreements(a: &[Agreement], runs: usize) -> String {
     s
 }
 
+/// The work each run calibrated per workload (bytes allocated per live byte), by label:
+/// one value per run, NaN where a run did not calibrate that workload.
+pub fn work_per_run(runs: &[Vec<Row>]) -> BTreeMap<String, Vec<f64>> {
+    let mut out: BTreeMap<String, Vec<f64>> = BTreeMap::new();
+    for (i, rows) in runs.iter().enumerate() {
+        for r in rows
+            .iter()
+            .filter(|r| r.section == Section::Calibration && r.metric == Metric::AllocatedPerLive)
+        {
+            out.entry(r.workload.clone())
+                .or_insert_with(|| vec![f64::NAN; runs.len()])[i] = r.value;
+        }
+    }
+    out
+}
+
+/// The work per run as a Markdown table, and whether it differed by more than
+/// [`MARGIN`] between runs (then their milliseconds differ by design: compare ratios);
+/// empty where no run calibrated its work.
+pub fn render_work(work: &BTreeMap<String, Vec<f64>>) -> String {
+    if work.is_empty() {
+        return String::new();
+    }
+    let runs = work.values().next().map_or(0, Vec::len);
+    let mut s = String::from(
+        "Work per run (bytes allocated per live byte, as each run calibrated it):\n\n| workload |",
+    );
+    for i in 1..=runs {
+        s.push_str(&format!(" run {i} |"));
+    }
+    s.push_str("\n|---|");
+    s.push_str(&"---|".repeat(runs));
+    s.push('\n');
+    let mut differ = Vec::new();
+    for (wl, v) in work {
+        s.push_str(&format!("| {wl} |"));
+        for x in v {
+            let cell = if x.is_finite() {
+                super::format::fmt(*x)
+            } else {
+                "–".into()
+            };
+            s.push_str(&format!(" {cell} |"));
+        }
+        s.push('\n');
+        let (lo, hi) = v.iter().fold((f64::INFINITY, 0.0f64), |(lo, hi), &x| {
+            (lo.min(x), hi.max(x))
+        });
+        if v.iter().any(|x| !x.is_finite()) || hi > lo * (1.0 + MARGIN) {
+            differ.push(wl.as_str());
+        }
+    }
+    if !differ.is_empty() {
+        s.push_str(&format!(
+            "\nThe runs did different work on {}: their wall times differ by design; the \
+             verdicts compare ratios to `none` within each run.\n",
+            differ.join(", ")
+        ));
+    }
+    s.push('\n');
+    s
+}
+
 /// An interval as JSON: `{"estimate", "lo", "hi"}`, or `null`.
 fn interval_json(r: &Option<Interval>) -> serde_json::Value {
     match r {

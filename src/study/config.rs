@@ -89,6 +89,12 @@ pub const MIN_RUN_MS: f64 = 2000.0;
 /// time varies by a fifth or more between invocations on a shared 2-vCPU host.
 pub const RUN_MS_TARGET: f64 = MIN_RUN_MS * 7.0 / 6.0;
 
+/// The least a calibrated run allocates, in multiples of the free room (heap less live
+/// set) of its workload's largest heap: with less, that point collects too rarely to be a
+/// result ([`crate::study::MIN_CYCLES`]). The first calibrated default study sized graph
+/// mutation at 2.5 rooms of its 264 MiB heap, and its runs there completed 2 cycles.
+pub const MIN_ROOMS_ALLOCATED: f64 = 4.0;
+
 /// The most a calibration may scale a workload's work up from [`PerLive`]: a calibration
 /// run that ended far too soon (a machine many times faster) cannot make the study's runs
 /// unbounded.

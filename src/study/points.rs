@@ -261,14 +261,10 @@ impl Runner<'_> {
                     continue;
                 };
                 let heaps = c.point_heaps(&w, min);
-                // The work, sized by time at the fastest point (`none` at the largest
-                // heap), once per workload, before any of its points.
-                if let (Some(&largest), Some(ms), false) = (
-                    heaps.iter().max(),
-                    c.run_ms,
-                    self.per_live.contains_key(&w.label),
-                ) {
-                    self.calibrate(&w, threads, largest, ms)?;
+                // The work, sized by time at the faster end of the heaps, once per
+                // workload, before any of its points.
+                if let (Some(ms), false) = (c.run_ms, self.per_live.contains_key(&w.label)) {
+                    self.calibrate(&w, threads, &heaps, ms)?;
                 }
                 for &bytes in &heaps {
                     let multiple = bytes as f64 / min as f64;

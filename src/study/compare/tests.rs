@@ -178,3 +178,31 @@ fn a_point_missing_from_a_run_has_a_null_ratio() {
     assert_eq!(p["statement"], "not in every run", "{p}");
     assert!(p["ratios"][1].is_null(), "{p}");
 }
+
+#[test]
+fn the_work_each_run_calibrated_is_listed_and_a_difference_said() {
+    let work = |wl: &str, x: f64| Row {
+        section: Section::Calibration,
+        workload: wl.into(),
+        metric: Metric::AllocatedPerLive,
+        value: x,
+        ..row("none", 210.0, 0, 0.0)
+    };
+    let a = vec![work("lru-l64", 12.0), work("gcbench-l64", 90.0)];
+    let b = vec![work("lru-l64", 12.3), work("gcbench-l64", 120.0)];
+    let w = work_per_run(&[a.clone(), b]);
+    assert_eq!(w["lru-l64"], [12.0, 12.3]);
+    assert_eq!(w["gcbench-l64"], [90.0, 120.0]);
+    let text = render_work(&w);
+    assert!(text.contains("| lru-l64 | 12.0 | 12.3 |"), "{text}");
+    // Within the margin on the LRU cache; a third more on GCBench: said.
+    assert!(text.contains("different work on gcbench-l64:"), "{text}");
+    // A run that did not calibrate (an older study): a dash, and said to differ.
+    let w = work_per_run(&[a, Vec::new()]);
+    assert!(w["lru-l64"][1].is_nan());
+    let text = render_work(&w);
+    assert!(text.contains("| lru-l64 | 12.0 | – |"), "{text}");
+    assert!(text.contains("gcbench-l64, lru-l64"), "{text}");
+    // No run calibrated: nothing to say.
+    assert_eq!(render_work(&work_per_run(&[Vec::new(), Vec::new()])), "");
+}

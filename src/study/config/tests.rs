@@ -113,6 +113,26 @@ fn the_default_study_has_three_heaps_above_the_floor_at_its_minimum_heaps() {
     }
 }
 
+/// A largest heap whose room (heap less the 64 MiB live set) asks for no more work than
+/// the time does in these tests: 96 MiB of room, four times 1.5 bytes per live byte.
+const HEAP: usize = 160 << 20;
+
+#[test]
+fn calibration_allocates_enough_for_the_largest_heap_to_collect() {
+    let c = StudyConfig::new(Mode::Default, ".".into());
+    for w in c.workloads() {
+        // A run far too slow for the time: the work falls to the room's floor, 4 rooms
+        // of 200 MiB for a 264 MiB heap, 12.5 bytes per live byte (GCBench: whole passes
+        // at least that).
+        let per_live = w
+            .calibrated_per_live(1e9, RUN_MS_TARGET, 264 << 20)
+            .unwrap();
+        let floor = MIN_ROOMS_ALLOCATED * 200.0 / 64.0;
+        assert!(per_live >= floor, "{}: {per_live}", w.label);
+        assert!(per_live < floor + 31.0, "{}: {per_live}", w.label);
+    }
+}
+
 #[test]
 fn calibration_scales_the_work_to_the_target_time() {
     let c = StudyConfig::new(Mode::Default, ".".into());
@@ -124,21 +144,25 @@ fn calibration_scales_the_work_to_the_target_time() {
     let start = lru.allocated_per_live;
     // Twice the target: half the work; half of it: twice the work.
     let half = lru
-        .calibrated_per_live(2.0 * RUN_MS_TARGET, RUN_MS_TARGET)
+        .calibrated_per_live(2.0 * RUN_MS_TARGET, RUN_MS_TARGET, HEAP)
         .unwrap();
     assert!((half - start / 2.0).abs() < 1e-9, "{half}");
     let double = lru
-        .calibrated_per_live(RUN_MS_TARGET / 2.0, RUN_MS_TARGET)
+        .calibrated_per_live(RUN_MS_TARGET / 2.0, RUN_MS_TARGET, HEAP)
         .unwrap();
     assert!((double - start * 2.0).abs() < 1e-9, "{double}");
     // Never below a minimum-heap step's work, never above the cap.
-    let floor = lru.calibrated_per_live(1e9, RUN_MS_TARGET).unwrap();
+    let floor = lru.calibrated_per_live(1e9, RUN_MS_TARGET, HEAP).unwrap();
     assert_eq!(floor, FITS_ALLOCATED_PER_LIVE);
-    let top = lru.calibrated_per_live(1e-3, RUN_MS_TARGET).unwrap();
+    let top = lru.calibrated_per_live(1e-3, RUN_MS_TARGET, HEAP).unwrap();
     assert_eq!(top, start * MAX_CALIBRATION_SCALE);
     // No time, no calibration.
     for bad in [0.0, -1.0, f64::NAN, f64::INFINITY] {
-        assert_eq!(lru.calibrated_per_live(bad, RUN_MS_TARGET), None, "{bad}");
+        assert_eq!(
+            lru.calibrated_per_live(bad, RUN_MS_TARGET, HEAP),
+            None,
+            "{bad}"
+        );
     }
 }
 
@@ -156,13 +180,13 @@ fn calibrated_gcbench_runs_whole_passes_at_least_as_long_as_the_target() {
     };
     // A pass of 850 ms: a 2,333 ms target needs 3 passes (2 would run 1,700 ms).
     let ran = 850.0 * passes_now;
-    let per_live = gcb.calibrated_per_live(ran, RUN_MS_TARGET).unwrap();
+    let per_live = gcb.calibrated_per_live(ran, RUN_MS_TARGET, HEAP).unwrap();
     let sized = gcb.with_allocated_per_live(per_live);
     assert_eq!(passes(&sized), (RUN_MS_TARGET / 850.0).ceil());
     assert!(passes(&sized) * 850.0 >= RUN_MS_TARGET);
     // A pass as long as the target: one pass.
     let per_live = gcb
-        .calibrated_per_live(RUN_MS_TARGET * passes_now, RUN_MS_TARGET)
+        .calibrated_per_live(RUN_MS_TARGET * passes_now, RUN_MS_TARGET, HEAP)
         .unwrap();
     assert_eq!(passes(&gcb.with_allocated_per_live(per_live)), 1.0);
 }

@@ -1,6 +1,6 @@
 //! An end-to-end workload of the study, by label: its kind, live size and work.
 
-use super::{FITS_ALLOCATED_PER_LIVE, MAX_CALIBRATION_SCALE};
+use super::{FITS_ALLOCATED_PER_LIVE, MAX_CALIBRATION_SCALE, MIN_ROOMS_ALLOCATED};
 use crate::workload::{GcBenchParams, Workload};
 
 /// An end-to-end workload of the study: its kind and live size, by label.
@@ -51,27 +51,39 @@ impl StudyWorkload {
 
     /// The work per live byte that makes a run of this workload last `target_ms`, given
     /// that a run of its present work lasted `ran_ms`: its allocation scaled in
-    /// proportion to the time, never below [`FITS_ALLOCATED_PER_LIVE`] (a run must reach
-    /// its live set and collect several times) nor above [`MAX_CALIBRATION_SCALE`] times
+    /// proportion to the time, but never below [`FITS_ALLOCATED_PER_LIVE`] nor below
+    /// [`MIN_ROOMS_ALLOCATED`] times the free room (heap less live set) of its largest
+    /// heap, `largest_heap` bytes, so that every point collects often enough to be a
+    /// result; and never above [`MAX_CALIBRATION_SCALE`] times
     /// [`StudyWorkload::allocated_per_live`]. GCBench's work stays whole passes, rounded
-    /// up, so that its runs too last at least `target_ms`. `None` for a run time that is
-    /// no time (not finite, or not above zero).
-    pub fn calibrated_per_live(&self, ran_ms: f64, target_ms: f64) -> Option<f64> {
+    /// up. `None` for a run time that is no time (not finite, or not above zero).
+    pub fn calibrated_per_live(
+        &self,
+        ran_ms: f64,
+        target_ms: f64,
+        largest_heap: usize,
+    ) -> Option<f64> {
         if !(ran_ms.is_finite() && ran_ms > 0.0 && target_ms > 0.0) {
             return None;
         }
         let top = self.allocated_per_live * MAX_CALIBRATION_SCALE;
-        let per_live = match self.at_threads(1) {
+        let room = largest_heap.saturating_sub(self.live_bytes as usize) as f64;
+        let floor = (MIN_ROOMS_ALLOCATED * room / self.live_bytes.max(1) as f64)
+            .max(FITS_ALLOCATED_PER_LIVE)
+            .min(top);
+        match self.at_threads(1) {
             Workload::GcBench(p) => {
                 let per_pass_ms = ran_ms / f64::from(p.repeat.max(1));
                 let per_pass = p.bytes_per_repeat() as f64 / self.live_bytes as f64;
                 let most = (top / per_pass).floor().max(1.0);
-                let passes = (target_ms / per_pass_ms).ceil().clamp(1.0, most);
-                return Some(passes * per_pass);
+                let passes = (target_ms / per_pass_ms)
+                    .max(floor / per_pass)
+                    .ceil()
+                    .clamp(1.0, most);
+                Some(passes * per_pass)
             }
-            _ => self.allocated_per_live * target_ms / ran_ms,
-        };
-        Some(per_live.clamp(FITS_ALLOCATED_PER_LIVE.min(top), top))
+            _ => Some((self.allocated_per_live * target_ms / ran_ms).clamp(floor, top)),
+        }
     }
 
     /// The workload one of `threads` threads runs: its share of the live set, and of the

@@ -2,15 +2,21 @@
 //!
 //! A fixed volume of work gave runs of 2 s one day and 4 s the next on the same 2-vCPU
 //! guest, as the host's speed moved, and the study's length with them. So before its
-//! end-to-end points, the default and full studies run `none` at each workload's largest
-//! heap (its fastest point) [`CALIBRATION_RUNS`] times at the workload's starting work
-//! ([`crate::study::config::PerLive`]), take the fastest, and scale the work so that the
-//! point would last [`crate::study::StudyConfig::run_ms`]
+//! end-to-end points, the default and full studies run `none` once at each workload's
+//! smallest heap and once at its largest, at the workload's starting work
+//! ([`crate::study::config::PerLive`]), take the faster, and scale the work so that it
+//! would last [`crate::study::StudyConfig::run_ms`]
 //! ([`crate::study::config::RUN_MS_TARGET`] unless `--run-ms` says otherwise;
-//! [`StudyWorkload::calibrated_per_live`]). Taking the fastest run errs towards more
-//! work, hence towards runs no shorter than the target. The calibration runs are not
-//! results: their rows (`calibration` section) record each run's time and the work
-//! chosen, which every point of the workload then runs (it travels in the point's spec).
+//! [`StudyWorkload::calibrated_per_live`]). Both ends, for the cost of two runs at one:
+//! a collector-bound workload runs fastest at its largest heap, but one whose time grew
+//! with the heap (locality lost over more pages) would run fastest at its smallest, and
+//! is covered too. (None of the default study's measurably does: graph mutation at the
+//! same work ran 8.3 and 8.9 s at 132 MiB, 6.5 and 8.9 s at 264 MiB, interleaved, on
+//! 2026-12-07.) Taking the faster errs towards more work, hence towards runs no shorter
+//! than the target. The calibration runs are not
+//! results: their rows (`calibration` section) record each run's heap and time and the
+//! work chosen, which every point of the workload then runs (it travels in the point's
+//! spec).
 
 use super::Runner;
 use crate::error::Result;
@@ -19,31 +25,32 @@ use crate::study::data::{Metric, Section};
 use crate::study::point::Point;
 use crate::study::runner::{Key, classify, invoke};
 
-/// Calibration runs per workload; the fastest sizes the work.
-pub const CALIBRATION_RUNS: usize = 2;
-
 impl Runner<'_> {
-    /// Sizes the work of `w`'s end-to-end runs from [`CALIBRATION_RUNS`] runs of `none`
-    /// on `threads` threads in a heap of `heap_bytes`, so that its fastest lasts
-    /// `target_ms`, records it for every later point of `w`, and writes the
-    /// `calibration` rows. A workload none of whose runs gave a
-    /// time keeps its starting work (an `error` row says why).
+    /// Sizes the work of `w`'s end-to-end runs from a run of `none` on `threads`
+    /// threads at the smallest and at the largest of `heaps` (bytes), so that the faster
+    /// lasts `target_ms`, records it for every later point of `w`, and writes the
+    /// `calibration` rows. A workload none of whose runs gave a time keeps its starting
+    /// work (an `error` row says why).
     pub(super) fn calibrate(
         &mut self,
         w: &StudyWorkload,
         threads: usize,
-        heap_bytes: usize,
+        heaps: &[usize],
         target_ms: f64,
     ) -> Result<()> {
-        let key = Key {
+        let (Some(&smallest), Some(&largest)) = (heaps.iter().min(), heaps.iter().max()) else {
+            return Ok(());
+        };
+        let key = |heap_bytes: usize| Key {
             tracker: "none".into(),
             workload: w.label.clone(),
             threads,
             heap_mib: heap_bytes as f64 / super::MIB,
         };
         let work = format!("{:.2} bytes per live byte", w.allocated_per_live);
-        let mut times = Vec::new();
-        for run in 0..CALIBRATION_RUNS {
+        // (ms, heap) of each run that gave a time.
+        let mut times: Vec<(f64, usize)> = Vec::new();
+        for (run, heap_bytes) in [smallest, largest].into_iter().enumerate() {
             self.bar.grow(1);
             self.bar.step(format!("calibrate {} #{run}", w.label));
             let point = Point::Run {
@@ -55,6 +62,7 @@ impl Runner<'_> {
                 huge_pages: false,
                 barrier_only: false,
             };
+            let key = key(heap_bytes);
             let ran = invoke(&self.exe, &self.spec(point, 0), self.config.timeout);
             let rows = match classify(&key, run, ran) {
                 Ok(rows) => rows,
@@ -67,7 +75,7 @@ impl Runner<'_> {
                 .map(|r| r.value);
             match wall {
                 Some(ms) => {
-                    times.push(ms);
+                    times.push((ms, heap_bytes));
                     let row = key.row(
                         Section::Calibration,
                         run,
@@ -85,14 +93,17 @@ impl Runner<'_> {
                     .try_for_each(|r| self.sink.push(r))?,
             }
         }
-        let fastest = times.iter().copied().fold(f64::INFINITY, f64::min);
-        match w.calibrated_per_live(fastest, target_ms) {
-            Some(per_live) => {
+        let fastest = times.iter().copied().min_by(|a, b| a.0.total_cmp(&b.0));
+        let sized = |(ms, heap)| Some((w.calibrated_per_live(ms, target_ms, largest)?, ms, heap));
+        match fastest.and_then(sized) {
+            Some((per_live, ms, heap)) => {
                 let note = format!(
-                    "from {} run(s) at {work}, the fastest {fastest:.0} ms, for {target_ms:.0} ms",
-                    times.len()
+                    "from {} run(s) at {work}, the faster {ms:.0} ms at {:.0} MiB, for \
+                     {target_ms:.0} ms",
+                    times.len(),
+                    heap as f64 / super::MIB
                 );
-                self.sink.push(key.row(
+                self.sink.push(key(heap).row(
                     Section::Calibration,
                     0,
                     Metric::AllocatedPerLive,
@@ -107,7 +118,7 @@ impl Runner<'_> {
                     w.label
                 );
                 self.sink
-                    .push(key.row(Section::Error, 0, Metric::Failed, 1.0, note))?;
+                    .push(key(largest).row(Section::Error, 0, Metric::Failed, 1.0, note))?;
             }
         }
         Ok(())

@@ -87,7 +87,7 @@ pub(super) fn write(doc: &mut Doc, rows: &[Row], seed: u64) {
          *health* and gets no verdict: its numbers measure the schedule, not the barrier. bdwgc rows (GCBench, one thread) come from `libgc.so.1` in its own \
          process. One invocation of a point runs alone as `barrierlab run --study-workload \
          <workload> --heap-mib <heap> --barrier <barrier>` (with `--layout` for a `uffd-wp` \
-         variant).",
+         variant, and `--allocated-per-live` with the workload's work from *Work per run*).",
         MAX_FALLBACK_SHARE * 100.0,
         MAX_CYCLE_GAP * 100.0,
         MAX_STALL_SHARE * 100.0

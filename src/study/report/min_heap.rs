@@ -68,8 +68,8 @@ pub(super) fn write(doc: &mut Doc, rows: &[Row]) {
     work(doc, rows);
 }
 
-/// The calibration: per workload, the runs of `none` at its largest heap and the work
-/// chosen from the fastest.
+/// The calibration: per workload, the runs of `none` at its smallest and largest heaps
+/// and the work chosen from the faster.
 fn work(doc: &mut Doc, rows: &[Row]) {
     let chosen: Vec<&Row> = rows
         .iter()
@@ -81,9 +81,9 @@ fn work(doc: &mut Doc, rows: &[Row]) {
     doc.heading(3, "Work per run");
     doc.para(&format!(
         "Each workload's work (the bytes it allocates per byte of its live set, the same at \
-         every heap) is sized by time on this machine: `none` ran at the workload's largest \
-         heap at its starting work, and the work was scaled so that the fastest of those \
-         runs would last the study's target (*from*; {:.2} s unless `--run-ms` set another, \
+         every heap) is sized by time on this machine: `none` ran at the workload's smallest \
+         and largest heaps at its starting work, and the work was scaled so that the faster \
+         run would last the study's target (*from*; {:.2} s unless `--run-ms` set another, \
          so that the workload's fastest point runs at least {:.0} s with time to spare); \
          GCBench's work is whole passes, rounded up. Two studies on different days can thus \
          run different work: compare their ratios, not their milliseconds. To rerun one \
@@ -103,7 +103,7 @@ fn work(doc: &mut Doc, rows: &[Row]) {
                         && r.workload == c.workload
                         && r.threads == c.threads
                 })
-                .map(|r| fmt(r.value))
+                .map(|r| format!("{} at {} MiB", fmt(r.value), fmt(r.heap_mib)))
                 .collect();
             vec![
                 Cell::text(c.workload.clone()),
@@ -117,7 +117,7 @@ fn work(doc: &mut Doc, rows: &[Row]) {
     doc.table(
         &[
             "workload",
-            "heap (MiB)",
+            "heap of the faster (MiB)",
             "calibration runs (ms)",
             "bytes allocated per live byte",
             "from",
