@@ -30,9 +30,9 @@ pub(super) fn write(doc: &mut Doc, rows: &[Row], seed: u64) {
     doc.heading(2, "Huge pages");
     doc.para(
         "Each barrier at each workload's largest heap, one thread, run again on a heap advised \
-         `MADV_HUGEPAGE` (the other points use `MADV_NOHUGEPAGE`); but for `--full`, the page \
-         trackers only at the first workload, which is enough to show what they do to huge \
-         pages. *huge ÷ 4 KiB* is the ratio \
+         `MADV_HUGEPAGE` (the other points use `MADV_NOHUGEPAGE`): `none`, the card table and \
+         the write watch at every workload, the page trackers at the first workload only (at \
+         every workload with `--full`), which is enough to show what they do to huge pages. *huge ÷ 4 KiB* is the ratio \
          of the medians of wall time with its 95% interval; below 1, huge pages made the run \
          faster. *huge pages at the end*: how much of the heap transparent huge pages backed \
          when the run ended (median; from `AnonHugePages` in `/proc/self/smaps`). A run of \
