@@ -107,6 +107,10 @@ enum Command {
         /// of the median (0.1: 10%).
         #[arg(long, value_parser = positive)]
         ci_width: Option<f64>,
+        /// The study's time budget in minutes: invocations beyond --invocations stop when
+        /// it is spent (default 30; 0: none; --quick and --full have none).
+        #[arg(long, value_parser = count)]
+        budget_min: Option<usize>,
         /// The time (ms) each workload's work is sized for at its fastest point (`none` at
         /// its largest heap), by calibration runs before the end-to-end points (default
         /// 2333; --quick runs its fixed CI-sized work unless this is given).
@@ -495,6 +499,7 @@ fn main() -> ExitCode {
             invocations,
             max_invocations,
             ci_width,
+            budget_min,
             run_ms,
             no_progress,
             seed,
@@ -531,6 +536,9 @@ fn main() -> ExitCode {
             }
             if let Some(w) = ci_width {
                 cfg.invocations.target_width = w;
+            }
+            if let Some(m) = budget_min {
+                cfg.invocations.budget_s = (m > 0).then_some(m as f64 * 60.0);
             }
             if run_ms.is_some() {
                 cfg.run_ms = run_ms;

@@ -114,6 +114,11 @@ pub struct Meta {
     /// Where the time went: each part of the study in the order it ran.
     #[serde(default)]
     pub parts: Vec<Part>,
+    /// Points whose interval was still wider than the target, below the most
+    /// invocations, when the time budget stopped the extra invocations (`None`: the
+    /// budget did not stop them).
+    #[serde(default)]
+    pub cut_by_budget: Option<usize>,
 }
 
 /// One part of a study's run: how long it took and how loaded the machine was as it
@@ -155,6 +160,11 @@ pub struct InvocationPolicy {
     /// The 95% interval of the median wall time, (hi - lo) / median, at which a point
     /// stops getting more.
     pub target_width: f64,
+    /// The study's time budget (s): an invocation beyond `min` starts only while the
+    /// study's time so far plus the point's mean invocation time stays within it, so
+    /// that the extra invocations stop when the budget is spent (`None`: no budget).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub budget_s: Option<f64>,
 }
 
 /// The probe's findings as the report's machine table lists them.
@@ -232,6 +242,7 @@ impl Start {
             machine: machine(probe),
             not_run: Vec::new(),
             parts: Vec::new(),
+            cut_by_budget: None,
         }
     }
 

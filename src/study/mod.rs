@@ -89,6 +89,9 @@ pub fn run(config: &StudyConfig) -> Result<StudyResult> {
         not_run: Vec::new(),
         parts: Vec::new(),
         per_live: Default::default(),
+        started: t0,
+        batches: Vec::new(),
+        cut_by_budget: None,
     };
     let mut variants = Vec::new();
     for v in config.variants() {
@@ -105,12 +108,16 @@ pub fn run(config: &StudyConfig) -> Result<StudyResult> {
     meta.parts.clone_from(&runner.parts);
     write_meta(&meta_path, &meta)?;
     runner.barrier_only(&variants)?;
+    meta.parts.clone_from(&runner.parts);
+    write_meta(&meta_path, &meta)?;
+    runner.more_invocations()?;
     runner.bar.finish();
     let _ = std::fs::remove_file(&exe);
     let mut not_run = runner.not_run;
     not_run.sort();
     meta.not_run = not_run;
     meta.parts = runner.parts;
+    meta.cut_by_budget = runner.cut_by_budget;
     start.finish(&mut meta, t0.elapsed().as_secs_f64());
     for w in &meta.warnings {
         eprintln!("warning: {w}");

@@ -1,24 +1,22 @@
 //! The study's sweep, part by part: the micro, the minimum-heap searches, the end-to-end
-//! grid with its adaptive invocation count, and the heap map. Each part runs its points
-//! through [`super::runner`] and streams their rows to the CSV.
-//!
-//! End-to-end invocations: every point gets [`InvocationPolicy::min`] invocations, all
-//! points' invocations interleaved in a seeded random order; then, round by round, each
-//! point whose 95% interval of the median wall time is wider than
-//! [`InvocationPolicy::target_width`] of the median gets one more, up to
-//! [`InvocationPolicy::max`]. No invocation is a discarded warm-up: a fresh process
-//! warms nothing that the next one would inherit. It plans and runs; it never renders.
+//! grid, the heap map and the barrier-only points. Each part runs its points through
+//! [`super::runner`] and streams their rows to the CSV; the end-to-end and barrier-only
+//! points get their invocations in rounds under the study's time budget
+//! (`points/rounds.rs`). No invocation is a discarded warm-up: a fresh process warms
+//! nothing that the next one would inherit. It plans and runs; it never renders.
 
 mod calibrate;
+mod rounds;
 
 use std::collections::BTreeMap;
 
 use rand::SeedableRng;
 use rand::seq::SliceRandom;
+use rounds::Batch;
 
 use super::config::{StudyConfig, StudyWorkload};
-use super::data::{Metric, Row, Section, Sink};
-use super::meta::{InvocationPolicy, Part};
+use super::data::{Metric, Section, Sink};
+use super::meta::Part;
 use super::micro_point::MicroPattern;
 use super::minheap::{self, Trial};
 use super::point::{Outcome, Point, PointOutput, PointSpec};
@@ -56,6 +54,13 @@ pub struct Runner<'a> {
     /// The work calibrated for each workload (bytes allocated per live byte, by label;
     /// `points/calibrate.rs`), sent with every point.
     pub per_live: BTreeMap<String, f64>,
+    /// When the study started: its time budget counts from here.
+    pub started: std::time::Instant,
+    /// The end-to-end and barrier-only points, after their first round, waiting for
+    /// more invocations ([`Runner::more_invocations`]).
+    pub(super) batches: Vec<Batch>,
+    /// Points left wider than the target when the budget ran out (`None`: it did not).
+    pub cut_by_budget: Option<usize>,
 }
 
 impl Runner<'_> {
@@ -309,15 +314,15 @@ impl Runner<'_> {
                         }
                     }
                 }
-                // Every variant again on huge pages at the largest heap (one thread; not for
-                // a workload swept over its own parameter).
+                // Every variant again on huge pages at the largest heap (one thread; the
+                // first workload only but in the full study; not for a workload swept over
+                // its own parameter).
                 let largest = heaps.iter().max().copied();
                 let first = c.workloads().first().is_some_and(|f| f.label == w.label);
-                if let (Some(bytes), 1, None) = (largest, threads, &w.multiples) {
-                    for v in variants
-                        .iter()
-                        .filter(|v| e2e.contains(&v.name()) && c.runs_on_huge_pages(v, first))
-                    {
+                if let (Some(bytes), 1, None, true) =
+                    (largest, threads, &w.multiples, c.runs_on_huge_pages(first))
+                {
+                    for v in variants.iter().filter(|v| e2e.contains(&v.name())) {
                         points.push(Planned {
                             key: Key {
                                 tracker: v.name(),
@@ -372,7 +377,9 @@ impl Runner<'_> {
     pub fn end_to_end(&mut self, variants: &[Variant]) -> Result<()> {
         let (points, heap_map) =
             self.part("minimum heaps and calibration", |r| r.plan(variants))?;
-        self.part("end to end and huge pages", |r| r.run_points(&points))?;
+        let mut batch = Batch::new(points, self.config.seed);
+        self.part("end to end and huge pages", |r| r.first_round(&mut batch))?;
+        self.batches.push(batch);
         if let Some(map) = heap_map {
             self.part("heap map", |r| {
                 let ran = invoke(&r.exe, &r.spec(map.point, 0), r.config.timeout);
@@ -454,92 +461,18 @@ impl Runner<'_> {
                 });
             }
         }
-        self.run_points(&points)
+        let mut batch = Batch::new(points, self.config.seed ^ 0xb0);
+        self.first_round(&mut batch)?;
+        self.batches.push(batch);
+        Ok(())
     }
 
-    /// Whether a point has what it needs: its wall-time interval within the target, or
-    /// the most invocations, or no valid invocation after the minimum.
-    fn settled(&self, p: &Planned, done: usize, policy: &InvocationPolicy) -> bool {
-        if done >= policy.max {
-            return true;
-        }
-        if done < policy.min {
-            return false;
-        }
-        let wall: Vec<f64> = self
-            .sink
-            .rows
-            .iter()
-            .filter(|r| {
-                r.section == p.section
-                    && r.metric == Metric::WallMs
-                    && r.tracker == p.key.tracker
-                    && r.workload == p.key.workload
-                    && r.threads == p.key.threads
-                    && r.heap_mib == p.key.heap_mib
-            })
-            .map(|r| r.value)
-            .collect();
-        if wall.is_empty() {
-            return true;
-        }
-        let seed = stats::seed_for(self.config.seed, &format!("settle/{:?}", p.key));
-        stats::median_ci(&wall, seed)
-            .is_some_and(|i| (i.hi - i.lo) / i.estimate.abs() <= policy.target_width)
-    }
-
-    fn run_points(&mut self, points: &[Planned]) -> Result<()> {
-        let policy = self.config.invocations;
-        let mut done = vec![0usize; points.len()];
-        let mut skip = vec![false; points.len()];
-        let mut rng = rand::rngs::SmallRng::seed_from_u64(self.config.seed);
-        let mut round = 0;
-        loop {
-            let mut jobs: Vec<usize> = (0..points.len())
-                .filter(|&p| !skip[p] && !self.settled(&points[p], done[p], &policy))
-                .flat_map(|p| std::iter::repeat_n(p, if round == 0 { policy.min } else { 1 }))
-                .collect();
-            if jobs.is_empty() {
-                return Ok(());
-            }
-            round += 1;
-            jobs.shuffle(&mut rng);
-            self.bar.grow(jobs.len() as u64);
-            for p in jobs {
-                let Planned {
-                    key,
-                    point,
-                    multiple,
-                    section,
-                } = &points[p];
-                self.bar.step(format!(
-                    "{} {} x{} {:.0} MiB #{}",
-                    key.workload, key.tracker, key.threads, key.heap_mib, done[p]
-                ));
-                if skip[p] {
-                    continue;
-                }
-                let ran = invoke(&self.exe, &self.spec(point.clone(), 0), self.config.timeout);
-                match classify(key, done[p], ran) {
-                    Ok(mut rows) => {
-                        if multiple.is_finite() && rows.iter().any(|r| r.section == *section) {
-                            rows.push(key.row(
-                                *section,
-                                done[p],
-                                Metric::HeapMultiple,
-                                *multiple,
-                                String::new(),
-                            ));
-                        }
-                        rows.into_iter().try_for_each(|r: Row| self.sink.push(r))?;
-                    }
-                    Err(why) => {
-                        skip[p] = true;
-                        self.unavailable(key.tracker.clone(), why);
-                    }
-                }
-                done[p] += 1;
-            }
-        }
+    /// More invocations for the end-to-end and barrier-only points whose intervals are
+    /// still wide, while the time budget lasts (`points/rounds.rs`).
+    pub fn more_invocations(&mut self) -> Result<()> {
+        let mut batches = std::mem::take(&mut self.batches);
+        self.cut_by_budget = self.part("more invocations", |r| r.more_rounds(&mut batches))?;
+        self.batches = batches;
+        Ok(())
     }
 }

@@ -8,16 +8,39 @@ use crate::study::meta::Meta;
 use crate::study::stats;
 use crate::study::summary::Cell;
 
+/// What the time budget did to the extra invocations, for the header's sentence.
+fn budget(budget_s: Option<f64>, cut: Option<usize>, complete: bool) -> String {
+    let Some(b) = budget_s else {
+        return String::new();
+    };
+    let minutes = b / 60.0;
+    match cut {
+        None if !complete => {
+            format!(", while the study's time stayed within its budget of {minutes:.0} minutes")
+        }
+        None => format!(
+            ", while the study's time stayed within its budget of {minutes:.0} minutes (it \
+             did: every point settled)"
+        ),
+        Some(n) => format!(
+            ", while the study's time stayed within its budget of {minutes:.0} minutes: the \
+             budget ended them with **{n} point(s) still wider than the target** below the \
+             most"
+        ),
+    }
+}
+
 pub(super) fn write(doc: &mut Doc, _rows: &[Row], m: &Meta) {
     doc.heading(1, "barrierlab study");
     let policy = match &m.invocations {
         Some(p) => format!(
             "end-to-end points get at least {} invocation(s), then more until the 95% interval of \
-             the median wall time is within {:.0}% of it, at most {} (each point's *n* is in its \
-             table)",
+             the median wall time is within {:.0}% of it, at most {}{} (each point's *n* is in \
+             its table)",
             p.min,
             p.target_width * 100.0,
-            p.max
+            p.max,
+            budget(p.budget_s, m.cut_by_budget, m.complete)
         ),
         None => "a fixed number of invocations per end-to-end point".into(),
     };

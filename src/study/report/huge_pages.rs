@@ -1,6 +1,7 @@
-//! Huge pages: the barriers at each workload's largest heap (one thread) run again on a
-//! heap advised `MADV_HUGEPAGE`, beside the same point on 4 KiB pages (the page trackers
-//! at the first workload only, but in the full study: `StudyConfig::runs_on_huge_pages`). For `none` and the
+//! Huge pages: the barriers at a workload's largest heap (one thread) run again on a
+//! heap advised `MADV_HUGEPAGE`, beside the same point on 4 KiB pages (at the first
+//! workload only, but at every one in the full study:
+//! `StudyConfig::runs_on_huge_pages`). For `none` and the
 //! card table the ratio is what 4 KiB pages cost at that heap size (TLB misses, page
 //! faults); for the page trackers, the huge pages left at the end say what their write
 //! protection did to them (a write into a protected huge page splits it into 4 KiB
@@ -29,10 +30,11 @@ pub(super) fn write(doc: &mut Doc, rows: &[Row], seed: u64) {
     }
     doc.heading(2, "Huge pages");
     doc.para(
-        "Each barrier at each workload's largest heap, one thread, run again on a heap advised \
-         `MADV_HUGEPAGE` (the other points use `MADV_NOHUGEPAGE`): `none`, the card table and \
-         the write watch at every workload, the page trackers at the first workload only (at \
-         every workload with `--full`), which is enough to show what they do to huge pages. *huge ÷ 4 KiB* is the ratio \
+        "Each barrier at the first workload's largest heap (at every workload's with \
+         `--full`), one thread, run again on a heap advised `MADV_HUGEPAGE` (the other points \
+         use `MADV_NOHUGEPAGE`): enough to show what the page trackers' write protection does \
+         to huge pages and what 4 KiB pages cost the store-path barriers at that heap. *huge \
+         ÷ 4 KiB* is the ratio \
          of the medians of wall time with its 95% interval; below 1, huge pages made the run \
          faster. *huge pages at the end*: how much of the heap transparent huge pages backed \
          when the run ended (median; from `AnonHugePages` in `/proc/self/smaps`). A run of \

@@ -163,6 +163,32 @@ mod tests {
     }
 
     #[test]
+    fn the_header_says_when_the_time_budget_cut_the_extra_invocations() {
+        let mut m = meta("d");
+        m.complete = true;
+        m.invocations = Some(crate::study::meta::InvocationPolicy {
+            min: 3,
+            max: 5,
+            target_width: 0.1,
+            budget_s: Some(1800.0),
+        });
+        let (md, _) = render(&[], &m, &[]);
+        assert!(
+            md.contains("budget of 30 minutes (it did: every point settled)"),
+            "{md}"
+        );
+        m.cut_by_budget = Some(17);
+        let (md, _) = render(&[], &m, &[]);
+        assert!(
+            md.contains("**17 point(s) still wider than the target**"),
+            "{md}"
+        );
+        m.invocations.as_mut().unwrap().budget_s = None;
+        let (md, _) = render(&[], &m, &[]);
+        assert!(!md.contains("budget"), "no budget, no sentence: {md}");
+    }
+
+    #[test]
     fn a_pipe_or_a_line_break_in_the_command_cannot_break_a_table() {
         let (md, summary) = render(&[], &meta("a|b\nc"), &[]);
         let lines: Vec<&str> = md.lines().collect();
