@@ -13,9 +13,12 @@
 //!
 //! The next cycle is requested when the bytes allocated since the last one ended reach
 //! `max(G − L − MARGIN × E, floor)`: as late as lets it finish before the heap reaches
-//! its goal. `floor = max((G − L) / 2, heap / 64)` keeps cycles from running back to back
-//! when the prediction says they should: every cycle lets at least half of the free bytes
-//! be allocated, so a run of `A` bytes takes at most about `2 × A ÷ (heap − live)` cycles.
+//! its goal. `floor = min(max((G − L) / 2, heap / 64), (heap − L) / 2)` keeps cycles from
+//! running back to back when the prediction says they should: every cycle lets at least
+//! half of the free bytes be allocated, so a run of `A` bytes takes at most about
+//! `2 × A ÷ (heap − live)` cycles; and it never waits for more than half of what the heap
+//! still holds, so that a cycle whose black allocation left the heap nearly full is
+//! followed by one requested before the heap fills, not by a full collection.
 //! If a cycle cannot finish in that room, the mutator that finds the heap full waits for
 //! it (an allocation stall, counted), and only an allocation that finds no room with no
 //! cycle running falls back to a full collection.
@@ -171,7 +174,13 @@ impl Pacer {
         };
         let predicted = (ratio * end.marked.max(MIN_MARKED) as f64) as u64;
         let room = goal.saturating_sub(end.live);
-        let floor = (room / 2).max(self.heap_bytes / 64);
+        // Never more than half of what the heap still holds: after a cycle whose black
+        // allocation filled the heap past its goal, a floor of heap / 64 let the mutators
+        // fill the rest before the next cycle was requested, and the allocation that found
+        // no room fell back to a full collection (GCOld at 2x: 129.4 MiB live of 132 after
+        // one cycle, the next due after 2.1 MiB).
+        let headroom = self.heap_bytes.saturating_sub(end.live);
+        let floor = (room / 2).max(self.heap_bytes / 64).min(headroom / 2);
         let (trigger, floor) = if self.pacing {
             let paced = room.saturating_sub((MARGIN * predicted as f64) as u64);
             (paced.max(floor), floor)
@@ -270,6 +279,24 @@ mod tests {
             ..end(0, 0, 16 * MIB)
         });
         assert_eq!(c.ratio, b.ratio);
+    }
+
+    #[test]
+    fn a_heap_left_nearly_full_by_black_allocation_starts_the_next_cycle_before_it_fills() {
+        let p = pacer(true);
+        // 64 MiB heap: 16 MiB marked, 46.5 MiB allocated black during the cycle, so 62.5
+        // MiB live, past the goal; 1.5 MiB left.
+        let s = p.cycle_ended(end(100 * MIB, 46 * MIB + MIB / 2, 16 * MIB));
+        assert!(s.live > s.goal, "{s:?}");
+        assert_eq!(s.trigger, (64 * MIB - s.live) / 2, "{s:?}");
+        assert!(
+            s.trigger < 64 * MIB / 64,
+            "below the old floor of heap / 64: {s:?}"
+        );
+        assert!(p.should_start(100 * MIB + s.trigger, 1 << 20));
+        // With 4.5 MiB left, the floor of heap / 64 (1 MiB) still holds cycles apart.
+        let near = p.cycle_ended(end(200 * MIB, 0, 59 * MIB + MIB / 2));
+        assert_eq!(near.floor, MIB, "{near:?}");
     }
 
     #[test]

@@ -54,7 +54,8 @@
 //! free pages after it (up to `HAND_OUT_BATCH`, 64, in all), which the pool, lowest page
 //! first, hands out next ([`DirtyTracker::hand_out_and_open`]): a page tracker makes them
 //! writable in the same call without recording them, nothing writes them while they are
-//! free, and taking one later records it with no protection change.
+//! free, and taking one later records it with no protection change. A large object's run
+//! is placed from the top ([`PagePool::take_high`]), so it is handed out alone.
 
 pub mod config;
 pub mod object;
@@ -468,11 +469,22 @@ impl Space {
     /// after it, up to [`HAND_OUT_BATCH`] pages in all), then zeroes it if it held
     /// objects before: the zeroing is the first write.
     fn take_pages(&self, n: usize, frontier: Frontier<'_>) -> Option<usize> {
+        self.take_pages_placed(n, false, frontier)
+    }
+
+    /// [`Space::take_pages`], for a large object's run when `high` (placed from the top:
+    /// [`PagePool::take_high`]), with no free pages after it handed out: the next single
+    /// page comes from the bottom.
+    fn take_pages_placed(&self, n: usize, high: bool, frontier: Frontier<'_>) -> Option<usize> {
         let (start, needs_zero, after) = self.with_pool(|pool| {
-            let (start, needs_zero) = pool.take(n)?;
+            let (start, needs_zero) = if high {
+                pool.take_high(n)?
+            } else {
+                pool.take(n)?
+            };
             let after = match frontier {
-                Some(_) => pool.free_run(start + n, HAND_OUT_BATCH.saturating_sub(n)),
-                None => 0,
+                Some(_) if !high => pool.free_run(start + n, HAND_OUT_BATCH.saturating_sub(n)),
+                _ => 0,
             };
             Some((start, needs_zero, after))
         })?;
@@ -531,7 +543,7 @@ impl Space {
     /// address (zeroed, header not yet written). Its span is handed to `frontier`.
     pub fn alloc_large(&self, bytes: usize, frontier: Frontier<'_>) -> Option<usize> {
         let n = bytes.div_ceil(PAGE_SIZE);
-        let start = self.take_pages(n, frontier)?;
+        let start = self.take_pages_placed(n, true, frontier)?;
         for k in 1..n {
             self.page_table
                 .set(start + k, PageKind::LargeTail { back: k });

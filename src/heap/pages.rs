@@ -3,8 +3,8 @@
 //! Each page's entry is one `AtomicU32` outside the heap: a tag (free, small-object page of
 //! some class, first page of a large object, later page of a large object) and a value
 //! (the class, the span length, or the distance back to the first page). The pool hands
-//! out single pages and contiguous runs, lowest address first, and keeps a high-water
-//! mark: pages above it were never used, so a cycle's walks (sweep, mark-bitmap clear,
+//! out single pages lowest address first and a large object's run as high as it fits
+//! below the high-water mark ([`PagePool::take_high`]), and keeps that mark: pages above it were never used, so a cycle's walks (sweep, mark-bitmap clear,
 //! verifier) stop there and cost what the heap uses, not what it reserved.
 
 use std::sync::atomic::{AtomicU32, Ordering};
@@ -142,6 +142,44 @@ impl PagePool {
             return None;
         }
         let start = self.find_run(n)?;
+        Some(self.claim(start, n))
+    }
+
+    /// Takes a run of `n` free pages for a large object: the highest run that ends at or
+    /// below the high-water mark, else the lowest run (which raises the mark); returns
+    /// as [`PagePool::take`] does. Single pages are taken lowest first, so small-object
+    /// pages fill the heap from the bottom and large objects from the top, and the span
+    /// of a large object that died stays whole for the next one instead of being cut
+    /// into by the refills of the small classes.
+    pub fn take_high(&mut self, n: usize) -> Option<(usize, bool)> {
+        if n == 0 || n > self.free_count {
+            return None;
+        }
+        let start = self
+            .find_run_below(n, self.high_water)
+            .or_else(|| self.find_run(n))?;
+        Some(self.claim(start, n))
+    }
+
+    /// The highest run of `n` free pages that ends at or below page `end`, found a page
+    /// at a time from the top: a large object's allocation is rare beside its zeroing.
+    fn find_run_below(&self, n: usize, end: usize) -> Option<usize> {
+        let mut len = 0;
+        for p in (self.lowest_free..end.min(self.pages)).rev() {
+            if self.taken.get(p) {
+                len = 0;
+            } else {
+                len += 1;
+                if len == n {
+                    return Some(p);
+                }
+            }
+        }
+        None
+    }
+
+    /// Marks the free run of `n` pages at `start` taken; whether any must be zeroed.
+    fn claim(&mut self, start: usize, n: usize) -> (usize, bool) {
         let mut needs_zero = false;
         for p in start..start + n {
             self.taken.set(p);
@@ -155,7 +193,7 @@ impl PagePool {
             self.lowest_free = start + n;
         }
         self.high_water = self.high_water.max(start + n);
-        Some((start, needs_zero))
+        (start, needs_zero)
     }
 
     fn find_run(&self, n: usize) -> Option<usize> {
@@ -272,5 +310,35 @@ mod tests {
         assert_eq!(pool.free_pages(), 0);
         assert_eq!(pool.high_water(), 200);
         assert_eq!(pool.take(1), None);
+    }
+
+    #[test]
+    fn large_runs_are_taken_from_the_top_below_the_high_water_mark() {
+        let mut pool = PagePool::new(100).unwrap();
+        // Nothing used yet: no run below the mark, so the lowest (which raises it).
+        assert_eq!(pool.take_high(10), Some((0, false)));
+        for _ in 0..50 {
+            pool.take(1).unwrap();
+        }
+        assert_eq!(pool.high_water(), 60);
+        // Free 20-39 (a dead large object's span) and one page at 5.
+        pool.give_back(20, 20, true);
+        pool.give_back(5, 1, true);
+        // Small refills take the lowest page; a large run the highest that fits.
+        assert_eq!(pool.take_high(8), Some((32, true)), "the top of the hole");
+        assert_eq!(
+            pool.take(1),
+            Some((5, true)),
+            "a single page from the bottom"
+        );
+        assert_eq!(
+            pool.take_high(12),
+            Some((20, true)),
+            "the rest of the hole, whole"
+        );
+        // No run of 5 below the mark: the lowest above it.
+        assert_eq!(pool.take_high(5), Some((60, false)));
+        assert_eq!(pool.high_water(), 65);
+        assert_eq!(pool.take_high(36), None, "35 pages left");
     }
 }
