@@ -324,8 +324,15 @@ impl<B: StoreBarrier> Mutator<B> {
         unsafe { *self.shared.wanted() = w };
     }
 
+    /// A large object that finds no free run with no cycle running first requests a
+    /// cycle of the heap's own kind and waits for its sweep (an allocation stall), and
+    /// only if that cycle leaves no run falls back to a full collection: the run it
+    /// needs is usually the span of a large object that died since the last cycle
+    /// (GCBench's array of the pass before), which any cycle frees, while the bytes the
+    /// pacer counts said there was room.
     fn alloc_large(&mut self, bytes: usize) -> Result<usize> {
         let mut collections = 0;
+        let mut requested = false;
         while collections <= OOM_COLLECTIONS {
             let h = &self.heap.inner;
             if let Some(a) = h.space.alloc_large(bytes, h.tracker.as_deref()) {
@@ -334,6 +341,11 @@ impl<B: StoreBarrier> Mutator<B> {
                 return Ok(a);
             }
             if self.stall.wait_for_room(&self.heap)? {
+                continue;
+            }
+            if !requested {
+                requested = true;
+                h.collector.request();
                 continue;
             }
             if collections < OOM_COLLECTIONS {
