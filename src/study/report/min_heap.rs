@@ -69,7 +69,7 @@ pub(super) fn write(doc: &mut Doc, rows: &[Row]) {
 }
 
 /// The calibration: per workload, the runs of `none` at its smallest and largest heaps
-/// and the work chosen from the faster.
+/// and the work chosen from the fastest.
 fn work(doc: &mut Doc, rows: &[Row]) {
     let chosen: Vec<&Row> = rows
         .iter()
@@ -82,8 +82,8 @@ fn work(doc: &mut Doc, rows: &[Row]) {
     doc.para(&format!(
         "Each workload's work (the bytes it allocates per byte of its live set, the same at \
          every heap) is sized by time on this machine: `none` ran at the workload's smallest \
-         and largest heaps at its starting work, and the work was scaled so that the faster \
-         run would last the study's target (*from*; {:.2} s unless `--run-ms` set another, \
+         and largest heaps at its starting work (twice at each, alternating), and the work \
+         was scaled so that the fastest run would last the study's target (*from*; {:.2} s unless `--run-ms` set another, \
          so that the workload's fastest point runs at least {:.0} s with time to spare); \
          GCBench's work is whole passes, rounded up. Two studies on different days can thus \
          run different work: compare their ratios, not their milliseconds. To rerun one \
@@ -117,7 +117,7 @@ fn work(doc: &mut Doc, rows: &[Row]) {
     doc.table(
         &[
             "workload",
-            "heap of the faster (MiB)",
+            "heap of the fastest (MiB)",
             "calibration runs (ms)",
             "bytes allocated per live byte",
             "from",
