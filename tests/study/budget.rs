@@ -4,48 +4,39 @@
 //! were left wide, and the study ends near its budget rather than at the most
 //! invocations.
 
-use crate::support;
-
 use std::collections::BTreeMap;
-use std::time::Duration;
 
 use barrierlab::study::data;
 use barrierlab::study::meta::Meta;
 use barrierlab::study::{Metric, Section};
 
-/// A budget of one minute, plus the slack a loaded CI machine may need.
-const DEADLINE: Duration = Duration::from_secs(300);
+use super::study::{barrierlab, out_dir};
 
 #[test]
 fn the_budget_ends_the_extra_invocations_and_the_report_says_so() {
-    let out = std::env::temp_dir().join(format!("barrierlab-budget-{}", std::process::id()));
-    let _ = std::fs::remove_dir_all(&out);
+    let out = out_dir("budget");
     // One invocation per point first, then up to 50 more while the interval is wider than
     // a millionth of the median (never, in practice): only the budget can end them.
-    let run = support::binary::run(
-        &[
-            "study",
-            "--quick",
-            "--trackers",
-            "card-table",
-            "--heap",
-            "2",
-            "--invocations",
-            "1",
-            "--max-invocations",
-            "50",
-            "--ci-width",
-            "0.000001",
-            "--budget-min",
-            "1",
-            "--no-peer",
-            "--no-progress",
-            "--out",
-            out.to_str().unwrap(),
-        ],
-        &[],
-        DEADLINE,
-    );
+    let run = barrierlab(&[
+        "study",
+        "--quick",
+        "--trackers",
+        "card-table",
+        "--heap",
+        "2",
+        "--invocations",
+        "1",
+        "--max-invocations",
+        "50",
+        "--ci-width",
+        "0.000001",
+        "--budget-min",
+        "1",
+        "--no-peer",
+        "--no-progress",
+        "--out",
+        out.to_str().unwrap(),
+    ]);
     assert!(run.success(), "the study runs: {}", run.stderr);
     let meta: Meta =
         serde_json::from_str(&std::fs::read_to_string(out.join("meta.json")).expect("meta.json"))

@@ -23,7 +23,7 @@ use barrierlab::study::{MIN_CYCLES, Metric, Row, Section};
 const DEADLINE: Duration = Duration::from_secs(300);
 
 /// Runs barrierlab with `args` in its own process group, killed at the deadline.
-fn barrierlab(args: &[&str]) -> support::binary::Output {
+pub(super) fn barrierlab(args: &[&str]) -> support::binary::Output {
     support::binary::run(args, &[], DEADLINE)
 }
 
@@ -55,7 +55,7 @@ fn section<'a>(report: &'a str, workload: &str, threads: usize, heap: &str) -> O
     report.split("\n### ").find(|s| s.starts_with(&heading))
 }
 
-fn out_dir(name: &str) -> PathBuf {
+pub(super) fn out_dir(name: &str) -> PathBuf {
     let dir = std::env::temp_dir().join(format!("barrierlab-{name}-{}", std::process::id()));
     let _ = std::fs::remove_dir_all(&dir);
     std::fs::create_dir_all(&dir).expect("create the test folder");
