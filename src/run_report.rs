@@ -188,6 +188,11 @@ pub struct BarrierOnlyReport {
     pub cpu_ms: f64,
     /// CPU time of the mutators.
     pub cpu_mutator_ms: f64,
+    /// Time the mutators waited on a run queue for a CPU.
+    pub run_queue_mutator_ms: f64,
+    /// Time the fault-service thread waited on a run queue for a CPU (0 for a tracker
+    /// without one).
+    pub run_queue_service_ms: f64,
     /// The workload's own count of its work (stores, operations).
     pub work: u64,
     /// Collections (0 in a valid run).
@@ -251,6 +256,8 @@ impl BarrierOnlyReport {
             total_ms: ms(r.wall),
             cpu_ms: ms(r.cpu.total),
             cpu_mutator_ms: ms(r.cpu.mutator),
+            run_queue_mutator_ms: ms(r.cpu.mutator_waited),
+            run_queue_service_ms: ms(r.cpu.service_waited),
             work: r.work,
             cycles: r.stats.cycles,
             periods: d.periods,

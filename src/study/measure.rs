@@ -110,6 +110,8 @@ pub fn macro_rows(r: &workload::RunResult, w: &Workload) -> Vec<(Metric, f64)> {
         (Metric::CpuCollectorMs, ms(c.collector)),
         (Metric::CpuServiceMs, ms(c.service)),
         (Metric::CpuOtherMs, ms(c.other)),
+        (Metric::RunQueueMutatorMs, ms(c.mutator_waited)),
+        (Metric::RunQueueServiceMs, ms(c.service_waited)),
         // What the run would have cost without a collector, as far as this run shows:
         // wall time less the pauses; CPU time less the collector's, the service's and
         // the pause markers' (in `other`).

@@ -101,8 +101,8 @@ impl ThreadRole {
 }
 
 /// One live thread of this process: its name (`comm`, at most 15 bytes: the kernel
-/// truncates longer names) and the CPU time it has run, from
-/// `/proc/self/task/<tid>/schedstat` (nanoseconds on the CPU, the first field).
+/// truncates longer names), the CPU time it has run and the time it has waited for a
+/// CPU, from `/proc/self/task/<tid>/schedstat`.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct TaskCpu {
     /// The thread id.
@@ -111,6 +111,28 @@ pub struct TaskCpu {
     pub name: String,
     /// Time on the CPU.
     pub cpu: Duration,
+    /// Time runnable but waiting on a run queue for a CPU.
+    pub waited: Duration,
+}
+
+/// The two times of a `schedstat` line, `<ns on the CPU> <ns waiting on a run queue>
+/// <time slices>` (the kernel's `CONFIG_SCHED_INFO` accounting, readable without
+/// privileges): `None` for a line that is not one.
+fn parse_schedstat(line: &str) -> Option<(Duration, Duration)> {
+    let mut f = line.split_whitespace().map(|v| v.parse::<u64>().ok());
+    let (cpu, waited) = (f.next()??, f.next()??);
+    Some((Duration::from_nanos(cpu), Duration::from_nanos(waited)))
+}
+
+/// How long the calling thread has waited on a run queue for a CPU, runnable but not
+/// running (`/proc/thread-self/schedstat`, the second field): the scheduling delay a
+/// thread's own clock does not see.
+pub fn thread_run_queue_wait() -> Result<Duration> {
+    let path = "/proc/thread-self/schedstat";
+    let line = std::fs::read_to_string(path).map_err(|e| Error::io(path, e))?;
+    parse_schedstat(&line)
+        .map(|(_, waited)| waited)
+        .ok_or_else(|| Error::io(path, std::io::Error::other(format!("unexpected `{line}`"))))
 }
 
 /// The threads of this process alive now, with their CPU times. A thread that exits
@@ -131,13 +153,14 @@ pub fn live_threads() -> Result<Vec<TaskCpu>> {
         ) else {
             continue;
         };
-        let Some(ns) = stat.split_whitespace().next().and_then(|v| v.parse().ok()) else {
+        let Some((cpu, waited)) = parse_schedstat(&stat) else {
             continue;
         };
         out.push(TaskCpu {
             tid,
             name: name.trim_end().to_string(),
-            cpu: Duration::from_nanos(ns),
+            cpu,
+            waited,
         });
     }
     Ok(out)
@@ -256,6 +279,38 @@ mod tests {
         assert!(
             mine.cpu >= t1 / 2,
             "schedstat agrees with the thread clock: {mine:?} vs {t1:?}"
+        );
+    }
+
+    #[test]
+    fn schedstat_lines() {
+        let ms = Duration::from_millis;
+        assert_eq!(
+            parse_schedstat("233000000 7000000 34\n"),
+            Some((ms(233), ms(7)))
+        );
+        assert_eq!(parse_schedstat("233000000"), None, "no wait field");
+        assert_eq!(parse_schedstat("x 1 2"), None);
+    }
+
+    #[test]
+    fn two_spinners_on_one_cpu_wait_for_it() {
+        // Two threads pinned to one CPU, each spinning 100 ms of its own CPU time: the
+        // one that is not running waits on the run queue, and its schedstat says so.
+        let spin = || {
+            pin_to_cpu(0).unwrap();
+            let before = thread_run_queue_wait().unwrap();
+            let start = thread_cpu_time().unwrap();
+            while thread_cpu_time().unwrap() - start < Duration::from_millis(100) {
+                std::hint::spin_loop();
+            }
+            thread_run_queue_wait().unwrap() - before
+        };
+        let (a, b) = (std::thread::spawn(spin), std::thread::spawn(spin));
+        let waited = a.join().unwrap() + b.join().unwrap();
+        assert!(
+            waited >= Duration::from_millis(20),
+            "two threads sharing one CPU for 100 ms each waited only {waited:?} between them"
         );
     }
 

@@ -28,6 +28,11 @@ pub struct CpuByRole {
     pub service: Duration,
     /// The rest: `total` minus the three above.
     pub other: Duration,
+    /// Time the mutator threads, summed, waited on a run queue for a CPU.
+    pub mutator_waited: Duration,
+    /// Time the fault-service thread waited on a run queue for a CPU: while it waits, the
+    /// mutator whose fault it would serve waits too.
+    pub service_waited: Duration,
 }
 
 impl CpuByRole {
@@ -37,11 +42,11 @@ impl CpuByRole {
     /// exists from the heap's creation).
     pub fn attribute(
         total: Duration,
-        mutators: Duration,
+        mutators: Mutators,
         before: &[TaskCpu],
         threads: &[TaskCpu],
     ) -> CpuByRole {
-        let spent = |role: ThreadRole| -> Duration {
+        let since_start = |role: ThreadRole, time: fn(&TaskCpu) -> Duration| -> Duration {
             threads
                 .iter()
                 .filter(|t| ThreadRole::of(&t.name) == Some(role))
@@ -49,20 +54,50 @@ impl CpuByRole {
                     let base = before
                         .iter()
                         .find(|b| b.tid == t.tid)
-                        .map_or(Duration::ZERO, |b| b.cpu);
-                    t.cpu.saturating_sub(base)
+                        .map_or(Duration::ZERO, time);
+                    time(t).saturating_sub(base)
                 })
                 .sum()
         };
+        let spent = |role| since_start(role, |t| t.cpu);
         let collector = spent(ThreadRole::Collector) + spent(ThreadRole::Marker);
         let service = spent(ThreadRole::FaultService);
         CpuByRole {
             total,
-            mutator: mutators,
+            mutator: mutators.cpu,
             collector,
             service,
-            other: total.saturating_sub(mutators + collector + service),
+            other: total.saturating_sub(mutators.cpu + collector + service),
+            mutator_waited: mutators.waited,
+            service_waited: since_start(ThreadRole::FaultService, |t| t.waited),
         }
+    }
+}
+
+/// What the mutator threads, summed, read of themselves as they finished.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
+pub struct Mutators {
+    /// Their CPU time.
+    pub cpu: Duration,
+    /// Their time waiting on a run queue for a CPU.
+    pub waited: Duration,
+}
+
+impl Mutators {
+    /// The calling mutator thread's own times since it started (a thread's schedstat
+    /// starts at zero).
+    pub fn of_this_thread() -> Mutators {
+        Mutators {
+            cpu: cpu::thread_cpu_time().unwrap_or_default(),
+            waited: cpu::thread_run_queue_wait().unwrap_or_default(),
+        }
+    }
+}
+
+impl std::ops::AddAssign for Mutators {
+    fn add_assign(&mut self, o: Mutators) {
+        self.cpu += o.cpu;
+        self.waited += o.waited;
     }
 }
 
@@ -72,7 +107,7 @@ pub(super) fn baseline() -> Result<(Duration, Vec<TaskCpu>)> {
 }
 
 /// The run's CPU by role, from its [`baseline`] and the mutators' own times.
-pub(super) fn finish(base: &(Duration, Vec<TaskCpu>), mutators: Duration) -> Result<CpuByRole> {
+pub(super) fn finish(base: &(Duration, Vec<TaskCpu>), mutators: Mutators) -> Result<CpuByRole> {
     let threads = cpu::live_threads()?;
     let total = cpu::process_cpu_time()?.saturating_sub(base.0);
     Ok(CpuByRole::attribute(total, mutators, &base.1, &threads))
@@ -93,19 +128,25 @@ mod tests {
     #[test]
     fn roles_from_names_and_baselines() {
         let ms = Duration::from_millis;
-        let t = |tid, name: &str, cpu| TaskCpu {
+        // Each thread waited a tenth of its CPU time for a CPU.
+        let t = |tid, name: &str, cpu: Duration| TaskCpu {
             tid,
             name: name.into(),
             cpu,
+            waited: cpu / 10,
         };
         let before = [t(1, "barrierlab", ms(5)), t(2, comm(COLLECTOR), ms(10))];
         let after = [
             t(1, "barrierlab", ms(6)),
             t(2, comm(COLLECTOR), ms(40)),
-            t(3, comm(SERVICE), ms(7)),
+            t(3, comm(SERVICE), ms(70)),
             t(4, comm(ThreadRole::Marker), ms(3)),
         ];
-        let c = CpuByRole::attribute(ms(100), ms(50), &before, &after);
+        let mutators = Mutators {
+            cpu: ms(50),
+            waited: ms(4),
+        };
+        let c = CpuByRole::attribute(ms(160), mutators, &before, &after);
         assert_eq!(
             c.collector,
             ms(33),
@@ -113,10 +154,12 @@ mod tests {
         );
         assert_eq!(
             c.service,
-            ms(7),
+            ms(70),
             "a thread born in the run counts from zero"
         );
+        assert_eq!(c.service_waited, ms(7), "the service's wait, from zero");
         assert_eq!(c.mutator, ms(50));
-        assert_eq!(c.other, ms(10));
+        assert_eq!(c.mutator_waited, ms(4), "the mutators' own reading");
+        assert_eq!(c.other, ms(7));
     }
 }

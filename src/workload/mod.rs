@@ -393,7 +393,7 @@ pub fn run(config: &HeapConfig, workload: &Workload, threads: usize) -> Result<R
     let cpu_base = cpu::baseline()?;
     let run_start = heap.uptime();
     let t0 = Instant::now();
-    let results: Vec<(Result<ThreadRun>, Duration)> = std::thread::scope(|s| {
+    let results: Vec<(Result<ThreadRun>, cpu::Mutators)> = std::thread::scope(|s| {
         let handles: Vec<_> = (0..threads)
             .map(|thread| {
                 let heap = heap.clone();
@@ -406,7 +406,7 @@ pub fn run(config: &HeapConfig, workload: &Workload, threads: usize) -> Result<R
                         }
                         .and_then(|()| heap.run_typed(Task { workload, thread }));
                         // Read here: the thread is gone when the driver reads the rest.
-                        (out, crate::sys::cpu::thread_cpu_time().unwrap_or_default())
+                        (out, cpu::Mutators::of_this_thread())
                     })
                     .map_err(|e| Error::io("spawn a mutator thread", e))
             })
@@ -420,13 +420,13 @@ pub fn run(config: &HeapConfig, workload: &Workload, threads: usize) -> Result<R
     })?;
     let wall = t0.elapsed();
     let mut work = 0;
-    let mut mutator_cpu = Duration::ZERO;
+    let mut mutators = cpu::Mutators::default();
     let mut store_traces = Vec::new();
     for (r, cpu) in results {
         let r = r?;
         work += r.work;
         store_traces.extend(r.trace);
-        mutator_cpu += cpu;
+        mutators += cpu;
     }
     // A cycle the mutators started may still be running: let it finish, so that the
     // statistics hold whole cycles (and agree with a cycle log).
@@ -438,7 +438,7 @@ pub fn run(config: &HeapConfig, workload: &Workload, threads: usize) -> Result<R
         wall,
         threads,
         work,
-        cpu: cpu::finish(&cpu_base, mutator_cpu)?,
+        cpu: cpu::finish(&cpu_base, mutators)?,
         stats: heap.stats(),
         peak_rss_kib: peak_rss_kib(),
         run_start,

@@ -206,6 +206,10 @@ metrics! {
     CpuServiceMs = "cpu_service_ms",
     /// Other threads' CPU (ms).
     CpuOtherMs = "cpu_other_ms",
+    /// Time the mutator threads waited on a run queue for a CPU (ms).
+    RunQueueMutatorMs = "run_queue_mutator_ms",
+    /// Time the fault-service thread waited on a run queue for a CPU (ms).
+    RunQueueServiceMs = "run_queue_service_ms",
     /// Wall time less the pauses (ms), for the lower bound.
     WallMinusGcMs = "wall_minus_gc_ms",
     /// CPU less the collector-side threads' (ms), for the lower bound.
