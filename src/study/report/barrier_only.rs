@@ -2,12 +2,13 @@
 //! all, the tracker armed and harvested on the same fixed schedule for every barrier
 //! (`HeapConfig::duty_cycle`), on a heap that holds everything the workload allocates.
 //! The slowdown over `none` is what the barrier costs the mutators, set beside the micro's
-//! prediction: the per-store cost times the stores, plus the per-first-write cost times
-//! the first writes counted (faults, or the pages `uffd-wp-async` recorded), plus the TLB
+//! prediction: the per-store cost times the stores, plus the per-first-write cost (in
+//! random page order) times the first writes counted (faults, or the pages `uffd-wp-async` recorded), plus the TLB
 //! shootdowns the tracker added, each at its price (in a run placed on two CPUs, those the
 //! collector's CPU received were sent by the mutator, at the sender's price; the others
 //! at the receiver's), plus, for a tracker whose protection changes hold the mapping lock
-//! for writing (`mprotect`), the time of those changes.
+//! for writing (`mprotect`), the time of those changes, and for one whose faults a thread
+//! serves (`uffd-wp`), the time that thread waited for a CPU.
 
 use super::Doc;
 use super::micro::costs;
@@ -21,7 +22,7 @@ use crate::study::summary::Cell;
 /// Predicted and measured extra times further apart than this are flagged.
 const AGREEMENT: f64 = 0.25;
 
-const COLUMNS: [&str; 13] = [
+const COLUMNS: [&str; 15] = [
     "barrier",
     "n",
     "wall ms",
@@ -31,6 +32,8 @@ const COLUMNS: [&str; 13] = [
     "of which shootdowns",
     "predicted ÷ measured",
     "fault stalls ms",
+    "mutator CPU / off CPU ms over none's",
+    "service waited for a CPU ms",
     "stores / first writes / shootdowns",
     "armed",
     "arm + harvest + disarm ms",
@@ -57,8 +60,10 @@ pub(super) fn write(doc: &mut Doc, rows: &[Row], seed: u64) {
          end of an arm to the start of its disarm. *÷ none*: ratio of the medians of wall \
          time, 95% interval. *extra ms, measured*: median wall time minus `none`'s. \
          *predicted*: the micro's cost per store times the workload's stores, plus its cost \
-         per first write to a page (no other thread running) times the first writes counted \
-         here (the faults served, or for `uffd-wp-async` the pages its harvests reported; \
+         per first write to a page in random page order (no other thread running; a \
+         workload's objects write their pages in no page order, and for `mprotect` a page \
+         written out of order splits its mapping where one written in order extends its \
+         neighbour's: see *Page order*) times the first writes counted here (the faults served, or for `uffd-wp-async` the pages its harvests reported; \
          the card table takes none), plus the TLB shootdowns the tracker added (*of which \
          shootdowns*: those counted during its runs, `/proc/interrupts`, less those counted \
          during `none`'s, which are other processes' and already in `none`'s time), each \
@@ -74,8 +79,16 @@ pub(super) fn write(doc: &mut Doc, rows: &[Row], seed: u64) {
          writing (`mprotect`) is charged its *arm + harvest + disarm ms* too: the mutator's \
          next fault or `mprotect` waits until each change is done (a scheduler trace of the \
          LRU cache with a 2 GiB heap had the mutator blocked on that lock 13.8 s of the \
-         collector's 14.7 s of changes). The prediction still leaves out the cache effects \
-         of the card table at this heap size. *fault stalls ms*: the time the faults took here, in the run itself (median \
+         collector's 14.7 s of changes). A tracker whose faults a thread serves \
+         (`uffd-wp`) is charged the time that thread waited for a CPU (*service waited for \
+         a CPU ms*, its run-queue wait in `/proc/self/task/<tid>/schedstat`): the mutator \
+         waits as long, and the micro's service thread, with nothing else running, never \
+         does; here the scheduler keeps it on the collector's CPU, behind each arm, \
+         harvest and disarm. The prediction still leaves out the cache effects of the card \
+         table at this heap size. *mutator CPU / off CPU ms over none's*: where the \
+         measured extra time went, the mutator's CPU time and its time off the CPU (wall \
+         time less CPU time: blocked in a fault, or waiting for a CPU), each as the \
+         median's difference from `none`'s. *fault stalls ms*: the time the faults took here, in the run itself (median \
          over invocations of the sum of the tracker's stall log: inside the signal handler \
          for `mprotect` and `uffd-wp-sigbus`, on the serving thread for `uffd-wp`, each a \
          lower bound; `uffd-wp-async` and the store paths have no fault to time, \"–\"). \
@@ -157,6 +170,16 @@ pub(super) fn write(doc: &mut Doc, rows: &[Row], seed: u64) {
                 Some(MappingLock::Write) => med(&t, Metric::DutyWorkMs),
                 _ => 0.0,
             };
+            // A fault-service thread that waited for a CPU kept the mutator whose fault
+            // it would serve waiting too: the micro's service never waits (nothing else
+            // runs beside it), here it shares the collector's CPU.
+            let service_waited = med(&t, Metric::RunQueueServiceMs);
+            let blocked = blocked
+                + if service_waited > 0.0 {
+                    service_waited
+                } else {
+                    0.0
+                };
             // (total, of which shootdowns), ms.
             let predicted = costs(rows, &t, seed).map(|c| {
                 let at = |i: Option<stats::Interval>, n: f64| i.map_or(0.0, |i| i.estimate * n);
@@ -175,7 +198,9 @@ pub(super) fn write(doc: &mut Doc, rows: &[Row], seed: u64) {
                 } else {
                     0.0
                 };
-                let ns = at(c.per_store, stores) + at(c.per_first_write, first_writes) + shot;
+                // A workload's first writes follow its objects, not the page order.
+                let first = c.per_first_write_random.or(c.per_first_write);
+                let ns = at(c.per_store, stores) + at(first, first_writes) + shot;
                 (ns / 1e6 + blocked, shot / 1e6)
             });
             // No extra time to explain where the ratio's interval holds 1.
@@ -207,6 +232,19 @@ pub(super) fn write(doc: &mut Doc, rows: &[Row], seed: u64) {
                 Cell::text("–")
             };
             let counted = |x: f64| if x.is_finite() { fmt(x) } else { "–".into() };
+            // Where the measured extra time went: more CPU on the mutator, or more time
+            // off it (blocked in a fault, waiting for a CPU); one mutator thread.
+            let off_cpu = |t: &str| med(t, Metric::WallMs) - med(t, Metric::CpuMutatorMs);
+            let split_cell = Cell::text(format!(
+                "{} / {}",
+                counted(med(&t, Metric::CpuMutatorMs) - med("none", Metric::CpuMutatorMs)),
+                counted(off_cpu(&t) - off_cpu("none")),
+            ));
+            let service_cell = if med(&t, Metric::CpuServiceMs) > 0.0 {
+                Cell::text(counted(service_waited))
+            } else {
+                Cell::text("–")
+            };
             table.push(vec![
                 Cell::text(t.clone()),
                 Cell::count(wall.len() as f64),
@@ -217,6 +255,8 @@ pub(super) fn write(doc: &mut Doc, rows: &[Row], seed: u64) {
                 shot_cell,
                 ratio_cell,
                 stall_cell,
+                split_cell,
+                service_cell,
                 Cell::text(format!(
                     "{} / {} / {}{}",
                     fmt(stores),

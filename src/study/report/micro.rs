@@ -137,7 +137,10 @@ fn pattern_tables(doc: &mut Doc, rows: &[Row], ts: &[String], seed: u64) {
     if has("pages-spp1-random") {
         doc.heading(3, "Page order");
         doc.para(
-            "Cost per store (arm + first pass + harvest) in random page order over sequential order.",
+            "Cost per store (arm + first pass + harvest) in random page order over sequential \
+             order; and the first write per dirtied page in random order (first pass − second \
+             pass at 1 store per page, minus `none`'s), the price the barrier-only prediction \
+             charges, since a workload's objects write their pages in no page order.",
         );
         let table = ts
             .iter()
@@ -149,10 +152,13 @@ fn pattern_tables(doc: &mut Doc, rows: &[Row], ts: &[String], seed: u64) {
                         s(t),
                     )
                 };
+                let f = costs(rows, t, seed).and_then(|c| c.per_first_write_random);
                 vec![
                     Cell::text(t.clone()),
                     Cell::ratio(r(1), ""),
                     Cell::ratio(r(64), ""),
+                    Cell::estimate(f),
+                    flag(&f),
                 ]
             })
             .collect();
@@ -161,6 +167,8 @@ fn pattern_tables(doc: &mut Doc, rows: &[Row], ts: &[String], seed: u64) {
                 "tracker",
                 "random ÷ sequential, 1 store/page",
                 "64 stores/page",
+                "first write per dirtied page, random order (ns)",
+                "",
             ],
             table,
         );
@@ -341,6 +349,10 @@ pub(super) struct Costs {
     /// Per first write to a page: (first pass − second pass) per page at the fewest,
     /// with no other thread of the process running.
     pub per_first_write: Option<Interval>,
+    /// The same in random page order (the `pages-spp<lo>-random` pattern), the order in
+    /// which a workload's objects first write their pages; `None` where the study ran no
+    /// such pattern.
+    pub per_first_write_random: Option<Interval>,
     /// Per TLB shootdown its first writes caused beside a running thread: (first write
     /// beside − first write alone) ÷ shootdowns per page written beside. `None` where
     /// the tracker's first writes shot down fewer than half a page's worth (nothing to
@@ -388,6 +400,12 @@ pub(super) fn costs(rows: &[Row], t: &str, seed: u64) -> Option<Costs> {
         stats::seed_for(seed, t),
         |m| m[0] - m[1],
     );
+    let random = format!("{alone}-random");
+    let per_first_write_random = stats::bootstrap(
+        &[&first_in(t, &random), &first_in("none", &random)],
+        stats::seed_for(seed, &random),
+        |m| m[0] - m[1],
+    );
     let shootdowns = micro_samples(rows, t, &beside, |m| {
         m(Metric::TlbShootdowns) / m(Metric::PagesWritten)
     });
@@ -404,6 +422,7 @@ pub(super) fn costs(rows: &[Row], t: &str, seed: u64) -> Option<Costs> {
     Some(Costs {
         per_store,
         per_first_write,
+        per_first_write_random,
         per_shootdown,
         per_received_shootdown: received_shootdown(rows, hi, seed),
         per_sent_shootdown: sent_shootdown(rows, t, lo, seed),

@@ -379,3 +379,84 @@ fn a_placed_run_charges_what_the_mutator_sent_and_what_it_received_apart() {
     let a = cells(&doc, async_);
     assert_eq!(cell(&a, "of which shootdowns"), "300");
 }
+
+/// A workload's first writes are charged the micro's random-order price where the micro
+/// ran that pattern, and its sequential price where it did not.
+#[test]
+fn first_writes_are_charged_the_random_order_price() {
+    let mut rows = rows_of("none", 500.0, 0.0, 0.0);
+    rows.extend(rows_of("mprotect", 1000.0, 1000.0, 250.0));
+    rows.extend(micro_of("none", 0.0, 0.0));
+    rows.extend(micro_of("mprotect", 0.0, 100_000.0));
+    let mut doc = Doc::new();
+    write(&mut doc, &rows, 7);
+    assert_eq!(
+        cell(&cells(&doc, "mprotect"), "extra ms, predicted"),
+        "100",
+        "1,000 faults at the sequential 100 µs"
+    );
+    for (t, first) in [("none", 0.0), ("mprotect", 400_000.0)] {
+        rows.extend(micro_rows(
+            t,
+            "pages-spp1-random",
+            (1000.0, 1.0),
+            (0.0, first),
+            &[],
+        ));
+    }
+    let mut doc = Doc::new();
+    write(&mut doc, &rows, 7);
+    let m = cells(&doc, "mprotect");
+    assert_eq!(
+        cell(&m, "extra ms, predicted"),
+        "400",
+        "1,000 faults at the random-order 400 µs"
+    );
+    assert_eq!(cell(&m, "agreement"), "within 25%");
+}
+
+/// `rows` with `metric` at `value` beside every wall time.
+fn with(mut rows: Vec<Row>, metric: Metric, value: f64) -> Vec<Row> {
+    let walls: Vec<Row> = (rows.iter())
+        .filter(|r| r.metric == Metric::WallMs)
+        .cloned()
+        .collect();
+    rows.extend(walls.into_iter().map(|r| Row { metric, value, ..r }));
+    rows
+}
+
+/// A fault-service thread's wait for a CPU is charged (the mutator waited as long), and
+/// the extra time is split into the mutator's CPU and its time off the CPU.
+#[test]
+fn the_fault_services_wait_for_a_cpu_is_charged_and_the_extra_time_split() {
+    let uffd = "uffd-wp[thread]";
+    let none = with(
+        rows_of("none", 500.0, 0.0, 0.0),
+        Metric::CpuMutatorMs,
+        490.0,
+    );
+    let mut rows = with(none, Metric::RunQueueServiceMs, 0.0);
+    let served = with(
+        rows_of(uffd, 1000.0, 1000.0, 50.0),
+        Metric::CpuMutatorMs,
+        690.0,
+    );
+    let served = with(served, Metric::CpuServiceMs, 40.0);
+    rows.extend(with(served, Metric::RunQueueServiceMs, 150.0));
+    rows.extend(micro_of("none", 0.0, 0.0));
+    rows.extend(micro_of(uffd, 0.0, 200_000.0));
+    let mut doc = Doc::new();
+    write(&mut doc, &rows, 7);
+    let u = cells(&doc, uffd);
+    // 1,000 faults at 200 µs, and 150 ms the service waited: 350 of the 500 measured.
+    assert_eq!(cell(&u, "extra ms, predicted"), "350");
+    assert_eq!(cell(&u, "service waited for a CPU ms"), "150");
+    assert_eq!(cell(&u, "agreement"), "**differ** by 30%");
+    // 200 ms more CPU (690 − 490), 300 ms more off it ((1002 − 690) − (502 − 490)).
+    assert_eq!(
+        cell(&u, "mutator CPU / off CPU ms over none's"),
+        "200 / 300"
+    );
+    let none = cells(&doc, "none");
+    assert_eq!(cell(&none, "service waited for a CPU ms"), "");
+}
