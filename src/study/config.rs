@@ -168,6 +168,12 @@ pub struct StudyConfig {
     /// allocates, resident, and every arm protects all of it): 1 GiB in the default
     /// study, 8 GiB in the full one.
     pub barrier_only_max_heap_mib: u64,
+    /// The fewest invocations of a barrier-only point, where that is more than
+    /// [`InvocationPolicy::min`] (the most then rises with it): its runs last about a
+    /// second, and between processes the same work varies more than the barriers
+    /// differ (`none` on the graph: 0.47–1.13 s in one sitting), so its medians need
+    /// more of them; five in the default study.
+    pub barrier_only_min_invocations: usize,
     /// Show progress on stderr.
     pub progress: bool,
 }
@@ -239,6 +245,11 @@ impl StudyConfig {
             barrier_only_max_heap_mib: match mode {
                 Mode::Full => 8 << 10,
                 _ => 1 << 10,
+            },
+            barrier_only_min_invocations: match mode {
+                Mode::Quick => 2,
+                Mode::Default => 5,
+                Mode::Full => 6,
             },
             progress: true,
         }

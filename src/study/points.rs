@@ -377,7 +377,7 @@ impl Runner<'_> {
     pub fn end_to_end(&mut self, variants: &[Variant]) -> Result<()> {
         let (points, heap_map) =
             self.part("minimum heaps and calibration", |r| r.plan(variants))?;
-        let mut batch = Batch::new(points, self.config.seed);
+        let mut batch = Batch::new(points, self.config.seed, &self.config.invocations);
         self.part("end to end and huge pages", |r| r.first_round(&mut batch))?;
         self.batches.push(batch);
         if let Some(map) = heap_map {
@@ -461,7 +461,8 @@ impl Runner<'_> {
                 });
             }
         }
-        let mut batch = Batch::new(points, self.config.seed ^ 0xb0);
+        let mut batch = Batch::new(points, self.config.seed ^ 0xb0, &self.config.invocations)
+            .at_least(self.config.barrier_only_min_invocations);
         self.first_round(&mut batch)?;
         self.batches.push(batch);
         Ok(())

@@ -1,7 +1,8 @@
 //! The invocation rounds of the end-to-end and barrier-only points, and the study's time
 //! budget.
 //!
-//! Every point first gets [`InvocationPolicy::min`] invocations, all of a part's points'
+//! Every point first gets [`InvocationPolicy::min`] invocations (a barrier-only point at
+//! least [`crate::study::StudyConfig::barrier_only_min_invocations`]), all of a part's points'
 //! invocations in a seeded random order ([`Runner::first_round`]). Once both parts have
 //! had theirs, rounds of one more invocation go to each point whose 95% interval of the
 //! median wall time is still wider than [`InvocationPolicy::target_width`] of the median,
@@ -36,11 +37,15 @@ pub(in crate::study) struct Batch {
     took_s: Vec<f64>,
     /// Seed of the first round's order.
     seed: u64,
+    /// The fewest and the most invocations of each point.
+    min: usize,
+    max: usize,
 }
 
 impl Batch {
-    /// `points`, none invoked yet; `seed` orders the first round.
-    pub(super) fn new(points: Vec<Planned>, seed: u64) -> Batch {
+    /// `points`, none invoked yet, each to get `policy`'s invocations; `seed` orders the
+    /// first round.
+    pub(super) fn new(points: Vec<Planned>, seed: u64, policy: &InvocationPolicy) -> Batch {
         let n = points.len();
         Batch {
             points,
@@ -48,7 +53,19 @@ impl Batch {
             skip: vec![false; n],
             took_s: vec![0.0; n],
             seed,
+            min: policy.min,
+            max: policy.max,
         }
+    }
+
+    /// At least `min` invocations of each point (and as many more at most as the
+    /// policy's most allows beyond its fewest).
+    pub(super) fn at_least(mut self, min: usize) -> Batch {
+        if min > self.min {
+            self.max += min - self.min;
+            self.min = min;
+        }
+        self
     }
 
     /// The mean time of point `p`'s invocations so far (s; 0 before its first).
@@ -60,7 +77,7 @@ impl Batch {
 impl Runner<'_> {
     /// Every point of `batch` gets the policy's minimum invocations, in a random order.
     pub(super) fn first_round(&mut self, batch: &mut Batch) -> Result<()> {
-        let min = self.config.invocations.min;
+        let min = batch.min;
         let mut jobs: Vec<usize> = (0..batch.points.len())
             .flat_map(|p| std::iter::repeat_n(p, min))
             .collect();
@@ -83,7 +100,7 @@ impl Runner<'_> {
             let mut jobs: Vec<(usize, usize)> = Vec::new();
             for (b, batch) in batches.iter().enumerate() {
                 for p in 0..batch.points.len() {
-                    if !batch.skip[p] && !self.settled(batch, p, &policy) {
+                    if !batch.skip[p] && !self.settled(batch, p, policy.target_width) {
                         jobs.push((b, p));
                     }
                 }
@@ -148,15 +165,15 @@ impl Runner<'_> {
         Ok(())
     }
 
-    /// Whether point `p` of `batch` has what it needs: its wall-time interval within the
-    /// target (from three values or more), or the most invocations, or no valid invocation
-    /// after the minimum.
-    fn settled(&self, batch: &Batch, p: usize, policy: &InvocationPolicy) -> bool {
+    /// Whether point `p` of `batch` has what it needs: its wall-time interval within
+    /// `target_width` of its median (from three values or more), or the batch's most
+    /// invocations, or no valid invocation after the fewest.
+    fn settled(&self, batch: &Batch, p: usize, target_width: f64) -> bool {
         let done = batch.done[p];
-        if done >= policy.max {
+        if done >= batch.max {
             return true;
         }
-        if done < policy.min {
+        if done < batch.min {
             return false;
         }
         let Planned { key, section, .. } = &batch.points[p];
@@ -181,6 +198,25 @@ impl Runner<'_> {
         }
         let seed = stats::seed_for(self.config.seed, &format!("settle/{key:?}"));
         stats::median_ci(&wall, seed)
-            .is_some_and(|i| (i.hi - i.lo) / i.estimate.abs() <= policy.target_width)
+            .is_some_and(|i| (i.hi - i.lo) / i.estimate.abs() <= target_width)
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn a_batch_raised_to_more_invocations_keeps_the_policys_room_for_extras() {
+        let policy = InvocationPolicy {
+            min: 3,
+            max: 5,
+            target_width: 0.1,
+            budget_s: None,
+        };
+        let b = Batch::new(Vec::new(), 1, &policy).at_least(5);
+        assert_eq!((b.min, b.max), (5, 7));
+        let b = Batch::new(Vec::new(), 1, &policy).at_least(2);
+        assert_eq!((b.min, b.max), (3, 5), "never fewer than the policy's");
     }
 }
