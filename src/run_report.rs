@@ -188,6 +188,8 @@ pub struct BarrierOnlyReport {
     pub cpu_ms: f64,
     /// CPU time of the mutators.
     pub cpu_mutator_ms: f64,
+    /// Of the mutators' CPU time, the time in user mode.
+    pub cpu_mutator_user_ms: f64,
     /// Time the mutators waited on a run queue for a CPU.
     pub run_queue_mutator_ms: f64,
     /// Time the fault-service thread waited on a run queue for a CPU (0 for a tracker
@@ -256,6 +258,7 @@ impl BarrierOnlyReport {
             total_ms: ms(r.wall),
             cpu_ms: ms(r.cpu.total),
             cpu_mutator_ms: ms(r.cpu.mutator),
+            cpu_mutator_user_ms: ms(r.cpu.mutator_user),
             run_queue_mutator_ms: ms(r.cpu.mutator_waited),
             run_queue_service_ms: ms(r.cpu.service_waited),
             work: r.work,

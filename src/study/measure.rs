@@ -110,6 +110,7 @@ pub fn macro_rows(r: &workload::RunResult, w: &Workload) -> Vec<(Metric, f64)> {
         (Metric::CpuCollectorMs, ms(c.collector)),
         (Metric::CpuServiceMs, ms(c.service)),
         (Metric::CpuOtherMs, ms(c.other)),
+        (Metric::CpuMutatorUserMs, ms(c.mutator_user)),
         (Metric::RunQueueMutatorMs, ms(c.mutator_waited)),
         (Metric::RunQueueServiceMs, ms(c.service_waited)),
         // What the run would have cost without a collector, as far as this run shows:

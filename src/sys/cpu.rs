@@ -124,6 +124,22 @@ fn parse_schedstat(line: &str) -> Option<(Duration, Duration)> {
     Some((Duration::from_nanos(cpu), Duration::from_nanos(waited)))
 }
 
+/// The calling thread's CPU time in user mode so far (`getrusage(RUSAGE_THREAD)`'s
+/// `ru_utime`: the kernel splits the thread's run time between user and system mode by
+/// where its ticks landed, so take it as an estimate at the tick's grain).
+pub fn thread_user_time() -> Result<Duration> {
+    // SAFETY: `rusage` is plain old data, valid when zeroed.
+    let mut u: libc::rusage = unsafe { std::mem::zeroed() };
+    // SAFETY: getrusage writes one `rusage` into the local `u`.
+    if unsafe { libc::getrusage(libc::RUSAGE_THREAD, &mut u) } != 0 {
+        return Err(Error::last_os("getrusage(RUSAGE_THREAD)", None));
+    }
+    Ok(Duration::new(
+        u.ru_utime.tv_sec as u64,
+        u.ru_utime.tv_usec as u32 * 1000,
+    ))
+}
+
 /// How long the calling thread has waited on a run queue for a CPU, runnable but not
 /// running (`/proc/thread-self/schedstat`, the second field): the scheduling delay a
 /// thread's own clock does not see.
@@ -280,6 +296,26 @@ mod tests {
             mine.cpu >= t1 / 2,
             "schedstat agrees with the thread clock: {mine:?} vs {t1:?}"
         );
+    }
+
+    #[test]
+    fn user_time_grows_with_computation_and_not_with_system_calls() {
+        let u0 = thread_user_time().unwrap();
+        let t0 = thread_cpu_time().unwrap();
+        let mut x = 0u64;
+        while thread_cpu_time().unwrap() - t0 < Duration::from_millis(100) {
+            for i in 0..100_000u64 {
+                x = std::hint::black_box(x.wrapping_mul(31).wrapping_add(i));
+            }
+        }
+        let u1 = thread_user_time().unwrap();
+        // The clock reads above are vDSO calls, in user mode.
+        assert!(
+            u1 - u0 >= Duration::from_millis(50),
+            "100 ms of computation showed {:?} of user time",
+            u1 - u0
+        );
+        assert!(u1 <= thread_cpu_time().unwrap() + Duration::from_millis(10));
     }
 
     #[test]

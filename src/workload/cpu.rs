@@ -28,6 +28,9 @@ pub struct CpuByRole {
     pub service: Duration,
     /// The rest: `total` minus the three above.
     pub other: Duration,
+    /// Of `mutator`, the time in user mode (the workload's own code and the store
+    /// path; the rest is the kernel's: faults, signals, system calls).
+    pub mutator_user: Duration,
     /// Time the mutator threads, summed, waited on a run queue for a CPU.
     pub mutator_waited: Duration,
     /// Time the fault-service thread waited on a run queue for a CPU: while it waits, the
@@ -68,6 +71,7 @@ impl CpuByRole {
             collector,
             service,
             other: total.saturating_sub(mutators.cpu + collector + service),
+            mutator_user: mutators.user,
             mutator_waited: mutators.waited,
             service_waited: since_start(ThreadRole::FaultService, |t| t.waited),
         }
@@ -79,6 +83,8 @@ impl CpuByRole {
 pub struct Mutators {
     /// Their CPU time.
     pub cpu: Duration,
+    /// Of that, in user mode.
+    pub user: Duration,
     /// Their time waiting on a run queue for a CPU.
     pub waited: Duration,
 }
@@ -89,6 +95,7 @@ impl Mutators {
     pub fn of_this_thread() -> Mutators {
         Mutators {
             cpu: cpu::thread_cpu_time().unwrap_or_default(),
+            user: cpu::thread_user_time().unwrap_or_default(),
             waited: cpu::thread_run_queue_wait().unwrap_or_default(),
         }
     }
@@ -97,6 +104,7 @@ impl Mutators {
 impl std::ops::AddAssign for Mutators {
     fn add_assign(&mut self, o: Mutators) {
         self.cpu += o.cpu;
+        self.user += o.user;
         self.waited += o.waited;
     }
 }
@@ -144,6 +152,7 @@ mod tests {
         ];
         let mutators = Mutators {
             cpu: ms(50),
+            user: ms(30),
             waited: ms(4),
         };
         let c = CpuByRole::attribute(ms(160), mutators, &before, &after);
@@ -160,6 +169,7 @@ mod tests {
         assert_eq!(c.service_waited, ms(7), "the service's wait, from zero");
         assert_eq!(c.mutator, ms(50));
         assert_eq!(c.mutator_waited, ms(4), "the mutators' own reading");
+        assert_eq!(c.mutator_user, ms(30));
         assert_eq!(c.other, ms(7));
     }
 }

@@ -206,6 +206,8 @@ metrics! {
     CpuServiceMs = "cpu_service_ms",
     /// Other threads' CPU (ms).
     CpuOtherMs = "cpu_other_ms",
+    /// Of the mutator threads' CPU, the time in user mode (ms).
+    CpuMutatorUserMs = "cpu_mutator_user_ms",
     /// Time the mutator threads waited on a run queue for a CPU (ms).
     RunQueueMutatorMs = "run_queue_mutator_ms",
     /// Time the fault-service thread waited on a run queue for a CPU (ms).
