@@ -119,6 +119,11 @@ pub struct Meta {
     /// budget did not stop them).
     #[serde(default)]
     pub cut_by_budget: Option<usize>,
+    /// The CPU time DAMON's kernel threads (`kdamond…`) used during the run, seconds,
+    /// and that as a share of the machine's CPU time (`None`: none ran, or the study
+    /// has not ended).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub kdamond_cpu: Option<(f64, f64)>,
 }
 
 /// One part of a study's run: how long it took and how loaded the machine was as it
@@ -203,6 +208,8 @@ pub struct Start {
     date: SystemTime,
     load: f64,
     ticks: CpuTicks,
+    /// DAMON's threads' CPU ticks so far, if any run.
+    kdamond: Option<u64>,
     /// Read when the run starts: the checkout may move on while it runs.
     commit: String,
 }
@@ -214,6 +221,7 @@ impl Start {
             date: SystemTime::now(),
             load: load_average(),
             ticks: cpu_ticks(),
+            kdamond: crate::sys::kernel::kdamond_ticks(),
             commit: commit(),
         }
     }
@@ -243,13 +251,22 @@ impl Start {
             not_run: Vec::new(),
             parts: Vec::new(),
             cut_by_budget: None,
+            kdamond_cpu: None,
         }
     }
 
     /// Completes the record after the run.
     pub fn finish(&self, meta: &mut Meta, elapsed_s: f64) {
         let load_after = load_average();
-        let steal = steal_share(self.ticks, cpu_ticks());
+        let ticks = cpu_ticks();
+        let steal = steal_share(self.ticks, ticks);
+        if let (Some(before), Some(after)) = (self.kdamond, crate::sys::kernel::kdamond_ticks()) {
+            let used = after.saturating_sub(before);
+            // SAFETY: sysconf takes no pointer.
+            let hz = unsafe { libc::sysconf(libc::_SC_CLK_TCK) }.max(1) as f64;
+            let machine = ticks.total.saturating_sub(self.ticks.total).max(1) as f64;
+            meta.kdamond_cpu = Some((used as f64 / hz, used as f64 / machine));
+        }
         if steal > STEAL_WARN {
             meta.warnings.push(format!(
                 "the hypervisor stole {:.1}% of the CPU time during the run (more than {:.0}%): \

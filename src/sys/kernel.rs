@@ -84,6 +84,49 @@ pub struct CpuTicks {
     pub steal: u64,
 }
 
+/// The CPU time, in clock ticks (`/proc/stat`'s unit), that the kernel threads named
+/// `kdamond…` have used since they started: DAMON's monitors, which a machine may run
+/// for proactive reclaim. Each sampling pass runs for milliseconds on whichever CPU it
+/// lands, in front of whatever ran there (a mutator on its way to a safepoint). `None`
+/// when no such thread runs. Readable without privileges (`/proc/<pid>/comm` and
+/// `stat`), unlike DAMON's own settings under `/sys/kernel/mm/damon`.
+pub fn kdamond_ticks() -> Option<u64> {
+    let mut found = None;
+    for entry in std::fs::read_dir("/proc").ok()?.flatten() {
+        let path = entry.path();
+        if !entry
+            .file_name()
+            .to_str()
+            .is_some_and(|n| n.bytes().all(|b| b.is_ascii_digit()))
+        {
+            continue;
+        }
+        let is_kdamond =
+            std::fs::read_to_string(path.join("comm")).is_ok_and(|c| c.starts_with("kdamond"));
+        if !is_kdamond {
+            continue;
+        }
+        let ticks = std::fs::read_to_string(path.join("stat"))
+            .ok()
+            .and_then(|s| stat_cpu_ticks(&s))
+            .unwrap_or(0);
+        *found.get_or_insert(0) += ticks;
+    }
+    found
+}
+
+/// `utime + stime` of a `/proc/<pid>/stat` line: the 14th and 15th fields, counted
+/// after the parenthesised name (which may hold spaces).
+fn stat_cpu_ticks(stat: &str) -> Option<u64> {
+    let after_name = &stat[stat.rfind(')')? + 1..];
+    let mut f = after_name.split_whitespace().skip(11);
+    let (utime, stime) = (
+        f.next()?.parse::<u64>().ok()?,
+        f.next()?.parse::<u64>().ok()?,
+    );
+    Some(utime + stime)
+}
+
 /// Reads `/proc/stat`; zeroes when it cannot be read.
 pub fn cpu_ticks() -> CpuTicks {
     let text = std::fs::read_to_string("/proc/stat").unwrap_or_default();
@@ -332,5 +375,18 @@ mod tests {
             (d.on(0), d.on(1), d.on(2), d.total()),
             (Some(5), None, Some(7), 12)
         );
+    }
+
+    #[test]
+    fn a_stat_lines_cpu_ticks_are_read_after_its_name() {
+        let line = "107 (kdamond.0) S 2 0 0 0 -1 2129984 0 0 0 0 40 6900 0 0 20 0 1 0 0";
+        assert_eq!(stat_cpu_ticks(line), Some(6940));
+        let spaced = "9 (a name) with) R 1 1 1 0 -1 0 0 0 0 0 3 4 0 0";
+        assert_eq!(
+            stat_cpu_ticks(spaced),
+            Some(7),
+            "the last ')' ends the name"
+        );
+        assert_eq!(stat_cpu_ticks("9 (x) R 1"), None);
     }
 }

@@ -101,6 +101,17 @@ pub(super) fn write(doc: &mut Doc, _rows: &[Row], m: &Meta) {
     if let Some(h) = &m.binary_fnv1a64 {
         rows.push(("binary (FNV-1a 64)", h.clone()));
     }
+    if let Some((seconds, share)) = m.kdamond_cpu {
+        rows.push((
+            "DAMON (kdamond threads)",
+            format!(
+                "running: {seconds:.1} s of CPU during the run ({:.2}% of the machine's); \
+                 each of its passes runs for up to milliseconds on one of the study's CPUs, \
+                 and whatever was to run there waits",
+                share * 100.0
+            ),
+        ));
+    }
     let mut cells: Vec<Vec<Cell>> = rows
         .into_iter()
         .map(|(k, v)| vec![Cell::text(k), Cell::text(v)])

@@ -163,6 +163,19 @@ mod tests {
     }
 
     #[test]
+    fn the_machine_table_says_what_damons_threads_took_where_they_ran() {
+        let mut m = meta("d");
+        let (md, _) = render(&[], &m, &[]);
+        assert!(!md.contains("DAMON"), "none ran, no row");
+        m.kdamond_cpu = Some((9.44, 0.0027));
+        let (md, _) = render(&[], &m, &[]);
+        assert!(
+            md.contains("| DAMON (kdamond threads) | running: 9.4 s of CPU during the run (0.27% of the machine's);"),
+            "{md}"
+        );
+    }
+
+    #[test]
     fn the_header_says_when_the_time_budget_cut_the_extra_invocations() {
         let mut m = meta("d");
         m.complete = true;
