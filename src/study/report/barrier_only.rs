@@ -3,12 +3,13 @@
 //! (`HeapConfig::duty_cycle`), on a heap that holds everything the workload allocates.
 //! The slowdown over `none` is what the barrier costs the mutators, set beside the micro's
 //! prediction: the per-store cost times the stores, plus the per-first-write cost (in
-//! random page order) times the first writes counted (faults, or the pages `uffd-wp-async` recorded), plus the TLB
-//! shootdowns the tracker added, each at its price (in a run placed on two CPUs, those the
-//! collector's CPU received were sent by the mutator, at the sender's price; the others
-//! at the receiver's), plus, for a tracker whose protection changes hold the mapping lock
-//! for writing (`mprotect`), the time of those changes, and for one whose faults a thread
-//! serves (`uffd-wp`), the time that thread waited for a CPU.
+//! random page order) times the first writes counted (faults, or the pages
+//! `uffd-wp-async` recorded), plus the TLB shootdowns the tracker added, each at its
+//! price (in a run placed on two CPUs, those the collector's CPU received were sent by
+//! the mutator, at the sender's price; the others at the receiver's), plus, for a
+//! tracker whose protection changes hold the mapping lock for writing (`mprotect`), the
+//! time of those changes, and for one whose faults a thread serves (`uffd-wp`), the time
+//! that thread waited for a CPU.
 
 use super::Doc;
 use super::micro::costs;
@@ -64,7 +65,8 @@ pub(super) fn write(doc: &mut Doc, rows: &[Row], seed: u64) {
          per first write to a page in random page order (no other thread running; a \
          workload's objects write their pages in no page order, and for `mprotect` a page \
          written out of order splits its mapping where one written in order extends its \
-         neighbour's: see *Page order*) times the first writes counted here (the faults served, or for `uffd-wp-async` the pages its harvests reported; \
+         neighbour's: see *Page order*) times the first writes counted here (the faults \
+         served, or for `uffd-wp-async` the pages its harvests reported; \
          the card table takes none), plus the TLB shootdowns the tracker added (*of which \
          shootdowns*: those counted during its runs, `/proc/interrupts`, less those counted \
          during `none`'s, which are other processes' and already in `none`'s time), each \
@@ -92,7 +94,8 @@ pub(super) fn write(doc: &mut Doc, rows: &[Row], seed: u64) {
          translations), in the kernel (faults, signals, the shootdowns it sent), and off \
          the CPU (wall time less CPU time: blocked in a fault, or waiting for a CPU), each \
          as the median's difference from `none`'s (user and kernel split by where the \
-         kernel's ticks landed, `getrusage`). *fault stalls ms*: the time the faults took here, in the run itself (median \
+         kernel's ticks landed, `getrusage`). *fault stalls ms*: the time the faults \
+         took here, in the run itself (median \
          over invocations of the sum of the tracker's stall log: inside the signal handler \
          for `mprotect` and `uffd-wp-sigbus`, on the serving thread for `uffd-wp`, each a \
          lower bound; `uffd-wp-async` and the store paths have no fault to time, \"–\"). \
@@ -103,16 +106,17 @@ pub(super) fn write(doc: &mut Doc, rows: &[Row], seed: u64) {
         armed = (BARRIER_ONLY_PERIOD.as_secs_f64() * BARRIER_ONLY_ARMED_SHARE * 1e3).round(),
         rest = (BARRIER_ONLY_PERIOD.as_secs_f64() * (1.0 - BARRIER_ONLY_ARMED_SHARE) * 1e3).round(),
         agreement = AGREEMENT * 100.0,
-        placement = if rows.iter().any(|r| r.section == Section::Barrieronly
-            && r.metric == Metric::TlbShootdownsMutatorCpu)
-        {
-            "The mutator and the collector ran pinned to two CPUs, so each CPU's count says \
+        placement =
+            if rows.iter().any(|r| r.section == Section::Barrieronly
+                && r.metric == Metric::TlbShootdownsMutatorCpu)
+            {
+                "The mutator and the collector ran pinned to two CPUs, so each CPU's count says \
              who sent it."
-        } else {
-            "This study did not place the mutator and the collector on two CPUs (it predates \
+            } else {
+                "This study did not place the mutator and the collector on two CPUs (it predates \
              placement, or had one CPU): every shootdown is charged the sender's price for a \
              tracker whose every first write sends one, else the receiver's."
-        }
+            }
     ));
     for (wl, threads, heap) in &keys {
         doc.heading(
@@ -182,12 +186,8 @@ pub(super) fn write(doc: &mut Doc, rows: &[Row], seed: u64) {
             // it would serve waiting too: the micro's service never waits (nothing else
             // runs beside it), here it shares the collector's CPU.
             let service_waited = med(&t, Metric::RunQueueServiceMs);
-            let blocked = blocked
-                + if service_waited > 0.0 {
-                    service_waited
-                } else {
-                    0.0
-                };
+            // (`max` also takes a study from before the metric, whose median is NaN, as 0.)
+            let blocked = blocked + service_waited.max(0.0);
             // (total, of which shootdowns), ms.
             let predicted = costs(rows, &t, seed).map(|c| {
                 let at = |i: Option<stats::Interval>, n: f64| i.map_or(0.0, |i| i.estimate * n);

@@ -31,18 +31,28 @@ fn rows_of(tracker: &str, wall: f64, stalls: f64, stall_ms: f64) -> Vec<Row> {
         .collect()
 }
 
-/// `rows` with `shootdowns` counted in each of its invocations.
-fn counting(mut rows: Vec<Row>, shootdowns: f64) -> Vec<Row> {
-    let counted: Vec<Row> = rows
-        .iter()
+/// `rows` with `metric` at `value` beside every wall time (one per invocation).
+fn with(mut rows: Vec<Row>, metric: Metric, value: f64) -> Vec<Row> {
+    let walls: Vec<Row> = (rows.iter())
         .filter(|r| r.metric == Metric::WallMs)
-        .map(|r| Row {
-            metric: Metric::TlbShootdowns,
-            value: shootdowns,
-            ..r.clone()
-        })
+        .cloned()
         .collect();
-    rows.extend(counted);
+    rows.extend(walls.into_iter().map(|r| Row { metric, value, ..r }));
+    rows
+}
+
+/// `rows` with `shootdowns` counted in each of its invocations.
+fn counting(rows: Vec<Row>, shootdowns: f64) -> Vec<Row> {
+    with(rows, Metric::TlbShootdowns, shootdowns)
+}
+
+/// `none`'s rows, then `mprotect`'s (1,000 to 1,004 ms, 1,000 faults), with the micro
+/// pricing `mprotect`'s first write in page order at `first_ns`.
+fn mprotect_against(none: Vec<Row>, first_ns: f64) -> Vec<Row> {
+    let mut rows = none;
+    rows.extend(rows_of("mprotect", 1000.0, 1000.0, 250.0));
+    rows.extend(micro_of("none", 0.0, 0.0));
+    rows.extend(micro_of("mprotect", 0.0, first_ns));
     rows
 }
 
@@ -384,10 +394,7 @@ fn a_placed_run_charges_what_the_mutator_sent_and_what_it_received_apart() {
 /// ran that pattern, and its sequential price where it did not.
 #[test]
 fn first_writes_are_charged_the_random_order_price() {
-    let mut rows = rows_of("none", 500.0, 0.0, 0.0);
-    rows.extend(rows_of("mprotect", 1000.0, 1000.0, 250.0));
-    rows.extend(micro_of("none", 0.0, 0.0));
-    rows.extend(micro_of("mprotect", 0.0, 100_000.0));
+    let mut rows = mprotect_against(rows_of("none", 500.0, 0.0, 0.0), 100_000.0);
     let mut doc = Doc::new();
     write(&mut doc, &rows, 7);
     assert_eq!(
@@ -413,16 +420,6 @@ fn first_writes_are_charged_the_random_order_price() {
         "1,000 faults at the random-order 400 µs"
     );
     assert_eq!(cell(&m, "agreement"), "within 25%");
-}
-
-/// `rows` with `metric` at `value` beside every wall time.
-fn with(mut rows: Vec<Row>, metric: Metric, value: f64) -> Vec<Row> {
-    let walls: Vec<Row> = (rows.iter())
-        .filter(|r| r.metric == Metric::WallMs)
-        .cloned()
-        .collect();
-    rows.extend(walls.into_iter().map(|r| Row { metric, value, ..r }));
-    rows
 }
 
 /// A fault-service thread's wait for a CPU is charged (the mutator waited as long), and
@@ -481,10 +478,7 @@ fn a_prediction_inside_the_measured_interval_is_told_apart_from_a_disagreement()
     };
     // `none` 500–904 ms (median 702), `mprotect` 1000–1004 (1002): 300 ms measured,
     // with a wide interval; 1,000 faults at 200 µs predict 200.
-    let mut rows = spread(rows_of("none", 500.0, 0.0, 0.0), 100.0);
-    rows.extend(rows_of("mprotect", 1000.0, 1000.0, 250.0));
-    rows.extend(micro_of("none", 0.0, 0.0));
-    rows.extend(micro_of("mprotect", 0.0, 200_000.0));
+    let rows = mprotect_against(spread(rows_of("none", 500.0, 0.0, 0.0), 100.0), 200_000.0);
     let mut doc = Doc::new();
     write(&mut doc, &rows, 7);
     let m = cells(&doc, "mprotect");
@@ -495,10 +489,7 @@ fn a_prediction_inside_the_measured_interval_is_told_apart_from_a_disagreement()
         "{m:?}"
     );
     // The same prediction against a steady `none`: a disagreement.
-    let mut rows = rows_of("none", 700.0, 0.0, 0.0);
-    rows.extend(rows_of("mprotect", 1000.0, 1000.0, 250.0));
-    rows.extend(micro_of("none", 0.0, 0.0));
-    rows.extend(micro_of("mprotect", 0.0, 200_000.0));
+    let rows = mprotect_against(rows_of("none", 700.0, 0.0, 0.0), 200_000.0);
     let mut doc = Doc::new();
     write(&mut doc, &rows, 7);
     assert_eq!(
