@@ -100,7 +100,9 @@ pub(super) fn write(doc: &mut Doc, rows: &[Row], seed: u64) {
          for `mprotect` and `uffd-wp-sigbus`, on the serving thread for `uffd-wp`, each a \
          lower bound; `uffd-wp-async` and the store paths have no fault to time, \"–\"). \
          Where prediction and measurement differ by more than {agreement:.0}%, *agreement* \
-         says so, unless the prediction lies inside the measured extra time's interval (the \
+         says so and where the gap lies, setting each part of the split beside the part of \
+         the prediction that belongs there (the store path runs in user mode; first writes, \
+         shootdowns and waits are kernel time or time off the CPU), unless the prediction lies inside the measured extra time's interval (the \
          runs cannot tell the two apart, and it says that instead); it judges only a barrier \
          measured slower than `none` (a cost within the noise has nothing to explain).",
         armed = (BARRIER_ONLY_PERIOD.as_secs_f64() * BARRIER_ONLY_ARMED_SHARE * 1e3).round(),
@@ -188,7 +190,7 @@ pub(super) fn write(doc: &mut Doc, rows: &[Row], seed: u64) {
             let service_waited = med(&t, Metric::RunQueueServiceMs);
             // (`max` also takes a study from before the metric, whose median is NaN, as 0.)
             let blocked = blocked + service_waited.max(0.0);
-            // (total, of which shootdowns), ms.
+            // (total, of which shootdowns, of which stores), ms.
             let predicted = costs(rows, &t, seed).map(|c| {
                 let at = |i: Option<stats::Interval>, n: f64| i.map_or(0.0, |i| i.estimate * n);
                 let shot = if split {
@@ -208,13 +210,23 @@ pub(super) fn write(doc: &mut Doc, rows: &[Row], seed: u64) {
                 };
                 // A workload's first writes follow its objects, not the page order.
                 let first = c.per_first_write_random.or(c.per_first_write);
-                let ns = at(c.per_store, stores) + at(first, first_writes) + shot;
-                (ns / 1e6 + blocked, shot / 1e6)
+                let store = at(c.per_store, stores);
+                let ns = store + at(first, first_writes) + shot;
+                (ns / 1e6 + blocked, shot / 1e6, store / 1e6)
             });
             // No extra time to explain where the ratio's interval holds 1.
             let slower = ratio.is_some_and(|i| i.beside(1.0) == Some(std::cmp::Ordering::Greater));
+            // Where the measured extra time went: the mutator's own code (user mode),
+            // the kernel on its behalf (faults, signals, shootdowns sent), or time off
+            // the CPU (blocked in a fault, waiting for a CPU); one mutator thread.
+            let user = |t: &str| med(t, Metric::CpuMutatorUserMs);
+            let kernel = |t: &str| med(t, Metric::CpuMutatorMs) - user(t);
+            let off_cpu = |t: &str| med(t, Metric::WallMs) - med(t, Metric::CpuMutatorMs);
+            let over_none = |f: &dyn Fn(&str) -> f64| f(&t) - f("none");
+            let (user_over, kernel_over, off_over) =
+                (over_none(&user), over_none(&kernel), over_none(&off_cpu));
             let (pred_cell, shot_cell) = match predicted {
-                Some((p, shot)) => (Cell::number(p), Cell::number(shot)),
+                Some((p, shot, _)) => (Cell::number(p), Cell::number(shot)),
                 None => (Cell::text("no micro"), Cell::text("–")),
             };
             let (ratio_cell, agreement) = match predicted {
@@ -222,7 +234,7 @@ pub(super) fn write(doc: &mut Doc, rows: &[Row], seed: u64) {
                 Some(_) if !slower => {
                     (Cell::text("–"), "not judged: no extra time measured".into())
                 }
-                Some((p, _)) if measured.is_finite() && measured.abs() > 0.0 => {
+                Some((p, _, store)) if measured.is_finite() && measured.abs() > 0.0 => {
                     let r = p / measured;
                     let agree = if (r - 1.0).abs() <= AGREEMENT {
                         format!("within {:.0}%", AGREEMENT * 100.0)
@@ -232,7 +244,11 @@ pub(super) fn write(doc: &mut Doc, rows: &[Row], seed: u64) {
                             (r - 1.0).abs() * 100.0
                         )
                     } else {
-                        format!("**differ** by {:.0}%", (r - 1.0).abs() * 100.0)
+                        format!(
+                            "**differ** by {:.0}%{}",
+                            (r - 1.0).abs() * 100.0,
+                            located((user_over, store), (kernel_over + off_over, p - store))
+                        )
                     };
                     (Cell::number(r), agree)
                 }
@@ -244,17 +260,11 @@ pub(super) fn write(doc: &mut Doc, rows: &[Row], seed: u64) {
             } else {
                 Cell::text("–")
             };
-            let counted = |x: f64| if x.is_finite() { fmt(x) } else { "–".into() };
-            // Where the measured extra time went: the mutator's own code (user mode),
-            // the kernel on its behalf (faults, signals, shootdowns sent), or time off
-            // the CPU (blocked in a fault, waiting for a CPU); one mutator thread.
-            let over_none = |f: &dyn Fn(&str) -> f64| counted(f(&t) - f("none"));
-            let user = |t: &str| med(t, Metric::CpuMutatorUserMs);
             let split_cell = Cell::text(format!(
                 "{} / {} / {}",
-                over_none(&user),
-                over_none(&|t| med(t, Metric::CpuMutatorMs) - user(t)),
-                over_none(&|t| med(t, Metric::WallMs) - med(t, Metric::CpuMutatorMs)),
+                counted(user_over),
+                counted(kernel_over),
+                counted(off_over),
             ));
             let service_cell = if med(&t, Metric::CpuServiceMs) > 0.0 {
                 Cell::text(counted(service_waited))
@@ -303,6 +313,34 @@ pub(super) fn write(doc: &mut Doc, rows: &[Row], seed: u64) {
          lock for writing and a mutator that faults or calls `mprotect` waits for it (the \
          prediction charges it for `mprotect`).",
     );
+}
+
+/// `x` as a count, or "–" where it was not measured.
+fn counted(x: f64) -> String {
+    if x.is_finite() { fmt(x) } else { "–".into() }
+}
+
+/// Where a disagreement lies, from the measured split: `user` and `elsewhere` are each
+/// (measured over `none`'s, predicted) ms, in user mode (the store path's predicted
+/// cost) and in the kernel or off the CPU (first writes, shootdowns and waits).
+fn located(user: (f64, f64), elsewhere: (f64, f64)) -> String {
+    if !user.0.is_finite() || !elsewhere.0.is_finite() {
+        return " (this study did not split the mutator's time)".into();
+    }
+    let (gap_user, gap_elsewhere) = (user.0 - user.1, elsewhere.0 - elsewhere.1);
+    format!(
+        ": user mode {} ms ({} predicted), kernel and off the CPU {} ({} predicted); most \
+         of the gap is {}",
+        fmt(user.0),
+        fmt(user.1),
+        fmt(elsewhere.0),
+        fmt(elsewhere.1),
+        if gap_user.abs() > gap_elsewhere.abs() {
+            "the mutator's own code running slower, which no micro pattern prices"
+        } else {
+            "in the kernel and off the CPU, where the prediction's costs lie"
+        }
+    )
 }
 
 /// What the protection changes of tracker `t` (a study label, `uffd-wp[thread]`) hold;
