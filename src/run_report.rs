@@ -72,6 +72,8 @@ pub struct RunReport {
     pub handed_out: u64,
     /// The hand-out calls that made them writable.
     pub hand_out_calls: u64,
+    /// Free pages arms left writable (so handing them out needed no call).
+    pub opened_at_arm: u64,
     /// Granules the tracker recorded.
     pub recorded: u64,
     /// Dirty granules at remark that were allocation frontier.
@@ -145,6 +147,7 @@ impl RunReport {
             frontier_faults: t.frontier_faults,
             handed_out: t.handed_out,
             hand_out_calls: t.hand_out_calls,
+            opened_at_arm: t.opened_at_arm,
             recorded: t.recorded,
             dirty_frontier,
             dirty_old,

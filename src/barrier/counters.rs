@@ -29,6 +29,10 @@ pub struct TrackerStats {
     pub handed_out: u64,
     /// Protection changes those hand-outs made (one per run of pages).
     pub hand_out_calls: u64,
+    /// Free pages that arms left writable instead of protecting, summed over arms
+    /// ([`DirtyTracker::arm_with_free`](super::DirtyTracker::arm_with_free)): handing
+    /// one out during the cycle records it with no protection change.
+    pub opened_at_arm: u64,
     /// Granules handed over by harvests, each counted once per harvest that lists it:
     /// written pages, or dirty cards for the card table.
     pub recorded: u64,
@@ -66,6 +70,7 @@ impl TrackerStats {
             frontier_faults: d(self.frontier_faults, earlier.frontier_faults),
             handed_out: d(self.handed_out, earlier.handed_out),
             hand_out_calls: d(self.hand_out_calls, earlier.hand_out_calls),
+            opened_at_arm: d(self.opened_at_arm, earlier.opened_at_arm),
             recorded: d(self.recorded, earlier.recorded),
             messages: d(self.messages, earlier.messages),
             reads: d(self.reads, earlier.reads),
@@ -99,6 +104,7 @@ pub(crate) struct Counters {
     frontier_faults: AtomicU64,
     handed_out: AtomicU64,
     hand_out_calls: AtomicU64,
+    opened_at_arm: AtomicU64,
     recorded: AtomicU64,
     degradations: AtomicU64,
     /// This cycle is counted in `degradations` already.
@@ -116,6 +122,7 @@ impl Counters {
             frontier_faults: AtomicU64::new(0),
             handed_out: AtomicU64::new(0),
             hand_out_calls: AtomicU64::new(0),
+            opened_at_arm: AtomicU64::new(0),
             recorded: AtomicU64::new(0),
             degradations: AtomicU64::new(0),
             cycle_degraded: AtomicBool::new(false),
@@ -149,6 +156,12 @@ impl Counters {
             .fetch_add(calls as u64, Ordering::Relaxed);
     }
 
+    /// An arm left `pages` free pages writable.
+    pub(crate) fn armed_open(&self, pages: usize) {
+        self.opened_at_arm
+            .fetch_add(pages as u64, Ordering::Relaxed);
+    }
+
     /// A harvest handed over `n` granules.
     pub(crate) fn recorded(&self, n: usize) {
         self.recorded.fetch_add(n as u64, Ordering::Relaxed);
@@ -176,6 +189,7 @@ impl Counters {
             frontier_faults: self.frontier_faults.load(Ordering::Relaxed),
             handed_out: self.handed_out.load(Ordering::Relaxed),
             hand_out_calls: self.hand_out_calls.load(Ordering::Relaxed),
+            opened_at_arm: self.opened_at_arm.load(Ordering::Relaxed),
             recorded: self.recorded.load(Ordering::Relaxed),
             degradations: self.degradations.load(Ordering::Relaxed),
             last_degradation: self.cause.read(),

@@ -408,6 +408,10 @@ impl<'t> FaultService<'t> {
     }
 }
 
+/// The allocator's free pages, for [`DirtyTracker::arm_with_free`]: calls its argument
+/// with each run of free pages (address, bytes), holding the allocator's lock.
+pub type FreeRuns<'a> = &'a dyn Fn(&mut dyn FnMut(usize, usize));
+
 /// The collector side of a write barrier.
 ///
 /// The contract, whatever the mechanism (the ordering section of the [module
@@ -429,6 +433,26 @@ pub trait DirtyTracker: Send + Sync {
 
     /// Starts recording writes to the heap.
     fn arm(&self) -> Result<()>;
+
+    /// [`arm`](Self::arm), told which pages the allocator holds free: `free(f)` calls
+    /// `f(address, bytes)` for each run of free pages, holding the allocator's lock, so
+    /// that none of them is handed out before `f` returns. A page tracker leaves them
+    /// writable and unrecorded, *open* as [`hand_out_and_open`](Self::hand_out_and_open)
+    /// leaves the pages ahead: nothing writes a free page until the allocator hands it
+    /// out, and the hand-out records it with no protection change, so neither the arm
+    /// nor the hand-out pays for the pages the mutators will allocate into during the
+    /// cycle.
+    ///
+    /// The contract the caller keeps: IF a page is listed THEN nothing writes it until a
+    /// hand-out has recorded it (the sweep, which zeroes and frees, runs only while the
+    /// tracker is disarmed). Call it only where `free` lists pages that are free, and
+    /// after [`in_use`](Self::in_use). Default: [`arm`](Self::arm), for a tracker whose
+    /// arm costs nothing per page (a software barrier) or whose first write is resolved
+    /// and recorded by the kernel (async write-protect).
+    fn arm_with_free(&self, free: FreeRuns<'_>) -> Result<()> {
+        let _ = free;
+        self.arm()
+    }
 
     /// Moves the recorded granules into `out` (cleared first), re-arming them if `rearm`.
     fn harvest(&self, out: &mut DirtySet, rearm: bool) -> Result<()>;

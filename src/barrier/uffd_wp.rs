@@ -55,7 +55,8 @@ use super::page_tracker::{
     self, PageMechanism, PageRecord, PageTracker, Shared, for_each_run, open_userfaultfd,
 };
 use super::{
-    BarrierConfig, BarrierKind, Built, Call, DirtySet, MechanismOptions, Step, TrackerStats, built,
+    BarrierConfig, BarrierKind, Built, Call, DirtySet, FreeRuns, MechanismOptions, Step, TrackerStats,
+    built,
 };
 use crate::error::{Error, Result};
 use crate::sys::PAGE_SIZE;
@@ -313,12 +314,12 @@ impl PageMechanism for UffdWp {
         &self.uffd
     }
 
-    fn arm(&self, record: &PageRecord) -> Result<()> {
+    fn arm(&self, record: &PageRecord, free: Option<FreeRuns<'_>>) -> Result<()> {
         // Held so that a stale message from the last cycle is not served across the arm:
         // its record would land before the clear and its unprotect after the protect,
         // leaving a page writable and unrecorded for the whole cycle.
         let _serving = self.serve.lock();
-        record.arm(&self.uffd)?;
+        record.arm(&self.uffd, free)?;
         self.armed.store(true, Ordering::Release);
         self.wake.signal();
         Ok(())

@@ -145,7 +145,9 @@ impl<'g> Cycle<'g> {
         let t0 = Instant::now();
         self.gc.space.begin_frontier();
         t.in_use(self.gc.space.high_water() * crate::sys::PAGE_SIZE);
-        let armed = t.arm();
+        // The sweep, the only writer of free pages, ran before this arm and runs again
+        // only after the disarm.
+        let armed = t.arm_with_free(&|f| self.gc.space.for_each_free_run(f));
         self.stats.arm = t0.elapsed();
         match armed {
             Ok(()) => Some(t),

@@ -74,7 +74,8 @@ pub(crate) fn period(gc: &Gc<'_>, duty: DutyCycle, idle: &Idle<'_>) {
     };
     gc.collector.enter_phase(Phase::Duty);
     t.in_use(gc.space.high_water() * crate::sys::PAGE_SIZE);
-    let armed = t.arm();
+    // No sweep runs in a duty cycle: nothing writes a free page.
+    let armed = t.arm_with_free(&|f| gc.space.for_each_free_run(f));
     let armed_at = Instant::now();
     let arm = armed_at - start;
     let (mut harvest, mut disarm, mut recorded) = (Duration::ZERO, Duration::ZERO, 0);

@@ -2,7 +2,9 @@
 //! incremental-update write barrier, on its own thread.
 //!
 //! # A cycle
-//! 1. **Arm** the tracker (concurrent, mutators running).
+//! 1. **Arm** the tracker (concurrent, mutators running), telling it which pages the
+//!    allocator holds free ([`DirtyTracker::arm_with_free`]): a page tracker protects only
+//!    the pages in use.
 //! 2. **Initial mark** (pause): flip the allocation epoch (from now on allocations are
 //!    black, including the rest of every run a mutator holds), mark the roots.
 //! 3. **Concurrent mark**: trace from the roots while mutators run; the `uffd-wp`

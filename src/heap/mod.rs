@@ -55,7 +55,11 @@
 //! first, hands out next ([`DirtyTracker::hand_out_and_open`]): a page tracker makes them
 //! writable in the same call without recording them, nothing writes them while they are
 //! free, and taking one later records it with no protection change. A large object's run
-//! is placed from the top ([`PagePool::take_high`]), so it is handed out alone.
+//! is placed from the top ([`PagePool::take_high`]), so it is handed out alone. The
+//! collector arms the tracker with the pool's free runs (`Space::for_each_free_run`,
+//! [`DirtyTracker::arm_with_free`]): a page tracker leaves them open, so that the pages
+//! the mutators allocate into during the cycle cost neither the arm nor the hand-out a
+//! protection change.
 
 pub mod config;
 pub mod object;
@@ -280,6 +284,15 @@ impl Space {
     /// One past the highest page ever used: walks over the heap stop here.
     pub fn high_water(&self) -> usize {
         self.high_water.load(Ordering::Acquire)
+    }
+
+    /// Calls `f(address, bytes)` for each run of free pages below the high-water mark,
+    /// holding the pool's lock: no page of a run can be taken before `f` returns. What a
+    /// tracker's arm needs to leave free pages unprotected
+    /// ([`DirtyTracker::arm_with_free`]).
+    pub fn for_each_free_run(&self, f: &mut dyn FnMut(usize, usize)) {
+        let pool = self.pool.lock();
+        pool.for_each_free_run(|first, count| f(self.page_addr(first), count * PAGE_SIZE));
     }
 
     /// Starts a new allocation frontier: no page counts as allocated into from now on

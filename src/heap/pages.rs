@@ -241,6 +241,25 @@ impl PagePool {
         (p..end).take_while(|&q| !self.taken.get(q)).count()
     }
 
+    /// Calls `f(first, count)` for each maximal run of free pages below the high-water
+    /// mark, lowest first (the pages above it were never taken: no tracker protected
+    /// them).
+    pub fn for_each_free_run(&self, mut f: impl FnMut(usize, usize)) {
+        let end = self.high_water;
+        let mut p = self.lowest_free;
+        while p < end {
+            let Some(first) = self.next_free(p).filter(|&q| q < end) else {
+                return;
+            };
+            let mut q = first + 1;
+            while q < end && !self.taken.get(q) {
+                q += 1;
+            }
+            f(first, q - first);
+            p = q;
+        }
+    }
+
     /// Returns `n` pages starting at `start`; unless the caller zeroed them, they are
     /// zeroed before their next use.
     pub fn give_back(&mut self, start: usize, n: usize, needs_zero: bool) {
@@ -277,6 +296,25 @@ mod tests {
         assert_eq!(pool.take(1), Some((64, true)), "64 held objects");
         assert_eq!(pool.take(1), Some((129, false)), "the last page");
         assert_eq!(pool.take(1), None);
+    }
+
+    /// The free runs below the high-water mark, lowest first, each whole; none above it.
+    #[test]
+    fn free_runs_below_the_high_water_mark_are_listed_whole() {
+        let mut pool = PagePool::new(300).unwrap();
+        assert_eq!(pool.take(200), Some((0, false)));
+        for (start, n) in [(3, 2), (60, 10), (127, 2), (199, 1)] {
+            pool.give_back(start, n, false);
+        }
+        let mut runs = Vec::new();
+        pool.for_each_free_run(|first, count| runs.push((first, count)));
+        assert_eq!(runs, [(3, 2), (60, 10), (127, 2), (199, 1)]);
+        assert_eq!(pool.take(1), Some((3, false)));
+        let mut runs = Vec::new();
+        pool.for_each_free_run(|first, count| runs.push((first, count)));
+        assert_eq!(runs, [(4, 1), (60, 10), (127, 2), (199, 1)], "{runs:?}");
+        let empty = PagePool::new(10).unwrap();
+        empty.for_each_free_run(|_, _| panic!("nothing was ever taken"));
     }
 
     #[test]

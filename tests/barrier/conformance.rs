@@ -47,14 +47,14 @@ fn variants() -> Vec<Variant> {
 }
 
 /// Runs `row` over every variant, each under a timeout.
-fn for_every_variant(test: &'static str, row: fn(Variant)) {
+pub(crate) fn for_every_variant(test: &'static str, row: fn(Variant)) {
     for v in variants() {
         with_timeout(2 * TIMEOUT_SECS, test, move || row(v));
     }
 }
 
 /// Whether the variant keeps its pages protected between cycles (disarm does nothing).
-fn keeps_protection(v: Variant) -> bool {
+pub(crate) fn keeps_protection(v: Variant) -> bool {
     matches!(
         v.config,
         BarrierConfig::UffdWpAsync(UffdWpAsyncOptions {
@@ -72,7 +72,7 @@ fn records_between_cycles(v: Variant) -> bool {
 }
 
 /// How many faults the mechanism's own code serves for `n` first writes.
-fn faults_served(v: Variant, n: u64) -> u64 {
+pub(crate) fn faults_served(v: Variant, n: u64) -> u64 {
     match v.kind().mechanism().served_by {
         ServedBy::Service | ServedBy::Handler => n,
         ServedBy::Kernel | ServedBy::StorePath | ServedBy::Nobody => 0,
@@ -309,7 +309,7 @@ fn a_new_arm_forgets_the_previous_cycle() {
 
 /// Whether each of the region's pages is protected, as the kernel says through the
 /// mechanism's second channel; `None` for a mechanism without one.
-fn protected(lab: &TrackerLab, pages: usize) -> Option<Vec<bool>> {
+pub(crate) fn protected(lab: &TrackerLab, pages: usize) -> Option<Vec<bool>> {
     match lab.kind().mechanism().second_channel {
         SecondChannel::None => None,
         SecondChannel::PagemapWpBit => {

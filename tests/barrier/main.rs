@@ -12,6 +12,7 @@ mod support;
 
 mod conformance;
 mod edges;
+mod free_pages;
 mod huge_pages;
 mod signal_registry;
 mod trackers;

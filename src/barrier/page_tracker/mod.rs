@@ -49,7 +49,9 @@ pub use userfaultfd::UffdMode;
 pub(crate) use userfaultfd::open_userfaultfd;
 
 use super::signal_registry::{self, FaultServer, FaultSignal, Registration, Served};
-use super::{BarrierKind, DirtySet, DirtyTracker, FaultService, ServeFaults, Step, TrackerStats};
+use super::{
+    BarrierKind, DirtySet, DirtyTracker, FaultService, FreeRuns, ServeFaults, Step, TrackerStats,
+};
 use crate::error::Result;
 use crate::sys::{PAGE_SHIFT, PAGE_SIZE};
 
@@ -70,9 +72,9 @@ pub(crate) trait PageMechanism: fmt::Debug + Send + Sync + Sized + 'static {
     /// Its protection primitive.
     fn protection(&self) -> &Self::Protection;
 
-    /// [`DirtyTracker::arm`].
-    fn arm(&self, record: &PageRecord) -> Result<()> {
-        record.arm(self.protection())
+    /// [`DirtyTracker::arm`], or with `free` [`DirtyTracker::arm_with_free`].
+    fn arm(&self, record: &PageRecord, free: Option<FreeRuns<'_>>) -> Result<()> {
+        record.arm(self.protection(), free)
     }
 
     /// [`DirtyTracker::harvest`].
@@ -192,7 +194,11 @@ impl<M: PageMechanism> DirtyTracker for PageTracker<M> {
     }
 
     fn arm(&self) -> Result<()> {
-        self.shared.mechanism.arm(&self.shared.record)
+        self.shared.mechanism.arm(&self.shared.record, None)
+    }
+
+    fn arm_with_free(&self, free: FreeRuns<'_>) -> Result<()> {
+        self.shared.mechanism.arm(&self.shared.record, Some(free))
     }
 
     fn harvest(&self, out: &mut DirtySet, rearm: bool) -> Result<()> {

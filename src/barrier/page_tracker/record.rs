@@ -18,7 +18,8 @@
 //! microseconds on the 2-vCPU guest this was measured on, while the collector thread
 //! runs on the other vCPU). So a hand-out also *opens* the free pages after it, which the
 //! pool hands out next: they become writable in the same call but are not recorded,
-//! since nobody writes a free page; handing out an open page later only records it. The
+//! since nobody writes a free page; handing out an open page later only records it. Arm,
+//! told the allocator's free pages, opens them instead of protecting them. The
 //! invariant: IF a page is writable while armed THEN it is recorded, or it is open (free,
 //! so unwritten until a hand-out records it). A protection change of the whole prefix
 //! closes every open page; a stale open bit can only cost a fault or a redundant call,
@@ -45,6 +46,7 @@
 //! [`PageRecord::unprotect_run`], [`PageRecord::degrade`]).
 
 use crate::sys::RawResult;
+use std::ops::Range;
 use std::sync::atomic::{AtomicBool, Ordering};
 
 use super::prefix::InUsePrefix;
@@ -52,7 +54,7 @@ use super::protection::PageProtection;
 use super::stall_log::StallLog;
 use super::userfaultfd::UffdMode;
 use crate::barrier::counters::Counters;
-use crate::barrier::{Call, Degradation, DirtySet, Step, TestKnobs, TrackerStats};
+use crate::barrier::{Call, Degradation, DirtySet, FreeRuns, Step, TestKnobs, TrackerStats};
 use crate::bitmap::Bitmap;
 use crate::error::{Error, Result};
 use crate::sys::{PAGE_SHIFT, PAGE_SIZE};
@@ -68,6 +70,22 @@ pub(crate) fn for_each_run(sorted: &[usize], mut f: impl FnMut(usize, usize)) {
         f(sorted[i], j - i);
         i = j;
     }
+}
+
+/// The runs of `[0, pages)` between the sorted, disjoint runs `opened`.
+fn between(opened: &[Range<usize>], pages: usize) -> Vec<Range<usize>> {
+    let mut runs = Vec::with_capacity(opened.len() + 1);
+    let mut from = 0;
+    for run in opened {
+        if run.start > from {
+            runs.push(from..run.start);
+        }
+        from = run.end;
+    }
+    if from < pages {
+        runs.push(from..pages);
+    }
+    runs
 }
 
 /// Above one run per this many heap pages, a harvest re-protects the whole heap in one
@@ -283,38 +301,87 @@ impl PageRecord {
         self.prefix.report(bytes);
     }
 
-    /// Starts a cycle: clears the record, then protects the heap's used prefix. IF that
-    /// fails THEN the heap is left writable, the cycle counts as degraded and the error is
-    /// returned (the collector then marks with the world stopped).
-    pub(crate) fn arm<P: PageProtection>(&self, p: &P) -> Result<()> {
+    /// Starts a cycle: clears the record, then protects the heap's used prefix, except,
+    /// given `free` ([`DirtyTracker::arm_with_free`]), the pages the allocator holds free,
+    /// which it opens instead: writable and unrecorded, so that handing one out records
+    /// it with no protection change (see the module docs). The free pages are opened
+    /// while the allocator's lock is held, so that a page handed out from then on finds
+    /// its open bit; one handed out before is taken, hence not listed, and is protected
+    /// and then reopened with the others the allocator handed out meanwhile. Where the
+    /// pages in use form more runs than one per [`PAGES_PER_RUN`] pages, one call over the
+    /// prefix costs less than a call per run: the prefix is protected whole and the free
+    /// pages closed, as without `free`. IF a protect fails THEN the heap is left
+    /// writable, the cycle counts as degraded and the error is returned (the collector
+    /// then marks with the world stopped).
+    ///
+    /// [`DirtyTracker::arm_with_free`]: crate::barrier::DirtyTracker::arm_with_free
+    pub(crate) fn arm<P: PageProtection>(&self, p: &P, free: Option<FreeRuns<'_>>) -> Result<()> {
         self.dirty.clear_all();
         self.handed.clear_all();
         self.open.clear_all();
         self.everything.store(false, Ordering::Release);
         self.counters.begin_cycle();
         let extent = self.prefix.protect_used();
+        let pages = extent / PAGE_SIZE;
         // Before the protect: a hand-out from now on records its pages (one that lands
         // before the protect leaves its page protected and recorded, which is safe).
         self.active.store(true, Ordering::Release);
-        p.protect(self.base, extent).map_err(|errno| {
-            let _ = self.degrade(p, Step::Arm, errno, (self.base, extent));
-            self.whole_range_error(P::CALL, errno, "protecting the heap at arm")
-        })?;
-        self.reopen(p, extent / PAGE_SIZE);
+        let mut opened = Vec::new();
+        if let Some(free) = free {
+            free(&mut |start, bytes| {
+                let first = self.page_of(start);
+                let end = (first + bytes / PAGE_SIZE).min(pages);
+                if first < end {
+                    for q in first..end {
+                        self.open.set(q);
+                    }
+                    opened.push(first..end);
+                }
+            });
+        }
+        let closed = between(&opened, pages);
+        let runs = if closed.len() * PAGES_PER_RUN > pages {
+            // Fragmented: protect the prefix whole, then close the free pages (a
+            // hand-out that found one open meanwhile recorded it: its first write faults).
+            let whole = std::iter::once(0..pages).collect::<Vec<_>>();
+            self.protect_runs(p, &whole)?;
+            self.open.clear_prefix(pages);
+            whole
+        } else {
+            self.protect_runs(p, &closed)?;
+            closed
+        };
+        self.counters
+            .armed_open(pages - runs.iter().map(|r| r.len()).sum::<usize>());
+        for run in runs {
+            self.reopen(p, run);
+        }
         Ok(())
     }
 
-    /// After arm's protect: the pages among the first `pages` handed out or opened while
-    /// it ran (the allocator does not wait for it) were protected again by it; they are
-    /// made writable again, one call per run, so that the mutator filling them takes no
-    /// fault. They stay recorded, or open (free), so the module's invariant holds; a
-    /// failure degrades the cycle like any other protection change.
-    fn reopen<P: PageProtection>(&self, p: &P, pages: usize) {
+    /// Arm's protect of `runs` of pages; a failure degrades the cycle.
+    fn protect_runs<P: PageProtection>(&self, p: &P, runs: &[Range<usize>]) -> Result<()> {
+        for run in runs {
+            let range = (self.addr_of(run.start), run.len() * PAGE_SIZE);
+            p.protect(range.0, range.1).map_err(|errno| {
+                let _ = self.degrade(p, Step::Arm, errno, range);
+                self.whole_range_error(P::CALL, errno, "protecting the heap at arm")
+            })?;
+        }
+        Ok(())
+    }
+
+    /// After arm's protect of `run`: its pages handed out or opened while the protect ran
+    /// (the allocator does not wait for it) were protected again by it; they are made
+    /// writable again, one call per run, so that the mutator filling them takes no fault.
+    /// They stay recorded, or open (free), so the module's invariant holds; a failure
+    /// degrades the cycle like any other protection change.
+    fn reopen<P: PageProtection>(&self, p: &P, run: Range<usize>) {
         let marked = |q: usize| self.dirty.get(q) || self.open.get(q);
-        let mut q = 0;
-        while q < pages {
+        let mut q = run.start;
+        while q < run.end {
             let word = |b: &Bitmap| b.word(q / 64).load(Ordering::Acquire);
-            if q % 64 == 0 && word(&self.dirty) | word(&self.open) == 0 {
+            if q % 64 == 0 && q + 64 <= run.end && word(&self.dirty) | word(&self.open) == 0 {
                 q += 64;
                 continue;
             }
@@ -323,7 +390,7 @@ impl PageRecord {
                 continue;
             }
             let first = q;
-            while q < pages && marked(q) {
+            while q < run.end && marked(q) {
                 q += 1;
             }
             let range = (self.addr_of(first), (q - first) * PAGE_SIZE);
@@ -380,21 +447,51 @@ impl PageRecord {
     }
 
     /// Ends a cycle: the protected prefix writable again (nothing beyond it was
-    /// protected). A failure is counted as a degradation of the cycle and returned.
+    /// protected), except its open pages, which are writable already, where they form
+    /// few runs. A failure is counted as a degradation of the cycle and returned.
     pub(crate) fn disarm<P: PageProtection>(&self, p: &P) -> Result<()> {
         // A hand-out that skips from now on leaves a page protected until the unprotect
         // below: a write to it meanwhile faults and is served, as any other.
         self.active.store(false, Ordering::Release);
-        let extent = self.prefix.protected();
-        p.unprotect(self.base, extent).map_err(|errno| {
-            self.counters.degraded(Degradation {
-                step: Step::Disarm,
-                call: P::CALL,
-                errno,
-                range: Some((self.base, extent)),
-            });
-            self.whole_range_error(P::CALL, errno, "unprotecting the heap at disarm")
-        })
+        let pages = self.prefix.protected() / PAGE_SIZE;
+        // The runs of open pages, which no protection change closed since arm (a
+        // whole-prefix protect clears their bits after it lands).
+        let mut opened = Vec::new();
+        let mut q = 0;
+        while q < pages {
+            if q % 64 == 0 && self.open.word(q / 64).load(Ordering::Acquire) == 0 {
+                q += 64;
+                continue;
+            }
+            if !self.open.get(q) {
+                q += 1;
+                continue;
+            }
+            let first = q;
+            while q < pages && self.open.get(q) {
+                q += 1;
+            }
+            opened.push(first..q);
+        }
+        let closed = between(&opened, pages);
+        let runs = if closed.len() * PAGES_PER_RUN > pages {
+            std::iter::once(0..pages).collect()
+        } else {
+            closed
+        };
+        for run in runs {
+            let range = (self.addr_of(run.start), run.len() * PAGE_SIZE);
+            p.unprotect(range.0, range.1).map_err(|errno| {
+                self.counters.degraded(Degradation {
+                    step: Step::Disarm,
+                    call: P::CALL,
+                    errno,
+                    range: Some(range),
+                });
+                self.whole_range_error(P::CALL, errno, "unprotecting the heap at disarm")
+            })?;
+        }
+        Ok(())
     }
 
     /// Gives up precision for the cycle: the whole heap writable first, then the flag,

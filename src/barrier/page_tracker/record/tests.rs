@@ -48,7 +48,7 @@ fn calls(p: &Log) -> Vec<(bool, usize, usize)> {
 fn a_harvest_re_protects_run_by_run_or_the_whole_heap() {
     let r = PageRecord::new(BASE, PAGES * PAGE_SIZE, None).unwrap();
     let p = Log::default();
-    r.arm(&p).unwrap();
+    r.arm(&p, None).unwrap();
     assert_eq!(calls(&p), vec![(true, BASE, PAGES * PAGE_SIZE)]);
     for page in [3, 4, 9] {
         r.record(page);
@@ -83,7 +83,7 @@ fn only_the_used_prefix_is_protected_and_pages_coming_into_use_are_reported() {
     let r = PageRecord::new(BASE, PAGES * PAGE_SIZE, None).unwrap();
     let p = Log::default();
     r.in_use(40 * PAGE_SIZE + 1); // rounds up to 41 pages
-    r.arm(&p).unwrap();
+    r.arm(&p, None).unwrap();
     assert_eq!(calls(&p), vec![(true, BASE, 41 * PAGE_SIZE)]);
     // The heap grows to 48 pages during the cycle: pages 41..48 were never
     // protected, so the harvest reports them after the recorded page, and protects
@@ -114,7 +114,7 @@ fn only_the_used_prefix_is_protected_and_pages_coming_into_use_are_reported() {
 fn a_failed_re_protect_degrades_once_per_cycle_and_keeps_its_cause() {
     let r = PageRecord::new(BASE, PAGES * PAGE_SIZE, None).unwrap();
     let p = Log::default();
-    r.arm(&p).unwrap();
+    r.arm(&p, None).unwrap();
     r.record(7);
     p.fail_protect.store(true, Ordering::Relaxed);
     let mut out = DirtySet::default();
@@ -148,7 +148,7 @@ fn a_failed_re_protect_degrades_once_per_cycle_and_keeps_its_cause() {
     r.harvest(&p, &mut out, true).unwrap();
     assert_eq!(out, DirtySet::default());
     // A new cycle that degrades counts again.
-    r.arm(&p).unwrap();
+    r.arm(&p, None).unwrap();
     p.fail_protect.store(true, Ordering::Relaxed);
     r.record(1);
     r.harvest(&p, &mut out, true).unwrap();
@@ -160,7 +160,7 @@ fn a_failed_arm_leaves_the_heap_writable_and_names_the_call() {
     let r = PageRecord::new(BASE, PAGES * PAGE_SIZE, None).unwrap();
     let p = Log::default();
     p.fail_protect.store(true, Ordering::Relaxed);
-    let e = r.arm(&p).unwrap_err();
+    let e = r.arm(&p, None).unwrap_err();
     assert_eq!(e.errno(), Some(libc::ENOMEM));
     assert_eq!(
         calls(&p),
@@ -178,7 +178,7 @@ fn a_failed_arm_leaves_the_heap_writable_and_names_the_call() {
 fn a_hand_out_opens_the_free_pages_after_it_in_the_same_call() {
     let r = PageRecord::new(BASE, PAGES * PAGE_SIZE, None).unwrap();
     let p = Log::default();
-    r.arm(&p).unwrap();
+    r.arm(&p, None).unwrap();
     let _ = calls(&p);
     // Page 4 handed out, pages 5..8 opened: one call for the four.
     r.hand_out(&p, BASE + 4 * PAGE_SIZE, PAGE_SIZE, 3 * PAGE_SIZE);
@@ -208,7 +208,7 @@ fn a_hand_out_opens_the_free_pages_after_it_in_the_same_call() {
 fn a_whole_prefix_re_protect_closes_every_open_page() {
     let r = PageRecord::new(BASE, PAGES * PAGE_SIZE, None).unwrap();
     let p = Log::default();
-    r.arm(&p).unwrap();
+    r.arm(&p, None).unwrap();
     r.hand_out(&p, BASE + 40 * PAGE_SIZE, PAGE_SIZE, 4 * PAGE_SIZE);
     // Five runs of pages that are not fresh (recorded by faults): more than one run per
     // 16 pages, so the whole prefix, which closes the open pages 41..45.
@@ -231,7 +231,7 @@ fn a_whole_prefix_re_protect_closes_every_open_page() {
 fn the_planted_bug_forgets_a_page_taken_from_an_open_run_too() {
     let r = PageRecord::new(BASE, PAGES * PAGE_SIZE, None).unwrap();
     let p = Log::default();
-    r.arm(&p).unwrap();
+    r.arm(&p, None).unwrap();
     r.hand_out(&p, BASE + 4 * PAGE_SIZE, PAGE_SIZE, PAGE_SIZE);
     r.knobs().forget_hand_outs(true);
     r.hand_out(&p, BASE + 5 * PAGE_SIZE, PAGE_SIZE, 0);
@@ -274,7 +274,7 @@ fn pages_handed_out_while_arm_protects_are_made_writable_again_after_it() {
         record: std::sync::OnceLock::new(),
     };
     let _ = p.record.set(r.clone());
-    r.arm(&p).unwrap();
+    r.arm(&p, None).unwrap();
     // The protect, the hand-out inside it (page 4, pages 5 and 6 opened), then arm
     // unprotects that run again, since the protect may have run over it.
     let run = (false, BASE + 4 * PAGE_SIZE, 3 * PAGE_SIZE);
@@ -288,4 +288,122 @@ fn pages_handed_out_while_arm_protects_are_made_writable_again_after_it() {
     let mut out = DirtySet::default();
     r.harvest(&p, &mut out, false).unwrap();
     assert_eq!(out.granules, vec![4, 5]);
+}
+
+/// `free` for [`PageRecord::arm`]: the free runs `(first page, pages)` as the allocator
+/// lists them.
+fn free_runs(runs: &'static [(usize, usize)]) -> impl Fn(&mut dyn FnMut(usize, usize)) {
+    move |f: &mut dyn FnMut(usize, usize)| {
+        for &(first, n) in runs {
+            f(BASE + first * PAGE_SIZE, n * PAGE_SIZE);
+        }
+    }
+}
+
+#[test]
+fn arm_leaves_the_free_pages_open_and_a_hand_out_of_one_needs_no_call() {
+    let r = PageRecord::new(BASE, PAGES * PAGE_SIZE, None).unwrap();
+    let p = Log::default();
+    r.in_use(48 * PAGE_SIZE);
+    // Pages 8..16 and 40..44 free; 44..48 too, and 60..64 beyond the used prefix.
+    r.arm(&p, Some(&free_runs(&[(8, 8), (40, 4), (44, 4), (60, 4)])))
+        .unwrap();
+    assert_eq!(
+        calls(&p),
+        vec![
+            (true, BASE, 8 * PAGE_SIZE),
+            (true, BASE + 16 * PAGE_SIZE, 24 * PAGE_SIZE)
+        ],
+        "the pages in use, not the free ones"
+    );
+    assert_eq!(r.counters().stats().opened_at_arm, 16);
+    // A free page handed out is recorded with no protection change; one in use is
+    // made writable (and the free pages ahead of it opened with it, as before).
+    r.hand_out(&p, BASE + 9 * PAGE_SIZE, PAGE_SIZE, 0);
+    assert!(calls(&p).is_empty(), "page 9 was left writable at arm");
+    r.hand_out(&p, BASE + 20 * PAGE_SIZE, PAGE_SIZE, 0);
+    assert_eq!(calls(&p), vec![(false, BASE + 20 * PAGE_SIZE, PAGE_SIZE)]);
+    r.record(30);
+    let mut out = DirtySet::default();
+    r.harvest(&p, &mut out, false).unwrap();
+    assert_eq!(out.granules, vec![9, 20, 30], "open pages are not reported");
+    // Disarm unprotects the runs between the pages still open (8, 10..16, 40..48),
+    // which are writable already.
+    r.disarm(&p).unwrap();
+    assert_eq!(
+        calls(&p),
+        vec![
+            (false, BASE, 8 * PAGE_SIZE),
+            (false, BASE + 9 * PAGE_SIZE, PAGE_SIZE),
+            (false, BASE + 16 * PAGE_SIZE, 24 * PAGE_SIZE)
+        ]
+    );
+}
+
+#[test]
+fn a_fragmented_heap_is_armed_and_disarmed_whole_and_its_free_pages_closed() {
+    let r = PageRecord::new(BASE, PAGES * PAGE_SIZE, None).unwrap();
+    let p = Log::default();
+    // Every eighth page free: 8 runs in use on 64 pages, more than one per 16.
+    static EVERY_EIGHTH: [(usize, usize); 8] = [
+        (0, 1),
+        (8, 1),
+        (16, 1),
+        (24, 1),
+        (32, 1),
+        (40, 1),
+        (48, 1),
+        (56, 1),
+    ];
+    r.arm(&p, Some(&free_runs(&EVERY_EIGHTH))).unwrap();
+    assert_eq!(calls(&p), vec![(true, BASE, PAGES * PAGE_SIZE)]);
+    assert_eq!(r.counters().stats().opened_at_arm, 0);
+    // The free pages are protected, so handing one out makes it writable.
+    r.hand_out(&p, BASE + 8 * PAGE_SIZE, PAGE_SIZE, 0);
+    assert_eq!(calls(&p), vec![(false, BASE + 8 * PAGE_SIZE, PAGE_SIZE)]);
+    r.disarm(&p).unwrap();
+    assert_eq!(calls(&p), vec![(false, BASE, PAGES * PAGE_SIZE)]);
+}
+
+/// A protection whose first protect takes a free page from the allocator and hands it
+/// out while arm runs, after arm listed it free (as a mutator allocating during arm can
+/// only do once the allocator's lock is free again).
+struct TakeListedDuringArm {
+    log: Log,
+    record: std::sync::OnceLock<std::sync::Arc<PageRecord>>,
+}
+
+// SAFETY: only used in these tests, never from a signal handler.
+unsafe impl PageProtection for TakeListedDuringArm {
+    const CALL: Call = Call::Mprotect;
+    const STICKY: bool = false;
+    const INJECTED: i32 = libc::EIO;
+    fn protect(&self, start: usize, len: usize) -> RawResult {
+        self.log.protect(start, len)?;
+        if let Some(r) = self.record.get()
+            && self.log.calls.lock().unwrap().len() == 1
+        {
+            r.hand_out(self, BASE + 33 * PAGE_SIZE, PAGE_SIZE, 0);
+        }
+        Ok(())
+    }
+    fn unprotect(&self, start: usize, len: usize) -> RawResult {
+        self.log.unprotect(start, len)
+    }
+}
+
+#[test]
+fn a_listed_page_handed_out_while_arm_protects_is_recorded_and_never_protected() {
+    let r = std::sync::Arc::new(PageRecord::new(BASE, PAGES * PAGE_SIZE, None).unwrap());
+    let p = TakeListedDuringArm {
+        log: Log::default(),
+        record: std::sync::OnceLock::new(),
+    };
+    let _ = p.record.set(r.clone());
+    r.arm(&p, Some(&free_runs(&[(32, 32)]))).unwrap();
+    // One protect of the pages in use; page 33 handed out inside it needed no call.
+    assert_eq!(calls(&p.log), vec![(true, BASE, 32 * PAGE_SIZE)]);
+    let mut out = DirtySet::default();
+    r.harvest(&p, &mut out, false).unwrap();
+    assert_eq!(out.granules, vec![33]);
 }
