@@ -65,6 +65,10 @@ struct Workload {
     adopt: bool,
     /// Plant the frontier bug ([`Testing::forget_hand_outs`]).
     forget_hand_outs: bool,
+    /// Bytes of unrooted objects allocated before the list: the first sweep frees them
+    /// as one run of pages at the bottom of the heap, which later arms leave open and
+    /// the allocator then hands out.
+    garbage_first: usize,
     /// Stop after this many cycles…
     cycles: u64,
     /// …or after this long…
@@ -85,6 +89,7 @@ impl Workload {
             writers: 0,
             adopt: false,
             forget_hand_outs: false,
+            garbage_first: 0,
             cycles: MAX_CYCLES,
             time: Duration::from_secs(120),
             until_caught: false,
@@ -101,6 +106,8 @@ struct Outcome {
     swaps: u64,
     replaced: u64,
     elapsed: Duration,
+    /// Free pages the tracker's arms left open (`TrackerStats::opened_at_arm`).
+    opened_at_arm: u64,
 }
 
 /// Runs the workload on a fresh heap. `None` if the barrier is unavailable.
@@ -133,6 +140,9 @@ fn run(w: Workload) -> Option<Outcome> {
                 let _stop_on_panic = StopOnPanic(&stop);
                 let mut m = h.mutator();
                 let mut rng = StdRng::seed_from_u64(w.seed);
+                for _ in 0..w.garbage_first / (8 * (2 + NREFS) + PAYLOAD) {
+                    m.alloc(NREFS, PAYLOAD).expect("alloc garbage");
+                }
                 // The list, built from its head (rooted) onwards; `list` only names the
                 // nodes, which stay reachable: their `next` slots are never written again.
                 let head = m.alloc(NREFS, PAYLOAD).expect("alloc head");
@@ -254,6 +264,7 @@ fn run(w: Workload) -> Option<Outcome> {
         swaps,
         replaced,
         elapsed: t0.elapsed(),
+        opened_at_arm: st.tracker.opened_at_arm,
     })
 }
 
@@ -365,11 +376,12 @@ fn verifier_catches_a_heap_that_forgets_the_frontier() {
             continue;
         };
         eprintln!(
-            "{kind}: frontier forgotten: {} verifier failures after {} cycles ({} swaps); \
-             first: {:?}",
+            "{kind}: frontier forgotten: {} verifier failures after {} cycles ({} swaps, {} \
+             pages left open at arm); first: {:?}",
             buggy.verifier_failures,
             buggy.cycles,
             buggy.swaps,
+            buggy.opened_at_arm,
             buggy.messages.first()
         );
         assert!(
@@ -387,6 +399,42 @@ fn verifier_catches_a_heap_that_forgets_the_frontier() {
         assert_eq!(
             clean.verifier_failures, 0,
             "{ctx}: violations with the frontier rule kept: {:?}",
+            clean.messages
+        );
+        assert!(clean.swaps > 0, "{ctx}: the mutator made no swap");
+    }
+}
+
+/// The frontier rule where a cycle's new objects land in free pages its arm left open
+/// (`DirtyTracker::arm_with_free`): recorded at hand-out with no protection change, and
+/// never protected while the mutator fills them. The run is the frontier test's without
+/// the bug, over a heap whose bottom 8 MiB the first sweep frees in one run; the arms
+/// must have left pages open, and the verifier must find nothing.
+#[test]
+fn the_frontier_rule_holds_in_free_pages_left_open_at_arm() {
+    for kind in [
+        BarrierKind::UffdWp,
+        BarrierKind::UffdWpSigbus,
+        BarrierKind::Mprotect,
+    ] {
+        let base = base_seed(&format!("the_frontier_rule_in_open_pages[{kind}]"));
+        let ctx = format!("[{kind}, BARRIERLAB_SEED={base}]");
+        let Some(clean) = run(Workload {
+            adopt: true,
+            garbage_first: 8 << 20,
+            cycles: MIN_CLEAN_CYCLES,
+            ..Workload::new(kind, None, splitmix(base ^ kind as u64))
+        }) else {
+            continue;
+        };
+        eprintln!(
+            "{kind}: {} cycles, {} swaps, {} pages left open at arm",
+            clean.cycles, clean.swaps, clean.opened_at_arm
+        );
+        assert!(clean.opened_at_arm > 0, "{ctx}: no arm left a page open");
+        assert_eq!(
+            clean.verifier_failures, 0,
+            "{ctx}: violations in pages left open at arm: {:?}",
             clean.messages
         );
         assert!(clean.swaps > 0, "{ctx}: the mutator made no swap");

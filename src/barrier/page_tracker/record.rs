@@ -88,6 +88,16 @@ fn between(opened: &[Range<usize>], pages: usize) -> Vec<Range<usize>> {
     runs
 }
 
+/// The shortest run of free pages that arm leaves open. Splitting arm's protect around a
+/// free run costs a call more at arm and at disarm, each flushing the TLB of the CPU the
+/// mutator runs on (an interrupt it takes, and the caller waits for: 10–50 µs on the
+/// 2-vCPU guest this was measured on); a page left open saves arm's and disarm's
+/// ~70–110 ns and its share of a hand-out call (a call per up to 64 pages, with its own
+/// flush), about 0.5 µs. So only a run of this many pages (1 MiB) pays for its calls:
+/// with every free run opened, the LRU cache and binary trees, whose free pages lie
+/// scattered, ran 4–9% slower under the page trackers.
+const MIN_OPEN_RUN: usize = 256;
+
 /// Above one run per this many heap pages, a harvest re-protects the whole heap in one
 /// call (~70 ns per page, `papers/reference/c-probe-2026-11-29.md`) instead of one call per run
 /// (~1–2 µs each).
@@ -302,15 +312,12 @@ impl PageRecord {
     }
 
     /// Starts a cycle: clears the record, then protects the heap's used prefix, except,
-    /// given `free` ([`DirtyTracker::arm_with_free`]), the pages the allocator holds free,
-    /// which it opens instead: writable and unrecorded, so that handing one out records
+    /// given `free` ([`DirtyTracker::arm_with_free`]), the runs of at least
+    /// [`MIN_OPEN_RUN`] pages the allocator holds free, which it opens instead: writable and unrecorded, so that handing one out records
     /// it with no protection change (see the module docs). The free pages are opened
     /// while the allocator's lock is held, so that a page handed out from then on finds
     /// its open bit; one handed out before is taken, hence not listed, and is protected
-    /// and then reopened with the others the allocator handed out meanwhile. Where the
-    /// pages in use form more runs than one per [`PAGES_PER_RUN`] pages, one call over the
-    /// prefix costs less than a call per run: the prefix is protected whole and the free
-    /// pages closed, as without `free`. IF a protect fails THEN the heap is left
+    /// and then reopened with the others the allocator handed out meanwhile. IF a protect fails THEN the heap is left
     /// writable, the cycle counts as degraded and the error is returned (the collector
     /// then marks with the world stopped).
     ///
@@ -331,7 +338,7 @@ impl PageRecord {
             free(&mut |start, bytes| {
                 let first = self.page_of(start);
                 let end = (first + bytes / PAGE_SIZE).min(pages);
-                if first < end {
+                if end >= first + MIN_OPEN_RUN {
                     for q in first..end {
                         self.open.set(q);
                     }
@@ -339,21 +346,12 @@ impl PageRecord {
                 }
             });
         }
+        // At most one run in use between two open runs of MIN_OPEN_RUN pages: few calls.
         let closed = between(&opened, pages);
-        let runs = if closed.len() * PAGES_PER_RUN > pages {
-            // Fragmented: protect the prefix whole, then close the free pages (a
-            // hand-out that found one open meanwhile recorded it: its first write faults).
-            let whole = std::iter::once(0..pages).collect::<Vec<_>>();
-            self.protect_runs(p, &whole)?;
-            self.open.clear_prefix(pages);
-            whole
-        } else {
-            self.protect_runs(p, &closed)?;
-            closed
-        };
+        self.protect_runs(p, &closed)?;
         self.counters
-            .armed_open(pages - runs.iter().map(|r| r.len()).sum::<usize>());
-        for run in runs {
+            .armed_open(opened.iter().map(|r| r.len()).sum::<usize>());
+        for run in closed {
             self.reopen(p, run);
         }
         Ok(())
@@ -447,15 +445,16 @@ impl PageRecord {
     }
 
     /// Ends a cycle: the protected prefix writable again (nothing beyond it was
-    /// protected), except its open pages, which are writable already, where they form
-    /// few runs. A failure is counted as a degradation of the cycle and returned.
+    /// protected), except its runs of at least [`MIN_OPEN_RUN`] open pages, which are
+    /// writable already. A failure is counted as a degradation of the cycle and returned.
     pub(crate) fn disarm<P: PageProtection>(&self, p: &P) -> Result<()> {
         // A hand-out that skips from now on leaves a page protected until the unprotect
         // below: a write to it meanwhile faults and is served, as any other.
         self.active.store(false, Ordering::Release);
         let pages = self.prefix.protected() / PAGE_SIZE;
-        // The runs of open pages, which no protection change closed since arm (a
-        // whole-prefix protect clears their bits after it lands).
+        // The runs of at least MIN_OPEN_RUN open pages, which no protection change closed
+        // since arm (a whole-prefix protect clears their bits after it lands): writable
+        // already, and long enough to pay for the call more that skipping them costs.
         let mut opened = Vec::new();
         let mut q = 0;
         while q < pages {
@@ -471,14 +470,11 @@ impl PageRecord {
             while q < pages && self.open.get(q) {
                 q += 1;
             }
-            opened.push(first..q);
+            if q - first >= MIN_OPEN_RUN {
+                opened.push(first..q);
+            }
         }
-        let closed = between(&opened, pages);
-        let runs = if closed.len() * PAGES_PER_RUN > pages {
-            std::iter::once(0..pages).collect()
-        } else {
-            closed
-        };
+        let runs = between(&opened, pages);
         for run in runs {
             let range = (self.addr_of(run.start), run.len() * PAGE_SIZE);
             p.unprotect(range.0, range.1).map_err(|errno| {

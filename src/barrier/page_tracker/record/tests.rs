@@ -300,69 +300,48 @@ fn free_runs(runs: &'static [(usize, usize)]) -> impl Fn(&mut dyn FnMut(usize, u
     }
 }
 
-#[test]
-fn arm_leaves_the_free_pages_open_and_a_hand_out_of_one_needs_no_call() {
-    let r = PageRecord::new(BASE, PAGES * PAGE_SIZE, None).unwrap();
-    let p = Log::default();
-    r.in_use(48 * PAGE_SIZE);
-    // Pages 8..16 and 40..44 free; 44..48 too, and 60..64 beyond the used prefix.
-    r.arm(&p, Some(&free_runs(&[(8, 8), (40, 4), (44, 4), (60, 4)])))
-        .unwrap();
-    assert_eq!(
-        calls(&p),
-        vec![
-            (true, BASE, 8 * PAGE_SIZE),
-            (true, BASE + 16 * PAGE_SIZE, 24 * PAGE_SIZE)
-        ],
-        "the pages in use, not the free ones"
-    );
-    assert_eq!(r.counters().stats().opened_at_arm, 16);
-    // A free page handed out is recorded with no protection change; one in use is
-    // made writable (and the free pages ahead of it opened with it, as before).
-    r.hand_out(&p, BASE + 9 * PAGE_SIZE, PAGE_SIZE, 0);
-    assert!(calls(&p).is_empty(), "page 9 was left writable at arm");
-    r.hand_out(&p, BASE + 20 * PAGE_SIZE, PAGE_SIZE, 0);
-    assert_eq!(calls(&p), vec![(false, BASE + 20 * PAGE_SIZE, PAGE_SIZE)]);
-    r.record(30);
-    let mut out = DirtySet::default();
-    r.harvest(&p, &mut out, false).unwrap();
-    assert_eq!(out.granules, vec![9, 20, 30], "open pages are not reported");
-    // Disarm unprotects the runs between the pages still open (8, 10..16, 40..48),
-    // which are writable already.
-    r.disarm(&p).unwrap();
-    assert_eq!(
-        calls(&p),
-        vec![
-            (false, BASE, 8 * PAGE_SIZE),
-            (false, BASE + 9 * PAGE_SIZE, PAGE_SIZE),
-            (false, BASE + 16 * PAGE_SIZE, 24 * PAGE_SIZE)
-        ]
-    );
+/// A heap large enough for free runs of [`MIN_OPEN_RUN`] pages.
+const BIG: usize = 2048;
+
+/// The call `(protect, first page, pages)` as the log holds it.
+fn call(protect: bool, first: usize, pages: usize) -> (bool, usize, usize) {
+    (protect, BASE + first * PAGE_SIZE, pages * PAGE_SIZE)
 }
 
 #[test]
-fn a_fragmented_heap_is_armed_and_disarmed_whole_and_its_free_pages_closed() {
-    let r = PageRecord::new(BASE, PAGES * PAGE_SIZE, None).unwrap();
+fn arm_leaves_long_free_runs_open_and_a_hand_out_from_one_needs_no_call() {
+    let r = PageRecord::new(BASE, BIG * PAGE_SIZE, None).unwrap();
     let p = Log::default();
-    // Every eighth page free: 8 runs in use on 64 pages, more than one per 16.
-    static EVERY_EIGHTH: [(usize, usize); 8] = [
-        (0, 1),
-        (8, 1),
-        (16, 1),
-        (24, 1),
-        (32, 1),
-        (40, 1),
-        (48, 1),
-        (56, 1),
-    ];
-    r.arm(&p, Some(&free_runs(&EVERY_EIGHTH))).unwrap();
-    assert_eq!(calls(&p), vec![(true, BASE, PAGES * PAGE_SIZE)]);
-    assert_eq!(r.counters().stats().opened_at_arm, 0);
-    // The free pages are protected, so handing one out makes it writable.
-    r.hand_out(&p, BASE + 8 * PAGE_SIZE, PAGE_SIZE, 0);
-    assert_eq!(calls(&p), vec![(false, BASE + 8 * PAGE_SIZE, PAGE_SIZE)]);
+    r.in_use(1536 * PAGE_SIZE);
+    // Free: 100..108 (too short to open), 256..512, 1024..1280 and 1280..1580 (cut at
+    // the used prefix, still 256 pages), and 1800..2048, beyond it.
+    static FREE: [(usize, usize); 5] =
+        [(100, 8), (256, 256), (1024, 256), (1280, 300), (1800, 248)];
+    r.arm(&p, Some(&free_runs(&FREE))).unwrap();
+    assert_eq!(
+        calls(&p),
+        vec![call(true, 0, 256), call(true, 512, 512)],
+        "the pages in use and the short free run, not the long free runs"
+    );
+    assert_eq!(r.counters().stats().opened_at_arm, 768);
+    // A page of a long free run handed out is recorded with no protection change; one
+    // of the short run, and one in use, are made writable.
+    r.hand_out(&p, BASE + 300 * PAGE_SIZE, PAGE_SIZE, 0);
+    assert!(calls(&p).is_empty(), "page 300 was left writable at arm");
+    r.hand_out(&p, BASE + 100 * PAGE_SIZE, PAGE_SIZE, 0);
+    r.hand_out(&p, BASE + 600 * PAGE_SIZE, PAGE_SIZE, 0);
+    assert_eq!(calls(&p), vec![call(false, 100, 1), call(false, 600, 1)]);
+    r.record(700);
+    let mut out = DirtySet::default();
+    r.harvest(&p, &mut out, false).unwrap();
+    assert_eq!(
+        out.granules,
+        vec![100, 300, 600, 700],
+        "open pages are not reported"
+    );
+    // Disarm skips the open runs still 256 pages long (301..512 is not).
     r.disarm(&p).unwrap();
-    assert_eq!(calls(&p), vec![(false, BASE, PAGES * PAGE_SIZE)]);
+    assert_eq!(calls(&p), vec![call(false, 0, 1024)]);
 }
 
 /// A protection whose first protect takes a free page from the allocator and hands it
@@ -383,7 +362,7 @@ unsafe impl PageProtection for TakeListedDuringArm {
         if let Some(r) = self.record.get()
             && self.log.calls.lock().unwrap().len() == 1
         {
-            r.hand_out(self, BASE + 33 * PAGE_SIZE, PAGE_SIZE, 0);
+            r.hand_out(self, BASE + 1025 * PAGE_SIZE, PAGE_SIZE, 0);
         }
         Ok(())
     }
@@ -394,16 +373,16 @@ unsafe impl PageProtection for TakeListedDuringArm {
 
 #[test]
 fn a_listed_page_handed_out_while_arm_protects_is_recorded_and_never_protected() {
-    let r = std::sync::Arc::new(PageRecord::new(BASE, PAGES * PAGE_SIZE, None).unwrap());
+    let r = std::sync::Arc::new(PageRecord::new(BASE, BIG * PAGE_SIZE, None).unwrap());
     let p = TakeListedDuringArm {
         log: Log::default(),
         record: std::sync::OnceLock::new(),
     };
     let _ = p.record.set(r.clone());
-    r.arm(&p, Some(&free_runs(&[(32, 32)]))).unwrap();
-    // One protect of the pages in use; page 33 handed out inside it needed no call.
-    assert_eq!(calls(&p.log), vec![(true, BASE, 32 * PAGE_SIZE)]);
+    r.arm(&p, Some(&free_runs(&[(1024, 1024)]))).unwrap();
+    // One protect of the pages in use; page 1025 handed out inside it needed no call.
+    assert_eq!(calls(&p.log), vec![call(true, 0, 1024)]);
     let mut out = DirtySet::default();
     r.harvest(&p, &mut out, false).unwrap();
-    assert_eq!(out.granules, vec![33]);
+    assert_eq!(out.granules, vec![1025]);
 }
