@@ -218,18 +218,32 @@ impl PagePool {
     /// The first free page at or after `p`, found a word of the bitmap (64 pages) at a
     /// time.
     fn next_free(&self, p: usize) -> Option<usize> {
+        self.next(p, false)
+    }
+
+    /// The first page in use at or after `p`, a word at a time.
+    fn next_taken(&self, p: usize) -> Option<usize> {
+        self.next(p, true)
+    }
+
+    /// The first page at or after `p` that is in use if `taken`, else free.
+    fn next(&self, p: usize, taken: bool) -> Option<usize> {
+        let bits = |w: usize| {
+            let word = self.taken.word(w).load(Ordering::Relaxed);
+            if taken { word } else { !word }
+        };
         let mut w = p / 64;
-        let mut free = !self.taken.word(w).load(Ordering::Relaxed) & (u64::MAX << (p % 64));
+        let mut found = bits(w) & (u64::MAX << (p % 64));
         loop {
-            if free != 0 {
-                let q = 64 * w + free.trailing_zeros() as usize;
+            if found != 0 {
+                let q = 64 * w + found.trailing_zeros() as usize;
                 return (q < self.pages).then_some(q);
             }
             w += 1;
             if 64 * w >= self.pages {
                 return None;
             }
-            free = !self.taken.word(w).load(Ordering::Relaxed);
+            found = bits(w);
         }
     }
 
@@ -251,10 +265,7 @@ impl PagePool {
             let Some(first) = self.next_free(p).filter(|&q| q < end) else {
                 return;
             };
-            let mut q = first + 1;
-            while q < end && !self.taken.get(q) {
-                q += 1;
-            }
+            let q = self.next_taken(first).unwrap_or(end).min(end);
             f(first, q - first);
             p = q;
         }

@@ -339,9 +339,8 @@ impl PageRecord {
                 let first = self.page_of(start);
                 let end = (first + bytes / PAGE_SIZE).min(pages);
                 if end >= first + MIN_OPEN_RUN {
-                    for q in first..end {
-                        self.open.set(q);
-                    }
+                    // A word at a time: the allocator waits for its lock meanwhile.
+                    self.open.set_strided(first, end - first, 1);
                     opened.push(first..end);
                 }
             });
