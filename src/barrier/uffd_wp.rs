@@ -55,8 +55,8 @@ use super::page_tracker::{
     self, PageMechanism, PageRecord, PageTracker, Shared, for_each_run, open_userfaultfd,
 };
 use super::{
-    BarrierConfig, BarrierKind, Built, Call, DirtySet, FreeRuns, MechanismOptions, Step, TrackerStats,
-    built,
+    BarrierConfig, BarrierKind, Built, Call, DirtySet, FreeRuns, MechanismOptions, Step,
+    TrackerStats, built,
 };
 use crate::error::{Error, Result};
 use crate::sys::PAGE_SIZE;
