@@ -101,8 +101,10 @@ pub(super) fn write(doc: &mut Doc, rows: &[Row], seed: u64) {
          lower bound; `uffd-wp-async` and the store paths have no fault to time, \"–\"). \
          Where prediction and measurement differ by more than {agreement:.0}%, *agreement* \
          says so and where the gap lies, setting each part of the split beside the part of \
-         the prediction that belongs there (the store path runs in user mode; first writes, \
-         shootdowns and waits are kernel time or time off the CPU), unless the prediction lies inside the measured extra time's interval (the \
+         the prediction that belongs there (the store path runs in user mode, whose \
+         measured part is given with its interval, since the mutator's code runs at \
+         different speeds from one process to the next; first writes, shootdowns and \
+         waits are kernel time or time off the CPU), unless the prediction lies inside the measured extra time's interval (the \
          runs cannot tell the two apart, and it says that instead); it judges only a barrier \
          measured slower than `none` (a cost within the noise has nothing to explain).",
         armed = (BARRIER_ONLY_PERIOD.as_secs_f64() * BARRIER_ONLY_ARMED_SHARE * 1e3).round(),
@@ -225,6 +227,16 @@ pub(super) fn write(doc: &mut Doc, rows: &[Row], seed: u64) {
             let over_none = |f: &dyn Fn(&str) -> f64| f(&t) - f("none");
             let (user_over, kernel_over, off_over) =
                 (over_none(&user), over_none(&kernel), over_none(&off_cpu));
+            // The user-mode part's own interval (both medians resampled): the mutator's
+            // code runs at different speeds from one process to the next.
+            let user_ci = stats::bootstrap(
+                &[
+                    &get(&t, Metric::CpuMutatorUserMs),
+                    &get("none", Metric::CpuMutatorUserMs),
+                ],
+                s("user"),
+                |m| m[0] - m[1],
+            );
             let (pred_cell, shot_cell) = match predicted {
                 Some((p, shot, _)) => (Cell::number(p), Cell::number(shot)),
                 None => (Cell::text("no micro"), Cell::text("–")),
@@ -247,7 +259,11 @@ pub(super) fn write(doc: &mut Doc, rows: &[Row], seed: u64) {
                         format!(
                             "**differ** by {:.0}%{}",
                             (r - 1.0).abs() * 100.0,
-                            located((user_over, store), (kernel_over + off_over, p - store))
+                            located(
+                                (user_over, store),
+                                user_ci,
+                                (kernel_over + off_over, p - store)
+                            )
                         )
                     };
                     (Cell::number(r), agree)
@@ -322,24 +338,29 @@ fn counted(x: f64) -> String {
 
 /// Where a disagreement lies, from the measured split: `user` and `elsewhere` are each
 /// (measured over `none`'s, predicted) ms, in user mode (the store path's predicted
-/// cost) and in the kernel or off the CPU (first writes, shootdowns and waits).
-fn located(user: (f64, f64), elsewhere: (f64, f64)) -> String {
+/// cost; `user_ci` the measured part's interval) and in the kernel or off the CPU (first
+/// writes, shootdowns and waits).
+fn located(user: (f64, f64), user_ci: Option<stats::Interval>, elsewhere: (f64, f64)) -> String {
     if !user.0.is_finite() || !elsewhere.0.is_finite() {
         return " (this study did not split the mutator's time)".into();
     }
     let (gap_user, gap_elsewhere) = (user.0 - user.1, elsewhere.0 - elsewhere.1);
+    let where_ = if gap_user.abs() <= gap_elsewhere.abs() {
+        "in the kernel and off the CPU, where the prediction's costs lie"
+    } else if user_ci.is_some_and(|i| i.lo <= 0.0 && 0.0 <= i.hi) {
+        "in user mode, whose difference from `none`'s the runs cannot tell from 0 (its \
+         interval holds 0: the mutator's code ran at different speeds from one process to \
+         the next)"
+    } else {
+        "the mutator's own code running slower, which no micro pattern prices"
+    };
     format!(
         ": user mode {} ms ({} predicted), kernel and off the CPU {} ({} predicted); most \
-         of the gap is {}",
-        fmt(user.0),
+         of the gap is {where_}",
+        Cell::estimate(user_ci).render(),
         fmt(user.1),
         fmt(elsewhere.0),
         fmt(elsewhere.1),
-        if gap_user.abs() > gap_elsewhere.abs() {
-            "the mutator's own code running slower, which no micro pattern prices"
-        } else {
-            "in the kernel and off the CPU, where the prediction's costs lie"
-        }
     )
 }
 
