@@ -436,8 +436,9 @@ pub trait DirtyTracker: Send + Sync {
 
     /// [`arm`](Self::arm), told which pages the allocator holds free: `free(f)` calls
     /// `f(address, bytes)` for each run of free pages, holding the allocator's lock, so
-    /// that none of them is handed out before `f` returns. A page tracker leaves them
-    /// writable and unrecorded, *open* as [`hand_out_and_open`](Self::hand_out_and_open)
+    /// that none of them is handed out before `f` returns. A page tracker leaves the long
+    /// runs among them (1 MiB or more: a shorter one saves less than the calls it would
+    /// split arm and disarm into) writable and unrecorded, *open* as [`hand_out_and_open`](Self::hand_out_and_open)
     /// leaves the pages ahead: nothing writes a free page until the allocator hands it
     /// out, and the hand-out records it with no protection change, so neither the arm
     /// nor the hand-out pays for the pages the mutators will allocate into during the

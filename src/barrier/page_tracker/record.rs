@@ -19,7 +19,7 @@
 //! runs on the other vCPU). So a hand-out also *opens* the free pages after it, which the
 //! pool hands out next: they become writable in the same call but are not recorded,
 //! since nobody writes a free page; handing out an open page later only records it. Arm,
-//! told the allocator's free pages, opens them instead of protecting them. The
+//! told the allocator's free pages, opens their long runs instead of protecting them. The
 //! invariant: IF a page is writable while armed THEN it is recorded, or it is open (free,
 //! so unwritten until a hand-out records it). A protection change of the whole prefix
 //! closes every open page; a stale open bit can only cost a fault or a redundant call,

@@ -241,10 +241,25 @@ fn the_planted_bug_forgets_a_page_taken_from_an_open_run_too() {
 }
 
 /// A protection whose first protect hands pages out while it runs, as a mutator
-/// allocating during arm does.
+/// allocating during arm does: page `page`, opening `ahead` pages after it.
 struct HandOutDuringArm {
     log: Log,
     record: std::sync::OnceLock<std::sync::Arc<PageRecord>>,
+    page: usize,
+    ahead: usize,
+}
+
+impl HandOutDuringArm {
+    fn new(record: &std::sync::Arc<PageRecord>, page: usize, ahead: usize) -> Self {
+        let p = HandOutDuringArm {
+            log: Log::default(),
+            record: std::sync::OnceLock::new(),
+            page,
+            ahead,
+        };
+        let _ = p.record.set(record.clone());
+        p
+    }
 }
 
 // SAFETY: only used in these tests, never from a signal handler.
@@ -257,7 +272,8 @@ unsafe impl PageProtection for HandOutDuringArm {
         if let Some(r) = self.record.get()
             && self.log.calls.lock().unwrap().len() == 1
         {
-            r.hand_out(self, BASE + 4 * PAGE_SIZE, PAGE_SIZE, 2 * PAGE_SIZE);
+            let page = BASE + self.page * PAGE_SIZE;
+            r.hand_out(self, page, PAGE_SIZE, self.ahead * PAGE_SIZE);
         }
         Ok(())
     }
@@ -269,11 +285,7 @@ unsafe impl PageProtection for HandOutDuringArm {
 #[test]
 fn pages_handed_out_while_arm_protects_are_made_writable_again_after_it() {
     let r = std::sync::Arc::new(PageRecord::new(BASE, PAGES * PAGE_SIZE, None).unwrap());
-    let p = HandOutDuringArm {
-        log: Log::default(),
-        record: std::sync::OnceLock::new(),
-    };
-    let _ = p.record.set(r.clone());
+    let p = HandOutDuringArm::new(&r, 4, 2);
     r.arm(&p, None).unwrap();
     // The protect, the hand-out inside it (page 4, pages 5 and 6 opened), then arm
     // unprotects that run again, since the protect may have run over it.
@@ -344,41 +356,12 @@ fn arm_leaves_long_free_runs_open_and_a_hand_out_from_one_needs_no_call() {
     assert_eq!(calls(&p), vec![call(false, 0, 1024)]);
 }
 
-/// A protection whose first protect takes a free page from the allocator and hands it
-/// out while arm runs, after arm listed it free (as a mutator allocating during arm can
-/// only do once the allocator's lock is free again).
-struct TakeListedDuringArm {
-    log: Log,
-    record: std::sync::OnceLock<std::sync::Arc<PageRecord>>,
-}
-
-// SAFETY: only used in these tests, never from a signal handler.
-unsafe impl PageProtection for TakeListedDuringArm {
-    const CALL: Call = Call::Mprotect;
-    const STICKY: bool = false;
-    const INJECTED: i32 = libc::EIO;
-    fn protect(&self, start: usize, len: usize) -> RawResult {
-        self.log.protect(start, len)?;
-        if let Some(r) = self.record.get()
-            && self.log.calls.lock().unwrap().len() == 1
-        {
-            r.hand_out(self, BASE + 1025 * PAGE_SIZE, PAGE_SIZE, 0);
-        }
-        Ok(())
-    }
-    fn unprotect(&self, start: usize, len: usize) -> RawResult {
-        self.log.unprotect(start, len)
-    }
-}
-
 #[test]
 fn a_listed_page_handed_out_while_arm_protects_is_recorded_and_never_protected() {
     let r = std::sync::Arc::new(PageRecord::new(BASE, BIG * PAGE_SIZE, None).unwrap());
-    let p = TakeListedDuringArm {
-        log: Log::default(),
-        record: std::sync::OnceLock::new(),
-    };
-    let _ = p.record.set(r.clone());
+    // Page 1025 is taken after arm listed it free (a mutator can take one only once
+    // the allocator's lock is free again), and handed out while arm protects.
+    let p = HandOutDuringArm::new(&r, 1025, 0);
     r.arm(&p, Some(&free_runs(&[(1024, 1024)]))).unwrap();
     // One protect of the pages in use; page 1025 handed out inside it needed no call.
     assert_eq!(calls(&p.log), vec![call(true, 0, 1024)]);
