@@ -282,7 +282,16 @@ fn compare(runs: &[PathBuf], metrics: Option<Vec<String>>, changed: bool, json: 
         },
     };
     let mut rows = Vec::new();
+    let mut designs = Vec::new();
     for dir in runs {
+        // Each run's ratios to `none` are formed as its invocations were ordered.
+        match barrierlab::study::meta::read(dir) {
+            Ok(meta) => designs.push(meta.design()),
+            Err(e) => {
+                warn(&format!("error: {e}"));
+                return ExitCode::FAILURE;
+            }
+        }
         match data::read(dir) {
             Ok(r) => {
                 for w in &r.warnings {
@@ -296,7 +305,7 @@ fn compare(runs: &[PathBuf], metrics: Option<Vec<String>>, changed: bool, json: 
             }
         }
     }
-    let agreements = compare::agreements(&rows);
+    let agreements = compare::agreements(&rows, &designs);
     let later = compare::against_first(&rows, &metrics, changed);
     if json {
         let paths: Vec<&std::path::Path> = runs.iter().map(PathBuf::as_path).collect();

@@ -41,8 +41,9 @@ pub struct StudyArgs {
     /// The most invocations a point gets while its interval is wider than --ci-width.
     #[arg(long, value_parser = count)]
     pub max_invocations: Option<usize>,
-    /// The target width of a point's 95% interval of the median wall time, as a share
-    /// of the median (0.1: 10%).
+    /// The target width of the 95% interval of each barrier's wall time over `none`'s in
+    /// its block (of the median wall time, where a point has no `none` beside it), as a
+    /// share of the estimate (0.1: 10%).
     #[arg(long, value_parser = positive)]
     pub ci_width: Option<f64>,
     /// The study's time budget in minutes: invocations beyond --invocations stop when

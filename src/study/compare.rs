@@ -19,7 +19,7 @@ use std::path::Path;
 
 use super::data::{Metric, Row, Section};
 use super::health;
-use super::stats::{Interval, median, ratio_of_medians, seed_for};
+use super::stats::{Design, Interval, median, ratio_of_medians, ratio_to, seed_for};
 
 /// A ratio states a difference only beyond 1 ± this.
 pub const MARGIN: f64 = 0.05;
@@ -195,8 +195,10 @@ pub struct Agreement {
     pub same_in_every_run: bool,
 }
 
-/// The verdicts of every end-to-end (point, variant) against `none`, across `runs`.
-pub fn agreements(runs: &[Vec<Row>]) -> Vec<Agreement> {
+/// The verdicts of every end-to-end (point, variant) against `none`, across `runs`, each
+/// run's ratios formed as its invocations were ordered (`designs`, one per run; a run
+/// past the end of `designs` counts as [`Design::Shuffled`]).
+pub fn agreements(runs: &[Vec<Row>], designs: &[Design]) -> Vec<Agreement> {
     let mut keys: Vec<(String, usize, usize, String)> = Vec::new();
     for rows in runs {
         let rank = rank_of(rows);
@@ -219,7 +221,7 @@ pub fn agreements(runs: &[Vec<Row>]) -> Vec<Agreement> {
             let mut unhealthy = Vec::new();
             for (i, rows) in runs.iter().enumerate() {
                 let rank = rank_of(rows);
-                let at = |t: &str| -> (Vec<f64>, f64) {
+                let at = |t: &str| -> (Vec<(usize, f64)>, f64) {
                     let mut heap = f64::NAN;
                     let v = rows
                         .iter()
@@ -232,7 +234,7 @@ pub fn agreements(runs: &[Vec<Row>]) -> Vec<Agreement> {
                                 && rank(r) == k
                         })
                         .inspect(|r| heap = r.heap_mib)
-                        .map(|r| r.value)
+                        .map(|r| (r.invocation, r.value))
                         .collect();
                     (v, heap)
                 };
@@ -243,7 +245,8 @@ pub fn agreements(runs: &[Vec<Row>]) -> Vec<Agreement> {
                     unhealthy.push(format!("run {}: {why}", i + 1));
                 }
                 let seed = seed_for(0, &format!("{wl}/{threads}/{k}/{tracker}/{metric}"));
-                ratios.push(ratio_of_medians(&v, &none, seed));
+                let design = designs.get(i).copied().unwrap_or(Design::Shuffled);
+                ratios.push(ratio_to(design, &v, &none, seed));
             }
             let sides: Vec<Option<std::cmp::Ordering>> =
                 ratios.iter().map(|r| r.as_ref().and_then(side)).collect();

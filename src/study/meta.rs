@@ -102,7 +102,8 @@ pub struct Meta {
     #[serde(default)]
     pub binary_fnv1a64: Option<String>,
     /// The end-to-end invocation policy: at least `min`, then more until the 95%
-    /// interval of the median wall time is within `target_width` of it, at most `max`.
+    /// interval of each barrier's ratio to `none` (of the median wall time in studies
+    /// before blocks) is within `target_width` of it, at most `max`.
     #[serde(default)]
     pub invocations: Option<InvocationPolicy>,
     /// What the probe found when the study started: (what, finding) pairs.
@@ -124,6 +125,22 @@ pub struct Meta {
     /// has not ended).
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub kdamond_cpu: Option<(f64, f64)>,
+    /// Whether the end-to-end, huge-page and barrier-only invocations ran in blocks
+    /// (invocation `k` of every variant of a point back to back), so that ratios to the
+    /// baseline are formed pair by pair (false for studies from before blocks).
+    #[serde(default)]
+    pub blocks: bool,
+}
+
+impl Meta {
+    /// How the run's ratios to a baseline are formed.
+    pub fn design(&self) -> crate::study::stats::Design {
+        if self.blocks {
+            crate::study::stats::Design::Blocks
+        } else {
+            crate::study::stats::Design::Shuffled
+        }
+    }
 }
 
 /// One part of a study's run: how long it took and how loaded the machine was as it
@@ -162,8 +179,9 @@ pub struct InvocationPolicy {
     pub min: usize,
     /// The most any point gets.
     pub max: usize,
-    /// The 95% interval of the median wall time, (hi - lo) / median, at which a point
-    /// stops getting more.
+    /// The 95% interval's width, (hi - lo) / estimate, at which a point stops getting
+    /// more: of its wall time over `none`'s in its block (studies before blocks: of its
+    /// median wall time).
     pub target_width: f64,
     /// The study's time budget (s): an invocation beyond `min` starts only while the
     /// study's time so far plus the point's mean invocation time stays within it, so
@@ -252,6 +270,7 @@ impl Start {
             parts: Vec::new(),
             cut_by_budget: None,
             kdamond_cpu: None,
+            blocks: true,
         }
     }
 

@@ -2,12 +2,21 @@
 //! of medians, the verdict a report may draw from one, and minimum mutator utilisation
 //! over pauses *and* per-thread fault stalls.
 //!
-//! Every ratio the report states is a ratio of **medians** over invocations, with a 95%
-//! percentile-bootstrap interval: each resample draws every group's invocations with
-//! replacement (groups independently), takes the medians, and forms the ratio again;
-//! the interval is the 2.5th and 97.5th percentiles of [`RESAMPLES`] such ratios. The
-//! resampling is seeded, so the same rows always give the same interval. A report says
-//! "faster" or "slower" only when the interval excludes 1.
+//! A ratio of a variant to the baseline it ran beside depends on how the study ordered
+//! its invocations ([`Design`]). A study that ran them in **blocks** (invocation `k` of
+//! every variant of a point back to back) forms the ratio **pair by pair**: the median
+//! over blocks of variant ÷ baseline in the same block, with a 95% percentile-bootstrap
+//! interval over blocks (each resample draws blocks with replacement). The host's speed
+//! moves by tens of percent over minutes on a shared machine, and a pair measured
+//! seconds apart shares it: on 2026-12-07, six blocks of the LRU cache at 210 MiB gave
+//! `none` 2,007–2,948 ms (1.47× from fastest to slowest) and the card table over `none`
+//! 1.04–1.06 in five of the six pairs (1.20 in the sixth). Studies from before blocks,
+//! whose invocations ran in one random order, keep the ratio of **medians**: each resample
+//! draws every group's invocations with replacement (groups independently), takes the
+//! medians and forms the ratio again. Either interval is the 2.5th and 97.5th percentiles
+//! of [`RESAMPLES`] resampled statistics; the resampling is seeded, so the same rows
+//! always give the same interval. A report says "faster" or "slower" only when the
+//! interval excludes 1.
 
 use rand::rngs::SmallRng;
 use rand::{Rng, SeedableRng};
@@ -154,6 +163,61 @@ pub fn finite_share(
     finite as f64 / n.max(1) as f64
 }
 
+/// How a study ordered its invocations, which decides how a ratio to a baseline is
+/// formed (the module doc).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Design {
+    /// Invocation `k` of every variant of a point ran in one block, back to back (in a
+    /// random order inside it): variant and baseline are paired by `k`.
+    Blocks,
+    /// All invocations in one random order: no pairs, ratios of medians.
+    Shuffled,
+}
+
+/// `f(num, den)` for every invocation number present in both (`(invocation, value)`
+/// pairs), in `num`'s order; non-finite results (a zero baseline) are left out.
+pub fn paired(num: &[(usize, f64)], den: &[(usize, f64)], f: impl Fn(f64, f64) -> f64) -> Vec<f64> {
+    num.iter()
+        .filter_map(|&(k, a)| {
+            let &(_, b) = den.iter().find(|&&(j, _)| j == k)?;
+            Some(f(a, b)).filter(|v| v.is_finite())
+        })
+        .collect()
+}
+
+fn values(v: &[(usize, f64)]) -> Vec<f64> {
+    v.iter().map(|&(_, x)| x).collect()
+}
+
+/// `num` over `den` (values keyed by invocation number) with its interval: under
+/// [`Design::Blocks`] the median of the per-block ratios, blocks resampled; under
+/// [`Design::Shuffled`] [`ratio_of_medians`].
+pub fn ratio_to(
+    design: Design,
+    num: &[(usize, f64)],
+    den: &[(usize, f64)],
+    seed: u64,
+) -> Option<Interval> {
+    match design {
+        Design::Blocks => median_ci(&paired(num, den, |a, b| a / b), seed),
+        Design::Shuffled => ratio_of_medians(&values(num), &values(den), seed),
+    }
+}
+
+/// `num` less `den` with its interval, formed as [`ratio_to`] forms a ratio: the median
+/// of the per-block differences, or the difference of the medians (both resampled).
+pub fn difference_to(
+    design: Design,
+    num: &[(usize, f64)],
+    den: &[(usize, f64)],
+    seed: u64,
+) -> Option<Interval> {
+    match design {
+        Design::Blocks => median_ci(&paired(num, den, |a, b| a - b), seed),
+        Design::Shuffled => bootstrap(&[&values(num), &values(den)], seed, |m| m[0] - m[1]),
+    }
+}
+
 /// median(num) / median(den) with its interval.
 pub fn ratio_of_medians(num: &[f64], den: &[f64], seed: u64) -> Option<Interval> {
     bootstrap(&[num, den], seed, |m| m[0] / m[1])
@@ -193,5 +257,42 @@ mod tests {
         // Seeded: the same data give the same interval; an empty group gives none.
         assert_eq!(ratio_of_medians(&a, &b, 7), ratio_of_medians(&a, &b, 7));
         assert!(ratio_of_medians(&a, &[], 7).is_none());
+    }
+
+    /// Numbered values: invocation `k` is the `k`th.
+    fn numbered(v: &[f64]) -> Vec<(usize, f64)> {
+        v.iter().copied().enumerate().collect()
+    }
+
+    #[test]
+    fn blocks_cancel_the_hosts_drift_that_a_ratio_of_medians_keeps() {
+        // The host slows down block by block; the variant is 5% slower in every block.
+        let none = [2000.0, 2400.0, 2900.0, 2100.0, 2600.0];
+        let variant: Vec<f64> = none.iter().map(|x| x * 1.05).collect();
+        let (v, n) = (numbered(&variant), numbered(&none));
+        let paired = ratio_to(Design::Blocks, &v, &n, 7).unwrap();
+        assert!((paired.estimate - 1.05).abs() < 1e-9, "{paired:?}");
+        assert!((paired.lo - 1.05).abs() < 1e-9 && (paired.hi - 1.05).abs() < 1e-9);
+        assert_eq!(paired.time_verdict(), "slower");
+        // The same values unpaired: the drift hides the difference.
+        let shuffled = ratio_to(Design::Shuffled, &v, &n, 7).unwrap();
+        assert!(shuffled.lo < 1.0 && shuffled.hi > 1.1, "{shuffled:?}");
+        assert_eq!(shuffled.time_verdict(), "no difference measured");
+        let d = difference_to(Design::Blocks, &v, &n, 7).unwrap();
+        assert!(
+            (d.lo - 100.0).abs() < 1e-9 && (d.hi - 145.0).abs() < 1e-9,
+            "{d:?}"
+        );
+    }
+
+    #[test]
+    fn pairs_are_matched_by_invocation_and_an_unmatched_value_is_left_out() {
+        // Invocation 1 of the baseline failed (no value), invocation 3 of the variant.
+        let variant = [(0, 110.0), (1, 500.0), (2, 220.0)];
+        let none = [(0, 100.0), (2, 200.0), (3, 50.0)];
+        assert_eq!(paired(&variant, &none, |a, b| a / b), vec![1.1, 1.1]);
+        // A zero baseline gives no ratio rather than an infinite one.
+        assert!(paired(&[(0, 1.0)], &[(0, 0.0)], |a, b| a / b).is_empty());
+        assert!(ratio_to(Design::Blocks, &[(0, 1.0)], &[(1, 1.0)], 7).is_none());
     }
 }

@@ -66,20 +66,20 @@ fn a_nan_heap_size_is_compared_without_a_panic() {
     let cmp = compare(&old, &new, &[Metric::WallMs]);
     assert_eq!(cmp.len(), 2, "NaN sizes match each other by rank");
     assert!(render(&cmp, Path::new("a"), Path::new("b")).contains("NaN MiB"));
-    assert_eq!(agreements(&[old, new]).len(), 2);
+    assert_eq!(agreements(&[old, new], &[]).len(), 2);
 }
 
 #[test]
 fn a_difference_is_stated_only_when_every_run_excludes_one_by_the_margin() {
     // 20% slower in both runs: stated.
-    let a = agreements(&[run(120.0, 64.0), run(121.0, 70.0)]);
+    let a = agreements(&[run(120.0, 64.0), run(121.0, 70.0)], &[]);
     let wall = a.iter().find(|x| x.metric == Metric::WallMs).unwrap();
     assert_eq!(wall.statement, "slower", "{wall:?}");
     // 3% slower: its interval excludes 1 but not by the margin.
-    let a = agreements(&[run(103.0, 64.0), run(103.0, 64.0)]);
+    let a = agreements(&[run(103.0, 64.0), run(103.0, 64.0)], &[]);
     assert_eq!(a[0].statement, "no difference stated", "{:?}", a[0]);
     // Slower in one run, faster in the other: a reversal, listed by name.
-    let a = agreements(&[run(120.0, 64.0), run(80.0, 64.0)]);
+    let a = agreements(&[run(120.0, 64.0), run(80.0, 64.0)], &[]);
     assert_eq!(a[0].statement, "REVERSAL");
     let text = render_agreements(&a, 2);
     assert!(text.contains("1 reversed"), "{text}");
@@ -88,7 +88,7 @@ fn a_difference_is_stated_only_when_every_run_excludes_one_by_the_margin() {
         "{text}"
     );
     // Slower in one run, no difference in the other: nothing stated.
-    let a = agreements(&[run(120.0, 64.0), run(100.0, 64.0)]);
+    let a = agreements(&[run(120.0, 64.0), run(100.0, 64.0)], &[]);
     assert_eq!(a[0].statement, "no difference stated");
 }
 
@@ -96,12 +96,12 @@ fn a_difference_is_stated_only_when_every_run_excludes_one_by_the_margin() {
 fn the_same_verdict_in_every_run_counts_each_runs_own_verdict() {
     // Slower in both, and within the margin in both: the same verdict.
     for (a, b) in [(120.0, 121.0), (103.0, 102.0)] {
-        let x = agreements(&[run(a, 64.0), run(b, 64.0)]);
+        let x = agreements(&[run(a, 64.0), run(b, 64.0)], &[]);
         assert!(x[0].same_in_every_run, "{x:?}");
     }
     // Slower in one run, no difference in the other: "no difference stated" across the
     // runs, but not the same verdict.
-    let x = agreements(&[run(120.0, 64.0), run(100.0, 64.0)]);
+    let x = agreements(&[run(120.0, 64.0), run(100.0, 64.0)], &[]);
     assert!(!x[0].same_in_every_run, "{x:?}");
     let text = render_agreements(&x, 2);
     assert!(
@@ -120,7 +120,7 @@ fn an_unhealthy_point_is_not_judged() {
             r1.push(x);
         }
     }
-    let a = agreements(&[r1, run(120.0, 64.0)]);
+    let a = agreements(&[r1, run(120.0, 64.0)], &[]);
     assert!(
         a[0].statement.starts_with("not judged (run 1: falls back"),
         "{:?}",
@@ -131,7 +131,7 @@ fn an_unhealthy_point_is_not_judged() {
 #[test]
 fn the_json_says_what_the_markdown_says() {
     let runs = [run(120.0, 64.0), run(80.0, 64.0), run(121.0, 64.0)];
-    let a = agreements(&runs);
+    let a = agreements(&runs, &[]);
     let later: Vec<Vec<Comparison>> = runs[1..]
         .iter()
         .map(|r| compare(&runs[0], r, &[Metric::WallMs]))
@@ -172,7 +172,7 @@ fn the_json_says_what_the_markdown_says() {
 fn a_point_missing_from_a_run_has_a_null_ratio() {
     let mut second = run(120.0, 64.0);
     second.retain(|r| r.tracker == "none");
-    let a = agreements(&[run(120.0, 64.0), second]);
+    let a = agreements(&[run(120.0, 64.0), second], &[]);
     let j = to_json(&[Path::new("a"), Path::new("b")], &a, &[]);
     let p = &j["verdicts"]["points"][0];
     assert_eq!(p["statement"], "not in every run", "{p}");

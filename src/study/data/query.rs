@@ -7,6 +7,26 @@ use super::{Metric, Row, Section};
 /// A point of a section: (workload, threads, heap MiB).
 pub type PointKey = (String, usize, f64);
 
+/// The rows matching a key (`heap_mib` `None`: any size).
+fn matching<'a>(
+    rows: &'a [Row],
+    section: Section,
+    tracker: &'a str,
+    workload: &'a str,
+    threads: usize,
+    heap_mib: Option<f64>,
+    metric: Metric,
+) -> impl Iterator<Item = &'a Row> + 'a {
+    rows.iter().filter(move |r| {
+        r.section == section
+            && r.metric == metric
+            && r.tracker == tracker
+            && r.workload == workload
+            && r.threads == threads
+            && heap_mib.is_none_or(|h| r.heap_mib.total_cmp(&h).is_eq())
+    })
+}
+
 /// The values of the rows matching a key (`heap_mib` `None`: any size).
 pub fn select<'a>(
     rows: &'a [Row],
@@ -17,16 +37,23 @@ pub fn select<'a>(
     heap_mib: Option<f64>,
     metric: Metric,
 ) -> impl Iterator<Item = f64> + 'a {
-    rows.iter()
-        .filter(move |r| {
-            r.section == section
-                && r.metric == metric
-                && r.tracker == tracker
-                && r.workload == workload
-                && r.threads == threads
-                && heap_mib.is_none_or(|h| r.heap_mib.total_cmp(&h).is_eq())
-        })
-        .map(|r| r.value)
+    matching(rows, section, tracker, workload, threads, heap_mib, metric).map(|r| r.value)
+}
+
+/// Like [`select`], each value with its invocation number: the block it ran in, for a
+/// study whose invocations ran in blocks ([`crate::study::stats::Design::Blocks`]).
+pub fn select_numbered(
+    rows: &[Row],
+    section: Section,
+    tracker: &str,
+    workload: &str,
+    threads: usize,
+    heap_mib: Option<f64>,
+    metric: Metric,
+) -> Vec<(usize, f64)> {
+    matching(rows, section, tracker, workload, threads, heap_mib, metric)
+        .map(|r| (r.invocation, r.value))
+        .collect()
 }
 
 /// The variants present in a section: `none` first, then by name, bdwgc last.

@@ -14,10 +14,10 @@
 use super::Doc;
 use super::micro::costs;
 use crate::barrier::MappingLock;
-use crate::study::data::{Metric, Row, Section, points, select, trackers};
+use crate::study::data::{Metric, Row, Section, points, select, select_numbered, trackers};
 use crate::study::format::fmt;
 use crate::study::point::{BARRIER_ONLY_ARMED_SHARE, BARRIER_ONLY_PERIOD, find_variant};
-use crate::study::stats;
+use crate::study::stats::{self, Design};
 use crate::study::summary::Cell;
 
 /// Predicted and measured extra times further apart than this are flagged.
@@ -41,7 +41,7 @@ const COLUMNS: [&str; 15] = [
     "agreement",
 ];
 
-pub(super) fn write(doc: &mut Doc, rows: &[Row], seed: u64) {
+pub(super) fn write(doc: &mut Doc, rows: &[Row], seed: u64, design: Design) {
     let keys = points(rows, Section::Barrieronly);
     if keys.is_empty() {
         return;
@@ -58,9 +58,10 @@ pub(super) fn write(doc: &mut Doc, rows: &[Row], seed: u64) {
          the disarm, so that every barrier is armed and unarmed for the same times and a \
          tracker's own arm, harvest and disarm (*arm + harvest + disarm ms*, summed over \
          the run) lengthen its periods. *armed*: the share of the run's wall time from the \
-         end of an arm to the start of its disarm. *÷ none*: ratio of the medians of wall \
-         time, 95% interval. *extra ms, measured*: median wall time minus `none`'s, with \
-         its 95% interval (both medians resampled). \
+         end of an arm to the start of its disarm. *÷ none*: ratio of wall times, 95% \
+         interval. *extra ms, measured*: wall time minus `none`'s, with its 95% interval. \
+         Both pair each invocation with `none`'s of the same block where the study ran in \
+         blocks (the median over blocks), else compare the medians, both resampled. \
          *predicted*: the micro's cost per store times the workload's stores, plus its cost \
          per first write to a page in random page order (no other thread running; a \
          workload's objects write their pages in no page order, and for `mprotect` a page \
@@ -132,7 +133,6 @@ pub(super) fn write(doc: &mut Doc, rows: &[Row], seed: u64) {
                 .collect::<Vec<f64>>()
         };
         let med = |t: &str, m: Metric| stats::median(&get(t, m));
-        let none_wall = get("none", Metric::WallMs);
         let mut table = Vec::new();
         for t in trackers(rows, Section::Barrieronly) {
             let wall = get(&t, Metric::WallMs);
@@ -152,11 +152,26 @@ pub(super) fn write(doc: &mut Doc, rows: &[Row], seed: u64) {
                 table.push(row);
                 continue;
             }
-            let ratio = stats::ratio_of_medians(&wall, &none_wall, s("ratio"));
-            let measured = med(&t, Metric::WallMs) - med("none", Metric::WallMs);
-            // The measured extra time's own interval: both medians resampled, since
-            // `none`'s varies between processes as much as a barrier's.
-            let measured_ci = stats::bootstrap(&[&wall, &none_wall], s("extra"), |m| m[0] - m[1]);
+            let numbered = |t: &str, m: Metric| {
+                select_numbered(rows, Section::Barrieronly, t, wl, *threads, Some(*heap), m)
+            };
+            // `t` against `none` in metric `m`: pair by pair where the study ran in
+            // blocks, else both medians resampled, since `none`'s varies between
+            // processes as much as a barrier's.
+            let extra = |m: Metric, what: &str| {
+                stats::difference_to(design, &numbered(&t, m), &numbered("none", m), s(what))
+            };
+            let (own, none) = (
+                numbered(&t, Metric::WallMs),
+                numbered("none", Metric::WallMs),
+            );
+            let ratio = stats::ratio_to(design, &own, &none, s("ratio"));
+            // The measured extra time, with its own interval.
+            let measured_ci = extra(Metric::WallMs, "extra");
+            let measured = measured_ci
+                .map_or(med(&t, Metric::WallMs) - med("none", Metric::WallMs), |i| {
+                    i.estimate
+                });
             let stores = med(&t, Metric::Stores);
             let first_writes = if t.starts_with("uffd-wp-async") {
                 med(&t, Metric::DutyRecorded)
@@ -227,16 +242,9 @@ pub(super) fn write(doc: &mut Doc, rows: &[Row], seed: u64) {
             let over_none = |f: &dyn Fn(&str) -> f64| f(&t) - f("none");
             let (user_over, kernel_over, off_over) =
                 (over_none(&user), over_none(&kernel), over_none(&off_cpu));
-            // The user-mode part's own interval (both medians resampled): the mutator's
-            // code runs at different speeds from one process to the next.
-            let user_ci = stats::bootstrap(
-                &[
-                    &get(&t, Metric::CpuMutatorUserMs),
-                    &get("none", Metric::CpuMutatorUserMs),
-                ],
-                s("user"),
-                |m| m[0] - m[1],
-            );
+            // The user-mode part's own interval: the mutator's code runs at different
+            // speeds from one process to the next.
+            let user_ci = extra(Metric::CpuMutatorUserMs, "user");
             let (pred_cell, shot_cell) = match predicted {
                 Some((p, shot, _)) => (Cell::number(p), Cell::number(shot)),
                 None => (Cell::text("no micro"), Cell::text("–")),

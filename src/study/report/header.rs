@@ -35,9 +35,13 @@ pub(super) fn write(doc: &mut Doc, _rows: &[Row], m: &Meta) {
     let policy = match &m.invocations {
         Some(p) => format!(
             "end-to-end points get at least {} invocation(s), then more until the 95% interval of \
-             the median wall time is within {:.0}% of it, at most {}{} (each point's *n* is in \
-             its table)",
+             {} is within {:.0}% of it, at most {}{} (each point's *n* is in its table)",
             p.min,
+            if m.blocks {
+                "each barrier's wall time over `none`'s in its block"
+            } else {
+                "the median wall time"
+            },
             p.target_width * 100.0,
             p.max,
             budget(p.budget_s, m.cut_by_budget, m.complete)
@@ -48,10 +52,16 @@ pub(super) fn write(doc: &mut Doc, _rows: &[Row], m: &Meta) {
         "It did not finish (interrupted or still running).".into(),
         |s| format!("Took {s:.0} s."),
     );
+    let order = if m.blocks {
+        "the invocations run in blocks, invocation *k* of every variant of a point (huge \
+         pages included) back to back, the blocks and the variants inside each in a random \
+         order"
+    } else {
+        "all invocations interleaved in one random order"
+    };
     doc.para(&format!(
         "Mode `{}`: {policy}; every invocation in a fresh process, none discarded as a \
-         warm-up (a fresh process inherits no warmed state); all invocations interleaved in \
-         a random order (seed {}, {}). {took}",
+         warm-up (a fresh process inherits no warmed state); {order} (seed {}, {}). {took}",
         m.mode.as_deref().unwrap_or("default"),
         m.seed,
         if m.seed_given {
@@ -69,12 +79,19 @@ pub(super) fn write(doc: &mut Doc, _rows: &[Row], m: &Meta) {
     for w in &m.warnings {
         doc.para(&format!("> **Warning**: {w}."));
     }
+    let ratios = if m.blocks {
+        "a ratio of a variant to the baseline beside it (`none`; 4 KiB pages for huge \
+         pages) is the median over blocks of the two invocations' ratio in the same block, \
+         its interval resampling blocks, so that the host's drift between blocks cancels \
+         (the micro's ratios, measured inside one process, are ratios of medians)"
+    } else {
+        "every ratio is a ratio of medians with its interval"
+    };
     doc.para(&format!(
         "Statistics: every figure is the median over invocations (for the micro: over \
          processes, each the median of its rounds) with its 95% percentile-bootstrap interval \
-         in brackets ({} resamples, seeded); every ratio is a ratio of medians with its \
-         interval. \"Faster\" or \"slower\" is said only where the interval excludes 1, at a \
-         point whose concurrency health passes.",
+         in brackets ({} resamples, seeded); {ratios}. \"Faster\" or \"slower\" is said only \
+         where the interval excludes 1, at a point whose concurrency health passes.",
         stats::RESAMPLES
     ));
     doc.heading(2, "Machine");

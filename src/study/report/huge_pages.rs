@@ -8,9 +8,9 @@
 //! pages, which `tests/barrier/huge_pages.rs` shows on a bare region).
 
 use super::Doc;
-use crate::study::data::{Metric, Row, Section, points, select, trackers};
+use crate::study::data::{Metric, Row, Section, points, select, select_numbered, trackers};
 use crate::study::format::fmt;
-use crate::study::stats;
+use crate::study::stats::{self, Design};
 use crate::study::summary::Cell;
 
 const COLUMNS: [&str; 7] = [
@@ -23,7 +23,7 @@ const COLUMNS: [&str; 7] = [
     "faults, 4 KiB → huge",
 ];
 
-pub(super) fn write(doc: &mut Doc, rows: &[Row], seed: u64) {
+pub(super) fn write(doc: &mut Doc, rows: &[Row], seed: u64, design: Design) {
     let keys = points(rows, Section::Hugepages);
     if keys.is_empty() {
         return;
@@ -34,8 +34,8 @@ pub(super) fn write(doc: &mut Doc, rows: &[Row], seed: u64) {
          `--full`), one thread, run again on a heap advised `MADV_HUGEPAGE` (the other points \
          use `MADV_NOHUGEPAGE`): enough to show what the page trackers' write protection does \
          to huge pages and what 4 KiB pages cost the store-path barriers at that heap. *huge \
-         ÷ 4 KiB* is the ratio \
-         of the medians of wall time with its 95% interval; below 1, huge pages made the run \
+         ÷ 4 KiB* is the ratio of wall times with its 95% interval (pair by pair within \
+         blocks where the study ran in blocks, else of the medians); below 1, huge pages made the run \
          faster. *huge pages at the end*: how much of the heap transparent huge pages backed \
          when the run ended (median; from `AnonHugePages` in `/proc/self/smaps`). A run of \
          `none` or `card-table` that ended with no huge page did not measure huge pages and \
@@ -74,9 +74,13 @@ pub(super) fn write(doc: &mut Doc, rows: &[Row], seed: u64) {
                     Cell::text("no huge page backed the heap"),
                 )
             } else {
-                let i = stats::ratio_of_medians(
-                    &huge,
-                    &small,
+                let numbered = |section: Section| {
+                    select_numbered(rows, section, &t, wl, *threads, Some(*heap), Metric::WallMs)
+                };
+                let i = stats::ratio_to(
+                    design,
+                    &numbered(Section::Hugepages),
+                    &numbered(Section::Macro),
                     stats::seed_for(seed, &format!("thp/ratio/{t}/{wl}/{heap}")),
                 );
                 let v = i.map_or("", |i| i.time_verdict());

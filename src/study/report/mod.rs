@@ -3,7 +3,8 @@
 //! Markdown and the JSON hold the same values.
 //!
 //! Each end-to-end figure is the median over invocations with its 95% bootstrap interval
-//! in brackets ([`super::stats`]); each ratio is a ratio of medians with its interval,
+//! in brackets; each ratio to a baseline is formed as the run's order allows (pair by
+//! pair within blocks, or a ratio of medians; [`super::stats`]) with its interval,
 //! written `1.23× [1.10–1.40]`; a verdict ("faster", "slower") is drawn only where the
 //! interval excludes 1, and only at a point that passes the health rule
 //! ([`super::health`]). One file per section of the report; this one holds the document
@@ -91,12 +92,12 @@ pub fn render(rows: &[Row], meta: &Meta, figures: &[String]) -> (String, Summary
     steadiness::write(&mut doc, rows);
     micro::write(&mut doc, rows, meta.seed);
     min_heap::write(&mut doc, rows);
-    end_to_end::write(&mut doc, rows, meta.seed);
+    end_to_end::write(&mut doc, rows, meta.seed, meta.design());
     curves::write(&mut doc, rows, meta.seed);
     granule::write(&mut doc, rows, meta.seed);
     mutation_sweep::write(&mut doc, rows, meta.seed);
-    huge_pages::write(&mut doc, rows, meta.seed);
-    barrier_only::write(&mut doc, rows, meta.seed);
+    huge_pages::write(&mut doc, rows, meta.seed, meta.design());
+    barrier_only::write(&mut doc, rows, meta.seed, meta.design());
     lower_bound::write(&mut doc, rows, meta.seed);
     invalid::write(&mut doc, rows);
     if !figures.is_empty() {

@@ -130,7 +130,8 @@ fn recomputed_comparison() -> serde_json::Value {
     let rows: Vec<_> = (1..=RUNS.len())
         .map(|n| read_rows(&run_path(n)).unwrap_or_else(|e| panic!("run {n}: {e}")))
         .collect();
-    let agreements = compare::agreements(&rows);
+    let designs: Vec<_> = (1..=RUNS.len()).map(|n| meta(n).design()).collect();
+    let agreements = compare::agreements(&rows, &designs);
     let later = compare::against_first(&rows, &compare::HEADLINE_METRICS, false);
     let names: Vec<&Path> = RUNS.iter().map(Path::new).collect();
     compare::to_json(&names, &agreements, &later)

@@ -112,7 +112,7 @@ fn fault_stalls_are_set_beside_the_extra_time_and_a_cost_within_noise_is_not_jud
     rows.extend(rows_of("mprotect", 1000.0, 1000.0, 250.0));
     rows.extend(rows_of("card-table", 500.0, 0.0, 0.0));
     let mut doc = Doc::new();
-    write(&mut doc, &rows, 7);
+    write(&mut doc, &rows, 7, Design::Shuffled);
     let mprotect = cells(&doc, "mprotect");
     assert_eq!(cell(&mprotect, "extra ms, measured"), "500 [497–503]");
     assert_eq!(cell(&mprotect, "fault stalls ms"), "250");
@@ -128,7 +128,7 @@ fn fault_stalls_are_set_beside_the_extra_time_and_a_cost_within_noise_is_not_jud
         rows.extend(micro_of(t, 0.0, first));
     }
     let mut doc = Doc::new();
-    write(&mut doc, &rows, 7);
+    write(&mut doc, &rows, 7, Design::Shuffled);
     let mprotect = cells(&doc, "mprotect");
     assert_eq!(cell(&mprotect, "extra ms, predicted"), "100");
     assert_eq!(cell(&mprotect, "predicted ÷ measured"), "0.200");
@@ -170,7 +170,7 @@ fn protection_changes_that_hold_the_mapping_lock_for_writing_are_charged() {
         rows.extend(micro_of(t, 0.0, first));
     }
     let mut doc = Doc::new();
-    write(&mut doc, &rows, 7);
+    write(&mut doc, &rows, 7, Design::Shuffled);
     // 1,000 faults at 100 µs, plus 300 ms of changes: 400 of the 500 ms measured.
     let mprotect = cells(&doc, "mprotect");
     assert_eq!(cell(&mprotect, "extra ms, predicted"), "400");
@@ -215,7 +215,7 @@ fn the_shootdowns_counted_in_the_run_are_charged_at_the_micros_price() {
     // for 500 measured.
     let rows = shot_mprotect(None);
     let mut doc = Doc::new();
-    write(&mut doc, &rows, 7);
+    write(&mut doc, &rows, 7, Design::Shuffled);
     let m = cells(&doc, "mprotect");
     assert_eq!(cell(&m, "of which shootdowns"), "450");
     assert_eq!(cell(&m, "extra ms, predicted"), "453");
@@ -231,7 +231,7 @@ fn the_shootdowns_counted_in_the_run_are_charged_at_the_micros_price() {
         .filter(|r| r.workload != "pages-spp1-beside")
         .collect();
     let mut doc = Doc::new();
-    write(&mut doc, &rows, 7);
+    write(&mut doc, &rows, 7, Design::Shuffled);
     let m = cells(&doc, "mprotect");
     assert_eq!(cell(&m, "extra ms, predicted"), "3.00");
     assert_eq!(cell(&m, "of which shootdowns"), "0");
@@ -242,7 +242,7 @@ fn only_the_shootdowns_beyond_nones_are_charged() {
     // As above, but `none`'s runs counted 5,000 too: 20,000 added, 360 ms at 18 µs.
     let rows = shot_mprotect(Some(5_000.0));
     let mut doc = Doc::new();
-    write(&mut doc, &rows, 7);
+    write(&mut doc, &rows, 7, Design::Shuffled);
     let m = cells(&doc, "mprotect");
     assert_eq!(cell(&m, "of which shootdowns"), "360");
     assert_eq!(cell(&m, "extra ms, predicted"), "363");
@@ -261,7 +261,7 @@ fn a_tracker_whose_faults_send_no_shootdown_is_charged_the_receivers_price() {
     rows.extend(micro_of("uffd-wp-async[disarm]", 0.0, 0.0));
     rows.extend(received_at_10us());
     let mut doc = Doc::new();
-    write(&mut doc, &rows, 7);
+    write(&mut doc, &rows, 7, Design::Shuffled);
     let a = cells(&doc, "uffd-wp-async[disarm]");
     assert_eq!(cell(&a, "of which shootdowns"), "300");
 }
@@ -375,7 +375,7 @@ fn a_placed_run_charges_what_the_mutator_sent_and_what_it_received_apart() {
         &[(mutator, 0.0), (collector, 1.0)],
     ));
     let mut doc = Doc::new();
-    write(&mut doc, &rows, 7);
+    write(&mut doc, &rows, 7, Design::Shuffled);
     let a = cells(&doc, async_);
     // 10,000 received at 10 µs and 20,000 sent at 20 µs: 100 + 400 ms.
     assert_eq!(cell(&a, "of which shootdowns"), "500");
@@ -391,7 +391,7 @@ fn a_placed_run_charges_what_the_mutator_sent_and_what_it_received_apart() {
         .filter(|r| r.section == Section::Micro || (r.metric != mutator && r.metric != collector))
         .collect();
     let mut doc = Doc::new();
-    write(&mut doc, &rows, 7);
+    write(&mut doc, &rows, 7, Design::Shuffled);
     let a = cells(&doc, async_);
     assert_eq!(cell(&a, "of which shootdowns"), "300");
 }
@@ -426,7 +426,7 @@ fn a_pending_flush_that_less_than_half_the_pages_sent_is_still_priced() {
         &[(mutator, 0.0), (collector, 0.44)],
     ));
     let mut doc = Doc::new();
-    write(&mut doc, &rows, 7);
+    write(&mut doc, &rows, 7, Design::Shuffled);
     // 20,000 sent at 20 µs.
     assert_eq!(cell(&cells(&doc, async_), "of which shootdowns"), "400");
 }
@@ -437,7 +437,7 @@ fn a_pending_flush_that_less_than_half_the_pages_sent_is_still_priced() {
 fn first_writes_are_charged_the_random_order_price() {
     let mut rows = mprotect_against(rows_of("none", 500.0, 0.0, 0.0), 100_000.0);
     let mut doc = Doc::new();
-    write(&mut doc, &rows, 7);
+    write(&mut doc, &rows, 7, Design::Shuffled);
     assert_eq!(
         cell(&cells(&doc, "mprotect"), "extra ms, predicted"),
         "100",
@@ -453,7 +453,7 @@ fn first_writes_are_charged_the_random_order_price() {
         ));
     }
     let mut doc = Doc::new();
-    write(&mut doc, &rows, 7);
+    write(&mut doc, &rows, 7, Design::Shuffled);
     let m = cells(&doc, "mprotect");
     assert_eq!(
         cell(&m, "extra ms, predicted"),
@@ -486,7 +486,7 @@ fn the_fault_services_wait_for_a_cpu_is_charged_and_the_extra_time_split() {
     rows.extend(micro_of("none", 0.0, 0.0));
     rows.extend(micro_of(uffd, 0.0, 200_000.0));
     let mut doc = Doc::new();
-    write(&mut doc, &rows, 7);
+    write(&mut doc, &rows, 7, Design::Shuffled);
     let u = cells(&doc, uffd);
     // 1,000 faults at 200 µs, and 150 ms the service waited: 350 of the 500 measured.
     assert_eq!(cell(&u, "extra ms, predicted"), "350");
@@ -528,7 +528,7 @@ fn a_prediction_inside_the_measured_interval_is_told_apart_from_a_disagreement()
     // with a wide interval; 1,000 faults at 200 µs predict 200.
     let rows = mprotect_against(spread(rows_of("none", 500.0, 0.0, 0.0), 100.0), 200_000.0);
     let mut doc = Doc::new();
-    write(&mut doc, &rows, 7);
+    write(&mut doc, &rows, 7, Design::Shuffled);
     let m = cells(&doc, "mprotect");
     assert_eq!(cell(&m, "extra ms, predicted"), "200");
     assert_eq!(
@@ -539,7 +539,7 @@ fn a_prediction_inside_the_measured_interval_is_told_apart_from_a_disagreement()
     // The same prediction against a steady `none`: a disagreement.
     let rows = mprotect_against(rows_of("none", 700.0, 0.0, 0.0), 200_000.0);
     let mut doc = Doc::new();
-    write(&mut doc, &rows, 7);
+    write(&mut doc, &rows, 7, Design::Shuffled);
     assert_eq!(
         cell(&cells(&doc, "mprotect"), "agreement"),
         "**differ** by 33% (this study did not split the mutator's time)"

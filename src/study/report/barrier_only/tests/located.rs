@@ -24,7 +24,7 @@ fn a_disagreement_is_placed_in_the_part_of_the_split_that_holds_its_gap() {
     rows.extend(micro_of("none", 0.0, 0.0));
     rows.extend(micro_of(uffd, 0.0, 300_000.0));
     let mut doc = Doc::new();
-    write(&mut doc, &rows, 7);
+    write(&mut doc, &rows, 7, Design::Shuffled);
     let u = cells(&doc, uffd);
     assert_eq!(cell(&u, "extra ms, predicted"), "300");
     assert_eq!(
@@ -66,7 +66,7 @@ fn a_gap_in_user_mode_that_the_runs_cannot_tell_from_0_is_called_so() {
     rows.extend(micro_of("none", 0.0, 0.0));
     rows.extend(micro_of(uffd, 0.0, 300_000.0));
     let mut doc = Doc::new();
-    write(&mut doc, &rows, 7);
+    write(&mut doc, &rows, 7, Design::Shuffled);
     let agreement = cell(&cells(&doc, uffd), "agreement").to_string();
     assert!(
         agreement.starts_with("**differ** by 40%: user mode 300 ["),
