@@ -83,7 +83,7 @@ pub(super) fn write(doc: &mut Doc, _rows: &[Row], m: &Meta) {
         "a ratio of a variant to the baseline beside it (`none`; 4 KiB pages for huge \
          pages) is the median over blocks of the two invocations' ratio in the same block, \
          its interval resampling blocks, so that the host's drift between blocks cancels \
-         (the micro's ratios, measured inside one process, are ratios of medians)"
+         (the micro's ratios are ratios of medians over processes)"
     } else {
         "every ratio is a ratio of medians with its interval"
     };

@@ -342,38 +342,52 @@ fn received_at_10us() -> Vec<Row> {
     )
 }
 
+/// `none` (500 ms) and `uffd-wp-async` (900 ms) placed on two CPUs, `placed` the
+/// shootdowns their mutator's and collector's CPUs received, with the micro's prices:
+/// 10 µs a shootdown received, and the pending-flush pattern's first write
+/// `pending_ns` per page over `none`'s, sending `sent_per_page` shootdowns a page.
+fn pending_flush(
+    placed_at: ((f64, f64), (f64, f64)),
+    pending_ns: f64,
+    sent_per_page: f64,
+) -> Vec<Row> {
+    let async_ = "uffd-wp-async[disarm]";
+    let ((nm, nc), (am, ac)) = placed_at;
+    let mut rows = placed(rows_of("none", 500.0, 0.0, 0.0), nm, nc);
+    rows.extend(placed(rows_of(async_, 900.0, 0.0, 0.0), am, ac));
+    rows.extend(micro_of("none", 0.0, 0.0));
+    rows.extend(micro_of(async_, 0.0, 0.0));
+    rows.extend(received_at_10us());
+    let (mutator, collector) = (
+        Metric::TlbShootdownsMutatorCpu,
+        Metric::TlbShootdownsCollectorCpu,
+    );
+    for (tracker, ns, sent) in [("none", 0.0, 0.0), (async_, pending_ns, sent_per_page)] {
+        rows.extend(micro_rows(
+            tracker,
+            "pages-spp1-pending",
+            (1000.0, 1.0),
+            (0.0, ns),
+            &[(mutator, 0.0), (collector, sent)],
+        ));
+    }
+    rows
+}
+
 /// Placed on two CPUs, the shootdowns the collector's CPU received (the mutator's first
 /// writes sent them) are charged at the micro's sent price, those the mutator's CPU
 /// received at the received price; each beyond `none`'s.
 #[test]
 fn a_placed_run_charges_what_the_mutator_sent_and_what_it_received_apart() {
     let async_ = "uffd-wp-async[disarm]";
-    let mut rows = placed(rows_of("none", 500.0, 0.0, 0.0), 100.0, 50.0);
-    rows.extend(placed(rows_of(async_, 900.0, 0.0, 0.0), 10_100.0, 20_050.0));
-    rows.extend(micro_of("none", 0.0, 0.0));
-    rows.extend(micro_of(async_, 0.0, 0.0));
+    // Sent: while another thread holds a TLB flush pending, the async first write takes
+    // 20 µs a page against `none`'s 0 and its own 0 alone, and sends one shootdown a page
+    // (received by the other thread's CPU): 20 µs per shootdown sent.
+    let rows = pending_flush(((100.0, 50.0), (10_100.0, 20_050.0)), 20_000.0, 1.0);
     let (mutator, collector) = (
         Metric::TlbShootdownsMutatorCpu,
         Metric::TlbShootdownsCollectorCpu,
     );
-    rows.extend(received_at_10us());
-    // Sent: while another thread holds a TLB flush pending, the async first write takes
-    // 20 µs a page against `none`'s 0 and its own 0 alone, and sends one shootdown a page
-    // (received by the other thread's CPU): 20 µs per shootdown sent.
-    rows.extend(micro_rows(
-        "none",
-        "pages-spp1-pending",
-        (1000.0, 1.0),
-        (0.0, 0.0),
-        &[(mutator, 0.0), (collector, 0.0)],
-    ));
-    rows.extend(micro_rows(
-        async_,
-        "pages-spp1-pending",
-        (1000.0, 1.0),
-        (0.0, 20_000.0),
-        &[(mutator, 0.0), (collector, 1.0)],
-    ));
     let mut doc = Doc::new();
     write(&mut doc, &rows, 7, Design::Shuffled);
     let a = cells(&doc, async_);
@@ -402,29 +416,7 @@ fn a_placed_run_charges_what_the_mutator_sent_and_what_it_received_apart() {
 #[test]
 fn a_pending_flush_that_less_than_half_the_pages_sent_is_still_priced() {
     let async_ = "uffd-wp-async[disarm]";
-    let (mutator, collector) = (
-        Metric::TlbShootdownsMutatorCpu,
-        Metric::TlbShootdownsCollectorCpu,
-    );
-    let mut rows = placed(rows_of("none", 500.0, 0.0, 0.0), 0.0, 0.0);
-    rows.extend(placed(rows_of(async_, 900.0, 0.0, 0.0), 0.0, 20_000.0));
-    rows.extend(micro_of("none", 0.0, 0.0));
-    rows.extend(micro_of(async_, 0.0, 0.0));
-    rows.extend(received_at_10us());
-    rows.extend(micro_rows(
-        "none",
-        "pages-spp1-pending",
-        (1000.0, 1.0),
-        (0.0, 0.0),
-        &[(mutator, 0.0), (collector, 0.0)],
-    ));
-    rows.extend(micro_rows(
-        async_,
-        "pages-spp1-pending",
-        (1000.0, 1.0),
-        (0.0, 8_800.0),
-        &[(mutator, 0.0), (collector, 0.44)],
-    ));
+    let rows = pending_flush(((0.0, 0.0), (0.0, 20_000.0)), 8_800.0, 0.44);
     let mut doc = Doc::new();
     write(&mut doc, &rows, 7, Design::Shuffled);
     // 20,000 sent at 20 µs.
