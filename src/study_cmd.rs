@@ -55,6 +55,11 @@ pub struct StudyArgs {
     /// 2333; --quick runs its fixed CI-sized work unless this is given).
     #[arg(long, value_parser = positive)]
     pub run_ms: Option<f64>,
+    /// Run each workload's points at the work an earlier study calibrated for it (its
+    /// folder), instead of calibrating again, so that the two studies do the same runs
+    /// (workloads that study did not calibrate are calibrated as usual).
+    #[arg(long, value_name = "DIR")]
+    pub work_from: Option<std::path::PathBuf>,
     /// No progress bar.
     #[arg(long)]
     pub no_progress: bool,
@@ -78,6 +83,28 @@ pub struct StudyArgs {
     pub json: bool,
 }
 
+/// The work per workload that the study in `dir` calibrated (bytes allocated per live
+/// byte, by label).
+fn work_of(dir: &std::path::Path) -> barrierlab::Result<std::collections::BTreeMap<String, f64>> {
+    let read = study::data::read(dir)?;
+    for w in &read.warnings {
+        warn(&format!("warning: {w}"));
+    }
+    let work: std::collections::BTreeMap<String, f64> =
+        study::compare::work_per_run(std::slice::from_ref(&read.rows))
+            .into_iter()
+            .filter_map(|(label, v)| Some((label, *v.first()?)).filter(|(_, w)| w.is_finite()))
+            .collect();
+    if work.is_empty() {
+        return Err(barrierlab::Error::InvalidArgument(format!(
+            "{}: no calibrated work in it (a --quick study, or one stopped before its \
+             calibration)",
+            dir.join("study.csv").display()
+        )));
+    }
+    Ok(work)
+}
+
 /// Runs the study the flags describe: exit 2 for a bad flag or output folder, before
 /// anything runs; 1 if the study failed.
 pub fn run(args: StudyArgs) -> ExitCode {
@@ -94,6 +121,7 @@ pub fn run(args: StudyArgs) -> ExitCode {
         ci_width,
         budget_min,
         run_ms,
+        work_from,
         no_progress,
         seed,
         pin_cpu,
@@ -135,6 +163,15 @@ pub fn run(args: StudyArgs) -> ExitCode {
     }
     if run_ms.is_some() {
         cfg.run_ms = run_ms;
+    }
+    if let Some(dir) = work_from {
+        match work_of(&dir) {
+            Ok(work) => cfg.work_from = Some((dir, work)),
+            Err(e) => {
+                warn(&format!("error: --work-from: {e}"));
+                return ExitCode::from(2);
+            }
+        }
     }
     cfg.progress = !no_progress;
     cfg.pin_cpu = pin_cpu;

@@ -9,6 +9,7 @@
 //! least two seconds ([`StudyWorkload::calibrated_per_live`], from [`PerLive`]). It
 //! describes; it never runs.
 
+use std::collections::BTreeMap;
 use std::path::PathBuf;
 use std::time::Duration;
 
@@ -148,6 +149,11 @@ pub struct StudyConfig {
     /// ([`StudyWorkload::calibrated_per_live`]): [`RUN_MS_TARGET`] in the default and full
     /// studies; `None`, the starting work uncalibrated, in the quick one.
     pub run_ms: Option<f64>,
+    /// The work of each workload given by an earlier study (`--work-from`): that
+    /// study's folder and the bytes allocated per live byte it calibrated, by workload
+    /// label. A workload listed here is not calibrated again: its points run this work,
+    /// so that two studies compare the same runs.
+    pub work_from: Option<(PathBuf, BTreeMap<String, f64>)>,
     /// Live sets of the end-to-end workloads (MiB, all threads together).
     pub live_mib: Vec<u64>,
     /// End-to-end invocations per point.
@@ -227,6 +233,7 @@ impl StudyConfig {
             threads,
             heap_multiples,
             run_ms: (mode != Mode::Quick).then_some(RUN_MS_TARGET),
+            work_from: None,
             live_mib,
             invocations,
             micro_processes: match mode {

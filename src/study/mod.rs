@@ -88,7 +88,7 @@ pub fn run(config: &StudyConfig) -> Result<StudyResult> {
         bar: runner::Progress::new(config.progress, 0),
         not_run: Vec::new(),
         parts: Vec::new(),
-        per_live: Default::default(),
+        per_live: config.work_from.clone().map(|(_, w)| w).unwrap_or_default(),
         started: t0,
         batches: Vec::new(),
         cut_by_budget: None,

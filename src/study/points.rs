@@ -270,6 +270,8 @@ impl Runner<'_> {
                 // workload, before any of its points.
                 if let (Some(ms), false) = (c.run_ms, self.per_live.contains_key(&w.label)) {
                     self.calibrate(&w, threads, &heaps, ms)?;
+                } else {
+                    self.given_work(&w, threads, &heaps)?;
                 }
                 for &bytes in &heaps {
                     let multiple = bytes as f64 / min as f64;

@@ -294,6 +294,10 @@ fn bad_study_input_is_an_error_that_names_the_flag_before_anything_runs() {
             (vec!["--trackers", "mprotect,mprotect"], "--trackers"),
             (vec!["--timeout-s", "0"], "--timeout-s"),
             (vec!["--pin-cpu", "100000"], "--pin-cpu"),
+            (
+                vec!["--work-from", "/nonexistent-barrierlab-study"],
+                "--work-from",
+            ),
             (vec!["--out", &file_arg], "--out"),
             // Not writable even by root: fails before anything is measured.
             (
@@ -372,5 +376,90 @@ fn a_study_workload_runs_with_the_studys_work_and_a_wrong_label_is_named() {
             err.contains("gcbench-x") && err.contains("lru-l64"),
             "the message names the label and the study's: {err}"
         );
+    });
+}
+
+/// `--work-from` runs a workload's points at the work an earlier study calibrated for
+/// it (its `calibration` row), records that work with the folder it came from, and a
+/// folder whose study calibrated nothing is refused, named, before anything runs.
+#[test]
+fn a_study_runs_the_work_an_earlier_study_calibrated() {
+    use barrierlab::study::data::{self, Metric, Row, Section, to_csv};
+    with_timeout(TIMEOUT_SECS, "work_from", || {
+        let base = std::env::temp_dir().join(format!("barrierlab-work-{}", std::process::id()));
+        let (earlier, out) = (base.join("earlier"), base.join("out"));
+        std::fs::create_dir_all(&earlier).expect("a scratch folder");
+        let chosen = |workload: &str, metric: Metric, value: f64| Row {
+            section: Section::Calibration,
+            tracker: "none".into(),
+            workload: workload.into(),
+            threads: 1,
+            heap_mib: 16.0,
+            invocation: 0,
+            round: 0,
+            metric,
+            value,
+            note: String::new(),
+        };
+        // A study that calibrated nothing is refused.
+        let csv = to_csv(&[chosen("lru-l4", Metric::CalibrationMs, 250.0)]);
+        std::fs::write(earlier.join("study.csv"), csv).expect("study.csv");
+        let study = |extra: &[&str]| {
+            Command::new(env!("CARGO_BIN_EXE_barrierlab"))
+                .args([
+                    "study",
+                    "--quick",
+                    "--no-progress",
+                    "--no-peer",
+                    "--heap",
+                    "2",
+                ])
+                .args(["--trackers", "card-table", "--invocations", "1", "--out"])
+                .arg(&out)
+                .arg("--work-from")
+                .arg(&earlier)
+                .args(extra)
+                .output()
+                .expect("run barrierlab")
+        };
+        let refused = study(&[]);
+        let err = String::from_utf8_lossy(&refused.stderr);
+        assert_eq!(refused.status.code(), Some(2), "{err}");
+        assert!(
+            err.contains("--work-from") && err.contains("no calibrated work"),
+            "{err}"
+        );
+        // The LRU cache's work given: 9 bytes per live byte (4 MiB live).
+        let csv = to_csv(&[chosen("lru-l4", Metric::AllocatedPerLive, 9.0)]);
+        std::fs::write(earlier.join("study.csv"), csv).expect("study.csv");
+        let ran = study(&[]);
+        assert!(
+            ran.status.success(),
+            "{}",
+            String::from_utf8_lossy(&ran.stderr)
+        );
+        let rows = data::read(&out).expect("study.csv reads back").rows;
+        let given: Vec<&Row> = (rows.iter())
+            .filter(|r| r.section == Section::Calibration && r.metric == Metric::AllocatedPerLive)
+            .collect();
+        assert_eq!(given.len(), 1, "{given:?}");
+        assert_eq!(
+            (given[0].workload.as_str(), given[0].value),
+            ("lru-l4", 9.0)
+        );
+        assert!(given[0].note.contains("--work-from"), "{:?}", given[0]);
+        let allocated: Vec<f64> = (rows.iter())
+            .filter(|r| r.section == Section::Macro && r.workload == "lru-l4")
+            .filter(|r| r.metric == Metric::AllocatedMib)
+            .map(|r| r.value)
+            .collect();
+        assert!(!allocated.is_empty(), "the LRU cache's points ran");
+        for a in allocated {
+            assert!(
+                (0.6..=1.6).contains(&(a / 36.0)),
+                "allocated {a} MiB for 36 MiB of work"
+            );
+        }
+        let _ = std::fs::remove_dir_all(&base);
     });
 }

@@ -136,6 +136,48 @@ impl Runner<'_> {
         Ok(())
     }
 
+    /// Records the work an earlier study gave `w` (`--work-from`) as its `calibration`
+    /// row, once per workload, where it was given.
+    pub(super) fn given_work(
+        &mut self,
+        w: &StudyWorkload,
+        threads: usize,
+        heaps: &[usize],
+    ) -> Result<()> {
+        let (Some((dir, work)), Some(&largest)) = (&self.config.work_from, heaps.iter().max())
+        else {
+            return Ok(());
+        };
+        let Some(&per_live) = work.get(&w.label) else {
+            return Ok(());
+        };
+        let recorded = self.sink.rows.iter().any(|r| {
+            r.section == Section::Calibration
+                && r.metric == Metric::AllocatedPerLive
+                && r.workload == w.label
+        });
+        if recorded {
+            return Ok(());
+        }
+        let key = Key {
+            tracker: "none".into(),
+            workload: w.label.clone(),
+            threads,
+            heap_mib: largest as f64 / super::MIB,
+        };
+        let note = format!(
+            "given: the work of the study in {} (--work-from)",
+            dir.display()
+        );
+        self.sink.push(key.row(
+            Section::Calibration,
+            0,
+            Metric::AllocatedPerLive,
+            per_live,
+            note,
+        ))
+    }
+
     /// `w` with the work the study calibrated for it, if it did.
     pub(super) fn sized(&self, w: StudyWorkload) -> StudyWorkload {
         match self.per_live.get(&w.label) {

@@ -86,7 +86,9 @@ fn work(doc: &mut Doc, rows: &[Row]) {
          was scaled so that the fastest run would last the study's target (*from*; {:.2} s unless `--run-ms` set another, \
          so that the workload's fastest point runs at least {:.0} s with time to spare); \
          GCBench's work is whole passes, rounded up. Two studies on different days can thus \
-         run different work: compare their ratios, not their milliseconds. To rerun one \
+         run different work: compare their ratios, not their milliseconds, or give the \
+         second the first's work (`--work-from DIR`: *from* then names the folder, and \
+         that workload has no calibration runs). To rerun one \
          invocation of a point alone, give its work to `barrierlab run --study-workload \
          <workload> --allocated-per-live <work>`.",
         RUN_MS_TARGET / 1e3,
