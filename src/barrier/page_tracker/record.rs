@@ -72,6 +72,34 @@ pub(crate) fn for_each_run(sorted: &[usize], mut f: impl FnMut(usize, usize)) {
     }
 }
 
+/// The maximal runs of consecutive pages of `range` for which `marked` holds, found a
+/// word at a time: a whole 64-page word inside `range` whose `words` (the union of the
+/// bitmaps behind `marked`) is zero is skipped at once.
+fn marked_runs(
+    range: Range<usize>,
+    words: impl Fn(usize) -> u64,
+    marked: impl Fn(usize) -> bool,
+) -> Vec<Range<usize>> {
+    let mut runs = Vec::new();
+    let mut q = range.start;
+    while q < range.end {
+        if q % 64 == 0 && q + 64 <= range.end && words(q / 64) == 0 {
+            q += 64;
+            continue;
+        }
+        if !marked(q) {
+            q += 1;
+            continue;
+        }
+        let first = q;
+        while q < range.end && marked(q) {
+            q += 1;
+        }
+        runs.push(first..q);
+    }
+    runs
+}
+
 /// The runs of `[0, pages)` between the sorted, disjoint runs `opened`.
 fn between(opened: &[Range<usize>], pages: usize) -> Vec<Range<usize>> {
     let mut runs = Vec::with_capacity(opened.len() + 1);
@@ -374,23 +402,11 @@ impl PageRecord {
     /// They stay recorded, or open (free), so the module's invariant holds; a failure
     /// degrades the cycle like any other protection change.
     fn reopen<P: PageProtection>(&self, p: &P, run: Range<usize>) {
+        let word = |b: &Bitmap, w: usize| b.word(w).load(Ordering::Acquire);
+        let words = |w: usize| word(&self.dirty, w) | word(&self.open, w);
         let marked = |q: usize| self.dirty.get(q) || self.open.get(q);
-        let mut q = run.start;
-        while q < run.end {
-            let word = |b: &Bitmap| b.word(q / 64).load(Ordering::Acquire);
-            if q % 64 == 0 && q + 64 <= run.end && word(&self.dirty) | word(&self.open) == 0 {
-                q += 64;
-                continue;
-            }
-            if !marked(q) {
-                q += 1;
-                continue;
-            }
-            let first = q;
-            while q < run.end && marked(q) {
-                q += 1;
-            }
-            let range = (self.addr_of(first), (q - first) * PAGE_SIZE);
+        for taken in marked_runs(run, words, marked) {
+            let range = (self.addr_of(taken.start), taken.len() * PAGE_SIZE);
             if let Err(errno) = self.unprotect_run(p, range.0, range.1) {
                 let _ = self.degrade(p, Step::Arm, errno, range);
                 return;
@@ -454,25 +470,11 @@ impl PageRecord {
         // The runs of at least MIN_OPEN_RUN open pages, which no protection change closed
         // since arm (a whole-prefix protect clears their bits after it lands): writable
         // already, and long enough to pay for the call more that skipping them costs.
-        let mut opened = Vec::new();
-        let mut q = 0;
-        while q < pages {
-            if q % 64 == 0 && self.open.word(q / 64).load(Ordering::Acquire) == 0 {
-                q += 64;
-                continue;
-            }
-            if !self.open.get(q) {
-                q += 1;
-                continue;
-            }
-            let first = q;
-            while q < pages && self.open.get(q) {
-                q += 1;
-            }
-            if q - first >= MIN_OPEN_RUN {
-                opened.push(first..q);
-            }
-        }
+        let words = |w: usize| self.open.word(w).load(Ordering::Acquire);
+        let opened: Vec<Range<usize>> = marked_runs(0..pages, words, |q| self.open.get(q))
+            .into_iter()
+            .filter(|run| run.len() >= MIN_OPEN_RUN)
+            .collect();
         let runs = between(&opened, pages);
         for run in runs {
             let range = (self.addr_of(run.start), run.len() * PAGE_SIZE);

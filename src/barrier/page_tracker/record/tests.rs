@@ -369,3 +369,29 @@ fn a_listed_page_handed_out_while_arm_protects_is_recorded_and_never_protected()
     r.harvest(&p, &mut out, false).unwrap();
     assert_eq!(out.granules, vec![1025]);
 }
+
+#[test]
+fn marked_runs_are_maximal_and_cross_words_and_the_range_bounds_them() {
+    // Pages 3..5, 60..70 (across a word boundary), 130 and 190..200 marked, 200 pages.
+    let marked = |q: usize| (3..5).contains(&q) || (60..70).contains(&q) || q == 130 || q >= 190;
+    let words = |w: usize| {
+        (w * 64..(w + 1) * 64)
+            .filter(|&q| marked(q))
+            .fold(0u64, |acc, q| acc | 1 << (q % 64))
+    };
+    assert_eq!(
+        marked_runs(0..200, words, marked),
+        vec![3..5, 60..70, 130..131, 190..200]
+    );
+    // A range that starts and ends inside runs cuts them.
+    assert_eq!(
+        marked_runs(4..195, words, marked),
+        vec![4..5, 60..70, 130..131, 190..195]
+    );
+    // A word claimed empty is skipped whole: the words are what the scan trusts.
+    assert_eq!(
+        marked_runs(0..200, |w| if w == 0 { 0 } else { words(w) }, marked),
+        vec![64..70, 130..131, 190..200]
+    );
+    assert!(marked_runs(5..60, words, marked).is_empty());
+}
