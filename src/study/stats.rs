@@ -189,33 +189,40 @@ fn values(v: &[(usize, f64)]) -> Vec<f64> {
     v.iter().map(|&(_, x)| x).collect()
 }
 
-/// `num` over `den` (values keyed by invocation number) with its interval: under
-/// [`Design::Blocks`] the median of the per-block ratios, blocks resampled; under
-/// [`Design::Shuffled`] [`ratio_of_medians`].
+/// `op(num, den)` (values keyed by invocation number) with its interval: under
+/// [`Design::Blocks`] the median of `op` block by block, blocks resampled; under
+/// [`Design::Shuffled`] `op` of the two medians, each group resampled alone.
+fn against(
+    design: Design,
+    num: &[(usize, f64)],
+    den: &[(usize, f64)],
+    seed: u64,
+    op: impl Fn(f64, f64) -> f64,
+) -> Option<Interval> {
+    match design {
+        Design::Blocks => median_ci(&paired(num, den, op), seed),
+        Design::Shuffled => bootstrap(&[&values(num), &values(den)], seed, |m| op(m[0], m[1])),
+    }
+}
+
+/// `num` over `den` with its interval ([`against`]; unpaired, [`ratio_of_medians`]).
 pub fn ratio_to(
     design: Design,
     num: &[(usize, f64)],
     den: &[(usize, f64)],
     seed: u64,
 ) -> Option<Interval> {
-    match design {
-        Design::Blocks => median_ci(&paired(num, den, |a, b| a / b), seed),
-        Design::Shuffled => ratio_of_medians(&values(num), &values(den), seed),
-    }
+    against(design, num, den, seed, |a, b| a / b)
 }
 
-/// `num` less `den` with its interval, formed as [`ratio_to`] forms a ratio: the median
-/// of the per-block differences, or the difference of the medians (both resampled).
+/// `num` less `den` with its interval, formed as [`ratio_to`] forms a ratio.
 pub fn difference_to(
     design: Design,
     num: &[(usize, f64)],
     den: &[(usize, f64)],
     seed: u64,
 ) -> Option<Interval> {
-    match design {
-        Design::Blocks => median_ci(&paired(num, den, |a, b| a - b), seed),
-        Design::Shuffled => bootstrap(&[&values(num), &values(den)], seed, |m| m[0] - m[1]),
-    }
+    against(design, num, den, seed, |a, b| a - b)
 }
 
 /// median(num) / median(den) with its interval.
