@@ -205,7 +205,8 @@ fn against(
     }
 }
 
-/// `num` over `den` with its interval ([`against`]; unpaired, [`ratio_of_medians`]).
+/// `num` over `den` with its interval: under [`Design::Blocks`] the median of the
+/// per-block ratios, blocks resampled; under [`Design::Shuffled`] [`ratio_of_medians`].
 pub fn ratio_to(
     design: Design,
     num: &[(usize, f64)],
