@@ -298,7 +298,7 @@ fn check_results_are_valid(rows: &[Row], report: &str) {
 }
 
 /// Each end-to-end table row's wall time is the median of the CSV's rows; its ratio to
-/// `none` the median over blocks of the two invocations' ratio in the same block.
+/// `none` the geometric mean over blocks of the two invocations' ratio in the same block.
 fn check_tables_are_the_csv(rows: &[Row], report: &str) {
     let mut walls: BTreeMap<PointKey, Vec<(usize, f64)>> = BTreeMap::new();
     for r in rows
@@ -320,18 +320,20 @@ fn check_tables_are_the_csv(rows: &[Row], report: &str) {
         };
         let cells: Vec<&str> = line.split('|').map(str::trim).collect();
         assert_eq!(cells[2], values.len().to_string(), "n: {line}");
-        let m = median(&values.iter().map(|&(_, v)| v).collect::<Vec<_>>());
+        let m = fmt(median(&values.iter().map(|&(_, v)| v).collect::<Vec<_>>()));
         assert!(
-            cells[3].starts_with(&format!("{} [", fmt(m))),
+            cells[3].starts_with(&format!("{m} [")),
             "wall median: {line}"
         );
         let none = walls.get(&("none".into(), workload.clone(), *threads, heap.clone()));
         match none {
             Some(n) if tracker != "none" => {
-                let pairs: Vec<f64> = (values.iter())
+                let logs: Vec<f64> = (values.iter())
                     .filter_map(|&(k, v)| n.iter().find(|&&(j, _)| j == k).map(|&(_, b)| v / b))
+                    .map(f64::ln)
                     .collect();
-                let ratio = format!("{}× [", fmt(median(&pairs)));
+                let gm = (logs.iter().sum::<f64>() / logs.len() as f64).exp();
+                let ratio = format!("{}× [", fmt(gm));
                 assert!(cells[4].starts_with(&ratio), "expected {ratio}…: {line}");
                 let verdict = cells[5];
                 assert!(
@@ -567,14 +569,11 @@ fn calibration_sizes_every_point_of_a_workload() {
             .find(|r| r.workload == *wl)
             .unwrap_or_else(|| panic!("{wl}: the work chosen is a row"));
         assert!(c.value > 0.0 && c.note.contains("250 ms"), "{c:?}");
-        let runs = calibration(Metric::CalibrationMs)
-            .into_iter()
-            .filter(|r| r.workload == *wl)
-            .count();
+        let timed = calibration(Metric::CalibrationMs).into_iter();
+        let runs = timed.filter(|r| r.workload == *wl).count();
         assert_eq!(runs, 4, "{wl}: every calibration run timed");
-        // Every point of the workload, each barrier and heap, allocated the work chosen
-        // (the live set is 4 MiB; GCBench's passes and the workloads' own estimates
-        // round it).
+        // Every point of the workload, each barrier and heap, allocated the work chosen (4
+        // MiB live; GCBench's passes and the workloads' own estimates round it).
         let allocated: Vec<f64> = rows
             .iter()
             .filter(|r| {

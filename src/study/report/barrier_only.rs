@@ -61,7 +61,8 @@ pub(super) fn write(doc: &mut Doc, rows: &[Row], seed: u64, design: Design) {
          end of an arm to the start of its disarm. *÷ none*: ratio of wall times, 95% \
          interval. *extra ms, measured*: wall time minus `none`'s, with its 95% interval. \
          Both pair each invocation with `none`'s of the same block where the study ran in \
-         blocks (the median over blocks), else compare the medians, both resampled. \
+         blocks (the mean over blocks, geometric for the ratio, with a t interval), else \
+         compare the medians, resampled. \
          *predicted*: the micro's cost per store times the workload's stores, plus its cost \
          per first write to a page in random page order (no other thread running; a \
          workload's objects write their pages in no page order, and for `mprotect` a page \

@@ -81,9 +81,11 @@ pub(super) fn write(doc: &mut Doc, _rows: &[Row], m: &Meta) {
     }
     let ratios = if m.blocks {
         "a ratio of a variant to the baseline beside it (`none`; 4 KiB pages for huge \
-         pages) is the median over blocks of the two invocations' ratio in the same block, \
-         its interval resampling blocks, so that the host's drift between blocks cancels \
-         (the micro's ratios are ratios of medians over processes)"
+         pages) is the geometric mean over blocks of the two invocations' ratio in the same \
+         block, with Student's t interval on the ratios' logarithms (95% at any number of \
+         blocks, where a bootstrap over three would cover about 75%), so that the host's \
+         drift between blocks cancels (the micro's ratios are ratios of medians over \
+         processes)"
     } else {
         "every ratio is a ratio of medians with its interval"
     };

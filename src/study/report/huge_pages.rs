@@ -35,7 +35,8 @@ pub(super) fn write(doc: &mut Doc, rows: &[Row], seed: u64, design: Design) {
          use `MADV_NOHUGEPAGE`): enough to show what the page trackers' write protection does \
          to huge pages and what 4 KiB pages cost the store-path barriers at that heap. *huge \
          ÷ 4 KiB* is the ratio of wall times with its 95% interval (pair by pair within \
-         blocks where the study ran in blocks, else of the medians); below 1, huge pages made the run \
+         blocks where the study ran in blocks, their geometric mean with a t interval, else \
+         of the medians); below 1, huge pages made the run \
          faster. *huge pages at the end*: how much of the heap transparent huge pages backed \
          when the run ended (median; from `AnonHugePages` in `/proc/self/smaps`). A run of \
          `none` or `card-table` that ended with no huge page did not measure huge pages and \

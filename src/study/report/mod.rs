@@ -4,7 +4,7 @@
 //!
 //! Each end-to-end figure is the median over invocations with its 95% bootstrap interval
 //! in brackets; each ratio to a baseline is formed as the run's order allows (pair by
-//! pair within blocks, or a ratio of medians; [`super::stats`]) with its interval,
+//! pair within blocks with a *t* interval, or a ratio of medians; [`super::stats`]),
 //! written `1.23× [1.10–1.40]`; a verdict ("faster", "slower") is drawn only where the
 //! interval excludes 1, and only at a point that passes the health rule
 //! ([`super::health`]). One file per section of the report; this one holds the document
