@@ -250,15 +250,22 @@ pub fn no_write_slips_past_harvests(
 }
 
 /// Runs [`no_write_slips_past_harvests`] over `variant`'s tracker on a 16-page region
-/// whose harvests re-protect it whole, and on 16 pages spread over a 1024-page region,
-/// re-protected run by run; each without and with races widened by the tracker's test
-/// knobs (where it has them).
+/// whose harvests re-protect it whole, on 16 pages 8 apart in a 1024-page region (one
+/// call over the span from the first to the last, the clean pages between protected
+/// again), and on 16 pages 256 apart in a 4096-page region (a call each); each without
+/// and with races widened by the tracker's test knobs (where it has them).
 pub fn race_writers_and_harvests(variant: Variant, bound: Bound, test: &str) {
     let duration = Duration::from_millis(200);
     let dense_pages: Vec<usize> = (0..16).collect();
-    let sparse_pages: Vec<usize> = (0..16).map(|i| i * 64 + 1).collect();
+    let bridged_pages: Vec<usize> = (0..16).map(|i| i * 8 + 1).collect();
+    let sparse_pages: Vec<usize> = (0..16).map(|i| i * 256 + 1).collect();
+    let layouts = [
+        (16, &dense_pages),
+        (1024, &bridged_pages),
+        (4096, &sparse_pages),
+    ];
     for spins in [0, 2000] {
-        for (pages, targets) in [(16, &dense_pages), (1024, &sparse_pages)] {
+        for (pages, targets) in layouts {
             let Some(lab) = TrackerLab::or_skip(variant, pages, 0, test) else {
                 return;
             };

@@ -8,9 +8,10 @@
 //! [`arm`](PageRecord::arm), [`harvest`](PageRecord::harvest),
 //! [`disarm`](PageRecord::disarm), [`hand_out`](PageRecord::hand_out). A harvest *takes
 //! the record, then re-protects* what it took, and the caller rescans after: the reverse
-//! order loses a write that lands in between. Re-protecting goes run by run, or over the
-//! whole prefix in one call when the runs are many. Only the prefix the heap has used is
-//! protected ([`InUsePrefix`]).
+//! order loses a write that lands in between. Re-protecting goes span by span (runs close
+//! together joined into one call, the clean pages between protected again), or over the
+//! whole prefix in one call when the calls would cost more ([`CALL_PAGES`]). Only the
+//! prefix the heap has used is protected ([`InUsePrefix`]).
 //!
 //! *Open pages*: the allocation frontier costs few protection changes. Every change that
 //! makes a page writable flushes its TLB entry on every CPU the process runs on, which
@@ -126,10 +127,27 @@ fn between(opened: &[Range<usize>], pages: usize) -> Vec<Range<usize>> {
 /// scattered, ran 4–9% slower under the page trackers.
 const MIN_OPEN_RUN: usize = 256;
 
-/// Above one run per this many heap pages, a harvest re-protects the whole heap in one
-/// call (~70 ns per page, `papers/reference/c-probe-2026-11-29.md`) instead of one call per run
-/// (~1–2 µs each).
-const PAGES_PER_RUN: usize = 16;
+/// What one protection-change call costs, in pages of a range protect: a harvest joins
+/// two dirty runs this close into one call (protecting the clean pages between them
+/// again is harmless: they are protected already, or open, and then closed), and
+/// re-protects the whole prefix in one call when its calls would cost more than that.
+/// A range protect costs ~70 ns per page (`papers/reference/c-probe-2026-11-29.md`); a
+/// call with the mutator running on the other CPU costs the TLB flush it waits for
+/// there: on the 2-vCPU guest this was measured on, the LRU cache's harvests under
+/// `mprotect` re-protected ~2,500 scattered pages per cycle, a call each, in 42–50 ms,
+/// ~16 µs per call, where the probe's lone thread takes ~1 µs. 128 pages is ~9 µs.
+const CALL_PAGES: usize = 128;
+
+/// The runs of the sorted pages `sorted`, each joined with the next where fewer than
+/// `bridge` pages lie between them.
+pub(crate) fn spans(sorted: &[usize], bridge: usize) -> Vec<Range<usize>> {
+    let mut out: Vec<Range<usize>> = Vec::new();
+    for_each_run(sorted, |first, count| match out.last_mut() {
+        Some(last) if first - last.end < bridge => last.end = first + count,
+        _ => out.push(first..first + count),
+    });
+    out
+}
 
 /// The dirty record of a page tracker over the heap `[base, base + len)`: which pages
 /// were written since the last arm or harvest, or that every page must count as written.
@@ -527,32 +545,32 @@ impl PageRecord {
     }
 
     /// Re-protects the pages of a harvested set: the whole prefix when the set is
-    /// "everything" or has many runs, closing every open page, else run by run. The errno
-    /// and range of the first failure.
+    /// "everything" or when its calls would cost more ([`CALL_PAGES`]), closing every
+    /// open page, else span by span ([`spans`]), closing the open pages of each span.
+    /// The errno and range of the first failure.
     fn reprotect<P: PageProtection>(
         &self,
         p: &P,
         set: &DirtySet,
     ) -> std::result::Result<(), (i32, (usize, usize))> {
-        let mut runs = 0;
-        for_each_run(&set.granules, |_, _| runs += 1);
         let extent = self.prefix.protected();
-        if set.all || runs * PAGES_PER_RUN > extent / PAGE_SIZE {
+        let spans = spans(&set.granules, CALL_PAGES);
+        let cost: usize = spans.iter().map(|s| CALL_PAGES + s.len()).sum();
+        if set.all || cost > extent / PAGE_SIZE {
             p.protect(self.base, extent)
                 .map_err(|e| (e, (self.base, extent)))?;
             self.open.clear_prefix(extent / PAGE_SIZE);
             return Ok(());
         }
-        let mut result = Ok(());
-        for_each_run(&set.granules, |first, count| {
-            if result.is_ok() {
-                let range = (self.addr_of(first), count * PAGE_SIZE);
-                result = self
-                    .protect_run(p, range.0, range.1)
-                    .map_err(|e| (e, range));
-            }
-        });
-        result
+        for span in spans {
+            let range = (self.addr_of(span.start), span.len() * PAGE_SIZE);
+            self.protect_run(p, range.0, range.1)
+                .map_err(|e| (e, range))?;
+            // After the protect, as for the whole prefix: a hand-out that found the bit
+            // still set records the page with no call, and its first write faults.
+            self.open.clear_strided(span.start, span.len(), 1);
+        }
+        Ok(())
     }
 
     fn whole_range_error(&self, call: Call, errno: i32, what: &str) -> Error {

@@ -5,10 +5,15 @@ use crate::sys::RawResult;
 use std::sync::Mutex;
 
 #[test]
-fn runs_are_maximal() {
+fn runs_are_maximal_and_spans_bridge_short_gaps() {
     let mut runs = Vec::new();
     for_each_run(&[1, 2, 3, 7, 9, 10], |a, n| runs.push((a, n)));
     assert_eq!(runs, vec![(1, 3), (7, 1), (9, 2)]);
+    // Three pages lie between 1..4 and 7..8, one between 7..8 and 9..11.
+    assert_eq!(spans(&[1, 2, 3, 7, 9, 10], 3), vec![1..4, 7..11]);
+    assert_eq!(spans(&[1, 2, 3, 7, 9, 10], 4), vec![1..11]);
+    assert_eq!(spans(&[1, 2, 3, 7, 9, 10], 0), vec![1..4, 7..8, 9..11]);
+    assert!(spans(&[], 5).is_empty());
 }
 
 /// A protection that logs its calls and fails the ones it is told to.
@@ -38,14 +43,15 @@ unsafe impl PageProtection for Log {
 }
 
 const BASE: usize = 1 << 30;
-const PAGES: usize = 64;
+/// More pages than the re-protect's bridge, so that a harvest can choose.
+const PAGES: usize = 2048;
 
 fn calls(p: &Log) -> Vec<(bool, usize, usize)> {
     std::mem::take(&mut *p.calls.lock().unwrap())
 }
 
 #[test]
-fn a_harvest_re_protects_run_by_run_or_the_whole_heap() {
+fn a_harvest_re_protects_span_by_span_or_the_whole_heap() {
     let r = PageRecord::new(BASE, PAGES * PAGE_SIZE, None).unwrap();
     let p = Log::default();
     r.arm(&p, None).unwrap();
@@ -56,16 +62,19 @@ fn a_harvest_re_protects_run_by_run_or_the_whole_heap() {
     let mut out = DirtySet::default();
     r.harvest(&p, &mut out, true).unwrap();
     assert_eq!(out.granules, vec![3, 4, 9]);
+    // Pages 5..9 lie between: one call for the span is cheaper than two.
+    assert_eq!(calls(&p), vec![call(true, 3, 7)]);
+    // Runs a bridge or more apart: a call each.
+    r.record(3);
+    r.record(3 + CALL_PAGES + 1);
+    r.harvest(&p, &mut out, true).unwrap();
     assert_eq!(
         calls(&p),
-        vec![
-            (true, BASE + 3 * PAGE_SIZE, 2 * PAGE_SIZE),
-            (true, BASE + 9 * PAGE_SIZE, PAGE_SIZE)
-        ]
+        vec![call(true, 3, 1), call(true, 4 + CALL_PAGES, 1)]
     );
-    // Five runs on 64 pages: more than one run per 16 pages, so the whole heap.
-    for page in [0, 10, 20, 30, 40] {
-        r.record(page);
+    // Sixteen of them: their calls cost more than the whole heap's (16 × 129 > 2,048).
+    for k in 0..16 {
+        r.record(k * (CALL_PAGES + 2));
     }
     r.harvest(&p, &mut out, true).unwrap();
     assert_eq!(calls(&p), vec![(true, BASE, PAGES * PAGE_SIZE)]);
@@ -74,8 +83,8 @@ fn a_harvest_re_protects_run_by_run_or_the_whole_heap() {
     r.harvest(&p, &mut out, false).unwrap();
     assert_eq!(out.granules, vec![5]);
     assert!(calls(&p).is_empty());
-    assert_eq!(r.counters().stats().faults, 9);
-    assert_eq!(r.counters().stats().recorded, 9);
+    assert_eq!(r.counters().stats().faults, 22);
+    assert_eq!(r.counters().stats().recorded, 22);
 }
 
 #[test]
@@ -87,7 +96,7 @@ fn only_the_used_prefix_is_protected_and_pages_coming_into_use_are_reported() {
     assert_eq!(calls(&p), vec![(true, BASE, 41 * PAGE_SIZE)]);
     // The heap grows to 48 pages during the cycle: pages 41..48 were never
     // protected, so the harvest reports them after the recorded page, and protects
-    // them with it (two runs: run by run).
+    // them with it (in one call over the 48 pages, cheaper than a span's).
     r.record(1);
     r.in_use(48 * PAGE_SIZE);
     let mut out = DirtySet::default();
@@ -95,13 +104,7 @@ fn only_the_used_prefix_is_protected_and_pages_coming_into_use_are_reported() {
     let mut expect = vec![1];
     expect.extend(41..48);
     assert_eq!(out.granules, expect);
-    assert_eq!(
-        calls(&p),
-        vec![
-            (true, BASE + PAGE_SIZE, PAGE_SIZE),
-            (true, BASE + 41 * PAGE_SIZE, 7 * PAGE_SIZE)
-        ]
-    );
+    assert_eq!(calls(&p), vec![call(true, 0, 48)]);
     // Reported once: the next harvest has nothing new.
     r.harvest(&p, &mut out, false).unwrap();
     assert!(out.granules.is_empty() && !out.all);
@@ -205,26 +208,32 @@ fn a_hand_out_opens_the_free_pages_after_it_in_the_same_call() {
 }
 
 #[test]
-fn a_whole_prefix_re_protect_closes_every_open_page() {
+fn a_re_protect_closes_the_open_pages_it_covers() {
     let r = PageRecord::new(BASE, PAGES * PAGE_SIZE, None).unwrap();
     let p = Log::default();
     r.arm(&p, None).unwrap();
     r.hand_out(&p, BASE + 40 * PAGE_SIZE, PAGE_SIZE, 4 * PAGE_SIZE);
-    // Five runs of pages that are not fresh (recorded by faults): more than one run per
-    // 16 pages, so the whole prefix, which closes the open pages 41..45.
+    // Pages recorded by faults around the open pages 41..45: one span over 0..51, which
+    // protects them again and closes them.
     for page in [0, 10, 20, 30, 50] {
         r.record(page);
     }
     let mut out = DirtySet::default();
     r.harvest(&p, &mut out, true).unwrap();
     assert_eq!(out.granules, vec![0, 10, 20, 30, 40, 50]);
-    let _ = calls(&p);
+    assert_eq!(calls(&p).last(), Some(&call(true, 0, 51)));
     // Page 41 is protected again: taking it needs a call (and opens the rest again).
     r.hand_out(&p, BASE + 41 * PAGE_SIZE, PAGE_SIZE, 3 * PAGE_SIZE);
-    assert_eq!(
-        calls(&p),
-        vec![(false, BASE + 41 * PAGE_SIZE, 4 * PAGE_SIZE)]
-    );
+    assert_eq!(calls(&p), vec![call(false, 41, 4)]);
+    // The whole prefix closes every open page, 42..45 included: with page 41, sixteen
+    // spans (16 × 129 > 2,048).
+    for k in 0..15 {
+        r.record(41 + (k + 1) * (CALL_PAGES + 1));
+    }
+    r.harvest(&p, &mut out, true).unwrap();
+    assert_eq!(calls(&p), vec![(true, BASE, PAGES * PAGE_SIZE)]);
+    r.hand_out(&p, BASE + 42 * PAGE_SIZE, PAGE_SIZE, 0);
+    assert_eq!(calls(&p), vec![call(false, 42, 1)]);
 }
 
 #[test]
