@@ -143,6 +143,10 @@ fn the_json_says_what_the_markdown_says() {
     assert_eq!(v["reversed"], 1);
     assert_eq!(v["stated"], 0);
     assert_eq!(v["same_in_every_run"], 0);
+    assert_eq!(
+        v["estimates_checked"], 6,
+        "three runs, each against the two others"
+    );
     let p = &v["points"][0];
     assert_eq!(p["statement"], "REVERSAL");
     assert_eq!(p["metric"], "wall_ms");
@@ -205,4 +209,21 @@ fn the_work_each_run_calibrated_is_listed_and_a_difference_said() {
     assert!(text.contains("gcbench-l64, lru-l64"), "{text}");
     // No run calibrated: nothing to say.
     assert_eq!(render_work(&work_per_run(&[Vec::new(), Vec::new()])), "");
+}
+
+#[test]
+fn each_runs_estimate_is_checked_against_every_other_runs_interval() {
+    let count = |runs: &[Vec<Row>]| AgreementCounts::of(&agreements(runs, &[]));
+    let same = count(&[run(120.0, 64.0), run(120.0, 64.0)]);
+    assert_eq!((same.estimates, same.outside), (2, 0));
+    let apart = count(&[run(120.0, 64.0), run(80.0, 64.0)]);
+    assert_eq!((apart.estimates, apart.outside), (2, 2));
+    // A point missing from a run has no interval there: nothing to check.
+    let missing = count(&[run(120.0, 64.0), Vec::new()]);
+    assert_eq!(missing.estimates, 0);
+    let text = render_agreements(&agreements(&[run(120.0, 64.0), run(80.0, 64.0)], &[]), 2);
+    assert!(
+        text.contains("2 of 2 estimates (100%) lie outside it"),
+        "{text}"
+    );
 }

@@ -134,7 +134,10 @@ fn recomputed_comparison() -> serde_json::Value {
     let agreements = compare::agreements(&rows, &designs);
     let later = compare::against_first(&rows, &compare::HEADLINE_METRICS, false);
     let names: Vec<&Path> = RUNS.iter().map(Path::new).collect();
-    compare::to_json(&names, &agreements, &later)
+    let mut j = compare::to_json(&names, &agreements, &later);
+    // As `barrierlab compare --json` adds it.
+    j["work_per_live"] = serde_json::json!(compare::work_per_run(&rows));
+    j
 }
 
 /// The stored `compare.json` is the comparison of the stored runs: the same runs, the
