@@ -547,4 +547,7 @@ def main(path):
 
 
 if __name__ == '__main__':
+    if len(sys.argv) != 2 or sys.argv[1].startswith('-'):
+        # A mistyped option would otherwise become the output file's name.
+        sys.exit('usage: python3 papers/generate-results.py OUT.md\n\n' + __doc__)
     main(sys.argv[1])
