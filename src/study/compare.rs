@@ -355,6 +355,7 @@ pub struct AgreementCounts {
 impl AgreementCounts {
     /// Counts `a`.
     pub fn of(a: &[Agreement]) -> AgreementCounts {
+        let inside = checks(a);
         let judged: Vec<&Agreement> = a
             .iter()
             .filter(|x| !x.statement.starts_with("not "))
@@ -367,8 +368,8 @@ impl AgreementCounts {
                 .count(),
             reversed: judged.iter().filter(|x| x.statement == "REVERSAL").count(),
             same: judged.iter().filter(|x| x.same_in_every_run).count(),
-            estimates: checks(a).len(),
-            outside: checks(a).iter().filter(|&&inside| !inside).count(),
+            estimates: inside.len(),
+            outside: inside.iter().filter(|&&held| !held).count(),
         }
     }
 }
@@ -382,7 +383,7 @@ fn checks(a: &[Agreement]) -> Vec<bool> {
         for (i, own) in r.iter().enumerate() {
             for (j, other) in r.iter().enumerate() {
                 if i != j {
-                    inside.push(own.lo <= other.estimate && other.estimate <= own.hi);
+                    inside.push(own.beside(other.estimate).is_none());
                 }
             }
         }

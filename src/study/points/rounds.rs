@@ -259,7 +259,8 @@ impl Runner<'_> {
         };
         let own = wall(&key.tracker);
         // No valid invocation after the minimum: more would not make one. Fewer than
-        // three values: their bootstrap interval says nothing (one value's is zero wide).
+        // three values: their interval says little (two values' t interval is 12.7
+        // standard errors wide either side).
         if own.len() < 3 {
             return own.is_empty();
         }
