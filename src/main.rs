@@ -1,5 +1,6 @@
 //! The barrierlab command line: `study` (the main job), `gcbench`, `probe`.
 
+mod peer_cmd;
 mod run_cmd;
 mod run_opts;
 mod run_report;
@@ -7,14 +8,14 @@ mod study_cmd;
 
 use std::io::Write as _;
 use std::path::PathBuf;
-use std::process::{ExitCode, Stdio};
+use std::process::ExitCode;
 
 use barrierlab::BarrierKind;
-use barrierlab::peer::{self, Peer, PeerConfig, PeerRun};
+use barrierlab::peer::{Peer, PeerWorkload};
 use barrierlab::study;
-use barrierlab::workload::GcBenchParams;
+use barrierlab::workload::{BinaryTreesParams, GcBenchParams};
 use clap::builder::{PossibleValue, PossibleValuesParser, TypedValueParser};
-use clap::{Parser, Subcommand};
+use clap::{CommandFactory, FromArgMatches, Parser, Subcommand};
 
 /// Parses a barrier name, listing every mechanism with its one-line summary in `--help`.
 fn barrier_parser() -> impl TypedValueParser<Value = BarrierKind> {
@@ -131,6 +132,15 @@ enum Command {
         /// The workload's live set in MiB (per thread; default: the workload's own).
         #[arg(long, value_parser = count)]
         live_mib: Option<usize>,
+        /// Run the study workload on an outside collector instead, in a child process:
+        /// `bdwgc` (needs `libgc.so.1`: `apt-get install libgc1`). Binary trees only
+        /// (`--study-workload binary-trees-l<MiB>`), with --heap-mib, --allocated-per-live
+        /// and --incremental; GCBench runs on the peer as `gcbench --peer`.
+        #[arg(long)]
+        peer: Option<Peer>,
+        /// With `--peer`: the peer's incremental mode.
+        #[arg(long, requires = "peer")]
+        incremental: bool,
         #[command(flatten)]
         opts: run_opts::HeapOpts,
     },
@@ -165,8 +175,9 @@ enum Command {
         #[arg(long)]
         json: bool,
     },
-    /// The child process of `gcbench --peer`: runs GCBench on the peer collector and
-    /// prints one record line for the parent (see `barrierlab::peer`).
+    /// The child process of `gcbench --peer` and `run --peer`: runs GCBench (or binary
+    /// trees) on the peer collector and prints one record line for the parent (see
+    /// `barrierlab::peer`).
     #[command(hide = true)]
     PeerChild {
         #[arg(long)]
@@ -177,74 +188,10 @@ enum Command {
         heap_mib: usize,
         #[arg(long)]
         quick: bool,
+        /// Binary trees instead of GCBench: DEPTH,SUBTREE,OPERATIONS,SWAPS,SEED.
+        #[arg(long, conflicts_with = "quick", value_parser = peer_cmd::parse_binary_trees)]
+        binary_trees: Option<BinaryTreesParams>,
     },
-}
-
-/// `gcbench --peer`: re-executes this binary as `peer-child` (the peer must not share a
-/// process with barrierlab's heaps: see `barrierlab::peer`), parses its record and prints
-/// the summary. Exits 2 when the peer is unavailable (the child has said why), 1 on any
-/// other failure, and 1 when the peer ran no collection (not a measurement of one).
-fn gcbench_peer(peer: Peer, incremental: bool, heap_mib: usize, quick: bool) -> ExitCode {
-    let exe = match std::env::current_exe() {
-        Ok(p) => p,
-        Err(e) => {
-            warn(&format!(
-                "error: cannot find this program to re-run it as the {peer} child: {e}"
-            ));
-            return ExitCode::FAILURE;
-        }
-    };
-    let mut cmd = std::process::Command::new(&exe);
-    cmd.args(["peer-child", "--peer", peer.name(), "--heap-mib"])
-        .arg(heap_mib.to_string())
-        .stdin(Stdio::null())
-        .stdout(Stdio::piped())
-        .stderr(Stdio::inherit());
-    if incremental {
-        cmd.arg("--incremental");
-    }
-    if quick {
-        cmd.arg("--quick");
-    }
-    let out = match cmd.output() {
-        Ok(o) => o,
-        Err(e) => {
-            warn(&format!(
-                "error: could not start `{} peer-child`: {e}",
-                exe.display()
-            ));
-            return ExitCode::FAILURE;
-        }
-    };
-    match out.status.code() {
-        Some(0) => {
-            let stdout = String::from_utf8_lossy(&out.stdout);
-            match PeerRun::from_record(stdout.trim()) {
-                Ok(r) if r.cycles == 0 => {
-                    warn(&format!(
-                        "error: {}",
-                        peer::no_collection_message(peer, heap_mib)
-                    ));
-                    ExitCode::FAILURE
-                }
-                Ok(r) => emit(&format!("{r}\n")),
-                Err(e) => {
-                    warn(&format!("error: the {peer} child's output: {e}"));
-                    ExitCode::FAILURE
-                }
-            }
-        }
-        Some(code) if code == i32::from(peer::EXIT_UNAVAILABLE) => {
-            ExitCode::from(peer::EXIT_UNAVAILABLE)
-        }
-        _ => {
-            warn(&format!(
-                "error: the {peer} child process failed ({})",
-                out.status
-            ));
-            ExitCode::FAILURE
-        }
-    }
 }
 
 /// `report DIR`.
@@ -324,7 +271,9 @@ fn compare(runs: &[PathBuf], metrics: Option<Vec<String>>, changed: bool, json: 
 }
 
 fn main() -> ExitCode {
-    match Cli::parse().command {
+    let matches = Cli::command().get_matches();
+    let cli = Cli::from_arg_matches(&matches).unwrap_or_else(|e| e.exit());
+    match cli.command {
         Command::Probe { json } => run_cmd::probe(json),
         Command::Report { dir } => report(&dir),
         Command::Compare {
@@ -338,32 +287,43 @@ fn main() -> ExitCode {
             incremental,
             quick,
             opts,
-        } => gcbench_peer(peer, incremental, opts.heap_mib as usize, quick),
+        } => {
+            let params = if quick {
+                GcBenchParams::QUICK
+            } else {
+                GcBenchParams::CLASSIC
+            };
+            let w = PeerWorkload::GcBench(params);
+            peer_cmd::parent(peer, incremental, opts.heap_mib as usize, &w)
+        }
         Command::PeerChild {
             peer,
             incremental,
             heap_mib,
             quick,
+            binary_trees,
         } => {
-            let cfg = PeerConfig {
-                incremental,
-                heap_bytes: heap_mib << 20,
-                params: if quick {
-                    GcBenchParams::QUICK
-                } else {
-                    GcBenchParams::CLASSIC
-                },
+            let w = match binary_trees {
+                Some(p) => PeerWorkload::BinaryTrees(p),
+                None if quick => PeerWorkload::GcBench(GcBenchParams::QUICK),
+                None => PeerWorkload::GcBench(GcBenchParams::CLASSIC),
             };
-            match peer::run(peer, &cfg) {
-                Ok(r) => emit(&format!("{}\n", r.to_record())),
-                Err(e) => {
-                    warn(&format!("error: {e}"));
-                    if matches!(e, barrierlab::Error::Unavailable { .. }) {
-                        ExitCode::from(peer::EXIT_UNAVAILABLE)
-                    } else {
-                        ExitCode::FAILURE
-                    }
-                }
+            peer_cmd::child(peer, incremental, heap_mib, w)
+        }
+        Command::Run {
+            peer: Some(peer),
+            incremental,
+            study_workload,
+            allocated_per_live,
+            opts,
+            ..
+        } => {
+            let run = matches
+                .subcommand_matches("run")
+                .expect("the run subcommand");
+            match peer_cmd::run_workload(run, study_workload.as_deref(), allocated_per_live) {
+                Ok(w) => peer_cmd::parent(peer, incremental, opts.heap_mib as usize, &w),
+                Err(why) => peer_cmd::usage_error(&why),
             }
         }
         Command::Gcbench {

@@ -125,19 +125,21 @@
 //! the collector cannot be loaded.
 
 pub mod bdwgc;
+mod record;
 
 use std::fmt;
 use std::str::FromStr;
-use std::time::Duration;
 
 use crate::error::{Error, Result};
-use crate::workload::{GcBenchParams, pause_percentile};
+use crate::workload::{BinaryTreesParams, GcBenchParams, Workload};
+
+pub use record::{PauseSource, PeerMode, PeerRun};
 
 /// The exit status of the child process when the peer collector cannot be loaded (its
 /// message, on stderr, says what to install). Other failures exit with 1.
 pub const EXIT_UNAVAILABLE: u8 = 2;
 
-/// An outside collector barrierlab can run GCBench on.
+/// An outside collector barrierlab can run its workloads on.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum Peer {
     /// The Boehm–Demers–Weiser collector, `libgc.so.1`, loaded at run time.
@@ -171,276 +173,106 @@ impl FromStr for Peer {
     }
 }
 
-/// How the peer collector ran.
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub enum PeerMode {
-    /// Every collection stops the world for the whole mark.
-    Stw,
-    /// The collector's incremental (or generational) mode, with dirty bits.
-    Incremental,
-}
-
-impl PeerMode {
-    fn name(self) -> &'static str {
-        match self {
-            PeerMode::Stw => "stw",
-            PeerMode::Incremental => "incremental",
-        }
-    }
-}
-
-/// What a pause in [`PeerRun::pauses`] spans.
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub enum PauseSource {
-    /// From the collector's "about to stop the world" event to its "world restarted" one.
-    WorldStop,
-    /// From the collector's "collection starts" event to its "collection ends" one (used
-    /// when the world-stop events do not fire).
-    Collection,
-    /// No collection event fired.
-    None,
-}
-
-impl PauseSource {
-    fn name(self) -> &'static str {
-        match self {
-            PauseSource::WorldStop => "world-stop",
-            PauseSource::Collection => "collection",
-            PauseSource::None => "none",
-        }
-    }
-}
-
-/// What to run on the peer.
+/// A workload the peer runs, with its parameters: the same ones barrierlab's own
+/// workload takes, so that both do the same work.
 #[derive(Debug, Clone, Copy, PartialEq)]
-pub struct PeerConfig {
+pub enum PeerWorkload {
+    /// GCBench ([`crate::workload::gcbench`]), `repeat` passes.
+    GcBench(GcBenchParams),
+    /// Binary trees ([`crate::workload::binary_trees`]), as its thread 0 runs them.
+    BinaryTrees(BinaryTreesParams),
+}
+
+impl PeerWorkload {
+    /// The workloads the peer runs, for messages.
+    pub const SUPPORTED: &'static str = "GCBench (`gcbench --peer`) and binary trees \
+         (`run --study-workload binary-trees-l<MiB> --peer`)";
+
+    /// The peer's form of barrierlab's `workload`, or an error naming the ones it has.
+    pub fn of(workload: &Workload) -> Result<PeerWorkload> {
+        match *workload {
+            Workload::GcBench(p) => Ok(PeerWorkload::GcBench(p)),
+            Workload::BinaryTrees(p) => Ok(PeerWorkload::BinaryTrees(p)),
+            _ => Err(Error::InvalidArgument(format!(
+                "the peer does not run {}; it runs {}",
+                workload.name(),
+                Self::SUPPORTED
+            ))),
+        }
+    }
+
+    /// The first word of the summary line: `gcbench` for GCBench (whatever its
+    /// parameters, as `gcbench --peer` has always printed), else barrierlab's own name
+    /// for the workload (`binary-trees-d21`), as `barrierlab run` prints it.
+    pub fn name(&self) -> String {
+        match *self {
+            PeerWorkload::GcBench(_) => "gcbench".into(),
+            PeerWorkload::BinaryTrees(p) => Workload::BinaryTrees(p).name(),
+        }
+    }
+}
+
+impl From<GcBenchParams> for PeerWorkload {
+    fn from(p: GcBenchParams) -> PeerWorkload {
+        PeerWorkload::GcBench(p)
+    }
+}
+
+impl From<BinaryTreesParams> for PeerWorkload {
+    fn from(p: BinaryTreesParams) -> PeerWorkload {
+        PeerWorkload::BinaryTrees(p)
+    }
+}
+
+/// What to run on the peer: the collector's settings and the workload, `params` (a
+/// [`PeerWorkload`], or the parameters of one workload: [`GcBenchParams`], the default,
+/// or [`BinaryTreesParams`]).
+#[derive(Debug, Clone, Copy, PartialEq)]
+pub struct PeerConfig<W = GcBenchParams> {
     /// The collector's incremental mode instead of stop-the-world.
     pub incremental: bool,
     /// The maximum heap, in bytes (also expanded to at the start).
     pub heap_bytes: usize,
-    /// GCBench's parameters.
-    pub params: GcBenchParams,
+    /// The workload.
+    pub params: W,
 }
 
-/// Runs GCBench on `peer` in this process. Only the hidden child subcommand calls this:
-/// see the module doc for why the peer runs in a process of its own.
-pub fn run(peer: Peer, cfg: &PeerConfig) -> Result<PeerRun> {
+impl<W: Copy + Into<PeerWorkload>> PeerConfig<W> {
+    /// The same configuration with the workload as a [`PeerWorkload`].
+    pub fn workload(&self) -> PeerConfig<PeerWorkload> {
+        PeerConfig {
+            incremental: self.incremental,
+            heap_bytes: self.heap_bytes,
+            params: self.params.into(),
+        }
+    }
+}
+
+/// Runs the configured workload on `peer` in this process. Only the hidden child
+/// subcommand (and a study's peer point, in a process of its own) calls this: see the
+/// module doc for why the peer runs in a process of its own.
+pub fn run<W: Copy + Into<PeerWorkload>>(peer: Peer, cfg: &PeerConfig<W>) -> Result<PeerRun> {
     match peer {
-        Peer::Bdwgc => bdwgc::run_gcbench(&bdwgc::Bdwgc::load()?, cfg),
+        Peer::Bdwgc => bdwgc::run(&bdwgc::Bdwgc::load()?, &cfg.workload()),
     }
 }
 
-/// What one GCBench run on a peer collector measured.
-#[derive(Debug, Clone, PartialEq)]
-pub struct PeerRun {
-    /// The collector.
-    pub peer: Peer,
-    /// Stop-the-world or incremental, as the collector itself reported it.
-    pub mode: PeerMode,
-    /// The collector's version (`8.2.2`), or `unknown`.
-    pub version: String,
-    /// The maximum heap the run was given, in bytes.
-    pub heap_bytes: usize,
-    /// The collector's heap size at the end of the run, in bytes.
-    pub heap_final_bytes: usize,
-    /// Wall-clock time of the workload.
-    pub total: Duration,
-    /// CPU time of the process (every thread) during the workload.
-    pub cpu: Duration,
-    /// Collections completed during the workload.
-    pub cycles: u64,
-    /// Collections among them that traced the whole heap (all of them when every
-    /// collection is full; in a generational mode, the full ones only).
-    pub full_cycles: u64,
-    /// What each pause spans.
-    pub pause_source: PauseSource,
-    /// Every pause, in order.
-    pub pauses: Vec<Duration>,
-    /// Allocation calls the workload made (the work: `papers/reference/gcbench.c` counts
-    /// the same).
-    pub allocs: u64,
-    /// The collector's own count of the bytes it handed out during the workload.
-    pub alloc_bytes: u64,
-    /// Collector-specific settings worth printing (`lib`, `vdb`, `generational`,
-    /// `time_limit`, `markers`, …), as `key=value` pairs whose values contain no whitespace.
-    pub settings: Vec<(String, String)>,
-}
-
-impl PeerRun {
-    /// Total pause time.
-    pub fn stw(&self) -> Duration {
-        self.pauses.iter().sum()
-    }
-
-    /// A pause percentile (0..=100), computed as barrierlab's own runs compute theirs.
-    pub fn pause_percentile(&self, q: f64) -> Duration {
-        pause_percentile(self.pauses.iter().copied(), q)
-    }
-
-    /// The longest pause (zero with none).
-    pub fn max_pause(&self) -> Duration {
-        self.pauses.iter().copied().max().unwrap_or_default()
-    }
-
-    /// The record the child prints: one line, `peer-record` then `key=value` fields,
-    /// times in integer nanoseconds so that nothing is rounded on the way to the parent.
-    pub fn to_record(&self) -> String {
-        let pauses: Vec<String> = self
-            .pauses
-            .iter()
-            .map(|p| p.as_nanos().to_string())
-            .collect();
-        let mut s = format!(
-            "{RECORD_TAG} peer={} mode={} version={} heap_bytes={} heap_final_bytes={} \
-             total_ns={} cpu_ns={} cycles={} full_cycles={} pause={} pauses_ns={} allocs={} \
-             alloc_bytes={}",
-            self.peer,
-            self.mode.name(),
-            self.version,
-            self.heap_bytes,
-            self.heap_final_bytes,
-            self.total.as_nanos(),
-            self.cpu.as_nanos(),
-            self.cycles,
-            self.full_cycles,
-            self.pause_source.name(),
-            pauses.join(","),
-            self.allocs,
-            self.alloc_bytes,
-        );
-        for (k, v) in &self.settings {
-            s.push_str(&format!(" {k}={v}"));
-        }
-        s
-    }
-
-    /// Parses a line written by [`PeerRun::to_record`]. Fields it does not know become
-    /// [`PeerRun::settings`], in order.
-    pub fn from_record(line: &str) -> Result<PeerRun> {
-        let bad = |why: String| Error::InvalidArgument(format!("peer record `{line}`: {why}"));
-        let mut words = line.split_whitespace();
-        if words.next() != Some(RECORD_TAG) {
-            return Err(bad(format!("does not start with `{RECORD_TAG}`")));
-        }
-        let mut fields = std::collections::HashMap::new();
-        let mut settings = Vec::new();
-        for w in words {
-            let (k, v) = w
-                .split_once('=')
-                .ok_or_else(|| bad(format!("`{w}` is not key=value")))?;
-            if RECORD_KEYS.contains(&k) {
-                fields.insert(k, v);
-            } else {
-                settings.push((k.to_string(), v.to_string()));
-            }
-        }
-        let field = |k: &str| {
-            fields
-                .get(k)
-                .copied()
-                .ok_or_else(|| bad(format!("no `{k}`")))
-        };
-        let number =
-            |k: &str| -> Result<u64> { field(k)?.parse().map_err(|e| bad(format!("`{k}`: {e}"))) };
-        let mode = match field("mode")? {
-            "stw" => PeerMode::Stw,
-            "incremental" => PeerMode::Incremental,
-            m => return Err(bad(format!("unknown mode `{m}`"))),
-        };
-        let pause_source = match field("pause")? {
-            "world-stop" => PauseSource::WorldStop,
-            "collection" => PauseSource::Collection,
-            "none" => PauseSource::None,
-            p => return Err(bad(format!("unknown pause kind `{p}`"))),
-        };
-        let pauses = field("pauses_ns")?
-            .split(',')
-            .filter(|s| !s.is_empty())
-            .map(|s| s.parse().map(Duration::from_nanos))
-            .collect::<std::result::Result<Vec<_>, _>>()
-            .map_err(|e| bad(format!("`pauses_ns`: {e}")))?;
-        Ok(PeerRun {
-            peer: field("peer")?.parse()?,
-            mode,
-            version: field("version")?.to_string(),
-            heap_bytes: number("heap_bytes")? as usize,
-            heap_final_bytes: number("heap_final_bytes")? as usize,
-            total: Duration::from_nanos(number("total_ns")?),
-            cpu: Duration::from_nanos(number("cpu_ns")?),
-            cycles: number("cycles")?,
-            full_cycles: number("full_cycles")?,
-            pause_source,
-            pauses,
-            allocs: number("allocs")?,
-            alloc_bytes: number("alloc_bytes")?,
-            settings,
-        })
-    }
-}
-
-/// The first word of a [`PeerRun::to_record`] line.
-const RECORD_TAG: &str = "peer-record";
-
-/// The fields of a record that are [`PeerRun`]'s own; any other is a setting.
-const RECORD_KEYS: [&str; 13] = [
-    "peer",
-    "mode",
-    "version",
-    "heap_bytes",
-    "heap_final_bytes",
-    "total_ns",
-    "cpu_ns",
-    "cycles",
-    "full_cycles",
-    "pause",
-    "pauses_ns",
-    "allocs",
-    "alloc_bytes",
-];
-
-/// The one-line summary, in the shape of `barrierlab gcbench`'s own.
-impl fmt::Display for PeerRun {
-    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        let ms = |d: Duration| d.as_secs_f64() * 1e3;
-        let us = |d: Duration| d.as_secs_f64() * 1e6;
-        write!(
-            f,
-            "gcbench peer={} mode={} version={} heap={}MiB total={:.1}ms cpu={:.1}ms \
-             stw={:.1}ms cycles={} full={} pauses={} p50={:.0}us p99={:.0}us max={:.0}us \
-             pause={} heap_final={:.1}MiB allocs={} alloc_bytes={}",
-            self.peer,
-            self.mode.name(),
-            self.version,
-            self.heap_bytes >> 20,
-            ms(self.total),
-            ms(self.cpu),
-            ms(self.stw()),
-            self.cycles,
-            self.full_cycles,
-            self.pauses.len(),
-            us(self.pause_percentile(50.0)),
-            us(self.pause_percentile(99.0)),
-            us(self.max_pause()),
-            self.pause_source.name(),
-            self.heap_final_bytes as f64 / (1 << 20) as f64,
-            self.allocs,
-            self.alloc_bytes,
-        )?;
-        for (k, v) in &self.settings {
-            write!(f, " {k}={v}")?;
-        }
-        Ok(())
-    }
-}
-
-/// What `gcbench --peer` says when the peer completed no collection: such a run
-/// measured no garbage collector, so it is not a result (the native `gcbench` says the
-/// same of its own runs).
-pub fn no_collection_message(peer: Peer, heap_mib: usize) -> String {
+/// What the parent says when the peer completed no collection: such a run measured no
+/// garbage collector, so it is not a result (barrierlab's own runs say the same of
+/// theirs).
+pub fn no_collection_message(peer: Peer, workload: &PeerWorkload, heap_mib: usize) -> String {
+    let remedy = match workload {
+        PeerWorkload::GcBench(_) => "the classic parameters (without --quick)",
+        PeerWorkload::BinaryTrees(_) => "more work (a larger --allocated-per-live)",
+    };
+    let what = match workload {
+        PeerWorkload::GcBench(_) => "GCBench".to_string(),
+        PeerWorkload::BinaryTrees(_) => workload.name(),
+    };
     format!(
-        "no collection ran: {peer} completed GCBench in a {heap_mib} MiB heap without \
+        "no collection ran: {peer} completed {what} in a {heap_mib} MiB heap without \
          collecting, so this run measured no garbage collection; use a smaller --heap-mib or \
-         the classic parameters (without --quick)"
+         {remedy}"
     )
 }
 
@@ -500,75 +332,6 @@ mod tests {
         assert_eq!(
             settings_note(&stw),
             "stop-the-world, no virtual dirty bits; library libgc.so.1"
-        );
-    }
-
-    fn sample() -> PeerRun {
-        PeerRun {
-            peer: Peer::Bdwgc,
-            mode: PeerMode::Incremental,
-            version: "8.2.2".into(),
-            heap_bytes: 64 << 20,
-            heap_final_bytes: 64 << 20,
-            total: Duration::from_nanos(700_123_456),
-            cpu: Duration::from_nanos(650_000_001),
-            cycles: 3,
-            full_cycles: 1,
-            pause_source: PauseSource::WorldStop,
-            pauses: vec![
-                Duration::from_nanos(1_500_000),
-                Duration::from_nanos(2_500_001),
-                Duration::from_nanos(999),
-            ],
-            allocs: 12,
-            alloc_bytes: 384,
-            settings: vec![
-                ("vdb".into(), "mprotect".into()),
-                ("markers".into(), "1".into()),
-            ],
-        }
-    }
-
-    #[test]
-    fn a_record_round_trips_exactly() {
-        let r = sample();
-        assert_eq!(PeerRun::from_record(&r.to_record()).unwrap(), r);
-        let empty = PeerRun {
-            pauses: vec![],
-            pause_source: PauseSource::None,
-            settings: vec![],
-            ..sample()
-        };
-        assert_eq!(PeerRun::from_record(&empty.to_record()).unwrap(), empty);
-    }
-
-    #[test]
-    fn a_malformed_record_is_an_error_naming_the_field() {
-        let line = sample().to_record().replace("cycles=3", "cycles=x");
-        let e = PeerRun::from_record(&line).unwrap_err().to_string();
-        assert!(e.contains("`cycles`"), "{e}");
-        let e = PeerRun::from_record("gcbench peer=bdwgc")
-            .unwrap_err()
-            .to_string();
-        assert!(e.contains("peer-record"), "{e}");
-    }
-
-    #[test]
-    fn the_summary_has_the_gcbench_shape() {
-        let s = sample().to_string();
-        assert!(
-            s.starts_with(
-                "gcbench peer=bdwgc mode=incremental version=8.2.2 heap=64MiB total=700.1ms \
-                 cpu=650.0ms stw=4.0ms cycles=3 full=1 pauses=3 p50="
-            ),
-            "{s}"
-        );
-        assert!(
-            s.ends_with(
-                "pause=world-stop heap_final=64.0MiB allocs=12 alloc_bytes=384 vdb=mprotect \
-                 markers=1"
-            ),
-            "{s}"
         );
     }
 }

@@ -1,141 +1,20 @@
-//! GCBench on bdwgc: the run (the collector started as the configuration says, the
-//! event log installed, the workload timed) and the workload itself over `GC_malloc`.
+//! GCBench over `GC_malloc`: its node, and the tree building that the binary-trees port
+//! ([`super::binary_trees`]) shares.
 
 use std::cell::Cell;
 use std::ffi::c_void;
 use std::ptr::NonNull;
-use std::time::Instant;
 
 use super::Bdwgc;
-use super::events::{EVENT_CAPACITY, EventLog, pauses_from_events};
 use crate::error::{Error, Result};
-use crate::peer::{Peer, PeerConfig, PeerMode, PeerRun};
 use crate::workload::GcBenchParams;
-
-/// Starts bdwgc on this thread as `cfg` says, runs GCBench on it and measures it.
-///
-/// Run it in a process of its own, on its main thread (`barrierlab gcbench --peer bdwgc`
-/// does): it starts the collector, may install its SIGSEGV handler, and registers the
-/// collection-event callback.
-pub fn run_gcbench(gc: &Bdwgc, cfg: &PeerConfig) -> Result<PeerRun> {
-    if cfg.heap_bytes == 0 {
-        // GC_set_max_heap_size(0) would mean "unbounded".
-        return Err(Error::InvalidArgument(
-            "the heap must be at least 1 MiB".into(),
-        ));
-    }
-    // Before GC_init, so that its initial heap respects the cap.
-    gc.set_max_heap_size(cfg.heap_bytes);
-    gc.init();
-    if cfg.incremental {
-        gc.enable_incremental();
-        if !gc.is_incremental_mode() {
-            return Err(Error::Misbehaved {
-                mechanism: "bdwgc incremental mode",
-                seen: "GC_enable_incremental left it off (is GC_DISABLE_INCREMENTAL or \
-                       GC_DONT_GC set in the environment?)"
-                    .into(),
-            });
-        }
-    }
-    // The whole heap up front, as barrierlab reserves its region; bdwgc still decides
-    // when to collect by its free-space divisor, and the cap stops any growth beyond.
-    let have = gc.heap_size();
-    if cfg.heap_bytes > have && !gc.expand_hp(cfg.heap_bytes - have) {
-        return Err(Error::Misbehaved {
-            mechanism: "bdwgc",
-            seen: format!(
-                "GC_expand_hp({} bytes) refused to grow the heap from {have} to {} bytes",
-                cfg.heap_bytes - have,
-                cfg.heap_bytes
-            ),
-        });
-    }
-
-    let log = EventLog::install(gc, EVENT_CAPACITY)?;
-    let gc_no_before = gc.gc_no();
-    let bytes_before = gc.total_bytes();
-    let cpu0 = crate::sys::cpu::process_cpu_time()?;
-    let t0 = Instant::now();
-    // `repeat` passes, as barrierlab's GCBench runs them (`workload/gcbench.rs`).
-    let bench = Bench::new(gc);
-    let mut allocs = 0;
-    for _ in 0..cfg.params.repeat.max(1) {
-        allocs = bench.run(&cfg.params)?;
-    }
-    let total = t0.elapsed();
-    let cpu = crate::sys::cpu::process_cpu_time()?.saturating_sub(cpu0);
-    let alloc_bytes = gc.total_bytes() - bytes_before;
-    let cycles = gc.gc_no() - gc_no_before;
-    let (events, full_cycles) = log.finish()?;
-    let (pause_source, pauses) = pauses_from_events(&events);
-
-    Ok(PeerRun {
-        peer: Peer::Bdwgc,
-        mode: if gc.is_incremental_mode() {
-            PeerMode::Incremental
-        } else {
-            PeerMode::Stw
-        },
-        version: gc.version().unwrap_or_else(|| "unknown".into()),
-        heap_bytes: cfg.heap_bytes,
-        heap_final_bytes: gc.heap_size(),
-        total,
-        cpu,
-        cycles,
-        full_cycles,
-        pause_source,
-        pauses,
-        allocs,
-        alloc_bytes,
-        settings: settings(gc),
-    })
-}
-
-/// What the run's summary says about how bdwgc was built and set (see [`crate::peer`] for
-/// what each means).
-fn settings(gc: &Bdwgc) -> Vec<(String, String)> {
-    // A record field holds no whitespace.
-    let mut out = vec![(
-        "lib".to_string(),
-        gc.loaded_path().replace(char::is_whitespace, "_"),
-    )];
-    let (vdb, vdb_from) = gc.vdb();
-    out.push(("vdb".into(), vdb));
-    if gc.is_incremental_mode() {
-        out.push(("vdb_from".into(), vdb_from.into()));
-        out.push(("protection_needs".into(), gc.protection_needs().to_string()));
-        // Partial collections mark from the last marks plus the dirty pages; only a full
-        // one (every `full_freq + 1`th) clears the marks. With `full_freq` 0 every
-        // collection is full, so nothing is generational.
-        let full_freq = gc.full_freq();
-        let generational = full_freq.is_none_or(|f| f > 0);
-        out.push((
-            "generational".into(),
-            if generational { "yes" } else { "no" }.into(),
-        ));
-        if let Some(f) = full_freq {
-            out.push(("full_freq".into(), f.to_string()));
-        }
-        if let Some(limit) = gc.time_limit() {
-            out.push(("time_limit".into(), limit));
-        }
-    }
-    if let Some(m) = gc.markers() {
-        out.push(("markers".into(), m.to_string()));
-    }
-    if let Some(d) = gc.free_space_divisor() {
-        out.push(("free_space_divisor".into(), d.to_string()));
-    }
-    out
-}
 
 /// A GCBench node: two references and 8 payload bytes (the classic two ints, never read),
 /// as in [`crate::workload::gcbench`].
 #[repr(C)]
-struct Node {
-    left: *mut Node,
-    right: *mut Node,
+pub(super) struct Node {
+    pub(super) left: *mut Node,
+    pub(super) right: *mut Node,
     _payload: [u8; 8],
 }
 
@@ -149,23 +28,23 @@ const _: () = assert!(std::mem::size_of::<Node>() == 24);
 /// returned through a stack buffer, and the trees took twice the C program's time outside
 /// bdwgc (see [`crate::peer`], *What the peer adds*).
 #[derive(Debug)]
-struct Exhausted;
+pub(super) struct Exhausted;
 
 const _: () = assert!(std::mem::size_of::<std::result::Result<NonNull<Node>, Exhausted>>() == 8);
 
 /// GCBench over bdwgc, function for function the same as [`crate::workload::gcbench`]
 /// and as `papers/reference/gcbench.c`; the roots are the locals (see the module doc).
-struct Bench {
+pub(super) struct Bench {
     /// `GC_malloc`, copied out of [`Bdwgc`] so that a call is one indirect call.
     malloc: unsafe extern "C" fn(usize) -> *mut c_void,
     /// `GC_malloc_atomic`.
     malloc_atomic: unsafe extern "C" fn(usize) -> *mut c_void,
     /// Allocation calls that returned memory, as the C GCBench counts them.
-    allocs: Cell<u64>,
+    pub(super) allocs: Cell<u64>,
 }
 
 impl Bench {
-    fn new(gc: &Bdwgc) -> Bench {
+    pub(super) fn new(gc: &Bdwgc) -> Bench {
         Bench {
             malloc: gc.malloc,
             malloc_atomic: gc.malloc_atomic,
@@ -174,8 +53,8 @@ impl Bench {
     }
 
     #[inline(always)]
-    fn new_node(&self) -> std::result::Result<NonNull<Node>, Exhausted> {
-        // SAFETY: `run_gcbench` initialised the collector on this thread, the only one
+    pub(super) fn new_node(&self) -> std::result::Result<NonNull<Node>, Exhausted> {
+        // SAFETY: `run` initialised the collector on this thread, the only one
         // that runs the bench; the node is kept only in locals and in other nodes, which
         // bdwgc scans (see the module doc).
         let node = unsafe { (self.malloc)(std::mem::size_of::<Node>()) };
@@ -185,7 +64,11 @@ impl Bench {
     }
 
     /// Gives `node` two children, recursively, to `depth` (top-down).
-    fn populate(&self, depth: u32, node: NonNull<Node>) -> std::result::Result<(), Exhausted> {
+    pub(super) fn populate(
+        &self,
+        depth: u32,
+        node: NonNull<Node>,
+    ) -> std::result::Result<(), Exhausted> {
         if depth == 0 {
             return Ok(());
         }
@@ -201,7 +84,7 @@ impl Bench {
     }
 
     /// Builds a tree of `depth` bottom-up.
-    fn make_tree(&self, depth: u32) -> std::result::Result<NonNull<Node>, Exhausted> {
+    pub(super) fn make_tree(&self, depth: u32) -> std::result::Result<NonNull<Node>, Exhausted> {
         if depth == 0 {
             return self.new_node();
         }
@@ -230,7 +113,7 @@ impl Bench {
 
     /// Runs GCBench once and checks the survivors; returns the allocation calls made so
     /// far (by every run of this bench).
-    fn run(&self, p: &GcBenchParams) -> Result<u64> {
+    pub(super) fn run(&self, p: &GcBenchParams) -> Result<u64> {
         let exhausted = |requested: usize| {
             move |Exhausted| Error::OutOfMemory {
                 requested,

@@ -13,7 +13,7 @@
 //! `GC_malloc` beside barrierlab's allocator): `load`, [`Bdwgc::init`], [`Bdwgc::malloc`],
 //! [`Bdwgc::malloc_atomic`], [`Bdwgc::gcollect`], [`Bdwgc::gc_no`], [`Bdwgc::version`],
 //! [`Bdwgc::heap_size`]. In-process use must stay that small: the settings that install
-//! signal handlers (incremental mode) are private to [`run_gcbench`], which runs in a child
+//! signal handlers (incremental mode) are private to [`run`], which runs in a child
 //! process of its own (see [`crate::peer`] for why).
 //!
 //! # Conservative roots, and why the Rust GCBench is sound over them
@@ -52,10 +52,12 @@ use libloading::os::unix::Library;
 
 use crate::error::{Error, Result};
 
+mod binary_trees;
 mod events;
 mod gcbench;
+mod run;
 
-pub use gcbench::run_gcbench;
+pub use run::run;
 
 /// `GC_word` is `unsigned long`: pointer-sized on Linux.
 type GcWord = usize;
@@ -343,7 +345,7 @@ impl Bdwgc {
     /// `GC_incremental_protection_needs`: the `GC_PROTECTS_*` bits (1: pointer-containing
     /// heap pages, 2: pointer-free ones too) incremental mode write-protects.
     fn protection_needs(&self) -> c_int {
-        // SAFETY: called after GC_init (which `run_gcbench` does first), as gc.h requires.
+        // SAFETY: called after GC_init (which `run` does first), as gc.h requires.
         unsafe { (self.incremental_protection_needs)() }
     }
 
