@@ -11,6 +11,7 @@ mod support;
 mod budget;
 mod cli;
 mod peer_bdwgc;
+mod peer_binary_trees;
 mod peer_reference;
 mod study;
 mod study_cli;
