@@ -1,9 +1,13 @@
-//! An outside collector on the same work: GCBench run over a collector that is not
-//! barrierlab's, so that barrierlab's figures have an anchor measured on the same machine
-//! in the same minute.
+//! An outside collector on the same work: barrierlab's workloads run over a collector
+//! that is not barrierlab's, so that barrierlab's figures have an anchor measured on the
+//! same machine in the same minute.
 //!
 //! The one peer is the Boehm–Demers–Weiser collector ([`bdwgc`], `libgc.so.1`), the
-//! collector whose "mostly parallel" algorithm barrierlab's is modelled on.
+//! collector whose "mostly parallel" algorithm barrierlab's is modelled on. It runs two
+//! workloads ([`PeerWorkload`]): GCBench (`barrierlab gcbench --peer bdwgc`), and binary
+//! trees as a study point sizes them (`barrierlab run --study-workload
+//! binary-trees-l<MiB> --heap-mib H --allocated-per-live A --peer bdwgc`, beside the same
+//! command with `--barrier none`); see *Binary trees* below for what differs there.
 //!
 //! # What is the same work, and what differs
 //! The same: GCBench with the same parameters ([`GcBenchParams`]: stretch tree, long-lived
@@ -72,6 +76,49 @@
 //!   generational piece of this is functional" then, so each collection, partial or
 //!   full, marks with the world stopped (`generational=yes`).
 //!
+//! # Binary trees
+//! The port ([`bdwgc`]'s `binary_trees.rs`) is [`crate::workload::binary_trees`] as its
+//! thread 0 runs it, with the parameters `run --study-workload` gives barrierlab's own run
+//! (the same sizing function: the depth from the live size, the operations from
+//! `--allocated-per-live`): the long-lived complete tree built top-down, then per operation
+//! a walk to a random node, a fresh subtree built bottom-up and stored into a random child
+//! slot, and the swaps of child subtrees of random nodes. It makes the same random draws
+//! from the same generator and seed, so it replaces and swaps the same subtrees; it
+//! counts the tree at the end (an error if it lost nodes or a leaf is not at the bottom).
+//! `allocs=` is the tree's nodes plus one subtree per operation, exactly barrierlab's
+//! allocation calls, and `alloc_bytes=` agrees with barrierlab's `allocated=` to the
+//! free-list granularity (both take a 32-byte cell per node); the summary's first word is
+//! barrierlab's name for the workload (`binary-trees-d20`). What differs, beside what the
+//! list above says of GCBench:
+//! - **Roots and stores.** barrierlab roots the tree's root and each fresh subtree on its
+//!   root stack and makes every reference store through its (here empty) barrier; the
+//!   port keeps the root, the walk's nodes and the subtree under construction in plain
+//!   locals, which bdwgc finds by scanning the stack conservatively, and stores with plain
+//!   writes. Stop-the-world bdwgc needs nothing more. In incremental mode every store into
+//!   an old node dirties a page bdwgc learns of through its virtual dirty bits (with
+//!   `mprotect`, a SIGSEGV on the first write to a protected page), as barrierlab's page
+//!   trackers do; the replace and swap stores land anywhere in the tree.
+//! - **Sweeping.** As for GCBench, bdwgc reclaims the replaced subtrees lazily, inside
+//!   `GC_malloc` on the mutator thread; barrierlab sweeps them on its collector thread, so
+//!   barrierlab's `cpu=` includes a second thread's time and bdwgc's `total=` includes
+//!   the sweep.
+//! - **When each collects.** barrierlab collects when its heap is 60% occupied; bdwgc,
+//!   expanded to the cap up front, when no free block is left (about when the heap is
+//!   full; see above). At the same `--heap-mib` bdwgc therefore runs fewer, longer
+//!   collections: binary-trees-l64 at 132 MiB (twice its minimum heap) with
+//!   `--allocated-per-live 25.6`, barrierlab's `none` ran 26 or 27 collections and bdwgc 23
+//!   (five runs each), and at 264 MiB 9 against 7. bdwgc's pauses are its whole mark (one
+//!   thread marks: `markers=1`), barrierlab's `none` its whole mark on its marker threads.
+//! - **Incremental mode at small multiples.** bdwgc's generational collections keep
+//!   garbage that was marked in an earlier collection until the next full one (every 20th
+//!   by default), and the replaced subtrees are exactly such garbage. Near the minimum
+//!   heap it runs out of heap (bdwgc returns null and the port fails with an out-of-memory
+//!   error): binary-trees-l64 failed at 132 and 160 MiB and ran at 264 MiB;
+//!   binary-trees-l4 failed at 8 to 16 MiB and ran at 24. In incremental mode bdwgc also
+//!   reported a heap above the cap (`heap_final=`, from `GC_get_heap_size`: 328 MiB at a
+//!   264 MiB cap, 27.9 MiB at 24), which it did not in stop-the-world mode; that is not
+//!   pinned down.
+//!
 //! # Pauses
 //! bdwgc reports progress through `GC_set_on_collection_event`. A pause is the time from
 //! `GC_EVENT_PRE_STOP_WORLD` to `GC_EVENT_POST_START_WORLD` (`pause=world-stop`): the
@@ -118,8 +165,8 @@
 //! every loaded object — and installs its own signal handlers (thread suspension, and the
 //! SIGSEGV handler of its `mprotect` dirty bits in incremental mode). Those must not meet
 //! barrierlab's heaps and barrierlab's own SIGSEGV/SIGBUS handlers in one process, so
-//! `barrierlab gcbench --peer bdwgc` re-executes the current binary with a hidden
-//! subcommand that loads bdwgc, runs GCBench, and prints a [`PeerRun`] as one
+//! `barrierlab gcbench --peer bdwgc` (and `run --peer bdwgc`) re-executes the current
+//! binary with a hidden subcommand that loads bdwgc, runs the workload, and prints a [`PeerRun`] as one
 //! machine-readable record line ([`PeerRun::to_record`]); the parent parses it and prints
 //! the summary ([`PeerRun`]'s `Display`). The child exits with [`EXIT_UNAVAILABLE`] when
 //! the collector cannot be loaded.

@@ -1,5 +1,5 @@
 //! The Boehm–Demers–Weiser collector (bdwgc), loaded at run time from `libgc.so.1`, and
-//! GCBench written over its allocator.
+//! GCBench and binary trees written over its allocator.
 //!
 //! [`Bdwgc`] is a small handle on the C library: [`Bdwgc::load`] opens it with `dlopen`
 //! (through `libloading`) and resolves the entry points barrierlab uses, so barrierlab has
@@ -16,11 +16,12 @@
 //! signal handlers (incremental mode) are private to [`run`], which runs in a child
 //! process of its own (see [`crate::peer`] for why).
 //!
-//! # Conservative roots, and why the Rust GCBench is sound over them
+//! # Conservative roots, and why the Rust workloads are sound over them
 //! bdwgc finds roots by scanning, conservatively, the stack and registers of each thread it
 //! knows (the one that called `GC_init` here), static data, and the objects it allocated
 //! with `GC_malloc`. GCBench keeps its pointers in plain locals, as the C GCBench does,
-//! with no root stack. That is sound because:
+//! with no root stack, and so does binary trees (its tree's root, the nodes of a walk, the
+//! subtree being built). That is sound because:
 //! 1. every call into bdwgc goes through a function pointer resolved with `dlsym`, carrying
 //!    no attributes, so the compiler must assume the callee reads and writes any memory
 //!    reachable from the pointers it returned: a store into a node is done before the next
@@ -32,7 +33,9 @@
 //!    instead of a node's address is the address of one of its fields, an interior
 //!    pointer, which bdwgc recognises (`GC_all_interior_pointers`, on in distribution
 //!    builds);
-//! 4. no GCBench pointer is stored in memory bdwgc does not scan (Rust's allocator); the
+//! 4. no pointer is stored in memory bdwgc does not scan (Rust's allocator) while anything
+//!    is allocated from bdwgc (binary trees' final count keeps node pointers on a Rust
+//!    vector, but allocates nothing from bdwgc meanwhile, so no collection runs); the
 //!    pause-event log is kept there on purpose, so that its timestamps cost no scanning
 //!    and are never mistaken for pointers.
 //!
