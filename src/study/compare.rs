@@ -19,7 +19,10 @@ use std::path::Path;
 
 use super::data::{Metric, Row, Section};
 use super::health;
-use super::stats::{Design, Interval, median, ratio_of_medians, ratio_to, seed_for};
+use super::stats::{Design, Interval, median, paired, ratio_of_medians, ratio_to, seed_for};
+
+pub mod chance;
+use chance::Spread;
 
 /// A ratio states a difference only beyond 1 ± this.
 pub const MARGIN: f64 = 0.05;
@@ -186,6 +189,9 @@ pub struct Agreement {
     pub metric: Metric,
     /// Each run's ratio to `none` (None: the run has no such point).
     pub ratios: Vec<Option<Interval>>,
+    /// Each run's spread between blocks (None: no such point, or a run formed without
+    /// blocks), for [`chance`].
+    pub spreads: Vec<Option<Spread>>,
     /// What may be said: `slower`, `faster`, `no difference stated`, `REVERSAL`, or `not
     /// judged (…)`.
     pub statement: String,
@@ -218,6 +224,7 @@ pub fn agreements(runs: &[Vec<Row>], designs: &[Design]) -> Vec<Agreement> {
     for (wl, threads, k, tracker) in keys {
         for metric in [Metric::WallMs, Metric::CpuTotalMs] {
             let mut ratios = Vec::new();
+            let mut spreads = Vec::new();
             let mut unhealthy = Vec::new();
             for (i, rows) in runs.iter().enumerate() {
                 let rank = rank_of(rows);
@@ -247,6 +254,10 @@ pub fn agreements(runs: &[Vec<Row>], designs: &[Design]) -> Vec<Agreement> {
                 let seed = seed_for(0, &format!("{wl}/{threads}/{k}/{tracker}/{metric}"));
                 let design = designs.get(i).copied().unwrap_or(Design::Shuffled);
                 ratios.push(ratio_to(design, &v, &none, seed));
+                spreads.push(match design {
+                    Design::Blocks => Spread::of(&paired(&v, &none, |a, b| a / b)),
+                    Design::Shuffled => None,
+                });
             }
             let sides: Vec<Option<std::cmp::Ordering>> =
                 ratios.iter().map(|r| r.as_ref().and_then(side)).collect();
@@ -275,6 +286,7 @@ pub fn agreements(runs: &[Vec<Row>], designs: &[Design]) -> Vec<Agreement> {
                 tracker: tracker.clone(),
                 metric,
                 ratios,
+                spreads,
                 statement,
                 same_in_every_run,
             });
@@ -425,6 +437,7 @@ pub fn render_agreements(a: &[Agreement], runs: usize) -> String {
         n.judged,
         100.0 * n.same as f64 / n.judged.max(1) as f64
     ));
+    s.push_str(&chance::sentence(chance::expected(a)));
     s.push_str(&format!(
         "Each run's ratio against every other run's interval (every point and metric with \
          an interval in every run): {} of {} estimates ({:.0}%) lie outside it; with honest \
@@ -529,6 +542,11 @@ pub fn to_json(runs: &[&Path], a: &[Agreement], later: &[Vec<Comparison>]) -> se
             "same_in_every_run": n.same,
             "estimates_checked": n.estimates,
             "estimates_outside": n.outside,
+            "chance": chance::expected(a).map(|c| serde_json::json!({
+                "verdicts": c.verdicts,
+                "expected_same": c.expected_same,
+                "blocks_for_90": c.blocks_for_90,
+            })),
             "points": a.iter().map(|x| serde_json::json!({
                 "point": x.point,
                 "tracker": x.tracker,

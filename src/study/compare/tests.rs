@@ -227,3 +227,34 @@ fn each_runs_estimate_is_checked_against_every_other_runs_interval() {
         "{text}"
     );
 }
+
+#[test]
+fn runs_of_blocks_say_what_agreement_chance_allows() {
+    // Blocks with a 20% cost and a small spread: each run's spread is kept, the
+    // expected agreement is stated and reaches every verdict (the wall time's; these
+    // runs have no CPU rows).
+    let blocks = [Design::Blocks, Design::Blocks];
+    let a = agreements(&[run(120.0, 64.0), run(121.0, 64.0)], &blocks);
+    let wall = a.iter().find(|x| x.metric == Metric::WallMs).unwrap();
+    assert!(
+        wall.spreads
+            .iter()
+            .all(|s| s.is_some_and(|s| s.blocks == 10)),
+        "{wall:?}"
+    );
+    let text = render_agreements(&a, 2);
+    assert!(text.contains("By chance alone: with the spread"), "{text}");
+    assert!(
+        text.contains("(100%); 90% would need about 3 blocks"),
+        "{text}"
+    );
+    let j = to_json(&[Path::new("a"), Path::new("b")], &a, &[]);
+    assert_eq!(j["verdicts"]["chance"]["verdicts"], 1, "{j}");
+    assert_eq!(j["verdicts"]["chance"]["blocks_for_90"], 3, "{j}");
+    // Without blocks (an older study's order): no spread, nothing estimated.
+    let a = agreements(&[run(120.0, 64.0), run(121.0, 64.0)], &[]);
+    assert!(a.iter().all(|x| x.spreads.iter().all(Option::is_none)));
+    assert!(render_agreements(&a, 2).contains("By chance alone: not estimated"));
+    let j = to_json(&[Path::new("a"), Path::new("b")], &a, &[]);
+    assert!(j["verdicts"]["chance"].is_null(), "{j}");
+}
