@@ -181,7 +181,7 @@ pub fn child(peer: Peer, incremental: bool, heap_mib: usize, workload: PeerWorkl
     let cfg = PeerConfig {
         incremental,
         heap_bytes: heap_mib << 20,
-        params: workload,
+        workload,
     };
     match peer::run(peer, &cfg) {
         Ok(r) => emit(&format!("{}\n", r.to_record())),

@@ -34,8 +34,9 @@
 //!   size-segregated, thread-local free lists (a 24-byte node takes a 32-byte cell: its
 //!   granule is 16 bytes, and it adds a byte so that a pointer just past an object still
 //!   counts as pointing into it).
-//! - **When to collect, and the heap.** barrierlab reserves `--heap-mib` and collects
-//!   when it is 60% occupied. bdwgc is given the same size twice: as a cap
+//! - **When to collect, and the heap.** barrierlab reserves `--heap-mib`; its
+//!   stop-the-world collector (`--barrier none`) collects when the heap is full (its
+//!   pacer's goal: `crate::collector` docs). bdwgc is given the same size twice: as a cap
 //!   (`GC_set_max_heap_size`: beyond it allocation fails) and as an up-front expansion
 //!   (`GC_expand_hp`). Its allocator asks for a collection only when no free block is left
 //!   to carve cells from; then it collects if the bytes allocated since the last
@@ -102,13 +103,13 @@
 //!   `GC_malloc` on the mutator thread; barrierlab sweeps them on its collector thread, so
 //!   barrierlab's `cpu=` includes a second thread's time and bdwgc's `total=` includes
 //!   the sweep.
-//! - **When each collects.** barrierlab collects when its heap is 60% occupied; bdwgc,
-//!   expanded to the cap up front, when no free block is left (about when the heap is
-//!   full; see above). At the same `--heap-mib` bdwgc therefore runs fewer, longer
-//!   collections: binary-trees-l64 at 132 MiB (twice its minimum heap) with
-//!   `--allocated-per-live 25.6`, barrierlab's `none` ran 26 or 27 collections and bdwgc 23
-//!   (five runs each), and at 264 MiB 9 against 7. bdwgc's pauses are its whole mark (one
-//!   thread marks: `markers=1`), barrierlab's `none` its whole mark on its marker threads.
+//! - **When each collects.** Both collect about when the heap is full: barrierlab's
+//!   `none` at its pacer's goal (the whole heap less the mutators' buffers), bdwgc,
+//!   expanded to the cap up front, when no free block is left (see above). On
+//!   binary-trees-l64 with `--allocated-per-live 25.6`, at 132 MiB (twice its minimum
+//!   heap) both ran 23 collections and at 264 MiB both 7 (five runs each; with the
+//!   concurrent collectors' goal of 95%, `none` had run 26 or 27 and 8 or 9). bdwgc's
+//!   pauses are its whole mark (one thread marks: `markers=1`), barrierlab's `none` its whole mark on its marker threads.
 //! - **Incremental mode at small multiples.** bdwgc's generational collections keep
 //!   garbage that was marked in an earlier collection until the next full one (every 20th
 //!   by default), and the replaced subtrees are exactly such garbage. Near the minimum
@@ -271,36 +272,23 @@ impl From<BinaryTreesParams> for PeerWorkload {
     }
 }
 
-/// What to run on the peer: the collector's settings and the workload, `params` (a
-/// [`PeerWorkload`], or the parameters of one workload: [`GcBenchParams`], the default,
-/// or [`BinaryTreesParams`]).
+/// What to run on the peer: the collector's settings and the workload.
 #[derive(Debug, Clone, Copy, PartialEq)]
-pub struct PeerConfig<W = GcBenchParams> {
+pub struct PeerConfig {
     /// The collector's incremental mode instead of stop-the-world.
     pub incremental: bool,
     /// The maximum heap, in bytes (also expanded to at the start).
     pub heap_bytes: usize,
     /// The workload.
-    pub params: W,
-}
-
-impl<W: Copy + Into<PeerWorkload>> PeerConfig<W> {
-    /// The same configuration with the workload as a [`PeerWorkload`].
-    pub fn workload(&self) -> PeerConfig<PeerWorkload> {
-        PeerConfig {
-            incremental: self.incremental,
-            heap_bytes: self.heap_bytes,
-            params: self.params.into(),
-        }
-    }
+    pub workload: PeerWorkload,
 }
 
 /// Runs the configured workload on `peer` in this process. Only the hidden child
 /// subcommand (and a study's peer point, in a process of its own) calls this: see the
 /// module doc for why the peer runs in a process of its own.
-pub fn run<W: Copy + Into<PeerWorkload>>(peer: Peer, cfg: &PeerConfig<W>) -> Result<PeerRun> {
+pub fn run(peer: Peer, cfg: &PeerConfig) -> Result<PeerRun> {
     match peer {
-        Peer::Bdwgc => bdwgc::run(&bdwgc::Bdwgc::load()?, &cfg.workload()),
+        Peer::Bdwgc => bdwgc::run(&bdwgc::Bdwgc::load()?, cfg),
     }
 }
 

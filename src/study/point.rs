@@ -388,7 +388,7 @@ fn run_inner(spec: &PointSpec) -> Result<Vec<Row>> {
             let cfg = PeerConfig {
                 incremental: *incremental,
                 heap_bytes: *heap_bytes,
-                params,
+                workload: params.into(),
             };
             let cpu0 = crate::sys::cpu::process_cpu_time()?;
             let r = peer::run(Peer::Bdwgc, &cfg)?;

@@ -14,7 +14,7 @@ use crate::peer::{Peer, PeerConfig, PeerMode, PeerRun, PeerWorkload};
 /// Run it in a process of its own, on its main thread (`barrierlab gcbench --peer bdwgc`
 /// and `barrierlab run --peer bdwgc` do): it starts the collector, may install its SIGSEGV
 /// handler, and registers the collection-event callback.
-pub fn run(gc: &Bdwgc, cfg: &PeerConfig<PeerWorkload>) -> Result<PeerRun> {
+pub fn run(gc: &Bdwgc, cfg: &PeerConfig) -> Result<PeerRun> {
     if cfg.heap_bytes == 0 {
         // GC_set_max_heap_size(0) would mean "unbounded".
         return Err(Error::InvalidArgument(
@@ -55,7 +55,7 @@ pub fn run(gc: &Bdwgc, cfg: &PeerConfig<PeerWorkload>) -> Result<PeerRun> {
     let cpu0 = crate::sys::cpu::process_cpu_time()?;
     let t0 = Instant::now();
     let bench = Bench::new(gc);
-    let allocs = match &cfg.params {
+    let allocs = match &cfg.workload {
         // `repeat` passes, as barrierlab's GCBench runs them (`workload/gcbench.rs`).
         PeerWorkload::GcBench(p) => {
             let mut allocs = 0;
@@ -74,7 +74,7 @@ pub fn run(gc: &Bdwgc, cfg: &PeerConfig<PeerWorkload>) -> Result<PeerRun> {
     let (pause_source, pauses) = pauses_from_events(&events);
 
     Ok(PeerRun {
-        workload: cfg.params.name(),
+        workload: cfg.workload.name(),
         peer: Peer::Bdwgc,
         mode: if gc.is_incremental_mode() {
             PeerMode::Incremental
