@@ -15,8 +15,9 @@ pub struct HeapConfig {
     /// The write barrier, with the options of its mechanism (card marking variant,
     /// fault-service layout, userfaultfd mode).
     pub barrier: BarrierConfig,
-    /// With [`HeapConfig::pacing`]: the share of the pacer's heap goal at which the first
-    /// cycle starts, before any cycle has been measured. Without: a fixed trigger, a cycle
+    /// With [`HeapConfig::pacing`]: the share of the pacer's heap goal at which a
+    /// concurrent collector's first cycle starts, before any cycle has been measured (the
+    /// stop-the-world collector starts its first at the goal). Without: a fixed trigger, a cycle
     /// starts when the live bytes plus the bytes allocated since the last cycle reach this
     /// share of the heap (1.0: never by itself, only when an allocation finds no room).
     pub trigger: f64,
@@ -140,7 +141,8 @@ impl Default for HeapConfig {
 }
 
 impl HeapConfig {
-    /// The defaults: 64 MiB, card table, the pacer (its first cycle at 60% of its goal).
+    /// The defaults: 64 MiB, card table, the pacer (a concurrent collector's first cycle at
+    /// 60% of its goal).
     pub fn new() -> Self {
         Self::default()
     }
