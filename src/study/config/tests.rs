@@ -167,7 +167,7 @@ fn calibration_scales_the_work_to_the_target_time() {
 }
 
 #[test]
-fn calibrated_gcbench_runs_whole_passes_at_least_as_long_as_the_target() {
+fn calibrated_gcbench_runs_the_whole_passes_nearest_the_target_and_never_under_the_shortest() {
     let c = StudyConfig::new(Mode::Default, ".".into());
     let gcb = c.workloads().into_iter().next().unwrap();
     let Workload::GcBench(p) = gcb.at_threads(1) else {
@@ -178,15 +178,19 @@ fn calibrated_gcbench_runs_whole_passes_at_least_as_long_as_the_target() {
         Workload::GcBench(p) => f64::from(p.repeat),
         _ => unreachable!(),
     };
-    // A pass of 850 ms: a 2,333 ms target needs 3 passes (2 would run 1,700 ms).
-    let ran = 850.0 * passes_now;
-    let per_live = gcb.calibrated_per_live(ran, RUN_MS_TARGET, HEAP).unwrap();
-    let sized = gcb.with_allocated_per_live(per_live);
-    assert_eq!(passes(&sized), (RUN_MS_TARGET / 850.0).ceil());
-    assert!(passes(&sized) * 850.0 >= RUN_MS_TARGET);
+    let sized = |pass_ms: f64| {
+        let per_live = gcb
+            .calibrated_per_live(pass_ms * passes_now, RUN_MS_TARGET, HEAP)
+            .unwrap();
+        passes(&gcb.with_allocated_per_live(per_live))
+    };
+    // A pass of 850 ms: 2.74 passes to the 2,333 ms target, so 3 (2 would run 1,700 ms).
+    assert_eq!(sized(850.0), 3.0);
+    // A pass of 571 ms (the study of 2026-12-07): 4.09 passes, so 4 (2,284 ms), not 5.
+    assert_eq!(sized(571.0), 4.0);
+    // A pass of 960 ms: 2.43 passes round to 2, which would run 1,920 ms, under the
+    // shortest a point may take: 3.
+    assert_eq!(sized(960.0), 3.0);
     // A pass as long as the target: one pass.
-    let per_live = gcb
-        .calibrated_per_live(RUN_MS_TARGET * passes_now, RUN_MS_TARGET, HEAP)
-        .unwrap();
-    assert_eq!(passes(&gcb.with_allocated_per_live(per_live)), 1.0);
+    assert_eq!(sized(RUN_MS_TARGET), 1.0);
 }

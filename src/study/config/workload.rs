@@ -1,6 +1,6 @@
 //! An end-to-end workload of the study, by label: its kind, live size and work.
 
-use super::{FITS_ALLOCATED_PER_LIVE, MAX_CALIBRATION_SCALE, MIN_ROOMS_ALLOCATED};
+use super::{FITS_ALLOCATED_PER_LIVE, MAX_CALIBRATION_SCALE, MIN_ROOMS_ALLOCATED, MIN_RUN_MS};
 use crate::workload::{GcBenchParams, Workload};
 
 /// An end-to-end workload of the study: its kind and live size, by label.
@@ -55,8 +55,9 @@ impl StudyWorkload {
     /// [`MIN_ROOMS_ALLOCATED`] times the free room (heap less live set) of its largest
     /// heap, `largest_heap` bytes, so that every point collects often enough to be a
     /// result; and never above [`MAX_CALIBRATION_SCALE`] times
-    /// [`StudyWorkload::allocated_per_live`]. GCBench's work stays whole passes, rounded
-    /// up. `None` for a run time that is no time (not finite, or not above zero).
+    /// [`StudyWorkload::allocated_per_live`]. GCBench's work stays whole passes: the
+    /// count nearest the target, but none predicted under [`MIN_RUN_MS`] (or the target,
+    /// if shorter). `None` for a run time that is no time (not finite, or not above zero).
     pub fn calibrated_per_live(
         &self,
         ran_ms: f64,
@@ -76,9 +77,16 @@ impl StudyWorkload {
                 let per_pass_ms = ran_ms / f64::from(p.repeat.max(1));
                 let per_pass = p.bytes_per_repeat() as f64 / self.live_bytes as f64;
                 let most = (top / per_pass).floor().max(1.0);
+                // Whole passes: as many as come nearest the target, but never a run
+                // predicted under the shortest a point may take. Always rounding up made
+                // GCBench's fastest point run 2.6-4.1 s for a 2.3 s target (a 2026-12-07
+                // default study, passes of ~0.57 s: five, where four make 2.3 s), and
+                // GCBench is a third of the end-to-end part's time.
+                let shortest = MIN_RUN_MS.min(target_ms);
                 let passes = (target_ms / per_pass_ms)
-                    .max(floor / per_pass)
-                    .ceil()
+                    .round()
+                    .max((shortest / per_pass_ms).ceil())
+                    .max((floor / per_pass).ceil())
                     .clamp(1.0, most);
                 Some(passes * per_pass)
             }

@@ -85,7 +85,8 @@ fn work(doc: &mut Doc, rows: &[Row]) {
          and largest heaps at its starting work (twice at each, alternating), and the work \
          was scaled so that the fastest run would last the study's target (*from*; {:.2} s unless `--run-ms` set another, \
          so that the workload's fastest point runs at least {:.0} s with time to spare); \
-         GCBench's work is whole passes, rounded up. Two studies on different days can thus \
+         GCBench's work is whole passes, as many as come nearest the target but none \
+         predicted under the shortest. Two studies on different days can thus \
          run different work: compare their ratios, not their milliseconds, or give the \
          second the first's work (`--work-from DIR`: *from* then names the folder, and \
          that workload has no calibration runs). To rerun one \
