@@ -21,8 +21,8 @@ const DEADLINE: Duration = Duration::from_secs(120);
 const QUICK_HEAP_MIB: &str = "4";
 
 /// Skips (returns `true`) when the run says bdwgc is unavailable, or fails under
-/// `BARRIERLAB_REQUIRE_ALL=1`.
-fn unavailable(test: &str, o: &Output) -> bool {
+/// `BARRIERLAB_REQUIRE_ALL=1` (the binary-trees port's tests use it too).
+pub(crate) fn unavailable(test: &str, o: &Output) -> bool {
     if o.code != Some(2) || !o.stderr.contains("bdwgc is unavailable") {
         return false;
     }

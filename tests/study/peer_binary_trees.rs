@@ -8,6 +8,7 @@
 //! `BARRIERLAB_REQUIRE_ALL=1`. Each command runs under a deadline and is killed, with its
 //! child, if it passes it.
 
+use crate::peer_bdwgc::unavailable;
 use crate::support;
 
 use std::collections::HashMap;
@@ -16,8 +17,7 @@ use std::time::Duration;
 use barrierlab::study::config::Mode;
 use barrierlab::study::point::find_workload;
 use barrierlab::workload::{BinaryTreesParams, Workload};
-use support::binary::{self, Output};
-use support::require_all;
+use support::binary;
 
 /// How long one run of the binary may take (these take well under a second here).
 const DEADLINE: Duration = Duration::from_secs(120);
@@ -35,21 +35,6 @@ fn params() -> BinaryTreesParams {
         Workload::BinaryTrees(p) => p,
         other => panic!("{LABEL} is {other:?}"),
     }
-}
-
-/// Skips (returns `true`) when the run says bdwgc is unavailable, or fails under
-/// `BARRIERLAB_REQUIRE_ALL=1`.
-fn unavailable(test: &str, o: &Output) -> bool {
-    if o.code != Some(2) || !o.stderr.contains("bdwgc is unavailable") {
-        return false;
-    }
-    let reason = o.stderr.trim();
-    assert!(
-        !require_all(),
-        "{test}: bdwgc required (BARRIERLAB_REQUIRE_ALL=1): {reason}"
-    );
-    eprintln!("SKIP: {test}: {reason}");
-    true
 }
 
 fn count(f: &HashMap<String, String>, key: &str) -> u64 {
