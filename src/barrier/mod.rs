@@ -147,9 +147,7 @@
 //! - a fault signal other than SIGSEGV and SIGBUS: `FaultSignal` in
 //!   `src/barrier/signal_registry.rs`;
 //! - pages kept protected between cycles (like `uffd-wp-async`'s `keep-protected`):
-//!   `keeps_protection` in `tests/barrier/conformance.rs`, and `required` in
-//!   `tests/collector/alloc_phases` (a store-path mechanism's empty disarm is read from its
-//!   description);
+//!   `keeps_protection` in `tests/barrier/conformance.rs`;
 //! - what a kernel write (`read(2)`) into a payload does on it: `Mutator::payload_ptr`'s
 //!   docs and `tests/collector/payload_io.rs` (read from the description for a store-path
 //!   mechanism);
@@ -422,8 +420,9 @@ pub type FreeRuns<'a> = &'a dyn Fn(&mut dyn FnMut(usize, usize));
 ///   harvest. With `rearm`, the handed-over granules are tracked again, and the order is
 ///   *clear the record, re-protect, then the caller rescans*: the reverse loses a write
 ///   that lands in between.
-/// - [`disarm`](Self::disarm): stop tracking; may be called with mutators running, right
-///   after the remark pause, and must not need that pause.
+/// - [`disarm_ahead`](Self::disarm_ahead), then [`disarm`](Self::disarm): stop
+///   tracking, a step at a time ahead of the sweep, then the rest; called with mutators
+///   running, after the remark pause, and must not need that pause.
 pub trait DirtyTracker: Send + Sync {
     /// Which kind this is.
     fn kind(&self) -> BarrierKind;
@@ -446,7 +445,7 @@ pub trait DirtyTracker: Send + Sync {
     ///
     /// The contract the caller keeps: IF a page is listed THEN nothing writes it until a
     /// hand-out has recorded it (the sweep, which zeroes and frees, runs only while the
-    /// tracker is disarmed). Call it only where `free` lists pages that are free, and
+    /// tracker has made them writable). Call it only where `free` lists pages that are free, and
     /// after [`in_use`](Self::in_use). Default: [`arm`](Self::arm), for a tracker whose
     /// arm costs nothing per page (a software barrier) or whose first write is resolved
     /// and recorded by the kernel (async write-protect).
@@ -458,7 +457,27 @@ pub trait DirtyTracker: Send + Sync {
     /// Moves the recorded granules into `out` (cleared first), re-arming them if `rearm`.
     fn harvest(&self, out: &mut DirtySet, rearm: bool) -> Result<()>;
 
-    /// Stops recording.
+    /// A step of the disarm, ahead of the sweep: when this returns, the heap's first
+    /// `bytes` are writable (the sweep zeroes the dead cells there next). Recording may go
+    /// on until [`disarm`](Self::disarm): nothing after remark reads the record, and a
+    /// page tracker keeps making the pages it hands out writable, so that a mutator given
+    /// a page the steps have not reached takes no fault.
+    ///
+    /// Why in steps: the mutators may be waiting for the sweep to give room back, and a
+    /// page tracker's unprotect of the whole heap takes milliseconds (GCBench at 64 MiB:
+    /// ~2 ms per cycle under `uffd-wp`). A step per chunk of the sweep (1,024 pages) lets
+    /// the first room come back after one chunk's unprotect instead.
+    ///
+    /// The contract the caller keeps: the steps come from one thread, in increasing
+    /// `bytes`, between remark and [`disarm`](Self::disarm). A failure degrades the cycle,
+    /// as a failed disarm does. Default: nothing, for a tracker whose pages are always
+    /// writable (a software barrier).
+    fn disarm_ahead(&self, _bytes: usize) -> Result<()> {
+        Ok(())
+    }
+
+    /// Stops recording; a page tracker makes writable what the steps of
+    /// [`disarm_ahead`](Self::disarm_ahead) did not reach (all of the heap without them).
     fn disarm(&self) -> Result<()>;
 
     /// The allocator is about to hand the page-aligned range `[start, start + len)` of

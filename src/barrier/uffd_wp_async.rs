@@ -75,6 +75,7 @@
 //! after a failed scan, whose harvest reports everything): that would clear their written
 //! state without reporting it.
 
+use std::ops::Range;
 use std::sync::atomic::{AtomicU64, Ordering};
 
 use parking_lot::Mutex;
@@ -256,6 +257,17 @@ impl UffdWpAsyncTracker {
         self.uffd.protect(start, grown.len() << PAGE_SHIFT)
     }
 
+    /// A step of the disarm: `pages` writable again, a failure counted as a degradation.
+    fn unprotect_pages(&self, pages: Range<usize>) -> Result<()> {
+        if pages.is_empty() {
+            return Ok(());
+        }
+        let start = self.base + (pages.start << PAGE_SHIFT);
+        self.uffd
+            .unprotect(start, pages.len() << PAGE_SHIFT, WpMode::empty())
+            .inspect_err(|e| self.degraded(Step::Disarm, Call::WriteProtect, e))
+    }
+
     /// Counts the cycle as degraded by `e`, a failure of `call` over the whole heap.
     fn degraded(&self, step: Step, call: Call, e: &Error) {
         self.counters.degraded(Degradation {
@@ -321,17 +333,20 @@ impl DirtyTracker for UffdWpAsyncTracker {
         }
     }
 
+    fn disarm_ahead(&self, bytes: usize) -> Result<()> {
+        if self.keep_protected {
+            return Ok(());
+        }
+        self.unprotect_pages(self.prefix.take_unprotect(bytes))
+    }
+
     fn disarm(&self) -> Result<()> {
         if self.keep_protected {
             return Ok(());
         }
-        let extent = self.prefix.take_protected();
-        if extent == 0 {
-            return Ok(());
-        }
-        self.uffd
-            .unprotect(self.base, extent, WpMode::empty())
-            .inspect_err(|e| self.degraded(Step::Disarm, Call::WriteProtect, e))
+        let rest = self.prefix.take_rest();
+        self.prefix.forget_protected();
+        self.unprotect_pages(rest)
     }
 
     fn in_use(&self, bytes: usize) {

@@ -4,7 +4,8 @@
 //! Why a file of its own: the collector's module root holds what outlives a cycle (the
 //! thread, the control block, the statistics); this file holds what lives for one
 //! cycle (the marker, the dirty set, the cycle's statistics) and the pause sequence
-//! every step runs through. Never: write heap memory while the tracker is armed, or
+//! every step runs through. Never: write a heap page before the tracker has made it
+//! writable (the sweep writes a chunk only after `disarm_ahead` over it), or
 //! leave a pause without resuming the world (the pause's `StoppedWorld` resumes it when
 //! resumed or dropped, also while a panic unwinds).
 
@@ -86,11 +87,14 @@ fn cycle(gc: &Gc<'_>, n: u64, cause: Cause) {
                 c.concurrent_mark();
                 let pacing = c.preclean(t);
                 c.remark(t, pacing);
+                c.sweep(Some(t));
                 c.disarm(t);
             }
-            None => c.stop_the_world_mark(),
+            None => {
+                c.stop_the_world_mark();
+                c.sweep(None);
+            }
         }
-        c.sweep();
     }
     c.finish();
 }
@@ -266,7 +270,7 @@ impl<'g> Cycle<'g> {
             c.allocated_at_flip = space.bytes_allocated();
             c.mark_roots(mutators);
             c.drain_in_pause();
-            c.sweep();
+            c.sweep(None);
             // Serve the allocations that asked for this collection, before any mutator
             // runs again and takes the room.
             for m in mutators {
@@ -477,18 +481,12 @@ impl<'g> Cycle<'g> {
         });
     }
 
-    /// 6. Disarm, lazily: mutators are running again.
-    fn disarm(&mut self, t: &dyn DirtyTracker) {
-        self.gc.collector.enter_phase(Phase::Disarm);
-        let t0 = Instant::now();
-        if let Err(e) = t.disarm() {
-            self.degrade("disarm", &e);
-        }
-        self.stats.disarm = t0.elapsed();
-    }
-
-    /// 7. Sweep, concurrently.
-    fn sweep(&mut self) {
+    /// 6. Sweep, concurrently; with `armed`, the tracker armed for this cycle, disarming
+    ///    it ahead of the sweep a chunk at a time (`disarm_ahead` before the chunk's
+    ///    zeroing), and serving the faults queued for the collector meanwhile (a mutator
+    ///    that wrote a page the steps have not reached, in the `uffd-wp` collector
+    ///    layout). The steps count as disarm time, not sweep time.
+    fn sweep(&mut self, armed: Option<&dyn DirtyTracker>) {
         self.gc.collector.enter_phase(Phase::Sweep);
         self.allocated_at_sweep = self.gc.space.bytes_allocated();
         self.stats.objects_marked = self.marker.objects_marked;
@@ -498,10 +496,38 @@ impl<'g> Cycle<'g> {
         space.clear_marks(1 - self.epoch);
         let t0 = Instant::now();
         let collector = self.gc.collector;
-        let (bytes, objects) = space.sweep(self.marker.marks, || collector.swept_more());
-        self.stats.sweep = t0.elapsed();
+        let mut disarm = std::time::Duration::ZERO;
+        let mut failed = None;
+        let service = armed.and_then(|t| t.fault_service());
+        let ahead = |bytes: usize| {
+            let Some(t) = armed.filter(|_| failed.is_none()) else {
+                return;
+            };
+            let t1 = Instant::now();
+            failed = t.disarm_ahead(bytes).err();
+            if let Some(s) = &service {
+                s.serve_pending();
+            }
+            disarm += t1.elapsed();
+        };
+        let (bytes, objects) = space.sweep(self.marker.marks, || collector.swept_more(), ahead);
+        if let Some(e) = failed {
+            self.degrade("disarm", &e);
+        }
+        self.stats.disarm = disarm;
+        self.stats.sweep = t0.elapsed().saturating_sub(disarm);
         self.stats.bytes_freed = bytes;
         self.stats.objects_freed = objects;
+    }
+
+    /// 7. Disarm: recording stops, and what the sweep's steps left is made writable.
+    fn disarm(&mut self, t: &dyn DirtyTracker) {
+        self.gc.collector.enter_phase(Phase::Disarm);
+        let t0 = Instant::now();
+        if let Err(e) = t.disarm() {
+            self.degrade("disarm", &e);
+        }
+        self.stats.disarm += t0.elapsed();
     }
 
     /// Tells the pacer what the cycle measured and files the cycle's statistics.

@@ -19,8 +19,12 @@
 //!    inherits a short round.
 //! 5. **Remark** (pause): harvest without re-arm, rescan the dirty granules and the roots,
 //!    trace to completion. Marking is complete.
-//! 6. **Disarm** (after the pause, mutators running).
-//! 7. **Sweep** (concurrent): free every allocated, unmarked cell.
+//! 6. **Sweep** (concurrent): free every allocated, unmarked cell, disarming the tracker
+//!    ahead of itself: before it zeroes the dead cells of a chunk of pages, the tracker
+//!    makes the chunk writable ([`DirtyTracker::disarm_ahead`]), so that a mutator
+//!    waiting for room gets the first chunk's after one chunk's unprotect, not the whole
+//!    heap's.
+//! 7. **Disarm**: recording stops; a page tracker unprotects what the steps left.
 //!
 //! With [`BarrierKind::None`](crate::BarrierKind::None) steps 2–5 are one pause: the whole mark stops the world.
 //! Marking in a pause uses up to [`HeapConfig::marker_threads`] threads (`collector/mark.rs`),

@@ -48,12 +48,12 @@ pub enum Phase {
     Preclean,
     /// 5. The remark pause.
     Remark,
-    /// 6. Disarming the tracker.
-    Disarm,
     /// The whole mark in one pause (`none`, or a tracker that could not arm).
     StopTheWorld,
-    /// 7. Sweeping.
+    /// 6. Sweeping (and disarming the tracker ahead of the sweep, a chunk at a time).
     Sweep,
+    /// 7. Disarming the tracker: what the sweep's steps left.
+    Disarm,
     /// Barrier-only mode: the tracker armed on its duty cycle, no collection running
     /// ([`crate::HeapConfig::duty_cycle`]).
     Duty,
@@ -68,9 +68,9 @@ impl Phase {
         Phase::ConcurrentMark,
         Phase::Preclean,
         Phase::Remark,
-        Phase::Disarm,
         Phase::StopTheWorld,
         Phase::Sweep,
+        Phase::Disarm,
         Phase::Duty,
     ];
 
@@ -220,11 +220,11 @@ pub struct CycleStats {
     pub arm: Duration,
     /// Time in harvests (pre-clean and remark).
     pub harvest: Duration,
-    /// Time to disarm.
+    /// Time to disarm: the steps ahead of the sweep and the last one after it.
     pub disarm: Duration,
     /// Concurrent mark and pre-clean.
     pub mark: Duration,
-    /// Sweep.
+    /// Sweep, less the disarm's steps in it.
     pub sweep: Duration,
     /// The whole cycle.
     pub total: Duration,

@@ -8,9 +8,9 @@
 //! object's span. Everything the collector writes lives outside the mapping: the page
 //! table ([`pages`]), the allocation bitmap and two mark bitmaps (the crate's one `Bitmap`, one bit per
 //! 16-byte granule), the free-page pool and the per-class lists of pages with free cells.
-//! So **the collector never writes heap memory while the tracker is armed**; the only
-//! collector writes to the heap are the sweep's zeroing of dead cells, after the tracker
-//! is disarmed.
+//! So **the collector never writes a heap page the tracker may protect**: its only writes
+//! to the heap are the sweep's zeroing of dead cells, after remark, a chunk at a time,
+//! each after the tracker has made the chunk writable (`DirtyTracker::disarm_ahead`).
 //!
 //! # Allocation: runs of free cells
 //! A mutator allocates small objects from an [`AllocBuffer`] per size class: a *run* of

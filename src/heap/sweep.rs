@@ -23,12 +23,18 @@ use crate::sys::PAGE_SIZE;
 
 impl Space {
     /// Frees every allocated cell without a mark in `marks`, and rebuilds the lists of
-    /// pages with free cells. Returns (bytes, objects) freed. Run with the tracker
-    /// disarmed: it zeroes what it frees.
+    /// pages with free cells. Returns (bytes, objects) freed.
     ///
-    /// `progress` is called after every [`SWEEP_CHUNK`] pages: room may have come back
-    /// (a mutator that found the heap full can try again).
-    pub fn sweep(&self, marks: &Bitmap, mut progress: impl FnMut()) -> (u64, u64) {
+    /// It zeroes what it frees, a chunk of [`SWEEP_CHUNK`] pages at a time: before it
+    /// writes a chunk it calls `ahead(bytes)`, after which the heap's first `bytes` must
+    /// be writable (the collector disarms its tracker there), and after it `progress()`:
+    /// room may have come back (a mutator that found the heap full can try again).
+    pub fn sweep(
+        &self,
+        marks: &Bitmap,
+        mut progress: impl FnMut(),
+        mut ahead: impl FnMut(usize),
+    ) -> (u64, u64) {
         for list in &self.avail {
             list.lock().clear();
         }
@@ -36,10 +42,12 @@ impl Space {
         let mut p = 0;
         let mut chunk_end = SWEEP_CHUNK;
         let end = self.high_water();
+        ahead(chunk_end * PAGE_SIZE);
         while p < end {
             if p >= chunk_end {
                 progress();
                 chunk_end = p + SWEEP_CHUNK;
+                ahead(chunk_end * PAGE_SIZE);
             }
             match self.page_table.get(p) {
                 PageKind::Small { class } => {
@@ -103,8 +111,8 @@ impl Space {
                     }
                     let addr = page + (k * 64 + g) * GRANULE;
                     // SAFETY: allocated, unmarked cells are garbage no mutator can reach
-                    // (marking is complete), consecutive, inside the heap; the tracker is
-                    // disarmed.
+                    // (marking is complete), consecutive, inside the heap, in a chunk
+                    // `ahead` made writable.
                     unsafe { std::ptr::write_bytes(addr as *mut u8, 0, cells * cs) };
                 }
                 self.alloc_bits

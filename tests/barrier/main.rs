@@ -11,6 +11,7 @@
 mod support;
 
 mod conformance;
+mod disarm_steps;
 mod edges;
 mod free_pages;
 mod huge_pages;

@@ -82,6 +82,11 @@ pub(crate) trait PageMechanism: fmt::Debug + Send + Sync + Sized + 'static {
         record.harvest(self.protection(), out, rearm)
     }
 
+    /// [`DirtyTracker::disarm_ahead`].
+    fn disarm_ahead(&self, record: &PageRecord, bytes: usize) -> Result<()> {
+        record.disarm_ahead(self.protection(), bytes)
+    }
+
     /// [`DirtyTracker::disarm`].
     fn disarm(&self, record: &PageRecord) -> Result<()> {
         record.disarm(self.protection())
@@ -205,6 +210,11 @@ impl<M: PageMechanism> DirtyTracker for PageTracker<M> {
         self.shared
             .mechanism
             .harvest(&self.shared.record, out, rearm)
+    }
+
+    fn disarm_ahead(&self, bytes: usize) -> Result<()> {
+        let s = &self.shared;
+        s.mechanism.disarm_ahead(&s.record, bytes)
     }
 
     fn disarm(&self) -> Result<()> {

@@ -11,9 +11,9 @@
 //! Shared, operation for operation, by the record of `uffd-wp`, `uffd-wp-sigbus` and
 //! `mprotect` and by `uffd-wp-async`, whose record is the page table itself: arm protects
 //! [`InUsePrefix::protect_used`], a harvest adds [`InUsePrefix::take_grown`], and disarm
-//! unprotects the protected prefix ([`InUsePrefix::protected`]); the record's hand-out
-//! changes the runs of [`InUsePrefix::hand_out_runs`] (async write-protect hands nothing
-//! out).
+//! unprotects the protected prefix a step at a time, ahead of the sweep
+//! ([`InUsePrefix::take_unprotect`]); the record's hand-out changes the runs of
+//! [`InUsePrefix::hand_out_runs`] (async write-protect hands nothing out).
 //!
 //! [`DirtyTracker::in_use`]: crate::barrier::DirtyTracker::in_use
 
@@ -32,6 +32,9 @@ pub(crate) struct InUsePrefix {
     /// to the latest used one. 0 when nothing is protected (before the first arm, or
     /// after an unprotect that took it).
     protected: AtomicUsize,
+    /// How much of the protected prefix, from its start, the disarm's steps have taken
+    /// to make writable; 0 from arm on.
+    unprotected: AtomicUsize,
 }
 
 impl InUsePrefix {
@@ -41,6 +44,7 @@ impl InUsePrefix {
             len,
             in_use: AtomicUsize::new(len),
             protected: AtomicUsize::new(0),
+            unprotected: AtomicUsize::new(0),
         }
     }
 
@@ -64,13 +68,40 @@ impl InUsePrefix {
     /// caller to protect (at arm, or after a failure that left the heap writable).
     pub(crate) fn protect_used(&self) -> usize {
         let extent = self.in_use();
+        self.unprotected.store(0, Ordering::Release);
         self.protected.store(extent, Ordering::Release);
         extent
     }
 
-    /// Nothing is protected any more: returns the prefix that was.
-    pub(crate) fn take_protected(&self) -> usize {
-        self.protected.swap(0, Ordering::AcqRel)
+    /// A step of the disarm: the pages of the protected prefix below `bytes` (rounded up
+    /// to a page) that no step since arm has taken, for the caller to make writable. The
+    /// steps come from one thread (the collector's), in increasing `bytes`; `usize::MAX`
+    /// takes the rest. A step that finds nothing new returns an empty range.
+    pub(crate) fn take_unprotect(&self, bytes: usize) -> Range<usize> {
+        // The protected prefix is whole pages: rounding up within it cannot overflow.
+        let end = bytes.min(self.protected()).next_multiple_of(PAGE_SIZE);
+        let from = self.unprotected.fetch_max(end, Ordering::AcqRel);
+        (from >> PAGE_SHIFT)..(end.max(from) >> PAGE_SHIFT)
+    }
+
+    /// The disarm's last step: the rest of the protected prefix, as
+    /// [`take_unprotect`](Self::take_unprotect) without a bound. The prefix stays counted
+    /// as protected (all of it taken) until the next arm, so that a harvest between
+    /// cycles does not report it as grown.
+    pub(crate) fn take_rest(&self) -> Range<usize> {
+        self.take_unprotect(usize::MAX)
+    }
+
+    /// Nothing is protected any more (after `uffd-wp-async`'s last disarm step, whose
+    /// harvest reads a zero prefix as "disarmed").
+    pub(crate) fn forget_protected(&self) {
+        self.protected.store(0, Ordering::Release);
+        self.unprotected.store(0, Ordering::Release);
+    }
+
+    /// The prefix the disarm's steps have made writable so far, in bytes.
+    pub(crate) fn unprotected(&self) -> usize {
+        self.unprotected.load(Ordering::Acquire)
     }
 
     /// The pages in use beyond the protected prefix, if the heap grew since it was
@@ -106,7 +137,8 @@ impl InUsePrefix {
         let first = start.wrapping_sub(base) >> PAGE_SHIFT;
         let end = (first + len.div_ceil(PAGE_SIZE)).min(protected);
         let mut runs = 0;
-        let mut page = first;
+        // Below what the disarm's steps have made writable, nothing needs a change.
+        let mut page = first.max(self.unprotected() >> PAGE_SHIFT);
         while page < end {
             if skip(page) {
                 page += 1;

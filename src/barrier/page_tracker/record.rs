@@ -6,7 +6,8 @@
 //! [`PageRecord`] is the exact dirty bitmap (one bit per heap page, outside the heap) and
 //! the "everything is dirty" flag, with the cycle around them:
 //! [`arm`](PageRecord::arm), [`harvest`](PageRecord::harvest),
-//! [`disarm`](PageRecord::disarm), [`hand_out`](PageRecord::hand_out). A harvest *takes
+//! [`disarm_ahead`](PageRecord::disarm_ahead) and [`disarm`](PageRecord::disarm),
+//! [`hand_out`](PageRecord::hand_out). A harvest *takes
 //! the record, then re-protects* what it took, and the caller rescans after: the reverse
 //! order loses a write that lands in between. Re-protecting goes span by span (runs close
 //! together joined into one call, the clean pages between protected again), or over the
@@ -60,62 +61,9 @@ use crate::bitmap::Bitmap;
 use crate::error::{Error, Result};
 use crate::sys::{PAGE_SHIFT, PAGE_SIZE};
 
-/// Calls `f(first, count)` for each run of consecutive values in a sorted slice.
-pub(crate) fn for_each_run(sorted: &[usize], mut f: impl FnMut(usize, usize)) {
-    let mut i = 0;
-    while i < sorted.len() {
-        let mut j = i + 1;
-        while j < sorted.len() && sorted[j] == sorted[j - 1] + 1 {
-            j += 1;
-        }
-        f(sorted[i], j - i);
-        i = j;
-    }
-}
-
-/// The maximal runs of consecutive pages of `range` for which `marked` holds, found a
-/// word at a time: a whole 64-page word inside `range` whose `words` (the union of the
-/// bitmaps behind `marked`) is zero is skipped at once.
-fn marked_runs(
-    range: Range<usize>,
-    words: impl Fn(usize) -> u64,
-    marked: impl Fn(usize) -> bool,
-) -> Vec<Range<usize>> {
-    let mut runs = Vec::new();
-    let mut q = range.start;
-    while q < range.end {
-        if q % 64 == 0 && q + 64 <= range.end && words(q / 64) == 0 {
-            q += 64;
-            continue;
-        }
-        if !marked(q) {
-            q += 1;
-            continue;
-        }
-        let first = q;
-        while q < range.end && marked(q) {
-            q += 1;
-        }
-        runs.push(first..q);
-    }
-    runs
-}
-
-/// The runs of `[0, pages)` between the sorted, disjoint runs `opened`.
-fn between(opened: &[Range<usize>], pages: usize) -> Vec<Range<usize>> {
-    let mut runs = Vec::with_capacity(opened.len() + 1);
-    let mut from = 0;
-    for run in opened {
-        if run.start > from {
-            runs.push(from..run.start);
-        }
-        from = run.end;
-    }
-    if from < pages {
-        runs.push(from..pages);
-    }
-    runs
-}
+mod runs;
+pub(crate) use runs::for_each_run;
+use runs::{between, marked_runs, spans};
 
 /// The shortest run of free pages that arm leaves open. Splitting arm's protect around a
 /// free run costs a call more at arm and at disarm, each flushing the TLB of the CPU the
@@ -137,17 +85,6 @@ const MIN_OPEN_RUN: usize = 256;
 /// `mprotect` re-protected ~2,500 scattered pages per cycle, a call each, in 42–50 ms,
 /// ~16 µs per call, where the probe's lone thread takes ~1 µs. 128 pages is ~9 µs.
 const CALL_PAGES: usize = 128;
-
-/// The runs of the sorted pages `sorted`, each joined with the next where fewer than
-/// `bridge` pages lie between them.
-pub(crate) fn spans(sorted: &[usize], bridge: usize) -> Vec<Range<usize>> {
-    let mut out: Vec<Range<usize>> = Vec::new();
-    for_each_run(sorted, |first, count| match out.last_mut() {
-        Some(last) if first - last.end < bridge => last.end = first + count,
-        _ => out.push(first..first + count),
-    });
-    out
-}
 
 /// The dirty record of a page tracker over the heap `[base, base + len)`: which pages
 /// were written since the last arm or harvest, or that every page must count as written.
@@ -392,7 +329,7 @@ impl PageRecord {
             });
         }
         // At most one run in use between two open runs of MIN_OPEN_RUN pages: few calls.
-        let closed = between(&opened, pages);
+        let closed = between(&opened, 0..pages);
         self.protect_runs(p, &closed)?;
         self.counters
             .armed_open(opened.iter().map(|r| r.len()).sum::<usize>());
@@ -477,24 +414,50 @@ impl PageRecord {
         result
     }
 
-    /// Ends a cycle: the protected prefix writable again (nothing beyond it was
-    /// protected), except its runs of at least [`MIN_OPEN_RUN`] open pages, which are
-    /// writable already. A failure is counted as a degradation of the cycle and returned.
+    /// A step of the disarm, ahead of the sweep
+    /// ([`DirtyTracker::disarm_ahead`](crate::barrier::DirtyTracker::disarm_ahead)): the
+    /// protected pages below `bytes` that no step took yet are made writable, except the
+    /// runs of at least [`MIN_OPEN_RUN`] open pages, which are writable already. Recording
+    /// goes on (a hand-out still unprotects and records the pages above), so that a
+    /// mutator handed a page the steps have not reached takes no fault. A failure is
+    /// counted as a degradation of the cycle and returned.
+    pub(crate) fn disarm_ahead<P: PageProtection>(&self, p: &P, bytes: usize) -> Result<()> {
+        let run = self.prefix.take_unprotect(bytes);
+        self.unprotect_closed(p, run)
+    }
+
+    /// Ends a cycle: recording stops, and what of the protected prefix the steps of
+    /// [`disarm_ahead`](Self::disarm_ahead) did not reach is made writable as they do
+    /// (nothing beyond the prefix was protected). A failure is counted as a degradation
+    /// of the cycle and returned.
     pub(crate) fn disarm<P: PageProtection>(&self, p: &P) -> Result<()> {
         // A hand-out that skips from now on leaves a page protected until the unprotect
         // below: a write to it meanwhile faults and is served, as any other.
         self.active.store(false, Ordering::Release);
-        let pages = self.prefix.protected() / PAGE_SIZE;
-        // The runs of at least MIN_OPEN_RUN open pages, which no protection change closed
-        // since arm (a whole-prefix protect clears their bits after it lands): writable
-        // already, and long enough to pay for the call more that skipping them costs.
+        let rest = self.prefix.take_rest();
+        self.unprotect_closed(p, rest)
+    }
+
+    /// The disarm's unprotect of the pages of `range`, skipping its runs of at least
+    /// [`MIN_OPEN_RUN`] open pages, which no protection change closed since arm (a
+    /// whole-prefix protect clears their bits after it lands): writable already, and long
+    /// enough to pay for the call more that skipping them costs.
+    fn unprotect_closed<P: PageProtection>(&self, p: &P, range: Range<usize>) -> Result<()> {
         let words = |w: usize| self.open.word(w).load(Ordering::Acquire);
-        let opened: Vec<Range<usize>> = marked_runs(0..pages, words, |q| self.open.get(q))
+        let open = |q: usize| self.open.get(q);
+        // A run cut by the step's bounds counts with its pages beyond them (enough of
+        // them to tell).
+        let whole = |run: &Range<usize>| {
+            let pages = self.len / PAGE_SIZE;
+            let before = (0..run.start).rev().take_while(|&q| open(q));
+            let after = (run.end..pages).take_while(|&q| open(q));
+            run.len() + before.take(MIN_OPEN_RUN).count() + after.take(MIN_OPEN_RUN).count()
+        };
+        let opened: Vec<Range<usize>> = marked_runs(range.clone(), words, open)
             .into_iter()
-            .filter(|run| run.len() >= MIN_OPEN_RUN)
+            .filter(|run| run.len() >= MIN_OPEN_RUN || whole(run) >= MIN_OPEN_RUN)
             .collect();
-        let runs = between(&opened, pages);
-        for run in runs {
+        for run in between(&opened, range) {
             let range = (self.addr_of(run.start), run.len() * PAGE_SIZE);
             p.unprotect(range.0, range.1).map_err(|errno| {
                 self.counters.degraded(Degradation {

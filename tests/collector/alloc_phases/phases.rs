@@ -8,31 +8,19 @@ use super::PHASES;
 
 /// Where allocations must be observed: at least one allocation in a phase of each group.
 ///
-/// After the remark pause the collector disarms the tracker, then sweeps. The card
-/// table's disarm does nothing, and so does `uffd-wp-async`'s in its `keep-protected`
-/// variant (`UffdWpAsyncOptions::keep_protected`; the rule below is the same for both of
-/// its variants, since it is given a kind), so for them `Disarm` can last two
-/// clock reads, and an allocation lands in it only when the collector thread happens to
-/// be preempted there. The interval it stands for — the remark pause is over, the sweep
-/// has not begun — is then observed as an allocation that still saw `Remark`: the
-/// collector leaves that phase only to enter `Disarm`, and a mutator that allocates is
-/// never inside a pause. The other trackers unprotect the heap in `Disarm`, which takes
-/// long enough to be seen.
+/// After the remark pause the collector sweeps, disarming the tracker ahead of the sweep
+/// a chunk at a time (a page tracker unprotects each chunk before the sweep zeroes its
+/// dead cells), then ends the disarm. So every protection change after remark happens
+/// in `Sweep`, while mutators allocate and are handed pages the steps have not reached
+/// yet: that is the phase required. The last step, `Disarm`, has nothing left to
+/// unprotect once the sweep has covered the heap, and lasts a few clock reads for every
+/// tracker; an allocation lands in it only when the collector thread happens to be
+/// preempted there, so it is not required.
 fn required(kind: BarrierKind) -> &'static [&'static [Phase]] {
     use Phase::*;
-    // A store-path mechanism (the card table, the write watch) disarms with nothing to do.
-    let quick_disarm = kind.mechanism().served_by == barrierlab::barrier::ServedBy::StorePath
-        || kind == BarrierKind::UffdWpAsync;
     match kind {
         BarrierKind::None => &[&[Idle], &[Sweep]],
-        _ if quick_disarm => &[
-            &[Arm],
-            &[ConcurrentMark],
-            &[Preclean],
-            &[Disarm, Remark],
-            &[Sweep],
-        ],
-        _ => &[&[Arm], &[ConcurrentMark], &[Preclean], &[Disarm], &[Sweep]],
+        _ => &[&[Arm], &[ConcurrentMark], &[Preclean], &[Sweep]],
     }
 }
 

@@ -404,3 +404,58 @@ fn marked_runs_are_maximal_and_cross_words_and_the_range_bounds_them() {
     );
     assert!(marked_runs(5..60, words, marked).is_empty());
 }
+
+#[test]
+fn the_disarm_s_steps_unprotect_each_page_once_and_disarm_takes_the_rest() {
+    let r = PageRecord::new(BASE, BIG * PAGE_SIZE, None).unwrap();
+    let p = Log::default();
+    // Free 400..700: opened at arm; a step boundary at 512 cuts it into runs shorter
+    // than MIN_OPEN_RUN, which still count as the long run they are part of.
+    static FREE: [(usize, usize); 1] = [(400, 300)];
+    r.arm(&p, Some(&free_runs(&FREE))).unwrap();
+    assert_eq!(
+        calls(&p),
+        vec![call(true, 0, 400), call(true, 700, BIG - 700)]
+    );
+    r.disarm_ahead(&p, 512 * PAGE_SIZE).unwrap();
+    assert_eq!(
+        calls(&p),
+        vec![call(false, 0, 400)],
+        "the open run is skipped"
+    );
+    // Taken already: a repeated or a lower bound changes nothing.
+    r.disarm_ahead(&p, 512 * PAGE_SIZE).unwrap();
+    r.disarm_ahead(&p, 100 * PAGE_SIZE).unwrap();
+    assert!(calls(&p).is_empty());
+    // A step in a page's middle covers the page.
+    r.disarm_ahead(&p, 800 * PAGE_SIZE + 1).unwrap();
+    assert_eq!(calls(&p), vec![call(false, 700, 101)]);
+    // Recording goes on until disarm: a hand-out above the steps is made writable and
+    // recorded; one below them needs no call.
+    r.hand_out(&p, BASE + 10 * PAGE_SIZE, PAGE_SIZE, 0);
+    assert!(
+        calls(&p).is_empty(),
+        "page 10 is writable since the first step"
+    );
+    r.hand_out(&p, BASE + 1000 * PAGE_SIZE, PAGE_SIZE, 0);
+    assert_eq!(calls(&p), vec![call(false, 1000, 1)]);
+    r.disarm(&p).unwrap();
+    assert_eq!(calls(&p), vec![call(false, 801, BIG - 801)], "the rest");
+    // Nothing protected any more: neither a second disarm nor a hand-out calls, and a
+    // harvest reports no page as come into use.
+    r.disarm(&p).unwrap();
+    r.hand_out(&p, BASE + 1500 * PAGE_SIZE, PAGE_SIZE, 0);
+    assert!(calls(&p).is_empty());
+    let mut out = DirtySet::default();
+    r.harvest(&p, &mut out, false).unwrap();
+    assert_eq!(
+        out.granules,
+        vec![1000],
+        "the page handed out before the disarm"
+    );
+    // The next arm protects again from the start, and its steps start over.
+    r.arm(&p, None).unwrap();
+    assert_eq!(calls(&p), vec![call(true, 0, BIG)]);
+    r.disarm_ahead(&p, 64 * PAGE_SIZE).unwrap();
+    assert_eq!(calls(&p), vec![call(false, 0, 64)]);
+}
