@@ -104,9 +104,7 @@ pub struct Schedule {
 #[derive(Debug)]
 pub(crate) struct Pacer {
     heap_bytes: u64,
-    /// [`GOAL`], or [`STW_GOAL`] for the stop-the-world collector.
-    goal_share: f64,
-    /// The stop-the-world collector's pacer.
+    /// The stop-the-world collector's pacer (its goal is [`STW_GOAL`], not [`GOAL`]).
     stw: bool,
     pacing: bool,
     trigger_fraction: f64,
@@ -129,7 +127,6 @@ impl Pacer {
         let stw = !config.barrier.kind().is_concurrent();
         let pacer = Pacer {
             heap_bytes,
-            goal_share: if stw { STW_GOAL } else { GOAL },
             stw,
             pacing: config.pacing,
             trigger_fraction: config.trigger,
@@ -167,8 +164,9 @@ impl Pacer {
 
     /// `G` with `mutators` mutators.
     fn goal(&self, mutators: usize) -> u64 {
+        let share = if self.stw { STW_GOAL } else { GOAL };
         let held = (mutators.max(1) * Space::most_a_mutator_holds()) as u64;
-        ((self.goal_share * self.heap_bytes as f64) as u64).saturating_sub(held)
+        ((share * self.heap_bytes as f64) as u64).saturating_sub(held)
     }
 
     /// Whether a cycle should start, after the mutators have allocated `allocated` bytes
