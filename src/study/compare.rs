@@ -359,7 +359,8 @@ pub struct AgreementCounts {
     pub estimates: usize,
     /// and how many found the estimate outside the interval. With honest 95% intervals
     /// and the same true ratio in every run, about 9% would at three blocks' *t*
-    /// interval, 12% at five, 17% at many (both estimates err; simulated): far more
+    /// interval, 12% at five, 17% at many (both estimates err;
+    /// [`chance::expected_outside`] simulates it for the runs' own blocks): far more
     /// says the intervals claim a precision the runs do not have.
     pub outside: usize,
 }
@@ -438,11 +439,19 @@ pub fn render_agreements(a: &[Agreement], runs: usize) -> String {
         100.0 * n.same as f64 / n.judged.max(1) as f64
     ));
     s.push_str(&chance::sentence(chance::expected(a)));
+    let honest = match chance::expected_outside(a) {
+        Some(share) => format!(
+            "with honest 95% intervals and the same true ratio in every run about {:.0}% \
+             would, at these runs' numbers of blocks (simulated)",
+            100.0 * share
+        ),
+        None => "what honest intervals would give is not estimated (a run formed its \
+                 ratios without blocks)"
+            .to_string(),
+    };
     s.push_str(&format!(
         "Each run's ratio against every other run's interval (every point and metric with \
-         an interval in every run): {} of {} estimates ({:.0}%) lie outside it; with honest \
-         95% intervals and the same true ratio in every run about 9% would at three blocks, \
-         17% at many.\n",
+         an interval in every run): {} of {} estimates ({:.0}%) lie outside it; {honest}.\n",
         n.outside,
         n.estimates,
         100.0 * n.outside as f64 / n.estimates.max(1) as f64
@@ -542,6 +551,7 @@ pub fn to_json(runs: &[&Path], a: &[Agreement], later: &[Vec<Comparison>]) -> se
             "same_in_every_run": n.same,
             "estimates_checked": n.estimates,
             "estimates_outside": n.outside,
+            "estimates_outside_expected": chance::expected_outside(a),
             "chance": chance::expected(a).map(|c| serde_json::json!({
                 "verdicts": c.verdicts,
                 "expected_same": c.expected_same,

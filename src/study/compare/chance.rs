@@ -174,6 +174,66 @@ fn normal(rng: &mut SmallRng) -> f64 {
     (-2.0 * u.ln()).sqrt() * (std::f64::consts::TAU * v).cos()
 }
 
+/// The share of estimates expected outside another run's interval, over the checks
+/// `compare` counts (every (point, variant, metric) with an interval in every run, every
+/// ordered pair of runs), if every interval were honest and every run measured the same
+/// true ratio: run *i*'s log-estimate lies outside run *j*'s *t* interval when
+/// `|Z| · σ · √(1/nᵢ + 1/nⱼ) > t(nⱼ − 1) · sⱼ / √nⱼ`, with `sⱼ / σ` distributed as
+/// `√(χ²(nⱼ − 1) / (nⱼ − 1))`; σ cancels, so it depends on the blocks alone, and is
+/// simulated per pair of block counts (about 9% at three blocks each, 12% at five, 17%
+/// at many). `None` where a check lacks a run's blocks, or there is no check.
+pub fn expected_outside(a: &[Agreement]) -> Option<f64> {
+    let mut pairs: Vec<(usize, usize)> = Vec::new();
+    for x in a.iter().filter(|x| x.ratios.iter().all(Option::is_some)) {
+        let blocks: Vec<usize> = (x.spreads.iter())
+            .map(|s| s.map(|s| s.blocks))
+            .collect::<Option<Vec<_>>>()?;
+        for (i, &own) in blocks.iter().enumerate() {
+            for (j, &other) in blocks.iter().enumerate() {
+                if i != j {
+                    pairs.push((own, other));
+                }
+            }
+        }
+    }
+    if pairs.is_empty() {
+        return None;
+    }
+    let mut shares: Vec<((usize, usize), f64)> = Vec::new();
+    let mut sum = 0.0;
+    for &pair in &pairs {
+        let share = match shares.iter().find(|(p, _)| *p == pair) {
+            Some(&(_, share)) => share,
+            None => {
+                let share = outside_share(pair.0, pair.1);
+                shares.push((pair, share));
+                share
+            }
+        };
+        sum += share;
+    }
+    Some(sum / pairs.len() as f64)
+}
+
+/// Simulated draws per pair of block counts in [`expected_outside`].
+const OUTSIDE_DRAWS: usize = 20_000;
+
+/// The chance that an estimate from `own` blocks lies outside the *t* interval of a run
+/// of `other` blocks with the same truth and spread (see [`expected_outside`]).
+fn outside_share(own: usize, other: usize) -> f64 {
+    let mut rng = SmallRng::seed_from_u64(seed_for(0, &format!("outside/{own}/{other}")));
+    let df = other - 1;
+    let spread = (1.0 / own as f64 + 1.0 / other as f64).sqrt();
+    let t = t_975(df) / (other as f64).sqrt();
+    let outside = (0..OUTSIDE_DRAWS)
+        .filter(|_| {
+            let chi2: f64 = (0..df).map(|_| normal(&mut rng).powi(2)).sum();
+            normal(&mut rng).abs() * spread > t * (chi2 / df as f64).sqrt()
+        })
+        .count();
+    outside as f64 / OUTSIDE_DRAWS as f64
+}
+
 /// The sentence `compare` prints after its counts.
 pub fn sentence(c: Option<Chance>) -> String {
     let Some(c) = c else {
@@ -251,6 +311,22 @@ mod tests {
         let mut y = agreement(1.3, 0.1, 3);
         y.statement = "not judged (stalls)".into();
         assert_eq!(expected(&[y]), None);
+    }
+
+    #[test]
+    fn estimates_fall_outside_honest_intervals_less_often_with_fewer_blocks() {
+        // Analytic limits: with many blocks each, |Z|·√2 > 1.96, 16.5%; with three, the
+        // t interval's width brings it near 9%.
+        let share = |n| expected_outside(&[agreement(1.2, 0.1, n)]).unwrap();
+        let (three, five, many) = (share(3), share(5), share(200));
+        assert!((0.07..0.11).contains(&three), "{three}");
+        assert!((0.10..0.14).contains(&five), "{five}");
+        assert!((0.15..0.18).contains(&many), "{many}");
+        // A run without blocks: not estimated.
+        let mut x = agreement(1.2, 0.1, 3);
+        x.spreads[1] = None;
+        assert_eq!(expected_outside(&[x]), None);
+        assert_eq!(expected_outside(&[]), None);
     }
 
     #[test]
