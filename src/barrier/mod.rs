@@ -465,8 +465,10 @@ pub trait DirtyTracker: Send + Sync {
     ///
     /// Why in steps: the mutators may be waiting for the sweep to give room back, and a
     /// page tracker's unprotect of the whole heap takes milliseconds (GCBench at 64 MiB:
-    /// ~2 ms per cycle under `uffd-wp`). A step per chunk of the sweep (1,024 pages) lets
-    /// the first room come back after one chunk's unprotect instead.
+    /// ~2 ms per cycle under `uffd-wp`). While they wait, the collector steps a chunk of
+    /// the sweep (1,024 pages) at a time, so that the first room comes back after one
+    /// chunk's unprotect; while one runs, it takes the rest in one step, since a write to
+    /// a page still protected after remark faults for nothing.
     ///
     /// The contract the caller keeps: the steps come from one thread, in increasing
     /// `bytes`, between remark and [`disarm`](Self::disarm). A failure degrades the cycle,

@@ -21,9 +21,10 @@
 //!    trace to completion. Marking is complete.
 //! 6. **Sweep** (concurrent): free every allocated, unmarked cell, disarming the tracker
 //!    ahead of itself: before it zeroes the dead cells of a chunk of pages, the tracker
-//!    makes the chunk writable ([`DirtyTracker::disarm_ahead`]), so that a mutator
-//!    waiting for room gets the first chunk's after one chunk's unprotect, not the whole
-//!    heap's.
+//!    makes them writable ([`DirtyTracker::disarm_ahead`]): only that chunk while every
+//!    mutator waits for room (they get the first chunk's room after one chunk's
+//!    unprotect, not the whole heap's), the rest of the heap at once while one runs (its
+//!    writes to pages still protected would fault for nothing).
 //! 7. **Disarm**: recording stops; a page tracker unprotects what the steps left.
 //!
 //! With [`BarrierKind::None`](crate::BarrierKind::None) steps 2–5 are one pause: the whole mark stops the world.
@@ -38,10 +39,11 @@
 //! since the last cycle against the room its heap goal leaves, less the allocation it
 //! predicts during the next cycle, and never before half of that room is used; the
 //! module states the rule in full. A mutator whose allocation finds the heap full waits
-//! for the cycle that is running or requested (an allocation stall, recorded in
-//! [`Stats::allocation_stalls`] with the phase it began in); only when none is does the
-//! allocation fall back to a full collection ([`Cause::AllocationFailure`], counted by [`Stats::fallbacks`]), as CMS
-//! and G1 do after a concurrent-mode failure.
+//! for the cycle that is running or requested, or that the pacer says is due (it
+//! requests it then): an allocation stall, recorded in [`Stats::allocation_stalls`] with
+//! the phase it began in. Only when there is no such cycle does the allocation fall back
+//! to a full collection ([`Cause::AllocationFailure`], counted by [`Stats::fallbacks`]),
+//! as CMS and G1 do after a concurrent-mode failure.
 //!
 //! # The allocation frontier
 //! While the tracker is armed, every page the allocator hands to a mutator goes through
