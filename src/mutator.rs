@@ -298,10 +298,6 @@ impl<B: StoreBarrier> Mutator<B> {
                 h.collector.allocation_poll(&h.space);
                 continue;
             }
-            // No room: a cycle the pacer says is due is requested first (the poll after a
-            // refill has not run since the last cycle ended with the heap full), so that
-            // the allocation waits for it rather than falls back.
-            h.collector.allocation_poll(&h.space);
             if self.stall.wait_for_room(&self.heap)? {
                 continue;
             }

@@ -39,11 +39,10 @@
 //! since the last cycle against the room its heap goal leaves, less the allocation it
 //! predicts during the next cycle, and never before half of that room is used; the
 //! module states the rule in full. A mutator whose allocation finds the heap full waits
-//! for the cycle that is running or requested, or that the pacer says is due (it
-//! requests it then): an allocation stall, recorded in [`Stats::allocation_stalls`] with
-//! the phase it began in. Only when there is no such cycle does the allocation fall back
-//! to a full collection ([`Cause::AllocationFailure`], counted by [`Stats::fallbacks`]),
-//! as CMS and G1 do after a concurrent-mode failure.
+//! for the cycle that is running or requested: an allocation stall, recorded in
+//! [`Stats::allocation_stalls`] with the phase it began in. Only when there is no such
+//! cycle does the allocation fall back to a full collection ([`Cause::AllocationFailure`],
+//! counted by [`Stats::fallbacks`]), as CMS and G1 do after a concurrent-mode failure.
 //!
 //! # The allocation frontier
 //! While the tracker is armed, every page the allocator hands to a mutator goes through
