@@ -11,7 +11,7 @@
 //! the reason and no verdict is drawn from it. It reads rows and decides; it never
 //! prints.
 
-use super::data::{Metric, Row, Section, select};
+use super::data::{At, Metric, Row, Section, select};
 use super::stats::median;
 
 /// The largest share of a point's cycles that may be fallbacks.
@@ -68,11 +68,8 @@ pub fn health(
     let get = |t: &str, m: Metric| {
         select(
             rows,
-            Section::Macro,
+            At::new(Section::Macro, workload, threads, Some(heap_mib)),
             t,
-            workload,
-            threads,
-            Some(heap_mib),
             m,
         )
         .collect::<Vec<f64>>()

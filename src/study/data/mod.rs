@@ -18,7 +18,7 @@ use serde::{Deserialize, Serialize};
 
 pub use io::{CSV_HEADER, CSV_HEADER_V1, END, Rows, Sink, parse, read, to_csv};
 pub use query::{
-    Curve, PointKey, curve_grid, heap_multiple, micro_curve, micro_samples, points, select,
+    At, Curve, PointKey, curve_grid, heap_multiple, micro_curve, micro_samples, points, select,
     select_numbered, swept, trackers,
 };
 

@@ -7,51 +7,71 @@ use super::{Metric, Row, Section};
 /// A point of a section: (workload, threads, heap MiB).
 pub type PointKey = (String, usize, f64);
 
-/// The rows matching a key (`heap_mib` `None`: any size).
-fn matching<'a>(
-    rows: &'a [Row],
-    section: Section,
-    tracker: &'a str,
-    workload: &'a str,
-    threads: usize,
-    heap_mib: Option<f64>,
-    metric: Metric,
-) -> impl Iterator<Item = &'a Row> + 'a {
-    rows.iter().filter(move |r| {
-        r.section == section
-            && r.metric == metric
-            && r.tracker == tracker
-            && r.workload == workload
-            && r.threads == threads
-            && heap_mib.is_none_or(|h| r.heap_mib.total_cmp(&h).is_eq())
-    })
+/// Where a query looks: the rows of one section at one (workload, threads, heap) point;
+/// `heap_mib` `None`: any size.
+#[derive(Debug, Clone, Copy, PartialEq)]
+pub struct At<'a> {
+    /// The section.
+    pub section: Section,
+    /// The workload's label.
+    pub workload: &'a str,
+    /// Mutator threads.
+    pub threads: usize,
+    /// The heap, in MiB (`None`: any).
+    pub heap_mib: Option<f64>,
 }
 
-/// The values of the rows matching a key (`heap_mib` `None`: any size).
+impl<'a> At<'a> {
+    /// The point `(workload, threads, heap_mib)` of `section`.
+    pub fn new(section: Section, workload: &'a str, threads: usize, heap_mib: Option<f64>) -> Self {
+        At {
+            section,
+            workload,
+            threads,
+            heap_mib,
+        }
+    }
+
+    fn matches(&self, r: &Row) -> bool {
+        r.section == self.section
+            && r.workload == self.workload
+            && r.threads == self.threads
+            && self
+                .heap_mib
+                .is_none_or(|h| r.heap_mib.total_cmp(&h).is_eq())
+    }
+}
+
+/// The rows of `tracker`'s `metric` at `at`.
+fn matching<'a>(
+    rows: &'a [Row],
+    at: At<'a>,
+    tracker: &'a str,
+    metric: Metric,
+) -> impl Iterator<Item = &'a Row> + 'a {
+    rows.iter()
+        .filter(move |r| r.metric == metric && r.tracker == tracker && at.matches(r))
+}
+
+/// The values of `tracker`'s `metric` at `at`.
 pub fn select<'a>(
     rows: &'a [Row],
-    section: Section,
+    at: At<'a>,
     tracker: &'a str,
-    workload: &'a str,
-    threads: usize,
-    heap_mib: Option<f64>,
     metric: Metric,
 ) -> impl Iterator<Item = f64> + 'a {
-    matching(rows, section, tracker, workload, threads, heap_mib, metric).map(|r| r.value)
+    matching(rows, at, tracker, metric).map(|r| r.value)
 }
 
 /// Like [`select`], each value with its invocation number: the block it ran in, for a
 /// study whose invocations ran in blocks ([`crate::study::stats::Design::Blocks`]).
 pub fn select_numbered(
     rows: &[Row],
-    section: Section,
+    at: At<'_>,
     tracker: &str,
-    workload: &str,
-    threads: usize,
-    heap_mib: Option<f64>,
     metric: Metric,
 ) -> Vec<(usize, f64)> {
-    matching(rows, section, tracker, workload, threads, heap_mib, metric)
+    matching(rows, at, tracker, metric)
         .map(|r| (r.invocation, r.value))
         .collect()
 }
@@ -102,11 +122,8 @@ pub fn heap_multiple(rows: &[Row], workload: &str, threads: usize, heap_mib: f64
     }
     select(
         rows,
-        Section::Minheap,
+        At::new(Section::Minheap, workload, threads, None),
         "none",
-        workload,
-        threads,
-        None,
         Metric::MinHeapMib,
     )
     .next()

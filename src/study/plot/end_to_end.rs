@@ -5,7 +5,7 @@ use plotters::prelude::*;
 
 use super::{bounds, color, draw_svg, plot_err};
 use crate::error::Result;
-use crate::study::data::{Metric, Row, Section, curve_grid, points, select, trackers};
+use crate::study::data::{At, Metric, Row, Section, curve_grid, points, select, trackers};
 use crate::study::stats::{self, median};
 
 /// A variant's curve: its name and (multiple, lo, median, hi) per heap size.
@@ -25,9 +25,13 @@ pub(super) fn curves(rows: &[Row], seed: u64, run: &str) -> Result<Vec<(String, 
                     let pts = heaps
                         .iter()
                         .filter_map(|&(h, m)| {
-                            let v: Vec<f64> =
-                                select(rows, Section::Macro, t, &wl, threads, Some(h), metric)
-                                    .collect();
+                            let v: Vec<f64> = select(
+                                rows,
+                                At::new(Section::Macro, &wl, threads, Some(h)),
+                                t,
+                                metric,
+                            )
+                            .collect();
                             let s = stats::seed_for(seed, &format!("curve/{t}/{wl}/{h}/{metric}"));
                             stats::median_ci(&v, s).map(|i| (m, i.lo, i.estimate, i.hi))
                         })
@@ -133,11 +137,8 @@ pub(super) fn strip(rows: &[Row], run: &str) -> Result<Option<String>> {
     for (wl, heap) in &chosen {
         let none: Vec<f64> = select(
             rows,
-            Section::Macro,
+            At::new(Section::Macro, wl, 1, Some(*heap)),
             "none",
-            wl,
-            1,
-            Some(*heap),
             Metric::WallMs,
         )
         .collect();
@@ -146,9 +147,14 @@ pub(super) fn strip(rows: &[Row], run: &str) -> Result<Option<String>> {
         }
         let base = median(&none);
         for t in &ts {
-            let v: Vec<f64> = select(rows, Section::Macro, t, wl, 1, Some(*heap), Metric::WallMs)
-                .map(|x| x / base)
-                .collect();
+            let v: Vec<f64> = select(
+                rows,
+                At::new(Section::Macro, wl, 1, Some(*heap)),
+                t,
+                Metric::WallMs,
+            )
+            .map(|x| x / base)
+            .collect();
             if !v.is_empty() {
                 columns.push((format!("{wl} {t}"), v));
             }

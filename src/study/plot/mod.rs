@@ -21,7 +21,7 @@ use plotters::drawing::DrawingAreaErrorKind;
 use plotters::prelude::*;
 
 use super::crossover::crossover;
-use super::data::{Metric, Row, Section, micro_curve, select, trackers};
+use super::data::{At, Metric, Row, Section, micro_curve, select, trackers};
 use super::meta::Meta;
 use super::point::{MMU_WINDOWS_MS, PAUSE_CDF_QUANTILES};
 use crate::error::{Error, Result};
@@ -243,11 +243,8 @@ fn pauses_svg(rows: &[Row], run: &str) -> Result<Option<String>> {
             for q in PAUSE_CDF_QUANTILES {
                 let v: Vec<f64> = select(
                     rows,
-                    Section::Macro,
+                    At::new(Section::Macro, &wl, 1, Some(heap)),
                     t,
-                    &wl,
-                    1,
-                    Some(heap),
                     Metric::pause_cdf(q),
                 )
                 .collect();
@@ -344,9 +341,13 @@ fn mmu_svg(rows: &[Row], run: &str) -> Result<Option<String>> {
             let pts: Vec<(f64, f64)> = MMU_WINDOWS_MS
                 .iter()
                 .filter_map(|&w| {
-                    let v: Vec<f64> =
-                        select(rows, Section::Macro, t, &wl, 1, Some(heap), Metric::Mmu(w))
-                            .collect();
+                    let v: Vec<f64> = select(
+                        rows,
+                        At::new(Section::Macro, &wl, 1, Some(heap)),
+                        t,
+                        Metric::Mmu(w),
+                    )
+                    .collect();
                     (!v.is_empty()).then(|| (w as f64, super::stats::median(&v)))
                 })
                 .collect();

@@ -30,7 +30,7 @@ use rand::seq::SliceRandom;
 use super::{Planned, Runner};
 use crate::error::Result;
 use crate::study::config::RENDER_RESERVE_S;
-use crate::study::data::{Metric, Row, select_numbered};
+use crate::study::data::{At, Metric, Row, select_numbered};
 use crate::study::meta::InvocationPolicy;
 use crate::study::runner::{Key, classify, invoke};
 use crate::study::stats::{self, Design};
@@ -249,11 +249,8 @@ impl Runner<'_> {
         let wall = |tracker: &str| {
             select_numbered(
                 &self.sink.rows,
-                *section,
+                At::new(*section, &key.workload, key.threads, Some(key.heap_mib)),
                 tracker,
-                &key.workload,
-                key.threads,
-                Some(key.heap_mib),
                 Metric::WallMs,
             )
         };

@@ -14,7 +14,7 @@
 use super::Doc;
 use super::micro::costs;
 use crate::barrier::MappingLock;
-use crate::study::data::{Metric, Row, Section, points, select, select_numbered, trackers};
+use crate::study::data::{At, Metric, Row, Section, points, select, select_numbered, trackers};
 use crate::study::format::fmt;
 use crate::study::point::{BARRIER_ONLY_ARMED_SHARE, BARRIER_ONLY_PERIOD, find_variant};
 use crate::study::stats::{self, Design};
@@ -125,14 +125,12 @@ pub(super) fn write(doc: &mut Doc, rows: &[Row], seed: u64, design: Design) {
             }
     ));
     for (wl, threads, heap) in &keys {
+        let at = At::new(Section::Barrieronly, wl, *threads, Some(*heap));
         doc.heading(
             3,
             &format!("{wl}, {threads} thread(s), {} MiB heap", fmt(*heap)),
         );
-        let get = |t: &str, m: Metric| {
-            select(rows, Section::Barrieronly, t, wl, *threads, Some(*heap), m)
-                .collect::<Vec<f64>>()
-        };
+        let get = |t: &str, m: Metric| select(rows, at, t, m).collect::<Vec<f64>>();
         let med = |t: &str, m: Metric| stats::median(&get(t, m));
         let mut table = Vec::new();
         for t in trackers(rows, Section::Barrieronly) {
@@ -153,9 +151,7 @@ pub(super) fn write(doc: &mut Doc, rows: &[Row], seed: u64, design: Design) {
                 table.push(row);
                 continue;
             }
-            let numbered = |t: &str, m: Metric| {
-                select_numbered(rows, Section::Barrieronly, t, wl, *threads, Some(*heap), m)
-            };
+            let numbered = |t: &str, m: Metric| select_numbered(rows, at, t, m);
             // `t` against `none` in metric `m`: pair by pair where the study ran in
             // blocks, else both medians resampled, since `none`'s varies between
             // processes as much as a barrier's.

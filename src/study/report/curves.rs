@@ -2,7 +2,7 @@
 //! (median and interval) at every heap multiple of the run; the figure draws the same.
 
 use super::Doc;
-use crate::study::data::{Metric, Row, Section, curve_grid, select, trackers};
+use crate::study::data::{At, Metric, Row, Section, curve_grid, select, trackers};
 use crate::study::format::fmt;
 use crate::study::stats;
 use crate::study::summary::Cell;
@@ -35,9 +35,13 @@ pub(super) fn write(doc: &mut Doc, rows: &[Row], seed: u64) {
                     let cells: Vec<Cell> = heaps
                         .iter()
                         .map(|(h, _)| {
-                            let v: Vec<f64> =
-                                select(rows, Section::Macro, &t, wl, *threads, Some(*h), metric)
-                                    .collect();
+                            let v: Vec<f64> = select(
+                                rows,
+                                At::new(Section::Macro, wl, *threads, Some(*h)),
+                                &t,
+                                metric,
+                            )
+                            .collect();
                             let s = stats::seed_for(seed, &format!("curve/{t}/{wl}/{h}/{metric}"));
                             Cell::estimate(stats::median_ci(&v, s))
                         })

@@ -5,7 +5,7 @@
 use super::Doc;
 use crate::study::config::MIN_RUN_MS;
 use crate::study::data::{
-    Metric, PointKey, Row, Section, heap_multiple, points, select, select_numbered, trackers,
+    At, Metric, PointKey, Row, Section, heap_multiple, points, select, select_numbered, trackers,
 };
 use crate::study::format::fmt;
 use crate::study::health::{self, MAX_CYCLE_GAP, MAX_FALLBACK_SHARE, MAX_STALL_SHARE};
@@ -97,10 +97,9 @@ pub(super) fn write(doc: &mut Doc, rows: &[Row], seed: u64, design: Design) {
     doc.para(&run_length(rows, &keys));
     for key in &keys {
         let (wl, threads, heap) = key;
+        let at = At::new(Section::Macro, wl, *threads, Some(*heap));
         doc.heading(3, &point_heading(rows, key));
-        let get = |t: &str, m: Metric| {
-            select(rows, Section::Macro, t, wl, *threads, Some(*heap), m).collect::<Vec<f64>>()
-        };
+        let get = |t: &str, m: Metric| select(rows, at, t, m).collect::<Vec<f64>>();
         let mut table = Vec::new();
         for t in trackers(rows, Section::Macro) {
             let wall = get(&t, Metric::WallMs);
@@ -118,9 +117,7 @@ pub(super) fn write(doc: &mut Doc, rows: &[Row], seed: u64, design: Design) {
                 if t == "none" {
                     return (Cell::text("baseline"), Cell::text(""));
                 }
-                let numbered = |t: &str| {
-                    select_numbered(rows, Section::Macro, t, wl, *threads, Some(*heap), m)
-                };
+                let numbered = |t: &str| select_numbered(rows, at, t, m);
                 let i = stats::ratio_to(design, &numbered(&t), &numbered("none"), seed);
                 let verdict = match i {
                     Some(_) if !passes => "not judged (health)",
@@ -230,10 +227,9 @@ fn dirty_split(doc: &mut Doc, rows: &[Row], keys: &[PointKey]) {
     );
     let mut table = Vec::new();
     for (wl, threads, heap) in keys {
+        let at = At::new(Section::Macro, wl, *threads, Some(*heap));
         for t in trackers(rows, Section::Macro) {
-            let get = |m| {
-                select(rows, Section::Macro, &t, wl, *threads, Some(*heap), m).collect::<Vec<f64>>()
-            };
+            let get = |m| select(rows, at, &t, m).collect::<Vec<f64>>();
             let (f, o) = (get(Metric::DirtyFrontier), get(Metric::DirtyOld));
             if f.is_empty() || o.is_empty() || t == "none" {
                 continue;
@@ -298,17 +294,9 @@ fn run_length(rows: &[Row], keys: &[PointKey]) -> String {
     let mut short = Vec::new();
     let mut pairs = 0;
     for (wl, threads, heap) in keys {
+        let at = At::new(Section::Macro, wl, *threads, Some(*heap));
         for t in trackers(rows, Section::Macro) {
-            let wall: Vec<f64> = select(
-                rows,
-                Section::Macro,
-                &t,
-                wl,
-                *threads,
-                Some(*heap),
-                Metric::WallMs,
-            )
-            .collect();
+            let wall: Vec<f64> = select(rows, at, &t, Metric::WallMs).collect();
             if wall.is_empty() {
                 continue;
             }

@@ -7,7 +7,7 @@
 
 use super::Doc;
 use super::end_to_end::point_heading;
-use crate::study::data::{Metric, Row, Section, points, select, trackers};
+use crate::study::data::{At, Metric, Row, Section, points, select, trackers};
 use crate::study::point::find_variant;
 use crate::study::stats;
 use crate::study::summary::Cell;
@@ -48,9 +48,8 @@ pub(super) fn write(doc: &mut Doc, rows: &[Row], seed: u64) {
     );
     for key in &keys {
         let (wl, threads, heap) = key;
-        let get = |t: &str, m: Metric| {
-            select(rows, Section::Macro, t, wl, *threads, Some(*heap), m).collect::<Vec<f64>>()
-        };
+        let at = At::new(Section::Macro, wl, *threads, Some(*heap));
+        let get = |t: &str, m: Metric| select(rows, at, t, m).collect::<Vec<f64>>();
         let med = |t: &str, m: Metric| stats::median(&get(t, m));
         let card = get("card-table", Metric::WallMs);
         let mut table = Vec::new();

@@ -8,7 +8,7 @@
 //! pages, which `tests/barrier/huge_pages.rs` shows on a bare region).
 
 use super::Doc;
-use crate::study::data::{Metric, Row, Section, points, select, select_numbered, trackers};
+use crate::study::data::{At, Metric, Row, Section, points, select, select_numbered, trackers};
 use crate::study::format::fmt;
 use crate::study::stats::{self, Design};
 use crate::study::summary::Cell;
@@ -51,7 +51,7 @@ pub(super) fn write(doc: &mut Doc, rows: &[Row], seed: u64, design: Design) {
             &format!("{wl}, {threads} thread(s), {} MiB heap", fmt(*heap)),
         );
         let get = |section: Section, t: &str, m: Metric| {
-            select(rows, section, t, wl, *threads, Some(*heap), m).collect::<Vec<f64>>()
+            select(rows, At::new(section, wl, *threads, Some(*heap)), t, m).collect::<Vec<f64>>()
         };
         let mut table = Vec::new();
         for t in trackers(rows, Section::Hugepages) {
@@ -76,7 +76,12 @@ pub(super) fn write(doc: &mut Doc, rows: &[Row], seed: u64, design: Design) {
                 )
             } else {
                 let numbered = |section: Section| {
-                    select_numbered(rows, section, &t, wl, *threads, Some(*heap), Metric::WallMs)
+                    select_numbered(
+                        rows,
+                        At::new(section, wl, *threads, Some(*heap)),
+                        &t,
+                        Metric::WallMs,
+                    )
                 };
                 let i = stats::ratio_to(
                     design,

@@ -1,7 +1,7 @@
 //! Overhead over a lower bound (no barrier, no collector), after Cai et al.
 
 use super::Doc;
-use crate::study::data::{Metric, Row, Section, points, select, trackers};
+use crate::study::data::{At, Metric, Row, Section, points, select, trackers};
 use crate::study::format::fmt;
 use crate::study::stats::{self, median};
 use crate::study::summary::Cell;
@@ -22,9 +22,8 @@ pub(super) fn write(doc: &mut Doc, rows: &[Row], seed: u64) {
          collector cost, the overheads are lower bounds. The first row of each table is the bound.",
     );
     for (wl, threads, heap) in &keys {
-        let get = |t: &str, m: Metric| {
-            select(rows, Section::Macro, t, wl, *threads, Some(*heap), m).collect::<Vec<f64>>()
-        };
+        let at = At::new(Section::Macro, wl, *threads, Some(*heap));
+        let get = |t: &str, m: Metric| select(rows, at, t, m).collect::<Vec<f64>>();
         let present: Vec<String> = trackers(rows, Section::Macro)
             .into_iter()
             .filter(|t| !t.starts_with("bdwgc") && !get(t, Metric::WallMs).is_empty())

@@ -4,7 +4,7 @@
 //! dirtied page favour the page trackers, whose cost is per page, not per store.
 
 use super::Doc;
-use crate::study::data::{Metric, Row, Section, points, select, trackers};
+use crate::study::data::{At, Metric, Row, Section, points, select, trackers};
 use crate::study::format::fmt;
 use crate::study::health;
 use crate::study::stats;
@@ -47,18 +47,8 @@ pub(super) fn write(doc: &mut Doc, rows: &[Row], seed: u64) {
     let header: Vec<&str> = header.iter().map(String::as_str).collect();
     let mut table = Vec::new();
     for (wl, threads, heap) in &keys {
-        let wall = |t: &str| {
-            select(
-                rows,
-                Section::Macro,
-                t,
-                wl,
-                *threads,
-                Some(*heap),
-                Metric::WallMs,
-            )
-            .collect::<Vec<f64>>()
-        };
+        let at = At::new(Section::Macro, wl, *threads, Some(*heap));
+        let wall = |t: &str| select(rows, at, t, Metric::WallMs).collect::<Vec<f64>>();
         let healthy =
             |t: &str| health::health(rows, t, wl, *threads, *heap).is_none_or(|h| h.passes());
         let card = wall("card-table");
