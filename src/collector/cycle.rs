@@ -487,14 +487,15 @@ impl<'g> Cycle<'g> {
     ///    collector meanwhile (a mutator that wrote a page the steps have not reached, in
     ///    the `uffd-wp` collector layout). The steps count as disarm time, not sweep time.
     ///
-    ///    Measured against a step per chunk whatever the mutators do: on GCBench at 64
-    ///    MiB that took 4–14% off the page trackers' wall time, but on the LRU cache and
-    ///    binary trees at 2x (140 and 132 MiB) their faults rose by 10% to 3.5 times
-    ///    (writes to old objects on pages the steps had not reached, for the length of
-    ///    the sweep rather than of an unprotect) and their wall time by 5–17%, and
-    ///    GCBench at 140 MiB fell back to full collections in 1–4 of 4 runs per page
-    ///    tracker, each after a cycle that ended with the heap full (none before it, nor
-    ///    with this rule).
+    ///    Measured against a step per chunk whatever the mutators do, each against the
+    ///    build before: on GCBench at 64 MiB that took 4–14% off the page trackers' wall
+    ///    time, but on the LRU cache and binary trees at 2x (140 and 132 MiB) their
+    ///    faults rose by 10% to 3.5 times (writes to old objects on pages the steps had
+    ///    not reached, for the length of the sweep rather than of an unprotect), binary
+    ///    trees ran slower under `mprotect` in two series (1.10× [1.05–1.15], 95% t over
+    ///    3 rounds; 1.17×, rounds 1.11–1.18, over 4), and GCBench at 140 MiB fell back to full collections in 1–4 of
+    ///    4 runs per page tracker, each after a cycle that ended with the heap full
+    ///    (none before it, nor with this rule).
     fn sweep(&mut self, armed: Option<&dyn DirtyTracker>) {
         self.gc.collector.enter_phase(Phase::Sweep);
         self.allocated_at_sweep = self.gc.space.bytes_allocated();

@@ -50,7 +50,7 @@ pub enum Phase {
     Remark,
     /// The whole mark in one pause (`none`, or a tracker that could not arm).
     StopTheWorld,
-    /// 6. Sweeping (and disarming the tracker ahead of the sweep, a chunk at a time).
+    /// 6. Sweeping (and disarming the tracker ahead of the sweep).
     Sweep,
     /// 7. Disarming the tracker: what the sweep's steps left.
     Disarm,
