@@ -190,6 +190,34 @@ impl Bitmap {
             }
         }
     }
+
+    /// [`Bitmap::take`] of the bits that are not set in `keep` (as long as this one, and
+    /// changed by no other thread meanwhile): those stay set.
+    pub(crate) fn take_except(&self, keep: &Bitmap, out: &mut Vec<usize>) {
+        for (i, (w, k)) in self.words.iter().zip(keep.words.iter()).enumerate() {
+            let k = k.load(Ordering::Relaxed);
+            if w.load(Ordering::Relaxed) & !k == 0 {
+                continue;
+            }
+            let mut bits = w.fetch_and(k, Ordering::AcqRel) & !k;
+            while bits != 0 {
+                out.push(i * 64 + bits.trailing_zeros() as usize);
+                bits &= bits - 1;
+            }
+        }
+    }
+
+    /// Calls `f` with the index of every bit set, ascending, from a relaxed look at each
+    /// word.
+    pub(crate) fn for_each_set(&self, mut f: impl FnMut(usize)) {
+        for (i, w) in self.words.iter().enumerate() {
+            let mut bits = w.load(Ordering::Relaxed);
+            while bits != 0 {
+                f(i * 64 + bits.trailing_zeros() as usize);
+                bits &= bits - 1;
+            }
+        }
+    }
 }
 
 #[cfg(test)]

@@ -74,6 +74,9 @@ pub struct RunReport {
     pub hand_out_calls: u64,
     /// Free pages arms left writable (so handing them out needed no call).
     pub opened_at_arm: u64,
+    /// Young pages arms left writable and recorded (a harvest protects one only once it
+    /// holds a marked object).
+    pub kept_at_arm: u64,
     /// Granules the tracker recorded.
     pub recorded: u64,
     /// Dirty granules at remark that were allocation frontier.
@@ -148,6 +151,7 @@ impl RunReport {
             handed_out: t.handed_out,
             hand_out_calls: t.hand_out_calls,
             opened_at_arm: t.opened_at_arm,
+            kept_at_arm: t.kept_at_arm,
             recorded: t.recorded,
             dirty_frontier,
             dirty_old,

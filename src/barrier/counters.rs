@@ -33,6 +33,10 @@ pub struct TrackerStats {
     /// ([`DirtyTracker::arm_with_free`](super::DirtyTracker::arm_with_free)): handing
     /// one out during the cycle records it with no protection change.
     pub opened_at_arm: u64,
+    /// Young pages that arms left writable and recorded instead of protecting, summed
+    /// over arms ([`DirtyTracker::arm_with_young`](super::DirtyTracker::arm_with_young)):
+    /// a harvest protects one only once it holds a marked object.
+    pub kept_at_arm: u64,
     /// Granules handed over by harvests, each counted once per harvest that lists it:
     /// written pages, or dirty cards for the card table.
     pub recorded: u64,
@@ -71,6 +75,7 @@ impl TrackerStats {
             handed_out: d(self.handed_out, earlier.handed_out),
             hand_out_calls: d(self.hand_out_calls, earlier.hand_out_calls),
             opened_at_arm: d(self.opened_at_arm, earlier.opened_at_arm),
+            kept_at_arm: d(self.kept_at_arm, earlier.kept_at_arm),
             recorded: d(self.recorded, earlier.recorded),
             messages: d(self.messages, earlier.messages),
             reads: d(self.reads, earlier.reads),
@@ -105,6 +110,7 @@ pub(crate) struct Counters {
     handed_out: AtomicU64,
     hand_out_calls: AtomicU64,
     opened_at_arm: AtomicU64,
+    kept_at_arm: AtomicU64,
     recorded: AtomicU64,
     degradations: AtomicU64,
     /// This cycle is counted in `degradations` already.
@@ -123,6 +129,7 @@ impl Counters {
             handed_out: AtomicU64::new(0),
             hand_out_calls: AtomicU64::new(0),
             opened_at_arm: AtomicU64::new(0),
+            kept_at_arm: AtomicU64::new(0),
             recorded: AtomicU64::new(0),
             degradations: AtomicU64::new(0),
             cycle_degraded: AtomicBool::new(false),
@@ -162,6 +169,11 @@ impl Counters {
             .fetch_add(pages as u64, Ordering::Relaxed);
     }
 
+    /// An arm kept `pages` young pages writable and recorded.
+    pub(crate) fn armed_kept(&self, pages: usize) {
+        self.kept_at_arm.fetch_add(pages as u64, Ordering::Relaxed);
+    }
+
     /// A harvest handed over `n` granules.
     pub(crate) fn recorded(&self, n: usize) {
         self.recorded.fetch_add(n as u64, Ordering::Relaxed);
@@ -190,6 +202,7 @@ impl Counters {
             handed_out: self.handed_out.load(Ordering::Relaxed),
             hand_out_calls: self.hand_out_calls.load(Ordering::Relaxed),
             opened_at_arm: self.opened_at_arm.load(Ordering::Relaxed),
+            kept_at_arm: self.kept_at_arm.load(Ordering::Relaxed),
             recorded: self.recorded.load(Ordering::Relaxed),
             degradations: self.degradations.load(Ordering::Relaxed),
             last_degradation: self.cause.read(),

@@ -161,6 +161,7 @@ mod bare;
 mod config;
 mod counters;
 mod degradation;
+mod fault_service;
 mod mechanism;
 mod page_tracker;
 #[cfg(feature = "lab-internals")]
@@ -172,7 +173,7 @@ mod store;
 pub(crate) mod test_knobs;
 
 use std::fmt;
-use std::os::fd::{AsRawFd, BorrowedFd, RawFd};
+use std::ops::Range;
 use std::str::FromStr;
 
 use crate::error::{Error, Result};
@@ -182,6 +183,7 @@ pub use card_table::{CardOptions, CardTable};
 pub use config::{MechanismOptions, NoOptions};
 pub use counters::{STALL_IN_HANDLER, STALL_KERNEL, STALL_SERVICE, TrackerStats};
 pub use degradation::{Call, Degradation, Step};
+pub use fault_service::{FaultService, ServeFaults};
 pub use mechanism::{
     Availability, Breadth, CARD_SHIFT, Edge, FAULT_CHECK_TIMEOUT, Granule, MappingLock, Mechanism,
     SecondChannel, ServedBy, Variant, check, check_cached,
@@ -371,44 +373,14 @@ impl DirtySet {
     }
 }
 
-/// Faults that only the collector thread serves: `uffd-wp` in the collector layout,
-/// whose userfaultfd no thread of the tracker reads, so the collector polls the
-/// descriptor while it waits and serves it between increments of marking. Kept apart
-/// from [`DirtyTracker`] (one layout of one mechanism needs it, and every other tracker
-/// has none): a tracker offers one through [`DirtyTracker::fault_service`] only when it
-/// has a descriptor to poll.
-#[derive(Clone, Copy)]
-pub struct FaultService<'t> {
-    fd: BorrowedFd<'t>,
-    server: &'t dyn ServeFaults,
-}
-
-/// The serving half of a [`FaultService`].
-pub trait ServeFaults: Send + Sync {
-    /// Serves whatever faults are queued, without blocking. Returns how many.
-    fn serve_pending(&self) -> usize;
-}
-
-impl<'t> FaultService<'t> {
-    /// Faults queued on `fd` (readable when there are some), served by `server`.
-    pub fn new(fd: BorrowedFd<'t>, server: &'t dyn ServeFaults) -> FaultService<'t> {
-        FaultService { fd, server }
-    }
-
-    /// The descriptor to poll: readable when faults are queued.
-    pub fn fd(&self) -> RawFd {
-        self.fd.as_raw_fd()
-    }
-
-    /// Serves whatever faults are queued, without blocking. Returns how many.
-    pub fn serve_pending(&self) -> usize {
-        self.server.serve_pending()
-    }
-}
-
 /// The allocator's free pages, for [`DirtyTracker::arm_with_free`]: calls its argument
 /// with each run of free pages (address, bytes), holding the allocator's lock.
 pub type FreeRuns<'a> = &'a dyn Fn(&mut dyn FnMut(usize, usize));
+
+/// Whether the page at an address holds a marked object, for
+/// [`DirtyTracker::harvest_marked`]: an object the collector may have scanned, or will
+/// scan, in this cycle.
+pub type Marked<'a> = &'a dyn Fn(usize) -> bool;
 
 /// The collector side of a write barrier.
 ///
@@ -454,8 +426,42 @@ pub trait DirtyTracker: Send + Sync {
         self.arm()
     }
 
+    /// [`arm_with_free`](Self::arm_with_free), also told `young`: the runs of pages
+    /// allocated into since the last arm (address ranges, page-aligned, sorted). A page
+    /// tracker leaves the long runs among them (1 MiB or more, as for free runs)
+    /// writable and *recorded*, as a hand-out leaves a page, instead of protecting them:
+    /// most of what a program allocated since the last cycle is garbage by the next one
+    /// (GCBench: ~10,000 of the ~12,500 pages in use at arm), and a page that holds no
+    /// marked object needs no protection, since a write to an object nobody scanned
+    /// hides nothing from the mark. [`harvest_marked`](Self::harvest_marked) then
+    /// re-protects such a page only once it holds a marked object; until then it stays
+    /// recorded, and disarm skips it.
+    ///
+    /// The contract the caller keeps: as for `arm_with_free`. Leaving a page writable
+    /// and recorded is always safe (it is what the frontier rule of
+    /// [`hand_out`](Self::hand_out) does); only the cost depends on `young`. Default:
+    /// [`arm_with_free`](Self::arm_with_free).
+    fn arm_with_young(&self, free: FreeRuns<'_>, young: &[Range<usize>]) -> Result<()> {
+        let _ = young;
+        self.arm_with_free(free)
+    }
+
     /// Moves the recorded granules into `out` (cleared first), re-arming them if `rearm`.
     fn harvest(&self, out: &mut DirtySet, rearm: bool) -> Result<()>;
+
+    /// [`harvest`](Self::harvest), told which pages hold a marked object (`marked`, by
+    /// page address). IF a page [`arm_with_young`](Self::arm_with_young) left writable
+    /// holds no marked object THEN the tracker may leave it out of `out`, unprotected,
+    /// and keep it recorded: no object on it has been scanned, so no write to it can have
+    /// hidden a pointer from the mark yet, and every later harvest (remark's included)
+    /// asks again, so an object marked on it later is rescanned after the writes it gets
+    /// before remark. The caller keeps: `marked` is true for every page holding an object
+    /// marked before the call (allocated black included); it may say true for more.
+    /// Default: [`harvest`](Self::harvest).
+    fn harvest_marked(&self, out: &mut DirtySet, rearm: bool, marked: Marked<'_>) -> Result<()> {
+        let _ = marked;
+        self.harvest(out, rearm)
+    }
 
     /// A step of the disarm, ahead of the sweep: when this returns, the heap's first
     /// `bytes` are writable (the sweep zeroes the dead cells there next). Recording may go

@@ -52,10 +52,10 @@ use parking_lot::Mutex;
 
 use super::mechanism::{self, Edge, Granule, Mechanism, SecondChannel, ServedBy};
 use super::page_tracker::{
-    self, PageMechanism, PageRecord, PageTracker, Shared, for_each_run, open_userfaultfd,
+    self, Arming, PageMechanism, PageRecord, PageTracker, Shared, for_each_run, open_userfaultfd,
 };
 use super::{
-    BarrierConfig, BarrierKind, Built, Call, DirtySet, FreeRuns, MechanismOptions, Step,
+    BarrierConfig, BarrierKind, Built, Call, DirtySet, Marked, MechanismOptions, Step,
     TrackerStats, built,
 };
 use crate::error::{Error, Result};
@@ -314,23 +314,29 @@ impl PageMechanism for UffdWp {
         &self.uffd
     }
 
-    fn arm(&self, record: &PageRecord, free: Option<FreeRuns<'_>>) -> Result<()> {
+    fn arm(&self, record: &PageRecord, with: Arming<'_>) -> Result<()> {
         // Held so that a stale message from the last cycle is not served across the arm:
         // its record would land before the clear and its unprotect after the protect,
         // leaving a page writable and unrecorded for the whole cycle.
         let _serving = self.serve.lock();
-        record.arm(&self.uffd, free)?;
+        record.arm(&self.uffd, with)?;
         self.armed.store(true, Ordering::Release);
         self.wake.signal();
         Ok(())
     }
 
-    fn harvest(&self, record: &PageRecord, out: &mut DirtySet, rearm: bool) -> Result<()> {
+    fn harvest(
+        &self,
+        record: &PageRecord,
+        out: &mut DirtySet,
+        rearm: bool,
+        marked: Option<Marked<'_>>,
+    ) -> Result<()> {
         // Held across take + re-protect so that no fault is served in between: a served
         // fault records, then unprotects; if that unprotect landed after our re-protect,
         // the page would be writable but its record already taken.
         let _serving = self.serve.lock();
-        record.harvest(&self.uffd, out, rearm)
+        record.harvest(&self.uffd, out, rearm, marked)
     }
 
     fn disarm(&self, record: &PageRecord) -> Result<()> {

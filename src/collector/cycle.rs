@@ -147,11 +147,16 @@ impl<'g> Cycle<'g> {
         let t = self.gc.tracker?;
         self.gc.collector.enter_phase(Phase::Arm);
         let t0 = Instant::now();
+        // Where writes land is recorded with no page kept (a kept page is harvested unwritten).
+        let young = match self.gc.config.record_dirty_pages {
+            true => Vec::new(),
+            false => self.gc.space.frontier_runs(),
+        };
         self.gc.space.begin_frontier();
         t.in_use(self.gc.space.high_water() * crate::sys::PAGE_SIZE);
         // The sweep, the only writer of free pages, ran before this arm and runs again
         // only after the disarm.
-        let armed = t.arm_with_free(&|f| self.gc.space.for_each_free_run(f));
+        let armed = t.arm_with_young(&|f| self.gc.space.for_each_free_run(f), &young);
         self.stats.arm = t0.elapsed();
         match armed {
             Ok(()) => Some(t),
@@ -332,7 +337,10 @@ impl<'g> Cycle<'g> {
     fn harvest(&mut self, t: &dyn DirtyTracker, rearm: bool) {
         let t0 = Instant::now();
         t.in_use(self.gc.space.high_water() * crate::sys::PAGE_SIZE);
-        if let Err(e) = t.harvest(&mut self.dirty, rearm) {
+        let (space, marks) = (self.gc.space, self.marker.marks);
+        let deny = self.gc.config.testing.deny_marks;
+        let marked = |addr: usize| !deny && space.holds_marked(marks, addr);
+        if let Err(e) = t.harvest_marked(&mut self.dirty, rearm, &marked) {
             self.degrade(
                 if rearm {
                     "pre-clean harvest"

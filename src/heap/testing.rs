@@ -15,6 +15,11 @@ pub struct Testing {
     /// objects allocated during a cycle are lost to a page tracker's record.
     #[cfg_attr(not(feature = "lab-internals"), allow(dead_code))]
     pub forget_hand_outs: bool,
+    /// Tell the tracker that no page holds a marked object
+    /// (`DirtyTracker::harvest_marked`), as a collector that broke its side of that
+    /// contract would: the young pages arm kept writable are never harvested, so writes
+    /// into the objects on them that the mark has already scanned are lost.
+    pub deny_marks: bool,
     /// Fail (panic, as a bug in the collector would) at the end of the work of every
     /// pause of this cycle (numbered from 1), before the pause resumes the world.
     pub fail_in_pause_of_cycle: Option<u64>,

@@ -65,6 +65,8 @@ struct Workload {
     adopt: bool,
     /// Plant the frontier bug ([`Testing::forget_hand_outs`]).
     forget_hand_outs: bool,
+    /// Plant the kept-page bug ([`Testing::deny_marks`]).
+    deny_marks: bool,
     /// Bytes of unrooted objects allocated before the list: the first sweep frees them
     /// as one run of pages at the bottom of the heap, which later arms leave open and
     /// the allocator then hands out.
@@ -89,6 +91,7 @@ impl Workload {
             writers: 0,
             adopt: false,
             forget_hand_outs: false,
+            deny_marks: false,
             garbage_first: 0,
             cycles: MAX_CYCLES,
             time: Duration::from_secs(120),
@@ -108,6 +111,8 @@ struct Outcome {
     elapsed: Duration,
     /// Free pages the tracker's arms left open (`TrackerStats::opened_at_arm`).
     opened_at_arm: u64,
+    /// Young pages the tracker's arms kept writable (`TrackerStats::kept_at_arm`).
+    kept_at_arm: u64,
 }
 
 /// Runs the workload on a fresh heap. `None` if the barrier is unavailable.
@@ -124,6 +129,7 @@ fn run(w: Workload) -> Option<Outcome> {
             .testing(Testing {
                 drop_every_nth_dirty: w.bug,
                 forget_hand_outs: w.forget_hand_outs,
+                deny_marks: w.deny_marks,
                 ..Testing::default()
             }),
         &what,
@@ -265,6 +271,7 @@ fn run(w: Workload) -> Option<Outcome> {
         replaced,
         elapsed: t0.elapsed(),
         opened_at_arm: st.tracker.opened_at_arm,
+        kept_at_arm: st.tracker.kept_at_arm,
     })
 }
 
@@ -435,6 +442,70 @@ fn the_frontier_rule_holds_in_free_pages_left_open_at_arm() {
         assert_eq!(
             clean.verifier_failures, 0,
             "{ctx}: violations in pages left open at arm: {:?}",
+            clean.messages
+        );
+        assert!(clean.swaps > 0, "{ctx}: the mutator made no swap");
+    }
+}
+
+/// The young pages an arm keeps writable (`DirtyTracker::arm_with_young`) are safe only
+/// because every harvest asks which of them hold a marked object and takes those: with
+/// the collector answering "none" ([`Testing::deny_marks`]), the list the mutator built
+/// before the first cycle (young, ~2,000 pages) is never harvested, so the swaps into its
+/// head nodes after the mark scanned them are lost, and the verifier must say so.
+/// Without the bug the same run is clean, and its arms kept young pages.
+#[test]
+fn verifier_catches_a_collector_that_denies_marks_on_kept_pages() {
+    for kind in [
+        BarrierKind::UffdWp,
+        BarrierKind::UffdWpSigbus,
+        BarrierKind::Mprotect,
+        BarrierKind::UffdWpAsync,
+    ] {
+        let base = base_seed(&format!("verifier_catches_denied_marks[{kind}]"));
+        let seed = splitmix(base ^ kind as u64);
+        let ctx = format!("[{kind}, BARRIERLAB_SEED={base}]");
+        let workload = |deny_marks| Workload {
+            adopt: true,
+            deny_marks,
+            ..Workload::new(kind, None, seed)
+        };
+        let Some(buggy) = run(Workload {
+            until_caught: true,
+            ..workload(true)
+        }) else {
+            continue;
+        };
+        eprintln!(
+            "{kind}: marks denied: {} verifier failures after {} cycles ({} swaps, {} pages \
+             kept at arm); first: {:?}",
+            buggy.verifier_failures,
+            buggy.cycles,
+            buggy.swaps,
+            buggy.kept_at_arm,
+            buggy.messages.first()
+        );
+        assert!(buggy.kept_at_arm > 0, "{ctx}: no arm kept a young page");
+        assert!(
+            buggy.verifier_failures > 0,
+            "{ctx}: the verifier did not catch a collector that denies its marks in {} \
+             cycles ({} swaps)",
+            buggy.cycles,
+            buggy.swaps
+        );
+        let clean = run(Workload {
+            cycles: buggy.cycles.max(MIN_CLEAN_CYCLES),
+            ..workload(false)
+        })
+        .expect("the barrier was available a moment ago");
+        eprintln!(
+            "{kind}: marks told: {} cycles, {} swaps, {} pages kept at arm",
+            clean.cycles, clean.swaps, clean.kept_at_arm
+        );
+        assert!(clean.kept_at_arm > 0, "{ctx}: no arm kept a young page");
+        assert_eq!(
+            clean.verifier_failures, 0,
+            "{ctx}: violations with the marks told: {:?}",
             clean.messages
         );
         assert!(clean.swaps > 0, "{ctx}: the mutator made no swap");

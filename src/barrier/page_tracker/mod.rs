@@ -39,18 +39,20 @@ mod stall_log;
 mod userfaultfd;
 
 use std::fmt;
+use std::ops::Range;
 use std::os::fd::BorrowedFd;
 use std::sync::Arc;
 
 pub(crate) use prefix::InUsePrefix;
 pub(crate) use protection::PageProtection;
-pub(crate) use record::{PageRecord, for_each_run};
+pub(crate) use record::{Arming, MIN_OPEN_RUN, PageRecord, between, for_each_run};
 pub use userfaultfd::UffdMode;
 pub(crate) use userfaultfd::open_userfaultfd;
 
 use super::signal_registry::{self, FaultServer, FaultSignal, Registration, Served};
 use super::{
-    BarrierKind, DirtySet, DirtyTracker, FaultService, FreeRuns, ServeFaults, Step, TrackerStats,
+    BarrierKind, DirtySet, DirtyTracker, FaultService, FreeRuns, Marked, ServeFaults, Step,
+    TrackerStats,
 };
 use crate::error::Result;
 use crate::sys::{PAGE_SHIFT, PAGE_SIZE};
@@ -72,14 +74,21 @@ pub(crate) trait PageMechanism: fmt::Debug + Send + Sync + Sized + 'static {
     /// Its protection primitive.
     fn protection(&self) -> &Self::Protection;
 
-    /// [`DirtyTracker::arm`], or with `free` [`DirtyTracker::arm_with_free`].
-    fn arm(&self, record: &PageRecord, free: Option<FreeRuns<'_>>) -> Result<()> {
-        record.arm(self.protection(), free)
+    /// [`DirtyTracker::arm`], [`DirtyTracker::arm_with_free`] or
+    /// [`DirtyTracker::arm_with_young`], as `with` says.
+    fn arm(&self, record: &PageRecord, with: Arming<'_>) -> Result<()> {
+        record.arm(self.protection(), with)
     }
 
-    /// [`DirtyTracker::harvest`].
-    fn harvest(&self, record: &PageRecord, out: &mut DirtySet, rearm: bool) -> Result<()> {
-        record.harvest(self.protection(), out, rearm)
+    /// [`DirtyTracker::harvest`], or with `marked` [`DirtyTracker::harvest_marked`].
+    fn harvest(
+        &self,
+        record: &PageRecord,
+        out: &mut DirtySet,
+        rearm: bool,
+        marked: Option<Marked<'_>>,
+    ) -> Result<()> {
+        record.harvest(self.protection(), out, rearm, marked)
     }
 
     /// [`DirtyTracker::disarm_ahead`].
@@ -199,17 +208,34 @@ impl<M: PageMechanism> DirtyTracker for PageTracker<M> {
     }
 
     fn arm(&self) -> Result<()> {
-        self.shared.mechanism.arm(&self.shared.record, None)
+        let with = Arming::default();
+        self.shared.mechanism.arm(&self.shared.record, with)
     }
 
     fn arm_with_free(&self, free: FreeRuns<'_>) -> Result<()> {
-        self.shared.mechanism.arm(&self.shared.record, Some(free))
+        let with = Arming {
+            free: Some(free),
+            ..Arming::default()
+        };
+        self.shared.mechanism.arm(&self.shared.record, with)
+    }
+
+    fn arm_with_young(&self, free: FreeRuns<'_>, young: &[Range<usize>]) -> Result<()> {
+        let with = Arming {
+            free: Some(free),
+            young,
+        };
+        self.shared.mechanism.arm(&self.shared.record, with)
     }
 
     fn harvest(&self, out: &mut DirtySet, rearm: bool) -> Result<()> {
-        self.shared
-            .mechanism
-            .harvest(&self.shared.record, out, rearm)
+        let s = &self.shared;
+        s.mechanism.harvest(&s.record, out, rearm, None)
+    }
+
+    fn harvest_marked(&self, out: &mut DirtySet, rearm: bool, marked: Marked<'_>) -> Result<()> {
+        let s = &self.shared;
+        s.mechanism.harvest(&s.record, out, rearm, Some(marked))
     }
 
     fn disarm_ahead(&self, bytes: usize) -> Result<()> {

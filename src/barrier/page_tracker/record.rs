@@ -56,14 +56,17 @@ use super::protection::PageProtection;
 use super::stall_log::StallLog;
 use super::userfaultfd::UffdMode;
 use crate::barrier::counters::Counters;
-use crate::barrier::{Call, Degradation, DirtySet, FreeRuns, Step, TestKnobs, TrackerStats};
+use crate::barrier::{
+    Call, Degradation, DirtySet, FreeRuns, Marked, Step, TestKnobs, TrackerStats,
+};
 use crate::bitmap::Bitmap;
 use crate::error::{Error, Result};
 use crate::sys::{PAGE_SHIFT, PAGE_SIZE};
 
+mod kept;
 mod runs;
-pub(crate) use runs::for_each_run;
-use runs::{between, marked_runs, spans};
+pub(crate) use runs::{between, for_each_run};
+use runs::{marked_runs, spans};
 
 /// The shortest run of free pages that arm leaves open. Splitting arm's protect around a
 /// free run costs a call more at arm and at disarm, each flushing the TLB of the CPU the
@@ -73,7 +76,7 @@ use runs::{between, marked_runs, spans};
 /// flush), about 0.5 µs. So only a run of this many pages (1 MiB) pays for its calls:
 /// with every free run opened, the LRU cache and binary trees, whose free pages lie
 /// scattered, ran 4–9% slower under the page trackers.
-const MIN_OPEN_RUN: usize = 256;
+pub(crate) const MIN_OPEN_RUN: usize = 256;
 
 /// What one protection-change call costs, in pages of a range protect: a harvest joins
 /// two dirty runs this close into one call (protecting the clean pages between them
@@ -85,6 +88,14 @@ const MIN_OPEN_RUN: usize = 256;
 /// `mprotect` re-protected ~2,500 scattered pages per cycle, a call each, in 42–50 ms,
 /// ~16 µs per call, where the probe's lone thread takes ~1 µs. 128 pages is ~9 µs.
 const CALL_PAGES: usize = 128;
+
+/// What arm is told about the heap: the allocator's free runs, and the runs of pages
+/// allocated into since the last arm (address ranges), either maybe empty.
+#[derive(Clone, Copy, Default)]
+pub(crate) struct Arming<'a> {
+    pub(crate) free: Option<FreeRuns<'a>>,
+    pub(crate) young: &'a [Range<usize>],
+}
 
 /// The dirty record of a page tracker over the heap `[base, base + len)`: which pages
 /// were written since the last arm or harvest, or that every page must count as written.
@@ -99,6 +110,9 @@ pub(crate) struct PageRecord {
     /// Free pages a hand-out made writable ahead of the allocator, unrecorded (see the
     /// module docs).
     open: Bitmap,
+    /// Young pages arm left writable and recorded, which no protection change has
+    /// covered since (see the module docs): writable, so disarm skips their long runs.
+    kept: Bitmap,
     /// Between arm and disarm: pages handed out are made writable and recorded.
     active: AtomicBool,
     /// Pages may be writable without a record (a protection change failed): harvests
@@ -122,6 +136,7 @@ impl PageRecord {
             dirty: Bitmap::new(len / PAGE_SIZE)?,
             handed: Bitmap::new(len / PAGE_SIZE)?,
             open: Bitmap::new(len / PAGE_SIZE)?,
+            kept: Bitmap::new(len / PAGE_SIZE)?,
             active: AtomicBool::new(false),
             everything: AtomicBool::new(false),
             prefix: InUsePrefix::new(len),
@@ -295,20 +310,26 @@ impl PageRecord {
     }
 
     /// Starts a cycle: clears the record, then protects the heap's used prefix, except,
-    /// given `free` ([`DirtyTracker::arm_with_free`]), the runs of at least
-    /// [`MIN_OPEN_RUN`] pages the allocator holds free, which it opens instead: writable and unrecorded, so that handing one out records
-    /// it with no protection change (see the module docs). The free pages are opened
+    /// given free runs ([`DirtyTracker::arm_with_free`]), the runs of at least
+    /// [`MIN_OPEN_RUN`] pages the allocator holds free, which it opens instead: writable
+    /// and unrecorded, so that handing one out records it with no protection change (see
+    /// the module docs); and except, given young runs
+    /// ([`DirtyTracker::arm_with_young`]), their parts of at least [`MIN_OPEN_RUN`] pages
+    /// that are not open, which it *keeps*: writable and recorded, as a hand-out leaves a
+    /// page, until a harvest finds a marked object on them. The free pages are opened
     /// while the allocator's lock is held, so that a page handed out from then on finds
     /// its open bit; one handed out before is taken, hence not listed, and is protected
-    /// and then reopened with the others the allocator handed out meanwhile. IF a protect fails THEN the heap is left
-    /// writable, the cycle counts as degraded and the error is returned (the collector
-    /// then marks with the world stopped).
+    /// and then reopened with the others the allocator handed out meanwhile. IF a protect
+    /// fails THEN the heap is left writable, the cycle counts as degraded and the error
+    /// is returned (the collector then marks with the world stopped).
     ///
     /// [`DirtyTracker::arm_with_free`]: crate::barrier::DirtyTracker::arm_with_free
-    pub(crate) fn arm<P: PageProtection>(&self, p: &P, free: Option<FreeRuns<'_>>) -> Result<()> {
+    /// [`DirtyTracker::arm_with_young`]: crate::barrier::DirtyTracker::arm_with_young
+    pub(crate) fn arm<P: PageProtection>(&self, p: &P, with: Arming<'_>) -> Result<()> {
         self.dirty.clear_all();
         self.handed.clear_all();
         self.open.clear_all();
+        self.kept.clear_all();
         self.everything.store(false, Ordering::Release);
         self.counters.begin_cycle();
         let extent = self.prefix.protect_used();
@@ -317,7 +338,7 @@ impl PageRecord {
         // before the protect leaves its page protected and recorded, which is safe).
         self.active.store(true, Ordering::Release);
         let mut opened = Vec::new();
-        if let Some(free) = free {
+        if let Some(free) = with.free {
             free(&mut |start, bytes| {
                 let first = self.page_of(start);
                 let end = (first + bytes / PAGE_SIZE).min(pages);
@@ -328,11 +349,18 @@ impl PageRecord {
                 }
             });
         }
-        // At most one run in use between two open runs of MIN_OPEN_RUN pages: few calls.
-        let closed = between(&opened, 0..pages);
+        // Every page is writable before the protect (the last disarm left it so), and a
+        // kept page is recorded before it: the invariant holds throughout.
+        let kept = self.keep_young(with.young, pages);
+        let mut skipped: Vec<Range<usize>> = opened.iter().chain(&kept).cloned().collect();
+        skipped.sort_unstable_by_key(|r| r.start);
+        // At most one run in use between two skipped runs of MIN_OPEN_RUN pages: few calls.
+        let closed = between(&skipped, 0..pages);
         self.protect_runs(p, &closed)?;
         self.counters
             .armed_open(opened.iter().map(|r| r.len()).sum::<usize>());
+        self.counters
+            .armed_kept(kept.iter().map(|r| r.len()).sum::<usize>());
         for run in closed {
             self.reopen(p, run);
         }
@@ -378,9 +406,16 @@ impl PageRecord {
         p: &P,
         out: &mut DirtySet,
         rearm: bool,
+        marked: Option<Marked<'_>>,
     ) -> Result<()> {
         out.clear();
-        self.dirty.take(&mut out.granules);
+        match marked.filter(|_| !self.everything.load(Ordering::Acquire)) {
+            Some(marked) => {
+                self.release_marked(marked);
+                self.dirty.take_except(&self.kept, &mut out.granules);
+            }
+            None => self.dirty.take(&mut out.granules),
+        }
         // The pages the heap started using since the prefix was protected, after every
         // recorded page (which all lie below the old extent): the re-protect below
         // covers them.
@@ -443,8 +478,9 @@ impl PageRecord {
     /// whole-prefix protect clears their bits after it lands): writable already, and long
     /// enough to pay for the call more that skipping them costs.
     fn unprotect_closed<P: PageProtection>(&self, p: &P, range: Range<usize>) -> Result<()> {
-        let words = |w: usize| self.open.word(w).load(Ordering::Acquire);
-        let open = |q: usize| self.open.get(q);
+        let word = |b: &Bitmap, w: usize| b.word(w).load(Ordering::Acquire);
+        let words = |w: usize| word(&self.open, w) | word(&self.kept, w);
+        let open = |q: usize| self.open.get(q) || self.kept.get(q);
         // A run cut by the step's bounds counts with its pages beyond them (enough of
         // them to tell).
         let whole = |run: &Range<usize>| {
@@ -523,6 +559,7 @@ impl PageRecord {
             p.protect(self.base, extent)
                 .map_err(|e| (e, (self.base, extent)))?;
             self.open.clear_prefix(extent / PAGE_SIZE);
+            self.kept.clear_prefix(extent / PAGE_SIZE);
             return Ok(());
         }
         for span in spans {
@@ -532,6 +569,7 @@ impl PageRecord {
             // After the protect, as for the whole prefix: a hand-out that found the bit
             // still set records the page with no call, and its first write faults.
             self.open.clear_strided(span.start, span.len(), 1);
+            self.kept.clear_strided(span.start, span.len(), 1);
         }
         Ok(())
     }

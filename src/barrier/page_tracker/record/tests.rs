@@ -54,20 +54,20 @@ fn calls(p: &Log) -> Vec<(bool, usize, usize)> {
 fn a_harvest_re_protects_span_by_span_or_the_whole_heap() {
     let r = PageRecord::new(BASE, PAGES * PAGE_SIZE, None).unwrap();
     let p = Log::default();
-    r.arm(&p, None).unwrap();
+    r.arm(&p, Arming::default()).unwrap();
     assert_eq!(calls(&p), vec![(true, BASE, PAGES * PAGE_SIZE)]);
     for page in [3, 4, 9] {
         r.record(page);
     }
     let mut out = DirtySet::default();
-    r.harvest(&p, &mut out, true).unwrap();
+    r.harvest(&p, &mut out, true, None).unwrap();
     assert_eq!(out.granules, vec![3, 4, 9]);
     // Pages 5..9 lie between: one call for the span is cheaper than two.
     assert_eq!(calls(&p), vec![call(true, 3, 7)]);
     // Runs a bridge or more apart: a call each.
     r.record(3);
     r.record(3 + CALL_PAGES + 1);
-    r.harvest(&p, &mut out, true).unwrap();
+    r.harvest(&p, &mut out, true, None).unwrap();
     assert_eq!(
         calls(&p),
         vec![call(true, 3, 1), call(true, 4 + CALL_PAGES, 1)]
@@ -76,11 +76,11 @@ fn a_harvest_re_protects_span_by_span_or_the_whole_heap() {
     for k in 0..16 {
         r.record(k * (CALL_PAGES + 2));
     }
-    r.harvest(&p, &mut out, true).unwrap();
+    r.harvest(&p, &mut out, true, None).unwrap();
     assert_eq!(calls(&p), vec![(true, BASE, PAGES * PAGE_SIZE)]);
     // Without rearm nothing is re-protected.
     r.record(5);
-    r.harvest(&p, &mut out, false).unwrap();
+    r.harvest(&p, &mut out, false, None).unwrap();
     assert_eq!(out.granules, vec![5]);
     assert!(calls(&p).is_empty());
     assert_eq!(r.counters().stats().faults, 22);
@@ -92,7 +92,7 @@ fn only_the_used_prefix_is_protected_and_pages_coming_into_use_are_reported() {
     let r = PageRecord::new(BASE, PAGES * PAGE_SIZE, None).unwrap();
     let p = Log::default();
     r.in_use(40 * PAGE_SIZE + 1); // rounds up to 41 pages
-    r.arm(&p, None).unwrap();
+    r.arm(&p, Arming::default()).unwrap();
     assert_eq!(calls(&p), vec![(true, BASE, 41 * PAGE_SIZE)]);
     // The heap grows to 48 pages during the cycle: pages 41..48 were never
     // protected, so the harvest reports them after the recorded page, and protects
@@ -100,13 +100,13 @@ fn only_the_used_prefix_is_protected_and_pages_coming_into_use_are_reported() {
     r.record(1);
     r.in_use(48 * PAGE_SIZE);
     let mut out = DirtySet::default();
-    r.harvest(&p, &mut out, true).unwrap();
+    r.harvest(&p, &mut out, true, None).unwrap();
     let mut expect = vec![1];
     expect.extend(41..48);
     assert_eq!(out.granules, expect);
     assert_eq!(calls(&p), vec![call(true, 0, 48)]);
     // Reported once: the next harvest has nothing new.
-    r.harvest(&p, &mut out, false).unwrap();
+    r.harvest(&p, &mut out, false, None).unwrap();
     assert!(out.granules.is_empty() && !out.all);
     // Disarm unprotects the protected prefix, not the reservation.
     r.disarm(&p).unwrap();
@@ -117,18 +117,18 @@ fn only_the_used_prefix_is_protected_and_pages_coming_into_use_are_reported() {
 fn a_failed_re_protect_degrades_once_per_cycle_and_keeps_its_cause() {
     let r = PageRecord::new(BASE, PAGES * PAGE_SIZE, None).unwrap();
     let p = Log::default();
-    r.arm(&p, None).unwrap();
+    r.arm(&p, Arming::default()).unwrap();
     r.record(7);
     p.fail_protect.store(true, Ordering::Relaxed);
     let mut out = DirtySet::default();
-    r.harvest(&p, &mut out, true).unwrap();
+    r.harvest(&p, &mut out, true, None).unwrap();
     assert!(out.all);
     let _ = calls(&p);
     // Still everything without rearm, and the flag survives it.
-    r.harvest(&p, &mut out, false).unwrap();
+    r.harvest(&p, &mut out, false, None).unwrap();
     assert!(out.all);
     // A whole-range re-protect that fails again: the same cycle, counted once.
-    r.harvest(&p, &mut out, true).unwrap();
+    r.harvest(&p, &mut out, true, None).unwrap();
     assert!(out.all);
     let s = r.counters().stats();
     assert_eq!(s.degradations, 1);
@@ -143,18 +143,18 @@ fn a_failed_re_protect_degrades_once_per_cycle_and_keeps_its_cause() {
     );
     // It succeeds: precise again.
     p.fail_protect.store(false, Ordering::Relaxed);
-    r.harvest(&p, &mut out, true).unwrap();
+    r.harvest(&p, &mut out, true, None).unwrap();
     assert!(
         out.all,
         "the harvest that re-protects still reports everything"
     );
-    r.harvest(&p, &mut out, true).unwrap();
+    r.harvest(&p, &mut out, true, None).unwrap();
     assert_eq!(out, DirtySet::default());
     // A new cycle that degrades counts again.
-    r.arm(&p, None).unwrap();
+    r.arm(&p, Arming::default()).unwrap();
     p.fail_protect.store(true, Ordering::Relaxed);
     r.record(1);
-    r.harvest(&p, &mut out, true).unwrap();
+    r.harvest(&p, &mut out, true, None).unwrap();
     assert_eq!(r.counters().stats().degradations, 2);
 }
 
@@ -163,7 +163,7 @@ fn a_failed_arm_leaves_the_heap_writable_and_names_the_call() {
     let r = PageRecord::new(BASE, PAGES * PAGE_SIZE, None).unwrap();
     let p = Log::default();
     p.fail_protect.store(true, Ordering::Relaxed);
-    let e = r.arm(&p, None).unwrap_err();
+    let e = r.arm(&p, Arming::default()).unwrap_err();
     assert_eq!(e.errno(), Some(libc::ENOMEM));
     assert_eq!(
         calls(&p),
@@ -181,7 +181,7 @@ fn a_failed_arm_leaves_the_heap_writable_and_names_the_call() {
 fn a_hand_out_opens_the_free_pages_after_it_in_the_same_call() {
     let r = PageRecord::new(BASE, PAGES * PAGE_SIZE, None).unwrap();
     let p = Log::default();
-    r.arm(&p, None).unwrap();
+    r.arm(&p, Arming::default()).unwrap();
     let _ = calls(&p);
     // Page 4 handed out, pages 5..8 opened: one call for the four.
     r.hand_out(&p, BASE + 4 * PAGE_SIZE, PAGE_SIZE, 3 * PAGE_SIZE);
@@ -197,13 +197,13 @@ fn a_hand_out_opens_the_free_pages_after_it_in_the_same_call() {
     // The harvest reports the handed-out pages, not the open ones (nobody wrote
     // them), and re-protects only what it reports.
     let mut out = DirtySet::default();
-    r.harvest(&p, &mut out, true).unwrap();
+    r.harvest(&p, &mut out, true, None).unwrap();
     assert_eq!(out.granules, vec![4, 5]);
     assert_eq!(calls(&p), vec![(true, BASE + 4 * PAGE_SIZE, 2 * PAGE_SIZE)]);
     // Page 6 is still open: taking it needs no call either.
     r.hand_out(&p, BASE + 6 * PAGE_SIZE, PAGE_SIZE, 0);
     assert!(calls(&p).is_empty(), "page 6 was open");
-    r.harvest(&p, &mut out, true).unwrap();
+    r.harvest(&p, &mut out, true, None).unwrap();
     assert_eq!(out.granules, vec![6]);
 }
 
@@ -211,7 +211,7 @@ fn a_hand_out_opens_the_free_pages_after_it_in_the_same_call() {
 fn a_re_protect_closes_the_open_pages_it_covers() {
     let r = PageRecord::new(BASE, PAGES * PAGE_SIZE, None).unwrap();
     let p = Log::default();
-    r.arm(&p, None).unwrap();
+    r.arm(&p, Arming::default()).unwrap();
     r.hand_out(&p, BASE + 40 * PAGE_SIZE, PAGE_SIZE, 4 * PAGE_SIZE);
     // Pages recorded by faults around the open pages 41..45: one span over 0..51, which
     // protects them again and closes them.
@@ -219,7 +219,7 @@ fn a_re_protect_closes_the_open_pages_it_covers() {
         r.record(page);
     }
     let mut out = DirtySet::default();
-    r.harvest(&p, &mut out, true).unwrap();
+    r.harvest(&p, &mut out, true, None).unwrap();
     assert_eq!(out.granules, vec![0, 10, 20, 30, 40, 50]);
     assert_eq!(calls(&p).last(), Some(&call(true, 0, 51)));
     // Page 41 is protected again: taking it needs a call (and opens the rest again).
@@ -230,7 +230,7 @@ fn a_re_protect_closes_the_open_pages_it_covers() {
     for k in 0..15 {
         r.record(41 + (k + 1) * (CALL_PAGES + 1));
     }
-    r.harvest(&p, &mut out, true).unwrap();
+    r.harvest(&p, &mut out, true, None).unwrap();
     assert_eq!(calls(&p), vec![(true, BASE, PAGES * PAGE_SIZE)]);
     r.hand_out(&p, BASE + 42 * PAGE_SIZE, PAGE_SIZE, 0);
     assert_eq!(calls(&p), vec![call(false, 42, 1)]);
@@ -240,12 +240,12 @@ fn a_re_protect_closes_the_open_pages_it_covers() {
 fn the_planted_bug_forgets_a_page_taken_from_an_open_run_too() {
     let r = PageRecord::new(BASE, PAGES * PAGE_SIZE, None).unwrap();
     let p = Log::default();
-    r.arm(&p, None).unwrap();
+    r.arm(&p, Arming::default()).unwrap();
     r.hand_out(&p, BASE + 4 * PAGE_SIZE, PAGE_SIZE, PAGE_SIZE);
     r.knobs().forget_hand_outs(true);
     r.hand_out(&p, BASE + 5 * PAGE_SIZE, PAGE_SIZE, 0);
     let mut out = DirtySet::default();
-    r.harvest(&p, &mut out, false).unwrap();
+    r.harvest(&p, &mut out, false, None).unwrap();
     assert_eq!(out.granules, vec![4], "page 5 is writable and unrecorded");
 }
 
@@ -295,7 +295,7 @@ unsafe impl PageProtection for HandOutDuringArm {
 fn pages_handed_out_while_arm_protects_are_made_writable_again_after_it() {
     let r = std::sync::Arc::new(PageRecord::new(BASE, PAGES * PAGE_SIZE, None).unwrap());
     let p = HandOutDuringArm::new(&r, 4, 2);
-    r.arm(&p, None).unwrap();
+    r.arm(&p, Arming::default()).unwrap();
     // The protect, the hand-out inside it (page 4, pages 5 and 6 opened), then arm
     // unprotects that run again, since the protect may have run over it.
     let run = (false, BASE + 4 * PAGE_SIZE, 3 * PAGE_SIZE);
@@ -307,7 +307,7 @@ fn pages_handed_out_while_arm_protects_are_made_writable_again_after_it() {
     r.hand_out(&p, BASE + 5 * PAGE_SIZE, PAGE_SIZE, 0);
     assert!(calls(&p.log).is_empty());
     let mut out = DirtySet::default();
-    r.harvest(&p, &mut out, false).unwrap();
+    r.harvest(&p, &mut out, false, None).unwrap();
     assert_eq!(out.granules, vec![4, 5]);
 }
 
@@ -318,6 +318,14 @@ fn free_runs(runs: &'static [(usize, usize)]) -> impl Fn(&mut dyn FnMut(usize, u
         for &(first, n) in runs {
             f(BASE + first * PAGE_SIZE, n * PAGE_SIZE);
         }
+    }
+}
+
+/// What arm is told: the free runs `runs` lists, no young run.
+fn free(runs: FreeRuns<'_>) -> Arming<'_> {
+    Arming {
+        free: Some(runs),
+        young: &[],
     }
 }
 
@@ -338,7 +346,7 @@ fn arm_leaves_long_free_runs_open_and_a_hand_out_from_one_needs_no_call() {
     // the used prefix, still 256 pages), and 1800..2048, beyond it.
     static FREE: [(usize, usize); 5] =
         [(100, 8), (256, 256), (1024, 256), (1280, 300), (1800, 248)];
-    r.arm(&p, Some(&free_runs(&FREE))).unwrap();
+    r.arm(&p, free(&free_runs(&FREE))).unwrap();
     assert_eq!(
         calls(&p),
         vec![call(true, 0, 256), call(true, 512, 512)],
@@ -354,7 +362,7 @@ fn arm_leaves_long_free_runs_open_and_a_hand_out_from_one_needs_no_call() {
     assert_eq!(calls(&p), vec![call(false, 100, 1), call(false, 600, 1)]);
     r.record(700);
     let mut out = DirtySet::default();
-    r.harvest(&p, &mut out, false).unwrap();
+    r.harvest(&p, &mut out, false, None).unwrap();
     assert_eq!(
         out.granules,
         vec![100, 300, 600, 700],
@@ -371,11 +379,11 @@ fn a_listed_page_handed_out_while_arm_protects_is_recorded_and_never_protected()
     // Page 1025 is taken after arm listed it free (a mutator can take one only once
     // the allocator's lock is free again), and handed out while arm protects.
     let p = HandOutDuringArm::new(&r, 1025, 0);
-    r.arm(&p, Some(&free_runs(&[(1024, 1024)]))).unwrap();
+    r.arm(&p, free(&free_runs(&[(1024, 1024)]))).unwrap();
     // One protect of the pages in use; page 1025 handed out inside it needed no call.
     assert_eq!(calls(&p.log), vec![call(true, 0, 1024)]);
     let mut out = DirtySet::default();
-    r.harvest(&p, &mut out, false).unwrap();
+    r.harvest(&p, &mut out, false, None).unwrap();
     assert_eq!(out.granules, vec![1025]);
 }
 
@@ -412,7 +420,7 @@ fn the_disarm_s_steps_unprotect_each_page_once_and_disarm_takes_the_rest() {
     // Free 400..700: opened at arm; a step boundary at 512 cuts it into runs shorter
     // than MIN_OPEN_RUN, which still count as the long run they are part of.
     static FREE: [(usize, usize); 1] = [(400, 300)];
-    r.arm(&p, Some(&free_runs(&FREE))).unwrap();
+    r.arm(&p, free(&free_runs(&FREE))).unwrap();
     assert_eq!(
         calls(&p),
         vec![call(true, 0, 400), call(true, 700, BIG - 700)]
@@ -447,15 +455,78 @@ fn the_disarm_s_steps_unprotect_each_page_once_and_disarm_takes_the_rest() {
     r.hand_out(&p, BASE + 1500 * PAGE_SIZE, PAGE_SIZE, 0);
     assert!(calls(&p).is_empty());
     let mut out = DirtySet::default();
-    r.harvest(&p, &mut out, false).unwrap();
+    r.harvest(&p, &mut out, false, None).unwrap();
     assert_eq!(
         out.granules,
         vec![1000],
         "the page handed out before the disarm"
     );
     // The next arm protects again from the start, and its steps start over.
-    r.arm(&p, None).unwrap();
+    r.arm(&p, Arming::default()).unwrap();
     assert_eq!(calls(&p), vec![call(true, 0, BIG)]);
     r.disarm_ahead(&p, 64 * PAGE_SIZE).unwrap();
     assert_eq!(calls(&p), vec![call(false, 0, 64)]);
+}
+
+/// Arm keeps the long young runs (not the short one, nor the open pages among them)
+/// writable and recorded; a harvest told the marks reports and re-protects only the kept
+/// pages that hold a marked object, and keeps the others recorded and writable; one not
+/// told the marks takes everything; disarm skips the runs still kept.
+#[test]
+fn arm_keeps_long_young_runs_recorded_until_a_harvest_finds_a_mark_on_them() {
+    let r = PageRecord::new(BASE, BIG * PAGE_SIZE, None).unwrap();
+    let p = Log::default();
+    r.in_use(1536 * PAGE_SIZE);
+    // Young: 0..10 (too short), 256..768, and 1024..1400 whose 1100..1380 is free and
+    // open, which leaves 1024..1100 and 1380..1400, both too short.
+    let page = |q: usize| BASE + q * PAGE_SIZE;
+    let young = [
+        page(0)..page(10),
+        page(256)..page(768),
+        page(1024)..page(1400),
+    ];
+    let listed = free_runs(&[(1100, 280)]);
+    let with = Arming {
+        free: Some(&listed),
+        young: &young,
+    };
+    r.arm(&p, with).unwrap();
+    assert_eq!(
+        calls(&p),
+        vec![
+            call(true, 0, 256),
+            call(true, 768, 332),
+            call(true, 1380, 156)
+        ],
+        "everything in use but the long young run and the open free run"
+    );
+    assert_eq!(r.counters().stats().kept_at_arm, 512);
+    // Nothing marked: the kept pages stay recorded and out of the harvest.
+    r.record(800);
+    let mut out = DirtySet::default();
+    r.harvest(&p, &mut out, true, Some(&|_| false)).unwrap();
+    assert_eq!(out.granules, vec![800]);
+    assert_eq!(calls(&p), vec![call(true, 800, 1)]);
+    // Pages 300 and 301 now hold a marked object: taken and re-protected, the rest kept.
+    let marked = |addr: usize| addr == page(300) || addr == page(301);
+    r.harvest(&p, &mut out, true, Some(&marked)).unwrap();
+    assert_eq!(out.granules, vec![300, 301]);
+    assert_eq!(calls(&p), vec![call(true, 300, 2)]);
+    r.harvest(&p, &mut out, true, Some(&marked)).unwrap();
+    assert!(out.granules.is_empty(), "pages 300 and 301 were protected");
+    // Remark, not told the marks: the kept pages are reported, written or not.
+    r.harvest(&p, &mut out, false, None).unwrap();
+    assert_eq!(out.granules.len(), 510);
+    assert!(calls(&p).is_empty(), "no re-protect without re-arm");
+    // Disarm: the pages in use but the kept run still long enough to skip (302..768;
+    // 256..300 is too short) and the open one.
+    r.disarm(&p).unwrap();
+    assert_eq!(
+        calls(&p),
+        vec![
+            call(false, 0, 302),
+            call(false, 768, 332),
+            call(false, 1380, 156)
+        ]
+    );
 }
