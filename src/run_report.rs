@@ -77,6 +77,8 @@ pub struct RunReport {
     /// Young pages arms left writable and recorded (a harvest protects one only once it
     /// holds a marked object).
     pub kept_at_arm: u64,
+    /// Of those, the pages harvests took once they held a marked object.
+    pub kept_released: u64,
     /// Granules the tracker recorded.
     pub recorded: u64,
     /// Dirty granules at remark that were allocation frontier.
@@ -152,6 +154,7 @@ impl RunReport {
             hand_out_calls: t.hand_out_calls,
             opened_at_arm: t.opened_at_arm,
             kept_at_arm: t.kept_at_arm,
+            kept_released: t.kept_released,
             recorded: t.recorded,
             dirty_frontier,
             dirty_old,

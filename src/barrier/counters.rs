@@ -37,6 +37,10 @@ pub struct TrackerStats {
     /// over arms ([`DirtyTracker::arm_with_young`](super::DirtyTracker::arm_with_young)):
     /// a harvest protects one only once it holds a marked object.
     pub kept_at_arm: u64,
+    /// Of those, the pages a harvest took because they had come to hold a marked
+    /// object ([`DirtyTracker::harvest_marked`](super::DirtyTracker::harvest_marked)):
+    /// each is rescanned whole, written or not.
+    pub kept_released: u64,
     /// Granules handed over by harvests, each counted once per harvest that lists it:
     /// written pages, or dirty cards for the card table.
     pub recorded: u64,
@@ -76,6 +80,7 @@ impl TrackerStats {
             hand_out_calls: d(self.hand_out_calls, earlier.hand_out_calls),
             opened_at_arm: d(self.opened_at_arm, earlier.opened_at_arm),
             kept_at_arm: d(self.kept_at_arm, earlier.kept_at_arm),
+            kept_released: d(self.kept_released, earlier.kept_released),
             recorded: d(self.recorded, earlier.recorded),
             messages: d(self.messages, earlier.messages),
             reads: d(self.reads, earlier.reads),
@@ -111,6 +116,7 @@ pub(crate) struct Counters {
     hand_out_calls: AtomicU64,
     opened_at_arm: AtomicU64,
     kept_at_arm: AtomicU64,
+    kept_released: AtomicU64,
     recorded: AtomicU64,
     degradations: AtomicU64,
     /// This cycle is counted in `degradations` already.
@@ -130,6 +136,7 @@ impl Counters {
             hand_out_calls: AtomicU64::new(0),
             opened_at_arm: AtomicU64::new(0),
             kept_at_arm: AtomicU64::new(0),
+            kept_released: AtomicU64::new(0),
             recorded: AtomicU64::new(0),
             degradations: AtomicU64::new(0),
             cycle_degraded: AtomicBool::new(false),
@@ -174,6 +181,12 @@ impl Counters {
         self.kept_at_arm.fetch_add(pages as u64, Ordering::Relaxed);
     }
 
+    /// A harvest took `pages` kept pages that had come to hold a marked object.
+    pub(crate) fn released_kept(&self, pages: usize) {
+        self.kept_released
+            .fetch_add(pages as u64, Ordering::Relaxed);
+    }
+
     /// A harvest handed over `n` granules.
     pub(crate) fn recorded(&self, n: usize) {
         self.recorded.fetch_add(n as u64, Ordering::Relaxed);
@@ -203,6 +216,7 @@ impl Counters {
             hand_out_calls: self.hand_out_calls.load(Ordering::Relaxed),
             opened_at_arm: self.opened_at_arm.load(Ordering::Relaxed),
             kept_at_arm: self.kept_at_arm.load(Ordering::Relaxed),
+            kept_released: self.kept_released.load(Ordering::Relaxed),
             recorded: self.recorded.load(Ordering::Relaxed),
             degradations: self.degradations.load(Ordering::Relaxed),
             last_degradation: self.cause.read(),

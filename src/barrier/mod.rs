@@ -78,6 +78,11 @@
 //!   records, before any mutator writes the pages, which is safe whoever serves faults.
 //!   Free pages it unprotects ahead ([`DirtyTracker::hand_out_and_open`]) stay
 //!   unrecorded until handed out: nothing writes a free page.
+//! - **Kept pages** ([`DirtyTracker::arm_with_young`]): a young page arm leaves writable
+//!   is recorded first, and a harvest re-protects it only once the collector says it
+//!   holds a marked object ([`DirtyTracker::harvest_marked`]); until then it stays
+//!   recorded, so every harvest asks again: a write to an object not yet scanned needs
+//!   no record, and one scanned later is scanned after that write.
 //!
 //! Each mechanism's module says how its code keeps its rule, and the conformance tests
 //! race writers against harvests with the steps widened
@@ -428,8 +433,9 @@ pub trait DirtyTracker: Send + Sync {
 
     /// [`arm_with_free`](Self::arm_with_free), also told `young`: the runs of pages
     /// allocated into since the last arm (address ranges, page-aligned, sorted). A page
-    /// tracker leaves the long runs among them (1 MiB or more, as for free runs)
-    /// writable and *recorded*, as a hand-out leaves a page, instead of protecting them:
+    /// tracker whose record is its own (`uffd-wp`, `uffd-wp-sigbus`, `mprotect`) leaves
+    /// the long runs among them (1 MiB or more, as for free runs) writable and
+    /// *recorded*, as a hand-out leaves a page, instead of protecting them:
     /// most of what a program allocated since the last cycle is garbage by the next one
     /// (GCBench: ~10,000 of the ~12,500 pages in use at arm), and a page that holds no
     /// marked object needs no protection, since a write to an object nobody scanned
@@ -440,7 +446,8 @@ pub trait DirtyTracker: Send + Sync {
     /// The contract the caller keeps: as for `arm_with_free`. Leaving a page writable
     /// and recorded is always safe (it is what the frontier rule of
     /// [`hand_out`](Self::hand_out) does); only the cost depends on `young`. Default:
-    /// [`arm_with_free`](Self::arm_with_free).
+    /// [`arm_with_free`](Self::arm_with_free) (`uffd-wp-async` too: `uffd_wp_async.rs`
+    /// says what keeping cost it).
     fn arm_with_young(&self, free: FreeRuns<'_>, young: &[Range<usize>]) -> Result<()> {
         let _ = young;
         self.arm_with_free(free)

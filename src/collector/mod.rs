@@ -3,8 +3,12 @@
 //!
 //! # A cycle
 //! 1. **Arm** the tracker (concurrent, mutators running), telling it which pages the
-//!    allocator holds free ([`DirtyTracker::arm_with_free`]): a page tracker protects only
-//!    the pages in use.
+//!    allocator holds free and which runs of pages were allocated into since the last
+//!    arm ([`DirtyTracker::arm_with_young`]): a page tracker protects only the pages in
+//!    use, and (but `uffd-wp-async`) of those not the long young runs, mostly garbage
+//!    by now, which it keeps writable and recorded. Every harvest tells it which pages hold a marked object
+//!    ([`DirtyTracker::harvest_marked`]), and it takes and protects a kept page only
+//!    then: a write to an object the mark has not scanned hides nothing.
 //! 2. **Initial mark** (pause): flip the allocation epoch (from now on allocations are
 //!    black, including the rest of every run a mutator holds), mark the roots.
 //! 3. **Concurrent mark**: trace from the roots while mutators run; the `uffd-wp`

@@ -15,5 +15,6 @@ mod disarm_steps;
 mod edges;
 mod free_pages;
 mod huge_pages;
+mod kept_pages;
 mod signal_registry;
 mod trackers;

@@ -45,7 +45,7 @@ use std::sync::Arc;
 
 pub(crate) use prefix::InUsePrefix;
 pub(crate) use protection::PageProtection;
-pub(crate) use record::{Arming, MIN_OPEN_RUN, PageRecord, between, for_each_run};
+pub(crate) use record::{Arming, PageRecord, for_each_run};
 pub use userfaultfd::UffdMode;
 pub(crate) use userfaultfd::open_userfaultfd;
 

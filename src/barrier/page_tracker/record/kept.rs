@@ -44,10 +44,13 @@ impl PageRecord {
     ///
     /// [`DirtyTracker::harvest_marked`]: crate::barrier::DirtyTracker::harvest_marked
     pub(super) fn release_marked(&self, marked: Marked<'_>) {
+        let mut released = 0;
         self.kept.for_each_set(|q| {
             if marked(self.addr_of(q)) {
                 self.kept.clear(q);
+                released += 1;
             }
         });
+        self.counters.released_kept(released);
     }
 }

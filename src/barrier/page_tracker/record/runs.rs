@@ -44,7 +44,7 @@ pub(super) fn marked_runs(
 }
 
 /// The runs of `range` between the sorted, disjoint runs `opened`, which lie inside it.
-pub(crate) fn between(opened: &[Range<usize>], range: Range<usize>) -> Vec<Range<usize>> {
+pub(super) fn between(opened: &[Range<usize>], range: Range<usize>) -> Vec<Range<usize>> {
     let mut runs = Vec::with_capacity(opened.len() + 1);
     let mut from = range.start;
     for run in opened {
