@@ -435,11 +435,11 @@ pub trait DirtyTracker: Send + Sync {
     /// allocated into since the last arm (address ranges, page-aligned, sorted). A page
     /// tracker whose record is its own (`uffd-wp`, `uffd-wp-sigbus`, `mprotect`) leaves
     /// the long runs among them (1 MiB or more, as for free runs) writable and
-    /// *recorded*, as a hand-out leaves a page, instead of protecting them:
-    /// most of what a program allocated since the last cycle is garbage by the next one
-    /// (GCBench: ~10,000 of the ~12,500 pages in use at arm), and a page that holds no
-    /// marked object needs no protection, since a write to an object nobody scanned
-    /// hides nothing from the mark. [`harvest_marked`](Self::harvest_marked) then
+    /// *recorded*, as a hand-out leaves a page, instead of protecting them: most of what
+    /// a program allocated since the last cycle is garbage by the next one (GCBench:
+    /// ~11,000 of the 12,500–14,500 pages in use at arm), and a page that holds no marked
+    /// object needs no protection, since a write to an object nobody scanned hides
+    /// nothing from the mark. [`harvest_marked`](Self::harvest_marked) then
     /// re-protects such a page only once it holds a marked object; until then it stays
     /// recorded, and disarm skips it.
     ///

@@ -28,9 +28,9 @@
 //! never a lost write, because a hand-out always records.
 //!
 //! *Kept pages*: most pages an arm would protect hold only garbage by then (GCBench at 64
-//! MiB: ~10,000 of the ~12,500 pages in use, allocated into since the last cycle). Arm,
-//! told the runs allocated into since the last arm, *keeps* their long parts writable and
-//! recorded instead, as a hand-out leaves a page; each harvest told the marks
+//! MiB: ~11,000 of the 12,500–14,500 pages in use, allocated into since the last
+//! cycle). Arm, told the runs allocated into since the last arm, *keeps* their long parts
+//! writable and recorded instead, as a hand-out leaves a page; each harvest told the marks
 //! ([`PageRecord::harvest`] with `marked`) hands over and re-protects only the kept pages
 //! that now hold a marked object, and leaves the others recorded and out of the set; disarm
 //! skips the long runs still kept. The rule: IF a kept page holds no marked object at a
