@@ -59,7 +59,10 @@ pub struct HeapConfig {
     /// [`crate::collector::CycleStats::helped_drains`].
     pub marker_threads: usize,
     /// Keep each cycle's first pre-clean dirty set, as heap page indices, in
-    /// [`crate::collector::CycleStats::dirty_pages`] (for the study's heap map).
+    /// [`crate::collector::CycleStats::dirty_pages`] (for the study's heap map). Arms then
+    /// keep no young page writable ([`crate::barrier::DirtyTracker::arm_with_young`]): a
+    /// kept page is harvested once it holds a marked object, written or not, and the set
+    /// is to say where the mutators wrote.
     pub record_dirty_pages: bool,
     /// Barrier-only mode: while no collection runs, the collector thread arms the
     /// tracker, harvests it and disarms it on this fixed schedule, so that every barrier
