@@ -123,6 +123,7 @@ pub fn run(opts: &HeapOpts, workload: &Workload) -> ExitCode {
         .heap_bytes(heap_mib << 20)
         .barrier(barrier)
         .huge_pages(opts.huge_pages)
+        .keep_young_pages(opts.keep_young_pages)
         .log_cycles(opts.log_cycles)
         .preclean_pacing(
             (opts.preclean_pacing_percent < 100)

@@ -33,6 +33,12 @@ pub struct HeapOpts {
     /// pages backed at the end (a page tracker's write protection splits them).
     #[arg(long)]
     pub huge_pages: bool,
+    /// Arms keep the long runs of pages allocated into since the last arm writable and
+    /// recorded, and harvests take them back once they hold a marked object (the page
+    /// trackers but `uffd-wp-async`): an experiment, off by default (see
+    /// `HeapConfig::keep_young_pages`).
+    #[arg(long)]
+    pub keep_young_pages: bool,
     /// Barrier-only mode: no collection; instead the tracker is armed for
     /// --armed-share of every --duty-period-ms and harvested, so that the run measures
     /// what the barrier costs the mutators with the collection held fixed. The heap must

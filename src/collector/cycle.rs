@@ -147,10 +147,9 @@ impl<'g> Cycle<'g> {
         let t = self.gc.tracker?;
         self.gc.collector.enter_phase(Phase::Arm);
         let t0 = Instant::now();
-        // Where writes land is recorded with no page kept (a kept page is harvested unwritten).
-        let young = match self.gc.config.record_dirty_pages {
-            true => Vec::new(),
-            false => self.gc.space.frontier_runs(),
+        let young = match self.gc.config.keeps_young_pages() {
+            true => self.gc.space.frontier_runs(),
+            false => Vec::new(),
         };
         self.gc.space.begin_frontier();
         t.in_use(self.gc.space.high_water() * crate::sys::PAGE_SIZE);

@@ -3,7 +3,8 @@
 //!
 //! # A cycle
 //! 1. **Arm** the tracker (concurrent, mutators running), telling it which pages the
-//!    allocator holds free and which runs of pages were allocated into since the last
+//!    allocator holds free and, with [`HeapConfig::keep_young_pages`](crate::HeapConfig::keep_young_pages)
+//!    (off by default), which runs of pages were allocated into since the last
 //!    arm ([`DirtyTracker::arm_with_young`]): a page tracker protects only the pages in
 //!    use, and (but `uffd-wp-async`) of those not the long young runs, mostly garbage
 //!    by now, which it keeps writable and recorded. Every harvest tells it which pages hold a marked object

@@ -67,6 +67,8 @@ struct Workload {
     forget_hand_outs: bool,
     /// Plant the kept-page bug ([`Testing::deny_marks`]).
     deny_marks: bool,
+    /// Arms keep young pages (`HeapConfig::keep_young_pages`, off by default).
+    keep_young: bool,
     /// Bytes of unrooted objects allocated before the list: the first sweep frees them
     /// as one run of pages at the bottom of the heap, which later arms leave open and
     /// the allocator then hands out.
@@ -92,6 +94,7 @@ impl Workload {
             adopt: false,
             forget_hand_outs: false,
             deny_marks: false,
+            keep_young: false,
             garbage_first: 0,
             cycles: MAX_CYCLES,
             time: Duration::from_secs(120),
@@ -126,6 +129,7 @@ fn run(w: Workload) -> Option<Outcome> {
             .max_preclean_rounds(w.preclean_rounds)
             .preclean_threshold(0)
             .verify(true)
+            .keep_young_pages(w.keep_young)
             .testing(Testing {
                 drop_every_nth_dirty: w.bug,
                 forget_hand_outs: w.forget_hand_outs,
@@ -497,7 +501,8 @@ fn the_frontier_rule_holds_in_free_pages_left_open_at_arm() {
 /// the collector answering "none" ([`Testing::deny_marks`]), the list the mutator built
 /// before the first cycle (young, ~2,000 pages) is never harvested, so the swaps into its
 /// head nodes after the mark scanned them are lost, and the verifier must say so.
-/// Without the bug the same run is clean, and its arms kept young pages. (Not for
+/// Without the bug the same run is clean, and its arms kept young pages. Both runs ask for
+/// the keeping (`HeapConfig::keep_young_pages`, off by default). (Not for
 /// `uffd-wp-async`, which keeps none.)
 #[test]
 fn verifier_catches_a_collector_that_denies_marks_on_kept_pages() {
@@ -510,6 +515,7 @@ fn verifier_catches_a_collector_that_denies_marks_on_kept_pages() {
         let test = "verifier_catches_denied_marks";
         let plant = |w, bug| Workload {
             deny_marks: bug,
+            keep_young: true,
             ..w
         };
         // Only the first cycle finds the list young; whether the mutator swaps between

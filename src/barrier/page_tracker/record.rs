@@ -593,4 +593,6 @@ impl PageRecord {
 }
 
 #[cfg(test)]
+mod model;
+#[cfg(test)]
 mod tests;
