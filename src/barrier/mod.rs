@@ -557,6 +557,12 @@ pub trait DirtyTracker: Send + Sync {
         DynBarrier::None
     }
 
+    /// What the tracker holds about the page at `addr` right now (recorded, kept, open,
+    /// handed out), for the verifier's report of a violation on it. Default: nothing.
+    fn describe_page(&self, _addr: usize) -> Option<String> {
+        None
+    }
+
     /// Lab internals: the tracker's fault-injection and race-widening knobs, for tests
     /// (the page trackers have them). Never set in a measurement. Only with the
     /// `lab-internals` feature.

@@ -191,8 +191,8 @@ impl<'g> Cycle<'g> {
         if kind != PauseKind::InitialMark && self.gc.config.verify {
             // SAFETY: every mutator in `mutators` is stopped until `world` is dropped.
             let roots = mutators.iter().map(|m| unsafe { m.roots() });
-            self.verifier_failures
-                .extend(verify::verify(self.gc.space, self.marker.marks, roots));
+            let found = verify::verify(self.gc, self.marker.marks, &self.dirty, roots);
+            self.verifier_failures.extend(found);
         }
         let duration = world.resume().saturating_duration_since(started);
         let collector_cpu = crate::sys::cpu::thread_cpu_time()

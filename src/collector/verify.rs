@@ -5,16 +5,21 @@
 
 use std::sync::atomic::Ordering;
 
+use super::Gc;
+use crate::barrier::DirtySet;
 use crate::bitmap::Bitmap;
-use crate::heap::Space;
 use crate::heap::object;
 
-/// Returns one message per violation. `roots` are the stopped mutators' root stacks.
+/// Returns one message per violation, each with what the heap and the tracker hold about
+/// the marked object's page ([`explain`]). `roots` are the stopped mutators' root stacks,
+/// `dirty` is what remark's harvest handed over.
 pub(crate) fn verify<'r>(
-    space: &Space,
+    gc: &Gc<'_>,
     marks: &Bitmap,
+    dirty: &DirtySet,
     roots: impl Iterator<Item = &'r [usize]>,
 ) -> Vec<String> {
+    let space = gc.space;
     let mut failures = Vec::new();
     let marked = |a: usize| marks.get(space.granule(a));
     for stack in roots {
@@ -37,10 +42,36 @@ pub(crate) fn verify<'r>(
             let v = unsafe { object::slot(obj, i) }.load(Ordering::Acquire);
             if v != 0 && !marked(v) {
                 failures.push(format!(
-                    "marked object {obj:#x} slot {i} points to unmarked {v:#x} at remark"
+                    "marked object {obj:#x} slot {i} points to unmarked {v:#x} at remark \
+                     ({})",
+                    explain(gc, dirty, obj)
                 ));
             }
         }
     });
     failures
+}
+
+/// What the heap and the tracker hold about the page of the object at `obj`, so that a
+/// violation says where to look: its page and cell size, whether cells of it were handed
+/// out since the arm, whether remark's harvest reported the object's granule, and the
+/// tracker's own bits for the page.
+fn explain(gc: &Gc<'_>, dirty: &DirtySet, obj: usize) -> String {
+    let space = gc.space;
+    let page = space.page_of(obj);
+    let reported = match gc.tracker {
+        _ if dirty.all => "all".to_string(),
+        Some(t) => {
+            let granule = (obj - space.base()) >> t.granule_shift();
+            dirty.granules.binary_search(&granule).is_ok().to_string()
+        }
+        None => "no tracker".to_string(),
+    };
+    let tracker = gc.tracker.and_then(|t| t.describe_page(obj));
+    format!(
+        "page {page}, cells of {} bytes, handed out since arm {}, reported at remark {reported}{}",
+        space.cell_bytes(obj),
+        space.in_frontier(page),
+        tracker.map(|t| format!(", {t}")).unwrap_or_default()
+    )
 }

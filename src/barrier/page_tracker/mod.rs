@@ -283,6 +283,11 @@ impl<M: PageMechanism> DirtyTracker for PageTracker<M> {
     fn test_knobs(&self) -> Option<&super::TestKnobs> {
         Some(self.shared.record.knobs())
     }
+
+    fn describe_page(&self, addr: usize) -> Option<String> {
+        let r = &self.shared.record;
+        Some(r.describe(r.page_of(addr)))
+    }
 }
 
 impl<M: PageMechanism> ServeFaults for PageTracker<M> {

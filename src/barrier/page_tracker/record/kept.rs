@@ -1,6 +1,7 @@
 //! The young pages an arm keeps writable and recorded
 //! ([`DirtyTracker::arm_with_young`]), and the harvest's release of those that come to
 //! hold a marked object ([`DirtyTracker::harvest_marked`]); see the record's module docs.
+//! And a page's bits, for the verifier's report of a violation on it.
 //!
 //! [`DirtyTracker::arm_with_young`]: crate::barrier::DirtyTracker::arm_with_young
 //! [`DirtyTracker::harvest_marked`]: crate::barrier::DirtyTracker::harvest_marked
@@ -52,5 +53,18 @@ impl PageRecord {
             }
         });
         self.counters.released_kept(released);
+    }
+
+    /// The page's bits, for the verifier's report of a violation on it
+    /// ([`DirtyTracker::describe_page`](crate::barrier::DirtyTracker::describe_page)).
+    pub(crate) fn describe(&self, page: usize) -> String {
+        let bit = |b: &crate::bitmap::Bitmap| b.get_checked(page);
+        format!(
+            "tracker: recorded {}, kept {}, open {}, handed out {}",
+            bit(&self.dirty),
+            bit(&self.kept),
+            bit(&self.open),
+            bit(&self.handed)
+        )
     }
 }
