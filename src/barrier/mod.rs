@@ -523,9 +523,13 @@ pub trait DirtyTracker: Send + Sync {
     /// the same protection change without recording them ("open" them), because nothing
     /// writes a free page; handing out an open page later then only records it.
     ///
-    /// The contract the caller keeps: IF a page is in the `ahead` range THEN nothing
-    /// writes it until it has been handed out. Default: a hand-out of the whole range,
-    /// which over-approximates and is always safe.
+    /// The contract the caller keeps: IF a page is in the `ahead` range THEN no other
+    /// hand-out takes it until this call has returned, and nothing writes it until it
+    /// has been handed out (the heap calls this under its pool's lock). Otherwise the
+    /// open could land after another hand-out recorded the page and a harvest took that
+    /// record and protected it again: a page in use, writable and unrecorded, whose
+    /// writes no harvest reports (`page_tracker/record/model.rs` shows it). Default: a
+    /// hand-out of the whole range, which over-approximates and is always safe.
     fn hand_out_and_open(&self, start: usize, len: usize, ahead: usize) {
         self.hand_out(start, len + ahead);
     }

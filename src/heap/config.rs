@@ -70,9 +70,10 @@ pub struct HeapConfig {
     /// the page trackers but `uffd-wp-async`). Off by default, as an experiment: it took
     /// 0.04 to 0.11 off the page trackers' ratio to `none` on GCBench at 64 MiB, but one
     /// CI run of the test suite with it on saw the verifier find a marked object with an
-    /// unmarked child under `mprotect` (GCOld, 16 MiB, two threads), which neither a
-    /// random model of the record's protocol nor thousands of runs here reproduced; until
-    /// that is explained, the default collector does not depend on it.
+    /// unmarked child under `mprotect` (GCOld, 16 MiB, two threads). Its likely cause, a
+    /// race in which the allocator opened free pages after another mutator had taken one
+    /// (`Space::take_pages_placed`), is fixed; the keeping stays off until CI runs with
+    /// it on agree.
     pub keep_young_pages: bool,
     /// Barrier-only mode: while no collection runs, the collector thread arms the
     /// tracker, harvests it and disarms it on this fixed schedule, so that every barrier

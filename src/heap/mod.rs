@@ -488,8 +488,15 @@ impl Space {
     /// [`Space::take_pages`], for a large object's run when `high` (placed from the top:
     /// [`PagePool::take_high`]), with no free pages after it handed out: the next single
     /// page comes from the bottom.
+    ///
+    /// The free pages after the run are handed out (opened) before the pool's lock is
+    /// released: IF another thread took one of them before it was opened THEN the late
+    /// open would make a page in use writable without recording it (that thread's
+    /// hand-out recorded it, a harvest may have taken the record and protected it
+    /// again), and writes to it would be lost. The run alone is handed out after the
+    /// lock, since nobody else takes it.
     fn take_pages_placed(&self, n: usize, high: bool, frontier: Frontier<'_>) -> Option<usize> {
-        let (start, needs_zero, after) = self.with_pool(|pool| {
+        let (start, needs_zero, opened) = self.with_pool(|pool| {
             let (start, needs_zero) = if high {
                 pool.take_high(n)?
             } else {
@@ -499,10 +506,13 @@ impl Space {
                 Some(_) if !high => pool.free_run(start + n, HAND_OUT_BATCH.saturating_sub(n)),
                 _ => 0,
             };
-            Some((start, needs_zero, after))
+            if let Some(t) = frontier.filter(|_| after > 0) {
+                t.hand_out_and_open(self.page_addr(start), n * PAGE_SIZE, after * PAGE_SIZE);
+            }
+            Some((start, needs_zero, after > 0))
         })?;
-        if let Some(t) = frontier {
-            t.hand_out_and_open(self.page_addr(start), n * PAGE_SIZE, after * PAGE_SIZE);
+        if let Some(t) = frontier.filter(|_| !opened) {
+            t.hand_out(self.page_addr(start), n * PAGE_SIZE);
         }
         if needs_zero {
             // SAFETY: the run was just taken from the pool: no object lives there and no
