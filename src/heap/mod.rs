@@ -52,8 +52,9 @@
 //! trackers pay no fault for new objects, and remark still rescans the pages that new
 //! objects were written into. A page taken from the pool is handed out together with the
 //! free pages after it (up to `HAND_OUT_BATCH`, 64, in all), which the pool, lowest page
-//! first, hands out next ([`DirtyTracker::hand_out_and_open`]): a page tracker makes them
-//! writable in the same call without recording them, nothing writes them while they are
+//! first, hands out next ([`DirtyTracker::hand_out_and_open`], called under the pool's
+//! lock, so that no other thread takes one of them before they are open): a page
+//! tracker makes them writable in the same call without recording them, nothing writes them while they are
 //! free, and taking one later records it with no protection change. A large object's run
 //! is placed from the top ([`PagePool::take_high`]), so it is handed out alone. The
 //! collector arms the tracker with the pool's free runs (`Space::for_each_free_run`,

@@ -19,8 +19,9 @@
 //! on a VM is an inter-processor interrupt the asking thread waits for (tens of
 //! microseconds on the 2-vCPU guest this was measured on, while the collector thread
 //! runs on the other vCPU). So a hand-out also *opens* the free pages after it, which the
-//! pool hands out next: they become writable in the same call but are not recorded,
-//! since nobody writes a free page; handing out an open page later only records it. Arm,
+//! pool hands out next, and no other hand-out takes before this one returns: they become
+//! writable in the same call but are not recorded, since nobody writes a free page;
+//! handing out an open page later only records it. Arm,
 //! told the allocator's free pages, opens their long runs instead of protecting them. The
 //! invariant: IF a page is writable while armed THEN it is recorded, or it is open (free,
 //! so unwritten until a hand-out records it). A protection change of the whole prefix
