@@ -59,13 +59,13 @@ pub(crate) fn verify<'r>(
 fn explain(gc: &Gc<'_>, dirty: &DirtySet, obj: usize) -> String {
     let space = gc.space;
     let page = space.page_of(obj);
-    let reported = match gc.tracker {
-        _ if dirty.all => "all".to_string(),
-        Some(t) => {
+    let reported = match (dirty.all, gc.tracker) {
+        (true, _) => "all".to_string(),
+        (false, Some(t)) => {
             let granule = (obj - space.base()) >> t.granule_shift();
             dirty.granules.binary_search(&granule).is_ok().to_string()
         }
-        None => "no tracker".to_string(),
+        (false, None) => "no tracker".to_string(),
     };
     let tracker = gc.tracker.and_then(|t| t.describe_page(obj));
     format!(

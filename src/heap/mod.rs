@@ -54,8 +54,8 @@
 //! free pages after it (up to `HAND_OUT_BATCH`, 64, in all), which the pool, lowest page
 //! first, hands out next ([`DirtyTracker::hand_out_and_open`], called under the pool's
 //! lock, so that no other thread takes one of them before they are open): a page
-//! tracker makes them writable in the same call without recording them, nothing writes them while they are
-//! free, and taking one later records it with no protection change. A large object's run
+//! tracker makes them writable in the same call without recording them, nothing writes
+//! them while they are free, and taking one later records it with no protection change. A large object's run
 //! is placed from the top ([`PagePool::take_high`]), so it is handed out alone. The
 //! collector arms the tracker with the pool's free runs (`Space::for_each_free_run`,
 //! [`DirtyTracker::arm_with_free`]): a page tracker leaves them open, so that the pages

@@ -35,6 +35,17 @@ impl Sim {
     fn writable(&self, q: usize) -> bool {
         self.writable.lock().unwrap()[q]
     }
+
+    /// Fails the change of a run (never of the whole heap, which degradation relies on)
+    /// while `left` counts failures still to make.
+    fn fails(left: &AtomicU32, len: usize) -> RawResult {
+        let n = left.load(Ordering::Relaxed);
+        if n > 0 && len < PAGES * PAGE_SIZE {
+            left.store(n - 1, Ordering::Relaxed);
+            return Err(libc::ENOMEM);
+        }
+        Ok(())
+    }
 }
 
 // SAFETY: only used in these tests, never from a signal handler.
@@ -43,20 +54,12 @@ unsafe impl PageProtection for Sim {
     const STICKY: bool = false;
     const INJECTED: i32 = libc::EIO;
     fn protect(&self, start: usize, len: usize) -> RawResult {
-        let fail = self.fail_protects.load(Ordering::Relaxed);
-        if fail > 0 && len < PAGES * PAGE_SIZE {
-            self.fail_protects.store(fail - 1, Ordering::Relaxed);
-            return Err(libc::ENOMEM);
-        }
+        Sim::fails(&self.fail_protects, len)?;
         self.set(start, len, false);
         Ok(())
     }
     fn unprotect(&self, start: usize, len: usize) -> RawResult {
-        let fail = self.fail_unprotects.load(Ordering::Relaxed);
-        if fail > 0 && len < PAGES * PAGE_SIZE {
-            self.fail_unprotects.store(fail - 1, Ordering::Relaxed);
-            return Err(libc::ENOMEM);
-        }
+        Sim::fails(&self.fail_unprotects, len)?;
         self.set(start, len, true);
         Ok(())
     }
